@@ -1,0 +1,26 @@
+"""rnngraph: a dataflow-graph compiler for recurrent networks.
+
+Build (placeholders, variables, ops, RNN cells) -> transform (autodiff, passes) ->
+plan (memory) -> execute (NumPy / CuPy). TensorFlow-1 style API:
+
+    import rnngraph as rg
+    X = rg.placeholder(rg.float32, [None, n_steps, n_inputs])
+    cell = rg.nn.BasicRNNCell(num_units=5)
+    outputs, states = rg.nn.dynamic_rnn(cell, X, dtype=rg.float32)
+"""
+from .dtypes import bool_, float16, float32, float64, int32, int64
+from .errors import ExecutionError, GradientError, OutOfMemoryError, RnnGraphError, ShapeError
+from .ir import Graph, TensorType, Value, format_graph, get_default_graph, reset_default_graph, verify
+from .ops import *  # noqa: F401,F403  (op builders: rg.matmul, rg.tanh, ...)
+from .ops import initializers
+from .ops.sources import global_variables_initializer
+from .autodiff import gradients
+from .runtime.session import Session, get_default_session
+
+
+def name_scope(name):
+    """Nest the names of nodes built inside under `name` (like tf.name_scope)."""
+    return get_default_graph().name_scope(name)
+
+
+__version__ = "0.1.0"

@@ -1,0 +1,140 @@
+"""Reverse mode as a graph-to-graph transform: `gradients(ys, xs)` adds gradient nodes to the
+graph of `ys` and returns their Values, like tf.gradients.
+
+Walk the nodes on a path from xs to ys in reverse creation (= topological) order, ask each op's
+vjp for its inputs' cotangents, and sum the cotangents of values used more than once. A loop
+node's vjp is another loop node running backwards (see ops/loop.py).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import GradientError
+from .ir.graph import Graph
+from .ir.node import Node
+from .ir.value import Value
+from . import ops
+
+
+def _as_list(x) -> tuple[list, bool]:
+    if isinstance(x, (list, tuple)):
+        return list(x), True
+    return [x], False
+
+
+def nodes_between(graph: Graph, xs: Sequence[Value], ys: Sequence[Value]) -> tuple[list[Node], set]:
+    """Nodes of `graph` with an input depending on an x and an output reaching a y, in order;
+    plus the set of values that depend on some x."""
+    depends = set(xs)
+    forward = []
+    for node in graph.nodes:
+        if any(v in depends for v in node.inputs):
+            forward.append(node)
+            depends.update(node.outputs)
+    reach = set(ys)
+    between = []
+    for node in reversed(forward):
+        if any(v in reach for v in node.outputs):
+            between.append(node)
+            reach.update(node.inputs)
+    between.reverse()
+    return between, depends
+
+
+def _accumulate(parts: list[Value]) -> Value:
+    total = parts[0]
+    for p in parts[1:]:
+        total = ops.add(total, p)
+    return total
+
+
+def gradients(ys, xs, grad_ys=None, name: str = "gradients"):
+    """Symbolic d(sum of ys)/d(x) for each x, as Values in the same graph.
+
+    `grad_ys` (optional) are the cotangents of ys (default: ones). Returns one Value per x, or
+    None for an x that no y depends on. Raises GradientError naming the op that lacks a rule,
+    TypeError for an integer y.
+    """
+    ys, _ = _as_list(ys)
+    xs, xs_was_list = _as_list(xs)
+    if not ys:
+        raise ValueError("gradients() needs at least one y")
+    for v in ys + xs:
+        if not isinstance(v, Value):
+            raise TypeError(f"gradients() takes Values, got {type(v).__name__}: {v!r}")
+    graph = ys[0].graph
+    for v in ys + xs:
+        if v.graph is not graph:
+            raise ValueError(f"{v!r} is not in the graph of {ys[0]!r}")
+    for y in ys:
+        if not np.issubdtype(y.dtype, np.floating):
+            raise TypeError(f"cannot differentiate integer/bool value {y.name} ({y.type}), built "
+                            f"at {y.node.location}")
+    if grad_ys is None:
+        grad_ys = [None] * len(ys)
+    else:
+        grad_ys, _ = _as_list(grad_ys)
+        if len(grad_ys) != len(ys):
+            raise ValueError(f"{len(grad_ys)} grad_ys for {len(ys)} ys")
+
+    start = len(graph.nodes)
+    with graph.as_default(), graph.name_scope(name):
+        between, depends = nodes_between(graph, xs, ys)
+        cotangents: dict[Value, list[Value]] = {}
+        for y, gy in zip(ys, grad_ys):
+            if y in depends or y in xs:
+                seed = ops.ones_like(y) if gy is None else ops.cast(ops.as_value(gy, y.dtype), y.dtype)
+                cotangents.setdefault(y, []).append(seed)
+        for node in reversed(between):
+            gs = [_accumulate(cotangents[v]) if v in cotangents else None for v in node.outputs]
+            if all(g is None for g in gs) or not node.op.differentiable:
+                continue
+            for v, g in zip(node.outputs, gs):  # keep the sum, not the parts, for reuse
+                if g is not None:
+                    cotangents[v] = [g]
+            try:
+                vjp = node.op.vjp
+                grads = vjp(node, *gs) if node.op.multi_output else vjp(node, gs[0])
+            except GradientError:
+                raise
+            except NotImplementedError as exc:
+                raise GradientError(f"no gradient rule for op '{node.op.name}' "
+                                    f"(node {node.describe()}): {exc}") from None
+            if len(grads) != len(node.inputs):
+                raise AssertionError(f"vjp of {node.op.name} gave {len(grads)} cotangents "
+                                     f"for {len(node.inputs)} inputs")
+            for v, g in zip(node.inputs, grads):
+                if g is not None and (v in depends or v in xs):
+                    if g.shape != v.shape or g.dtype != v.dtype:
+                        g = _fit(g, v)
+                    cotangents.setdefault(v, []).append(g)
+        results = [_accumulate(cotangents[x]) if x in cotangents else None for x in xs]
+
+    _prune_and_mark(graph, start, results)
+    return results if xs_was_list else results[0]
+
+
+def _fit(g: Value, like: Value) -> Value:
+    """Make a cotangent match its primal's static type (dtype drift, partial-shape drift)."""
+    if g.dtype != like.dtype:
+        g = ops.cast(g, like.dtype)
+    return g
+
+
+def _prune_and_mark(graph: Graph, start: int, results: list) -> None:
+    """Mark the nodes this call added as gradient nodes; drop those no result depends on."""
+    added = graph.nodes[start:]
+    keep = set()
+    stack = [r.node for r in results if r is not None]
+    added_set = set(added)
+    while stack:
+        n = stack.pop()
+        if n in keep or n not in added_set:
+            continue
+        keep.add(n)
+        stack.extend(v.node for v in n.inputs)
+    graph.remove_nodes(added_set - keep)
+    for n in keep:
+        n.is_gradient = True

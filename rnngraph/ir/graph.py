@@ -1,0 +1,191 @@
+"""Graph: nodes in creation (= topological) order, scoped unique names, a default-graph stack.
+
+A loop node's body is a Graph whose `parent` is the graph holding the loop. Values of an
+enclosing graph used inside a body are *captured*: they become the body's loop-invariant params.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+import threading
+from typing import Callable, Iterator
+
+from .node import Node
+from .types import TensorType
+from .value import Value
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-/]*$")
+
+
+class Graph:
+    def __init__(self, parent: "Graph | None" = None, name: str = "graph"):
+        self.parent = parent
+        self.name = name
+        self.nodes: list[Node] = []
+        self._by_name: dict[str, Node] = {}
+        self._name_counts: dict[str, int] = {}
+        self._scope: list[str] = []
+        self._ids = parent._ids if parent is not None else itertools.count()
+        self.version = 0  # bumped on every change; compiled programs check it
+        # body graphs: ordered params by role, and outer value -> invariant param
+        self.params: dict[str, list[Value]] = {}
+        self.captures: dict[Value, Value] = {}
+        self.capture_fn: Callable[[Value], Value] | None = None
+        self.collections: dict[str, list] = {}
+
+    # --- structure ----------------------------------------------------------------------
+    @property
+    def root(self) -> "Graph":
+        g = self
+        while g.parent is not None:
+            g = g.parent
+        return g
+
+    def is_ancestor_of(self, other: "Graph") -> bool:
+        g = other.parent
+        while g is not None:
+            if g is self:
+                return True
+            g = g.parent
+        return False
+
+    def _next_value_id(self) -> int:
+        return next(self._ids)
+
+    def get_node(self, name: str) -> Node:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no node named {name!r} in this graph") from None
+
+    def get_value(self, name: str) -> Value:
+        """Look a value up by 'node_name:index' (or the node name for its first output)."""
+        node_name, _, idx = name.rpartition(":") if ":" in name else (name, "", "0")
+        return self.get_node(node_name).outputs[int(idx)]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def total_nodes(self) -> int:
+        """Nodes here plus inside every loop body, recursively."""
+        return sum(1 + sum(b.total_nodes() for b in n.op.subgraphs()) for n in self.nodes)
+
+    # --- naming -------------------------------------------------------------------------
+    def unique_name(self, base: str) -> str:
+        if not _NAME_RE.match(base):
+            raise ValueError(f"invalid node name {base!r}")
+        full = "/".join(self._scope + [base]) if base else "/".join(self._scope)
+        n = self._name_counts.get(full, 0)
+        self._name_counts[full] = n + 1
+        name = full if n == 0 else f"{full}_{n}"
+        while name in self._by_name:  # user named something 'x_1' explicitly
+            n += 1
+            self._name_counts[full] = n + 1
+            name = f"{full}_{n}"
+        return name
+
+    @contextlib.contextmanager
+    def name_scope(self, name: str | None):
+        """Nest node names under `name` (like tf.name_scope); None or '' adds nothing."""
+        if not name:
+            yield self.current_scope()
+            return
+        name = name.rstrip("/")
+        self._scope.append(name)
+        try:
+            yield self.current_scope()
+        finally:
+            self._scope.pop()
+
+    def current_scope(self) -> str:
+        return "/".join(self._scope)
+
+    # --- building -----------------------------------------------------------------------
+    def add_node(self, op, inputs: list[Value], out_types: list[TensorType], name: str | None,
+                 location: str) -> Node:
+        node = Node(self, op, inputs, self.unique_name(name or op.default_name()), location)
+        for t in out_types:
+            node._add_output(t)
+        self.nodes.append(node)
+        self._by_name[node.name] = node
+        self.version += 1
+        return node
+
+    def add_param(self, role: str, type: TensorType, name: str, location: str = "") -> Value:
+        """A body-graph parameter (step index, carried state, invariant or sequence slice)."""
+        from ..ops.sources import Param
+        node = self.add_node(Param(role), [], [type], name, location)
+        self.params.setdefault(role, []).append(node.outputs[0])
+        return node.outputs[0]
+
+    def capture(self, value: Value) -> Value:
+        """The value standing for `value` (from another graph) inside this graph."""
+        if value.graph is self:
+            return value
+        if self.capture_fn is not None:
+            return self.capture_fn(value)
+        if value.graph.is_ancestor_of(self):
+            outer = self.parent.capture(value)
+            if outer not in self.captures:
+                self.captures[outer] = self.add_param("invariant", outer.type,
+                                                      "capture/" + _tail(outer.node.name))
+            return self.captures[outer]
+        raise ValueError(f"{value!r} belongs to another graph; values of different graphs "
+                         "cannot be combined (build them in one graph, or use as_default())")
+
+    def remove_nodes(self, doomed: set[Node]) -> None:
+        """Drop nodes nobody references (autodiff cleans up the grads it did not need)."""
+        self.nodes = [n for n in self.nodes if n not in doomed]
+        for n in doomed:
+            self._by_name.pop(n.name, None)
+        self.version += 1
+
+    # --- default graph ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def as_default(self):
+        stack = _default_stack()
+        stack.append(self)
+        try:
+            yield self
+        finally:
+            stack.pop()
+
+    def __repr__(self) -> str:
+        kind = "body" if self.parent is not None else "graph"
+        return f"<{kind} {self.name!r}: {len(self.nodes)} nodes>"
+
+    def __str__(self) -> str:
+        from .printer import format_graph
+        return format_graph(self)
+
+
+def _tail(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+_local = threading.local()
+_global_default = Graph()
+
+
+def _default_stack() -> list[Graph]:
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    return _local.stack
+
+
+def get_default_graph() -> Graph:
+    stack = _default_stack()
+    return stack[-1] if stack else _global_default
+
+
+def reset_default_graph() -> Graph:
+    """Replace the global default graph with a fresh one (like tf.reset_default_graph)."""
+    global _global_default
+    if _default_stack():
+        raise RuntimeError("reset_default_graph() inside a `with graph.as_default()` block")
+    _global_default = Graph()
+    return _global_default

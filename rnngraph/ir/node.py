@@ -1,0 +1,42 @@
+"""Node: one application of an op to input Values, producing output Values."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .value import Value
+
+if TYPE_CHECKING:
+    from ..ops.base import Op
+    from .graph import Graph
+    from .types import TensorType
+
+
+class Node:
+    __slots__ = ("graph", "op", "inputs", "outputs", "name", "location", "is_gradient")
+
+    def __init__(self, graph: "Graph", op: "Op", inputs: list[Value], name: str, location: str):
+        self.graph = graph
+        self.op = op
+        self.inputs = list(inputs)
+        self.outputs: list[Value] = []
+        self.name = name
+        self.location = location
+        self.is_gradient = False  # set by autodiff; renderers set gradient nodes apart
+
+    def _add_output(self, type: "TensorType") -> Value:
+        value = Value(self, len(self.outputs), type, self.graph._next_value_id())
+        self.outputs.append(value)
+        return value
+
+    @property
+    def output(self) -> Value:
+        if len(self.outputs) != 1:
+            raise ValueError(f"node {self.name} has {len(self.outputs)} outputs, not one")
+        return self.outputs[0]
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} = {self.op.name} ({self.location})>"
+
+    def describe(self) -> str:
+        """How error messages name a node: op, scoped name and the user's line that built it."""
+        return f"{self.op.name} '{self.name}' (built at {self.location})"

@@ -1,0 +1,102 @@
+"""Value: one output of one node, with a static type. Python operators build ops on it."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .node import Node
+    from .types import TensorType
+
+
+class Value:
+    """A symbolic tensor: the `index`-th output of `node`. Immutable once built (SSA)."""
+
+    __slots__ = ("node", "index", "type", "id", "__weakref__")
+
+    def __init__(self, node: "Node", index: int, type: "TensorType", id: int):
+        self.node = node
+        self.index = index
+        self.type = type
+        self.id = id
+
+    # --- static facts -------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self.type.shape
+
+    @property
+    def dtype(self):
+        return self.type.dtype
+
+    @property
+    def graph(self):
+        return self.node.graph
+
+    @property
+    def op(self):
+        return self.node.op
+
+    @property
+    def name(self) -> str:
+        return f"{self.node.name}:{self.index}"
+
+    def __repr__(self) -> str:
+        return f"<Value %{self.id}:{self.type} {self.name}>"
+
+    def get_shape(self):
+        return self.shape
+
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):  # identity: Values are dict keys; use rg.equal for the elementwise op
+        return self is other
+
+    def __bool__(self):
+        raise TypeError(f"the truth value of symbolic {self!r} is unknown until the graph runs; "
+                        "use rg.where/rg.cond-style ops instead of Python `if`")
+
+    def __len__(self):
+        if self.shape and self.shape[0] is not None:
+            return self.shape[0]
+        raise TypeError(f"len() of {self!r}: its first dimension is unknown until run time")
+
+    # --- operators (bound lazily to avoid an import cycle with ops) -----------------------
+    def _math(name, reflected=False):
+        def method(self, other):
+            from .. import ops
+            fn = getattr(ops, name)
+            return fn(other, self) if reflected else fn(self, other)
+        method.__name__ = name
+        return method
+
+    __add__ = _math("add")
+    __radd__ = _math("add", True)
+    __sub__ = _math("subtract")
+    __rsub__ = _math("subtract", True)
+    __mul__ = _math("multiply")
+    __rmul__ = _math("multiply", True)
+    __truediv__ = _math("divide")
+    __rtruediv__ = _math("divide", True)
+    __matmul__ = _math("matmul")
+    __rmatmul__ = _math("matmul", True)
+    __pow__ = _math("pow")
+    __lt__ = _math("less")
+    __le__ = _math("less_equal")
+    __gt__ = _math("greater")
+    __ge__ = _math("greater_equal")
+    del _math
+
+    def __neg__(self):
+        from .. import ops
+        return ops.negative(self)
+
+    def __getitem__(self, key):
+        from .. import ops
+        return ops.getitem(self, key)
+
+    def eval(self, feed_dict=None, session=None):
+        """Run this value in `session` (or the default session), TF1-style."""
+        from ..runtime.session import get_default_session
+        sess = session or get_default_session()
+        return sess.run(self, feed_dict=feed_dict)

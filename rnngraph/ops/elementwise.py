@@ -1,0 +1,415 @@
+"""Elementwise ops with NumPy broadcasting: arithmetic, activations, comparisons, where, cast."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..dtypes import as_dtype
+from ..errors import ShapeError
+from ..ir.types import TensorType, broadcast_shapes
+from ..ir.value import Value
+from .base import Op, apply, as_value, require_float, same_dtype
+
+
+def _binary_args(a, b):
+    """Python numbers take the dtype of the Value beside them (weak typing, like JAX)."""
+    if isinstance(a, Value) and not isinstance(b, Value):
+        b = as_value(b, dtype=a.dtype if np.ndim(b) == 0 else None)
+    elif isinstance(b, Value) and not isinstance(a, Value):
+        a = as_value(a, dtype=b.dtype if np.ndim(a) == 0 else None)
+    return as_value(a), as_value(b)
+
+
+def unbroadcast(g: Value, x: Value) -> Value:
+    """Sum cotangent `g` down to the shape of `x` (the adjoint of broadcasting x)."""
+    if g.shape == x.shape and all(d is not None for d in x.shape):
+        return g
+    if g.shape == x.shape and len(x.shape) == len(g.shape):
+        # unknown dims on both sides are taken to be equal; ops that broadcast over an unknown
+        # dim of size 1 are caught by SumTo's runtime check below only when shapes differ.
+        return g
+    return apply(SumTo(), [g, x])
+
+
+class SumTo(Op):
+    """sum_to(g, like): reduce g over broadcast axes until it has like's (runtime) shape."""
+    name = "sum_to"
+
+    def infer(self, g, like):
+        return TensorType(like.shape, g.dtype)
+
+    def compute(self, xp, g, like):
+        shape = like.shape
+        if g.shape == shape:
+            return g
+        lead = g.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            i + lead for i, d in enumerate(shape) if d == 1 and g.shape[i + lead] != 1)
+        return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)
+
+    def vjp(self, node, g):
+        return [broadcast_like(g, node.inputs[0]), None]
+
+
+class BroadcastLike(Op):
+    """broadcast_like(x, like): x broadcast to like's runtime shape."""
+    name = "broadcast_like"
+
+    def infer(self, x, like):
+        return TensorType(broadcast_shapes(x.shape, like.shape), x.dtype)
+
+    def compute(self, xp, x, like):
+        return xp.broadcast_to(x, like.shape)
+
+    def vjp(self, node, g):
+        return [unbroadcast(g, node.inputs[0]), None]
+
+
+def broadcast_like(x, like):
+    return apply(BroadcastLike(), [x, like])
+
+
+# --- binary arithmetic --------------------------------------------------------------------------
+class Binary(Op):
+    kernel = ""
+
+    def infer(self, a, b):
+        dtype = same_dtype(self.name, a, b)
+        return TensorType(broadcast_shapes(a.shape, b.shape), dtype)
+
+    def compute(self, xp, a, b):
+        return getattr(xp, self.kernel)(a, b)
+
+
+class Add(Binary):
+    name, kernel = "add", "add"
+
+    def vjp(self, node, g):
+        a, b = node.inputs
+        return [unbroadcast(g, a), unbroadcast(g, b)]
+
+
+class Sub(Binary):
+    name, kernel = "sub", "subtract"
+
+    def vjp(self, node, g):
+        a, b = node.inputs
+        return [unbroadcast(g, a), unbroadcast(negative(g), b)]
+
+
+class Mul(Binary):
+    name, kernel = "mul", "multiply"
+
+    def vjp(self, node, g):
+        a, b = node.inputs
+        return [unbroadcast(multiply(g, b), a), unbroadcast(multiply(g, a), b)]
+
+
+class Div(Binary):
+    name, kernel = "div", "divide"
+
+    def infer(self, a, b):
+        out = super().infer(a, b)
+        require_float(out, "div operands")
+        return out
+
+    def vjp(self, node, g):
+        a, b = node.inputs
+        y = node.outputs[0]
+        return [unbroadcast(divide(g, b), a), unbroadcast(negative(multiply(g, divide(y, b))), b)]
+
+
+class Maximum(Binary):
+    name, kernel = "maximum", "maximum"
+
+    def vjp(self, node, g):
+        a, b = node.inputs
+        pick_a = greater_equal(a, b)
+        zero = zeros_like(g)
+        return [unbroadcast(where(pick_a, g, zero), a), unbroadcast(where(pick_a, zero, g), b)]
+
+
+class Minimum(Binary):
+    name, kernel = "minimum", "minimum"
+
+    def vjp(self, node, g):
+        a, b = node.inputs
+        pick_a = less_equal(a, b)
+        zero = zeros_like(g)
+        return [unbroadcast(where(pick_a, g, zero), a), unbroadcast(where(pick_a, zero, g), b)]
+
+
+class Pow(Binary):
+    name, kernel = "pow", "power"
+
+    def vjp(self, node, g):
+        a, b = node.inputs
+        y = node.outputs[0]
+        da = multiply(g, multiply(b, pow(a, subtract(b, 1))))
+        safe_a = where(greater(a, 0), a, ones_like(a))  # d/db a^b = a^b log a, taken 0 where a<=0
+        db = multiply(g, multiply(y, log(safe_a)))
+        return [unbroadcast(da, a), unbroadcast(db, b)]
+
+
+# --- comparisons (no gradient) ---------------------------------------------------------------
+class Compare(Binary):
+    differentiable = False
+
+    def infer(self, a, b):
+        same_dtype(self.name, a, b)
+        return TensorType(broadcast_shapes(a.shape, b.shape), np.bool_)
+
+
+class Less(Compare):
+    name, kernel = "less", "less"
+
+
+class LessEqual(Compare):
+    name, kernel = "less_equal", "less_equal"
+
+
+class Greater(Compare):
+    name, kernel = "greater", "greater"
+
+
+class GreaterEqual(Compare):
+    name, kernel = "greater_equal", "greater_equal"
+
+
+class Equal(Compare):
+    name, kernel = "equal", "equal"
+
+
+class NotEqual(Compare):
+    name, kernel = "not_equal", "not_equal"
+
+
+class LogicalAnd(Binary):
+    name, kernel, differentiable = "logical_and", "logical_and", False
+
+
+class LogicalOr(Binary):
+    name, kernel, differentiable = "logical_or", "logical_or", False
+
+
+# --- unary ----------------------------------------------------------------------------------
+class Unary(Op):
+    kernel = ""
+    float_only = True
+
+    def infer(self, x):
+        if self.float_only:
+            require_float(x)
+        return x
+
+    def compute(self, xp, x):
+        return getattr(xp, self.kernel)(x)
+
+
+class Neg(Unary):
+    name, kernel, float_only = "neg", "negative", False
+
+    def vjp(self, node, g):
+        return [negative(g)]
+
+
+class Tanh(Unary):
+    name, kernel = "tanh", "tanh"
+
+    def vjp(self, node, g):
+        y = node.outputs[0]
+        return [multiply(g, subtract(1.0, square(y)))]
+
+
+class Sigmoid(Unary):
+    name = "sigmoid"
+
+    def compute(self, xp, x):
+        # 0.5 * tanh(x/2) + 0.5 is the logistic function without overflow in exp
+        y = xp.multiply(x, x.dtype.type(0.5))
+        xp.tanh(y, out=y)
+        y *= x.dtype.type(0.5)
+        y += x.dtype.type(0.5)
+        return y
+
+    def vjp(self, node, g):
+        y = node.outputs[0]
+        return [multiply(g, multiply(y, subtract(1.0, y)))]
+
+
+class Relu(Unary):
+    name = "relu"
+
+    def compute(self, xp, x):
+        return xp.maximum(x, x.dtype.type(0))
+
+    def vjp(self, node, g):
+        x = node.inputs[0]
+        return [where(greater(x, 0.0), g, zeros_like(g))]
+
+
+class Exp(Unary):
+    name, kernel = "exp", "exp"
+
+    def vjp(self, node, g):
+        return [multiply(g, node.outputs[0])]
+
+
+class Log(Unary):
+    name, kernel = "log", "log"
+
+    def vjp(self, node, g):
+        return [divide(g, node.inputs[0])]
+
+
+class Square(Unary):
+    name, kernel, float_only = "square", "square", False
+
+    def vjp(self, node, g):
+        return [multiply(g, multiply(node.inputs[0], 2.0))]
+
+
+class Sqrt(Unary):
+    name, kernel = "sqrt", "sqrt"
+
+    def vjp(self, node, g):
+        return [divide(g, multiply(node.outputs[0], 2.0))]
+
+
+class Abs(Unary):
+    name, kernel, float_only = "abs", "abs", False
+
+    def vjp(self, node, g):
+        return [multiply(g, sign(node.inputs[0]))]
+
+
+class Sign(Unary):
+    name, kernel, float_only, differentiable = "sign", "sign", False, False
+
+
+class LogicalNot(Unary):
+    name, kernel, float_only, differentiable = "logical_not", "logical_not", False, False
+
+
+# --- where / cast ------------------------------------------------------------------------------
+class Where(Op):
+    """where(cond, a, b): a where cond is true else b, broadcasting all three."""
+    name = "where"
+
+    def infer(self, cond, a, b):
+        if cond.dtype != np.bool_:
+            raise TypeError(f"condition must be bool, got {cond.dtype}")
+        dtype = same_dtype(self.name, a, b)
+        return TensorType(broadcast_shapes(cond.shape, a.shape, b.shape), dtype)
+
+    def compute(self, xp, cond, a, b):
+        return xp.where(cond, a, b)
+
+    def vjp(self, node, g):
+        cond, a, b = node.inputs
+        zero = zeros_like(g)
+        return [None, unbroadcast(where(cond, g, zero), a), unbroadcast(where(cond, zero, g), b)]
+
+
+class Cast(Op):
+    name = "cast"
+
+    def __init__(self, dtype):
+        self.dtype = as_dtype(dtype).name
+
+    def infer(self, x):
+        return TensorType(x.shape, self.dtype)
+
+    def compute(self, xp, x):
+        return x.astype(self.dtype, copy=False)
+
+    def vjp(self, node, g):
+        x = node.inputs[0]
+        if not np.issubdtype(x.dtype, np.floating) or not np.issubdtype(as_dtype(self.dtype), np.floating):
+            return [None]
+        return [cast(g, x.dtype)]
+
+
+class ZerosLike(Op):
+    name, differentiable = "zeros_like", False
+
+    def infer(self, x):
+        return x
+
+    def compute(self, xp, x):
+        return xp.zeros_like(x)
+
+
+class OnesLike(Op):
+    name, differentiable = "ones_like", False
+
+    def infer(self, x):
+        return x
+
+    def compute(self, xp, x):
+        return xp.ones_like(x)
+
+
+# --- builders -----------------------------------------------------------------------------
+def _binary_builder(cls):
+    def build(a, b, name=None):
+        return apply(cls(), _binary_args(a, b), name=name)
+    build.__name__ = cls.name
+    build.__doc__ = f"Elementwise {cls.name} with NumPy broadcasting."
+    return build
+
+
+add = _binary_builder(Add)
+subtract = _binary_builder(Sub)
+multiply = _binary_builder(Mul)
+divide = _binary_builder(Div)
+maximum = _binary_builder(Maximum)
+minimum = _binary_builder(Minimum)
+pow = _binary_builder(Pow)
+less = _binary_builder(Less)
+less_equal = _binary_builder(LessEqual)
+greater = _binary_builder(Greater)
+greater_equal = _binary_builder(GreaterEqual)
+equal = _binary_builder(Equal)
+not_equal = _binary_builder(NotEqual)
+logical_and = _binary_builder(LogicalAnd)
+logical_or = _binary_builder(LogicalOr)
+
+
+def _unary_builder(cls):
+    def build(x, name=None):
+        return apply(cls(), [x], name=name)
+    build.__name__ = cls.name
+    build.__doc__ = f"Elementwise {cls.name}."
+    return build
+
+
+negative = _unary_builder(Neg)
+tanh = _unary_builder(Tanh)
+sigmoid = _unary_builder(Sigmoid)
+relu = _unary_builder(Relu)
+exp = _unary_builder(Exp)
+log = _unary_builder(Log)
+square = _unary_builder(Square)
+sqrt = _unary_builder(Sqrt)
+abs = _unary_builder(Abs)
+sign = _unary_builder(Sign)
+logical_not = _unary_builder(LogicalNot)
+zeros_like = _unary_builder(ZerosLike)
+ones_like = _unary_builder(OnesLike)
+
+
+def where(condition, x, y, name=None):
+    """Elementwise select: x where condition else y (tf.where with broadcasting)."""
+    x, y = _binary_args(x, y)
+    return apply(Where(), [condition, x, y], name=name)
+
+
+def cast(x, dtype, name=None):
+    x = as_value(x)
+    if x.dtype == as_dtype(dtype):
+        return x
+    return apply(Cast(dtype), [x], name=name)
+
+
+def sum_to(g, like, name=None):
+    return apply(SumTo(), [g, like], name=name)

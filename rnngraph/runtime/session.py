@@ -1,0 +1,130 @@
+"""Session: compile once per (fetches, feeds), run many times (TensorFlow-1 style)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..ir.graph import Graph, get_default_graph
+from ..ir.value import Value
+from .devices import get_device
+from .fetches import flatten
+from .program import CompileContext, Program
+from .variables import VariableStore
+
+_default_sessions = threading.local()
+
+
+def get_default_session() -> "Session":
+    stack = getattr(_default_sessions, "stack", [])
+    if not stack:
+        raise RuntimeError("no default session: use `with rg.Session() as sess:` or pass session=")
+    return stack[-1]
+
+
+class Session:
+    """Runs a graph on a device. Variables live here; programs are compiled once and cached.
+
+    Args:
+      graph: the graph to run (default: the default graph).
+      device: 'cpu' (NumPy), 'gpu' (CuPy), 'auto', or a Device.
+      seed: seeds variable initializers (same seed, same initial values in any session).
+    """
+
+    def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, **options):
+        self.graph = (graph or get_default_graph()).root
+        self.device = get_device(device)
+        self.variables = VariableStore(self.graph, self.device, seed)
+        self.options = options
+        self._programs: dict = {}
+        self._lock = threading.Lock()
+
+    # --- context manager (TF1: `with tf.Session() as sess`) ---------------------------------
+    def __enter__(self):
+        if not hasattr(_default_sessions, "stack"):
+            _default_sessions.stack = []
+        _default_sessions.stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _default_sessions.stack.pop()
+        return False
+
+    def close(self):
+        self._programs.clear()
+
+    # --- compile ------------------------------------------------------------------------------
+    def compile(self, fetches: list[Value], fed: list[Value]) -> Program:
+        key = (tuple(id(v) for v in fetches), tuple(id(v) for v in fed))
+        with self._lock:
+            prog = self._programs.get(key)
+            if prog is None or prog.version != self.graph.version:
+                ctx = CompileContext(self.device, self.variables, self.options)
+                prog = Program(self.graph, fetches, fed, ctx)
+                self._programs[key] = prog
+        return prog
+
+    # --- run ----------------------------------------------------------------------------------
+    def run(self, fetches, feed_dict=None, **run_options):
+        """Compute `fetches` (a Value or nested list/tuple/dict/namedtuple of Values)."""
+        flat, rebuild = flatten(fetches)
+        for v in flat:
+            if v.graph.root is not self.graph:
+                raise ValueError(f"cannot fetch {v.name} (built at {v.node.location}): it belongs "
+                                 "to another graph than this session's")
+            if v.graph is not self.graph:
+                raise ValueError(f"cannot fetch {v.name}: it lives inside a loop body; fetch the "
+                                 "loop's outputs instead")
+        fed, arrays = self._check_feeds(feed_dict or {})
+        prog = self.compile(flat, fed)
+        outs = prog.run(arrays)
+        return rebuild([self.device.to_host(o) if o is not None else None for o in outs])
+
+    def _check_feeds(self, feed_dict) -> tuple[list[Value], list]:
+        fed, arrays = [], []
+        for key, value in feed_dict.items():
+            v = self._feed_key(key)
+            fed.append(v)
+            arrays.append(self.device.asarray(_coerce_feed(v, value)))
+        return fed, arrays
+
+    def _feed_key(self, key) -> Value:
+        if isinstance(key, str):
+            try:
+                key = self.graph.get_value(key)
+            except (KeyError, ValueError, IndexError):
+                raise ValueError(f"feed_dict key {key!r} names no value in this graph") from None
+        if not isinstance(key, Value):
+            raise TypeError(f"feed_dict keys must be placeholders (Values) or their names, got "
+                            f"{type(key).__name__}: {key!r}")
+        if key.graph is not self.graph:
+            raise ValueError(f"cannot feed {key.name}: it belongs to another graph")
+        return key
+
+    # --- variables ----------------------------------------------------------------------------
+    def read_variable(self, var) -> np.ndarray:
+        name = var if isinstance(var, str) else var.node.name
+        return self.device.to_host(self.variables.read(name))
+
+    def load_variable(self, var, value) -> None:
+        name = var if isinstance(var, str) else var.node.name
+        self.variables.load(name, value)
+
+
+def _coerce_feed(v: Value, value) -> np.ndarray:
+    """Check a fed array against the placeholder's static type; cast only where it is safe."""
+    what = f"placeholder '{v.node.name}'" if v.node.op.name == "placeholder" else f"value '{v.name}'"
+    where = f" (built at {v.node.location})"
+    arr = np.asarray(value)
+    want = v.dtype
+    if arr.dtype != want:
+        ok = (want.kind == "f" and arr.dtype.kind in "fiub") or \
+             (want.kind in "iu" and arr.dtype.kind in "iu") or (want.kind == "b" and arr.dtype.kind == "b")
+        if not ok:
+            raise TypeError(f"{what}{where} has dtype {want}, cannot feed an array of dtype "
+                            f"{arr.dtype}")
+        arr = arr.astype(want)
+    if not v.type.accepts(arr.shape):
+        raise ValueError(f"{what}{where} expects shape {v.type} (rank {len(v.shape)}), got an "
+                         f"array of shape {arr.shape}")
+    return arr

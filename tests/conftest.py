@@ -1,0 +1,21 @@
+import pytest
+
+
+def _cuda_available() -> bool:
+    try:
+        import cupy
+    except Exception:  # cupy absent or broken (no CUDA runtime)
+        return False
+    try:
+        return bool(cupy.cuda.is_available())
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if _cuda_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="no CUDA device (cupy.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
