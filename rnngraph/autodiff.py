@@ -81,46 +81,51 @@ def gradients(ys, xs, grad_ys=None, name: str = "gradients"):
 
     start = len(graph.nodes)
     with graph.as_default(), graph.name_scope(name):
-        between, depends = nodes_between(graph, xs, ys)
-        cotangents: dict[Value, list[Value]] = {}
+        seeds = {}
         for y, gy in zip(ys, grad_ys):
-            if y in depends or y in xs:
-                seed = ops.ones_like(y) if gy is None else ops.cast(ops.as_value(gy, y.dtype), y.dtype)
-                cotangents.setdefault(y, []).append(seed)
-        for node in reversed(between):
-            gs = [_accumulate(cotangents[v]) if v in cotangents else None for v in node.outputs]
-            if all(g is None for g in gs) or not node.op.differentiable:
-                continue
-            for v, g in zip(node.outputs, gs):  # keep the sum, not the parts, for reuse
-                if g is not None:
-                    cotangents[v] = [g]
-            try:
-                vjp = node.op.vjp
-                grads = vjp(node, *gs) if node.op.multi_output else vjp(node, gs[0])
-            except GradientError:
-                raise
-            except NotImplementedError as exc:
-                raise GradientError(f"no gradient rule for op '{node.op.name}' "
-                                    f"(node {node.describe()}): {exc}") from None
-            if len(grads) != len(node.inputs):
-                raise AssertionError(f"vjp of {node.op.name} gave {len(grads)} cotangents "
-                                     f"for {len(node.inputs)} inputs")
-            for v, g in zip(node.inputs, grads):
-                if g is not None and (v in depends or v in xs):
-                    if g.shape != v.shape or g.dtype != v.dtype:
-                        g = _fit(g, v)
-                    cotangents.setdefault(v, []).append(g)
-        results = [_accumulate(cotangents[x]) if x in cotangents else None for x in xs]
-
+            seed = ops.ones_like(y) if gy is None else ops.cast(ops.as_value(gy, y.dtype), y.dtype)
+            seeds[y] = ops.add(seeds[y], seed) if y in seeds else seed
+        results = backprop(graph, seeds, xs)
     _prune_and_mark(graph, start, results)
     return results if xs_was_list else results[0]
 
 
-def _fit(g: Value, like: Value) -> Value:
-    """Make a cotangent match its primal's static type (dtype drift, partial-shape drift)."""
-    if g.dtype != like.dtype:
-        g = ops.cast(g, like.dtype)
-    return g
+def backprop(graph: Graph, seeds: dict, xs: Sequence[Value]) -> list:
+    """The reverse walk over `graph`: cotangents of `xs` given those of some of its values.
+
+    Cotangent nodes are built in the *default* graph, which may differ from `graph`: a loop's
+    vjp differentiates its body into a new backward body (values of the forward body are then
+    resolved by the backward body's capture function).
+    """
+    between, depends = nodes_between(graph, xs, list(seeds))
+    cotangents: dict[Value, list[Value]] = {}
+    for y, seed in seeds.items():
+        if y in depends or y in xs:
+            cotangents.setdefault(y, []).append(seed)
+    for node in reversed(between):
+        gs = [_accumulate(cotangents[v]) if v in cotangents else None for v in node.outputs]
+        if all(g is None for g in gs) or not node.op.differentiable:
+            continue
+        for v, g in zip(node.outputs, gs):  # keep the sum, not the parts, for reuse
+            if g is not None:
+                cotangents[v] = [g]
+        try:
+            vjp = node.op.vjp
+            grads = vjp(node, *gs) if node.op.multi_output else vjp(node, gs[0])
+        except GradientError:
+            raise
+        except NotImplementedError as exc:
+            raise GradientError(f"no gradient rule for op '{node.op.name}' "
+                                f"(node {node.describe()}): {exc}") from None
+        if len(grads) != len(node.inputs):
+            raise AssertionError(f"vjp of {node.op.name} gave {len(grads)} cotangents "
+                                 f"for {len(node.inputs)} inputs")
+        for v, g in zip(node.inputs, grads):
+            if g is not None and (v in depends or v in xs):
+                if g.dtype != v.dtype:
+                    g = ops.cast(g, v.dtype)
+                cotangents.setdefault(v, []).append(g)
+    return [_accumulate(cotangents[x]) if x in cotangents else None for x in xs]
 
 
 def _prune_and_mark(graph: Graph, start: int, results: list) -> None:

@@ -128,6 +128,10 @@ class Graph:
             return value
         if self.capture_fn is not None:
             return self.capture_fn(value)
+        return self.capture_outer(value)
+
+    def capture_outer(self, value: Value) -> Value:
+        """Capture a value of an enclosing graph as a loop-invariant param (memoised)."""
         if value.graph.is_ancestor_of(self):
             outer = self.parent.capture(value)
             if outer not in self.captures:

@@ -145,8 +145,11 @@ def placeholder(dtype, shape=None, name: str | None = None):
 
 def constant(value, dtype=None, name: str | None = None, graph: Graph | None = None):
     arr = np.array(value, dtype=as_dtype(dtype) if dtype is not None else None)
-    if arr.dtype == np.float64 and dtype is None and not isinstance(value, np.ndarray):
-        arr = arr.astype(np.float32)  # Python floats default to float32, like TF
+    if dtype is None and not isinstance(value, np.ndarray):
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)  # Python floats default to float32, like TF
+        elif arr.dtype == np.int64:
+            arr = arr.astype(np.int32)    # and Python ints to int32
     arr.setflags(write=False)
     if graph is not None:
         with graph.as_default():

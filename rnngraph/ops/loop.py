@@ -1,0 +1,281 @@
+"""The loop node: one node whose body (a Graph) runs n times, n known only at run time.
+
+Ports come in named groups (never flat lists plus counts):
+
+  inputs   trip      optional int scalar: the number of steps (or their upper bound with cond)
+           carried   initial loop state                       -> body param role "carried"
+           invariant values of enclosing graphs the body reads -> body param role "invariant"
+           sequence  time-major stacks [L, ...] sliced at step t -> body param role "sequence"
+  body     params    step (int32 t), carried, invariant, sequence
+           results   cond (optional bool: run this step?), carried (next state),
+                     output (per-step values), residual (per-step values saved for the vjp)
+  outputs  steps     int32 number of steps run
+           carried   final state
+           output    stacks [L, ...] (L = length of the `length_from` sequence, else steps);
+                     rows of steps that did not run are zero
+           residual  stacks [steps, ...] of values the backward loop reads
+
+The vjp is another loop node running in reverse over the residual stacks; see `_LoopVJP`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir.graph import Graph, get_default_graph
+from ..ir.types import TensorType, merge_dim
+from ..ir.value import Value
+from .base import Op, apply, as_value
+
+IN_GROUPS = ("trip", "carried", "invariant", "sequence")
+OUT_GROUPS = ("steps", "carried", "output", "residual")
+
+
+@dataclass
+class Ports:
+    """Sizes of a node's named port groups; `split` cuts a flat list into a dict by group."""
+    groups: tuple
+    sizes: dict
+
+    def split(self, flat) -> dict:
+        out, i = {}, 0
+        for g in self.groups:
+            out[g] = list(flat[i:i + self.sizes[g]])
+            i += self.sizes[g]
+        return out
+
+    def offset(self, group: str) -> int:
+        return sum(self.sizes[g] for g in self.groups[:self.groups.index(group)])
+
+
+class Loop(Op):
+    name = "loop"
+    multi_output = True
+
+    def __init__(self, body: Graph, has_trip: bool, reverse: bool = False,
+                 length_from: int | None = None, parallel_iterations: int = 10,
+                 swap_memory: bool = False, maximum_iterations: int | None = None):
+        self._body = body
+        self.has_trip = has_trip
+        self.reverse = reverse
+        self.length_from = length_from
+        self.parallel_iterations = parallel_iterations
+        self.swap_memory = swap_memory
+        self.maximum_iterations = maximum_iterations
+        self._vjp_cache: dict = {}
+
+    @property
+    def body(self) -> Graph:
+        return self._body
+
+    def subgraphs(self):
+        return [self._body]
+
+    def attrs(self):
+        a = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {k: v for k, v in a.items() if v not in (None, False) or k == "reverse"}
+
+    # --- ports ------------------------------------------------------------------------------
+    def in_ports(self) -> Ports:
+        p = self._body.params
+        return Ports(IN_GROUPS, {"trip": int(self.has_trip), "carried": len(p.get("carried", [])),
+                                 "invariant": len(p.get("invariant", [])),
+                                 "sequence": len(p.get("sequence", []))})
+
+    def out_ports(self) -> Ports:
+        r = self._body.results
+        return Ports(OUT_GROUPS, {"steps": 1, "carried": len(r["carried"]),
+                                  "output": len(r["output"]), "residual": len(r["residual"])})
+
+    def describe_inputs(self, node) -> str:
+        parts = self.in_ports().split(node.inputs)
+        return " ".join(f"{g}=(" + " ".join(f"%{v.id}" for v in vs) + ")"
+                        for g, vs in parts.items() if vs)
+
+    # --- types ------------------------------------------------------------------------------
+    def infer(self, *types):
+        parts = self.in_ports().split(types)
+        params = self._body.params
+        for group in ("carried", "invariant"):
+            for t, p in zip(parts[group], params.get(group, [])):
+                _check_same(t, p.type, f"{group} input")
+        for t, p in zip(parts["sequence"], params.get("sequence", [])):
+            if t.rank < 1:
+                raise ShapeError("sequence inputs must have a leading time dimension")
+            _check_same(TensorType(t.shape[1:], t.dtype), p.type, "sequence input (one step)")
+        results = self._body.results
+        for t, r in zip(parts["carried"], results["carried"]):
+            _check_same(r.type, t, "body's next carried state vs initial state")
+        length = None
+        if self.length_from is not None:
+            length = parts["sequence"][self.length_from].shape[0]
+        out = [TensorType((), np.int32)] + list(parts["carried"])
+        out += [TensorType((length,) + r.shape, r.dtype) for r in results["output"]]
+        out += [TensorType((None,) + r.shape, r.dtype) for r in results["residual"]]
+        return out
+
+    def verify(self, node):
+        want = self.infer(*[v.type for v in node.inputs])
+        if [str(t) for t in want] != [str(v.type) for v in node.outputs]:
+            from ..ir.verify import VerificationError
+            raise VerificationError(f"{node.name}: outputs do not match its body's results")
+
+    def flops(self, node) -> int:
+        return sum(n.op.flops(n) for n in self._body.nodes)
+
+    # --- execution ----------------------------------------------------------------------------
+    def make_kernel(self, node, program):
+        from ..runtime.loop_kernel import compile_loop
+        return compile_loop(self, node, program)
+
+    # --- reverse mode -------------------------------------------------------------------------
+    def vjp(self, node, *gs):
+        from .loop_grad import loop_vjp
+        return loop_vjp(self, node, list(gs))
+
+
+def _check_same(got: TensorType, want: TensorType, what: str):
+    if got.dtype != want.dtype or got.rank != want.rank:
+        raise ShapeError(f"{what}: {got} does not match {want}")
+    for a, b in zip(got.shape, want.shape):
+        merge_dim(a, b, f"{what}: {got} vs {want}")
+
+
+# --- building -------------------------------------------------------------------------------
+def new_body(name: str) -> Graph:
+    outer = get_default_graph()
+    body = Graph(parent=outer, name=name)
+    body.results = {"cond": [], "carried": [], "output": [], "residual": []}
+    return body
+
+
+def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, reverse=False,
+               length_from=None, parallel_iterations=10, swap_memory=False,
+               maximum_iterations=None, name="while"):
+    """Trace `step_fn(t, carried, xs) -> (new_carried, outputs)` into a body and add the loop.
+
+    `carried`: list of Values; `sequences`: list of time-major Values sliced at step t;
+    `trip`: int scalar Value (or None when the sequences' length or `cond_fn` bounds the loop);
+    `cond_fn(t, carried) -> bool scalar` stops the loop the first time it is false.
+    Returns (steps, final_carried, stacked_outputs).
+    """
+    carried = [as_value(c) for c in carried]
+    sequences = [as_value(s) for s in sequences]
+    graph = get_default_graph()
+    scope = graph.current_scope()
+    body = new_body(f"{scope}/{name}_body" if scope else f"{name}_body")
+    with body.as_default():
+        t = body.add_param("step", TensorType((), np.int32), "t")
+        c_params = [body.add_param("carried", c.type, f"carried_{i}") for i, c in enumerate(carried)]
+        x_params = [body.add_param("sequence", TensorType(s.shape[1:], s.dtype), f"x_{i}")
+                    for i, s in enumerate(sequences)]
+        with body.name_scope(name):
+            if cond_fn is not None:
+                ok = as_value(cond_fn(t, list(c_params)))
+                if ok.dtype != np.bool_ or ok.shape != ():
+                    raise TypeError(f"the loop condition must return a bool scalar, got {ok.type}")
+                body.results["cond"] = [ok]
+            new_carried, outputs = step_fn(t, list(c_params), list(x_params))
+        new_carried = [as_value(v) for v in new_carried]
+        outputs = [as_value(v) for v in outputs]
+    if len(new_carried) != len(carried):
+        raise ValueError(f"the loop body returned {len(new_carried)} state values for "
+                         f"{len(carried)} loop variables")
+    for i, (c, n) in enumerate(zip(carried, new_carried)):
+        if c.dtype != n.dtype or c.type.rank != n.type.rank:
+            raise TypeError(f"loop variable {i} enters as {c.type} but the body returns {n.type}; "
+                            "its type must not change between steps")
+    body.results["carried"] = new_carried
+    body.results["output"] = outputs
+    # the body may have captured outer values after the params were made: they are invariants
+    invariants = list(body.captures.keys())
+    op = Loop(body, trip is not None, reverse=reverse,
+              length_from=(0 if sequences else None) if length_from is None else length_from,
+              parallel_iterations=parallel_iterations, swap_memory=swap_memory,
+              maximum_iterations=maximum_iterations)
+    inputs = ([as_value(trip)] if trip is not None else []) + carried + invariants + sequences
+    outs = apply(op, inputs, name=name)
+    parts = op.out_ports().split(outs)
+    return parts["steps"][0], parts["carried"], parts["output"]
+
+
+def prune_body(body: Graph, keep_params: tuple = ()) -> None:
+    """Drop body nodes no result needs, and unused sequence/invariant params (so the loop does
+    not slice or capture them). Carried and step params stay: the ports must line up."""
+    needed = set()
+    stack = [v.node for vals in body.results.values() for v in vals]
+    stack += [v.node for v in keep_params]
+    while stack:
+        n = stack.pop()
+        if n in needed:
+            continue
+        needed.add(n)
+        stack.extend(v.node for v in n.inputs)
+    for role in ("step", "carried"):
+        needed.update(v.node for v in body.params.get(role, []))
+    # a length_from sequence param must stay even if unused; callers pass it in keep_params
+    doomed = {n for n in body.nodes if n not in needed}
+    if not doomed:
+        return
+    body.remove_nodes(doomed)
+    for role in ("sequence", "invariant"):
+        if role in body.params:
+            body.params[role] = [v for v in body.params[role] if v.node not in doomed]
+    body.captures = {o: p for o, p in body.captures.items() if p.node not in doomed}
+
+
+def _flatten_vars(loop_vars):
+    if isinstance(loop_vars, Value):
+        return [loop_vars], lambda vals: vals[0]
+    if isinstance(loop_vars, tuple) and hasattr(loop_vars, "_fields"):
+        kind = type(loop_vars)
+        return list(loop_vars), lambda vals: kind(*vals)
+    if isinstance(loop_vars, (list, tuple)):
+        kind = type(loop_vars)
+        return list(loop_vars), lambda vals: kind(vals)
+    return [as_value(loop_vars)], lambda vals: vals[0]
+
+
+def while_loop(cond, body, loop_vars, maximum_iterations=None, parallel_iterations=10,
+               swap_memory=False, name="while"):
+    """Repeat `loop_vars = body(*loop_vars)` while `cond(*loop_vars)` is true (tf.while_loop).
+
+    `loop_vars` is a Value or a list/tuple/namedtuple of Values; `body` returns the same
+    structure with the same dtypes and ranks. `maximum_iterations` bounds the steps.
+    Differentiable: the gradient is a loop running backwards over saved per-step values.
+    """
+    if not callable(cond) or not callable(body):
+        raise TypeError("while_loop(cond, body, loop_vars): cond and body must be callables")
+    flat, rebuild = _flatten_vars(loop_vars)
+    if not flat:
+        raise ValueError("while_loop needs at least one loop variable")
+
+    def step(t, carried, xs):
+        new = body(*carried)
+        new_flat, _ = _flatten_vars(new)
+        return new_flat, []
+
+    trip = None
+    if maximum_iterations is not None:
+        trip = as_value(maximum_iterations, np.int32)
+    _, final, _ = build_loop(step, flat, (), trip, cond_fn=lambda t, c: cond(*c),
+                             parallel_iterations=parallel_iterations, swap_memory=swap_memory,
+                             name=name)
+    return rebuild(final)
+
+
+def scan(fn, init, xs, reverse=False, length=None, name="scan"):
+    """lax.scan-like: `fn(carry, x_t) -> (carry, y_t)` over time-major `xs` (list of Values).
+
+    Returns (final_carry, stacked_ys). `carry` and `y` are lists of Values.
+    """
+    xs = list(xs)
+
+    def step(t, carried, x_slices):
+        new, ys = fn(list(carried), list(x_slices))
+        return list(new), list(ys)
+
+    _, final, ys = build_loop(step, list(init), xs, length, reverse=reverse, name=name)
+    return final, ys

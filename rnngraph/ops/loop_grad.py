@@ -1,0 +1,176 @@
+"""The loop's vjp: a loop node that runs backwards over the forward loop's saved residuals.
+
+Differentiating the forward body B builds a backward body BB. Whenever a gradient rule needs a
+forward value v of B, BB's capture function decides where v comes from:
+  step t / invariant / sequence slice of B -> the same port of BB (invariants are not stacked)
+  a value computed only from invariants     -> recomputed inside BB (e.g. a transposed weight)
+  anything else (carried state, activations) -> a *residual*: B also returns v per step, the
+                                               forward loop stacks it, BB reads it at step t.
+Gradients of invariants (shared weights) are summed over steps in carried accumulators.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.types import TensorType
+from ..ir.value import Value
+from . import elementwise as ew
+from .base import apply
+from .loop import Loop, new_body, prune_body
+
+
+def _is_float(v: Value) -> bool:
+    return np.issubdtype(v.dtype, np.floating)
+
+
+def _variant_values(body) -> set:
+    """Values of the body that change from step to step (depend on t, carried or sequences)."""
+    variant = set()
+    for role in ("step", "carried", "sequence"):
+        variant.update(body.params.get(role, []))
+    for node in body.nodes:
+        if node.op.stateful or any(v in variant for v in node.inputs):
+            variant.update(node.outputs)
+    return variant
+
+
+def loop_vjp(op: Loop, node, gs: list):
+    from ..autodiff import backprop
+
+    body = op.body
+    ins = op.in_ports().split(node.inputs)
+    gparts = op.out_ports().split(gs)
+    outs = op.out_ports().split(node.outputs)
+    params = body.params
+    c_params = params.get("carried", [])
+    w_params = params.get("invariant", [])
+    x_params = params.get("sequence", [])
+    variant = _variant_values(body)
+
+    bb = new_body(body.name + "_grad")
+    seq_outer: list[Value] = []          # outer value feeding each BB sequence param
+    seq_param_of: dict[Value, Value] = {}
+    memo: dict[Value, Value] = {}
+
+    def seq_param(outer: Value, label: str) -> Value:
+        if outer not in seq_param_of:
+            seq_param_of[outer] = bb.add_param("sequence", TensorType(outer.shape[1:], outer.dtype),
+                                               label)
+            seq_outer.append(outer)
+        return seq_param_of[outer]
+
+    pending: dict[Value, Value] = {}     # BB param -> forward value it will be the residual of
+
+    def residual(v: Value) -> Value:
+        # committed only if the param survives pruning: no stack for a value no rule reads
+        p = bb.add_param("sequence", v.type, f"saved_{_short(v)}")
+        pending[p] = v
+        return p
+
+    def commit_residual(v: Value) -> Value:
+        saved = body.results["residual"]
+        if v not in saved:
+            saved.append(v)
+            node._add_output(TensorType((None,) + v.shape, v.dtype))
+            node.graph.version += 1
+        stack = node.outputs[op.out_ports().offset("residual") + saved.index(v)]
+        return stack if stack.graph is bb.parent else bb.capture_outer(stack)
+
+    def resolve(v: Value) -> Value:
+        if v.graph is not body:
+            return bb.capture_outer(v)
+        if v in memo:
+            return memo[v]
+        n = v.node
+        if n.op.name == "param":
+            role = n.op.role
+            if role == "step":
+                out = t
+            elif role == "invariant":
+                out = bb.capture_outer(ins["invariant"][w_params.index(v)])
+            elif role == "sequence":
+                i = x_params.index(v)
+                out = seq_param(ins["sequence"][i], f"x_{i}")
+            else:  # the carried state entering this step
+                out = residual(v)
+        elif v not in variant:
+            with bb.name_scope("recompute"):
+                res = apply(n.op, [resolve(i) for i in n.inputs])
+            out = res[v.index] if isinstance(res, list) else res
+        else:
+            out = residual(v)
+        memo[v] = out
+        return out
+
+    bb.capture_fn = resolve
+    with bb.as_default():
+        t = bb.add_param("step", TensorType((), np.int32), "t")
+        float_c = [i for i, c in enumerate(c_params) if _is_float(c)]
+        ct_c = {i: bb.add_param("carried", c_params[i].type, f"ct_carried_{i}") for i in float_c}
+        seeds: dict[Value, Value] = {}
+
+        def seed(v, g):
+            seeds[v] = ew.add(seeds[v], g) if v in seeds else g
+
+        for i in float_c:
+            seed(body.results["carried"][i], ct_c[i])
+        for j, y in enumerate(body.results["output"]):
+            if gparts["output"][j] is not None and _is_float(y):
+                ct_stack = gparts["output"][j]
+                seed(y, seq_param(ct_stack if ct_stack.graph is bb.parent else
+                                  bb.capture_outer(ct_stack), f"ct_output_{j}"))
+        float_w = [i for i, w in enumerate(w_params) if _is_float(w)]
+        float_x = [i for i, x in enumerate(x_params) if _is_float(x)]
+        wrt = [c_params[i] for i in float_c] + [w_params[i] for i in float_w] + \
+              [x_params[i] for i in float_x]
+        grads = backprop(body, seeds, wrt) if seeds else [None] * len(wrt)
+        g_c = grads[:len(float_c)]
+        g_w = grads[len(float_c):len(float_c) + len(float_w)]
+        g_x = grads[len(float_c) + len(float_w):]
+
+        next_ct = [g if g is not None else ew.zeros_like(ct_c[i]) for i, g in zip(float_c, g_c)]
+        acc_idx = [i for i, g in zip(float_w, g_w) if g is not None]
+        accs = [bb.add_param("carried", w_params[i].type, f"grad_acc_{i}") for i in acc_idx]
+        next_acc = [ew.add(a, g) for a, g in zip(accs, [g for g in g_w if g is not None])]
+        x_idx = [i for i, g in zip(float_x, g_x) if g is not None]
+        x_grads = [g for g in g_x if g is not None]
+        length_from = None
+        if x_grads and op.length_from is not None:
+            seq_param(ins["sequence"][op.length_from], f"x_{op.length_from}")
+            length_from = -1  # resolved to an index after pruning
+    bb.capture_fn = None
+    bb.results["carried"] = next_ct + next_acc
+    bb.results["output"] = x_grads
+    lf_param = seq_param_of[ins["sequence"][op.length_from]] if length_from is not None else None
+    prune_body(bb, keep_params=(lf_param,) if lf_param is not None else ())
+    outer_of = {p: o for o, p in seq_param_of.items()}
+    seq_outer = [outer_of[p] if p in outer_of else commit_residual(pending[p])
+                 for p in bb.params.get("sequence", [])]
+    if lf_param is not None:
+        length_from = bb.params["sequence"].index(lf_param)
+
+    # the backward loop node, in the graph where the gradient is being built
+    init_ct = [gparts["carried"][i] if gparts["carried"][i] is not None
+               else ew.zeros_like(outs["carried"][i]) for i in float_c]
+    init_acc = [ew.zeros_like(ins["invariant"][i]) for i in acc_idx]
+    invariants = list(bb.captures.keys())
+    bwd = Loop(bb, has_trip=True, reverse=not op.reverse, length_from=length_from,
+               parallel_iterations=op.parallel_iterations, swap_memory=op.swap_memory)
+    results = apply(bwd, [outs["steps"][0]] + init_ct + init_acc + invariants + seq_outer,
+                    name=node.name.rsplit("/", 1)[-1] + "_grad")
+    rparts = bwd.out_ports().split(results)
+    final = rparts["carried"]
+
+    in_grads: list = [None] * len(node.inputs)
+    off = op.in_ports()
+    for i, g in zip(float_c, final[:len(float_c)]):
+        in_grads[off.offset("carried") + i] = g
+    for i, g in zip(acc_idx, final[len(float_c):]):
+        in_grads[off.offset("invariant") + i] = g
+    for i, g in zip(x_idx, rparts["output"]):
+        in_grads[off.offset("sequence") + i] = g
+    return in_grads
+
+
+def _short(v: Value) -> str:
+    return v.node.name.rsplit("/", 1)[-1].replace(":", "_")
