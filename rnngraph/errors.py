@@ -36,3 +36,7 @@ def user_location() -> str:
             return f"{os.path.basename(path)}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"
+
+
+class InvalidArgumentError(ExecutionError, ValueError):
+    """A runtime check on fed data failed (bad sequence_length, NaN with check_numerics...)."""

@@ -95,6 +95,10 @@ class Value:
         from .. import ops
         return ops.getitem(self, key)
 
+    def run(self, feed_dict=None, session=None):
+        """Run this value for its effect (e.g. `init.run()`, `train_op.run(...)`), TF1-style."""
+        self.eval(feed_dict, session)
+
     def eval(self, feed_dict=None, session=None):
         """Run this value in `session` (or the default session), TF1-style."""
         from ..runtime.session import get_default_session

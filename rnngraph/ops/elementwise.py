@@ -413,3 +413,8 @@ def cast(x, dtype, name=None):
 
 def sum_to(g, like, name=None):
     return apply(SumTo(), [g, like], name=name)
+
+
+def clip_by_value(x, clip_value_min, clip_value_max, name=None):
+    """Clamp x into [min, max] elementwise (gradient passes where x is inside)."""
+    return minimum(maximum(x, clip_value_min), clip_value_max, name=name)

@@ -147,6 +147,7 @@ def _check_same(got: TensorType, want: TensorType, what: str):
 def new_body(name: str) -> Graph:
     outer = get_default_graph()
     body = Graph(parent=outer, name=name)
+    body._scope = list(outer._scope)  # body nodes are named under the loop's scope
     body.results = {"cond": [], "carried": [], "output": [], "residual": []}
     return body
 
@@ -165,7 +166,7 @@ def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, rever
     sequences = [as_value(s) for s in sequences]
     graph = get_default_graph()
     scope = graph.current_scope()
-    body = new_body(f"{scope}/{name}_body" if scope else f"{name}_body")
+    body = new_body(f"{scope}/{name}" if scope else name)
     with body.as_default():
         t = body.add_param("step", TensorType((), np.int32), "t")
         c_params = [body.add_param("carried", c.type, f"carried_{i}") for i, c in enumerate(carried)]

@@ -22,6 +22,9 @@ class Placeholder(Op):
     def infer(self):
         return TensorType(self.shape, self.dtype)
 
+    def __repr__(self):  # the type is printed on the left-hand side already
+        return self.name
+
 
 class Constant(Op):
     name = "constant"
@@ -73,6 +76,9 @@ class Variable(Op):
     def make_kernel(self, node, program):
         store, name = program.ctx.state, node.name
         return lambda: store.read(name)
+
+    def __repr__(self):
+        return f"variable[{self.initializer!r}{'' if self.trainable else ', frozen'}]"
 
     def vjp(self, node):  # sources have no inputs; autodiff stops here
         return []

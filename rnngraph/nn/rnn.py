@@ -1,0 +1,188 @@
+"""static_rnn, dynamic_rnn and bidirectional_dynamic_rnn with TensorFlow 1.x semantics.
+
+sequence_length: past a row's length its outputs are zero and its state is copied through, so
+the final state of a row of length L is its state after step L-1. dynamic_rnn stops after
+max(sequence_length) steps; its graph does not grow with the number of steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..dtypes import as_dtype
+from ..ir.graph import get_default_graph
+from ..ir.value import Value
+from ..ops.loop import build_loop
+from .cells import RNNCell
+from .structure import flatten, pack_as
+
+
+def _check_cell(cell):
+    if not isinstance(cell, RNNCell):
+        raise TypeError(f"cell must be an instance of RNNCell, got {type(cell).__name__}: {cell!r}")
+
+
+def _initial_state(cell, initial_state, dtype, batch_size, what):
+    if initial_state is not None:
+        flat = [ops.as_value(s) for s in flatten(initial_state)]
+        want = flatten(cell.state_size)
+        if len(flat) != len(want):
+            raise ValueError(f"{what}: initial_state has {len(flat)} tensors, the cell's state "
+                             f"has {len(want)} ({cell.state_size})")
+        for s, size in zip(flat, want):
+            if s.type.rank != 2 or s.shape[1] not in (None, size):
+                raise ValueError(f"{what}: initial_state tensor {s.type} does not fit state size "
+                                 f"{size} (expected [batch, {size}])")
+            if isinstance(batch_size, int) and s.shape[0] not in (None, batch_size):
+                raise ValueError(f"{what}: initial_state has batch {s.shape[0]} but the inputs "
+                                 f"have batch {batch_size}")
+        return pack_as(cell.state_size, flat)
+    if dtype is None:
+        raise ValueError(f"{what}: give either initial_state or dtype (the dtype of the zero "
+                         "initial state)")
+    return cell.zero_state(batch_size, as_dtype(dtype))
+
+
+def _check_sequence_length(sequence_length, batch_size, max_time, what):
+    seq = ops.as_value(sequence_length)
+    if seq.type.rank != 1:
+        raise ValueError(f"{what}: sequence_length must be a vector [batch], got {seq.type}")
+    if not np.issubdtype(seq.dtype, np.integer):
+        raise TypeError(f"{what}: sequence_length must be int32/int64, got {seq.dtype}")
+    if isinstance(batch_size, int) and seq.shape[0] not in (None, batch_size):
+        raise ValueError(f"{what}: sequence_length has {seq.shape[0]} entries but the batch size "
+                         f"is {batch_size}")
+    return ops.check_sequence_length(ops.cast(seq, np.int32), max_time)
+
+
+def _mask_step(t, seq_len, output, new_state, old_state):
+    """Zero outputs and copy state through for rows whose sequence has ended (t >= length)."""
+    active = ops.expand_dims(ops.less(t, seq_len), 1)  # [batch, 1]
+    flat_out = [ops.where(active, o, ops.zeros_like(o)) for o in flatten(output)]
+    flat_new = [ops.where(active, n, o) for n, o in zip(flatten(new_state), flatten(old_state))]
+    return pack_as(output, flat_out), pack_as(new_state, flat_new)
+
+
+def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=None, scope=None):
+    """Unroll `cell` over a Python list of T tensors [batch, input]: one copy per step, shared
+    weights. Returns (outputs: list of T tensors [batch, output_size], final_state)."""
+    _check_cell(cell)
+    if inputs is None or (isinstance(inputs, (list, tuple)) and len(inputs) == 0):
+        raise ValueError("static_rnn: inputs must be a non-empty list of tensors")
+    if isinstance(inputs, Value):
+        raise TypeError("static_rnn: inputs must be a list of [batch, input] tensors (use "
+                        "rg.unstack on a [time, batch, input] tensor, or dynamic_rnn)")
+    inputs = [ops.as_value(x) for x in inputs]
+    first = inputs[0]
+    if first.type.rank != 2 or first.shape[-1] is None:
+        raise ValueError(f"static_rnn: each input must be [batch, input] with a known input "
+                         f"size, got {first.type}")
+    graph = get_default_graph()
+    with graph.name_scope(scope or "rnn"):
+        batch = first.shape[0] if first.shape[0] is not None else ops.dim(first, 0)
+        state = _initial_state(cell, initial_state, dtype, batch, "static_rnn")
+        seq_len = None
+        if sequence_length is not None:
+            seq_len = _check_sequence_length(sequence_length, first.shape[0], len(inputs),
+                                             "static_rnn")
+        cell.build_once(first.shape[-1], flatten(state)[0].dtype)
+        outputs = []
+        for t, x in enumerate(inputs):
+            with graph.name_scope(f"step_{t}"):
+                out, new_state = cell(x, state)
+                if seq_len is not None:
+                    out, new_state = _mask_step(t, seq_len, out, new_state, state)
+            outputs.append(out)
+            state = new_state
+    return outputs, state
+
+
+def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=None,
+                parallel_iterations=None, swap_memory=False, time_major=False, scope=None):
+    """Run `cell` over `inputs` [batch, max_time, ...] (or [max_time, batch, ...] when
+    time_major) with one loop node; the number of steps is known only at run time.
+
+    Returns (outputs [batch, max_time, cell.output_size], final_state). `inputs` may be a
+    nested tuple of such tensors. With `swap_memory=True` the tensors the backward pass needs
+    are kept in host memory between the passes. `parallel_iterations` (default 32) bounds how
+    many steps' transfers may be in flight.
+    """
+    _check_cell(cell)
+    if inputs is None or (isinstance(inputs, (list, tuple)) and len(flatten(inputs)) == 0):
+        raise ValueError("dynamic_rnn: inputs must not be None or empty")
+    flat_in = [ops.as_value(x) for x in flatten(inputs)]
+    for x in flat_in:
+        if x.type.rank < 3:
+            raise ValueError(f"dynamic_rnn: inputs must have rank >= 3 "
+                             f"([{'time, batch' if time_major else 'batch, time'}, depth]), got "
+                             f"{x.type}")
+    graph = get_default_graph()
+    with graph.name_scope(scope or "rnn"):
+        if not time_major:  # the loop slices the leading axis: make it time
+            flat_in = [ops.transpose(x, [1, 0] + list(range(2, x.type.rank))) for x in flat_in]
+        batches = {x.shape[1] for x in flat_in if x.shape[1] is not None}
+        times = {x.shape[0] for x in flat_in if x.shape[0] is not None}
+        if len(batches) > 1 or len(times) > 1:
+            raise ValueError("dynamic_rnn: all inputs must agree on batch and time dimensions, "
+                             f"got {[x.type for x in flat_in]}")
+        static_batch = next(iter(batches)) if batches else None
+        batch = static_batch if static_batch is not None else ops.dim(flat_in[0], 1)
+        state = _initial_state(cell, initial_state, dtype, batch, "dynamic_rnn")
+        flat_state = [ops.as_value(s) for s in flatten(state)]
+        input_size = flat_in[0].shape[-1] if len(flat_in) == 1 else None
+        if len(flat_in) == 1:
+            cell.build_once(input_size, flat_state[0].dtype)
+        trip = None
+        seq_len = None
+        if sequence_length is not None:
+            seq_len = _check_sequence_length(sequence_length, static_batch, ops.dim(flat_in[0], 0),
+                                             "dynamic_rnn")
+            # stop after the longest sequence; later rows of the outputs stay zero
+            trip = ops.minimum(ops.reduce_max(seq_len), ops.dim(flat_in[0], 0))
+
+        def step(t, carried, xs):
+            old = pack_as(cell.state_size, carried)
+            x = pack_as(inputs, xs) if len(xs) > 1 else xs[0]
+            out, new = cell(x, old)
+            if seq_len is not None:
+                out, new = _mask_step(t, seq_len, out, new, old)
+            return flatten(new), flatten(out)
+
+        _, final, outs = build_loop(
+            step, flat_state, flat_in, trip,
+            parallel_iterations=32 if parallel_iterations is None else parallel_iterations,
+            swap_memory=swap_memory, name="while")
+        if not time_major:
+            outs = [ops.transpose(o, [1, 0] + list(range(2, o.type.rank))) for o in outs]
+        return pack_as(cell.output_size, outs), pack_as(cell.state_size, final)
+
+
+def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
+                              initial_state_fw=None, initial_state_bw=None, dtype=None,
+                              parallel_iterations=None, swap_memory=False, time_major=False,
+                              scope=None):
+    """Forward and backward dynamic RNNs; the backward one sees each row reversed within its
+    length. Returns ((output_fw, output_bw), (state_fw, state_bw)), outputs in input order."""
+    _check_cell(cell_fw)
+    _check_cell(cell_bw)
+    graph = get_default_graph()
+    with graph.name_scope(scope or "bidirectional_rnn"):
+        with graph.name_scope("fw"):
+            out_fw, st_fw = dynamic_rnn(cell_fw, inputs, sequence_length, initial_state_fw, dtype,
+                                        parallel_iterations, swap_memory, time_major,
+                                        scope="fw")
+        time_axis, batch_axis = (0, 1) if time_major else (1, 0)
+
+        def reverse(x):
+            x = ops.as_value(x)
+            lengths = sequence_length
+            if lengths is None:
+                lengths = ops.fill([ops.dim(x, batch_axis)], 0, np.int32) + ops.dim(x, time_axis)
+            return ops.reverse_sequence(x, lengths, seq_axis=time_axis, batch_axis=batch_axis)
+
+        with graph.name_scope("bw"):
+            rev_in = pack_as(inputs, [reverse(x) for x in flatten(inputs)])
+            out_bw, st_bw = dynamic_rnn(cell_bw, rev_in, sequence_length, initial_state_bw, dtype,
+                                        parallel_iterations, swap_memory, time_major, scope="bw")
+            out_bw = pack_as(out_bw, [reverse(o) for o in flatten(out_bw)])
+    return (out_fw, out_bw), (st_fw, st_bw)

@@ -1,0 +1,28 @@
+"""Op builders. Each op is one class (shape rule, xp kernel, vjp) in the module named below."""
+from .base import Op, apply, as_value
+from .elementwise import (
+    abs, add, broadcast_like, cast, clip_by_value, divide, equal, exp, greater, greater_equal, less, less_equal,
+    log, logical_and, logical_not, logical_or, maximum, minimum, multiply, negative, not_equal,
+    ones_like, pow, relu, sigmoid, sign, sqrt, square, subtract, sum_to, tanh, unbroadcast, where,
+    zeros_like,
+)
+from .linalg import matmul, matrix_transpose
+from .sources import (
+    Variable_ as Variable, assign, constant, get_variable, global_variables, placeholder,
+    trainable_variables,
+)
+from . import initializers
+from .reduce import add_n, reduce_max, reduce_mean, reduce_sum
+from .shape import (
+    broadcast_to, concat, dim, expand_dims, getitem, reshape, reshape_like, shape, split, squeeze,
+    stack, transpose, unstack,
+)
+from .nn import log_softmax, one_hot, softmax, sparse_softmax_cross_entropy_with_logits
+from .fill import fill, gather, ones, zeros
+from .checks import check_numerics
+from .loop import Loop, scan, while_loop
+from .sequence import check_sequence_length, reverse_sequence
+
+# `from rnngraph.ops import *` exports the builders, not the modules (ops.nn is not rnngraph.nn)
+__all__ = [_n for _n, _v in list(globals().items())
+           if not _n.startswith("_") and not isinstance(_v, type(initializers))]

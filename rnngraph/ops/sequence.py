@@ -1,0 +1,67 @@
+"""Ops on variable-length batches: validating sequence_length, reversing rows within length."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidArgumentError, ShapeError
+from ..ir.types import TensorType
+from .base import Op, apply, as_value
+
+
+class CheckSequenceLength(Op):
+    """Pass `lengths` through after checking 0 <= lengths[i] <= max_time at run time."""
+    name = "check_sequence_length"
+    differentiable = False
+
+    def infer(self, lengths, max_time):
+        if lengths.rank != 1:
+            raise ShapeError(f"sequence_length must be a vector, got {lengths}")
+        return lengths
+
+    def make_kernel(self, node, program):
+        where = f"sequence_length checked by {node.describe()}"
+
+        def check(lengths, max_time):
+            lengths_h = np.asarray(lengths if not hasattr(lengths, "get") else lengths.get())
+            bad = np.nonzero((lengths_h < 0) | (lengths_h > int(max_time)))[0]
+            if bad.size:
+                i = int(bad[0])
+                raise InvalidArgumentError(
+                    f"sequence_length[{i}] = {int(lengths_h[i])} is outside [0, max_time = "
+                    f"{int(max_time)}] ({where})")
+            return lengths
+        return check
+
+
+class ReverseSequence(Op):
+    """Reverse the first lengths[b] entries along seq_axis of each batch row b (tf.reverse_sequence)."""
+    name = "reverse_sequence"
+
+    def __init__(self, seq_axis: int, batch_axis: int):
+        self.seq_axis, self.batch_axis = int(seq_axis), int(batch_axis)
+
+    def infer(self, x, lengths):
+        if x.rank < 2 or lengths.rank != 1:
+            raise ShapeError(f"needs x of rank >= 2 and a lengths vector, got {x} and {lengths}")
+        return x
+
+    def compute(self, xp, x, lengths):
+        tm = xp.moveaxis(x, (self.seq_axis, self.batch_axis), (0, 1))
+        T = tm.shape[0]
+        t = xp.arange(T)[:, None]
+        lens = xp.asarray(lengths)[None, :]
+        src = xp.where(t < lens, lens - 1 - t, t)  # [T, B]: reversed inside the length
+        out = tm[src, xp.arange(tm.shape[1])[None, :]]
+        return xp.moveaxis(out, (0, 1), (self.seq_axis, self.batch_axis))
+
+    def vjp(self, node, g):
+        return [reverse_sequence(g, node.inputs[1], self.seq_axis, self.batch_axis), None]
+
+
+def check_sequence_length(lengths, max_time, name=None):
+    return apply(CheckSequenceLength(), [lengths, as_value(max_time, np.int32)], name=name)
+
+
+def reverse_sequence(x, lengths, seq_axis=1, batch_axis=0, name=None):
+    return apply(ReverseSequence(seq_axis, batch_axis), [x, as_value(lengths, np.int32)],
+                 name=name)
