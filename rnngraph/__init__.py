@@ -16,7 +16,8 @@ from .ops import initializers
 from .ops.sources import global_variables_initializer
 from .autodiff import gradients
 from .runtime.session import Session, get_default_session
-from . import nn
+from . import nn, train
+from .nn import layers, losses
 
 
 def name_scope(name):

@@ -44,10 +44,7 @@ def nodes_between(graph: Graph, xs: Sequence[Value], ys: Sequence[Value]) -> tup
 
 
 def _accumulate(parts: list[Value]) -> Value:
-    total = parts[0]
-    for p in parts[1:]:
-        total = ops.add(total, p)
-    return total
+    return parts[0] if len(parts) == 1 else ops.add_n(parts)
 
 
 def gradients(ys, xs, grad_ys=None, name: str = "gradients"):

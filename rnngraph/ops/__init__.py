@@ -12,7 +12,7 @@ from .sources import (
     trainable_variables,
 )
 from . import initializers
-from .reduce import add_n, reduce_max, reduce_mean, reduce_sum
+from .reduce import add_n, argmax, reduce_max, reduce_mean, reduce_sum
 from .shape import (
     broadcast_to, concat, dim, expand_dims, getitem, reshape, reshape_like, shape, split, squeeze,
     stack, transpose, unstack,
@@ -22,6 +22,8 @@ from .fill import fill, gather, ones, zeros
 from .checks import check_numerics
 from .loop import Loop, scan, while_loop
 from .sequence import check_sequence_length, reverse_sequence
+
+from .group import group
 
 # `from rnngraph.ops import *` exports the builders, not the modules (ops.nn is not rnngraph.nn)
 __all__ = [_n for _n, _v in list(globals().items())

@@ -23,10 +23,8 @@ def unbroadcast(g: Value, x: Value) -> Value:
     """Sum cotangent `g` down to the shape of `x` (the adjoint of broadcasting x)."""
     if g.shape == x.shape and all(d is not None for d in x.shape):
         return g
-    if g.shape == x.shape and len(x.shape) == len(g.shape):
-        # unknown dims on both sides are taken to be equal; ops that broadcast over an unknown
-        # dim of size 1 are caught by SumTo's runtime check below only when shapes differ.
-        return g
+    # an unknown dim may be 1 at run time and have been broadcast: decide then (cheap no-op
+    # when the shapes match)
     return apply(SumTo(), [g, x])
 
 

@@ -188,3 +188,23 @@ def add_n(values, name=None):
     if len(values) == 1:
         return values[0]
     return apply(AddN(), values, name=name)
+
+
+class ArgMax(Op):
+    """Index of the largest entry along `axis` (int64, like TF); no gradient."""
+    name = "argmax"
+    differentiable = False
+
+    def __init__(self, axis: int):
+        self.axis = int(axis)
+
+    def infer(self, x):
+        axes = reduced_axes((self.axis,), x.rank)
+        return TensorType(_reduced_shape(x.shape, axes, False), np.int64)
+
+    def compute(self, xp, x):
+        return xp.argmax(x, axis=self.axis)
+
+
+def argmax(x, axis=-1, name=None):
+    return apply(ArgMax(axis), [x], name=name)
