@@ -217,6 +217,9 @@ case("getitem-second-order", second(lambda x: x[:, 1] ** 3.0), {"x": rand(3, 2)}
 case("broadcast_to", lambda x: rg.broadcast_to(x, [2, 3, 4]), {"x": rand(3, 1)})
 case("broadcast_to-unknown-input", lambda x: rg.broadcast_to(x, [3, 4]), {"x": rand(1, 4)},
      shapes={"x": (None, 4)})
+case("sum_to_like-runtime", lambda g, like: rg.ops.elementwise.sum_to_like(g, like),
+     {"g": rand(3, 4), "like": rand(1, 4)}, shapes={"g": (None, 4), "like": (None, 4)},
+     allow_none=True)
 case("dim-and-shape-as-data",
      lambda x: x * rg.cast(rg.dim(x, 0), rg.float64) + rg.cast(rg.reduce_sum(rg.shape(x)),
                                                                  rg.float64),
@@ -264,9 +267,16 @@ def test_gradient(c: Case):
                     allow_none=c.allow_none)
 
 
-def test_broadcast_over_runtime_size_one_dim():
-    check_gradients(lambda a, b: a + b, {"a": rand(3, 4), "b": rand(1, 4)},
-                    shapes={"a": (None, 4), "b": (None, 4)})
+def test_unknown_dims_do_not_broadcast_at_run_time():
+    # a [?,4] + [?,4] whose second operand is fed as [1,4] would need a runtime reduction in the
+    # gradient; rnngraph fixes broadcasting at build time and says so instead of guessing
+    g = rg.Graph()
+    with g.as_default():
+        a = rg.placeholder(rg.float64, [None, 4], name="a")
+        b = rg.placeholder(rg.float64, [None, 4], name="b")
+        y = a + b
+        with pytest.raises(rg.InvalidArgumentError, match=r"unknown at build time.*static 1"):
+            rg.Session(g).run(y, {a: rand(3, 4), b: rand(1, 4)})
 
 
 def test_reduce_max_splits_gradient_evenly_among_ties():

@@ -14,7 +14,7 @@ from ..ir.graph import get_default_graph
 from ..ir.value import Value
 from ..ops.loop import build_loop
 from .cells import RNNCell
-from .structure import flatten, pack_as
+from ..nest import flatten, pack_as
 
 
 def _check_cell(cell):

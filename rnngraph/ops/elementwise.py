@@ -20,17 +20,46 @@ def _binary_args(a, b):
 
 
 def unbroadcast(g: Value, x: Value) -> Value:
-    """Sum cotangent `g` down to the shape of `x` (the adjoint of broadcasting x)."""
-    if g.shape == x.shape and all(d is not None for d in x.shape):
+    """Sum cotangent `g` down to the shape of `x` (the adjoint of broadcasting x).
+
+    Decided at build time: a dim unknown at build time never broadcasts at run time (elementwise
+    kernels check this), so only leading dims and dims statically 1 in x are summed.
+    """
+    lead = g.type.rank - x.type.rank
+    keep = tuple(i for i, d in enumerate(x.shape) if d == 1 and g.shape[i + lead] != 1)
+    if lead == 0 and not keep:
         return g
-    # an unknown dim may be 1 at run time and have been broadcast: decide then (cheap no-op
-    # when the shapes match)
-    return apply(SumTo(), [g, x])
+    return apply(SumTo(lead, keep), [g])
 
 
 class SumTo(Op):
-    """sum_to(g, like): reduce g over broadcast axes until it has like's (runtime) shape."""
+    """Sum over the `lead` leading axes and, keeping them, over `axes` (after the leading ones)."""
     name = "sum_to"
+
+    def __init__(self, lead: int, axes: tuple):
+        self.lead, self.axes = int(lead), tuple(int(a) for a in axes)
+
+    def infer(self, g):
+        if g.rank < self.lead or any(a + self.lead >= g.rank for a in self.axes):
+            raise ShapeError(f"cannot sum {g} over {self.lead} leading axes and axes {self.axes}")
+        shape = list(g.shape[self.lead:])
+        for a in self.axes:
+            shape[a] = 1
+        return TensorType(tuple(shape), g.dtype)
+
+    def compute(self, xp, g):
+        if self.axes:
+            g = g.sum(axis=tuple(a + self.lead for a in self.axes), keepdims=True)
+        return g.sum(axis=tuple(range(self.lead))) if self.lead else g
+
+    def vjp(self, node, g):
+        return [broadcast_like(g, node.inputs[0])]
+
+
+class SumToLike(Op):
+    """sum_to_like(g, like): g summed over broadcast axes down to like's *runtime* shape (the
+    vjp of explicit broadcasts, whose unknown dims may really be 1)."""
+    name = "sum_to_like"
 
     def infer(self, g, like):
         return TensorType(like.shape, g.dtype)
@@ -48,6 +77,12 @@ class SumTo(Op):
         return [broadcast_like(g, node.inputs[0]), None]
 
 
+def sum_to_like(g, like):
+    if g.shape == like.shape and all(d is not None for d in g.shape):
+        return g
+    return apply(SumToLike(), [g, like])
+
+
 class BroadcastLike(Op):
     """broadcast_like(x, like): x broadcast to like's runtime shape."""
     name = "broadcast_like"
@@ -59,7 +94,7 @@ class BroadcastLike(Op):
         return xp.broadcast_to(x, like.shape)
 
     def vjp(self, node, g):
-        return [unbroadcast(g, node.inputs[0]), None]
+        return [sum_to_like(g, node.inputs[0]), None]
 
 
 def broadcast_like(x, like):
@@ -67,6 +102,40 @@ def broadcast_like(x, like):
 
 
 # --- binary arithmetic --------------------------------------------------------------------------
+def unknown_dim_checks(shapes) -> list:
+    """Pairs (i, axis_i, j, axis_j) of aligned dims that must be equal at run time: an unknown
+    dim against an unknown or known (>1) dim, which rnngraph does not let broadcast."""
+    rank = max(len(s) for s in shapes)
+    checks = []
+    for pos in range(rank):
+        dims = [(k, len(s) - rank + pos) for k, s in enumerate(shapes) if len(s) - rank + pos >= 0]
+        dims = [(k, a) for k, a in dims if shapes[k][a] != 1]
+        unknown = [(k, a) for k, a in dims if shapes[k][a] is None]
+        if unknown and len(dims) > 1:
+            k0, a0 = unknown[0]
+            checks.extend((k0, a0, k, a) for k, a in dims if (k, a) != (k0, a0))
+    return checks
+
+
+def with_dim_checks(fn, node):
+    """Wrap kernel `fn` with the run-time checks its inputs' unknown dims need (if any)."""
+    checks = unknown_dim_checks([v.shape for v in node.inputs])
+    if not checks:
+        return fn
+
+    def checked(*args):
+        for i, ai, j, aj in checks:
+            if args[i].shape[ai] != args[j].shape[aj]:
+                from ..errors import InvalidArgumentError
+                shapes = " and ".join(str(tuple(a.shape)) for a in args)
+                raise InvalidArgumentError(
+                    f"{node.describe()}: shapes {shapes} differ in a dimension unknown at build "
+                    "time; rnngraph broadcasts only dims known to be 1 (give the placeholder a "
+                    "static 1 there)")
+        return fn(*args)
+    return checked
+
+
 class Binary(Op):
     kernel = ""
 
@@ -76,6 +145,14 @@ class Binary(Op):
 
     def compute(self, xp, a, b):
         return getattr(xp, self.kernel)(a, b)
+
+    def make_kernel(self, node, program):
+        if type(self).compute is Binary.compute:  # the ufunc itself: no Python frame per call
+            fn = getattr(program.ctx.xp, self.kernel)
+        else:
+            compute, xp = self.compute, program.ctx.xp
+            fn = lambda a, b: compute(xp, a, b)  # noqa: E731
+        return with_dim_checks(fn, node)
 
 
 class Add(Binary):
@@ -302,6 +379,9 @@ class Where(Op):
     def compute(self, xp, cond, a, b):
         return xp.where(cond, a, b)
 
+    def make_kernel(self, node, program):
+        return with_dim_checks(program.ctx.xp.where, node)
+
     def vjp(self, node, g):
         cond, a, b = node.inputs
         zero = zeros_like(g)
@@ -410,7 +490,8 @@ def cast(x, dtype, name=None):
 
 
 def sum_to(g, like, name=None):
-    return apply(SumTo(), [g, like], name=name)
+    """g summed down to like's static shape (see unbroadcast)."""
+    return unbroadcast(g, like)
 
 
 def clip_by_value(x, clip_value_min, clip_value_max, name=None):

@@ -228,15 +228,10 @@ def prune_body(body: Graph, keep_params: tuple = ()) -> None:
 
 
 def _flatten_vars(loop_vars):
-    if isinstance(loop_vars, Value):
-        return [loop_vars], lambda vals: vals[0]
-    if isinstance(loop_vars, tuple) and hasattr(loop_vars, "_fields"):
-        kind = type(loop_vars)
-        return list(loop_vars), lambda vals: kind(*vals)
-    if isinstance(loop_vars, (list, tuple)):
-        kind = type(loop_vars)
-        return list(loop_vars), lambda vals: kind(vals)
-    return [as_value(loop_vars)], lambda vals: vals[0]
+    """Leaves of a (nested) structure of loop variables, and a function rebuilding it."""
+    from ..nest import flatten, pack_as
+    flat = [as_value(v) for v in flatten(loop_vars)]
+    return flat, lambda vals: pack_as(loop_vars, vals)
 
 
 def while_loop(cond, body, loop_vars, maximum_iterations=None, parallel_iterations=10,
@@ -253,15 +248,20 @@ def while_loop(cond, body, loop_vars, maximum_iterations=None, parallel_iteratio
     if not flat:
         raise ValueError("while_loop needs at least one loop variable")
 
+    spread = isinstance(loop_vars, (list, tuple)) and not hasattr(loop_vars, "_fields")
+
+    def call(fn, carried):  # TF passes a list/tuple of loop vars as separate arguments
+        packed = rebuild(carried)
+        return fn(*packed) if spread else fn(packed)
+
     def step(t, carried, xs):
-        new = body(*carried)
-        new_flat, _ = _flatten_vars(new)
+        new_flat, _ = _flatten_vars(call(body, carried))
         return new_flat, []
 
     trip = None
     if maximum_iterations is not None:
         trip = as_value(maximum_iterations, np.int32)
-    _, final, _ = build_loop(step, flat, (), trip, cond_fn=lambda t, c: cond(*c),
+    _, final, _ = build_loop(step, flat, (), trip, cond_fn=lambda t, c: call(cond, c),
                              parallel_iterations=parallel_iterations, swap_memory=swap_memory,
                              name=name)
     return rebuild(final)

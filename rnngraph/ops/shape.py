@@ -14,7 +14,7 @@ from ..errors import ShapeError, user_location
 from ..ir.types import TensorType, fmt_shape, merge_dim
 from ..ir.value import Value
 from .base import Op, apply, as_value, same_dtype
-from .elementwise import unbroadcast, zeros_like
+from .elementwise import sum_to_like, unbroadcast, zeros_like
 
 
 def _prod(dims):
@@ -467,7 +467,7 @@ class BroadcastTo(Op):
         return xp.broadcast_to(x, self.shape)
 
     def vjp(self, node, g):
-        return [unbroadcast(g, node.inputs[0])]
+        return [sum_to_like(g, node.inputs[0])]
 
 
 class Shape(Op):
