@@ -101,9 +101,10 @@ class RNNCell:
 
 
 def _linear(x, h, kernel, bias, input_size):
-    """[x, h] @ kernel + bias, computed as two products (the x half is state-independent)."""
-    return ops.add(ops.add(ops.matmul(x, kernel[:input_size]), ops.matmul(h, kernel[input_size:])),
-                   bias)
+    """[x, h] @ kernel + bias as (x @ kernel_x + bias) + h @ kernel_h: the first term does not
+    depend on the state, so a compiler pass can compute it for all steps before the loop."""
+    return ops.add(ops.add(ops.matmul(x, kernel[:input_size]), bias),
+                   ops.matmul(h, kernel[input_size:]))
 
 
 class BasicRNNCell(RNNCell):

@@ -43,7 +43,7 @@ def _initial_state(cell, initial_state, dtype, batch_size, what):
     return cell.zero_state(batch_size, as_dtype(dtype))
 
 
-def _check_sequence_length(sequence_length, batch_size, max_time, what):
+def _check_sequence_length(sequence_length, batch_size, max_time, batch, what):
     seq = ops.as_value(sequence_length)
     if seq.type.rank != 1:
         raise ValueError(f"{what}: sequence_length must be a vector [batch], got {seq.type}")
@@ -52,7 +52,7 @@ def _check_sequence_length(sequence_length, batch_size, max_time, what):
     if isinstance(batch_size, int) and seq.shape[0] not in (None, batch_size):
         raise ValueError(f"{what}: sequence_length has {seq.shape[0]} entries but the batch size "
                          f"is {batch_size}")
-    return ops.check_sequence_length(ops.cast(seq, np.int32), max_time)
+    return ops.check_sequence_length(ops.cast(seq, np.int32), max_time, batch)
 
 
 def _mask_step(t, seq_len, output, new_state, old_state):
@@ -83,7 +83,7 @@ def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=Non
         state = _initial_state(cell, initial_state, dtype, batch, "static_rnn")
         seq_len = None
         if sequence_length is not None:
-            seq_len = _check_sequence_length(sequence_length, first.shape[0], len(inputs),
+            seq_len = _check_sequence_length(sequence_length, first.shape[0], len(inputs), batch,
                                              "static_rnn")
         cell.build_once(first.shape[-1], flatten(state)[0].dtype)
         outputs = []
@@ -136,9 +136,10 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
         seq_len = None
         if sequence_length is not None:
             seq_len = _check_sequence_length(sequence_length, static_batch, ops.dim(flat_in[0], 0),
-                                             "dynamic_rnn")
-            # stop after the longest sequence; later rows of the outputs stay zero
-            trip = ops.minimum(ops.reduce_max(seq_len), ops.dim(flat_in[0], 0))
+                                             batch, "dynamic_rnn")
+            # stop after the longest sequence (later rows of the outputs stay zero); run at least
+            # one (fully masked) step, as TF does, so the stacks have their shapes
+            trip = ops.minimum(ops.maximum(ops.reduce_max(seq_len), 1), ops.dim(flat_in[0], 0))
 
         def step(t, carried, xs):
             old = pack_as(cell.state_size, carried)

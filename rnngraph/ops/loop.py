@@ -248,7 +248,7 @@ def while_loop(cond, body, loop_vars, maximum_iterations=None, parallel_iteratio
     if not flat:
         raise ValueError("while_loop needs at least one loop variable")
 
-    spread = isinstance(loop_vars, (list, tuple)) and not hasattr(loop_vars, "_fields")
+    spread = isinstance(loop_vars, (list, tuple))  # namedtuples too, as tf.while_loop does
 
     def call(fn, carried):  # TF passes a list/tuple of loop vars as separate arguments
         packed = rebuild(carried)

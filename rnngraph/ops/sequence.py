@@ -13,7 +13,7 @@ class CheckSequenceLength(Op):
     name = "check_sequence_length"
     differentiable = False
 
-    def infer(self, lengths, max_time):
+    def infer(self, lengths, max_time, batch):
         if lengths.rank != 1:
             raise ShapeError(f"sequence_length must be a vector, got {lengths}")
         return lengths
@@ -21,8 +21,12 @@ class CheckSequenceLength(Op):
     def make_kernel(self, node, program):
         where = f"sequence_length checked by {node.describe()}"
 
-        def check(lengths, max_time):
+        def check(lengths, max_time, batch):
             lengths_h = np.asarray(lengths if not hasattr(lengths, "get") else lengths.get())
+            if lengths_h.shape[0] != int(batch):
+                raise InvalidArgumentError(
+                    f"sequence_length has {lengths_h.shape[0]} entries but the inputs have batch "
+                    f"size {int(batch)} ({where})")
             bad = np.nonzero((lengths_h < 0) | (lengths_h > int(max_time)))[0]
             if bad.size:
                 i = int(bad[0])
@@ -58,8 +62,10 @@ class ReverseSequence(Op):
         return [reverse_sequence(g, node.inputs[1], self.seq_axis, self.batch_axis), None]
 
 
-def check_sequence_length(lengths, max_time, name=None):
-    return apply(CheckSequenceLength(), [lengths, as_value(max_time, np.int32)], name=name)
+def check_sequence_length(lengths, max_time, batch, name=None):
+    """lengths, after checking at run time: one per batch row, each in [0, max_time]."""
+    return apply(CheckSequenceLength(),
+                 [lengths, as_value(max_time, np.int32), as_value(batch, np.int32)], name=name)
 
 
 def reverse_sequence(x, lengths, seq_axis=1, batch_axis=0, name=None):

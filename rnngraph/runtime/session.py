@@ -9,6 +9,8 @@ from ..ir.graph import Graph, get_default_graph
 from ..ir.value import Value
 from .devices import get_device
 from .fetches import flatten
+from ..passes.pipeline import enabled_passes, optimize
+from ..passes.rewrite import clone
 from .program import CompileContext, Program
 from .variables import VariableStore
 
@@ -29,10 +31,14 @@ class Session:
       graph: the graph to run (default: the default graph).
       device: 'cpu' (NumPy), 'gpu' (CuPy), 'auto', or a Device.
       seed: seeds variable initializers (same seed, same initial values in any session).
+      passes: compiler passes: True (all), False (none) or {name: bool}; see passes/pipeline.py.
     """
 
-    def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, **options):
+    def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, passes=True,
+                 **options):
         self.graph = (graph or get_default_graph()).root
+        enabled_passes(passes)  # reject unknown pass names now, not at the first run
+        self.passes = passes
         self.device = get_device(device)
         self.variables = VariableStore(self.graph, self.device, seed)
         self.options = options
@@ -55,14 +61,19 @@ class Session:
 
     # --- compile ------------------------------------------------------------------------------
     def compile(self, fetches: list[Value], fed: list[Value]) -> Program:
+        """The Program for these fetches and fed values: cloned, optimised, scheduled once."""
         key = (tuple(id(v) for v in fetches), tuple(id(v) for v in fed))
         with self._lock:
-            prog = self._programs.get(key)
-            if prog is None or prog.version != self.graph.version:
+            entry = self._programs.get(key)
+            if entry is None or entry[0] != self.graph.version:
                 ctx = CompileContext(self.device, self.variables, self.options)
-                prog = Program(self.graph, fetches, fed, ctx)
-                self._programs[key] = prog
-        return prog
+                graph, vmap = clone(self.graph, list(fetches) + list(fed))
+                kept, self.pass_stats = optimize(
+                    graph, [vmap[v] for v in list(fetches) + list(fed)], self.passes)
+                prog = Program(graph, kept[:len(fetches)], kept[len(fetches):], ctx)
+                entry = (self.graph.version, prog)
+                self._programs[key] = entry
+        return entry[1]
 
     # --- run ----------------------------------------------------------------------------------
     def run(self, fetches, feed_dict=None, **run_options):

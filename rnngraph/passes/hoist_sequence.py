@@ -1,0 +1,104 @@
+"""Hoist per-step work that reads only the sequence inputs and invariants out of the loop,
+batched over all steps: the input projection x_t @ W_x + b of every step becomes one large
+matrix multiply before the loop. Only subgraphs containing a matmul are moved (elementwise
+work alone gains little and would cost T times its memory)."""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..ir.types import TensorType
+from ..ops.elementwise import Binary, Cast, Unary, Where
+from ..ops.linalg import MatMul
+from .licm import variant_values
+from .loop_ports import add_sequence, outer_inputs
+from .rewrite import remove_dead, replace_uses, toposort
+
+
+def _batchable(n, kind) -> bool:
+    """Can `n` run on [T, ...] stacks of its per-step inputs with the same op?"""
+    out_rank = n.outputs[0].type.rank
+    if isinstance(n.op, MatMul):
+        a, b = n.inputs
+        return kind.get(a) == "seq" and a.type.rank == 2 and kind.get(b) == "inv" and b.type.rank == 2
+    if isinstance(n.op, (Binary, Unary, Where, Cast)):
+        # per-step operands must have the full rank, or the new time axis would misalign
+        return all(kind.get(v) != "seq" or v.type.rank == out_rank for v in n.inputs)
+    return False
+
+
+def hoist_sequence_work(graph: Graph) -> int:
+    moved = 0
+    for node in list(graph.nodes):
+        if node.op.subgraphs():
+            moved += hoist_sequence_work(node.op.body)
+            moved += _hoist(graph, node)
+    if moved:
+        toposort(graph)
+    return moved
+
+
+def _hoist(graph: Graph, loop) -> int:
+    body = loop.op.body
+    outer = outer_inputs(loop)
+    kind: dict = {}
+    for role, vs in body.params.items():
+        for p in vs:
+            kind[p] = {"invariant": "inv", "sequence": "seq"}.get(role, "var")
+    has_matmul: dict = {}
+    for n in body.nodes:
+        if n.op.name == "param":
+            continue
+        if n.op.name == "constant":
+            kind[n.outputs[0]] = "inv"
+            continue
+        kinds = {kind.get(v, "var") for v in n.inputs}
+        if "var" in kinds or n.op.stateful or n.op.subgraphs() or "seq" not in kinds \
+                or not _batchable(n, kind):
+            k = "var"  # (values computed from invariants alone are LICM's job, not batched here)
+        else:
+            k = "seq"
+        for v in n.outputs:
+            kind[v] = k
+            has_matmul[v] = isinstance(n.op, MatMul) or any(has_matmul.get(i) for i in n.inputs)
+    # frontier: per-step-pure values read by step-dependent nodes or returned
+    readers = {v for n in body.nodes if n.op.name != "param"
+               for v in n.inputs if any(kind.get(o) == "var" for o in n.outputs)}
+    readers |= {v for vs in body.results.values() for v in vs}
+    frontier = [v for n in body.nodes for v in n.outputs
+                if kind.get(v) == "seq" and has_matmul.get(v) and v in readers
+                and n.op.name != "param"]
+    if not frontier:
+        return 0
+    needed: set = set()
+    stack = [v.node for v in frontier]
+    while stack:
+        n = stack.pop()
+        if n not in needed and n.op.name not in ("param", "constant"):
+            needed.add(n)
+            stack.extend(v.node for v in n.inputs)
+    batched: dict = {}
+    steps_dim = None
+
+    def outer_of(v):
+        if v in batched:
+            return batched[v]
+        if v in outer:
+            return outer[v]
+        c = graph.add_node(v.node.op, [], [v.type], v.node.name, v.node.location)  # constant
+        batched[v] = c.outputs[0]
+        return batched[v]
+
+    for p in body.params.get("sequence", []):
+        steps_dim = outer[p].shape[0] if steps_dim is None else steps_dim
+    for n in body.nodes:
+        if n not in needed:
+            continue
+        ins = [outer_of(v) for v in n.inputs]
+        types = [TensorType((steps_dim,) + v.shape, v.dtype) for v in n.outputs]
+        new = graph.add_node(n.op, ins, types, n.name + "/batched", n.location)
+        new.is_gradient = n.is_gradient
+        for old, out in zip(n.outputs, new.outputs):
+            batched[old] = out
+    for v in frontier:
+        replace_uses(body, v, add_sequence(loop, batched[v], "hoisted/" + v.node.name.rsplit("/", 1)[-1]))
+    remove_dead(body, [])
+    return len(needed)

@@ -1,0 +1,80 @@
+"""Adding ports to an existing loop node (passes move work across the loop boundary)."""
+from __future__ import annotations
+
+from ..ir.types import TensorType
+from ..ir.value import Value
+
+
+def outer_inputs(node) -> dict:
+    """body param -> the outer value feeding it, for invariant and sequence params."""
+    op = node.op
+    parts = op.in_ports().split(node.inputs)
+    out = {}
+    for role in ("invariant", "sequence"):
+        for p, v in zip(op.body.params.get(role, []), parts[role]):
+            out[p] = v
+    return out
+
+
+def add_invariant(node, outer: Value, label: str) -> Value:
+    """A new loop-invariant param of node's body, fed by `outer`."""
+    at = node.op.in_ports().offset("sequence")
+    p = node.op.body.add_param("invariant", outer.type, label)
+    node.inputs.insert(at, outer)
+    node.op.body.captures[outer] = p
+    node.graph.version += 1
+    return p
+
+
+def add_sequence(node, outer: Value, label: str) -> Value:
+    """A new per-step param of node's body, slicing `outer` [L, ...] at step t."""
+    p = node.op.body.add_param("sequence", TensorType(outer.shape[1:], outer.dtype), label)
+    node.inputs.append(outer)
+    node.graph.version += 1
+    return p
+
+
+def stacked_output(node, v: Value) -> Value:
+    """The node's stacked output of body value v (added as a new per-step output if needed)."""
+    op = node.op
+    results = op.body.results
+    if v in results["output"]:
+        return node.outputs[op.out_ports().offset("output") + results["output"].index(v)]
+    at = op.out_ports().offset("residual")
+    length = None
+    if op.length_from is not None:
+        length = op.in_ports().split(node.inputs)["sequence"][op.length_from].shape[0]
+    results["output"].append(v)
+    new = node._add_output(TensorType((length,) + v.shape, v.dtype))
+    node.outputs.pop()
+    node.outputs.insert(at, new)
+    for i, out in enumerate(node.outputs):
+        out.index = i
+    node.graph.version += 1
+    return new
+
+
+def steps_output(node) -> Value:
+    return node.outputs[0]
+
+
+def drop_unused_outputs(node, used: set) -> int:
+    """Remove per-step output/residual ports nobody reads (the body stops computing them)."""
+    op = node.op
+    results = op.body.results
+    dropped = 0
+    for group in ("output", "residual"):
+        start = op.out_ports().offset(group)
+        keep_vals, keep_outs = [], []
+        for v, out in zip(results[group], node.outputs[start:start + len(results[group])]):
+            if out in used:
+                keep_vals.append(v)
+                keep_outs.append(out)
+        dropped += len(results[group]) - len(keep_vals)
+        node.outputs[start:start + len(results[group])] = keep_outs
+        results[group] = keep_vals
+    if dropped:
+        for i, out in enumerate(node.outputs):
+            out.index = i
+        node.graph.version += 1
+    return dropped

@@ -1,0 +1,57 @@
+"""The compile-time pass pipeline. Each pass is a small graph-to-graph function that can be
+switched off by name, e.g. Session(graph, passes={"hoist_sequence": False})."""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..ir.value import Value
+from .hoist_sequence import hoist_sequence_work
+from .licm import hoist_invariants
+from .loop_ports import drop_unused_outputs
+from .rewrite import remove_dead, result_values
+from .simplify import eliminate_common_subexpressions, fold_constants
+from .sink import sink_loops
+
+PASSES = {
+    "fold_constants": fold_constants,
+    "cse": eliminate_common_subexpressions,
+    "licm": hoist_invariants,
+    "hoist_sequence": hoist_sequence_work,
+    "sink_accumulators": lambda g: sink_loops(g, outputs=False, accumulators=True),
+    "sink_outputs": lambda g: sink_loops(g, outputs=True, accumulators=False),
+}
+
+
+def enabled_passes(config) -> list[str]:
+    """config: True (all), False/None (none), or {name: bool} overriding the defaults."""
+    if config is True:
+        return list(PASSES)
+    if not config:
+        return []
+    unknown = set(config) - set(PASSES)
+    if unknown:
+        raise ValueError(f"unknown passes {sorted(unknown)}; known: {sorted(PASSES)}")
+    return [name for name in PASSES if config.get(name, True)]
+
+
+def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value], dict]:
+    """Run the enabled passes in place on `graph` (a compile-time clone). `keep` are the values
+    that must survive (fetches and fed values); a pass may replace them, so the values to use
+    afterwards are returned, with how much each pass changed."""
+    graph.results = {"keep": list(keep)}  # replace_uses keeps these up to date
+    stats = {}
+    for name in enabled_passes(config):
+        stats[name] = PASSES[name](graph)
+        _sweep(graph, [])
+    kept = graph.results.pop("keep")
+    del graph.results
+    return kept, stats
+
+
+def _sweep(graph: Graph, keep) -> None:
+    """Dead code, including loop outputs nobody reads and the body work that made them."""
+    remove_dead(graph, keep)
+    used = {v for n in graph.nodes for v in n.inputs} | result_values(graph)
+    for node in graph.nodes:
+        if node.op.subgraphs():
+            drop_unused_outputs(node, used)
+            _sweep(node.op.body, [])

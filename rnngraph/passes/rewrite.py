@@ -1,0 +1,141 @@
+"""Tools every pass uses: clone a graph, replace the uses of a value, restore topological order.
+
+Passes run on a clone made at compile time, so the user's graph (and what `print` shows of it)
+is never changed by optimisation.
+"""
+from __future__ import annotations
+
+import copy
+
+from ..ir.graph import Graph
+from ..ir.node import Node
+from ..ir.value import Value
+
+
+def clone(graph: Graph, roots: list[Value]) -> tuple[Graph, dict]:
+    """Copy the part of `graph` that `roots` need (loop bodies deep-copied); return the copy and
+    the map old Value -> new Value."""
+    needed: set[Node] = set()
+    stack = [v.node for v in roots]
+    while stack:
+        n = stack.pop()
+        if n not in needed:
+            needed.add(n)
+            stack.extend(v.node for v in n.inputs)
+    new = Graph(name=graph.name)
+    new.collections = {k: list(v) for k, v in graph.collections.items()}
+    vmap: dict[Value, Value] = {}
+    _copy_nodes(graph, new, [n for n in graph.nodes if n in needed], vmap)
+    new.collections["variables"] = [vmap[v] for v in graph.collections.get("variables", [])
+                                    if v in vmap]
+    return new, vmap
+
+
+def _copy_nodes(src: Graph, dst: Graph, nodes, vmap: dict) -> None:
+    for n in nodes:
+        op = n.op
+        if op.subgraphs():
+            op = _clone_loop_op(op, dst, vmap)
+        node = Node(dst, op, [vmap[v] for v in n.inputs], n.name, n.location)
+        node.is_gradient = n.is_gradient
+        for v in n.outputs:
+            vmap[v] = node._add_output(v.type)
+        dst.nodes.append(node)
+        dst._by_name[node.name] = node
+        if op.name == "param":
+            dst.params.setdefault(op.role, []).append(node.outputs[0])
+    dst.version += 1
+
+
+def _clone_loop_op(op, outer: Graph, vmap: dict):
+    body = op.body
+    new_body = Graph(parent=outer, name=body.name)
+    new_body._scope = list(body._scope)
+    # params first, in their role order, so ports line up with the node's inputs
+    _copy_nodes(body, new_body, body.nodes, vmap)
+    new_body.params = {role: [vmap[p] for p in ps] for role, ps in body.params.items()}
+    new_body.captures = {vmap.get(o, o): vmap[p] for o, p in body.captures.items()}
+    new_body.results = {role: [vmap[v] for v in vs] for role, vs in body.results.items()}
+    new_op = copy.copy(op)
+    new_op._body = new_body
+    new_op._vjp_cache = {}
+    return new_op
+
+
+def uses(graph: Graph) -> dict[Value, list[Node]]:
+    """value -> nodes of `graph` reading it."""
+    out: dict[Value, list[Node]] = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            out.setdefault(v, []).append(n)
+    return out
+
+
+def result_values(graph: Graph) -> set:
+    """Values a body returns (they count as used)."""
+    return {v for vs in getattr(graph, "results", {}).values() for v in vs}
+
+
+def replace_uses(graph: Graph, old: Value, new: Value) -> None:
+    """Make every reader of `old` in `graph` (and the body's results) read `new` instead."""
+    for n in graph.nodes:
+        if any(v is old for v in n.inputs):
+            n.inputs = [new if v is old else v for v in n.inputs]
+    results = getattr(graph, "results", None)
+    if results:
+        for role, vs in results.items():
+            results[role] = [new if v is old else v for v in vs]
+    graph.version += 1
+
+
+def toposort(graph: Graph) -> None:
+    """Restore a topological order after passes appended nodes that earlier nodes now read;
+    stable: nodes keep their relative order where dependencies allow."""
+    position = {n: i for i, n in enumerate(graph.nodes)}
+    produced_by = {v: v.node for n in graph.nodes for v in n.outputs}
+    done: set = set()
+    order: list = []
+
+    def visit(n, path=()):
+        if n in done:
+            return
+        stack = [(n, iter(sorted({produced_by[v] for v in n.inputs if v in produced_by},
+                                 key=position.get)))]
+        onstack = {n}
+        while stack:
+            node, deps = stack[-1]
+            for d in deps:
+                if d not in done:
+                    if d in onstack:
+                        raise AssertionError(f"cycle through {d.name}")
+                    onstack.add(d)
+                    stack.append((d, iter(sorted({produced_by[v] for v in d.inputs
+                                                  if v in produced_by}, key=position.get))))
+                    break
+            else:
+                stack.pop()
+                onstack.discard(node)
+                done.add(node)
+                order.append(node)
+
+    for n in graph.nodes:
+        visit(n)
+    graph.nodes = order
+    graph.version += 1
+
+
+def remove_dead(graph: Graph, keep: list[Value]) -> int:
+    """Drop nodes nothing in `keep` (or the body's results) depends on. Returns how many.
+    Params and stateful nodes stay."""
+    live: set = set()
+    stack = [v.node for v in keep] + [v.node for v in result_values(graph)]
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(v.node for v in n.inputs)
+    doomed = {n for n in graph.nodes
+              if n not in live and n.op.name != "param" and not n.op.stateful}
+    if doomed:
+        graph.remove_nodes(doomed)
+    return len(doomed)

@@ -1,0 +1,81 @@
+"""Generic clean-ups: constant folding and common-subexpression elimination (in bodies too)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import Graph
+from ..ops.sources import Constant
+from .rewrite import replace_uses
+
+_MAX_FOLD_BYTES = 1 << 20  # fold small things only; a folded constant lives as long as the program
+
+
+def fold_constants(graph: Graph) -> int:
+    count = 0
+    for node in list(graph.nodes):
+        if node.op.subgraphs():
+            count += fold_constants(node.op.body)
+            continue
+        op = node.op
+        if op.name in ("constant", "param") or op.stateful or op.multi_output or not node.inputs:
+            continue
+        if hasattr(op, "make_kernel") and not _plain(op):  # runtime checks and the like stay
+            continue
+        if not all(v.node.op.name == "constant" for v in node.inputs):
+            continue
+        try:
+            value = np.asarray(op.compute(np, *[v.node.op.value for v in node.inputs]))
+        except Exception:  # leave it to run time, where the error names the node properly
+            continue
+        if value.nbytes > _MAX_FOLD_BYTES:
+            continue
+        value = value.astype(node.outputs[0].dtype, copy=False)
+        value.setflags(write=False)
+        const = graph.add_node(Constant(value), [], [node.outputs[0].type], node.name + "/folded",
+                               node.location)
+        graph.nodes.remove(const)
+        graph.nodes.insert(graph.nodes.index(node), const)
+        replace_uses(graph, node.outputs[0], const.outputs[0])
+        count += 1
+    return count
+
+
+def _plain(op) -> bool:
+    """Ops whose make_kernel only picks a faster path for the same compute (safe to fold)."""
+    from ..ops.elementwise import Binary, Where
+    return isinstance(op, (Binary, Where))
+
+
+def eliminate_common_subexpressions(graph: Graph) -> int:
+    count = 0
+    seen: dict = {}
+    for node in list(graph.nodes):
+        if node.op.subgraphs():
+            count += eliminate_common_subexpressions(node.op.body)
+            continue
+        if node.op.stateful or (not node.inputs and node.op.name != "constant"):
+            continue  # two placeholders (or params) of one type are still different values
+        key = _key(node)
+        if key is None:
+            continue
+        if key in seen:
+            for old, new in zip(node.outputs, seen[key].outputs):
+                replace_uses(graph, old, new)
+            count += 1
+        else:
+            seen[key] = node
+    return count
+
+
+def _key(node):
+    op = node.op
+    if op.name == "constant":
+        v = op.value
+        if v.nbytes > 4096:
+            return None
+        return ("constant", v.dtype.str, v.shape, v.tobytes())
+    try:
+        attrs = repr(sorted(op.attrs().items()))
+    except TypeError:
+        return None
+    return (type(op), attrs, tuple(id(v) for v in node.inputs))

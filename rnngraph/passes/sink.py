@@ -1,0 +1,162 @@
+"""Sink per-step work that only feeds sums over steps or stacked outputs out of a loop.
+
+accumulators: a carried `acc' = acc + e_t` (a shared weight's gradient in a backward loop)
+  becomes acc_init + sum_t e_t computed after the loop, pushing the sum through linear ops:
+  sum_t (a_t^T @ b_t) is one [K, n*B] @ [n*B, N] product over the stacked a and b.
+outputs: a stacked output y_t = v_t @ W is computed after the loop as V @ W in one product
+  (rows past the executed steps stay zero, since the product of a zero row is zero).
+"""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..ops.elementwise import SumTo
+from ..ops.linalg import MatMul, MatrixTranspose
+from ..ops.reduce import AddN
+from ..ops.shape import GetitemGrad
+from ..ops.steps import StepContract, StepSum
+from .licm import variant_values
+from .loop_ports import outer_inputs, stacked_output, steps_output
+from .rewrite import remove_dead, replace_uses, result_values, toposort, uses
+
+
+def sink_loops(graph: Graph, outputs: bool = True, accumulators: bool = True) -> int:
+    count = 0
+    for node in list(graph.nodes):
+        if node.op.subgraphs():
+            count += sink_loops(node.op.body, outputs, accumulators)
+            if accumulators:
+                count += _sink_accumulators(graph, node)
+            if outputs:
+                count += _sink_outputs(graph, node)
+    if count:
+        toposort(graph)
+    return count
+
+
+class _Builder:
+    """Builds outer nodes that read a loop's stacks (keeps the node/graph plumbing in one place)."""
+
+    def __init__(self, graph, loop):
+        self.graph, self.loop = graph, loop
+        self.body = loop.op.body
+        self.outer = outer_inputs(loop)
+        self.variant = variant_values(self.body)
+        self.n = steps_output(loop)
+
+    def add(self, op, inputs, like, name):
+        types = op.infer(*[v.type for v in inputs])
+        types = [types] if not isinstance(types, (list, tuple)) else types
+        node = self.graph.add_node(op, inputs, list(types), name, like.node.location)
+        node.is_gradient = like.node.is_gradient
+        return node.outputs[0]
+
+    def invariant(self, v):
+        """The outer value of a body value that is the same every step, or None."""
+        if v in self.variant:
+            return None
+        if v in self.outer:
+            return self.outer[v]
+        if v.node.op.name == "constant":
+            return self.add(v.node.op, [], v, v.node.name)
+        return None
+
+    def stack(self, v):
+        """The outer [L, ...] stack of per-step value v (the sequence it slices, or an output)."""
+        if v in self.outer and v.node.op.role == "sequence":
+            return self.outer[v]
+        return stacked_output(self.loop, v)
+
+    def total(self, e):
+        """An outer value equal to the sum over executed steps of per-step value e, or None."""
+        n = e.node
+        if e not in self.variant:
+            return None
+        if isinstance(n.op, AddN) or n.op.name == "add" and e.type == n.inputs[0].type == n.inputs[1].type:
+            parts = [self.total(v) for v in n.inputs]
+            if any(p is None for p in parts):
+                return None
+            return self.add(AddN(), parts, e, n.name + "/summed")
+        if isinstance(n.op, GetitemGrad):
+            like = self.invariant(n.inputs[1])
+            inner = self.total(n.inputs[0]) if like is not None else None
+            if inner is None:
+                return None
+            return self.add(n.op, [inner, like], e, n.name + "/summed")
+        if isinstance(n.op, MatMul) and isinstance(n.inputs[0].node.op, MatrixTranspose):
+            a, b = n.inputs[0].node.inputs[0], n.inputs[1]
+            if a.type.rank == 2 and b.type.rank == 2 and a in self.variant and b in self.variant:
+                return self.add(StepContract(), [self.stack(a), self.stack(b), self.n], e,
+                                n.name + "/over_steps")
+        if isinstance(n.op, SumTo):
+            inner = self.total(n.inputs[0])
+            if inner is not None:
+                return self.add(n.op, [inner], e, n.name + "/summed")
+        return self.add(StepSum(), [self.stack(e), self.n], e, n.name + "/over_steps")
+
+
+def _sink_accumulators(graph, loop) -> int:
+    body = loop.op.body
+    params, results = body.params.get("carried", []), body.results["carried"]
+    readers = uses(body)
+    b = None
+    count = 0
+    for i, (acc, nxt) in enumerate(zip(params, results)):
+        n = nxt.node
+        if n.op.name != "add" or acc not in n.inputs or readers.get(acc, []) != [n] \
+                or n.inputs[0] is n.inputs[1] or nxt.type != acc.type:
+            continue
+        if sum(v is nxt for vs in body.results.values() for v in vs) != 1 or readers.get(nxt):
+            continue
+        e = n.inputs[1] if n.inputs[0] is acc else n.inputs[0]
+        b = b or _Builder(graph, loop)
+        total = b.total(e)
+        if total is None:
+            continue
+        out = loop.outputs[loop.op.out_ports().offset("carried") + i]
+        init = loop.op.in_ports().split(loop.inputs)["carried"][i]
+        final = b.add(n.op, [init, total], out, out.node.name + f"/acc_{i}")
+        replace_uses(graph, out, final)
+        results[i] = acc  # the loop now carries it through untouched (no per-step work)
+        count += 1
+    if count:
+        remove_dead(body, [])
+    return count
+
+
+def _sink_outputs(graph, loop) -> int:
+    """Outputs that are sums of v_t @ W (W invariant, v_t computed in the body) are computed
+    after the loop from the stacked v's: one large product instead of one per step."""
+    body = loop.op.body
+    readers = uses(body)
+    wanted = set(uses(graph)) | result_values(graph)
+    b = _Builder(graph, loop)
+    count = 0
+    for j, y in enumerate(list(body.results["output"])):
+        stacked = loop.outputs[loop.op.out_ports().offset("output") + j]
+        elsewhere = sum(v is y for vs in body.results.values() for v in vs) > 1
+        if readers.get(y) or elsewhere or stacked not in wanted or not _sinkable(y, b):
+            continue  # still needed every step: sinking would compute it twice
+        replace_uses(graph, stacked, _after_loop(y, b, stacked))
+        count += 1
+    return count
+
+
+def _sinkable(y, b) -> bool:
+    n = y.node
+    if n.op.name in ("add", "add_n"):
+        return all(v.type == y.type and _sinkable(v, b) for v in n.inputs)
+    if isinstance(n.op, MatMul) and y.type.rank == 2:
+        v, w = n.inputs
+        # a sequence param's stack is not zero past the executed steps, a body value's is
+        return (w.type.rank == 2 and b.invariant(w) is not None and v in b.variant
+                and v.node.op.name != "param")
+    return False
+
+
+def _after_loop(y, b, like):
+    n = y.node
+    if n.op.name in ("add", "add_n"):
+        return b.add(AddN(), [_after_loop(v, b, like) for v in n.inputs], like,
+                     n.name + "/after_loop")
+    v, w = n.inputs
+    return b.add(n.op, [b.stack(v), b.invariant(w)], like, n.name + "/after_loop")
