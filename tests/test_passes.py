@@ -106,7 +106,7 @@ def test_cse_merges_duplicates_but_not_placeholders():
         a = rg.placeholder(rg.float64, [2])
         b = rg.placeholder(rg.float64, [2])
         y = rg.tanh(a) + rg.tanh(a) + b
-        sess = rg.Session(g)
+        sess = rg.Session(g, passes={"fuse": False})
         np.testing.assert_allclose(sess.run(y, {a: [1.0, 2.0], b: [3.0, 4.0]}),
                                    2 * np.tanh([1.0, 2.0]) + [3.0, 4.0])
     assert sess.pass_stats["cse"] == 1
@@ -118,7 +118,7 @@ def test_constant_folding():
     with g.as_default():
         x = rg.placeholder(rg.float32, [3])
         y = x * (rg.constant(2.0) * rg.constant(3.0) + 1.0)
-        sess = rg.Session(g)
+        sess = rg.Session(g, passes={"fuse": False})
         np.testing.assert_allclose(sess.run(y, {x: [1, 2, 3]}), [7, 14, 21])
     assert sess.pass_stats["fold_constants"] >= 2
     ops_left = [n.op.name for n in _optimized_graph(sess).nodes]
@@ -142,3 +142,45 @@ def test_static_rnn_untouched_by_loop_passes_but_equal():
     off = rg.Session(g, seed=1, passes=False).run(grads, feed)
     for a, b in zip(on, off):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def _fused_nodes(graph):
+    found = []
+    for n in graph.nodes:
+        if n.op.name == "fused":
+            found.append(n)
+        for body in n.op.subgraphs():
+            found += _fused_nodes(body)
+    return found
+
+
+def test_fused_kernel_equals_unfused_ops_and_keeps_inputs_intact():
+    rng = np.random.default_rng(0)
+    a_val, b_val = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    g = rg.Graph()
+    with g.as_default():
+        a = rg.placeholder(rg.float64, [None, 4])
+        b = rg.placeholder(rg.float64, [3, None])
+        t = rg.tanh(a * b)
+        # t is used twice and exported; add_n reads a temporary after writing its output
+        y = rg.add_n([t, rg.sigmoid(t) * 2.0, a * b]) - rg.relu(b)
+        z = rg.where(a > 0.0, y, t * t)
+    fetch = [y, z, t]
+    fused = rg.Session(g).run(fetch, {a: a_val, b: b_val})
+    plain = rg.Session(g, passes={"fuse": False}).run(fetch, {a: a_val, b: b_val})
+    for got, want in zip(fused, plain):
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+    tn = np.tanh(a_val * b_val)
+    want_y = tn + 2.0 / (1 + np.exp(-tn)) + a_val * b_val - np.maximum(b_val, 0)
+    np.testing.assert_allclose(fused[0], want_y, rtol=1e-12)
+    np.testing.assert_allclose(fused[1], np.where(a_val > 0, want_y, tn * tn), rtol=1e-12)
+
+
+def test_lstm_step_bodies_fuse_into_few_kernels():
+    _, sess = build_and_run("lstm", True)
+    fwd, bwd = _loops(_optimized_graph(sess))
+    for loop in (fwd, bwd):
+        elementwise = [n for n in loop.op.body.nodes if getattr(n.op, "fusible", False)]
+        # the split of the gate matrix is a barrier: the add before it stays on its own
+        assert len(elementwise) <= 1, f"unfused: {[n.op.name for n in elementwise]}"
+        assert len(_fused_nodes(loop.op.body)) == 1

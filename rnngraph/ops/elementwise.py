@@ -136,7 +136,30 @@ def with_dim_checks(fn, node):
     return checked
 
 
-class Binary(Op):
+_C_BINARY = {"add": "{0} + {1}", "subtract": "{0} - {1}", "multiply": "{0} * {1}",
+             "divide": "{0} / {1}", "maximum": "max({0}, {1})", "minimum": "min({0}, {1})",
+             "power": "pow({0}, {1})", "less": "{0} < {1}", "less_equal": "{0} <= {1}",
+             "greater": "{0} > {1}", "greater_equal": "{0} >= {1}", "equal": "{0} == {1}",
+             "not_equal": "{0} != {1}", "logical_and": "{0} && {1}", "logical_or": "{0} || {1}"}
+_C_UNARY = {"negative": "-{0}", "tanh": "tanh({0})", "exp": "exp({0})", "log": "log({0})",
+            "square": "{0} * {0}", "sqrt": "sqrt({0})", "abs": "abs({0})",
+            "logical_not": "!{0}", "sign": "(({0} > 0) - ({0} < 0))"}
+
+
+class UfuncEmit:
+    """Fusion support for ops whose kernel is one ufunc: NumPy code and a C expression."""
+    fusible = True
+
+    def emit(self, res, args, out, ns, key):
+        call = f"xp.{self.kernel}({', '.join(args)}"
+        return [f"{res} = {call}, out={out})" if out else f"{res} = {call})"]
+
+    def cexpr(self, args):
+        table = _C_BINARY if len(args) == 2 else _C_UNARY
+        return "(" + table[self.kernel].format(*args) + ")"
+
+
+class Binary(UfuncEmit, Op):
     kernel = ""
 
     def infer(self, a, b):
@@ -267,7 +290,7 @@ class LogicalOr(Binary):
 
 
 # --- unary ----------------------------------------------------------------------------------
-class Unary(Op):
+class Unary(UfuncEmit, Op):
     kernel = ""
     float_only = True
 
@@ -306,6 +329,15 @@ class Sigmoid(Unary):
         y += x.dtype.type(0.5)
         return y
 
+    def emit(self, res, args, out, ns, key):
+        x = args[0]
+        return [f"{res} = xp.multiply({x}, 0.5, out={out})" if out else
+                f"{res} = xp.multiply({x}, 0.5)",
+                f"xp.tanh({res}, out={res})", f"{res} *= 0.5", f"{res} += 0.5"]
+
+    def cexpr(self, args):
+        return f"(1 / (1 + exp(-{args[0]})))"
+
     def vjp(self, node, g):
         y = node.outputs[0]
         return [multiply(g, multiply(y, subtract(1.0, y)))]
@@ -316,6 +348,13 @@ class Relu(Unary):
 
     def compute(self, xp, x):
         return xp.maximum(x, x.dtype.type(0))
+
+    def emit(self, res, args, out, ns, key):
+        return [f"{res} = xp.maximum({args[0]}, 0, out={out})" if out else
+                f"{res} = xp.maximum({args[0]}, 0)"]
+
+    def cexpr(self, args):
+        return f"max({args[0]}, 0)"
 
     def vjp(self, node, g):
         x = node.inputs[0]
@@ -369,6 +408,13 @@ class LogicalNot(Unary):
 class Where(Op):
     """where(cond, a, b): a where cond is true else b, broadcasting all three."""
     name = "where"
+    fusible = True
+
+    def emit(self, res, args, out, ns, key):
+        return [f"{res} = xp.where({', '.join(args)})"]
+
+    def cexpr(self, args):
+        return f"({args[0]} ? {args[1]} : {args[2]})"
 
     def infer(self, cond, a, b):
         if cond.dtype != np.bool_:

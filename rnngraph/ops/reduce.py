@@ -160,6 +160,16 @@ class AddN(Op):
             out += x
         return out
 
+    fusible = True
+    reuse_args = 2  # the emitted code reads the rest after writing its output
+
+    def emit(self, res, args, out, ns, key):
+        first = f"xp.add({args[0]}, {args[1]}, out={out})" if out else f"xp.add({args[0]}, {args[1]})"
+        return [f"{res} = {first}"] + [f"{res} += {a}" for a in args[2:]]
+
+    def cexpr(self, args):
+        return "(" + " + ".join(args) + ")"
+
     def vjp(self, node, g):
         return [g] * len(node.inputs)
 

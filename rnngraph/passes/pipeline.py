@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..ir.value import Value
+from .fuse import fuse_elementwise
 from .hoist_sequence import hoist_sequence_work
 from .licm import hoist_invariants
 from .loop_ports import drop_unused_outputs
@@ -18,6 +19,7 @@ PASSES = {
     "hoist_sequence": hoist_sequence_work,
     "sink_accumulators": lambda g: sink_loops(g, outputs=False, accumulators=True),
     "sink_outputs": lambda g: sink_loops(g, outputs=True, accumulators=False),
+    "fuse": fuse_elementwise,
 }
 
 

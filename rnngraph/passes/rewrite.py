@@ -50,7 +50,7 @@ def _copy_nodes(src: Graph, dst: Graph, nodes, vmap: dict) -> None:
 def _clone_loop_op(op, outer: Graph, vmap: dict):
     body = op.body
     new_body = Graph(parent=outer, name=body.name)
-    new_body._scope = list(body._scope)
+    # (no name scope: passes give new nodes full names themselves)
     # params first, in their role order, so ports line up with the node's inputs
     _copy_nodes(body, new_body, body.nodes, vmap)
     new_body.params = {role: [vmap[p] for p in ps] for role, ps in body.params.items()}

@@ -1,0 +1,109 @@
+"""Fuse connected elementwise ops (an LSTM's gate math, its backward) into one Fused node.
+
+Groups grow in schedule order: a fusible node joins the groups of its fusible producers when
+that cannot create a cycle (no path leaves the group and comes back). Values used outside the
+group (or returned by a body) become the fused node's outputs.
+"""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..ops.fused import Fused
+from .rewrite import replace_uses, result_values, toposort
+
+MAX_GROUP = 64  # keep generated kernels small enough to read in a profile
+
+
+def _fusible(node) -> bool:
+    return getattr(node.op, "fusible", False) and not node.op.multi_output
+
+
+def fuse_elementwise(graph: Graph) -> int:
+    fused = 0
+    for node in list(graph.nodes):
+        for body in node.op.subgraphs():
+            fused += fuse_elementwise(body)
+    groups = _groups(graph)
+    for group in groups:
+        if len(group) >= 2:
+            _replace(graph, group)
+            fused += 1
+    if fused:
+        toposort(graph)
+    return fused
+
+
+def _groups(graph: Graph) -> list[list]:
+    position = {n: i for i, n in enumerate(graph.nodes)}
+    producer = {v: n for n in graph.nodes for v in n.outputs}
+    group_of: dict = {}
+    members: dict[int, list] = {}
+    next_id = 0
+    for n in graph.nodes:
+        if not _fusible(n):
+            continue
+        cands = sorted({group_of[producer[v]] for v in n.inputs
+                        if v in producer and producer[v] in group_of})
+        merged = [n]
+        for g in cands:
+            trial = merged + members[g]
+            if len(trial) <= MAX_GROUP and not _would_cycle(graph, set(trial), position, producer):
+                merged = trial
+        gid = next_id
+        next_id += 1
+        for m in merged:
+            old = group_of.get(m)
+            if old is not None and old in members:
+                del members[old]
+            group_of[m] = gid
+        members[gid] = sorted(merged, key=position.get)
+    return list(members.values())
+
+
+def _would_cycle(graph, s: set, position, producer) -> bool:
+    """True if some path leaves `s` and re-enters it (then `s` cannot become one node)."""
+    lo = min(position[n] for n in s)
+    hi = max(position[n] for n in s)
+    tainted: set = set()
+    for n in graph.nodes[lo:hi + 1]:
+        from_inside = any(v in producer and (producer[v] in s or producer[v] in tainted)
+                          for v in n.inputs)
+        if n in s:
+            if any(v in producer and producer[v] in tainted for v in n.inputs):
+                return True
+        elif from_inside:
+            tainted.add(n)
+    return False
+
+
+def _replace(graph: Graph, group: list) -> None:
+    inside = set(group)
+    outputs_of = {v: n for n in group for v in n.outputs}
+    ext_inputs: list = []
+    refs: dict = {}
+    consts: list = []
+    for n in group:
+        for v in n.inputs:
+            if v not in outputs_of and v not in refs:
+                refs[v] = len(ext_inputs)
+                ext_inputs.append(v)
+    instrs, temp_types = [], []
+    for n in group:
+        ref = len(ext_inputs) + len(instrs)
+        instrs.append((n.op, tuple(refs[v] for v in n.inputs)))
+        temp_types.append(n.outputs[0].type)
+        refs[n.outputs[0]] = ref
+    used_outside = {v for m in graph.nodes if m not in inside for v in m.inputs}
+    used_outside |= result_values(graph)
+    exports = [n.outputs[0] for n in group if n.outputs[0] in used_outside]
+    op = Fused(instrs, len(ext_inputs), [refs[v] for v in exports], [v.type for v in exports],
+               temp_types)
+    last = group[-1]
+    node = graph.add_node(op, ext_inputs, [v.type for v in exports], last.name + "/fused",
+                          last.location)
+    node.is_gradient = last.is_gradient
+    graph.nodes.remove(node)
+    graph.nodes.insert(graph.nodes.index(last) + 1, node)
+    for old, new in zip(exports, node.outputs):
+        replace_uses(graph, old, new)
+    graph.remove_nodes(inside)
+    del consts
