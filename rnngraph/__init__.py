@@ -17,6 +17,7 @@ from .ops.sources import global_variables_initializer
 from .autodiff import gradients
 from .runtime.session import Session, get_default_session
 from . import nn, train
+from .render import render, to_dot, to_networkx
 from .nn import layers, losses
 
 
@@ -26,3 +27,5 @@ def name_scope(name):
 
 
 __version__ = "0.1.0"
+from . import io
+from .io import load, save

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import GradientError
-from .ir.graph import Graph
+from .ir.graph import Graph, get_default_graph
 from .ir.node import Node
 from .ir.value import Value
 from . import ops
@@ -87,12 +87,13 @@ def gradients(ys, xs, grad_ys=None, name: str = "gradients"):
     return results if xs_was_list else results[0]
 
 
-def backprop(graph: Graph, seeds: dict, xs: Sequence[Value]) -> list:
+def backprop(graph: Graph, seeds: dict, xs: Sequence[Value], strip_prefix: str = "") -> list:
     """The reverse walk over `graph`: cotangents of `xs` given those of some of its values.
 
     Cotangent nodes are built in the *default* graph, which may differ from `graph`: a loop's
     vjp differentiates its body into a new backward body (values of the forward body are then
-    resolved by the backward body's capture function).
+    resolved by the backward body's capture function). `strip_prefix` is left off the forward
+    names that cotangent nodes are named after (a loop body's nodes share the loop's prefix).
     """
     between, depends = nodes_between(graph, xs, list(seeds))
     cotangents: dict[Value, list[Value]] = {}
@@ -108,7 +109,11 @@ def backprop(graph: Graph, seeds: dict, xs: Sequence[Value]) -> list:
                 cotangents[v] = [g]
         try:
             vjp = node.op.vjp
-            grads = vjp(node, *gs) if node.op.multi_output else vjp(node, gs[0])
+            # named under the forward node (gradients/rnn/step_3/MatMul_grad/...), as TF does
+            scope = node.name[len(strip_prefix):] if node.name.startswith(strip_prefix) \
+                else node.name
+            with get_default_graph().name_scope(scope + "_grad"):
+                grads = vjp(node, *gs) if node.op.multi_output else vjp(node, gs[0])
         except GradientError:
             raise
         except NotImplementedError as exc:
@@ -139,4 +144,11 @@ def _prune_and_mark(graph: Graph, start: int, results: list) -> None:
         stack.extend(v.node for v in n.inputs)
     graph.remove_nodes(added_set - keep)
     for n in keep:
-        n.is_gradient = True
+        _mark_gradient(n)
+
+
+def _mark_gradient(node: Node) -> None:
+    node.is_gradient = True
+    for body in node.op.subgraphs():
+        for inner in body.nodes:
+            _mark_gradient(inner)

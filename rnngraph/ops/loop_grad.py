@@ -123,7 +123,7 @@ def loop_vjp(op: Loop, node, gs: list):
         float_x = [i for i, x in enumerate(x_params) if _is_float(x)]
         wrt = [c_params[i] for i in float_c] + [w_params[i] for i in float_w] + \
               [x_params[i] for i in float_x]
-        grads = backprop(body, seeds, wrt) if seeds else [None] * len(wrt)
+        grads = backprop(body, seeds, wrt, node.name + "/") if seeds else [None] * len(wrt)
         g_c = grads[:len(float_c)]
         g_w = grads[len(float_c):len(float_c) + len(float_w)]
         g_x = grads[len(float_c) + len(float_w):]

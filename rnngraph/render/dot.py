@@ -1,0 +1,603 @@
+"""Graph (+ optional memory plan) -> DOT text. A pure function: no global state, no I/O.
+
+What the picture shows:
+
+- **Name scopes** are nested clusters. With `max_depth=d`, a scope more than d levels deep
+  (`rnn` is depth 1, `rnn/layer_0` depth 2) folds into one box labelled with the scope name and
+  its node count; edges into and out of it are merged.
+- **Gradient nodes** (`node.is_gradient`, and everything inside a gradient loop) are coloured
+  apart and enclosed in one "backward" cluster.
+- **A loop node** is a cluster holding its body: the params it feeds (carried, invariant,
+  sequence, and the step `t` when used), the body's nodes, small "port" nodes for the loop's
+  outputs that are used, and the carried-state back edge (body result -> carried param), dashed
+  with `constraint=false` so it does not distort the layout.
+- **Static unrolls** are recognised from scope names: sibling scopes whose last component
+  matches `step_pattern` (default `<name>_<k>`, e.g. `step_3` or `basic_rnn_cell_3`; a sibling
+  named plain `<name>` joins as step 0, TF-style) form a step group when one parent holds more
+  than one of them. Each step is a cluster, edges between steps (the state) are drawn bold red,
+  and with more than `max_steps` steps the middle ones fold into one "... k steps ..." box
+  unless `all_steps=True`. Steps are not looked for inside a step or a loop body (time steps
+  do not nest; a loop body is one step), nor among scopes that hold only variables (a
+  MultiRNNCell's `cell_0`, `cell_1` weights). Caveat: other numbered sibling scopes holding
+  computation match too (`dense_1`, `dense_2`); pass
+  `step_pattern=r"^(?P<base>step)_(?P<step>\\d+)$"` to be strict or `None` to turn detection off.
+- **A plan** (anything with `placement_of(value)` and `bytes_of(value)`, see `SavedTensorPlan`)
+  colours the loops' saved tensors (the "residual" outputs) by placement and labels their size.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
+
+from ..ir.graph import Graph
+from ..ir.node import Node
+from ..ir.value import Value
+
+DEFAULT_STEP_PATTERN = r"^(?P<base>.+?)_(?P<step>\d+)$"
+HEAD_STEPS = TAIL_STEPS = 2  # steps kept either side of the "... k steps ..." box
+
+
+@runtime_checkable
+class SavedTensorPlan(Protocol):
+    """What the renderer asks of a memory plan about a saved tensor (a loop residual output)."""
+
+    def placement_of(self, value: Value) -> str | None:
+        """'device', 'host', 'recompute', or None when the plan does not cover the value."""
+
+    def bytes_of(self, value: Value) -> int | None:
+        """Size in bytes the plan assumes for the value, or None when unknown."""
+
+
+# --- palette: soft fills keep small text readable; borders carry the hue ----------------------
+_FONT = "Helvetica"
+_STYLE = {  # kind -> (fill, border)
+    "op": ("#eaf1fb", "#5b7fb3"),
+    "variable": ("#fff4d1", "#b8860b"),
+    "placeholder": ("#e3f4e5", "#3f8f55"),
+    "constant": ("#f4f4f4", "#a8a8a8"),
+    "param": ("#ffffff", "#7d8a99"),
+    "port": ("#eef0f4", "#7d8a99"),
+    "grad": ("#fdebe0", "#c96a32"),
+    "fold": ("#eef0f3", "#6c7a89"),
+}
+_PLACEMENT = {"device": ("#f7c6bd", "#c0392b"), "host": ("#c9e0f5", "#2e6da4"),
+              "recompute": ("#d4efd0", "#3c8d40")}
+_CLUSTER = {  # kind -> (fill, border, style)
+    "scope": ("#fbfbfc", "#b8c0cc", "rounded,dashed,filled"),
+    "step": ("#f6f8fb", "#8fa3bd", "rounded,filled"),
+    "loop": ("#f2f6fd", "#4a6fa5", "rounded,bold,filled"),
+    "grad_loop": ("#fff6f0", "#c96a32", "rounded,bold,filled"),
+    "gradients": ("#fffaf6", "#e0a47c", "rounded,filled"),
+    "legend": ("#ffffff", "#cccccc", "rounded"),
+}
+_CLUSTER_TEXT = {"scope": "#5f6b7a", "step": "#4a5d78", "gradients": "#b35a22",
+                 "legend": "#5f6b7a"}  # faint borders, readable labels
+_STATE, _FETCH, _EDGE, _GRAD_EDGE, _MUTED = "#c0392b", "#7b2cbf", "#8795a5", "#d39b78", "#6b7280"
+_EDGE_STYLE = {
+    "data": {},
+    "state": {"color": _STATE, "penwidth": "2.2", "fontcolor": _STATE},
+    "back": {"color": _STATE, "style": "dashed", "constraint": "false", "penwidth": "1.4",
+             "fontcolor": _STATE},
+    "port": {"style": "dotted", "arrowhead": "none"},
+}
+
+
+class _Html(str):
+    """An HTML-like label: written between <...> instead of quotes."""
+
+
+@dataclass(frozen=True)
+class _Options:
+    plan: object
+    fetches: tuple
+    max_depth: int | None
+    all_steps: bool
+    max_steps: int
+    step_re: re.Pattern | None
+    edge_labels: bool
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """Where the walk is: inside the backward part, which static step, inside a loop body."""
+    grad: bool = False
+    step: tuple | None = None
+    in_body: bool = False
+
+
+@dataclass
+class _Scope:
+    name: str
+    path: str
+    depth: int
+    nodes: list = field(default_factory=list)
+    children: dict = field(default_factory=dict)
+
+    def all_nodes(self):
+        yield from self.nodes
+        for c in self.children.values():
+            yield from c.all_nodes()
+
+
+def to_dot(graph_or_values, *, plan=None, fetches=None, max_depth: int | None = None,
+           all_steps: bool = False, max_steps: int = 12,
+           step_pattern: str | None = DEFAULT_STEP_PATTERN, rankdir: str = "TB",
+           edge_labels: bool = True, title: str | None = None) -> str:
+    """DOT text for a Graph, or for the part of a graph that some Values depend on.
+
+    `fetches` (Values) are highlighted; when Values are given instead of a graph they are the
+    default fetches. `plan` is a `SavedTensorPlan`. See the module docstring for the layout.
+    """
+    if rankdir not in ("TB", "LR", "BT", "RL"):
+        raise ValueError(f"rankdir must be TB, LR, BT or RL, got {rankdir!r}")
+    if max_depth is not None and max_depth < 0:
+        raise ValueError(f"max_depth must be >= 0 or None, got {max_depth}")
+    if plan is not None and not isinstance(plan, SavedTensorPlan):
+        raise TypeError(f"plan must have placement_of(value) and bytes_of(value), got "
+                        f"{type(plan).__name__}")
+    step_re = re.compile(step_pattern) if step_pattern else None
+    if step_re is not None and "step" not in step_re.groupindex:
+        raise ValueError("step_pattern needs a named group (?P<step>\\d+) for the step number "
+                         "(and optionally (?P<base>...) naming the group of steps)")
+    graph, nodes, wanted = _select(graph_or_values)
+    fetches = wanted if fetches is None else _values(fetches)
+    opts = _Options(plan, tuple(fetches), max_depth, all_steps, max_steps, step_re, edge_labels)
+    return _Builder(opts).build(graph, nodes, rankdir, title)
+
+
+# --- what to draw -------------------------------------------------------------------------------
+def _values(x) -> list[Value]:
+    vals = [x] if isinstance(x, Value) else list(x)
+    for v in vals:
+        if not isinstance(v, Value):
+            raise TypeError(f"expected Values, got {type(v).__name__}: {v!r}")
+    return vals
+
+
+def _select(graph_or_values) -> tuple[Graph, list[Node], list[Value]]:
+    """The top-level graph, the nodes to draw (creation order), and the Values asked for."""
+    if isinstance(graph_or_values, Graph):
+        return graph_or_values, list(graph_or_values.nodes), []
+    values = _values(graph_or_values)
+    if not values:
+        raise ValueError("nothing to draw: give a Graph or at least one Value")
+    tops = [_top_node(v.node) for v in values]
+    graph = tops[0].graph
+    keep, stack = set(), list(tops)
+    while stack:  # everything the asked-for values depend on
+        n = stack.pop()
+        if n not in keep:
+            keep.add(n)
+            stack.extend(v.node for v in n.inputs)
+    return graph, [n for n in graph.nodes if n in keep], values
+
+
+def _top_node(node: Node) -> Node:
+    """The node of the outermost graph that holds `node` (itself, or a loop around it)."""
+    while node.graph.parent is not None:
+        body = node.graph
+        node = next(n for n in body.parent.nodes if body in n.op.subgraphs())
+    return node
+
+
+def _scope_tree(nodes, strip: str, depth0: int) -> _Scope:
+    """Nodes filed by the scope part of their names (after removing the prefix `strip`)."""
+    root = _Scope("", strip.rstrip("/"), depth0)
+    for n in nodes:
+        rel = n.name[len(strip):] if strip and n.name.startswith(strip) else n.name
+        s = root
+        for comp in rel.split("/")[:-1]:
+            if comp not in s.children:
+                s.children[comp] = _Scope(comp, f"{s.path}/{comp}" if s.path else comp, s.depth + 1)
+            s = s.children[comp]
+        s.nodes.append(n)
+    return root
+
+
+def _step_groups(children: list[_Scope], step_re: re.Pattern) -> dict[str, list]:
+    """base name -> [(k, scope)] sorted by k, for sibling scopes that look like time steps."""
+    found: dict[str, list] = {}
+    for c in children:
+        m = step_re.match(c.name)
+        if m:
+            found.setdefault(m.groupdict().get("base") or "", []).append((int(m.group("step")), c))
+    by_name = {c.name: c for c in children}
+    for base, steps in found.items():
+        if base in by_name and all(k != 0 for k, _ in steps):
+            steps.append((0, by_name[base]))  # TF names step 0 `cell`, then `cell_1`, `cell_2`
+    return {b: sorted(s, key=lambda kc: kc[0]) for b, s in found.items()
+            if len(s) > 1 and not all(_only_variables(c) for _, c in s)}
+
+
+def _only_variables(s: _Scope) -> bool:
+    """Scopes holding just weights (a MultiRNNCell's `cell_0`, `cell_1`...) are not steps."""
+    return all(n.op.name == "variable" for n in s.all_nodes())
+
+
+def _with_bodies(nodes):
+    """The nodes and, recursively, those of their loop bodies."""
+    for n in nodes:
+        yield n
+        for sub in n.op.subgraphs():
+            yield from _with_bodies(sub.nodes)
+
+
+# --- labels -------------------------------------------------------------------------------------
+def _esc(s) -> str:
+    return html.escape(str(s), quote=False)
+
+
+def _tail(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _small(text: str, color: str = _MUTED, size: int = 8) -> str:
+    return f'<FONT POINT-SIZE="{size}" COLOR="{color}">{_esc(text)}</FONT>'
+
+
+def _out_type(node: Node) -> str:
+    return str(node.outputs[0].type) if len(node.outputs) == 1 else f"{len(node.outputs)} outputs"
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def _node_look(node: Node, grad: bool) -> dict:
+    """Shape, colours and label of an ordinary IR node."""
+    kind = node.op.name
+    tail, typ = _tail(node.name), _out_type(node)
+    if kind == "variable":
+        shape, label = "cylinder", f"<B>{_esc(tail)}</B><BR/>{_small(typ)}"
+    elif kind == "placeholder":
+        shape, label = "invhouse", f"<B>{_esc(tail)}</B><BR/>{_small(typ)}"
+    elif kind == "constant":
+        value = node.op.value
+        shown = str(value.reshape(-1)[0]) if value.size == 1 else typ
+        return {"shape": "box", "style": "rounded,filled", "fontsize": "7", "height": "0.2",
+                "margin": "0.04,0.02", "fillcolor": _STYLE["constant"][0],
+                "color": _STYLE["constant"][1], "fontcolor": _MUTED,
+                "label": _Html(_esc(shown))}
+    else:
+        shape, label = "box", f"<B>{_esc(kind)}</B><BR/>{_small(tail)}<BR/>{_small(typ, '#1f4e79')}"
+        kind = "op"
+    fill, border = _STYLE["grad" if grad and kind == "op" else kind]
+    return {"shape": shape, "style": "rounded,filled" if shape == "box" else "filled",
+            "fillcolor": fill, "color": border, "label": _Html(label)}
+
+
+# --- the builder --------------------------------------------------------------------------------
+class _Builder:
+    """One rendering: places every IR node (drawn, or folded into a box), then draws edges."""
+
+    def __init__(self, opts: _Options):
+        self.o = opts
+        self.lines: list = []                 # str, or (indent, node id) rendered at the end
+        self.attrs: dict[str, dict] = {}      # node id -> attributes (later passes restyle)
+        self.vis: dict[Node, str] = {}        # IR node -> id of what shows it (itself or a box)
+        self.members: list[Node] = []         # every placed IR node, for the edge pass
+        self.loops: set[Node] = set()         # loops drawn as clusters (edges go to their ports)
+        self.ports: dict[Value, str] = {}     # loop output -> its port node
+        self.extra_ports: dict[tuple, str] = {}  # (loop, 'trip'|'cond') -> port node
+        self.step: dict[str, tuple] = {}      # node id -> (step group, k): edges across are state
+        self.grad_ids: set[str] = set()
+        self.edges: dict[tuple, list] = {}    # (src, dst, kind) -> values (merged edges)
+        self._consumed: dict[int, set] = {}
+        self._ids = 0
+        self._clusters: set[str] = set()
+
+    # --- ids and clusters ---
+    def _new_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}{self._ids}"
+
+    def _open(self, kind: str, key: str, label: str, ind: int, style_kind: str | None = None):
+        slug = re.sub(r"[^A-Za-z0-9_]", "_", key)
+        base = f"cluster_{kind}_{slug}" if slug else f"cluster_{kind}"
+        cid, n = base, 1
+        while cid in self._clusters:  # same scope name drawn twice (e.g. forward and backward)
+            n += 1
+            cid = f"{base}_{n}"
+        self._clusters.add(cid)
+        fill, border, style = _CLUSTER[style_kind or kind]
+        pad = "  " * ind
+        text = _CLUSTER_TEXT.get(style_kind or kind, border)
+        self.lines += [f"{pad}subgraph {_q(cid)} {{",
+                       f"{pad}  label=<{label}>; fontsize=11; style={_q(style)}; "
+                       f"fillcolor={_q(fill)}; color={_q(border)}; fontcolor={_q(text)};"]
+
+    def _close(self, ind: int):
+        self.lines.append("  " * ind + "}")
+
+    def _add_node(self, nid: str, attrs: dict, ind: int, ctx: _Ctx):
+        self.attrs[nid] = attrs
+        self.lines.append((ind, nid))
+        if ctx.step is not None:
+            self.step[nid] = ctx.step
+        if ctx.grad:
+            self.grad_ids.add(nid)
+
+    # --- placing nodes ---
+    def build(self, graph: Graph, nodes: list[Node], rankdir: str, title: str | None) -> str:
+        fwd = [n for n in nodes if not n.is_gradient]
+        bwd = [n for n in nodes if n.is_gradient]
+        self._contents(_scope_tree(fwd, "", 0), 1, _Ctx())
+        if bwd:
+            tree = _scope_tree(bwd, "", 0)
+            while not tree.nodes and len(tree.children) == 1:  # the cluster *is* that scope
+                tree = next(iter(tree.children.values()))
+            self._open("gradients", "", f"<B>backward</B> {_esc(tree.path or 'gradients')}", 1)
+            self._scope(tree, 2, _Ctx(grad=True), as_cluster=False)
+            self._close(1)
+        if self.o.plan is not None:
+            self._legend()
+        self._edge_pass()
+        self._highlight_fetches()
+        return self._emit(graph, rankdir, title)
+
+    def _too_deep(self, s: _Scope) -> bool:
+        return self.o.max_depth is not None and s.depth > self.o.max_depth
+
+    def _scope(self, s: _Scope, ind: int, ctx: _Ctx, kind: str = "scope", as_cluster=True):
+        if self._too_deep(s):
+            return self._fold(list(s.all_nodes()), s.path, ind, ctx)
+        if as_cluster:
+            self._open(kind, s.path, f"<B>{_esc(s.name)}</B>", ind)
+        self._contents(s, ind + 1 if as_cluster else ind, ctx)
+        if as_cluster:
+            self._close(ind)
+
+    def _contents(self, s: _Scope, ind: int, ctx: _Ctx):
+        for n in s.nodes:
+            self._node(n, ind, ctx)
+        children = list(s.children.values())
+        no_steps = ctx.in_body or ctx.step is not None or self.o.step_re is None
+        groups = {} if no_steps else _step_groups(children, self.o.step_re)
+        base_of = {id(c): b for b, steps in groups.items() for _, c in steps}
+        done = set()
+        for c in children:
+            base = base_of.get(id(c))
+            if base is None:
+                self._scope(c, ind, ctx)
+            elif base not in done:  # the whole group, in step order, where its first one appears
+                done.add(base)
+                self._steps(f"{s.path}/{base}", groups[base], ind, ctx)
+
+    def _steps(self, key: str, steps: list, ind: int, ctx: _Ctx):
+        """One cluster per step; past max_steps the middle ones fold into one box."""
+        head, middle, tail = steps, [], []
+        if len(steps) > self.o.max_steps and not self.o.all_steps:
+            head, tail = steps[:HEAD_STEPS], steps[-TAIL_STEPS:]
+            middle = steps[HEAD_STEPS:-TAIL_STEPS]
+        for k, c in head:
+            self._scope(c, ind, replace(ctx, step=(key, k)), kind="step")
+        if middle:
+            nodes = [n for _, c in middle for n in c.all_nodes()]
+            self._fold(nodes, f"... {len(middle)} steps ...", ind,
+                       replace(ctx, step=(key, "elided")), elided=True)
+        for k, c in tail:
+            self._scope(c, ind, replace(ctx, step=(key, k)), kind="step")
+
+    def _fold(self, nodes: list[Node], label: str, ind: int, ctx: _Ctx, elided: bool = False):
+        """One box standing for `nodes` (and their loop bodies); their edges end on it."""
+        nid = self._new_id("fold")
+        every = list(_with_bodies(nodes))
+        count = sum(1 for n in every if n.op.name != "param")
+        grad = ctx.grad or all(n.is_gradient for n in nodes)
+        fill, border = _STYLE["grad" if grad else "fold"]
+        if elided:
+            look = {"shape": "box", "style": "rounded,dashed,filled", "fillcolor": "#ffffff",
+                    "color": border, "label": _Html(f"<I>{_esc(label)}</I><BR/>"
+                                                    f"{_small(f'{count} nodes')}")}
+        else:
+            look = {"shape": "box3d", "style": "filled", "fillcolor": fill, "color": border,
+                    "label": _Html(f"<B>{_esc(label)}</B><BR/>{_small(f'{count} nodes')}")}
+        self._add_node(nid, look, ind, replace(ctx, grad=grad))
+        for n in every:
+            self.vis[n] = nid
+            self.members.append(n)
+
+    def _node(self, n: Node, ind: int, ctx: _Ctx):
+        if n.op.subgraphs():
+            return self._loop(n, ind, ctx)
+        nid = self._new_id("n")
+        self.vis[n] = nid
+        self.members.append(n)
+        self._add_node(nid, _node_look(n, ctx.grad or n.is_gradient), ind,
+                       replace(ctx, grad=ctx.grad or n.is_gradient))
+
+    def _consumed_in(self, graph: Graph) -> set:
+        if id(graph) not in self._consumed:
+            self._consumed[id(graph)] = {v for n in graph.nodes for v in n.inputs}
+        return self._consumed[id(graph)]
+
+    def _loop(self, n: Node, ind: int, ctx: _Ctx):
+        """The loop as a cluster: params in, the body, ports out."""
+        op, body = n.op, n.op.body
+        ctx = replace(ctx, grad=ctx.grad or n.is_gradient)
+        self.loops.add(n)
+        self.members.append(n)
+        flags = [f for f, on in (("while", bool(body.results.get("cond"))),
+                                 ("reverse", getattr(op, "reverse", False)),
+                                 ("swap_memory", getattr(op, "swap_memory", False))) if on]
+        label = f"<B>loop</B> {_esc(n.name)}" + (f" {_small('(' + ', '.join(flags) + ')')}"
+                                                   if flags else "")
+        self._open("loop", n.name, label, ind, "grad_loop" if ctx.grad else "loop")
+        inner_ctx, i2 = replace(ctx, in_body=True), ind + 1
+        self.lines.append("  " * i2 + "{ rank=same;")  # the params line up as the loop's top row
+        if op.in_ports().sizes["trip"]:
+            self._port((n, "trip"), "trip", "i32[]", i2 + 1, inner_ctx)
+        used = self._consumed_in(body) | {v for vs in body.results.values() for v in vs}
+        for role in ("step", "carried", "invariant", "sequence"):
+            for p in body.params.get(role, []):
+                if role != "step" or p in used:
+                    self._param(p.node, role, i2 + 1, inner_ctx)
+        self._close(i2)
+        inner = [m for m in body.nodes if m.op.name != "param"]
+        scope = n.name.rsplit("/", 1)[0] + "/" if "/" in n.name else ""
+        strip = n.name + "/" if any(m.name.startswith(n.name + "/") for m in inner) else scope
+        self._contents(_scope_tree(inner, strip, strip.count("/")), i2, inner_ctx)
+        self.lines.append("  " * i2 + "{ rank=same;")  # and the outputs as its bottom row
+        self._out_ports(n, i2 + 1, inner_ctx)
+        if body.results.get("cond"):
+            self._port((n, "cond"), "cond", "", i2 + 1, inner_ctx, shape="diamond")
+        self._close(i2)
+        self._close(ind)
+
+    def _param(self, p: Node, role: str, ind: int, ctx: _Ctx):
+        nid = self._new_id("p")
+        self.vis[p] = nid
+        self.members.append(p)
+        tail = _tail(p.name)
+        text = tail if tail.startswith(role) else f"{role}: {tail}"
+        self._add_node(nid, {"shape": "box", "style": "rounded,dashed,filled", "fontsize": "9",
+                             "fillcolor": _STYLE["param"][0], "color": _STYLE["param"][1],
+                             "label": _Html(f"<I>{_esc(text)}</I><BR/>"
+                                            f"{_small(str(p.outputs[0].type))}")}, ind, ctx)
+
+    def _out_ports(self, n: Node, ind: int, ctx: _Ctx):
+        """A port per loop output that is used, fetched, or saved for the backward pass."""
+        outs = n.op.out_ports().split(n.outputs)
+        need = self._consumed_in(n.graph) | set(self.o.fetches)
+        shown = {g: [(i, v) for i, v in enumerate(vs) if g == "residual" or v in need]
+                 for g, vs in outs.items()}
+        if not shown["carried"] and not shown["output"]:  # show what the loop makes, even unused
+            shown["carried"], shown["output"] = list(enumerate(outs["carried"])), \
+                list(enumerate(outs["output"]))
+        saved = n.op.body.results["residual"]
+        names = {"steps": "steps", "carried": "final carried", "output": "stacked output"}
+        for group in ("steps", "carried", "output", "residual"):
+            for i, v in shown[group]:
+                if group == "residual":
+                    r = saved[i]  # name the saved body value; `:k` when its node has several
+                    what = _tail(r.node.name) + (f":{r.index}" if len(r.node.outputs) > 1 else "")
+                    self._residual_port(v, i, what, ind, ctx)
+                else:
+                    text = names[group] + ("" if group == "steps" else f" {i}")
+                    if group == "carried":  # name the state, e.g. the gradient accumulator
+                        tail = _tail(n.op.body.params["carried"][i].node.name)
+                        text += "" if tail == f"carried_{i}" else f": {tail}"
+                    self._port(v, text, str(v.type), ind, ctx)
+
+    def _port(self, key, text: str, typ: str, ind: int, ctx: _Ctx, shape: str = "box",
+              fill: str | None = None, border: str | None = None, extra: str = ""):
+        nid = self._new_id("port")
+        (self.ports if isinstance(key, Value) else self.extra_ports)[key] = nid
+        label = f"<I>{_esc(text)}</I>" + (f"<BR/>{_small(typ)}" if typ else "") + extra
+        style = "rounded,filled" if shape == "box" else "filled"
+        self._add_node(nid, {"shape": shape, "style": style, "fontsize": "9",
+                             "fillcolor": fill or _STYLE["port"][0],
+                             "color": border or _STYLE["port"][1], "label": _Html(label)}, ind, ctx)
+
+    def _residual_port(self, v: Value, i: int, what: str, ind: int, ctx: _Ctx):
+        """A saved tensor: coloured by where the plan puts it, labelled with its size."""
+        fill = border = None
+        extra = ""
+        plan = self.o.plan
+        if plan is not None:
+            where, size = plan.placement_of(v), plan.bytes_of(v)
+            fill, border = _PLACEMENT.get(where, (None, None))
+            bits = [b for b in (where, _fmt_bytes(size) if size is not None else None) if b]
+            extra = f"<BR/>{_small(' | '.join(bits), border or _MUTED)}" if bits else ""
+        self._port(v, f"saved {i}: {what}", str(v.type), ind, ctx, fill=fill, border=border,
+                   extra=extra)
+
+    def _legend(self):
+        self._open("legend", "", "<B>saved tensors</B>", 1)
+        for where, (fill, border) in _PLACEMENT.items():
+            self._add_node(f"legend_{where}", {"shape": "box", "style": "rounded,filled",
+                                               "fontsize": "9", "fillcolor": fill, "color": border,
+                                               "label": where}, 2, _Ctx())
+        self._close(1)
+
+    # --- edges ---
+    def _src(self, v: Value) -> str | None:
+        if v.node in self.loops:
+            return self.ports.get(v)
+        return self.vis.get(v.node)
+
+    def _edge(self, v: Value, dst: str | None, kind: str = "data"):
+        src = self._src(v)
+        if src is None or dst is None or src == dst:  # not drawn, or inside one folded box
+            return
+        a, b = self.step.get(src), self.step.get(dst)
+        if kind == "data" and a and b and a[0] == b[0] and a[1] != b[1]:
+            kind = "state"
+        self.edges.setdefault((src, dst, kind), []).append(v)
+
+    def _edge_pass(self):
+        for n in self.members:
+            if n in self.loops:
+                self._loop_edges(n)
+            elif n.op.name != "param":
+                for v in n.inputs:
+                    self._edge(v, self.vis[n])
+
+    def _loop_edges(self, n: Node):
+        op, body = n.op, n.op.body
+        ins = op.in_ports().split(n.inputs)
+        for v in ins["trip"]:
+            self._edge(v, self.extra_ports[(n, "trip")])
+        for role in ("carried", "invariant", "sequence"):
+            for v, p in zip(ins[role], body.params.get(role, [])):
+                self._edge(v, self.vis.get(p.node))
+        outs = op.out_ports().split(n.outputs)
+        for group in ("carried", "output", "residual"):
+            for r, v in zip(body.results[group], outs[group]):
+                if v in self.ports:
+                    self._edge(r, self.ports[v], "port")
+        for r, p in zip(body.results["carried"], body.params.get("carried", [])):
+            self._edge(r, self.vis.get(p.node), "back")
+        for r in body.results.get("cond", []):
+            self._edge(r, self.extra_ports[(n, "cond")], "port")
+
+    def _highlight_fetches(self):
+        for v in self.o.fetches:
+            nid = self._src(v)
+            if nid is not None:
+                self.attrs[nid].update(penwidth="3", color=_FETCH)
+
+    # --- text ---
+    def _edge_attrs(self, src: str, dst: str, kind: str, vals: list) -> dict:
+        a = {"color": _GRAD_EDGE if dst in self.grad_ids else _EDGE}
+        a.update(_EDGE_STYLE[kind])
+        if kind == "back":
+            a["label"] = "next"
+        elif self.o.edge_labels and kind != "port":
+            types = {str(v.type) for v in vals}
+            a["label"] = types.pop() if len(types) == 1 else f"{len(vals)} values"
+        return a
+
+    def _emit(self, graph: Graph, rankdir: str, title: str | None) -> str:
+        head = [f"digraph {_q(graph.name)} {{",
+                f"  graph [rankdir={rankdir}, compound=true, newrank=true, fontname={_q(_FONT)}, "
+                f"fontsize=14, nodesep=0.3, ranksep=0.4, labeljust=l, "
+                f"bgcolor=\"white\"{', labelloc=t, label=' + _q(title) if title else ''}];",
+                f"  node [fontname={_q(_FONT)}, fontsize=10, margin=\"0.12,0.05\", height=0.3, "
+                f"penwidth=1.2];",
+                f"  edge [fontname={_q(_FONT)}, fontsize=8, fontcolor=\"#7a7a7a\", "
+                f"arrowsize=0.6, penwidth=1.0];"]
+        body = []
+        for item in self.lines:
+            if isinstance(item, tuple):
+                ind, nid = item
+                body.append(f"{'  ' * ind}{_q(nid)} {_attr_list(self.attrs[nid])};")
+            else:
+                body.append(item)
+        edges = [f"  {_q(s)} -> {_q(d)} {_attr_list(self._edge_attrs(s, d, k, vals))};"
+                 for (s, d, k), vals in self.edges.items()]
+        return "\n".join(head + body + edges + ["}"]) + "\n"
+
+
+def _q(s: str) -> str:
+    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _attr_list(attrs: dict) -> str:
+    parts = [f"{k}=<{v}>" if isinstance(v, _Html) else f"{k}={_q(v)}" for k, v in attrs.items()]
+    return "[" + ", ".join(parts) + "]"
