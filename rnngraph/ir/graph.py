@@ -101,6 +101,15 @@ class Graph:
         finally:
             self._scope.pop()
 
+    @contextlib.contextmanager
+    def absolute_scope(self, path: str):
+        """Build under exactly `path` (not nested in the current scope)."""
+        saved, self._scope = self._scope, [p for p in path.split("/") if p]
+        try:
+            yield path
+        finally:
+            self._scope = saved
+
     def current_scope(self) -> str:
         return "/".join(self._scope)
 

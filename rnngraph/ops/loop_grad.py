@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ir.graph import get_default_graph
 from ..ir.types import TensorType
 from ..ir.value import Value
 from . import elementwise as ew
@@ -156,8 +157,11 @@ def loop_vjp(op: Loop, node, gs: list):
     invariants = list(bb.captures.keys())
     bwd = Loop(bb, has_trip=True, reverse=not op.reverse, length_from=length_from,
                parallel_iterations=op.parallel_iterations, swap_memory=op.swap_memory)
-    results = apply(bwd, [outs["steps"][0]] + init_ct + init_acc + invariants + seq_outer,
-                    name=node.name.rsplit("/", 1)[-1] + "_grad")
+    graph = get_default_graph()
+    scope, _, leaf = graph.current_scope().rpartition("/")  # the vjp scope is '<...>/<loop>_grad'
+    with graph.absolute_scope(scope):
+        results = apply(bwd, [outs["steps"][0]] + init_ct + init_acc + invariants + seq_outer,
+                        name=leaf)
     rparts = bwd.out_ports().split(results)
     final = rparts["carried"]
 
