@@ -116,6 +116,9 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
             raise ValueError(f"dynamic_rnn: inputs must have rank >= 3 "
                              f"([{'time, batch' if time_major else 'batch, time'}, depth]), got "
                              f"{x.type}")
+        if x.shape[-1] is None:
+            raise ValueError(f"dynamic_rnn: the last dimension (depth) of the inputs must be known "
+                             f"at build time, got {x.type}")
     graph = get_default_graph()
     with graph.name_scope(scope or "rnn"):
         if not time_major:  # the loop slices the leading axis: make it time
