@@ -132,17 +132,16 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
         batch = static_batch if static_batch is not None else ops.dim(flat_in[0], 1)
         state = _initial_state(cell, initial_state, dtype, batch, "dynamic_rnn")
         flat_state = [ops.as_value(s) for s in flatten(state)]
-        input_size = flat_in[0].shape[-1] if len(flat_in) == 1 else None
-        if len(flat_in) == 1:
-            cell.build_once(input_size, flat_state[0].dtype)
         trip = None
         seq_len = None
-        if sequence_length is not None:
+        if sequence_length is not None:  # validated before any weight is created
             seq_len = _check_sequence_length(sequence_length, static_batch, ops.dim(flat_in[0], 0),
                                              batch, "dynamic_rnn")
             # stop after the longest sequence (later rows of the outputs stay zero); run at least
             # one (fully masked) step, as TF does, so the stacks have their shapes
             trip = ops.minimum(ops.maximum(ops.reduce_max(seq_len), 1), ops.dim(flat_in[0], 0))
+        if len(flat_in) == 1:
+            cell.build_once(flat_in[0].shape[-1], flat_state[0].dtype)
 
         def step(t, carried, xs):
             old = pack_as(cell.state_size, carried)
