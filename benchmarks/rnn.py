@@ -1,0 +1,206 @@
+"""Speed of rnngraph's RNNs on the CPU, side by side with PyTorch in the same run.
+
+    python benchmarks/rnn.py                 # the full table (several minutes)
+    python benchmarks/rnn.py --quick         # fewer repeats, for a look
+
+For S1-S4 and each of LSTM, GRU and BasicRNN it prints the median time of forward and of
+forward+backward for rnngraph (all compiler passes), the same graph with every pass off, and
+PyTorch's nn.LSTM/GRU/RNN (skipped with a note when torch is not installed), the ratio
+rnngraph/PyTorch, and GFLOP/s as a fraction of a NumPy float32 matmul peak measured in this run.
+Then: padded batches (lengths uniform in [1, T]) vs full length, and build+compile times.
+Medians over repeats; these machines are shared, so compare columns of one run, not runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import rnngraph as rg  # noqa: E402
+
+SHAPES = {  # name: (batch, steps, input, hidden)
+    "S1": (64, 100, 128, 256),
+    "S2": (32, 50, 28, 150),
+    "S3": (16, 1000, 64, 128),
+    "S4": (4, 2, 3, 5),
+}
+GATES = {"lstm": 4, "gru": 3, "basic": 1}
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_peak(repeats: int) -> float:
+    """GFLOP/s of a large float32 NumPy matmul on this machine, now."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    t = median_time(lambda: a @ a, repeats, warmup=2)
+    return 2 * 2048 ** 3 / t / 1e9
+
+
+def flops(cell: str, B: int, T: int, I: int, H: int, backward: bool) -> float:
+    """Matrix-multiply FLOPs of the cell over T steps (backward counts 2x forward)."""
+    g = GATES[cell]
+    fwd = 2 * T * B * (I + H) * g * H
+    return fwd * (3 if backward else 1)
+
+
+def make_cell(cell: str, H: int):
+    return {"lstm": lambda: rg.nn.LSTMCell(H, forget_bias=0.0), "gru": lambda: rg.nn.GRUCell(H),
+            "basic": lambda: rg.nn.BasicRNNCell(H)}[cell]()
+
+
+class RnngraphCase:
+    def __init__(self, cell, B, T, I, H, passes=True, lengths=None, seed=0):
+        self.graph = rg.Graph()
+        with self.graph.as_default():
+            self.X = rg.placeholder(rg.float32, [None, T, I])
+            self.seq = rg.placeholder(rg.int32, [None]) if lengths is not None else None
+            out, _ = rg.nn.dynamic_rnn(make_cell(cell, H), self.X, dtype=rg.float32,
+                                       sequence_length=self.seq)
+            self.out = out
+            loss = rg.reduce_sum(out)
+            self.grads = rg.gradients(loss, [self.X] + rg.global_variables())
+        self.sess = rg.Session(self.graph, seed=seed, passes=passes)
+        self.feed = {self.X: np.random.default_rng(seed).standard_normal((B, T, I), np.float32)}
+        if lengths is not None:
+            self.feed[self.seq] = lengths
+
+    def forward(self):
+        self.sess.run(self.out, self.feed)
+
+    def forward_backward(self):
+        self.sess.run(self.grads, self.feed)
+
+
+class TorchCase:
+    def __init__(self, torch, cell, B, T, I, H, lengths=None, seed=0):
+        self.torch = torch
+        torch.manual_seed(seed)
+        cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "basic": torch.nn.RNN}[cell]
+        self.module = cls(I, H, batch_first=True)
+        x = np.random.default_rng(seed).standard_normal((B, T, I), np.float32)
+        self.x = torch.from_numpy(x).requires_grad_(True)
+        self.lengths = lengths
+
+    def _run(self):
+        torch = self.torch
+        if self.lengths is None:
+            out, _ = self.module(self.x)
+            return out
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            self.x, torch.from_numpy(np.asarray(self.lengths)), batch_first=True,
+            enforce_sorted=False)
+        out, _ = self.module(packed)
+        return torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)[0]
+
+    def forward(self):
+        with self.torch.no_grad():
+            self._run()
+
+    def forward_backward(self):
+        self.module.zero_grad()
+        self.x.grad = None
+        self._run().sum().backward()
+
+
+def table(rows, header):
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = "  ".join(h.rjust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(str(c).rjust(w) for c, w in zip(r, widths)))
+    print()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--cells", default="lstm,gru,basic")
+    ap.add_argument("--shapes", default="S1,S2,S3,S4")
+    args = ap.parse_args()
+    reps = 3 if args.quick else 7
+    try:
+        import torch
+        torch.set_num_threads(os.cpu_count() or 1)
+    except ImportError:
+        torch = None
+        print("note: torch is not installed (pip install torch==2.13.0): PyTorch column skipped\n")
+    peak = matmul_peak(reps + 2)
+    print(f"NumPy float32 matmul peak (2048^3) measured now: {peak:.1f} GFLOP/s; "
+          f"threads: {os.cpu_count()}\n")
+
+    rows = []
+    for cell in args.cells.split(","):
+        for name in args.shapes.split(","):
+            B, T, I, H = SHAPES[name]
+            r_reps = max(3, reps if T * B < 50000 else reps // 2)
+            ours = RnngraphCase(cell, B, T, I, H)
+            plain = RnngraphCase(cell, B, T, I, H, passes=False)
+            tc = TorchCase(torch, cell, B, T, I, H) if torch else None
+            for what in ("forward", "forward_backward"):
+                t_ours = median_time(getattr(ours, what), r_reps)
+                t_plain = median_time(getattr(plain, what), r_reps)
+                t_torch = median_time(getattr(tc, what), r_reps) if tc else None
+                gf = flops(cell, B, T, I, H, what == "forward_backward") / t_ours / 1e9
+                rows.append([f"{cell} {name}", "fwd" if what == "forward" else "fwd+bwd",
+                             f"{t_ours * 1e3:.2f}", f"{t_plain * 1e3:.2f}",
+                             f"{t_torch * 1e3:.2f}" if t_torch else "n/a",
+                             f"{t_ours / t_torch:.2f}" if t_torch else "n/a",
+                             f"{gf:.1f}", f"{gf / peak:.0%}"])
+    table(rows, ["case", "pass", "rnngraph ms", "passes off ms", "pytorch ms", "ratio",
+                 "GFLOP/s", "of peak"])
+
+    rows = []
+    B, T, I, H = SHAPES["S1"]
+    lengths = np.random.default_rng(1).integers(1, T + 1, size=B).astype(np.int32)
+    for cell in args.cells.split(","):
+        full = RnngraphCase(cell, B, T, I, H, lengths=np.full(B, T, np.int32))
+        padded = RnngraphCase(cell, B, T, I, H, lengths=lengths)
+        t_full = median_time(full.forward_backward, reps)
+        t_pad = median_time(padded.forward_backward, reps)
+        row = [f"{cell} S1", f"{t_full * 1e3:.1f}", f"{t_pad * 1e3:.1f}", f"{t_pad / t_full:.0%}"]
+        if torch:
+            tf_ = median_time(TorchCase(torch, cell, B, T, I, H, np.full(B, T)).forward_backward, reps)
+            tp_ = median_time(TorchCase(torch, cell, B, T, I, H, lengths).forward_backward, reps)
+            row += [f"{tf_ * 1e3:.1f}", f"{tp_ * 1e3:.1f}", f"{tp_ / tf_:.0%}"]
+        rows.append(row)
+    print(f"Padded batch: lengths uniform in [1, {T}] (mean {lengths.mean():.1f}) vs all {T}, "
+          "forward+backward")
+    table(rows, ["case", "full ms", "padded ms", "padded/full"]
+          + (["torch full ms", "torch padded ms", "torch padded/full"] if torch else []))
+
+    rows = []
+    for T in (10, 10000):
+        def build_dynamic(T=T):
+            case = RnngraphCase("lstm", 4, T, 8, 16)
+            case.sess.compile([case.out] + case.grads, [case.X])
+        rows.append([f"dynamic_rnn LSTM T={T}", f"{median_time(build_dynamic, 3, 0) * 1e3:.1f}"])
+
+    def build_static(T=1000):
+        g = rg.Graph()
+        with g.as_default():
+            xs = [rg.placeholder(rg.float32, [None, 8]) for _ in range(T)]
+            outs, _ = rg.nn.static_rnn(rg.nn.LSTMCell(16), xs, dtype=rg.float32)
+            grads = rg.gradients(rg.add_n([rg.reduce_sum(o) for o in outs]), rg.global_variables())
+            rg.Session(g).compile(grads, xs)
+    rows.append(["static_rnn LSTM T=1000", f"{median_time(build_static, 1, 0) * 1e3:.1f}"])
+    print("Build + compile (graph construction, gradients, passes, scheduling)")
+    table(rows, ["case", "ms"])
+
+
+if __name__ == "__main__":
+    main()
