@@ -84,7 +84,8 @@ def numpy_kernel(op: Fused, node, xp):
                       and a not in exported and a not in refs[first:]
                       and types[a] == types[r] and types[r].rank > 0), None)
         out = f"v{reuse}" if reuse is not None else None
-        lines.extend("    " + line for line in inner.emit(f"v{r}", args, out, namespace, f"k{j}"))
+        lines.extend("    " + line for line in inner.emit(f"v{r}", args, out, namespace, f"k{j}",
+                                                         dtype=types[r].dtype))
     lines.append(f"    return ({', '.join(f'v{r}' for r in op.exports)},)")
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated code, no user input
     return namespace["fused"]
