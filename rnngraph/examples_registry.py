@@ -1,0 +1,195 @@
+"""Built-in example graphs, by name, for the CLI (`rnngraph print lstm`, `rnngraph render
+classifier --grad`). Each mirrors a snippet of the reference documents.
+
+    from rnngraph.examples_registry import build, names
+    ex = build("lstm", unroll="static", grad=True)
+    print(ex.graph)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .ir.graph import Graph
+from .ir.value import Value
+
+
+@dataclass
+class Example:
+    name: str
+    description: str
+    graph: Graph
+    fetches: dict            # name -> Value: inputs (placeholders), outputs, loss, ...
+    unroll: str | None       # "dynamic" / "static", None when it does not apply
+
+    @property
+    def loss(self) -> Value | None:
+        return self.fetches.get("loss")
+
+
+@dataclass
+class _Entry:
+    build: Callable[[str], dict]
+    description: str
+    unrolls: tuple = ("dynamic", "static")
+    fixed_unroll: str | None = None   # aliases such as basic_rnn_static
+    builds_gradients: bool = False    # the graph already holds gradients (a train op)
+    aliases: list = field(default_factory=list)
+
+
+def _rnn(cell, X, unroll: str, n_steps: int, **kw):
+    """dynamic_rnn, or the book's static form (unstack time, static_rnn, stack back)."""
+    import rnngraph as rg
+    if unroll == "dynamic":
+        return rg.nn.dynamic_rnn(cell, X, dtype=rg.float32, **kw)
+    X_seqs = rg.unstack(rg.transpose(X, perm=[1, 0, 2]), num=n_steps)
+    output_seqs, states = rg.nn.static_rnn(cell, X_seqs, dtype=rg.float32, **kw)
+    return rg.transpose(rg.stack(output_seqs), perm=[1, 0, 2]), states
+
+
+def _stand_in_loss(outputs):
+    import rnngraph as rg
+    return rg.reduce_mean(rg.square(outputs), name="loss")
+
+
+# --- the examples ----------------------------------------------------------------------------------
+def _basic_rnn(unroll):
+    """The book's first RNN: 2 steps of 3 inputs, 5 recurrent neurons."""
+    import rnngraph as rg
+    n_steps, n_inputs, n_neurons = 2, 3, 5
+    X = rg.placeholder(rg.float32, [None, n_steps, n_inputs], name="X")
+    basic_cell = rg.nn.BasicRNNCell(num_units=n_neurons)
+    outputs, states = _rnn(basic_cell, X, unroll, n_steps)
+    return {"X": X, "outputs": outputs, "states": states, "loss": _stand_in_loss(outputs)}
+
+
+def _seq_length(unroll):
+    """The book's variable-length example: sequence_length zeroes outputs past each length."""
+    import rnngraph as rg
+    n_steps, n_inputs, n_neurons = 2, 3, 5
+    X = rg.placeholder(rg.float32, [None, n_steps, n_inputs], name="X")
+    seq_length = rg.placeholder(rg.int32, [None], name="seq_length")
+    basic_cell = rg.nn.BasicRNNCell(num_units=n_neurons)
+    outputs, states = _rnn(basic_cell, X, unroll, n_steps, sequence_length=seq_length)
+    return {"X": X, "seq_length": seq_length, "outputs": outputs, "states": states,
+            "loss": _stand_in_loss(outputs)}
+
+
+def _lstm(unroll):
+    """The sequence_length tutorial's LSTM: LSTMCell(7) over (batch, 10 steps, 20 features)."""
+    import rnngraph as rg
+    cell = rg.nn.LSTMCell(7)
+    input_sequences = rg.placeholder(rg.float32, shape=(None, 10, 20), name="input_sequences")
+    output, final_state = _rnn(cell, input_sequences, unroll, 10)
+    return {"input_sequences": input_sequences, "output": output, "final_state": final_state,
+            "loss": _stand_in_loss(output)}
+
+
+def _gru(unroll):
+    """A GRUCell(16) over (batch, 10 steps, 8 features)."""
+    import rnngraph as rg
+    X = rg.placeholder(rg.float32, [None, 10, 8], name="X")
+    outputs, state = _rnn(rg.nn.GRUCell(16), X, unroll, 10)
+    return {"X": X, "outputs": outputs, "state": state, "loss": _stand_in_loss(outputs)}
+
+
+def _multi_lstm(unroll):
+    """The dynamic_rnn API page's stack: MultiRNNCell of LSTMCells of 128 and 256 units."""
+    import rnngraph as rg
+    data = rg.placeholder(rg.float32, [None, 10, 32], name="data")
+    rnn_layers = [rg.nn.LSTMCell(size) for size in [128, 256]]
+    multi_rnn_cell = rg.nn.MultiRNNCell(rnn_layers)
+    outputs, state = _rnn(multi_rnn_cell, data, unroll, 10)
+    return {"data": data, "outputs": outputs, "state": state, "loss": _stand_in_loss(outputs)}
+
+
+def _bidirectional(unroll):
+    """bidirectional_dynamic_rnn with LSTMCell(8) each way over (batch, time, 4)."""
+    import rnngraph as rg
+    X = rg.placeholder(rg.float32, [None, None, 4], name="X")
+    (fw, bw), _ = rg.nn.bidirectional_dynamic_rnn(rg.nn.LSTMCell(8), rg.nn.LSTMCell(8), X,
+                                                  dtype=rg.float32)
+    outputs = rg.concat([fw, bw], axis=2)
+    return {"X": X, "outputs": outputs, "loss": _stand_in_loss(outputs)}
+
+
+def _classifier(unroll):
+    """The book's sequence classifier (the demo's model): BasicRNNCell(150) over 8x8 digits,
+    dense to 10 classes, cross-entropy, Adam's training op, accuracy."""
+    from .demo import build_classifier
+    import rnngraph as rg
+    model = build_classifier(unroll=unroll, graph=rg.get_default_graph())
+    return model.fetches()
+
+
+_EXAMPLES: dict[str, _Entry] = {
+    "basic_rnn": _Entry(_basic_rnn, "the book's BasicRNNCell(5) over 2 steps of 3 inputs"),
+    "basic_rnn_dynamic": _Entry(_basic_rnn, "basic_rnn unrolled with dynamic_rnn (a loop node)",
+                                fixed_unroll="dynamic"),
+    "basic_rnn_static": _Entry(_basic_rnn, "basic_rnn unrolled with static_rnn (one cell copy "
+                               "per step)", fixed_unroll="static"),
+    "seq_length": _Entry(_seq_length, "basic_rnn with a sequence_length placeholder"),
+    "lstm": _Entry(_lstm, "LSTMCell(7) over 10 steps of 20 features"),
+    "gru": _Entry(_gru, "GRUCell(16) over 10 steps of 8 features"),
+    "multi_lstm": _Entry(_multi_lstm, "MultiRNNCell([LSTMCell(128), LSTMCell(256)])"),
+    "bidirectional": _Entry(_bidirectional, "bidirectional_dynamic_rnn, LSTMCell(8) each way",
+                            unrolls=("dynamic",)),
+    "classifier": _Entry(_classifier, "the demo's digit classifier with loss, accuracy and "
+                         "Adam's train op", builds_gradients=True),
+}
+
+
+def names() -> list[str]:
+    return list(_EXAMPLES)
+
+
+def describe() -> list[tuple[str, str]]:
+    return [(name, e.description) for name, e in _EXAMPLES.items()]
+
+
+def build(name: str, unroll: str | None = None, grad: bool = False) -> Example:
+    """Build example `name` in a fresh graph. `unroll`: "dynamic" (default) or "static";
+    `grad`: also add the gradients of its loss with respect to its weights (examples with a
+    train op already hold them)."""
+    import rnngraph as rg
+
+    if name not in _EXAMPLES:
+        raise KeyError(name)
+    entry = _EXAMPLES[name]
+    if entry.fixed_unroll is not None:
+        if unroll is not None and unroll != entry.fixed_unroll:
+            base = name.rsplit("_", 1)[0]
+            raise ValueError(f"example {name!r} is always {entry.fixed_unroll}; use "
+                             f"'{base} --unroll {unroll}' or '{base}_{unroll}'")
+        unroll = entry.fixed_unroll
+    unroll = unroll or "dynamic"
+    if unroll not in entry.unrolls:
+        raise ValueError(f"example {name!r} supports --unroll {' or '.join(entry.unrolls)}, "
+                         f"not {unroll!r}")
+    graph = rg.Graph()
+    with graph.as_default():
+        fetches = entry.build(unroll)
+        if grad and not entry.builds_gradients and fetches.get("loss") is not None:
+            variables = rg.trainable_variables(graph)
+            for v, g in zip(variables, rg.gradients(fetches["loss"], variables)):
+                if g is not None:
+                    fetches[f"gradient/{v.node.name}"] = g
+    fetches = {k: _first(v) for k, v in fetches.items()}
+    _relocate(graph, f"example {name}")
+    return Example(name, entry.description, graph, fetches, unroll)
+
+
+def _relocate(graph: Graph, location: str) -> None:
+    """Name the example as where its nodes were built (the innermost frame outside rnngraph
+    would be the command-line launcher, which tells a reader nothing)."""
+    for node in graph.nodes:
+        node.location = location
+        for body in node.op.subgraphs():
+            _relocate(body, location)
+
+
+def _first(v):
+    """A fetch as one Value (an LSTM state tuple is represented by its h)."""
+    while isinstance(v, (tuple, list)):
+        v = v[-1]
+    return v

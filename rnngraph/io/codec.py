@@ -1,0 +1,500 @@
+"""Graph <-> JSON document (plain data) plus a table of NumPy arrays.
+
+The document mirrors the IR: a graph is a list of nodes in creation (= topological) order; a
+node names its op, the op's `attrs()`, its input value ids, and its outputs (id and type); a
+loop node carries its body, a graph of the same shape plus the body's params, results and
+captures by role. Values are referenced by their `%id`, so the printed text round-trips exactly.
+
+Attribute values are JSON scalars and lists, with a few tagged objects for what JSON lacks:
+
+    JSON list                         -> tuple (the attribute form ops use)
+    {"list": [...]}                   -> list
+    {"array": "constants/3"}          -> an array stored beside the document
+    {"ndarray": "float32", "shape": [], "data": 1.0}  -> a small array written inline
+    {"scalar": "float32", "value": x} -> a NumPy scalar
+    {"dtype": "int32"}                -> a NumPy dtype
+    {"initializer": "glorot_uniform", "params": {...}}  -> a variable initializer
+    {"dict": {...}}                   -> a dict with string keys
+
+Decoding builds nodes directly (no op is re-traced and nothing from the file is executed): each
+op class comes from the registry by name and is constructed from its decoded attributes.
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import math
+import numbers
+
+import numpy as np
+
+from ..ir.graph import Graph
+from ..ir.node import Node
+from ..ir.types import TensorType
+from ..ir.value import Value
+from ..ops import initializers as inits
+from ..ops.base import Op
+from . import registry
+
+_ARRAY_KINDS = "biufc"   # bool, ints, floats, complex: no objects, strings, records or datetimes
+_INLINE_MAX = 16         # arrays up to this many elements are written into the JSON itself
+_STD_RESULTS = ("cond", "carried", "output", "residual")
+_SOURCES = ("param", "placeholder", "variable", "constant")
+
+
+class InvalidFileError(ValueError):
+    """A file is not a loadable rnngraph file (truncated, tampered, unknown op, bad version)."""
+
+
+class Corrupt(Exception):
+    """Internal: a structural problem found while decoding (becomes InvalidFileError)."""
+
+
+class UnknownOp(Corrupt):
+    """Internal: a node names an op this rnngraph does not have."""
+
+
+# --- encoding -----------------------------------------------------------------------------------
+class ArrayTable:
+    """Arrays to be stored beside the document, under keys like 'constants/0'."""
+
+    def __init__(self):
+        self.arrays: dict[str, np.ndarray] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, arr: np.ndarray, group: str) -> str:
+        arr = np.asarray(arr)
+        if arr.dtype.kind not in _ARRAY_KINDS:
+            raise TypeError(f"cannot save an array of dtype {arr.dtype} (only bool, integer, "
+                            "float and complex arrays are saved)")
+        n = self._counts.get(group, 0)
+        self._counts[group] = n + 1
+        key = f"{group}/{n}"
+        self.arrays[key] = arr
+        return key
+
+
+def encode_value(x, arrays: ArrayTable, where: str):
+    """One attribute value as JSON data (see the module docstring for the tags)."""
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, np.ndarray):
+        if x.size <= _INLINE_MAX and x.dtype.kind in "biuf":  # small: readable in the JSON
+            return {"ndarray": x.dtype.name, "shape": list(x.shape), "data": x.tolist()}
+        return {"array": arrays.add(x, "constants")}
+    if isinstance(x, np.generic):
+        if x.dtype.kind not in _ARRAY_KINDS:
+            raise TypeError(f"{where}: cannot save a NumPy scalar of dtype {x.dtype}")
+        return {"scalar": x.dtype.name, "value": _json_number(x.item())}
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, numbers.Real):
+        return float(x)
+    if isinstance(x, np.dtype):
+        return {"dtype": x.name}
+    if isinstance(x, inits.Initializer):
+        kind = x.kind
+        if inits.KINDS.get(kind) is not type(x):
+            raise TypeError(f"{where}: cannot save initializer {type(x).__name__} (kind {kind!r} "
+                            "is not one of rnngraph's initializers)")
+        return {"initializer": kind,
+                "params": {k: encode_value(v, arrays, where) for k, v in x.params().items()}}
+    if isinstance(x, tuple):
+        return [encode_value(v, arrays, where) for v in x]
+    if isinstance(x, list):
+        return {"list": [encode_value(v, arrays, where) for v in x]}
+    if isinstance(x, dict):
+        if not all(isinstance(k, str) for k in x):
+            raise TypeError(f"{where}: cannot save a dict with non-string keys")
+        return {"dict": {k: encode_value(v, arrays, where) for k, v in x.items()}}
+    raise TypeError(f"{where}: cannot save a value of type {type(x).__name__}: {x!r}")
+
+
+def _json_number(v):
+    return v if not isinstance(v, complex) else {"complex": [v.real, v.imag]}
+
+
+def op_state(op: Op) -> dict:
+    """What is saved of an op: its `attrs()` plus any public attribute attrs() leaves out (an
+    op may hide defaults from the printed form, e.g. a loop's has_trip=False)."""
+    state = dict(op.attrs())
+    for k, v in vars(op).items():
+        if not k.startswith("_") and k not in state:
+            state[k] = v
+    return state
+
+
+def _type_doc(t: TensorType) -> list:
+    return [t.dtype.name, list(t.shape)]
+
+
+def encode_graph(graph: Graph, arrays: ArrayTable) -> dict:
+    doc = {"name": graph.name, "nodes": [_encode_node(n, arrays) for n in graph.nodes]}
+    if graph.parent is not None:
+        doc["params"] = [[role, [v.id for v in vals]] for role, vals in graph.params.items()]
+        results = getattr(graph, "results", {})
+        doc["results"] = [[role, [v.id for v in vals]] for role, vals in results.items()]
+        doc["captures"] = [[outer.id, param.id] for outer, param in graph.captures.items()]
+    return doc
+
+
+def _encode_node(node: Node, arrays: ArrayTable) -> dict:
+    op = node.op
+    registry.check_registered(op)
+    where = f"node {node.name!r} ({op.name})"
+    doc = {
+        "name": node.name,
+        "op": op.name,
+        "attrs": {k: encode_value(v, arrays, f"{where}, attribute {k!r}")
+                  for k, v in op_state(op).items()},
+        "inputs": [v.id for v in node.inputs],
+        "outputs": [[v.id] + _type_doc(v.type) for v in node.outputs],
+        "location": node.location,
+    }
+    if node.is_gradient:
+        doc["grad"] = True
+    subs = op.subgraphs()
+    if subs:
+        doc["bodies"] = [encode_graph(b, arrays) for b in subs]
+    return doc
+
+
+def encode_collections(graph: Graph, arrays: ArrayTable) -> dict:
+    """Collections of Values (e.g. 'variables') by value id; other collections as plain data."""
+    out = {}
+    for name, items in graph.collections.items():
+        if all(isinstance(v, Value) for v in items):
+            out[name] = {"values": [v.id for v in items]}
+        else:
+            out[name] = {"data": encode_value(list(items), arrays, f"collection {name!r}")}
+    return out
+
+
+# --- decoding -----------------------------------------------------------------------------------
+def _need(cond, msg):
+    if not cond:
+        raise Corrupt(msg)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _dtype(name) -> np.dtype:
+    _need(isinstance(name, str), f"a dtype must be a string, got {name!r}")
+    try:
+        dt = np.dtype(name)
+    except TypeError:
+        raise Corrupt(f"unknown dtype {name!r}") from None
+    _need(dt.kind in _ARRAY_KINDS and dt.name == name, f"unsupported dtype {name!r}")
+    return dt
+
+
+def _shape(shape) -> tuple:
+    _need(isinstance(shape, list) and all(d is None or (_is_int(d) and d >= 0) for d in shape),
+          f"bad shape {shape!r}")
+    return tuple(shape)
+
+
+class Decoder:
+    """Rebuilds a graph from a document; `arrays(key)` returns a stored array."""
+
+    def __init__(self, doc: dict, arrays):
+        self.doc = doc
+        self.get_array = arrays
+        self.values: dict[int, Value] = {}
+
+    # --- attribute values ---------------------------------------------------------------------
+    def value(self, x):
+        if x is None or isinstance(x, (bool, str)):
+            return x
+        if isinstance(x, (int, float)):
+            return x
+        if isinstance(x, list):
+            return tuple(self.value(v) for v in x)
+        _need(isinstance(x, dict) and len(x) >= 1, f"bad attribute value {x!r}")
+        keys = set(x)
+        if keys == {"list"}:
+            _need(isinstance(x["list"], list), "bad list attribute")
+            return [self.value(v) for v in x["list"]]
+        if keys == {"array"}:
+            _need(isinstance(x["array"], str), "bad array reference")
+            return self.array(x["array"])
+        if keys == {"ndarray", "shape", "data"}:
+            return self.inline_array(x["ndarray"], x["shape"], x["data"])
+        if keys == {"scalar", "value"}:
+            dt = _dtype(x["scalar"])
+            v = x["value"]
+            if isinstance(v, dict):
+                _need(set(v) == {"complex"} and isinstance(v["complex"], list)
+                      and len(v["complex"]) == 2, "bad complex scalar")
+                v = complex(*v["complex"])
+            _need(isinstance(v, (bool, int, float, complex)), f"bad scalar {v!r}")
+            return dt.type(v)
+        if keys == {"dtype"}:
+            return _dtype(x["dtype"])
+        if keys == {"dict"}:
+            _need(isinstance(x["dict"], dict), "bad dict attribute")
+            return {k: self.value(v) for k, v in x["dict"].items()}
+        if keys == {"initializer", "params"}:
+            return self.initializer(x["initializer"], x["params"])
+        raise Corrupt(f"bad attribute value {x!r}")
+
+    def array(self, key: str) -> np.ndarray:
+        try:
+            arr = self.get_array(key)
+        except KeyError:
+            raise Corrupt(f"missing array {key!r}") from None
+        _need(isinstance(arr, np.ndarray), f"entry {key!r} is not an array")
+        _need(arr.dtype.kind in _ARRAY_KINDS, f"array {key!r} has unsupported dtype {arr.dtype}")
+        arr = np.array(arr)  # own, contiguous copy
+        arr.setflags(write=False)
+        return arr
+
+    def inline_array(self, dtype, shape, data) -> np.ndarray:
+        dt, shape = _dtype(dtype), _shape(shape)
+        _need(dt.kind in "biuf", f"bad inline array dtype {dtype!r}")
+        _need(math.prod(shape) <= _INLINE_MAX, "inline array too large")
+
+        def check(d, dims):
+            if not dims:
+                _need(isinstance(d, (bool, int, float)), f"bad inline array element {d!r}")
+                return
+            _need(isinstance(d, list) and len(d) == dims[0], "inline array data does not match "
+                                                             "its shape")
+            for e in d:
+                check(e, dims[1:])
+
+        check(data, shape)
+        try:
+            arr = np.array(data, dtype=dt).reshape(shape)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise Corrupt(f"bad inline array: {exc}") from None
+        arr.setflags(write=False)
+        return arr
+
+    def initializer(self, kind, params) -> inits.Initializer:
+        _need(isinstance(kind, str) and kind in inits.KINDS, f"unknown initializer {kind!r}")
+        _need(isinstance(params, dict), "bad initializer parameters")
+        cls = inits.KINDS[kind]
+        decoded = {k: self.value(v) for k, v in params.items()}
+        try:
+            init = cls(**decoded)
+        except (TypeError, ValueError) as exc:
+            raise Corrupt(f"bad parameters for initializer {kind!r}: {exc}") from None
+        _need(_same(init.params(), decoded), f"bad parameters for initializer {kind!r}")
+        return init
+
+    # --- graphs -------------------------------------------------------------------------------
+    def collect_ids(self, gdoc, seen: set, depth: int = 0) -> None:
+        """Check every output id is a distinct int >= 0 (recursively through bodies)."""
+        _need(depth < 64, "loops nested too deeply")
+        _need(isinstance(gdoc, dict) and isinstance(gdoc.get("nodes"), list), "bad graph record")
+        for nd in gdoc["nodes"]:
+            _need(isinstance(nd, dict), "bad node record")
+            outs = nd.get("outputs")
+            _need(isinstance(outs, list), f"node {nd.get('name')!r}: bad outputs")
+            for o in outs:
+                _need(isinstance(o, list) and len(o) == 3 and _is_int(o[0]) and o[0] >= 0,
+                      f"node {nd.get('name')!r}: bad output record {o!r}")
+                _need(o[0] not in seen, f"value id %{o[0]} is defined twice")
+                seen.add(o[0])
+            bodies = nd.get("bodies", [])
+            _need(isinstance(bodies, list), f"node {nd.get('name')!r}: bad bodies")
+            for b in bodies:
+                self.collect_ids(b, seen, depth + 1)
+
+    def root(self, gdoc) -> Graph:
+        seen: set = set()
+        self.collect_ids(gdoc, seen)
+        name = gdoc.get("name", "graph")
+        _need(isinstance(name, str), "bad graph name")
+        graph = Graph(name=name)
+        graph._ids = itertools.count(max(seen, default=-1) + 1)  # new values never collide
+        self.nodes(graph, gdoc)
+        return graph
+
+    def nodes(self, graph: Graph, gdoc) -> None:
+        for nd in gdoc["nodes"]:
+            self.node(graph, nd)
+
+    def ref(self, vid, graph: Graph, what: str) -> Value:
+        _need(_is_int(vid), f"{what}: bad value reference {vid!r}")
+        v = self.values.get(vid)
+        _need(v is not None, f"{what}: reads %{vid}, which is not defined before it")
+        _need(v.graph is graph, f"{what}: reads %{vid} from another graph")
+        return v
+
+    def node(self, graph: Graph, nd: dict) -> Node:
+        name = nd.get("name")
+        _need(isinstance(name, str), f"bad node name {name!r}")
+        where = f"node {name!r}"
+        _need(name not in graph._by_name, f"duplicate node name {name!r}")
+        op_name = nd.get("op")
+        _need(isinstance(op_name, str), f"{where}: bad op name {op_name!r}")
+        try:
+            cls = registry.lookup(op_name)
+        except ValueError as exc:
+            raise UnknownOp(f"{exc} (node {name!r})") from None
+        attrs_doc = nd.get("attrs", {})
+        _need(isinstance(attrs_doc, dict), f"{where}: bad attributes")
+        inputs_doc = nd.get("inputs", [])
+        _need(isinstance(inputs_doc, list), f"{where}: bad inputs")
+        inputs = [self.ref(i, graph, where) for i in inputs_doc]
+        location = nd.get("location", "")
+        _need(isinstance(location, str), f"{where}: bad location")
+        bodies = [self.body(graph, b, where) for b in nd.get("bodies", [])]
+        try:
+            attrs = {k: self.value(v) for k, v in attrs_doc.items()}
+        except Corrupt as exc:
+            raise Corrupt(f"{where}: {exc}") from None
+        op = make_op(cls, attrs, bodies, where)
+        node = Node(graph, op, inputs, name, location)
+        for i, (vid, dtype, shape) in enumerate(nd["outputs"]):
+            value = Value(node, i, TensorType(_shape(shape), _dtype(dtype)), vid)
+            node.outputs.append(value)
+            self.values[vid] = value
+        node.is_gradient = nd.get("grad", False) is True
+        graph.nodes.append(node)
+        graph._by_name[name] = node
+        graph.version += 1
+        return node
+
+    def body(self, parent: Graph, bdoc: dict, where: str) -> Graph:
+        name = bdoc.get("name")
+        _need(isinstance(name, str), f"{where}: bad body name")
+        body = Graph(parent=parent, name=name)
+        self.nodes(body, bdoc)
+
+        def roles(key):
+            items = bdoc.get(key, [])
+            _need(isinstance(items, list) and all(
+                isinstance(r, list) and len(r) == 2 and isinstance(r[0], str)
+                and isinstance(r[1], list) for r in items), f"{where}: bad body {key}")
+            return {role: [self.ref(i, body, f"{where} body {key} {role!r}") for i in ids]
+                    for role, ids in items}
+
+        body.params = roles("params")
+        for role, vals in body.params.items():
+            for v in vals:
+                _need(v.node.op.name == "param" and v.node.op.role == role,
+                      f"{where}: body param %{v.id} is not a {role!r} param")
+        results = roles("results")
+        for role in _STD_RESULTS:
+            results.setdefault(role, [])
+        body.results = results
+        caps = bdoc.get("captures", [])
+        _need(isinstance(caps, list) and all(isinstance(c, list) and len(c) == 2 for c in caps),
+              f"{where}: bad body captures")
+        body.captures = {self.ref(o, parent, f"{where} capture"): self.ref(p, body,
+                                                                           f"{where} capture")
+                         for o, p in caps}
+        return body
+
+
+def make_op(cls: type, attrs: dict, bodies: list, where: str) -> Op:
+    """An instance of `cls` whose saved state equals `attrs`: built by its constructor when that
+    takes the attributes as arguments, else by restoring the public attributes directly."""
+    kwargs = dict(attrs)
+    if bodies:
+        _need(len(bodies) == 1 and "body" in inspect.signature(cls.__init__).parameters,
+              f"{where}: op {cls.name!r} does not take a body")
+        kwargs["body"] = bodies[0]
+    op = None
+    try:
+        op = cls(**kwargs)
+    except Exception:  # noqa: BLE001  a constructor that normalises its arguments differently
+        op = None
+    if op is not None and _same(op_state(op), attrs) and op.subgraphs() == bodies:
+        return op
+    _need(not bodies, f"{where}: bad attributes for op {cls.name!r}")
+    op = cls.__new__(cls)
+    op.__dict__.update(attrs)
+    try:
+        ok = _same(op_state(op), attrs)
+    except Exception:  # noqa: BLE001
+        ok = False
+    _need(ok, f"{where}: bad attributes for op {cls.name!r}: {sorted(attrs)}")
+    return op
+
+
+def _same(a, b) -> bool:
+    """Equality of attribute values, arrays by dtype, shape and content (NaN equal to NaN)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    if isinstance(a, np.generic) and a.dtype.kind in "fc" and np.isnan(a):
+        return bool(np.isnan(b))
+    return a == b
+
+
+def check_types(graph: Graph) -> None:
+    """Each node's stored output types must be what its op's rule gives for its inputs (so a
+    tampered shape cannot make the printed IR lie); loop nodes are checked by the verifier."""
+    for node in graph.nodes:
+        if hasattr(node.op, "verify"):
+            try:
+                node.op.verify(node)
+            except Exception as exc:  # noqa: BLE001  VerificationError, IndexError, ...
+                raise Corrupt(f"node {node.name!r} ({node.op.name}): {type(exc).__name__}: "
+                              f"{exc}") from None
+        elif node.op.name != "param":
+            try:
+                types = node.op.infer(*[v.type for v in node.inputs])
+            except Exception as exc:  # noqa: BLE001  ShapeError, TypeError, ...
+                raise Corrupt(f"node {node.name!r} ({node.op.name}): {exc}") from None
+            types = list(types) if isinstance(types, (list, tuple)) else [types]
+            got = [v.type for v in node.outputs]
+            _need(types == got,
+                  f"node {node.name!r} ({node.op.name}): stored output types "
+                  f"{', '.join(map(str, got)) or 'none'} differ from its op's rule "
+                  f"({', '.join(map(str, types)) or 'none'})")
+        for sub in node.op.subgraphs():
+            check_types(sub)
+
+
+def dumps(doc: dict) -> str:
+    """The document as JSON text a person can read: one line per node (a loop node's body is
+    laid out the same way, indented), everything else compact."""
+    lines: list[str] = []
+    _dump(doc, "", lines, "")
+    return "\n".join(lines) + "\n"
+
+
+def _inline(x) -> str:
+    return json.dumps(x, separators=(", ", ": "), allow_nan=True)
+
+
+def _opens(x) -> bool:
+    """Laid out over several lines: graphs, node lists, nodes with bodies, and what holds them."""
+    if isinstance(x, dict):
+        return "nodes" in x or "bodies" in x or "graph" in x
+    if isinstance(x, list):
+        return any(isinstance(n, dict) and ("op" in n or _opens(n)) for n in x)
+    return False
+
+
+def _dump(x, indent: str, lines: list, prefix: str, comma: str = "") -> None:
+    opens = _opens(x)
+    if isinstance(x, list) and opens:
+        lines.append(f"{indent}{prefix}[")
+        for i, n in enumerate(x):
+            _dump(n, indent + "  ", lines, "", "," if i < len(x) - 1 else "")
+        lines.append(f"{indent}]{comma}")
+    elif opens:
+        lines.append(f"{indent}{prefix}{{")
+        items = list(x.items())
+        for i, (k, v) in enumerate(items):
+            _dump(v, indent + "  ", lines, json.dumps(k) + ": ", "," if i < len(items) - 1 else "")
+        lines.append(f"{indent}}}{comma}")
+    else:
+        lines.append(f"{indent}{prefix}{_inline(x)}{comma}")
