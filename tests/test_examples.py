@@ -40,7 +40,8 @@ def printed_arrays(text: str) -> dict:
 def test_every_example_is_tested():
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
     assert scripts == sorted(["basic_rnn_static.py", "dynamic_rnn_variable_length.py",
-                              "lstm_sequence_length.py", "multi_rnn_cell.py"])
+                              "lstm_sequence_length.py", "multi_rnn_cell.py",
+                              "train_sequence_classifier.py"])
 
 
 def test_basic_rnn_static():
@@ -99,3 +100,12 @@ def test_multi_rnn_cell():
 def test_examples_are_deterministic():
     """The default session seed fixes the initial weights: two runs print the same numbers."""
     assert run_example("basic_rnn_static.py") == run_example("basic_rnn_static.py")
+
+
+def test_train_sequence_classifier():
+    out = run_example("train_sequence_classifier.py")
+    epochs = re.findall(r"^(\d+) Train accuracy: ([\d.]+) Test accuracy: ([\d.]+)$", out, re.M)
+    assert len(epochs) == 40, out[-2000:]
+    assert float(epochs[-1][2]) >= 0.95  # the demo's target on held-out digits
+    reloaded = re.search(r"test accuracy of the reloaded model: ([\d.]+)%", out)
+    assert reloaded and abs(float(reloaded.group(1)) / 100 - float(epochs[-1][2])) < 1e-4

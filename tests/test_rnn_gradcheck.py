@@ -280,11 +280,6 @@ def test_all_rows_of_length_zero_input_and_weight_gradients_are_zero():
     assert np.all(g_k == 0) and np.all(g_b == 0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: dynamic_rnn over inputs with 0 time steps (time dim "
-                   "unknown at build time, fed as 0) fails with ExecutionError 'cannot run a loop "
-                   "over a sequence of length 0' (runtime/loop_kernel.py _empty_stacks); expected "
-                   "empty outputs [batch, 0, units], the initial state passed through, and an "
-                   "empty input gradient (as lax.scan with length 0)")
 def test_zero_time_steps():
     g = rg.Graph()
     with g.as_default():

@@ -170,10 +170,8 @@ def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
     _check_cell(cell_bw)
     graph = get_default_graph()
     with graph.name_scope(scope or "bidirectional_rnn"):
-        with graph.name_scope("fw"):
-            out_fw, st_fw = dynamic_rnn(cell_fw, inputs, sequence_length, initial_state_fw, dtype,
-                                        parallel_iterations, swap_memory, time_major,
-                                        scope="fw")
+        out_fw, st_fw = dynamic_rnn(cell_fw, inputs, sequence_length, initial_state_fw, dtype,
+                                    parallel_iterations, swap_memory, time_major, scope="fw")
         time_axis, batch_axis = (0, 1) if time_major else (1, 0)
 
         def reverse(x):
@@ -183,9 +181,10 @@ def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
                 lengths = ops.fill([ops.dim(x, batch_axis)], 0, np.int32) + ops.dim(x, time_axis)
             return ops.reverse_sequence(x, lengths, seq_axis=time_axis, batch_axis=batch_axis)
 
-        with graph.name_scope("bw"):
+        with graph.name_scope("bw_reverse"):
             rev_in = pack_as(inputs, [reverse(x) for x in flatten(inputs)])
-            out_bw, st_bw = dynamic_rnn(cell_bw, rev_in, sequence_length, initial_state_bw, dtype,
-                                        parallel_iterations, swap_memory, time_major, scope="bw")
+        out_bw, st_bw = dynamic_rnn(cell_bw, rev_in, sequence_length, initial_state_bw, dtype,
+                                    parallel_iterations, swap_memory, time_major, scope="bw")
+        with graph.name_scope("bw_reverse"):
             out_bw = pack_as(out_bw, [reverse(o) for o in flatten(out_bw)])
     return (out_fw, out_bw), (st_fw, st_bw)

@@ -75,7 +75,7 @@ class Loop(Op):
 
     def attrs(self):
         a = {k: v for k, v in vars(self).items() if not k.startswith("_")}
-        return {k: v for k, v in a.items() if v not in (None, False) or k == "reverse"}
+        return {k: v for k, v in a.items() if (v is not None and v is not False) or k == "reverse"}
 
     # --- ports ------------------------------------------------------------------------------
     def in_ports(self) -> Ports:

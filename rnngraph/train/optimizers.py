@@ -43,8 +43,10 @@ class Optimizer:
         return self.apply_gradients(self.compute_gradients(loss, var_list), name)
 
     def _slot(self, var, slot):
-        return ops.get_variable(f"{var.node.name}/{self.name}/{slot}", var.shape, var.dtype,
-                                inits.Zeros(), trainable=False)
+        """A non-trainable zeros variable named `<var>/<Optimizer>/<slot>` (as TF names them)."""
+        with get_default_graph().absolute_scope(""):
+            return ops.get_variable(f"{var.node.name}/{self.name}/{slot}", var.shape, var.dtype,
+                                    inits.Zeros(), trainable=False)
 
     def _lr(self, var):
         return ops.constant(self.learning_rate, dtype=var.dtype)
@@ -88,7 +90,7 @@ class AdamOptimizer(Optimizer):
 
     def _step_count(self):
         if self._step is None:
-            self._step = ops.get_variable(f"{self.name}/step", [], np.float32, inits.Zeros(),
+            self._step = ops.get_variable("step", [], np.float32, inits.Zeros(),
                                           trainable=False)
             self._next_step = self._step + 1.0  # every update reads the same incremented count
         return self._next_step
