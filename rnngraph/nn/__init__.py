@@ -9,3 +9,4 @@ from ..ops import (log_softmax, relu, sigmoid, softmax, sparse_softmax_cross_ent
 rnn_cell = __import__("types").SimpleNamespace(
     BasicRNNCell=BasicRNNCell, LSTMCell=LSTMCell, GRUCell=GRUCell, MultiRNNCell=MultiRNNCell,
     LSTMStateTuple=LSTMStateTuple, RNNCell=RNNCell)
+from .torch_weights import load_torch_weights, torch_gradients, torch_weight_arrays

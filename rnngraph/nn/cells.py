@@ -12,6 +12,15 @@ Weight layouts (so weights can be exchanged with other frameworks):
                 candidate/kernel [input + units, units], candidate/bias:
                   r, u = sigmoid([x, h] @ Wg + bg);  c = tanh([x, r * h] @ Wc + bc)
                   h' = u * h + (1 - u) * c
+                GRUCell(reset_after=True): the PyTorch / cuDNN / tf.keras(reset_after=True)
+                formulation: the reset gate acts *after* the recurrent product, which has its
+                own bias:
+                  candidate/kernel [input + units, units] as above (x-rows, then h-rows),
+                  candidate/bias [units] (input bias b_xc, init 0),
+                  candidate/recurrent_bias [units] (recurrent bias b_hc, init 0):
+                  c = tanh(x @ Wc[:input] + b_xc + r * (h @ Wc[input:] + b_hc))
+                The gates are unchanged. PyTorch's nn.GRU maps exactly onto it (its gate rows are
+                r, z, n with z = u; see rnngraph/nn/torch_weights.py).
 The product [x, h] @ kernel is computed as x @ kernel[:input] + h @ kernel[input:] so the
 input half has no dependence on the state (a compiler pass can hoist it out of the loop).
 """
@@ -189,10 +198,14 @@ class LSTMCell(RNNCell):
 class GRUCell(RNNCell):
     scope_name = "gru_cell"
 
-    def __init__(self, num_units: int, activation=None, name=None, dtype=None):
+    def __init__(self, num_units: int, activation=None, name=None, dtype=None,
+                 reset_after: bool = False):
         super().__init__(name, dtype)
         self.num_units = _positive(num_units, "num_units")
         self.activation = activation or ops.tanh
+        if not isinstance(reset_after, (bool, np.bool_)):
+            raise TypeError(f"reset_after must be a bool, got {reset_after!r}")
+        self.reset_after = bool(reset_after)
 
     @property
     def state_size(self):
@@ -208,13 +221,23 @@ class GRUCell(RNNCell):
         self.gate_bias = self._variable("gates/bias", [2 * n], dtype, inits.Constant(1.0))
         self.candidate_kernel = self._variable("candidate/kernel", [input_size + n, n], dtype)
         self.candidate_bias = self._variable("candidate/bias", [n], dtype, inits.Zeros())
+        if self.reset_after:
+            self.candidate_recurrent_bias = self._variable("candidate/recurrent_bias", [n], dtype,
+                                                           inits.Zeros())
 
     def call(self, inputs, state):
         gates = ops.sigmoid(_linear(inputs, state, self.gate_kernel, self.gate_bias,
                                     self.input_size))
         r, u = ops.split(gates, 2, axis=1)
-        c = self.activation(_linear(inputs, r * state, self.candidate_kernel, self.candidate_bias,
-                                    self.input_size))
+        if self.reset_after:  # PyTorch/cuDNN: r scales the recurrent product (and its bias)
+            k = self.input_size
+            x_part = ops.add(ops.matmul(inputs, self.candidate_kernel[:k]), self.candidate_bias)
+            h_part = ops.add(ops.matmul(state, self.candidate_kernel[k:]),
+                             self.candidate_recurrent_bias)
+            c = self.activation(ops.add(x_part, r * h_part))
+        else:
+            c = self.activation(_linear(inputs, r * state, self.candidate_kernel,
+                                        self.candidate_bias, self.input_size))
         h = u * state + (1.0 - u) * c
         return h, h
 
