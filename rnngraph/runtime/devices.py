@@ -1,45 +1,199 @@
-"""Devices: where arrays live and how bytes are counted. The executor only talks to this API."""
+"""Devices: where arrays live, how bytes are counted and how they move to and from the host.
+
+The executor only talks to this interface:
+  xp                        the array module kernels run with (numpy, cupy)
+  asarray / to_host         put a host array on the device / bring one back (synchronously)
+  empty / free              allocate a device buffer (counted; `reuse=True` buffers go back to a
+                            same-size free list when freed) / give it back
+  retain / release / disown byte accounting of arrays landing in and leaving executor slots
+                            (see memory/accounting.py); current_bytes, peak_bytes
+  host_empty / host_free    host buffers for offloaded tensors (pinned memory on a GPU)
+  copy_to_host / copy_to_device
+                            copies that may run asynchronously; they return a ticket for `wait`
+  synchronize               wait for every queued kernel and copy
+Byte counting of slots is switched on per compiled Program (see Program.tracked), so it costs
+nothing when nobody asked for it.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from ..memory.accounting import ByteMeter
+from ..memory.costs import CPU_PROFILE, DeviceProfile
+
 
 class Device:
-    """An array module `xp` plus transfers and byte accounting (see memory issue for more)."""
     name = "device"
     xp = np
+    array_type = np.ndarray
+    profile: DeviceProfile = CPU_PROFILE
+    always_track = False           # count bytes on every run (a capacity to enforce)
+    capacity: int | None = None
 
+    def __init__(self, pool_limit: int = 1 << 30):
+        self.meter = self._make_meter()
+        self.bytes_to_host = 0
+        self.bytes_to_device = 0
+        self.pool_limit = pool_limit
+        self._pool: dict = {}          # (device?, nbytes) -> [flat buffers]
+        self._pooled = 0
+        self._host_pool: dict = {}
+        self._host_pooled = 0
+        self.host_current = 0
+        self.host_peak = 0
+
+    def _make_meter(self) -> ByteMeter:
+        return ByteMeter(self.array_type)
+
+    # --- arrays ---------------------------------------------------------------------------------
     def asarray(self, x):
         """Put a host array on this device."""
         return self.xp.asarray(x)
 
     def to_host(self, x) -> np.ndarray:
+        if hasattr(x, "materialize"):  # a saved-tensor handle fetched directly
+            x = x.materialize()
         return np.asarray(x)
+
+    def empty(self, shape, dtype, what=None, reuse: bool = False, count: bool = True):
+        """An uninitialised device buffer; counted (`count`), it floats until it lands in a
+        slot. `reuse=True` buffers are internal to the executor: when freed they are kept for
+        the next request of the same byte size (never give such a buffer to user code)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        flat = None
+        if reuse:
+            bucket = self._pool.get(nbytes)
+            if bucket:
+                flat = bucket.pop()
+                self._pooled -= nbytes
+        if flat is None:
+            flat = self.xp.empty(max(nbytes, 1), np.uint8) if reuse else None
+        arr = flat[:nbytes].view(dtype).reshape(shape) if flat is not None else \
+            self.xp.empty(shape, dtype)
+        if count:
+            self.meter.allocate(arr, what)
+        return arr
+
+    def free(self, a, reuse: bool = False) -> None:
+        """Forget a buffer from `empty` (its bytes are no longer in use)."""
+        self.meter.free(a)
+        if reuse:
+            flat = self.meter.base_of(a)
+            if self._pooled + flat.nbytes <= self.pool_limit:
+                self._pool.setdefault(a.nbytes, []).append(flat)
+                self._pooled += flat.nbytes
+
+    # --- accounting -----------------------------------------------------------------------------
+    def retain(self, a, what=None) -> None:
+        self.meter.retain(a, what)
+
+    def release(self, a) -> None:
+        self.meter.release(a)
+
+    def disown(self, a) -> None:
+        self.meter.disown(a)
+
+    @property
+    def current_bytes(self) -> int:
+        return self.meter.current
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.meter.peak
+
+    def reset_peak(self) -> None:
+        self.meter.reset_peak()
+        self.host_peak = self.host_current
+
+    def reset_accounting(self) -> None:
+        """Forget every counted buffer (a failed run may have left some behind)."""
+        self.meter.reset()
+
+    def counters(self) -> dict:
+        return {"peak_bytes": self.peak_bytes, "current_bytes": self.current_bytes,
+                "bytes_to_host": self.bytes_to_host, "bytes_to_device": self.bytes_to_device,
+                "host_bytes": self.host_current, "host_peak_bytes": self.host_peak}
+
+    # --- host memory ----------------------------------------------------------------------------
+    def _host_alloc(self, nbytes: int) -> np.ndarray:
+        return np.empty(max(nbytes, 1), np.uint8)
+
+    def host_empty(self, shape, dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        bucket = self._host_pool.get(nbytes)
+        if bucket:
+            flat = bucket.pop()
+            self._host_pooled -= flat.nbytes
+        else:
+            flat = self._host_alloc(nbytes)
+        self.host_current += nbytes
+        self.host_peak = max(self.host_peak, self.host_current)
+        return flat[:nbytes].view(dtype).reshape(shape)
+
+    def host_free(self, a: np.ndarray) -> None:
+        """Give back a buffer from `host_empty` (kept for reuse, up to `pool_limit` bytes)."""
+        flat = a
+        while isinstance(flat.base, np.ndarray):
+            flat = flat.base
+        self.host_current -= a.nbytes
+        if self._host_pooled + flat.nbytes <= self.pool_limit:
+            self._host_pool.setdefault(a.nbytes, []).append(flat)
+            self._host_pooled += flat.nbytes
+
+    # --- transfers ------------------------------------------------------------------------------
+    def copy_to_host(self, src, dst: np.ndarray):
+        """dst[...] = src (device -> host). Returns a ticket for `wait` (None: already done)."""
+        np.copyto(dst, src)
+        self.bytes_to_host += dst.nbytes
+        return None
+
+    def copy_to_device(self, src: np.ndarray, dst):
+        """dst[...] = src (host -> device). Returns a ticket for `wait` (None: already done)."""
+        np.copyto(dst, src)
+        self.bytes_to_device += dst.nbytes
+        return None
+
+    def wait(self, ticket) -> None:
+        """Make the compute stream wait for a copy (no-op when copies are synchronous)."""
+
+    def wait_host(self, ticket) -> None:
+        """Block the host until a copy is done (before its buffers are reused or dropped)."""
 
     def synchronize(self) -> None:
         pass
 
+    def describe(self) -> str:
+        return self.name
+
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name}>"
+        return f"<{type(self).__name__} {self.describe()}>"
 
 
 class CPUDevice(Device):
+    """NumPy. 'Host' and 'device' are both RAM; offloading still copies (and counts bytes)."""
     name = "cpu"
     xp = np
 
 
 def get_device(spec) -> Device:
-    """'cpu', 'gpu', 'auto', or a Device instance."""
+    """'cpu', 'gpu', 'auto', 'simulated' (unlimited; pass a SimulatedDevice for a capacity),
+    or a Device instance."""
     if isinstance(spec, Device):
         return spec
     if spec in (None, "cpu"):
         return CPUDevice()
+    if spec == "simulated":
+        from .simulated import SimulatedDevice
+        return SimulatedDevice()
     if spec in ("gpu", "auto"):
-        from .cupy_device import CupyDevice, gpu_available
+        from .cupy_device import CupyDevice, gpu_available, gpu_unavailable_reason
         if gpu_available():
             return CupyDevice()
         if spec == "auto":
             return CPUDevice()
-        raise RuntimeError("device='gpu' needs CuPy and a CUDA device; cupy.cuda.is_available() "
-                           "is False here (use device='cpu' or 'auto')")
-    raise ValueError(f"unknown device {spec!r}: use 'cpu', 'gpu', 'auto' or a Device")
+        raise RuntimeError("device='gpu' needs CuPy and a CUDA device, but "
+                           f"{gpu_unavailable_reason()}. Use device='cpu', or device='auto' to "
+                           "take the GPU only when there is one.")
+    raise ValueError(f"unknown device {spec!r}: use 'cpu', 'gpu', 'auto', 'simulated' or a Device")

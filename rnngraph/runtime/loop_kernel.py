@@ -1,9 +1,24 @@
-"""Run a loop node: its body compiled once into Programs, then a plain Python loop over steps."""
+"""Run a loop node: its body compiled once into Programs, then a plain Python loop over steps.
+
+Where each saved residual lives comes from the memory plan (`ctx.plan`, read once per run; see
+memory/plan.py): kept in a device stack, copied row by row to a host stack (OffloadWriter), or
+recomputed later from carried-state checkpoints taken every k steps (Replayer). Without a plan
+every residual is kept on the device. Sequence inputs that are residual handles (a backward
+loop reading offloaded or recomputed residuals) are sliced like arrays; the loop ends their
+pass when it is done.
+
+In a tracked Program (byte accounting on) the kernel owns one reference to every array a body
+program returns and releases it once the value is copied into a stack or superseded.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from ..ir.types import TensorType
+from ..memory.loops import loop_layout, split_placements
+from ..memory.shapes import infer_body_shapes
 from .program import Program
+from .residuals import OffloadWriter, RecomputedStack, Replayer, SavedStack
 
 
 def compile_loop(op, node, program):
@@ -11,19 +26,25 @@ def compile_loop(op, node, program):
     body = op.body
     ctx = program.ctx
     xp = ctx.xp
+    dev = ctx.device
+    tracked = program.tracked
+    meter = dev.meter if tracked else None
     ins = op.in_ports()
-    outs = op.out_ports()
-    needed = outs.split(program.needed_outputs(node))
+    layout = loop_layout(node, program.needed_outputs(node))
+    body_inputs = layout.body_inputs
     results = body.results
-    # only the per-step values someone downstream reads are computed and stacked
-    keep_out = [i for i, used in enumerate(needed["output"]) if used]
-    keep_res = [i for i, used in enumerate(needed["residual"]) if used]
-    params = body.params
-    body_inputs = (params["step"] + params.get("carried", []) + params.get("invariant", [])
-                   + params.get("sequence", []))
-    step_outputs = (results["carried"] + [results["output"][i] for i in keep_out]
-                    + [results["residual"][i] for i in keep_res])
-    step_prog = Program(body, step_outputs, body_inputs, ctx)
+    keep_out, keep_res = layout.keep_out, layout.keep_res
+    programs: dict = {}
+
+    def body_program(kind: str, idx: tuple) -> Program:
+        prog = programs.get((kind, idx))
+        if prog is None:
+            outs = layout.step_outputs(list(idx)) if kind == "step" else \
+                layout.replay_outputs(list(idx))
+            prog = programs[(kind, idx)] = Program(body, outs, body_inputs, ctx)
+        return prog
+
+    all_prog = body_program("step", tuple(keep_res))
     cond_prog = Program(body, results["cond"], body_inputs, ctx) if results["cond"] else None
     k = len(results["carried"])
     n_out, n_res = len(results["output"]), len(results["residual"])
@@ -32,7 +53,16 @@ def compile_loop(op, node, program):
     max_iter = op.maximum_iterations
     out_types = [v.type for v in results["output"]]
     res_types = [v.type for v in results["residual"]]
-    offload = ctx.options.get("offload_hook")  # the memory planner's residual placement, if any
+    out_what = [f"stacked output {i} of {node.describe()}" for i in range(n_out)]
+    res_what = [f"saved tensor '{v.name}' of {node.describe()}" for v in results["residual"]]
+
+    def new_stack(shape, dtype, what, zero_from=None):
+        if not tracked:
+            return xp.zeros(shape, dtype) if zero_from is not None else xp.empty(shape, dtype)
+        st = dev.empty(shape, dtype, what)
+        if zero_from is not None and zero_from < shape[0]:
+            st[zero_from:] = 0
+        return st
 
     def run(*args):
         parts = ins.split(args)
@@ -50,41 +80,115 @@ def compile_loop(op, node, program):
             for s in seqs:
                 if s.shape[0] < n:
                     raise ValueError(f"a sequence input has {s.shape[0]} steps, the loop runs {n}")
-        stacks_out: list = [None] * n_keep_out
-        stacks_res: list = [None] * len(keep_res)
+        lp = ctx.plan.for_loop(node) if ctx.plan is not None else None
+        if lp is None:
+            dev_js, host_js, rec_js = list(range(len(keep_res))), [], []
+            stored, step_prog = dev_js, all_prog
+        else:
+            dev_js, host_js, rec_js = split_placements(layout, lp.placements)
+            stored = sorted(dev_js + host_js)   # residuals the step program returns, in order
+            step_prog = body_program("step", tuple(keep_res[j] for j in stored))
+        writers = [None] * len(keep_res)
+        for j in host_js:
+            writers[j] = OffloadWriter(dev, n, lp.prefetch_depth, meter and meter.release,
+                                       results["residual"][keep_res[j]].name)
+        sinks = [(j, writers[j]) for j in stored]
+        replayer = None
+        if rec_js:
+            rec_idx = tuple(keep_res[j] for j in rec_js)
+            replayer = Replayer(dev, body_program("replay", rec_idx), k, invariants, seqs,
+                                lp.checkpoint_every, n, reverse, tracked,
+                                [results["residual"][i].name for i in rec_idx])
+            every = replayer.k
+        release = meter.release if meter is not None else None
         lists = n is None  # unbounded while-loop: collect per-step values, stack at the end
+        stacks_out: list = [[] if lists else None for _ in range(n_keep_out)]
+        stacks_res: list = [[] if lists else None for _ in keep_res]
         steps = 0
+        owned = False      # do we hold a reference to `carried` (tracked runs)?
         t_iter = range(n - 1, -1, -1) if (reverse and n is not None) else (
             range(n) if n is not None else _count())
         for t in t_iter:
             feed = [np.int32(t), *carried, *invariants, *[s[t] for s in seqs]]
-            if cond_prog is not None and not bool(cond_prog.run(feed)[0]):
-                break
+            if cond_prog is not None:
+                ok = cond_prog.run(feed)[0]
+                go = bool(ok)
+                if release is not None:
+                    release(ok)
+                if not go:
+                    break
+            if replayer is not None and steps % every == 0:
+                replayer.add_checkpoint(carried)
             res = step_prog.run(feed)
-            carried = res[:k]
+            if release is not None and owned:
+                for c in carried:
+                    release(c)
+            carried, owned = res[:k], True
             ys = res[k:k + n_keep_out]
             rs = res[k + n_keep_out:]
             if lists:
                 for j, y in enumerate(ys):
-                    stacks_out[j] = (stacks_out[j] or []) + [y]
-                for j, r in enumerate(rs):
-                    stacks_res[j] = (stacks_res[j] or []) + [r]
+                    stacks_out[j].append(y)
+                for (j, w), r in zip(sinks, rs):
+                    if w is not None:
+                        w.put(t, r)
+                    else:
+                        stacks_res[j].append(r)
             else:
                 for j, y in enumerate(ys):
-                    if stacks_out[j] is None:
-                        stacks_out[j] = xp.zeros((length if length is not None else n,) + y.shape,
-                                                 y.dtype)
-                    stacks_out[j][t] = y
-                for j, r in enumerate(rs):
-                    if stacks_res[j] is None:
-                        stacks_res[j] = xp.empty((n,) + r.shape, r.dtype)
-                    stacks_res[j][t] = r
+                    st = stacks_out[j]
+                    if st is None:
+                        st = stacks_out[j] = new_stack(
+                            (length if length is not None else n,) + y.shape, y.dtype,
+                            out_what[keep_out[j]], zero_from=n)
+                    st[t] = y
+                    if release is not None:
+                        release(y)
+                for (j, w), r in zip(sinks, rs):
+                    if w is not None:
+                        w.put(t, r)
+                        continue
+                    st = stacks_res[j]
+                    if st is None:
+                        st = stacks_res[j] = new_stack((n,) + r.shape, r.dtype,
+                                                       res_what[keep_res[j]])
+                    st[t] = r
+                    if release is not None:
+                        release(r)
             steps += 1
         if lists:
-            stacks_out = [_stack(xp, s, out_types[keep_out[j]], length) for j, s in enumerate(stacks_out)]
-            stacks_res = [_stack(xp, s, res_types[keep_res[j]], None) for j, s in enumerate(stacks_res)]
+            stacks_out = [_stack(xp, s, out_types[keep_out[j]], length, release)
+                          for j, s in enumerate(stacks_out)]
+            for j in dev_js:
+                stacks_res[j] = _stack(xp, stacks_res[j], res_types[keep_res[j]], None, release)
         elif steps == 0 and (keep_out or keep_res):
-            stacks_out, stacks_res = _empty_stacks(step_prog, args, ins, k, n_keep_out, length, xp)
+            stacks_out, stacks_res = _empty_stacks(all_prog, layout, args, ins, length, xp,
+                                                   release)
+        if steps == 0 and lists:
+            for j in host_js + rec_js:
+                stacks_res[j] = _stack(xp, None, res_types[keep_res[j]], None)
+        elif steps > 0:
+            for j in host_js:
+                stacks_res[j] = writers[j].finish(steps, descending=not reverse,
+                                                  depth=lp.prefetch_depth)
+            if replayer is not None:
+                replayer.finish(steps)
+                for p, j in enumerate(rec_js):
+                    v = results["residual"][keep_res[j]]
+                    stacks_res[j] = RecomputedStack(replayer, p, v.shape, v.dtype)
+        for s in seqs:
+            if isinstance(s, SavedStack):
+                s.end_pass()
+        if meter is not None:
+            for st in stacks_out + stacks_res:
+                if st is not None and not isinstance(st, SavedStack):
+                    meter.disown(st)  # ours since new_stack (stacked lists: unknown, a no-op)
+            if owned:
+                for c in carried:
+                    meter.disown(c)  # the slot the loop's output lands in takes our reference
+            if replayer is not None:
+                for c in replayer.checkpoint_arrays():
+                    meter.disown(c)  # each handle landing in a slot retains them
         full_out: list = [None] * n_out
         for j, i in enumerate(keep_out):
             full_out[i] = stacks_out[j]
@@ -93,6 +197,7 @@ def compile_loop(op, node, program):
             full_res[i] = stacks_res[j]
         return (np.int32(steps), *carried, *full_out, *full_res)
 
+    run.layout = layout
     return run
 
 
@@ -103,27 +208,51 @@ def _count():
         t += 1
 
 
-def _stack(xp, items, vtype, length):
+def _stack(xp, items, vtype, length, release=None):
     if not items:
         if any(d is None for d in vtype.shape):
             raise ValueError("a while_loop that ran zero steps cannot stack per-step values of "
                              f"unknown shape {vtype}")
         return xp.zeros((length or 0,) + vtype.shape, vtype.dtype)
     stacked = xp.stack(items)
+    if release is not None:
+        for item in items:
+            release(item)
     if length is not None and length > len(items):
         pad = xp.zeros((length - len(items),) + stacked.shape[1:], stacked.dtype)
         stacked = xp.concatenate([stacked, pad])
     return stacked
 
 
-def _empty_stacks(step_prog, args, ins, k, n_keep_out, length, xp):
-    """Zero steps ran: learn the per-step shapes by tracing step 0 once, results discarded."""
+def _empty_stacks(step_prog, layout, args, ins, length, xp, release=None):
+    """Zero steps ran: empty stacks of the per-step shapes, inferred from the inputs' shapes,
+    or (when a shape depends on values) learnt by tracing one step, its results discarded."""
     parts = ins.split(args)
     seqs = parts["sequence"]
-    if seqs and any(s.shape[0] == 0 for s in seqs):
-        raise ValueError("cannot run a loop over a sequence of length 0")
-    feed = [np.int32(0), *parts["carried"], *parts["invariant"], *[s[0] for s in seqs]]
-    res = step_prog.run(feed)
-    ys, rs = res[k:k + n_keep_out], res[k + n_keep_out:]
+    info = infer_body_shapes(layout.body, {
+        p: TensorType(tuple(a.shape), p.dtype)
+        for p, a in zip(layout.body_inputs, [np.int32(0), *parts["carried"], *parts["invariant"],
+                                             *[_Row(s) for s in seqs]])})
+    results = layout.body.results
+    ys = [info.type(results["output"][i]) for i in layout.keep_out]
+    rs = [info.type(results["residual"][i]) for i in layout.keep_res]
+    if any(d is None for t in ys + rs for d in t.shape):
+        feed = [np.int32(0), *parts["carried"], *parts["invariant"],
+                *[s[0] if s.shape[0] else xp.zeros(s.shape[1:], s.dtype) for s in seqs]]
+        res = step_prog.run(feed)
+        k = len(results["carried"])
+        got = res[k:]
+        ys = [TensorType(y.shape, y.dtype) for y in got[:len(ys)]]
+        rs = [TensorType(r.shape, r.dtype) for r in got[len(ys):]]
+        if release is not None:
+            for r in res:
+                release(r)
     return ([xp.zeros((length or 0,) + y.shape, y.dtype) for y in ys],
             [xp.zeros((0,) + r.shape, r.dtype) for r in rs])
+
+
+class _Row:
+    """The shape of one row of a stacked input (when only shapes matter)."""
+
+    def __init__(self, stack):
+        self.shape = tuple(stack.shape[1:])

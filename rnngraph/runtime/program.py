@@ -1,11 +1,19 @@
 """Compile a graph once into a Program: a flat schedule of kernels over numbered slots.
 
 All analysis happens here, before the first run: which nodes are needed, which slot each value
-lives in, and after which step each slot is last used (its buffer is dropped right there).
-Running is then a plain loop over the schedule (like torch.fx's Interpreter, minus the lookups).
+lives in, and after which step each slot is last used (its buffer is dropped right there); see
+memory/liveness.py. Running is then a plain loop over the schedule (like torch.fx's Interpreter,
+minus the lookups).
+
+A Program compiled with `tracked=True` runs a second loop that also counts device bytes: every
+array a kernel returns is retained by the device's meter when it lands in a slot and released
+when the slot is dropped (views count against their base buffer once). Inputs belong to the
+caller and are not counted here; each returned output carries one reference for the caller.
+Untracked Programs (the default) pay nothing for this: the choice is made at compile time.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -13,18 +21,34 @@ from ..errors import ExecutionError
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ir.value import Value
+from ..memory.liveness import Schedule
 
 
 @dataclass
 class CompileContext:
-    """What kernels may need at compile time: the device and the session's variable store."""
+    """What kernels may need at compile time: the device and the session's variable store.
+
+    `tracked`: count device bytes (see module docstring). `plan`: the memory plan of the run in
+    progress in this thread (set by the Session around each run; loop kernels read where their
+    saved tensors go from it, once per loop run).
+    """
     device: Any
     state: Any = None            # VariableStore (None inside pure subprograms is fine)
     options: dict = field(default_factory=dict)
+    tracked: bool = False
+    _run: Any = field(default_factory=threading.local, repr=False)
 
     @property
     def xp(self):
         return self.device.xp
+
+    @property
+    def plan(self):
+        return getattr(self._run, "plan", None)
+
+    @plan.setter
+    def plan(self, value):
+        self._run.plan = value
 
 
 @dataclass
@@ -36,90 +60,39 @@ class Step:
     frees: tuple         # slots whose last use is this step
 
 
+_RERAISE = (ExecutionError, FloatingPointError, MemoryError, KeyboardInterrupt)
+
+
 class Program:
     """The needed part of `graph` to compute `outputs` from `inputs`, scheduled once."""
 
     def __init__(self, graph: Graph, outputs: Sequence[Value], inputs: Sequence[Value],
                  ctx: CompileContext):
         self.graph = graph
-        self.outputs = list(outputs)
-        self.inputs = list(inputs)
         self.ctx = ctx
+        self.tracked = bool(ctx.tracked)
         self.version = graph.version
-        self.nodes = self._needed_nodes()
-        self._assign_slots()
-        self.steps = [self._compile_step(n) for n in self.nodes]
-        self._assign_frees()
+        self.schedule = sched = Schedule(graph, outputs, inputs)
+        self.outputs, self.inputs, self.nodes = sched.outputs, sched.inputs, sched.nodes
+        self.slot, self.n_slots = sched.slot, sched.n_slots
+        self.input_slots, self.output_slots = sched.input_slots, sched.output_slots
+        self.steps = [self._compile_step(n, f) for n, f in zip(sched.nodes, sched.frees)]
+        self._plan = [(s.kernel, s.ins, s.outs, s.frees, s.node) for s in self.steps]
+        if self.tracked:
+            self._prepare_tracked()
+            self.run = self._run_tracked
 
-    # --- analysis -----------------------------------------------------------------------------
-    def _needed_nodes(self) -> list[Node]:
-        fed = set(self.inputs)
-        needed: set[Node] = set()
-        stack = [v for v in self.outputs if v not in fed]
-        while stack:
-            v = stack.pop()
-            n = v.node
-            if n in needed:
-                continue
-            if n.graph is not self.graph:
-                raise ValueError(f"{v!r} is not in the graph being compiled")
-            needed.add(n)
-            stack.extend(i for i in n.inputs if i not in fed)
-        order = [n for n in self.graph.nodes if n in needed]
-        for n in order:
-            if n.op.name in ("placeholder", "param"):
-                raise ValueError(self._missing_feed_message(n))
-        return order
-
-    def _missing_feed_message(self, node: Node) -> str:
-        v = node.outputs[0]
-        if node.op.name == "param":
-            return f"loop-body parameter {node.name} is not bound (internal error)"
-        users = [o.name for o in self.outputs]
-        return (f"placeholder '{node.name}' ({v.type}, built at {node.location}) must be fed "
-                f"a value to compute {', '.join(users)}")
-
-    def _assign_slots(self) -> None:
-        self.slot: dict[Value, int] = {}
-        for v in self.inputs:
-            self.slot.setdefault(v, len(self.slot))
-        for n in self.nodes:
-            for v in n.outputs:
-                self.slot[v] = len(self.slot)
-        self.n_slots = len(self.slot)
-        self.input_slots = [self.slot[v] for v in self.inputs]
-        self.output_slots = [self.slot[v] for v in self.outputs]
-
-    def _compile_step(self, node: Node) -> Step:
+    def _compile_step(self, node: Node, frees: tuple) -> Step:
         kernel = node.op.make_kernel(node, self) if hasattr(node.op, "make_kernel") else \
             _plain_kernel(node, self.ctx.xp)
         ins = tuple(self.slot[v] for v in node.inputs)
         outs = self.slot[node.outputs[0]] if not node.op.multi_output else \
             tuple(self.slot[v] for v in node.outputs)
-        return Step(node, kernel, ins, outs, ())
-
-    def _assign_frees(self) -> None:
-        keep = set(self.output_slots)
-        last_use: dict[int, int] = {}
-        for i, s in enumerate(self.steps):
-            for slot in s.ins:
-                last_use[slot] = i
-            for slot in (s.outs if isinstance(s.outs, tuple) else (s.outs,)):
-                last_use.setdefault(slot, i)  # produced and never read: drop at once
-        frees: dict[int, list[int]] = {}
-        for slot, i in last_use.items():
-            if slot not in keep:
-                frees.setdefault(i, []).append(slot)
-        for i, s in enumerate(self.steps):
-            s.frees = tuple(frees.get(i, ()))
-        self._plan = [(s.kernel, s.ins, s.outs, s.frees, s.node) for s in self.steps]
+        return Step(node, kernel, ins, outs, frees)
 
     def needed_outputs(self, node: Node) -> list[bool]:
         """Which outputs of `node` someone in this program reads (loops skip the rest)."""
-        used = set(self.outputs)
-        for n in self.nodes:
-            used.update(n.inputs)
-        return [v in used for v in node.outputs]
+        return self.schedule.needed_outputs(node)
 
     # --- running ------------------------------------------------------------------------------
     def run(self, input_arrays: Sequence, observer=None) -> list:
@@ -129,7 +102,7 @@ class Program:
         for kernel, ins, outs, frees, node in self._plan:
             try:
                 result = kernel(*[env[i] for i in ins])
-            except (ExecutionError, FloatingPointError, MemoryError, KeyboardInterrupt):
+            except _RERAISE:
                 raise
             except Exception as exc:
                 raise ExecutionError(f"{node.describe()} failed: {type(exc).__name__}: {exc}"
@@ -144,6 +117,52 @@ class Program:
             for slot in frees:
                 env[slot] = None
         return [env[s] for s in self.output_slots]
+
+    def _prepare_tracked(self) -> None:
+        inputs = set(self.input_slots)
+        self._tplan = [(k, ins, outs, tuple(s for s in frees if s not in inputs),
+                        tuple(s for s in frees if s in inputs), node)
+                       for k, ins, outs, frees, node in self._plan]
+        # outputs the run did not produce a reference for: inputs passed through, duplicates
+        seen, extra = set(), []
+        for i, s in enumerate(self.output_slots):
+            if s in inputs or s in seen:
+                extra.append(i)
+            seen.add(s)
+        self._extra_refs = tuple(extra)
+
+    def _run_tracked(self, input_arrays: Sequence, observer=None) -> list:
+        meter = self.ctx.device.meter
+        retain, release = meter.retain, meter.release
+        env: list = [None] * self.n_slots
+        for slot, arr in zip(self.input_slots, input_arrays):
+            env[slot] = arr
+        for kernel, ins, outs, frees, drops, node in self._tplan:
+            try:
+                result = kernel(*[env[i] for i in ins])
+            except _RERAISE:
+                raise
+            except Exception as exc:
+                raise ExecutionError(f"{node.describe()} failed: {type(exc).__name__}: {exc}"
+                                     ) from exc
+            if type(outs) is int:
+                env[outs] = result
+                retain(result, node)
+            else:
+                for slot, r in zip(outs, result):
+                    env[slot] = r
+                    retain(r, node)
+            if observer is not None:
+                observer(node, env)
+            for slot in frees:
+                release(env[slot])
+                env[slot] = None
+            for slot in drops:
+                env[slot] = None
+        out = [env[s] for s in self.output_slots]
+        for i in self._extra_refs:
+            retain(out[i])
+        return out
 
     def __str__(self) -> str:
         lines = [f"program: {len(self.steps)} steps, {self.n_slots} slots"]

@@ -11,6 +11,7 @@ from .devices import get_device
 from .fetches import flatten
 from ..passes.pipeline import enabled_passes, optimize
 from ..passes.rewrite import clone
+from . import planning
 from .program import CompileContext, Program
 from .variables import VariableStore
 
@@ -32,16 +33,24 @@ class Session:
       device: 'cpu' (NumPy), 'gpu' (CuPy), 'auto', or a Device.
       seed: seeds variable initializers (same seed, same initial values in any session).
       passes: compiler passes: True (all), False (none) or {name: bool}; see passes/pipeline.py.
+      memory_budget: device bytes the run must fit in: the memory planner then decides, per
+        saved per-step tensor, keep / offload to host / recompute (see `memory_plan`). Runs are
+        measured: `last_run_report` holds the peak bytes and the bytes moved. A budget no plan
+        can meet raises OutOfMemoryError before running.
+      memory_strategy: "auto" (by the planner's cost model), or only "offload" or "recompute".
     """
 
     def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, passes=True,
-                 **options):
+                 memory_budget: int | None = None, memory_strategy: str = "auto", **options):
         self.graph = (graph or get_default_graph()).root
         enabled_passes(passes)  # reject unknown pass names now, not at the first run
         self.passes = passes
         self.device = get_device(device)
         self.variables = VariableStore(self.graph, self.device, seed)
         self.options = options
+        self.memory_budget = planning.check_budget(memory_budget)
+        self.memory_strategy = planning.check_strategy(memory_strategy)
+        self.last_run_report = None
         self._programs: dict = {}
         self._lock = threading.Lock()
 
@@ -60,24 +69,54 @@ class Session:
         self._programs.clear()
 
     # --- compile ------------------------------------------------------------------------------
-    def compile(self, fetches: list[Value], fed: list[Value]) -> Program:
-        """The Program for these fetches and fed values: cloned, optimised, scheduled once."""
-        key = (tuple(id(v) for v in fetches), tuple(id(v) for v in fed))
+    def compile(self, fetches: list[Value], fed: list[Value], tracked: bool = False,
+                passes=None) -> Program:
+        """The Program for these fetches and fed values: cloned, optimised, scheduled once.
+        `tracked`: count device bytes while running; `passes`: override the session's passes."""
+        passes = self.passes if passes is None else passes
+        key = (tuple(id(v) for v in fetches), tuple(id(v) for v in fed), bool(tracked),
+               repr(sorted(passes.items())) if isinstance(passes, dict) else passes)
         with self._lock:
             entry = self._programs.get(key)
             if entry is None or entry[0] != self.graph.version:
-                ctx = CompileContext(self.device, self.variables, self.options)
+                ctx = CompileContext(self.device, self.variables, self.options, tracked=tracked)
                 graph, vmap = clone(self.graph, list(fetches) + list(fed))
                 kept, self.pass_stats = optimize(
-                    graph, [vmap[v] for v in list(fetches) + list(fed)], self.passes)
+                    graph, [vmap[v] for v in list(fetches) + list(fed)], passes)
                 prog = Program(graph, kept[:len(fetches)], kept[len(fetches):], ctx)
+                prog.source_map = vmap  # user Value -> compiled Value (memory plans use it)
                 entry = (self.graph.version, prog)
                 self._programs[key] = entry
         return entry[1]
 
     # --- run ----------------------------------------------------------------------------------
-    def run(self, fetches, feed_dict=None, **run_options):
-        """Compute `fetches` (a Value or nested list/tuple/dict/namedtuple of Values)."""
+    def run(self, fetches, feed_dict=None, report: bool = False, **run_options):
+        """Compute `fetches` (a Value or nested list/tuple/dict/namedtuple of Values).
+
+        `report=True` measures the run (peak device bytes, bytes moved to and from the host)
+        into `self.last_run_report`; sessions with a memory budget or a capacity-limited
+        device always do."""
+        flat, rebuild = self._check_fetches(fetches)
+        fed, arrays = self._check_feeds(feed_dict or {})
+        prog, plan = planning.prepare(self, flat, fed, [a.shape for a in arrays], report,
+                                      enforce=True)
+        return rebuild(planning.execute(self, prog, plan, arrays))
+
+    def memory_plan(self, fetches, feed_dict=None):
+        """The memory plan a run of `fetches` would follow, before running it: a MemoryPlan
+        whose str() is a table of every saved per-step tensor, its bytes and placement, and the
+        predicted peak. `feed_dict` maps placeholders to arrays, or to their shapes given as
+        tuples of ints."""
+        flat, _ = self._check_fetches(fetches)
+        fed, shapes = [], []
+        for key, value in (feed_dict or {}).items():
+            fed.append(self._feed_key(key))
+            shapes.append(value if isinstance(value, tuple) and
+                          all(isinstance(d, (int, np.integer)) for d in value)
+                          else np.shape(value))
+        return planning.prepare(self, flat, fed, shapes, always_plan=True)[1]
+
+    def _check_fetches(self, fetches):
         flat, rebuild = flatten(fetches)
         for v in flat:
             if v.graph.root is not self.graph:
@@ -86,10 +125,7 @@ class Session:
             if v.graph is not self.graph:
                 raise ValueError(f"cannot fetch {v.name}: it lives inside a loop body; fetch the "
                                  "loop's outputs instead")
-        fed, arrays = self._check_feeds(feed_dict or {})
-        prog = self.compile(flat, fed)
-        outs = prog.run(arrays)
-        return rebuild([self.device.to_host(o) if o is not None else None for o in outs])
+        return flat, rebuild
 
     def _check_feeds(self, feed_dict) -> tuple[list[Value], list]:
         fed, arrays = [], []

@@ -1,0 +1,96 @@
+"""Liveness: which nodes a computation needs, which slot each value lives in, and after which
+step each slot is last used. Pure analysis, no kernels: the executor (runtime/program.py) and
+the memory planner's peak simulation (memory/simulate.py) both build on it.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..ir.graph import Graph
+from ..ir.node import Node
+from ..ir.value import Value
+
+
+class Schedule:
+    """The needed part of `graph` to compute `outputs` from `inputs`, in order, with frees.
+
+    Attributes: nodes (in order), slot (Value -> int), input_slots, output_slots, and
+    frees[i] = slots whose last reader is step i (or that step i produced and nobody reads).
+    Output slots are never freed. Input slots are owned by the caller: they appear in frees
+    (the executor drops its reference) but a memory meter must not count them as released.
+    """
+
+    def __init__(self, graph: Graph, outputs: Sequence[Value], inputs: Sequence[Value]):
+        self.graph = graph
+        self.outputs = list(outputs)
+        self.inputs = list(inputs)
+        self.nodes = self._needed_nodes()
+        self._assign_slots()
+        self._assign_frees()
+
+    def _needed_nodes(self) -> list[Node]:
+        fed = set(self.inputs)
+        needed: set[Node] = set()
+        stack = [v for v in self.outputs if v not in fed]
+        while stack:
+            v = stack.pop()
+            n = v.node
+            if n in needed:
+                continue
+            if n.graph is not self.graph:
+                raise ValueError(f"{v!r} is not in the graph being compiled")
+            needed.add(n)
+            stack.extend(i for i in n.inputs if i not in fed)
+        order = [n for n in self.graph.nodes if n in needed]
+        for n in order:
+            if n.op.name in ("placeholder", "param"):
+                raise ValueError(self._missing_feed_message(n))
+        return order
+
+    def _missing_feed_message(self, node: Node) -> str:
+        v = node.outputs[0]
+        if node.op.name == "param":
+            return f"loop-body parameter {node.name} is not bound (internal error)"
+        users = [o.name for o in self.outputs]
+        return (f"placeholder '{node.name}' ({v.type}, built at {node.location}) must be fed "
+                f"a value to compute {', '.join(users)}")
+
+    def _assign_slots(self) -> None:
+        self.slot: dict[Value, int] = {}
+        for v in self.inputs:
+            self.slot.setdefault(v, len(self.slot))
+        for n in self.nodes:
+            for v in n.outputs:
+                self.slot[v] = len(self.slot)
+        self.n_slots = len(self.slot)
+        self.input_slots = [self.slot[v] for v in self.inputs]
+        self.output_slots = [self.slot[v] for v in self.outputs]
+
+    def _assign_frees(self) -> None:
+        keep = set(self.output_slots)
+        last_use: dict[int, int] = {}
+        for i, n in enumerate(self.nodes):
+            for v in n.inputs:
+                last_use[self.slot[v]] = i
+            for v in n.outputs:
+                last_use.setdefault(self.slot[v], i)  # produced and never read: drop at once
+        frees: list[list[int]] = [[] for _ in self.nodes]
+        for slot, i in last_use.items():
+            if slot not in keep:
+                frees[i].append(slot)
+        self.frees = [tuple(f) for f in frees]
+
+    def used_values(self) -> set:
+        """Values read by a scheduled node or returned (computed once)."""
+        used = self.__dict__.get("_used")
+        if used is None:
+            used = set(self.outputs)
+            for n in self.nodes:
+                used.update(n.inputs)
+            self._used = used
+        return used
+
+    def needed_outputs(self, node: Node) -> list[bool]:
+        """Which outputs of `node` someone in this schedule reads (loops skip the rest)."""
+        used = self.used_values()
+        return [v in used for v in node.outputs]

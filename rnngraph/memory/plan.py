@@ -1,0 +1,164 @@
+"""The memory plan: where each saved per-step tensor lives, and the predicted peak. Printable.
+
+A plan is data (made by memory/planner.py, followed by runtime/loop_kernel.py):
+  SavedTensor  one residual stack of a forward loop: bytes per step, steps, placement
+               ("device": kept; "host": offloaded after each forward step and prefetched back
+               ahead of the backward loop; "recompute": rerun from carried-state checkpoints)
+  LoopPlan     one forward loop: its saved tensors, checkpoint interval, prefetch depth
+  MemoryPlan   all loops, the budget, the predicted peak and extra time; `str()` is a table
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .accounting import fmt_bytes
+from .loops import DEVICE, HOST, RECOMPUTE
+
+
+@dataclass
+class SavedTensor:
+    name: str                     # the body value saved per step, e.g. "rnn/while/Tanh_1:0"
+    index: int                    # its position among the loop's residuals
+    value: object                 # the loop's stacked residual output (compiled graph)
+    bytes_per_step: int | None
+    steps: int | None
+    placement: str                # DEVICE | HOST | RECOMPUTE
+    why: str = ""                 # e.g. "swap_memory=True", "read outside a loop"
+
+    @property
+    def total_bytes(self) -> int | None:
+        if self.bytes_per_step is None or self.steps is None:
+            return None
+        return self.bytes_per_step * self.steps
+
+
+@dataclass
+class LoopPlan:
+    node: object                  # the forward loop node (compiled graph)
+    steps: int | None
+    saved: list                   # [SavedTensor]
+    checkpoint_every: int = 0     # recompute: carried state kept every k steps
+    prefetch_depth: int = 1       # offload: rows on the device at once in the backward loop
+    backward: list = field(default_factory=list)   # names of the loops reading the residuals
+    extra_time: float = 0.0       # predicted seconds over keeping everything on the device
+    forced: str = ""
+
+    @property
+    def placements(self) -> dict:
+        return {s.index: s.placement for s in self.saved}
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+
+@dataclass
+class MemoryPlan:
+    device: str
+    budget: int | None
+    loops: list                    # [LoopPlan]
+    predicted_peak: int
+    keep_all_peak: int             # the predicted peak with every saved tensor on the device
+    extra_time: float = 0.0
+    passes_off: tuple = ()
+    notes: list = field(default_factory=list)
+    aliases: dict = field(default_factory=dict)   # Value (user graph or compiled) -> SavedTensor
+    _by_node: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        for lp in self.loops:
+            for s in lp.saved:
+                self.aliases.setdefault(s.value, s)
+        self._by_node = {lp.node: lp for lp in self.loops
+                         if any(s.placement != DEVICE for s in lp.saved)}
+
+    # --- used by the executor -------------------------------------------------------------------
+    def for_loop(self, node) -> LoopPlan | None:
+        """The plan of a loop that keeps something off the device (None: keep everything)."""
+        return self._by_node.get(node)
+
+    # --- queries --------------------------------------------------------------------------------
+    @property
+    def fits(self) -> bool:
+        return self.budget is None or self.predicted_peak <= self.budget
+
+    @property
+    def saved(self) -> list:
+        return [s for lp in self.loops for s in lp.saved]
+
+    def placement_of(self, value) -> str | None:
+        """"device", "host" or "recompute" for a loop's residual output Value; None otherwise."""
+        s = self.aliases.get(value)
+        return None if s is None else s.placement
+
+    def bytes_of(self, value) -> int | None:
+        """Total bytes (per step x steps) of a loop's residual output Value; None otherwise."""
+        s = self.aliases.get(value)
+        return None if s is None else s.total_bytes
+
+    def bytes_by_placement(self) -> dict:
+        out = {DEVICE: 0, HOST: 0, RECOMPUTE: 0}
+        for s in self.saved:
+            out[s.placement] += s.total_bytes or 0
+        return out
+
+    # --- printing -------------------------------------------------------------------------------
+    def __str__(self) -> str:
+        budget = "none" if self.budget is None else fmt_bytes(self.budget)
+        verdict = "" if self.budget is None else ("  (fits)" if self.fits else "  (OVER BUDGET)")
+        lines = [f"memory plan on {self.device}: budget {budget}, predicted peak "
+                 f"{fmt_bytes(self.predicted_peak)}{verdict}"]
+        if not self.loops:
+            lines.append("  no loop saves per-step tensors for a backward pass")
+        for lp in self.loops:
+            lines.append("")
+            head = f"loop {lp.name}: {lp.steps if lp.steps is not None else '?'} steps"
+            if lp.backward:
+                head += f", read back by {', '.join(lp.backward)}"
+            if any(s.placement == RECOMPUTE for s in lp.saved):
+                head += f"; checkpoint every {lp.checkpoint_every} steps"
+            if any(s.placement == HOST for s in lp.saved):
+                head += f"; prefetch depth {lp.prefetch_depth}"
+            if lp.forced:
+                head += f" [{lp.forced}]"
+            lines.append(head)
+            width = max([len("saved tensor")] + [len(s.name) for s in lp.saved])
+            lines.append(f"  {'saved tensor':<{width}}  {'bytes/step':>10}  {'steps':>6}  "
+                         f"{'total':>10}  placement")
+            for s in lp.saved:
+                why = f" ({s.why})" if s.why else ""
+                lines.append(f"  {s.name:<{width}}  {fmt_bytes(s.bytes_per_step):>10}  "
+                             f"{s.steps if s.steps is not None else '?':>6}  "
+                             f"{fmt_bytes(s.total_bytes):>10}  {s.placement}{why}")
+        by = self.bytes_by_placement()
+        lines.append("")
+        lines.append(f"saved tensors: {fmt_bytes(by[DEVICE])} on device, {fmt_bytes(by[HOST])} "
+                     f"on host, {fmt_bytes(by[RECOMPUTE])} recomputed")
+        lines.append(f"predicted peak {fmt_bytes(self.predicted_peak)} (keeping everything on "
+                     f"the device: {fmt_bytes(self.keep_all_peak)}); predicted extra time "
+                     f"{self.extra_time * 1e3:.1f} ms")
+        if self.passes_off:
+            lines.append("compiler passes turned off (they build whole-sequence stacks on the "
+                         f"device): {', '.join(self.passes_off)}")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+@dataclass
+class RunReport:
+    """What a run measured (Session.last_run_report)."""
+    device: str
+    peak_bytes: int | None
+    bytes_to_host: int
+    bytes_to_device: int
+    seconds: float
+    predicted_peak: int | None = None
+    budget: int | None = None
+
+    def __str__(self) -> str:
+        pred = "" if self.predicted_peak is None else \
+            f" (predicted {fmt_bytes(self.predicted_peak)})"
+        budget = "" if self.budget is None else f", budget {fmt_bytes(self.budget)}"
+        return (f"run on {self.device}: measured peak {fmt_bytes(self.peak_bytes)}{pred}"
+                f"{budget}; moved {fmt_bytes(self.bytes_to_host)} to host, "
+                f"{fmt_bytes(self.bytes_to_device)} to device; {self.seconds:.3f} s")

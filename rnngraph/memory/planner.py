@@ -1,0 +1,264 @@
+"""The saved-tensor planner: a pure function from a compiled schedule, the fed shapes and a
+device-memory budget to a MemoryPlan.
+
+For every forward loop that saves per-step residuals for a backward loop, each residual is kept
+on the device, offloaded to host memory (and prefetched back), or recomputed from carried-state
+checkpoints taken every k steps. Per loop, every assignment is costed (device bytes, and extra
+time from the device profile: transfer bandwidth, FLOPs and kernel count of the replayed part
+of the body) and only the Pareto-optimal ones are kept. Then, starting from the fastest choice,
+the planner moves whichever loop to a leaner option buys the most predicted peak per second
+(the peak comes from a liveness simulation of the whole run, memory/simulate.py) until the
+predicted peak fits the budget. `swap_memory=True` loops are always offloaded.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from .costs import CPU_PROFILE, DeviceProfile, offload_time, recompute_time
+from .liveness import Schedule
+from .loops import DEVICE, HOST, RECOMPUTE, loop_layout
+from .plan import LoopPlan, MemoryPlan, SavedTensor
+from .shapes import infer_shapes
+from .simulate import LoopChoice, PeakModel
+
+MAX_GROUPS = 8           # residuals are decided in at most this many groups (3**8 assignments)
+
+
+@dataclass
+class _Option:
+    bytes: int
+    time: float
+    choice: LoopChoice
+
+
+class _Loop:
+    """One forward loop's candidates."""
+
+    def __init__(self, node, layout, n, movable, pinned, forced, options, backward):
+        self.node, self.layout, self.n = node, layout, n
+        self.movable, self.pinned, self.forced = movable, pinned, forced
+        self.options, self.backward = options, backward
+
+
+STRATEGIES = {"auto": (DEVICE, HOST, RECOMPUTE), "offload": (DEVICE, HOST),
+              "recompute": (DEVICE, RECOMPUTE)}
+
+
+def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
+              profile: DeviceProfile = CPU_PROFILE, device: str = "cpu",
+              passes_off: tuple = (), strategy: str = "auto") -> MemoryPlan:
+    """Plan where the saved tensors of `schedule` live for fed values of `feed_types`
+    (Value -> shape or TensorType) so that the predicted peak fits `budget` bytes.
+    `strategy`: "auto" (keep / offload / recompute by cost), or only "offload" or "recompute"
+    (besides keeping)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"memory strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
+    info = infer_shapes(schedule.graph, schedule.nodes, feed_types)
+    model = PeakModel(info, profile)
+    loops, notes = _candidates(schedule, info, model, profile, STRATEGIES[strategy])
+    sel = {lp.node: 0 for lp in loops}
+
+    def choices(s):
+        return {lp.node: lp.options[s[lp.node]].choice for lp in loops}
+
+    def total_time(s):
+        return sum(lp.options[s[lp.node]].time for lp in loops)
+
+    peak = model.run(schedule, choices(sel))[0]
+    if budget is not None:
+        while peak > budget:
+            best = None
+            for lp in loops:
+                for idx in range(sel[lp.node] + 1, len(lp.options)):
+                    trial = dict(sel)
+                    trial[lp.node] = idx
+                    p = model.run(schedule, choices(trial))[0]
+                    if p >= peak:
+                        continue
+                    dt = total_time(trial) - total_time(sel)
+                    key = (0, dt) if p <= budget else (1, -(peak - p) / max(dt, 1e-9))
+                    if best is None or key < best[0]:
+                        best = (key, trial, p)
+            if best is None:
+                notes.append("no placement fits the budget: the rest of the peak is not saved "
+                             "tensors (stacked outputs, their gradients, inputs, weights)")
+                break
+            sel, peak = best[1], best[2]
+    # prefetch further ahead wherever the budget allows it
+    for lp in loops:
+        opt = lp.options[sel[lp.node]]
+        if HOST in opt.choice.placements.values():
+            deep = _deepest(lp, opt, model, schedule, choices(sel), budget)
+            if deep is not None:
+                lp.options.append(deep)
+                sel[lp.node] = len(lp.options) - 1
+    final = choices(sel)
+    peak = model.run(schedule, final)[0]
+    keep_all = model.run(schedule, {})[0]
+    if model.unknown:
+        notes.append(f"{len(model.unknown)} values have sizes unknown before running (counted "
+                     "as 0 bytes)")
+    plans = [_loop_plan(lp, lp.options[sel[lp.node]], info) for lp in loops]
+    return MemoryPlan(device=device, budget=budget, loops=plans, predicted_peak=peak,
+                      keep_all_peak=keep_all, extra_time=total_time(sel),
+                      passes_off=tuple(passes_off), notes=notes)
+
+
+def _deepest(lp, opt, model, schedule, choices, budget):
+    want = lp.preferred_depth
+    if opt.choice.prefetch_depth >= want:
+        return None
+    for depth in range(want, opt.choice.prefetch_depth, -1):
+        c = LoopChoice(dict(opt.choice.placements), opt.choice.checkpoint_every, depth)
+        trial = dict(choices)
+        trial[lp.node] = c
+        if budget is None or model.run(schedule, trial)[0] <= budget:
+            return _Option(opt.bytes, lp.time_of(c), c)
+    return None
+
+
+# --- candidates ---------------------------------------------------------------------------------
+def _candidates(schedule: Schedule, info, model: PeakModel, profile: DeviceProfile, kinds):
+    readers: dict = {}
+    for node in schedule.nodes:
+        for v in node.inputs:
+            readers.setdefault(v, []).append(node)
+    fetched = set(schedule.outputs)
+    loops, notes = [], []
+    for node in schedule.nodes:
+        if not node.op.subgraphs():
+            continue
+        layout = loop_layout(node, schedule.needed_outputs(node))
+        if not layout.keep_res:
+            continue
+        n = info.steps.get(node)
+        outs = node.op.out_ports().split(node.outputs)
+        forced = "swap_memory=True" if getattr(node.op, "swap_memory", False) else ""
+        movable, pinned, backward = [], {}, []
+        for i in layout.keep_res:
+            v = outs["residual"][i]
+            rs = readers.get(v, [])
+            for r in rs:
+                if r.op.subgraphs() and r.name not in backward:
+                    backward.append(r.name)
+            outside = [r for r in rs if not (r.op.subgraphs() and _reads_as_sequence(r, v))]
+            if v in fetched:
+                pinned[i] = "fetched"
+            elif outside:
+                pinned[i] = f"read by {outside[0].op.name} '{outside[0].name}'"
+            elif model.info.nbytes(layout.residual_value(i)) is None:
+                pinned[i] = "size unknown before running"
+            elif n is None and not forced:   # (swap_memory offloads row by row regardless)
+                pinned[i] = "number of steps unknown before running"
+            else:
+                movable.append(i)
+        lp = _Loop(node, layout, n, movable, pinned, forced, [], backward)
+        _options(lp, schedule, model, profile, kinds)
+        loops.append(lp)
+        if forced and pinned:
+            notes.append(f"{node.name} has swap_memory=True but keeps "
+                         f"{len(pinned)} saved tensors on the device: "
+                         + "; ".join(f"{layout.residual_value(i).name}: {why}"
+                                     for i, why in pinned.items()))
+    return loops, notes
+
+
+def _reads_as_sequence(loop_node, v) -> bool:
+    return v in loop_node.op.in_ports().split(loop_node.inputs)["sequence"]
+
+
+def _body_time(profile, body_nodes) -> float:
+    flops = sum(n.op.flops(n) for n in body_nodes)
+    return profile.compute_time(flops, len(body_nodes))
+
+
+def _options(lp: _Loop, schedule, model: PeakModel, profile: DeviceProfile, kinds) -> None:
+    layout, n = lp.layout, lp.n or 0
+    bps = {i: model.nbytes(layout.residual_value(i)) for i in layout.keep_res}
+    _, carried = model.body_step(lp.node, layout, "step", tuple(layout.keep_res))
+    t_fwd = _body_time(profile, layout.body.nodes)
+    bwd_nodes = [r for name in lp.backward for r in schedule.nodes if r.name == name]
+    t_bwd = sum(_body_time(profile, b.op.body.nodes) for b in bwd_nodes) or 2 * t_fwd
+    pi = int(getattr(lp.node.op, "parallel_iterations", 1) or 1)
+    lp.preferred_depth = max(1, min(pi, 4 if profile.async_copies else 2))
+    replay_cost: dict = {}
+
+    def rec_time(rec: tuple) -> float:
+        if rec not in replay_cost:
+            sched = Schedule(layout.body, layout.replay_outputs(list(rec)), layout.body_inputs)
+            flops = sum(x.op.flops(x) for x in sched.nodes)
+            replay_cost[rec] = recompute_time(profile, flops, len(sched.nodes), n)
+        return replay_cost[rec]
+
+    def time_of(c: LoopChoice) -> float:
+        host = sum(bps[i] for i, p in c.placements.items() if p == HOST)
+        rec = tuple(i for i in layout.keep_res if c.placements.get(i) == RECOMPUTE)
+        t = offload_time(profile, host, n, t_fwd, t_bwd, c.prefetch_depth) if host else 0.0
+        return t + (rec_time(rec) if rec else 0.0)
+
+    lp.time_of = time_of
+    groups = _groups(lp.movable)
+    kinds = (HOST,) if lp.forced else kinds
+    raw = []
+    for assign in itertools.product(kinds, repeat=len(groups)):
+        placements = {i: DEVICE for i in lp.pinned}
+        for g, kind in zip(groups, assign):
+            for i in g:
+                placements[i] = kind
+        rec_b = sum(bps[i] for i, p in placements.items() if p == RECOMPUTE)
+        host_b = sum(bps[i] for i, p in placements.items() if p == HOST)
+        dev_b = sum(bps[i] for i, p in placements.items() if p == DEVICE) * n
+        k, rec_mem = _best_interval(n, carried, rec_b) if rec_b else (0, 0)
+        for depth in sorted({lp.preferred_depth, 1}) if host_b else (1,):
+            c = LoopChoice(placements, k, depth)
+            raw.append(_Option(dev_b + depth * host_b + rec_mem, time_of(c), c))
+    lp.options = _pareto(raw)
+
+
+def _groups(movable: list) -> list:
+    if len(movable) <= MAX_GROUPS:
+        return [[i] for i in movable]
+    size = math.ceil(len(movable) / MAX_GROUPS)
+    return [movable[j:j + size] for j in range(0, len(movable), size)]
+
+
+def _best_interval(n: int, carried: int, rec_bytes: int) -> tuple:
+    """Checkpoint interval k minimising ceil(n/k) * carried + k * rec_bytes (checkpoints plus
+    one replayed segment): about sqrt(n * carried / rec_bytes)."""
+    if n <= 0:
+        return 1, 0
+    k0 = max(1, int(math.sqrt(n * max(carried, 1) / max(rec_bytes, 1))))
+    best = None
+    for k in {max(1, k0 - 1), k0, k0 + 1, min(n, k0 + 2)}:
+        k = min(k, n)
+        mem = (math.ceil(n / k) - 1) * carried + k * rec_bytes
+        if best is None or mem < best[1]:
+            best = (k, mem)
+    return best
+
+
+def _pareto(options: list) -> list:
+    """Options no other beats on both bytes and time, fastest first."""
+    options.sort(key=lambda o: (o.time, o.bytes))
+    out = []
+    for o in options:
+        if not out or o.bytes < out[-1].bytes:
+            out.append(o)
+    return out
+
+
+def _loop_plan(lp: _Loop, opt: _Option, info) -> LoopPlan:
+    outs = lp.node.op.out_ports().split(lp.node.outputs)
+    saved = []
+    for i in lp.layout.keep_res:
+        place = opt.choice.placements.get(i, DEVICE)
+        why = lp.pinned.get(i, "")
+        if not why and lp.forced:
+            why = lp.forced
+        body_v = lp.layout.residual_value(i)
+        saved.append(SavedTensor(body_v.name, i, outs["residual"][i], info.nbytes(body_v), lp.n,
+                                 place, why))
+    return LoopPlan(lp.node, lp.n, saved, opt.choice.checkpoint_every,
+                    opt.choice.prefetch_depth, lp.backward, opt.time, lp.forced)

@@ -1,0 +1,181 @@
+"""Concrete shapes for a run, before it happens: the graph's static types refined by the shapes
+of the fed values, through every node and loop body.
+
+Small integer values (dims, shapes, sizes, constants) are evaluated along the way, so a zero
+state built with `fill([rg.dim(x, 1), n])` gets its batch size. A loop's step count is known
+when its trip count or the length of its `length_from` sequence is; a data-dependent trip (e.g.
+from fed sequence lengths) is bounded by the sequence length. Dims that stay unknown are None.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import Graph
+from ..ir.types import TensorType
+from ..ir.value import Value
+
+_SMALL = 64          # evaluate and remember values with at most this many elements
+
+
+class ShapeInfo:
+    def __init__(self):
+        self.types: dict[Value, TensorType] = {}
+        self.values: dict[Value, np.ndarray] = {}
+        self.steps: dict = {}    # loop node -> number of steps (an upper bound) or None
+
+    def type(self, v: Value) -> TensorType:
+        return self.types.get(v, v.type)
+
+    def nbytes(self, v: Value) -> int | None:
+        t = self.type(v)
+        if any(d is None for d in t.shape):
+            return None
+        return t.nbytes()
+
+    def known(self, v: Value) -> bool:
+        return all(d is not None for d in self.type(v).shape)
+
+
+def infer_shapes(graph: Graph, nodes, feed_types: dict) -> ShapeInfo:
+    """`nodes`: the scheduled nodes of `graph` (in order); `feed_types`: Value -> TensorType
+    (or a shape tuple) for the fed values."""
+    info = ShapeInfo()
+    for v, t in feed_types.items():
+        info.types[v] = t if isinstance(t, TensorType) else TensorType(tuple(t), v.dtype)
+    _walk(info, nodes)
+    return info
+
+
+def infer_body_shapes(body: Graph, param_types: dict) -> ShapeInfo:
+    """Shapes inside a loop body given concrete types for its params (Value -> TensorType)."""
+    info = ShapeInfo()
+    for p, t in param_types.items():
+        _set(info, p, t)
+    _walk(info, body.nodes)
+    return info
+
+
+def _merge(static: TensorType, got: TensorType) -> TensorType:
+    if got.rank != static.rank:
+        return static
+    return TensorType(tuple(s if s is not None else g for s, g in zip(static.shape, got.shape)),
+                      static.dtype)
+
+
+def _set(info: ShapeInfo, v: Value, t: TensorType) -> None:
+    info.types[v] = _merge(v.type, t)
+
+
+def _walk(info: ShapeInfo, nodes) -> None:
+    for n in nodes:
+        op = n.op
+        if op.name in ("placeholder", "param"):
+            continue  # fed / bound by the caller (else the static type stands)
+        if op.subgraphs():
+            _loop(info, n)
+            continue
+        ins = [info.type(v) for v in n.inputs]
+        if op.name == "constant":
+            val = np.asarray(op.value)
+            if val.size <= _SMALL:
+                info.values[n.outputs[0]] = val
+            continue
+        if op.name == "dim" and ins[0].shape[op.axis] is not None:
+            info.values[n.outputs[0]] = np.asarray(ins[0].shape[op.axis], np.int32)
+            continue
+        if op.name == "shape" and all(d is not None for d in ins[0].shape):
+            info.values[n.outputs[0]] = np.asarray(ins[0].shape, np.int32)
+            continue
+        if op.name == "fill":
+            dims = iter(info.values.get(v) for v in n.inputs)
+            shape = []
+            for d in op.shape:
+                if d is None:
+                    x = next(dims, None)
+                    d = None if x is None else int(x)
+                shape.append(d)
+            _set(info, n.outputs[0], TensorType(tuple(shape), op.dtype))
+            continue
+        if not op.stateful and n.inputs and all(v in info.values for v in n.inputs):
+            if _evaluate(info, n):
+                continue
+        try:
+            types = _fused_types(op, ins) if _is_fused(op) else op.infer(*ins)
+        except Exception:  # an op whose rule needs what we do not know: keep the static types
+            continue
+        types = [types] if isinstance(types, TensorType) else list(types)
+        for v, t in zip(n.outputs, types):
+            _set(info, v, t)
+
+
+def _is_fused(op) -> bool:
+    return all(hasattr(op, a) for a in ("instrs", "exports", "n_inputs"))
+
+
+def _fused_types(op, ins) -> list:
+    """A fused elementwise node states its static types; run its ops' rules on ours instead."""
+    types = list(ins)
+    for inner, refs in op.instrs:
+        t = inner.infer(*[types[r] for r in refs])
+        types.append(t if isinstance(t, TensorType) else t[0])
+    return [types[r] for r in op.exports]
+
+
+def _evaluate(info: ShapeInfo, n) -> bool:
+    """Run a node on known small inputs (shape arithmetic); False if that is not possible."""
+    try:
+        types = n.op.infer(*[info.type(v) for v in n.inputs])
+        types = [types] if isinstance(types, TensorType) else list(types)
+        if any(d is None for t in types for d in t.shape) or \
+                sum(int(np.prod(t.shape)) for t in types) > _SMALL:
+            return False
+        out = n.op.compute(np, *[info.values[v] for v in n.inputs])
+    except Exception:
+        return False
+    outs = list(out) if n.op.multi_output else [out]
+    for v, o in zip(n.outputs, outs):
+        o = np.asarray(o)
+        info.values[v] = o
+        _set(info, v, TensorType(o.shape, v.dtype))
+    return True
+
+
+def _loop(info: ShapeInfo, node) -> None:
+    op = node.op
+    body = op.body
+    parts = op.in_ports().split(node.inputs)
+    params = body.params
+    for p, v in zip(params.get("carried", []), parts["carried"]):
+        _set(info, p, info.type(v))
+    for p, v in zip(params.get("invariant", []), parts["invariant"]):
+        _set(info, p, info.type(v))
+        if v in info.values:
+            info.values[p] = info.values[v]
+    for p, v in zip(params.get("sequence", []), parts["sequence"]):
+        t = info.type(v)
+        _set(info, p, TensorType(t.shape[1:], t.dtype))
+    _walk(info, body.nodes)
+
+    n = None
+    if op.has_trip and parts["trip"][0] in info.values:
+        n = int(info.values[parts["trip"][0]])
+    if op.length_from is not None:
+        length = info.type(parts["sequence"][op.length_from]).shape[0]
+        if length is not None:
+            n = length if n is None else min(n, length)
+    else:
+        length = None
+    if op.maximum_iterations is not None:
+        n = op.maximum_iterations if n is None else min(n, op.maximum_iterations)
+    info.steps[node] = n
+    outs = op.out_ports().split(node.outputs)
+    if n is not None:
+        info.values[outs["steps"][0]] = np.asarray(n, np.int32)
+    for v, init in zip(outs["carried"], parts["carried"]):
+        _set(info, v, info.type(init))
+    for v, r in zip(outs["output"], body.results["output"]):
+        t = info.type(r)
+        _set(info, v, TensorType((length if length is not None else n,) + t.shape, t.dtype))
+    for v, r in zip(outs["residual"], body.results["residual"]):
+        t = info.type(r)
+        _set(info, v, TensorType((n,) + t.shape, t.dtype))

@@ -1,0 +1,253 @@
+"""Predict a run's peak device bytes by replaying the executor's liveness with concrete shapes.
+
+It counts what the executor's byte meter counts (runtime/program.py, memory/accounting.py):
+fed values for the whole run; every other array from the step that produces it to the step
+after its last use; a view (transpose, slice, reshape...) as its base buffer, once. A loop node
+adds, while it runs, its stacks, its carried state, the peak of one body step, and what its
+saved-tensor placements cost: prefetch buffers for offloaded rows, checkpoints and a segment
+of replayed residuals for recomputed ones.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .liveness import Schedule
+from .loops import DEVICE, HOST, RECOMPUTE, loop_layout
+from .shapes import ShapeInfo
+
+# ops whose NumPy/CuPy kernel returns a view of (or the very same array as) its first input
+VIEW_OPS = frozenset({"transpose", "reshape", "reshape_like", "expand_dims", "squeeze", "split",
+                      "unstack", "getitem", "broadcast_to", "broadcast_like", "matrix_transpose",
+                      "check_numerics", "identity", "stop_gradient"})
+# ... only when the output has the input's type (a no-op)
+NOOP_WHEN_SAME = frozenset({"sum_to", "sum_to_like", "cast"})
+
+
+def view_source(node, out, info: ShapeInfo):
+    """The input Value that output `out` of `node` is a view of, or None (a new buffer).
+    Ops may declare it themselves with `op.aliases_input(node) -> input index or None`."""
+    op = node.op
+    hook = getattr(op, "aliases_input", None)
+    if hook is not None:
+        i = hook(node)
+        return None if i is None else node.inputs[i]
+    if not node.inputs:
+        return None
+    if op.name in VIEW_OPS:
+        return node.inputs[0]
+    if op.name in NOOP_WHEN_SAME and info.type(out) == info.type(node.inputs[0]):
+        return node.inputs[0]
+    return None
+
+
+@dataclass
+class LoopChoice:
+    """Where one loop's saved residuals go (what the planner decides per loop)."""
+    placements: dict            # residual index -> DEVICE | HOST | RECOMPUTE
+    checkpoint_every: int = 0
+    prefetch_depth: int = 1
+
+
+class _Meter:
+    """The simulated counterpart of ByteMeter: buffers by key, refcounts, current and peak."""
+
+    def __init__(self):
+        self.refs: dict = {}
+        self.cur = 0
+        self.peak = 0
+
+    def retain(self, key, nbytes: int) -> None:
+        e = self.refs.get(key)
+        if e is None:
+            self.refs[key] = [1, nbytes]
+            self.cur += nbytes
+            self.peak = max(self.peak, self.cur)
+        else:
+            e[0] += 1
+
+    def release(self, key) -> None:
+        e = self.refs.get(key)
+        if e is None:
+            return
+        e[0] -= 1
+        if e[0] <= 0:
+            del self.refs[key]
+            self.cur -= e[1]
+
+    def bump(self, extra: int) -> None:
+        self.peak = max(self.peak, self.cur + extra)
+
+
+class PeakModel:
+    """Predicts peaks for one shape assignment; caches body-step peaks across plans."""
+
+    def __init__(self, info: ShapeInfo, profile=None):
+        self.info = info
+        self.profile = profile
+        self._body_cache: dict = {}
+        self.unknown: set = set()     # values whose size could not be determined
+
+    def nbytes(self, v) -> int:
+        b = self.info.nbytes(v)
+        if b is None:
+            self.unknown.add(v)
+            return 0
+        return b
+
+    # --- schedules ------------------------------------------------------------------------------
+    def run(self, sched: Schedule, choices: dict, counted_inputs: bool = True, trace=None):
+        """Simulate `sched`; returns (peak, meter at the end, buffer key of each output).
+        `choices`: loop node -> LoopChoice for loops whose residuals are not all on device.
+        `trace`: a list to append (node, bytes after its outputs landed, peak so far) to."""
+        m = _Meter()
+        key: dict = {}       # Value -> buffer key (shared by views)
+        held: dict = {}      # Value -> extra buffer keys it keeps alive (residual handles)
+        for v in sched.inputs:
+            key[v] = v
+            m.retain(v, self.nbytes(v) if counted_inputs else 0)
+        residual_of = self._residual_index(sched, choices)
+        value_of_slot = {s: v for v, s in sched.slot.items()}
+        inputs = set(sched.input_slots)
+        for node, frees in zip(sched.nodes, sched.frees):
+            if node.op.subgraphs():
+                self._loop(sched, node, m, key, held, choices, residual_of)
+            else:
+                for v in node.outputs:
+                    src = view_source(node, v, self.info)
+                    if src is not None and src in key:
+                        key[v] = key[src]
+                        m.retain(key[v], 0)
+                    else:
+                        key[v] = v
+                        m.retain(v, self.nbytes(v))
+            if trace is not None:
+                trace.append((node, m.cur, m.peak))
+            for s in frees:
+                if s in inputs:
+                    continue
+                v = value_of_slot[s]
+                if v in key:
+                    m.release(key[v])
+                for k in held.pop(v, ()):
+                    m.release(k)
+        return m.peak, m, key
+
+    def _residual_index(self, sched: Schedule, choices: dict) -> dict:
+        """Outer residual Value -> (forward loop node, residual index, LoopChoice)."""
+        out = {}
+        for node in sched.nodes:
+            choice = choices.get(node)
+            if choice is None:
+                continue
+            ports = node.op.out_ports()
+            start = ports.offset("residual")
+            for i in range(ports.sizes["residual"]):
+                out[node.outputs[start + i]] = (node, i, choice)
+        return out
+
+    # --- loops ----------------------------------------------------------------------------------
+    def _loop(self, sched, node, m: _Meter, key, held, choices, residual_of) -> None:
+        op = node.op
+        info = self.info
+        layout = loop_layout(node, sched.needed_outputs(node))
+        n = info.steps.get(node) or 0
+        choice = choices.get(node)
+        place = choice.placements if choice is not None else {}
+        dev_res = [i for i in layout.keep_res if place.get(i, DEVICE) == DEVICE]
+        host_res = [i for i in layout.keep_res if place.get(i, DEVICE) == HOST]
+        rec_res = [i for i in layout.keep_res if place.get(i, DEVICE) == RECOMPUTE]
+        stored = sorted(dev_res + host_res, key=layout.keep_res.index)
+        step_peak, carried_bytes = self.body_step(node, layout, "step", tuple(stored))
+        outs = op.out_ports().split(node.outputs)
+        stacks = sum(self.nbytes(outs["output"][i]) for i in layout.keep_out)
+        stacks += sum(self.nbytes(outs["residual"][i]) for i in dev_res)
+        extra = 0
+        ckpt = 0
+        if rec_res:
+            k = max(1, choice.checkpoint_every)
+            ckpt = max(0, math.ceil(n / k) - 1) * carried_bytes  # the first is the initial state
+        if host_res and self.profile is not None and self.profile.async_copies:
+            extra += choice.prefetch_depth * sum(self.row_bytes(layout, i) for i in host_res)
+        # this loop reading other loops' offloaded / recomputed residuals (a backward loop)
+        reading = {}
+        for v in op.in_ports().split(node.inputs)["sequence"]:
+            r = residual_of.get(v)
+            if r is not None and r[2].placements.get(r[1], DEVICE) != DEVICE:
+                reading.setdefault(r[0], []).append(r)
+        replay_peak = 0
+        for fwd, rs in reading.items():
+            fl = loop_layout(fwd, sched.needed_outputs(fwd))
+            fchoice = rs[0][2]
+            for _, i, _ in rs:
+                if fchoice.placements.get(i, DEVICE) == HOST:
+                    extra += max(1, fchoice.prefetch_depth) * self.row_bytes(fl, i)
+            rec = [i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE]
+            if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
+                k = max(1, fchoice.checkpoint_every)
+                extra += k * sum(self.row_bytes(fl, i) for i in rec)
+                rp, rc = self.body_step(fwd, fl, "replay", tuple(rec))
+                replay_peak = max(replay_peak, rp + rc)
+        m.bump(stacks + ckpt + carried_bytes + extra + max(step_peak, replay_peak))
+        # outputs land: stacks, final state, handles (checkpoints + the inputs they replay from)
+        for v in node.outputs:
+            key[v] = v
+        for v in outs["steps"]:
+            m.retain(v, 0)
+        ins = op.in_ports().split(node.inputs)
+        params = op.body.params
+        for v, r, init in zip(outs["carried"], op.body.results["carried"], ins["carried"]):
+            src = _passthrough(r, params, ins) if n else init
+            if src is not None and src in key:   # the final state is an input's very array
+                key[v] = key[src]
+                m.retain(key[v], 0)
+            else:
+                m.retain(v, self.nbytes(v))
+        for i, v in enumerate(outs["output"]):
+            m.retain(v, self.nbytes(v) if i in layout.keep_out else 0)
+        replay_inputs = [key[x] for x in ins["carried"] + ins["invariant"] + ins["sequence"]
+                         if x in key]
+        for i, v in enumerate(outs["residual"]):
+            where = place.get(i, DEVICE)
+            if i not in layout.keep_res or where == HOST:
+                m.retain(v, 0)
+            elif where == DEVICE:
+                m.retain(v, self.nbytes(v))
+            else:
+                m.retain(v, 0)
+                m.retain(("ckpt", node), ckpt)
+                for k in replay_inputs:
+                    m.retain(k, 0)
+                held[v] = [("ckpt", node)] + replay_inputs
+
+    def row_bytes(self, layout, i: int) -> int:
+        return self.nbytes(layout.residual_value(i))
+
+    def body_step(self, node, layout, kind: str, idx: tuple):
+        """(peak bytes of one body step, bytes of the carried state it returns)."""
+        ck = (node, kind, idx)
+        hit = self._body_cache.get(ck)
+        if hit is None:
+            outs = layout.step_outputs(list(idx)) if kind == "step" else \
+                layout.replay_outputs(list(idx))
+            sched = Schedule(layout.body, outs, layout.body_inputs)
+            peak, meter, key = self.run(sched, {}, counted_inputs=False)
+            inputs = set(layout.body_inputs)
+            carried = {key.get(v, v) for v in layout.carried_results}
+            cb = 0
+            for c in carried:  # (a state returned unchanged is the caller's array: 0 bytes)
+                e = meter.refs.get(c)
+                if e is not None and c not in inputs:
+                    cb += e[1]
+            hit = self._body_cache[ck] = (peak, cb)
+        return hit
+
+
+def _passthrough(result, params, ins):
+    """The outer value a body result is the very array of (a carried state the body returns
+    unchanged, or an invariant), or None."""
+    for role in ("carried", "invariant"):
+        ps = params.get(role, [])
+        if result in ps:
+            return ins[role][ps.index(result)]
+    return None

@@ -1,0 +1,165 @@
+"""The Session's side of memory planning: when to plan, which compiled program to plan for,
+and how a run is measured. The plan itself is made by memory/planner.py (a pure function).
+
+Planning is on when the Session has a `memory_budget` or a loop asks for `swap_memory=True`.
+`Session(..., memory_strategy="offload" | "recompute")` restricts the planner to one way of
+leaving the device (default "auto": chosen per tensor by the cost model).
+Plans depend on the fed shapes (the number of steps, the batch) and are cached per program and
+shape signature. If the budget cannot be met with the compiler passes that materialise
+whole-sequence stacks ([T, ...] projections and gradient stacks, which are not saved tensors
+and cannot be offloaded), or those passes make an op outside the backward loop read a
+swap_memory loop's residuals (so they could not go to the host), the program is compiled again
+without them and planned again; the plan says which passes it turned off.
+"""
+from __future__ import annotations
+
+import time
+
+from ..errors import OutOfMemoryError
+from ..memory.accounting import fmt_bytes
+from ..memory.plan import RunReport
+from ..memory.planner import make_plan
+
+# passes that trade T-proportional device memory for speed
+STACK_PASSES = ("hoist_sequence", "sink_accumulators", "sink_outputs")
+
+
+def _passes_without(passes, names):
+    from ..passes.pipeline import enabled_passes
+    on = enabled_passes(passes)
+    dropped = tuple(n for n in names if n in on)
+    if not dropped:
+        return None, ()
+    return {n: n in on and n not in dropped for n in _all_passes()}, dropped
+
+
+def _all_passes():
+    from ..passes.pipeline import PASSES
+    return list(PASSES)
+
+
+def _has_swap(prog) -> bool:
+    flag = getattr(prog, "_has_swap", None)
+    if flag is None:
+        flag = prog._has_swap = any(getattr(n.op, "swap_memory", False) and
+                                    n.op.out_ports().sizes["residual"] for n in prog.nodes)
+    return flag
+
+
+def check_budget(budget):
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget != budget:
+        raise TypeError(f"memory_budget must be a number of bytes, got {budget!r}")
+    if budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {budget!r}")
+    return int(budget)
+
+
+def check_strategy(strategy):
+    from ..memory.planner import STRATEGIES
+    if strategy not in STRATEGIES:
+        raise ValueError(f"memory_strategy must be one of {sorted(STRATEGIES)}, got "
+                         f"{strategy!r}")
+    return strategy
+
+
+def wants_tracking(sess, report: bool) -> bool:
+    return bool(report or sess.device.always_track or sess.memory_budget is not None)
+
+
+def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = False,
+            enforce: bool = False):
+    """(program, plan or None) for a run with fed values of these shapes. `enforce`: raise
+    OutOfMemoryError if no plan meets the budget (except on a simulated device: there the
+    device's capacity is the judge, and it reports exactly where a run runs out)."""
+    prog, plan = _prepare(sess, flat, fed, shapes, report, always_plan)
+    if enforce and plan is not None and not plan.fits:
+        if not getattr(sess.device, "judges_capacity", False):
+            raise OutOfMemoryError(
+                f"memory_budget={plan.budget} bytes ({fmt_bytes(plan.budget)}) cannot be met on "
+                f"{plan.device}: the smallest plan found needs {plan.predicted_peak} bytes "
+                f"({fmt_bytes(plan.predicted_peak)}) at its peak, even with "
+                f"{fmt_bytes(plan.bytes_by_placement()['host'])} of saved tensors on the host "
+                f"and {fmt_bytes(plan.bytes_by_placement()['recompute'])} recomputed. Raise "
+                "the budget, or print sess.memory_plan(...) to see what takes the room.")
+    return prog, plan
+
+
+def _prepare(sess, flat, fed, shapes, report, always_plan):
+    tracked = wants_tracking(sess, report)
+    prog = sess.compile(flat, fed, tracked=tracked)
+    budget = sess.memory_budget
+    if not (always_plan or budget is not None or _has_swap(prog)):
+        return prog, None
+    key = (tuple(tuple(s) for s in shapes), budget, sess.memory_strategy)
+    cache = prog.__dict__.setdefault("_memory_plans", {})
+    if key in cache:
+        return cache[key]
+    plan = _plan(sess, prog, fed, shapes, ())
+    best = (prog, plan)
+    if not plan.fits or _swap_misses(plan):
+        passes, dropped = _passes_without(sess.passes, STACK_PASSES)
+        if passes is not None:
+            lean = sess.compile(flat, fed, tracked=tracked, passes=passes)
+            lean_plan = _plan(sess, lean, fed, shapes, dropped)
+            if _rank(lean_plan) < _rank(plan):
+                best = (lean, lean_plan)
+    cache[key] = best
+    return best
+
+
+def _swap_misses(plan) -> int:
+    """Saved tensors of swap_memory loops the plan could not put on the host."""
+    return sum(1 for lp in plan.loops if lp.forced for s in lp.saved
+               if s.placement != "host" and s.why != "fetched")
+
+
+def _rank(plan):
+    return (_swap_misses(plan), not plan.fits, plan.predicted_peak)
+
+
+def _plan(sess, prog, fed, shapes, passes_off):
+    feed_types = {prog.inputs[i]: tuple(s) for i, s in enumerate(shapes)}
+    dev = sess.device
+    plan = make_plan(prog.schedule, feed_types, sess.memory_budget, dev.profile,
+                     dev.describe(), passes_off, sess.memory_strategy)
+    vmap = getattr(prog, "source_map", None) or {}
+    for user_v, v in vmap.items():  # let the user's own Values ask the plan
+        if v in plan.aliases:
+            plan.aliases[user_v] = plan.aliases[v]
+    return plan
+
+
+def execute(sess, prog, plan, arrays) -> list:
+    """Run `prog`, following `plan`; returns host arrays. Measures when the program is tracked."""
+    dev = sess.device
+    prog.ctx.plan = plan
+    try:
+        if not prog.tracked:
+            outs = prog.run(arrays)
+            return [dev.to_host(o) if o is not None else None for o in outs]
+        moved = (dev.bytes_to_host, dev.bytes_to_device)
+        for a in arrays:
+            dev.retain(a, "a fed value")
+        dev.reset_peak()
+        t0 = time.perf_counter()
+        try:
+            outs = prog.run(arrays)
+            dev.synchronize()
+        except BaseException:
+            dev.reset_accounting()
+            raise
+        seconds = time.perf_counter() - t0
+        peak = dev.peak_bytes
+        host = [dev.to_host(o) if o is not None else None for o in outs]
+        for o in outs:
+            dev.release(o)
+        for a in arrays:
+            dev.release(a)
+        sess.last_run_report = RunReport(
+            dev.describe(), peak, dev.bytes_to_host - moved[0], dev.bytes_to_device - moved[1],
+            seconds, plan.predicted_peak if plan is not None else None, sess.memory_budget)
+        return host
+    finally:
+        prog.ctx.plan = None

@@ -1,0 +1,266 @@
+"""Saved per-step tensors that do not live on the device as a whole stack.
+
+A forward loop whose plan places a residual on the host or recomputes it returns, in place of
+the stack, a handle that the backward loop slices like an array (`stack[t]`):
+
+  OffloadedStack    rows were copied to host memory after each forward step (OffloadWriter);
+                    `stack[t]` waits for row t's copy back and prefetches the next rows the
+                    backward loop will read, at most `depth` rows on the device at once.
+  RecomputedStack   the forward loop kept its carried state every k steps (Replayer);
+                    `stack[t]` reruns the forward body from the checkpoint before t over that
+                    segment of k steps, regenerating the segment's residuals at once.
+
+Handles report the device arrays they hold through `device_buffers()` (byte accounting) and
+free their working buffers in `end_pass()`, which the backward loop calls when it is done.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+class SavedStack:
+    """Base of residual handles: sliced by the backward loop, not by user code."""
+    placement = "device"
+
+    @property
+    def shape(self):
+        return (self.n,) + tuple(self.row_shape)
+
+    def __len__(self):
+        return self.n
+
+    def device_buffers(self):
+        return ()
+
+    def end_pass(self) -> None:
+        pass
+
+    def materialize(self):
+        """The whole stack as one device array (for a fetch; costs the full stack's bytes)."""
+        xp = self.dev.xp
+        rows = [xp.array(self[t], copy=True) for t in range(self.n)]  # slices get overwritten
+        out = xp.stack(rows) if rows else \
+            xp.zeros((0,) + tuple(d or 0 for d in self.row_shape), self.dtype)
+        self.end_pass()
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.dev.to_host(self.materialize())
+        return a if dtype is None else a.astype(dtype)
+
+
+# --- offload ----------------------------------------------------------------------------------
+class OffloadWriter:
+    """Copies one residual's rows to a host stack as the forward loop produces them.
+
+    `n`: rows to reserve (None: unknown, rows are allocated one at a time). With asynchronous
+    copies at most `depth` rows are in flight; the device row is released when its copy is done.
+    """
+
+    def __init__(self, dev, n, depth, release, name):
+        self.dev, self.n, self.depth, self.release, self.name = dev, n, max(1, depth), release, name
+        self.rows = None
+        self.inflight: deque = deque()
+
+    def put(self, t: int, r) -> None:
+        dev = self.dev
+        if self.rows is None:
+            self.row_shape, self.dtype = r.shape, r.dtype
+            self.rows = dev.host_empty((self.n,) + r.shape, r.dtype) if self.n is not None else []
+        if self.n is None:
+            dst = dev.host_empty(r.shape, r.dtype)
+            self.rows.append(dst)
+        else:
+            dst = self.rows[t]
+        ticket = dev.copy_to_host(r, dst)
+        if ticket is None:
+            if self.release is not None:
+                self.release(r)
+            return
+        self.inflight.append((ticket, r))
+        if len(self.inflight) > self.depth:
+            self._retire()
+
+    def _retire(self) -> None:
+        ticket, r = self.inflight.popleft()
+        self.dev.wait_host(ticket)
+        if self.release is not None:
+            self.release(r)
+
+    def finish(self, steps: int, descending: bool, depth: int) -> "OffloadedStack":
+        while self.inflight:
+            self._retire()
+        return OffloadedStack(self.dev, self.rows, steps, self.row_shape, self.dtype, depth,
+                              descending, self.name, self.n is None)
+
+
+class OffloadedStack(SavedStack):
+    placement = "host"
+
+    def __init__(self, dev, rows, n, row_shape, dtype, depth, descending, name, row_list):
+        self.dev, self.rows, self.n = dev, rows, n
+        self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
+        self.depth = max(1, int(depth))
+        self.step = -1 if descending else 1
+        self.what = f"a prefetch buffer of saved tensor '{name}'"
+        self._row_list = row_list
+        self._ready: dict = {}     # t -> (device buffer, ticket)
+        self._spare: list = []
+        self._last = None          # (t, buffer) handed out last
+
+    def __getitem__(self, t):
+        t = int(t)
+        if t < 0:
+            t += self.n
+        if self._last is not None:                 # the step that read it is done
+            self._spare.append(self._last[1])
+            self._last = None
+        ready = self._ready
+        buf, ticket = ready.pop(t, None) or self._fetch(t)
+        self.dev.wait(ticket)
+        self._last = (t, buf)
+        step, n = self.step, self.n
+        end = t + step * self.depth
+        if len(ready) >= self.depth:              # the reads jumped: drop rows not ahead of t
+            for u in [u for u in ready if not (0 < (u - t) * step < self.depth)]:
+                self._spare.append(ready.pop(u)[0])
+        u = t + step
+        while u != end and 0 <= u < n:            # prefetch the next depth-1 rows
+            if u not in ready:
+                ready[u] = self._fetch(u)
+            u += step
+        return buf
+
+    def _fetch(self, t):
+        buf = self._spare.pop() if self._spare else \
+            self.dev.empty(self.row_shape, self.dtype, self.what, reuse=True)
+        return buf, self.dev.copy_to_device(self.rows[t], buf)
+
+    def end_pass(self) -> None:
+        bufs = self._spare + [b for b, _ in self._ready.values()]
+        if self._last is not None:
+            bufs.append(self._last[1])
+        self.dev.synchronize()
+        for b in bufs:
+            self.dev.free(b, reuse=True)
+        self._spare, self._ready, self._last = [], {}, None
+
+    def close(self) -> None:
+        rows, self.rows = self.rows, None
+        if rows is None:
+            return
+        for r in (rows if self._row_list else [rows]):
+            self.dev.host_free(r)
+
+    def __del__(self):
+        try:
+            self.end_pass()
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+# --- recompute --------------------------------------------------------------------------------
+class Replayer:
+    """Checkpoints of a forward loop's carried state, and the replay of one segment.
+
+    prog: body program returning (next carried..., recomputed residuals...); k: checkpoint
+    interval in executed steps; steps are executed in order t = 0.. (or n-1.. when reverse).
+    """
+
+    def __init__(self, dev, prog, n_carried, invariants, seqs, k, n, reverse, tracked, names):
+        self.dev, self.prog, self.kc = dev, prog, n_carried
+        self.invariants, self.seqs = list(invariants), list(seqs)
+        self.k, self.n_trip, self.reverse, self.tracked = max(1, int(k)), n, reverse, tracked
+        self.names = names
+        self.meter = dev.meter if tracked else None
+        self.checkpoints: list = []
+        self.steps = 0
+        self.seg = None
+        self.bufs = None
+
+    def add_checkpoint(self, carried) -> None:
+        if self.meter is not None:
+            for c in carried:
+                self.meter.retain(c)
+        self.checkpoints.append(tuple(carried))
+
+    def finish(self, steps: int) -> None:
+        self.steps = steps
+
+    def checkpoint_arrays(self):
+        return [c for cp in self.checkpoints for c in cp]
+
+    def device_buffers(self):
+        return self.checkpoint_arrays() + self.invariants + \
+            [s for s in self.seqs if not isinstance(s, SavedStack)]
+
+    def _t(self, i: int) -> int:
+        return self.n_trip - 1 - i if (self.reverse and self.n_trip is not None) else i
+
+    def _i(self, t: int) -> int:
+        return self.n_trip - 1 - t if (self.reverse and self.n_trip is not None) else t
+
+    def get(self, j: int, t: int):
+        i = self._i(int(t))
+        seg = i // self.k
+        if seg != self.seg:
+            self._replay(seg)
+        return self.bufs[j][i - seg * self.k]
+
+    def _replay(self, seg: int) -> None:
+        start, stop = seg * self.k, min(seg * self.k + self.k, self.steps)
+        carried, owned = self.checkpoints[seg], False
+        release = self.meter.release if self.meter is not None else None
+        kc, invariants, seqs = self.kc, self.invariants, self.seqs
+        for i in range(start, stop):
+            t = self._t(i)
+            res = self.prog.run([np.int32(t), *carried, *invariants, *[s[t] for s in seqs]])
+            if self.bufs is None:
+                self.bufs = [self.dev.empty((self.k,) + r.shape, r.dtype,
+                                            f"the replay buffer of saved tensor '{name}'",
+                                            reuse=True, count=self.tracked)
+                             for r, name in zip(res[kc:], self.names)]
+            for buf, r in zip(self.bufs, res[kc:]):
+                buf[i - start] = r
+                if release is not None:
+                    release(r)
+            if release is not None and owned:
+                for c in carried:
+                    release(c)
+            carried, owned = res[:kc], True
+        if release is not None and owned:
+            for c in carried:
+                release(c)
+        self.seg = seg
+
+    def end_pass(self) -> None:
+        if self.bufs is not None:
+            for b in self.bufs:
+                self.dev.free(b, reuse=True)
+        self.bufs, self.seg = None, None
+
+
+class RecomputedStack(SavedStack):
+    placement = "recompute"
+
+    def __init__(self, replayer: Replayer, j: int, row_shape, dtype):
+        self.replayer, self.j = replayer, j
+        self.dev = replayer.dev
+        self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
+
+    @property
+    def n(self):
+        return self.replayer.steps
+
+    def __getitem__(self, t):
+        t = int(t)
+        return self.replayer.get(self.j, t + self.n if t < 0 else t)
+
+    def device_buffers(self):
+        return self.replayer.device_buffers()
+
+    def end_pass(self) -> None:
+        self.replayer.end_pass()

@@ -1,0 +1,58 @@
+"""A simulated accelerator: NumPy arrays behind a capacity limit in bytes.
+
+Every array that lands in an executor slot is counted (views by their base buffer), and going
+over the capacity raises `OutOfMemoryError` naming the tensor, its size and the bytes in use,
+like a GPU would. Host memory is a separate, counted pool; bytes moved either way are counted.
+This is what lets the memory planner be tested honestly on a machine without a GPU.
+"""
+from __future__ import annotations
+
+from ..errors import OutOfMemoryError
+from ..memory.accounting import ByteMeter, describe_what, fmt_bytes
+from ..memory.costs import CPU_PROFILE, DeviceProfile
+from .devices import Device
+
+
+class SimulatedDevice(Device):
+    name = "simulated"
+    always_track = True
+    judges_capacity = True   # an over-budget plan still runs; the capacity decides (and says where)
+
+    def __init__(self, capacity: int | None = None, host_capacity: int | None = None,
+                 profile: DeviceProfile = CPU_PROFILE, pool_limit: int = 1 << 30):
+        self._capacity = None if capacity is None else int(capacity)
+        self.host_capacity = None if host_capacity is None else int(host_capacity)
+        self.profile = profile
+        super().__init__(pool_limit=pool_limit)
+
+    @property
+    def capacity(self) -> int | None:
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value) -> None:
+        self._capacity = None if value is None else int(value)
+        self.meter.capacity = self._capacity
+
+    def _make_meter(self) -> ByteMeter:
+        return ByteMeter(self.array_type, self._capacity, self._overflow)
+
+    def _overflow(self, nbytes: int, what, in_use: int):
+        raise OutOfMemoryError(
+            f"simulated device out of memory: cannot allocate {fmt_bytes(nbytes)} ({nbytes} "
+            f"bytes) for {describe_what(what)}; {in_use} bytes ({fmt_bytes(in_use)}) are in use "
+            f"of a capacity of {self.capacity} bytes ({fmt_bytes(self.capacity)}). Give the "
+            "Session a memory_budget= to let rnngraph offload or recompute saved tensors, or "
+            "use swap_memory=True on the loop.")
+
+    def host_empty(self, shape, dtype):
+        arr = super().host_empty(shape, dtype)
+        if self.host_capacity is not None and self.host_current > self.host_capacity:
+            self.host_current -= arr.nbytes
+            raise OutOfMemoryError(f"simulated host memory exhausted: {arr.nbytes} bytes more "
+                                   f"than the host capacity of {self.host_capacity} bytes")
+        return arr
+
+    def describe(self) -> str:
+        cap = "unlimited" if self.capacity is None else fmt_bytes(self.capacity)
+        return f"simulated (capacity {cap})"
