@@ -133,7 +133,7 @@ BINARY = {
 
 # Bugs found by this fuzzer have their own strict-xfail tests below; until they are fixed the
 # generator avoids them (set to False to let the fuzzer find them again).
-KNOWN_BUGS = True
+KNOWN_BUGS = False
 
 
 def _broadcast_ok(p: Prog, i, j) -> bool:
@@ -658,12 +658,6 @@ def test_random_loop_bodies_match_numpy_and_finite_differences(data, seed):
 
 
 # --- bugs the fuzzer found (minimised) -------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: rg.sigmoid of a rank-0 tensor fails at run time with ExecutionError \"sigmoid "
-    "'Sigmoid' failed: TypeError: return arrays must be of ArrayType\" (passes on or off, "
-    "forward and gradient): Sigmoid.compute (ops/elementwise.py) does y = xp.multiply(x, 0.5), "
-    "which for a 0-d array is a NumPy scalar, then xp.tanh(y, out=y); the fused kernel's "
-    "emitted code has the same problem"))
 def test_sigmoid_of_a_scalar():
     g = rg.Graph()
     with g.as_default():
@@ -677,13 +671,6 @@ def test_sigmoid_of_a_scalar():
         np.testing.assert_allclose(grad, s * (1 - s), rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the fusion pass (passes/fuse.py) groups elementwise nodes on both sides of a "
-    "non-fusible node, creating a cycle: fetching both gradients of loss = "
-    "reduce_sum((reduce_sum(a) + b) * w) + reduce_sum((a + b) * 2.0) (a, b: f64[2], w a "
-    "constant) with passes on (fuse alone suffices) raises AssertionError('cycle through "
-    "gradients/Add_grad/SumTo') from passes/rewrite.py toposort at compile time; passes=False "
-    "runs and is correct, and fetching either gradient alone works"))
 def test_fusion_never_creates_a_cycle():
     g = rg.Graph()
     with g.as_default():

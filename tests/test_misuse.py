@@ -278,21 +278,10 @@ ROWS = [
                  "rnn/while/basic_rnn_cell", _at("rnn"))),
     Misuse("init_state_batch_at_run_time", run("out", h0=np.zeros((3, H), np.float32)),
            InvalidArgumentError,
-           frags("(2, 5) and (3, 5)", "rnn/while/basic_rnn_cell", _at("rnn")),
-           bug="with the compiler passes on, a fused elementwise node (passes/fuse.py, "
-               "ops/fused.py numpy_kernel) drops the run-time check that unknown dims agree "
-               "(ops/elementwise.py with_dim_checks): the user gets ExecutionError \"fused "
-               "'rnn/while/Where_1/fused' failed: ValueError: operands could not be broadcast "
-               "together with shapes (2,5) (3,5)\" instead of the InvalidArgumentError that "
-               "passes=False gives"),
+           frags("(2, 5) and (3, 5)", "rnn/while/basic_rnn_cell", _at("rnn"))),
     Misuse("init_state_batch_1_at_run_time", run("state", h0=np.zeros((1, H), np.float32)),
            InvalidArgumentError,
-           frags("(2, 5) and (1, 5)", _at("rnn")),
-           bug="with the compiler passes on, an initial state of batch 1 fed for inputs of batch "
-               "2 (both dims unknown at build time) silently broadcasts inside the fused cell "
-               "math and returns a batch-2 state; with passes=False the same run raises "
-               "InvalidArgumentError (add 'rnn/while/basic_rnn_cell/Add_1': shapes differ in a "
-               "dimension unknown at build time). Fused kernels must keep with_dim_checks"),
+           frags("(2, 5) and (1, 5)", _at("rnn"))),
     # ---- cells and inputs -----------------------------------------------------------------------
     Misuse("cell_of_the_wrong_type",
            build(lambda m: rg.nn.dynamic_rnn("lstm", m.X, dtype=rg.float32)), TypeError,

@@ -150,7 +150,7 @@ class UfuncEmit:
     """Fusion support for ops whose kernel is one ufunc: NumPy code and a C expression."""
     fusible = True
 
-    def emit(self, res, args, out, ns, key, dtype=None):
+    def emit(self, res, args, out, ns, key, dtype=None, rank=None):
         call = f"xp.{self.kernel}({', '.join(args)}"
         return [f"{res} = {call}, out={out})" if out else f"{res} = {call})"]
 
@@ -327,14 +327,18 @@ class Sigmoid(Unary):
 
     def compute(self, xp, x):
         y = xp.maximum(x, -self._CLAMP.get(x.dtype.name, 88.0))
+        if x.ndim == 0:  # NumPy scalars have no buffer to write into
+            return x.dtype.type(1) / (1 + xp.exp(-y))
         xp.negative(y, out=y)
         xp.exp(y, out=y)
         y += 1
         xp.reciprocal(y, out=y)
         return y
 
-    def emit(self, res, args, out, ns, key, dtype=None):
+    def emit(self, res, args, out, ns, key, dtype=None, rank=None):
         clamp = self._CLAMP.get(getattr(dtype, "name", "float32"), 88.0)
+        if rank == 0:
+            return [f"{res} = 1 / (1 + xp.exp(-xp.maximum({args[0]}, {-clamp})))"]
         first = f"xp.maximum({args[0]}, {-clamp}, out={out})" if out else \
             f"xp.maximum({args[0]}, {-clamp})"
         return [f"{res} = {first}", f"xp.negative({res}, out={res})", f"xp.exp({res}, out={res})",
@@ -354,7 +358,7 @@ class Relu(Unary):
     def compute(self, xp, x):
         return xp.maximum(x, x.dtype.type(0))
 
-    def emit(self, res, args, out, ns, key, dtype=None):
+    def emit(self, res, args, out, ns, key, dtype=None, rank=None):
         return [f"{res} = xp.maximum({args[0]}, 0, out={out})" if out else
                 f"{res} = xp.maximum({args[0]}, 0)"]
 
@@ -415,7 +419,7 @@ class Where(Op):
     name = "where"
     fusible = True
 
-    def emit(self, res, args, out, ns, key, dtype=None):
+    def emit(self, res, args, out, ns, key, dtype=None, rank=None):
         return [f"{res} = xp.where({', '.join(args)})"]
 
     def cexpr(self, args):

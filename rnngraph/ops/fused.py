@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from ..errors import GradientError
 from .base import Op
+from .elementwise import unknown_dim_checks
 
 
 class Fused(Op):
     name = "fused"
     multi_output = True
 
-    def __init__(self, instrs, n_inputs: int, exports, types, temp_types):
+    def __init__(self, instrs, n_inputs: int, exports, types, temp_types, origins=()):
         self.instrs = tuple(instrs)      # ((op, (ref, ...)), ...); ref < n_inputs is an input
         self.n_inputs = n_inputs
         self.exports = tuple(exports)   # refs of the values this node outputs
         self._types = list(types)
         self._temp_types = list(temp_types)  # static type of each instruction's result
+        self._origins = list(origins)  # (name, user line) of the node each instruction was
 
     def attrs(self):
         return {"expr": self.expression()}
@@ -76,6 +78,10 @@ def numpy_kernel(op: Fused, node, xp):
     for j, (inner, refs) in enumerate(op.instrs):
         r = n_in + j
         args = [f"v{a}" for a in refs]
+        # the run-time check the unfused op would make: unknown dims never broadcast
+        for i, ai, k, ak in unknown_dim_checks([types[a].shape for a in refs]):
+            lines.append(f"    if {args[i]}.shape[{ai}] != {args[k]}.shape[{ak}]: "
+                         f"_mismatch({j}, {', '.join(args)})")
         # a dead temporary of the same static type can hold the result (never an input: the
         # caller still owns those buffers)
         # multi-line emitters read some args after writing `out`: only the first ones qualify
@@ -85,7 +91,19 @@ def numpy_kernel(op: Fused, node, xp):
                       and types[a] == types[r] and types[r].rank > 0), None)
         out = f"v{reuse}" if reuse is not None else None
         lines.extend("    " + line for line in inner.emit(f"v{r}", args, out, namespace, f"k{j}",
-                                                         dtype=types[r].dtype))
+                                                         dtype=types[r].dtype,
+                                                         rank=types[r].rank))
     lines.append(f"    return ({', '.join(f'v{r}' for r in op.exports)},)")
+
+    def mismatch(j, *arrays):
+        from ..errors import InvalidArgumentError
+        shapes = " and ".join(str(tuple(a.shape)) for a in arrays)
+        name, where = op._origins[j] if j < len(op._origins) else (node.name, node.location)
+        raise InvalidArgumentError(
+            f"{op.instrs[j][0].name} '{name}' (built at {where}; fused into '{node.name}'): "
+            f"shapes {shapes} differ in a dimension "
+            "unknown at build time; rnngraph broadcasts only dims known to be 1 (give the "
+            "placeholder a static 1 there)")
+    namespace["_mismatch"] = mismatch
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated code, no user input
     return namespace["fused"]

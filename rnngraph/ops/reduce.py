@@ -163,7 +163,7 @@ class AddN(Op):
     fusible = True
     reuse_args = 2  # the emitted code reads the rest after writing its output
 
-    def emit(self, res, args, out, ns, key, dtype=None):
+    def emit(self, res, args, out, ns, key, dtype=None, rank=None):
         first = f"xp.add({args[0]}, {args[1]}, out={out})" if out else f"xp.add({args[0]}, {args[1]})"
         return [f"{res} = {first}"] + [f"{res} += {a}" for a in args[2:]]
 

@@ -18,18 +18,28 @@ def _fusible(node) -> bool:
 
 
 def fuse_elementwise(graph: Graph) -> int:
+    """Fuse inside loop bodies, where the per-step cost of many small ops is paid T times
+    (top-level elementwise work is already batched over all steps by the other passes)."""
     fused = 0
     for node in list(graph.nodes):
         for body in node.op.subgraphs():
+            fused += _fuse_graph(body)
             fused += fuse_elementwise(body)
-    groups = _groups(graph)
-    for group in groups:
-        if len(group) >= 2:
-            _replace(graph, group)
-            fused += 1
-    if fused:
-        toposort(graph)
     return fused
+
+
+def _fuse_graph(graph: Graph) -> int:
+    """Replace one group at a time and regroup: a group is only checked for cycles against the
+    graph as it is, so checking all groups first and contracting them after could close a cycle
+    through two groups."""
+    fused = 0
+    while True:
+        group = next((g for g in _groups(graph) if len(g) >= 2), None)
+        if group is None:
+            return fused
+        _replace(graph, group)
+        toposort(graph)
+        fused += 1
 
 
 def _groups(graph: Graph) -> list[list]:
@@ -80,7 +90,6 @@ def _replace(graph: Graph, group: list) -> None:
     outputs_of = {v: n for n in group for v in n.outputs}
     ext_inputs: list = []
     refs: dict = {}
-    consts: list = []
     for n in group:
         for v in n.inputs:
             if v not in outputs_of and v not in refs:
@@ -96,7 +105,7 @@ def _replace(graph: Graph, group: list) -> None:
     used_outside |= result_values(graph)
     exports = [n.outputs[0] for n in group if n.outputs[0] in used_outside]
     op = Fused(instrs, len(ext_inputs), [refs[v] for v in exports], [v.type for v in exports],
-               temp_types)
+               temp_types, [(n.name, n.location) for n in group])
     last = group[-1]
     node = graph.add_node(op, ext_inputs, [v.type for v in exports], last.name + "/fused",
                           last.location)
@@ -106,4 +115,3 @@ def _replace(graph: Graph, group: list) -> None:
     for old, new in zip(exports, node.outputs):
         replace_uses(graph, old, new)
     graph.remove_nodes(inside)
-    del consts
