@@ -46,11 +46,8 @@ class Value:
     def get_shape(self):
         return self.shape
 
-    def __hash__(self):
-        return id(self)
-
-    def __eq__(self, other):  # identity: Values are dict keys; use rg.equal for the elementwise op
-        return self is other
+    # __eq__/__hash__ stay object identity (fast, C level): Values are dict keys everywhere;
+    # the elementwise comparison is rg.equal
 
     def __bool__(self):
         raise TypeError(f"the truth value of symbolic {self!r} is unknown until the graph runs; "

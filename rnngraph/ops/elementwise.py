@@ -1,6 +1,8 @@
 """Elementwise ops with NumPy broadcasting: arithmetic, activations, comparisons, where, cast."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..dtypes import as_dtype
@@ -102,7 +104,16 @@ def broadcast_like(x, like):
 
 
 # --- binary arithmetic --------------------------------------------------------------------------
-def unknown_dim_checks(shapes) -> list:
+@functools.lru_cache(maxsize=4096)
+def _unknown_dim_checks(shapes: tuple) -> tuple:
+    return tuple(unknown_dim_checks_uncached(shapes))
+
+
+def unknown_dim_checks(shapes) -> tuple:
+    return _unknown_dim_checks(tuple(shapes))
+
+
+def unknown_dim_checks_uncached(shapes) -> list:
     """Pairs (i, axis_i, j, axis_j) of aligned dims that must be equal at run time: an unknown
     dim against an unknown or known (>1) dim, which rnngraph does not let broadcast."""
     rank = max(len(s) for s in shapes)
@@ -119,7 +130,7 @@ def unknown_dim_checks(shapes) -> list:
 
 def with_dim_checks(fn, node):
     """Wrap kernel `fn` with the run-time checks its inputs' unknown dims need (if any)."""
-    checks = unknown_dim_checks([v.shape for v in node.inputs])
+    checks = _unknown_dim_checks(tuple(v.shape for v in node.inputs))
     if not checks:
         return fn
 

@@ -148,10 +148,12 @@ class AddN(Op):
             raise ShapeError("inputs must have one shape, got "
                              + ", ".join(fmt_shape(t.shape) for t in xs))
         shape = list(xs[0].shape)
-        for t in xs[1:]:
-            shape = [merge_dim(a, b, "inputs must have one shape, got "
-                               + ", ".join(fmt_shape(u.shape) for u in xs))
-                     for a, b in zip(shape, t.shape)]
+        try:
+            for t in xs[1:]:
+                shape = [merge_dim(a, b, "") for a, b in zip(shape, t.shape)]
+        except ShapeError:  # the message lists every input, so it is built only when needed
+            raise ShapeError("inputs must have one shape, got "
+                             + ", ".join(fmt_shape(u.shape) for u in xs)) from None
         return TensorType(tuple(shape), dtype)
 
     def compute(self, xp, *xs):

@@ -41,9 +41,11 @@ def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value],
     afterwards are returned, with how much each pass changed."""
     graph.results = {"keep": list(keep)}  # replace_uses keeps these up to date
     stats = {}
+    _sweep(graph, [])
     for name in enabled_passes(config):
         stats[name] = PASSES[name](graph)
-        _sweep(graph, [])
+        if stats[name]:  # a pass that changed nothing left no dead code behind
+            _sweep(graph, [])
     kept = graph.results.pop("keep")
     del graph.results
     return kept, stats

@@ -36,6 +36,11 @@ def _copy_nodes(src: Graph, dst: Graph, nodes, vmap: dict) -> None:
         op = n.op
         if op.subgraphs():
             op = _clone_loop_op(op, dst, vmap)
+        missing = [v for v in n.inputs if v not in vmap]
+        if missing:
+            raise ValueError(f"the graph has a cycle (or a node out of order): {n.describe()} reads "
+                             f"'{missing[0].node.name}' ({missing[0].name}), which is not computed before it; "
+                             "rg.verify(graph) shows where")
         node = Node(dst, op, [vmap[v] for v in n.inputs], n.name, n.location)
         node.is_gradient = n.is_gradient
         for v in n.outputs:
@@ -85,6 +90,21 @@ def replace_uses(graph: Graph, old: Value, new: Value) -> None:
     if results:
         for role, vs in results.items():
             results[role] = [new if v is old else v for v in vs]
+    graph.version += 1
+
+
+def substitute(node: Node, mapping: dict) -> None:
+    """Make `node` read mapping[v] instead of v (one node; passes call it in schedule order so a
+    whole graph is rewritten in one sweep instead of one sweep per replaced value)."""
+    if any(v in mapping for v in node.inputs):
+        node.inputs = [mapping.get(v, v) for v in node.inputs]
+
+
+def substitute_results(graph: Graph, mapping: dict) -> None:
+    results = getattr(graph, "results", None)
+    if results and mapping:
+        for role, vs in results.items():
+            results[role] = [mapping.get(v, v) for v in vs]
     graph.version += 1
 
 

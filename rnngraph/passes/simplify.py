@@ -5,14 +5,16 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ops.sources import Constant
-from .rewrite import replace_uses
+from .rewrite import substitute, substitute_results, toposort
 
 _MAX_FOLD_BYTES = 1 << 20  # fold small things only; a folded constant lives as long as the program
 
 
 def fold_constants(graph: Graph) -> int:
     count = 0
+    mapping: dict = {}
     for node in list(graph.nodes):
+        substitute(node, mapping)
         if node.op.subgraphs():
             count += fold_constants(node.op.body)
             continue
@@ -33,10 +35,11 @@ def fold_constants(graph: Graph) -> int:
         value.setflags(write=False)
         const = graph.add_node(Constant(value), [], [node.outputs[0].type], node.name + "/folded",
                                node.location)
-        graph.nodes.remove(const)
-        graph.nodes.insert(graph.nodes.index(node), const)
-        replace_uses(graph, node.outputs[0], const.outputs[0])
+        mapping[node.outputs[0]] = const.outputs[0]
         count += 1
+    substitute_results(graph, mapping)
+    if count:
+        toposort(graph)  # the new constants were appended; put them before their readers
     return count
 
 
@@ -49,7 +52,9 @@ def _plain(op) -> bool:
 def eliminate_common_subexpressions(graph: Graph) -> int:
     count = 0
     seen: dict = {}
+    mapping: dict = {}  # duplicate's output -> the first node's output
     for node in list(graph.nodes):
+        substitute(node, mapping)
         if node.op.subgraphs():
             count += eliminate_common_subexpressions(node.op.body)
             continue
@@ -59,11 +64,11 @@ def eliminate_common_subexpressions(graph: Graph) -> int:
         if key is None:
             continue
         if key in seen:
-            for old, new in zip(node.outputs, seen[key].outputs):
-                replace_uses(graph, old, new)
+            mapping.update(zip(node.outputs, seen[key].outputs))
             count += 1
         else:
             seen[key] = node
+    substitute_results(graph, mapping)
     return count
 
 

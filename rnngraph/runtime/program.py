@@ -85,6 +85,8 @@ class Program:
     def _compile_step(self, node: Node, frees: tuple) -> Step:
         kernel = node.op.make_kernel(node, self) if hasattr(node.op, "make_kernel") else \
             _plain_kernel(node, self.ctx.xp)
+        if self.ctx.options.get("check_numerics"):
+            kernel = _numerics_checked(kernel, node, self.ctx.xp)
         ins = tuple(self.slot[v] for v in node.inputs)
         outs = self.slot[node.outputs[0]] if not node.op.multi_output else \
             tuple(self.slot[v] for v in node.outputs)
@@ -175,3 +177,25 @@ class Program:
 def _plain_kernel(node: Node, xp) -> Callable:
     compute = node.op.compute
     return lambda *args: compute(xp, *args)
+
+
+def _numerics_checked(kernel: Callable, node: Node, xp) -> Callable:
+    """Session(check_numerics=True): raise at the first node whose float output has NaN/Inf."""
+    floats = [i for i, v in enumerate(node.outputs) if v.dtype.kind == "f"]
+    if not floats:
+        return kernel
+    multi = node.op.multi_output
+
+    def checked(*args):
+        result = kernel(*args)
+        for i in floats:
+            out = result[i] if multi else result
+            if out is not None and hasattr(out, "dtype") and not bool(xp.isfinite(out).all()):
+                from ..ops.checks import NumericsError
+                n_nan = int(xp.isnan(out).sum())
+                raise NumericsError(f"check_numerics: {node.describe()} produced "
+                                    f"{n_nan} NaN and {int(out.size) - n_nan - int(xp.isfinite(out).sum())} "
+                                    f"Inf values in its output {node.outputs[i].name} "
+                                    f"({node.outputs[i].type})")
+        return result
+    return checked

@@ -38,16 +38,24 @@ class Session:
         measured: `last_run_report` holds the peak bytes and the bytes moved. A budget no plan
         can meet raises OutOfMemoryError before running.
       memory_strategy: "auto" (by the planner's cost model), or only "offload" or "recompute".
+      check_numerics: check every floating-point value (fed or computed, inside loops too) and
+        raise NumericsError naming the first node that produced NaN or Inf and the line that
+        built it. A debugging aid: it costs a pass over every tensor, and turns fusion off so
+        errors name the original op.
     """
 
     def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, passes=True,
-                 memory_budget: int | None = None, memory_strategy: str = "auto", **options):
+                 memory_budget: int | None = None, memory_strategy: str = "auto",
+                 check_numerics: bool = False):
         self.graph = (graph or get_default_graph()).root
         enabled_passes(passes)  # reject unknown pass names now, not at the first run
+        if check_numerics and passes:
+            passes = dict(passes) if isinstance(passes, dict) else {}
+            passes["fuse"] = False
         self.passes = passes
         self.device = get_device(device)
         self.variables = VariableStore(self.graph, self.device, seed)
-        self.options = options
+        self.options = {"check_numerics": bool(check_numerics)}
         self.memory_budget = planning.check_budget(memory_budget)
         self.memory_strategy = planning.check_strategy(memory_strategy)
         self.last_run_report = None
@@ -132,7 +140,13 @@ class Session:
         for key, value in feed_dict.items():
             v = self._feed_key(key)
             fed.append(v)
-            arrays.append(self.device.asarray(_coerce_feed(v, value)))
+            arr = _coerce_feed(v, value)
+            if self.options["check_numerics"] and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                from ..ops.checks import NumericsError
+                raise NumericsError(f"check_numerics: the value fed to placeholder '{v.node.name}' "
+                                    f"(built at {v.node.location}) has {int(np.isnan(arr).sum())} "
+                                    f"NaN and {int(np.isinf(arr).sum())} Inf entries")
+            arrays.append(self.device.asarray(arr))
         return fed, arrays
 
     def _feed_key(self, key) -> Value:
