@@ -30,8 +30,7 @@ def hoist_sequence_work(graph: Graph) -> int:
     for node in list(graph.nodes):
         if node.op.subgraphs():
             moved += hoist_sequence_work(node.op.body)
-            if not node.op.swap_memory:  # a [T, ...] projection on the device defeats swapping
-                moved += _hoist(graph, node)
+            moved += _hoist(graph, node)
     if moved:
         toposort(graph)
     return moved

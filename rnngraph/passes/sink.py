@@ -24,8 +24,6 @@ def sink_loops(graph: Graph, outputs: bool = True, accumulators: bool = True) ->
     for node in list(graph.nodes):
         if node.op.subgraphs():
             count += sink_loops(node.op.body, outputs, accumulators)
-            if node.op.swap_memory:  # whole-sequence stacks on the device are what it avoids
-                continue
             if accumulators:
                 count += _sink_accumulators(graph, node)
             if outputs:
