@@ -16,6 +16,7 @@ from .ops import initializers
 from .ops.sources import global_variables_initializer
 from .autodiff import gradients
 from .runtime.session import Session, get_default_session
+from .runtime.simulated import SimulatedDevice
 from . import nn, train
 from .render import render, to_dot, to_networkx
 from .nn import layers, losses
