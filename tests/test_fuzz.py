@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
 import rnngraph as rg
-from rnngraph.nn import LSTMStateTuple
+from rnngraph.nest import flatten, pack_as
 
 settings.register_profile(
     "rnngraph-ci", max_examples=60, deadline=None, derandomize=True, database=None,
@@ -705,23 +705,7 @@ CELLS = {
 _CACHE: dict = {}
 
 
-def _flat(s):
-    if isinstance(s, (tuple, list)):
-        return [leaf for x in s for leaf in _flat(x)]
-    return [s]
-
-
-def _pack(structure, leaves):
-    it = iter(leaves)
-
-    def build(s):
-        if isinstance(s, LSTMStateTuple):
-            return LSTMStateTuple(build(s.c), build(s.h))
-        if isinstance(s, tuple):
-            return tuple(build(x) for x in s)
-        return next(it)
-
-    return build(structure)
+_flat, _pack = flatten, pack_as  # the library's own nesting helpers
 
 
 def _rnn_graph(kind, mode, T, time_major):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
-from rnngraph.nn import LSTMStateTuple
+from rnngraph.nest import flatten, pack_as
 
 T, B, D = 5, 4, 3
 TOL = dict(rtol=1e-12, atol=1e-12)
@@ -41,23 +41,7 @@ SEQ = {
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def flat(s) -> list:
-    if isinstance(s, (tuple, list)):
-        return [leaf for x in s for leaf in flat(x)]
-    return [s]
-
-
-def pack(structure, leaves):
-    it = iter(leaves)
-
-    def build(s):
-        if isinstance(s, LSTMStateTuple):
-            return LSTMStateTuple(build(s.c), build(s.h))
-        if isinstance(s, tuple):
-            return tuple(build(x) for x in s)
-        return next(it)
-
-    return build(structure)
+flat, pack = flatten, pack_as  # the library's own nesting helpers
 
 
 def build_rnn(kind, mode, time_major=False, with_seq=False, max_time=T):

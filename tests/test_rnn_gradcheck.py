@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
-from rnngraph.nn import LSTMStateTuple
+from rnngraph.nest import flatten, pack_as
 
 EPS = 1e-6
 FD_TOL = dict(rtol=1e-6, atol=1e-8)
@@ -29,23 +29,7 @@ CELLS = {
 }
 
 
-def flat(s) -> list:
-    if isinstance(s, (tuple, list)):
-        return [leaf for x in s for leaf in flat(x)]
-    return [s]
-
-
-def pack(structure, leaves):
-    it = iter(leaves)
-
-    def build(s):
-        if isinstance(s, LSTMStateTuple):
-            return LSTMStateTuple(build(s.c), build(s.h))
-        if isinstance(s, tuple):
-            return tuple(build(x) for x in s)
-        return next(it)
-
-    return build(structure)
+flat, pack = flatten, pack_as  # the library's own nesting helpers
 
 
 def central_difference(f, arr, after=None):

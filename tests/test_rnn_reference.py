@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
+from rnngraph.nest import flatten, pack_as
 from rnngraph.nn import LSTMStateTuple
 
 from rnn_reference import RefBasicRNN, RefGRU, RefLSTM, RefMulti, flat_state, run_reversed, run_rnn
@@ -68,23 +69,7 @@ def randomize_biases(sess, seed=7):
             sess.load_variable(v, 0.5 * rng.standard_normal(v.shape))
 
 
-def flat(s) -> list:
-    if isinstance(s, (tuple, list)):
-        return [leaf for x in s for leaf in flat(x)]
-    return [s]
-
-
-def pack(structure, leaves):
-    it = iter(leaves)
-
-    def build(s):
-        if isinstance(s, LSTMStateTuple):
-            return LSTMStateTuple(build(s.c), build(s.h))
-        if isinstance(s, tuple):
-            return tuple(build(x) for x in s)
-        return next(it)
-
-    return build(structure)
+flat, pack = flatten, pack_as  # the library's own nesting helpers
 
 
 def ref_nested(structure, leaves):

@@ -227,14 +227,18 @@ class Div(Binary):
         return [unbroadcast(divide(g, b), a), unbroadcast(negative(multiply(g, divide(y, b))), b)]
 
 
+def _route(g, pick_a, a, b):
+    """The cotangent of a two-way selection: g goes to a where pick_a, else to b."""
+    zero = zeros_like(g)
+    return [unbroadcast(where(pick_a, g, zero), a), unbroadcast(where(pick_a, zero, g), b)]
+
+
 class Maximum(Binary):
     name, kernel = "maximum", "maximum"
 
     def vjp(self, node, g):
         a, b = node.inputs
-        pick_a = greater_equal(a, b)
-        zero = zeros_like(g)
-        return [unbroadcast(where(pick_a, g, zero), a), unbroadcast(where(pick_a, zero, g), b)]
+        return _route(g, greater_equal(a, b), a, b)
 
 
 class Minimum(Binary):
@@ -242,9 +246,7 @@ class Minimum(Binary):
 
     def vjp(self, node, g):
         a, b = node.inputs
-        pick_a = less_equal(a, b)
-        zero = zeros_like(g)
-        return [unbroadcast(where(pick_a, g, zero), a), unbroadcast(where(pick_a, zero, g), b)]
+        return _route(g, less_equal(a, b), a, b)
 
 
 class Pow(Binary):
