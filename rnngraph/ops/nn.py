@@ -13,8 +13,8 @@ from .reduce import reduce_sum
 from .shape import _axis_in, dim, expand_dims
 
 
-class Softmax(Op):
-    name = "softmax"
+class _AlongAxis(Op):
+    """Shared by softmax and log_softmax: float logits, normalised along `axis`."""
 
     def __init__(self, axis: int = -1):
         self.axis = int(axis)
@@ -23,6 +23,10 @@ class Softmax(Op):
         require_float(x, "logits")
         _axis_in(self.axis, x.rank)
         return x
+
+
+class Softmax(_AlongAxis):
+    name = "softmax"
 
     def compute(self, xp, x):
         e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))  # shifted: exp never overflows
@@ -35,16 +39,8 @@ class Softmax(Op):
         return [multiply(y, subtract(g, dot))]
 
 
-class LogSoftmax(Op):
+class LogSoftmax(_AlongAxis):
     name = "log_softmax"
-
-    def __init__(self, axis: int = -1):
-        self.axis = int(axis)
-
-    def infer(self, x):
-        require_float(x, "logits")
-        _axis_in(self.axis, x.rank)
-        return x
 
     def compute(self, xp, x):
         shifted = x - xp.max(x, axis=self.axis, keepdims=True)

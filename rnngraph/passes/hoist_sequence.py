@@ -10,7 +10,7 @@ from ..ops.elementwise import Binary, Cast, Unary, Where
 from ..ops.linalg import MatMul
 from .licm import variant_values
 from .loop_ports import add_sequence, outer_inputs
-from .rewrite import remove_dead, replace_uses, toposort
+from .rewrite import for_each_loop, remove_dead, replace_uses
 
 
 def _batchable(n, kind) -> bool:
@@ -26,14 +26,7 @@ def _batchable(n, kind) -> bool:
 
 
 def hoist_sequence_work(graph: Graph) -> int:
-    moved = 0
-    for node in list(graph.nodes):
-        if node.op.subgraphs():
-            moved += hoist_sequence_work(node.op.body)
-            moved += _hoist(graph, node)
-    if moved:
-        toposort(graph)
-    return moved
+    return for_each_loop(graph, _hoist)
 
 
 def _hoist(graph: Graph, loop) -> int:

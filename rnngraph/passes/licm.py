@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from .loop_ports import add_invariant, outer_inputs
-from .rewrite import remove_dead, replace_uses, toposort
+from .rewrite import for_each_loop, remove_dead, replace_uses
 
 
 def _is_loop(node) -> bool:
@@ -24,14 +24,7 @@ def variant_values(body: Graph) -> set:
 
 def hoist_invariants(graph: Graph) -> int:
     """Apply to every loop in `graph` (inner loops first). Returns the number of nodes moved."""
-    moved = 0
-    for node in list(graph.nodes):
-        if _is_loop(node):
-            moved += hoist_invariants(node.op.body)
-            moved += _hoist(graph, node)
-    if moved:
-        toposort(graph)
-    return moved
+    return for_each_loop(graph, _hoist)
 
 
 def _hoist(graph: Graph, loop) -> int:

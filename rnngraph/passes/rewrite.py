@@ -67,6 +67,19 @@ def _clone_loop_op(op, outer: Graph, vmap: dict):
     return new_op
 
 
+def for_each_loop(graph: Graph, per_loop) -> int:
+    """Run `per_loop(graph, loop_node)` on every loop of `graph`, inner loops first; restore
+    topological order if anything changed. Returns the summed counts."""
+    count = 0
+    for node in list(graph.nodes):
+        if node.op.subgraphs():
+            count += for_each_loop(node.op.body, per_loop)
+            count += per_loop(graph, node)
+    if count:
+        toposort(graph)
+    return count
+
+
 def uses(graph: Graph) -> dict[Value, list[Node]]:
     """value -> nodes of `graph` reading it."""
     out: dict[Value, list[Node]] = {}
