@@ -131,6 +131,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--cells", default="lstm,gru,basic")
     ap.add_argument("--shapes", default="S1,S2,S3,S4")
+    ap.add_argument("--sections", default="speed,padded,compile",
+                    help="which tables to print (comma-separated)")
     args = ap.parse_args()
     reps = 3 if args.quick else 7
     try:
@@ -143,8 +145,9 @@ def main():
     print(f"NumPy float32 matmul peak (2048^3) measured now: {peak:.1f} GFLOP/s; "
           f"threads: {os.cpu_count()}\n")
 
+    sections = set(args.sections.split(","))
     rows = []
-    for cell in args.cells.split(","):
+    for cell in args.cells.split(",") if "speed" in sections else []:
         for name in args.shapes.split(","):
             B, T, I, H = SHAPES[name]
             r_reps = max(3, reps if T * B < 50000 else reps // 2)
@@ -161,9 +164,16 @@ def main():
                              f"{t_torch * 1e3:.2f}" if t_torch else "n/a",
                              f"{t_ours / t_torch:.2f}" if t_torch else "n/a",
                              f"{gf:.1f}", f"{gf / peak:.0%}"])
-    table(rows, ["case", "pass", "rnngraph ms", "passes off ms", "pytorch ms", "ratio",
-                 "GFLOP/s", "of peak"])
+    if rows:
+        table(rows, ["case", "pass", "rnngraph ms", "passes off ms", "pytorch ms", "ratio",
+                     "GFLOP/s", "of peak"])
+    if "padded" in sections:
+        padded_table(args, reps, torch)
+    if "compile" in sections:
+        compile_table()
 
+
+def padded_table(args, reps, torch):
     rows = []
     B, T, I, H = SHAPES["S1"]
     lengths = np.random.default_rng(1).integers(1, T + 1, size=B).astype(np.int32)
@@ -183,23 +193,41 @@ def main():
     table(rows, ["case", "full ms", "padded ms", "padded/full"]
           + (["torch full ms", "torch padded ms", "torch padded/full"] if torch else []))
 
-    rows = []
-    for T in (10, 10000):
-        def build_dynamic(T=T):
-            case = RnngraphCase("lstm", 4, T, 8, 16)
-            case.sess.compile([case.out] + case.grads, [case.X])
-        rows.append([f"dynamic_rnn LSTM T={T}", f"{median_time(build_dynamic, 3, 0) * 1e3:.1f}"])
 
-    def build_static(T=1000):
+def compile_table():
+    """Build (graph + gradients) and compile (clone, passes, schedule) times, separately."""
+    def dynamic(T):
+        g = rg.Graph()
+        with g.as_default():
+            X = rg.placeholder(rg.float32, [None, T, 8])
+            out, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(16), X, dtype=rg.float32)
+            grads = rg.gradients(rg.reduce_sum(out), rg.global_variables())
+        return g, [out] + grads, [X]
+
+    def static(T):
         g = rg.Graph()
         with g.as_default():
             xs = [rg.placeholder(rg.float32, [None, 8]) for _ in range(T)]
             outs, _ = rg.nn.static_rnn(rg.nn.LSTMCell(16), xs, dtype=rg.float32)
             grads = rg.gradients(rg.add_n([rg.reduce_sum(o) for o in outs]), rg.global_variables())
-            rg.Session(g).compile(grads, xs)
-    rows.append(["static_rnn LSTM T=1000", f"{median_time(build_static, 1, 0) * 1e3:.1f}"])
-    print("Build + compile (graph construction, gradients, passes, scheduling)")
-    table(rows, ["case", "ms"])
+        return g, grads, xs
+
+    rows = []
+    for name, builder, T, reps in [("dynamic_rnn LSTM", dynamic, 10, 3),
+                                   ("dynamic_rnn LSTM", dynamic, 10000, 3),
+                                   ("static_rnn LSTM", static, 1000, 3)]:
+        builds, compiles = [], []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            g, fetches, fed = builder(T)
+            t1 = time.perf_counter()
+            rg.Session(g).compile(fetches, fed)
+            builds.append(t1 - t0)
+            compiles.append(time.perf_counter() - t1)
+        rows.append([f"{name} T={T}", f"{statistics.median(builds) * 1e3:.1f}",
+                     f"{statistics.median(compiles) * 1e3:.1f}"])
+    print("Build (graph + gradients) and compile (clone, passes, schedule), medians")
+    table(rows, ["case", "build ms", "compile ms"])
 
 
 if __name__ == "__main__":

@@ -41,8 +41,7 @@ def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value],
     afterwards are returned, with how much each pass changed."""
     graph.results = {"keep": list(keep)}  # replace_uses keeps these up to date
     stats = {}
-    _sweep(graph, [])
-    for name in enabled_passes(config):
+    for name in enabled_passes(config):  # (the clone holds only what `keep` needs already)
         stats[name] = PASSES[name](graph)
         if stats[name]:  # a pass that changed nothing left no dead code behind
             _sweep(graph, [])

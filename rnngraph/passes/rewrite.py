@@ -109,7 +109,7 @@ def replace_uses(graph: Graph, old: Value, new: Value) -> None:
 def substitute(node: Node, mapping: dict) -> None:
     """Make `node` read mapping[v] instead of v (one node; passes call it in schedule order so a
     whole graph is rewritten in one sweep instead of one sweep per replaced value)."""
-    if any(v in mapping for v in node.inputs):
+    if mapping and not mapping.keys().isdisjoint(node.inputs):
         node.inputs = [mapping.get(v, v) for v in node.inputs]
 
 
