@@ -70,14 +70,17 @@ class ByteMeter:
     def allocate(self, a, what=None):
         """Count a fresh buffer, with one reference held by its allocator (who later `free`s it,
         or `disown`s it to hand it to the slot it is returned into); returns it."""
-        b = self.base_of(a)
+        self._add_ref(self.base_of(a), what)
+        return a
+
+    def _add_ref(self, b, what) -> None:
+        """One more reference to base buffer b; the first one charges its bytes."""
         e = self.refs.get(id(b))
         if e is None:
             self._charge(b.nbytes, what)
             self.refs[id(b)] = [1, b, b.nbytes]
         else:
             e[0] += 1
-        return a
 
     def retain(self, a, what=None) -> None:
         at = self.array_type
@@ -87,12 +90,7 @@ class ByteMeter:
                 b = a
             elif isinstance(b.base, at):
                 b = self.base_of(b)
-            e = self.refs.get(id(b))
-            if e is None:
-                self._charge(b.nbytes, what)
-                self.refs[id(b)] = [1, b, b.nbytes]
-            else:
-                e[0] += 1
+            self._add_ref(b, what)
         elif hasattr(a, "device_buffers"):
             for x in a.device_buffers():
                 self.retain(x, what)

@@ -116,13 +116,8 @@ def _linear(x, h, kernel, bias, input_size):
                    ops.matmul(h, kernel[input_size:]))
 
 
-class BasicRNNCell(RNNCell):
-    scope_name = "basic_rnn_cell"
-
-    def __init__(self, num_units: int, activation=None, name=None, dtype=None):
-        super().__init__(name, dtype)
-        self.num_units = _positive(num_units, "num_units")
-        self.activation = activation or ops.tanh
+class _VectorStateCell(RNNCell):
+    """A cell whose state and output are one [batch, num_units] tensor."""
 
     @property
     def state_size(self):
@@ -131,6 +126,15 @@ class BasicRNNCell(RNNCell):
     @property
     def output_size(self):
         return self.num_units
+
+
+class BasicRNNCell(_VectorStateCell):
+    scope_name = "basic_rnn_cell"
+
+    def __init__(self, num_units: int, activation=None, name=None, dtype=None):
+        super().__init__(name, dtype)
+        self.num_units = _positive(num_units, "num_units")
+        self.activation = activation or ops.tanh
 
     def build(self, input_size, dtype):
         self.kernel = self._variable("kernel", [input_size + self.num_units, self.num_units], dtype)
@@ -195,7 +199,7 @@ class LSTMCell(RNNCell):
         return h, LSTMStateTuple(c, h)
 
 
-class GRUCell(RNNCell):
+class GRUCell(_VectorStateCell):
     scope_name = "gru_cell"
 
     def __init__(self, num_units: int, activation=None, name=None, dtype=None,
@@ -206,14 +210,6 @@ class GRUCell(RNNCell):
         if not isinstance(reset_after, (bool, np.bool_)):
             raise TypeError(f"reset_after must be a bool, got {reset_after!r}")
         self.reset_after = bool(reset_after)
-
-    @property
-    def state_size(self):
-        return self.num_units
-
-    @property
-    def output_size(self):
-        return self.num_units
 
     def build(self, input_size, dtype):
         n = self.num_units
