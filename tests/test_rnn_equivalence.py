@@ -279,7 +279,9 @@ def test_dynamic_rnn_options_do_not_change_results(options):
         x = np.random.default_rng(0).standard_normal((B, T, D))
         results.append(rg.Session(g, seed=0).run([out, grads], {X: x, seq: [3, 0, 5, 1]}))
     (o1, g1), (o2, g2) = results
-    np.testing.assert_array_equal(o2, o1)
+    # a swapping loop runs every step on the whole batch, the plain one on the active rows
+    # only: BLAS may round the last bit of a smaller product differently
+    np.testing.assert_allclose(o2, o1, rtol=1e-14, atol=1e-15)
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(b, a, **TOL)
 

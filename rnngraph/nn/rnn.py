@@ -2,7 +2,10 @@
 
 sequence_length: past a row's length its outputs are zero and its state is copied through, so
 the final state of a row of length L is its state after step L-1. dynamic_rnn stops after
-max(sequence_length) steps; its graph does not grow with the number of steps.
+max(sequence_length) steps; its graph does not grow with the number of steps. With
+sequence_length it also sorts the batch by length (longest first) and tells its loop how many
+rows are still active at each step, so finished rows stop costing compute (the shrink_batch
+pass); outputs and final states come back in the caller's row order.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from ..dtypes import as_dtype
 from ..ir.graph import get_default_graph
 from ..ir.value import Value
 from ..ops.loop import build_loop
+from ..ops.rows import invert_permutation, permute_rows, sequence_mask, sort_by_length
 from .cells import RNNCell
 from ..nest import flatten, pack_as
 
@@ -57,7 +61,11 @@ def _check_sequence_length(sequence_length, batch_size, max_time, batch, what):
 
 def _mask_step(t, seq_len, output, new_state, old_state):
     """Zero outputs and copy state through for rows whose sequence has ended (t >= length)."""
-    active = ops.expand_dims(ops.less(t, seq_len), 1)  # [batch, 1]
+    return _mask_rows(ops.expand_dims(ops.less(t, seq_len), 1), output, new_state, old_state)
+
+
+def _mask_rows(active, output, new_state, old_state):
+    """`active` [batch, 1] bool: rows past their length get zero outputs and keep their state."""
     flat_out = [ops.where(active, o, ops.zeros_like(o)) for o in flatten(output)]
     flat_new = [ops.where(active, n, o) for n, o in zip(flatten(new_state), flatten(old_state))]
     return pack_as(output, flat_out), pack_as(new_state, flat_new)
@@ -132,29 +140,45 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
         batch = static_batch if static_batch is not None else ops.dim(flat_in[0], 1)
         state = _initial_state(cell, initial_state, dtype, batch, "dynamic_rnn")
         flat_state = [ops.as_value(s) for s in flatten(state)]
-        trip = None
-        seq_len = None
+        trip = rows = unsort = None
+        sequences = list(flat_in)
         if sequence_length is not None:  # validated before any weight is created
-            seq_len = _check_sequence_length(sequence_length, static_batch, ops.dim(flat_in[0], 0),
-                                             batch, "dynamic_rnn")
+            max_time = ops.dim(flat_in[0], 0)
+            seq_len = _check_sequence_length(sequence_length, static_batch, max_time, batch,
+                                             "dynamic_rnn")
             # stop after the longest sequence (later rows of the outputs stay zero); run at least
             # one (fully masked) step, as TF does, so the stacks have their shapes
-            trip = ops.minimum(ops.maximum(ops.reduce_max(seq_len), 1), ops.dim(flat_in[0], 0))
+            trip = ops.minimum(ops.maximum(ops.reduce_max(seq_len), 1), max_time)
+            # longest rows first: the rows still running at step t are a prefix, rows[t] long
+            with graph.name_scope("sort_by_length"):
+                order = sort_by_length(seq_len)
+                unsort = invert_permutation(order)
+                sequences = [permute_rows(x, order, axis=1) for x in flat_in]
+                flat_state = [permute_rows(s, order) for s in flat_state]
+                mask = sequence_mask(permute_rows(seq_len, order), max_time)  # [time, batch]
+                rows = ops.reduce_sum(ops.cast(mask, np.int32), axis=1)
+                sequences.append(ops.expand_dims(mask, 2))
         if len(flat_in) == 1:
             cell.build_once(flat_in[0].shape[-1], flat_state[0].dtype)
 
         def step(t, carried, xs):
             old = pack_as(cell.state_size, carried)
+            if rows is not None:
+                xs, active = xs[:-1], xs[-1]  # the mask rides along as the last sequence
             x = pack_as(inputs, xs) if len(xs) > 1 else xs[0]
             out, new = cell(x, old)
-            if seq_len is not None:
-                out, new = _mask_step(t, seq_len, out, new, old)
+            if rows is not None:
+                out, new = _mask_rows(active, out, new, old)
             return flatten(new), flatten(out)
 
         _, final, outs = build_loop(
-            step, flat_state, flat_in, trip,
+            step, flat_state, sequences, trip,
             parallel_iterations=32 if parallel_iterations is None else parallel_iterations,
-            swap_memory=swap_memory, name="while")
+            swap_memory=swap_memory, rows=rows, name="while")
+        if unsort is not None:
+            with graph.name_scope("unsort"):
+                outs = [permute_rows(o, unsort, axis=1) for o in outs]
+                final = [permute_rows(s, unsort) for s in final]
         if not time_major:
             outs = [ops.transpose(o, [1, 0] + list(range(2, o.type.rank))) for o in outs]
         return pack_as(cell.output_size, outs), pack_as(cell.state_size, final)

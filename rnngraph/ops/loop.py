@@ -3,6 +3,8 @@
 Ports come in named groups (never flat lists plus counts):
 
   inputs   trip      optional int scalar: the number of steps (or their upper bound with cond)
+           rows      optional int vector [L]: how many leading batch rows are active at step t
+                     (rows sorted longest first); see ops/loop_rows.py
            carried   initial loop state                       -> body param role "carried"
            invariant values of enclosing graphs the body reads -> body param role "invariant"
            sequence  time-major stacks [L, ...] sliced at step t -> body param role "sequence"
@@ -29,7 +31,7 @@ from ..ir.types import TensorType, merge_dim
 from ..ir.value import Value
 from .base import Op, apply, as_value
 
-IN_GROUPS = ("trip", "carried", "invariant", "sequence")
+IN_GROUPS = ("trip", "rows", "carried", "invariant", "sequence")
 OUT_GROUPS = ("steps", "carried", "output", "residual")
 
 
@@ -56,7 +58,8 @@ class Loop(Op):
 
     def __init__(self, body: Graph, has_trip: bool, reverse: bool = False,
                  length_from: int | None = None, parallel_iterations: int = 10,
-                 swap_memory: bool = False, maximum_iterations: int | None = None):
+                 swap_memory: bool = False, maximum_iterations: int | None = None,
+                 active_rows: bool = False, shrink: bool = False):
         self._body = body
         self.has_trip = has_trip
         self.reverse = reverse
@@ -64,6 +67,8 @@ class Loop(Op):
         self.parallel_iterations = parallel_iterations
         self.swap_memory = swap_memory
         self.maximum_iterations = maximum_iterations
+        self.active_rows = active_rows  # a `rows` input says which rows each step needs
+        self.shrink = shrink            # set by the shrink_batch pass: run only those rows
         self._vjp_cache: dict = {}
 
     @property
@@ -80,7 +85,8 @@ class Loop(Op):
     # --- ports ------------------------------------------------------------------------------
     def in_ports(self) -> Ports:
         p = self._body.params
-        return Ports(IN_GROUPS, {"trip": int(self.has_trip), "carried": len(p.get("carried", [])),
+        return Ports(IN_GROUPS, {"trip": int(self.has_trip), "rows": int(self.active_rows),
+                                 "carried": len(p.get("carried", [])),
                                  "invariant": len(p.get("invariant", [])),
                                  "sequence": len(p.get("sequence", []))})
 
@@ -98,6 +104,9 @@ class Loop(Op):
     def infer(self, *types):
         parts = self.in_ports().split(types)
         params = self._body.params
+        for t in parts["rows"]:
+            if t.rank != 1 or not np.issubdtype(t.dtype, np.integer):
+                raise ShapeError(f"rows must be an int vector [steps], got {t}")
         for group in ("carried", "invariant"):
             for t, p in zip(parts[group], params.get(group, [])):
                 _check_same(t, p.type, f"{group} input")
@@ -154,12 +163,16 @@ def new_body(name: str) -> Graph:
 
 def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, reverse=False,
                length_from=None, parallel_iterations=10, swap_memory=False,
-               maximum_iterations=None, name="while"):
+               maximum_iterations=None, rows=None, name="while"):
     """Trace `step_fn(t, carried, xs) -> (new_carried, outputs)` into a body and add the loop.
 
     `carried`: list of Values; `sequences`: list of time-major Values sliced at step t;
     `trip`: int scalar Value (or None when the sequences' length or `cond_fn` bounds the loop);
     `cond_fn(t, carried) -> bool scalar` stops the loop the first time it is false.
+    `rows`: int vector [L] of active row counts (rows sorted longest first; the step function
+    must itself mask the rows past the count): the body is traced with the batch dimension of
+    carried values and sequence slices left open, and if it keeps rows apart the loop may run
+    each step on the active rows only (ops/loop_rows.py).
     Returns (steps, final_carried, stacked_outputs).
     """
     carried = [as_value(c) for c in carried]
@@ -167,11 +180,13 @@ def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, rever
     graph = get_default_graph()
     scope = graph.current_scope()
     body = new_body(f"{scope}/{name}" if scope else name)
+    open_rows = _open_batch if rows is not None else (lambda t: t)
     with body.as_default():
         t = body.add_param("step", TensorType((), np.int32), "t")
-        c_params = [body.add_param("carried", c.type, f"carried_{i}") for i, c in enumerate(carried)]
-        x_params = [body.add_param("sequence", TensorType(s.shape[1:], s.dtype), f"x_{i}")
-                    for i, s in enumerate(sequences)]
+        c_params = [body.add_param("carried", open_rows(c.type), f"carried_{i}")
+                    for i, c in enumerate(carried)]
+        x_params = [body.add_param("sequence", open_rows(TensorType(s.shape[1:], s.dtype)),
+                                   f"x_{i}") for i, s in enumerate(sequences)]
         with body.name_scope(name):
             if cond_fn is not None:
                 ok = as_value(cond_fn(t, list(c_params)))
@@ -192,14 +207,24 @@ def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, rever
     body.results["output"] = outputs
     # the body may have captured outer values after the params were made: they are invariants
     invariants = list(body.captures.keys())
+    if rows is not None:
+        from .loop_rows import row_layout
+        if row_layout(body, strict=True) is None:
+            rows = None  # the body mixes rows: every step runs on all of them (still correct)
     op = Loop(body, trip is not None, reverse=reverse,
               length_from=(0 if sequences else None) if length_from is None else length_from,
               parallel_iterations=parallel_iterations, swap_memory=swap_memory,
-              maximum_iterations=maximum_iterations)
-    inputs = ([as_value(trip)] if trip is not None else []) + carried + invariants + sequences
+              maximum_iterations=maximum_iterations, active_rows=rows is not None)
+    inputs = ([as_value(trip)] if trip is not None else []) + \
+        ([as_value(rows)] if rows is not None else []) + carried + invariants + sequences
     outs = apply(op, inputs, name=name)
     parts = op.out_ports().split(outs)
     return parts["steps"][0], parts["carried"], parts["output"]
+
+
+def _open_batch(t: TensorType) -> TensorType:
+    """The type with its leading (batch) dimension left unknown."""
+    return TensorType((None,) + t.shape[1:], t.dtype) if t.rank >= 1 else t
 
 
 def prune_body(body: Graph, keep_params: tuple = ()) -> None:

@@ -156,12 +156,13 @@ def loop_vjp(op: Loop, node, gs: list):
     init_acc = [ew.zeros_like(ins["invariant"][i]) for i in acc_idx]
     invariants = list(bb.captures.keys())
     bwd = Loop(bb, has_trip=True, reverse=not op.reverse, length_from=length_from,
-               parallel_iterations=op.parallel_iterations, swap_memory=op.swap_memory)
+               parallel_iterations=op.parallel_iterations, swap_memory=op.swap_memory,
+               active_rows=op.active_rows)  # a row inactive forward sends gradient straight on
     graph = get_default_graph()
     scope, _, leaf = graph.current_scope().rpartition("/")  # the vjp scope is '<...>/<loop>_grad'
     with graph.absolute_scope(scope):
-        results = apply(bwd, [outs["steps"][0]] + init_ct + init_acc + invariants + seq_outer,
-                        name=leaf)
+        results = apply(bwd, [outs["steps"][0]] + ins["rows"] + init_ct + init_acc + invariants +
+                        seq_outer, name=leaf)
     rparts = bwd.out_ports().split(results)
     final = rparts["carried"]
 

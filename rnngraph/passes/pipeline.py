@@ -9,6 +9,7 @@ from .hoist_sequence import hoist_sequence_work
 from .licm import hoist_invariants
 from .loop_ports import drop_unused_outputs
 from .rewrite import remove_dead, result_values
+from .shrink_batch import shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
 from .sink import sink_loops
 
@@ -20,6 +21,7 @@ PASSES = {
     "sink_accumulators": lambda g: sink_loops(g, outputs=False, accumulators=True),
     "sink_outputs": lambda g: sink_loops(g, outputs=True, accumulators=False),
     "fuse": fuse_elementwise,
+    "shrink_batch": shrink_active_batch,
 }
 
 

@@ -9,6 +9,10 @@ pass when it is done.
 
 In a tracked Program (byte accounting on) the kernel owns one reference to every array a body
 program returns and releases it once the value is copied into a stack or superseded.
+
+A loop with active rows that the shrink_batch pass marked runs each step on the rows still
+active (ActiveRows below); without a memory plan and byte accounting only, since offloaded and
+recomputed residuals are kept per full step. Declining is always correct: the body masks.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import numpy as np
 from ..ir.types import TensorType
 from ..memory.loops import loop_layout, split_placements
 from ..memory.shapes import infer_body_shapes
+from ..ops.loop_rows import row_layout
 from .program import Program
 from .residuals import OffloadWriter, RecomputedStack, Replayer, SavedStack
 
@@ -55,6 +60,10 @@ def compile_loop(op, node, program):
     res_types = [v.type for v in results["residual"]]
     out_what = [f"stacked output {i} of {node.describe()}" for i in range(n_out)]
     res_what = [f"saved tensor '{v.name}' of {node.describe()}" for v in results["residual"]]
+    rows_layout = row_layout(body) if op.active_rows and op.shrink else None
+    if rows_layout is not None:
+        rows_out = [rows_layout.output[i] for i in keep_out]
+        rows_res = [rows_layout.residual[i] for i in keep_res]
 
     def new_stack(shape, dtype, what, zero_from=None):
         if not tracked:
@@ -81,6 +90,9 @@ def compile_loop(op, node, program):
                 if s.shape[0] < n:
                     raise ValueError(f"a sequence input has {s.shape[0]} steps, the loop runs {n}")
         lp = ctx.plan.for_loop(node) if ctx.plan is not None else None
+        active = None
+        if rows_layout is not None and lp is None and not tracked and n is not None:
+            active = ActiveRows(xp, rows_layout, parts["rows"][0], carried, seqs)
         if lp is None:
             dev_js, host_js, rec_js = list(range(len(keep_res))), [], []
             stored, step_prog = dev_js, all_prog
@@ -109,7 +121,11 @@ def compile_loop(op, node, program):
         t_iter = range(n - 1, -1, -1) if (reverse and n is not None) else (
             range(n) if n is not None else _count())
         for t in t_iter:
-            feed = [np.int32(t), *carried, *invariants, *[s[t] for s in seqs]]
+            if active is not None:
+                carried = active.at_step(t, carried)
+                feed = [np.int32(t), *carried, *invariants, *active.slices(t, seqs)]
+            else:
+                feed = [np.int32(t), *carried, *invariants, *[s[t] for s in seqs]]
             if cond_prog is not None:
                 ok = cond_prog.run(feed)[0]
                 go = bool(ok)
@@ -134,6 +150,12 @@ def compile_loop(op, node, program):
                         w.put(t, r)
                     else:
                         stacks_res[j].append(r)
+            elif active is not None:  # untracked: no references to release
+                for j, y in enumerate(ys):
+                    stacks_out[j] = active.put(stacks_out[j], t, y, rows_out[j],
+                                               length if length is not None else n)
+                for j, r in enumerate(rs):
+                    stacks_res[j] = active.put(stacks_res[j], t, r, rows_res[j], n)
             else:
                 for j, y in enumerate(ys):
                     st = stacks_out[j]
@@ -156,6 +178,8 @@ def compile_loop(op, node, program):
                     if release is not None:
                         release(r)
             steps += 1
+        if active is not None:
+            carried = active.finish(carried)
         if lists:
             stacks_out = [_stack(xp, s, out_types[keep_out[j]], length, release)
                           for j, s in enumerate(stacks_out)]
@@ -199,6 +223,75 @@ def compile_loop(op, node, program):
 
     run.layout = layout
     return run
+
+
+class ActiveRows:
+    """Runs a loop step on the leading rows still active (`rows[t]` of them).
+
+    Batched carried values are cut to those rows; a row that stops being active keeps its last
+    value in a full-width copy until the loop ends (or until it is active again, which happens
+    in a backward loop: there the rows start inactive and join as t descends). Batched stacks
+    are full width, zero past the active rows: a finished row's output is zero, and its saved
+    values and gradients are zero (the sunk weight-gradient products read whole stacks).
+    """
+
+    def __init__(self, xp, layout, rows, carried, seqs):
+        self.xp = xp
+        self.rows = rows.get() if hasattr(rows, "get") else np.asarray(rows)
+        self.carried_rows = layout.carried
+        self.seq_rows = layout.sequence
+        batched = [c for c, b in zip(carried, layout.carried) if b] or \
+            [s[0] for s, b in zip(seqs, layout.sequence) if b and s.shape[0]]
+        self.batch = batched[0].shape[0] if batched else 0
+        self.width = self.batch                 # rows the carried values hold now
+        self.initial = list(carried)
+        self.parked: list = [None] * len(carried)  # full-width values of the inactive rows
+
+    def at_step(self, t: int, carried: list) -> list:
+        k = min(int(self.rows[t]), self.batch)
+        width = self.width
+        if k == width:
+            return carried
+        xp = self.xp
+        carried = list(carried)
+        for i, batched in enumerate(self.carried_rows):
+            if not batched:
+                continue
+            if self.parked[i] is None:
+                self.parked[i] = xp.array(self.initial[i], copy=True)
+            c, parked = carried[i], self.parked[i]
+            if k < width:  # rows k..width finish: keep their values
+                parked[k:width] = c[k:width]
+                carried[i] = c[:k]
+            else:          # rows width..k join with the values they have waited with
+                carried[i] = xp.concatenate([c[:width], parked[width:k]])
+        self.width = k
+        return carried
+
+    def slices(self, t: int, seqs: list) -> list:
+        k = self.width
+        return [s[t][:k] if b else s[t] for s, b in zip(seqs, self.seq_rows)]
+
+    def put(self, stack, t: int, y, batched: bool, steps: int):
+        if stack is None:
+            shape = (steps, self.batch) + y.shape[1:] if batched else (steps,) + y.shape
+            stack = self.xp.zeros(shape, y.dtype)  # zero rows: finished rows, steps not run
+        if batched:
+            stack[t, :y.shape[0]] = y
+        else:
+            stack[t] = y
+        return stack
+
+    def finish(self, carried: list) -> list:
+        if self.width == self.batch:
+            return carried
+        out = list(carried)
+        for i, batched in enumerate(self.carried_rows):
+            if batched:
+                parked = self.parked[i]
+                parked[:self.width] = carried[i]
+                out[i] = parked
+        return out
 
 
 def _count():
