@@ -7,6 +7,7 @@ fails when an op with a vjp is added without a case here.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import inspect
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
+from rnngraph.ops.rows import permute_rows
 from rnngraph.ops.base import Op
 
 from gradcheck import check_gradients
@@ -257,6 +259,15 @@ case("gather", lambda p: rg.gather(p, _idx), {"p": rand(5, 3)})
 case("gather-unknown-rows", lambda p: rg.gather(p, np.array([1, 1, 0])), {"p": rand(2, 3)},
      shapes={"p": (None, 3)})
 case("gather-second-order", second(lambda x: rg.gather(x, _idx) ** 3.0), {"x": rand(5, 2)})
+# --- reordering rows (dynamic_rnn's sort by length) ----------------------------------------------
+_perm = np.array([2, 0, 3, 1], dtype=np.int32)
+case("permute_rows", lambda x: permute_rows(x, _perm) ** 2.0 * np.arange(12.0).reshape(4, 3),
+     {"x": rand(4, 3)})
+case("permute_rows-axis1-unknown",
+     lambda x: permute_rows(x, _perm, axis=1) * np.arange(8.0).reshape(2, 4),
+     {"x": rand(2, 4)}, shapes={"x": (None, None)})
+case("reverse_sequence", lambda x: rg.reverse_sequence(x, np.array([3, 0, 2], np.int32), 1, 0)
+     * np.arange(12.0).reshape(3, 4), {"x": rand(3, 4)})
 case("unused-input-gets-None", lambda x, y: x * 2.0, {"x": rand(2), "y": rand(2)},
      allow_none=True)
 
@@ -302,8 +313,12 @@ def test_sparse_xent_gradient_is_softmax_minus_onehot():
 
 # --- coverage: every op with a vjp has a case above --------------------------------------------
 # by import path: rnngraph.ops.shape / .fill as attributes are the builder functions
-OP_MODULES = [importlib.import_module(f"rnngraph.ops.{m}") for m in
-              ("elementwise", "linalg", "reduce", "shape", "nn", "fill", "checks")]
+# every module of rnngraph.ops; loops are checked through whole RNNs (test_rnn_gradcheck.py)
+# and fused kernels exist only after differentiation
+OP_MODULES = [importlib.import_module(f"rnngraph.ops.{m.name}")
+              for m in pkgutil.iter_modules(rg.ops.__path__)
+              if m.name not in ("loop", "loop_grad", "fused", "fused_cupy",
+                                "sources")]  # placeholders, variables: leaves, no inputs
 
 
 def differentiable_ops() -> set[str]:

@@ -1,0 +1,254 @@
+"""Shrinking the active batch: dynamic_rnn with sequence_length runs each step on the rows still
+active (rows sorted by length once, restored at the end), forward and backward.
+
+- Exact semantics against the independent NumPy reference, on unsorted lengths with rows of
+  length 0, all rows empty, equal lengths and a single row; gradients equal to the full-width
+  run (shrink_batch off) and to finite differences.
+- The loops really run fewer rows: the rows each step ran on, forward and backward, are the
+  counts of lengths > t.
+- A cell that mixes rows is never shrunk (the loop keeps full width and masks).
+- The row analysis (ops/loop_rows.py) and the new ops.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rnngraph as rg
+from rnngraph.nest import flatten, pack_as
+from rnngraph.ops.loop_rows import row_layout
+from rnngraph.ops.rows import invert_permutation, permute_rows, sequence_mask, sort_by_length
+from rnngraph.runtime import loop_kernel
+
+from rnn_reference import flat_state, run_rnn
+from test_rnn_reference import randomize_biases, ref_nested, reference_cell
+
+D = 3
+CELLS = {
+    "basic": lambda: rg.nn.BasicRNNCell(4),
+    "lstm": lambda: rg.nn.LSTMCell(4),
+    "lstm_peep_proj_clip": lambda: rg.nn.LSTMCell(4, use_peepholes=True, num_proj=3,
+                                                  cell_clip=0.6, proj_clip=0.5),
+    "gru": lambda: rg.nn.GRUCell(4),
+    "multi": lambda: rg.nn.MultiRNNCell([rg.nn.LSTMCell(3), rg.nn.GRUCell(2)]),
+}
+LENGTHS = {
+    "unsorted_with_zeros": ([3, 0, 7, 1, 7, 0, 2], 7),
+    "all_empty": ([0, 0, 0], 4),
+    "equal": ([5, 5, 5], 5),
+    "shorter_than_max_time": ([2, 4, 1], 6),
+    "one_row": ([3], 5),
+}
+
+
+def build(kind, max_time, time_major=False):
+    g = rg.Graph()
+    with g.as_default():
+        cell = CELLS[kind]()
+        shape = [max_time, None, D] if time_major else [None, max_time, D]
+        X = rg.placeholder(rg.float64, shape, name="X")
+        init = [rg.placeholder(rg.float64, [None, n]) for n in flatten(cell.state_size)]
+        seq = rg.placeholder(rg.int32, [None], name="seq")
+        out, final = rg.nn.dynamic_rnn(cell, X, sequence_length=seq, time_major=time_major,
+                                       initial_state=pack_as(cell.state_size, init))
+        out_bm = rg.transpose(out, [1, 0, 2]) if time_major else out
+        R = rg.placeholder(rg.float64, [None, max_time, cell.output_size])
+        loss = rg.reduce_sum(out_bm * R)
+        for k, s in enumerate(flatten(final)):
+            loss = loss + (k + 1.5) * rg.reduce_sum(s * s)
+        grads = rg.gradients(loss, [X] + init + rg.global_variables())
+    return dict(g=g, cell=cell, X=X, init=init, seq=seq, R=R, out=out_bm,
+                final=flatten(final), loss=loss, grads=grads)
+
+
+def arrays(m, lengths, max_time, time_major=False, seed=0):
+    rng = np.random.default_rng(seed)
+    b = len(lengths)
+    x = rng.standard_normal((b, max_time, D))
+    return dict(x=x, xf=x.transpose(1, 0, 2).copy() if time_major else x,
+                init=[rng.standard_normal((b, v.shape[1])) for v in m["init"]],
+                r=rng.standard_normal((b, max_time, m["R"].shape[2])),
+                seq=np.array(lengths, np.int32))
+
+
+def feed(m, a):
+    f = {m["X"]: a["xf"], m["seq"]: a["seq"], m["R"]: a["r"]}
+    f.update(zip(m["init"], a["init"]))
+    return f
+
+
+def session(m, shrink=True):
+    sess = rg.Session(m["g"], seed=3, passes={"shrink_batch": shrink})
+    randomize_biases(sess)
+    return sess
+
+
+class RowSpy:
+    """Records (t, rows) for every step a loop kernel runs on its active rows."""
+
+    def __init__(self, monkeypatch):
+        self.steps = []
+        original = loop_kernel.ActiveRows.slices
+
+        def spy(rows, t, seqs):
+            self.steps.append((t, rows.width))
+            return original(rows, t, seqs)
+        monkeypatch.setattr(loop_kernel.ActiveRows, "slices", spy)
+
+
+@pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
+@pytest.mark.parametrize("case", list(LENGTHS))
+@pytest.mark.parametrize("kind", list(CELLS))
+def test_shrunk_loops_keep_exact_semantics(kind, case, time_major, monkeypatch):
+    lengths, max_time = LENGTHS[case]
+    m = build(kind, max_time, time_major)
+    a = arrays(m, lengths, max_time, time_major)
+    spy = RowSpy(monkeypatch)
+    sess = session(m)
+    out, final, grads = sess.run([m["out"], m["final"], m["grads"]], feed(m, a))
+
+    # the rows each step ran on: lengths > t, forward then backward (reverse order)
+    trip = min(max(max(lengths), 1), max_time)
+    active = [int(sum(n > t for n in lengths)) for t in range(trip)]
+    want = list(zip(range(trip), active)) + list(zip(reversed(range(trip)), reversed(active)))
+    assert spy.steps == want
+
+    # outputs and final state against the reference, written from the equations
+    ref = reference_cell(m["cell"], sess)
+    init = ref_nested(m["cell"].state_size, a["init"])
+    ref_out, ref_state = run_rnn(ref, a["x"], init, a["seq"])
+    np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-12)
+    for got, exp in zip(final, flat_state(ref_state)):
+        np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-12)
+    for b, n in enumerate(lengths):
+        assert not out[b, n:].any()  # exactly zero past each row's length
+
+    # gradients equal the full-width (masked) run's
+    full = session(m, shrink=False).run(m["grads"], feed(m, a))
+    for g1, g2 in zip(grads, full):
+        np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-12)
+    gx = grads[0].transpose(1, 0, 2) if time_major else grads[0]
+    for b, n in enumerate(lengths):
+        assert not gx[b, n:].any()  # inputs past a row's length get no gradient
+
+
+def test_shrunk_gradient_matches_finite_differences():
+    lengths, max_time = [3, 0, 5, 1], 5
+    m = build("lstm", max_time)
+    a = arrays(m, lengths, max_time)
+    sess = session(m)
+    gx = sess.run(m["grads"][0], feed(m, a))
+    rng = np.random.default_rng(1)
+    eps = 1e-6
+    for _ in range(6):
+        idx = (int(rng.integers(4)), int(rng.integers(max_time)), int(rng.integers(D)))
+        xp_, xm = a["xf"].copy(), a["xf"].copy()
+        xp_[idx] += eps
+        xm[idx] -= eps
+        lp = sess.run(m["loss"], {**feed(m, a), m["X"]: xp_})
+        lm = sess.run(m["loss"], {**feed(m, a), m["X"]: xm})
+        np.testing.assert_allclose(gx[idx], (lp - lm) / (2 * eps), rtol=1e-6, atol=1e-8)
+
+
+def test_shrinking_is_switchable_and_declined_under_a_memory_plan(monkeypatch):
+    lengths, max_time = [4, 1, 2], 4
+    m = build("gru", max_time)
+    a = arrays(m, lengths, max_time)
+    spy = RowSpy(monkeypatch)
+    session(m, shrink=False).run(m["grads"], feed(m, a))
+    assert spy.steps == []
+    session(m).run(m["grads"], feed(m, a))
+    assert len(spy.steps) == 2 * 4
+    want = session(m).run(m["grads"], feed(m, a))
+    spy.steps.clear()
+    # a memory plan keeps residuals per full step: the loops run full width, results the same
+    planned = rg.Session(m["g"], seed=3, memory_budget=10 * 2**20, device=rg.SimulatedDevice(
+        capacity=10 * 2**20))
+    randomize_biases(planned)
+    got = planned.run(m["grads"], feed(m, a))
+    assert spy.steps == []
+    for g1, g2 in zip(got, want):
+        np.testing.assert_allclose(g1, g2, rtol=1e-12, atol=1e-12)
+
+
+class RowMixingCell(rg.nn.BasicRNNCell):
+    """h' = tanh([x, h] K + b) - mean over the batch: rows depend on each other."""
+
+    def __call__(self, inputs, state, scope=None):
+        out, new = super().__call__(inputs, state, scope)
+        mixed = new - rg.reduce_mean(new, axis=0, keepdims=True)
+        return mixed, mixed
+
+
+def test_a_cell_that_mixes_rows_runs_on_the_whole_batch():
+    g = rg.Graph()
+    with g.as_default():
+        cell = RowMixingCell(3)
+        X = rg.placeholder(rg.float64, [None, 4, 2])
+        seq = rg.placeholder(rg.int32, [None])
+        out, _ = rg.nn.dynamic_rnn(cell, X, sequence_length=seq, dtype=rg.float64)
+        static, _ = rg.nn.static_rnn(cell, rg.unstack(rg.transpose(X, [1, 0, 2])),
+                                     sequence_length=seq, dtype=rg.float64)
+    loops = [n for n in g.nodes if n.op.name == "loop"]
+    assert len(loops) == 1 and not loops[0].op.active_rows
+    x = np.random.default_rng(0).standard_normal((3, 4, 2))
+    sess = rg.Session(g, seed=0)
+    d, s = sess.run([out, static], {X: x, seq: [4, 1, 2]})
+    np.testing.assert_allclose(d, np.stack(s, axis=1), rtol=1e-12, atol=1e-12)
+
+
+# --- the row analysis --------------------------------------------------------------------------
+def test_row_layout_of_an_lstm_and_its_gradient_loop():
+    m = build("lstm", 5)
+    fwd, = [n for n in m["g"].nodes if n.op.name == "loop" and not n.op.reverse]
+    bwd, = [n for n in m["g"].nodes if n.op.name == "loop" and n.op.reverse]
+    assert fwd.op.active_rows and bwd.op.active_rows
+    lf = row_layout(fwd.op.body, strict=True)
+    assert lf.carried == (True, True)            # c, h
+    assert lf.sequence == (True, True)           # x_t, the step's mask
+    assert all(lf.output) and all(lf.residual)
+    lb = row_layout(bwd.op.body)
+    n_acc = len(lb.carried) - 2
+    assert lb.carried == (True, True) + (False,) * n_acc  # weight-gradient sums: not rows
+    assert n_acc >= 2
+    # the gradient body sums over rows (weight gradients): only the lenient check accepts it
+    assert row_layout(bwd.op.body, strict=True) is None
+
+
+def test_row_layout_declines_a_while_loop_with_a_condition():
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float64, [None, 2])
+        rg.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, v * 2.0), [rg.constant(0), x])
+    loop, = [n for n in g.nodes if n.op.name == "loop"]
+    assert row_layout(loop.op.body) is None
+
+
+# --- the ops -----------------------------------------------------------------------------------
+def test_sort_invert_permute_and_mask():
+    g = rg.Graph()
+    with g.as_default():
+        lengths = rg.placeholder(rg.int32, [None])
+        x = rg.placeholder(rg.float64, [None, 2])
+        order = sort_by_length(lengths)
+        inv = invert_permutation(order)
+        y = permute_rows(permute_rows(x, order), inv)
+        mask = sequence_mask(lengths, 4)
+    lens = np.array([2, 4, 0, 4, 1], np.int32)
+    xv = np.arange(10.0).reshape(5, 2)
+    o, i, yv, mv = rg.Session(g).run([order, inv, y, mask], {lengths: lens, x: xv})
+    np.testing.assert_array_equal(o, [1, 3, 0, 4, 2])  # longest first, ties in input order
+    np.testing.assert_array_equal(o[i], np.arange(5))
+    np.testing.assert_array_equal(yv, xv)
+    np.testing.assert_array_equal(mv, np.arange(4)[:, None] < lens[None, :])
+
+
+def test_permute_rows_names_the_mismatch():
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float64, [None, 2])
+        perm = rg.placeholder(rg.int32, [None])
+        y = permute_rows(x, perm)
+    with pytest.raises(rg.errors.InvalidArgumentError, match=r"shape \(3, 2\) has 3 rows along "
+                       r"axis 0 but the batch has 2"):
+        rg.Session(g).run(y, {x: np.zeros((3, 2)), perm: np.array([1, 0], np.int32)})
