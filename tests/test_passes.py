@@ -184,3 +184,27 @@ def test_lstm_step_bodies_fuse_into_few_kernels():
         # the split of the gate matrix is a barrier: the add before it stays on its own
         assert len(elementwise) <= 1, f"unfused: {[n.op.name for n in elementwise]}"
         assert len(_fused_nodes(loop.op.body)) == 1
+
+
+def _count_nodes(graph):
+    return sum(1 + (_count_nodes(n.op.body) if n.op.subgraphs() else 0) for n in graph.nodes)
+
+
+def test_dce_sweeps_what_the_other_passes_leave_behind():
+    (with_dce, s1), (without, s2) = [build_and_run("lstm", {"dce": on}) for on in (True, False)]
+    for a, b in zip(_flat(with_dce), _flat(without)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    kept, swept = _optimized_graph(s2), _optimized_graph(s1)
+    assert _count_nodes(swept) < _count_nodes(kept)
+    # the sinking passes leave the per-step stacks they replaced: only dce drops them
+    ports = [sum(len(n.outputs) for n in _loops(g)) for g in (swept, kept)]
+    assert ports[0] < ports[1]
+
+
+def test_shrink_batch_marks_only_loops_with_active_rows():
+    _, plain = build_and_run("gru", True)
+    _, ragged = build_and_run("gru", True, seq=[5, 0, 2])
+    assert not any(n.op.shrink for n in _loops(_optimized_graph(plain)))
+    assert all(n.op.shrink and n.op.active_rows for n in _loops(_optimized_graph(ragged)))
+    _, off = build_and_run("gru", {"shrink_batch": False}, seq=[5, 0, 2])
+    assert not any(n.op.shrink for n in _loops(_optimized_graph(off)))

@@ -53,10 +53,12 @@ def loop_vjp(op: Loop, node, gs: list):
     seq_param_of: dict[Value, Value] = {}
     memo: dict[Value, Value] = {}
 
-    def seq_param(outer: Value, label: str) -> Value:
+    def seq_param(outer: Value, label: str, like: Value | None = None) -> Value:
         if outer not in seq_param_of:
-            seq_param_of[outer] = bb.add_param("sequence", TensorType(outer.shape[1:], outer.dtype),
-                                               label)
+            t = TensorType(outer.shape[1:], outer.dtype)
+            if op.active_rows and like is not None and like.type.rank and like.shape[0] is None:
+                t = TensorType((None,) + t.shape[1:], t.dtype)  # batch rows, as in the forward
+            seq_param_of[outer] = bb.add_param("sequence", t, label)
             seq_outer.append(outer)
         return seq_param_of[outer]
 
@@ -91,7 +93,7 @@ def loop_vjp(op: Loop, node, gs: list):
                 out = bb.capture_outer(ins["invariant"][w_params.index(v)])
             elif role == "sequence":
                 i = x_params.index(v)
-                out = seq_param(ins["sequence"][i], f"x_{i}")
+                out = seq_param(ins["sequence"][i], f"x_{i}", like=v)
             else:  # the carried state entering this step
                 out = residual(v)
         elif v not in variant:
@@ -119,7 +121,7 @@ def loop_vjp(op: Loop, node, gs: list):
             if gparts["output"][j] is not None and _is_float(y):
                 ct_stack = gparts["output"][j]
                 seed(y, seq_param(ct_stack if ct_stack.graph is bb.parent else
-                                  bb.capture_outer(ct_stack), f"ct_output_{j}"))
+                                  bb.capture_outer(ct_stack), f"ct_output_{j}", like=y))
         float_w = [i for i, w in enumerate(w_params) if _is_float(w)]
         float_x = [i for i, x in enumerate(x_params) if _is_float(x)]
         wrt = [c_params[i] for i in float_c] + [w_params[i] for i in float_w] + \
@@ -137,7 +139,8 @@ def loop_vjp(op: Loop, node, gs: list):
         x_grads = [g for g in g_x if g is not None]
         length_from = None
         if x_grads and op.length_from is not None:
-            seq_param(ins["sequence"][op.length_from], f"x_{op.length_from}")
+            seq_param(ins["sequence"][op.length_from], f"x_{op.length_from}",
+                      like=x_params[op.length_from])
             length_from = -1  # resolved to an index after pruning
     bb.capture_fn = None
     bb.results["carried"] = next_ct + next_acc

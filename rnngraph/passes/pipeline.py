@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..ir.value import Value
+from .dce import eliminate_dead_code
 from .fuse import fuse_elementwise
 from .hoist_sequence import hoist_sequence_work
 from .licm import hoist_invariants
-from .loop_ports import drop_unused_outputs
-from .rewrite import remove_dead, result_values
 from .shrink_batch import shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
 from .sink import sink_loops
 
 PASSES = {
+    "dce": eliminate_dead_code,
     "fold_constants": fold_constants,
     "cse": eliminate_common_subexpressions,
     "licm": hoist_invariants,
@@ -43,20 +43,11 @@ def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value],
     afterwards are returned, with how much each pass changed."""
     graph.results = {"keep": list(keep)}  # replace_uses keeps these up to date
     stats = {}
-    for name in enabled_passes(config):  # (the clone holds only what `keep` needs already)
+    passes = enabled_passes(config)
+    for name in passes:  # (the clone holds only what `keep` needs already)
         stats[name] = PASSES[name](graph)
-        if stats[name]:  # a pass that changed nothing left no dead code behind
-            _sweep(graph, [])
+        if stats[name] and name != "dce" and "dce" in passes:
+            stats["dce"] += eliminate_dead_code(graph)  # what this pass left behind
     kept = graph.results.pop("keep")
     del graph.results
     return kept, stats
-
-
-def _sweep(graph: Graph, keep) -> None:
-    """Dead code, including loop outputs nobody reads and the body work that made them."""
-    remove_dead(graph, keep)
-    used = {v for n in graph.nodes for v in n.inputs} | result_values(graph)
-    for node in graph.nodes:
-        if node.op.subgraphs():
-            drop_unused_outputs(node, used)
-            _sweep(node.op.body, [])

@@ -1,0 +1,19 @@
+"""Dead-code elimination: nodes nothing kept reads, and a loop's per-step outputs nobody reads
+(its body then stops computing them). The other passes leave dead code behind; with this pass
+on, it is swept after each of them."""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from .loop_ports import drop_unused_outputs
+from .rewrite import remove_dead, result_values
+
+
+def eliminate_dead_code(graph: Graph, keep=()) -> int:
+    """Remove dead nodes (and dead loop outputs) in `graph` and its loop bodies; how many."""
+    removed = remove_dead(graph, list(keep))
+    used = {v for n in graph.nodes for v in n.inputs} | result_values(graph)
+    for node in graph.nodes:
+        if node.op.subgraphs():
+            removed += drop_unused_outputs(node, used)
+            removed += eliminate_dead_code(node.op.body)
+    return removed
