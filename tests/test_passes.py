@@ -208,3 +208,28 @@ def test_shrink_batch_marks_only_loops_with_active_rows():
     assert all(n.op.shrink and n.op.active_rows for n in _loops(_optimized_graph(ragged)))
     _, off = build_and_run("gru", {"shrink_batch": False}, seq=[5, 0, 2])
     assert not any(n.op.shrink for n in _loops(_optimized_graph(off)))
+
+
+def test_work_moved_out_of_a_loop_with_active_rows_skips_finished_rows():
+    _, sess = build_and_run("lstm", True, seq=[5, 0, 2])
+    graph = _optimized_graph(sess)
+    names = [n.op.name for n in graph.nodes]
+    # the input projection before the loop and the input gradient after it
+    assert names.count("rows_matmul") == 2
+    contractions = [n for n in graph.nodes if n.op.name == "step_contract"]
+    assert len(contractions) == 2 and all(len(n.inputs) == 4 for n in contractions)
+
+
+def test_rows_matmul_and_packed_contraction_equal_masked_products():
+    from rnngraph.ops.steps import RowsMatMul, StepContract
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(4, 3, 5)), rng.normal(size=(5, 2))
+    b = rng.normal(size=(4, 3, 2))
+    rows = np.array([3, 2, 2, 0], np.int32)
+    active = (np.arange(3)[None, :] < rows[:, None])[..., None]
+    np.testing.assert_allclose(RowsMatMul().compute(np, x, w, rows), (x @ w) * active)
+    got = StepContract().compute(np, x, b, np.int32(3), rows)
+    want = np.einsum("tbk,tbn->kn", (x * active)[:3], b[:3])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(StepContract().compute(np, x, b, np.int32(4)),
+                               np.einsum("tbk,tbn->kn", x, b), rtol=1e-12)

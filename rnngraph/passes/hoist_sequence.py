@@ -8,6 +8,7 @@ from ..ir.graph import Graph
 from ..ir.types import TensorType
 from ..ops.elementwise import Binary, Cast, Unary, Where
 from ..ops.linalg import MatMul
+from ..ops.steps import RowsMatMul
 from .licm import variant_values
 from .loop_ports import add_sequence, outer_inputs
 from .rewrite import for_each_loop, remove_dead, replace_uses
@@ -23,6 +24,11 @@ def _batchable(n, kind) -> bool:
         # per-step operands must have the full rank, or the new time axis would misalign
         return all(kind.get(v) != "seq" or v.type.rank == out_rank for v in n.inputs)
     return False
+
+
+def _batch_rows(v) -> bool:
+    """Is body value v [batch, ...] of a loop with active rows (its batch dimension open)?"""
+    return v.type.rank == 2 and v.type.shape[0] is None
 
 
 def hoist_sequence_work(graph: Graph) -> int:
@@ -82,12 +88,16 @@ def _hoist(graph: Graph, loop) -> int:
 
     for p in body.params.get("sequence", []):
         steps_dim = outer[p].shape[0] if steps_dim is None else steps_dim
+    rows = loop.op.in_ports().split(loop.inputs)["rows"]
     for n in body.nodes:
         if n not in needed:
             continue
         ins = [outer_of(v) for v in n.inputs]
         types = [TensorType((steps_dim,) + v.shape, v.dtype) for v in n.outputs]
-        new = graph.add_node(n.op, ins, types, n.name + "/batched", n.location)
+        op = n.op
+        if rows and isinstance(op, MatMul) and _batch_rows(n.inputs[0]):
+            op, ins = RowsMatMul(), ins + rows  # only the rows the loop will read
+        new = graph.add_node(op, ins, types, n.name + "/batched", n.location)
         new.is_gradient = n.is_gradient
         for old, out in zip(n.outputs, new.outputs):
             batched[old] = out

@@ -13,7 +13,7 @@ from ..ops.elementwise import SumTo
 from ..ops.linalg import MatMul, MatrixTranspose
 from ..ops.reduce import AddN
 from ..ops.shape import GetitemGrad
-from ..ops.steps import StepContract, StepSum
+from ..ops.steps import RowsMatMul, StepContract, StepSum
 from .licm import variant_values
 from .loop_ports import outer_inputs, stacked_output, steps_output
 from .rewrite import remove_dead, replace_uses, result_values, toposort, uses
@@ -42,6 +42,11 @@ class _Builder:
         self.outer = outer_inputs(loop)
         self.variant = variant_values(self.body)
         self.n = steps_output(loop)
+        self.rows = loop.op.in_ports().split(loop.inputs)["rows"]  # [] or the active counts
+
+    def packed(self, *vals) -> list:
+        """The rows input when all of vals are batch rows of a loop with active rows."""
+        return self.rows if self.rows and all(v.type.shape[0] is None for v in vals) else []
 
     def add(self, op, inputs, like, name):
         types = op.infer(*[v.type for v in inputs])
@@ -85,8 +90,8 @@ class _Builder:
         if isinstance(n.op, MatMul) and isinstance(n.inputs[0].node.op, MatrixTranspose):
             a, b = n.inputs[0].node.inputs[0], n.inputs[1]
             if a.type.rank == 2 and b.type.rank == 2 and a in self.variant and b in self.variant:
-                return self.add(StepContract(), [self.stack(a), self.stack(b), self.n], e,
-                                n.name + "/over_steps")
+                return self.add(StepContract(), [self.stack(a), self.stack(b), self.n] +
+                                self.packed(a, b), e, n.name + "/over_steps")
         if isinstance(n.op, SumTo):
             inner = self.total(n.inputs[0])
             if inner is not None:
@@ -159,4 +164,6 @@ def _after_loop(y, b, like):
         return b.add(AddN(), [_after_loop(v, b, like) for v in n.inputs], like,
                      n.name + "/after_loop")
     v, w = n.inputs
-    return b.add(n.op, [b.stack(v), b.invariant(w)], like, n.name + "/after_loop")
+    rows = b.packed(v)
+    op = RowsMatMul() if rows else n.op  # finished rows stay zero without being computed
+    return b.add(op, [b.stack(v), b.invariant(w)] + rows, like, n.name + "/after_loop")
