@@ -60,7 +60,16 @@ class Fused(Op):
         if xp.__name__ == "cupy":
             from .fused_cupy import cupy_kernel
             return cupy_kernel(self, node, xp)
-        return numpy_kernel(self, node, xp)
+        fallback = numpy_kernel(self, node, xp)
+        from .fused_numba import numba_kernel
+        fast = numba_kernel(self, node)
+        if fast is None:
+            return fallback
+
+        def run(*args):
+            out = fast(*args)
+            return out if out is not None else fallback(*args)
+        return run
 
 
 def numpy_kernel(op: Fused, node, xp):
