@@ -475,24 +475,29 @@ class Cast(Op):
         return [cast(g, x.dtype)]
 
 
-class ZerosLike(Op):
-    name, differentiable = "zeros_like", False
+class _FilledLike(Op):
+    """A tensor shaped like x holding one value; fusible, so a mask's where(c, y, 0) fuses."""
+    differentiable, fusible, fill = False, True, 0
 
     def infer(self, x):
         return x
 
     def compute(self, xp, x):
-        return xp.zeros_like(x)
+        return xp.full_like(x, self.fill)
+
+    def emit(self, res, args, out, ns, key, dtype=None, rank=None):
+        return [f"{res} = xp.full_like({args[0]}, {self.fill})"]
+
+    def cexpr(self, args):
+        return f"({self.fill})"  # (not x * 0: that keeps NaN)
 
 
-class OnesLike(Op):
-    name, differentiable = "ones_like", False
+class ZerosLike(_FilledLike):
+    name, fill = "zeros_like", 0
 
-    def infer(self, x):
-        return x
 
-    def compute(self, xp, x):
-        return xp.ones_like(x)
+class OnesLike(_FilledLike):
+    name, fill = "ones_like", 1
 
 
 # --- builders -----------------------------------------------------------------------------

@@ -78,12 +78,20 @@ class PermuteRows(Op):
                     f"{where}: shape {tuple(x.shape)} has {x.shape[axis]} rows along axis {axis} "
                     f"but the batch has {perm.shape[0]} (one per entry of the sequence lengths); "
                     "inputs, initial state and sequence_length must agree on the batch size")
+            if _is_identity(xp, perm):
+                return x  # already in order (e.g. equal lengths): no copy
             return xp.take(x, perm, axis=axis)
         return permute
 
     def vjp(self, node, g):
         perm = node.inputs[1]
         return [permute_rows(g, invert_permutation(perm), self.axis), None]
+
+
+def _is_identity(xp, perm) -> bool:
+    n = perm.shape[0]
+    return n == 0 or bool(perm[0] == 0 and perm[n - 1] == n - 1 and
+                           (n < 2 or (xp.diff(perm) == 1).all()))
 
 
 class SequenceMask(Op):
