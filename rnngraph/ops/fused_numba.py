@@ -4,7 +4,9 @@ NumPy runs a fused program one whole-array pass per op, and its float32 exp and 
 a compiled loop does all ops per element in registers. LLVM vectorises the loop only if it calls
 no math library, so tanh and sigmoid use a rational approximation (the one Eigen, and therefore
 TensorFlow's CPU kernels, use for float32 tanh; absolute error below 4e-7) and the loop walks
-one contiguous row at a time. Measured on the LSTM gate math at batch 64, hidden 256: about 6x
+one contiguous row at a time (a block sliced out of a wider matrix, like an LSTM's gates out of
+[B, 4H], is copied first: numba vectorises only rows it knows are contiguous, and the copy
+costs less than the strided loop). Measured on the LSTM gate math at batch 64, hidden 256: about 6x
 (forward) and 10x (backward) faster than the best NumPy version (benchmarks/rnn.py --sections
 kernels).
 
@@ -136,15 +138,15 @@ def numba_kernel(op, node):
 
     def run(*args):
         """The outputs, or None when these arrays need the NumPy kernel (a shape mismatch,
-        which it reports, or rows that are not contiguous)."""
+        which it reports)."""
         rows, cols = args[full[0]].shape
         args = list(args)
         for i in full:
             a = args[i]
-            if a.shape != (rows, cols) or a.strides[1] != a.itemsize:
+            if a.shape != (rows, cols):
                 return None
-            if not a.flags.c_contiguous and rows > 1:
-                args[i] = _row_window(a)
+            if not a.flags.c_contiguous:  # a gate block of [B, 4H], a broadcast gradient
+                args[i] = np.ascontiguousarray(a)
         for i in scalar:
             args[i] = args[i].reshape(-1)[0]
         for i in col:
@@ -193,16 +195,6 @@ def _load(source: str):
         namespace: dict = {}
         exec(source, namespace)  # noqa: S102 - our own generated code
         return namespace["fused"]
-
-
-def _row_window(a):
-    """A column slice of a matrix (an LSTM's gate block of [B, 4H]) as a C-contiguous array
-    whose rows are as long as the row stride: numba then knows each row's elements are
-    adjacent and vectorises. The loop reads only the first `cols` of each row, all inside
-    the slice; the window's declared extent past them is never touched."""
-    width = a.strides[0] // a.itemsize
-    return np.lib.stride_tricks.as_strided(a, shape=(a.shape[0], width),
-                                           strides=(a.strides[0], a.itemsize), writeable=False)
 
 
 def _source(op, access) -> str:
