@@ -97,6 +97,7 @@ def numpy_kernel(op: Fused, node, xp):
         first = getattr(inner, "reuse_args", len(refs))
         reuse = next((a for a in refs[:first] if a >= n_in and last_use.get(a) == j
                       and a not in exported and a not in refs[first:]
+                      and not getattr(op.instrs[a - n_in][0], "view", False)
                       and types[a] == types[r] and types[r].rank > 0), None)
         out = f"v{reuse}" if reuse is not None else None
         lines.extend("    " + line for line in inner.emit(f"v{r}", args, out, namespace, f"k{j}",

@@ -115,15 +115,26 @@ def numba_kernel(op, node):
     temps = op._temp_types
     if any(t.dtype not in (_F32, np.dtype(np.bool_)) for t in temps):
         return None
-    if any(inner.name not in _EXPR or (inner.name == "cast") for inner, _ in op.instrs):
+    n_in = op.n_inputs
+    blocks = [refs[0] for inner, refs in op.instrs if inner.name == "column_block"]
+    if any(r >= n_in for r in blocks):
+        return None  # a block of a computed value: NumPy slices it
+    if any((inner.name not in _EXPR and inner.name != "column_block")
+           for inner, _ in op.instrs):
         return None
     out_shape = types[0].shape
     in_types = [v.type for v in node.inputs]
     if any(t.dtype not in (_F32, np.dtype(np.bool_)) for t in in_types):
         return None
-    access = [_access(t, out_shape) for t in in_types]
+    # an input read only through column blocks is 'wide': its row is indexed at an offset
+    direct = {r for inner, refs in op.instrs if inner.name != "column_block" for r in refs}
+    direct |= set(op.exports)
+    access = ["wide" if i in blocks and i not in direct else _access(t, out_shape)
+              for i, t in enumerate(in_types)]
     if any(a is None for a in access):
         return None
+    width = max([inner.stop for inner, _ in op.instrs if inner.name == "column_block"],
+                default=0)
     source = _PRELUDE + _source(op, access)
     kernel = _KERNELS.get(source)
     if kernel is None:
@@ -133,14 +144,23 @@ def numba_kernel(op, node):
     col = [i for i, a in enumerate(access) if a == "col"]
     row = [i for i, a in enumerate(access) if a == "row"]
     full = [i for i, a in enumerate(access) if a == "full"]
-    if not full:
+    wide = [i for i, a in enumerate(access) if a == "wide"]
+    block_cols = next((inner.stop - inner.start for inner, _ in op.instrs
+                       if inner.name == "column_block"), None)
+    if not full and not wide:
         return None
 
     def run(*args):
         """The outputs, or None when these arrays need the NumPy kernel (a shape mismatch,
         which it reports)."""
-        rows, cols = args[full[0]].shape
+        rows, cols = args[full[0]].shape if full else (args[wide[0]].shape[0], block_cols)
         args = list(args)
+        for i in wide:
+            a = args[i]
+            if a.ndim != 2 or a.shape[0] != rows or a.shape[1] < width:
+                return None
+            if not a.flags.c_contiguous:
+                args[i] = np.ascontiguousarray(a)
         for i in full:
             a = args[i]
             if a.shape != (rows, cols):
@@ -206,18 +226,23 @@ def _source(op, access) -> str:
     names = []
     for i, a in enumerate(access):  # scalars arrive as numbers, column vectors as 1-D rows
         names.append({"scalar": f"a{i}", "col": f"a{i}[j]", "full": f"r{i}[j]",
-                      "row": f"v{i}"}[a])
+                      "row": f"v{i}", "wide": None}[a])
     lines.append("    for i in range(rows):")
     lines += [f"        o{k}_ = o{k}[i]" for k in range(len(op.exports))]
     for i, a in enumerate(access):
-        if a == "full":
+        if a in ("full", "wide"):
             lines.append(f"        r{i} = a{i}[i]")
         elif a == "row":
             lines.append(f"        v{i} = a{i}[i, 0]")
     lines.append("        for j in range(cols):")
     for j, (inner, refs) in enumerate(op.instrs):
         args = [names[r] for r in refs]
-        expr = " + ".join(args) if inner.name == "add_n" else _EXPR[inner.name].format(*args)
+        if inner.name == "column_block":  # an element of the input's row, at an offset
+            expr = f"r{refs[0]}[{inner.start} + j]"
+        elif inner.name == "add_n":
+            expr = " + ".join(args)
+        else:
+            expr = _EXPR[inner.name].format(*args)
         lines.append(f"            t{j} = {expr}")
         names.append(f"t{j}")
     lines += [f"            o{k}_[j] = {names[r]}" for k, r in enumerate(op.exports)]

@@ -289,6 +289,30 @@ class Split(Op):
         return 0
 
 
+class ColumnBlock(Op):
+    """x[..., start:stop]: one part of a split along the last axis. The fusion pass makes these
+    from splits inside loop bodies so a fused kernel can read an LSTM's gate blocks straight out
+    of [B, 4H]. A view of its input, so a fused kernel never writes into it (`view`)."""
+    name, fusible, view = "column_block", True, True
+
+    def __init__(self, start: int, stop: int):
+        self.start, self.stop = int(start), int(stop)
+
+    def infer(self, x):
+        if x.rank < 1 or (x.shape[-1] is not None and x.shape[-1] < self.stop):
+            raise ShapeError(f"columns {self.start}:{self.stop} are not all inside {x}")
+        return TensorType(x.shape[:-1] + (self.stop - self.start,), x.dtype)
+
+    def compute(self, xp, x):
+        return x[..., self.start:self.stop]
+
+    def emit(self, res, args, out, ns, key, dtype=None, rank=None):
+        return [f"{res} = {args[0]}[..., {self.start}:{self.stop}]"]
+
+    def flops(self, node):
+        return 0
+
+
 # --- stack / unstack -----------------------------------------------------------------------------
 class Stack(Op):
     name = "stack"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..ops.fused import Fused
+from ..ops.shape import ColumnBlock, Split
 from .rewrite import replace_uses, result_values, toposort
 
 MAX_GROUP = 64  # keep generated kernels small enough to read in a profile
@@ -28,10 +29,39 @@ def fuse_elementwise(graph: Graph) -> int:
     return fused
 
 
+def _split_into_blocks(graph: Graph) -> None:
+    """A split along the last axis whose parts feed elementwise work becomes one ColumnBlock per
+    part, which fused kernels read straight out of the unsplit input (an LSTM's gates)."""
+    readers: dict = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            readers.setdefault(v, []).append(n)
+    for node in list(graph.nodes):
+        op = node.op
+        if not isinstance(op, Split) or node.inputs[0].type.rank < 1 or \
+                op.axis % node.inputs[0].type.rank != node.inputs[0].type.rank - 1 or \
+                any(v.shape[-1] is None for v in node.outputs) or \
+                not any(_fusible(r) for v in node.outputs for r in readers.get(v, [])):
+            continue
+        start = 0
+        at = graph.nodes.index(node)
+        for i, v in enumerate(node.outputs):
+            width = v.shape[-1]
+            block = graph.add_node(ColumnBlock(start, start + width), [node.inputs[0]],
+                                   [v.type], f"{node.name}/block_{i}", node.location)
+            block.is_gradient = node.is_gradient
+            graph.nodes.remove(block)
+            graph.nodes.insert(at + 1 + i, block)
+            replace_uses(graph, v, block.outputs[0])
+            start += width
+        graph.remove_nodes({node})
+
+
 def _fuse_graph(graph: Graph) -> int:
     """Replace one group at a time and regroup: a group is only checked for cycles against the
     graph as it is, so checking all groups first and contracting them after could close a cycle
     through two groups."""
+    _split_into_blocks(graph)
     fused = 0
     while True:
         group = next((g for g in _groups(graph) if len(g) >= 2), None)
@@ -51,8 +81,10 @@ def _groups(graph: Graph) -> list[list]:
     for n in graph.nodes:
         if not _fusible(n):
             continue
-        cands = sorted({group_of[producer[v]] for v in n.inputs
-                        if v in producer and producer[v] in group_of})
+        # a column block reads its input whole: it starts groups, never joins its producer's
+        cands = [] if isinstance(n.op, ColumnBlock) else \
+            sorted({group_of[producer[v]] for v in n.inputs
+                    if v in producer and producer[v] in group_of})
         merged = [n]
         for g in cands:
             trial = merged + members[g]
