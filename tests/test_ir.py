@@ -130,3 +130,36 @@ def test_executor_frees_intermediates_after_their_last_use():
     for _ in range(200):
         want = np.tanh(want) * 0.5
     np.testing.assert_allclose(out, want)
+
+
+class _Spy(np.ndarray):
+    """An array that counts how many of its kind are alive (ndarray takes no weak references)."""
+    alive = 0
+    most = 0
+
+    def __array_finalize__(self, obj):
+        _Spy.alive += 1
+        _Spy.most = max(_Spy.most, _Spy.alive)
+
+    def __del__(self):
+        _Spy.alive -= 1
+
+
+def test_generated_program_frees_after_last_use_and_names_a_failing_node():
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float64, [None], name="x")
+        v = x
+        for _ in range(50):
+            v = rg.tanh(v) * 0.5
+        bad = rg.reshape(v, [7], name="bad_reshape")  # 10 elements at run time
+    sess = rg.Session(g, passes=False)
+    prog = sess.compile([v], [x])
+    _Spy.alive = _Spy.most = 0
+    (out,) = prog.run([np.ones(10).view(_Spy)])  # the generated straight-line code
+    observed = prog.run([np.ones(10)], observer=lambda node, env: None)[0]
+    np.testing.assert_array_equal(np.asarray(out), observed)
+    assert _Spy.most <= 5, _Spy.most  # not 100 values alive at once
+    del out
+    with pytest.raises(rg.errors.ExecutionError, match="reshape 'bad_reshape'.*failed"):
+        sess.compile([bad], [x]).run([np.ones(10)])

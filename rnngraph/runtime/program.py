@@ -2,8 +2,8 @@
 
 All analysis happens here, before the first run: which nodes are needed, which slot each value
 lives in, and after which step each slot is last used (its buffer is dropped right there); see
-memory/liveness.py. Running is then a plain loop over the schedule (like torch.fx's Interpreter,
-minus the lookups).
+memory/liveness.py. Running is then straight-line Python generated from the schedule (like
+torch.fx's generated forward), or, when observed, a plain loop over it.
 
 A Program compiled with `tracked=True` runs a second loop that also counts device bytes: every
 array a kernel returns is retained by the device's meter when it lands in a slot and released
@@ -81,6 +81,8 @@ class Program:
         if self.tracked:
             self._prepare_tracked()
             self.run = self._run_tracked
+        else:
+            self.run = self._generate()
 
     def _compile_step(self, node: Node, frees: tuple) -> Step:
         kernel = node.op.make_kernel(node, self) if hasattr(node.op, "make_kernel") else \
@@ -97,7 +99,45 @@ class Program:
         return self.schedule.needed_outputs(node)
 
     # --- running ------------------------------------------------------------------------------
+    def _generate(self) -> Callable:
+        """The schedule as straight-line Python (as torch.fx generates code from a graph): one
+        local variable per slot, `del` after a slot's last use, no per-step lookups. Loop
+        bodies run it once per step, so this is where interpretation overhead mattered."""
+        lines = ["def run(input_arrays, observer=None):",
+                 "    if observer is not None:",
+                 "        return interpret(input_arrays, observer)",
+                 "    i = -1",
+                 "    try:"]
+        lines += [f"        s{slot} = input_arrays[{j}]" for j, slot in enumerate(self.input_slots)]
+        for i, (kernel, ins, outs, frees, node) in enumerate(self._plan):
+            call = f"k{i}({', '.join(f's{a}' for a in ins)})"
+            lines.append(f"        i = {i}")
+            if type(outs) is int:
+                lines.append(f"        s{outs} = {call}")
+            else:
+                lines.append(f"        r = {call}")
+                lines += [f"        s{slot} = r[{j}]" for j, slot in enumerate(outs)]
+            if frees:
+                lines.append(f"        del {', '.join(f's{a}' for a in frees)}")
+        lines.append(f"        return [{', '.join(f's{a}' for a in self.output_slots)}]")
+        lines += ["    except RERAISE:",
+                  "        raise",
+                  "    except Exception as exc:",
+                  "        if i < 0:",
+                  "            raise",
+                  "        node = nodes[i]",
+                  "        raise ExecutionError(f'{node.describe()} failed: "
+                  "{type(exc).__name__}: {exc}') from exc"]
+        namespace = {f"k{i}": step[0] for i, step in enumerate(self._plan)}
+        namespace.update(interpret=self._interpret, nodes=[step[4] for step in self._plan],
+                         RERAISE=_RERAISE, ExecutionError=ExecutionError)
+        exec("\n".join(lines), namespace)  # noqa: S102 - generated from our own schedule
+        return namespace["run"]
+
     def run(self, input_arrays: Sequence, observer=None) -> list:
+        return self._interpret(input_arrays, observer)
+
+    def _interpret(self, input_arrays: Sequence, observer=None) -> list:
         env: list = [None] * self.n_slots
         for slot, arr in zip(self.input_slots, input_arrays):
             env[slot] = arr
