@@ -120,12 +120,16 @@ def compile_loop(op, node, program):
         owned = False      # do we hold a reference to `carried` (tracked runs)?
         t_iter = range(n - 1, -1, -1) if (reverse and n is not None) else (
             range(n) if n is not None else _count())
+        if not lists and lp is None and not tracked and cond_prog is None:
+            carried, stacks, steps = _plain_steps(
+                step_prog.run, t_iter, carried, invariants, seqs, k, active, xp,
+                [length if length is not None else n] * n_keep_out + [n] * len(keep_res),
+                rows_out + rows_res if active is not None else None, n)
+            if stacks is not None:
+                stacks_out, stacks_res = stacks[:n_keep_out], stacks[n_keep_out:]
+            t_iter = ()    # done: the general loop below has nothing left to run
         for t in t_iter:
-            if active is not None:
-                carried = active.at_step(t, carried)
-                feed = [np.int32(t), *carried, *invariants, *active.slices(t, seqs)]
-            else:
-                feed = [np.int32(t), *carried, *invariants, *[s[t] for s in seqs]]
+            feed = [np.int32(t), *carried, *invariants, *[s[t] for s in seqs]]
             if cond_prog is not None:
                 ok = cond_prog.run(feed)[0]
                 go = bool(ok)
@@ -150,12 +154,6 @@ def compile_loop(op, node, program):
                         w.put(t, r)
                     else:
                         stacks_res[j].append(r)
-            elif active is not None:  # untracked: no references to release
-                for j, y in enumerate(ys):
-                    stacks_out[j] = active.put(stacks_out[j], t, y, rows_out[j],
-                                               length if length is not None else n)
-                for j, r in enumerate(rs):
-                    stacks_res[j] = active.put(stacks_res[j], t, r, rows_res[j], n)
             else:
                 for j, y in enumerate(ys):
                     st = stacks_out[j]
@@ -178,8 +176,6 @@ def compile_loop(op, node, program):
                     if release is not None:
                         release(r)
             steps += 1
-        if active is not None:
-            carried = active.finish(carried)
         if lists:
             stacks_out = [_stack(xp, s, out_types[keep_out[j]], length, release)
                           for j, s in enumerate(stacks_out)]
@@ -223,6 +219,42 @@ def compile_loop(op, node, program):
 
     run.layout = layout
     return run
+
+
+def _plain_steps(step_run, t_iter, carried, invariants, seqs, k, active, xp, lengths, batched,
+                 n):
+    """The loop without memory plans, byte accounting or a condition: run every step, write
+    each per-step value into its stack (allocated at the first step, zero past the steps run
+    and, with active rows, past each step's rows). Returns (carried, stacks or None, steps)."""
+    stacks = None
+    steps = 0
+    for t in t_iter:
+        if active is None:
+            res = step_run([np.int32(t), *carried, *invariants, *[s[t] for s in seqs]])
+        else:
+            carried = active.at_step(t, carried)
+            res = step_run([np.int32(t), *carried, *invariants, *active.slices(t, seqs)])
+        carried = res[:k]
+        values = res[k:]
+        if stacks is None:
+            if active is None:
+                stacks = [xp.zeros((m,) + v.shape, v.dtype) if m > n else
+                          xp.empty((m,) + v.shape, v.dtype) for m, v in zip(lengths, values)]
+            else:
+                stacks = [active.new_stack(m, v, b) for m, v, b in zip(lengths, values, batched)]
+        if active is None:
+            for st, v in zip(stacks, values):
+                st[t] = v
+        else:
+            for st, v, b in zip(stacks, values, batched):
+                if b:
+                    st[t, :v.shape[0]] = v
+                else:
+                    st[t] = v
+        steps += 1
+    if active is not None:
+        carried = active.finish(carried)
+    return carried, stacks, steps
 
 
 class ActiveRows:
@@ -272,15 +304,10 @@ class ActiveRows:
         k = self.width
         return [s[t][:k] if b else s[t] for s, b in zip(seqs, self.seq_rows)]
 
-    def put(self, stack, t: int, y, batched: bool, steps: int):
-        if stack is None:
-            shape = (steps, self.batch) + y.shape[1:] if batched else (steps,) + y.shape
-            stack = self.xp.zeros(shape, y.dtype)  # zero rows: finished rows, steps not run
-        if batched:
-            stack[t, :y.shape[0]] = y
-        else:
-            stack[t] = y
-        return stack
+    def new_stack(self, steps: int, y, batched: bool):
+        """A stack for per-step value y; zero rows stand for finished rows and steps not run."""
+        shape = (steps, self.batch) + y.shape[1:] if batched else (steps,) + y.shape
+        return self.xp.zeros(shape, y.dtype)
 
     def finish(self, carried: list) -> list:
         if self.width == self.batch:
