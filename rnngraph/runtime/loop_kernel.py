@@ -16,6 +16,8 @@ recomputed residuals are kept per full step. Declining is always correct: the bo
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..ir.types import TensorType
@@ -60,6 +62,7 @@ def compile_loop(op, node, program):
     res_types = [v.type for v in results["residual"]]
     out_what = [f"stacked output {i} of {node.describe()}" for i in range(n_out)]
     res_what = [f"saved tensor '{v.name}' of {node.describe()}" for v in results["residual"]]
+    pool = StackPool(xp)
     rows_layout = row_layout(body) if op.active_rows and op.shrink else None
     if rows_layout is not None:
         rows_out = [rows_layout.output[i] for i in keep_out]
@@ -122,7 +125,7 @@ def compile_loop(op, node, program):
             range(n) if n is not None else _count())
         if not lists and lp is None and not tracked and cond_prog is None:
             carried, stacks, steps = _plain_steps(
-                step_prog.run, t_iter, carried, invariants, seqs, k, active, xp,
+                step_prog.run, t_iter, carried, invariants, seqs, k, active, pool,
                 [length if length is not None else n] * n_keep_out + [n] * len(keep_res),
                 rows_out + rows_res if active is not None else None, n)
             if stacks is not None:
@@ -221,8 +224,35 @@ def compile_loop(op, node, program):
     return run
 
 
-def _plain_steps(step_run, t_iter, carried, invariants, seqs, k, active, xp, lengths, batched,
-                 n):
+class StackPool:
+    """Stacks of earlier runs, reused once nobody holds them any more (untracked runs only).
+
+    A fresh [T, B, ...] stack costs a page fault per 4 KiB on first touch, about as much as
+    filling it; a stack the caller dropped (its refcount says so) is refilled instead."""
+
+    def __init__(self, xp, keep: int = 2):
+        self.xp, self.keep = xp, keep
+        self.free: dict = {}
+
+    def get(self, shape, dtype, zero_from):
+        """An array of `shape` whose rows from `zero_from` on are zero (None: no zeros)."""
+        key = (tuple(shape), str(dtype))
+        arrays = self.free.setdefault(key, [])
+        for arr in arrays:
+            # references: the list, `arr`, getrefcount's argument; more means someone holds it
+            if sys.getrefcount(arr) <= 3:
+                if zero_from is not None:
+                    arr[zero_from:] = 0
+                return arr
+        arr = self.xp.zeros(shape, dtype) if zero_from is not None else \
+            self.xp.empty(shape, dtype)
+        if len(arrays) < self.keep:
+            arrays.append(arr)
+        return arr
+
+
+def _plain_steps(step_run, t_iter, carried, invariants, seqs, k, active, pool, lengths,
+                 batched, n):
     """The loop without memory plans, byte accounting or a condition: run every step, write
     each per-step value into its stack (allocated at the first step, zero past the steps run
     and, with active rows, past each step's rows). Returns (carried, stacks or None, steps)."""
@@ -237,11 +267,12 @@ def _plain_steps(step_run, t_iter, carried, invariants, seqs, k, active, xp, len
         carried = res[:k]
         values = res[k:]
         if stacks is None:
-            if active is None:
-                stacks = [xp.zeros((m,) + v.shape, v.dtype) if m > n else
-                          xp.empty((m,) + v.shape, v.dtype) for m, v in zip(lengths, values)]
+            if active is None:  # rows of steps that do not run are zero
+                stacks = [pool.get((m,) + v.shape, v.dtype, n if m > n else None)
+                          for m, v in zip(lengths, values)]
             else:
-                stacks = [active.new_stack(m, v, b) for m, v, b in zip(lengths, values, batched)]
+                stacks = [active.new_stack(pool, m, v, b)
+                          for m, v, b in zip(lengths, values, batched)]
         if active is None:
             for st, v in zip(stacks, values):
                 st[t] = v
@@ -304,10 +335,10 @@ class ActiveRows:
         k = self.width
         return [s[t][:k] if b else s[t] for s, b in zip(seqs, self.seq_rows)]
 
-    def new_stack(self, steps: int, y, batched: bool):
+    def new_stack(self, pool, steps: int, y, batched: bool):
         """A stack for per-step value y; zero rows stand for finished rows and steps not run."""
         shape = (steps, self.batch) + y.shape[1:] if batched else (steps,) + y.shape
-        return self.xp.zeros(shape, y.dtype)
+        return pool.get(shape, y.dtype, 0)
 
     def finish(self, carried: list) -> list:
         if self.width == self.batch:
