@@ -168,13 +168,13 @@ def test_generated_program_frees_after_last_use_and_names_a_failing_node():
 def test_stack_pool_reuses_only_stacks_nobody_holds():
     from rnngraph.runtime.loop_kernel import StackPool
     pool = StackPool(np)
-    a = pool.get((4, 3), np.float32, None)
+    a = pool.get(0, (4, 3), np.float32, None)
     a[:] = 7.0
-    b = pool.get((4, 3), np.float32, 2)      # `a` is held: a new one
+    b = pool.get(0, (4, 3), np.float32, 2)      # `a` is held: a new one
     assert b is not a and not b[2:].any()
     b[:] = 5.0
     held = a
     del a, b
-    c = pool.get((4, 3), np.float32, 2)      # b was dropped: reused, rows 2.. zeroed
+    c = pool.get(0, (4, 3), np.float32, 2)      # b was dropped: reused, rows 2.. zeroed
     assert c is not held and np.all(c[:2] == 5.0) and not c[2:].any()
     assert np.all(held == 7.0)

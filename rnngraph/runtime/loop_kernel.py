@@ -234,9 +234,10 @@ class StackPool:
         self.xp, self.keep = xp, keep
         self.free: dict = {}
 
-    def get(self, shape, dtype, zero_from):
-        """An array of `shape` whose rows from `zero_from` on are zero (None: no zeros)."""
-        key = (tuple(shape), str(dtype))
+    def get(self, slot, shape, dtype, zero_from):
+        """An array of `shape` for the loop's stack number `slot`, whose rows from `zero_from`
+        on are zero (None: no zeros)."""
+        key = (slot, tuple(shape), str(dtype))
         arrays = self.free.setdefault(key, [])
         for arr in arrays:
             # references: the list, `arr`, getrefcount's argument; more means someone holds it
@@ -268,11 +269,11 @@ def _plain_steps(step_run, t_iter, carried, invariants, seqs, k, active, pool, l
         values = res[k:]
         if stacks is None:
             if active is None:  # rows of steps that do not run are zero
-                stacks = [pool.get((m,) + v.shape, v.dtype, n if m > n else None)
-                          for m, v in zip(lengths, values)]
+                stacks = [pool.get(j, (m,) + v.shape, v.dtype, n if m > n else None)
+                          for j, (m, v) in enumerate(zip(lengths, values))]
             else:
-                stacks = [active.new_stack(pool, m, v, b)
-                          for m, v, b in zip(lengths, values, batched)]
+                stacks = [active.new_stack(pool, j, m, v, b)
+                          for j, (m, v, b) in enumerate(zip(lengths, values, batched))]
         if active is None:
             for st, v in zip(stacks, values):
                 st[t] = v
@@ -335,10 +336,10 @@ class ActiveRows:
         k = self.width
         return [s[t][:k] if b else s[t] for s, b in zip(seqs, self.seq_rows)]
 
-    def new_stack(self, pool, steps: int, y, batched: bool):
+    def new_stack(self, pool, slot: int, steps: int, y, batched: bool):
         """A stack for per-step value y; zero rows stand for finished rows and steps not run."""
         shape = (steps, self.batch) + y.shape[1:] if batched else (steps,) + y.shape
-        return pool.get(shape, y.dtype, 0)
+        return pool.get(slot, shape, y.dtype, 0)
 
     def finish(self, carried: list) -> list:
         if self.width == self.batch:
