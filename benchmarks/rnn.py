@@ -8,7 +8,8 @@ forward+backward for rnngraph (all compiler passes), the same graph with every p
 PyTorch's nn.LSTM/GRU/RNN (skipped with a note when torch is not installed), the ratio
 rnngraph/PyTorch, and GFLOP/s as a fraction of a NumPy float32 matmul peak measured in this run.
 Then: padded batches (lengths uniform in [1, T]) vs full length, and build+compile times.
-Medians over repeats; these machines are shared, so compare columns of one run, not runs.
+Medians over repeats, timed in alternating rounds (rnngraph, passes off, PyTorch, ...); these
+machines are shared, so compare columns of one run, not runs.
 """
 from __future__ import annotations
 
@@ -32,22 +33,35 @@ SHAPES = {  # name: (batch, steps, input, hidden)
 GATES = {"lstm": 4, "gru": 3, "basic": 1}
 
 
-def median_time(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def interleaved_medians(fns, repeats: int) -> list:
+    """Median time of each callable, timed in alternating rounds so that a busy spell on a
+    shared machine slows all of them alike (their ratios are what the table compares).
+
+    Before each timed call: a pause, so the previous candidate's idle BLAS/OpenMP threads stop
+    spinning (they busy-wait for a while after each call and would steal the next one's cores),
+    then one untimed call to warm caches and thread pools."""
+    times: list = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for ts, fn in zip(times, fns):
+            time.sleep(0.2)
+            fn()
+            ts.append(_timed(fn))
+    return [statistics.median(ts) for ts in times]
 
 
 def matmul_peak(repeats: int) -> float:
-    """GFLOP/s of a large float32 NumPy matmul on this machine, now."""
+    """GFLOP/s of a large float32 NumPy matmul on this machine, now: the best of a few runs
+    (a roofline is what the machine can do; a median taken while the host is busy is not)."""
     a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
-    t = median_time(lambda: a @ a, repeats, warmup=2)
-    return 2 * 2048 ** 3 / t / 1e9
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(max(5, repeats)))
+    return 2 * 2048 ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def flops(cell: str, B: int, T: int, I: int, H: int, backward: bool) -> float:
@@ -155,9 +169,9 @@ def main():
             plain = RnngraphCase(cell, B, T, I, H, passes=False)
             tc = TorchCase(torch, cell, B, T, I, H) if torch else None
             for what in ("forward", "forward_backward"):
-                t_ours = median_time(getattr(ours, what), r_reps)
-                t_plain = median_time(getattr(plain, what), r_reps)
-                t_torch = median_time(getattr(tc, what), r_reps) if tc else None
+                fns = [getattr(c, what) for c in (ours, plain, tc) if c is not None]
+                t_ours, t_plain, *t_torch = interleaved_medians(fns, r_reps)
+                t_torch = t_torch[0] if t_torch else None
                 gf = flops(cell, B, T, I, H, what == "forward_backward") / t_ours / 1e9
                 rows.append([f"{cell} {name}", "fwd" if what == "forward" else "fwd+bwd",
                              f"{t_ours * 1e3:.2f}", f"{t_plain * 1e3:.2f}",
@@ -180,12 +194,14 @@ def padded_table(args, reps, torch):
     for cell in args.cells.split(","):
         full = RnngraphCase(cell, B, T, I, H, lengths=np.full(B, T, np.int32))
         padded = RnngraphCase(cell, B, T, I, H, lengths=lengths)
-        t_full = median_time(full.forward_backward, reps)
-        t_pad = median_time(padded.forward_backward, reps)
+        fns = [full.forward_backward, padded.forward_backward]
+        if torch:
+            fns += [TorchCase(torch, cell, B, T, I, H, np.full(B, T)).forward_backward,
+                    TorchCase(torch, cell, B, T, I, H, lengths).forward_backward]
+        t_full, t_pad, *t_torch = interleaved_medians(fns, reps)
         row = [f"{cell} S1", f"{t_full * 1e3:.1f}", f"{t_pad * 1e3:.1f}", f"{t_pad / t_full:.0%}"]
         if torch:
-            tf_ = median_time(TorchCase(torch, cell, B, T, I, H, np.full(B, T)).forward_backward, reps)
-            tp_ = median_time(TorchCase(torch, cell, B, T, I, H, lengths).forward_backward, reps)
+            tf_, tp_ = t_torch
             row += [f"{tf_ * 1e3:.1f}", f"{tp_ * 1e3:.1f}", f"{tp_ / tf_:.0%}"]
         rows.append(row)
     print(f"Padded batch: lengths uniform in [1, {T}] (mean {lengths.mean():.1f}) vs all {T}, "
