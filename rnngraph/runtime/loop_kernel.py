@@ -224,13 +224,19 @@ def compile_loop(op, node, program):
     return run
 
 
+# reuse relies on sys.getrefcount counting every holder; CPython 3.14 may borrow references
+# from frames (and free-threaded builds defer counts), so newer interpreters allocate afresh
+_REFCOUNTS_EXACT = sys.version_info < (3, 14) and getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
 class StackPool:
     """Stacks of earlier runs, reused once nobody holds them any more (untracked runs only).
 
     A fresh [T, B, ...] stack costs a page fault per 4 KiB on first touch, about as much as
-    filling it; a stack the caller dropped (its refcount says so) is refilled instead."""
+    filling it; a stack the caller dropped (its refcount says so) is refilled instead. One per
+    stack is kept, so an idle session holds at most one run's stacks."""
 
-    def __init__(self, xp, keep: int = 2):
+    def __init__(self, xp, keep: int = 1):
         self.xp, self.keep = xp, keep
         self.free: dict = {}
 
@@ -239,7 +245,7 @@ class StackPool:
         on are zero (None: no zeros)."""
         key = (slot, tuple(shape), str(dtype))
         arrays = self.free.setdefault(key, [])
-        for arr in arrays:
+        for arr in arrays if _REFCOUNTS_EXACT else ():
             # references: the list, `arr`, getrefcount's argument; more means someone holds it
             if sys.getrefcount(arr) <= 3:
                 if zero_from is not None:
