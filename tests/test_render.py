@@ -151,6 +151,18 @@ def test_loop_inputs_enter_through_params_and_outputs_leave_through_ports():
     assert any(e.strip().startswith(f'"{port_id}" -> "{sum_id}"') for e in edge_lines(dot))
 
 
+def test_active_row_counts_enter_a_loop_through_their_own_port():
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [None, 4, 3], name="X")
+        lengths = rg.placeholder(rg.int32, [None], name="lengths")
+        rg.nn.dynamic_rnn(rg.nn.BasicRNNCell(5), X, sequence_length=lengths, dtype=rg.float32)
+    dot = to_dot(g)
+    rows_id = node_id(node_line(dot, "<I>rows</I>"))
+    counts_id = node_id(node_line(dot, "<B>reduce_sum</B>"))  # active rows per step
+    assert any(e.strip().startswith(f'"{counts_id}" -> "{rows_id}"') for e in edge_lines(dot))
+
+
 def test_while_loop_shows_its_condition():
     g = rg.Graph()
     with g.as_default():

@@ -432,6 +432,8 @@ class _Builder:
         self.lines.append("  " * i2 + "{ rank=same;")  # the params line up as the loop's top row
         if op.in_ports().sizes["trip"]:
             self._port((n, "trip"), "trip", "i32[]", i2 + 1, inner_ctx)
+        if op.in_ports().sizes["rows"]:  # active rows per step (dynamic_rnn's lengths)
+            self._port((n, "rows"), "rows", "i32[?]", i2 + 1, inner_ctx)
         used = self._consumed_in(body) | {v for vs in body.results.values() for v in vs}
         for role in ("step", "carried", "invariant", "sequence"):
             for p in body.params.get(role, []):
@@ -541,8 +543,9 @@ class _Builder:
     def _loop_edges(self, n: Node):
         op, body = n.op, n.op.body
         ins = op.in_ports().split(n.inputs)
-        for v in ins["trip"]:
-            self._edge(v, self.extra_ports[(n, "trip")])
+        for group in ("trip", "rows"):
+            for v in ins[group]:
+                self._edge(v, self.extra_ports[(n, group)])
         for role in ("carried", "invariant", "sequence"):
             for v, p in zip(ins[role], body.params.get(role, [])):
                 self._edge(v, self.vis.get(p.node))
