@@ -141,3 +141,18 @@ def test_float64_programs_keep_the_numpy_kernel(monkeypatch, count_numba):
         out, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(4), X, dtype=rg.float64)
     rg.Session(g).run(out, {X: np.ones((2, 3, 2))})
     assert count_numba and not any(count_numba)
+
+
+def test_nan_and_inf_survive_the_compiled_kernel(monkeypatch, count_numba):
+    """Fast-math here must not assume finite values: check_numerics relies on NaN showing."""
+    g, (xs, c0, gate, w, rows), final, ys = _scan_graph()
+    _with_numba(monkeypatch, True)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 8)).astype(np.float32)
+    x[0, 2, 3] = np.nan
+    feed = {xs: x, c0: rng.standard_normal((5, 8)).astype(np.float32),
+            gate: rng.standard_normal((5, 32)).astype(np.float32),
+            w: rng.standard_normal(8).astype(np.float32), rows: np.ones((5, 1), np.float32)}
+    out = rg.Session(g).run(final, feed)
+    assert count_numba == [True]
+    assert np.isnan(out[2, 3]) and np.isfinite(np.delete(out, 2, axis=0)).all()

@@ -42,6 +42,8 @@ import math
 import numpy as np
 from numba import njit
 
+# fast-math without the no-NaN/no-Inf assumptions: a NaN stays a NaN for check_numerics
+_FAST = {"contract", "arcp", "nsz", "afn", "reassoc"}
 _ZERO, _ONE, _HALF = np.float32(0.0), np.float32(1.0), np.float32(0.5)
 _CLIP = np.float32(7.90531110763549805)   # tanh is 1 - 2^-24 or more past here
 _A = [np.float32(c) for c in (4.89352455891786e-03, 6.37261928875436e-04,
@@ -54,7 +56,7 @@ _A1, _A3, _A5, _A7, _A9, _A11, _A13 = _A
 _B0, _B2, _B4, _B6 = _B
 
 
-@njit(fastmath=True, error_model="numpy", inline="always", cache=False)
+@njit(fastmath=_FAST, error_model="numpy", inline="always", cache=False)
 def _tanh(x):
     # a [13/6] odd/even rational function on the clamped argument: pure arithmetic
     x = min(max(x, -_CLIP), _CLIP)
@@ -64,7 +66,7 @@ def _tanh(x):
     return p / q
 
 
-@njit(fastmath=True, error_model="numpy", inline="always", cache=False)
+@njit(fastmath=_FAST, error_model="numpy", inline="always", cache=False)
 def _sigmoid(x):
     return _HALF + _HALF * _tanh(_HALF * x)
 '''
@@ -132,17 +134,17 @@ def numba_kernel(op, node):
               for i, t in enumerate(in_types)]
     if any(a is None for a in access):
         return None
+    lead = next((i for i, a in enumerate(access) if a == "full"), None)
+    wide = next((i for i, a in enumerate(access) if a == "wide"), None)
+    if lead is None and wide is None:
+        return None  # nothing says how many rows and columns
+    block_cols = next((inner.stop - inner.start for inner, _ in op.instrs
+                       if inner.name == "column_block"), None)
     source = _PRELUDE + _source(op, access)
     kernel = _KERNELS.get(source)
     if kernel is None:
         kernel = _KERNELS[source] = _load(source)
     n_out = len(op.exports)
-    lead = next((i for i, a in enumerate(access) if a == "full"), None)
-    wide = next((i for i, a in enumerate(access) if a == "wide"), None)
-    block_cols = next((inner.stop - inner.start for inner, _ in op.instrs
-                       if inner.name == "column_block"), None)
-    if lead is None and wide is None:
-        return None
     contiguous = np.ascontiguousarray  # returns a C-contiguous array as it is
 
     def run(*args):
@@ -199,7 +201,7 @@ def _load(source: str):
 def _source(op, access) -> str:
     n_in = op.n_inputs
     params = ["out"] + [f"a{i}" for i in range(n_in)]
-    lines = ["@njit(fastmath=True, error_model='numpy', cache=False)",
+    lines = ["@njit(fastmath=_FAST, error_model='numpy', cache=False)",
              f"def fused({', '.join(params)}):",
              "    rows, cols = out[0].shape"]
     width = max([inner.stop for inner, _ in op.instrs if inner.name == "column_block"],
