@@ -182,9 +182,12 @@ def test_lstm_step_bodies_fuse_into_few_kernels():
     fwd, bwd = _loops(_optimized_graph(sess))
     for loop in (fwd, bwd):
         elementwise = [n for n in loop.op.body.nodes if getattr(n.op, "fusible", False)]
-        # the split of the gate matrix is a barrier: the add before it stays on its own
         assert len(elementwise) <= 1, f"unfused: {[n.op.name for n in elementwise]}"
         assert len(_fused_nodes(loop.op.body)) == 1
+    # forward step: one product and one kernel; the gate split and the add of the hoisted
+    # input projection became column blocks inside the kernel
+    ops = [n.op.name for n in fwd.op.body.nodes if n.op.name not in ("param", "constant")]
+    assert ops == ["matmul", "fused"], ops
 
 
 def _count_nodes(graph):

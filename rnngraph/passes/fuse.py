@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..ops.fused import Fused
+from ..ir.types import TensorType
+from ..ops.elementwise import Binary
 from ..ops.shape import ColumnBlock, Split
 from .rewrite import replace_uses, result_values, toposort
 
@@ -43,18 +45,38 @@ def _split_into_blocks(graph: Graph) -> None:
                 any(v.shape[-1] is None for v in node.outputs) or \
                 not any(_fusible(r) for v in node.outputs for r in readers.get(v, [])):
             continue
+        x = node.inputs[0]
+        # z = a + b split into gates: split a and b instead, so the add joins the gate kernel
+        pushed = isinstance(x.node.op, Binary) and readers.get(x) == [node] and \
+            x not in result_values(graph) and all(
+                i.type.rank == 0 or (i.type.rank == x.type.rank and i.shape[-1] == x.shape[-1])
+                for i in x.node.inputs)
+        at = graph.nodes.index(node) + 1
         start = 0
-        at = graph.nodes.index(node)
+
+        def insert(op, inputs, vtype, name):
+            nonlocal at
+            new = graph.add_node(op, inputs, [vtype], name, node.location)
+            new.is_gradient = node.is_gradient
+            graph.nodes.remove(new)
+            graph.nodes.insert(at, new)
+            at += 1
+            return new.outputs[0]
+
         for i, v in enumerate(node.outputs):
-            width = v.shape[-1]
-            block = graph.add_node(ColumnBlock(start, start + width), [node.inputs[0]],
-                                   [v.type], f"{node.name}/block_{i}", node.location)
-            block.is_gradient = node.is_gradient
-            graph.nodes.remove(block)
-            graph.nodes.insert(at + 1 + i, block)
-            replace_uses(graph, v, block.outputs[0])
-            start += width
-        graph.remove_nodes({node})
+            stop = start + v.shape[-1]
+            if pushed:
+                parts = [u if u.type.rank == 0 else
+                         insert(ColumnBlock(start, stop), [u],
+                                TensorType(u.shape[:-1] + (stop - start,), u.dtype),
+                                f"{node.name}/block_{i}_{k}")
+                         for k, u in enumerate(x.node.inputs)]
+                out = insert(x.node.op, parts, v.type, f"{x.node.name}/block_{i}")
+            else:
+                out = insert(ColumnBlock(start, stop), [x], v.type, f"{node.name}/block_{i}")
+            replace_uses(graph, v, out)
+            start = stop
+        graph.remove_nodes({node} | ({x.node} if pushed else set()))
 
 
 def _fuse_graph(graph: Graph) -> int:
