@@ -83,27 +83,15 @@ class ByteMeter:
             e[0] += 1
 
     def retain(self, a, what=None) -> None:
-        at = self.array_type
-        if isinstance(a, at):
-            b = a.base
-            if b is None or not isinstance(b, at):
-                b = a
-            elif isinstance(b.base, at):
-                b = self.base_of(b)
-            self._add_ref(b, what)
+        if isinstance(a, self.array_type):
+            self._add_ref(self.base_of(a), what)
         elif hasattr(a, "device_buffers"):
             for x in a.device_buffers():
                 self.retain(x, what)
 
     def release(self, a) -> None:
-        at = self.array_type
-        if isinstance(a, at):
-            b = a.base
-            if b is None or not isinstance(b, at):
-                b = a
-            elif isinstance(b.base, at):
-                b = self.base_of(b)
-            key = id(b)
+        if isinstance(a, self.array_type):
+            key = id(self.base_of(a))
             e = self.refs.get(key)
             if e is None:
                 return

@@ -81,8 +81,8 @@ class Program:
         self.input_slots, self.output_slots = sched.input_slots, sched.output_slots
         self.steps = [self._compile_step(n, f) for n, f in zip(sched.nodes, sched.frees)]
         self._plan = [(s.kernel, s.ins, s.outs, s.frees, s.node) for s in self.steps]
+        self._prepare_tracked()  # (cheap; the interpreter walks the same plan)
         if self.tracked:
-            self._prepare_tracked()
             self.run = self._run_tracked
         elif len(self._plan) <= _GENERATE_UP_TO:
             self.run = self._generate()
@@ -141,27 +141,10 @@ class Program:
         return self._interpret(input_arrays, observer)
 
     def _interpret(self, input_arrays: Sequence, observer=None) -> list:
-        env: list = [None] * self.n_slots
-        for slot, arr in zip(self.input_slots, input_arrays):
-            env[slot] = arr
-        for kernel, ins, outs, frees, node in self._plan:
-            try:
-                result = kernel(*[env[i] for i in ins])
-            except _RERAISE:
-                raise
-            except Exception as exc:
-                raise ExecutionError(f"{node.describe()} failed: {type(exc).__name__}: {exc}"
-                                     ) from exc
-            if type(outs) is int:
-                env[outs] = result
-            else:
-                for slot, r in zip(outs, result):
-                    env[slot] = r
-            if observer is not None:
-                observer(node, env)
-            for slot in frees:
-                env[slot] = None
-        return [env[s] for s in self.output_slots]
+        return self._execute(input_arrays, observer, None)
+
+    def _run_tracked(self, input_arrays: Sequence, observer=None) -> list:
+        return self._execute(input_arrays, observer, self.ctx.device.meter)
 
     def _prepare_tracked(self) -> None:
         inputs = set(self.input_slots)
@@ -176,9 +159,11 @@ class Program:
             seen.add(s)
         self._extra_refs = tuple(extra)
 
-    def _run_tracked(self, input_arrays: Sequence, observer=None) -> list:
-        meter = self.ctx.device.meter
-        retain, release = meter.retain, meter.release
+    def _execute(self, input_arrays: Sequence, observer, meter) -> list:
+        """The schedule as a loop over slots; with a meter, every array landing in a slot is
+        retained and released when the slot is dropped (inputs belong to the caller)."""
+        retain = meter.retain if meter is not None else None
+        release = meter.release if meter is not None else None
         env: list = [None] * self.n_slots
         for slot, arr in zip(self.input_slots, input_arrays):
             env[slot] = arr
@@ -192,21 +177,25 @@ class Program:
                                      ) from exc
             if type(outs) is int:
                 env[outs] = result
-                retain(result, node)
+                if retain is not None:
+                    retain(result, node)
             else:
                 for slot, r in zip(outs, result):
                     env[slot] = r
-                    retain(r, node)
+                    if retain is not None:
+                        retain(r, node)
             if observer is not None:
                 observer(node, env)
             for slot in frees:
-                release(env[slot])
+                if release is not None:
+                    release(env[slot])
                 env[slot] = None
             for slot in drops:
                 env[slot] = None
         out = [env[s] for s in self.output_slots]
-        for i in self._extra_refs:
-            retain(out[i])
+        if retain is not None:
+            for i in self._extra_refs:
+                retain(out[i])
         return out
 
     def __str__(self) -> str:
