@@ -163,21 +163,3 @@ def test_generated_program_frees_after_last_use_and_names_a_failing_node():
     del out
     with pytest.raises(rg.errors.ExecutionError, match="reshape 'bad_reshape'.*failed"):
         sess.compile([bad], [x]).run([np.ones(10)])
-
-
-from rnngraph.runtime.loop_kernel import _REFCOUNTS_EXACT, StackPool  # noqa: E402
-
-
-@pytest.mark.skipif(not _REFCOUNTS_EXACT, reason="stacks are not reused on this interpreter")
-def test_stack_pool_reuses_only_stacks_nobody_holds():
-    pool = StackPool(np)
-    a = pool.get(0, (4, 3), np.float32, None)
-    a[:] = 7.0
-    b = pool.get(0, (4, 3), np.float32, 2)   # `a` is held: a fresh one
-    assert b is not a and not b.any()
-    b[:] = 5.0
-    held = b
-    del a
-    c = pool.get(0, (4, 3), np.float32, 2)   # a was dropped: reused, rows 2.. zeroed
-    assert np.all(c[:2] == 7.0) and not c[2:].any()
-    assert np.all(held == 5.0)

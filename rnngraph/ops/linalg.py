@@ -20,9 +20,27 @@ class MatMul(Op):
         batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
         return TensorType(batch + (a.shape[-2], b.shape[-1]), dtype)
 
+    def make_kernel(self, node, program):
+        """Large products land in a buffer reused across runs (runtime/buffer_pool.py)."""
+        from ..runtime.buffer_pool import output_pool, pooled_empty
+        pool = output_pool(program)
+        xp = program.ctx.xp
+        if pool is None:
+            return lambda a, b: self.compute(xp, a, b)
+
+        def run(a, b):
+            if b.ndim != 2 or a.ndim < 2 or a.dtype != b.dtype:
+                return self.compute(xp, a, b)
+            a2 = a.reshape(-1, a.shape[-1])
+            out = pooled_empty(pool, program, (a2.shape[0], b.shape[1]), a.dtype)
+            return xp.matmul(a2, b, out=out).reshape(a.shape[:-1] + (b.shape[1],))
+        return run
+
     def compute(self, xp, a, b):
-        if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:
-            # one large GEMM instead of a loop of small ones (numpy loops over stacked matmuls)
+        if a.ndim > 2 and b.ndim == 2:
+            # one large GEMM instead of a loop of small ones (numpy loops over stacked matmuls);
+            # a strided stack (a time-major view of batch-major input) is copied first: the copy
+            # costs far less than T small products
             return xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[1],))
         return xp.matmul(a, b)
 

@@ -74,13 +74,26 @@ class RowsMatMul(Op):
             raise ShapeError(f"inner dimensions differ: {x} @ {w}")
         return TensorType(x.shape[:2] + (w.shape[1],), x.dtype)
 
-    def compute(self, xp, x, w, rows):
+    def make_kernel(self, node, program):
+        """The result lands in a buffer reused across runs (runtime/buffer_pool.py)."""
+        from ..runtime.buffer_pool import output_pool, pooled_empty
+        pool = output_pool(program)
+        xp = program.ctx.xp
+        if pool is None:
+            return lambda x, w, rows: self.compute(xp, x, w, rows)
+        return lambda x, w, rows: self.compute(
+            xp, x, w, rows,
+            lambda shape, zero: pooled_empty(pool, program, shape, x.dtype, zero))
+
+    def compute(self, xp, x, w, rows, alloc=None):
         steps, batch, k = x.shape
         x2 = x.reshape(-1, k)
         idx = _active(xp, rows, steps, batch)
+        shape = (steps * batch, w.shape[1])
         if idx is None:
-            return xp.matmul(x2, w).reshape(steps, batch, w.shape[1])
-        out = xp.zeros((steps * batch, w.shape[1]), dtype=x.dtype)
+            out = alloc(shape, False) if alloc is not None and x.dtype == w.dtype else None
+            return xp.matmul(x2, w, out=out).reshape(steps, batch, w.shape[1])
+        out = alloc(shape, True) if alloc is not None else xp.zeros(shape, dtype=x.dtype)
         out[idx] = xp.matmul(xp.take(x2, idx, axis=0), w)
         return out.reshape(steps, batch, w.shape[1])
 

@@ -16,14 +16,13 @@ recomputed residuals are kept per full step. Declining is always correct: the bo
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from ..ir.types import TensorType
 from ..memory.loops import loop_layout, split_placements
 from ..memory.shapes import infer_body_shapes
 from ..ops.loop_rows import row_layout
+from .buffer_pool import BufferPool
 from .program import Program
 from .residuals import OffloadWriter, RecomputedStack, Replayer, SavedStack
 
@@ -62,7 +61,7 @@ def compile_loop(op, node, program):
     res_types = [v.type for v in results["residual"]]
     out_what = [f"stacked output {i} of {node.describe()}" for i in range(n_out)]
     res_what = [f"saved tensor '{v.name}' of {node.describe()}" for v in results["residual"]]
-    pool = StackPool(xp)
+    pool = BufferPool(xp)  # stacks of earlier runs, refilled once the caller dropped them
     rows_layout = row_layout(body) if op.active_rows and op.shrink else None
     if rows_layout is not None:
         rows_out = [rows_layout.output[i] for i in keep_out]
@@ -222,40 +221,6 @@ def compile_loop(op, node, program):
 
     run.layout = layout
     return run
-
-
-# reuse relies on sys.getrefcount counting every holder; CPython 3.14 may borrow references
-# from frames (and free-threaded builds defer counts), so newer interpreters allocate afresh
-_REFCOUNTS_EXACT = sys.version_info < (3, 14) and getattr(sys, "_is_gil_enabled", lambda: True)()
-
-
-class StackPool:
-    """Stacks of earlier runs, reused once nobody holds them any more (untracked runs only).
-
-    A fresh [T, B, ...] stack costs a page fault per 4 KiB on first touch, about as much as
-    filling it; a stack the caller dropped (its refcount says so) is refilled instead. One per
-    stack is kept, so an idle session holds at most one run's stacks."""
-
-    def __init__(self, xp, keep: int = 1):
-        self.xp, self.keep = xp, keep
-        self.free: dict = {}
-
-    def get(self, slot, shape, dtype, zero_from):
-        """An array of `shape` for the loop's stack number `slot`, whose rows from `zero_from`
-        on are zero (None: no zeros)."""
-        key = (slot, tuple(shape), str(dtype))
-        arrays = self.free.setdefault(key, [])
-        for arr in arrays if _REFCOUNTS_EXACT else ():
-            # references: the list, `arr`, getrefcount's argument; more means someone holds it
-            if sys.getrefcount(arr) <= 3:
-                if zero_from is not None:
-                    arr[zero_from:] = 0
-                return arr
-        arr = self.xp.zeros(shape, dtype) if zero_from is not None else \
-            self.xp.empty(shape, dtype)
-        if len(arrays) < self.keep:
-            arrays.append(arr)
-        return arr
 
 
 def _plain_steps(step_run, t_iter, carried, invariants, seqs, k, active, pool, lengths,

@@ -1,0 +1,107 @@
+"""Buffers reused across runs: loop stacks and large products (runtime/buffer_pool.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rnngraph as rg
+from rnngraph.ops.steps import rows_matmul
+from rnngraph.runtime.buffer_pool import POOL_MIN_BYTES, REFCOUNTS_EXACT, BufferPool
+
+reuse_only = pytest.mark.skipif(not REFCOUNTS_EXACT,
+                                reason="buffers are not reused on this interpreter")
+
+
+def _address(a):
+    return a.__array_interface__["data"][0]
+
+
+@reuse_only
+def test_pool_reuses_only_buffers_nobody_holds():
+    pool = BufferPool(np)
+    a = pool.get(0, (4, 3), np.float32, None)
+    a[:] = 7.0
+    b = pool.get(0, (4, 3), np.float32, 2)   # `a` is held: a fresh one
+    assert b is not a and not b.any()
+    b[:] = 5.0
+    held = b
+    del a
+    c = pool.get(0, (4, 3), np.float32, 2)   # a was dropped: reused, rows 2.. zeroed
+    assert np.all(c[:2] == 7.0) and not c[2:].any()
+    assert np.all(held == 5.0)
+
+
+@reuse_only
+def test_pool_counts_a_view_as_a_holder():
+    pool = BufferPool(np)
+    a = pool.get(0, (4, 3), np.float32)
+    address = _address(a)
+    view = a[1:]
+    del a
+    assert _address(pool.get(0, (4, 3), np.float32)) != address   # the view holds it
+    del view
+    assert _address(pool.get(0, (4, 3), np.float32)) == address
+
+
+def _big_matmul_graph():
+    rows = POOL_MIN_BYTES // (4 * 64) + 8          # a [rows, 64] float32 product is pooled
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [None, 10, 32])
+        w = rg.placeholder(rg.float32, [32, 64])
+        y = rg.matmul(x, w)                          # [B, 10, 32] @ [32, 64]: one GEMM
+    rng = np.random.default_rng(0)
+    feeds = [{x: rng.standard_normal((rows // 10 + 1, 10, 32), np.float32),
+              w: rng.standard_normal((32, 64), np.float32)} for _ in range(3)]
+    return g, y, feeds, x, w
+
+
+@reuse_only
+def test_large_product_reuses_its_buffer_once_the_caller_dropped_it():
+    g, y, feeds, x, w = _big_matmul_graph()
+    sess = rg.Session(g)
+    first = sess.run(y, feeds[0])
+    kept = first.copy()
+    second = sess.run(y, feeds[1])             # `first` is held: written elsewhere
+    np.testing.assert_array_equal(first, kept)
+    assert not np.shares_memory(first, second)
+    address = _address(first)
+    del first
+    third = sess.run(y, feeds[2])              # the dropped buffer is refilled
+    assert _address(third) == address
+    for got, feed in ((second, feeds[1]), (third, feeds[2])):
+        np.testing.assert_allclose(got, feed[x] @ feed[w], rtol=1e-5, atol=1e-5)
+
+
+def test_large_product_under_byte_accounting_is_fresh_and_counted():
+    g, y, feeds, x, w = _big_matmul_graph()
+    sess = rg.Session(g)
+    a = sess.run(y, feeds[0], report=True)
+    peak = sess.last_run_report.peak_bytes
+    assert peak >= a.nbytes
+    b = sess.run(y, feeds[1], report=True)
+    assert not np.shares_memory(a, b)
+    np.testing.assert_allclose(b, feeds[1][x] @ feeds[1][w], rtol=1e-5, atol=1e-5)
+
+
+@reuse_only
+def test_rows_matmul_zeroes_rows_a_reused_buffer_held_before():
+    steps, batch, k, n = 50, 64, 16, 128             # a [3200, 128] float32 product: pooled
+    assert steps * batch * n * 4 >= POOL_MIN_BYTES
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [steps, batch, k])
+        w = rg.placeholder(rg.float32, [k, n])
+        rows = rg.placeholder(rg.int32, [steps])
+        y = rows_matmul(x, w, rows)
+    sess = rg.Session(g)
+    rng = np.random.default_rng(1)
+    xs = rng.standard_normal((steps, batch, k), np.float32)
+    ws = rng.standard_normal((k, n), np.float32)
+    full = np.full(steps, batch, np.int32)
+    address = _address(sess.run(y, {x: xs, w: ws, rows: full}).base)
+    fewer = np.sort(rng.integers(0, batch + 1, steps))[::-1].astype(np.int32)
+    got = sess.run(y, {x: xs, w: ws, rows: fewer})   # same buffer: rows past each count
+    assert _address(got) == address                  # must be zero again
+    active = (np.arange(batch)[None, :] < fewer[:, None])[..., None]
+    np.testing.assert_allclose(got, (xs @ ws) * active, rtol=1e-5, atol=1e-5)
