@@ -62,14 +62,7 @@ class Fused(Op):
             return cupy_kernel(self, node, xp)
         fallback = numpy_kernel(self, node, xp)
         from .fused_numba import numba_kernel
-        fast = numba_kernel(self, node)
-        if fast is None:
-            return fallback
-
-        def run(*args):
-            out = fast(*args)
-            return out if out is not None else fallback(*args)
-        return run
+        return numba_kernel(self, node, fallback) or fallback
 
 
 def numpy_kernel(op: Fused, node, xp):

@@ -23,6 +23,7 @@ from ..memory.loops import loop_layout, split_placements
 from ..memory.shapes import infer_body_shapes
 from ..ops.loop_rows import row_layout
 from .buffer_pool import BufferPool
+from .loop_driver import step_driver
 from .program import Program
 from .residuals import OffloadWriter, RecomputedStack, Replayer, SavedStack
 
@@ -51,6 +52,8 @@ def compile_loop(op, node, program):
         return prog
 
     all_prog = body_program("step", tuple(keep_res))
+    driver = step_driver(all_prog, len(results["carried"]),
+                         len(body.params.get("invariant", [])), len(body.params.get("sequence", [])))
     cond_prog = Program(body, results["cond"], body_inputs, ctx) if results["cond"] else None
     k = len(results["carried"])
     n_out, n_res = len(results["output"]), len(results["residual"])
@@ -124,7 +127,7 @@ def compile_loop(op, node, program):
             range(n) if n is not None else _count())
         if not lists and lp is None and not tracked and cond_prog is None:
             carried, stacks, steps = _plain_steps(
-                step_prog.run, t_iter, carried, invariants, seqs, k, active, pool,
+                step_prog.run, driver, t_iter, carried, invariants, seqs, k, active, pool,
                 [length if length is not None else n] * n_keep_out + [n] * len(keep_res),
                 rows_out + rows_res if active is not None else None, n)
             if stacks is not None:
@@ -223,13 +226,15 @@ def compile_loop(op, node, program):
     return run
 
 
-def _plain_steps(step_run, t_iter, carried, invariants, seqs, k, active, pool, lengths,
+def _plain_steps(step_run, driver, t_iter, carried, invariants, seqs, k, active, pool, lengths,
                  batched, n):
     """The loop without memory plans, byte accounting or a condition: run every step, write
     each per-step value into its stack (allocated at the first step, zero past the steps run
-    and, with active rows, past each step's rows). Returns (carried, stacks or None, steps)."""
+    and, with active rows, past each step's rows). Returns (carried, stacks or None, steps).
+    With full rows, the steps after the first run in the generated `driver` (loop_driver.py)."""
     stacks = None
     steps = 0
+    t_iter = iter(t_iter)
     for t in t_iter:
         if active is None:
             res = step_run([np.int32(t), *carried, *invariants, *[s[t] for s in seqs]])
@@ -255,6 +260,9 @@ def _plain_steps(step_run, t_iter, carried, invariants, seqs, k, active, pool, l
                 else:
                     st[t] = v
         steps += 1
+        if driver is not None and active is None:  # stacks exist: the rest is generated code
+            carried, steps = driver(t_iter, carried, invariants, seqs, stacks, steps)
+            break
     if active is not None:
         carried = active.finish(carried)
     return carried, stacks, steps

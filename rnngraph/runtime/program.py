@@ -112,30 +112,50 @@ class Program:
                  "    i = -1",
                  "    try:"]
         lines += [f"        s{slot} = input_arrays[{j}]" for j, slot in enumerate(self.input_slots)]
-        for i, (kernel, ins, outs, frees, node) in enumerate(self._plan):
-            call = f"k{i}({', '.join(f's{a}' for a in ins)})"
-            lines.append(f"        i = {i}")
-            if type(outs) is int:
-                lines.append(f"        s{outs} = {call}")
-            else:
-                lines.append(f"        r = {call}")
-                lines += [f"        s{slot} = r[{j}]" for j, slot in enumerate(outs)]
-            if frees:
-                lines.append(f"        del {', '.join(f's{a}' for a in frees)}")
+        lines += self.code_lines("        ")
         lines.append(f"        return [{', '.join(f's{a}' for a in self.output_slots)}]")
-        lines += ["    except RERAISE:",
-                  "        raise",
-                  "    except Exception as exc:",
-                  "        if i < 0:",
-                  "            raise",
-                  "        node = nodes[i]",
-                  "        raise ExecutionError(f'{node.describe()} failed: "
-                  "{type(exc).__name__}: {exc}') from exc"]
-        namespace = {f"k{i}": step[0] for i, step in enumerate(self._plan)}
-        namespace.update(interpret=self._interpret, nodes=[step[4] for step in self._plan],
-                         RERAISE=_RERAISE, ExecutionError=ExecutionError)
+        lines += self.error_lines("    ")
+        namespace = self.code_namespace()
+        namespace["interpret"] = self._interpret
         exec("\n".join(lines), namespace)  # noqa: S102 - generated from our own schedule
         return namespace["run"]
+
+    def code_lines(self, indent: str, keep=()) -> list:
+        """The schedule as statements over locals s<slot> (inputs assigned by the caller, kernels
+        named k<i>, `i` set to the running step for error_lines); slots in `keep` are never
+        deleted (a loop driver reuses invariant inputs in the next step)."""
+        lines = []
+        for i, (kernel, ins, outs, frees, node) in enumerate(self._plan):
+            call = f"k{i}({', '.join(f's{a}' for a in ins)})"
+            lines.append(f"{indent}i = {i}")
+            if type(outs) is int:
+                lines.append(f"{indent}s{outs} = {call}")
+            else:
+                lines.append(f"{indent}r = {call}")
+                lines += [f"{indent}s{slot} = r[{j}]" for j, slot in enumerate(outs)]
+            frees = [a for a in frees if a not in keep]
+            if frees:
+                lines.append(f"{indent}del {', '.join(f's{a}' for a in frees)}")
+        return lines
+
+    @staticmethod
+    def error_lines(indent: str) -> list:
+        """The `except` clauses of a `try:` around code_lines: name the node that failed."""
+        return [f"{indent}except RERAISE:",
+                f"{indent}    raise",
+                f"{indent}except Exception as exc:",
+                f"{indent}    if i < 0:",
+                f"{indent}        raise",
+                f"{indent}    node = nodes[i]",
+                f"{indent}    raise ExecutionError(f'{{node.describe()}} failed: "
+                "{type(exc).__name__}: {exc}') from exc"]
+
+    def code_namespace(self) -> dict:
+        """Globals for code_lines and error_lines."""
+        namespace = {f"k{i}": step[0] for i, step in enumerate(self._plan)}
+        namespace.update(nodes=[step[4] for step in self._plan], RERAISE=_RERAISE,
+                         ExecutionError=ExecutionError)
+        return namespace
 
     def run(self, input_arrays: Sequence, observer=None) -> list:
         return self._interpret(input_arrays, observer)

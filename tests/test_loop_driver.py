@@ -1,0 +1,68 @@
+"""The generated loop driver (runtime/loop_driver.py): steps after the first run as one
+generated function with the body's code inlined. It must compute what the interpreted loop
+computes, and report a failing step's node like the Program does."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rnngraph as rg
+from rnngraph.runtime import loop_driver, loop_kernel
+
+
+@pytest.fixture
+def driven(monkeypatch):
+    """Records (steps before, steps after) of every driver call."""
+    calls = []
+    original = loop_driver.step_driver
+
+    def spy(*args):
+        drive = original(*args)
+        if drive is None:
+            return None
+
+        def counted(t_iter, carried, invariants, seqs, stacks, steps):
+            result = drive(t_iter, carried, invariants, seqs, stacks, steps)
+            calls.append((steps, result[1]))
+            return result
+        return counted
+    monkeypatch.setattr(loop_kernel, "step_driver", spy)
+    return calls
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_driver_runs_the_steps_after_the_first_and_equals_the_interpreter(cell, driven):
+    T = 7
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [None, T, 3])
+        make = {"lstm": rg.nn.LSTMCell, "gru": rg.nn.GRUCell}[cell]
+        out, state = rg.nn.dynamic_rnn(make(4), X, dtype=rg.float32)
+        grads = rg.gradients(rg.reduce_sum(out * out), [X] + rg.global_variables())
+    feed = {X: np.random.default_rng(0).standard_normal((2, T, 3)).astype(np.float32)}
+    sess = rg.Session(g, seed=3)
+    fast = sess.run([out, grads], feed)
+    assert sorted(driven) == [(1, T), (1, T)]           # forward and gradient loop
+    driven.clear()
+    interpreted = sess.run([out, grads], feed, report=True)   # tracked: no generated code
+    assert driven == []
+    np.testing.assert_array_equal(fast[0], interpreted[0])
+    for a, b in zip(fast[1], interpreted[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_step_failing_in_the_driver_names_its_node(driven):
+    g = rg.Graph()
+    with g.as_default():
+        table = rg.constant(np.arange(5.0))
+        idx = rg.placeholder(rg.int32, [None])
+        def add(acc, i):
+            acc = acc + rg.gather(table, i, name="lookup")
+            return acc, acc
+        _, total = rg.scan(add, rg.constant(0.0, dtype=rg.float64), idx)
+    sess = rg.Session(g)
+    np.testing.assert_allclose(sess.run(total, {idx: np.array([1, 2, 4], np.int32)}),
+                               [1.0, 3.0, 7.0])
+    with pytest.raises(rg.errors.ExecutionError, match="gather 'scan/lookup'.*failed"):
+        sess.run(total, {idx: np.array([1, 2, 9], np.int32)})   # the third step fails
+    assert driven  # the failing step ran in the generated driver
