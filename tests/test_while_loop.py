@@ -209,3 +209,32 @@ def test_while_loop_errors():
             rg.while_loop(lambda a, b: a < b, lambda a, b: (a,), [rg.constant(0), rg.constant(1)])
         with pytest.raises(TypeError, match="loop variable 0"):
             rg.while_loop(lambda a: rg.reduce_sum(a) < 3.0, lambda a: rg.cast(a, rg.int32), x)
+
+
+def test_scan_takes_single_values_like_lax_scan_and_lists_like_before():
+    g = rg.Graph()
+    with g.as_default():
+        xs = rg.placeholder(rg.float64, [None, 2])
+        final, ys = rg.scan(lambda c, x: (c + x, c * x), rg.zeros([2], rg.float64), xs)
+        (f2,), (ys2,) = rg.scan(lambda c, x: ([c[0] + x[0]], [c[0] * x[0]]),
+                                [rg.zeros([2], rg.float64)], [xs])
+    x = np.arange(8.0).reshape(4, 2)
+    got = rg.Session(g).run([final, ys, f2, ys2], {xs: x})
+    prefix = np.concatenate([np.zeros((1, 2)), np.cumsum(x, axis=0)[:-1]])
+    np.testing.assert_allclose(got[0], x.sum(axis=0))
+    np.testing.assert_allclose(got[1], prefix * x)
+    np.testing.assert_allclose(got[2], got[0])
+    np.testing.assert_allclose(got[3], got[1])
+
+
+def test_iterating_a_value_needs_a_known_first_dimension():
+    g = rg.Graph()
+    with g.as_default():
+        known = rg.placeholder(rg.float64, [3, 2])
+        unknown = rg.placeholder(rg.float64, [None, 2])
+        rows = list(known)
+        with pytest.raises(TypeError, match="first dimension is unknown"):
+            list(unknown)
+    assert len(rows) == 3 and all(r.shape == (2,) for r in rows)
+    got = rg.Session(g).run(rows, {known: np.arange(6.0).reshape(3, 2)})
+    np.testing.assert_allclose(np.stack(got), np.arange(6.0).reshape(3, 2))

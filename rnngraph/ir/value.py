@@ -58,6 +58,11 @@ class Value:
             return self.shape[0]
         raise TypeError(f"len() of {self!r}: its first dimension is unknown until run time")
 
+    def __iter__(self):
+        # without this, Python iterates through __getitem__ and never stops on an unknown dim
+        for i in range(len(self)):
+            yield self[i]
+
     # --- operators (bound lazily to avoid an import cycle with ops) -----------------------
     def _math(name, reflected=False):
         def method(self, other):

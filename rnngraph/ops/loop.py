@@ -293,15 +293,23 @@ def while_loop(cond, body, loop_vars, maximum_iterations=None, parallel_iteratio
 
 
 def scan(fn, init, xs, reverse=False, length=None, name="scan"):
-    """lax.scan-like: `fn(carry, x_t) -> (carry, y_t)` over time-major `xs` (list of Values).
+    """lax.scan-like: `fn(carry, x_t) -> (carry, y_t)` over time-major `xs`.
 
-    Returns (final_carry, stacked_ys). `carry` and `y` are lists of Values.
+    `init` and `xs` are each a Value or a list of Values, and `fn` receives them in the same
+    form (one slice x_t, or a list of slices); `y_t` is a Value or a list of Values. Returns
+    (final_carry, stacked_ys), each shaped like what `fn` returned.
     """
-    xs = list(xs)
+    one_carry, one_x = isinstance(init, Value), isinstance(xs, Value)
+    xs = [xs] if one_x else list(xs)
+    one_y = False
 
     def step(t, carried, x_slices):
-        new, ys = fn(list(carried), list(x_slices))
-        return list(new), list(ys)
+        nonlocal one_y
+        new, ys = fn(carried[0] if one_carry else list(carried),
+                     x_slices[0] if one_x else list(x_slices))
+        one_y = isinstance(ys, Value)
+        return [new] if isinstance(new, Value) else list(new), [ys] if one_y else list(ys)
 
-    _, final, ys = build_loop(step, list(init), xs, length, reverse=reverse, name=name)
-    return final, ys
+    _, final, ys = build_loop(step, [init] if one_carry else list(init), xs, length,
+                              reverse=reverse, name=name)
+    return final[0] if one_carry else final, ys[0] if one_y else ys
