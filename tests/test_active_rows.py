@@ -132,6 +132,25 @@ def test_shrunk_loops_keep_exact_semantics(kind, case, time_major, monkeypatch):
         assert not gx[b, n:].any()  # inputs past a row's length get no gradient
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_session_reusing_its_stacks_leaks_nothing_from_a_longer_run(kind):
+    """Stacks are reused across runs; rows that finish earlier in a later run must read zero,
+    not the previous run's values."""
+    max_time = 6
+    m = build(kind, max_time)
+    sess = session(m)
+    long = arrays(m, [6, 6, 6, 6], max_time)
+    sess.run([m["out"], m["grads"]], feed(m, long))   # fills every row of every stack
+    short = arrays(m, [2, 0, 5, 1], max_time, seed=1)
+    out, grads = sess.run([m["out"], m["grads"]], feed(m, short))
+    fresh_out, fresh_grads = session(m).run([m["out"], m["grads"]], feed(m, short))
+    np.testing.assert_array_equal(out, fresh_out)
+    for g1, g2 in zip(grads, fresh_grads):
+        np.testing.assert_array_equal(g1, g2)
+    for b, n in enumerate(short["seq"]):
+        assert not out[b, n:].any() and not grads[0][b, n:].any()
+
+
 def test_shrunk_gradient_matches_finite_differences():
     lengths, max_time = [3, 0, 5, 1], 5
     m = build("lstm", max_time)

@@ -248,7 +248,7 @@ def _plain_steps(step_run, driver, t_iter, carried, invariants, seqs, k, active,
                 stacks = [pool.get(j, (m,) + v.shape, v.dtype, n if m > n else None)
                           for j, (m, v) in enumerate(zip(lengths, values))]
             else:
-                stacks = [active.new_stack(pool, j, m, v, b)
+                stacks = [active.new_stack(pool, j, m, v, b, n)
                           for j, (m, v, b) in enumerate(zip(lengths, values, batched))]
         if active is None:
             for st, v in zip(stacks, values):
@@ -256,7 +256,10 @@ def _plain_steps(step_run, driver, t_iter, carried, invariants, seqs, k, active,
         else:
             for st, v, b in zip(stacks, values, batched):
                 if b:
-                    st[t, :v.shape[0]] = v
+                    rows = v.shape[0]
+                    st[t, :rows] = v
+                    if rows < st.shape[1]:
+                        st[t, rows:] = 0   # finished rows: zero output, gradient, residual
                 else:
                     st[t] = v
         steps += 1
@@ -315,10 +318,11 @@ class ActiveRows:
         k = self.width
         return [s[t][:k] if b else s[t] for s, b in zip(seqs, self.seq_rows)]
 
-    def new_stack(self, pool, slot: int, steps: int, y, batched: bool):
-        """A stack for per-step value y; zero rows stand for finished rows and steps not run."""
+    def new_stack(self, pool, slot: int, steps: int, y, batched: bool, n: int):
+        """A stack for per-step value y, zero in the steps past the `n` that run (each step
+        zeroes its finished rows as it writes: that is less than zeroing the whole stack)."""
         shape = (steps, self.batch) + y.shape[1:] if batched else (steps,) + y.shape
-        return pool.get(slot, shape, y.dtype, 0)
+        return pool.get(slot, shape, y.dtype, n if steps > n else None)
 
     def finish(self, carried: list) -> list:
         if self.width == self.batch:
