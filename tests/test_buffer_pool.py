@@ -105,3 +105,14 @@ def test_rows_matmul_zeroes_rows_a_reused_buffer_held_before():
     assert _address(got) == address                  # must be zero again
     active = (np.arange(batch)[None, :] < fewer[:, None])[..., None]
     np.testing.assert_allclose(got, (xs @ ws) * active, rtol=1e-5, atol=1e-5)
+
+
+def test_a_pooled_size_product_still_reports_mismatched_inner_dimensions():
+    g = rg.Graph()
+    with g.as_default():
+        a = rg.placeholder(rg.float32, [None, None])
+        b = rg.placeholder(rg.float32, [None, None])
+        y = rg.matmul(a, b)
+    big = np.ones((POOL_MIN_BYTES // 16, 8), np.float32)   # 8 x 4 would reshape to 16 rows
+    with pytest.raises(rg.errors.ExecutionError, match="matmul"):
+        rg.Session(g).run(y, {a: big, b: np.ones((4, 64), np.float32)})

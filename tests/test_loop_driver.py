@@ -7,7 +7,22 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
+from rnngraph.ops import fused_numba
 from rnngraph.runtime import loop_driver, loop_kernel
+
+
+@pytest.fixture
+def direct(monkeypatch):
+    """Records how many stacks each generated driver fills in place (no copy)."""
+    counts = []
+    original = loop_driver._direct_writes
+
+    def spy(prog, values):
+        calls, kernels, written = original(prog, values)
+        counts.append(len(written))
+        return calls, kernels, written
+    monkeypatch.setattr(loop_driver, "_direct_writes", spy)
+    return counts
 
 
 @pytest.fixture
@@ -31,7 +46,7 @@ def driven(monkeypatch):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_driver_runs_the_steps_after_the_first_and_equals_the_interpreter(cell, driven):
+def test_driver_runs_the_steps_after_the_first_and_equals_the_interpreter(cell, driven, direct):
     T = 7
     g = rg.Graph()
     with g.as_default():
@@ -43,6 +58,8 @@ def test_driver_runs_the_steps_after_the_first_and_equals_the_interpreter(cell, 
     sess = rg.Session(g, seed=3)
     fast = sess.run([out, grads], feed)
     assert sorted(driven) == [(1, T), (1, T)]           # forward and gradient loop
+    if fused_numba.available():   # the gate kernel writes its stacked outputs in place
+        assert max(direct) >= 4, direct
     driven.clear()
     interpreted = sess.run([out, grads], feed, report=True)   # tracked: no generated code
     assert driven == []
@@ -66,3 +83,15 @@ def test_a_step_failing_in_the_driver_names_its_node(driven):
     with pytest.raises(rg.errors.ExecutionError, match="gather 'scan/lookup'.*failed"):
         sess.run(total, {idx: np.array([1, 2, 9], np.int32)})   # the third step fails
     assert driven  # the failing step ran in the generated driver
+
+
+def test_a_kernel_writing_in_place_falls_back_and_still_fills_its_destination():
+    declined = lambda out, *args: False                     # noqa: E731 - a compiled kernel's
+    fallback = lambda a: (a + 1, a * 2)                     # noqa: E731 - "shape mismatch"
+    run = fused_numba._wrapper(declined, fallback, 1, 2, "rows, cols = a0.shape", (1,))
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    dest = np.zeros((2, 3), np.float32)
+    first, second = run(a, dest)
+    np.testing.assert_array_equal(first, a + 1)
+    np.testing.assert_array_equal(dest, a * 2)
+    np.testing.assert_array_equal(second, a * 2)

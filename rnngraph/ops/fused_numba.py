@@ -147,21 +147,37 @@ def numba_kernel(op, node, fallback=None):
     if kernel is None:
         kernel = _KERNELS[source] = _load(source)
     n_out = len(op.exports)
-    # a wrapper of fixed arity, generated: it runs once per step and per fused node, so list
-    # building and star-args here showed up in profiles (~4 us a call)
-    args = ", ".join(f"a{i}" for i in range(n_in))
     if lead is not None:
-        size = f"    rows, cols = a{lead}.shape"
+        size = f"rows, cols = a{lead}.shape"
     else:
-        size = f"    rows, cols = a{wide}.shape[0], {block_cols}"
-    # separate arrays (not one block): each dies at its own last use. Blocks of [B, 4H] and
-    # broadcast gradients are copied to contiguous rows first: numba vectorises only rows it
-    # knows are contiguous
-    outs = ", ".join(["empty((rows, cols), f32)"] * n_out)
-    lines = [f"def run({args}):", size, f"    out = ({outs},)",
+        size = f"rows, cols = a{wide}.shape[0], {block_cols}"
+    run = _wrapper(kernel, fallback, n_in, n_out, size, ())
+    # a loop driver may have chosen outputs written straight into rows of its stacks
+    run.into = lambda dests: _wrapper(kernel, fallback, n_in, n_out, size, tuple(dests))
+    return run
+
+
+def _wrapper(kernel, fallback, n_in: int, n_out: int, size: str, dests: tuple):
+    """The Python side of a compiled kernel, generated with fixed arity: it runs once per step
+    and per fused node, so list building and star-args showed up in profiles (~4 us a call).
+
+    Outputs are separate arrays (not one block): each dies at its own last use; output k in
+    `dests` is the caller's array d<k> instead (a row of a loop's stack, written in place).
+    Blocks of [B, 4H] and broadcast gradients are copied to contiguous rows first: numba
+    vectorises only rows it knows are contiguous. Arrays the kernel declines (a shape
+    mismatch) go to `fallback`, whose results are copied into the destinations."""
+    args = ", ".join(f"a{i}" for i in range(n_in))
+    params = args + "".join(f", d{k}" for k in dests)
+    outs = ", ".join(f"d{k}" if k in dests else "empty((rows, cols), f32)" for k in range(n_out))
+    lines = [f"def run({params}):", f"    {size}", f"    out = ({outs},)",
              f"    if kernel(out, {', '.join(f'c(a{i})' for i in range(n_in))}):",
-             "        return out",
-             f"    return fallback({args})" if fallback is not None else "    return None"]
+             "        return out"]
+    if fallback is None:
+        lines.append("    return None")
+    else:
+        lines.append(f"    result = fallback({args})")
+        lines += [f"    d{k}[...] = result[{k}]" for k in dests]
+        lines.append("    return result")
     namespace = {"kernel": kernel, "fallback": fallback, "empty": np.empty, "f32": np.float32,
                  "c": np.ascontiguousarray}
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated code

@@ -21,19 +21,25 @@ class MatMul(Op):
         return TensorType(batch + (a.shape[-2], b.shape[-1]), dtype)
 
     def make_kernel(self, node, program):
-        """Large products land in a buffer reused across runs (runtime/buffer_pool.py)."""
-        from ..runtime.buffer_pool import output_pool, pooled_empty
+        """Large products land in a buffer reused across runs (runtime/buffer_pool.py); small
+        ones (a loop's per-step products) take the shortest path."""
+        from ..runtime.buffer_pool import POOL_MIN_BYTES, output_pool
         pool = output_pool(program)
         xp = program.ctx.xp
+        compute = self.compute
         if pool is None:
-            return lambda a, b: self.compute(xp, a, b)
+            return lambda a, b: compute(xp, a, b)
+        matmul = xp.matmul
 
         def run(a, b):
-            if b.ndim != 2 or a.ndim < 2 or a.dtype != b.dtype:
-                return self.compute(xp, a, b)
-            a2 = a.reshape(-1, a.shape[-1])
-            out = pooled_empty(pool, program, (a2.shape[0], b.shape[1]), a.dtype)
-            return xp.matmul(a2, b, out=out).reshape(a.shape[:-1] + (b.shape[1],))
+            if b.ndim != 2 or a.ndim < 2 or a.dtype != b.dtype or a.shape[-1] != b.shape[0]:
+                return compute(xp, a, b)   # (which reports a mismatch)
+            k, n = b.shape
+            m = a.size // k if k else 0
+            if m * n * a.itemsize < POOL_MIN_BYTES or program.ctx.plan is not None:
+                return compute(xp, a, b)
+            out = pool.get(0, (m, n), a.dtype)
+            return matmul(a.reshape(m, k), b, out=out).reshape(a.shape[:-1] + (n,))
         return run
 
     def compute(self, xp, a, b):

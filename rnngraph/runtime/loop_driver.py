@@ -5,6 +5,10 @@ and wrote each per-step value into its stack in a zip loop. Generated once per l
 work is straight-line code over locals (s<slot> as in Program.code_lines): the carried values
 are rebound, sequence rows sliced and stack rows assigned by name. Used for untracked runs
 without active rows once the first step has allocated the stacks.
+
+A kernel that can write into given arrays (a fused numba kernel: its `into`) computes a
+stacked value straight into the stack's row, which saves the copy and an allocation per value
+and step (an LSTM step stacks six of its outputs).
 """
 from __future__ import annotations
 
@@ -45,14 +49,36 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int) -> Callable | Non
     if t_slot in read:
         lines.append(f"            s{t_slot} = int32(t)")
     lines += [f"            s{a} = q{j}[t]" for j, a in enumerate(seq_in)]
-    lines += prog.code_lines("            ", keep=set(inv_in))
-    lines += [f"            st{j}[t] = s{a}" for j, a in enumerate(values)]
+    calls, kernels, written = _direct_writes(prog, values)
+    lines += prog.code_lines("            ", keep=set(inv_in), calls=calls)
+    lines += [f"            st{j}[t] = s{a}" for j, a in enumerate(values) if j not in written]
     if k:
         lines.append(f"            {names(carried_in)}= {names(carried_out)}")
     lines.append("            steps += 1")
     lines += prog.error_lines("    ")
     lines.append(f"    return [{names(carried_in)}], steps")
     namespace = prog.code_namespace()
-    namespace["int32"] = np.int32
+    namespace.update(kernels, int32=np.int32)
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from our own schedule
     return namespace["steps"]
+
+
+
+def _direct_writes(prog: Program, values: list) -> tuple[dict, dict, set]:
+    """Calls that compute stacked values straight into their stack rows: ({step index: call
+    expression}, {kernel name: kernel}, {stack numbers no longer copied})."""
+    calls, kernels, written = {}, {}, set()
+    for i, (kernel, ins, outs, _, _) in enumerate(prog._plan):
+        if not hasattr(kernel, "into") or type(outs) is int:
+            continue
+        dests = {}   # output position -> stack number (a value stacked twice is copied once)
+        for k, slot in enumerate(outs):
+            j = next((j for j, a in enumerate(values) if a == slot and j not in written), None)
+            if j is not None:
+                dests[k] = j
+                written.add(j)
+        if dests:
+            args = [f"s{a}" for a in ins] + [f"st{dests[k]}[t]" for k in sorted(dests)]
+            calls[i] = f"kd{i}({', '.join(args)})"
+            kernels[f"kd{i}"] = kernel.into(sorted(dests))
+    return calls, kernels, written

@@ -120,13 +120,14 @@ class Program:
         exec("\n".join(lines), namespace)  # noqa: S102 - generated from our own schedule
         return namespace["run"]
 
-    def code_lines(self, indent: str, keep=()) -> list:
+    def code_lines(self, indent: str, keep=(), calls=None) -> list:
         """The schedule as statements over locals s<slot> (inputs assigned by the caller, kernels
         named k<i>, `i` set to the running step for error_lines); slots in `keep` are never
-        deleted (a loop driver reuses invariant inputs in the next step)."""
+        deleted (a loop driver reuses invariant inputs in the next step); `calls` replaces the
+        call expression of some steps (by index)."""
         lines = []
         for i, (kernel, ins, outs, frees, node) in enumerate(self._plan):
-            call = f"k{i}({', '.join(f's{a}' for a in ins)})"
+            call = (calls or {}).get(i) or f"k{i}({', '.join(f's{a}' for a in ins)})"
             lines.append(f"{indent}i = {i}")
             if type(outs) is int:
                 lines.append(f"{indent}s{outs} = {call}")
