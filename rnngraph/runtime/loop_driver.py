@@ -63,7 +63,6 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int) -> Callable | Non
     return namespace["steps"]
 
 
-
 def _direct_writes(prog: Program, values: list) -> tuple[dict, dict, set]:
     """Calls that compute stacked values straight into their stack rows: ({step index: call
     expression}, {kernel name: kernel}, {stack numbers no longer copied})."""
