@@ -32,7 +32,7 @@ class BufferPool:
     def get(self, slot, shape, dtype, zero_from=None):
         """An array of `shape` for user `slot`, whose rows from `zero_from` on are zero (None:
         contents undefined)."""
-        key = (slot, tuple(shape), str(dtype))
+        key = (slot, tuple(shape), np.dtype(dtype))   # (str(dtype) is slow Python code)
         arrays = self.free.setdefault(key, [])
         for arr in arrays if REFCOUNTS_EXACT else ():
             # references: the list, `arr`, getrefcount's argument; more means someone holds it
