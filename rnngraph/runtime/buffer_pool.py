@@ -9,6 +9,7 @@ next and refill it, if the refcount says the previous run's result has been drop
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
@@ -28,22 +29,26 @@ class BufferPool:
     def __init__(self, xp, keep: int = 1):
         self.xp, self.keep = xp, keep
         self.free: dict = {}
+        self._lock = threading.Lock()   # two threads running one Program must not share a buffer
 
     def get(self, slot, shape, dtype, zero_from=None):
         """An array of `shape` for user `slot`, whose rows from `zero_from` on are zero (None:
         contents undefined)."""
         key = (slot, tuple(shape), np.dtype(dtype))   # (str(dtype) is slow Python code)
-        arrays = self.free.setdefault(key, [])
-        for arr in arrays if REFCOUNTS_EXACT else ():
-            # references: the list, `arr`, getrefcount's argument; more means someone holds it
-            if sys.getrefcount(arr) <= 3:
-                if zero_from is not None:
-                    arr[zero_from:] = 0
+        with self._lock:
+            arrays = self.free.setdefault(key, [])
+            for arr in arrays if REFCOUNTS_EXACT else ():
+                # references: the list, `arr`, getrefcount's argument; more: someone holds it
+                if sys.getrefcount(arr) <= 3:
+                    break   # our local `arr` now keeps other threads off it
+            else:
+                arr = self.xp.zeros(shape, dtype) if zero_from is not None else \
+                    self.xp.empty(shape, dtype)
+                if len(arrays) < self.keep:
+                    arrays.append(arr)
                 return arr
-        arr = self.xp.zeros(shape, dtype) if zero_from is not None else \
-            self.xp.empty(shape, dtype)
-        if len(arrays) < self.keep:
-            arrays.append(arr)
+        if zero_from is not None:
+            arr[zero_from:] = 0
         return arr
 
 
