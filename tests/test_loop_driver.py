@@ -88,7 +88,7 @@ def test_a_step_failing_in_the_driver_names_its_node(driven):
 def test_a_kernel_writing_in_place_falls_back_and_still_fills_its_destination():
     declined = lambda out, *args: False                     # noqa: E731 - a compiled kernel's
     fallback = lambda a: (a + 1, a * 2)                     # noqa: E731 - "shape mismatch"
-    run = fused_numba._wrapper(declined, fallback, 1, 2, "rows, cols = a0.shape", (1,))
+    run = fused_numba._wrapper(declined, fallback, 1, [1, 1], "rows, cols = a0.shape", (1,))
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     dest = np.zeros((2, 3), np.float32)
     first, second = run(a, dest)

@@ -188,6 +188,37 @@ def test_lstm_step_bodies_fuse_into_few_kernels():
     # input projection became column blocks inside the kernel
     ops = [n.op.name for n in fwd.op.body.nodes if n.op.name not in ("param", "constant")]
     assert ops == ["matmul", "fused"], ops
+    # backward step: one kernel whose gate gradients come out joined as dz [B, 4H] (the concat
+    # joined the kernel), then dz @ W_h^T
+    ops = [n.op.name for n in bwd.op.body.nodes if n.op.name not in ("param", "constant")]
+    assert ops == ["fused", "matmul"], ops
+    (kernel,) = _fused_nodes(bwd.op.body)
+    assert kernel.op.instrs[-1][0].name == "concat" and kernel.outputs[-1].shape[-1] == 4 * 6
+
+
+def test_a_concat_of_one_kernels_outputs_joins_it_and_computes_the_same():
+    rng = np.random.default_rng(2)
+    g = rg.Graph()
+    with g.as_default():
+        a = rg.placeholder(rg.float32, [None, 3])
+        b = rg.placeholder(rg.float32, [None, 3])
+        xs = rg.placeholder(rg.float32, [4, None, 3])
+        def step(c, x):
+            t = rg.tanh(c[0] * x[0])
+            s = rg.sigmoid(c[0] + x[0])
+            joined = rg.concat([s, t, s * t], axis=1)      # s and t also used elsewhere
+            return [t + s], [joined, t * 2.0]
+        final, (ys, ts) = rg.scan(step, [a + b], [xs])
+    feed = {a: rng.standard_normal((2, 3)).astype(np.float32),
+            b: rng.standard_normal((2, 3)).astype(np.float32),
+            xs: rng.standard_normal((4, 2, 3)).astype(np.float32)}
+    sess = rg.Session(g)
+    got = sess.run([final, ys, ts], feed)
+    want = rg.Session(g, passes={"fuse": False}).run([final, ys, ts], feed)
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    (loop,) = _loops(_optimized_graph(sess))
+    assert not [n for n in loop.op.body.nodes if n.op.name == "concat"]
 
 
 def _count_nodes(graph):

@@ -112,20 +112,30 @@ def numba_kernel(op, node, fallback=None):
     if not available():
         return None
     types = op._types
-    if not types or any(t.rank != 2 or t.dtype != _F32 for t in types) or \
-            any(str(t) != str(types[0]) for t in types):
-        return None
     temps = op._temp_types
+    n_in = op.n_inputs
+    if not types or any(t.rank != 2 or t.dtype != _F32 for t in types):
+        return None
     if any(t.dtype not in (_F32, np.dtype(np.bool_)) for t in temps):
         return None
-    n_in = op.n_inputs
+    # joins (a concat of outputs along columns): an output nobody inside reads, of computed parts
+    joins = {n_in + j: refs for j, (inner, refs) in enumerate(op.instrs) if inner.name == "concat"}
+    if any(r in joins for _, refs in op.instrs for r in refs) or \
+            any(r not in op.exports or min(parts) < n_in for r, parts in joins.items()):
+        return None
+    widths = [len(joins[r]) if r in joins else 1 for r in op.exports]
+    elem = next((t for r, t in zip(op.exports, types) if r not in joins), None) or \
+        temps[next(iter(joins.values()))[0] - n_in]
+    if any(str(t) != str(elem) for r, t in zip(op.exports, types) if r not in joins) or \
+            any(str(temps[p - n_in]) != str(elem) for parts in joins.values() for p in parts):
+        return None
     blocks = [refs[0] for inner, refs in op.instrs if inner.name == "column_block"]
     if any(r >= n_in for r in blocks):
         return None  # a block of a computed value: NumPy slices it
-    if any((inner.name not in _EXPR and inner.name != "column_block")
+    if any((inner.name not in _EXPR and inner.name not in ("column_block", "concat"))
            for inner, _ in op.instrs):
         return None
-    out_shape = types[0].shape
+    out_shape = elem.shape
     in_types = [v.type for v in node.inputs]
     if any(t.dtype not in (_F32, np.dtype(np.bool_)) for t in in_types):
         return None
@@ -142,33 +152,34 @@ def numba_kernel(op, node, fallback=None):
         return None  # nothing says how many rows and columns
     block_cols = next((inner.stop - inner.start for inner, _ in op.instrs
                        if inner.name == "column_block"), None)
-    source = _PRELUDE + _source(op, access)
+    source = _PRELUDE + _source(op, access, widths)
     kernel = _KERNELS.get(source)
     if kernel is None:
         kernel = _KERNELS[source] = _load(source)
-    n_out = len(op.exports)
     if lead is not None:
         size = f"rows, cols = a{lead}.shape"
     else:
         size = f"rows, cols = a{wide}.shape[0], {block_cols}"
-    run = _wrapper(kernel, fallback, n_in, n_out, size, ())
+    run = _wrapper(kernel, fallback, n_in, widths, size, ())
     # a loop driver may have chosen outputs written straight into rows of its stacks
-    run.into = lambda dests: _wrapper(kernel, fallback, n_in, n_out, size, tuple(dests))
+    run.into = lambda dests: _wrapper(kernel, fallback, n_in, widths, size, tuple(dests))
     return run
 
 
-def _wrapper(kernel, fallback, n_in: int, n_out: int, size: str, dests: tuple):
+def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple):
     """The Python side of a compiled kernel, generated with fixed arity: it runs once per step
     and per fused node, so list building and star-args showed up in profiles (~4 us a call).
 
-    Outputs are separate arrays (not one block): each dies at its own last use; output k in
+    Outputs are separate arrays (not one block): each dies at its own last use; a join of n
+    parts is [rows, n * cols]; output k in
     `dests` is the caller's array d<k> instead (a row of a loop's stack, written in place).
     Blocks of [B, 4H] and broadcast gradients are copied to contiguous rows first: numba
     vectorises only rows it knows are contiguous. Arrays the kernel declines (a shape
     mismatch) go to `fallback`, whose results are copied into the destinations."""
     args = ", ".join(f"a{i}" for i in range(n_in))
     params = args + "".join(f", d{k}" for k in dests)
-    outs = ", ".join(f"d{k}" if k in dests else "empty((rows, cols), f32)" for k in range(n_out))
+    outs = ", ".join(f"d{k}" if k in dests else f"empty((rows, {w} * cols), f32)"
+                     for k, w in enumerate(widths))
     lines = [f"def run({params}):", f"    {size}", f"    out = ({outs},)",
              f"    if kernel(out, {', '.join(f'c(a{i})' for i in range(n_in))}):",
              "        return out"]
@@ -219,12 +230,15 @@ def _load(source: str):
         return namespace["fused"]
 
 
-def _source(op, access) -> str:
+def _source(op, access, widths) -> str:
     n_in = op.n_inputs
     params = ["out"] + [f"a{i}" for i in range(n_in)]
     lines = ["@njit(fastmath=_FAST, error_model='numpy', cache=False)",
              f"def fused({', '.join(params)}):",
-             "    rows, cols = out[0].shape"]
+             f"    rows, cols = out[0].shape[0], out[0].shape[1] // {widths[0]}"]
+    for k, w in enumerate(widths):  # outputs may be the caller's arrays: check them too
+        lines += [f"    if out[{k}].shape[0] != rows or out[{k}].shape[1] != {w} * cols:",
+                  "        return False"]
     width = max([inner.stop for inner, _ in op.instrs if inner.name == "column_block"],
                 default=0)
     names = []
@@ -254,6 +268,9 @@ def _source(op, access) -> str:
     lines.append("        for j in range(cols):")
     for j, (inner, refs) in enumerate(op.instrs):
         args = [names[r] for r in refs]
+        if inner.name == "concat":        # a join: written part by part below
+            names.append(None)
+            continue
         if inner.name == "column_block":  # an element of the input's row, at an offset
             expr = f"r{refs[0]}[{inner.start} + j]"
         elif inner.name == "add_n":
@@ -262,6 +279,11 @@ def _source(op, access) -> str:
             expr = _EXPR[inner.name].format(*args)
         lines.append(f"            t{j} = {expr}")
         names.append(f"t{j}")
-    lines += [f"            o{k}[j] = {names[r]}" for k, r in enumerate(op.exports)]
+    for k, r in enumerate(op.exports):
+        if names[r] is not None:
+            lines.append(f"            o{k}[j] = {names[r]}")
+        else:                              # part p of a join: columns p*cols ... (p+1)*cols
+            parts = op.instrs[r - n_in][1]
+            lines += [f"            o{k}[{p} * cols + j] = {names[q]}" for p, q in enumerate(parts)]
     lines.append("    return True")
     return "\n".join(lines) + "\n"

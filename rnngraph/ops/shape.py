@@ -199,6 +199,10 @@ class Concat(Op):
     def compute(self, xp, *xs):
         return xp.concatenate(xs, axis=self.axis)
 
+    def emit(self, res, args, out, ns, key, dtype=None, rank=None):
+        # inside a fused kernel (see passes/fuse.py: a join of its outputs)
+        return [f"{res} = xp.concatenate(({', '.join(args)},), axis={self.axis})"]
+
     def vjp(self, node, g):
         return apply(ConcatGrad(self.axis), [g, *node.inputs])
 

@@ -10,7 +10,7 @@ from ..ir.graph import Graph
 from ..ops.fused import Fused
 from ..ir.types import TensorType
 from ..ops.elementwise import Binary
-from ..ops.shape import ColumnBlock, Split
+from ..ops.shape import ColumnBlock, Concat, Split
 from .rewrite import replace_uses, result_values, toposort
 
 MAX_GROUP = 64  # keep generated kernels small enough to read in a profile
@@ -88,10 +88,58 @@ def _fuse_graph(graph: Graph) -> int:
     while True:
         group = next((g for g in _groups(graph) if len(g) >= 2), None)
         if group is None:
-            return fused
+            break
         _replace(graph, group)
         toposort(graph)
         fused += 1
+    _absorb_joins(graph)
+    return fused
+
+
+def _absorb_joins(graph: Graph) -> None:
+    """A last-axis concat of outputs of one fused node joins that node: the kernel writes its
+    parts side by side into one [B, n*H] output (an LSTM's gate gradients become dz without a
+    concat, and a loop can stack dz in place)."""
+    readers: dict = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            readers.setdefault(v, []).append(n)
+    results = result_values(graph)
+    for node in list(graph.nodes):
+        if not isinstance(node.op, Concat) or len(node.inputs) < 2:
+            continue
+        parts = node.inputs
+        src = parts[0].node
+        rank = parts[0].type.rank
+        if not isinstance(src.op, Fused) or rank != 2 or node.op.axis % rank != 1 or \
+                len(set(parts)) != len(parts) or any(v.node is not src for v in parts) or \
+                any(v.shape[1] is None for v in parts):
+            continue
+        op = src.op
+        refs = [op.exports[src.outputs.index(v)] for v in parts]
+        instrs = list(op.instrs) + [(Concat(1), tuple(refs))]
+        joined = op.n_inputs + len(op.instrs)
+        # parts nobody else reads stop being outputs of their own
+        keep = [i for i, v in enumerate(src.outputs)
+                if v not in parts or readers.get(v) != [node] or v in results]
+        exports = [op.exports[i] for i in keep] + [joined]
+        types = [src.outputs[i].type for i in keep] + [node.outputs[0].type]
+        new_op = Fused(instrs, op.n_inputs, exports, types,
+                       list(op._temp_types) + [node.outputs[0].type],
+                       list(op._origins) + [(node.name, node.location)])
+        new = graph.add_node(new_op, list(src.inputs), types, f"{node.name}/fused", src.location)
+        new.is_gradient = src.is_gradient
+        graph.nodes.remove(new)
+        graph.nodes.insert(graph.nodes.index(node) + 1, new)
+        for i, out in zip(keep, new.outputs):
+            replace_uses(graph, src.outputs[i], out)
+        replace_uses(graph, node.outputs[0], new.outputs[-1])
+        graph.remove_nodes({src, node})
+        toposort(graph)
+        readers = {}
+        for n in graph.nodes:
+            for v in n.inputs:
+                readers.setdefault(v, []).append(n)
 
 
 def _groups(graph: Graph) -> list[list]:
