@@ -17,8 +17,8 @@ def direct(monkeypatch):
     counts = []
     original = loop_driver._direct_writes
 
-    def spy(prog, values):
-        calls, kernels, written = original(prog, values)
+    def spy(prog, values, row):
+        calls, kernels, written = original(prog, values, row)
         counts.append(len(written))
         return calls, kernels, written
     monkeypatch.setattr(loop_driver, "_direct_writes", spy)
@@ -31,14 +31,14 @@ def driven(monkeypatch):
     calls = []
     original = loop_driver.step_driver
 
-    def spy(*args):
-        drive = original(*args)
+    def spy(*args, **kwargs):
+        drive = original(*args, **kwargs)
         if drive is None:
             return None
 
-        def counted(t_iter, carried, invariants, seqs, stacks, steps):
-            result = drive(t_iter, carried, invariants, seqs, stacks, steps)
-            calls.append((steps, result[1]))
+        def counted(t_iter, carried, invariants, seqs, stacks, steps, active=None):
+            result = drive(t_iter, carried, invariants, seqs, stacks, steps, active)
+            calls.append((steps, result[1]) if active is None else (steps, result[1], "rows"))
             return result
         return counted
     monkeypatch.setattr(loop_kernel, "step_driver", spy)
@@ -66,6 +66,31 @@ def test_driver_runs_the_steps_after_the_first_and_equals_the_interpreter(cell, 
     np.testing.assert_array_equal(fast[0], interpreted[0])
     for a, b in zip(fast[1], interpreted[1]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_driver_with_active_rows_equals_the_interpreter(cell, driven, direct):
+    T = 6
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [None, T, 3])
+        seq = rg.placeholder(rg.int32, [None])
+        make = {"lstm": rg.nn.LSTMCell, "gru": rg.nn.GRUCell}[cell]
+        out, state = rg.nn.dynamic_rnn(make(4), X, sequence_length=seq, dtype=rg.float32)
+        grads = rg.gradients(rg.reduce_sum(out * out), [X] + rg.global_variables())
+    feed = {X: np.random.default_rng(1).standard_normal((4, T, 3)).astype(np.float32),
+            seq: np.array([2, 6, 0, 4], np.int32)}
+    sess = rg.Session(g, seed=3)
+    fast = sess.run([out, grads], feed)
+    assert sorted(driven) == [(1, T, "rows"), (1, T, "rows")]   # both loops shrink rows
+    if fused_numba.available():
+        assert max(direct) >= 1, direct
+    interpreted = sess.run([out, grads], feed, report=True)    # tracked: full width, no driver
+    np.testing.assert_allclose(fast[0], interpreted[0], rtol=1e-6, atol=1e-7)
+    for a, b in zip(fast[1], interpreted[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for b, n in enumerate(feed[seq]):
+        assert not fast[0][b, n:].any() and not fast[1][0][b, n:].any()
 
 
 def test_a_step_failing_in_the_driver_names_its_node(driven):

@@ -4,7 +4,7 @@ Per step the plain loop built a feed list, called the body Program, unpacked its
 and wrote each per-step value into its stack in a zip loop. Generated once per loop, the same
 work is straight-line code over locals (s<slot> as in Program.code_lines): the carried values
 are rebound, sequence rows sliced and stack rows assigned by name. Used for untracked runs
-without active rows once the first step has allocated the stacks.
+once the first step has allocated the stacks, with or without active rows.
 
 A kernel that can write into given arrays (a fused numba kernel: its `into`) computes a
 stacked value straight into the stack's row, which saves the copy and an allocation per value
@@ -19,10 +19,15 @@ import numpy as np
 from .program import Program
 
 
-def step_driver(prog: Program, k: int, n_inv: int, n_seq: int) -> Callable | None:
-    """steps(t_iter, carried, invariants, seqs, stacks, steps) -> (carried, steps): run every
-    remaining step of `t_iter`, writing value j of each step into stacks[j][t]. None when the
-    body program is interpreted (tracked, or too long to generate)."""
+def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Callable | None:
+    """steps(t_iter, carried, invariants, seqs, stacks, steps, active) -> (carried, steps): run
+    every remaining step of `t_iter`, writing value j of each step into stacks[j][t]. None when
+    the body program is interpreted (tracked, or too long to generate).
+
+    With `rows` = (batched sequence flags, batched value flags) the driver runs a loop with
+    active rows: `active` (loop_kernel.ActiveRows) narrows the carried values when the count
+    changes, batched sequences are cut to the active rows, and batched values fill the first
+    rows of their stack row, the rest zeroed (finished rows)."""
     if prog.tracked or "run" not in vars(prog):
         return None
     ins, outs = prog.input_slots, prog.output_slots
@@ -32,11 +37,15 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int) -> Callable | Non
     seq_in = ins[1 + k + n_inv:1 + k + n_inv + n_seq]
     carried_out, values = outs[:k], outs[k:]
     read = {a for _, args, _, _, _ in prog._plan for a in args} | set(outs)
+    seq_rows, value_rows = rows if rows is not None else ([False] * n_seq, [False] * len(values))
 
     def names(slots):
         return "".join(f"s{a}, " for a in slots)
 
-    lines = ["def steps(t_iter, carried, invariants, seqs, stacks, steps):"]
+    def row(j):   # where value j of this step goes
+        return f"st{j}[t, :width]" if value_rows[j] else f"st{j}[t]"
+
+    lines = ["def steps(t_iter, carried, invariants, seqs, stacks, steps, active=None):"]
     if k:
         lines.append(f"    {names(carried_in)}= carried")
     if n_inv:
@@ -45,16 +54,35 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int) -> Callable | Non
         lines.append(f"    {''.join(f'q{j}, ' for j in range(n_seq))}= seqs")
     if values:
         lines.append(f"    {''.join(f'st{j}, ' for j in range(len(values)))}= stacks")
+    if rows is not None:
+        lines.append("    counts, batch, width = active.rows, active.batch, active.width")
+        lines.append("    observe = active.observe")
     lines += ["    i = -1", "    try:", "        for t in t_iter:"]
+    body = "            "
+    if rows is not None:
+        lines += [f"{body}n_rows = min(int(counts[t]), batch)",
+                  f"{body}if n_rows != width:   # rows finish (or join, going backwards)"]
+        if k:
+            lines.append(f"{body}    {names(carried_in)}= active.at_step(t, [{names(carried_in)}])")
+        else:
+            lines.append(f"{body}    active.at_step(t, [])")
+        lines.append(f"{body}    width = n_rows")
+        lines.append(f"{body}if observe is not None:")
+        lines.append(f"{body}    observe(t, width)")
     if t_slot in read:
-        lines.append(f"            s{t_slot} = int32(t)")
-    lines += [f"            s{a} = q{j}[t]" for j, a in enumerate(seq_in)]
-    calls, kernels, written = _direct_writes(prog, values)
-    lines += prog.code_lines("            ", keep=set(inv_in), calls=calls)
-    lines += [f"            st{j}[t] = s{a}" for j, a in enumerate(values) if j not in written]
+        lines.append(f"{body}s{t_slot} = int32(t)")
+    lines += [f"{body}s{a} = q{j}[t][:width]" if seq_rows[j] else f"{body}s{a} = q{j}[t]"
+              for j, a in enumerate(seq_in)]
+    calls, kernels, written = _direct_writes(prog, values, row)
+    lines += prog.code_lines(body, keep=set(inv_in), calls=calls)
+    lines += [f"{body}{row(j)} = s{a}" for j, a in enumerate(values) if j not in written]
+    zeroed = [j for j in range(len(values)) if value_rows[j]]
+    if zeroed:
+        lines.append(f"{body}if width < batch:")
+        lines += [f"{body}    st{j}[t, width:] = 0" for j in zeroed]
     if k:
-        lines.append(f"            {names(carried_in)}= {names(carried_out)}")
-    lines.append("            steps += 1")
+        lines.append(f"{body}{names(carried_in)}= {names(carried_out)}")
+    lines.append(f"{body}steps += 1")
     lines += prog.error_lines("    ")
     lines.append(f"    return [{names(carried_in)}], steps")
     namespace = prog.code_namespace()
@@ -63,7 +91,7 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int) -> Callable | Non
     return namespace["steps"]
 
 
-def _direct_writes(prog: Program, values: list) -> tuple[dict, dict, set]:
+def _direct_writes(prog: Program, values: list, row) -> tuple[dict, dict, set]:
     """Calls that compute stacked values straight into their stack rows: ({step index: call
     expression}, {kernel name: kernel}, {stack numbers no longer copied})."""
     calls, kernels, written = {}, {}, set()
@@ -77,7 +105,7 @@ def _direct_writes(prog: Program, values: list) -> tuple[dict, dict, set]:
                 dests[k] = j
                 written.add(j)
         if dests:
-            args = [f"s{a}" for a in ins] + [f"st{dests[k]}[t]" for k in sorted(dests)]
+            args = [f"s{a}" for a in ins] + [row(dests[k]) for k in sorted(dests)]
             calls[i] = f"kd{i}({', '.join(args)})"
             kernels[f"kd{i}"] = kernel.into(sorted(dests))
     return calls, kernels, written

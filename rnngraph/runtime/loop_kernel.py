@@ -52,8 +52,6 @@ def compile_loop(op, node, program):
         return prog
 
     all_prog = body_program("step", tuple(keep_res))
-    driver = step_driver(all_prog, len(results["carried"]),
-                         len(body.params.get("invariant", [])), len(body.params.get("sequence", [])))
     cond_prog = Program(body, results["cond"], body_inputs, ctx) if results["cond"] else None
     k = len(results["carried"])
     n_out, n_res = len(results["output"]), len(results["residual"])
@@ -69,6 +67,11 @@ def compile_loop(op, node, program):
     if rows_layout is not None:
         rows_out = [rows_layout.output[i] for i in keep_out]
         rows_res = [rows_layout.residual[i] for i in keep_res]
+    sizes = (len(results["carried"]), len(body.params.get("invariant", [])),
+             len(body.params.get("sequence", [])))
+    driver = step_driver(all_prog, *sizes)   # the steps after the first, generated
+    active_driver = step_driver(all_prog, *sizes, rows=(rows_layout.sequence, rows_out + rows_res)) \
+        if rows_layout is not None else None
 
     def new_stack(shape, dtype, what, zero_from=None):
         if not tracked:
@@ -127,7 +130,8 @@ def compile_loop(op, node, program):
             range(n) if n is not None else _count())
         if not lists and lp is None and not tracked and cond_prog is None:
             carried, stacks, steps = _plain_steps(
-                step_prog.run, driver, t_iter, carried, invariants, seqs, k, active, pool,
+                step_prog.run, driver if active is None else active_driver, t_iter, carried,
+                invariants, seqs, k, active, pool,
                 [length if length is not None else n] * n_keep_out + [n] * len(keep_res),
                 rows_out + rows_res if active is not None else None, n)
             if stacks is not None:
@@ -231,7 +235,7 @@ def _plain_steps(step_run, driver, t_iter, carried, invariants, seqs, k, active,
     """The loop without memory plans, byte accounting or a condition: run every step, write
     each per-step value into its stack (allocated at the first step, zero past the steps run
     and, with active rows, past each step's rows). Returns (carried, stacks or None, steps).
-    With full rows, the steps after the first run in the generated `driver` (loop_driver.py)."""
+    The steps after the first run in the generated `driver` (loop_driver.py)."""
     stacks = None
     steps = 0
     t_iter = iter(t_iter)
@@ -263,8 +267,8 @@ def _plain_steps(step_run, driver, t_iter, carried, invariants, seqs, k, active,
                 else:
                     st[t] = v
         steps += 1
-        if driver is not None and active is None:  # stacks exist: the rest is generated code
-            carried, steps = driver(t_iter, carried, invariants, seqs, stacks, steps)
+        if driver is not None:  # stacks exist: the rest is generated code
+            carried, steps = driver(t_iter, carried, invariants, seqs, stacks, steps, active)
             break
     if active is not None:
         carried = active.finish(carried)
@@ -314,8 +318,12 @@ class ActiveRows:
         self.width = k
         return carried
 
+    observe = None   # tests set a callable(t, rows) called at every step
+
     def slices(self, t: int, seqs: list) -> list:
         k = self.width
+        if self.observe is not None:
+            self.observe(t, k)
         return [s[t][:k] if b else s[t] for s, b in zip(seqs, self.seq_rows)]
 
     def new_stack(self, pool, slot: int, steps: int, y, batched: bool, n: int):
