@@ -10,6 +10,8 @@ then exactly as large as the work the loop really does.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import ShapeError
 from ..ir.types import TensorType
 from .base import Op, apply
@@ -28,12 +30,19 @@ class StepSum(Op):
         return stack[:int(n)].sum(axis=0)
 
 
-def _active(xp, rows, steps: int, batch: int):
-    """Flat indices into [steps * batch] of the active (step, row) pairs; None if all are."""
-    counts = xp.asarray(rows[:steps]).reshape(-1, 1)
-    mask = xp.arange(batch).reshape(1, -1) < counts
-    idx = xp.flatnonzero(mask)
-    return None if idx.size == steps * batch else idx
+def _counts(rows, steps: int, batch: int):
+    """Active rows per step (host ints), or None when every row of every step is active."""
+    counts = rows[:steps]
+    counts = np.minimum(counts.get() if hasattr(counts, "get") else np.asarray(counts), batch)
+    return None if counts.size == steps and (counts >= batch).all() else counts
+
+
+def _pack(xp, x2, counts, batch: int):
+    """The active rows (a prefix of each step: rows are sorted longest first) of a flattened
+    stack x2 [steps * batch, K], one step after another: contiguous slices, copied in blocks
+    (a gather by row index moved ~3x slower on [6400, 1024])."""
+    parts = [x2[t * batch:t * batch + k] for t, k in enumerate(counts) if k]
+    return xp.concatenate(parts) if parts else x2[:0]
 
 
 class StepContract(Op):
@@ -51,9 +60,9 @@ class StepContract(Op):
         a2 = a[:n].reshape(-1, a.shape[2])
         b2 = b[:n].reshape(-1, b.shape[2])
         if rows:
-            idx = _active(xp, rows[0], n, a.shape[1])
-            if idx is not None:
-                a2, b2 = xp.take(a2, idx, axis=0), xp.take(b2, idx, axis=0)
+            counts = _counts(rows[0], n, a.shape[1])
+            if counts is not None:
+                a2, b2 = _pack(xp, a2, counts, a.shape[1]), _pack(xp, b2, counts, a.shape[1])
         return xp.matmul(a2.T, b2)
 
     def flops(self, node):
@@ -88,13 +97,20 @@ class RowsMatMul(Op):
     def compute(self, xp, x, w, rows, alloc=None):
         steps, batch, k = x.shape
         x2 = x.reshape(-1, k)
-        idx = _active(xp, rows, steps, batch)
+        counts = _counts(rows, steps, batch)
         shape = (steps * batch, w.shape[1])
-        if idx is None:
+        if counts is None:
             out = alloc(shape, False) if alloc is not None and x.dtype == w.dtype else None
             return xp.matmul(x2, w, out=out).reshape(steps, batch, w.shape[1])
-        out = alloc(shape, True) if alloc is not None else xp.zeros(shape, dtype=x.dtype)
-        out[idx] = xp.matmul(xp.take(x2, idx, axis=0), w)
+        packed = xp.matmul(_pack(xp, x2, counts, batch), w)
+        out = alloc(shape, False) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
+        start = 0
+        for t, n in enumerate(counts):   # each step's rows back in place, zero after them
+            out[t * batch:t * batch + n] = packed[start:start + n]
+            out[t * batch + n:(t + 1) * batch] = 0
+            start += n
+        if len(counts) < steps:
+            out[len(counts) * batch:] = 0
         return out.reshape(steps, batch, w.shape[1])
 
     def flops(self, node):
