@@ -34,10 +34,7 @@ def fuse_elementwise(graph: Graph) -> int:
 def _split_into_blocks(graph: Graph) -> None:
     """A split along the last axis whose parts feed elementwise work becomes one ColumnBlock per
     part, which fused kernels read straight out of the unsplit input (an LSTM's gates)."""
-    readers: dict = {}
-    for n in graph.nodes:
-        for v in n.inputs:
-            readers.setdefault(v, []).append(n)
+    readers = _readers(graph)
     for node in list(graph.nodes):
         op = node.op
         if not isinstance(op, Split) or node.inputs[0].type.rank < 1 or \
@@ -100,10 +97,7 @@ def _absorb_joins(graph: Graph) -> None:
     """A last-axis concat of outputs of one fused node joins that node: the kernel writes its
     parts side by side into one [B, n*H] output (an LSTM's gate gradients become dz without a
     concat, and a loop can stack dz in place)."""
-    readers: dict = {}
-    for n in graph.nodes:
-        for v in n.inputs:
-            readers.setdefault(v, []).append(n)
+    readers = _readers(graph)
     results = result_values(graph)
     for node in list(graph.nodes):
         if not isinstance(node.op, Concat) or len(node.inputs) < 2:
@@ -136,10 +130,16 @@ def _absorb_joins(graph: Graph) -> None:
         replace_uses(graph, node.outputs[0], new.outputs[-1])
         graph.remove_nodes({src, node})
         toposort(graph)
-        readers = {}
-        for n in graph.nodes:
-            for v in n.inputs:
-                readers.setdefault(v, []).append(n)
+        readers = _readers(graph)
+
+
+def _readers(graph: Graph) -> dict:
+    """Value -> the nodes reading it."""
+    readers: dict = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            readers.setdefault(v, []).append(n)
+    return readers
 
 
 def _groups(graph: Graph) -> list[list]:
