@@ -23,7 +23,7 @@ class MatMul(Op):
     def make_kernel(self, node, program):
         """Large products land in a buffer reused across runs (runtime/buffer_pool.py); small
         ones (a loop's per-step products) take the shortest path."""
-        from ..runtime.buffer_pool import POOL_MIN_BYTES, output_pool
+        from ..runtime.buffer_pool import output_pool, pooled
         pool = output_pool(program)
         xp = program.ctx.xp
         compute = self.compute
@@ -36,8 +36,8 @@ class MatMul(Op):
                 return compute(xp, a, b)   # (which reports a mismatch)
             k, n = b.shape
             m = a.size // k if k else 0
-            if m * n * a.itemsize < POOL_MIN_BYTES or program.ctx.plan is not None:
-                return compute(xp, a, b)
+            if not pooled(pool, program, m * n * a.itemsize):
+                return compute(xp, a, b)   # small (a loop's per-step product): no bookkeeping
             out = pool.get(0, (m, n), a.dtype)
             return matmul(a.reshape(m, k), b, out=out).reshape(a.shape[:-1] + (n,))
         return run

@@ -60,12 +60,17 @@ def output_pool(program):
     return BufferPool(np)
 
 
+def pooled(pool, program, nbytes: int) -> bool:
+    """Does an output of `nbytes` come from `pool`? Only large ones, and only while no memory
+    plan is in force (a plan's budget counts what each run allocates)."""
+    return pool is not None and nbytes >= POOL_MIN_BYTES and program.ctx.plan is None
+
+
 def pooled_empty(pool, program, shape, dtype, zero: bool = False):
-    """A buffer from `pool` if the array is large and no memory plan is in force (a plan's
-    budget counts what each run allocates), else a fresh one."""
+    """A buffer from `pool` where `pooled` says so, else a fresh array."""
     nbytes = np.dtype(dtype).itemsize
     for d in shape:
         nbytes *= d
-    if pool is None or nbytes < POOL_MIN_BYTES or program.ctx.plan is not None:
+    if not pooled(pool, program, nbytes):
         return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
     return pool.get(0, shape, dtype, 0 if zero else None)
