@@ -1,4 +1,6 @@
-"""Run a loop node: its body compiled once into Programs, then a plain Python loop over steps.
+"""Run a loop node: its body compiled once into Programs, then a Python loop over steps (for
+untracked runs without a plan: the first step here, the rest in a generated driver, see
+loop_driver.py).
 
 Where each saved residual lives comes from the memory plan (`ctx.plan`, read once per run; see
 memory/plan.py): kept in a device stack, copied row by row to a host stack (OffloadWriter), or
