@@ -91,8 +91,7 @@ class RowsMatMul(Op):
         if pool is None:
             return lambda x, w, rows: self.compute(xp, x, w, rows)
         return lambda x, w, rows: self.compute(
-            xp, x, w, rows,
-            lambda shape, zero: pooled_empty(pool, program, shape, x.dtype, zero))
+            xp, x, w, rows, lambda shape: pooled_empty(pool, program, shape, x.dtype))
 
     def compute(self, xp, x, w, rows, alloc=None):
         steps, batch, k = x.shape
@@ -100,10 +99,10 @@ class RowsMatMul(Op):
         counts = _counts(rows, steps, batch)
         shape = (steps * batch, w.shape[1])
         if counts is None:
-            out = alloc(shape, False) if alloc is not None and x.dtype == w.dtype else None
+            out = alloc(shape) if alloc is not None and x.dtype == w.dtype else None
             return xp.matmul(x2, w, out=out).reshape(steps, batch, w.shape[1])
         packed = xp.matmul(_pack(xp, x2, counts, batch), w)
-        out = alloc(shape, False) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
+        out = alloc(shape) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
         start = 0
         for t, n in enumerate(counts):   # each step's rows back in place, zero after them
             out[t * batch:t * batch + n] = packed[start:start + n]

@@ -66,11 +66,11 @@ def pooled(pool, program, nbytes: int) -> bool:
     return pool is not None and nbytes >= POOL_MIN_BYTES and program.ctx.plan is None
 
 
-def pooled_empty(pool, program, shape, dtype, zero: bool = False):
-    """A buffer from `pool` where `pooled` says so, else a fresh array."""
+def pooled_empty(pool, program, shape, dtype):
+    """An uninitialised array: from `pool` where `pooled` says so, else a fresh one."""
     nbytes = np.dtype(dtype).itemsize
     for d in shape:
         nbytes *= d
     if not pooled(pool, program, nbytes):
-        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
-    return pool.get(0, shape, dtype, 0 if zero else None)
+        return np.empty(shape, dtype)
+    return pool.get(0, shape, dtype)
