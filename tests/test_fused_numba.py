@@ -3,7 +3,8 @@
 - its rational tanh and sigmoid against NumPy's on a dense grid;
 - whole LSTM/GRU/BasicRNN forward+backward runs (with and without sequence_length, so masks
   broadcast per row) with numba on and off, and that numba really ran every fused kernel;
-- every way an input can broadcast (full, strided gate slices, per row, per column, scalar);
+- every way an input can broadcast (full, strided gate slices, per row, per column, scalar,
+  a vector read in column blocks);
 - a shape mismatch in a dimension unknown at build time still raises the fused kernel's error.
 """
 from __future__ import annotations
@@ -84,30 +85,43 @@ def _scan_graph():
     g = rg.Graph()
     with g.as_default():
         xs = rg.placeholder(rg.float32, [3, None, 8])       # per step: full [batch, 8]
+        x4 = rg.placeholder(rg.float32, [None, 32])
         c0 = rg.placeholder(rg.float32, [None, 8])
         gate = rg.placeholder(rg.float32, [None, 32])      # sliced: strided [batch, 8] blocks
         w = rg.placeholder(rg.float32, [8])                # one value per column
         rows = rg.placeholder(rg.float32, [None, 1])       # one value per row
+        bias = rg.placeholder(rg.float32, [32])            # a vector read in column blocks
         blocks = rg.split(gate, 4, axis=1)
 
         def step(carry, x):
             c, = carry
             x, = x
-            z = rg.tanh(c * w + x * 0.5) + rg.sigmoid(blocks[1]) * blocks[3]
+            wide = rg.split(x4 + bias, 4, axis=1)           # [batch, 32] + [32], split: blocks
+            z = rg.tanh(c * w + x * 0.5) + rg.sigmoid(blocks[1]) * blocks[3] + wide[2] * wide[0]
             new = rg.where(rg.greater(rows, 0.0), z - rows, c)
             return [new], [rg.relu(new) * 2.0]
         final, ys = rg.scan(step, [c0], [xs])
-    return g, (xs, c0, gate, w, rows), final[0], ys[0]
+    return g, (xs, c0, gate, w, rows, x4, bias), final[0], ys[0]
+
+
+def _scan_feed(inputs, seed=2, **arrays):
+    """Random values for _scan_graph's placeholders (batch 5); `arrays` replaces some by name."""
+    xs, c0, gate, w, rows, x4, bias = inputs
+    rng = np.random.default_rng(seed)
+    values = dict(xs=rng.standard_normal((3, 5, 8)), c0=rng.standard_normal((5, 8)),
+                  gate=rng.standard_normal((5, 32)), w=rng.standard_normal(8),
+                  rows=np.array([[1.0], [-1.0], [0.5], [2.0], [-3.0]]),
+                  x4=rng.standard_normal((5, 32)), bias=rng.standard_normal(32))
+    values.update(arrays)
+    return {xs: values["xs"].astype(np.float32), c0: values["c0"].astype(np.float32),
+            gate: values["gate"].astype(np.float32), w: values["w"].astype(np.float32),
+            rows: values["rows"].astype(np.float32), x4: values["x4"].astype(np.float32),
+            bias: values["bias"].astype(np.float32)}
 
 
 def test_every_broadcast_pattern_matches(monkeypatch, count_numba):
-    g, (xs, c0, gate, w, rows), final, ys = _scan_graph()
-    rng = np.random.default_rng(2)
-    feed = {xs: rng.standard_normal((3, 5, 8)).astype(np.float32),
-            c0: rng.standard_normal((5, 8)).astype(np.float32),
-            gate: rng.standard_normal((5, 32)).astype(np.float32),
-            w: rng.standard_normal(8).astype(np.float32),
-            rows: np.array([[1.0], [-1.0], [0.5], [2.0], [-3.0]], np.float32)}
+    g, inputs, final, ys = _scan_graph()
+    feed = _scan_feed(inputs)
     results = []
     for on in (True, False):
         _with_numba(monkeypatch, on)
@@ -120,14 +134,9 @@ def test_every_broadcast_pattern_matches(monkeypatch, count_numba):
 
 
 def test_unknown_dimension_mismatch_still_reported(monkeypatch):
-    g, (xs, c0, gate, w, rows), final, ys = _scan_graph()
+    g, inputs, final, ys = _scan_graph()
     _with_numba(monkeypatch, True)
-    rng = np.random.default_rng(2)
-    feed = {xs: rng.standard_normal((3, 5, 8)).astype(np.float32),
-            c0: rng.standard_normal((4, 8)).astype(np.float32),  # batch 4, not 5
-            gate: rng.standard_normal((5, 32)).astype(np.float32),
-            w: rng.standard_normal(8).astype(np.float32),
-            rows: np.ones((5, 1), np.float32)}
+    feed = _scan_feed(inputs, c0=np.ones((4, 8)))   # batch 4, not 5
     with pytest.raises(rg.errors.InvalidArgumentError,
                        match="differ in a dimension unknown at build time"):
         rg.Session(g).run(final, feed)
@@ -145,14 +154,11 @@ def test_float64_programs_keep_the_numpy_kernel(monkeypatch, count_numba):
 
 def test_nan_and_inf_survive_the_compiled_kernel(monkeypatch, count_numba):
     """Fast-math here must not assume finite values: check_numerics relies on NaN showing."""
-    g, (xs, c0, gate, w, rows), final, ys = _scan_graph()
+    g, inputs, final, ys = _scan_graph()
     _with_numba(monkeypatch, True)
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((3, 5, 8)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((3, 5, 8))
     x[0, 2, 3] = np.nan
-    feed = {xs: x, c0: rng.standard_normal((5, 8)).astype(np.float32),
-            gate: rng.standard_normal((5, 32)).astype(np.float32),
-            w: rng.standard_normal(8).astype(np.float32), rows: np.ones((5, 1), np.float32)}
+    feed = _scan_feed(inputs, xs=x, rows=np.ones((5, 1)))
     out = rg.Session(g).run(final, feed)
     assert count_numba == [True]
     assert np.isnan(out[2, 3]) and np.isfinite(np.delete(out, 2, axis=0)).all()

@@ -81,6 +81,7 @@ def test_structure_after_passes_lstm():
     assert fwd_ops.count("matmul") == 1
     outside = [n for n in graph.nodes if n.name.endswith("/batched")]
     assert any(n.op.name == "matmul" and n.outputs[0].type.rank == 3 for n in outside)
+    assert not any(n.op.name == "add" for n in outside)  # the bias add stays in (fused there)
     # sinking: the weight gradient is one product over all steps, not accumulated per step
     bwd_ops = [n.op.name for n in bwd.op.body.nodes]
     assert "getitem_grad" not in bwd_ops and bwd_ops.count("matmul") == 1

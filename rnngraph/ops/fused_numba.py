@@ -140,10 +140,11 @@ def numba_kernel(op, node, fallback=None):
     if any(t.dtype not in (_F32, np.dtype(np.bool_)) for t in in_types):
         return None
     # an input read only through column blocks is 'wide': its row is indexed at an offset
+    # ('widecol': a vector, such as a bias [4H], the same for every row)
     direct = {r for inner, refs in op.instrs if inner.name != "column_block" for r in refs}
     direct |= set(op.exports)
-    access = ["wide" if i in blocks and i not in direct else _access(t, out_shape)
-              for i, t in enumerate(in_types)]
+    access = [("widecol" if t.rank == 1 else "wide") if i in blocks and i not in direct
+              else _access(t, out_shape) for i, t in enumerate(in_types)]
     if any(a is None for a in access):
         return None
     lead = next((i for i, a in enumerate(access) if a == "full"), None)
@@ -247,6 +248,8 @@ def _source(op, access, widths) -> str:
             lines.append(f"    if a{i}.shape[0] != rows or a{i}.shape[1] != cols:")
         elif a == "wide":
             lines.append(f"    if a{i}.shape[0] != rows or a{i}.shape[1] < {width}:")
+        elif a == "widecol":
+            lines.append(f"    if a{i}.shape[0] < {width}:")
         elif a == "row":
             lines.append(f"    if a{i}.shape[0] != rows:")
         elif a == "col":
@@ -257,7 +260,7 @@ def _source(op, access, widths) -> str:
         else:
             lines.append(f"    s{i} = a{i}.reshape(1)[0]")
         names.append({"scalar": f"s{i}", "col": f"c{i}[j]", "full": f"r{i}[j]",
-                      "row": f"v{i}", "wide": None}[a])
+                      "row": f"v{i}", "wide": None, "widecol": None}[a])
     lines.append("    for i in range(rows):")
     lines += [f"        o{k} = out[{k}][i]" for k in range(len(op.exports))]
     for i, a in enumerate(access):
@@ -272,7 +275,8 @@ def _source(op, access, widths) -> str:
             names.append(None)
             continue
         if inner.name == "column_block":  # an element of the input's row, at an offset
-            expr = f"r{refs[0]}[{inner.start} + j]"
+            src = f"a{refs[0]}" if access[refs[0]] == "widecol" else f"r{refs[0]}"
+            expr = f"{src}[{inner.start} + j]"
         elif inner.name == "add_n":
             expr = " + ".join(args)
         else:

@@ -43,11 +43,26 @@ def _split_into_blocks(graph: Graph) -> None:
                 not any(_fusible(r) for v in node.outputs for r in readers.get(v, [])):
             continue
         x = node.inputs[0]
-        # z = a + b split into gates: split a and b instead, so the add joins the gate kernel
-        pushed = isinstance(x.node.op, Binary) and readers.get(x) == [node] and \
-            x not in result_values(graph) and all(
-                i.type.rank == 0 or (i.type.rank == x.type.rank and i.shape[-1] == x.shape[-1])
-                for i in x.node.inputs)
+        results = result_values(graph)
+
+        def pushable(v, reader):
+            """z = a + b split into gates: split a and b instead, so the add joins the gate
+            kernel; again for a and b (z = (x_proj + bias) + h @ W_h), down to values read
+            elsewhere, rank-1 vectors (a bias, read by the kernel at the block's offset) and
+            scalars."""
+            return isinstance(v.node.op, Binary) and readers.get(v) == [reader] and \
+                v not in results and all(
+                    i.type.rank == 0 or (i.type.rank in (1, v.type.rank)
+                                         and i.shape[-1] == v.shape[-1])
+                    for i in v.node.inputs)
+
+        pushed = set()
+        frontier = [(x, node)]
+        while frontier:
+            v, reader = frontier.pop()
+            if pushable(v, reader):
+                pushed.add(v.node)
+                frontier += [(i, v.node) for i in v.node.inputs]
         at = graph.nodes.index(node) + 1
         start = 0
 
@@ -60,20 +75,21 @@ def _split_into_blocks(graph: Graph) -> None:
             at += 1
             return new.outputs[0]
 
+        def block(u, i, start, stop):
+            """Columns start:stop of u, with the pushed ops applied blockwise."""
+            if u.type.rank == 0:
+                return u
+            vtype = TensorType(u.shape[:-1] + (stop - start,), u.dtype)
+            if u.node not in pushed:
+                return insert(ColumnBlock(start, stop), [u], vtype, f"{node.name}/block_{i}")
+            parts = [block(a, i, start, stop) for a in u.node.inputs]
+            return insert(u.node.op, parts, vtype, f"{u.node.name}/block_{i}")
+
         for i, v in enumerate(node.outputs):
             stop = start + v.shape[-1]
-            if pushed:
-                parts = [u if u.type.rank == 0 else
-                         insert(ColumnBlock(start, stop), [u],
-                                TensorType(u.shape[:-1] + (stop - start,), u.dtype),
-                                f"{node.name}/block_{i}_{k}")
-                         for k, u in enumerate(x.node.inputs)]
-                out = insert(x.node.op, parts, v.type, f"{x.node.name}/block_{i}")
-            else:
-                out = insert(ColumnBlock(start, stop), [x], v.type, f"{node.name}/block_{i}")
-            replace_uses(graph, v, out)
+            replace_uses(graph, v, block(x, i, start, stop))
             start = stop
-        graph.remove_nodes({node} | ({x.node} if pushed else set()))
+        graph.remove_nodes({node} | pushed)
 
 
 def _fuse_graph(graph: Graph) -> int:

@@ -1,7 +1,8 @@
 """Hoist per-step work that reads only the sequence inputs and invariants out of the loop,
-batched over all steps: the input projection x_t @ W_x + b of every step becomes one large
-matrix multiply before the loop. Only subgraphs containing a matmul are moved (elementwise
-work alone gains little and would cost T times its memory)."""
+batched over all steps: the input projection x_t @ W_x of every step becomes one large matrix
+multiply before the loop. Only matmuls and what they read are moved: elementwise work alone
+gains little batched and costs T times its memory, and in the loop it fuses into the step's
+kernel."""
 from __future__ import annotations
 
 from ..ir.graph import Graph
@@ -42,7 +43,6 @@ def _hoist(graph: Graph, loop) -> int:
     for role, vs in body.params.items():
         for p in vs:
             kind[p] = {"invariant": "inv", "sequence": "seq"}.get(role, "var")
-    has_matmul: dict = {}
     for n in body.nodes:
         if n.op.name == "param":
             continue
@@ -57,23 +57,22 @@ def _hoist(graph: Graph, loop) -> int:
             k = "seq"
         for v in n.outputs:
             kind[v] = k
-            has_matmul[v] = isinstance(n.op, MatMul) or any(has_matmul.get(i) for i in n.inputs)
-    # frontier: per-step-pure values read by step-dependent nodes or returned
-    readers = {v for n in body.nodes if n.op.name != "param"
-               for v in n.inputs if any(kind.get(o) == "var" for o in n.outputs)}
-    readers |= {v for vs in body.results.values() for v in vs}
-    frontier = [v for n in body.nodes for v in n.outputs
-                if kind.get(v) == "seq" and has_matmul.get(v) and v in readers
-                and n.op.name != "param"]
-    if not frontier:
-        return 0
+    # batched: the per-step-pure matmuls and what they read; elementwise work after the last
+    # matmul (the bias add) stays in the loop, where the fuse pass folds it into the gate kernel
+    # (batched, it was one more pass over a [T, B, 4H] array: 2.75 ms of the S1 LSTM's 120)
     needed: set = set()
-    stack = [v.node for v in frontier]
+    stack = [n for n in body.nodes if isinstance(n.op, MatMul) and kind.get(n.outputs[0]) == "seq"]
     while stack:
         n = stack.pop()
         if n not in needed and n.op.name not in ("param", "constant"):
             needed.add(n)
             stack.extend(v.node for v in n.inputs)
+    # frontier: batched values read by the nodes left in the loop, or returned
+    readers = {v for n in body.nodes if n not in needed and n.op.name != "param" for v in n.inputs}
+    readers |= {v for vs in body.results.values() for v in vs}
+    frontier = [v for n in body.nodes if n in needed for v in n.outputs if v in readers]
+    if not frontier:
+        return 0
     batched: dict = {}
     steps_dim = None
 
