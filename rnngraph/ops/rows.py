@@ -69,8 +69,10 @@ class PermuteRows(Op):
         return xp.take(x, perm, axis=self.axis)
 
     def make_kernel(self, node, program):
+        from ..runtime.buffer_pool import pooled_alloc
         xp, axis = program.ctx.xp, self.axis
         where = node.describe()
+        alloc = pooled_alloc(program)
 
         def permute(x, perm):
             if x.shape[axis] != perm.shape[0]:
@@ -80,7 +82,11 @@ class PermuteRows(Op):
                     "inputs, initial state and sequence_length must agree on the batch size")
             if _is_identity(xp, perm):
                 return x  # already in order (e.g. equal lengths): no copy
-            return xp.take(x, perm, axis=axis)
+            if alloc is None:
+                return xp.take(x, perm, axis=axis)
+            # into a reused buffer ('clip': a permutation is in range, and numpy buffers a
+            # take into `out` under the default 'raise')
+            return xp.take(x, perm, axis=axis, out=alloc(x.shape, x.dtype), mode="clip")
         return permute
 
     def vjp(self, node, g):

@@ -37,12 +37,17 @@ def _counts(rows, steps: int, batch: int):
     return None if counts.size == steps and (counts >= batch).all() else counts
 
 
-def _pack(xp, x2, counts, batch: int):
+def _pack(xp, x2, counts, batch: int, alloc=None, slot=0):
     """The active rows (a prefix of each step: rows are sorted longest first) of a flattened
     stack x2 [steps * batch, K], one step after another: contiguous slices, copied in blocks
-    (the padded S1 LSTM benchmark: ~7 ms of gathers by row index became ~5 ms)."""
+    (the padded S1 LSTM benchmark: ~7 ms of gathers by row index became ~5 ms), into a pooled
+    scratch array when `alloc` gives one (a fresh one costs page faults: 0.8 ms against 0.2 ms
+    per pack in the padded S1 BasicRNN benchmark)."""
     parts = [x2[t * batch:t * batch + k] for t, k in enumerate(counts) if k]
-    return xp.concatenate(parts) if parts else x2[:0]
+    if not parts:
+        return x2[:0]
+    out = alloc((int(sum(counts)), x2.shape[1]), x2.dtype, slot) if alloc is not None else None
+    return xp.concatenate(parts, out=out)
 
 
 class StepContract(Op):
@@ -55,14 +60,20 @@ class StepContract(Op):
             raise ShapeError(f"needs stacks [steps, batch, k] and [steps, batch, n], got {a}, {b}")
         return TensorType((a.shape[2], b.shape[2]), a.dtype)
 
-    def compute(self, xp, a, b, n, *rows):
+    def make_kernel(self, node, program):
+        from ..runtime.buffer_pool import pooled_alloc
+        xp, alloc = program.ctx.xp, pooled_alloc(program)
+        return lambda a, b, n, *rows: self.compute(xp, a, b, n, *rows, alloc=alloc)
+
+    def compute(self, xp, a, b, n, *rows, alloc=None):
         n = int(n)
         a2 = a[:n].reshape(-1, a.shape[2])
         b2 = b[:n].reshape(-1, b.shape[2])
         if rows:
             counts = _counts(rows[0], n, a.shape[1])
             if counts is not None:
-                a2, b2 = _pack(xp, a2, counts, a.shape[1]), _pack(xp, b2, counts, a.shape[1])
+                a2 = _pack(xp, a2, counts, a.shape[1], alloc, 0)
+                b2 = _pack(xp, b2, counts, a.shape[1], alloc, 1)
         return xp.matmul(a2.T, b2)
 
     def flops(self, node):
@@ -84,25 +95,26 @@ class RowsMatMul(Op):
         return TensorType(x.shape[:2] + (w.shape[1],), x.dtype)
 
     def make_kernel(self, node, program):
-        """The result lands in a buffer reused across runs (runtime/buffer_pool.py)."""
-        from ..runtime.buffer_pool import output_pool, pooled_empty
-        pool = output_pool(program)
-        xp = program.ctx.xp
-        if pool is None:
-            return lambda x, w, rows: self.compute(xp, x, w, rows)
-        return lambda x, w, rows: self.compute(
-            xp, x, w, rows, lambda shape: pooled_empty(pool, program, shape, x.dtype))
+        """The result (and the packed rows) land in buffers reused across runs
+        (runtime/buffer_pool.py)."""
+        from ..runtime.buffer_pool import pooled_alloc
+        xp, alloc = program.ctx.xp, pooled_alloc(program)
+        return lambda x, w, rows: self.compute(xp, x, w, rows, alloc)
 
     def compute(self, xp, x, w, rows, alloc=None):
         steps, batch, k = x.shape
         x2 = x.reshape(-1, k)
         counts = _counts(rows, steps, batch)
         shape = (steps * batch, w.shape[1])
+        if alloc is not None and x.dtype != w.dtype:
+            alloc = None   # (matmul's result type decides; no buffer to guess it)
         if counts is None:
-            out = alloc(shape) if alloc is not None and x.dtype == w.dtype else None
+            out = alloc(shape, x.dtype) if alloc is not None else None
             return xp.matmul(x2, w, out=out).reshape(steps, batch, w.shape[1])
-        packed = xp.matmul(_pack(xp, x2, counts, batch), w)
-        out = alloc(shape) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
+        packed = _pack(xp, x2, counts, batch, alloc, 1)
+        product = alloc((packed.shape[0], w.shape[1]), x.dtype, 2) if alloc is not None else None
+        packed = xp.matmul(packed, w, out=product)
+        out = alloc(shape, x.dtype) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
         start = 0
         for t, n in enumerate(counts):   # each step's rows back in place, zero after them
             out[t * batch:t * batch + n] = packed[start:start + n]

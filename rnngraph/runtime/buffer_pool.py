@@ -66,11 +66,20 @@ def pooled(pool, program, nbytes: int) -> bool:
     return pool is not None and nbytes >= POOL_MIN_BYTES and program.ctx.plan is None
 
 
-def pooled_empty(pool, program, shape, dtype):
-    """An uninitialised array: from `pool` where `pooled` says so, else a fresh one."""
+def pooled_empty(pool, program, shape, dtype, slot=0):
+    """An uninitialised array: from `pool` (as user `slot`) where `pooled` says so, else fresh."""
     nbytes = np.dtype(dtype).itemsize
     for d in shape:
         nbytes *= d
     if not pooled(pool, program, nbytes):
         return np.empty(shape, dtype)
-    return pool.get(0, shape, dtype)
+    return pool.get(slot, shape, dtype)
+
+
+def pooled_alloc(program):
+    """`alloc(shape, dtype, slot)` for a kernel's large outputs and scratch arrays (pooled where
+    `pooled` says so), or None where every run allocates afresh."""
+    pool = output_pool(program)
+    if pool is None:
+        return None
+    return lambda shape, dtype, slot=0: pooled_empty(pool, program, shape, dtype, slot)
