@@ -93,20 +93,24 @@ class RowSpy:
                             lambda rows, t, width: self.steps.append((t, width)), raising=True)
 
 
+@pytest.mark.parametrize("align", [1, 4], ids=["exact_rows", "rows_rounded_up"])
 @pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
 @pytest.mark.parametrize("case", list(LENGTHS))
 @pytest.mark.parametrize("kind", list(CELLS))
-def test_shrunk_loops_keep_exact_semantics(kind, case, time_major, monkeypatch):
+def test_shrunk_loops_keep_exact_semantics(kind, case, time_major, align, monkeypatch):
     lengths, max_time = LENGTHS[case]
     m = build(kind, max_time, time_major)
     a = arrays(m, lengths, max_time, time_major)
     spy = RowSpy(monkeypatch)
+    monkeypatch.setattr(loop_kernel.ActiveRows, "align", align)
     sess = session(m)
     out, final, grads = sess.run([m["out"], m["final"], m["grads"]], feed(m, a))
 
-    # the rows each step ran on: lengths > t, forward then backward (reverse order)
+    # the rows each step ran on: lengths > t, forward then backward (reverse order), rounded
+    # up to a multiple of `align` (the extra rows are finished ones, which the masks keep)
     trip = min(max(max(lengths), 1), max_time)
-    active = [int(sum(n > t for n in lengths)) for t in range(trip)]
+    active = [min(len(lengths), -(-int(sum(n > t for n in lengths)) // align) * align)
+              for t in range(trip)]
     want = list(zip(range(trip), active)) + list(zip(reversed(range(trip)), reversed(active)))
     assert spy.steps == want
 
