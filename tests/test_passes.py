@@ -89,6 +89,45 @@ def test_structure_after_passes_lstm():
     assert len(contractions) == 2  # input half and recurrent half of the kernel
     # the per-step input gradient became one product after the loop
     assert any(n.name.endswith("/after_loop") for n in graph.nodes)
+    # join_slices: the kernel's gradient is its two halves' gradients side by side
+    assert not any(n.op.name == "getitem_grad" for n in graph.nodes)
+    (joined,) = [n for n in graph.nodes if n.name.endswith("/joined")]
+    assert joined.op.name == "concat" and [v.node.op.name for v in joined.inputs] == \
+        ["step_contract", "step_contract"]
+
+
+def _slice_grad_graph(keys, shape=(6, 4)):
+    """d/dx of sum_i (x[key_i] * c_i): a sum of getitem_grads of x, one per key."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float64, list(shape))
+        loss = rg.add_n([rg.reduce_sum(x[k] * float(i + 2)) for i, k in enumerate(keys)])
+        (grad,) = rg.gradients(loss, [x])
+    return g, x, grad
+
+
+@pytest.mark.parametrize("keys, joined", [
+    ([np.s_[:2], np.s_[2:]], True),                    # rows, end to end
+    ([np.s_[3:], np.s_[1:3], np.s_[:1]], True),        # three blocks, out of order
+    ([np.s_[:, :1], np.s_[:, 1:4]], True),             # columns
+    ([np.s_[:2], np.s_[3:]], False),                   # a gap: row 2 gets zeros
+    ([np.s_[:3], np.s_[2:]], False),                   # overlapping: row 2 gets both
+    ([np.s_[:2], np.s_[:, 2:]], False),                # two different axes
+    ([np.s_[::2], np.s_[1::2]], False),                # strided slices
+    ([np.s_[1], np.s_[:1], np.s_[2:]], False),         # an integer index
+])
+def test_join_slices_only_joins_blocks_that_tile_one_axis(keys, joined):
+    g, x, grad = _slice_grad_graph(keys)
+    value = np.random.default_rng(0).normal(size=(6, 4))
+    want = rg.Session(g, passes=False).run(grad, {x: value})
+    sess = rg.Session(g, passes={"join_slices": True, "fuse": False})
+    got = sess.run(grad, {x: value})
+    np.testing.assert_array_equal(got, want)
+    expected = np.zeros((6, 4))
+    for i, k in enumerate(keys):
+        expected[k] += i + 2
+    np.testing.assert_array_equal(got, expected)
+    assert (sess.pass_stats["join_slices"] == 1) == joined
 
 
 def test_passes_leave_the_users_graph_alone():

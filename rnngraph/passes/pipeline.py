@@ -7,6 +7,7 @@ from ..ir.value import Value
 from .dce import eliminate_dead_code
 from .fuse import fuse_elementwise
 from .hoist_sequence import hoist_sequence_work
+from .join_slices import join_slice_gradients
 from .licm import hoist_invariants
 from .shrink_batch import shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
@@ -20,6 +21,7 @@ PASSES = {
     "hoist_sequence": hoist_sequence_work,
     "sink_accumulators": lambda g: sink_loops(g, outputs=False, accumulators=True),
     "sink_outputs": lambda g: sink_loops(g, outputs=True, accumulators=False),
+    "join_slices": join_slice_gradients,
     "fuse": fuse_elementwise,
     "shrink_batch": shrink_active_batch,
 }

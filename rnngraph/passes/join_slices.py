@@ -1,0 +1,89 @@
+"""join_slices: a sum of slice gradients that tile their input becomes one concat.
+
+A cell reads its kernel in slices (kernel[:input_size] for the inputs, kernel[input_size:] for
+the state), so the kernel's gradient is getitem_grad(g_x)[:I] + getitem_grad(g_h)[I:]: two
+zero-filled copies of the whole kernel and a sum of them. When the slices cover one axis of
+the input end to end, that is concat([g_x, g_h]) (LSTM S2: 0.84 ms of a 14 ms step, in three
+passes over a fresh [178, 600] array, became one copy).
+"""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..ops.reduce import AddN
+from ..ops.shape import Concat, GetitemGrad
+from .rewrite import replace_uses, result_values, toposort, uses
+
+
+def join_slice_gradients(graph: Graph) -> int:
+    count = 0
+    for node in graph.nodes:
+        for body in node.op.subgraphs():
+            count += join_slice_gradients(body)
+    readers, results = uses(graph), result_values(graph)
+    for node in list(graph.nodes):
+        if not (isinstance(node.op, AddN) or node.op.name == "add") or len(node.inputs) < 2:
+            continue
+        parts = _tiling(node, readers, results)
+        if parts is None:
+            continue
+        axis, grads = parts
+        out = node.outputs[0]
+        cat = graph.add_node(Concat(axis), grads, [out.type], node.name + "/joined",
+                             node.location)
+        cat.is_gradient = node.is_gradient
+        replace_uses(graph, out, cat.outputs[0])
+        count += 1
+    if count:
+        toposort(graph)
+    return count
+
+
+def _tiling(node, readers, results):
+    """(axis, slice gradients in order) when node sums getitem_grads of one value, read by
+    nothing else, whose keys are step-1 slices of one axis covering it end to end; else None."""
+    out = node.outputs[0]
+    x = None
+    spans = []
+    for v in node.inputs:
+        n = v.node
+        if not isinstance(n.op, GetitemGrad) or readers.get(v) != [node] or v.type != out.type \
+                or v in results:
+            return None
+        if x is None:
+            x = n.inputs[1]
+        elif n.inputs[1] is not x:
+            return None
+        span = _span(n.op.key, x.type.rank)
+        if span is None:
+            return None
+        spans.append(span + (n.inputs[0],))
+    axes = {s[0] for s in spans}
+    if len(axes) != 1:
+        return None
+    axis = axes.pop()
+    size = x.type.shape[axis]
+    spans.sort(key=lambda s: s[1])
+    at = 0
+    for _, start, stop, g in spans:
+        stop = size if stop is None else stop
+        if start != at or stop is None or g.type.shape[axis] not in (None, stop - start):
+            return None
+        at = stop
+    if size is None or at != size:
+        return None
+    return axis, [g for *_, g in spans]
+
+
+def _span(key, rank):
+    """(axis, start, stop) for a key that slices one axis with step 1 and leaves the others
+    whole (stop None: to the end); None for any other key."""
+    if len(key) > rank or any(not isinstance(k, tuple) for k in key):
+        return None  # ints, newaxis or ellipsis: not a plain block
+    cut = [(i, k) for i, k in enumerate(key) if k[1:] != (None, None, None)]
+    if len(cut) != 1:
+        return None
+    axis, (_, start, stop, step) = cut[0]
+    start = start or 0
+    if step not in (None, 1) or start < 0 or (stop is not None and stop <= start):
+        return None
+    return axis, start, stop
