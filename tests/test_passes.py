@@ -85,15 +85,13 @@ def test_structure_after_passes_lstm():
     # sinking: the weight gradient is one product over all steps, not accumulated per step
     bwd_ops = [n.op.name for n in bwd.op.body.nodes]
     assert "getitem_grad" not in bwd_ops and bwd_ops.count("matmul") == 1
-    contractions = [n for n in graph.nodes if n.op.name == "step_contract"]
-    assert len(contractions) == 2  # input half and recurrent half of the kernel
     # the per-step input gradient became one product after the loop
     assert any(n.name.endswith("/after_loop") for n in graph.nodes)
-    # join_slices: the kernel's gradient is its two halves' gradients side by side
-    assert not any(n.op.name == "getitem_grad" for n in graph.nodes)
-    (joined,) = [n for n in graph.nodes if n.name.endswith("/joined")]
-    assert joined.op.name == "concat" and [v.node.op.name for v in joined.inputs] == \
-        ["step_contract", "step_contract"]
+    # join_slices: the input half and the recurrent half of the kernel's gradient are one
+    # product over the input and state stacks side by side (no zero-filled halves, no concat)
+    assert not any(n.op.name in ("getitem_grad", "concat") for n in graph.nodes)
+    (contraction,) = [n for n in graph.nodes if n.op.name == "step_contract"]
+    assert contraction.op.parts == 2 and contraction.outputs[0].shape == (I + 6, 4 * 6)
 
 
 def _slice_grad_graph(keys, shape=(6, 4)):
@@ -291,8 +289,9 @@ def test_work_moved_out_of_a_loop_with_active_rows_skips_finished_rows():
     names = [n.op.name for n in graph.nodes]
     # the input projection before the loop and the input gradient after it
     assert names.count("rows_matmul") == 2
-    contractions = [n for n in graph.nodes if n.op.name == "step_contract"]
-    assert len(contractions) == 2 and all(len(n.inputs) == 4 for n in contractions)
+    # the kernel's gradient: one product over the input and state stacks, packed by rows
+    (contraction,) = [n for n in graph.nodes if n.op.name == "step_contract"]
+    assert contraction.op.parts == 2 and len(contraction.inputs) == 5
 
 
 def test_rows_matmul_and_packed_contraction_equal_masked_products():
@@ -308,3 +307,13 @@ def test_rows_matmul_and_packed_contraction_equal_masked_products():
     np.testing.assert_allclose(got, want, rtol=1e-12)
     np.testing.assert_allclose(StepContract().compute(np, x, b, np.int32(4)),
                                np.einsum("tbk,tbn->kn", x, b), rtol=1e-12)
+    # parts side by side: a strided stack (a transposed view) and a contiguous one, with and
+    # without active rows, against the parts' products stacked
+    x2 = rng.normal(size=(3, 4, 6)).transpose(1, 0, 2)   # [4, 3, 6], not contiguous
+    two = StepContract(parts=2)
+    for n, r in ((3, (rows,)), (4, ()), (3, (np.zeros(4, np.int32),))):
+        got = two.compute(np, x, x2, b, np.int32(n), *r)
+        want = np.concatenate([StepContract().compute(np, x, b, np.int32(n), *r),
+                               StepContract().compute(np, x2, b, np.int32(n), *r)])
+        assert got.shape == (11, 2)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

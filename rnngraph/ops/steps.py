@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir.types import TensorType
-from .base import Op, apply
+from .base import Op, apply, same_dtype
 
 
 class StepSum(Op):
@@ -52,34 +52,74 @@ def _pack(xp, x2, counts, batch: int, alloc=None, slot=0):
 
 class StepContract(Op):
     """sum_t a_t^T @ b_t over the first n steps of stacks a [L, B, K] and b [L, B, N]:
-    one [K, n*B] @ [n*B, N] product (with `rows`: over the active rows only)."""
+    one [K, n*B] @ [n*B, N] product (with `rows`: over the active rows only).
+
+    With `parts` > 1 the first `parts` inputs are stacks a_1 .. a_p sharing b, and the result is
+    their products stacked along K, computed as one product over [a_1 | ... | a_p] (a cell's
+    input and recurrent weight gradients: LSTM S2 took 2.12 ms this way against 2.75 ms as two
+    products joined)."""
     name = "step_contract"
 
-    def infer(self, a, b, n, *rows):
-        if a.rank != 3 or b.rank != 3:
-            raise ShapeError(f"needs stacks [steps, batch, k] and [steps, batch, n], got {a}, {b}")
-        return TensorType((a.shape[2], b.shape[2]), a.dtype)
+    def __init__(self, parts: int = 1):
+        self.parts = int(parts)
+
+    def attrs(self):
+        return {"parts": self.parts}
+
+    def infer(self, *ts):
+        a_s, b = ts[:self.parts], ts[self.parts]
+        if any(a.rank != 3 for a in a_s) or b.rank != 3:
+            raise ShapeError("needs stacks [steps, batch, k] and [steps, batch, n], got "
+                             + ", ".join(str(t) for t in ts[:self.parts + 1]))
+        ks = [a.shape[2] for a in a_s]
+        return TensorType((None if None in ks else sum(ks), b.shape[2]),
+                          same_dtype(self.name, *a_s, b))
 
     def make_kernel(self, node, program):
         from ..runtime.buffer_pool import pooled_alloc
         xp, alloc = program.ctx.xp, pooled_alloc(program)
-        return lambda a, b, n, *rows: self.compute(xp, a, b, n, *rows, alloc=alloc)
+        return lambda *args: self.compute(xp, *args, alloc=alloc)
 
-    def compute(self, xp, a, b, n, *rows, alloc=None):
-        n = int(n)
-        a2 = a[:n].reshape(-1, a.shape[2])
+    def compute(self, xp, *args, alloc=None):
+        p = self.parts
+        a_s, b, n, rows = args[:p], args[p], int(args[p + 1]), args[p + 2:]
+        batch = b.shape[1]
+        counts = _counts(rows[0], n, batch) if rows else None
         b2 = b[:n].reshape(-1, b.shape[2])
-        if rows:
-            counts = _counts(rows[0], n, a.shape[1])
+        if counts is not None:
+            b2 = _pack(xp, b2, counts, batch, alloc, 0)
+        if p == 1:
+            a2 = a_s[0][:n].reshape(-1, a_s[0].shape[2])
             if counts is not None:
-                a2 = _pack(xp, a2, counts, a.shape[1], alloc, 0)
-                b2 = _pack(xp, b2, counts, a.shape[1], alloc, 1)
+                a2 = _pack(xp, a2, counts, batch, alloc, 1)
+        else:
+            a2 = _side_by_side(xp, [a[:n] for a in a_s], counts, alloc)
         return xp.matmul(a2.T, b2)
 
     def flops(self, node):
-        a, b = node.inputs[:2]
-        steps = a.shape[0] or 1
-        return 2 * steps * (a.shape[1] or 1) * (a.shape[2] or 1) * (b.shape[2] or 1)
+        a_s, b = node.inputs[:self.parts], node.inputs[self.parts]
+        steps = b.shape[0] or 1
+        k = sum(a.shape[2] or 1 for a in a_s)
+        return 2 * steps * (b.shape[1] or 1) * k * (b.shape[2] or 1)
+
+
+def _side_by_side(xp, stacks, counts, alloc):
+    """[steps * batch (or the active rows), K_1 + ... + K_p]: the stacks' rows side by side,
+    each copied once straight into its columns (strided stacks are not made contiguous first)."""
+    steps, batch = stacks[0].shape[:2]
+    widths = [a.shape[2] for a in stacks]
+    n_rows = steps * batch if counts is None else int(sum(counts))
+    shape, dtype = (n_rows, sum(widths)), stacks[0].dtype
+    out = alloc(shape, dtype, 1) if alloc is not None else xp.empty(shape, dtype)
+    col = 0
+    for a, w in zip(stacks, widths):
+        if counts is None:
+            out.reshape(steps, batch, shape[1])[:, :, col:col + w] = a
+        elif n_rows:
+            xp.concatenate([a[t, :k] for t, k in enumerate(counts) if k],
+                           out=out[:, col:col + w])
+        col += w
+    return out
 
 
 class RowsMatMul(Op):
