@@ -294,8 +294,24 @@ def test_work_moved_out_of_a_loop_with_active_rows_skips_finished_rows():
     assert contraction.op.parts == 2 and len(contraction.inputs) == 5
 
 
+def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
+    """A saved tensor is read only by the (shrunk) gradient loop and the packed weight-gradient
+    product, so its finished rows need no zeros; the RNN's output is the user's and keeps them;
+    the gradient loop's dz feeds packed products and a row-aware bias-gradient sum."""
+    _, sess = build_and_run("lstm", True, seq=[5, 0, 2])
+    fwd, bwd = _loops(_optimized_graph(sess))
+
+    def group(loop, name):
+        ports = loop.op.out_ports()
+        return frozenset(range(ports.offset(name), ports.offset(name) + ports.sizes[name]))
+    assert fwd.op._rows_only == group(fwd, "residual")
+    assert bwd.op._rows_only == group(bwd, "output")
+    step_sums = [n for n in _optimized_graph(sess).nodes if n.op.name == "step_sum"]
+    assert step_sums and all(len(n.inputs) == 3 for n in step_sums)   # with the row counts
+
+
 def test_rows_matmul_and_packed_contraction_equal_masked_products():
-    from rnngraph.ops.steps import RowsMatMul, StepContract
+    from rnngraph.ops.steps import RowsMatMul, StepContract, StepSum
     rng = np.random.default_rng(0)
     x, w = rng.normal(size=(4, 3, 5)), rng.normal(size=(5, 2))
     b = rng.normal(size=(4, 3, 2))
@@ -307,6 +323,9 @@ def test_rows_matmul_and_packed_contraction_equal_masked_products():
     np.testing.assert_allclose(got, want, rtol=1e-12)
     np.testing.assert_allclose(StepContract().compute(np, x, b, np.int32(4)),
                                np.einsum("tbk,tbn->kn", x, b), rtol=1e-12)
+    for n in (3, 4):   # sums over each step's active rows (runs of equal counts, a zero count)
+        np.testing.assert_allclose(StepSum().compute(np, b, np.int32(n), rows),
+                                   (b * active)[:n].sum(axis=0), rtol=1e-12)
     # parts side by side: a strided stack (a transposed view) and a contiguous one, with and
     # without active rows, against the parts' products stacked
     x2 = rng.normal(size=(3, 4, 6)).transpose(1, 0, 2)   # [4, 3, 6], not contiguous

@@ -69,6 +69,8 @@ class Loop(Op):
         self.maximum_iterations = maximum_iterations
         self.active_rows = active_rows  # a `rows` input says which rows each step needs
         self.shrink = shrink            # set by the shrink_batch pass: run only those rows
+        # (and the indices of stacked outputs whose finished rows nobody reads: left unzeroed)
+        self._rows_only: frozenset = frozenset()
         self._vjp_cache: dict = {}
 
     @property

@@ -18,16 +18,29 @@ from .base import Op, apply, same_dtype
 
 
 class StepSum(Op):
-    """sum over the first n rows: stack[:n].sum(axis=0)."""
+    """sum over the first n rows: stack[:n].sum(axis=0); with `rows` (a stack [L, B, ...]),
+    each step's active rows only."""
     name = "step_sum"
 
-    def infer(self, stack, n):
-        if stack.rank < 1:
+    def infer(self, stack, n, *rows):
+        if stack.rank < (2 if rows else 1):
             raise ShapeError(f"needs a stack [steps, ...], got {stack}")
         return TensorType(stack.shape[1:], stack.dtype)
 
-    def compute(self, xp, stack, n):
-        return stack[:int(n)].sum(axis=0)
+    def compute(self, xp, stack, n, *rows):
+        n = int(n)
+        counts = _counts(rows[0], n, stack.shape[1]) if rows else None
+        if counts is None:
+            return stack[:n].sum(axis=0)
+        out = xp.zeros(stack.shape[1:], stack.dtype)
+        start = 0
+        for t in range(1, len(counts) + 1):   # one sum per run of steps with equal counts
+            if t == len(counts) or counts[t] != counts[start]:
+                k = int(counts[start])
+                if k:
+                    out[:k] += stack[start:t, :k].sum(axis=0)
+                start = t
+        return out
 
 
 def _counts(rows, steps: int, batch: int):
@@ -169,8 +182,8 @@ class RowsMatMul(Op):
         return 2 * (x.shape[0] or 1) * (x.shape[1] or 1) * (x.shape[2] or 1) * (w.shape[1] or 1)
 
 
-def step_sum(stack, n):
-    return apply(StepSum(), [stack, n])
+def step_sum(stack, n, rows=None):
+    return apply(StepSum(), [stack, n] + ([rows] if rows is not None else []))
 
 
 def step_contract(a, b, n, rows=None):

@@ -96,7 +96,8 @@ class _Builder:
             inner = self.total(n.inputs[0])
             if inner is not None:
                 return self.add(n.op, [inner], e, n.name + "/summed")
-        return self.add(StepSum(), [self.stack(e), self.n], e, n.name + "/over_steps")
+        return self.add(StepSum(), [self.stack(e), self.n] + self.packed(e), e,
+                        n.name + "/over_steps")
 
 
 def _sink_accumulators(graph, loop) -> int:

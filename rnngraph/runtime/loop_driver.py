@@ -24,10 +24,11 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
     every remaining step of `t_iter`, writing value j of each step into stacks[j][t]. None when
     the body program is interpreted (tracked, or too long to generate).
 
-    With `rows` = (batched sequence flags, batched value flags) the driver runs a loop with
-    active rows: `active` (loop_kernel.ActiveRows) narrows the carried values when the count
-    changes, batched sequences are cut to the active rows, and batched values fill the first
-    rows of their stack row, the rest zeroed (finished rows)."""
+    With `rows` = (batched sequence flags, batched value flags, unzeroed flags) the driver runs
+    a loop with active rows: `active` (loop_kernel.ActiveRows) narrows the carried values when
+    the count changes, batched sequences are cut to the active rows, and batched values fill the
+    first rows of their stack row, the rest zeroed (finished rows) unless the value is unzeroed
+    (no reader looks there) and `active.zero_all` is False."""
     if prog.tracked or "run" not in vars(prog):
         return None
     ins, outs = prog.input_slots, prog.output_slots
@@ -37,7 +38,8 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
     seq_in = ins[1 + k + n_inv:1 + k + n_inv + n_seq]
     carried_out, values = outs[:k], outs[k:]
     read = {a for _, args, _, _, _ in prog._plan for a in args} | set(outs)
-    seq_rows, value_rows = rows if rows is not None else ([False] * n_seq, [False] * len(values))
+    seq_rows, value_rows, unzeroed = rows if rows is not None else \
+        ([False] * n_seq, [False] * len(values), [False] * len(values))
 
     def names(slots):
         return "".join(f"s{a}, " for a in slots)
@@ -56,7 +58,7 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
         lines.append(f"    {''.join(f'st{j}, ' for j in range(len(values)))}= stacks")
     if rows is not None:
         lines.append("    counts, batch, width = active.rows, active.batch, active.width")
-        lines.append("    observe = active.observe")
+        lines.append("    observe, zero_all = active.observe, active.zero_all")
     lines += ["    i = -1", "    try:", "        for t in t_iter:"]
     body = "            "
     if rows is not None:
@@ -76,10 +78,14 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
     calls, kernels, written = _direct_writes(prog, values, row)
     lines += prog.code_lines(body, keep=set(inv_in), calls=calls)
     lines += [f"{body}{row(j)} = s{a}" for j, a in enumerate(values) if j not in written]
-    zeroed = [j for j in range(len(values)) if value_rows[j]]
-    if zeroed:
+    zeroed = [j for j in range(len(values)) if value_rows[j] and not unzeroed[j]]
+    lazy = [j for j in range(len(values)) if value_rows[j] and unzeroed[j]]
+    if zeroed or lazy:
         lines.append(f"{body}if width < batch:")
         lines += [f"{body}    st{j}[t, width:] = 0" for j in zeroed]
+    if lazy:   # (rows nobody reads, unless a reader under a memory plan runs full width)
+        lines.append(f"{body}    if zero_all:")
+        lines += [f"{body}        st{j}[t, width:] = 0" for j in lazy]
     if k:
         lines.append(f"{body}{names(carried_in)}= {names(carried_out)}")
     lines.append(f"{body}steps += 1")

@@ -69,10 +69,16 @@ def compile_loop(op, node, program):
     if rows_layout is not None:
         rows_out = [rows_layout.output[i] for i in keep_out]
         rows_res = [rows_layout.residual[i] for i in keep_res]
+        # stacks whose finished rows no reader looks at (the shrink_batch pass found them)
+        rows_only = getattr(op, "_rows_only", frozenset())
+        out_at, res_at = op.out_ports().offset("output"), op.out_ports().offset("residual")
+        unzeroed = [out_at + i in rows_only for i in keep_out] + \
+            [res_at + i in rows_only for i in keep_res]
     sizes = (len(results["carried"]), len(body.params.get("invariant", [])),
              len(body.params.get("sequence", [])))
     driver = step_driver(all_prog, *sizes)   # the steps after the first, generated
-    active_driver = step_driver(all_prog, *sizes, rows=(rows_layout.sequence, rows_out + rows_res)) \
+    active_driver = step_driver(all_prog, *sizes,
+                                rows=(rows_layout.sequence, rows_out + rows_res, unzeroed)) \
         if rows_layout is not None else None
 
     def new_stack(shape, dtype, what, zero_from=None):
@@ -103,6 +109,8 @@ def compile_loop(op, node, program):
         active = None
         if rows_layout is not None and lp is None and not tracked and n is not None:
             active = ActiveRows(xp, rows_layout, parts["rows"][0], carried, seqs)
+            # under a memory plan a reader may run full width: then zero every stack
+            active.zero_all = ctx.plan is not None
         if lp is None:
             dev_js, host_js, rec_js = list(range(len(keep_res))), [], []
             stored, step_prog = dev_js, all_prog
@@ -135,7 +143,8 @@ def compile_loop(op, node, program):
                 step_prog.run, driver if active is None else active_driver, t_iter, carried,
                 invariants, seqs, k, active, pool,
                 [length if length is not None else n] * n_keep_out + [n] * len(keep_res),
-                rows_out + rows_res if active is not None else None, n)
+                rows_out + rows_res if active is not None else None, n,
+                unzeroed if active is not None else None)
             if stacks is not None:
                 stacks_out, stacks_res = stacks[:n_keep_out], stacks[n_keep_out:]
             t_iter = ()    # done: the general loop below has nothing left to run
@@ -233,7 +242,7 @@ def compile_loop(op, node, program):
 
 
 def _plain_steps(step_run, driver, t_iter, carried, invariants, seqs, k, active, pool, lengths,
-                 batched, n):
+                 batched, n, unzeroed=None):
     """The loop without memory plans, byte accounting or a condition: run every step, write
     each per-step value into its stack (allocated at the first step, zero past the steps run
     and, with active rows, past each step's rows). Returns (carried, stacks or None, steps).
@@ -260,11 +269,11 @@ def _plain_steps(step_run, driver, t_iter, carried, invariants, seqs, k, active,
             for st, v in zip(stacks, values):
                 st[t] = v
         else:
-            for st, v, b in zip(stacks, values, batched):
+            for st, v, b, lazy in zip(stacks, values, batched, unzeroed):
                 if b:
                     rows = v.shape[0]
                     st[t, :rows] = v
-                    if rows < st.shape[1]:
+                    if rows < st.shape[1] and (active.zero_all or not lazy):
                         st[t, rows:] = 0   # finished rows: zero output, gradient, residual
                 else:
                     st[t] = v
@@ -329,6 +338,7 @@ class ActiveRows:
         return carried
 
     observe = None   # tests set a callable(t, rows) called at every step
+    zero_all = True  # False: stacks marked rows-only keep whatever their finished rows held
 
     def slices(self, t: int, seqs: list) -> list:
         k = self.width
