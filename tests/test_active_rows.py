@@ -16,6 +16,7 @@ import pytest
 
 import rnngraph as rg
 from rnngraph.nest import flatten, pack_as
+from rnngraph.ops import loop_rows
 from rnngraph.ops.loop_rows import row_layout
 from rnngraph.ops.rows import invert_permutation, permute_rows, sequence_mask, sort_by_length
 from rnngraph.runtime import loop_kernel
@@ -102,7 +103,7 @@ def test_shrunk_loops_keep_exact_semantics(kind, case, time_major, align, monkey
     m = build(kind, max_time, time_major)
     a = arrays(m, lengths, max_time, time_major)
     spy = RowSpy(monkeypatch)
-    monkeypatch.setattr(loop_kernel.ActiveRows, "align", align)
+    monkeypatch.setattr(loop_rows, "ROW_ALIGN", align)
     sess = session(m)
     out, final, grads = sess.run([m["out"], m["final"], m["grads"]], feed(m, a))
 
@@ -261,6 +262,19 @@ def test_sort_invert_permute_and_mask():
     np.testing.assert_array_equal(o[i], np.arange(5))
     np.testing.assert_array_equal(yv, xv)
     np.testing.assert_array_equal(mv, np.arange(4)[:, None] < lens[None, :])
+
+
+def test_permuting_a_broadcast_is_no_copy():
+    """Rows that are all one (the gradient of a sum, broadcast) are their own permutation."""
+    g = rg.Graph()
+    with g.as_default():
+        lengths = rg.placeholder(rg.int32, [None])
+        row = rg.placeholder(rg.float64, [1, 3])
+        y = permute_rows(rg.broadcast_to(row, [5, 3]), sort_by_length(lengths))
+    out = rg.Session(g).run(y, {lengths: np.array([2, 4, 0, 4, 1], np.int32),
+                                row: np.array([[1.0, 2.0, 3.0]])})
+    np.testing.assert_array_equal(out, np.tile([1.0, 2.0, 3.0], (5, 1)))
+    assert out.strides[0] == 0
 
 
 def test_permute_rows_names_the_mismatch():

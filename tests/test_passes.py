@@ -308,6 +308,26 @@ def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
     assert bwd.op._rows_only == group(bwd, "output")
     step_sums = [n for n in _optimized_graph(sess).nodes if n.op.name == "step_sum"]
     assert step_sums and all(len(n.inputs) == 3 for n in step_sums)   # with the row counts
+    # the input projection is read by the forward loop only; the input gradient is the user's
+    products = {n.name.rsplit("/", 1)[-1]: n.op for n in _optimized_graph(sess).nodes
+                if n.op.name == "rows_matmul"}
+    assert products["batched"]._only_loops_read and not products["after_loop"]._only_loops_read
+
+
+def test_a_projection_only_loops_read_zeroes_just_the_rows_they_read(monkeypatch):
+    from rnngraph.ops import loop_rows
+    from rnngraph.ops.steps import RowsMatMul
+    monkeypatch.setattr(loop_rows, "ROW_ALIGN", 2)
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(4, 5, 3)), rng.normal(size=(3, 2))
+    rows = np.array([5, 3, 1, 0], np.int32)
+    op = RowsMatMul()
+    op._only_loops_read = True
+    out = op.compute(np, x, w, rows, lambda shape, dtype, slot=0: np.full(shape, np.nan, dtype))
+    for t, n in enumerate(rows):
+        read = min(5, -(-n // 2) * 2)     # the rows a loop with ROW_ALIGN 2 reads
+        np.testing.assert_allclose(out[t, :n], x[t, :n] @ w)
+        assert not out[t, n:read].any() and np.isnan(out[t, read:]).all()
 
 
 def test_rows_matmul_and_packed_contraction_equal_masked_products():

@@ -80,8 +80,9 @@ class PermuteRows(Op):
                     f"{where}: shape {tuple(x.shape)} has {x.shape[axis]} rows along axis {axis} "
                     f"but the batch has {perm.shape[0]} (one per entry of the sequence lengths); "
                     "inputs, initial state and sequence_length must agree on the batch size")
-            if _is_identity(xp, perm):
-                return x  # already in order (e.g. equal lengths): no copy
+            if _is_identity(xp, perm) or (x.shape[axis] > 1 and x.strides[axis] == 0):
+                return x  # already in order (e.g. equal lengths), or every row is one (a
+                # broadcast, such as the gradient of a sum): no copy
             if alloc is None:
                 return xp.take(x, perm, axis=axis)
             # into a reused buffer ('clip': a permutation is in range, and numpy buffers a

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir.types import TensorType
 from .base import Op, apply, same_dtype
+from . import loop_rows
 
 
 class StepSum(Op):
@@ -50,16 +51,16 @@ def _counts(rows, steps: int, batch: int):
     return None if counts.size == steps and (counts >= batch).all() else counts
 
 
-def _pack(xp, x2, counts, batch: int, alloc=None, slot=0):
-    """The active rows (a prefix of each step: rows are sorted longest first) of a flattened
-    stack x2 [steps * batch, K], one step after another: contiguous slices, copied in blocks
-    (the padded S1 LSTM benchmark: ~7 ms of gathers by row index became ~5 ms), into a pooled
-    scratch array when `alloc` gives one (a fresh one costs page faults: 0.8 ms against 0.2 ms
-    per pack in the padded S1 BasicRNN benchmark)."""
-    parts = [x2[t * batch:t * batch + k] for t, k in enumerate(counts) if k]
+def _pack(xp, x, counts, batch: int, alloc=None, slot=0):
+    """The active rows (a prefix of each step: rows are sorted longest first) of a stack
+    x [steps, batch, K], one step after another: [sum(counts), K], copied in blocks straight
+    from x (a strided stack is not made contiguous first), into a pooled scratch array when
+    `alloc` gives one (a fresh one costs page faults: 0.8 ms against 0.2 ms per pack in the
+    padded S1 BasicRNN benchmark)."""
+    parts = [x[t, :k] for t, k in enumerate(counts) if k]
     if not parts:
-        return x2[:0]
-    out = alloc((int(sum(counts)), x2.shape[1]), x2.dtype, slot) if alloc is not None else None
+        return x.reshape(-1, x.shape[2])[:0]
+    out = alloc((int(sum(counts)), x.shape[2]), x.dtype, slot) if alloc is not None else None
     return xp.concatenate(parts, out=out)
 
 
@@ -98,13 +99,11 @@ class StepContract(Op):
         a_s, b, n, rows = args[:p], args[p], int(args[p + 1]), args[p + 2:]
         batch = b.shape[1]
         counts = _counts(rows[0], n, batch) if rows else None
-        b2 = b[:n].reshape(-1, b.shape[2])
-        if counts is not None:
-            b2 = _pack(xp, b2, counts, batch, alloc, 0)
+        b2 = b[:n].reshape(-1, b.shape[2]) if counts is None else \
+            _pack(xp, b, counts, batch, alloc, 0)
         if p == 1:
-            a2 = a_s[0][:n].reshape(-1, a_s[0].shape[2])
-            if counts is not None:
-                a2 = _pack(xp, a2, counts, batch, alloc, 1)
+            a2 = a_s[0][:n].reshape(-1, a_s[0].shape[2]) if counts is None else \
+                _pack(xp, a_s[0], counts, batch, alloc, 1)
         else:
             a2 = _side_by_side(xp, [a[:n] for a in a_s], counts, alloc)
         return xp.matmul(a2.T, b2)
@@ -137,8 +136,14 @@ def _side_by_side(xp, stacks, counts, alloc):
 
 class RowsMatMul(Op):
     """x [L, B, K] @ w [K, N] for the active rows b < rows[t] of each step t; zero elsewhere
-    (the product a loop with active rows would have computed step by step)."""
+    (the product a loop with active rows would have computed step by step).
+
+    The shrink_batch pass sets `_only_loops_read` when the readers are loops running the same
+    active rows: then only the rows such a loop reads past the active ones (its row count is
+    rounded up to ops/loop_rows.ROW_ALIGN) are zeroed, not all finished rows (the projection of
+    the padded S1 LSTM: ~13 MB of zeros a run)."""
     name = "rows_matmul"
+    _only_loops_read = False
 
     def infer(self, x, w, rows):
         if x.rank != 3 or w.rank != 2:
@@ -156,22 +161,23 @@ class RowsMatMul(Op):
 
     def compute(self, xp, x, w, rows, alloc=None):
         steps, batch, k = x.shape
-        x2 = x.reshape(-1, k)
         counts = _counts(rows, steps, batch)
         shape = (steps * batch, w.shape[1])
         if alloc is not None and x.dtype != w.dtype:
             alloc = None   # (matmul's result type decides; no buffer to guess it)
         if counts is None:
             out = alloc(shape, x.dtype) if alloc is not None else None
-            return xp.matmul(x2, w, out=out).reshape(steps, batch, w.shape[1])
-        packed = _pack(xp, x2, counts, batch, alloc, 1)
+            return xp.matmul(x.reshape(-1, k), w, out=out).reshape(steps, batch, w.shape[1])
+        packed = _pack(xp, x, counts, batch, alloc, 1)
         product = alloc((packed.shape[0], w.shape[1]), x.dtype, 2) if alloc is not None else None
         packed = xp.matmul(packed, w, out=product)
         out = alloc(shape, x.dtype) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
+        align = loop_rows.ROW_ALIGN
         start = 0
         for t, n in enumerate(counts):   # each step's rows back in place, zero after them
             out[t * batch:t * batch + n] = packed[start:start + n]
-            out[t * batch + n:(t + 1) * batch] = 0
+            end = min(batch, -(-n // align) * align) if self._only_loops_read else batch
+            out[t * batch + n:t * batch + end] = 0
             start += n
         if len(counts) < steps:
             out[len(counts) * batch:] = 0

@@ -23,6 +23,7 @@ import numpy as np
 from ..ir.types import TensorType
 from ..memory.loops import loop_layout, split_placements
 from ..memory.shapes import infer_body_shapes
+from ..ops import loop_rows
 from ..ops.loop_rows import row_layout
 from .buffer_pool import BufferPool
 from .loop_driver import step_driver
@@ -295,13 +296,10 @@ class ActiveRows:
     are full width, zero past the active rows: a finished row's output is zero, and its saved
     values and gradients are zero (the sunk weight-gradient products read whole stacks).
 
-    A step runs on the active rows rounded up to a multiple of `align` (at most the batch): the
-    extra rows are finished ones, which the body's masking leaves exactly as they were (state
-    copied through, output and gradients zero), and BLAS multiplies a multiple of 8 rows faster
-    than fewer odd ones (benchmarks/rnn.py, padded S1 LSTM: k = 8 took 71 us, k = 5 took 119 us).
+    A step runs on the active rows rounded up to a multiple of ops/loop_rows.ROW_ALIGN (at
+    most the batch): the extra rows are finished ones, which the body's masking leaves exactly
+    as they were (state copied through, output and gradients zero).
     """
-
-    align = 8   # tests set 1 to see the exact counts
 
     def __init__(self, xp, layout, rows, carried, seqs):
         self.xp = xp
@@ -311,7 +309,8 @@ class ActiveRows:
             [s[0] for s, b in zip(seqs, layout.sequence) if b and s.shape[0]]
         self.batch = batched[0].shape[0] if batched else 0
         rows = rows.get() if hasattr(rows, "get") else np.asarray(rows)
-        self.rows = np.minimum(-(-rows // self.align) * self.align, self.batch)
+        align = loop_rows.ROW_ALIGN
+        self.rows = np.minimum(-(-rows // align) * align, self.batch)
         self.width = self.batch                 # rows the carried values hold now
         self.initial = list(carried)
         self.parked: list = [None] * len(carried)  # full-width values of the inactive rows
