@@ -234,6 +234,31 @@ def test_lstm_step_bodies_fuse_into_few_kernels():
     assert kernel.op.instrs[-1][0].name == "concat" and kernel.outputs[-1].shape[-1] == 4 * 6
 
 
+@pytest.mark.parametrize("start", ["zeros", "given"])
+def test_a_sunk_accumulator_keeps_its_starting_value(start):
+    """acc' = acc + x_t^T @ y_t becomes one product after the loop, added to acc's initial
+    value (a gradient accumulator starts at zeros_like: then nothing is added)."""
+    g = rg.Graph()
+    with g.as_default():
+        xs = rg.placeholder(rg.float64, [4, 3, 2])
+        ys = rg.placeholder(rg.float64, [4, 3, 5])
+        acc0 = rg.placeholder(rg.float64, [2, 5])
+        init = rg.zeros_like(acc0) if start == "zeros" else acc0
+
+        def step(carry, xy):
+            (acc,), (x, y) = carry, xy
+            return [acc + rg.matmul(rg.transpose(x, [1, 0]), y)], []
+        (total,), _ = rg.scan(step, [init], [xs, ys])
+    rng = np.random.default_rng(4)
+    feed = {xs: rng.normal(size=(4, 3, 2)), ys: rng.normal(size=(4, 3, 5)),
+            acc0: rng.normal(size=(2, 5))}
+    sess = rg.Session(g)
+    got = sess.run(total, feed)
+    assert sess.pass_stats["sink_accumulators"] == 1
+    want = np.einsum("tbk,tbn->kn", feed[xs], feed[ys]) + (0 if start == "zeros" else feed[acc0])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_a_concat_of_one_kernels_outputs_joins_it_and_computes_the_same():
     rng = np.random.default_rng(2)
     g = rg.Graph()

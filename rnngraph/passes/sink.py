@@ -120,7 +120,10 @@ def _sink_accumulators(graph, loop) -> int:
             continue
         out = loop.outputs[loop.op.out_ports().offset("carried") + i]
         init = loop.op.in_ports().split(loop.inputs)["carried"][i]
-        final = b.add(n.op, [init, total], out, out.node.name + f"/acc_{i}")
+        if init.node.op.name == "zeros_like" and total.type == out.type:
+            final = total   # (a gradient accumulator starts at zero: nothing to add)
+        else:
+            final = b.add(n.op, [init, total], out, out.node.name + f"/acc_{i}")
         replace_uses(graph, out, final)
         results[i] = acc  # the loop now carries it through untouched (no per-step work)
         count += 1
