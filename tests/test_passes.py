@@ -88,10 +88,12 @@ def test_structure_after_passes_lstm():
     # the per-step input gradient became one product after the loop
     assert any(n.name.endswith("/after_loop") for n in graph.nodes)
     # join_slices: the input half and the recurrent half of the kernel's gradient are one
-    # product over the input and state stacks side by side (no zero-filled halves, no concat)
-    assert not any(n.op.name in ("getitem_grad", "concat") for n in graph.nodes)
+    # product over the input and state stacks side by side (no zero-filled halves, no concat),
+    # and the bias gradient is its last row (a column of ones beside the stacks)
+    assert not any(n.op.name in ("getitem_grad", "concat", "step_sum") for n in graph.nodes)
     (contraction,) = [n for n in graph.nodes if n.op.name == "step_contract"]
-    assert contraction.op.parts == 2 and contraction.outputs[0].shape == (I + 6, 4 * 6)
+    assert contraction.op.parts == 2 and contraction.op.ones
+    assert contraction.outputs[0].shape == (I + 6 + 1, 4 * 6)
 
 
 def _slice_grad_graph(keys, shape=(6, 4)):
@@ -322,7 +324,7 @@ def test_work_moved_out_of_a_loop_with_active_rows_skips_finished_rows():
 def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
     """A saved tensor is read only by the (shrunk) gradient loop and the packed weight-gradient
     product, so its finished rows need no zeros; the RNN's output is the user's and keeps them;
-    the gradient loop's dz feeds packed products and a row-aware bias-gradient sum."""
+    the gradient loop's dz feeds packed products (the bias gradient among them)."""
     _, sess = build_and_run("lstm", True, seq=[5, 0, 2])
     fwd, bwd = _loops(_optimized_graph(sess))
 
@@ -331,8 +333,8 @@ def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
         return frozenset(range(ports.offset(name), ports.offset(name) + ports.sizes[name]))
     assert fwd.op._rows_only == group(fwd, "residual")
     assert bwd.op._rows_only == group(bwd, "output")
-    step_sums = [n for n in _optimized_graph(sess).nodes if n.op.name == "step_sum"]
-    assert step_sums and all(len(n.inputs) == 3 for n in step_sums)   # with the row counts
+    (contraction,) = [n for n in _optimized_graph(sess).nodes if n.op.name == "step_contract"]
+    assert contraction.op.ones and len(contraction.inputs) == 5   # packs the active rows
     # the input projection is read by the forward loop only; the input gradient is the user's
     products = {n.name.rsplit("/", 1)[-1]: n.op for n in _optimized_graph(sess).nodes
                 if n.op.name == "rows_matmul"}
@@ -381,3 +383,9 @@ def test_rows_matmul_and_packed_contraction_equal_masked_products():
                                StepContract().compute(np, x2, b, np.int32(n), *r)])
         assert got.shape == (11, 2)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+        # and with a column of ones: the last row sums b over each step's active rows
+        got = StepContract(parts=2, ones=True).compute(np, x, x2, b, np.int32(n), *r)
+        sums = StepSum().compute(np, b, np.int32(n), *r).sum(axis=0)
+        np.testing.assert_allclose(got, np.vstack([want, sums]), rtol=1e-12, atol=1e-15)
+    got = StepContract(ones=True).compute(np, x, b, np.int32(3), rows)     # one part, too
+    np.testing.assert_allclose(got[-1], (b * active)[:3].sum(axis=(0, 1)), rtol=1e-12)

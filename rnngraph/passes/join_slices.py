@@ -6,14 +6,17 @@ zero-filled copies of the whole kernel and a sum of them. When the slices cover 
 the input end to end, that is concat([g_x, g_h]) (LSTM S2: 0.84 ms of a 14 ms step, in three
 passes over a fresh [178, 600] array, became one copy). When the parts are weight-gradient
 products over the same gradient stack (sink.py's step_contract), they become one product over
-the stacks side by side, and no concat is needed.
+the stacks side by side, and no concat is needed; and the bias's gradient, a sum of that same
+stack, becomes one more row of that product (a column of ones beside the stacks).
 """
 from __future__ import annotations
 
 from ..ir.graph import Graph
+from ..ir.types import TensorType
+from ..ops.elementwise import SumTo
 from ..ops.reduce import AddN
-from ..ops.shape import Concat, GetitemGrad
-from ..ops.steps import StepContract
+from ..ops.shape import Concat, Getitem, GetitemGrad
+from ..ops.steps import StepContract, StepSum
 from .rewrite import replace_uses, result_values, toposort, uses
 
 
@@ -23,6 +26,7 @@ def join_slice_gradients(graph: Graph) -> int:
         for body in node.op.subgraphs():
             count += join_slice_gradients(body)
     readers, results = uses(graph), result_values(graph)
+    superseded: set = set()   # products now computed by a joined one (dead, not yet swept)
     for node in list(graph.nodes):
         if not (isinstance(node.op, AddN) or node.op.name == "add") or len(node.inputs) < 2:
             continue
@@ -35,14 +39,54 @@ def join_slice_gradients(graph: Graph) -> int:
         if inputs is not None:   # the parts' products are one product over their stacks
             joined = graph.add_node(StepContract(len(grads)), inputs, [out.type],
                                     node.name + "/joined", node.location)
+            superseded.update(g.node for g in grads)
         else:
             joined = graph.add_node(Concat(axis), grads, [out.type], node.name + "/joined",
                                     node.location)
         joined.is_gradient = node.is_gradient
         replace_uses(graph, out, joined.outputs[0])
         count += 1
+    count += _fold_bias_sums(graph, superseded)
     if count:
         toposort(graph)
+    return count
+
+
+def _fold_bias_sums(graph: Graph, superseded: set) -> int:
+    """sum_to(step_sum(b)) [N] (a bias's gradient) next to step_contract(a.., b) (its kernel's)
+    over the same stack b, steps and rows: one step_contract with a column of ones, whose last
+    row is the bias gradient and whose other rows are the kernel gradient."""
+    readers, results = uses(graph), result_values(graph)
+    contractions = {}
+    for node in graph.nodes:
+        if isinstance(node.op, StepContract) and not node.op.ones and node not in superseded:
+            key = tuple(id(v) for v in node.inputs[node.op.parts:])   # b, n, rows
+            contractions.setdefault(key, node)
+    count = 0
+    for node in list(graph.nodes):
+        if not isinstance(node.op, SumTo) or node.op.lead != 1 or node.op.axes:
+            continue
+        summed = node.inputs[0]
+        step_sum = summed.node
+        if not isinstance(step_sum.op, StepSum) or summed.type.rank != 2 or \
+                readers.get(summed) != [node] or summed in results:
+            continue
+        contraction = contractions.pop(tuple(id(v) for v in step_sum.inputs), None)
+        if contraction is None or contraction.outputs[0].dtype != node.outputs[0].dtype:
+            continue
+        op, kernel = contraction.op, contraction.outputs[0]
+        k = kernel.shape[0]
+        if k is None:
+            continue
+        both = graph.add_node(StepContract(op.parts, ones=True), list(contraction.inputs),
+                              [TensorType((k + 1,) + kernel.shape[1:], kernel.dtype)],
+                              contraction.name + "/with_bias", contraction.location)
+        for old, key, name in ((kernel, slice(0, k), "kernel"), (node.outputs[0], k, "bias")):
+            part = graph.add_node(Getitem(key), both.outputs, [old.type],
+                                  f"{both.name}/{name}", contraction.location)
+            part.is_gradient = both.is_gradient = True
+            replace_uses(graph, old, part.outputs[0])
+        count += 1
     return count
 
 
