@@ -108,10 +108,10 @@ def test_shrunk_loops_keep_exact_semantics(kind, case, time_major, align, monkey
     out, final, grads = sess.run([m["out"], m["final"], m["grads"]], feed(m, a))
 
     # the rows each step ran on: lengths > t, forward then backward (reverse order), rounded
-    # up to a multiple of `align` (the extra rows are finished ones, which the masks keep)
+    # up to a multiple of `align`, a single row staying one (the extra rows are finished ones)
     trip = min(max(max(lengths), 1), max_time)
-    active = [min(len(lengths), -(-int(sum(n > t for n in lengths)) // align) * align)
-              for t in range(trip)]
+    counts = [int(sum(n > t for n in lengths)) for t in range(trip)]
+    active = [c if c <= 1 else min(len(lengths), -(-c // align) * align) for c in counts]
     want = list(zip(range(trip), active)) + list(zip(reversed(range(trip)), reversed(active)))
     assert spy.steps == want
 

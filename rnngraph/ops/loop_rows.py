@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..ir.types import TensorType
 
 SENTINEL = 1_000_003   # a batch size no real dimension equals
@@ -30,6 +32,14 @@ SENTINEL = 1_000_003   # a batch size no real dimension equals
 # LSTM: [k, 256] @ [256, 1024] took 71 us for k = 8, 119 us for k = 5); the extra rows are
 # finished ones, which the body's masking keeps exactly as they were
 ROW_ALIGN = 8
+
+
+def active_width(counts, batch: int):
+    """The rows a step with `counts` active rows runs on (array or int): rounded up to a
+    multiple of ROW_ALIGN, at most `batch`; a single row stays one (a matrix-vector product:
+    18 us against 59 us for 8 rows, same product)."""
+    rounded = -(-counts // ROW_ALIGN) * ROW_ALIGN
+    return np.minimum(np.where(counts == 1, 1, rounded), batch)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ class RowsMatMul(Op):
 
     The shrink_batch pass sets `_only_loops_read` when the readers are loops running the same
     active rows: then only the rows such a loop reads past the active ones (its row count is
-    rounded up to ops/loop_rows.ROW_ALIGN) are zeroed, not all finished rows (the projection of
+    rounded up: ops/loop_rows.active_width) are zeroed, not all finished rows (the projection of
     the padded S1 LSTM: ~13 MB of zeros a run)."""
     name = "rows_matmul"
     _only_loops_read = False
@@ -179,11 +179,11 @@ class RowsMatMul(Op):
         product = alloc((packed.shape[0], w.shape[1]), x.dtype, 2) if alloc is not None else None
         packed = xp.matmul(packed, w, out=product)
         out = alloc(shape, x.dtype) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
-        align = loop_rows.ROW_ALIGN
+        ends = loop_rows.active_width(counts, batch) if self._only_loops_read else \
+            [batch] * len(counts)
         start = 0
-        for t, n in enumerate(counts):   # each step's rows back in place, zero after them
+        for t, (n, end) in enumerate(zip(counts, ends)):   # each step's rows in place, zeros
             out[t * batch:t * batch + n] = packed[start:start + n]
-            end = min(batch, -(-n // align) * align) if self._only_loops_read else batch
             out[t * batch + n:t * batch + end] = 0
             start += n
         if len(counts) < steps:

@@ -296,9 +296,9 @@ class ActiveRows:
     are full width, zero past the active rows: a finished row's output is zero, and its saved
     values and gradients are zero (the sunk weight-gradient products read whole stacks).
 
-    A step runs on the active rows rounded up to a multiple of ops/loop_rows.ROW_ALIGN (at
-    most the batch): the extra rows are finished ones, which the body's masking leaves exactly
-    as they were (state copied through, output and gradients zero).
+    A step runs on its active rows rounded up as ops/loop_rows.active_width says: the extra
+    rows are finished ones, which the body's masking leaves exactly as they were (state copied
+    through, output and gradients zero).
     """
 
     def __init__(self, xp, layout, rows, carried, seqs):
@@ -309,8 +309,7 @@ class ActiveRows:
             [s[0] for s, b in zip(seqs, layout.sequence) if b and s.shape[0]]
         self.batch = batched[0].shape[0] if batched else 0
         rows = rows.get() if hasattr(rows, "get") else np.asarray(rows)
-        align = loop_rows.ROW_ALIGN
-        self.rows = np.minimum(-(-rows // align) * align, self.batch)
+        self.rows = loop_rows.active_width(rows, self.batch)
         self.width = self.batch                 # rows the carried values hold now
         self.initial = list(carried)
         self.parked: list = [None] * len(carried)  # full-width values of the inactive rows
