@@ -348,9 +348,8 @@ def test_a_projection_only_loops_read_zeroes_just_the_rows_they_read(monkeypatch
     rng = np.random.default_rng(1)
     x, w = rng.normal(size=(4, 5, 3)), rng.normal(size=(3, 2))
     rows = np.array([5, 3, 1, 0], np.int32)
-    op = RowsMatMul()
-    op._only_loops_read = True
-    out = op.compute(np, x, w, rows, lambda shape, dtype, slot=0: np.full(shape, np.nan, dtype))
+    out = RowsMatMul().compute(np, x, w, rows,
+                               lambda shape, dtype, slot=0: np.full(shape, np.nan, dtype), True)
     for t, n in enumerate(rows):
         read = 1 if n == 1 else min(5, -(-n // 2) * 2)   # what a loop reads (align 2)
         np.testing.assert_allclose(out[t, :n], x[t, :n] @ w)

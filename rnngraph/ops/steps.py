@@ -146,8 +146,9 @@ class RowsMatMul(Op):
     (the product a loop with active rows would have computed step by step).
 
     The shrink_batch pass sets `_only_loops_read` when the readers are loops running the same
-    active rows: then only the rows such a loop reads past the active ones (its row count is
-    rounded up: ops/loop_rows.active_width) are zeroed, not all finished rows (the projection of
+    active rows: then (in untracked runs without a memory plan, where those loops shrink) only
+    the rows such a loop reads past the active ones (its row count is rounded up:
+    ops/loop_rows.active_width) are zeroed, not all finished rows (the projection of
     the padded S1 LSTM: ~13 MB of zeros a run)."""
     name = "rows_matmul"
     _only_loops_read = False
@@ -163,10 +164,13 @@ class RowsMatMul(Op):
         """The result (and the packed rows) land in buffers reused across runs
         (runtime/buffer_pool.py)."""
         from ..runtime.buffer_pool import pooled_alloc
-        xp, alloc = program.ctx.xp, pooled_alloc(program)
-        return lambda x, w, rows: self.compute(xp, x, w, rows, alloc)
+        xp, alloc, ctx = program.ctx.xp, pooled_alloc(program), program.ctx
+        # loops run full width when tracked or under a memory plan: then zero every row
+        loops_shrink = self._only_loops_read and alloc is not None
+        return lambda x, w, rows: self.compute(xp, x, w, rows, alloc,
+                                               loops_shrink and ctx.plan is None)
 
-    def compute(self, xp, x, w, rows, alloc=None):
+    def compute(self, xp, x, w, rows, alloc=None, loops_only=False):
         steps, batch, k = x.shape
         counts = _counts(rows, steps, batch)
         shape = (steps * batch, w.shape[1])
@@ -179,8 +183,7 @@ class RowsMatMul(Op):
         product = alloc((packed.shape[0], w.shape[1]), x.dtype, 2) if alloc is not None else None
         packed = xp.matmul(packed, w, out=product)
         out = alloc(shape, x.dtype) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
-        ends = loop_rows.active_width(counts, batch) if self._only_loops_read else \
-            [batch] * len(counts)
+        ends = loop_rows.active_width(counts, batch) if loops_only else [batch] * len(counts)
         start = 0
         for t, (n, end) in enumerate(zip(counts, ends)):   # each step's rows in place, zeros
             out[t * batch:t * batch + n] = packed[start:start + n]
