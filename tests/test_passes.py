@@ -82,6 +82,12 @@ def test_structure_after_passes_lstm():
     outside = [n for n in graph.nodes if n.name.endswith("/batched")]
     assert any(n.op.name == "matmul" and n.outputs[0].type.rank == 3 for n in outside)
     assert not any(n.op.name == "add" for n in outside)  # the bias add stays in (fused there)
+    # dce: the gradient loop keeps only inputs its body reads (the saved inputs of the weight
+    # gradient went to the product after the loop), and the sequence giving its length
+    body = bwd.op.body
+    read = {v for n in body.nodes for v in n.inputs} | {v for vs in body.results.values() for v in vs}
+    assert all(p in read for p in body.params.get("invariant", []))
+    assert all(p in read or i == bwd.op.length_from for i, p in enumerate(body.params["sequence"]))
     # sinking: the weight gradient is one product over all steps, not accumulated per step
     bwd_ops = [n.op.name for n in bwd.op.body.nodes]
     assert "getitem_grad" not in bwd_ops and bwd_ops.count("matmul") == 1
@@ -128,6 +134,33 @@ def test_join_slices_only_joins_blocks_that_tile_one_axis(keys, joined):
         expected[k] += i + 2
     np.testing.assert_array_equal(got, expected)
     assert (sess.pass_stats["join_slices"] == 1) == joined
+
+
+def test_dce_drops_loop_inputs_the_body_never_reads():
+    g = rg.Graph()
+    with g.as_default():
+        xs = rg.placeholder(rg.float64, [4, 3])
+        unused_seq = rg.placeholder(rg.float64, [4, 2])
+        unused_inv = rg.placeholder(rg.float64, [5])
+        w = rg.placeholder(rg.float64, [3])
+
+        def step(carry, seqs):
+            (acc,), (x, _) = carry, seqs
+            _ = unused_inv * 2.0   # captured, never used for a result
+            return [acc + rg.reduce_sum(x * w)], [x * w]
+        (total,), (ys,) = rg.scan(step, [rg.constant(0.0, rg.float64)], [xs, unused_seq])
+    rng = np.random.default_rng(5)
+    feed = {xs: rng.normal(size=(4, 3)), unused_seq: rng.normal(size=(4, 2)),
+            unused_inv: rng.normal(size=5), w: rng.normal(size=3)}
+    sess = rg.Session(g, passes={"dce": True} | {n: False for n in PASSES if n != "dce"})
+    got = sess.run([total, ys], feed)
+    (loop,) = _loops(_optimized_graph(sess))
+    outer = [v.node.name for v in loop.inputs]
+    assert not any(name in outer for name in (unused_seq.node.name, unused_inv.node.name))
+    assert xs.node.name in outer and w.node.name in outer
+    ref = rg.Session(g, passes=False).run([total, ys], feed)
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_passes_leave_the_users_graph_alone():

@@ -78,3 +78,33 @@ def drop_unused_outputs(node, used: set) -> int:
             out.index = i
         node.graph.version += 1
     return dropped
+
+
+def drop_unused_inputs(node) -> int:
+    """Remove invariant and sequence ports whose body param nothing reads (after sinking, a
+    gradient loop no longer reads the saved inputs of the weight-gradient products; the stack
+    then need not be kept for it). The sequence that gives the loop its length stays."""
+    op = node.op
+    body = op.body
+    read = {v for n in body.nodes for v in n.inputs} | \
+        {v for vs in body.results.values() for v in vs}
+    parts = op.in_ports().split(node.inputs)
+    doomed = set()
+    for role in ("invariant", "sequence"):
+        params = body.params.get(role, [])
+        keep = [i for i, p in enumerate(params)
+                if p in read or (role == "sequence" and i == op.length_from)]
+        if len(keep) == len(params):
+            continue
+        if role == "sequence" and op.length_from is not None:
+            op.length_from = keep.index(op.length_from)
+        doomed |= {params[i].node for i in range(len(params)) if i not in keep}
+        body.params[role] = [params[i] for i in keep]
+        parts[role] = [parts[role][i] for i in keep]
+    if not doomed:
+        return 0
+    body.captures = {outer: p for outer, p in body.captures.items() if p.node not in doomed}
+    body.remove_nodes(doomed)
+    node.inputs[:] = [v for g in op.in_ports().groups for v in parts[g]]
+    node.graph.version += 1
+    return len(doomed)
