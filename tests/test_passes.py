@@ -100,6 +100,12 @@ def test_structure_after_passes_lstm():
     (contraction,) = [n for n in graph.nodes if n.op.name == "step_contract"]
     assert contraction.op.parts == 2 and contraction.op.ones
     assert contraction.outputs[0].shape == (I + 6 + 1, 4 * 6)
+    # reuse_outputs: h_{t-1} is read from the output stack shifted by a step; the loop saves
+    # c_{t-1} (its gradient loop reads that) but no h_{t-1}
+    assert contraction.op.shifted == (1,) and contraction.inputs[1].node is fwd
+    c_prev, h_prev = fwd.op.body.params["carried"]
+    assert c_prev in fwd.op.body.results["residual"]
+    assert h_prev not in fwd.op.body.results["residual"]
 
 
 def _slice_grad_graph(keys, shape=(6, 4)):
@@ -134,6 +140,31 @@ def test_join_slices_only_joins_blocks_that_tile_one_axis(keys, joined):
         expected[k] += i + 2
     np.testing.assert_array_equal(got, expected)
     assert (sess.pass_stats["join_slices"] == 1) == joined
+
+
+class _ScaledOutputCell(rg.nn.BasicRNNCell):
+    """Outputs 2 h_t, state h_t: the output stack is not the states shifted."""
+
+    def __call__(self, inputs, state, scope=None):
+        out, new = super().__call__(inputs, state, scope)
+        return out * 2.0, new
+
+
+@pytest.mark.parametrize("seq", [None, [5, 0, 2]], ids=["full", "lengths"])
+def test_reuse_outputs_only_when_the_output_is_the_state(seq):
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float64, [B, T, I])
+        lengths = None if seq is None else rg.constant(np.array(seq, np.int32))
+        out, _ = rg.nn.dynamic_rnn(_ScaledOutputCell(5), X, dtype=rg.float64,
+                                   sequence_length=lengths)
+        grads = rg.gradients(rg.reduce_sum(out * out), rg.global_variables())
+    x = np.random.default_rng(6).normal(size=(B, T, I))
+    sess = rg.Session(g, seed=1)
+    got = sess.run(grads, {X: x})
+    assert sess.pass_stats["reuse_outputs"] == 0
+    for a, b in zip(got, rg.Session(g, seed=1, passes=False).run(grads, {X: x})):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_dce_drops_loop_inputs_the_body_never_reads():
@@ -349,9 +380,14 @@ def test_work_moved_out_of_a_loop_with_active_rows_skips_finished_rows():
     names = [n.op.name for n in graph.nodes]
     # the input projection before the loop and the input gradient after it
     assert names.count("rows_matmul") == 2
-    # the kernel's gradient: one product over the input and state stacks, packed by rows
+    # the kernel's gradient: one product over the input and state stacks, packed by rows; the
+    # states h_{t-1} are the output stack shifted (the masked output equals the state on the
+    # rows still active), so the forward loop saves no stack of them
     (contraction,) = [n for n in graph.nodes if n.op.name == "step_contract"]
-    assert contraction.op.parts == 2 and len(contraction.inputs) == 5
+    assert contraction.op.parts == 2 and contraction.op.shifted == (1,)
+    assert len(contraction.inputs) == 6   # x, y, h_0, dz, steps, rows
+    fwd = [n for n in graph.nodes if n.op.name == "loop" and not n.op.reverse][0]
+    assert not any(p in fwd.op.body.results["residual"] for p in fwd.op.body.params["carried"][1:])
 
 
 def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
@@ -367,7 +403,7 @@ def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
     assert fwd.op._rows_only == group(fwd, "residual")
     assert bwd.op._rows_only == group(bwd, "output")
     (contraction,) = [n for n in _optimized_graph(sess).nodes if n.op.name == "step_contract"]
-    assert contraction.op.ones and len(contraction.inputs) == 5   # packs the active rows
+    assert contraction.op.ones and len(contraction.inputs) == 6   # packs the active rows
     # the input projection is read by the forward loop only; the input gradient is the user's
     products = {n.name.rsplit("/", 1)[-1]: n.op for n in _optimized_graph(sess).nodes
                 if n.op.name == "rows_matmul"}
@@ -419,5 +455,13 @@ def test_rows_matmul_and_packed_contraction_equal_masked_products():
         got = StepContract(parts=2, ones=True).compute(np, x, x2, b, np.int32(n), *r)
         sums = StepSum().compute(np, b, np.int32(n), *r).sum(axis=0)
         np.testing.assert_allclose(got, np.vstack([want, sums]), rtol=1e-12, atol=1e-15)
+    # a shifted part: the output stack y and h0 stand for [h0, y_0, y_1, ...]
+    y, h0 = rng.normal(size=(4, 3, 6)), rng.normal(size=(3, 6))
+    prev = np.concatenate([h0[None], y[:-1]])
+    for n, r in ((3, (rows,)), (4, ()), (1, ()), (3, (np.zeros(4, np.int32),))):
+        got = StepContract(parts=2, ones=True, shifted=(1,)).compute(
+            np, x, y, h0, b, np.int32(n), *r)
+        want = StepContract(parts=2, ones=True).compute(np, x, prev, b, np.int32(n), *r)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
     got = StepContract(ones=True).compute(np, x, b, np.int32(3), rows)     # one part, too
     np.testing.assert_allclose(got[-1], (b * active)[:3].sum(axis=(0, 1)), rtol=1e-12)

@@ -75,20 +75,30 @@ class StepContract(Op):
 
     With `ones`, a column of ones follows the a's: the last row of the result is sum_t sum_rows
     b_t, a bias's gradient, which then costs one more row of the product instead of another
-    pass over b (S1 LSTM: a 26 MB stack, ~1.3 ms)."""
+    pass over b (S1 LSTM: a 26 MB stack, ~1.3 ms).
+
+    `shifted` parts are a loop's output stack y and its initial state h0, standing for the stack
+    [h0, y_0, ..., y_{n-2}] (the h_{t-1} a recurrent weight's gradient needs), which the loop
+    then need not save separately. Inputs: a_1 .. a_p, one h0 per shifted part, b, n, rows."""
     name = "step_contract"
 
-    def __init__(self, parts: int = 1, ones: bool = False):
+    def __init__(self, parts: int = 1, ones: bool = False, shifted: tuple = ()):
         self.parts, self.ones = int(parts), bool(ones)
+        self.shifted = tuple(int(j) for j in shifted)
 
     def attrs(self):
-        return {"parts": self.parts, "ones": self.ones}
+        return {"parts": self.parts, "ones": self.ones, "shifted": self.shifted}
+
+    def split(self, inputs) -> tuple:
+        """(stacks, {part: h0}, [b, n, rows...]) of this op's inputs."""
+        p, q = self.parts, self.parts + len(self.shifted)
+        return list(inputs[:p]), dict(zip(self.shifted, inputs[p:q])), list(inputs[q:])
 
     def infer(self, *ts):
-        a_s, b = ts[:self.parts], ts[self.parts]
+        a_s, _, (b, *_) = self.split(ts)
         if any(a.rank != 3 for a in a_s) or b.rank != 3:
             raise ShapeError("needs stacks [steps, batch, k] and [steps, batch, n], got "
-                             + ", ".join(str(t) for t in ts[:self.parts + 1]))
+                             + ", ".join(str(t) for t in a_s + [b]))
         ks = [a.shape[2] for a in a_s]
         return TensorType((None if None in ks else sum(ks) + self.ones, b.shape[2]),
                           same_dtype(self.name, *a_s, b))
@@ -99,42 +109,52 @@ class StepContract(Op):
         return lambda *args: self.compute(xp, *args, alloc=alloc)
 
     def compute(self, xp, *args, alloc=None):
-        p = self.parts
-        a_s, b, n, rows = args[:p], args[p], int(args[p + 1]), args[p + 2:]
-        batch = b.shape[1]
+        a_s, starts, (b, n, *rows) = self.split(args)
+        n, batch = int(n), b.shape[1]
         counts = _counts(rows[0], n, batch) if rows else None
         b2 = b[:n].reshape(-1, b.shape[2]) if counts is None else \
             _pack(xp, b, counts, batch, alloc, 0)
-        if p == 1 and not self.ones:
+        if len(a_s) == 1 and not self.ones and not starts:
             a2 = a_s[0][:n].reshape(-1, a_s[0].shape[2]) if counts is None else \
                 _pack(xp, a_s[0], counts, batch, alloc, 1)
         else:
-            a2 = _side_by_side(xp, [a[:n] for a in a_s], counts, alloc, self.ones)
+            stacks = [(a[:max(n - 1, 0)], starts[j]) if j in starts else (a[:n], None)
+                      for j, a in enumerate(a_s)]
+            a2 = _side_by_side(xp, stacks, n, batch, counts, alloc, self.ones)
         return xp.matmul(a2.T, b2)
 
     def flops(self, node):
-        a_s, b = node.inputs[:self.parts], node.inputs[self.parts]
+        a_s, _, (b, *_) = self.split(node.inputs)
         steps = b.shape[0] or 1
         k = sum(a.shape[2] or 1 for a in a_s) + self.ones
         return 2 * steps * (b.shape[1] or 1) * k * (b.shape[2] or 1)
 
 
-def _side_by_side(xp, stacks, counts, alloc, ones=False):
+def _side_by_side(xp, stacks, steps, batch, counts, alloc, ones=False):
     """[steps * batch (or the active rows), K_1 + ... + K_p (+ 1)]: the stacks' rows side by
     side, each copied once straight into its columns (strided stacks are not made contiguous
-    first), then a column of ones if asked."""
-    steps, batch = stacks[0].shape[:2]
-    widths = [a.shape[2] for a in stacks]
+    first), then a column of ones if asked. `stacks` holds (stack, None), or (y, h0) for
+    [h0, y_0, y_1, ...] (a shifted output stack)."""
+    widths = [a.shape[-1] for a, _ in stacks]
     n_rows = steps * batch if counts is None else int(sum(counts))
-    shape, dtype = (n_rows, sum(widths) + ones), stacks[0].dtype
+    shape, dtype = (n_rows, sum(widths) + ones), stacks[0][0].dtype
     out = alloc(shape, dtype, 1) if alloc is not None else xp.empty(shape, dtype)
     col = 0
-    for a, w in zip(stacks, widths):
+    for (a, h0), w in zip(stacks, widths):
+        cols = out[:, col:col + w]
         if counts is None:
-            out.reshape(steps, batch, shape[1])[:, :, col:col + w] = a
+            grid = out.reshape(steps, batch, shape[1])[:, :, col:col + w]
+            if h0 is None:
+                grid[...] = a
+            elif steps:
+                grid[0] = h0
+                grid[1:] = a
         elif n_rows:
-            xp.concatenate([a[t, :k] for t, k in enumerate(counts) if k],
-                           out=out[:, col:col + w])
+            if h0 is None:
+                parts = [a[t, :k] for t, k in enumerate(counts) if k]
+            else:
+                parts = [h0[:counts[0]]] + [a[t - 1, :k] for t, k in enumerate(counts) if k and t]
+            xp.concatenate(parts, out=cols)
         col += w
     if ones:
         out[:, col] = 1

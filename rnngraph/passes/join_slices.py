@@ -60,7 +60,7 @@ def _fold_bias_sums(graph: Graph, superseded: set) -> int:
     contractions = {}
     for node in graph.nodes:
         if isinstance(node.op, StepContract) and not node.op.ones and node not in superseded:
-            key = tuple(id(v) for v in node.inputs[node.op.parts:])   # b, n, rows
+            key = tuple(id(v) for v in node.op.split(node.inputs)[2])   # b, n, rows
             contractions.setdefault(key, node)
     count = 0
     for node in list(graph.nodes):
@@ -78,7 +78,7 @@ def _fold_bias_sums(graph: Graph, superseded: set) -> int:
         k = kernel.shape[0]
         if k is None:
             continue
-        both = graph.add_node(StepContract(op.parts, ones=True), list(contraction.inputs),
+        both = graph.add_node(StepContract(op.parts, True, op.shifted), list(contraction.inputs),
                               [TensorType((k + 1,) + kernel.shape[1:], kernel.dtype)],
                               contraction.name + "/with_bias", contraction.location)
         for old, key, name in ((kernel, slice(0, k), "kernel"), (node.outputs[0], k, "bias")):
@@ -133,7 +133,9 @@ def _one_contraction(grads, readers, results):
     if not all(isinstance(n.op, StepContract) for n in nodes) or \
             any(len(readers.get(g, [])) != 1 or g in results for g in grads):
         return None
-    shared = [n.inputs[n.op.parts:] for n in nodes]   # b, n, rows
+    if any(n.op.shifted or n.op.ones for n in nodes):
+        return None
+    shared = [n.op.split(n.inputs)[2] for n in nodes]   # b, n, rows
     if any(len(s) != len(shared[0]) or any(u is not v for u, v in zip(s, shared[0]))
            for s in shared):
         return None

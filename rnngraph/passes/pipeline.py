@@ -8,6 +8,7 @@ from .dce import eliminate_dead_code
 from .fuse import fuse_elementwise
 from .hoist_sequence import hoist_sequence_work
 from .join_slices import join_slice_gradients
+from .reuse_outputs import reuse_output_stacks
 from .licm import hoist_invariants
 from .shrink_batch import shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
@@ -22,6 +23,7 @@ PASSES = {
     "sink_accumulators": lambda g: sink_loops(g, outputs=False, accumulators=True),
     "sink_outputs": lambda g: sink_loops(g, outputs=True, accumulators=False),
     "join_slices": join_slice_gradients,
+    "reuse_outputs": reuse_output_stacks,
     "fuse": fuse_elementwise,
     "shrink_batch": shrink_active_batch,
 }

@@ -62,7 +62,8 @@ def _reads_active_rows(reader, v, rows) -> bool:
     """Does `reader` read stack v [steps, batch, ...] only in the rows active at each step?"""
     op = reader.op
     if isinstance(op, StepContract):   # packs the active rows of its stacks
-        return len(reader.inputs) == op.parts + 3 and reader.inputs[-1] is rows
+        tail = op.split(reader.inputs)[2]
+        return len(tail) == 3 and tail[2] is rows
     if isinstance(op, StepSum):
         return len(reader.inputs) == 3 and reader.inputs[2] is rows
     if isinstance(op, RowsMatMul):
