@@ -293,8 +293,9 @@ class ActiveRows:
     Batched carried values are cut to those rows; a row that stops being active keeps its last
     value in a full-width copy until the loop ends (or until it is active again, which happens
     in a backward loop: there the rows start inactive and join as t descends). Batched stacks
-    are full width, zero past the active rows: a finished row's output is zero, and its saved
-    values and gradients are zero (the sunk weight-gradient products read whole stacks).
+    are full width, zero past the active rows: a finished row's output is zero, and so are its
+    saved values and gradients, except in stacks whose every reader takes only the active rows
+    (the shrink_batch pass marks them; `zero_all` overrides it under a memory plan).
 
     A step runs on its active rows rounded up as ops/loop_rows.active_width says: the extra
     rows are finished ones, which the body's masking leaves exactly as they were (state copied
