@@ -84,7 +84,7 @@ def _fold_bias_sums(graph: Graph, superseded: set) -> int:
         for old, key, name in ((kernel, slice(0, k), "kernel"), (node.outputs[0], k, "bias")):
             part = graph.add_node(Getitem(key), both.outputs, [old.type],
                                   f"{both.name}/{name}", contraction.location)
-            part.is_gradient = both.is_gradient = True
+            part.is_gradient = both.is_gradient = contraction.is_gradient
             replace_uses(graph, old, part.outputs[0])
         count += 1
     return count
