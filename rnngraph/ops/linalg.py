@@ -23,15 +23,18 @@ class MatMul(Op):
     def make_kernel(self, node, program):
         """Large products land in a buffer reused across runs (runtime/buffer_pool.py); small
         ones (a loop's per-step products) take the shortest path."""
-        from ..runtime.buffer_pool import output_pool, pooled
+        from ..runtime.buffer_pool import POOL_MIN_BYTES, output_pool, pooled
         pool = output_pool(program)
         xp = program.ctx.xp
         compute = self.compute
         if pool is None:
             return lambda a, b: compute(xp, a, b)
         matmul = xp.matmul
+        small = POOL_MIN_BYTES // 8   # elements of an output too small to pool, in any dtype
 
         def run(a, b):
+            if a.ndim == 2 and b.ndim == 2 and a.shape[0] * b.shape[1] < small:
+                return matmul(a, b)   # a loop's per-step product: no checks (~1.8 us a step)
             if b.ndim != 2 or a.ndim < 2 or a.dtype != b.dtype or a.shape[-1] != b.shape[0]:
                 return compute(xp, a, b)   # (which reports a mismatch)
             k, n = b.shape
