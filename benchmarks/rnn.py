@@ -8,6 +8,8 @@ forward+backward for rnngraph (all compiler passes), the same graph with every p
 PyTorch's nn.LSTM/GRU/RNN (skipped with a note when torch is not installed), the ratio
 rnngraph/PyTorch, and GFLOP/s as a fraction of a NumPy float32 matmul peak measured in this run.
 Then: padded batches (lengths uniform in [1, T]) vs full length, and build+compile times.
+`--sections floor` adds the matrix products alone (the BLAS floor of this design, see
+floor_table) beside the whole forward+backward pass.
 Medians over repeats, timed in alternating rounds (rnngraph, passes off, PyTorch, ...); these
 machines are shared, so compare columns of one run, not runs.
 """
@@ -145,8 +147,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--cells", default="lstm,gru,basic")
     ap.add_argument("--shapes", default="S1,S2,S3,S4")
-    ap.add_argument("--sections", default="speed,padded,compile",
-                    help="which tables to print (comma-separated)")
+    ap.add_argument("--sections", default="speed,padded,compile,floor",
+                    help="which tables to print (comma-separated): speed, padded, compile, "
+                         "floor")
     args = ap.parse_args()
     reps = 3 if args.quick else 7
     try:
@@ -185,6 +188,8 @@ def main():
         padded_table(args, reps, torch)
     if "compile" in sections:
         compile_table()
+    if "floor" in sections:
+        floor_table(args, reps, torch, peak)
 
 
 def padded_table(args, reps, torch):
@@ -246,6 +251,96 @@ def compile_table():
                      f"{statistics.median(compiles) * 1e3:.1f}"])
     print("Build (graph + gradients) and compile (clone, passes, schedule), medians")
     table(rows, ["case", "build ms", "compile ms"])
+
+
+def compiled_products(case: "RnngraphCase", B: int) -> tuple[list, list]:
+    """The matrix products of a case's compiled forward+backward program, as (m, k, n) of
+    [m, k] @ [k, n]: (per-step ones, run by a loop body each step; batched ones, run once).
+    Read off the program the session runs, so the floor follows what the passes produce (the
+    GRU's two products per step, the joined weight gradient, ...); an unknown dim is the batch."""
+    prog = case.sess.compile(case.grads, list(case.feed))
+    per_step, batched = [], []
+
+    def rows(shape) -> int:
+        return int(np.prod([B if d is None else d for d in shape]))
+
+    for node in prog.graph.nodes:
+        name = node.op.name
+        if name == "loop":
+            per_step += [(rows(m.inputs[0].shape[:-1]),) + m.inputs[1].shape
+                         for m in node.op.body.nodes if m.op.name == "matmul"]
+        elif name in ("matmul", "rows_matmul"):
+            a, w = node.inputs[0].shape, node.inputs[1].shape
+            batched.append((rows(a[:-1]), a[-1], w[-1]))
+        elif name == "step_contract":   # sum over steps and rows of a_t^T b_t: one product
+            (k, n), b = node.outputs[0].shape, node.op.split(node.inputs)[2][0].shape
+            batched.append((k, rows(b[:-1]), n))
+    return per_step, batched
+
+
+def product_seconds(shapes, repeats: int) -> dict:
+    """Seconds of each [m, k] @ [k, n] product alone (random float32, into a reused output,
+    warm caches), the best of the repeats, as matmul_peak: a floor is what the BLAS can do,
+    and a busy spell on the host only adds to it."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for m, k, n in sorted(set(shapes)):
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        c = np.empty((m, n), np.float32)
+        calls = max(1, int(5e8 // (2 * m * k * n + 1)))   # ~0.5 GFLOP per timing
+        np.matmul(a, b, out=c)
+        out[(m, k, n)] = min(_timed(lambda: [np.matmul(a, b, out=c) for _ in range(calls)])
+                             for _ in range(max(5, repeats))) / calls
+    return out
+
+
+def floor_table(args, reps, torch, peak):
+    """The matrix products of the compiled graph timed alone, summed over the steps: the least
+    that running each step's product through this BLAS can cost, beside the whole pass. The
+    rest of rnngraph's time is the fused gate kernels, copies and Python per step. The padded
+    rows sum the per-step products at each step's active width (ops/loop_rows.active_width)."""
+    from rnngraph.ops.loop_rows import active_width
+    rows = []
+    for cell in args.cells.split(","):
+        for name in [s for s in args.shapes.split(",") if s != "S4"]:
+            B, T, I, H = SHAPES[name]
+            ours = RnngraphCase(cell, B, T, I, H)
+            per_step, batched = compiled_products(ours, B)
+            secs = product_seconds(per_step + batched, reps)
+            t_steps = T * sum(secs[s] for s in per_step)
+            t_once = sum(secs[s] for s in batched)
+            cases = [ours] + ([TorchCase(torch, cell, B, T, I, H)] if torch else [])
+            t_ours, *t_torch = interleaved_medians([c.forward_backward for c in cases],
+                                                   max(3, reps // 2))
+            floor = t_steps + t_once
+            rows.append([f"{cell} {name}", f"{t_steps * 1e3:.2f}", f"{t_once * 1e3:.2f}",
+                         f"{floor * 1e3:.2f}",
+                         f"{flops(cell, B, T, I, H, True) / floor / 1e9 / peak:.0%}",
+                         f"{t_ours * 1e3:.2f}", f"{floor / t_ours:.0%}"]
+                        + ([f"{t_torch[0] * 1e3:.2f}", f"{floor / t_torch[0]:.0%}"]
+                           if torch else []))
+    print("Matrix products alone (fwd+bwd): per-step products x T, the batched ones once; "
+          "'of peak' is the floor's GFLOP/s against the matmul peak")
+    table(rows, ["case", "per-step ms", "batched ms", "floor ms", "of peak", "rnngraph ms",
+                 "floor/ours"] + (["pytorch ms", "floor/torch"] if torch else []))
+
+    B, T, I, H = SHAPES["S1"]
+    lengths = np.random.default_rng(1).integers(1, T + 1, size=B)
+    counts = np.array([(lengths > t).sum() for t in range(T)])
+    widths = [int(w) for w in active_width(counts, B) if w]
+    rows = []
+    for cell in args.cells.split(","):
+        per_step, _ = compiled_products(RnngraphCase(cell, B, T, I, H), B)
+        secs = product_seconds([(w, k, n) for w in set(widths) | {B} for _, k, n in per_step],
+                               reps)
+        full = T * sum(secs[(B, k, n)] for _, k, n in per_step)
+        padded = sum(secs[(w, k, n)] for w in widths for _, k, n in per_step)
+        rows.append([f"{cell} S1", f"{full * 1e3:.1f}", f"{padded * 1e3:.1f}",
+                     f"{padded / full:.0%}", f"{counts.sum() / (T * B):.0%}"])
+    print("Per-step products alone, padded (the lengths above, each step on its active rows "
+          "rounded up to 8) vs full: a product on k rows costs a fixed part plus a part per row")
+    table(rows, ["case", "full ms", "padded ms", "padded/full", "active rows"])
 
 
 if __name__ == "__main__":
