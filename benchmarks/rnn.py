@@ -280,19 +280,25 @@ def compiled_products(case: "RnngraphCase", B: int) -> tuple[list, list]:
 
 def product_seconds(shapes, repeats: int) -> dict:
     """Seconds of each [m, k] @ [k, n] product alone (random float32, into a reused output,
-    warm caches), the best of the repeats, as matmul_peak: a floor is what the BLAS can do,
-    and a busy spell on the host only adds to it."""
+    warm caches), the best of the rounds, as matmul_peak: a floor is what the BLAS can do, and
+    a busy spell on the host only adds to it. Shapes are timed in turn within each round, so a
+    busy spell does not cover every timing of one shape."""
     rng = np.random.default_rng(0)
-    out = {}
+    calls = {}
     for m, k, n in sorted(set(shapes)):
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         c = np.empty((m, n), np.float32)
-        calls = max(1, int(5e8 // (2 * m * k * n + 1)))   # ~0.5 GFLOP per timing
-        np.matmul(a, b, out=c)
-        out[(m, k, n)] = min(_timed(lambda: [np.matmul(a, b, out=c) for _ in range(calls)])
-                             for _ in range(max(5, repeats))) / calls
-    return out
+        reps = max(1, int(3e8 // (2 * m * k * n + 1)))   # ~0.3 GFLOP per timing
+        calls[(m, k, n)] = (lambda a=a, b=b, c=c, reps=reps:
+                            [np.matmul(a, b, out=c) for _ in range(reps)], reps)
+    best = {s: float("inf") for s in calls}
+    for _ in range(max(9, 2 * repeats)):
+        for s, (fn, reps) in calls.items():
+            fn()
+            best[s] = min(best[s], _timed(fn) / reps)
+        time.sleep(0.02)
+    return best
 
 
 def floor_table(args, reps, torch, peak):
