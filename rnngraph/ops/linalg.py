@@ -30,7 +30,7 @@ class MatMul(Op):
         if pool is None:
             return lambda a, b: compute(xp, a, b)
         matmul = xp.matmul
-        small = POOL_MIN_BYTES // 8   # elements of an output too small to pool, in any dtype
+        small = POOL_MIN_BYTES // 8   # output elements never pooled (itemsize <= 8)
 
         def run(a, b):
             if a.ndim == 2 and b.ndim == 2 and a.shape[0] * b.shape[1] < small:
@@ -40,7 +40,7 @@ class MatMul(Op):
             k, n = b.shape
             m = a.size // k if k else 0
             if not pooled(pool, program, m * n * a.itemsize):
-                return compute(xp, a, b)   # small (a loop's per-step product): no bookkeeping
+                return compute(xp, a, b)   # under the pool's threshold: no bookkeeping
             out = pool.get(0, (m, n), a.dtype)
             return matmul(a.reshape(m, k), b, out=out).reshape(a.shape[:-1] + (n,))
         return run
