@@ -277,6 +277,30 @@ def test_permuting_a_broadcast_is_no_copy():
     assert out.strides[0] == 0
 
 
+@pytest.mark.parametrize("time_major", [False, True])
+def test_permuting_along_the_outermost_axis_in_memory(time_major):
+    """The batch axis of a time-major view of batch-major input is outermost in memory: its
+    rows move whole, and the result is the same kind of view. Values as np.take either way,
+    across runs with new permutations (the result lands in a reused buffer)."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [4, None, 3] if time_major else [None, 4, 3])
+        perm = rg.placeholder(rg.int32, [None])
+        xt = x if time_major else rg.transpose(x, [1, 0, 2])   # [time, batch, 3]
+        y = permute_rows(xt, perm, axis=1)
+    sess = rg.Session(g)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        xv = rng.standard_normal((5, 4, 3) if not time_major else (4, 5, 3), dtype=np.float32)
+        p = rng.permutation(5).astype(np.int32)
+        out = sess.run(y, {x: xv, perm: p})
+        expected = np.take(xv if time_major else xv.transpose(1, 0, 2), p, axis=1)
+        np.testing.assert_array_equal(out, expected)
+        assert out.shape == (4, 5, 3)
+        # batch-major input: batch rows outermost in the result's memory too
+        assert (out.strides[1] > out.strides[0]) == (not time_major)
+
+
 def test_permute_rows_names_the_mismatch():
     g = rg.Graph()
     with g.as_default():
