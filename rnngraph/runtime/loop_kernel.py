@@ -110,8 +110,9 @@ def compile_loop(op, node, program):
         active = None
         if rows_layout is not None and lp is None and not tracked and n is not None:
             active = ActiveRows(xp, rows_layout, parts["rows"][0], carried, seqs)
-            # under a memory plan a reader may run full width: then zero every stack
-            active.zero_all = ctx.plan is not None
+            # under a memory plan a reader may run full width, and check_numerics reads every
+            # row of every output: then zero every stack
+            active.zero_all = ctx.plan is not None or bool(ctx.options.get("check_numerics"))
         if lp is None:
             dev_js, host_js, rec_js = list(range(len(keep_res))), [], []
             stored, step_prog = dev_js, all_prog
@@ -295,7 +296,8 @@ class ActiveRows:
     in a backward loop: there the rows start inactive and join as t descends). Batched stacks
     are full width, zero past the active rows: a finished row's output is zero, and so are its
     saved values and gradients, except in stacks whose every reader takes only the active rows
-    (the shrink_batch pass marks them; `zero_all` overrides it under a memory plan).
+    (the shrink_batch pass marks them; `zero_all` overrides it under a memory plan or
+    check_numerics).
 
     A step runs on its active rows rounded up as ops/loop_rows.active_width says: the extra
     rows are finished ones, which the body's masking leaves exactly as they were (state copied
