@@ -410,19 +410,31 @@ def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
     assert products["batched"]._only_loops_read and not products["after_loop"]._only_loops_read
 
 
-def test_a_projection_only_loops_read_zeroes_just_the_rows_they_read(monkeypatch):
+def test_a_projection_only_loops_read_stays_packed(monkeypatch):
+    """Step t's view starts with its active rows; the rows a loop reads past them (its width is
+    rounded up, here to 2) are the next steps' rows, or zeros past the last: finite values of
+    rows the body masks. Nothing is scattered into a [steps, batch, n] array."""
     from rnngraph.ops import loop_rows
-    from rnngraph.ops.steps import RowsMatMul
+    from rnngraph.ops.steps import RowsMatMul, StepRows
     monkeypatch.setattr(loop_rows, "ROW_ALIGN", 2)
     rng = np.random.default_rng(1)
     x, w = rng.normal(size=(4, 5, 3)), rng.normal(size=(3, 2))
     rows = np.array([5, 3, 1, 0], np.int32)
     out = RowsMatMul().compute(np, x, w, rows,
                                lambda shape, dtype, slot=0: np.full(shape, np.nan, dtype), True)
+    assert isinstance(out, StepRows) and out.shape == (4, 5, 2) and len(out) == 4
+    packed = np.concatenate([x[t, :n] @ w for t, n in enumerate(rows)] + [np.zeros((5, 2))])
+    start = 0
     for t, n in enumerate(rows):
         read = 1 if n == 1 else min(5, -(-n // 2) * 2)   # what a loop reads (align 2)
-        np.testing.assert_allclose(out[t, :n], x[t, :n] @ w)
-        assert not out[t, n:read].any() and np.isnan(out[t, read:]).all()
+        view = out[t]
+        assert view.shape == (5, 2)
+        np.testing.assert_allclose(view[:n], x[t, :n] @ w)
+        np.testing.assert_allclose(view[:read], packed[start:start + read])
+        start += n
+    # read as an array (a numerics check, say): the stack it stands for, zeros past the rows
+    active = (np.arange(5)[None, :] < rows[:, None])[..., None]
+    np.testing.assert_allclose(np.asarray(out), (x @ w) * active)
 
 
 def test_rows_matmul_and_packed_contraction_equal_masked_products():

@@ -15,7 +15,6 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir.types import TensorType
 from .base import Op, apply, same_dtype
-from . import loop_rows
 
 
 class StepSum(Op):
@@ -168,10 +167,9 @@ class RowsMatMul(Op):
     (the product a loop with active rows would have computed step by step).
 
     The shrink_batch pass sets `_only_loops_read` when the readers are loops running the same
-    active rows: then (in untracked runs without a memory plan, where those loops shrink) only
-    the rows such a loop reads past the active ones (its row count is rounded up:
-    ops/loop_rows.active_width) are zeroed, not all finished rows (the projection of
-    the padded S1 LSTM: ~13 MB of zeros a run)."""
+    active rows: then (in untracked runs without a memory plan, where those loops shrink) the
+    result stays packed as the product left it, a StepRows, instead of being scattered into a
+    zeroed [L, B, N] (the projection of the padded S1 LSTM: 1.6 ms of its ~75)."""
     name = "rows_matmul"
     _only_loops_read = False
 
@@ -202,14 +200,18 @@ class RowsMatMul(Op):
             out = alloc(shape, x.dtype) if alloc is not None else None
             return xp.matmul(x.reshape(-1, k), w, out=out).reshape(steps, batch, w.shape[1])
         packed = _pack(xp, x, counts, batch, alloc, 1)
+        if loops_only:   # rows past the product: step t's view always has `batch` rows
+            product = alloc((packed.shape[0] + batch, w.shape[1]), x.dtype, 2)
+            product[packed.shape[0]:] = 0
+            xp.matmul(packed, w, out=product[:packed.shape[0]])
+            return StepRows(product, counts, (steps, batch, w.shape[1]))
         product = alloc((packed.shape[0], w.shape[1]), x.dtype, 2) if alloc is not None else None
         packed = xp.matmul(packed, w, out=product)
         out = alloc(shape, x.dtype) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
-        ends = loop_rows.active_width(counts, batch) if loops_only else [batch] * len(counts)
         start = 0
-        for t, (n, end) in enumerate(zip(counts, ends)):   # each step's rows in place, zeros
+        for t, n in enumerate(counts):   # each step's rows in place, zeros past them
             out[t * batch:t * batch + n] = packed[start:start + n]
-            out[t * batch + n:t * batch + end] = 0
+            out[t * batch + n:(t + 1) * batch] = 0
             start += n
         if len(counts) < steps:
             out[len(counts) * batch:] = 0
@@ -218,6 +220,35 @@ class RowsMatMul(Op):
     def flops(self, node):
         x, w = node.inputs[:2]
         return 2 * (x.shape[0] or 1) * (x.shape[1] or 1) * (x.shape[2] or 1) * (w.shape[1] or 1)
+
+
+class StepRows:
+    """A stack [steps, batch, n] that only loops reading each step's active rows read (a
+    RowsMatMul the shrink_batch pass marked), kept as the packed product: step t's rows start
+    where step t-1's active ones end. `[t]` is a view of `batch` rows from there: its first
+    rows[t] are step t's; the loop reads a few more (its width is rounded up:
+    ops/loop_rows.active_width), which are the next steps' rows or zeros past the end: rows of
+    finished sequences, whose results the body's masks discard, as they would zeros."""
+    ndim = 3
+
+    def __init__(self, packed, counts, shape: tuple):
+        self.packed, self.shape, self.dtype = packed, shape, packed.dtype
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+
+    def __getitem__(self, t):
+        start = self.starts[min(t, len(self.starts) - 1)]   # (steps past the counts: zeros)
+        return self.packed[start:start + self.shape[1]]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        """The stack it stands for (zeros past each step's active rows), for any other reader
+        (a numerics check, a debugger): NumPy code sees the value RowsMatMul defines."""
+        out = np.zeros(self.shape, dtype or self.dtype)
+        for t, (a, b) in enumerate(zip(self.starts[:self.shape[0]], self.starts[1:])):
+            out[t, :b - a] = self.packed[a:b]
+        return out
 
 
 def step_sum(stack, n, rows=None):
