@@ -6,6 +6,7 @@ import pytest
 
 import rnngraph as rg
 from rnngraph.passes.pipeline import PASSES
+from rnngraph.passes.rewrite import uses
 
 CELLS = {
     "basic": lambda: rg.nn.BasicRNNCell(6),
@@ -405,9 +406,10 @@ def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
     (contraction,) = [n for n in _optimized_graph(sess).nodes if n.op.name == "step_contract"]
     assert contraction.op.ones and len(contraction.inputs) == 6   # packs the active rows
     # the input projection is read by the forward loop only; the input gradient is the user's
-    products = {n.name.rsplit("/", 1)[-1]: n.op for n in _optimized_graph(sess).nodes
+    products = {n.name.split("/MatMul/", 1)[-1]: n.op for n in _optimized_graph(sess).nodes
                 if n.op.name == "rows_matmul"}
-    assert products["batched"]._only_loops_read and not products["after_loop"]._only_loops_read
+    assert products["batched"]._only_loops_read
+    assert not products["after_loop/shared"]._only_loops_read   # (reads dz's shared pack)
 
 
 def test_a_projection_only_loops_read_stays_packed(monkeypatch):
@@ -477,3 +479,52 @@ def test_rows_matmul_and_packed_contraction_equal_masked_products():
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
     got = StepContract(ones=True).compute(np, x, b, np.int32(3), rows)     # one part, too
     np.testing.assert_allclose(got[-1], (b * active)[:3].sum(axis=(0, 1)), rtol=1e-12)
+
+
+def test_packed_forms_equal_the_products_that_pack_themselves():
+    """pack_rows packs every step; step_contract with packed_b reads its first n steps' rows
+    (here also with active rows past step n) and rows_matmul with packed scatters them back:
+    each equals the op that packs the stack itself."""
+    from rnngraph.ops.steps import PackRows, RowsMatMul, StepContract
+    rng = np.random.default_rng(2)
+    x, y, h0 = rng.normal(size=(5, 4, 3)), rng.normal(size=(5, 4, 2)), rng.normal(size=(4, 2))
+    dz, w = rng.normal(size=(5, 4, 6)), rng.normal(size=(6, 3))
+    for rows in (np.array([4, 3, 3, 1, 0], np.int32), np.array([4, 4, 2, 2, 1], np.int32),
+                 np.full(5, 4, np.int32), np.zeros(5, np.int32)):
+        packed = PackRows().compute(np, dz, rows)
+        assert packed.shape == (int(np.minimum(rows, 4).sum()), 6)
+        for n in (5, 3, 1):
+            for op in (StepContract(), StepContract(parts=2, ones=True, shifted=(1,))):
+                shared = StepContract(op.parts, op.ones, op.shifted, packed_b=True)
+                a = [x] if op.parts == 1 else [x, y, h0]
+                np.testing.assert_allclose(shared.compute(np, *a, packed, np.int32(n), rows),
+                                           op.compute(np, *a, dz, np.int32(n), rows),
+                                           rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            RowsMatMul(packed=True).compute(np, packed, w, rows, like=dz),
+            RowsMatMul().compute(np, dz, w, rows), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cell_name", sorted(CELLS))
+def test_share_packs_packs_each_gradient_stack_once(cell_name):
+    """With lengths, the stacks that the weight and the input gradient both pack are packed
+    once; results equal the same passes without sharing. Without lengths nothing is packed."""
+    on, sess = build_and_run(cell_name, True, [5, 0, 2])
+    off, _ = build_and_run(cell_name, {"share_packs": False}, [5, 0, 2])
+    for a, b in zip(_flat(on), _flat(off)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    graph = _optimized_graph(sess)
+    readers = uses(graph)
+    packs = [n for n in graph.nodes if n.op.name == "pack_rows"]
+    assert packs and sess.pass_stats["share_packs"] == len(packs)
+    kinds = set()
+    for p in packs:   # each read by two or more products, all in their packed forms
+        rs = readers[p.outputs[0]]
+        assert len(rs) >= 2 and all(r.op.attrs().get("packed") or r.op.attrs().get("packed_b")
+                                    for r in rs)
+        kinds.add(tuple(sorted(r.op.name for r in rs)))
+    # a gradient stack read by a weight gradient and an input gradient is among them (the
+    # GRU's x, read by its two input projections, is another)
+    assert ("rows_matmul", "step_contract") in kinds
+    _, sess = build_and_run(cell_name, True)
+    assert sess.pass_stats["share_packs"] == 0

@@ -83,15 +83,21 @@ class StepContract(Op):
 
     `shifted` parts are a loop's output stack y and its initial state h0, standing for the stack
     [h0, y_0, ..., y_{n-2}] (the h_{t-1} a recurrent weight's gradient needs), which the loop
-    then need not save separately. Inputs: a_1 .. a_p, one h0 per shifted part, b, n, rows."""
+    then need not save separately. Inputs: a_1 .. a_p, one h0 per shifted part, b, n, rows.
+
+    With `packed_b`, b is pack_rows(b, rows) of every step (shared with other products that
+    pack it: passes/share_packs.py); the first n steps' rows are its leading rows."""
     name = "step_contract"
 
-    def __init__(self, parts: int = 1, ones: bool = False, shifted: tuple = ()):
+    def __init__(self, parts: int = 1, ones: bool = False, shifted: tuple = (),
+                 packed_b: bool = False):
         self.parts, self.ones = int(parts), bool(ones)
         self.shifted = tuple(int(j) for j in shifted)
+        self.packed_b = bool(packed_b)
 
     def attrs(self):
-        return {"parts": self.parts, "ones": self.ones, "shifted": self.shifted}
+        return {"parts": self.parts, "ones": self.ones, "shifted": self.shifted,
+                "packed_b": self.packed_b}
 
     def split(self, inputs) -> tuple:
         """(stacks, {part: h0}, [b, n, rows...]) of this op's inputs."""
@@ -100,11 +106,11 @@ class StepContract(Op):
 
     def infer(self, *ts):
         a_s, _, (b, *_) = self.split(ts)
-        if any(a.rank != 3 for a in a_s) or b.rank != 3:
-            raise ShapeError("needs stacks [steps, batch, k] and [steps, batch, n], got "
-                             + ", ".join(str(t) for t in a_s + [b]))
+        if any(a.rank != 3 for a in a_s) or b.rank != (2 if self.packed_b else 3):
+            raise ShapeError("needs stacks [steps, batch, k] and [steps, batch, n] (packed: "
+                             "[rows, n]), got " + ", ".join(str(t) for t in a_s + [b]))
         ks = [a.shape[2] for a in a_s]
-        return TensorType((None if None in ks else sum(ks) + self.ones, b.shape[2]),
+        return TensorType((None if None in ks else sum(ks) + self.ones, b.shape[-1]),
                           same_dtype(self.name, *a_s, b))
 
     def make_kernel(self, node, program):
@@ -114,10 +120,13 @@ class StepContract(Op):
 
     def compute(self, xp, *args, alloc=None):
         a_s, starts, (b, n, *rows) = self.split(args)
-        n, batch = int(n), b.shape[1]
+        n, batch = int(n), a_s[0].shape[1]
         counts = _counts(rows[0], n, batch) if rows else None
-        b2 = b[:n].reshape(-1, b.shape[2]) if counts is None else \
-            _pack(xp, b, counts, batch, alloc, 0)
+        if self.packed_b:   # steps are packed one after another: the first n lead
+            b2 = b[:n * batch if counts is None else int(sum(counts))]
+        else:
+            b2 = b[:n].reshape(-1, b.shape[2]) if counts is None else \
+                _pack(xp, b, counts, batch, alloc, 0)
         if len(a_s) == 1 and not self.ones and not starts:
             a2 = a_s[0][:n].reshape(-1, a_s[0].shape[2]) if counts is None else \
                 _pack(xp, a_s[0], counts, batch, alloc, 1)
@@ -129,9 +138,9 @@ class StepContract(Op):
 
     def flops(self, node):
         a_s, _, (b, *_) = self.split(node.inputs)
-        steps = b.shape[0] or 1
+        rows = (a_s[0].shape[0] or 1) * (a_s[0].shape[1] or 1)
         k = sum(a.shape[2] or 1 for a in a_s) + self.ones
-        return 2 * steps * (b.shape[1] or 1) * k * (b.shape[2] or 1)
+        return 2 * rows * k * (b.shape[-1] or 1)
 
 
 def _side_by_side(xp, stacks, steps, batch, counts, alloc, ones=False):
@@ -169,16 +178,27 @@ class RowsMatMul(Op):
     The shrink_batch pass sets `_only_loops_read` when the readers are loops running the same
     active rows: then (in untracked runs without a memory plan, where those loops shrink) the
     result stays packed as the product left it, a StepRows, instead of being scattered into a
-    zeroed [L, B, N] (the projection of the padded S1 LSTM: 1.6 ms of its ~75)."""
+    zeroed [L, B, N] (the projection of the padded S1 LSTM: 1.6 ms of its ~75).
+
+    With `packed`, x is pack_rows(stack, rows) (shared: passes/share_packs.py) and a fourth
+    input, the stack itself, gives the result's steps and batch (only its shape is read)."""
     name = "rows_matmul"
     _only_loops_read = False
 
-    def infer(self, x, w, rows):
-        if x.rank != 3 or w.rank != 2:
-            raise ShapeError(f"needs a stack [steps, batch, k] and a matrix [k, n], got {x}, {w}")
-        if x.shape[2] is not None and w.shape[0] is not None and x.shape[2] != w.shape[0]:
+    def __init__(self, packed: bool = False):
+        self.packed = bool(packed)
+
+    def attrs(self):
+        return {"packed": self.packed}
+
+    def infer(self, x, w, rows, *like):
+        stack = like[0] if self.packed else x
+        if x.rank != (2 if self.packed else 3) or w.rank != 2 or stack.rank != 3:
+            raise ShapeError(f"needs a stack [steps, batch, k] (packed: [rows, k] and the "
+                             f"stack) and a matrix [k, n], got {x}, {w}")
+        if x.shape[-1] is not None and w.shape[0] is not None and x.shape[-1] != w.shape[0]:
             raise ShapeError(f"inner dimensions differ: {x} @ {w}")
-        return TensorType(x.shape[:2] + (w.shape[1],), x.dtype)
+        return TensorType(stack.shape[:2] + (w.shape[1],), x.dtype)
 
     def make_kernel(self, node, program):
         """The result (and the packed rows) land in buffers reused across runs
@@ -187,19 +207,20 @@ class RowsMatMul(Op):
         xp, alloc, ctx = program.ctx.xp, pooled_alloc(program), program.ctx
         # loops run full width when tracked or under a memory plan: then zero every row
         loops_shrink = self._only_loops_read and alloc is not None
-        return lambda x, w, rows: self.compute(xp, x, w, rows, alloc,
-                                               loops_shrink and ctx.plan is None)
+        return lambda x, w, rows, *like: self.compute(xp, x, w, rows, alloc,
+                                                      loops_shrink and ctx.plan is None, *like)
 
-    def compute(self, xp, x, w, rows, alloc=None, loops_only=False):
-        steps, batch, k = x.shape
+    def compute(self, xp, x, w, rows, alloc=None, loops_only=False, like=None):
+        steps, batch = (like if self.packed else x).shape[:2]
         counts = _counts(rows, steps, batch)
         shape = (steps * batch, w.shape[1])
         if alloc is not None and x.dtype != w.dtype:
             alloc = None   # (matmul's result type decides; no buffer to guess it)
         if counts is None:
             out = alloc(shape, x.dtype) if alloc is not None else None
-            return xp.matmul(x.reshape(-1, k), w, out=out).reshape(steps, batch, w.shape[1])
-        packed = _pack(xp, x, counts, batch, alloc, 1)
+            return xp.matmul(x.reshape(-1, x.shape[-1]), w, out=out).reshape(
+                steps, batch, w.shape[1])
+        packed = x if self.packed else _pack(xp, x, counts, batch, alloc, 1)
         if loops_only:   # rows past the product: step t's view always has `batch` rows
             product = alloc((packed.shape[0] + batch, w.shape[1]), x.dtype, 2)
             product[packed.shape[0]:] = 0
@@ -219,7 +240,34 @@ class RowsMatMul(Op):
 
     def flops(self, node):
         x, w = node.inputs[:2]
-        return 2 * (x.shape[0] or 1) * (x.shape[1] or 1) * (x.shape[2] or 1) * (w.shape[1] or 1)
+        stack = node.inputs[3] if self.packed else x
+        return 2 * (stack.shape[0] or 1) * (stack.shape[1] or 1) * (x.shape[-1] or 1) * \
+            (w.shape[1] or 1)
+
+
+class PackRows(Op):
+    """The active rows of every step of a stack [L, B, N] (the first rows[t] of step t: rows
+    are sorted longest first), one step after another: [sum(rows), N]; the stack as [L * B, N]
+    when every row is active. A stack several products pack (the gradient loop's dz: the
+    weight and the input gradient) is packed once (passes/share_packs.py)."""
+    name = "pack_rows"
+
+    def infer(self, stack, rows):
+        if stack.rank != 3:
+            raise ShapeError(f"needs a stack [steps, batch, n], got {stack}")
+        return TensorType((None, stack.shape[2]), stack.dtype)
+
+    def make_kernel(self, node, program):
+        from ..runtime.buffer_pool import pooled_alloc
+        xp, alloc = program.ctx.xp, pooled_alloc(program)
+        return lambda stack, rows: self.compute(xp, stack, rows, alloc)
+
+    def compute(self, xp, stack, rows, alloc=None):
+        steps, batch, n = stack.shape
+        counts = _counts(rows, steps, batch)
+        if counts is None:
+            return stack.reshape(-1, n)
+        return _pack(xp, stack, counts, batch, alloc, 0)
 
 
 class StepRows:

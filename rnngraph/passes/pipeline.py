@@ -9,6 +9,7 @@ from .fuse import fuse_elementwise
 from .hoist_sequence import hoist_sequence_work
 from .join_slices import join_slice_gradients
 from .reuse_outputs import reuse_output_stacks
+from .share_packs import share_packs
 from .licm import hoist_invariants
 from .shrink_batch import shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
@@ -24,6 +25,7 @@ PASSES = {
     "sink_outputs": lambda g: sink_loops(g, outputs=True, accumulators=False),
     "join_slices": join_slice_gradients,
     "reuse_outputs": reuse_output_stacks,
+    "share_packs": share_packs,
     "fuse": fuse_elementwise,
     "shrink_batch": shrink_active_batch,
 }

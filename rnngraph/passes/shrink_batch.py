@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..ops.loop_rows import row_layout
-from ..ops.steps import RowsMatMul, StepContract, StepSum
+from ..ops.steps import PackRows, RowsMatMul, StepContract, StepSum
 from .rewrite import for_each_loop, result_values, uses
 
 
@@ -67,7 +67,11 @@ def _reads_active_rows(reader, v, rows) -> bool:
     if isinstance(op, StepSum):
         return len(reader.inputs) == 3 and reader.inputs[2] is rows
     if isinstance(op, RowsMatMul):
+        if op.packed:   # the stack is read for its shape only
+            return all(u is not v for u in reader.inputs[:3])
         return reader.inputs[0] is v and reader.inputs[1] is not v and reader.inputs[2] is rows
+    if isinstance(op, PackRows):
+        return reader.inputs[0] is v and reader.inputs[1] is rows
     if op.name == "loop" and op.shrink:  # a shrunk loop with the same counts, v a batched sequence
         parts = op.in_ports().split(reader.inputs)
         layout = row_layout(op.body)
