@@ -221,9 +221,9 @@ class RowsMatMul(Op):
             return xp.matmul(x.reshape(-1, x.shape[-1]), w, out=out).reshape(
                 steps, batch, w.shape[1])
         packed = x if self.packed else _pack(xp, x, counts, batch, alloc, 1)
-        if loops_only:   # rows past the product: step t's view always has `batch` rows
+        if loops_only and alloc is not None:   # (mixed dtypes left alloc None: scatter)
             product = alloc((packed.shape[0] + batch, w.shape[1]), x.dtype, 2)
-            product[packed.shape[0]:] = 0
+            product[packed.shape[0]:] = 0   # zero rows after the last: every view has `batch`
             xp.matmul(packed, w, out=product[:packed.shape[0]])
             return StepRows(product, counts, (steps, batch, w.shape[1]))
         product = alloc((packed.shape[0], w.shape[1]), x.dtype, 2) if alloc is not None else None
