@@ -63,6 +63,19 @@ def _pack(xp, x, counts, batch: int, alloc=None, slot=0):
     return xp.concatenate(parts, out=out)
 
 
+def _unpack(packed, counts, batch: int, out):
+    """The inverse of _pack: out [steps * batch, K] (uninitialised) gets each step's active
+    rows from `packed` and zeros past them, and zeros in the steps past the counts."""
+    start = 0
+    for t, n in enumerate(counts):
+        n = int(n)
+        out[t * batch:t * batch + n] = packed[start:start + n]
+        out[t * batch + n:(t + 1) * batch] = 0
+        start += n
+    out[len(counts) * batch:] = 0
+    return out
+
+
 def _active_rows(x, counts, first: int = 0) -> list:
     """Each step's active rows of stack x (x[t - first, :k] for step t), for one concatenate."""
     return [x[t - first, :k] for t, k in enumerate(counts) if k and t >= first]
@@ -229,14 +242,7 @@ class RowsMatMul(Op):
         product = alloc((packed.shape[0], w.shape[1]), x.dtype, 2) if alloc is not None else None
         packed = xp.matmul(packed, w, out=product)
         out = alloc(shape, x.dtype) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
-        start = 0
-        for t, n in enumerate(counts):   # each step's rows in place, zeros past them
-            out[t * batch:t * batch + n] = packed[start:start + n]
-            out[t * batch + n:(t + 1) * batch] = 0
-            start += n
-        if len(counts) < steps:
-            out[len(counts) * batch:] = 0
-        return out.reshape(steps, batch, w.shape[1])
+        return _unpack(packed, counts, batch, out).reshape(steps, batch, w.shape[1])
 
     def flops(self, node):
         x, w = node.inputs[:2]
@@ -293,10 +299,10 @@ class StepRows:
     def __array__(self, dtype=None, copy=None):
         """The stack it stands for (zeros past each step's active rows), for any other reader
         (a numerics check, a debugger): NumPy code sees the value RowsMatMul defines."""
-        out = np.zeros(self.shape, dtype or self.dtype)
-        for t, (a, b) in enumerate(zip(self.starts[:self.shape[0]], self.starts[1:])):
-            out[t, :b - a] = self.packed[a:b]
-        return out
+        steps, batch, n = self.shape
+        counts = np.diff(self.starts)
+        out = _unpack(self.packed, counts, batch, np.empty((steps * batch, n), self.dtype))
+        return out.reshape(self.shape).astype(dtype or self.dtype, copy=False)
 
 
 def step_sum(stack, n, rows=None):

@@ -10,7 +10,6 @@ is read as one matrix), so this changes nothing there.
 from __future__ import annotations
 
 from ..ir.graph import Graph
-from ..ir.types import TensorType
 from ..ops.steps import PackRows, RowsMatMul, StepContract
 from .rewrite import replace_uses, toposort
 
@@ -33,8 +32,8 @@ def share_packs(graph: Graph) -> int:
     for (stack, rows), nodes in readers.items():
         if len(nodes) < 2 or stack.type.rank != 3:
             continue
-        pack = graph.add_node(PackRows(), [stack, rows],
-                              [TensorType((None, stack.shape[2]), stack.dtype)],
+        op = PackRows()
+        pack = graph.add_node(op, [stack, rows], [op.infer(stack.type, rows.type)],
                               f"{nodes[0].name}/packed_rows", nodes[0].location)
         pack.is_gradient = all(n.is_gradient for n in nodes)
         packed = pack.outputs[0]
