@@ -266,9 +266,10 @@ def compiled_products(case: "RnngraphCase", B: int) -> tuple[list, list]:
 
     for node in prog.graph.nodes:
         name = node.op.name
-        if name == "loop":
+        if name == "loop":   # (panel_matmul: the same product, against packed weights)
             per_step += [(rows(m.inputs[0].shape[:-1]),) + m.inputs[1].shape
-                         for m in node.op.body.nodes if m.op.name == "matmul"]
+                         for m in node.op.body.nodes
+                         if m.op.name in ("matmul", "panel_matmul")]
         elif name in ("matmul", "rows_matmul"):
             a, w = node.inputs[0].shape, node.inputs[1].shape
             batched.append((rows(a[:-1]), a[-1], w[-1]))
@@ -278,11 +279,21 @@ def compiled_products(case: "RnngraphCase", B: int) -> tuple[list, list]:
     return per_step, batched
 
 
-def product_seconds(shapes, repeats: int) -> dict:
+def packed_steps(case: "RnngraphCase") -> bool:
+    """Whether the compiled program's per-step products run our packed-weight GEMM
+    (passes/pack_weights.py) rather than NumPy's matmul."""
+    prog = case.sess.compile(case.grads, list(case.feed))
+    return any(m.op.name == "panel_matmul" for node in prog.graph.nodes
+               if node.op.name == "loop" for m in node.op.body.nodes)
+
+
+def product_seconds(shapes, repeats: int, packed: bool = False) -> dict:
     """Seconds of each [m, k] @ [k, n] product alone (random float32, into a reused output,
-    warm caches), the best of the rounds, as matmul_peak: a floor is what the BLAS can do, and
-    a busy spell on the host only adds to it. Shapes are timed in turn within each round, so a
-    busy spell does not cover every timing of one shape."""
+    warm caches), the best of the rounds, as matmul_peak: a floor is what the kernel can do,
+    and a busy spell on the host only adds to it. Shapes are timed in turn within each round,
+    so a busy spell does not cover every timing of one shape. `packed`: through our GEMM
+    against a packed b (ops/panel_gemm.py, as the loops run it), else NumPy's matmul."""
+    from rnngraph.ops import panel_gemm
     rng = np.random.default_rng(0)
     calls = {}
     for m, k, n in sorted(set(shapes)):
@@ -290,6 +301,12 @@ def product_seconds(shapes, repeats: int) -> dict:
         b = rng.standard_normal((k, n), dtype=np.float32)
         c = np.empty((m, n), np.float32)
         reps = max(1, int(3e8 // (2 * m * k * n + 1)))   # ~0.3 GFLOP per timing
+        if packed:
+            panels = panel_gemm.pack(np, b)
+            calls[(m, k, n)] = (lambda a=a, p=panels, n=n, c=c, reps=reps:
+                                [panel_gemm.quiet_blas()] +
+                                [panel_gemm.matmul(a, p, n, out=c) for _ in range(reps)], reps)
+            continue
         calls[(m, k, n)] = (lambda a=a, b=b, c=c, reps=reps:
                             [np.matmul(a, b, out=c) for _ in range(reps)], reps)
     best = {s: float("inf") for s in calls}
@@ -303,7 +320,8 @@ def product_seconds(shapes, repeats: int) -> dict:
 
 def floor_table(args, reps, torch, peak):
     """The matrix products of the compiled graph timed alone, summed over the steps: the least
-    that running each step's product through this BLAS can cost, beside the whole pass. The
+    that running each product through its kernel (per-step ones: our packed GEMM where the
+    program uses it; batched ones: NumPy's BLAS) can cost, beside the whole pass. The
     rest of rnngraph's time is the fused gate kernels, copies and Python per step. The padded
     rows sum the per-step products at each step's active width (ops/loop_rows.active_width)."""
     from rnngraph.ops.loop_rows import active_width
@@ -313,7 +331,8 @@ def floor_table(args, reps, torch, peak):
             B, T, I, H = SHAPES[name]
             ours = RnngraphCase(cell, B, T, I, H)
             per_step, batched = compiled_products(ours, B)
-            secs = product_seconds(per_step + batched, reps)
+            secs = product_seconds(batched, reps)
+            secs.update(product_seconds(per_step, reps, packed_steps(ours)))
             t_steps = T * sum(secs[s] for s in per_step)
             t_once = sum(secs[s] for s in batched)
             cases = [ours] + ([TorchCase(torch, cell, B, T, I, H)] if torch else [])
@@ -337,9 +356,10 @@ def floor_table(args, reps, torch, peak):
     widths = [int(w) for w in active_width(counts, B) if w]
     rows = []
     for cell in args.cells.split(","):
-        per_step, _ = compiled_products(RnngraphCase(cell, B, T, I, H), B)
+        case = RnngraphCase(cell, B, T, I, H)
+        per_step, _ = compiled_products(case, B)
         secs = product_seconds([(w, k, n) for w in set(widths) | {B} for _, k, n in per_step],
-                               reps)
+                               reps, packed_steps(case))
         full = T * sum(secs[(B, k, n)] for _, k, n in per_step)
         padded = sum(secs[(w, k, n)] for w in widths for _, k, n in per_step)
         rows.append([f"{cell} S1", f"{full * 1e3:.1f}", f"{padded * 1e3:.1f}",

@@ -11,6 +11,7 @@ from .join_slices import join_slice_gradients
 from .reuse_outputs import reuse_output_stacks
 from .share_packs import share_packs
 from .licm import hoist_invariants
+from .pack_weights import pack_loop_weights
 from .shrink_batch import shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
 from .sink import sink_loops
@@ -28,6 +29,7 @@ PASSES = {
     "share_packs": share_packs,
     "fuse": fuse_elementwise,
     "shrink_batch": shrink_active_batch,
+    "pack_weights": pack_loop_weights,
 }
 
 

@@ -25,6 +25,8 @@ from ..memory.loops import loop_layout, split_placements
 from ..memory.shapes import infer_body_shapes
 from ..ops import loop_rows
 from ..ops.loop_rows import row_layout
+from ..ops.panel_gemm import loop_begin, loop_end, quiet_blas
+from ..ops.panels import PanelMatMul
 from .buffer_pool import BufferPool
 from .loop_driver import step_driver
 from .program import Program
@@ -90,7 +92,20 @@ def compile_loop(op, node, program):
             st[zero_from:] = 0
         return st
 
+    # our per-step products use a helper thread while the loop runs (ops/panel_gemm.py)
+    packed = xp is np and any(isinstance(n.op, PanelMatMul) for n in body.nodes)
+
     def run(*args):
+        if not packed:
+            return run_steps(*args)
+        quiet_blas()
+        loop_begin()
+        try:
+            return run_steps(*args)
+        finally:
+            loop_end()
+
+    def run_steps(*args):
         parts = ins.split(args)
         carried = parts["carried"]
         invariants = parts["invariant"]

@@ -67,8 +67,11 @@ class Session:
         if check_numerics and passes:
             passes = dict(passes) if isinstance(passes, dict) else {}
             passes["fuse"] = False
-        self.passes = passes
         self.device = get_device(device)
+        if passes and self.device.xp is not np:   # our packed-weight GEMM is CPU code
+            passes = dict(passes) if isinstance(passes, dict) else {}
+            passes["pack_weights"] = False
+        self.passes = passes
         self.variables = VariableStore(self.graph, self.device, seed)
         self.options = {"check_numerics": bool(check_numerics)}
         self.memory_budget = planning.check_budget(memory_budget)

@@ -1,0 +1,219 @@
+"""A float32 matrix product a @ w against a weight packed once: our own GEMM for a loop's
+per-step products.
+
+OpenBLAS re-packs w on every call and wakes its threads for each one: a recurrent step's
+[64, 256] @ [256, 1024] ran at ~150 GFLOP/s on two cores while a 2048^3 product reaches ~190.
+Here w is packed once per run into panels of 16 columns ([ceil(N/16), K, 16], zero-padded), and
+each product is a loop of register-blocked micro-kernels: 6 rows x 16 columns of the result
+held in twelve AVX registers while k runs, one broadcast of a[r, k] and two loads of the panel
+per step, all FMAs. Each thread takes a contiguous run of panels, so its share of w stays in
+its core's cache from step to step. Measured on the S1 step (one process, 2 cores): 180 us
+against OpenBLAS's 219; [32, 150] @ [150, 600] (S2): 34 against 46; 8 active rows of S1's
+step: 30 against 62 (no packing cost left that does not shrink with the rows).
+
+The micro-kernels are LLVM IR built with llvmlite inside numba intrinsics (numba compiles them
+for the host CPU, and caches them on disk like any numba function); they need Linux on an
+x86-64 CPU with AVX2 and FMA, which `available()` checks. Elsewhere the pass that uses them
+does not run, and the op falls back to the array module's matmul (ops/panels.py).
+
+Two threads: the caller and one helper thread (panel_kernels.split/serve), each with half of
+the panels. The helper spins only while a loop of these products runs (`loop_begin` /
+`loop_end`, around each such loop) and sleeps otherwise; a half it has not taken in time is
+computed by the caller, so a helper that is asleep or descheduled costs no waiting. (numba's
+OpenMP pool was the first try: its workers, woken after a pause, landed on the caller's core
+now and then, and a product took 700 us instead of 36; kept spinning, they slowed the large
+OpenBLAS products after the loop.) OpenBLAS's own idle threads spin ~0.1 s after each call,
+beside the loop: `quiet_blas` has them sleep sooner. With other Python threads running, one
+might be inside OpenBLAS: then products run on the calling thread alone, with the same bits
+(each element is one micro-kernel's k loop either way).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+
+import numpy as np
+
+NR = 16        # columns of a panel: two 8-float vectors
+MR = 6         # rows of the largest micro-kernel: 12 accumulators, 2 panel and 1 broadcast reg
+PARALLEL_FLOPS = 5e5   # below this (~5 us on one core) the caller does it all
+
+_F32 = np.dtype(np.float32)
+_STATE: dict = {}
+
+
+def pack(xp, w):
+    """w [K, N] as panels [ceil(N/16), K, 16]: panel p holds columns 16p .. 16p+15, row after
+    row (zero past column N)."""
+    k, n = w.shape
+    count, full = -(-n // NR), n // NR
+    out = xp.empty((count, k, NR), w.dtype)
+    if full:
+        out[:full] = w[:, :full * NR].reshape(k, full, NR).transpose(1, 0, 2)
+    if full < count:
+        out[full] = 0
+        out[full, :, :n - full * NR] = w[:, full * NR:]
+    return out
+
+
+def reference_matmul(xp, a, panels, n: int):
+    """a @ w from w's panels, with the array module's own matmul (any device and dtype)."""
+    count, k, nr = panels.shape
+    return xp.matmul(a, panels.transpose(1, 0, 2).reshape(k, count * nr)[:, :n])
+
+
+def available() -> bool:
+    """numba (with llvmlite) importable, not switched off with RNNGRAPH_NUMBA=0, Linux on
+    x86-64, and a host CPU with AVX2 and FMA (the micro-kernels' instructions)."""
+    from .fused_numba import available as numba_available
+    if not numba_available() or sys.platform != "linux" or \
+            platform.machine().lower() not in ("x86_64", "amd64"):
+        return False   # (the helper thread sleeps on a Linux futex; the kernels are x86)
+    if "ok" not in _STATE:
+        try:
+            import llvmlite.binding as llvm
+            features = llvm.get_host_cpu_features()
+            _STATE["ok"] = bool(features.get("avx2") and features.get("fma"))
+        except Exception:   # noqa: BLE001 - any failure here means: use NumPy
+            _STATE["ok"] = False
+    return _STATE["ok"]
+
+
+def matmul(a, panels, n: int, out=None):
+    """a [M, K] @ w [K, n] (float32, NumPy), w given as pack(w): into `out` [M, n] if given.
+    a may have any row stride; other layouts are copied first."""
+    if a.dtype != _F32 or panels.dtype != _F32 or a.ndim != 2:
+        raise TypeError(f"panel matmul needs float32 matrices, got {a.dtype} {a.shape}")
+    m, k = a.shape
+    if panels.shape[1] != k or panels.shape[2] != NR or panels.shape[0] * NR < n:
+        raise ValueError(f"a {a.shape} does not match panels {panels.shape} for {n} columns")
+    if a.strides[1] != 4 or a.strides[0] < 0 or a.strides[0] % 4:
+        a = np.ascontiguousarray(a)
+    if out is None:
+        out = np.empty((m, n), _F32)
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        out[...] = 0
+        return out
+    kernels = _drivers()
+    helper = _STATE.get("helper")
+    # (both give the same bits: each element is one micro-kernel's k loop either way)
+    if helper is not None and helper.active and 2.0 * m * k * n >= PARALLEL_FLOPS and \
+            usable():
+        kernels.split(a, panels, out, n, helper.ctl)
+    else:
+        kernels.serial(a, panels, out, n)
+    return out
+
+
+def usable() -> bool:
+    """The helper may take part now: no other Python thread (which might be inside OpenBLAS,
+    whose threads must not spin beside ours; see the module docstring)."""
+    helper = _STATE.get("helper")
+    return threading.active_count() == (1 if helper is None else 2)
+
+
+def loop_begin() -> None:
+    """A loop of panel products starts: wake the helper (nested loops count)."""
+    if not available() or (os.cpu_count() or 1) < 2:
+        return
+    helper = _STATE.get("helper")
+    if helper is None:
+        if threading.active_count() != 1:
+            return
+        helper = _STATE["helper"] = _Helper()
+    helper.begin()
+
+
+def loop_end() -> None:
+    """The loop is done: the helper stops spinning once no loop needs it."""
+    helper = _STATE.get("helper")
+    if helper is not None:
+        helper.end()
+
+
+class _Helper:
+    """The second thread: its whole life is panel_kernels.serve, outside the GIL (a thread that
+    returned to Python between loops waited up to 5 ms for the GIL when woken, longer than a
+    whole S2 loop). Sleeps on a futex while no loop runs."""
+
+    def __init__(self):
+        from . import panel_kernels
+        self.kernels = panel_kernels
+        self.ctl = np.zeros(panel_kernels.MASK + 8, np.int64)
+        try:
+            cpus = os.sched_getaffinity(0)
+        except (AttributeError, OSError):
+            cpus = set()
+        self.ctl[panel_kernels.MASK] = sum(1 << c for c in cpus if c < 63)
+        self.depth = 0
+        probe = np.zeros_like(self.ctl)
+        probe[panel_kernels.EXIT] = 1
+        panel_kernels.serve(probe)   # compile (or load) here, not in the new thread
+        self.thread = threading.Thread(target=panel_kernels.serve, args=(self.ctl,),
+                                       name="rnngraph-gemm", daemon=True)
+        self.thread.start()
+
+    def begin(self):
+        self.depth += 1
+        if self.depth == 1:
+            self.kernels.wake(self.ctl)
+
+    def end(self):
+        self.depth = max(self.depth - 1, 0)
+        if self.depth == 0:
+            self.ctl[self.kernels.RUN] = 0
+
+    @property
+    def active(self) -> bool:
+        return self.depth > 0
+
+
+def quiet_blas() -> None:
+    """Have OpenBLAS's worker threads sleep soon after each call instead of spinning ~0.1 s
+    (beside our OpenMP threads, in the loop that follows): once per process, set its idle
+    timeout (OPENBLAS_THREAD_TIMEOUT, 2^20 cycles, unless the environment sets one), have it
+    re-read its environment, and stop its threads, which it starts again with the new
+    timeout at its next threaded call. Stopping them per loop instead left new threads on
+    the caller's core for a while (S2 runs took 12-28 ms at random). Only with no other Python
+    thread running (one might be inside OpenBLAS), and where OpenBLAS can be found (Linux)."""
+    if _STATE.get("quiet") or not usable():
+        return
+    _STATE["quiet"] = True
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+    for read_env, stop in _blas_controls():
+        read_env()
+        stop()
+
+
+def _blas_controls() -> list:
+    """(openblas_read_env, blas_thread_shutdown_) of each OpenBLAS this process has loaded."""
+    import ctypes
+    found, seen = [], set()
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [line.split()[-1] for line in maps if "openblas" in line.lower()]
+    except OSError:
+        return []
+    for path in paths:
+        if path in seen or not os.path.isfile(path):
+            continue
+        seen.add(path)
+        try:
+            lib = ctypes.CDLL(path)
+            found.append((lib.openblas_read_env, lib.blas_thread_shutdown_))
+        except (OSError, AttributeError):
+            continue
+    return found
+
+
+def _drivers():
+    """The compiled drivers, imported on first use: numba loads (and compiles, or reads from
+    its cache) only when a product runs."""
+    if "kernels" not in _STATE:
+        from . import panel_kernels
+        _STATE["kernels"] = panel_kernels
+    return _STATE["kernels"]

@@ -1,0 +1,58 @@
+"""pack_weights: a loop's per-step product against a loop-invariant weight, h_t @ W, packs W
+once before the loop and runs our own GEMM each step (ops/panel_gemm.py) instead of OpenBLAS,
+which re-packs W and wakes its threads on every call.
+
+Runs last: the passes before it move per-step products out of the loop (hoist_sequence, sink)
+by recognising matmul nodes. Needs numba and an AVX2/FMA CPU; a session on another device
+switches it off (runtime/session.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import Graph
+from ..ops import panel_gemm
+from ..ops.linalg import MatMul
+from ..ops.panels import PackPanels, PanelMatMul
+from .loop_ports import add_invariant, outer_inputs
+from .rewrite import for_each_loop, remove_dead, replace_uses, toposort
+
+_F32 = np.dtype(np.float32)
+
+
+def pack_loop_weights(graph: Graph) -> int:
+    """Rewrite every qualifying product in every loop body; return how many."""
+    if not panel_gemm.available():
+        return 0
+    return for_each_loop(graph, _pack)
+
+
+def _pack(graph: Graph, loop) -> int:
+    body = loop.op.body
+    outer = outer_inputs(loop)
+    invariant = set(body.params.get("invariant", []))
+    panels: dict = {}   # outer weight -> the body param of its panels
+    count = 0
+    for node in list(body.nodes):
+        if type(node.op) is not MatMul:
+            continue
+        a, w = node.inputs
+        if w not in invariant or a.type.rank != 2 or w.type.rank != 2 or \
+                a.dtype != _F32 or w.dtype != _F32:
+            continue
+        source = outer[w]
+        if source not in panels:
+            op = PackPanels()
+            pack = graph.add_node(op, [source], [op.infer(source.type)],
+                                  f"{loop.name}/packed_weight", loop.location)
+            pack.is_gradient = loop.is_gradient
+            panels[source] = add_invariant(loop, pack.outputs[0], f"panels/{w.node.name.rsplit('/', 1)[-1]}")
+        op = PanelMatMul()
+        new = body.add_node(op, [a, w, panels[source]], [node.outputs[0].type],
+                            f"{node.name}/packed", node.location)
+        new.is_gradient = node.is_gradient
+        replace_uses(body, node.outputs[0], new.outputs[0])
+        count += 1
+    if count:
+        remove_dead(body, [])
+        toposort(body)
+    return count

@@ -1,0 +1,218 @@
+"""Our packed-weight GEMM (ops/panel_gemm.py) and the pack_weights pass that uses it in loops:
+products equal NumPy's on every edge of the blocking (rows past a multiple of 6, columns past
+a multiple of 16, tiny and empty sizes, strided rows), one thread and two give the same bits,
+and a graph computes the same with the pass on and off."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import rnngraph as rg
+from rnngraph.ops import panel_gemm
+
+needs_kernels = pytest.mark.skipif(not panel_gemm.available(),
+                                   reason="needs numba on Linux x86-64 with AVX2/FMA")
+F32 = np.float32
+
+
+def _pair(m, k, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((m, k)).astype(F32), rng.standard_normal((k, n)).astype(F32)
+
+
+def _close(got, a, w):
+    """Within float32 rounding of the exact product (summing k terms of |a||w|)."""
+    exact = a.astype(np.float64) @ w.astype(np.float64)
+    bound = 4 * a.shape[1] * np.finfo(F32).eps * (np.abs(a).astype(np.float64) @ np.abs(w)) + 1e-30
+    assert got.shape == exact.shape and got.dtype == F32
+    assert np.all(np.abs(got - exact) <= bound)
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 40])
+@pytest.mark.parametrize("k", [1, 3, 20])
+def test_pack_puts_each_16_columns_in_a_panel_with_zeros_past_n(k, n):
+    _, w = _pair(1, k, n)
+    panels = panel_gemm.pack(np, w)
+    assert panels.shape == (-(-n // 16), k, 16)
+    wide = np.zeros((k, panels.shape[0] * 16), F32)
+    wide[:, :n] = w
+    for p in range(panels.shape[0]):
+        np.testing.assert_array_equal(panels[p], wide[:, 16 * p:16 * p + 16])
+    np.testing.assert_array_equal(panel_gemm.reference_matmul(np, np.eye(k, dtype=F32), panels,
+                                                              n), w)
+
+
+@needs_kernels
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 64])
+@pytest.mark.parametrize("k,n", [(1, 1), (3, 5), (17, 33), (150, 600), (256, 64), (40, 16)])
+def test_products_equal_numpy_on_every_blocking_edge(m, k, n):
+    a, w = _pair(m, k, n, seed=m * 1000 + k + n)
+    _close(panel_gemm.matmul(a, panel_gemm.pack(np, w), n), a, w)
+
+
+@needs_kernels
+def test_strided_and_transposed_rows_and_out():
+    a, w = _pair(9, 30, 21)
+    wide = np.zeros((9, 50), F32)
+    wide[:, 7:37] = a
+    view = wide[:, 7:37]                           # row stride 50: read in place
+    panels = panel_gemm.pack(np, w)
+    _close(panel_gemm.matmul(view, panels, 21), a, w)
+    at = np.asfortranarray(a)                      # column-major: copied first
+    _close(panel_gemm.matmul(at, panels, 21), a, w)
+    out = np.full((9, 21), np.nan, F32)
+    assert panel_gemm.matmul(a, panels, 21, out=out) is out
+    _close(out, a, w)
+
+
+@needs_kernels
+def test_empty_sizes():
+    a, w = _pair(0, 4, 5)
+    assert panel_gemm.matmul(a, panel_gemm.pack(np, w), 5).shape == (0, 5)
+    a, w = _pair(3, 0, 5)
+    np.testing.assert_array_equal(panel_gemm.matmul(a, panel_gemm.pack(np, w), 5),
+                                  np.zeros((3, 5), F32))
+
+
+@needs_kernels
+def test_bad_inputs_are_rejected():
+    a, w = _pair(4, 6, 8)
+    with pytest.raises(TypeError, match="float32"):
+        panel_gemm.matmul(a.astype(np.float64), panel_gemm.pack(np, w), 8)
+    with pytest.raises(ValueError, match="does not match"):
+        panel_gemm.matmul(a[:, :5], panel_gemm.pack(np, w), 8)
+    with pytest.raises(ValueError, match="does not match"):
+        panel_gemm.matmul(a, panel_gemm.pack(np, w), 17)
+
+
+@needs_kernels
+@pytest.mark.parametrize("m,k,n", [(64, 256, 1024), (32, 150, 600), (13, 40, 48)])
+def test_two_threads_give_the_bits_of_one(m, k, n):
+    a, w = _pair(m, k, n)
+    panels = panel_gemm.pack(np, w)
+    one = panel_gemm.matmul(a, panels, n)
+    panel_gemm.loop_begin()
+    try:
+        both = [panel_gemm.matmul(a, panels, n) for _ in range(50)]
+    finally:
+        panel_gemm.loop_end()
+    for got in both:
+        np.testing.assert_array_equal(got, one)
+    _close(one, a, w)
+
+
+@needs_kernels
+def test_the_helper_sleeps_outside_loops_and_nests():
+    panel_gemm.loop_begin()
+    helper = panel_gemm._STATE["helper"]
+    panel_gemm.loop_begin()
+    panel_gemm.loop_end()
+    assert helper.active
+    panel_gemm.loop_end()
+    assert not helper.active
+    panel_gemm.loop_end()          # (an extra end does not go negative)
+    assert helper.depth == 0 and helper.thread.daemon and helper.thread.is_alive()
+
+
+@needs_kernels
+def test_with_another_python_thread_the_caller_computes_alone():
+    a, w = _pair(32, 150, 600)
+    panels = panel_gemm.pack(np, w)
+    one = panel_gemm.matmul(a, panels, 600)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not panel_gemm.usable()
+        panel_gemm.loop_begin()
+        got = panel_gemm.matmul(a, panels, 600)
+        panel_gemm.loop_end()
+    finally:
+        release.set()
+        other.join()
+    np.testing.assert_array_equal(got, one)
+    assert panel_gemm.usable()
+
+
+@needs_kernels
+def test_quiet_blas_leaves_numpy_products_working():
+    a, w = _pair(300, 200, 100)
+    before = a @ w
+    panel_gemm.quiet_blas()
+    panel_gemm.quiet_blas()
+    np.testing.assert_array_equal(a @ w, before)
+
+
+# --- the pass -------------------------------------------------------------------------------
+
+CELLS = {
+    "basic": lambda: rg.nn.BasicRNNCell(7),
+    "lstm": lambda: rg.nn.LSTMCell(20),
+    "lstm_peephole_proj": lambda: rg.nn.LSTMCell(9, use_peepholes=True, num_proj=5,
+                                                 cell_clip=2.0),
+    "gru": lambda: rg.nn.GRUCell(17),
+    "multi": lambda: rg.nn.MultiRNNCell([rg.nn.LSTMCell(8), rg.nn.GRUCell(6)]),
+}
+B, T, I = 7, 6, 5
+
+
+def _run(cell_name, passes, seq=None, dtype=rg.float32):
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(dtype, [B, T, I])
+        lengths = None if seq is None else rg.constant(np.array(seq, np.int32))
+        out, state = rg.nn.dynamic_rnn(CELLS[cell_name](), X, dtype=dtype,
+                                       sequence_length=lengths)
+        loss = rg.reduce_sum(out * out) + sum(rg.reduce_sum(s * s)
+                                              for s in rg.nest.flatten(state))
+        grads = rg.gradients(loss, [X] + rg.global_variables())
+        sess = rg.Session(g, seed=3, passes=passes)
+        x = np.random.default_rng(5).normal(size=X.shape).astype(np.dtype(dtype))
+        out, state, grads = sess.run([out, rg.nest.flatten(state), grads], {X: x})
+        return [out] + list(state) + list(grads), sess
+
+
+def _program_graph(sess):
+    (_, prog), = sess._programs.values()
+    return prog.graph
+
+
+@needs_kernels
+@pytest.mark.parametrize("seq", [None, [6, 0, 2, 6, 1, 3, 5]], ids=["full", "lengths"])
+@pytest.mark.parametrize("cell_name", sorted(CELLS))
+def test_pass_preserves_outputs_and_gradients(cell_name, seq):
+    ref, _ = _run(cell_name, {"pack_weights": False}, seq)
+    got, sess = _run(cell_name, True, seq)
+    assert sess.pass_stats["pack_weights"] > 0
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+@needs_kernels
+def test_pass_packs_each_weight_once_outside_the_loops():
+    _, sess = _run("lstm", True)
+    graph = _program_graph(sess)
+    loops = [n for n in graph.nodes if n.op.name == "loop"]
+    assert len(loops) == 2
+    for loop in loops:
+        ops = [n.op.name for n in loop.op.body.nodes]
+        assert ops.count("panel_matmul") == 1 and "matmul" not in ops
+    packs = [n for n in graph.nodes if n.op.name == "pack_panels"]
+    assert len(packs) == 2          # W_h for the forward loop, W_h^T for the gradient loop
+    assert {p.outputs[0].shape for p in packs} == {(5, 20, 16), (2, 80, 16)}
+
+
+@needs_kernels
+def test_pass_leaves_float64_graphs_alone():
+    _, sess = _run("lstm", True, dtype=rg.float64)
+    assert sess.pass_stats["pack_weights"] == 0
+    graph = _program_graph(sess)
+    assert not any(n.op.name == "pack_panels" for n in graph.nodes)
+
+
+def test_pass_does_nothing_without_numba(monkeypatch):
+    monkeypatch.setenv("RNNGRAPH_NUMBA", "0")
+    _, sess = _run("gru", True)
+    assert sess.pass_stats["pack_weights"] == 0
