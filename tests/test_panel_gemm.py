@@ -216,3 +216,32 @@ def test_pass_does_nothing_without_numba(monkeypatch):
     monkeypatch.setenv("RNNGRAPH_NUMBA", "0")
     _, sess = _run("gru", True)
     assert sess.pass_stats["pack_weights"] == 0
+
+
+@needs_kernels
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("seq", [None, [9, 3, 0, 9, 5, 1, 9, 2, 7, 4, 9, 6, 8, 9, 3, 1]],
+                         ids=["full", "lengths"])
+def test_splitting_over_two_threads_gives_the_bits_of_one(cell, seq, monkeypatch):
+    """Loops large enough that products and gate kernels are split (rows x cols >= 2048): the
+    same bits as with every call on one thread (another Python thread alive)."""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [16, 9, 12])
+        lengths = None if seq is None else rg.constant(np.array(seq, np.int32))
+        make = {"lstm": lambda: rg.nn.LSTMCell(160), "gru": lambda: rg.nn.GRUCell(160)}[cell]
+        out, state = rg.nn.dynamic_rnn(make(), X, dtype=rg.float32, sequence_length=lengths)
+        loss = rg.reduce_sum(out * out)
+        grads = rg.gradients(loss, [X] + rg.global_variables())
+    sess = rg.Session(g, seed=1)
+    feed = {X: np.random.default_rng(2).normal(size=(16, 9, 12)).astype(F32)}
+    before = panel_gemm.split_counts()
+    both = sess.run([out, grads], feed)
+    after = panel_gemm.split_counts()
+    assert after["products"] > before["products"] and after["kernels"] > before["kernels"]
+    monkeypatch.setattr(threading, "active_count", lambda: 5)   # as if other threads ran
+    assert not panel_gemm.usable()
+    one = sess.run([out, grads], feed)
+    assert panel_gemm.split_counts() == after
+    for x, y in zip(rg.nest.flatten(both), rg.nest.flatten(one)):
+        np.testing.assert_array_equal(x, y)

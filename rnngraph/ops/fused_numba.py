@@ -153,21 +153,81 @@ def numba_kernel(op, node, fallback=None):
         return None  # nothing says how many rows and columns
     block_cols = next((inner.stop - inner.start for inner, _ in op.instrs
                        if inner.name == "column_block"), None)
+    halves = _halves_available()
     source = _PRELUDE + _source(op, access, widths)
-    kernel = _KERNELS.get(source)
-    if kernel is None:
-        kernel = _KERNELS[source] = _load(source)
+    if halves:
+        source += _halves_source(len(op.exports), [t.rank for t in in_types],
+                                 [t.dtype for t in in_types])
+    module = _KERNELS.get(source)
+    if module is None:
+        module = _KERNELS[source] = _load(source)
     if lead is not None:
         size = f"rows, cols = a{lead}.shape"
     else:
         size = f"rows, cols = a{wide}.shape[0], {block_cols}"
-    run = _wrapper(kernel, fallback, n_in, widths, size, ())
+    split = (module.fused_split, module.fused_rows.address) if halves else None
+    run = _wrapper(module.fused, fallback, n_in, widths, size, (), split)
     # a loop driver may have chosen outputs written straight into rows of its stacks
-    run.into = lambda dests: _wrapper(kernel, fallback, n_in, widths, size, tuple(dests))
+    run.into = lambda dests: _wrapper(module.fused, fallback, n_in, widths, size,
+                                      tuple(dests), split)
     return run
 
 
-def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple):
+SPLIT_MIN = 2048   # elements (rows x cols) from which a kernel's rows are split over two threads
+
+
+def _halves_available() -> bool:
+    from . import panel_gemm
+    return panel_gemm.available()
+
+
+def _halves_source(n_out: int, ranks: list, dtypes: list) -> str:
+    """fused_rows(block, r0, r1), a C function the helper thread calls (ops/panel_kernels.py):
+    the kernel on rows r0 .. r1 of the arrays whose addresses and shapes `block` holds; and
+    fused_split(out, a..., ctl, block, fn), which fills `block`, offers the second half of the
+    rows to the helper, runs the first, and then the second too if the helper has not taken
+    it. Every array is C-contiguous (the wrapper makes inputs so; outputs are fresh arrays or
+    rows of a stack; fused_split checks), so an address and a shape rebuild it."""
+    n_in = len(ranks)
+    names = [f"out[{k}]" for k in range(n_out)] + [f"a{i}" for i in range(n_in)]
+    shapes = [2] * n_out + [max(r, 1) for r in ranks]   # (0-d inputs arrive 1-d: see c())
+    kinds = ["np.float32"] * n_out + ["np.bool_" if d == np.bool_ else "np.float32"
+                                      for d in dtypes]
+    slots = 3 * len(names)
+    args = ", ".join(f"a{i}" for i in range(n_in))
+    lines = ["", "", "from numba import carray, cfunc, types",
+             "from rnngraph.ops.panel_kernels import address_of, post_call, finish", "", "",
+             "@cfunc(types.void(types.int64, types.int64, types.int64), "
+             "error_model='numpy', cache=False)",
+             "def fused_rows(block, r0, r1):",
+             f"    b = carray(address_of(block), ({slots},), np.int64)"]
+    views = []
+    for j, (rank, kind) in enumerate(zip(shapes, kinds)):
+        dims = ", ".join(f"b[{3 * j + 1 + d}]" for d in range(rank))
+        lines.append(f"    v{j} = carray(address_of(b[{3 * j}]), ({dims},), {kind})")
+        views.append(f"v{j}")
+    outs = ", ".join(views[:n_out]) + ("," if n_out == 1 else "")
+    lines += [f"    fused(({outs}), {', '.join(views[n_out:])}, r0, r1)", "", "",
+              "@njit(error_model='numpy', nogil=True, cache=False)",
+              f"def fused_split(out, {args}, ctl, block, fn):",
+              f"    if not fused(out, {args}, 0, 0):",
+              "        return False   # (a shape mismatch: the caller falls back)"]
+    contiguous = " and ".join(f"{x}.flags.c_contiguous" for x in names)
+    lines += [f"    if not ({contiguous}):",
+              f"        return fused(out, {args}, 0, -1)"]
+    for j, (name, rank) in enumerate(zip(names, shapes)):
+        lines.append(f"    block[{3 * j}] = {name}.ctypes.data")
+        lines += [f"    block[{3 * j + 1 + d}] = {name}.shape[{d}]" for d in range(rank)]
+    lines += ["    rows = out[0].shape[0]",
+              "    post_call(ctl, fn, block.ctypes.data, rows // 2, rows)",
+              f"    fused(out, {args}, 0, rows // 2)",
+              "    finish(ctl)",
+              "    return True"]
+    return "\n".join(lines) + "\n"
+
+
+def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple,
+             split=None):
     """The Python side of a compiled kernel, generated with fixed arity: it runs once per step
     and per fused node, so list building and star-args showed up in profiles (~4 us a call).
 
@@ -181,9 +241,18 @@ def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple)
     params = args + "".join(f", d{k}" for k in dests)
     outs = ", ".join(f"d{k}" if k in dests else f"empty((rows, {w} * cols), f32)"
                      for k, w in enumerate(widths))
-    lines = [f"def run({params}):", f"    {size}", f"    out = ({outs},)",
-             f"    if kernel(out, {', '.join(f'c(a{i})' for i in range(n_in))}):",
-             "        return out"]
+    ins = ", ".join(f"c(a{i})" for i in range(n_in))
+    lines = [f"def run({params}):", f"    {size}", f"    out = ({outs},)"]
+    if split is not None:   # a loop's helper thread is spinning: it takes half the rows
+        lines += ["    helper = state.get('helper')",
+                  "    if helper is not None and helper.depth and rows * cols >= SPLIT_MIN "
+                  "and usable():",
+                  f"        if split(out, {ins}, helper.ctl, block, fn):",
+                  "            return out",
+                  f"    elif kernel(out, {ins}, 0, -1):",
+                  "        return out"]
+    else:
+        lines += [f"    if kernel(out, {ins}, 0, -1):", "        return out"]
     if fallback is None:
         lines.append("    return None")
     else:
@@ -191,7 +260,12 @@ def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple)
         lines += [f"    d{k}[...] = result[{k}]" for k in dests]
         lines.append("    return result")
     namespace = {"kernel": kernel, "fallback": fallback, "empty": np.empty, "f32": np.float32,
-                 "c": np.ascontiguousarray}
+                 "c": np.ascontiguousarray, "SPLIT_MIN": SPLIT_MIN}
+    if split is not None:
+        from . import panel_gemm
+        namespace.update(split=split[0], fn=split[1], state=panel_gemm._STATE,
+                         usable=panel_gemm.usable,
+                         block=np.zeros(3 * (len(widths) + n_in), np.int64))
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated code
     return namespace["run"]
 
@@ -204,8 +278,9 @@ def _cache_dir():
 
 
 def _load(source: str):
-    """Compile generated source. Written to a module in the cache directory, numba caches the
-    machine code on disk (cache=True) and later processes skip the ~1 s compile; where that
+    """Compile generated source into a module (its `fused`, and `fused_rows`/`fused_split`
+    where the helper thread exists). Written to a module in the cache directory, numba caches
+    the machine code on disk (cache=True) and later processes skip the ~1 s compile; where that
     directory is not writable, the source is compiled in memory each process."""
     import hashlib
     import importlib.util
@@ -224,18 +299,20 @@ def _load(source: str):
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # numba's cache finds the module by name when it loads
         spec.loader.exec_module(module)
-        return module.fused
+        return module
     except OSError:
-        namespace: dict = {}
-        exec(source, namespace)  # noqa: S102 - our own generated code
-        return namespace["fused"]
+        import types
+        module = types.ModuleType("rnngraph_fused")
+        exec(source, module.__dict__)  # noqa: S102 - our own generated code
+        return module
 
 
 def _source(op, access, widths) -> str:
     n_in = op.n_inputs
-    params = ["out"] + [f"a{i}" for i in range(n_in)]
-    lines = ["@njit(fastmath=_FAST, error_model='numpy', cache=False)",
+    params = ["out"] + [f"a{i}" for i in range(n_in)] + ["r0", "r1"]
+    lines = ["@njit(fastmath=_FAST, error_model='numpy', nogil=True, cache=False)",
              f"def fused({', '.join(params)}):",
+             "    # rows r0 .. r1 (r1 < 0: to the last); shapes checked whatever the range",
              f"    rows, cols = out[0].shape[0], out[0].shape[1] // {widths[0]}"]
     for k, w in enumerate(widths):  # outputs may be the caller's arrays: check them too
         lines += [f"    if out[{k}].shape[0] != rows or out[{k}].shape[1] != {w} * cols:",
@@ -261,7 +338,7 @@ def _source(op, access, widths) -> str:
             lines.append(f"    s{i} = a{i}.reshape(1)[0]")
         names.append({"scalar": f"s{i}", "col": f"c{i}[j]", "full": f"r{i}[j]",
                       "row": f"v{i}", "wide": None, "widecol": None}[a])
-    lines.append("    for i in range(rows):")
+    lines.append("    for i in range(r0, rows if r1 < 0 else r1):")
     lines += [f"        o{k} = out[{k}][i]" for k in range(len(op.exports))]
     for i, a in enumerate(access):
         if a in ("full", "wide"):

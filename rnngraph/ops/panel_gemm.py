@@ -135,6 +135,16 @@ def loop_end() -> None:
         helper.end()
 
 
+def split_counts() -> dict:
+    """How many products and fused-kernel calls this process has split over the two threads
+    (each offered half is counted whichever thread ran it)."""
+    helper = _STATE.get("helper")
+    if helper is None:
+        return {"products": 0, "kernels": 0}
+    mask = helper.kernels.MASK
+    return {"products": int(helper.ctl[mask + 2]), "kernels": int(helper.ctl[mask + 3])}
+
+
 class _Helper:
     """The second thread: its whole life is panel_kernels.serve, outside the GIL (a thread that
     returned to Python between loops waited up to 5 ms for the GIL when woken, longer than a

@@ -121,8 +121,10 @@ def serial(a, bp, c, n):
 # --- two threads: the caller and one helper thread that spins while a loop runs -------------
 # ctl, an int64 array, each field on its own cache line (8 int64s):
 STATE, RUN, EXIT, JOB, MASK = 0, 8, 16, 24, 40   # job state; 1: helper spins; 1: it ends;
-# the posted job (11 fields: a, lda, m, k, panels, c, ldc, n, first, stop, caller's CPU); the
-# allowed CPUs as a bit mask, and a scratch mask
+# the posted job (a, lda, m, k, panels, c, ldc, n, first, stop, the caller's CPU, then the
+# kind: 0 those panels, 1 a call fn(block, r0, r1) of a fused kernel's row range, and fn,
+# block, r0, r1); the allowed CPUs as a bit mask, a scratch mask, and how many products and
+# kernel calls were split
 # job states: 0 none, 1 posted, 2 taken, 3 done. The caller posts the second half of the
 # panels and computes the first; whoever takes a posted job (compare-and-swap 1 -> 2) runs
 # it, so a helper that is asleep, descheduled or not started never holds the caller up.
@@ -165,13 +167,68 @@ def _pause(typingctx):
 
 
 _yield = types.ExternalFunction("sched_yield", types.int32())
+_getcpu = types.ExternalFunction("sched_getcpu", types.int32())
+_setaffinity = types.ExternalFunction("sched_setaffinity",
+                                      types.int32(types.int32, types.intp, types.intp))
+
+
+@intrinsic
+def _call(typingctx, fn, block, r0, r1):
+    """Call the C function at address fn: void fn(int64 block, int64 r0, int64 r1)."""
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.VoidType(), [_I64] * 3)
+        builder.call(builder.inttoptr(args[0], ir.PointerType(fnty)), args[1:])
+        return context.get_dummy_value()
+    return types.void(types.int64, types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def address_of(typingctx, address):
+    """An integer address as a void pointer (for numba.carray)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
+    return types.voidptr(types.int64), codegen
 
 
 @njit(nogil=True, cache=True)
 def _run_job(ctl):
     j = ctl.ctypes.data + JOB * 8
+    if _load(j + 88) == 1:
+        _call(_load(j + 96), _load(j + 104), _load(j + 112), _load(j + 120))
+        return
     panels_at(_load(j), _load(j + 8), _load(j + 16), _load(j + 24), _load(j + 32),
               _load(j + 40), _load(j + 48), _load(j + 56), _load(j + 64), _load(j + 72))
+
+
+@njit(nogil=True, cache=True)
+def post_call(ctl, fn, block, r0, r1):
+    """Offer the helper the call fn(block, r0, r1) (rows r0 .. r1 of a fused kernel)."""
+    j = ctl.ctypes.data + JOB * 8
+    _store(j + 80, _getcpu())
+    _store(j + 88, 1)
+    _store(j + 96, fn)
+    _store(j + 104, block)
+    _store(j + 112, r0)
+    _store(j + 120, r1)
+    ctl[MASK + 3] += 1   # (counts for panel_gemm.split_counts)
+    _store(ctl.ctypes.data + STATE * 8, 1)
+
+
+@njit(nogil=True, cache=True)
+def finish(ctl):
+    """After the caller's own part: run the posted job here if the helper has not taken it,
+    else wait until it is done."""
+    base = ctl.ctypes.data
+    if _swap(base + STATE * 8, 1, 2) == 1:
+        _run_job(ctl)
+    else:
+        spins = 0
+        while _load(base + STATE * 8) != 3:
+            _pause()
+            spins += 1
+            if spins > 4000:   # the helper may share our core: let it run
+                _yield()
+    _store(base + STATE * 8, 0)
 
 
 @njit(nogil=True, cache=True)
@@ -195,23 +252,11 @@ def split(a, bp, c, n, ctl):
     _store(j + 64, mid)
     _store(j + 72, count)
     _store(j + 80, _getcpu())
+    _store(j + 88, 0)
+    ctl[MASK + 2] += 1
     _store(base + STATE * 8, 1)
     panels_at(a0, lda, m, depth, b0, c0, ldc, n, 0, mid)
-    if _swap(base + STATE * 8, 1, 2) == 1:   # not taken: ours
-        panels_at(a0, lda, m, depth, b0, c0, ldc, n, mid, count)
-    else:
-        spins = 0
-        while _load(base + STATE * 8) != 3:
-            _pause()
-            spins += 1
-            if spins > 4000:   # the helper may share our core: let it run
-                _yield()
-    _store(base + STATE * 8, 0)
-
-
-_getcpu = types.ExternalFunction("sched_getcpu", types.int32())
-_setaffinity = types.ExternalFunction("sched_setaffinity",
-                                      types.int32(types.int32, types.intp, types.intp))
+    finish(ctl)
 
 
 @njit(nogil=True, cache=True)
