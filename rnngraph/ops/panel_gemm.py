@@ -118,11 +118,13 @@ def usable() -> bool:
 
 def loop_begin() -> None:
     """A loop of panel products starts: wake the helper (nested loops count)."""
-    if not available() or (os.cpu_count() or 1) < 2:
-        return
     helper = _STATE.get("helper")
     if helper is None:
-        if threading.active_count() != 1:
+        if threading.active_count() != 1 or not available():
+            return
+        if "cpus" not in _STATE:   # (~60 us: asked once)
+            _STATE["cpus"] = os.cpu_count() or 1
+        if _STATE["cpus"] < 2:
             return
         helper = _STATE["helper"] = _Helper()
     helper.begin()
