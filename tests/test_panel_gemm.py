@@ -245,3 +245,26 @@ def test_splitting_over_two_threads_gives_the_bits_of_one(cell, seq, monkeypatch
     assert panel_gemm.split_counts() == after
     for x, y in zip(rg.nest.flatten(both), rg.nest.flatten(one)):
         np.testing.assert_array_equal(x, y)
+
+
+@needs_kernels
+def test_a_loop_that_fails_leaves_the_helper_asleep():
+    g = rg.Graph()
+    with g.as_default():
+        table = rg.constant(np.arange(80, dtype=F32).reshape(5, 16))
+        w = rg.placeholder(rg.float32, [16, 16])
+        idx = rg.placeholder(rg.int32, [None])
+
+        def step(acc, i):
+            acc = rg.matmul(acc, w) + rg.gather(table, i, name="lookup")
+            return acc, acc
+        _, total = rg.scan(step, rg.constant(np.zeros((1, 16), F32)), idx)
+    sess = rg.Session(g)
+    feed = {w: np.eye(16, dtype=F32) * 0.5}
+    good = sess.run(total, {**feed, idx: np.array([1, 2, 4], np.int32)})
+    assert sess.pass_stats["pack_weights"] == 1
+    np.testing.assert_allclose(good[-1][0], np.arange(64, 80) + 0.5 * (np.arange(32, 48) +
+                                                                        0.5 * np.arange(16, 32)))
+    with pytest.raises(rg.errors.ExecutionError, match="gather 'scan/lookup'.*failed"):
+        sess.run(total, {**feed, idx: np.array([1, 2, 9], np.int32)})
+    assert panel_gemm._STATE["helper"].depth == 0
