@@ -7,9 +7,9 @@ For S1-S4 and each of LSTM, GRU and BasicRNN it prints the median time of forwar
 forward+backward for rnngraph (all compiler passes), the same graph with every pass off, and
 PyTorch's nn.LSTM/GRU/RNN (skipped with a note when torch is not installed), the ratio
 rnngraph/PyTorch, and GFLOP/s as a fraction of a NumPy float32 matmul peak measured in this run.
-Then: padded batches (lengths uniform in [1, T]) vs full length, and build+compile times.
-`--sections floor` adds the matrix products alone (the BLAS floor of this design, see
-floor_table) beside the whole forward+backward pass.
+Then: padded batches (lengths uniform in [1, T]) vs full length, build+compile times, and
+(`--sections floor`) the matrix products alone, each through the kernel the program runs it
+with (see floor_table), beside the whole forward+backward pass.
 Medians over repeats, timed in alternating rounds (rnngraph, passes off, PyTorch, ...); these
 machines are shared, so compare columns of one run, not runs.
 """
@@ -321,8 +321,8 @@ def product_seconds(shapes, repeats: int, packed: bool = False) -> dict:
 def _in_loop(fn):
     """fn() the way a loop of packed products runs it (runtime/loop_kernel.py)."""
     from rnngraph.ops import panel_gemm
-    panel_gemm.quiet_blas()
-    panel_gemm.loop_begin()
+    if not (panel_gemm.quiet_blas() and panel_gemm.loop_begin()):
+        return fn()
     try:
         return fn()
     finally:

@@ -105,35 +105,51 @@ def test_two_threads_give_the_bits_of_one(m, k, n):
 
 @needs_kernels
 def test_the_helper_sleeps_outside_loops_and_nests():
-    panel_gemm.loop_begin()
+    assert panel_gemm.loop_begin()
     helper = panel_gemm._STATE["helper"]
-    panel_gemm.loop_begin()
+    assert panel_gemm.loop_begin()
     panel_gemm.loop_end()
-    assert helper.active
+    assert panel_gemm.ours(helper)
     panel_gemm.loop_end()
-    assert not helper.active
-    panel_gemm.loop_end()          # (an extra end does not go negative)
-    assert helper.depth == 0 and helper.thread.daemon and helper.thread.is_alive()
+    assert not panel_gemm.ours(helper) and helper.depth == 0 and helper.owner is None
+    assert helper.thread.daemon and helper.thread.is_alive()
+
+
+def _on_another_thread(fn):
+    """fn() run on a new Python thread (its result, or its exception raised here)."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:   # noqa: BLE001 - re-raised below
+            box["error"] = exc
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 @needs_kernels
-def test_with_another_python_thread_the_caller_computes_alone():
+def test_a_second_threads_loop_computes_alone_with_the_same_bits():
     a, w = _pair(32, 150, 600)
     panels = panel_gemm.pack(np, w)
-    one = panel_gemm.matmul(a, panels, 600)
-    release = threading.Event()
-    other = threading.Thread(target=release.wait)
-    other.start()
+    assert panel_gemm.loop_begin()
     try:
-        assert not panel_gemm.usable()
-        panel_gemm.loop_begin()
-        got = panel_gemm.matmul(a, panels, 600)
-        panel_gemm.loop_end()
+        before = panel_gemm.split_counts()
+        both = panel_gemm.matmul(a, panels, 600)
+        assert panel_gemm.split_counts()["products"] == before["products"] + 1
+
+        def elsewhere():
+            took = panel_gemm.loop_begin()   # the helper is this thread's: not its
+            return took, panel_gemm.matmul(a, panels, 600), panel_gemm.split_counts()
+        took, alone, counts = _on_another_thread(elsewhere)
     finally:
-        release.set()
-        other.join()
-    np.testing.assert_array_equal(got, one)
-    assert panel_gemm.usable()
+        panel_gemm.loop_end()
+    assert not took and counts["products"] == before["products"] + 1
+    np.testing.assert_array_equal(alone, both)
 
 
 @needs_kernels
@@ -222,9 +238,10 @@ def test_pass_does_nothing_without_numba(monkeypatch):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("seq", [None, [9, 3, 0, 9, 5, 1, 9, 2, 7, 4, 9, 6, 8, 9, 3, 1]],
                          ids=["full", "lengths"])
-def test_splitting_over_two_threads_gives_the_bits_of_one(cell, seq, monkeypatch):
+def test_splitting_over_two_threads_gives_the_bits_of_one(cell, seq):
     """Loops large enough that products and gate kernels are split (rows x cols >= 2048): the
-    same bits as with every call on one thread (another Python thread alive)."""
+    same bits as with every call on one thread (the same run on a second Python thread while
+    the helper serves the first)."""
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [16, 9, 12])
@@ -239,9 +256,11 @@ def test_splitting_over_two_threads_gives_the_bits_of_one(cell, seq, monkeypatch
     both = sess.run([out, grads], feed)
     after = panel_gemm.split_counts()
     assert after["products"] > before["products"] and after["kernels"] > before["kernels"]
-    monkeypatch.setattr(threading, "active_count", lambda: 5)   # as if other threads ran
-    assert not panel_gemm.usable()
-    one = sess.run([out, grads], feed)
+    assert panel_gemm.loop_begin()   # the helper is busy with "our" loop: the run computes alone
+    try:
+        one = _on_another_thread(lambda: sess.run([out, grads], feed))
+    finally:
+        panel_gemm.loop_end()
     assert panel_gemm.split_counts() == after
     for x, y in zip(rg.nest.flatten(both), rg.nest.flatten(one)):
         np.testing.assert_array_equal(x, y)
@@ -268,3 +287,21 @@ def test_a_loop_that_fails_leaves_the_helper_asleep():
     with pytest.raises(rg.errors.ExecutionError, match="gather 'scan/lookup'.*failed"):
         sess.run(total, {**feed, idx: np.array([1, 2, 9], np.int32)})
     assert panel_gemm._STATE["helper"].depth == 0
+
+
+@needs_kernels
+def test_quiet_blas_waits_for_a_moment_alone_unless_forced(monkeypatch):
+    monkeypatch.setitem(panel_gemm._STATE, "quiet", False)
+    monkeypatch.setattr(panel_gemm, "_blas_controls", lambda: [])   # (nothing stopped here)
+    monkeypatch.delenv("RNNGRAPH_QUIET_BLAS", raising=False)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not panel_gemm.quiet_blas()
+        monkeypatch.setenv("RNNGRAPH_QUIET_BLAS", "1")
+        assert panel_gemm.quiet_blas()
+    finally:
+        release.set()
+        other.join()
+    assert panel_gemm.quiet_blas()

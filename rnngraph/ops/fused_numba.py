@@ -21,7 +21,8 @@ import sys
 import numpy as np
 
 _F32 = np.dtype(np.float32)
-_KERNELS: dict = {}     # generated source -> compiled kernel
+_KERNELS: dict = {}     # generated source -> compiled module
+_HALVES: dict = {}
 _AVAILABLE = None
 
 # one scalar expression per op; arguments {0}, {1}, ... are float32 scalars (or bools)
@@ -181,6 +182,17 @@ def _halves_available() -> bool:
     return panel_gemm.available()
 
 
+def _kernels_digest() -> str:
+    """A hash of ops/panel_kernels.py, written into the generated source: numba's disk cache
+    of fused_split would otherwise keep calling an older post_call, with its job layout."""
+    if "digest" not in _HALVES:
+        import hashlib
+        from . import panel_kernels
+        with open(panel_kernels.__file__, "rb") as f:
+            _HALVES["digest"] = hashlib.sha256(f.read()).hexdigest()[:16]
+    return _HALVES["digest"]
+
+
 def _halves_source(n_out: int, ranks: list, dtypes: list) -> str:
     """fused_rows(block, r0, r1), a C function the helper thread calls (ops/panel_kernels.py):
     the kernel on rows r0 .. r1 of the arrays whose addresses and shapes `block` holds; and
@@ -195,7 +207,8 @@ def _halves_source(n_out: int, ranks: list, dtypes: list) -> str:
                                       for d in dtypes]
     slots = 3 * len(names)
     args = ", ".join(f"a{i}" for i in range(n_in))
-    lines = ["", "", "from numba import carray, cfunc, types",
+    lines = ["", "", f"# panel_kernels {_kernels_digest()}",
+             "from numba import carray, cfunc, types",
              "from rnngraph.ops.panel_kernels import address_of, post_call, finish", "", "",
              "@cfunc(types.void(types.int64, types.int64, types.int64), "
              "error_model='numpy', cache=False)",
@@ -245,8 +258,7 @@ def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple,
     lines = [f"def run({params}):", f"    {size}", f"    out = ({outs},)"]
     if split is not None:   # a loop's helper thread is spinning: it takes half the rows
         lines += ["    helper = state.get('helper')",
-                  "    if helper is not None and helper.depth and rows * cols >= SPLIT_MIN "
-                  "and usable():",
+                  "    if rows * cols >= SPLIT_MIN and ours(helper):",
                   f"        if split(out, {ins}, helper.ctl, block, fn):",
                   "            return out",
                   f"    elif kernel(out, {ins}, 0, -1):",
@@ -264,7 +276,7 @@ def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple,
     if split is not None:
         from . import panel_gemm
         namespace.update(split=split[0], fn=split[1], state=panel_gemm._STATE,
-                         usable=panel_gemm.usable,
+                         ours=panel_gemm.ours,
                          block=np.zeros(3 * (len(widths) + n_in), np.int64))
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated code
     return namespace["run"]

@@ -23,9 +23,10 @@ computed by the caller, so a helper that is asleep or descheduled costs no waiti
 OpenMP pool was the first try: its workers, woken after a pause, landed on the caller's core
 now and then, and a product took 700 us instead of 36; kept spinning, they slowed the large
 OpenBLAS products after the loop.) OpenBLAS's own idle threads spin ~0.1 s after each call,
-beside the loop: `quiet_blas` has them sleep sooner. With other Python threads running, one
-might be inside OpenBLAS: then products run on the calling thread alone, with the same bits
-(each element is one micro-kernel's k loop either way).
+beside the loop: `quiet_blas` has them sleep sooner, and the helper is used only once it has.
+The helper serves one Python thread's loops at a time; a loop running on another thread
+meanwhile computes alone, with the same bits (each element is one micro-kernel's k loop
+either way).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ PARALLEL_FLOPS = 5e5   # below this (~5 us on one core) the caller does it all
 
 _F32 = np.dtype(np.float32)
 _STATE: dict = {}
+_LOCK = threading.Lock()
 
 
 def pack(xp, w):
@@ -101,40 +103,40 @@ def matmul(a, panels, n: int, out=None):
     kernels = _drivers()
     helper = _STATE.get("helper")
     # (both give the same bits: each element is one micro-kernel's k loop either way)
-    if helper is not None and helper.active and 2.0 * m * k * n >= PARALLEL_FLOPS and \
-            usable():
+    if 2.0 * m * k * n >= PARALLEL_FLOPS and ours(helper):
         kernels.split(a, panels, out, n, helper.ctl)
     else:
         kernels.serial(a, panels, out, n)
     return out
 
 
-def usable() -> bool:
-    """The helper may take part now: no other Python thread (which might be inside OpenBLAS,
-    whose threads must not spin beside ours; see the module docstring)."""
-    helper = _STATE.get("helper")
-    return threading.active_count() == (1 if helper is None else 2)
-
-
-def loop_begin() -> None:
-    """A loop of panel products starts: wake the helper (nested loops count)."""
+def loop_begin() -> bool:
+    """A loop of panel products starts on this thread: wake the helper (nested loops count).
+    False when the helper is another thread's now (two loops at once: this one computes
+    alone) or there is none; then do not call loop_end."""
     helper = _STATE.get("helper")
     if helper is None:
-        if threading.active_count() != 1 or not available():
-            return
+        if not available():
+            return False
         if "cpus" not in _STATE:   # (~60 us: asked once)
             _STATE["cpus"] = os.cpu_count() or 1
         if _STATE["cpus"] < 2:
-            return
-        helper = _STATE["helper"] = _Helper()
-    helper.begin()
+            return False
+        with _LOCK:
+            helper = _STATE.get("helper") or _Helper()
+            _STATE["helper"] = helper
+    return helper.begin()
 
 
 def loop_end() -> None:
-    """The loop is done: the helper stops spinning once no loop needs it."""
-    helper = _STATE.get("helper")
-    if helper is not None:
-        helper.end()
+    """The loop that loop_begin returned True for is done: the helper stops spinning once no
+    loop needs it."""
+    _STATE["helper"].end()
+
+
+def ours(helper) -> bool:
+    """This thread runs the loop the helper is spinning for (so it may post it jobs)."""
+    return helper is not None and helper.depth > 0 and helper.owner == threading.get_ident()
 
 
 def split_counts() -> dict:
@@ -150,7 +152,8 @@ def split_counts() -> dict:
 class _Helper:
     """The second thread: its whole life is panel_kernels.serve, outside the GIL (a thread that
     returned to Python between loops waited up to 5 ms for the GIL when woken, longer than a
-    whole S2 loop). Sleeps on a futex while no loop runs."""
+    whole S2 loop). Sleeps on a futex while no loop runs; serves one Python thread's loops at a
+    time (`owner`), since its job slot takes one poster."""
 
     def __init__(self):
         from . import panel_kernels
@@ -161,7 +164,7 @@ class _Helper:
         except (AttributeError, OSError):
             cpus = set()
         self.ctl[panel_kernels.MASK] = sum(1 << c for c in cpus if c < 63)
-        self.depth = 0
+        self.depth, self.owner = 0, None
         probe = np.zeros_like(self.ctl)
         probe[panel_kernels.EXIT] = 1
         panel_kernels.serve(probe)   # compile (or load) here, not in the new thread
@@ -169,36 +172,51 @@ class _Helper:
                                        name="rnngraph-gemm", daemon=True)
         self.thread.start()
 
-    def begin(self):
-        self.depth += 1
-        if self.depth == 1:
-            self.kernels.wake(self.ctl)
+    def begin(self) -> bool:
+        me = threading.get_ident()
+        with _LOCK:
+            if self.depth and self.owner != me:
+                return False
+            self.depth += 1
+            self.owner = me
+            if self.depth == 1:
+                self.kernels.wake(self.ctl)
+        return True
 
     def end(self):
-        self.depth = max(self.depth - 1, 0)
-        if self.depth == 0:
-            self.ctl[self.kernels.RUN] = 0
-
-    @property
-    def active(self) -> bool:
-        return self.depth > 0
+        with _LOCK:
+            self.depth = max(self.depth - 1, 0)
+            if self.depth == 0:
+                self.ctl[self.kernels.RUN] = 0
+                self.owner = None
 
 
-def quiet_blas() -> None:
+def quiet_blas(force: bool = False) -> bool:
     """Have OpenBLAS's worker threads sleep soon after each call instead of spinning ~0.1 s
-    (beside our OpenMP threads, in the loop that follows): once per process, set its idle
+    beside our helper (S1: 146 ms a run instead of 101): once per process, set its idle
     timeout (OPENBLAS_THREAD_TIMEOUT, 2^20 cycles, unless the environment sets one), have it
     re-read its environment, and stop its threads, which it starts again with the new
-    timeout at its next threaded call. Stopping them per loop instead left new threads on
-    the caller's core for a while (S2 runs took 12-28 ms at random). Only with no other Python
-    thread running (one might be inside OpenBLAS), and where OpenBLAS can be found (Linux)."""
-    if _STATE.get("quiet") or not usable():
-        return
+    timeout at its next threaded call. (Stopping them per loop instead left new threads on
+    the caller's core for a while: S2 runs took 12-28 ms at random.)
+
+    Stopping them while another thread is inside a threaded OpenBLAS call can hang that call
+    (its worker overwrites the stop mark), so this waits for a moment with no other Python
+    thread alive, unless `force` (or RNNGRAPH_QUIET_BLAS=1 in the environment) says no other
+    thread of this process uses NumPy's BLAS now (say, in Jupyter, whose own threads do not).
+    True once done: loops use the helper thread only then (runtime/loop_kernel.py); before
+    that they compute on the caller's thread alone, with the same bits."""
+    if _STATE.get("quiet"):
+        return True
+    force = force or os.environ.get("RNNGRAPH_QUIET_BLAS") == "1"
+    helpers = 1 if _STATE.get("helper") is not None else 0   # (ours does not count)
+    if not force and threading.active_count() - helpers != 1:
+        return False
     _STATE["quiet"] = True
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
     for read_env, stop in _blas_controls():
         read_env()
         stop()
+    return True
 
 
 def _blas_controls() -> list:

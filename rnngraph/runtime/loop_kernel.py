@@ -98,8 +98,8 @@ def compile_loop(op, node, program):
     def run(*args):
         if not packed:
             return run_steps(*args)
-        quiet_blas()
-        loop_begin()
+        if not (quiet_blas() and loop_begin()):   # (the caller alone: the same bits)
+            return run_steps(*args)
         try:
             return run_steps(*args)
         finally:
