@@ -145,8 +145,8 @@ def split_counts() -> dict:
     helper = _STATE.get("helper")
     if helper is None:
         return {"products": 0, "kernels": 0}
-    mask = helper.kernels.MASK
-    return {"products": int(helper.ctl[mask + 2]), "kernels": int(helper.ctl[mask + 3])}
+    at = helper.kernels.COUNTS
+    return {"products": int(helper.ctl[at]), "kernels": int(helper.ctl[at + 1])}
 
 
 class _Helper:
@@ -158,12 +158,7 @@ class _Helper:
     def __init__(self):
         from . import panel_kernels
         self.kernels = panel_kernels
-        self.ctl = np.zeros(panel_kernels.MASK + 8, np.int64)
-        try:
-            cpus = os.sched_getaffinity(0)
-        except (AttributeError, OSError):
-            cpus = set()
-        self.ctl[panel_kernels.MASK] = sum(1 << c for c in cpus if c < 63)
+        self.ctl = np.zeros(panel_kernels.COUNTS + 8, np.int64)
         self.depth, self.owner = 0, None
         probe = np.zeros_like(self.ctl)
         probe[panel_kernels.EXIT] = 1

@@ -120,11 +120,10 @@ def serial(a, bp, c, n):
 
 # --- two threads: the caller and one helper thread that spins while a loop runs -------------
 # ctl, an int64 array, each field on its own cache line (8 int64s):
-STATE, RUN, EXIT, JOB, MASK = 0, 8, 16, 24, 40   # job state; 1: helper spins; 1: it ends;
-# the posted job (a, lda, m, k, panels, c, ldc, n, first, stop, the caller's CPU, then the
+STATE, RUN, EXIT, JOB, COUNTS = 0, 8, 16, 24, 40   # job state; 1: helper spins; 1: it ends;
+# the posted job (a, lda, m, k, panels, c, ldc, n, first, stop, an unused slot, then the
 # kind: 0 those panels, 1 a call fn(block, r0, r1) of a fused kernel's row range, and fn,
-# block, r0, r1); the allowed CPUs as a bit mask, a scratch mask, and how many products and
-# kernel calls were split
+# block, r0, r1); how many products and kernel calls were split (panel_gemm.split_counts)
 # job states: 0 none, 1 posted, 2 taken, 3 done. The caller posts the second half of the
 # panels and computes the first; whoever takes a posted job (compare-and-swap 1 -> 2) runs
 # it, so a helper that is asleep, descheduled or not started never holds the caller up.
@@ -167,9 +166,6 @@ def _pause(typingctx):
 
 
 _yield = types.ExternalFunction("sched_yield", types.int32())
-_getcpu = types.ExternalFunction("sched_getcpu", types.int32())
-_setaffinity = types.ExternalFunction("sched_setaffinity",
-                                      types.int32(types.int32, types.intp, types.intp))
 
 
 @intrinsic
@@ -204,13 +200,12 @@ def _run_job(ctl):
 def post_call(ctl, fn, block, r0, r1):
     """Offer the helper the call fn(block, r0, r1) (rows r0 .. r1 of a fused kernel)."""
     j = ctl.ctypes.data + JOB * 8
-    _store(j + 80, _getcpu())
     _store(j + 88, 1)
     _store(j + 96, fn)
     _store(j + 104, block)
     _store(j + 112, r0)
     _store(j + 120, r1)
-    ctl[MASK + 3] += 1   # (counts for panel_gemm.split_counts)
+    ctl[COUNTS + 1] += 1
     _store(ctl.ctypes.data + STATE * 8, 1)
 
 
@@ -226,7 +221,7 @@ def finish(ctl):
         while _load(base + STATE * 8) != 3:
             _pause()
             spins += 1
-            if spins > 4000:   # the helper may share our core: let it run
+            if spins > 256:   # the helper may share our core: let it run
                 _yield()
     _store(base + STATE * 8, 0)
 
@@ -251,26 +246,11 @@ def split(a, bp, c, n, ctl):
     _store(j + 56, n)
     _store(j + 64, mid)
     _store(j + 72, count)
-    _store(j + 80, _getcpu())
     _store(j + 88, 0)
-    ctl[MASK + 2] += 1
+    ctl[COUNTS] += 1
     _store(base + STATE * 8, 1)
     panels_at(a0, lda, m, depth, b0, c0, ldc, n, 0, mid)
     finish(ctl)
-
-
-@njit(nogil=True, cache=True)
-def _leave_core(ctl, caller):
-    """If the OS put this thread on the caller's core (woken after a pause it sometimes does:
-    the halves then take turns, 160-260 us a product instead of 36), move to another of the
-    allowed cores (ctl[MASK]: CPUs 0-62) now, then allow them all again."""
-    if caller < 0 or caller >= 63 or _getcpu() != caller:
-        return
-    allowed = ctl[MASK]
-    ctl[MASK + 1] = allowed & ~(1 << caller)
-    if ctl[MASK + 1] != 0:
-        _setaffinity(0, 8, ctl.ctypes.data + (MASK + 1) * 8)
-        _setaffinity(0, 8, ctl.ctypes.data + MASK * 8)
 
 
 _syscall = types.ExternalFunction("syscall", types.int64(types.int64, types.int64, types.int64,
@@ -281,7 +261,6 @@ _FUTEX, _WAIT, _WAKE = 202, 128, 129   # SYS_futex (x86-64); FUTEX_WAIT/WAKE | P
 @njit(nogil=True, cache=True)
 def wake(ctl):
     """Set RUN and wake the helper if it sleeps on it."""
-    _store(ctl.ctypes.data + (JOB + 10) * 8, _getcpu())
     _store(ctl.ctypes.data + RUN * 8, 1)
     _syscall(_FUTEX, ctl.ctypes.data + RUN * 8, _WAKE, 1, 0)
 
@@ -295,7 +274,6 @@ def serve(ctl):
     idle = 0
     while _load(base + EXIT * 8) == 0:
         if _load(base + STATE * 8) == 1 and _swap(base + STATE * 8, 1, 2) == 1:
-            _leave_core(ctl, _load(base + (JOB + 10) * 8))
             _run_job(ctl)
             _store(base + STATE * 8, 3)
             idle = 0
@@ -306,7 +284,5 @@ def serve(ctl):
         else:
             _pause()
             idle += 1
-            if idle % 1024 == 0:   # sharing the caller's core, it would rarely get a job
-                _leave_core(ctl, _load(base + (JOB + 10) * 8))
             if idle > 20000:
                 _yield()
