@@ -40,8 +40,6 @@ def test_pack_puts_each_16_columns_in_a_panel_with_zeros_past_n(k, n):
     wide[:, :n] = w
     for p in range(panels.shape[0]):
         np.testing.assert_array_equal(panels[p], wide[:, 16 * p:16 * p + 16])
-    np.testing.assert_array_equal(panel_gemm.reference_matmul(np, np.eye(k, dtype=F32), panels,
-                                                              n), w)
 
 
 @needs_kernels

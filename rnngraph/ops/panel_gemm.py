@@ -60,12 +60,6 @@ def pack(xp, w):
     return out
 
 
-def reference_matmul(xp, a, panels, n: int):
-    """a @ w from w's panels, with the array module's own matmul (any device and dtype)."""
-    count, k, nr = panels.shape
-    return xp.matmul(a, panels.transpose(1, 0, 2).reshape(k, count * nr)[:, :n])
-
-
 def available() -> bool:
     """numba (with llvmlite) importable, not switched off with RNNGRAPH_NUMBA=0, Linux on
     x86-64, and a host CPU with AVX2 and FMA (the micro-kernels' instructions)."""

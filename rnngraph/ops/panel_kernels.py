@@ -121,9 +121,9 @@ def serial(a, bp, c, n):
 # --- two threads: the caller and one helper thread that spins while a loop runs -------------
 # ctl, an int64 array, each field on its own cache line (8 int64s):
 STATE, RUN, EXIT, JOB, COUNTS = 0, 8, 16, 24, 40   # job state; 1: helper spins; 1: it ends;
-# the posted job (a, lda, m, k, panels, c, ldc, n, first, stop, an unused slot, then the
-# kind: 0 those panels, 1 a call fn(block, r0, r1) of a fused kernel's row range, and fn,
-# block, r0, r1); how many products and kernel calls were split (panel_gemm.split_counts)
+# the posted job (a, lda, m, k, panels, c, ldc, n, first, stop; then its kind, 0 for those
+# panels or 1 for a call fn(block, r0, r1) of a fused kernel's rows, and fn, block, r0, r1);
+# how many products and kernel calls were split (panel_gemm.split_counts)
 # job states: 0 none, 1 posted, 2 taken, 3 done. The caller posts the second half of the
 # panels and computes the first; whoever takes a posted job (compare-and-swap 1 -> 2) runs
 # it, so a helper that is asleep, descheduled or not started never holds the caller up.
@@ -189,8 +189,8 @@ def address_of(typingctx, address):
 @njit(nogil=True, cache=True)
 def _run_job(ctl):
     j = ctl.ctypes.data + JOB * 8
-    if _load(j + 88) == 1:
-        _call(_load(j + 96), _load(j + 104), _load(j + 112), _load(j + 120))
+    if _load(j + 80) == 1:
+        _call(_load(j + 88), _load(j + 96), _load(j + 104), _load(j + 112))
         return
     panels_at(_load(j), _load(j + 8), _load(j + 16), _load(j + 24), _load(j + 32),
               _load(j + 40), _load(j + 48), _load(j + 56), _load(j + 64), _load(j + 72))
@@ -200,11 +200,11 @@ def _run_job(ctl):
 def post_call(ctl, fn, block, r0, r1):
     """Offer the helper the call fn(block, r0, r1) (rows r0 .. r1 of a fused kernel)."""
     j = ctl.ctypes.data + JOB * 8
-    _store(j + 88, 1)
-    _store(j + 96, fn)
-    _store(j + 104, block)
-    _store(j + 112, r0)
-    _store(j + 120, r1)
+    _store(j + 80, 1)
+    _store(j + 88, fn)
+    _store(j + 96, block)
+    _store(j + 104, r0)
+    _store(j + 112, r1)
     ctl[COUNTS + 1] += 1
     _store(ctl.ctypes.data + STATE * 8, 1)
 
@@ -246,7 +246,7 @@ def split(a, bp, c, n, ctl):
     _store(j + 56, n)
     _store(j + 64, mid)
     _store(j + 72, count)
-    _store(j + 88, 0)
+    _store(j + 80, 0)
     ctl[COUNTS] += 1
     _store(base + STATE * 8, 1)
     panels_at(a0, lda, m, depth, b0, c0, ldc, n, 0, mid)
