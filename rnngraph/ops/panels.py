@@ -46,23 +46,25 @@ class PanelMatMul(Op):
         return TensorType((a.shape[0], w.shape[1]), a.dtype)
 
     def make_kernel(self, node, program):
-        xp = program.ctx.xp
-        if xp is not np or not panel_gemm.available():
-            return lambda a, w, panels: xp.matmul(a, w)
-        fast, matmul = panel_gemm.matmul, np.matmul
-
-        def run(a, w, panels):
-            if a.dtype == _F32 and panels.dtype == _F32 and a.ndim == 2:
-                return fast(a, panels, w.shape[1])
-            return matmul(a, w)
-        return run
+        return _product(program.ctx.xp)
 
     def compute(self, xp, a, w, panels):
-        if xp is np and a.dtype == _F32 and panels.dtype == _F32 and a.ndim == 2 and \
-                panel_gemm.available():
-            return panel_gemm.matmul(a, panels, w.shape[1])
-        return xp.matmul(a, w)
+        return _product(xp)(a, w, panels)
 
     def flops(self, node):
         a, w, _ = node.inputs
         return 2 * (a.shape[0] or 1) * (a.shape[1] or 1) * (w.shape[1] or 1)
+
+
+def _product(xp):
+    """(a, w, panels) -> a @ w: our GEMM for float32 matrices on NumPy where it is available,
+    else xp's matmul on w."""
+    if xp is not np or not panel_gemm.available():
+        return lambda a, w, panels: xp.matmul(a, w)
+    fast = panel_gemm.matmul
+
+    def run(a, w, panels):
+        if a.dtype == _F32 and panels.dtype == _F32 and a.ndim == 2:
+            return fast(a, panels, w.shape[1])
+        return np.matmul(a, w)
+    return run

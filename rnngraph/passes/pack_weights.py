@@ -3,8 +3,8 @@ once before the loop and runs our own GEMM each step (ops/panel_gemm.py) instead
 which re-packs W and wakes its threads on every call.
 
 Runs last: the passes before it move per-step products out of the loop (hoist_sequence, sink)
-by recognising matmul nodes. Needs numba and an AVX2/FMA CPU; a session on another device
-switches it off (runtime/session.py)."""
+by recognising matmul nodes. Needs numba on Linux x86-64 with AVX2/FMA; a session on another
+device switches it off (runtime/session.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +45,8 @@ def _pack(graph: Graph, loop) -> int:
             pack = graph.add_node(op, [source], [op.infer(source.type)],
                                   f"{loop.name}/packed_weight", loop.location)
             pack.is_gradient = loop.is_gradient
-            panels[source] = add_invariant(loop, pack.outputs[0], f"panels/{w.node.name.rsplit('/', 1)[-1]}")
+            label = "panels/" + w.node.name.rsplit("/", 1)[-1]
+            panels[source] = add_invariant(loop, pack.outputs[0], label)
         op = PanelMatMul()
         new = body.add_node(op, [a, w, panels[source]], [node.outputs[0].type],
                             f"{node.name}/packed", node.location)
