@@ -304,8 +304,8 @@ def product_seconds(shapes, repeats: int, packed: bool = False) -> dict:
         if packed:   # (as inside a loop: with the helper thread awake)
             panels = panel_gemm.pack(np, b)
             calls[(m, k, n)] = (lambda a=a, p=panels, n=n, c=c, reps=reps:
-                                _in_loop(lambda: [panel_gemm.matmul(a, p, n, out=c)
-                                                  for _ in range(reps)]), reps)
+                                panel_gemm.in_loop(lambda: [panel_gemm.matmul(a, p, n, out=c)
+                                                            for _ in range(reps)]), reps)
             continue
         calls[(m, k, n)] = (lambda a=a, b=b, c=c, reps=reps:
                             [np.matmul(a, b, out=c) for _ in range(reps)], reps)
@@ -316,17 +316,6 @@ def product_seconds(shapes, repeats: int, packed: bool = False) -> dict:
             best[s] = min(best[s], _timed(fn) / reps)
         time.sleep(0.02)
     return best
-
-
-def _in_loop(fn):
-    """fn() the way a loop of packed products runs it (runtime/loop_kernel.py)."""
-    from rnngraph.ops import panel_gemm
-    if not (panel_gemm.quiet_blas() and panel_gemm.loop_begin()):
-        return fn()
-    try:
-        return fn()
-    finally:
-        panel_gemm.loop_end()
 
 
 def floor_table(args, reps, torch, peak):

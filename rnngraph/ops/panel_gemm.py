@@ -122,6 +122,17 @@ def loop_begin() -> bool:
     return helper.begin()
 
 
+def in_loop(fn, *args):
+    """fn(*args) as a loop of panel products runs: with OpenBLAS quieted and the helper awake
+    where that can be, on the caller alone (the same bits) where not."""
+    if not (quiet_blas() and loop_begin()):
+        return fn(*args)
+    try:
+        return fn(*args)
+    finally:
+        loop_end()
+
+
 def loop_end() -> None:
     """The loop that loop_begin returned True for is done: the helper stops spinning once no
     loop needs it."""

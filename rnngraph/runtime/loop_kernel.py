@@ -25,7 +25,7 @@ from ..memory.loops import loop_layout, split_placements
 from ..memory.shapes import infer_body_shapes
 from ..ops import loop_rows
 from ..ops.loop_rows import row_layout
-from ..ops.panel_gemm import loop_begin, loop_end, quiet_blas
+from ..ops.panel_gemm import in_loop
 from ..ops.panels import PanelMatMul
 from .buffer_pool import BufferPool
 from .loop_driver import step_driver
@@ -98,12 +98,7 @@ def compile_loop(op, node, program):
     def run(*args):
         if not packed:
             return run_steps(*args)
-        if not (quiet_blas() and loop_begin()):   # (the caller alone: the same bits)
-            return run_steps(*args)
-        try:
-            return run_steps(*args)
-        finally:
-            loop_end()
+        return in_loop(run_steps, *args)
 
     def run_steps(*args):
         parts = ins.split(args)
