@@ -323,8 +323,8 @@ def floor_table(args, reps, torch, peak):
     that running each product through its kernel (per-step ones: our packed GEMM where the
     program uses it; batched ones: NumPy's BLAS) can cost, beside the whole pass. The
     rest of rnngraph's time is the fused gate kernels, copies and Python per step. The padded
-    rows sum the per-step products at each step's active width (ops/loop_rows.active_width)."""
-    from rnngraph.ops.loop_rows import active_width
+    rows sum the per-step products at each step's active width (ops/loop_rows.row_align)."""
+    from rnngraph.ops.loop_rows import active_width, row_align
     rows = []
     for cell in args.cells.split(","):
         for name in [s for s in args.shapes.split(",") if s != "S4"]:
@@ -353,7 +353,8 @@ def floor_table(args, reps, torch, peak):
     B, T, I, H = SHAPES["S1"]
     lengths = np.random.default_rng(1).integers(1, T + 1, size=B)
     counts = np.array([(lengths > t).sum() for t in range(T)])
-    widths = [int(w) for w in active_width(counts, B) if w]
+    align = row_align(np, np.float32)
+    widths = [int(w) for w in active_width(counts, B, align) if w]
     rows = []
     for cell in args.cells.split(","):
         case = RnngraphCase(cell, B, T, I, H)
@@ -364,8 +365,9 @@ def floor_table(args, reps, torch, peak):
         padded = sum(secs[(w, k, n)] for w in widths for _, k, n in per_step)
         rows.append([f"{cell} S1", f"{full * 1e3:.1f}", f"{padded * 1e3:.1f}",
                      f"{padded / full:.0%}", f"{counts.sum() / (T * B):.0%}"])
-    print("Per-step products alone, padded (the lengths above, each step on its active rows "
-          "rounded up to 8) vs full: a product on k rows costs a fixed part plus a part per row")
+    print("Per-step products alone, padded (the lengths above, each step on its active rows"
+          + (f" rounded up to {align}" if align > 1 else "") + ") vs full: a product on k rows "
+          "costs a fixed part plus a part per row")
     table(rows, ["case", "full ms", "padded ms", "padded/full", "active rows"])
 
 

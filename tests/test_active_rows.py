@@ -185,6 +185,44 @@ def test_rows_nobody_reads_may_hold_garbage_but_check_numerics_sees_zeros(kind, 
                 np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_float32_loops_with_our_products_run_exactly_the_active_rows(kind, monkeypatch):
+    """With our own per-step GEMM (float32 on the CPU) a step runs on its active rows, not
+    rounded up to ROW_ALIGN; otherwise rounded. Either way, and with the pool's buffers full of
+    NaN, the results equal the full-width run's."""
+    from rnngraph.ops import panel_gemm
+    from rnngraph.runtime import buffer_pool
+    get = buffer_pool.BufferPool.get
+
+    def garbage_get(self, slot, shape, dtype, zero_from=None):
+        arr = get(self, slot, shape, dtype, zero_from)
+        if np.dtype(dtype).kind == "f":
+            arr[:zero_from] = np.nan
+        return arr
+    monkeypatch.setattr(buffer_pool.BufferPool, "get", garbage_get)
+    lengths = [13, 7, 3, 11, 1, 9, 5, 2, 12, 10]
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [None, 13, D])
+        seq = rg.placeholder(rg.int32, [None])
+        out, _ = rg.nn.dynamic_rnn(CELLS[kind](), X, sequence_length=seq, dtype=rg.float32)
+        grads = rg.gradients(rg.reduce_sum(out * out), [X] + rg.global_variables())
+    f = {X: np.random.default_rng(0).standard_normal((10, 13, D)).astype(np.float32),
+         seq: np.array(lengths, np.int32)}
+    spy = RowSpy(monkeypatch)
+    got = rg.Session(g, seed=1).run([out, grads], f)
+    counts = [sum(n > t for n in lengths) for t in range(13)]
+    align = 1 if panel_gemm.available() else loop_rows.ROW_ALIGN
+    widths = [c if c <= 1 else min(10, -(-c // align) * align) for c in counts]
+    assert spy.steps == list(zip(range(13), widths)) + list(zip(reversed(range(13)),
+                                                                reversed(widths)))
+    if align == 1:
+        assert widths != [min(10, -(-c // 8) * 8) if c > 1 else c for c in counts]
+    want = rg.Session(g, seed=1, passes={"shrink_batch": False}).run([out, grads], f)
+    for g1, g2 in zip(flatten(got), flatten(want)):
+        np.testing.assert_allclose(g1, g2, rtol=2e-5, atol=2e-6)
+
+
 def test_shrunk_gradient_matches_finite_differences():
     lengths, max_time = [3, 0, 5, 1], 5
     m = build("lstm", max_time)

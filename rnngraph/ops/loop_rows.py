@@ -34,11 +34,22 @@ SENTINEL = 1_000_003   # a batch size no real dimension equals
 ROW_ALIGN = 8
 
 
-def active_width(counts, batch: int):
+def row_align(xp, dtype) -> int:
+    """The rounding for a loop computing in `dtype`: none where its per-step products are ours
+    (float32 on the CPU, ops/panel_gemm.py), whose edge kernels take any number of rows at
+    about its share of the cost (padded S1 LSTM: 58.9 ms against 60.2 rounded to 8); else
+    ROW_ALIGN. It depends on the dtype only, so a loop and its gradient loop agree."""
+    from .panel_gemm import available
+    if xp is np and np.dtype(dtype) == np.float32 and available():
+        return 1
+    return ROW_ALIGN
+
+
+def active_width(counts, batch: int, align: int = ROW_ALIGN):
     """The rows a step with `counts` active rows runs on (array or int): rounded up to a
-    multiple of ROW_ALIGN, at most `batch`; a single row stays one (a matrix-vector product:
+    multiple of `align`, at most `batch`; a single row stays one (a matrix-vector product:
     18 us against 59 us for 8 rows, same product)."""
-    rounded = -(-counts // ROW_ALIGN) * ROW_ALIGN
+    rounded = -(-counts // align) * align
     return np.minimum(np.where(counts == 1, 1, rounded), batch)
 
 

@@ -309,7 +309,7 @@ class ActiveRows:
     (the shrink_batch pass marks them; `zero_all` overrides it under a memory plan or
     check_numerics).
 
-    A step runs on its active rows rounded up as ops/loop_rows.active_width says: the extra
+    A step runs on its active rows rounded up as ops/loop_rows.row_align says: the extra
     rows are finished ones, which the body's masking leaves exactly as they were (state copied
     through, output and gradients zero).
     """
@@ -322,7 +322,8 @@ class ActiveRows:
             [s[0] for s, b in zip(seqs, layout.sequence) if b and s.shape[0]]
         self.batch = batched[0].shape[0] if batched else 0
         rows = rows.get() if hasattr(rows, "get") else np.asarray(rows)
-        self.rows = loop_rows.active_width(rows, self.batch)
+        align = loop_rows.row_align(xp, batched[0].dtype) if batched else loop_rows.ROW_ALIGN
+        self.rows = loop_rows.active_width(rows, self.batch, align)
         self.width = self.batch                 # rows the carried values hold now
         self.initial = list(carried)
         self.parked: list = [None] * len(carried)  # full-width values of the inactive rows
