@@ -231,6 +231,36 @@ def test_constant_folding():
     assert ops_left.count("mul") == 1 and "add" not in ops_left
 
 
+def test_a_loss_fetched_for_its_gradients_only_is_not_computed():
+    """gradients(loss) seeds with ones_like(loss); of a scalar, that folds to a constant, and
+    the loss's own sums are dead when only gradients are fetched.
+    Fetched with them, it is computed and equal."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [None, 5, 3])
+        seq = rg.placeholder(rg.int32, [None])
+        out, state = rg.nn.dynamic_rnn(rg.nn.GRUCell(4), x, sequence_length=seq,
+                                       dtype=rg.float32)
+        loss = rg.reduce_sum(out) + rg.reduce_sum(state * state)
+        grads = rg.gradients(loss, [x] + rg.global_variables())
+    f = {x: np.random.default_rng(0).standard_normal((3, 5, 3)).astype(np.float32),
+         seq: np.array([2, 5, 0], np.int32)}
+    sess = rg.Session(g, seed=1)
+    got = sess.run(grads, f)
+    nodes = _optimized_graph(sess).nodes
+    assert "ones_like" not in [n.op.name for n in nodes]
+    assert not [n for n in nodes if n.op.name == "reduce_sum" and n.outputs[0].dtype == np.float32]
+    unfolded = rg.Session(g, seed=1, passes={"fold_constants": False})
+    want = unfolded.run(grads, f)
+    assert "ones_like" in [n.op.name for n in _optimized_graph(unfolded).nodes]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    loss_value, *with_loss = sess.run([loss] + grads, f)
+    np.testing.assert_allclose(loss_value, unfolded.run(loss, f), rtol=1e-6)
+    for a, b in zip(with_loss, want):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_unknown_pass_name_is_rejected():
     with pytest.raises(ValueError, match="unknown passes.*no_such_pass"):
         rg.Session(rg.Graph(), passes={"no_such_pass": False})

@@ -21,6 +21,13 @@ def fold_constants(graph: Graph) -> int:
         op = node.op
         if op.name in ("constant", "param") or op.stateful or op.multi_output or not node.inputs:
             continue
+        filled = _filled_like(op, node.outputs[0].type)
+        if filled is not None:   # reads only x's static shape: x need not be computed for it
+            const = graph.add_node(Constant(filled), [], [node.outputs[0].type],
+                                   node.name + "/folded", node.location)
+            mapping[node.outputs[0]] = const.outputs[0]
+            count += 1
+            continue
         if hasattr(op, "make_kernel") and not _plain(op):  # runtime checks and the like stay
             continue
         if not all(v.node.op.name == "constant" for v in node.inputs):
@@ -41,6 +48,18 @@ def fold_constants(graph: Graph) -> int:
     if count:
         toposort(graph)  # the new constants were appended; put them before their readers
     return count
+
+
+def _filled_like(op, t):
+    """The value of ones_like(x)/zeros_like(x) for a scalar x, else None: gradients(loss) seeds
+    with ones_like(loss), so folded, the loss is not computed when only gradients are fetched.
+    (Scalars only: a loop's accumulators start from zeros_like(weight), which stay arrays.)"""
+    from ..ops.elementwise import _FilledLike
+    if not isinstance(op, _FilledLike) or t.shape != ():
+        return None
+    value = np.full(t.shape, op.fill, t.dtype)
+    value.setflags(write=False)
+    return value
 
 
 def _plain(op) -> bool:
