@@ -19,6 +19,7 @@ from rnngraph.nest import flatten, pack_as
 from rnngraph.ops import loop_rows
 from rnngraph.ops.loop_rows import row_layout
 from rnngraph.ops.rows import invert_permutation, permute_rows, sequence_mask, sort_by_length
+from rnngraph.ops.steps import StepRows
 from rnngraph.runtime import loop_kernel
 
 from rnn_reference import flat_state, run_rnn
@@ -188,8 +189,9 @@ def test_rows_nobody_reads_may_hold_garbage_but_check_numerics_sees_zeros(kind, 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_float32_loops_with_our_products_run_exactly_the_active_rows(kind, monkeypatch):
     """With our own per-step GEMM (float32 on the CPU) a step runs on its active rows, not
-    rounded up to ROW_ALIGN; otherwise rounded. Either way, and with the pool's buffers full of
-    NaN, the results equal the full-width run's."""
+    rounded up to ROW_ALIGN, and the stacks only active rows are read of go packed (StepRows);
+    otherwise rounded and full width. Either way, and with the pool's buffers full of NaN, the
+    results equal the full-width run's."""
     from rnngraph.ops import panel_gemm
     from rnngraph.runtime import buffer_pool
     get = buffer_pool.BufferPool.get
@@ -210,14 +212,22 @@ def test_float32_loops_with_our_products_run_exactly_the_active_rows(kind, monke
     f = {X: np.random.default_rng(0).standard_normal((10, 13, D)).astype(np.float32),
          seq: np.array(lengths, np.int32)}
     spy = RowSpy(monkeypatch)
+    made = []
+    new_stack = loop_kernel.ActiveRows.new_stack
+    monkeypatch.setattr(loop_kernel.ActiveRows, "new_stack",
+                        lambda *a, **k: made.append(new_stack(*a, **k)) or made[-1])
     got = rg.Session(g, seed=1).run([out, grads], f)
     counts = [sum(n > t for n in lengths) for t in range(13)]
     align = 1 if panel_gemm.available() else loop_rows.ROW_ALIGN
     widths = [c if c <= 1 else min(10, -(-c // align) * align) for c in counts]
     assert spy.steps == list(zip(range(13), widths)) + list(zip(reversed(range(13)),
                                                                 reversed(widths)))
+    packed = [st for st in made if isinstance(st, StepRows)]
     if align == 1:
         assert widths != [min(10, -(-c // 8) * 8) if c > 1 else c for c in counts]
+        assert packed and len(packed) < len(made)   # the user-read output stays full width
+    else:
+        assert not packed
     want = rg.Session(g, seed=1, passes={"shrink_batch": False}).run([out, grads], f)
     for g1, g2 in zip(flatten(got), flatten(want)):
         np.testing.assert_allclose(g1, g2, rtol=2e-5, atol=2e-6)

@@ -442,6 +442,35 @@ def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
     assert not products["after_loop/shared"]._only_loops_read   # (reads dz's shared pack)
 
 
+def test_a_packed_stack_reads_as_the_stack_it_stands_for():
+    """A loop's packed stack (StepRows with the loop's step offsets): every reader that packs
+    active rows takes its block as it is when the counts match its layout, steps otherwise, and
+    sums, contractions and conversion equal those of the zero-padded stack."""
+    from rnngraph.ops.steps import StepContract, StepRows, StepSum, _pack
+    rng = np.random.default_rng(2)
+    counts = np.array([5, 3, 3, 1, 0])
+    full = rng.normal(size=(5, 5, 2)) * (np.arange(5)[None, :, None] < counts[:, None, None])
+    starts = [0] + np.cumsum(counts).tolist()
+    packed = np.concatenate([full[t, :c] for t, c in enumerate(counts)] + [np.zeros((5, 2))])
+    st = StepRows(packed, None, full.shape, starts)
+    np.testing.assert_array_equal(np.asarray(st), full)
+    block = _pack(np, st, counts, 5)
+    assert np.shares_memory(block, packed) and block.shape == (12, 2)
+    other = np.array([5, 3, 2, 1, 0])   # not its layout: gathered step by step
+    np.testing.assert_array_equal(_pack(np, st, other, 5), _pack(np, full, other, 5))
+    assert st[:3].shape == (3, 5, 2) and st[:3].starts is starts
+    rows = np.asarray(counts, np.int32)
+    np.testing.assert_allclose(StepSum().compute(np, st, 5, rows),
+                               StepSum().compute(np, full, 5, rows))
+    b = rng.normal(size=(5, 5, 3)) * (np.arange(5)[None, :, None] < counts[:, None, None])
+    for op in (StepContract(), StepContract(parts=2, ones=True)):
+        a_s = [st] * op.parts
+        want = op.compute(np, *([full] * op.parts), b, 4, rows)
+        np.testing.assert_allclose(op.compute(np, *a_s, b, 4, rows), want)
+    with pytest.raises(IndexError):
+        st[1:]
+
+
 def test_a_projection_only_loops_read_stays_packed(monkeypatch):
     """Step t's view starts with its active rows; the rows a loop reads past them (its width is
     rounded up, here to 2) are the next steps' rows, or zeros past the last: finite values of

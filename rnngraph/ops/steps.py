@@ -33,6 +33,10 @@ class StepSum(Op):
         if counts is None:
             return stack[:n].sum(axis=0)
         out = xp.zeros(stack.shape[1:], stack.dtype)
+        if isinstance(stack, StepRows):   # (packed by a loop: step by step)
+            for t, k in enumerate(counts):
+                out[:k] += stack[t][:k]
+            return out
         start = 0
         for t in range(1, len(counts) + 1):   # one sum per run of steps with equal counts
             if t == len(counts) or counts[t] != counts[start]:
@@ -56,9 +60,13 @@ def _pack(xp, x, counts, batch: int, alloc=None, slot=0):
     from x (a strided stack is not made contiguous first), into a pooled scratch array when
     `alloc` gives one (a fresh one costs page faults: 0.8 ms against 0.2 ms per pack in the
     padded S1 BasicRNN benchmark)."""
+    if isinstance(x, StepRows):
+        rows = x.rows(counts)
+        if rows is not None:
+            return rows   # packed as the loop wrote it
     parts = _active_rows(x, counts)
     if not parts:
-        return x.reshape(-1, x.shape[2])[:0]
+        return x.packed[:0] if isinstance(x, StepRows) else x.reshape(-1, x.shape[2])[:0]
     out = alloc((int(sum(counts)), x.shape[2]), x.dtype, slot) if alloc is not None else None
     return xp.concatenate(parts, out=out)
 
@@ -77,7 +85,13 @@ def _unpack(packed, counts, batch: int, out):
 
 
 def _active_rows(x, counts, first: int = 0) -> list:
-    """Each step's active rows of stack x (x[t - first, :k] for step t), for one concatenate."""
+    """Each step's active rows of stack x (x[t - first, :k] for step t), for one concatenate;
+    of a packed stack in its layout, one block."""
+    if isinstance(x, StepRows):
+        rows = x.rows(counts) if first == 0 else None
+        if rows is not None:
+            return [rows]
+        return [x[t - first][:k] for t, k in enumerate(counts) if k and t >= first]
     return [x[t - first, :k] for t, k in enumerate(counts) if k and t >= first]
 
 
@@ -277,19 +291,36 @@ class PackRows(Op):
 
 
 class StepRows:
-    """A stack [steps, batch, n] that only loops reading each step's active rows read (a
-    RowsMatMul the shrink_batch pass marked), kept as the packed product: step t's rows start
-    where step t-1's active ones end. `[t]` is a view of `batch` rows from there: its first
-    rows[t] are step t's; the loop reads a few more (its width is rounded up:
-    ops/loop_rows.active_width), which are the next steps' rows or zeros past the end: rows of
-    finished sequences, whose results the body's masks discard, as they would zeros."""
+    """A stack [steps, batch, n] kept packed: step t's active rows start where step t-1's end
+    (`starts`, host ints). Two makers: a RowsMatMul the shrink_batch pass marked (read by loops
+    only), and a loop with active rows, for the stacks no reader reads past the active rows
+    (runtime/loop_kernel.ActiveRows.new_stack). `[t]` is a view of `batch` rows from there: its
+    first rows[t] are step t's; a loop whose width is rounded up (ops/loop_rows.row_align)
+    reads a few more, which are the next steps' rows or zeros past the end: rows of finished
+    sequences, whose results the body's masks discard, as they would zeros. Readers that pack
+    the active rows (_pack, _active_rows) take the packed block as it is."""
     ndim = 3
 
-    def __init__(self, packed, counts, shape: tuple):
+    def __init__(self, packed, counts, shape: tuple, starts: list | None = None):
         self.packed, self.shape, self.dtype = packed, shape, packed.dtype
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        self.starts = starts if starts is not None else \
+            np.concatenate([[0], np.cumsum(counts)]).tolist()
+
+    def rows(self, counts, first: int = 0):
+        """The packed rows of steps first..len(counts)-1 when they are `counts` of them each (a
+        reader's active rows), else None."""
+        end = len(counts)
+        if end >= len(self.starts) or self.starts[end] - self.starts[0] != int(np.sum(counts)) \
+                or not np.array_equal(np.diff(self.starts[:end + 1]), counts):
+            return None
+        return self.packed[self.starts[first]:self.starts[end]]
 
     def __getitem__(self, t):
+        if isinstance(t, slice):   # the first steps ([:n]: what StepContract reads)
+            if t.start not in (None, 0) or t.step not in (None, 1):
+                raise IndexError(f"a packed stack takes [:n] or [t], not {t}")
+            steps = len(range(*t.indices(self.shape[0])))
+            return StepRows(self.packed, None, (steps,) + self.shape[1:], self.starts)
         start = self.starts[min(t, len(self.starts) - 1)]   # (steps past the counts: zeros)
         return self.packed[start:start + self.shape[1]]
 
@@ -300,7 +331,7 @@ class StepRows:
         """The stack it stands for (zeros past each step's active rows), for any other reader
         (a numerics check, a debugger): NumPy code sees the value RowsMatMul defines."""
         steps, batch, n = self.shape
-        counts = np.diff(self.starts)
+        counts = np.diff(self.starts)[:steps]
         out = _unpack(self.packed, counts, batch, np.empty((steps * batch, n), self.dtype))
         return out.reshape(self.shape).astype(dtype or self.dtype, copy=False)
 
