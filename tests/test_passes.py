@@ -261,6 +261,37 @@ def test_a_loss_fetched_for_its_gradients_only_is_not_computed():
         np.testing.assert_array_equal(a, b)
 
 
+def test_values_read_for_their_shape_only_are_not_computed_for_it():
+    """The gradient of reduce_sum(out) reads out for its shape only. out is the transposed
+    unsort of the RNN's sorted stack: with shape_reads, broadcast_like reads that stack
+    transposed instead (a view), and the unsort is dead. dim and zeros_like see through too.
+    Results are bit for bit those of the pass switched off."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [None, 5, 3])
+        seq = rg.placeholder(rg.int32, [None])
+        out, state = rg.nn.dynamic_rnn(rg.nn.GRUCell(4), x, sequence_length=seq,
+                                       dtype=rg.float32)
+        loss = rg.reduce_sum(out) + rg.reduce_sum(state * state)
+        grads = rg.gradients(loss, [x] + rg.global_variables())
+        perm = rg.placeholder(rg.int32, [None])
+        shuffled = rg.ops.rows.permute_rows(rg.tanh(x), perm, 0)
+        size = rg.dim(rg.transpose(shuffled, [1, 0, 2]), 1)
+        zeros = rg.zeros_like(shuffled)
+    f = {x: np.random.default_rng(0).standard_normal((3, 5, 3)).astype(np.float32),
+         seq: np.array([2, 5, 0], np.int32), perm: np.array([2, 0, 1], np.int32)}
+    fetches = grads + [size, zeros]
+    on, off = rg.Session(g, seed=1), rg.Session(g, seed=1, passes={"shape_reads": False})
+    got, want = on.run(fetches, f), off.run(fetches, f)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert got[-2] == 3 and got[-1].shape == (3, 5, 3)
+    permutes = [sum(n.op.name == "permute_rows" for n in _optimized_graph(s).nodes)
+                for s in (on, off)]
+    assert permutes[0] == permutes[1] - 2   # the output's unsort, and `shuffled`
+    assert on.pass_stats["shape_reads"] == 3
+
+
 def test_unknown_pass_name_is_rejected():
     with pytest.raises(ValueError, match="unknown passes.*no_such_pass"):
         rg.Session(rg.Graph(), passes={"no_such_pass": False})

@@ -23,6 +23,7 @@ class Op:
     multi_output = False       # compute returns a tuple and vjp takes one cotangent per output
     stateful = False           # reads or writes session state (variables); see runtime
     differentiable = True      # False: gradients stop here silently (comparisons, casts to int...)
+    shape_inputs: tuple = ()   # inputs read for their shape only (passes/shape_reads.py)
 
     def infer(self, *types: TensorType):
         raise NotImplementedError

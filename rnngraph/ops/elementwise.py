@@ -87,7 +87,7 @@ def sum_to_like(g, like):
 
 class BroadcastLike(Op):
     """broadcast_like(x, like): x broadcast to like's runtime shape."""
-    name = "broadcast_like"
+    name, shape_inputs = "broadcast_like", (1,)
 
     def infer(self, x, like):
         return TensorType(broadcast_shapes(x.shape, like.shape), x.dtype)
@@ -477,7 +477,7 @@ class Cast(Op):
 
 class _FilledLike(Op):
     """A tensor shaped like x holding one value; fusible, so a mask's where(c, y, 0) fuses."""
-    differentiable, fusible, fill = False, True, 0
+    differentiable, fusible, fill, shape_inputs = False, True, 0, (0,)
 
     def infer(self, x):
         return x

@@ -521,7 +521,7 @@ class Shape(Op):
 
 class Dim(Op):
     """The runtime size of x along `axis` as an int32 scalar."""
-    name, differentiable = "dim", False
+    name, differentiable, shape_inputs = "dim", False, (0,)
 
     def __init__(self, axis: int):
         self.axis = int(axis)

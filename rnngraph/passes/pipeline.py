@@ -9,6 +9,7 @@ from .fuse import fuse_elementwise
 from .hoist_sequence import hoist_sequence_work
 from .join_slices import join_slice_gradients
 from .reuse_outputs import reuse_output_stacks
+from .shape_reads import read_shapes_early
 from .share_packs import share_packs
 from .licm import hoist_invariants
 from .pack_weights import pack_loop_weights
@@ -20,6 +21,7 @@ PASSES = {
     "dce": eliminate_dead_code,
     "fold_constants": fold_constants,
     "cse": eliminate_common_subexpressions,
+    "shape_reads": read_shapes_early,
     "licm": hoist_invariants,
     "hoist_sequence": hoist_sequence_work,
     "sink_accumulators": lambda g: sink_loops(g, outputs=False, accumulators=True),
