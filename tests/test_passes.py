@@ -470,7 +470,8 @@ def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
     products = {n.name.split("/MatMul/", 1)[-1]: n.op for n in _optimized_graph(sess).nodes
                 if n.op.name == "rows_matmul"}
     assert products["batched"]._only_loops_read
-    assert not products["after_loop/shared"]._only_loops_read   # (reads dz's shared pack)
+    unsorted = products["after_loop/shared/unsorted"]   # (reads dz's shared pack)
+    assert unsorted.unsort and not unsorted._only_loops_read
 
 
 def test_a_packed_stack_reads_as_the_stack_it_stands_for():
@@ -512,8 +513,8 @@ def test_a_projection_only_loops_read_stays_packed(monkeypatch):
     rng = np.random.default_rng(1)
     x, w = rng.normal(size=(4, 5, 3)), rng.normal(size=(3, 2))
     rows = np.array([5, 3, 1, 0], np.int32)
-    out = RowsMatMul().compute(np, x, w, rows,
-                               lambda shape, dtype, slot=0: np.full(shape, np.nan, dtype), True)
+    out = RowsMatMul().compute(np, x, w, rows, loops_only=True,
+                               alloc=lambda shape, dtype, slot=0: np.full(shape, np.nan, dtype))
     assert isinstance(out, StepRows) and out.shape == (4, 5, 2) and len(out) == 4
     packed = np.concatenate([x[t, :n] @ w for t, n in enumerate(rows)] + [np.zeros((5, 2))])
     start = 0
@@ -590,9 +591,36 @@ def test_packed_forms_equal_the_products_that_pack_themselves():
                 np.testing.assert_allclose(shared.compute(np, *a, packed, np.int32(n), rows),
                                            op.compute(np, *a, dz, np.int32(n), rows),
                                            rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(
-            RowsMatMul(packed=True).compute(np, packed, w, rows, like=dz),
-            RowsMatMul().compute(np, dz, w, rows), rtol=1e-12, atol=1e-14)
+        want = RowsMatMul().compute(np, dz, w, rows)
+        np.testing.assert_allclose(RowsMatMul(packed=True).compute(np, packed, w, rows, dz),
+                                   want, rtol=1e-12, atol=1e-14)
+        # unsorted: each row gathered into the place permute_rows(product, perm, 1) puts it
+        for perm in (np.array([2, 0, 3, 1], np.int32), np.arange(4, dtype=np.int32)):
+            for alloc in (None, lambda shape, dtype, slot=0: np.full(shape, np.nan, dtype)):
+                for op, args in ((RowsMatMul(packed=True, unsort=True), (packed, w, rows, dz)),
+                                 (RowsMatMul(unsort=True), (dz, w, rows))):
+                    np.testing.assert_allclose(op.compute(np, *args, perm, alloc=alloc),
+                                               np.take(want, perm, axis=1),
+                                               rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
+@pytest.mark.parametrize("cell_name", sorted(CELLS))
+def test_sort_rows_gathers_the_input_gradient_into_the_callers_order(cell_name, time_major):
+    """With lengths, the input gradient's product gathers its rows straight into the caller's
+    row order: one permute_rows fewer, the same bits as unsorting after it."""
+    on, sess = build_and_run(cell_name, True, [5, 0, 2], time_major)
+    off, sess_off = build_and_run(cell_name, {"sort_rows": False}, [5, 0, 2], time_major)
+    for a, b in zip(_flat(on), _flat(off)):
+        np.testing.assert_array_equal(a, b)
+    # (a GRU's input gradient sums two products, one per kernel, before it is unsorted)
+    folded = 0 if cell_name == "gru" else 1
+    assert sess.pass_stats["sort_rows"] == folded
+    nodes, nodes_off = _optimized_graph(sess).nodes, _optimized_graph(sess_off).nodes
+    assert [n.op.attrs().get("unsort") for n in nodes
+            if n.op.name == "rows_matmul"].count(True) == folded
+    assert sum(n.op.name == "permute_rows" for n in nodes) == \
+        sum(n.op.name == "permute_rows" for n in nodes_off) - folded
 
 
 @pytest.mark.parametrize("cell_name", sorted(CELLS))

@@ -208,18 +208,23 @@ class RowsMatMul(Op):
     zeroed [L, B, N] (the projection of the padded S1 LSTM: 1.6 ms of its ~75).
 
     With `packed`, x is pack_rows(stack, rows) (shared: passes/share_packs.py) and a fourth
-    input, the stack itself, gives the result's steps and batch (only its shape is read)."""
+    input, the stack itself, gives the result's steps and batch (only its shape is read).
+
+    With `unsort`, a last input `perm` reorders the batch: the result is
+    permute_rows(product, perm, axis=1), each row gathered once from the packed product into
+    its place (passes/sort_rows.py; the input gradient of dynamic_rnn, back in the caller's
+    row order)."""
     name = "rows_matmul"
     _only_loops_read = False
 
-    def __init__(self, packed: bool = False):
-        self.packed = bool(packed)
+    def __init__(self, packed: bool = False, unsort: bool = False):
+        self.packed, self.unsort = bool(packed), bool(unsort)
 
     def attrs(self):
-        return {"packed": self.packed}
+        return {"packed": self.packed, **({"unsort": True} if self.unsort else {})}
 
-    def infer(self, x, w, rows, *like):
-        stack = like[0] if self.packed else x
+    def infer(self, x, w, rows, *rest):
+        stack = rest[0] if self.packed else x
         if x.rank != (2 if self.packed else 3) or w.rank != 2 or stack.rank != 3:
             raise ShapeError(f"needs a stack [steps, batch, k] (packed: [rows, k] and the "
                              f"stack) and a matrix [k, n], got {x}, {w}")
@@ -233,26 +238,43 @@ class RowsMatMul(Op):
         from ..runtime.buffer_pool import pooled_alloc
         xp, alloc, ctx = program.ctx.xp, pooled_alloc(program), program.ctx
         # loops run full width when tracked or under a memory plan: then zero every row
-        loops_shrink = self._only_loops_read and alloc is not None
-        return lambda x, w, rows, *like: self.compute(xp, x, w, rows, alloc,
-                                                      loops_shrink and ctx.plan is None, *like)
+        loops_shrink = self._only_loops_read and alloc is not None and not self.unsort
+        return lambda x, w, rows, *rest: self.compute(xp, x, w, rows, *rest, alloc=alloc,
+                                                      loops_only=loops_shrink and
+                                                      ctx.plan is None)
 
-    def compute(self, xp, x, w, rows, alloc=None, loops_only=False, like=None):
-        steps, batch = (like if self.packed else x).shape[:2]
+    def compute(self, xp, x, w, rows, *rest, alloc=None, loops_only=False):
+        like = rest[0] if self.packed else x
+        perm = rest[-1] if self.unsort else None
+        steps, batch = like.shape[:2]
         counts = _counts(rows, steps, batch)
         shape = (steps * batch, w.shape[1])
         if alloc is not None and x.dtype != w.dtype:
             alloc = None   # (matmul's result type decides; no buffer to guess it)
         if counts is None:
-            out = alloc(shape, x.dtype) if alloc is not None else None
-            return xp.matmul(x.reshape(-1, x.shape[-1]), w, out=out).reshape(
+            out = alloc(shape, x.dtype, 0 if perm is None else 3) if alloc is not None else None
+            out = xp.matmul(x.reshape(-1, x.shape[-1]), w, out=out).reshape(
                 steps, batch, w.shape[1])
+            if perm is None or _identity(perm):
+                return out
+            dest = alloc(out.shape, out.dtype) if alloc is not None else None
+            return xp.take(out, perm, axis=1, out=dest, mode="clip")
         packed = x if self.packed else _pack(xp, x, counts, batch, alloc, 1)
         if loops_only and alloc is not None:   # (mixed dtypes left alloc None: scatter)
             product = alloc((packed.shape[0] + batch, w.shape[1]), x.dtype, 2)
             product[packed.shape[0]:] = 0   # zero rows after the last: every view has `batch`
             xp.matmul(packed, w, out=product[:packed.shape[0]])
             return StepRows(product, counts, (steps, batch, w.shape[1]))
+        if perm is not None:   # gathered into place: row N of the product is the zero row
+            n = packed.shape[0]
+            product = alloc((steps * batch + 1, w.shape[1]), x.dtype, 2) \
+                if alloc is not None else xp.empty((n + 1, w.shape[1]), x.dtype)
+            xp.matmul(packed, w, out=product[:n])
+            product[n] = 0
+            out = alloc(shape, x.dtype) if alloc is not None else None
+            out = xp.take(product, _gather_index(xp, counts, perm, steps, n), axis=0, out=out,
+                          mode="clip")
+            return out.reshape(steps, batch, w.shape[1])
         product = alloc((packed.shape[0], w.shape[1]), x.dtype, 2) if alloc is not None else None
         packed = xp.matmul(packed, w, out=product)
         out = alloc(shape, x.dtype) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
@@ -263,6 +285,21 @@ class RowsMatMul(Op):
         stack = node.inputs[3] if self.packed else x
         return 2 * (stack.shape[0] or 1) * (stack.shape[1] or 1) * (x.shape[-1] or 1) * \
             (w.shape[1] or 1)
+
+
+def _identity(perm) -> bool:
+    p = perm.get() if hasattr(perm, "get") else np.asarray(perm)
+    return bool((p == np.arange(p.shape[0])).all())
+
+
+def _gather_index(xp, counts, perm, steps: int, zero_row: int):
+    """For each (step t, row j) of permute_rows(stack, perm, axis=1), where a stack packed by
+    `counts` holds it: row perm[j] of step t, or `zero_row` once that row has finished."""
+    p = xp.asarray(perm).astype(np.int64)
+    c = xp.asarray(np.asarray(counts, np.int64))
+    starts = xp.cumsum(c) - c
+    return xp.where(p[None, :] < c[:steps, None], starts[:steps, None] + p[None, :],
+                    zero_row).ravel()
 
 
 class PackRows(Op):

@@ -16,6 +16,7 @@ from .pack_weights import pack_loop_weights
 from .shrink_batch import shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
 from .sink import sink_loops
+from .sort_rows import fold_sort_into_products
 
 PASSES = {
     "dce": eliminate_dead_code,
@@ -29,6 +30,7 @@ PASSES = {
     "join_slices": join_slice_gradients,
     "reuse_outputs": reuse_output_stacks,
     "share_packs": share_packs,
+    "sort_rows": fold_sort_into_products,
     "fuse": fuse_elementwise,
     "shrink_batch": shrink_active_batch,
     "pack_weights": pack_loop_weights,
