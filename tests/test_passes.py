@@ -469,7 +469,7 @@ def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
     # the input projection is read by the forward loop only; the input gradient is the user's
     products = {n.name.split("/MatMul/", 1)[-1]: n.op for n in _optimized_graph(sess).nodes
                 if n.op.name == "rows_matmul"}
-    assert products["batched"]._only_loops_read
+    assert products["batched/gathered"]._only_loops_read   # (packed from the unsorted x)
     unsorted = products["after_loop/shared/unsorted"]   # (reads dz's shared pack)
     assert unsorted.unsort and not unsorted._only_loops_read
 
@@ -594,6 +594,31 @@ def test_packed_forms_equal_the_products_that_pack_themselves():
         want = RowsMatMul().compute(np, dz, w, rows)
         np.testing.assert_allclose(RowsMatMul(packed=True).compute(np, packed, w, rows, dz),
                                    want, rtol=1e-12, atol=1e-14)
+        # gathered from the unsorted batch: the pack of the sorted stack, in any memory layout
+        nan = lambda shape, dtype, slot=0: np.full(shape, np.nan, dtype)   # noqa: E731
+        perms = (np.array([2, 0, 3, 1], np.int32), np.arange(4, dtype=np.int32))
+        batch_major = np.ascontiguousarray(x.transpose(1, 0, 2))
+        strided = np.zeros((5, 4, 6))[:, :, ::2]   # (neither layout: indexed directly)
+        strided[...] = x
+        for perm in perms:
+            sorted_pack = PackRows().compute(np, np.take(x, perm, axis=1), rows)
+            for stack in (x, batch_major.transpose(1, 0, 2), strided):
+                for alloc in (None, nan):
+                    np.testing.assert_array_equal(
+                        PackRows(gather=True).compute(np, stack, rows, perm, alloc=alloc),
+                        sorted_pack)
+            # a weight gradient reading x as that pack (part 0) equals it reading the stack
+            for op in (StepContract(parts=2, ones=True, shifted=(1,), packed_b=True),
+                       StepContract(parts=2, packed_b=True)):
+                a = [x, y, h0] if op.shifted else [x, y]
+                sorted_a = [np.take(x, perm, axis=1)] + a[1:]
+                gathered = StepContract(op.parts, op.ones, op.shifted, True, packed_parts=(0,))
+                for n in (5, 2):
+                    np.testing.assert_allclose(
+                        gathered.compute(np, sorted_pack, *a[1:], packed, np.int32(n), rows,
+                                         alloc=nan),
+                        op.compute(np, *sorted_a, packed, np.int32(n), rows),
+                        rtol=1e-12, atol=1e-14)
         # unsorted: each row gathered into the place permute_rows(product, perm, 1) puts it
         for perm in (np.array([2, 0, 3, 1], np.int32), np.arange(4, dtype=np.int32)):
             for alloc in (None, lambda shape, dtype, slot=0: np.full(shape, np.nan, dtype)):
@@ -606,29 +631,35 @@ def test_packed_forms_equal_the_products_that_pack_themselves():
 
 @pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
 @pytest.mark.parametrize("cell_name", sorted(CELLS))
-def test_sort_rows_gathers_the_input_gradient_into_the_callers_order(cell_name, time_major):
-    """With lengths, the input gradient's product gathers its rows straight into the caller's
-    row order: one permute_rows fewer, the same bits as unsorting after it."""
+def test_sort_rows_folds_the_batch_sort_into_the_packing_products(cell_name, time_major):
+    """With lengths, the input x is not sorted as a whole: one pack gathers its active rows
+    from the unsorted batch for the projection and the weight gradient; and the input
+    gradient's product gathers its rows straight into the caller's order. Two permute_rows
+    fewer, the same bits as sorting and unsorting around the products."""
     on, sess = build_and_run(cell_name, True, [5, 0, 2], time_major)
     off, sess_off = build_and_run(cell_name, {"sort_rows": False}, [5, 0, 2], time_major)
     for a, b in zip(_flat(on), _flat(off)):
         np.testing.assert_array_equal(a, b)
     # (a GRU's input gradient sums two products, one per kernel, before it is unsorted)
-    folded = 0 if cell_name == "gru" else 1
-    assert sess.pass_stats["sort_rows"] == folded
+    unsorted = 0 if cell_name == "gru" else 1
+    assert sess.pass_stats["sort_rows"] == 1 + unsorted
     nodes, nodes_off = _optimized_graph(sess).nodes, _optimized_graph(sess_off).nodes
     assert [n.op.attrs().get("unsort") for n in nodes
-            if n.op.name == "rows_matmul"].count(True) == folded
+            if n.op.name == "rows_matmul"].count(True) == unsorted
+    (gathered,) = [n for n in nodes if n.op.name == "pack_rows" and n.op.attrs().get("gather")]
+    readers = uses(_optimized_graph(sess))[gathered.outputs[0]]
+    assert {r.op.name for r in readers} == {"rows_matmul", "step_contract"}
     assert sum(n.op.name == "permute_rows" for n in nodes) == \
-        sum(n.op.name == "permute_rows" for n in nodes_off) - folded
+        sum(n.op.name == "permute_rows" for n in nodes_off) - 1 - unsorted
 
 
 @pytest.mark.parametrize("cell_name", sorted(CELLS))
 def test_share_packs_packs_each_gradient_stack_once(cell_name):
     """With lengths, the stacks that the weight and the input gradient both pack are packed
-    once; results equal the same passes without sharing. Without lengths nothing is packed."""
-    on, sess = build_and_run(cell_name, True, [5, 0, 2])
-    off, _ = build_and_run(cell_name, {"share_packs": False}, [5, 0, 2])
+    once; results equal the same passes without sharing. Without lengths nothing is packed.
+    (sort_rows off: it would gather the input's pack from the unsorted batch instead.)"""
+    on, sess = build_and_run(cell_name, {"sort_rows": False}, [5, 0, 2])
+    off, _ = build_and_run(cell_name, {"share_packs": False, "sort_rows": False}, [5, 0, 2])
     for a, b in zip(_flat(on), _flat(off)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     graph = _optimized_graph(sess)

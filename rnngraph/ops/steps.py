@@ -67,7 +67,9 @@ def _pack(xp, x, counts, batch: int, alloc=None, slot=0):
     parts = _active_rows(x, counts)
     if not parts:
         return x.packed[:0] if isinstance(x, StepRows) else x.reshape(-1, x.shape[2])[:0]
-    out = alloc((int(sum(counts)), x.shape[2]), x.dtype, slot) if alloc is not None else None
+    # (the pool's key is the whole size, so it does not change with the lengths)
+    out = alloc((x.shape[0] * x.shape[1], x.shape[2]), x.dtype, slot)[:int(sum(counts))] \
+        if alloc is not None else None
     return xp.concatenate(parts, out=out)
 
 
@@ -113,18 +115,22 @@ class StepContract(Op):
     then need not save separately. Inputs: a_1 .. a_p, one h0 per shifted part, b, n, rows.
 
     With `packed_b`, b is pack_rows(b, rows) of every step (shared with other products that
-    pack it: passes/share_packs.py); the first n steps' rows are its leading rows."""
+    pack it: passes/share_packs.py); the first n steps' rows are its leading rows. Likewise
+    the a's listed in `packed_parts` (passes/sort_rows.py: dynamic_rnn's input, packed from
+    the unsorted batch); at least one a stays a stack, for the batch size."""
     name = "step_contract"
 
     def __init__(self, parts: int = 1, ones: bool = False, shifted: tuple = (),
-                 packed_b: bool = False):
+                 packed_b: bool = False, packed_parts: tuple = ()):
         self.parts, self.ones = int(parts), bool(ones)
         self.shifted = tuple(int(j) for j in shifted)
         self.packed_b = bool(packed_b)
+        self.packed_parts = tuple(int(j) for j in packed_parts)
 
     def attrs(self):
         return {"parts": self.parts, "ones": self.ones, "shifted": self.shifted,
-                "packed_b": self.packed_b}
+                "packed_b": self.packed_b,
+                **({"packed_parts": self.packed_parts} if self.packed_parts else {})}
 
     def split(self, inputs) -> tuple:
         """(stacks, {part: h0}, [b, n, rows...]) of this op's inputs."""
@@ -133,10 +139,11 @@ class StepContract(Op):
 
     def infer(self, *ts):
         a_s, _, (b, *_) = self.split(ts)
-        if any(a.rank != 3 for a in a_s) or b.rank != (2 if self.packed_b else 3):
+        if any(a.rank != (2 if j in self.packed_parts else 3) for j, a in enumerate(a_s)) or \
+                b.rank != (2 if self.packed_b else 3) or len(self.packed_parts) >= len(a_s):
             raise ShapeError("needs stacks [steps, batch, k] and [steps, batch, n] (packed: "
                              "[rows, n]), got " + ", ".join(str(t) for t in a_s + [b]))
-        ks = [a.shape[2] for a in a_s]
+        ks = [a.shape[-1] for a in a_s]
         return TensorType((None if None in ks else sum(ks) + self.ones, b.shape[-1]),
                           same_dtype(self.name, *a_s, b))
 
@@ -147,7 +154,8 @@ class StepContract(Op):
 
     def compute(self, xp, *args, alloc=None):
         a_s, starts, (b, n, *rows) = self.split(args)
-        n, batch = int(n), a_s[0].shape[1]
+        n = int(n)
+        batch = next(a for j, a in enumerate(a_s) if j not in self.packed_parts).shape[1]
         counts = _counts(rows[0], n, batch) if rows else None
         if self.packed_b:   # steps are packed one after another: the first n lead
             b2 = b[:n * batch if counts is None else int(sum(counts))]
@@ -158,30 +166,37 @@ class StepContract(Op):
             a2 = a_s[0][:n].reshape(-1, a_s[0].shape[2]) if counts is None else \
                 _pack(xp, a_s[0], counts, batch, alloc, 1)
         else:
-            stacks = [(a[:max(n - 1, 0)], starts[j]) if j in starts else (a[:n], None)
+            stacks = [(a[:max(n - 1, 0)], starts[j]) if j in starts else
+                      (a, None) if j in self.packed_parts else (a[:n], None)
                       for j, a in enumerate(a_s)]
             a2 = _side_by_side(xp, stacks, n, batch, counts, alloc, self.ones)
         return xp.matmul(a2.T, b2)
 
     def flops(self, node):
         a_s, _, (b, *_) = self.split(node.inputs)
-        rows = (a_s[0].shape[0] or 1) * (a_s[0].shape[1] or 1)
-        k = sum(a.shape[2] or 1 for a in a_s) + self.ones
+        stack = next(a for j, a in enumerate(a_s) if j not in self.packed_parts)
+        rows = (stack.shape[0] or 1) * (stack.shape[1] or 1)
+        k = sum(a.shape[-1] or 1 for a in a_s) + self.ones
         return 2 * rows * k * (b.shape[-1] or 1)
 
 
 def _side_by_side(xp, stacks, steps, batch, counts, alloc, ones=False):
     """[steps * batch (or the active rows), K_1 + ... + K_p (+ 1)]: the stacks' rows side by
     side, each copied once straight into its columns (strided stacks are not made contiguous
-    first), then a column of ones if asked. `stacks` holds (stack, None), or (y, h0) for
-    [h0, y_0, y_1, ...] (a shifted output stack)."""
+    first), then a column of ones if asked. `stacks` holds (stack, None), (y, h0) for
+    [h0, y_0, y_1, ...] (a shifted output stack), or (matrix, None) for a part packed already
+    (its leading rows are these)."""
     widths = [a.shape[-1] for a, _ in stacks]
     n_rows = steps * batch if counts is None else int(sum(counts))
     shape, dtype = (n_rows, sum(widths) + ones), stacks[0][0].dtype
-    out = alloc(shape, dtype, 1) if alloc is not None else xp.empty(shape, dtype)
+    # (the pool's key is the whole size, so it does not change with the lengths)
+    out = alloc((steps * batch, shape[1]), dtype, 1)[:n_rows] if alloc is not None else \
+        xp.empty(shape, dtype)
     col = 0
     for (a, h0), w in zip(stacks, widths):
-        if counts is None:
+        if a.ndim == 2:
+            out[:, col:col + w] = a[:n_rows]
+        elif counts is None:
             grid = out.reshape(steps, batch, shape[1])[:, :, col:col + w]
             if h0 is None:
                 grid[...] = a
@@ -261,13 +276,15 @@ class RowsMatMul(Op):
             return xp.take(out, perm, axis=1, out=dest, mode="clip")
         packed = x if self.packed else _pack(xp, x, counts, batch, alloc, 1)
         if loops_only and alloc is not None:   # (mixed dtypes left alloc None: scatter)
-            product = alloc((packed.shape[0] + batch, w.shape[1]), x.dtype, 2)
+            # (pooled at the whole size, a key that does not change with the lengths)
+            product = alloc((steps * batch + batch, w.shape[1]), x.dtype, 2)[
+                :packed.shape[0] + batch]
             product[packed.shape[0]:] = 0   # zero rows after the last: every view has `batch`
             xp.matmul(packed, w, out=product[:packed.shape[0]])
             return StepRows(product, counts, (steps, batch, w.shape[1]))
         if perm is not None:   # gathered into place: row N of the product is the zero row
             n = packed.shape[0]
-            product = alloc((steps * batch + 1, w.shape[1]), x.dtype, 2) \
+            product = alloc((steps * batch + 1, w.shape[1]), x.dtype, 2)[:n + 1] \
                 if alloc is not None else xp.empty((n + 1, w.shape[1]), x.dtype)
             xp.matmul(packed, w, out=product[:n])
             product[n] = 0
@@ -275,7 +292,8 @@ class RowsMatMul(Op):
             out = xp.take(product, _gather_index(xp, counts, perm, steps, n), axis=0, out=out,
                           mode="clip")
             return out.reshape(steps, batch, w.shape[1])
-        product = alloc((packed.shape[0], w.shape[1]), x.dtype, 2) if alloc is not None else None
+        product = alloc((steps * batch, w.shape[1]), x.dtype, 2)[:packed.shape[0]] \
+            if alloc is not None else None
         packed = xp.matmul(packed, w, out=product)
         out = alloc(shape, x.dtype) if alloc is not None else xp.empty(shape, dtype=packed.dtype)
         return _unpack(packed, counts, batch, out).reshape(steps, batch, w.shape[1])
@@ -306,10 +324,20 @@ class PackRows(Op):
     """The active rows of every step of a stack [L, B, N] (the first rows[t] of step t: rows
     are sorted longest first), one step after another: [sum(rows), N]; the stack as [L * B, N]
     when every row is active. A stack several products pack (the gradient loop's dz: the
-    weight and the input gradient) is packed once (passes/share_packs.py)."""
+    weight and the input gradient) is packed once (passes/share_packs.py).
+
+    With `gather`, a third input `perm` sorts the batch first: the result is the pack of
+    permute_rows(stack, perm, axis=1), each row taken once from the unsorted stack
+    (passes/sort_rows.py: dynamic_rnn's input, which then is not sorted as a whole)."""
     name = "pack_rows"
 
-    def infer(self, stack, rows):
+    def __init__(self, gather: bool = False):
+        self.gather = bool(gather)
+
+    def attrs(self):
+        return {"gather": True} if self.gather else {}
+
+    def infer(self, stack, rows, *perm):
         if stack.rank != 3:
             raise ShapeError(f"needs a stack [steps, batch, n], got {stack}")
         return TensorType((None, stack.shape[2]), stack.dtype)
@@ -317,14 +345,31 @@ class PackRows(Op):
     def make_kernel(self, node, program):
         from ..runtime.buffer_pool import pooled_alloc
         xp, alloc = program.ctx.xp, pooled_alloc(program)
-        return lambda stack, rows: self.compute(xp, stack, rows, alloc)
+        return lambda stack, rows, *perm: self.compute(xp, stack, rows, *perm, alloc=alloc)
 
-    def compute(self, xp, stack, rows, alloc=None):
+    def compute(self, xp, stack, rows, *perm, alloc=None):
         steps, batch, n = stack.shape
         counts = _counts(rows, steps, batch)
-        if counts is None:
+        if not self.gather:
+            if counts is None:
+                return stack.reshape(-1, n)
+            return _pack(xp, stack, counts, batch, alloc, 0)
+        p = perm[0]
+        if counts is None and _identity(p):
             return stack.reshape(-1, n)
-        return _pack(xp, stack, counts, batch, alloc, 0)
+        counts = np.full(steps, batch) if counts is None else np.asarray(counts)
+        t = xp.repeat(xp.arange(steps), xp.asarray(counts))
+        starts = np.cumsum(counts) - counts
+        b = xp.asarray(p)[xp.arange(t.shape[0]) - xp.asarray(np.repeat(starts, counts))]
+        if stack.transpose(1, 0, 2).flags.c_contiguous:   # a time-major view of [B, T, n]
+            flat, index = stack.transpose(1, 0, 2).reshape(-1, n), b * steps + t
+        elif stack.flags.c_contiguous:
+            flat, index = stack.reshape(-1, n), t * batch + b
+        else:
+            return stack[t, b]
+        out = alloc((steps * batch, n), stack.dtype, 0)[:t.shape[0]] if alloc is not None \
+            else None
+        return xp.take(flat, index, axis=0, out=out, mode="clip")
 
 
 class StepRows:

@@ -83,12 +83,20 @@ def drop_unused_outputs(node, used: set) -> int:
 def drop_unused_inputs(node) -> int:
     """Remove invariant and sequence ports whose body param nothing reads (after sinking, a
     gradient loop no longer reads the saved inputs of the weight-gradient products; the stack
-    then need not be kept for it). The sequence that gives the loop its length stays."""
+    then need not be kept for it). The sequence that gives the loop its length stays, unless a
+    sequence the body reads has the same static number of steps: that one gives it then."""
     op = node.op
     body = op.body
     read = {v for n in body.nodes for v in n.inputs} | \
         {v for vs in body.results.values() for v in vs}
     parts = op.in_ports().split(node.inputs)
+    seq_params = body.params.get("sequence", [])
+    if op.length_from is not None and seq_params[op.length_from] not in read:
+        steps = parts["sequence"][op.length_from].shape[0]
+        twin = next((i for i, (p, v) in enumerate(zip(seq_params, parts["sequence"]))
+                     if p in read and steps is not None and v.shape[0] == steps), None)
+        if twin is not None:
+            op.length_from = twin
     doomed = set()
     for role in ("invariant", "sequence"):
         params = body.params.get(role, [])

@@ -2,21 +2,28 @@
 that pack or unpack the active rows.
 
 dynamic_rnn sorts the batch by length before its loop and restores the caller's order after
-it (ops/rows.py). The input gradient comes out of the gradient loop as a product over its
-active rows (rows_matmul, unpacked into a zeroed [T, B, I]) and is then unsorted: two passes
-over [T, B, I]. Here the product gathers each row straight into its unsorted place instead
-(RowsMatMul's `unsort`), one pass (padded S1 BasicRNN: the unsort took ~0.5 ms of ~20).
+it (ops/rows.py). Around the loops, only products read the sorted input and make the unsorted
+input gradient, and they copy the active rows anyway:
+
+- the input gradient comes out of the gradient loop as a product over its active rows
+  (rows_matmul, unpacked into a zeroed [T, B, I]) and was then unsorted: two passes over
+  [T, B, I]. The product now gathers each row straight into its unsorted place (RowsMatMul's
+  `unsort`), one pass (padded S1 BasicRNN: the unsort took ~0.5 ms of ~20);
+- the sorted input x [T, B, I] was read by the input projection and the weight gradient, each
+  packing its active rows. When nothing else reads it (the loops no longer do once the
+  projection is hoisted), one pack gathers them from the unsorted input (PackRows' `gather`)
+  and both read that pack: x is not sorted as a whole (another ~0.5 ms there).
 """
 from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..ops.rows import PermuteRows
-from ..ops.steps import RowsMatMul
+from ..ops.steps import PackRows, RowsMatMul, StepContract
 from .rewrite import replace_uses, result_values, toposort, uses
 
 
 def fold_sort_into_products(graph: Graph) -> int:
-    count = 0
+    count = _gather_packs(graph)
     readers = uses(graph)
     results = result_values(graph)
     for node in list(graph.nodes):
@@ -37,3 +44,76 @@ def fold_sort_into_products(graph: Graph) -> int:
     if count:
         toposort(graph)
     return count
+
+
+def _gather_packs(graph: Graph) -> int:
+    """Sorted stacks s = permute_rows(x, perm, axis=1) that only packing products read: they
+    read one pack gathered from x instead, and s is dead."""
+    count = 0
+    readers = uses(graph)
+    results = result_values(graph)
+    for node in list(graph.nodes):
+        op = node.op
+        if not isinstance(op, PermuteRows) or op.axis != 1 or node.inputs[0].type.rank != 3:
+            continue
+        s, (x, perm) = node.outputs[0], node.inputs
+        plan = [_rewrite_for(r, s) for r in readers.get(s, [])]
+        rows = {r for _, r in plan if r is not None}
+        if s in results or not plan or None in [p for p, _ in plan] or len(rows) > 1:
+            continue
+        packed = None
+        if rows:
+            gather = PackRows(gather=True)
+            row_counts = rows.pop()
+            pack = graph.add_node(gather, [x, row_counts, perm],
+                                  [gather.infer(x.type, row_counts.type, perm.type)],
+                                  f"{node.name}/packed_rows", node.location)
+            pack.is_gradient = node.is_gradient
+            packed = pack.outputs[0]
+        # (packs of s last: the readers of those packs are rewritten from their inputs first)
+        for (make, _), reader in sorted(zip(plan, readers[s]), key=lambda e: e[0][0] is _THE_PACK):
+            if make is _THE_PACK:   # a pack of s: the gathered pack is that
+                replace_uses(graph, reader.outputs[0], packed)
+                continue
+            new_op, inputs = make(x, packed)
+            new = graph.add_node(new_op, inputs, [v.type for v in reader.outputs],
+                                 f"{reader.name}/gathered", reader.location)
+            new.is_gradient = reader.is_gradient
+            for old, v in zip(reader.outputs, new.outputs):
+                replace_uses(graph, old, v)
+        count += 1
+    if count:
+        toposort(graph)
+    return count
+
+
+def _THE_PACK(x, pack):
+    raise AssertionError("a marker: the reader is replaced by the pack itself")
+
+
+def _rewrite_for(reader, s):
+    """(make(x, pack) -> (op, inputs) reading x or the pack instead of s, the rows the pack
+    must hold or None), or (None, None) when `reader` needs s itself."""
+    op, ins = reader.op, list(reader.inputs)
+    if isinstance(op, RowsMatMul) and not op.packed and ins[0] is s and \
+            all(v is not s for v in ins[1:]):
+        rest = ins[3:]   # (the perm of an unsorting product)
+        return (lambda x, pack: (RowsMatMul(True, op.unsort), [pack, ins[1], ins[2], x] + rest),
+                ins[2])
+    if isinstance(op, RowsMatMul) and op.packed and ins[3] is s and \
+            all(v is not s for v in ins[:3] + ins[4:]):
+        return (lambda x, pack: (op, ins[:3] + [x] + ins[4:]), None)   # s for its shape only
+    if isinstance(op, PackRows) and not op.gather and ins[0] is s and ins[1] is not s:
+        return (_THE_PACK, ins[1])
+    if isinstance(op, StepContract):
+        a_s, starts, tail = op.split(ins)
+        parts = [j for j, a in enumerate(a_s) if a is s]
+        if len(tail) == 3 and parts and not any(j in op.shifted for j in parts) and \
+                all(v is not s for v in list(starts.values()) + tail) and \
+                len(set(parts) | set(op.packed_parts)) < op.parts:
+            def make(x, pack):
+                new_ins = [pack if j in parts else v for j, v in enumerate(ins)]
+                return (StepContract(op.parts, op.ones, op.shifted, op.packed_b,
+                                     tuple(sorted(set(op.packed_parts) | set(parts)))), new_ins)
+            return (make, tail[2])
+    return (None, None)
