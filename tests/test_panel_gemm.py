@@ -51,6 +51,22 @@ def test_products_equal_numpy_on_every_blocking_edge(m, k, n):
 
 
 @needs_kernels
+@pytest.mark.parametrize("n", [600, 64, 40])
+def test_a_rows_product_has_the_same_bits_whatever_rows_share_the_product(n):
+    """Rows left below a block of 6 go through wide kernels (1 row: 4 panels at once, 2 rows:
+    2) where whole panels allow, else one panel at a time: each output is the same chain of
+    FMAs, so a row's result does not depend on how many rows the product has (what a loop
+    running only its active rows relies on to match the full batch)."""
+    a, w = _pair(64, 150, n, seed=n)
+    panels = panel_gemm.pack(np, w)
+    whole = panel_gemm.matmul(a, panels, n)
+    _close(whole, a, w)
+    for m in (1, 2, 3, 7, 8, 13, 14, 33):
+        np.testing.assert_array_equal(panel_gemm.matmul(a[:m], panels, n), whole[:m])
+        np.testing.assert_array_equal(panel_gemm.matmul(a[m:m + 1], panels, n), whole[m:m + 1])
+
+
+@needs_kernels
 def test_strided_and_transposed_rows_and_out():
     a, w = _pair(9, 30, 21)
     wide = np.zeros((9, 50), F32)

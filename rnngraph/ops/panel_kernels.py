@@ -14,10 +14,18 @@ _V8 = ir.VectorType(_F32, 8)
 _I32 = ir.IntType(32)
 
 
-def _define(module, mr: int):
-    """void kernel(a, lda, panel, c, ldc, K, n): c[:mr, :n] = a[:mr, :K] @ panel[:K, :n]
-    (addresses as integers, strides in elements; K >= 1, n <= 16)."""
-    name = f"rnngraph_panel_kernel_{mr}"
+def _define(module, mr: int, wide: int = 1):
+    """void kernel(a, lda, panel, c, ldc, K, n): c[:mr, :16 wide] = a[:mr, :K] @ the `wide`
+    panels from `panel` on (addresses as integers, strides in elements; K >= 1; n <= 16 is
+    how many columns of a single panel to store, wide panels are whole).
+
+    An FMA waits ~4 cycles for the last one on its accumulator, so a kernel needs ~8 running
+    at once to keep both FMA units busy: 6 rows x 2 vectors have 12, but 1 row of one panel
+    only 2. One or two rows left over below 6 therefore take 4 or 2 panels at once (`wide`;
+    three rows on two panels would need more than the 16 vector registers and spill), each
+    output still one chain of FMAs over k from 0: the same bits whichever kernel computes it
+    (serial [1, 256] @ [256, 256]: 2.8 us against 4.7 one panel at a time)."""
+    name = f"rnngraph_panel_kernel_{mr}x{wide}"
     if name in module.globals:
         return module.globals[name]
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_I64] * 7), name)
@@ -31,39 +39,47 @@ def _define(module, mr: int):
     fp, vp = ir.PointerType(_F32), ir.PointerType(_V8)
     a, panel, c = (b.inttoptr(x, fp) for x in (a_at, b_at, c_at))
     rows = [b.gep(a, [b.mul(lda, _I64(r))]) for r in range(mr)]
+    panels = [b.gep(panel, [b.mul(depth, _I64(NR * q))]) for q in range(wide)]
     b.branch(loop)
 
-    b.position_at_end(loop)   # acc[r][v] += a[r, k] * panel[k, 8v:8v+8]
+    b.position_at_end(loop)   # acc[r][v] += a[r, k] * panel q[k, 8w:8w+8], v = 2q + w
+    vectors = 2 * wide
     k = b.phi(_I64)
     k.add_incoming(_I64(0), entry)
-    acc = [[b.phi(_V8) for _ in range(2)] for _ in range(mr)]
+    acc = [[b.phi(_V8) for _ in range(vectors)] for _ in range(mr)]
     for pair in acc:
         for x in pair:
             x.add_incoming(ir.Constant(_V8, None), entry)
-    lane0 = b.gep(panel, [b.mul(k, _I64(NR))])
-    lanes = [b.load(b.bitcast(p, vp), align=4) for p in (lane0, b.gep(lane0, [_I64(8)]))]
+    lanes = []
+    for q in range(wide):
+        lane0 = b.gep(panels[q], [b.mul(k, _I64(NR))])
+        lanes += [b.load(b.bitcast(p, vp), align=4) for p in (lane0, b.gep(lane0, [_I64(8)]))]
     undef = ir.Constant(_V8, ir.Undefined)
     splat = ir.Constant(ir.VectorType(_I32, 8), None)
     new = []
     for r in range(mr):
         s = b.load(b.gep(rows[r], [k]), align=4)
         s = b.shuffle_vector(b.insert_element(undef, s, _I32(0)), undef, splat)
-        new.append([b.call(fma, [s, lanes[v], acc[r][v]]) for v in range(2)])
-        for v in range(2):
+        new.append([b.call(fma, [s, lanes[v], acc[r][v]]) for v in range(vectors)])
+        for v in range(vectors):
             acc[r][v].add_incoming(new[r][v], loop)
     k1 = b.add(k, _I64(1))
     k.add_incoming(k1, loop)
     b.cbranch(b.icmp_signed("==", k1, depth), store, loop)
 
     b.position_at_end(store)
-    b.cbranch(b.icmp_signed("==", n, _I64(NR)), full, part)
+    b.cbranch(b.icmp_signed("==", n, _I64(NR)) if wide == 1 else ir.Constant(ir.IntType(1), 1),
+              full, part)
     b.position_at_end(full)
     for r in range(mr):
         row = b.gep(c, [b.mul(ldc, _I64(r))])
-        for v in range(2):
+        for v in range(vectors):
             b.store(new[r][v], b.bitcast(b.gep(row, [_I64(8 * v)]), vp), align=4)
     b.ret_void()
     b.position_at_end(part)   # the last panel of an N that is not a multiple of 16
+    if wide > 1:
+        b.ret_void()   # (never taken: wide panels are whole)
+        return fn
     for r in range(mr):
         row = b.gep(c, [b.mul(ldc, _I64(r))])
         for col in range(NR):
@@ -74,42 +90,54 @@ def _define(module, mr: int):
     return fn
 
 
-def _kernel(mr: int):
+def _kernel(mr: int, wide: int = 1):
     @intrinsic
     def kernel(typingctx, a, lda, panel, c, ldc, depth, n):
         def codegen(context, builder, signature, args):
-            builder.call(_define(builder.module, mr), args)
+            builder.call(_define(builder.module, mr, wide), args)
             return context.get_dummy_value()
         return types.void(*([types.int64] * 7)), codegen
     return kernel
 
 
 _k1, _k2, _k3, _k4, _k5, _k6 = (_kernel(mr) for mr in range(1, MR + 1))
+_k1x4, _k2x2 = _kernel(1, 4), _kernel(2, 2)
 
 
 @njit(nogil=True, cache=True)
 def panels_at(a0, lda, m, depth, b0, c0, ldc, n, first, stop):
     """c[:, 16p:16p+16] = a @ panel p for panels first .. stop-1 (addresses and element strides
     of float32 matrices), row block after row block: a panel (64 KB at most) stays in L1/L2
-    while the blocks pass over it."""
-    for p in range(first, stop):
-        cols = min(NR, n - p * NR)
-        panel = b0 + p * depth * NR * 4
-        r = 0
-        while r + MR <= m:
-            _k6(a0 + r * lda * 4, lda, panel, c0 + (r * ldc + p * NR) * 4, ldc, depth, cols)
-            r += MR
-        left, at, to = m - r, a0 + r * lda * 4, c0 + (r * ldc + p * NR) * 4
-        if left == 5:
-            _k5(at, lda, panel, to, ldc, depth, cols)
+    while the blocks pass over it. With 1 or 2 rows left below the blocks of 6, panels go in
+    groups of 4 or 2 (whole ones), whose left rows one wide kernel computes."""
+    full = m - m % MR
+    left = m - full
+    wide = 4 if left == 1 else 2 if left == 2 else 1
+    at, to = a0 + full * lda * 4, c0 + full * ldc * 4
+    p = first
+    while p < stop:
+        group = wide if p + wide <= stop and (p + wide) * NR <= n else 1
+        for q in range(p, p + group):
+            cols = min(NR, n - q * NR)
+            panel = b0 + q * depth * NR * 4
+            for r in range(0, full, MR):
+                _k6(a0 + r * lda * 4, lda, panel, c0 + (r * ldc + q * NR) * 4, ldc, depth, cols)
+        panel, c, cols = b0 + p * depth * NR * 4, to + p * NR * 4, min(NR, n - p * NR)
+        if group == 4:
+            _k1x4(at, lda, panel, c, ldc, depth, NR)
+        elif group == 2:
+            _k2x2(at, lda, panel, c, ldc, depth, NR)
+        elif left == 5:
+            _k5(at, lda, panel, c, ldc, depth, cols)
         elif left == 4:
-            _k4(at, lda, panel, to, ldc, depth, cols)
+            _k4(at, lda, panel, c, ldc, depth, cols)
         elif left == 3:
-            _k3(at, lda, panel, to, ldc, depth, cols)
+            _k3(at, lda, panel, c, ldc, depth, cols)
         elif left == 2:
-            _k2(at, lda, panel, to, ldc, depth, cols)
+            _k2(at, lda, panel, c, ldc, depth, cols)
         elif left == 1:
-            _k1(at, lda, panel, to, ldc, depth, cols)
+            _k1(at, lda, panel, c, ldc, depth, cols)
+        p += group
 
 
 @njit(nogil=True, cache=True)
