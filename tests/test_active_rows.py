@@ -189,8 +189,8 @@ def test_rows_nobody_reads_may_hold_garbage_but_check_numerics_sees_zeros(kind, 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_float32_loops_with_our_products_run_exactly_the_active_rows(kind, monkeypatch):
     """With our own per-step GEMM (float32 on the CPU) a step runs on its active rows, not
-    rounded up to ROW_ALIGN, and the stacks only active rows are read of go packed (StepRows);
-    otherwise rounded and full width. Either way, and with the pool's buffers full of NaN, the
+    rounded up to ROW_ALIGN, and the stacks only active rows are read of go packed (StepRows),
+    read back as slices at the loop's step offsets; otherwise rounded and full width. Either way, and with the pool's buffers full of NaN, the
     results equal the full-width run's."""
     from rnngraph.ops import panel_gemm
     from rnngraph.runtime import buffer_pool
@@ -212,10 +212,13 @@ def test_float32_loops_with_our_products_run_exactly_the_active_rows(kind, monke
     f = {X: np.random.default_rng(0).standard_normal((10, 13, D)).astype(np.float32),
          seq: np.array(lengths, np.int32)}
     spy = RowSpy(monkeypatch)
-    made = []
+    made, reads = [], []
     new_stack = loop_kernel.ActiveRows.new_stack
     monkeypatch.setattr(loop_kernel.ActiveRows, "new_stack",
                         lambda *a, **k: made.append(new_stack(*a, **k)) or made[-1])
+    reads_packed = loop_kernel.ActiveRows.reads_packed
+    monkeypatch.setattr(loop_kernel.ActiveRows, "reads_packed",
+                        lambda *a: reads.append(reads_packed(*a)) or reads[-1])
     got = rg.Session(g, seed=1).run([out, grads], f)
     counts = [sum(n > t for n in lengths) for t in range(13)]
     align = 1 if panel_gemm.available() else loop_rows.ROW_ALIGN
@@ -226,8 +229,10 @@ def test_float32_loops_with_our_products_run_exactly_the_active_rows(kind, monke
     if align == 1:
         assert widths != [min(10, -(-c // 8) * 8) if c > 1 else c for c in counts]
         assert packed and len(packed) < len(made)   # the user-read output stays full width
+        # the gradient loop reads the saved tensors, the forward the projection, as slices
+        assert sum(reads) >= 2
     else:
-        assert not packed
+        assert not packed and not any(reads)
     want = rg.Session(g, seed=1, passes={"shrink_batch": False}).run([out, grads], f)
     for g1, g2 in zip(flatten(got), flatten(want)):
         np.testing.assert_allclose(g1, g2, rtol=2e-5, atol=2e-6)

@@ -24,12 +24,14 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
     every remaining step of `t_iter`, writing value j of each step into stacks[j][t]. None when
     the body program is interpreted (tracked, or too long to generate).
 
-    With `rows` = (batched sequence flags, batched value flags, unzeroed flags, packed flags)
-    the driver runs a loop with active rows: `active` (loop_kernel.ActiveRows) narrows the
-    carried values when the count changes, batched sequences are cut to the active rows, and
-    batched values fill the first rows of their stack row, the rest zeroed (finished rows)
-    unless the value is unzeroed (no reader looks there) and `active.zero_all` is False. A
-    packed value's stack is the buffer of a StepRows: step t's rows go at active.starts[t]."""
+    With `rows` = (batched sequence flags, batched value flags, unzeroed flags, packed value
+    flags, packed sequence flags) the driver runs a loop with active rows: `active`
+    (loop_kernel.ActiveRows) narrows the carried values when the count changes, batched
+    sequences are cut to the active rows, and batched values fill the first rows of their
+    stack row, the rest zeroed (finished rows) unless the value is unzeroed (no reader looks
+    there) and `active.zero_all` is False. A packed value's stack, and a packed sequence, is
+    the buffer of a StepRows laid out as this loop's rows: step t's rows are at
+    active.starts[t] (a slice, where StepRows[t] is a Python call)."""
     if prog.tracked or "run" not in vars(prog):
         return None
     ins, outs = prog.input_slots, prog.output_slots
@@ -39,8 +41,9 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
     seq_in = ins[1 + k + n_inv:1 + k + n_inv + n_seq]
     carried_out, values = outs[:k], outs[k:]
     read = {a for _, args, _, _, _ in prog._plan for a in args} | set(outs)
-    seq_rows, value_rows, unzeroed, packed = rows if rows is not None else \
-        ([False] * n_seq, [False] * len(values), [False] * len(values), [False] * len(values))
+    seq_rows, value_rows, unzeroed, packed, seq_packed = rows if rows is not None else \
+        ([False] * n_seq, [False] * len(values), [False] * len(values), [False] * len(values),
+         [False] * n_seq)
 
     def names(slots):
         return "".join(f"s{a}, " for a in slots)
@@ -62,7 +65,7 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
     if rows is not None:
         lines.append("    counts, batch, width = active.rows, active.batch, active.width")
         lines.append("    observe, zero_all = active.observe, active.zero_all")
-        if any(packed):
+        if any(packed) or any(seq_packed):
             lines.append("    starts = active.starts")
     lines += ["    i = -1", "    try:", "        for t in t_iter:"]
     body = "            "
@@ -76,11 +79,12 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
         lines.append(f"{body}    width = n_rows")
         lines.append(f"{body}if observe is not None:")
         lines.append(f"{body}    observe(t, width)")
-    if any(packed):
+    if any(packed) or any(seq_packed):
         lines.append(f"{body}at = starts[t]")
     if t_slot in read:
         lines.append(f"{body}s{t_slot} = int32(t)")
-    lines += [f"{body}s{a} = q{j}[t][:width]" if seq_rows[j] else f"{body}s{a} = q{j}[t]"
+    lines += [f"{body}s{a} = q{j}[at:at + width]" if seq_packed[j] else
+              f"{body}s{a} = q{j}[t][:width]" if seq_rows[j] else f"{body}s{a} = q{j}[t]"
               for j, a in enumerate(seq_in)]
     calls, kernels, written = _direct_writes(prog, values, row)
     lines += prog.code_lines(body, keep=set(inv_in), calls=calls)

@@ -83,14 +83,15 @@ def compile_loop(op, node, program):
     driver = step_driver(all_prog, *sizes)   # the steps after the first, generated
     active_drivers: dict = {}
 
-    def active_driver(packed: tuple):
+    def active_driver(packed: tuple, seq_packed: tuple):
         """The generated steps for a loop with active rows; `packed` flags the stacks that go
-        packed this run (ActiveRows.new_stack)."""
-        if packed not in active_drivers:
-            active_drivers[packed] = step_driver(
+        packed this run (ActiveRows.new_stack), `seq_packed` the sequences read packed."""
+        key = (packed, seq_packed)
+        if key not in active_drivers:
+            active_drivers[key] = step_driver(
                 all_prog, *sizes, rows=(rows_layout.sequence, rows_out + rows_res, unzeroed,
-                                        packed))
-        return active_drivers[packed]
+                                        packed, seq_packed))
+        return active_drivers[key]
 
     def new_stack(shape, dtype, what, zero_from=None):
         if not tracked:
@@ -160,7 +161,7 @@ def compile_loop(op, node, program):
             range(n) if n is not None else _count())
         if not lists and lp is None and not tracked and cond_prog is None:
             carried, stacks, steps = _plain_steps(
-                step_prog.run, (lambda _: driver) if active is None else active_driver, t_iter,
+                step_prog.run, (lambda *_: driver) if active is None else active_driver, t_iter,
                 carried,
                 invariants, seqs, k, active, pool,
                 [length if length is not None else n] * n_keep_out + [n] * len(keep_res),
@@ -268,7 +269,7 @@ def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, act
     each per-step value into its stack (allocated at the first step, zero past the steps run
     and, with active rows, past each step's rows, or packed: ActiveRows.new_stack). Returns
     (carried, stacks or None, steps). The steps after the first run in the generated driver
-    (loop_driver.py) that `driver_for(packed stack flags)` gives."""
+    (loop_driver.py) that `driver_for(packed stack flags, packed sequence flags)` gives."""
     stacks = None
     steps = 0
     t_iter = iter(t_iter)
@@ -305,9 +306,11 @@ def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, act
                     st[t] = v
         steps += 1
         packed = tuple(isinstance(st, StepRows) for st in stacks)
-        driver = driver_for(packed)
+        seq_packed = tuple(active is not None and active.reads_packed(s) for s in seqs)
+        driver = driver_for(packed, seq_packed)
         if driver is not None:  # stacks exist: the rest is generated code
-            carried, steps = driver(t_iter, carried, invariants, seqs,
+            carried, steps = driver(t_iter, carried, invariants,
+                                    [s.packed if p else s for s, p in zip(seqs, seq_packed)],
                                     [st.packed if p else st for st, p in zip(stacks, packed)],
                                     steps, active)
             break
@@ -380,6 +383,16 @@ class ActiveRows:
         if self.observe is not None:
             self.observe(t, k)
         return [s[t][:k] if b else s[t] for s, b in zip(seqs, self.seq_rows)]
+
+    def reads_packed(self, seq) -> bool:
+        """Is sequence `seq` a packed stack laid out as this loop's rows (its steps read as
+        slices of its buffer at our step offsets)?"""
+        if not isinstance(seq, StepRows) or not self.exact:
+            return False
+        if self.starts is None:
+            self.starts = [0] + np.cumsum(self.rows).tolist()
+        n = min(len(seq.starts), len(self.starts))
+        return seq.starts[:n] == self.starts[:n] and len(seq.starts) >= len(self.starts)
 
     def new_stack(self, pool, slot: int, steps: int, y, batched: bool, n: int,
                   rows_only: bool = False):
