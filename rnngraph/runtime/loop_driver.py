@@ -70,7 +70,7 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
     lines += ["    i = -1", "    try:", "        for t in t_iter:"]
     body = "            "
     if rows is not None:
-        lines += [f"{body}n_rows = min(int(counts[t]), batch)",
+        lines += [f"{body}n_rows = counts[t]",
                   f"{body}if n_rows != width:   # rows finish (or join, going backwards)"]
         if k:
             lines.append(f"{body}    {names(carried_in)}= active.at_step(t, [{names(carried_in)}])")

@@ -347,31 +347,31 @@ class ActiveRows:
         self.batch = batched[0].shape[0] if batched else 0
         rows = rows.get() if hasattr(rows, "get") else np.asarray(rows)
         align = loop_rows.row_align(xp, batched[0].dtype) if batched else loop_rows.ROW_ALIGN
-        self.rows = loop_rows.active_width(rows, self.batch, align)
+        self.rows = loop_rows.active_width(rows, self.batch, align).tolist()   # (ints, at most
+        # the batch: the driver reads one per step)
         self.exact = align == 1   # (widths are the counts: the layout pack_rows reads)
         self.starts = None        # packed stacks' step offsets, made at the first new_stack
         self.width = self.batch                 # rows the carried values hold now
         self.initial = list(carried)
         self.parked: list = [None] * len(carried)  # full-width values of the inactive rows
+        self.batched = [i for i, b in enumerate(layout.carried) if b]
 
     def at_step(self, t: int, carried: list) -> list:
-        k = min(int(self.rows[t]), self.batch)
+        k = self.rows[t]
         width = self.width
         if k == width:
             return carried
-        xp = self.xp
-        carried = list(carried)
-        for i, batched in enumerate(self.carried_rows):
-            if not batched:
-                continue
-            if self.parked[i] is None:
-                self.parked[i] = xp.array(self.initial[i], copy=True)
-            c, parked = carried[i], self.parked[i]
+        for i in self.batched:
+            parked = self.parked[i]
+            if parked is None:
+                parked = self.parked[i] = self.xp.array(self.initial[i], copy=True)
+            c = carried[i]
             if k < width:  # rows k..width finish: keep their values
                 parked[k:width] = c[k:width]
                 carried[i] = c[:k]
             else:          # rows width..k join with the values they have waited with
-                carried[i] = xp.concatenate([c[:width], parked[width:k]])
+                parked[:width] = c   # (c itself may be a view of parked: the same rows)
+                carried[i] = parked[:k]
         self.width = k
         return carried
 
@@ -401,7 +401,7 @@ class ActiveRows:
         A matrix y that only active rows are read of (`rows_only`) gets a packed stack, a
         StepRows, when widths are exact counts, some row finishes, and zero_all is off."""
         if rows_only and batched and y.ndim == 2 and self.exact and not self.zero_all and \
-                steps <= len(self.rows) and (self.rows[:n] < self.batch).any():
+                steps <= len(self.rows) and min(self.rows[:n], default=self.batch) < self.batch:
             if self.starts is None:
                 self.starts = [0] + np.cumsum(self.rows).tolist()
             # (the whole stack's size, so the pool's key does not change with the lengths)
