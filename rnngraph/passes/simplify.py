@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Graph
+from ..ops.elementwise import _FilledLike
 from ..ops.sources import Constant
 from .rewrite import substitute, substitute_results, toposort
 
@@ -11,7 +12,7 @@ _MAX_FOLD_BYTES = 1 << 20  # fold small things only; a folded constant lives as 
 
 
 def fold_constants(graph: Graph) -> int:
-    count = 0
+    count = appended = 0
     mapping: dict = {}
     for node in list(graph.nodes):
         substitute(node, mapping)
@@ -25,6 +26,8 @@ def fold_constants(graph: Graph) -> int:
         if filled is not None:   # reads only x's static shape: x need not be computed for it
             const = graph.add_node(Constant(filled), [], [node.outputs[0].type],
                                    node.name + "/folded", node.location)
+            graph.nodes.pop()   # in the node's place, so the order stays topological
+            graph.nodes.insert(graph.nodes.index(node), const)
             mapping[node.outputs[0]] = const.outputs[0]
             count += 1
             continue
@@ -44,8 +47,9 @@ def fold_constants(graph: Graph) -> int:
                                node.location)
         mapping[node.outputs[0]] = const.outputs[0]
         count += 1
+        appended += 1
     substitute_results(graph, mapping)
-    if count:
+    if appended:
         toposort(graph)  # the new constants were appended; put them before their readers
     return count
 
@@ -54,8 +58,7 @@ def _filled_like(op, t):
     """The value of ones_like(x)/zeros_like(x) for a scalar x, else None: gradients(loss) seeds
     with ones_like(loss), so folded, the loss is not computed when only gradients are fetched.
     (Scalars only: a loop's accumulators start from zeros_like(weight), which stay arrays.)"""
-    from ..ops.elementwise import _FilledLike
-    if not isinstance(op, _FilledLike) or t.shape != ():
+    if t.shape != () or not isinstance(op, _FilledLike):
         return None
     value = np.full(t.shape, op.fill, t.dtype)
     value.setflags(write=False)

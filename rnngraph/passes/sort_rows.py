@@ -23,6 +23,8 @@ from .rewrite import replace_uses, result_values, toposort, uses
 
 
 def fold_sort_into_products(graph: Graph) -> int:
+    if not any(isinstance(n.op, PermuteRows) and n.op.axis == 1 for n in graph.nodes):
+        return 0   # (no sorted batch: spare a large static graph the readers map)
     count = _gather_packs(graph)
     readers = uses(graph)
     results = result_values(graph)
