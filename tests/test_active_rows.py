@@ -154,12 +154,8 @@ def test_a_session_reusing_its_stacks_leaks_nothing_from_a_longer_run(kind):
         assert not out[b, n:].any() and not grads[0][b, n:].any()
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "multi"])
-def test_rows_nobody_reads_may_hold_garbage_but_check_numerics_sees_zeros(kind, monkeypatch):
-    """Reused buffers handed out uninitialised are filled with NaN here (np.empty may hold any
-    bits). Rows past the active ones that no reader reads may keep it: the results equal a
-    full-width run's. check_numerics reads every row of every output: there the loops zero
-    those rows, so it reports nothing (it reported the garbage, now and then, before)."""
+def _nan_filled_buffers(monkeypatch):
+    """Hand out pooled float buffers full of NaN where they would be uninitialised."""
     from rnngraph.runtime import buffer_pool
     get = buffer_pool.BufferPool.get
 
@@ -169,6 +165,15 @@ def test_rows_nobody_reads_may_hold_garbage_but_check_numerics_sees_zeros(kind, 
             arr[:zero_from] = np.nan   # (zero_from None: all of it)
         return arr
     monkeypatch.setattr(buffer_pool.BufferPool, "get", garbage_get)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "multi"])
+def test_rows_nobody_reads_may_hold_garbage_but_check_numerics_sees_zeros(kind, monkeypatch):
+    """Reused buffers handed out uninitialised are filled with NaN here (np.empty may hold any
+    bits). Rows past the active ones that no reader reads may keep it: the results equal a
+    full-width run's. check_numerics reads every row of every output: there the loops zero
+    those rows, so it reports nothing (it reported the garbage, now and then, before)."""
+    _nan_filled_buffers(monkeypatch)
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float64, [None, 6, D])
@@ -190,18 +195,10 @@ def test_rows_nobody_reads_may_hold_garbage_but_check_numerics_sees_zeros(kind, 
 def test_float32_loops_with_our_products_run_exactly_the_active_rows(kind, monkeypatch):
     """With our own per-step GEMM (float32 on the CPU) a step runs on its active rows, not
     rounded up to ROW_ALIGN, and the stacks only active rows are read of go packed (StepRows),
-    read back as slices at the loop's step offsets; otherwise rounded and full width. Either way, and with the pool's buffers full of NaN, the
-    results equal the full-width run's."""
+    read back as slices at the loop's step offsets; otherwise rounded and full width. Either
+    way, and with the pool's buffers full of NaN, the results equal the full-width run's."""
     from rnngraph.ops import panel_gemm
-    from rnngraph.runtime import buffer_pool
-    get = buffer_pool.BufferPool.get
-
-    def garbage_get(self, slot, shape, dtype, zero_from=None):
-        arr = get(self, slot, shape, dtype, zero_from)
-        if np.dtype(dtype).kind == "f":
-            arr[:zero_from] = np.nan
-        return arr
-    monkeypatch.setattr(buffer_pool.BufferPool, "get", garbage_get)
+    _nan_filled_buffers(monkeypatch)
     lengths = [13, 7, 3, 11, 1, 9, 5, 2, 12, 10]
     g = rg.Graph()
     with g.as_default():

@@ -231,10 +231,9 @@ def test_constant_folding():
     assert ops_left.count("mul") == 1 and "add" not in ops_left
 
 
-def test_a_loss_fetched_for_its_gradients_only_is_not_computed():
-    """gradients(loss) seeds with ones_like(loss); of a scalar, that folds to a constant, and
-    the loss's own sums are dead when only gradients are fetched.
-    Fetched with them, it is computed and equal."""
+def _gru_with_lengths():
+    """A float32 GRU with sequence_length whose loss sums its output and final state: (graph,
+    x, lengths, loss, gradients of x and the weights)."""
     g = rg.Graph()
     with g.as_default():
         x = rg.placeholder(rg.float32, [None, 5, 3])
@@ -243,6 +242,14 @@ def test_a_loss_fetched_for_its_gradients_only_is_not_computed():
                                        dtype=rg.float32)
         loss = rg.reduce_sum(out) + rg.reduce_sum(state * state)
         grads = rg.gradients(loss, [x] + rg.global_variables())
+    return g, x, seq, loss, grads
+
+
+def test_a_loss_fetched_for_its_gradients_only_is_not_computed():
+    """gradients(loss) seeds with ones_like(loss); of a scalar, that folds to a constant, and
+    the loss's own sums are dead when only gradients are fetched.
+    Fetched with them, it is computed and equal."""
+    g, x, seq, loss, grads = _gru_with_lengths()
     f = {x: np.random.default_rng(0).standard_normal((3, 5, 3)).astype(np.float32),
          seq: np.array([2, 5, 0], np.int32)}
     sess = rg.Session(g, seed=1)
@@ -266,14 +273,8 @@ def test_values_read_for_their_shape_only_are_not_computed_for_it():
     unsort of the RNN's sorted stack: with shape_reads, broadcast_like reads that stack
     transposed instead (a view), and the unsort is dead. dim and zeros_like see through too.
     Results are bit for bit those of the pass switched off."""
-    g = rg.Graph()
+    g, x, seq, loss, grads = _gru_with_lengths()
     with g.as_default():
-        x = rg.placeholder(rg.float32, [None, 5, 3])
-        seq = rg.placeholder(rg.int32, [None])
-        out, state = rg.nn.dynamic_rnn(rg.nn.GRUCell(4), x, sequence_length=seq,
-                                       dtype=rg.float32)
-        loss = rg.reduce_sum(out) + rg.reduce_sum(state * state)
-        grads = rg.gradients(loss, [x] + rg.global_variables())
         perm = rg.placeholder(rg.int32, [None])
         shuffled = rg.ops.rows.permute_rows(rg.tanh(x), perm, 0)
         size = rg.dim(rg.transpose(shuffled, [1, 0, 2]), 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..ops.shape import Transpose
+from .rewrite import toposort
 
 
 def read_shapes_early(graph: Graph) -> int:
@@ -23,17 +24,13 @@ def read_shapes_early(graph: Graph) -> int:
     for node in list(graph.nodes):
         if node.op.subgraphs() or not node.op.shape_inputs:
             continue
-        inputs = list(node.inputs)
         for i in node.op.shape_inputs:
-            stand_in = _stand_in(graph, inputs[i], made)
-            if stand_in is not inputs[i]:
-                inputs[i] = stand_in
+            stand_in = _stand_in(graph, node.inputs[i], made)
+            if stand_in is not node.inputs[i]:
+                node.inputs = node.inputs[:i] + [stand_in] + node.inputs[i + 1:]
                 count += 1
-        node.inputs = inputs
     if count:
-        from .rewrite import toposort
-        toposort(graph)   # new transposes were appended
-        graph.version += 1
+        toposort(graph)   # new transposes were appended (this also marks the graph changed)
     return count
 
 

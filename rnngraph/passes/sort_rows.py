@@ -59,9 +59,10 @@ def _gather_packs(graph: Graph) -> int:
         if not isinstance(op, PermuteRows) or op.axis != 1 or node.inputs[0].type.rank != 3:
             continue
         s, (x, perm) = node.outputs[0], node.inputs
-        plan = [_rewrite_for(r, s) for r in readers.get(s, [])]
-        rows = {r for _, r in plan if r is not None}
-        if s in results or not plan or None in [p for p, _ in plan] or len(rows) > 1:
+        plan = [(_rewrite_for(r, s), r) for r in readers.get(s, [])]
+        rows = {counts for (_, counts), _ in plan if counts is not None}
+        if s in results or not plan or any(make is None for (make, _), _ in plan) or \
+                len(rows) > 1:
             continue
         packed = None
         if rows:
@@ -73,8 +74,8 @@ def _gather_packs(graph: Graph) -> int:
             pack.is_gradient = node.is_gradient
             packed = pack.outputs[0]
         # (packs of s last: the readers of those packs are rewritten from their inputs first)
-        for (make, _), reader in sorted(zip(plan, readers[s]), key=lambda e: e[0][0] is _THE_PACK):
-            if make is _THE_PACK:   # a pack of s: the gathered pack is that
+        for (make, _), reader in sorted(plan, key=lambda entry: entry[0][0] == "pack"):
+            if make == "pack":   # a pack of s: the gathered pack is that
                 replace_uses(graph, reader.outputs[0], packed)
                 continue
             new_op, inputs = make(x, packed)
@@ -89,13 +90,10 @@ def _gather_packs(graph: Graph) -> int:
     return count
 
 
-def _THE_PACK(x, pack):
-    raise AssertionError("a marker: the reader is replaced by the pack itself")
-
-
 def _rewrite_for(reader, s):
-    """(make(x, pack) -> (op, inputs) reading x or the pack instead of s, the rows the pack
-    must hold or None), or (None, None) when `reader` needs s itself."""
+    """(make(x, pack) -> (op, inputs) reading x or the pack instead of s, or "pack" when the
+    reader is a pack of s; the rows the pack must hold, or None), or (None, None) when
+    `reader` needs s itself."""
     op, ins = reader.op, list(reader.inputs)
     if isinstance(op, RowsMatMul) and not op.packed and ins[0] is s and \
             all(v is not s for v in ins[1:]):
@@ -106,7 +104,7 @@ def _rewrite_for(reader, s):
             all(v is not s for v in ins[:3] + ins[4:]):
         return (lambda x, pack: (op, ins[:3] + [x] + ins[4:]), None)   # s for its shape only
     if isinstance(op, PackRows) and not op.gather and ins[0] is s and ins[1] is not s:
-        return (_THE_PACK, ins[1])
+        return ("pack", ins[1])
     if isinstance(op, StepContract):
         a_s, starts, tail = op.split(ins)
         parts = [j for j, a in enumerate(a_s) if a is s]

@@ -350,7 +350,7 @@ class ActiveRows:
         self.rows = loop_rows.active_width(rows, self.batch, align).tolist()   # (ints, at most
         # the batch: the driver reads one per step)
         self.exact = align == 1   # (widths are the counts: the layout pack_rows reads)
-        self.starts = None        # packed stacks' step offsets, made at the first new_stack
+        self.starts = None        # packed stacks' step offsets (_offsets)
         self.width = self.batch                 # rows the carried values hold now
         self.initial = list(carried)
         self.parked: list = [None] * len(carried)  # full-width values of the inactive rows
@@ -389,10 +389,14 @@ class ActiveRows:
         slices of its buffer at our step offsets)?"""
         if not isinstance(seq, StepRows) or not self.exact:
             return False
+        starts = self._offsets()
+        return seq.starts[:len(starts)] == starts
+
+    def _offsets(self) -> list:
+        """Where each step's rows start in a packed stack (`starts`, made once a run)."""
         if self.starts is None:
             self.starts = [0] + np.cumsum(self.rows).tolist()
-        n = min(len(seq.starts), len(self.starts))
-        return seq.starts[:n] == self.starts[:n] and len(seq.starts) >= len(self.starts)
+        return self.starts
 
     def new_stack(self, pool, slot: int, steps: int, y, batched: bool, n: int,
                   rows_only: bool = False):
@@ -402,13 +406,12 @@ class ActiveRows:
         StepRows, when widths are exact counts, some row finishes, and zero_all is off."""
         if rows_only and batched and y.ndim == 2 and self.exact and not self.zero_all and \
                 steps <= len(self.rows) and min(self.rows[:n], default=self.batch) < self.batch:
-            if self.starts is None:
-                self.starts = [0] + np.cumsum(self.rows).tolist()
+            starts = self._offsets()
             # (the whole stack's size, so the pool's key does not change with the lengths)
             buf = pool.get(slot, (steps * self.batch + self.batch, y.shape[1]), y.dtype)
-            end = self.starts[steps]
-            buf[end:end + self.batch] = 0   # what a view of the last step reads past its rows
-            return StepRows(buf, None, (steps, self.batch, y.shape[1]), self.starts)
+            buf[starts[steps]:starts[steps] + self.batch] = 0   # what a view of the last
+            # step reads past its rows
+            return StepRows(buf, None, (steps, self.batch, y.shape[1]), starts)
         shape = (steps, self.batch) + y.shape[1:] if batched else (steps,) + y.shape
         return pool.get(slot, shape, y.dtype, n if steps > n else None)
 
