@@ -573,6 +573,17 @@ def test_rows_matmul_and_packed_contraction_equal_masked_products():
     np.testing.assert_allclose(got[-1], (b * active)[:3].sum(axis=(0, 1)), rtol=1e-12)
 
 
+class _TakeWithoutMode:
+    """NumPy as an array module whose take, like CuPy's, has no `mode`."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def take(a, indices, axis=None, out=None):
+        return np.take(a, indices, axis=axis, out=out)
+
+
 def test_packed_forms_equal_the_products_that_pack_themselves():
     """pack_rows packs every step; step_contract with packed_b reads its first n steps' rows
     (here also with active rows past step n) and rows_matmul with packed scatters them back:
@@ -608,6 +619,14 @@ def test_packed_forms_equal_the_products_that_pack_themselves():
                     np.testing.assert_array_equal(
                         PackRows(gather=True).compute(np, stack, rows, perm, alloc=alloc),
                         sorted_pack)
+            # an array module whose take has no `mode` (CuPy's): the same results
+            no_mode = _TakeWithoutMode()
+            np.testing.assert_array_equal(
+                PackRows(gather=True).compute(no_mode, batch_major.transpose(1, 0, 2), rows,
+                                              perm), sorted_pack)
+            np.testing.assert_allclose(
+                RowsMatMul(packed=True, unsort=True).compute(no_mode, packed, w, rows, dz, perm),
+                np.take(want, perm, axis=1), rtol=1e-12, atol=1e-14)
             # a weight gradient reading x as that pack (part 0) equals it reading the stack
             for op in (StepContract(parts=2, ones=True, shifted=(1,), packed_b=True),
                        StepContract(parts=2, packed_b=True)):

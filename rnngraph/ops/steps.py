@@ -273,7 +273,7 @@ class RowsMatMul(Op):
             if perm is None or _identity(perm):
                 return out
             dest = alloc(out.shape, out.dtype) if alloc is not None else None
-            return xp.take(out, perm, axis=1, out=dest, mode="clip")
+            return _take(xp, out, perm, 1, dest)
         packed = x if self.packed else _pack(xp, x, counts, batch, alloc, 1)
         if loops_only and alloc is not None:   # (mixed dtypes left alloc None: scatter)
             # (pooled at the whole size, a key that does not change with the lengths)
@@ -289,8 +289,7 @@ class RowsMatMul(Op):
             xp.matmul(packed, w, out=product[:n])
             product[n] = 0
             out = alloc(shape, x.dtype) if alloc is not None else None
-            out = xp.take(product, _gather_index(xp, counts, perm, steps, n), axis=0, out=out,
-                          mode="clip")
+            out = _take(xp, product, _gather_index(xp, counts, perm, steps, n), 0, out)
             return out.reshape(steps, batch, w.shape[1])
         product = alloc((steps * batch, w.shape[1]), x.dtype, 2)[:packed.shape[0]] \
             if alloc is not None else None
@@ -303,6 +302,15 @@ class RowsMatMul(Op):
         stack = node.inputs[3] if self.packed else x
         return 2 * (stack.shape[0] or 1) * (stack.shape[1] or 1) * (x.shape[-1] or 1) * \
             (w.shape[1] or 1)
+
+
+def _take(xp, a, index, axis: int, out=None):
+    """xp.take along `axis`, into `out` if given: on NumPy with mode 'clip' (the indices are in
+    range; under the default 'raise' it would buffer the result and copy it into `out`), on
+    CuPy, whose take has no mode, plainly."""
+    if xp is np:
+        return np.take(a, index, axis=axis, out=out, mode="clip")
+    return xp.take(a, index, axis=axis, out=out)
 
 
 def _identity(perm) -> bool:
@@ -357,19 +365,20 @@ class PackRows(Op):
         p = perm[0]
         if counts is None and _identity(p):
             return stack.reshape(-1, n)
+        # (step t, batch row) of every packed row, worked out on the host: a few thousand ints
         counts = np.full(steps, batch) if counts is None else np.asarray(counts)
-        t = xp.repeat(xp.arange(steps), xp.asarray(counts))
-        starts = np.cumsum(counts) - counts
-        b = xp.asarray(p)[xp.arange(t.shape[0]) - xp.asarray(np.repeat(starts, counts))]
+        t = np.repeat(np.arange(steps), counts)
+        b = (p.get() if hasattr(p, "get") else np.asarray(p))[
+            np.arange(t.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)]
         if stack.transpose(1, 0, 2).flags.c_contiguous:   # a time-major view of [B, T, n]
             flat, index = stack.transpose(1, 0, 2).reshape(-1, n), b * steps + t
         elif stack.flags.c_contiguous:
             flat, index = stack.reshape(-1, n), t * batch + b
         else:
-            return stack[t, b]
+            return stack[xp.asarray(t), xp.asarray(b)]
         out = alloc((steps * batch, n), stack.dtype, 0)[:t.shape[0]] if alloc is not None \
             else None
-        return xp.take(flat, index, axis=0, out=out, mode="clip")
+        return _take(xp, flat, xp.asarray(index), 0, out)
 
 
 class StepRows:
