@@ -14,7 +14,7 @@ from ..ops import panel_gemm
 from ..ops.linalg import MatMul
 from ..ops.panels import PackPanels, PanelMatMul
 from .loop_ports import add_invariant, outer_inputs
-from .rewrite import for_each_loop, remove_dead, replace_uses, toposort
+from .rewrite import for_each_loop, remove_dead, replace_node, toposort
 
 _F32 = np.dtype(np.float32)
 
@@ -47,11 +47,7 @@ def _pack(graph: Graph, loop) -> int:
             pack.is_gradient = loop.is_gradient
             label = "panels/" + w.node.name.rsplit("/", 1)[-1]
             panels[source] = add_invariant(loop, pack.outputs[0], label)
-        op = PanelMatMul()
-        new = body.add_node(op, [a, w, panels[source]], [node.outputs[0].type],
-                            f"{node.name}/packed", node.location)
-        new.is_gradient = node.is_gradient
-        replace_uses(body, node.outputs[0], new.outputs[0])
+        replace_node(body, node, PanelMatMul(), [a, w, panels[source]], "packed")
         count += 1
     if count:
         remove_dead(body, [])

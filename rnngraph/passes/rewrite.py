@@ -106,6 +106,17 @@ def replace_uses(graph: Graph, old: Value, new: Value) -> None:
     graph.version += 1
 
 
+def replace_node(graph: Graph, old: Node, op, inputs: list, suffix: str) -> Node:
+    """A node computing `op` on `inputs` in place of `old` (same output types, name + suffix,
+    location and gradient mark), whose outputs every reader of old's now reads."""
+    new = graph.add_node(op, inputs, [v.type for v in old.outputs], f"{old.name}/{suffix}",
+                         old.location)
+    new.is_gradient = old.is_gradient
+    for was, now in zip(old.outputs, new.outputs):
+        replace_uses(graph, was, now)
+    return new
+
+
 def substitute(node: Node, mapping: dict) -> None:
     """Make `node` read mapping[v] instead of v (one node; passes call it in schedule order so a
     whole graph is rewritten in one sweep instead of one sweep per replaced value)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..ops.steps import PackRows, RowsMatMul, StepContract
-from .rewrite import replace_uses, toposort
+from .rewrite import replace_node, toposort
 
 
 def share_packs(graph: Graph) -> int:
@@ -46,10 +46,7 @@ def share_packs(graph: Graph) -> int:
             else:
                 new_op = RowsMatMul(packed=True)
                 inputs = [packed, node.inputs[1], rows, stack]   # (the stack for its shape)
-            new = graph.add_node(new_op, inputs, [v.type for v in node.outputs],
-                                 f"{node.name}/shared", node.location)
-            new.is_gradient = node.is_gradient
-            replace_uses(graph, node.outputs[0], new.outputs[0])
+            replace_node(graph, node, new_op, inputs, "shared")
         count += 1
     if count:
         toposort(graph)

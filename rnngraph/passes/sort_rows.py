@@ -19,7 +19,7 @@ from __future__ import annotations
 from ..ir.graph import Graph
 from ..ops.rows import PermuteRows
 from ..ops.steps import PackRows, RowsMatMul, StepContract
-from .rewrite import replace_uses, result_values, toposort, uses
+from .rewrite import replace_node, replace_uses, result_values, toposort, uses
 
 
 def fold_sort_into_products(graph: Graph) -> int:
@@ -78,12 +78,7 @@ def _gather_packs(graph: Graph) -> int:
             if make == "pack":   # a pack of s: the gathered pack is that
                 replace_uses(graph, reader.outputs[0], packed)
                 continue
-            new_op, inputs = make(x, packed)
-            new = graph.add_node(new_op, inputs, [v.type for v in reader.outputs],
-                                 f"{reader.name}/gathered", reader.location)
-            new.is_gradient = reader.is_gradient
-            for old, v in zip(reader.outputs, new.outputs):
-                replace_uses(graph, old, v)
+            replace_node(graph, reader, *make(x, packed), "gathered")
         count += 1
     if count:
         toposort(graph)
