@@ -1,4 +1,11 @@
+import os
+
 import pytest
+
+# Loops compile whole only where a test asks (Session(compile_loops=True): test_loop_jit.py).
+# Elsewhere each new loop body would take seconds to compile on a fresh machine (CI); the
+# compiled loops give the Python driver's bits, which test_loop_jit.py checks.
+os.environ.setdefault("RNNGRAPH_COMPILE_LOOPS", "0")
 
 
 def _cuda_available() -> bool:

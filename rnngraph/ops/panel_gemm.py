@@ -44,6 +44,7 @@ PARALLEL_FLOPS = 5e5   # below this (~5 us on one core) the caller does it all
 _F32 = np.dtype(np.float32)
 _STATE: dict = {}
 _LOCK = threading.Lock()
+_SPINNING: dict = {}   # thread ident -> the helper's ctl while the helper spins for its loop
 
 
 def pack(xp, w):
@@ -101,6 +102,27 @@ def matmul(a, panels, n: int, out=None):
         kernels.split(a, panels, out, n, helper.ctl)
     else:
         kernels.serial(a, panels, out, n)
+    return out
+
+
+def product(a, w, panels):
+    """a @ w for a loop step's PanelMatMul (w packed as `panels`): one call per product and
+    step, so only what picks the path is checked here (matmul checks the rest of an odd
+    layout); NumPy's matmul on w where our GEMM does not apply."""
+    if a.dtype != _F32 or panels.dtype != _F32 or a.ndim != 2:
+        return np.matmul(a, w)
+    m, k = a.shape
+    n = w.shape[1]
+    stride, unit = a.strides
+    if unit != 4 or stride < 0 or stride % 4 or not m or panels.shape[1] != k or \
+            panels.shape[0] * NR < n or not k or not n:
+        return matmul(a, panels, n)
+    out = np.empty((m, n), _F32)
+    ctl = _SPINNING.get(threading.get_ident()) if 2 * m * k * n >= PARALLEL_FLOPS else None
+    if ctl is None:
+        _drivers().serial(a, panels, out, n)
+    else:
+        _drivers().split(a, panels, out, n, ctl)
     return out
 
 
@@ -181,6 +203,7 @@ class _Helper:
             self.owner = me
             if self.depth == 1:
                 self.kernels.wake(self.ctl)
+                _SPINNING[me] = self.ctl
         return True
 
     def end(self):
@@ -188,6 +211,7 @@ class _Helper:
             self.depth = max(self.depth - 1, 0)
             if self.depth == 0:
                 self.ctl[self.kernels.RUN] = 0
+                _SPINNING.pop(self.owner, None)
                 self.owner = None
 
 

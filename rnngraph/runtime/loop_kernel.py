@@ -29,6 +29,7 @@ from ..ops.panel_gemm import in_loop
 from ..ops.panels import PanelMatMul
 from ..ops.steps import StepRows
 from .buffer_pool import BufferPool
+from . import loop_jit
 from .loop_driver import step_driver
 from .program import Program
 from .residuals import OffloadWriter, RecomputedStack, Replayer, SavedStack
@@ -80,18 +81,25 @@ def compile_loop(op, node, program):
             [res_at + i in rows_only for i in keep_res]
     sizes = (len(results["carried"]), len(body.params.get("invariant", [])),
              len(body.params.get("sequence", [])))
-    driver = step_driver(all_prog, *sizes)   # the steps after the first, generated
-    active_drivers: dict = {}
+    drivers: dict = {}
+    runs = [0]   # plain runs so far: a loop compiles whole once it is hot (loop_jit.JIT_AFTER)
+    jit = ctx.options.get("compile_loops", True) and loop_jit.available(xp)
 
-    def active_driver(packed: tuple, seq_packed: tuple):
-        """The generated steps for a loop with active rows; `packed` flags the stacks that go
+    def driver_for(active, packed: tuple, seq_packed: tuple):
+        """The steps after the first: generated Python, or the loop compiled whole once it
+        has run loop_jit.JIT_AFTER times. With active rows, `packed` flags the stacks that go
         packed this run (ActiveRows.new_stack), `seq_packed` the sequences read packed."""
-        key = (packed, seq_packed)
-        if key not in active_drivers:
-            active_drivers[key] = step_driver(
-                all_prog, *sizes, rows=(rows_layout.sequence, rows_out + rows_res, unzeroed,
-                                        packed, seq_packed))
-        return active_drivers[key]
+        rows = None if active is None else (rows_layout.sequence, rows_out + rows_res,
+                                             unzeroed, packed, seq_packed)
+        key = (rows is not None, packed, seq_packed)
+        if key not in drivers:
+            drivers[key] = step_driver(all_prog, *sizes, rows=rows)
+        compiled = ("jit",) + key
+        if jit and runs[0] > loop_jit.JIT_AFTER and compiled not in drivers:
+            drivers[compiled] = loop_jit.jit_driver(
+                all_prog, *sizes, rows, rows_layout.carried if rows is not None else None,
+                drivers[key])
+        return drivers.get(compiled) or drivers[key]
 
     def new_stack(shape, dtype, what, zero_from=None):
         if not tracked:
@@ -160,8 +168,9 @@ def compile_loop(op, node, program):
         t_iter = range(n - 1, -1, -1) if (reverse and n is not None) else (
             range(n) if n is not None else _count())
         if not lists and lp is None and not tracked and cond_prog is None:
+            runs[0] += 1
             carried, stacks, steps = _plain_steps(
-                step_prog.run, (lambda *_: driver) if active is None else active_driver, t_iter,
+                step_prog.run, lambda *flags: driver_for(active, *flags), t_iter,
                 carried,
                 invariants, seqs, k, active, pool,
                 [length if length is not None else n] * n_keep_out + [n] * len(keep_res),
@@ -272,6 +281,7 @@ def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, act
     (loop_driver.py) that `driver_for(packed stack flags, packed sequence flags)` gives."""
     stacks = None
     steps = 0
+    t_range = t_iter
     t_iter = iter(t_iter)
     for t in t_iter:
         if active is None:
@@ -309,7 +319,8 @@ def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, act
         seq_packed = tuple(active is not None and active.reads_packed(s) for s in seqs)
         driver = driver_for(packed, seq_packed)
         if driver is not None:  # stacks exist: the rest is generated code
-            carried, steps = driver(t_iter, carried, invariants,
+            rest = t_range[steps:] if isinstance(t_range, range) else t_iter
+            carried, steps = driver(rest, carried, invariants,
                                     [s.packed if p else s for s, p in zip(seqs, seq_packed)],
                                     [st.packed if p else st for st, p in zip(stacks, packed)],
                                     steps, active)
@@ -350,6 +361,7 @@ class ActiveRows:
         self.rows = loop_rows.active_width(rows, self.batch, align).tolist()   # (ints, at most
         # the batch: the driver reads one per step)
         self.exact = align == 1   # (widths are the counts: the layout pack_rows reads)
+        self._arrays = None       # (widths, offsets) as arrays: arrays()
         self.starts = None        # packed stacks' step offsets (_offsets)
         self.width = self.batch                 # rows the carried values hold now
         self.initial = list(carried)
@@ -362,9 +374,7 @@ class ActiveRows:
         if k == width:
             return carried
         for i in self.batched:
-            parked = self.parked[i]
-            if parked is None:
-                parked = self.parked[i] = self.xp.array(self.initial[i], copy=True)
+            parked = self.park(i)
             c = carried[i]
             if k < width:  # rows k..width finish: keep their values
                 parked[k:width] = c[k:width]
@@ -374,6 +384,19 @@ class ActiveRows:
                 carried[i] = parked[:k]
         self.width = k
         return carried
+
+    def arrays(self) -> tuple:
+        """(widths, step offsets) as int64 arrays, for a loop compiled whole (loop_jit.py)."""
+        if self._arrays is None:
+            self._arrays = (np.asarray(self.rows, np.int64),
+                            np.asarray(self._offsets(), np.int64))
+        return self._arrays
+
+    def park(self, i: int):
+        """The full-width buffer batched carried value i's inactive rows wait in."""
+        if self.parked[i] is None:
+            self.parked[i] = self.xp.array(self.initial[i], copy=True)
+        return self.parked[i]
 
     observe = None   # tests set a callable(t, rows) called at every step
     zero_all = True  # False: stacks marked rows-only keep whatever their finished rows held

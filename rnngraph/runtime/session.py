@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
 
 import numpy as np
@@ -57,11 +58,16 @@ class Session:
         raise NumericsError naming the first node that produced NaN or Inf and the line that
         built it. A debugging aid: it costs a pass over every tensor, and turns fusion off so
         errors name the original op.
+      compile_loops: compile a hot loop whole (its steps and their kernels as one numba
+        function, once the loop has run a few times; runtime/loop_jit.py). Same results to the
+        bit. Compiling takes a few seconds the first time a loop body is seen on a machine
+        (numba then caches it on disk). None (the default) means yes unless the environment
+        sets RNNGRAPH_COMPILE_LOOPS=0; False keeps every loop in the Python driver.
     """
 
     def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, passes=True,
                  memory_budget: int | None = None, memory_strategy: str = "auto",
-                 check_numerics: bool = False):
+                 check_numerics: bool = False, compile_loops: bool | None = None):
         self.graph = (graph or get_default_graph()).root
         enabled_passes(passes)  # reject unknown pass names now, not at the first run
         if check_numerics and passes:
@@ -73,7 +79,11 @@ class Session:
             passes["pack_weights"] = False
         self.passes = passes
         self.variables = VariableStore(self.graph, self.device, seed)
-        self.options = {"check_numerics": bool(check_numerics)}
+        if compile_loops is None:
+            compile_loops = os.environ.get("RNNGRAPH_COMPILE_LOOPS", "1") != "0"
+        # (compiled loops skip the per-value checks check_numerics makes)
+        self.options = {"check_numerics": bool(check_numerics),
+                        "compile_loops": bool(compile_loops) and not check_numerics}
         self.memory_budget = planning.check_budget(memory_budget)
         self.memory_strategy = planning.check_strategy(memory_strategy)
         self.last_run_report = None

@@ -1,0 +1,273 @@
+"""A loop compiled whole: its steps, and the body's kernels in each, as one numba function.
+
+The generated Python driver (loop_driver.py) still pays Python for every kernel call of every
+step: a wrapper, argument checks and numba's dispatch, ~2-5 us a call, the same on one active
+row as on 64. Padded batches have many such short steps. Here the same steps run inside one
+compiled function: the loop over t, the active rows' bookkeeping (ActiveRows.at_step), the
+body's products and fused kernels, plain elementwise sums and products, concats, and the
+writes into the stacks. Products and fused kernels are called by address (panel_kernels.
+product_c, a fused module's fused_block), the same machine code the wrappers run, so every
+bit is the Python driver's, and the loop compiles in ~2-3 s instead of the ~10 s it took to
+compile those kernels into it again.
+
+Compiling takes a second or more, so a loop kernel compiles once it has run JIT_AFTER times
+(hot loops: training, serving, a benchmark); numba keeps the machine code on disk. A body
+with any other kind of node, or a value that is not a float32 or bool array, keeps the Python
+driver. A fused kernel that declines its arrays (a shape mismatch) hands the loop back to the
+Python driver at the start of that step, which reports the error as usual.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+
+from ..ops.elementwise import Add, Mul, Sub
+from ..ops.panels import PanelMatMul
+from ..ops.reduce import AddN
+from ..ops.shape import Concat
+from ..ops.sources import Constant
+from .program import Program
+
+JIT_AFTER = 2   # runs of a loop kernel in the Python driver before its loop is compiled
+_SYMBOL = {Add: "+", Sub: "-", Mul: "*"}
+_F32, _BOOL = np.dtype(np.float32), np.dtype(np.bool_)
+
+
+def available(xp) -> bool:
+    """NumPy arrays, and our compiled products (numba, AVX2): what every compiled loop calls."""
+    from ..ops import panel_gemm
+    return xp is np and panel_gemm.available()
+
+
+def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, fallback):
+    """steps(t_iter, carried, invariants, seqs, stacks, steps, active) as loop_driver's
+    step_driver makes them, compiled; None when the body has a node compiled code cannot run.
+    `rows` as step_driver takes it, `carried_rows` flags the batched carried values, and
+    `fallback` (the Python driver of the same loop) takes over where compiled code declines."""
+    if prog.tracked or fallback is None or k == 0:
+        return None
+    source, extras = _source(prog, k, n_inv, n_seq, rows, carried_rows)
+    if source is None:
+        return None
+    from numba.core.errors import NumbaError   # (numba is optional: imported here)
+
+    from ..ops.fused_numba import _load
+    from ..ops.panel_gemm import _SPINNING
+    loop = _load(source).loop
+    consts, block_sizes, fns = extras["consts"], extras["blocks"], extras["fns"]
+    batched = [i for i, b in enumerate(carried_rows or ()) if b]
+    broken: list = []   # numba could not compile this loop: the Python driver runs it
+
+    def steps(t_iter, carried, invariants, seqs, stacks, steps, active=None):
+        if broken or not isinstance(t_iter, range) or \
+                (active is not None and active.observe is not None):
+            return fallback(t_iter, carried, invariants, seqs, stacks, steps, active)
+        # (each run its own: another thread may run this loop at the same time)
+        blocks = tuple(np.zeros(size, np.int64) for size in block_sizes)
+        ctl = _SPINNING.get(threading.get_ident())
+        if active is None:
+            counts = starts = parked = ()
+            width = batch = 0
+            zero_all = True
+        else:
+            counts, starts = active.arrays()
+            width, batch, zero_all = active.width, active.batch, bool(active.zero_all)
+            parked = tuple(active.park(i) for i in batched)
+        try:
+            status, t, steps_now, width, carried_now = loop(
+                t_iter.start, t_iter.stop, t_iter.step, steps, width, batch, zero_all, counts,
+                starts, 0 if ctl is None else ctl.ctypes.data, tuple(carried),
+                tuple(invariants), tuple(seqs), tuple(stacks), parked, consts, blocks, fns)
+        except NumbaError as exc:   # (raised compiling, before any step ran)
+            broken.append(exc)
+            warnings.warn(f"rnngraph: a loop could not be compiled whole and runs in Python "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0]})",
+                          RuntimeWarning, stacklevel=2)
+            return fallback(t_iter, carried, invariants, seqs, stacks, steps, active)
+        steps, carried = steps_now, carried_now
+        if active is not None:
+            active.width = width
+        if status:   # a kernel declined at step t: the Python driver runs it, and the rest
+            return fallback(range(t, t_iter.stop, t_iter.step), list(carried), invariants,
+                            seqs, stacks, steps, active)
+        return list(carried), steps
+
+    steps.compiled = True
+    return steps
+
+
+def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
+    """The loop function's source and what it needs beside it, or (None, None)."""
+    ins, outs = prog.input_slots, prog.output_slots
+    t_slot = ins[0]
+    carried_in = ins[1:1 + k]
+    inv_in = ins[1 + k:1 + k + n_inv]
+    seq_in = ins[1 + k + n_inv:1 + k + n_inv + n_seq]
+    carried_out, values = outs[:k], outs[k:]
+    typed = {}
+    for node in prog.nodes:
+        for v in list(node.inputs) + list(node.outputs):
+            typed[prog.slot.get(v)] = v
+    if any(v.dtype not in (_F32, _BOOL) for s, v in typed.items()
+           if s is not None and s != t_slot):
+        return None, None
+    active = rows is not None
+    seq_rows, value_rows, unzeroed, packed, seq_packed = rows if active else \
+        ([False] * n_seq, [False] * len(values), [False] * len(values), [False] * len(values),
+         [False] * n_seq)
+
+    def row(j):
+        if packed[j]:
+            return f"st{j}[at:at + width]"
+        return f"st{j}[t, :width]" if value_rows[j] else f"st{j}[t]"
+
+    from ..ops import panel_kernels
+    body, header, consts, blocks = [], [], [], []
+    fns = [panel_kernels.product_c.address, panel_kernels.halves_c.address]
+    written: set = set()
+    ind = "        "
+    fail = f"return 1, t, steps, width, ({_names(carried_in)})"
+    for i, (kernel, args, out, _, node) in enumerate(prog._plan):
+        op = node.op
+        a = [f"s{x}" for x in args]
+        if isinstance(op, PanelMatMul):
+            n = node.inputs[1].shape[1]
+            if n is None or node.inputs[0].type.rank != 2:
+                return None, None
+            body += [f"{ind}ok, s{out} = product({a[0]}, {a[2]}, {n}, ctl_at, fns[0])",
+                     f"{ind}if not ok:", f"{ind}    {fail}"]
+        elif type(op) in _SYMBOL or isinstance(op, AddN):
+            types = {str(v.type) for v in node.inputs}
+            if len(types) != 1 or any(v.node.op.name == "constant" for v in node.inputs):
+                return None, None   # (broadcasts: NumPy checks what may broadcast)
+            body += [f"{ind}if {' or '.join(f'{x}.shape != {a[0]}.shape' for x in a[1:])}:",
+                     f"{ind}    {fail}"]
+            sym = "+" if isinstance(op, AddN) else _SYMBOL[type(op)]
+            body.append(f"{ind}s{out} = {f' {sym} '.join(a)}")
+        elif isinstance(op, Concat):
+            if any(v.type.rank != 2 for v in node.inputs) or op.axis % 2 != 1:
+                return None, None
+            body += [f"{ind}if {' or '.join(f'{x}.shape[0] != {a[0]}.shape[0]' for x in a[1:])}:",
+                     f"{ind}    {fail}",
+                     f"{ind}s{out} = np.concatenate(({', '.join(a)},), axis=1)"]
+        elif isinstance(op, Constant):
+            value = np.asarray(op.value)
+            if value.size != 1 or value.dtype != _F32:
+                return None, None
+            header.append(f"    s{out} = consts[{len(consts)}]")
+            consts.append(value.reshape(1).copy())   # (as the wrapper passes it: 1-d)
+        elif getattr(kernel, "compiled", None) is not None:
+            form = kernel.compiled
+            if any(v.type.rank == 0 and v.node.op.name != "constant" for v in node.inputs):
+                return None, None
+            b = len(blocks)
+            blocks.append(np.zeros(3 * (len(form.widths) + len(form.ranks)), np.int64))
+            fns += list(form.addresses)
+            check, rows_fn = len(fns) - 2, len(fns) - 1
+            body.append(f"{ind}rows, cols = {form.size.format(a[form.shape_from])}")
+            arrays = []
+            for p, (slot, w) in enumerate(zip(out, form.widths)):
+                j = next((j for j, x in enumerate(values) if x == slot and j not in written),
+                         None)
+                if j is not None:
+                    written.add(j)   # computed straight into its stack row
+                body.append(f"{ind}o{p} = " + (row(j) if j is not None else
+                                                f"np.empty((rows, {w} * cols), f32)"))
+                arrays.append((f"o{p}", 2))
+            for q, (x, rank) in enumerate(zip(a, form.ranks)):
+                body.append(f"{ind}i{q} = np.ascontiguousarray({x})")
+                arrays.append((f"i{q}", rank))
+            body.append(f"{ind}blk = blocks[{b}]")
+            for j, (name, rank) in enumerate(arrays):
+                body.append(f"{ind}blk[{3 * j}] = {name}.ctypes.data")
+                body += [f"{ind}blk[{3 * j + 1 + d}] = {name}.shape[{d}]" for d in range(rank)]
+                if rank == 0:
+                    body.append(f"{ind}blk[{3 * j + 1}] = 1")
+            body += [f"{ind}if call_i64_3(fns[{check}], blk.ctypes.data, 0, 0) == 0:",
+                     f"{ind}    {fail}",
+                     f"{ind}if ctl_at != 0 and rows * cols >= SPLIT_MIN:",
+                     f"{ind}    call_void4(fns[1], ctl_at, fns[{rows_fn}], blk.ctypes.data, rows)",
+                     f"{ind}else:",
+                     f"{ind}    call_i64_3(fns[{check}], blk.ctypes.data, 0, rows)"]
+            body += [f"{ind}s{slot} = o{p}" for p, slot in enumerate(out)]
+        else:
+            return None, None
+    read = {x for _, args, _, _, _ in prog._plan for x in args} | set(outs)
+    lines = ["import numpy as np",
+             "from numba import njit",
+             "from rnngraph.ops.panel_gemm import NR, PARALLEL_FLOPS",
+             "from rnngraph.ops.panel_kernels import call_i64_3, call_void4, call_void9",
+             "from rnngraph.ops.fused_numba import SPLIT_MIN",
+             "f32 = np.float32",
+             "",
+             "",
+             "@njit(nogil=True, cache=False)",
+             "def product(x, bp, n, ctl_at, fn):",
+             "    a = np.ascontiguousarray(x)",
+             "    m, k = a.shape",
+             "    if bp.shape[1] != k or bp.shape[0] * NR < n:",
+             "        return False, np.empty((0, n), f32)",
+             "    out = np.empty((m, n), f32)",
+             "    if m and k:",
+             "        call_void9(fn, a.ctypes.data, k, m, k, bp.ctypes.data, out.ctypes.data, n, n,",
+             "                   ctl_at if 2.0 * m * k * n >= PARALLEL_FLOPS else 0)",
+             "    elif m:",
+             "        out[:] = 0",
+             "    return True, out",
+             "",
+             "",
+             "@njit(nogil=True, cache=False)",
+             "def loop(start, stop, step, steps, width, batch, zero_all, counts, starts, ctl_at, "
+             "carried, invariants, seqs, stacks, parked, consts, blocks, fns):"]
+    if k:
+        lines.append(f"    {_names(carried_in)}= carried")
+    if n_inv:
+        lines.append(f"    {_names(inv_in)}= invariants")
+    if n_seq:
+        lines.append(f"    {''.join(f'q{j}, ' for j in range(n_seq))}= seqs")
+    if values:
+        lines.append(f"    {''.join(f'st{j}, ' for j in range(len(values)))}= stacks")
+    flags = [i for i, b in enumerate(carried_rows or ()) if b] if active else []
+    if flags:
+        lines.append(f"    {''.join(f'p{i}, ' for i in flags)}= parked")
+    lines += header
+    lines.append("    for t in range(start, stop, step):")
+    if active:
+        lines += [f"{ind}n_rows = counts[t]",
+                  f"{ind}if n_rows != width:   # rows finish (or join, going backwards)",
+                  f"{ind}    if n_rows < width:"]
+        lines += [f"{ind}        p{i}[n_rows:width] = s{carried_in[i]}[n_rows:width]\n"
+                  f"{ind}        s{carried_in[i]} = s{carried_in[i]}[:n_rows]" for i in flags]
+        lines.append(f"{ind}    else:")
+        lines += [f"{ind}        p{i}[:width] = s{carried_in[i]}\n"
+                  f"{ind}        s{carried_in[i]} = p{i}[:n_rows]" for i in flags]
+        lines.append(f"{ind}    width = n_rows")
+        if any(packed) or any(seq_packed):
+            lines.append(f"{ind}at = starts[t]")
+    if t_slot in read:
+        lines.append(f"{ind}s{t_slot} = np.int32(t)")
+    lines += [f"{ind}s{a} = q{j}[at:at + width]" if seq_packed[j] else
+              f"{ind}s{a} = q{j}[t][:width]" if seq_rows[j] else f"{ind}s{a} = q{j}[t]"
+              for j, a in enumerate(seq_in)]
+    lines += body
+    lines += [f"{ind}{row(j)} = s{a}" for j, a in enumerate(values) if j not in written]
+    zeroed = [j for j in range(len(values)) if value_rows[j] and not unzeroed[j]]
+    lazy = [j for j in range(len(values)) if value_rows[j] and unzeroed[j] and not packed[j]]
+    if zeroed or lazy:
+        lines.append(f"{ind}if width < batch:")
+        lines += [f"{ind}    st{j}[t, width:] = 0" for j in zeroed]
+    if lazy:
+        lines.append(f"{ind}    if zero_all:")
+        lines += [f"{ind}        st{j}[t, width:] = 0" for j in lazy]
+    lines.append(f"{ind}{_names(carried_in)}= {_names(carried_out)}")
+    lines.append(f"{ind}steps += 1")
+    lines.append(f"    return 0, stop, steps, width, ({_names(carried_in)})")
+    extras = {"consts": tuple(consts) or (np.zeros(1, _F32),),
+              "blocks": [b.size for b in blocks] or [1], "fns": tuple(fns)}
+    return "\n".join(lines) + "\n", extras
+
+
+def _names(slots) -> str:
+    return "".join(f"s{a}, " for a in slots)
