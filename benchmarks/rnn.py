@@ -41,7 +41,11 @@ def interleaved_medians(fns, repeats: int) -> list:
 
     Before each timed call: a pause, so the previous candidate's idle BLAS/OpenMP threads stop
     spinning (they busy-wait for a while after each call and would steal the next one's cores),
-    then one untimed call to warm caches and thread pools."""
+    then one untimed call to warm caches and thread pools. Before the first round, a few
+    untimed calls each: rnngraph compiles a loop whole once it has run twice (loop_jit.py)."""
+    for fn in fns:
+        for _ in range(3):
+            fn()
     times: list = [[] for _ in fns]
     for _ in range(repeats):
         for ts, fn in zip(times, fns):

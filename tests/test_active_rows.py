@@ -191,6 +191,35 @@ def test_rows_nobody_reads_may_hold_garbage_but_check_numerics_sees_zeros(kind, 
                 np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "basic"])
+def test_an_output_read_for_its_shape_only_is_not_zeroed(kind, monkeypatch):
+    """Gradients of sum(outputs) fetched alone: the forward output stack is read by the
+    weight gradient (its active rows, one step back) and for its shape (the sum's gradient,
+    through a transpose). Its finished rows are then never read: the loop leaves them as they
+    are (NaN here) but keeps the stack whole, and the gradients equal the unshrunk run's."""
+    _nan_filled_buffers(monkeypatch)
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float64, [None, 6, D])
+        seq = rg.placeholder(rg.int32, [None])
+        out, _ = rg.nn.dynamic_rnn(CELLS[kind](), X, sequence_length=seq, dtype=rg.float64)
+        grads = rg.gradients(rg.reduce_sum(out), [X] + rg.global_variables())
+    f = {X: np.random.default_rng(0).standard_normal((4, 6, D)),
+         seq: np.array([6, 2, 0, 4], np.int32)}
+    sess = rg.Session(g, seed=1)
+    forward = [n for n in sess.compile(grads, [X, seq]).graph.nodes
+               if n.op.name == "loop" and not n.op.reverse][0]
+    stacked = forward.op.out_ports().offset("output")
+    assert stacked in forward.op._unzeroed and stacked not in forward.op._rows_only
+    want = rg.Session(g, seed=1, passes={"shrink_batch": False}).run(grads, f)
+    for _ in range(2):
+        for g1, g2 in zip(sess.run(grads, f), want):
+            np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-12)
+    # fetched, the output is zeroed past each row's length as always
+    got = sess.run(out, f)
+    assert not got[1, 2:].any() and not got[2].any() and not got[3, 4:].any()
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_float32_loops_with_our_products_run_exactly_the_active_rows(kind, monkeypatch):
     """With our own per-step GEMM (float32 on the CPU) a step runs on its active rows, not

@@ -22,13 +22,11 @@ def compiled(monkeypatch):
     counts = {"built": 0, "declined": 0, "runs": 0, "handed_back": 0}
     original = loop_jit.jit_driver
 
-    def spy(*args):
-        python = args[-1]
-
+    def spy(prog, k, n_inv, n_seq, rows, carried_rows, python, node=None):
         def handed_back(*a):
             counts["handed_back"] += 1
             return python(*a)
-        drive = original(*args[:-1], handed_back)
+        drive = original(prog, k, n_inv, n_seq, rows, carried_rows, handed_back, node)
         counts["built" if drive is not None else "declined"] += 1
         if drive is None:
             return None

@@ -9,7 +9,10 @@ does it). Switched off, every step runs on the whole batch.
 A shrunk loop zeroes the finished rows of its stacks every step, for readers that take whole
 stacks. It skips that for stacks whose every reader takes each step's active rows only: the
 gradient loop (shrunk, with the same row counts) reading a saved tensor, and the products moved
-out of the loops that pack or sum the active rows (padded S1 LSTM: ~4 ms of zeroing a run).
+out of the loops that pack or sum the active rows (padded S1 LSTM: ~4 ms of zeroing a run);
+such stacks may also be written packed (`_rows_only`). A stack some reader reads for its shape
+only (through transposes: the shape of a sum's gradient) is not zeroed either, but stays a
+whole array (`_unzeroed`).
 Likewise an input projection computed before the loop (rows_matmul) that only shrunk loops
 read zeroes only the rows they read past the active ones.
 """
@@ -56,6 +59,23 @@ def _mark_rows_only_stacks(graph: Graph) -> None:
         op._rows_only = frozenset(
             i for i in indices if node.outputs[i] not in results and readers.get(node.outputs[i])
             and all(_reads_active_rows(r, node.outputs[i], rows) for r in readers[node.outputs[i]]))
+        op._unzeroed = op._rows_only | frozenset(
+            i for i in indices if node.outputs[i] not in results and readers.get(node.outputs[i])
+            and all(_reads_active_rows(r, node.outputs[i], rows) or
+                    _reads_shape(r, node.outputs[i], readers, results)
+                    for r in readers[node.outputs[i]]))
+
+
+def _reads_shape(reader, v, readers, results) -> bool:
+    """Does `reader` read v only for its shape (Op.shape_inputs), itself or through transposes
+    read that way?"""
+    at = [i for i, u in enumerate(reader.inputs) if u is v]
+    if at and all(i in getattr(reader.op, "shape_inputs", ()) for i in at):
+        return True
+    out = reader.outputs[0] if len(reader.outputs) == 1 else None
+    return reader.op.name == "transpose" and out is not None and out not in results and \
+        bool(readers.get(out)) and all(_reads_shape(r, out, readers, results)
+                                       for r in readers[out])
 
 
 def _reads_active_rows(reader, v, rows) -> bool:

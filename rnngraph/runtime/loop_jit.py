@@ -18,6 +18,7 @@ Python driver at the start of that step, which reports the error as usual.
 """
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 
@@ -35,20 +36,33 @@ _SYMBOL = {Add: "+", Sub: "-", Mul: "*"}
 _F32, _BOOL = np.dtype(np.float32), np.dtype(np.bool_)
 
 
+def wanted(options: dict) -> bool:
+    """Session(compile_loops=...), else the environment: RNNGRAPH_COMPILE_LOOPS=0 says no."""
+    if "compile_loops" in options:
+        return bool(options["compile_loops"])
+    return os.environ.get("RNNGRAPH_COMPILE_LOOPS", "1") != "0"
+
+
 def available(xp) -> bool:
     """NumPy arrays, and our compiled products (numba, AVX2): what every compiled loop calls."""
     from ..ops import panel_gemm
     return xp is np and panel_gemm.available()
 
 
-def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, fallback):
+def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, fallback,
+               node=None):
     """steps(t_iter, carried, invariants, seqs, stacks, steps, active) as loop_driver's
     step_driver makes them, compiled; None when the body has a node compiled code cannot run.
     `rows` as step_driver takes it, `carried_rows` flags the batched carried values, and
-    `fallback` (the Python driver of the same loop) takes over where compiled code declines."""
+    `fallback` (the Python driver of the same loop `node`) takes over where compiled code
+    declines."""
     if prog.tracked or fallback is None or k == 0:
         return None
-    source, extras = _source(prog, k, n_inv, n_seq, rows, carried_rows)
+    try:
+        source, extras = _source(prog, k, n_inv, n_seq, rows, carried_rows)
+    except Exception as exc:   # noqa: BLE001 - a body we did not foresee: Python runs it
+        _warn(node, exc)
+        return None
     if source is None:
         return None
     from numba.core.errors import NumbaError   # (numba is optional: imported here)
@@ -82,9 +96,7 @@ def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows
                 tuple(invariants), tuple(seqs), tuple(stacks), parked, consts, blocks, fns)
         except NumbaError as exc:   # (raised compiling, before any step ran)
             broken.append(exc)
-            warnings.warn(f"rnngraph: a loop could not be compiled whole and runs in Python "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0]})",
-                          RuntimeWarning, stacklevel=2)
+            _warn(node, exc)
             return fallback(t_iter, carried, invariants, seqs, stacks, steps, active)
         steps, carried = steps_now, carried_now
         if active is not None:
@@ -195,11 +207,15 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
         else:
             return None, None
     read = {x for _, args, _, _, _ in prog._plan for x in args} | set(outs)
+    from ..ops import fused_numba, panel_gemm
+    # constants as literals: numba freezes globals into its cached code, so a new value must
+    # make a new source (and the entry points' code is named by its file's digest)
     lines = ["import numpy as np",
              "from numba import njit",
-             "from rnngraph.ops.panel_gemm import NR, PARALLEL_FLOPS",
              "from rnngraph.ops.panel_kernels import call_i64_3, call_void4, call_void9",
-             "from rnngraph.ops.fused_numba import SPLIT_MIN",
+             f"# panel_kernels {fused_numba._kernels_digest()}",
+             f"NR, PARALLEL_FLOPS = {panel_gemm.NR}, {float(panel_gemm.PARALLEL_FLOPS)!r}",
+             f"SPLIT_MIN = {fused_numba.SPLIT_MIN}",
              "f32 = np.float32",
              "",
              "",
@@ -267,6 +283,13 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
     extras = {"consts": tuple(consts) or (np.zeros(1, _F32),),
               "blocks": [b.size for b in blocks] or [1], "fns": tuple(fns)}
     return "\n".join(lines) + "\n", extras
+
+
+def _warn(node, exc) -> None:
+    what = node.describe() if node is not None else "a loop"
+    first = (str(exc).splitlines() or [""])[0]
+    warnings.warn(f"rnngraph: {what} could not be compiled whole and runs in Python "
+                  f"({type(exc).__name__}: {first})", RuntimeWarning, stacklevel=3)
 
 
 def _names(slots) -> str:

@@ -1,6 +1,6 @@
 """Run a loop node: its body compiled once into Programs, then a Python loop over steps (for
 untracked runs without a plan: the first step here, the rest in a generated driver, see
-loop_driver.py).
+loop_driver.py, or, once the loop has run a few times, compiled whole: loop_jit.py).
 
 Where each saved residual lives comes from the memory plan (`ctx.plan`, read once per run; see
 memory/plan.py): kept in a device stack, copied row by row to a host stack (OffloadWriter), or
@@ -76,14 +76,17 @@ def compile_loop(op, node, program):
         rows_res = [rows_layout.residual[i] for i in keep_res]
         # stacks whose finished rows no reader looks at (the shrink_batch pass found them)
         rows_only = getattr(op, "_rows_only", frozenset())
+        not_zeroed = getattr(op, "_unzeroed", rows_only)   # (also read for their shape)
         out_at, res_at = op.out_ports().offset("output"), op.out_ports().offset("residual")
-        unzeroed = [out_at + i in rows_only for i in keep_out] + \
+        unzeroed = [out_at + i in not_zeroed for i in keep_out] + \
+            [res_at + i in not_zeroed for i in keep_res]
+        packable = [out_at + i in rows_only for i in keep_out] + \
             [res_at + i in rows_only for i in keep_res]
     sizes = (len(results["carried"]), len(body.params.get("invariant", [])),
              len(body.params.get("sequence", [])))
     drivers: dict = {}
     runs = [0]   # plain runs so far: a loop compiles whole once it is hot (loop_jit.JIT_AFTER)
-    jit = ctx.options.get("compile_loops", True) and loop_jit.available(xp)
+    jit = loop_jit.wanted(ctx.options) and loop_jit.available(xp)
 
     def driver_for(active, packed: tuple, seq_packed: tuple):
         """The steps after the first: generated Python, or the loop compiled whole once it
@@ -98,7 +101,7 @@ def compile_loop(op, node, program):
         if jit and runs[0] > loop_jit.JIT_AFTER and compiled not in drivers:
             drivers[compiled] = loop_jit.jit_driver(
                 all_prog, *sizes, rows, rows_layout.carried if rows is not None else None,
-                drivers[key])
+                drivers[key], node)
         return drivers.get(compiled) or drivers[key]
 
     def new_stack(shape, dtype, what, zero_from=None):
@@ -175,7 +178,8 @@ def compile_loop(op, node, program):
                 invariants, seqs, k, active, pool,
                 [length if length is not None else n] * n_keep_out + [n] * len(keep_res),
                 rows_out + rows_res if active is not None else None, n,
-                unzeroed if active is not None else None)
+                unzeroed if active is not None else None,
+                packable if active is not None else None)
             if stacks is not None:
                 stacks_out, stacks_res = stacks[:n_keep_out], stacks[n_keep_out:]
             t_iter = ()    # done: the general loop below has nothing left to run
@@ -273,7 +277,7 @@ def compile_loop(op, node, program):
 
 
 def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, active, pool,
-                 lengths, batched, n, unzeroed=None):
+                 lengths, batched, n, unzeroed=None, packable=None):
     """The loop without memory plans, byte accounting or a condition: run every step, write
     each per-step value into its stack (allocated at the first step, zero past the steps run
     and, with active rows, past each step's rows, or packed: ActiveRows.new_stack). Returns
@@ -296,9 +300,9 @@ def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, act
                 stacks = [pool.get(j, (m,) + v.shape, v.dtype, n if m > n else None)
                           for j, (m, v) in enumerate(zip(lengths, values))]
             else:
-                stacks = [active.new_stack(pool, j, m, v, b, n, lazy)
-                          for j, (m, v, b, lazy) in enumerate(zip(lengths, values, batched,
-                                                                  unzeroed))]
+                stacks = [active.new_stack(pool, j, m, v, b, n, pack)
+                          for j, (m, v, b, pack) in enumerate(zip(lengths, values, batched,
+                                                                  packable))]
         if active is None:
             for st, v in zip(stacks, values):
                 st[t] = v

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import threading
 
 import numpy as np
@@ -79,11 +78,10 @@ class Session:
             passes["pack_weights"] = False
         self.passes = passes
         self.variables = VariableStore(self.graph, self.device, seed)
-        if compile_loops is None:
-            compile_loops = os.environ.get("RNNGRAPH_COMPILE_LOOPS", "1") != "0"
-        # (compiled loops skip the per-value checks check_numerics makes)
-        self.options = {"check_numerics": bool(check_numerics),
-                        "compile_loops": bool(compile_loops) and not check_numerics}
+        self.options = {"check_numerics": bool(check_numerics)}
+        if compile_loops is not None or check_numerics:   # (else: loop_jit.wanted reads the
+            # environment; compiled loops skip the per-value checks check_numerics makes)
+            self.options["compile_loops"] = bool(compile_loops) and not check_numerics
         self.memory_budget = planning.check_budget(memory_budget)
         self.memory_strategy = planning.check_strategy(memory_strategy)
         self.last_run_report = None
