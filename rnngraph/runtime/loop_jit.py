@@ -105,8 +105,6 @@ def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows
             return fallback(range(t, t_iter.stop, t_iter.step), list(carried), invariants,
                             seqs, stacks, steps, active)
         return list(carried), steps
-
-    steps.compiled = True
     return steps
 
 
