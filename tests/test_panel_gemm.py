@@ -123,9 +123,9 @@ def test_the_helper_sleeps_outside_loops_and_nests():
     helper = panel_gemm._STATE["helper"]
     assert panel_gemm.loop_begin()
     panel_gemm.loop_end()
-    assert panel_gemm.ours(helper)
+    assert panel_gemm.spinning() is helper.ctl
     panel_gemm.loop_end()
-    assert not panel_gemm.ours(helper) and helper.depth == 0 and helper.owner is None
+    assert panel_gemm.spinning() is None and helper.depth == 0 and helper.owner is None
     assert helper.thread.daemon and helper.thread.is_alive()
 
 

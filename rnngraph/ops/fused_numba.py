@@ -285,9 +285,9 @@ def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple,
     ins = ", ".join(f"c(a{i})" for i in range(n_in))
     lines = [f"def run({params}):", f"    {size}", f"    out = ({outs},)"]
     if split is not None:   # a loop's helper thread is spinning: it takes half the rows
-        lines += ["    helper = state.get('helper')",
-                  "    if rows * cols >= SPLIT_MIN and ours(helper):",
-                  f"        if split(out, {ins}, helper.ctl, block, fn):",
+        lines += ["    ctl = spinning() if rows * cols >= SPLIT_MIN else None",
+                  "    if ctl is not None:",
+                  f"        if split(out, {ins}, ctl, block, fn):",
                   "            return out",
                   f"    elif kernel(out, {ins}, 0, -1):",
                   "        return out"]
@@ -303,8 +303,7 @@ def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple,
                  "c": np.ascontiguousarray, "SPLIT_MIN": SPLIT_MIN}
     if split is not None:
         from . import panel_gemm
-        namespace.update(split=split[0], fn=split[1], state=panel_gemm._STATE,
-                         ours=panel_gemm.ours,
+        namespace.update(split=split[0], fn=split[1], spinning=panel_gemm.spinning,
                          block=np.zeros(3 * (len(widths) + n_in), np.int64))
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated code
     return namespace["run"]

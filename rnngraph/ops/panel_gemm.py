@@ -96,10 +96,10 @@ def matmul(a, panels, n: int, out=None):
         out[...] = 0
         return out
     kernels = _drivers()
-    helper = _STATE.get("helper")
+    ctl = spinning() if 2.0 * m * k * n >= PARALLEL_FLOPS else None
     # (both give the same bits: each element is one micro-kernel's k loop either way)
-    if 2.0 * m * k * n >= PARALLEL_FLOPS and ours(helper):
-        kernels.split(a, panels, out, n, helper.ctl)
+    if ctl is not None:
+        kernels.split(a, panels, out, n, ctl)
     else:
         kernels.serial(a, panels, out, n)
     return out
@@ -118,7 +118,7 @@ def product(a, w, panels):
             panels.shape[0] * NR < n or not k or not n:
         return matmul(a, panels, n)
     out = np.empty((m, n), _F32)
-    ctl = _SPINNING.get(threading.get_ident()) if 2 * m * k * n >= PARALLEL_FLOPS else None
+    ctl = spinning() if 2 * m * k * n >= PARALLEL_FLOPS else None
     if ctl is None:
         _drivers().serial(a, panels, out, n)
     else:
@@ -161,9 +161,10 @@ def loop_end() -> None:
     _STATE["helper"].end()
 
 
-def ours(helper) -> bool:
-    """This thread runs the loop the helper is spinning for (so it may post it jobs)."""
-    return helper is not None and helper.depth > 0 and helper.owner == threading.get_ident()
+def spinning():
+    """The helper's ctl array if it spins for a loop this thread runs (so this thread may post
+    it jobs), else None."""
+    return _SPINNING.get(threading.get_ident())
 
 
 def split_counts() -> dict:

@@ -8,7 +8,7 @@ from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
-from .panel_gemm import MR, NR, PARALLEL_FLOPS
+from .panel_gemm import MR, NR
 
 _I64, _F32 = ir.IntType(64), ir.FloatType()
 _V8 = ir.VectorType(_F32, 8)
@@ -200,11 +200,17 @@ _yield = types.ExternalFunction("sched_yield", types.int32())
 @intrinsic
 def _call(typingctx, fn, block, r0, r1):
     """Call the C function at address fn: void fn(int64 block, int64 r0, int64 r1)."""
-    def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(ir.VoidType(), [_I64] * 3)
-        builder.call(builder.inttoptr(args[0], ir.PointerType(fnty)), args[1:])
-        return context.get_dummy_value()
-    return types.void(types.int64, types.int64, types.int64, types.int64), codegen
+    return types.void(*[types.int64] * 4), _pointer_codegen(3, False)
+
+
+def _pointer_codegen(n_args: int, returns: bool):
+    """Code calling the C function whose address is the first argument with the other
+    n_args int64s (void, or returning an int64)."""
+    def codegen(context, builder, signature, values):
+        fnty = ir.FunctionType(_I64 if returns else ir.VoidType(), [_I64] * n_args)
+        out = builder.call(builder.inttoptr(values[0], ir.PointerType(fnty)), list(values[1:]))
+        return out if returns else context.get_dummy_value()
+    return codegen
 
 
 @intrinsic
@@ -347,14 +353,6 @@ def halves_c(ctl_at, fn, block, rows):
     post_call(ctl, fn, block, rows // 2, rows)
     _call(fn, block, 0, rows // 2)
     finish(ctl)
-
-
-def _pointer_codegen(n_args: int, returns: bool):
-    def codegen(context, builder, signature, values):
-        fnty = ir.FunctionType(_I64 if returns else ir.VoidType(), [_I64] * n_args)
-        out = builder.call(builder.inttoptr(values[0], ir.PointerType(fnty)), list(values[1:]))
-        return out if returns else context.get_dummy_value()
-    return codegen
 
 
 @intrinsic

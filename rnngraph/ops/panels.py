@@ -10,8 +10,6 @@ from ..ir.types import TensorType
 from . import panel_gemm
 from .base import Op
 
-_F32 = np.dtype(np.float32)
-
 
 class PackPanels(Op):
     """w [K, N] -> panels [ceil(N/16), K, 16]: w's columns in blocks of 16, each block's rows

@@ -19,7 +19,6 @@ Python driver at the start of that step, which reports the error as usual.
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 
 import numpy as np
@@ -68,7 +67,7 @@ def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows
     from numba.core.errors import NumbaError   # (numba is optional: imported here)
 
     from ..ops.fused_numba import _load
-    from ..ops.panel_gemm import _SPINNING
+    from ..ops.panel_gemm import spinning
     loop = _load(source).loop
     consts, block_sizes, fns = extras["consts"], extras["blocks"], extras["fns"]
     batched = [i for i, b in enumerate(carried_rows or ()) if b]
@@ -80,7 +79,7 @@ def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows
             return fallback(t_iter, carried, invariants, seqs, stacks, steps, active)
         # (each run its own: another thread may run this loop at the same time)
         blocks = tuple(np.zeros(size, np.int64) for size in block_sizes)
-        ctl = _SPINNING.get(threading.get_ident())
+        ctl = spinning()
         if active is None:
             counts = starts = parked = ()
             width = batch = 0
