@@ -192,7 +192,17 @@ class CompiledForm:
 
     @property
     def addresses(self) -> tuple:
-        return self.module.fused_block.address, self.module.fused_rows.address
+        """(fused_block's address, fused_rows's). fused_block compiles on first use: most
+        kernels never run in a compiled loop, and a C function compiles when it is made."""
+        block = getattr(self.module, "fused_block_c", None)
+        if block is None:
+            from numba import cfunc, types
+            cached = getattr(self.module, "__file__", None) is not None   # (a file: numba
+            # can cache it on disk)
+            block = cfunc(types.int64(types.int64, types.int64, types.int64),
+                          error_model="numpy", cache=cached)(self.module.fused_block)
+            self.module.fused_block_c = block
+        return block.address, self.module.fused_rows.address
 
 
 SPLIT_MIN = 2048   # elements (rows x cols) from which a kernel's rows are split over two threads
@@ -244,9 +254,8 @@ def _halves_source(n_out: int, ranks: list, dtypes: list) -> str:
     call = f"fused(({outs}), {', '.join(views[n_out:])}, r0, r1)"
     unpack = lines[lines.index("def fused_rows(block, r0, r1):") + 1:]
     lines += [f"    {call}", "", "",
-              # (what a loop compiled whole calls: the same, and whether the shapes matched)
-              "@cfunc(types.int64(types.int64, types.int64, types.int64), "
-              "error_model='numpy', cache=False)",
+              # (what a loop compiled whole calls: the same, and whether the shapes matched;
+              # compiled when one first does, see CompiledForm)
               "def fused_block(block, r0, r1):"] + unpack + [
               f"    return 1 if {call} else 0", "", "",
               "@njit(error_model='numpy', nogil=True, cache=False)",
