@@ -167,6 +167,21 @@ def _nan_filled_buffers(monkeypatch):
     monkeypatch.setattr(buffer_pool.BufferPool, "get", garbage_get)
 
 
+def _ragged_model(kind: str, square: bool):
+    """dynamic_rnn over [4, 6, D] float64 with lengths 6, 2, 0, 4, and the gradients of the
+    sum of its outputs (squared, or as they are): (graph, X, seq, out, grads, feed)."""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float64, [None, 6, D])
+        seq = rg.placeholder(rg.int32, [None])
+        out, _ = rg.nn.dynamic_rnn(CELLS[kind](), X, sequence_length=seq, dtype=rg.float64)
+        grads = rg.gradients(rg.reduce_sum(out * out if square else out),
+                             [X] + rg.global_variables())
+    f = {X: np.random.default_rng(0).standard_normal((4, 6, D)),
+         seq: np.array([6, 2, 0, 4], np.int32)}
+    return g, X, seq, out, grads, f
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "multi"])
 def test_rows_nobody_reads_may_hold_garbage_but_check_numerics_sees_zeros(kind, monkeypatch):
     """Reused buffers handed out uninitialised are filled with NaN here (np.empty may hold any
@@ -174,14 +189,7 @@ def test_rows_nobody_reads_may_hold_garbage_but_check_numerics_sees_zeros(kind, 
     full-width run's. check_numerics reads every row of every output: there the loops zero
     those rows, so it reports nothing (it reported the garbage, now and then, before)."""
     _nan_filled_buffers(monkeypatch)
-    g = rg.Graph()
-    with g.as_default():
-        X = rg.placeholder(rg.float64, [None, 6, D])
-        seq = rg.placeholder(rg.int32, [None])
-        out, _ = rg.nn.dynamic_rnn(CELLS[kind](), X, sequence_length=seq, dtype=rg.float64)
-        grads = rg.gradients(rg.reduce_sum(out * out), [X] + rg.global_variables())
-    f = {X: np.random.default_rng(0).standard_normal((4, 6, D)),
-         seq: np.array([6, 2, 0, 4], np.int32)}
+    g, X, seq, out, grads, f = _ragged_model(kind, square=True)
     want = rg.Session(g, seed=1, passes={"shrink_batch": False}).run([out, grads], f)
     for options in ({}, {"check_numerics": True}):
         sess = rg.Session(g, seed=1, **options)
@@ -198,14 +206,7 @@ def test_an_output_read_for_its_shape_only_is_not_zeroed(kind, monkeypatch):
     through a transpose). Its finished rows are then never read: the loop leaves them as they
     are (NaN here) but keeps the stack whole, and the gradients equal the unshrunk run's."""
     _nan_filled_buffers(monkeypatch)
-    g = rg.Graph()
-    with g.as_default():
-        X = rg.placeholder(rg.float64, [None, 6, D])
-        seq = rg.placeholder(rg.int32, [None])
-        out, _ = rg.nn.dynamic_rnn(CELLS[kind](), X, sequence_length=seq, dtype=rg.float64)
-        grads = rg.gradients(rg.reduce_sum(out), [X] + rg.global_variables())
-    f = {X: np.random.default_rng(0).standard_normal((4, 6, D)),
-         seq: np.array([6, 2, 0, 4], np.int32)}
+    g, X, seq, out, grads, f = _ragged_model(kind, square=False)
     sess = rg.Session(g, seed=1)
     forward = [n for n in sess.compile(grads, [X, seq]).graph.nodes
                if n.op.name == "loop" and not n.op.reverse][0]

@@ -34,38 +34,15 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
     active.starts[t] (a slice, where StepRows[t] is a Python call)."""
     if prog.tracked or "run" not in vars(prog):
         return None
-    ins, outs = prog.input_slots, prog.output_slots
-    t_slot = ins[0]
-    carried_in = ins[1:1 + k]
-    inv_in = ins[1 + k:1 + k + n_inv]
-    seq_in = ins[1 + k + n_inv:1 + k + n_inv + n_seq]
-    carried_out, values = outs[:k], outs[k:]
-    read = {a for _, args, _, _, _ in prog._plan for a in args} | set(outs)
-    seq_rows, value_rows, unzeroed, packed, seq_packed = rows if rows is not None else \
-        ([False] * n_seq, [False] * len(values), [False] * len(values), [False] * len(values),
-         [False] * n_seq)
-
-    def names(slots):
-        return "".join(f"s{a}, " for a in slots)
-
-    def row(j):   # where value j of this step goes
-        if packed[j]:
-            return f"st{j}[at:at + width]"
-        return f"st{j}[t, :width]" if value_rows[j] else f"st{j}[t]"
-
+    code = StepCode(prog, k, n_inv, n_seq, rows)
+    carried_in, carried_out, values = code.carried_in, code.carried_out, code.values
+    row, names = code.row, _names
     lines = ["def steps(t_iter, carried, invariants, seqs, stacks, steps, active=None):"]
-    if k:
-        lines.append(f"    {names(carried_in)}= carried")
-    if n_inv:
-        lines.append(f"    {names(inv_in)}= invariants")
-    if n_seq:
-        lines.append(f"    {''.join(f'q{j}, ' for j in range(n_seq))}= seqs")
-    if values:
-        lines.append(f"    {''.join(f'st{j}, ' for j in range(len(values)))}= stacks")
+    lines += code.unpack()
     if rows is not None:
         lines.append("    counts, batch, width = active.rows, active.batch, active.width")
         lines.append("    observe, zero_all = active.observe, active.zero_all")
-        if any(packed) or any(seq_packed):
+        if code.reads_starts:
             lines.append("    starts = active.starts")
     lines += ["    i = -1", "    try:", "        for t in t_iter:"]
     body = "            "
@@ -79,24 +56,10 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
         lines.append(f"{body}    width = n_rows")
         lines.append(f"{body}if observe is not None:")
         lines.append(f"{body}    observe(t, width)")
-    if any(packed) or any(seq_packed):
-        lines.append(f"{body}at = starts[t]")
-    if t_slot in read:
-        lines.append(f"{body}s{t_slot} = int32(t)")
-    lines += [f"{body}s{a} = q{j}[at:at + width]" if seq_packed[j] else
-              f"{body}s{a} = q{j}[t][:width]" if seq_rows[j] else f"{body}s{a} = q{j}[t]"
-              for j, a in enumerate(seq_in)]
+    lines += code.reads(body, "int32")
     calls, kernels, written = _direct_writes(prog, values, row)
-    lines += prog.code_lines(body, keep=set(inv_in), calls=calls)
-    lines += [f"{body}{row(j)} = s{a}" for j, a in enumerate(values) if j not in written]
-    zeroed = [j for j in range(len(values)) if value_rows[j] and not unzeroed[j]]
-    lazy = [j for j in range(len(values)) if value_rows[j] and unzeroed[j] and not packed[j]]
-    if zeroed or lazy:
-        lines.append(f"{body}if width < batch:")
-        lines += [f"{body}    st{j}[t, width:] = 0" for j in zeroed]
-    if lazy:   # (rows nobody reads, unless a reader under a memory plan runs full width)
-        lines.append(f"{body}    if zero_all:")
-        lines += [f"{body}        st{j}[t, width:] = 0" for j in lazy]
+    lines += prog.code_lines(body, keep=set(code.inv_in), calls=calls)
+    lines += code.writes(body, written)
     if k:
         lines.append(f"{body}{names(carried_in)}= {names(carried_out)}")
     lines.append(f"{body}steps += 1")
@@ -106,6 +69,72 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
     namespace.update(kernels, int32=np.int32)
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from our own schedule
     return namespace["steps"]
+
+
+class StepCode:
+    """What a generated loop over steps says the same way whether Python runs it (here) or
+    numba compiles it (loop_jit.py): the body program's slots (locals s<slot>), the driver's
+    arguments unpacked (sequences q<j>, stacks st<j>), each step's sequence reads, and the
+    writes of its values into their stack rows, zeroing finished rows where readers look.
+    `rows` as step_driver takes it."""
+
+    def __init__(self, prog: Program, k: int, n_inv: int, n_seq: int, rows=None):
+        ins, outs = prog.input_slots, prog.output_slots
+        self.t_slot = ins[0]
+        self.carried_in = ins[1:1 + k]
+        self.inv_in = ins[1 + k:1 + k + n_inv]
+        self.seq_in = ins[1 + k + n_inv:1 + k + n_inv + n_seq]
+        self.carried_out, self.values = outs[:k], outs[k:]
+        self.read = {a for _, args, _, _, _ in prog._plan for a in args} | set(outs)
+        n = len(self.values)
+        (self.seq_rows, self.value_rows, self.unzeroed, self.packed,
+         self.seq_packed) = rows if rows is not None else \
+            ([False] * n_seq, [False] * n, [False] * n, [False] * n, [False] * n_seq)
+        self.reads_starts = any(self.packed) or any(self.seq_packed)
+
+    def row(self, j: int) -> str:
+        """Where value j of step t goes."""
+        if self.packed[j]:
+            return f"st{j}[at:at + width]"
+        return f"st{j}[t, :width]" if self.value_rows[j] else f"st{j}[t]"
+
+    def unpack(self) -> list:
+        lines = []
+        for names, group in ((_names(self.carried_in), "carried"),
+                             (_names(self.inv_in), "invariants"),
+                             ("".join(f"q{j}, " for j in range(len(self.seq_in))), "seqs"),
+                             ("".join(f"st{j}, " for j in range(len(self.values))), "stacks")):
+            if names:
+                lines.append(f"    {names}= {group}")
+        return lines
+
+    def reads(self, ind: str, int32: str) -> list:
+        """Step t's offset into packed stacks, its index (if read), its sequence rows."""
+        lines = [f"{ind}at = starts[t]"] if self.reads_starts else []
+        if self.t_slot in self.read:
+            lines.append(f"{ind}s{self.t_slot} = {int32}(t)")
+        return lines + [f"{ind}s{a} = q{j}[at:at + width]" if self.seq_packed[j] else
+                        f"{ind}s{a} = q{j}[t][:width]" if self.seq_rows[j] else
+                        f"{ind}s{a} = q{j}[t]" for j, a in enumerate(self.seq_in)]
+
+    def writes(self, ind: str, written: set) -> list:
+        """Copies of the values not `written` in place; zeros past the active rows."""
+        vr, unz = self.value_rows, self.unzeroed
+        lines = [f"{ind}{self.row(j)} = s{a}" for j, a in enumerate(self.values)
+                 if j not in written]
+        zeroed = [j for j in range(len(self.values)) if vr[j] and not unz[j]]
+        lazy = [j for j in range(len(self.values)) if vr[j] and unz[j] and not self.packed[j]]
+        if zeroed or lazy:
+            lines.append(f"{ind}if width < batch:")
+            lines += [f"{ind}    st{j}[t, width:] = 0" for j in zeroed]
+        if lazy:   # (rows nobody reads, unless a reader under a memory plan runs full width)
+            lines.append(f"{ind}    if zero_all:")
+            lines += [f"{ind}        st{j}[t, width:] = 0" for j in lazy]
+        return lines
+
+
+def _names(slots) -> str:
+    return "".join(f"s{a}, " for a in slots)
 
 
 def _direct_writes(prog: Program, values: list, row) -> tuple[dict, dict, set]:

@@ -28,6 +28,7 @@ from ..ops.panels import PanelMatMul
 from ..ops.reduce import AddN
 from ..ops.shape import Concat
 from ..ops.sources import Constant
+from .loop_driver import StepCode, _names
 from .program import Program
 
 JIT_AFTER = 2   # runs of a loop kernel in the Python driver before its loop is compiled
@@ -109,28 +110,17 @@ def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows
 
 def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
     """The loop function's source and what it needs beside it, or (None, None)."""
-    ins, outs = prog.input_slots, prog.output_slots
-    t_slot = ins[0]
-    carried_in = ins[1:1 + k]
-    inv_in = ins[1 + k:1 + k + n_inv]
-    seq_in = ins[1 + k + n_inv:1 + k + n_inv + n_seq]
-    carried_out, values = outs[:k], outs[k:]
+    code = StepCode(prog, k, n_inv, n_seq, rows)
+    carried_in, carried_out, values = code.carried_in, code.carried_out, code.values
     typed = {}
     for node in prog.nodes:
         for v in list(node.inputs) + list(node.outputs):
             typed[prog.slot.get(v)] = v
     if any(v.dtype not in (_F32, _BOOL) for s, v in typed.items()
-           if s is not None and s != t_slot):
+           if s is not None and s != code.t_slot):
         return None, None
     active = rows is not None
-    seq_rows, value_rows, unzeroed, packed, seq_packed = rows if active else \
-        ([False] * n_seq, [False] * len(values), [False] * len(values), [False] * len(values),
-         [False] * n_seq)
-
-    def row(j):
-        if packed[j]:
-            return f"st{j}[at:at + width]"
-        return f"st{j}[t, :width]" if value_rows[j] else f"st{j}[t]"
+    row = code.row
 
     from ..ops import panel_kernels
     body, header, consts, blocks = [], [], [], []
@@ -203,7 +193,6 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
             body += [f"{ind}s{slot} = o{p}" for p, slot in enumerate(out)]
         else:
             return None, None
-    read = {x for _, args, _, _, _ in prog._plan for x in args} | set(outs)
     from ..ops import fused_numba, panel_gemm
     # constants as literals: numba freezes globals into its cached code, so a new value must
     # make a new source (and the entry points' code is named by its file's digest)
@@ -234,14 +223,7 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
              "@njit(nogil=True, cache=False)",
              "def loop(start, stop, step, steps, width, batch, zero_all, counts, starts, ctl_at, "
              "carried, invariants, seqs, stacks, parked, consts, blocks, fns):"]
-    if k:
-        lines.append(f"    {_names(carried_in)}= carried")
-    if n_inv:
-        lines.append(f"    {_names(inv_in)}= invariants")
-    if n_seq:
-        lines.append(f"    {''.join(f'q{j}, ' for j in range(n_seq))}= seqs")
-    if values:
-        lines.append(f"    {''.join(f'st{j}, ' for j in range(len(values)))}= stacks")
+    lines += code.unpack()
     flags = [i for i, b in enumerate(carried_rows or ()) if b] if active else []
     if flags:
         lines.append(f"    {''.join(f'p{i}, ' for i in flags)}= parked")
@@ -257,23 +239,9 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
         lines += [f"{ind}        p{i}[:width] = s{carried_in[i]}\n"
                   f"{ind}        s{carried_in[i]} = p{i}[:n_rows]" for i in flags]
         lines.append(f"{ind}    width = n_rows")
-        if any(packed) or any(seq_packed):
-            lines.append(f"{ind}at = starts[t]")
-    if t_slot in read:
-        lines.append(f"{ind}s{t_slot} = np.int32(t)")
-    lines += [f"{ind}s{a} = q{j}[at:at + width]" if seq_packed[j] else
-              f"{ind}s{a} = q{j}[t][:width]" if seq_rows[j] else f"{ind}s{a} = q{j}[t]"
-              for j, a in enumerate(seq_in)]
+    lines += code.reads(ind, "np.int32")
     lines += body
-    lines += [f"{ind}{row(j)} = s{a}" for j, a in enumerate(values) if j not in written]
-    zeroed = [j for j in range(len(values)) if value_rows[j] and not unzeroed[j]]
-    lazy = [j for j in range(len(values)) if value_rows[j] and unzeroed[j] and not packed[j]]
-    if zeroed or lazy:
-        lines.append(f"{ind}if width < batch:")
-        lines += [f"{ind}    st{j}[t, width:] = 0" for j in zeroed]
-    if lazy:
-        lines.append(f"{ind}    if zero_all:")
-        lines += [f"{ind}        st{j}[t, width:] = 0" for j in lazy]
+    lines += code.writes(ind, written)
     lines.append(f"{ind}{_names(carried_in)}= {_names(carried_out)}")
     lines.append(f"{ind}steps += 1")
     lines.append(f"    return 0, stop, steps, width, ({_names(carried_in)})")
@@ -289,5 +257,3 @@ def _warn(node, exc) -> None:
                   f"({type(exc).__name__}: {first})", RuntimeWarning, stacklevel=3)
 
 
-def _names(slots) -> str:
-    return "".join(f"s{a}, " for a in slots)
