@@ -191,6 +191,22 @@ class CompiledForm:
         self.size, self.shape_from = size, shape_from
 
     @property
+    def block_size(self) -> int:
+        return 3 * (len(self.widths) + len(self.ranks))
+
+    def fill_block(self, block: str, outs: list, ins: list, ind: str) -> list:
+        """Statements filling `block` with the outputs' and inputs' addresses and shapes, in
+        the layout fused_rows and fused_block read (see _halves_source)."""
+        arrays = [(o, 2) for o in outs] + list(zip(ins, self.ranks))
+        lines = []
+        for j, (name, rank) in enumerate(arrays):
+            lines.append(f"{ind}{block}[{3 * j}] = {name}.ctypes.data")
+            lines += [f"{ind}{block}[{3 * j + 1 + d}] = {name}.shape[{d}]" for d in range(rank)]
+            if rank == 0:   # (a 0-d input is read as 1-d)
+                lines.append(f"{ind}{block}[{3 * j + 1}] = 1")
+        return lines
+
+    @property
     def addresses(self) -> tuple:
         """(fused_block's address, fused_rows's). fused_block compiles on first use: most
         kernels never run in a compiled loop, and a C function compiles when it is made."""

@@ -123,7 +123,7 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
     row = code.row
 
     from ..ops import panel_kernels
-    body, header, consts, blocks = [], [], [], []
+    body, header, consts, block_sizes = [], [], [], []
     fns = [panel_kernels.product_c.address, panel_kernels.halves_c.address]
     written: set = set()
     ind = "        "
@@ -161,12 +161,11 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
             form = kernel.compiled
             if any(v.type.rank == 0 and v.node.op.name != "constant" for v in node.inputs):
                 return None, None
-            b = len(blocks)
-            blocks.append(np.zeros(3 * (len(form.widths) + len(form.ranks)), np.int64))
+            b = len(block_sizes)
+            block_sizes.append(form.block_size)
             fns += list(form.addresses)
             check, rows_fn = len(fns) - 2, len(fns) - 1
             body.append(f"{ind}rows, cols = {form.size.format(a[form.shape_from])}")
-            arrays = []
             for p, (slot, w) in enumerate(zip(out, form.widths)):
                 j = next((j for j, x in enumerate(values) if x == slot and j not in written),
                          None)
@@ -174,16 +173,10 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
                     written.add(j)   # computed straight into its stack row
                 body.append(f"{ind}o{p} = " + (row(j) if j is not None else
                                                 f"np.empty((rows, {w} * cols), f32)"))
-                arrays.append((f"o{p}", 2))
-            for q, (x, rank) in enumerate(zip(a, form.ranks)):
-                body.append(f"{ind}i{q} = np.ascontiguousarray({x})")
-                arrays.append((f"i{q}", rank))
+            body += [f"{ind}i{q} = np.ascontiguousarray({x})" for q, x in enumerate(a)]
             body.append(f"{ind}blk = blocks[{b}]")
-            for j, (name, rank) in enumerate(arrays):
-                body.append(f"{ind}blk[{3 * j}] = {name}.ctypes.data")
-                body += [f"{ind}blk[{3 * j + 1 + d}] = {name}.shape[{d}]" for d in range(rank)]
-                if rank == 0:
-                    body.append(f"{ind}blk[{3 * j + 1}] = 1")
+            body += form.fill_block("blk", [f"o{p}" for p in range(len(out))],
+                                    [f"i{q}" for q in range(len(a))], ind)
             body += [f"{ind}if call_i64_3(fns[{check}], blk.ctypes.data, 0, 0) == 0:",
                      f"{ind}    {fail}",
                      f"{ind}if ctl_at != 0 and rows * cols >= SPLIT_MIN:",
@@ -246,7 +239,7 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
     lines.append(f"{ind}steps += 1")
     lines.append(f"    return 0, stop, steps, width, ({_names(carried_in)})")
     extras = {"consts": tuple(consts) or (np.zeros(1, _F32),),
-              "blocks": [b.size for b in blocks] or [1], "fns": tuple(fns)}
+              "blocks": block_sizes or [1], "fns": tuple(fns)}
     return "\n".join(lines) + "\n", extras
 
 
