@@ -73,6 +73,25 @@ def test_large_product_reuses_its_buffer_once_the_caller_dropped_it():
         np.testing.assert_allclose(got, feed[x] @ feed[w], rtol=1e-5, atol=1e-5)
 
 
+def test_a_strided_stack_is_multiplied_through_a_reused_copy():
+    """A time-major view of batch-major input ([T, B, K] over [B, T, K]) is copied into a
+    buffer reused across runs before the product: each run multiplies its own x."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [None, 50, 16])
+        w = rg.placeholder(rg.float32, [16, 128])
+        y = rg.matmul(rg.transpose(x, [1, 0, 2]), w)   # [50, B, 128]: pooled
+    sess = rg.Session(g)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        feed = {x: rng.normal(size=(64, 50, 16)).astype(np.float32),
+                w: rng.normal(size=(16, 128)).astype(np.float32)}
+        got = sess.run(y, feed)
+        assert got.nbytes >= POOL_MIN_BYTES
+        np.testing.assert_allclose(got, np.einsum("btk,kn->tbn", feed[x], feed[w]),
+                                   rtol=1e-4, atol=1e-4)
+
+
 def test_large_product_under_byte_accounting_is_fresh_and_counted():
     g, y, feeds, x, w = _big_matmul_graph()
     sess = rg.Session(g)

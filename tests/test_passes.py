@@ -573,6 +573,43 @@ def test_rows_matmul_and_packed_contraction_equal_masked_products():
     np.testing.assert_allclose(got[-1], (b * active)[:3].sum(axis=(0, 1)), rtol=1e-12)
 
 
+@pytest.mark.parametrize("split", [True, False], ids=["part_by_part", "side_by_side"])
+def test_step_contract_parts_equal_the_masked_einsum(monkeypatch, split):
+    """A multi-part contraction computed part by part (few columns of b) or over the parts
+    side by side (many) equals sum_t [a_1 | h_{t-1} | 1]_t^T b_t over each step's active rows:
+    contiguous, strided (a transposed view), shifted and packed parts, no steps to all."""
+    from rnngraph.ops import steps
+    from rnngraph.ops.steps import PackRows, StepContract
+    monkeypatch.setattr(steps, "SPLIT_MAX_N", 1 << 30 if split else 0)
+    monkeypatch.setattr(steps, "SPLIT_MIN_BYTES", 0)
+    rng = np.random.default_rng(4)
+    T, B = 4, 3
+    x = rng.normal(size=(B, T, 5)).astype(np.float32).transpose(1, 0, 2)   # strided
+    c = rng.normal(size=(T, B, 2)).astype(np.float32)                       # contiguous
+    y, h0 = rng.normal(size=(T, B, 6)).astype(np.float32), \
+        rng.normal(size=(B, 6)).astype(np.float32)
+    b = rng.normal(size=(T, B, 7)).astype(np.float32)
+    prev = np.concatenate([h0[None], y[:-1]])
+    for rows in (None, np.array([3, 2, 2, 0], np.int32), np.zeros(T, np.int32)):
+        active = np.ones((T, B, 1), np.float32) if rows is None else \
+            (np.arange(B)[None, :] < rows[:, None])[..., None].astype(np.float32)
+        r = () if rows is None else (rows,)
+        for n in (0, 1, 3, 4):
+            def want(*parts):
+                side = np.concatenate(list(parts) + [np.ones((T, B, 1), np.float32)], axis=2)
+                return np.einsum("tbk,tbn->kn", (side * active)[:n], b[:n])
+            got = StepContract(parts=3, ones=True, shifted=(2,)).compute(
+                np, x, c, y, h0, b, np.int32(n), *r)
+            assert got.dtype == np.float32 and got.shape == (14, 7)
+            np.testing.assert_allclose(got, want(x, c, prev), rtol=1e-5, atol=1e-5)
+            if rows is None:
+                continue
+            packed_x = PackRows().compute(np, x, rows)   # x's active rows, packed (sort_rows)
+            got = StepContract(parts=2, ones=True, shifted=(1,), packed_parts=(0,)).compute(
+                np, packed_x, y, h0, b, np.int32(n), rows)
+            np.testing.assert_allclose(got, want(x, prev), rtol=1e-5, atol=1e-5)
+
+
 class _TakeWithoutMode:
     """NumPy as an array module whose take, like CuPy's, has no `mode`."""
 

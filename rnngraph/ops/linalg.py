@@ -42,6 +42,10 @@ class MatMul(Op):
             if not pooled(pool, program, m * n * a.itemsize):
                 return compute(xp, a, b)   # under the pool's threshold: no bookkeeping
             out = pool.get(0, (m, n), a.dtype)
+            if a.ndim > 2 and not a.flags.c_contiguous:   # (a time-major view of x): copied
+                a_copy = pool.get(1, a.shape, a.dtype)   # into a reused buffer, no page faults
+                a_copy[...] = a
+                a = a_copy
             return matmul(a.reshape(m, k), b, out=out).reshape(a.shape[:-1] + (n,))
         return run
 

@@ -104,7 +104,8 @@ class StepContract(Op):
     With `parts` > 1 the first `parts` inputs are stacks a_1 .. a_p sharing b, and the result is
     their products stacked along K, computed as one product over [a_1 | ... | a_p] (a cell's
     input and recurrent weight gradients: LSTM S2 took 2.12 ms this way against 2.75 ms as two
-    products joined).
+    products joined), or, where b is narrow (SPLIT_MAX_N), part by part into the result's
+    rows, reading each part where it lies when its rows are b's (_contract_parts).
 
     With `ones`, a column of ones follows the a's: the last row of the result is sum_t sum_rows
     b_t, a bias's gradient, which then costs one more row of the product instead of another
@@ -165,12 +166,13 @@ class StepContract(Op):
         if len(a_s) == 1 and not self.ones and not starts:
             a2 = a_s[0][:n].reshape(-1, a_s[0].shape[2]) if counts is None else \
                 _pack(xp, a_s[0], counts, batch, alloc, 1)
-        else:
-            stacks = [(a[:max(n - 1, 0)], starts[j]) if j in starts else
-                      (a, None) if j in self.packed_parts else (a[:n], None)
-                      for j, a in enumerate(a_s)]
-            a2 = _side_by_side(xp, stacks, n, batch, counts, alloc, self.ones)
-        return xp.matmul(a2.T, b2)
+            return xp.matmul(a2.T, b2)
+        stacks = [(a[:max(n - 1, 0)], starts[j]) if j in starts else
+                  (a, None) if j in self.packed_parts else (a[:n], None)
+                  for j, a in enumerate(a_s)]
+        if b2.shape[1] <= SPLIT_MAX_N and b2.nbytes >= SPLIT_MIN_BYTES:
+            return _contract_parts(xp, stacks, b2, n, batch, counts, alloc, self.ones)
+        return xp.matmul(_side_by_side(xp, stacks, n, batch, counts, alloc, self.ones).T, b2)
 
     def flops(self, node):
         a_s, _, (b, *_) = self.split(node.inputs)
@@ -180,7 +182,47 @@ class StepContract(Op):
         return 2 * rows * k * (b.shape[-1] or 1)
 
 
-def _side_by_side(xp, stacks, steps, batch, counts, alloc, ones=False):
+# Up to this many columns of b, StepContract multiplies part by part instead of side by side:
+# the copy of [a_1 | a_2 | 1] costs the same per row whatever b's width, the product less the
+# narrower b is (BasicRNN S1, b [6400, 256]: the copy took 1.9 ms of the node's 11.5 in the
+# benchmark; alone, by parts 9.1 against 10.0 ms; at the LSTM's [6400, 1024] 30.1 against 30.6,
+# at S3's [16000, 512] 21.8 against 21.3: no gain worth more calls)
+SPLIT_MAX_N = 256
+SPLIT_MIN_BYTES = 1 << 20   # (a smaller b: the copy is cheap, and each product a call more)
+
+
+def _contract_parts(xp, stacks, b2, steps, batch, counts, alloc, ones):
+    """StepContract's result part by part: rows col..col+K_j are a_j^T @ b2, one product per
+    part straight from the stack where its rows are b2's already (a packed part, a contiguous
+    stack, an output stack shifted by one step), from a packed copy of that part alone
+    otherwise; a shifted part's h0 adds its own small product, and the ones row is a
+    matrix-vector product."""
+    widths = [a.shape[-1] for a, _ in stacks]
+    out = xp.empty((sum(widths) + ones, b2.shape[1]), b2.dtype)
+    n_rows, col = b2.shape[0], 0
+    for slot, ((a, h0), w) in enumerate(zip(stacks, widths), start=1):
+        dest = out[col:col + w]
+        col += w
+        if a.ndim == 2:   # packed already: its leading rows are these
+            xp.matmul(a[:n_rows].T, b2, out=dest)
+        elif counts is None and h0 is not None and isinstance(a, xp.ndarray):
+            if not steps:
+                dest[...] = 0
+                continue
+            # [h0, y_0 .. y_{n-2}]: y's rows pair with b2's from step 1 on
+            xp.matmul(a.reshape(-1, w).T, b2[batch:], out=dest)
+            dest += h0.T @ b2[:batch]
+        elif counts is None and isinstance(a, xp.ndarray) and a.flags.c_contiguous:
+            xp.matmul(a.reshape(-1, w).T, b2, out=dest)
+        else:   # strided or with active rows: this part's rows copied once
+            a2 = _side_by_side(xp, [(a, h0)], steps, batch, counts, alloc, slot=slot)
+            xp.matmul(a2.T, b2, out=dest)
+    if ones:
+        xp.matmul(xp.ones(n_rows, b2.dtype), b2, out=out[col])
+    return out
+
+
+def _side_by_side(xp, stacks, steps, batch, counts, alloc, ones=False, slot=1):
     """[steps * batch (or the active rows), K_1 + ... + K_p (+ 1)]: the stacks' rows side by
     side, each copied once straight into its columns (strided stacks are not made contiguous
     first), then a column of ones if asked. `stacks` holds (stack, None), (y, h0) for
@@ -190,7 +232,7 @@ def _side_by_side(xp, stacks, steps, batch, counts, alloc, ones=False):
     n_rows = steps * batch if counts is None else int(sum(counts))
     shape, dtype = (n_rows, sum(widths) + ones), stacks[0][0].dtype
     # (the pool's key is the whole size, so it does not change with the lengths)
-    out = alloc((steps * batch, shape[1]), dtype, 1)[:n_rows] if alloc is not None else \
+    out = alloc((steps * batch, shape[1]), dtype, slot)[:n_rows] if alloc is not None else \
         xp.empty(shape, dtype)
     col = 0
     for (a, h0), w in zip(stacks, widths):
