@@ -219,6 +219,35 @@ def test_cse_merges_duplicates_but_not_placeholders():
     assert [n.op.name for n in _optimized_graph(sess).nodes].count("tanh") == 1
 
 
+def test_cse_tells_ops_apart_by_type_and_attributes():
+    g = rg.Graph()
+    with g.as_default():
+        a = rg.placeholder(rg.float64, [4])
+        parts = [rg.tanh(a), rg.sigmoid(a), a[1:], a[1:], a[:3], rg.reduce_sum(a),
+                 rg.reduce_sum(a, keepdims=True)]
+        sess = rg.Session(g, passes={"fuse": False})
+        x = np.array([0.5, -1.0, 2.0, 0.25])
+        got = sess.run(parts, {a: x})
+    want = [np.tanh(x), 1 / (1 + np.exp(-x)), x[1:], x[1:], x[:3], x.sum(), x.sum(keepdims=True)]
+    for g_, w in zip(got, want):
+        np.testing.assert_allclose(g_, w)
+    assert sess.pass_stats["cse"] == 1   # only the second a[1:]
+    ops_left = [n.op.name for n in _optimized_graph(sess).nodes]
+    assert ops_left.count("getitem") == 2 and ops_left.count("reduce_sum") == 2
+
+
+def test_compiling_a_graph_whose_nodes_are_out_of_order_names_the_culprit():
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [2])
+        h = rg.tanh(x)
+        y = h * 2.0
+    g.nodes.remove(h.node)   # y's node now comes before the node it reads
+    g.nodes.append(h.node)
+    with pytest.raises(ValueError, match="out of order.*reads 'Tanh"):
+        rg.Session(g).compile([y], [x])
+
+
 def test_constant_folding():
     g = rg.Graph()
     with g.as_default():

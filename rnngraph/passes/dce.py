@@ -11,14 +11,14 @@ from .rewrite import remove_dead, result_values
 def eliminate_dead_code(graph: Graph, keep=()) -> int:
     """Remove dead nodes (and dead loop outputs) in `graph` and its loop bodies; how many."""
     removed = remove_dead(graph, list(keep))
-    used = {v for n in graph.nodes for v in n.inputs} | result_values(graph)
+    loops = [node for node in graph.nodes if node.op.subgraphs()]
+    used = ({v for n in graph.nodes for v in n.inputs} | result_values(graph)) if loops else set()
     dropped_inputs = 0
-    for node in graph.nodes:
-        if node.op.subgraphs():
-            removed += drop_unused_outputs(node, used)
-            removed += eliminate_dead_code(node.op.body)
-            if node.op.name == "loop":
-                dropped_inputs += drop_unused_inputs(node)
+    for node in loops:
+        removed += drop_unused_outputs(node, used)
+        removed += eliminate_dead_code(node.op.body)
+        if node.op.name == "loop":
+            dropped_inputs += drop_unused_inputs(node)
     if dropped_inputs:   # what only those inputs read is dead now
         removed += dropped_inputs + eliminate_dead_code(graph, keep)
     return removed

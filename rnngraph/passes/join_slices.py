@@ -56,12 +56,14 @@ def _fold_bias_sums(graph: Graph, superseded: set) -> int:
     """sum_to(step_sum(b)) [N] (a bias's gradient) next to step_contract(a.., b) (its kernel's)
     over the same stack b, steps and rows: one step_contract with a column of ones, whose last
     row is the bias gradient and whose other rows are the kernel gradient."""
-    readers, results = uses(graph), result_values(graph)
     contractions = {}
     for node in graph.nodes:
         if isinstance(node.op, StepContract) and not node.op.ones and node not in superseded:
             key = tuple(id(v) for v in node.op.split(node.inputs)[2])   # b, n, rows
             contractions.setdefault(key, node)
+    if not contractions:
+        return 0
+    readers, results = uses(graph), result_values(graph)
     count = 0
     for node in list(graph.nodes):
         if not isinstance(node.op, SumTo) or node.op.lead != 1 or node.op.axes:

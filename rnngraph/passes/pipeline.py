@@ -18,9 +18,9 @@ from .simplify import eliminate_common_subexpressions, fold_constants
 from .sink import sink_loops
 from .sort_rows import fold_sort_into_products
 
-PASSES = {
+PASSES = {   # in pipeline order
+    "fold_constants": fold_constants,   # (first: the sweep after it is the "dce" pass itself)
     "dce": eliminate_dead_code,
-    "fold_constants": fold_constants,
     "cse": eliminate_common_subexpressions,
     "shape_reads": read_shapes_early,
     "licm": hoist_invariants,
@@ -56,9 +56,9 @@ def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value],
     graph.results = {"keep": list(keep)}  # replace_uses keeps these up to date
     stats = {}
     passes = enabled_passes(config)
-    for name in passes:  # (the clone holds only what `keep` needs already)
+    for i, name in enumerate(passes):  # (the clone holds only what `keep` needs already)
         stats[name] = PASSES[name](graph)
-        if stats[name] and name != "dce" and "dce" in passes:
+        if stats[name] and "dce" in passes[:i]:  # (a pass before "dce" leaves it to that)
             stats["dce"] += eliminate_dead_code(graph)  # what this pass left behind
     kept = graph.results.pop("keep")
     del graph.results

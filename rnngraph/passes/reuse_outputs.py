@@ -21,11 +21,12 @@ from .rewrite import replace_uses, result_values, toposort, uses
 
 def reuse_output_stacks(graph: Graph) -> int:
     count = 0
+    contractions = [n for n in graph.nodes if isinstance(n.op, StepContract)]
+    if not contractions:
+        return 0
     readers, results = uses(graph), result_values(graph)
-    for node in list(graph.nodes):
+    for node in contractions:
         op = node.op
-        if not isinstance(op, StepContract):
-            continue
         a_s, starts, tail = op.split(node.inputs)
         rows = tail[2] if len(tail) == 3 else None
         new = {}

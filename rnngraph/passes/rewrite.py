@@ -17,11 +17,13 @@ def clone(graph: Graph, roots: list[Value]) -> tuple[Graph, dict]:
     the map old Value -> new Value."""
     needed: set[Node] = set()
     stack = [v.node for v in roots]
+    mark, pop, push = needed.add, stack.pop, stack.append
     while stack:
-        n = stack.pop()
+        n = pop()
         if n not in needed:
-            needed.add(n)
-            stack.extend(v.node for v in n.inputs)
+            mark(n)
+            for v in n.inputs:
+                push(v.node)
     new = Graph(name=graph.name)
     new.collections = {k: list(v) for k, v in graph.collections.items()}
     vmap: dict[Value, Value] = {}
@@ -32,21 +34,24 @@ def clone(graph: Graph, roots: list[Value]) -> tuple[Graph, dict]:
 
 
 def _copy_nodes(src: Graph, dst: Graph, nodes, vmap: dict) -> None:
+    append, by_name = dst.nodes.append, dst._by_name
     for n in nodes:
         op = n.op
         if op.subgraphs():
             op = _clone_loop_op(op, dst, vmap)
-        missing = [v for v in n.inputs if v not in vmap]
-        if missing:
+        try:
+            inputs = [vmap[v] for v in n.inputs]
+        except KeyError:
+            missing = [v for v in n.inputs if v not in vmap]
             raise ValueError(f"the graph has a cycle (or a node out of order): {n.describe()} reads "
                              f"'{missing[0].node.name}' ({missing[0].name}), which is not computed before it; "
-                             "rg.verify(graph) shows where")
-        node = Node(dst, op, [vmap[v] for v in n.inputs], n.name, n.location)
+                             "rg.verify(graph) shows where") from None
+        node = Node(dst, op, inputs, n.name, n.location)
         node.is_gradient = n.is_gradient
         for v in n.outputs:
             vmap[v] = node._add_output(v.type)
-        dst.nodes.append(node)
-        dst._by_name[node.name] = node
+        append(node)
+        by_name[node.name] = node
         if op.name == "param":
             dst.params.setdefault(op.role, []).append(node.outputs[0])
     dst.version += 1
@@ -83,9 +88,14 @@ def for_each_loop(graph: Graph, per_loop) -> int:
 def uses(graph: Graph) -> dict[Value, list[Node]]:
     """value -> nodes of `graph` reading it."""
     out: dict[Value, list[Node]] = {}
+    get = out.get
     for n in graph.nodes:
         for v in n.inputs:
-            out.setdefault(v, []).append(n)
+            readers = get(v)
+            if readers is None:   # (not setdefault: that builds a list per input)
+                out[v] = [n]
+            else:
+                readers.append(n)
     return out
 
 
@@ -173,11 +183,13 @@ def remove_dead(graph: Graph, keep: list[Value]) -> int:
     Params and stateful nodes stay."""
     live: set = set()
     stack = [v.node for v in keep] + [v.node for v in result_values(graph)]
+    mark, pop, push = live.add, stack.pop, stack.append   # (a 60,000-node graph: once a pass)
     while stack:
-        n = stack.pop()
+        n = pop()
         if n not in live:
-            live.add(n)
-            stack.extend(v.node for v in n.inputs)
+            mark(n)
+            for v in n.inputs:
+                push(v.node)
     doomed = {n for n in graph.nodes
               if n not in live and n.op.name != "param" and not n.op.stateful}
     if doomed:

@@ -39,9 +39,12 @@ def shrink_active_batch(graph: Graph) -> int:
 def _mark_rows_only_stacks(graph: Graph) -> None:
     """Set each shrunk loop's `_rows_only`: the indices of its stacked outputs and saved tensors
     nobody reads past each step's active rows (so the loop need not zero those rows)."""
+    relevant = [n for n in graph.nodes if n.op.subgraphs() or isinstance(n.op, RowsMatMul)]
+    if not relevant:   # (a static graph: no loops, nothing to mark)
+        return
     readers = uses(graph)
     results = result_values(graph)
-    for node in graph.nodes:
+    for node in relevant:
         for body in node.op.subgraphs():
             _mark_rows_only_stacks(body)
         op = node.op

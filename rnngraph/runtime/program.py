@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ..errors import ExecutionError
 from ..ir.graph import Graph
@@ -51,13 +51,13 @@ class CompileContext:
         self._run.plan = value
 
 
-@dataclass
-class Step:
-    node: Node
+class Step(NamedTuple):
+    """One scheduled node; a plain tuple so the drivers unpack it without attribute lookups."""
     kernel: Callable
     ins: tuple
     outs: Any            # int slot for single-output ops, tuple of slots otherwise
     frees: tuple         # slots whose last use is this step
+    node: Node
 
 
 _RERAISE = (ExecutionError, FloatingPointError, MemoryError, KeyboardInterrupt)
@@ -79,8 +79,8 @@ class Program:
         self.outputs, self.inputs, self.nodes = sched.outputs, sched.inputs, sched.nodes
         self.slot, self.n_slots = sched.slot, sched.n_slots
         self.input_slots, self.output_slots = sched.input_slots, sched.output_slots
-        self.steps = [self._compile_step(n, f) for n, f in zip(sched.nodes, sched.frees)]
-        self._plan = [(s.kernel, s.ins, s.outs, s.frees, s.node) for s in self.steps]
+        self.steps = self._plan = [self._compile_step(n, f)
+                                   for n, f in zip(sched.nodes, sched.frees)]
         self._prepare_tracked()  # (cheap; the interpreter walks the same plan)
         if self.tracked:
             self.run = self._run_tracked
@@ -95,7 +95,7 @@ class Program:
         ins = tuple(self.slot[v] for v in node.inputs)
         outs = self.slot[node.outputs[0]] if not node.op.multi_output else \
             tuple(self.slot[v] for v in node.outputs)
-        return Step(node, kernel, ins, outs, frees)
+        return Step(kernel, ins, outs, frees, node)
 
     def needed_outputs(self, node: Node) -> list[bool]:
         """Which outputs of `node` someone in this program reads (loops skip the rest)."""
@@ -168,10 +168,7 @@ class Program:
         return self._execute(input_arrays, observer, self.ctx.device.meter)
 
     def _prepare_tracked(self) -> None:
-        inputs = set(self.input_slots)
-        self._tplan = [(k, ins, outs, tuple(s for s in frees if s not in inputs),
-                        tuple(s for s in frees if s in inputs), node)
-                       for k, ins, outs, frees, node in self._plan]
+        self._input_slots = inputs = frozenset(self.input_slots)  # the caller's: never released
         # outputs the run did not produce a reference for: inputs passed through, duplicates
         seen, extra = set(), []
         for i, s in enumerate(self.output_slots):
@@ -188,7 +185,8 @@ class Program:
         env: list = [None] * self.n_slots
         for slot, arr in zip(self.input_slots, input_arrays):
             env[slot] = arr
-        for kernel, ins, outs, frees, drops, node in self._tplan:
+        inputs = self._input_slots
+        for kernel, ins, outs, frees, node in self._plan:
             try:
                 result = kernel(*[env[i] for i in ins])
             except _RERAISE:
@@ -208,10 +206,8 @@ class Program:
             if observer is not None:
                 observer(node, env)
             for slot in frees:
-                if release is not None:
+                if release is not None and slot not in inputs:
                     release(env[slot])
-                env[slot] = None
-            for slot in drops:
                 env[slot] = None
         out = [env[s] for s in self.output_slots]
         if retain is not None:
