@@ -763,3 +763,58 @@ def test_share_packs_packs_each_gradient_stack_once(cell_name):
     assert ("rows_matmul", "step_contract") in kinds
     _, sess = build_and_run(cell_name, True)
     assert sess.pass_stats["share_packs"] == 0
+
+
+@pytest.mark.parametrize("cell_name", sorted(CELLS))
+def test_share_copies_copies_the_time_major_input_once(cell_name):
+    """Batch-major input reaches the products before and after the loops through one
+    transpose; they read one `contiguous` node of it, with results equal to each copying for
+    itself. Time-major input (no transpose) and lengths (a sorted pack instead) share none."""
+    on, sess = build_and_run(cell_name, True)
+    off, _ = build_and_run(cell_name, {"share_copies": False})
+    for a, b in zip(_flat(on), _flat(off)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    graph = _optimized_graph(sess)
+    copies = [n for n in graph.nodes if n.op.name == "contiguous"]
+    assert sess.pass_stats["share_copies"] == len(copies) == 1
+    (copy,) = copies
+    assert copy.inputs[0].node.op.name == "transpose"
+    readers = uses(graph)[copy.outputs[0]]
+    assert len(readers) >= 2 and {r.op.name for r in readers} <= {"matmul", "step_contract"}
+    assert not any(r.op.name in ("matmul", "step_contract") for r in uses(graph)[copy.inputs[0]])
+    for seq, time_major in ((None, True), ([5, 0, 2], False)):
+        _, sess = build_and_run(cell_name, True, seq, time_major)
+        assert sess.pass_stats["share_copies"] == 0
+
+
+def test_a_contiguous_copy_is_refilled_each_run_and_skipped_where_runs_are_counted():
+    """Large float32 input (the copy lands in a reused buffer): two runs with new inputs each
+    give the results of the graph without the pass; the kernel copies into one buffer while the
+    previous copy is dropped, and a tracked program (counting bytes) passes x through."""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [64, 40, 128])   # 1.3 MB
+        out, _ = rg.nn.dynamic_rnn(rg.nn.GRUCell(32), X, dtype=rg.float32)
+        grads = rg.gradients(rg.reduce_sum(out * out), [X] + rg.global_variables())
+    rng = np.random.default_rng(0)
+    on, off = rg.Session(g, seed=1), rg.Session(g, seed=1, passes={"share_copies": False})
+    for _ in range(2):
+        x = rng.normal(size=X.shape).astype(np.float32)
+        for a, b in zip(on.run(grads, {X: x}), off.run(grads, {X: x})):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert on.pass_stats["share_copies"] == 1
+    for tracked in (False, True):
+        prog = on.compile(grads, [X], tracked=tracked)
+        (kernel,) = [s.kernel for s in prog.steps if s.node.op.name == "contiguous"]
+        view = rng.normal(size=(40, 64, 128)).astype(np.float32).transpose(1, 0, 2)
+        first = kernel(view)
+        if tracked:
+            assert first is view
+            continue
+        assert first is not view and first.flags.c_contiguous
+        np.testing.assert_array_equal(first, view)
+        address = first.ctypes.data
+        del first
+        again = kernel(view[::-1])
+        np.testing.assert_array_equal(again, view[::-1])
+        assert again.ctypes.data == address   # the same buffer, refilled

@@ -134,6 +134,44 @@ class Transpose(Op):
         return 0
 
 
+class Contiguous(Op):
+    """x itself, laid out C-contiguously once for several readers that would each copy it: the
+    time-major view of batch-major input that the input projections and the weight gradient
+    all read (passes/share_copies.py inserts it). The copy goes into a buffer reused across
+    runs; where buffers are not pooled (memory plans, tracked runs) x passes through as is and
+    each reader copies for itself, so no such run holds the copy longer than before."""
+    name = "contiguous"
+
+    def infer(self, x):
+        return x
+
+    def compute(self, xp, x):
+        return x
+
+    def aliases_input(self, node):
+        return 0   # (memory plans see a view: the runs they plan do not copy here)
+
+    def make_kernel(self, node, program):
+        from ..runtime.buffer_pool import output_pool, pooled
+        pool = output_pool(program)
+        if pool is None:
+            return lambda x: x
+
+        def run(x):
+            if x.flags.c_contiguous or not pooled(pool, program, x.nbytes):
+                return x
+            out = pool.get(0, x.shape, x.dtype)
+            out[...] = x
+            return out
+        return run
+
+    def vjp(self, node, g):
+        return [g]
+
+    def flops(self, node):
+        return 0
+
+
 class ExpandDims(Op):
     name = "expand_dims"
 

@@ -10,6 +10,7 @@ from .hoist_sequence import hoist_sequence_work
 from .join_slices import join_slice_gradients
 from .reuse_outputs import reuse_output_stacks
 from .shape_reads import read_shapes_early
+from .share_copies import share_copies
 from .share_packs import share_packs
 from .licm import hoist_invariants
 from .pack_weights import pack_loop_weights
@@ -34,6 +35,7 @@ PASSES = {   # in pipeline order
     "fuse": fuse_elementwise,
     "shrink_batch": shrink_active_batch,
     "pack_weights": pack_loop_weights,
+    "share_copies": share_copies,
 }
 
 
