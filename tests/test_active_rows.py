@@ -265,6 +265,53 @@ def test_float32_loops_with_our_products_run_exactly_the_active_rows(kind, monke
         np.testing.assert_allclose(g1, g2, rtol=2e-5, atol=2e-6)
 
 
+def _step_ops(body) -> list:
+    """A body's computing nodes as printed (params and constants left out; a sum of two terms
+    is an add, whichever op says it)."""
+    return [repr(n.op).replace("add_n", "add") for n in body.nodes
+            if n.op.name not in ("param", "constant")]
+
+
+@pytest.mark.parametrize("align", [1, 4], ids=["exact_rows", "rows_rounded_up"])
+@pytest.mark.parametrize("kind", ["basic", "lstm", "gru", "multi"])
+def test_steps_on_exactly_the_active_rows_run_the_body_without_its_mask(kind, align,
+                                                                         monkeypatch):
+    """A step run on exactly its active rows sees the mask true on every row, so the loop runs
+    a copy of the body simplified with that (runtime/active_body.py): no where or zeros_like
+    is left, in plain nodes or fused kernels, and for the BasicRNN each step computes what a
+    run without sequence_length computes. Steps rounded up to more rows keep the masked body.
+    Results equal the full-width masked run's (the semantics test above checks them against
+    the reference)."""
+    monkeypatch.setattr(loop_rows, "ROW_ALIGN", align)
+    made = []
+    trusting = loop_kernel.trusting_mask
+    monkeypatch.setattr(loop_kernel, "trusting_mask",
+                        lambda body, masks: made.append(trusting(body, masks)) or made[-1])
+    lengths, max_time = LENGTHS["unsorted_with_zeros"]
+    m = build(kind, max_time)
+    a = arrays(m, lengths, max_time)
+    got = session(m).run([m["out"], m["grads"]], feed(m, a))
+    want = session(m, shrink=False).run([m["out"], m["grads"]], feed(m, a))
+    for g1, g2 in zip(flatten(got), flatten(want)):
+        np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-12)
+    if align != 1:
+        assert made == []
+        return
+    assert len(made) == 2 and all(made)   # the forward loop and the gradient loop
+    for body, _ in made:
+        names = " ".join(_step_ops(body))
+        assert "where" not in names and "zeros_like" not in names, names
+    if kind == "basic":   # the same steps as without sequence_length
+        g = rg.Graph()
+        with g.as_default():
+            X = rg.placeholder(rg.float64, [None, max_time, D])
+            out, _ = rg.nn.dynamic_rnn(CELLS[kind](), X, dtype=rg.float64)
+            grads = rg.gradients(rg.reduce_sum(out * out), [X] + rg.global_variables())
+        prog = rg.Session(g).compile(grads, [X])
+        full = [_step_ops(n.op.body) for n in prog.nodes if n.op.name == "loop"]
+        assert [_step_ops(body) for body, _ in made] == full
+
+
 def test_shrunk_gradient_matches_finite_differences():
     lengths, max_time = [3, 0, 5, 1], 5
     m = build("lstm", max_time)

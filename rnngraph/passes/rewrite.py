@@ -58,7 +58,16 @@ def _copy_nodes(src: Graph, dst: Graph, nodes, vmap: dict) -> None:
 
 
 def _clone_loop_op(op, outer: Graph, vmap: dict):
-    body = op.body
+    new_op = copy.copy(op)
+    new_op._body, _ = clone_body(op.body, outer, vmap)
+    new_op._vjp_cache = {}
+    return new_op
+
+
+def clone_body(body: Graph, outer: Graph, vmap: dict | None = None) -> tuple[Graph, dict]:
+    """A copy of loop body `body` (params, captures, results) inside `outer`, and the map
+    old Value -> new Value (`vmap`, extended, if given)."""
+    vmap = {} if vmap is None else vmap
     new_body = Graph(parent=outer, name=body.name)
     # (no name scope: passes give new nodes full names themselves)
     # params first, in their role order, so ports line up with the node's inputs
@@ -66,10 +75,7 @@ def _clone_loop_op(op, outer: Graph, vmap: dict):
     new_body.params = {role: [vmap[p] for p in ps] for role, ps in body.params.items()}
     new_body.captures = {vmap.get(o, o): vmap[p] for o, p in body.captures.items()}
     new_body.results = {role: [vmap[v] for v in vs] for role, vs in body.results.items()}
-    new_op = copy.copy(op)
-    new_op._body = new_body
-    new_op._vjp_cache = {}
-    return new_op
+    return new_body, vmap
 
 
 def for_each_loop(graph: Graph, per_loop) -> int:

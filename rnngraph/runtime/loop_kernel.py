@@ -28,6 +28,7 @@ from ..ops.loop_rows import row_layout
 from ..ops.panel_gemm import in_loop
 from ..ops.panels import PanelMatMul
 from ..ops.steps import StepRows
+from .active_body import trusting_mask
 from .buffer_pool import BufferPool
 from . import loop_jit
 from .loop_driver import step_driver
@@ -94,15 +95,37 @@ def compile_loop(op, node, program):
         packed this run (ActiveRows.new_stack), `seq_packed` the sequences read packed."""
         rows = None if active is None else (rows_layout.sequence, rows_out + rows_res,
                                              unzeroed, packed, seq_packed)
-        key = (rows is not None, packed, seq_packed)
+        prog = program_for(active)
+        key = (rows is not None, prog is not all_prog, packed, seq_packed)
         if key not in drivers:
-            drivers[key] = step_driver(all_prog, *sizes, rows=rows)
+            drivers[key] = step_driver(prog, *sizes, rows=rows)
         compiled = ("jit",) + key
         if jit and runs[0] > loop_jit.JIT_AFTER and compiled not in drivers:
             drivers[compiled] = loop_jit.jit_driver(
-                all_prog, *sizes, rows, rows_layout.carried if rows is not None else None,
+                prog, *sizes, rows, rows_layout.carried if rows is not None else None,
                 drivers[key], node)
         return drivers.get(compiled) or drivers[key]
+
+    trusting: list = []   # the body for steps on exactly the active rows, once made
+
+    def program_for(active) -> Program:
+        """The body's step program: where a step runs on exactly its active rows, the body
+        that knows its mask is true there (active_body.py), else the body as it is."""
+        if active is None or not active.exact:
+            return all_prog
+        if not trusting:
+            masks = [p for p in body.params.get("sequence", []) if p in getattr(op, "_masks", ())]
+            found = trusting_mask(body, masks) if masks else None
+            if found is None:
+                trusting.append(all_prog)
+            else:
+                new_body = found[0]
+                same = {old: new for role, vs in results.items()
+                        for old, new in zip(vs, new_body.results[role])}
+                trusting.append(Program(new_body,
+                                        [same[v] for v in layout.step_outputs(list(keep_res))],
+                                        [found[1][v] for v in body_inputs], ctx))
+        return trusting[0]
 
     def new_stack(shape, dtype, what, zero_from=None):
         if not tracked:
@@ -145,7 +168,7 @@ def compile_loop(op, node, program):
             active.zero_all = ctx.plan is not None or bool(ctx.options.get("check_numerics"))
         if lp is None:
             dev_js, host_js, rec_js = list(range(len(keep_res))), [], []
-            stored, step_prog = dev_js, all_prog
+            stored, step_prog = dev_js, program_for(active)
         else:
             dev_js, host_js, rec_js = split_placements(layout, lp.placements)
             stored = sorted(dev_js + host_js)   # residuals the step program returns, in order
