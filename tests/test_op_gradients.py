@@ -16,6 +16,7 @@ import pytest
 
 import rnngraph as rg
 from rnngraph.ops.rows import permute_rows
+from rnngraph.ops.shape import contiguous
 from rnngraph.ops.base import Op
 
 from gradcheck import check_gradients
@@ -182,6 +183,8 @@ case("transpose-default", lambda x: rg.transpose(x), {"x": rand(2, 3, 4)})
 case("transpose-perm", lambda x: rg.transpose(x, [1, 2, 0]), {"x": rand(2, 3, 4)})
 case("transpose-unknown", lambda x: rg.transpose(x, [1, 0]) @ x, {"x": rand(3, 2)},
      shapes={"x": (None, 2)})
+case("contiguous-of-a-transpose", lambda x: contiguous(rg.transpose(x, [1, 0, 2])) * 2.0,
+     {"x": rand(2, 3, 4)})
 case("expand_dims-0", lambda x: rg.expand_dims(x, 0), {"x": rand(3, 4)})
 case("expand_dims--1-broadcast", lambda x: rg.expand_dims(x, -1) * x[:, None, :], {"x": rand(3, 4)})
 case("squeeze-all", lambda x: rg.squeeze(x), {"x": rand(1, 3, 1, 4)})

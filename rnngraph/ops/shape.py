@@ -588,6 +588,12 @@ def reshape_like(x, like, name=None):
     return apply(ReshapeLike(), [x, like], name=name)
 
 
+def contiguous(x, name=None):
+    """x itself, read from one C-contiguous copy by its readers where buffers are pooled (the
+    compiler inserts it: passes/share_copies.py)."""
+    return apply(Contiguous(), [as_value(x)], name=name)
+
+
 def transpose(x, perm=None, name=None):
     """Permute the axes of x; perm=None reverses them (tf.transpose)."""
     x = as_value(x)
