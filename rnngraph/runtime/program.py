@@ -168,7 +168,7 @@ class Program:
         return self._execute(input_arrays, observer, self.ctx.device.meter)
 
     def _prepare_tracked(self) -> None:
-        self._input_slots = inputs = frozenset(self.input_slots)  # the caller's: never released
+        self._caller_slots = inputs = frozenset(self.input_slots)  # never released: the caller's
         # outputs the run did not produce a reference for: inputs passed through, duplicates
         seen, extra = set(), []
         for i, s in enumerate(self.output_slots):
@@ -185,7 +185,7 @@ class Program:
         env: list = [None] * self.n_slots
         for slot, arr in zip(self.input_slots, input_arrays):
             env[slot] = arr
-        inputs = self._input_slots
+        inputs = self._caller_slots
         for kernel, ins, outs, frees, node in self._plan:
             try:
                 result = kernel(*[env[i] for i in ins])
