@@ -23,7 +23,7 @@ class MatMul(Op):
     def make_kernel(self, node, program):
         """Large products land in a buffer reused across runs (runtime/buffer_pool.py); small
         ones (a loop's per-step products) take the shortest path."""
-        from ..runtime.buffer_pool import POOL_MIN_BYTES, output_pool, pooled
+        from ..runtime.buffer_pool import POOL_MIN_BYTES, output_pool, pooled, pooled_copy
         pool = output_pool(program)
         xp = program.ctx.xp
         compute = self.compute
@@ -43,9 +43,7 @@ class MatMul(Op):
                 return compute(xp, a, b)   # under the pool's threshold: no bookkeeping
             out = pool.get(0, (m, n), a.dtype)
             if a.ndim > 2 and not a.flags.c_contiguous:   # (a time-major view of x): copied
-                a_copy = pool.get(1, a.shape, a.dtype)   # into a reused buffer, no page faults
-                a_copy[...] = a
-                a = a_copy
+                a = pooled_copy(pool, 1, a)   # into a reused buffer, no page faults
             return matmul(a.reshape(m, k), b, out=out).reshape(a.shape[:-1] + (n,))
         return run
 

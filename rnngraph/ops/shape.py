@@ -152,7 +152,7 @@ class Contiguous(Op):
         return 0   # (memory plans see a view: the runs they plan do not copy here)
 
     def make_kernel(self, node, program):
-        from ..runtime.buffer_pool import output_pool, pooled
+        from ..runtime.buffer_pool import output_pool, pooled, pooled_copy
         pool = output_pool(program)
         if pool is None:
             return lambda x: x
@@ -160,9 +160,7 @@ class Contiguous(Op):
         def run(x):
             if x.flags.c_contiguous or not pooled(pool, program, x.nbytes):
                 return x
-            out = pool.get(0, x.shape, x.dtype)
-            out[...] = x
-            return out
+            return pooled_copy(pool, 0, x)
         return run
 
     def vjp(self, node, g):

@@ -37,7 +37,6 @@ def share_copies(graph: Graph) -> int:
         copy.is_gradient = all(r.is_gradient for r in copying)
         for r in copying:
             substitute(r, {v: copy.outputs[0]})
-        graph.version += 1
         count += 1
     if count:
         toposort(graph)

@@ -19,7 +19,8 @@ from ..ir.graph import Graph
 from ..ops.elementwise import Add, Sub, Where, ZerosLike
 from ..ops.fused import Fused
 from ..ops.reduce import AddN
-from ..passes.rewrite import clone_body, remove_dead, replace_uses, result_values, uses
+from ..passes.rewrite import (clone_body, remove_dead, replace_node, replace_uses,
+                               result_values, toposort, uses)
 
 _ZERO = "zero"
 
@@ -59,6 +60,7 @@ def trusting_mask(body: Graph, masks: list) -> tuple[Graph, dict] | None:
             _rebuild(new, node, instrs, [r for r, _ in kept], [v for _, v in kept],
                      [v.type for v in node.inputs] + list(op._temp_types))
     remove_dead(new, [])
+    toposort(new)   # (rewritten nodes were appended)
     return new, vmap
 
 
@@ -73,11 +75,7 @@ def _drop_zero_terms(graph: Graph, node, zero: set) -> int:
         replace_uses(graph, out, terms[0])
         return 1
     if isinstance(node.op, AddN) and all(t.type == out.type for t in terms):
-        rest = graph.add_node(AddN(), terms, [out.type], node.name + "/nonzero", node.location)
-        rest.is_gradient = node.is_gradient
-        graph.nodes.remove(rest)
-        graph.nodes.insert(graph.nodes.index(node), rest)
-        replace_uses(graph, out, rest.outputs[0])
+        replace_node(graph, node, AddN(), terms, "nonzero")
         return 1
     return 0
 
@@ -143,12 +141,14 @@ def _simplify_fused(graph: Graph, node, true: set, zero: set) -> int:
             zero.add(out)
         exports.append(_ref(v))
         outs.append(out)
-    return _rebuild(graph, node, instrs, exports, outs, types, zero) + 1
+    _rebuild(graph, node, instrs, exports, outs, types, zero)
+    return 1
 
 
-def _rebuild(graph: Graph, node, instrs, exports, outs, types, zero=frozenset()) -> int:
-    """The fused node with only the instructions and inputs `exports` need, in its place
-    (its outputs known to be zero stay marked in `zero`)."""
+def _rebuild(graph: Graph, node, instrs, exports, outs, types, zero=frozenset()) -> None:
+    """The fused node with only the instructions and inputs `exports` need, in its stead
+    (appended: trusting_mask restores the order once; its outputs known to be zero stay marked
+    in `zero`)."""
     op = node.op
     n_in = op.n_inputs
     by_ref = {r: (inner, refs) for r, inner, refs in instrs}
@@ -166,7 +166,7 @@ def _rebuild(graph: Graph, node, instrs, exports, outs, types, zero=frozenset())
     new_instrs = [(by_ref[r][0], tuple(renumber[a] for a in by_ref[r][1])) for r in kept]
     if not exports:
         graph.remove_nodes({node})
-        return 0
+        return
     once = list(dict.fromkeys(exports))   # outputs that became one value are one output
     origins = [op._origins[r - n_in] if r - n_in < len(op._origins) else (node.name, "")
                for r in kept]
@@ -175,15 +175,12 @@ def _rebuild(graph: Graph, node, instrs, exports, outs, types, zero=frozenset())
     new = graph.add_node(new_op, [node.inputs[i] for i in inputs], [types[r] for r in once],
                          node.name + "/active", node.location)
     new.is_gradient = node.is_gradient
-    graph.nodes.remove(new)
-    graph.nodes.insert(graph.nodes.index(node), new)
     for ref, old in zip(exports, outs):
         now = new.outputs[once.index(ref)]
         replace_uses(graph, old, now)
         if old in zero:
             zero.add(now)
     graph.remove_nodes({node})
-    return 0
 
 
 def _is_zero(v) -> bool:

@@ -76,6 +76,13 @@ def pooled_empty(pool, program, shape, dtype, slot=0):
     return pool.get(slot, shape, dtype)
 
 
+def pooled_copy(pool, slot, x):
+    """x as one C-contiguous array in `pool`'s buffer for user `slot` (refilled each call)."""
+    out = pool.get(slot, x.shape, x.dtype)
+    out[...] = x
+    return out
+
+
 def pooled_alloc(program):
     """`alloc(shape, dtype, slot)` for a kernel's large outputs and scratch arrays (pooled where
     `pooled` says so), or None where every run allocates afresh."""
