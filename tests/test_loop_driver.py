@@ -8,6 +8,7 @@ import pytest
 
 import rnngraph as rg
 from rnngraph.ops import fused_numba
+from rnngraph.ops.steps import StepRows
 from rnngraph.runtime import loop_driver, loop_kernel
 
 
@@ -17,9 +18,9 @@ def direct(monkeypatch):
     counts = []
     original = loop_driver._direct_writes
 
-    def spy(prog, values, row):
-        calls, kernels, written = original(prog, values, row)
-        counts.append(len(written))
+    def spy(prog, values, row, shared=frozenset()):
+        calls, kernels, written = original(prog, values, row, shared)
+        counts.append(len(written - shared))
         return calls, kernels, written
     monkeypatch.setattr(loop_driver, "_direct_writes", spy)
     return counts
@@ -107,3 +108,67 @@ def test_a_kernel_writing_in_place_falls_back_and_still_fills_its_destination():
     np.testing.assert_array_equal(first, a + 1)
     np.testing.assert_array_equal(dest, a * 2)
     np.testing.assert_array_equal(second, a * 2)
+
+
+@pytest.fixture
+def plain_runs(monkeypatch):
+    """Records (shared, stacks) of every loop run without a memory plan."""
+    runs = []
+    original = loop_kernel._plain_steps
+
+    def spy(*args, **kwargs):
+        carried, stacks, steps = original(*args, **kwargs)
+        runs.append((args[14] if len(args) > 14 else kwargs.get("shared", ()), stacks))
+        return carried, stacks, steps
+    monkeypatch.setattr(loop_kernel, "_plain_steps", spy)
+    return runs
+
+
+def _buffer(stack):
+    return stack.packed if isinstance(stack, StepRows) else stack
+
+
+@pytest.mark.parametrize("lengths", [None, [6, 2, 6, 0], [2, 5, 0, 4]],
+                         ids=["no_lengths", "longest_is_max_time", "all_shorter"])
+def test_a_value_the_body_returns_twice_is_stacked_once(lengths, plain_runs):
+    # BasicRNN's output y_t is its state h_t, which the gradient loop also reads: one stack
+    T = 6
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [None, T, 3])
+        seq = rg.placeholder(rg.int32, [None])
+        out, state = rg.nn.dynamic_rnn(rg.nn.BasicRNNCell(5), X, dtype=rg.float32,
+                                       sequence_length=seq if lengths else None)
+        grads = rg.gradients(rg.reduce_sum(out * out) + rg.reduce_sum(state),
+                             [X] + rg.global_variables())
+    feed = {X: np.random.default_rng(2).standard_normal((4, T, 3)).astype(np.float32)}
+    if lengths:
+        feed[seq] = np.array(lengths, np.int32)
+    sess = rg.Session(g, seed=1)
+    runs = [sess.run([out, grads], feed) for _ in range(4)]   # (the last ones compiled whole)
+    interpreted = sess.run([out, grads], feed, report=True)   # tracked: a stack per value
+    forward = [(shared, stacks) for shared, stacks in plain_runs if max(shared, default=-1) >= 0]
+    assert len(forward) == 4   # the forward loop, every run
+    for shared, stacks in forward:
+        (j, j0), = [(j, j0) for j, j0 in enumerate(shared) if j0 >= 0]
+        assert _buffer(stacks[j]) is _buffer(stacks[j0]) or \
+            _buffer(stacks[j]).base is _buffer(stacks[j0])
+        # the saved stack has the steps run (the longest length), the output all T
+        assert len(stacks[j]) == (max(lengths) if lengths else T) and len(stacks[j0]) == T
+    for fast in runs:
+        np.testing.assert_allclose(fast[0], interpreted[0], rtol=1e-5, atol=1e-6)
+        for a, b in zip(fast[1], interpreted[1]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_which_values_share_a_stack():
+    share = loop_kernel.shared_values
+    assert share([4, 7, 4], [0, 0, 0]) == (-1, -1, 0)
+    assert share([4, 4], [1, 0]) == (-1, 0)     # a residual: the first steps of an output
+    assert share([4, 4], [0, 1]) == (-1, -1)    # it would need more steps than there are
+    batched = [True, True]
+    assert share([4, 4], [0, 0], batched, [False, False]) == (-1, 0)
+    assert share([4, 4], [0, 0], batched, [False, True]) == (-1, 0)
+    # finished rows: the later value's are read, the earlier one leaves them unzeroed
+    assert share([4, 4], [0, 0], batched, [True, False]) == (-1, -1)
+    assert share([4, 4], [0, 0], [True, False], [True, True]) == (-1, -1)

@@ -22,11 +22,12 @@ def compiled(monkeypatch):
     counts = {"built": 0, "declined": 0, "runs": 0, "handed_back": 0}
     original = loop_jit.jit_driver
 
-    def spy(prog, k, n_inv, n_seq, rows, carried_rows, python, node=None):
+    def spy(prog, k, n_inv, n_seq, rows, carried_rows, python, node=None, shared=()):
         def handed_back(*a):
             counts["handed_back"] += 1
             return python(*a)
-        drive = original(prog, k, n_inv, n_seq, rows, carried_rows, handed_back, node)
+        drive = original(prog, k, n_inv, n_seq, rows, carried_rows, handed_back, node,
+                         shared=shared)
         counts["built" if drive is not None else "declined"] += 1
         if drive is None:
             return None

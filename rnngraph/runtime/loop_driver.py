@@ -19,7 +19,8 @@ import numpy as np
 from .program import Program
 
 
-def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Callable | None:
+def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None,
+                shared=()) -> Callable | None:
     """steps(t_iter, carried, invariants, seqs, stacks, steps, active) -> (carried, steps): run
     every remaining step of `t_iter`, writing value j of each step into stacks[j][t]. None when
     the body program is interpreted (tracked, or too long to generate).
@@ -31,10 +32,11 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
     stack row, the rest zeroed (finished rows) unless the value is unzeroed (no reader looks
     there) and `active.zero_all` is False. A packed value's stack, and a packed sequence, is
     the buffer of a StepRows laid out as this loop's rows: step t's rows are at
-    active.starts[t] (a slice, where StepRows[t] is a Python call)."""
+    active.starts[t] (a slice, where StepRows[t] is a Python call). Values `shared` marks
+    (loop_kernel.shared_values) are in an earlier value's stack: not written."""
     if prog.tracked or "run" not in vars(prog):
         return None
-    code = StepCode(prog, k, n_inv, n_seq, rows)
+    code = StepCode(prog, k, n_inv, n_seq, rows, shared)
     carried_in, carried_out, values = code.carried_in, code.carried_out, code.values
     row, names = code.row, _names
     lines = ["def steps(t_iter, carried, invariants, seqs, stacks, steps, active=None):"]
@@ -57,7 +59,7 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None) -> Cal
         lines.append(f"{body}if observe is not None:")
         lines.append(f"{body}    observe(t, width)")
     lines += code.reads(body, "int32")
-    calls, kernels, written = _direct_writes(prog, values, row)
+    calls, kernels, written = _direct_writes(prog, values, row, code.shared)
     lines += prog.code_lines(body, keep=set(code.inv_in), calls=calls)
     lines += code.writes(body, written)
     if k:
@@ -76,9 +78,10 @@ class StepCode:
     numba compiles it (loop_jit.py): the body program's slots (locals s<slot>), the driver's
     arguments unpacked (sequences q<j>, stacks st<j>), each step's sequence reads, and the
     writes of its values into their stack rows, zeroing finished rows where readers look.
-    `rows` as step_driver takes it."""
+    `rows` and `shared` as step_driver takes them; `shared` becomes the set of the values not
+    written (their stack is an earlier value's)."""
 
-    def __init__(self, prog: Program, k: int, n_inv: int, n_seq: int, rows=None):
+    def __init__(self, prog: Program, k: int, n_inv: int, n_seq: int, rows=None, shared=()):
         ins, outs = prog.input_slots, prog.output_slots
         self.t_slot = ins[0]
         self.carried_in = ins[1:1 + k]
@@ -91,6 +94,7 @@ class StepCode:
          self.seq_packed) = rows if rows is not None else \
             ([False] * n_seq, [False] * n, [False] * n, [False] * n, [False] * n_seq)
         self.reads_starts = any(self.packed) or any(self.seq_packed)
+        self.shared = frozenset(j for j, j0 in enumerate(shared) if j0 >= 0)
 
     def row(self, j: int) -> str:
         """Where value j of step t goes."""
@@ -119,11 +123,11 @@ class StepCode:
 
     def writes(self, ind: str, written: set) -> list:
         """Copies of the values not `written` in place; zeros past the active rows."""
-        vr, unz = self.value_rows, self.unzeroed
-        lines = [f"{ind}{self.row(j)} = s{a}" for j, a in enumerate(self.values)
-                 if j not in written]
-        zeroed = [j for j in range(len(self.values)) if vr[j] and not unz[j]]
-        lazy = [j for j in range(len(self.values)) if vr[j] and unz[j] and not self.packed[j]]
+        vr, unz, mine = self.value_rows, self.unzeroed, \
+            [j for j in range(len(self.values)) if j not in self.shared]
+        lines = [f"{ind}{self.row(j)} = s{self.values[j]}" for j in mine if j not in written]
+        zeroed = [j for j in mine if vr[j] and not unz[j]]
+        lazy = [j for j in mine if vr[j] and unz[j] and not self.packed[j]]
         if zeroed or lazy:
             lines.append(f"{ind}if width < batch:")
             lines += [f"{ind}    st{j}[t, width:] = 0" for j in zeroed]
@@ -137,10 +141,12 @@ def _names(slots) -> str:
     return "".join(f"s{a}, " for a in slots)
 
 
-def _direct_writes(prog: Program, values: list, row) -> tuple[dict, dict, set]:
+def _direct_writes(prog: Program, values: list, row, shared=frozenset()) -> tuple[dict, dict,
+                                                                                   set]:
     """Calls that compute stacked values straight into their stack rows: ({step index: call
-    expression}, {kernel name: kernel}, {stack numbers no longer copied})."""
-    calls, kernels, written = {}, {}, set()
+    expression}, {kernel name: kernel}, {stack numbers no longer copied}); values in `shared`
+    are neither."""
+    calls, kernels, written = {}, {}, set(shared)
     for i, (kernel, ins, outs, _, _) in enumerate(prog._plan):
         if not hasattr(kernel, "into") or type(outs) is int:
             continue

@@ -50,16 +50,16 @@ def available(xp) -> bool:
 
 
 def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, fallback,
-               node=None):
+               node=None, shared=()):
     """steps(t_iter, carried, invariants, seqs, stacks, steps, active) as loop_driver's
     step_driver makes them, compiled; None when the body has a node compiled code cannot run.
-    `rows` as step_driver takes it, `carried_rows` flags the batched carried values, and
-    `fallback` (the Python driver of the same loop `node`) takes over where compiled code
-    declines."""
+    `rows` and `shared` as step_driver takes them, `carried_rows` flags the batched carried
+    values, and `fallback` (the Python driver of the same loop `node`) takes over where
+    compiled code declines."""
     if prog.tracked or fallback is None or k == 0:
         return None
     try:
-        source, extras = _source(prog, k, n_inv, n_seq, rows, carried_rows)
+        source, extras = _source(prog, k, n_inv, n_seq, rows, carried_rows, shared)
     except Exception as exc:   # noqa: BLE001 - a body we did not foresee: Python runs it
         _warn(node, exc)
         return None
@@ -108,9 +108,9 @@ def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows
     return steps
 
 
-def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
+def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, shared=()):
     """The loop function's source and what it needs beside it, or (None, None)."""
-    code = StepCode(prog, k, n_inv, n_seq, rows)
+    code = StepCode(prog, k, n_inv, n_seq, rows, shared)
     carried_in, carried_out, values = code.carried_in, code.carried_out, code.values
     typed = {}
     for node in prog.nodes:
@@ -125,7 +125,7 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows):
     from ..ops import panel_kernels
     body, header, consts, block_sizes = [], [], [], []
     fns = [panel_kernels.product_c.address, panel_kernels.halves_c.address]
-    written: set = set()
+    written = set(code.shared)   # (values in an earlier value's stack: never written)
     ind = "        "
     fail = f"return 1, t, steps, width, ({_names(carried_in)})"
     for i, (kernel, args, out, _, node) in enumerate(prog._plan):
