@@ -155,3 +155,27 @@ def test_threads_running_one_compiled_loop_get_the_serial_results(compiled):
     for ours, ref in zip(got, serial):
         for a, b in zip(ours, ref):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cell", ["basic", "lstm"])
+def test_a_gradient_loops_state_is_computed_into_its_parked_rows(cell, monkeypatch):
+    """Backwards over a padded batch, rows join as t descends. The gradient loop's dh (a
+    product) is computed into the rows of its full-width parked buffer, so rows joining cost
+    no copy; results stay the Python driver's to the bit."""
+    sources = []
+    original = loop_jit._source
+
+    def spy(*args, **kwargs):
+        source, extras = original(*args, **kwargs)
+        sources.append(source)
+        return source, extras
+    monkeypatch.setattr(loop_jit, "_source", spy)
+    lengths = [2, 7, 0, 5, 3]
+    python = _runs(cell, lengths, compile_loops=False)
+    jit = _runs(cell, lengths, compile_loops=True)
+    assert len(sources) == 2   # the forward loop's and the gradient loop's
+    forward, backward = sorted(sources, key=lambda s: "= product_into(" in s)
+    assert "= product_into(" not in forward   # (its state comes from the gate kernel)
+    assert backward.count("= product_into(") == 1
+    for ours, ref in zip(jit[-1], python[-1]):
+        np.testing.assert_array_equal(ours, ref)

@@ -128,6 +128,8 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, s
     written = set(code.shared)   # (values in an earlier value's stack: never written)
     ind = "        "
     fail = f"return 1, t, steps, width, ({_names(carried_in)})"
+    flags = [i for i, b in enumerate(carried_rows or ()) if b] if active else []
+    parked = _products_into_parked(prog, carried_in, carried_out, values, flags)
     for i, (kernel, args, out, _, node) in enumerate(prog._plan):
         op = node.op
         a = [f"s{x}" for x in args]
@@ -135,8 +137,9 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, s
             n = node.inputs[1].shape[1]
             if n is None or node.inputs[0].type.rank != 2:
                 return None, None
-            body += [f"{ind}ok, s{out} = product({a[0]}, {a[2]}, {n}, ctl_at, fns[0])",
-                     f"{ind}if not ok:", f"{ind}    {fail}"]
+            call = f"product({a[0]}, {a[2]}, {n}, ctl_at, fns[0])" if i not in parked else \
+                f"product_into({a[0]}, {a[2]}, {n}, ctl_at, fns[0], p{parked[i]})"
+            body += [f"{ind}ok, s{out} = {call}", f"{ind}if not ok:", f"{ind}    {fail}"]
         elif type(op) in _SYMBOL or isinstance(op, AddN):
             types = {str(v.type) for v in node.inputs}
             if len(types) != 1 or any(v.node.op.name == "constant" for v in node.inputs):
@@ -214,10 +217,28 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, s
              "",
              "",
              "@njit(nogil=True, cache=False)",
+             "def product_into(x, bp, n, ctl_at, fn, park):",
+             "    # the next carried value, into the rows of its parked buffer (a view)",
+             "    m = x.shape[0]",
+             "    if park.shape[0] < m or park.shape[1] != n:",
+             "        return product(x, bp, n, ctl_at, fn)",
+             "    a = np.ascontiguousarray(x)",
+             "    k = a.shape[1]",
+             "    if bp.shape[1] != k or bp.shape[0] * NR < n:",
+             "        return False, np.empty((0, n), f32)",
+             "    out = park[:m]",
+             "    if m and k:",
+             "        call_void9(fn, a.ctypes.data, k, m, k, bp.ctypes.data, out.ctypes.data, n, n,",
+             "                   ctl_at if 2.0 * m * k * n >= PARALLEL_FLOPS else 0)",
+             "    elif m:",
+             "        out[:] = 0",
+             "    return True, out",
+             "",
+             "",
+             "@njit(nogil=True, cache=False)",
              "def loop(start, stop, step, steps, width, batch, zero_all, counts, starts, ctl_at, "
              "carried, invariants, seqs, stacks, parked, consts, blocks, fns):"]
     lines += code.unpack()
-    flags = [i for i, b in enumerate(carried_rows or ()) if b] if active else []
     if flags:
         lines.append(f"    {''.join(f'p{i}, ' for i in flags)}= parked")
     lines += header
@@ -226,10 +247,13 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, s
         lines += [f"{ind}n_rows = counts[t]",
                   f"{ind}if n_rows != width:   # rows finish (or join, going backwards)",
                   f"{ind}    if n_rows < width:"]
-        lines += [f"{ind}        p{i}[n_rows:width] = s{carried_in[i]}[n_rows:width]\n"
+        # (a carried value computed into its parked buffer is there already: no copy)
+        lines += [f"{ind}        if s{carried_in[i]}.ctypes.data != p{i}.ctypes.data:\n"
+                  f"{ind}            p{i}[n_rows:width] = s{carried_in[i]}[n_rows:width]\n"
                   f"{ind}        s{carried_in[i]} = s{carried_in[i]}[:n_rows]" for i in flags]
         lines.append(f"{ind}    else:")
-        lines += [f"{ind}        p{i}[:width] = s{carried_in[i]}\n"
+        lines += [f"{ind}        if s{carried_in[i]}.ctypes.data != p{i}.ctypes.data:\n"
+                  f"{ind}            p{i}[:width] = s{carried_in[i]}\n"
                   f"{ind}        s{carried_in[i]} = p{i}[:n_rows]" for i in flags]
         lines.append(f"{ind}    width = n_rows")
     lines += code.reads(ind, "np.int32")
@@ -241,6 +265,30 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, s
     extras = {"consts": tuple(consts) or (np.zeros(1, _F32),),
               "blocks": block_sizes or [1], "fns": tuple(fns)}
     return "\n".join(lines) + "\n", extras
+
+
+def _products_into_parked(prog: Program, carried_in, carried_out, values, flags) -> dict:
+    """{plan index: carried number} of the products that compute a batched carried value
+    (numbers in `flags`) which may go straight into that value's parked full-width buffer:
+    the step's incoming value, which is in those rows, is read by nothing from the product
+    on (no later node, no stack write at the step's end, no other carried value). The rows
+    then never need copying there when rows join (a gradient loop over a padded batch: its
+    dh, ~1.4 us a step in the padded S1 BasicRNN) or finish. (No node a compiled loop runs
+    makes a view of its input, so only the incoming value itself is in those rows.)"""
+    into = {}
+    plan = prog._plan
+    for i in flags:
+        new, old = carried_out[i], carried_in[i]
+        if new == old or list(carried_out).count(new) != 1:
+            continue
+        at = next((j for j, step in enumerate(plan) if step.outs == new), None)
+        if at is None or not isinstance(plan[at].node.op, PanelMatMul):
+            continue
+        later = {a for step in plan[at:] for a in step.ins} | set(values) | \
+            {c for j, c in enumerate(carried_out) if j != i}
+        if old not in later:
+            into[at] = i
+    return into
 
 
 def _warn(node, exc) -> None:
