@@ -7,7 +7,8 @@
 
 One file in NumPy's .npz layout: a `graph.json` entry (the IR as JSON, values referenced by
 their %id) plus `.npy` entries for constants and variable values. Loading never unpickles or
-evaluates anything from the file; a bad file raises `InvalidFileError` (a ValueError).
+evaluates anything from the file, and checks every attribute of every node against its op's
+declared schema (schema.py); a bad file raises `InvalidFileError` (a ValueError).
 """
 from .archive import FORMAT_VERSION, Saved, load, read, restore, save
 from .codec import InvalidFileError

@@ -8,8 +8,9 @@ opens it and `unzip -p model.npz graph.json` shows the graph:
     variables/<k>.npy  variable values (when saved with a session)
 
 Loading never unpickles (`allow_pickle=False`) and never evaluates code from the file: ops are
-looked up by name in rnngraph's own registry and rebuilt from their attributes, then the graph
-is checked (output types against each op's rule, and `rg.verify`).
+looked up by name in rnngraph's own registry and rebuilt from their attributes once those fit
+the op's declared schema (schema.py), then the graph is checked (output types against each op's
+rule, and `rg.verify`).
 """
 from __future__ import annotations
 

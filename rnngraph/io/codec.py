@@ -17,11 +17,13 @@ Attribute values are JSON scalars and lists, with a few tagged objects for what 
     {"dict": {...}}                   -> a dict with string keys
 
 Decoding builds nodes directly (no op is re-traced and nothing from the file is executed): each
-op class comes from the registry by name and is constructed from its decoded attributes.
+op class comes from the registry by name; its attributes are checked against the op's declared
+schema (schema.py: names, types, ranges, fixed choices) and only then passed to its constructor.
+Node names, locations and body roles are checked too, so no text from a file reaches an op
+other than as a value its schema declares.
 """
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 import math
@@ -35,11 +37,10 @@ from ..ir.types import TensorType
 from ..ir.value import Value
 from ..ops import initializers as inits
 from ..ops.base import Op
-from . import registry
+from . import registry, schema
 
 _ARRAY_KINDS = "biufc"   # bool, ints, floats, complex: no objects, strings, records or datetimes
 _INLINE_MAX = 16         # arrays up to this many elements are written into the JSON itself
-_STD_RESULTS = ("cond", "carried", "output", "residual")
 _SOURCES = ("param", "placeholder", "variable", "constant")
 
 
@@ -279,6 +280,8 @@ class Decoder:
         _need(isinstance(params, dict), "bad initializer parameters")
         cls = inits.KINDS[kind]
         decoded = {k: self.value(v) for k, v in params.items()}
+        problem = schema.params_problem(schema.INITIALIZERS.get(kind, {}), decoded)
+        _need(problem is None, f"initializer {kind!r}: {problem}")
         try:
             init = cls(**decoded)
         except (TypeError, ValueError) as exc:
@@ -309,7 +312,8 @@ class Decoder:
         seen: set = set()
         self.collect_ids(gdoc, seen)
         name = gdoc.get("name", "graph")
-        _need(isinstance(name, str), "bad graph name")
+        problem = schema.line_problem(name, "graph name")
+        _need(problem is None, problem)
         graph = Graph(name=name)
         graph._ids = itertools.count(max(seen, default=-1) + 1)  # new values never collide
         self.nodes(graph, gdoc)
@@ -328,7 +332,8 @@ class Decoder:
 
     def node(self, graph: Graph, nd: dict) -> Node:
         name = nd.get("name")
-        _need(isinstance(name, str), f"bad node name {name!r}")
+        problem = schema.name_problem(name, "node name")
+        _need(problem is None, problem)
         where = f"node {name!r}"
         _need(name not in graph._by_name, f"duplicate node name {name!r}")
         op_name = nd.get("op")
@@ -337,14 +342,20 @@ class Decoder:
             cls = registry.lookup(op_name)
         except ValueError as exc:
             raise UnknownOp(f"{exc} (node {name!r})") from None
+        where = f"node {name!r} (op {op_name})"
+        problem = schema.op_problem(op_name)
+        _need(problem is None, f"{where}: {problem}")
         attrs_doc = nd.get("attrs", {})
         _need(isinstance(attrs_doc, dict), f"{where}: bad attributes")
         inputs_doc = nd.get("inputs", [])
         _need(isinstance(inputs_doc, list), f"{where}: bad inputs")
         inputs = [self.ref(i, graph, where) for i in inputs_doc]
         location = nd.get("location", "")
-        _need(isinstance(location, str), f"{where}: bad location")
-        bodies = [self.body(graph, b, where) for b in nd.get("bodies", [])]
+        problem = schema.line_problem(location, "location")
+        _need(problem is None, f"{where}: {problem}")
+        bodies_doc = nd.get("bodies", [])
+        _need(isinstance(bodies_doc, list), f"{where}: bad bodies")
+        bodies = [self.body(graph, b, where) for b in bodies_doc]
         try:
             attrs = {k: self.value(v) for k, v in attrs_doc.items()}
         except Corrupt as exc:
@@ -362,26 +373,28 @@ class Decoder:
         return node
 
     def body(self, parent: Graph, bdoc: dict, where: str) -> Graph:
+        _need(isinstance(bdoc, dict), f"{where}: bad body record")
         name = bdoc.get("name")
-        _need(isinstance(name, str), f"{where}: bad body name")
+        problem = schema.line_problem(name, "body name")
+        _need(problem is None, f"{where}: {problem}")
         body = Graph(parent=parent, name=name)
         self.nodes(body, bdoc)
 
-        def roles(key):
+        def roles(key, known):
             items = bdoc.get(key, [])
             _need(isinstance(items, list) and all(
-                isinstance(r, list) and len(r) == 2 and isinstance(r[0], str)
+                isinstance(r, list) and len(r) == 2 and r[0] in known
                 and isinstance(r[1], list) for r in items), f"{where}: bad body {key}")
             return {role: [self.ref(i, body, f"{where} body {key} {role!r}") for i in ids]
                     for role, ids in items}
 
-        body.params = roles("params")
+        body.params = roles("params", schema.PARAM_ROLES)
         for role, vals in body.params.items():
             for v in vals:
                 _need(v.node.op.name == "param" and v.node.op.role == role,
                       f"{where}: body param %{v.id} is not a {role!r} param")
-        results = roles("results")
-        for role in _STD_RESULTS:
+        results = roles("results", schema.RESULT_ROLES)
+        for role in schema.RESULT_ROLES:
             results.setdefault(role, [])
         body.results = results
         caps = bdoc.get("captures", [])
@@ -394,28 +407,24 @@ class Decoder:
 
 
 def make_op(cls: type, attrs: dict, bodies: list, where: str) -> Op:
-    """An instance of `cls` whose saved state equals `attrs`: built by its constructor when that
-    takes the attributes as arguments, else by restoring the public attributes directly."""
-    kwargs = dict(attrs)
-    if bodies:
-        _need(len(bodies) == 1 and "body" in inspect.signature(cls.__init__).parameters,
-              f"{where}: op {cls.name!r} does not take a body")
+    """An instance of `cls` whose saved state equals `attrs`, built by its constructor after
+    every attribute passed the op's declared schema (schema.py); Corrupt naming the node, the
+    op and the attribute otherwise. Nothing from the file is set on an op any other way."""
+    problem = schema.attrs_problem(cls.name, attrs)
+    _need(problem is None, f"{where}: {problem}")
+    takes_body = schema.SCHEMAS[cls.name].body
+    _need(len(bodies) == (1 if takes_body else 0),
+          f"{where}: op {cls.name!r} takes {'one body' if takes_body else 'no body'}, the file "
+          f"gives {len(bodies)}")
+    kwargs = schema.constructor_args(cls.name, attrs)
+    if takes_body:
         kwargs["body"] = bodies[0]
-    op = None
     try:
         op = cls(**kwargs)
-    except Exception:  # noqa: BLE001  a constructor that normalises its arguments differently
-        op = None
-    if op is not None and _same(op_state(op), attrs) and op.subgraphs() == bodies:
-        return op
-    _need(not bodies, f"{where}: bad attributes for op {cls.name!r}")
-    op = cls.__new__(cls)
-    op.__dict__.update(attrs)
-    try:
-        ok = _same(op_state(op), attrs)
-    except Exception:  # noqa: BLE001
-        ok = False
-    _need(ok, f"{where}: bad attributes for op {cls.name!r}: {sorted(attrs)}")
+    except (TypeError, ValueError, IndexError, ArithmeticError) as exc:  # ShapeError too
+        raise Corrupt(f"{where}: bad attributes for op {cls.name!r}: {exc}") from None
+    _need(_same(op_state(op), attrs) and op.subgraphs() == bodies,
+          f"{where}: bad attributes for op {cls.name!r}: {sorted(attrs)} do not rebuild it")
     return op
 
 
