@@ -40,3 +40,49 @@ def user_location() -> str:
 
 class InvalidArgumentError(ExecutionError, ValueError):
     """A runtime check on fed data failed (bad sequence_length, NaN with check_numerics...)."""
+
+
+def interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that `exc` is, or that its chain of causes and contexts holds;
+    None if there is none.
+
+    Ctrl-C during a compiled (numba) function does not always surface as KeyboardInterrupt:
+    CPython may report `SystemError: ... returned a result with an exception set`, with the
+    KeyboardInterrupt as its cause, and a caller may wrap that again. The runtime re-raises the
+    KeyboardInterrupt found here instead, so `except KeyboardInterrupt` sees every Ctrl-C."""
+    seen: set = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        todo += [e.__context__, e.__cause__]
+    return None
+
+
+def take_interrupt(exc: BaseException) -> KeyboardInterrupt | None:
+    """interrupt_in(exc), made ready to be raised in its place from an `except` clause that
+    caught `exc`: the links of exc's chain to it are cut (else raising it there would make
+    it its own context's cause, a reference cycle that keeps every frame of the run alive)
+    and exc, which then becomes its context, is not printed with it. None if there is none;
+    `exc` itself, unchanged, if it is the KeyboardInterrupt."""
+    interrupt = interrupt_in(exc)
+    if interrupt is None or interrupt is exc:
+        return interrupt
+    seen: set = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or e is interrupt or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if e.__cause__ is interrupt:
+            e.__cause__ = None
+        if e.__context__ is interrupt:
+            e.__context__ = None
+        todo += [e.__context__, e.__cause__]
+    interrupt.__suppress_context__ = True
+    return interrupt
