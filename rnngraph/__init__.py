@@ -27,6 +27,8 @@ def name_scope(name):
     return get_default_graph().name_scope(name)
 
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 from . import io
 from .io import load, save
+from . import backends  # noqa: F401,E402  (registers every present backend's kernels)
+from .config import config  # noqa: E402  (process-wide opt-ins, all off by default)

@@ -25,6 +25,13 @@ from rnngraph.runtime import loop_kernel
 from rnn_reference import flat_state, run_rnn
 from test_rnn_reference import randomize_biases, ref_nested, reference_cell
 
+
+@pytest.fixture(autouse=True)
+def _accelerated_from_the_first_run(monkeypatch):
+    """This module's subject includes the numba kernels: sessions use them from their first run
+    (Session(accelerate="auto") would start each program on NumPy kernels)."""
+    monkeypatch.setattr("rnngraph.runtime.session.HOT_AFTER", 0)
+
 D = 3
 CELLS = {
     "basic": lambda: rg.nn.BasicRNNCell(4),
@@ -211,7 +218,7 @@ def test_an_output_read_for_its_shape_only_is_not_zeroed(kind, monkeypatch):
     forward = [n for n in sess.compile(grads, [X, seq]).graph.nodes
                if n.op.name == "loop" and not n.op.reverse][0]
     stacked = forward.op.out_ports().offset("output")
-    assert stacked in forward.op._unzeroed and stacked not in forward.op._rows_only
+    assert stacked in forward.op.unzeroed and stacked not in forward.op.rows_only
     want = rg.Session(g, seed=1, passes={"shrink_batch": False}).run(grads, f)
     for _ in range(2):
         for g1, g2 in zip(sess.run(grads, f), want):
@@ -227,7 +234,7 @@ def test_float32_loops_with_our_products_run_exactly_the_active_rows(kind, monke
     rounded up to ROW_ALIGN, and the stacks only active rows are read of go packed (StepRows),
     read back as slices at the loop's step offsets; otherwise rounded and full width. Either
     way, and with the pool's buffers full of NaN, the results equal the full-width run's."""
-    from rnngraph.ops import panel_gemm
+    from rnngraph.backends.numba import panel_gemm
     _nan_filled_buffers(monkeypatch)
     lengths = [13, 7, 3, 11, 1, 9, 5, 2, 12, 10]
     g = rg.Graph()

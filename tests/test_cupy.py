@@ -13,12 +13,12 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture
 def gpu():
-    from rnngraph.runtime.cupy_device import CupyDevice
+    from rnngraph.backends.cupy.device import CupyDevice
     return CupyDevice()
 
 
 def test_auto_picks_the_gpu():
-    from rnngraph.runtime.cupy_device import CupyDevice
+    from rnngraph.backends.cupy.device import CupyDevice
     assert isinstance(rg.Session(rg.Graph(), device="auto").device, CupyDevice)
 
 

@@ -18,7 +18,7 @@ def test_get_device_names_and_instances():
 
 
 def test_gpu_without_cuda_is_a_clear_error_and_auto_falls_back_to_cpu():
-    from rnngraph.runtime.cupy_device import gpu_available
+    from rnngraph.backends.cupy.device import gpu_available
     if gpu_available():
         pytest.skip("a CUDA device is present")
     with pytest.raises(RuntimeError, match="device='gpu' needs CuPy and a CUDA device") as e:

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
-from rnngraph.ops import fused_numba
+from rnngraph.backends.numba import fused as fused_numba
+
+
+@pytest.fixture(autouse=True)
+def _accelerated_from_the_first_run(monkeypatch):
+    """This module's subject includes the numba kernels: sessions use them from their first run
+    (Session(accelerate="auto") would start each program on NumPy kernels)."""
+    monkeypatch.setattr("rnngraph.runtime.session.HOT_AFTER", 0)
 
 pytest.importorskip("numba")
 

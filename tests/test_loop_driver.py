@@ -7,9 +7,17 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
-from rnngraph.ops import fused_numba
+from rnngraph.backends.numba import fused as fused_numba
+from rnngraph.ops import loop_rows
 from rnngraph.ops.steps import StepRows
 from rnngraph.runtime import loop_driver, loop_kernel
+
+
+@pytest.fixture(autouse=True)
+def _accelerated_from_the_first_run(monkeypatch):
+    """This module's subject includes the numba kernels: sessions use them from their first run
+    (Session(accelerate="auto") would start each program on NumPy kernels)."""
+    monkeypatch.setattr("rnngraph.runtime.session.HOT_AFTER", 0)
 
 
 @pytest.fixture
@@ -128,7 +136,15 @@ def _buffer(stack):
     return stack.packed if isinstance(stack, StepRows) else stack
 
 
-@pytest.mark.parametrize("lengths", [None, [6, 2, 6, 0], [2, 5, 0, 4]],
+# With lengths, y_t is h_t only where a float32 step runs on exactly its active rows (our own
+# products: numba, AVX2/FMA; ops/loop_rows.row_align); rows rounded up to ROW_ALIGN keep the
+# masked output, another value than the saved h_t.
+exact_rows = pytest.mark.skipif(loop_rows.row_align(np, np.float32) != 1,
+                                reason="needs steps on exactly their active rows (numba, AVX2/FMA)")
+
+
+@pytest.mark.parametrize("lengths", [None, pytest.param([6, 2, 6, 0], marks=exact_rows),
+                                     pytest.param([2, 5, 0, 4], marks=exact_rows)],
                          ids=["no_lengths", "longest_is_max_time", "all_shorter"])
 def test_a_value_the_body_returns_twice_is_stacked_once(lengths, plain_runs):
     # BasicRNN's output y_t is its state h_t, which the gradient loop also reads: one stack

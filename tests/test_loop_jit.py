@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
-from rnngraph.runtime import loop_jit
+from rnngraph.backends.numba import loop_jit
+
+
+@pytest.fixture(autouse=True)
+def _accelerated_from_the_first_run(monkeypatch):
+    """This module's subject includes the numba kernels: sessions use them from their first run
+    (Session(accelerate="auto") would start each program on NumPy kernels)."""
+    monkeypatch.setattr("rnngraph.runtime.session.HOT_AFTER", 0)
 
 pytestmark = pytest.mark.skipif(not loop_jit.available(np),
                                 reason="needs numba and an x86-64 CPU with AVX2/FMA")
@@ -85,7 +92,7 @@ def test_a_declining_kernel_hands_the_loop_back_to_python(compiled, monkeypatch)
     the kernel's answer is forced here.)"""
     from numba import cfunc, types
 
-    from rnngraph.ops import fused_numba
+    from rnngraph.backends.numba import fused as fused_numba
 
     @cfunc(types.int64(types.int64, types.int64, types.int64))
     def decline(block, r0, r1):

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
-from rnngraph.ops import panel_gemm
+from rnngraph.backends.numba import panel_gemm
+
+
+@pytest.fixture(autouse=True)
+def _accelerated_from_the_first_run(monkeypatch):
+    """This module's subject includes the numba kernels: sessions use them from their first run
+    (Session(accelerate="auto") would start each program on NumPy kernels)."""
+    monkeypatch.setattr("rnngraph.runtime.session.HOT_AFTER", 0)
 
 needs_kernels = pytest.mark.skipif(not panel_gemm.available(),
                                    reason="needs numba on Linux x86-64 with AVX2/FMA")
@@ -252,10 +259,12 @@ def test_pass_does_nothing_without_numba(monkeypatch):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("seq", [None, [9, 3, 0, 9, 5, 1, 9, 2, 7, 4, 9, 6, 8, 9, 3, 1]],
                          ids=["full", "lengths"])
-def test_splitting_over_two_threads_gives_the_bits_of_one(cell, seq):
-    """Loops large enough that products and gate kernels are split (rows x cols >= 2048): the
-    same bits as with every call on one thread (the same run on a second Python thread while
-    the helper serves the first)."""
+def test_splitting_over_two_threads_gives_the_bits_of_one(cell, seq, monkeypatch):
+    """With the helper thread opted in (rg.config.cpu_helper_thread), loops large enough that
+    products and gate kernels are split (rows x cols >= 2048) give the same bits as with every
+    call on one thread (the same run on a second Python thread while the helper serves the
+    first)."""
+    monkeypatch.setattr(rg.config, "cpu_helper_thread", True)
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [16, 9, 12])
@@ -281,7 +290,8 @@ def test_splitting_over_two_threads_gives_the_bits_of_one(cell, seq):
 
 
 @needs_kernels
-def test_a_loop_that_fails_leaves_the_helper_asleep():
+def test_a_loop_that_fails_leaves_the_helper_asleep(monkeypatch):
+    monkeypatch.setattr(rg.config, "cpu_helper_thread", True)
     g = rg.Graph()
     with g.as_default():
         table = rg.constant(np.arange(80, dtype=F32).reshape(5, 16))

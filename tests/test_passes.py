@@ -492,16 +492,16 @@ def test_shrunk_loops_zero_only_the_finished_rows_someone_reads():
     def group(loop, name):
         ports = loop.op.out_ports()
         return frozenset(range(ports.offset(name), ports.offset(name) + ports.sizes[name]))
-    assert fwd.op._rows_only == group(fwd, "residual")
-    assert bwd.op._rows_only == group(bwd, "output")
+    assert set(fwd.op.rows_only) == group(fwd, "residual")
+    assert set(bwd.op.rows_only) == group(bwd, "output")
     (contraction,) = [n for n in _optimized_graph(sess).nodes if n.op.name == "step_contract"]
     assert contraction.op.ones and len(contraction.inputs) == 6   # packs the active rows
     # the input projection is read by the forward loop only; the input gradient is the user's
     products = {n.name.split("/MatMul/", 1)[-1]: n.op for n in _optimized_graph(sess).nodes
                 if n.op.name == "rows_matmul"}
-    assert products["batched/gathered"]._only_loops_read   # (packed from the unsorted x)
+    assert products["batched/gathered"].only_loops_read   # (packed from the unsorted x)
     unsorted = products["after_loop/shared/unsorted"]   # (reads dz's shared pack)
-    assert unsorted.unsort and not unsorted._only_loops_read
+    assert unsorted.unsort and not unsorted.only_loops_read
 
 
 def test_a_packed_stack_reads_as_the_stack_it_stands_for():

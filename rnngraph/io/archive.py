@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..version import __version__
+
 from ..ir.graph import Graph, get_default_graph
 from ..ir.value import Value
 from ..ir.verify import verify
@@ -133,7 +135,6 @@ def _encode_fetches(graph: Graph, fetches) -> dict:
 
 
 def _version() -> str:
-    from .. import __version__
     return __version__
 
 

@@ -19,6 +19,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-/]*$")
 
 
 class Graph:
+    # the op of a body parameter node (ops/sources.py's Param, installed by the ops layer)
+    param_op = None
+
     def __init__(self, parent: "Graph | None" = None, name: str = "graph"):
         self.parent = parent
         self.name = name
@@ -126,8 +129,7 @@ class Graph:
 
     def add_param(self, role: str, type: TensorType, name: str, location: str = "") -> Value:
         """A body-graph parameter (step index, carried state, invariant or sequence slice)."""
-        from ..ops.sources import Param
-        node = self.add_node(Param(role), [], [type], name, location)
+        node = self.add_node(Graph.param_op(role), [], [type], name, location)
         self.params.setdefault(role, []).append(node.outputs[0])
         return node.outputs[0]
 

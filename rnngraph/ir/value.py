@@ -63,11 +63,10 @@ class Value:
         for i in range(len(self)):
             yield self[i]
 
-    # --- operators (bound lazily to avoid an import cycle with ops) -----------------------
+    # --- operators: the op builders are installed from the ops layer (install_operators) ----
     def _math(name, reflected=False):
         def method(self, other):
-            from .. import ops
-            fn = getattr(ops, name)
+            fn = _operator(name)
             return fn(other, self) if reflected else fn(self, other)
         method.__name__ = name
         return method
@@ -90,12 +89,10 @@ class Value:
     del _math
 
     def __neg__(self):
-        from .. import ops
-        return ops.negative(self)
+        return _operator("negative")(self)
 
     def __getitem__(self, key):
-        from .. import ops
-        return ops.getitem(self, key)
+        return _operator("getitem")(self, key)
 
     def run(self, feed_dict=None, session=None):
         """Run this value for its effect (e.g. `init.run()`, `train_op.run(...)`), TF1-style."""
@@ -103,6 +100,24 @@ class Value:
 
     def eval(self, feed_dict=None, session=None):
         """Run this value in `session` (or the default session), TF1-style."""
-        from ..runtime.session import get_default_session
-        sess = session or get_default_session()
+        sess = session or _operator("default_session")()
         return sess.run(self, feed_dict=feed_dict)
+
+
+# Value's operators build nodes with op builders, and eval() needs the default session: both
+# live in higher layers, which install them here when imported (ops/__init__.py, runtime).
+_OPERATORS: dict = {}
+
+
+def install_operators(**builders) -> None:
+    """Called by higher layers: name -> callable (add, subtract, ..., getitem,
+    default_session)."""
+    _OPERATORS.update(builders)
+
+
+def _operator(name: str):
+    try:
+        return _OPERATORS[name]
+    except KeyError:
+        raise RuntimeError(f"Value operator {name!r} is not installed: import rnngraph (the package), "
+                           "not rnngraph.ir alone") from None

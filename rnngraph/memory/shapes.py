@@ -13,6 +13,7 @@ import numpy as np
 from ..ir.graph import Graph
 from ..ir.types import TensorType
 from ..ir.value import Value
+from ..ops.fused import Fused
 
 _SMALL = 64          # evaluate and remember values with at most this many elements
 
@@ -109,16 +110,12 @@ def _walk(info: ShapeInfo, nodes) -> None:
 
 
 def _is_fused(op) -> bool:
-    return all(hasattr(op, a) for a in ("instrs", "exports", "n_inputs"))
+    return isinstance(op, Fused)
 
 
 def _fused_types(op, ins) -> list:
     """A fused elementwise node states its static types; run its ops' rules on ours instead."""
-    types = list(ins)
-    for inner, refs in op.instrs:
-        t = inner.infer(*[types[r] for r in refs])
-        types.append(t if isinstance(t, TensorType) else t[0])
-    return [types[r] for r in op.exports]
+    return op.retype(ins)
 
 
 def _evaluate(info: ShapeInfo, n) -> bool:

@@ -24,6 +24,12 @@ from .loop import Loop, scan, while_loop
 from .sequence import check_sequence_length, reverse_sequence
 
 from .group import group
+from ..ir.value import install_operators
+
+install_operators(add=add, subtract=subtract, multiply=multiply, divide=divide, matmul=matmul,
+                  pow=pow, less=less, less_equal=less_equal, greater=greater,
+                  greater_equal=greater_equal, negative=negative, getitem=getitem)
+del install_operators
 
 # `from rnngraph.ops import *` exports the builders, not the modules (ops.nn is not rnngraph.nn)
 __all__ = [_n for _n, _v in list(globals().items())

@@ -24,6 +24,8 @@ class Op:
     stateful = False           # reads or writes session state (variables); see runtime
     differentiable = True      # False: gradients stop here silently (comparisons, casts to int...)
     shape_inputs: tuple = ()   # inputs read for their shape only (passes/shape_reads.py)
+    foldable = True            # fold_constants may run compute() on constant inputs at compile
+    # time (False: the run-time kernel checks or does something compute alone does not)
 
     def infer(self, *types: TensorType):
         raise NotImplementedError

@@ -162,12 +162,15 @@ class UfuncEmit:
     fusible = True
 
     def emit(self, res, args, out, ns, key, dtype=None, rank=None):
-        call = f"xp.{self.kernel}({', '.join(args)}"
+        # the ufunc goes into the namespace under the generator's own key: no text of the
+        # op's (an attribute could come from a file) is ever pasted into the source
+        ns[key] = getattr(ns["xp"], type(self).kernel)
+        call = f"{key}({', '.join(args)}"
         return [f"{res} = {call}, out={out})" if out else f"{res} = {call})"]
 
     def cexpr(self, args):
         table = _C_BINARY if len(args) == 2 else _C_UNARY
-        return "(" + table[self.kernel].format(*args) + ")"
+        return "(" + table[type(self).kernel].format(*args) + ")"
 
 
 class Binary(UfuncEmit, Op):
@@ -178,15 +181,7 @@ class Binary(UfuncEmit, Op):
         return TensorType(broadcast_shapes(a.shape, b.shape), dtype)
 
     def compute(self, xp, a, b):
-        return getattr(xp, self.kernel)(a, b)
-
-    def make_kernel(self, node, program):
-        if type(self).compute is Binary.compute:  # the ufunc itself: no Python frame per call
-            fn = getattr(program.ctx.xp, self.kernel)
-        else:
-            compute, xp = self.compute, program.ctx.xp
-            fn = lambda a, b: compute(xp, a, b)  # noqa: E731
-        return with_dim_checks(fn, node)
+        return getattr(xp, type(self).kernel)(a, b)
 
 
 class Add(Binary):
@@ -313,7 +308,7 @@ class Unary(UfuncEmit, Op):
         return x
 
     def compute(self, xp, x):
-        return getattr(xp, self.kernel)(x)
+        return getattr(xp, type(self).kernel)(x)
 
 
 class Neg(Unary):
@@ -351,9 +346,9 @@ class Sigmoid(Unary):
     def emit(self, res, args, out, ns, key, dtype=None, rank=None):
         clamp = self._CLAMP.get(getattr(dtype, "name", "float32"), 88.0)
         if rank == 0:
-            return [f"{res} = 1 / (1 + xp.exp(-xp.maximum({args[0]}, {-clamp})))"]
-        first = f"xp.maximum({args[0]}, {-clamp}, out={out})" if out else \
-            f"xp.maximum({args[0]}, {-clamp})"
+            return [f"{res} = 1 / (1 + xp.exp(-xp.maximum({args[0]}, {-float(clamp)!r})))"]
+        first = f"xp.maximum({args[0]}, {-float(clamp)!r}, out={out})" if out else \
+            f"xp.maximum({args[0]}, {-float(clamp)!r})"
         return [f"{res} = {first}", f"xp.negative({res}, out={res})", f"xp.exp({res}, out={res})",
                 f"{res} += 1", f"xp.reciprocal({res}, out={res})"]
 
@@ -447,9 +442,6 @@ class Where(Op):
     def compute(self, xp, cond, a, b):
         return xp.where(cond, a, b)
 
-    def make_kernel(self, node, program):
-        return with_dim_checks(program.ctx.xp.where, node)
-
     def vjp(self, node, g):
         cond, a, b = node.inputs
         zero = zeros_like(g)
@@ -486,10 +478,10 @@ class _FilledLike(Op):
         return xp.full_like(x, self.fill)
 
     def emit(self, res, args, out, ns, key, dtype=None, rank=None):
-        return [f"{res} = xp.full_like({args[0]}, {self.fill})"]
+        return [f"{res} = xp.full_like({args[0]}, {int(type(self).fill)!r})"]
 
     def cexpr(self, args):
-        return f"({self.fill})"  # (not x * 0: that keeps NaN)
+        return f"({int(type(self).fill)!r})"  # (not x * 0: that keeps NaN)
 
 
 class ZerosLike(_FilledLike):

@@ -9,6 +9,7 @@ from .elementwise import unbroadcast
 
 class MatMul(Op):
     name = "matmul"
+    foldable = False
 
     def infer(self, a, b):
         dtype = same_dtype(self.name, a, b)
@@ -19,33 +20,6 @@ class MatMul(Op):
                   f"inner dimensions differ ({fmt_shape(a.shape)} @ {fmt_shape(b.shape)})")
         batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
         return TensorType(batch + (a.shape[-2], b.shape[-1]), dtype)
-
-    def make_kernel(self, node, program):
-        """Large products land in a buffer reused across runs (runtime/buffer_pool.py); small
-        ones (a loop's per-step products) take the shortest path."""
-        from ..runtime.buffer_pool import POOL_MIN_BYTES, output_pool, pooled, pooled_copy
-        pool = output_pool(program)
-        xp = program.ctx.xp
-        compute = self.compute
-        if pool is None:
-            return lambda a, b: compute(xp, a, b)
-        matmul = xp.matmul
-        small = POOL_MIN_BYTES // 8   # output elements never pooled (itemsize <= 8)
-
-        def run(a, b):
-            if a.ndim == 2 and b.ndim == 2 and a.shape[0] * b.shape[1] < small:
-                return matmul(a, b)   # a loop's per-step product: no checks (~1.8 us a step)
-            if b.ndim != 2 or a.ndim < 2 or a.dtype != b.dtype or a.shape[-1] != b.shape[0]:
-                return compute(xp, a, b)   # (which reports a mismatch)
-            k, n = b.shape
-            m = a.size // k if k else 0
-            if not pooled(pool, program, m * n * a.itemsize):
-                return compute(xp, a, b)   # under the pool's threshold: no bookkeeping
-            out = pool.get(0, (m, n), a.dtype)
-            if a.ndim > 2 and not a.flags.c_contiguous:   # (a time-major view of x): copied
-                a = pooled_copy(pool, 1, a)   # into a reused buffer, no page faults
-            return matmul(a.reshape(m, k), b, out=out).reshape(a.shape[:-1] + (n,))
-        return run
 
     def compute(self, xp, a, b):
         if a.ndim > 2 and b.ndim == 2:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import GradientError, ShapeError
 from ..ir.graph import Graph, get_default_graph
 from ..ir.types import TensorType, merge_dim
 from ..ir.value import Value
@@ -54,12 +54,14 @@ class Ports:
 
 class Loop(Op):
     name = "loop"
+    foldable = False
     multi_output = True
 
     def __init__(self, body: Graph, has_trip: bool, reverse: bool = False,
                  length_from: int | None = None, parallel_iterations: int = 10,
                  swap_memory: bool = False, maximum_iterations: int | None = None,
-                 active_rows: bool = False, shrink: bool = False):
+                 active_rows: bool = False, shrink: bool = False, masks=(), rows_only=(),
+                 unzeroed=()):
         self._body = body
         self.has_trip = has_trip
         self.reverse = reverse
@@ -69,8 +71,12 @@ class Loop(Op):
         self.maximum_iterations = maximum_iterations
         self.active_rows = active_rows  # a `rows` input says which rows each step needs
         self.shrink = shrink            # set by the shrink_batch pass: run only those rows
-        # (and the indices of stacked outputs whose finished rows nobody reads: left unzeroed)
-        self._rows_only: frozenset = frozenset()
+        # also the shrink_batch pass's (declared, printed, saved): indices of the sequence
+        # params known true on every active row, of the outputs whose finished rows nobody
+        # reads (packed as the steps left them), and of those left unzeroed there
+        self.masks = tuple(sorted(int(i) for i in masks))
+        self.rows_only = tuple(sorted(int(i) for i in rows_only))
+        self.unzeroed = tuple(sorted(int(i) for i in unzeroed))
         self._vjp_cache: dict = {}
 
     @property
@@ -82,7 +88,8 @@ class Loop(Op):
 
     def attrs(self):
         a = {k: v for k, v in vars(self).items() if not k.startswith("_")}
-        return {k: v for k, v in a.items() if (v is not None and v is not False) or k == "reverse"}
+        return {k: v for k, v in a.items()
+                if (v is not None and v is not False and v != ()) or k == "reverse"}
 
     # --- ports ------------------------------------------------------------------------------
     def in_ports(self) -> Ports:
@@ -137,14 +144,11 @@ class Loop(Op):
         return sum(n.op.flops(n) for n in self._body.nodes)
 
     # --- execution ----------------------------------------------------------------------------
-    def make_kernel(self, node, program):
-        from ..runtime.loop_kernel import compile_loop
-        return compile_loop(self, node, program)
 
     # --- reverse mode -------------------------------------------------------------------------
     def vjp(self, node, *gs):
-        from .loop_grad import loop_vjp
-        return loop_vjp(self, node, list(gs))
+        raise GradientError("a loop's gradient is a reverse loop that rnngraph.autodiff builds "
+                            f"(rg.gradients), not a rule of the op (node {node.describe()})")
 
 
 def _check_same(got: TensorType, want: TensorType, what: str):

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels import feature
+from .fused import Fused
+
 from ..ir.types import TensorType
 
 SENTINEL = 1_000_003   # a batch size no real dimension equals
@@ -36,11 +39,11 @@ ROW_ALIGN = 8
 
 def row_align(xp, dtype) -> int:
     """The rounding for a loop computing in `dtype`: none where its per-step products are ours
-    (float32 on the CPU, ops/panel_gemm.py), whose edge kernels take any number of rows at
+    (float32 on the CPU, the numba backend's packed GEMM), whose edge kernels take any number of rows at
     about its share of the cost (padded S1 LSTM: 58.9 ms against 60.2 rounded to 8); else
     ROW_ALIGN. It depends on the dtype only, so a loop and its gradient loop agree."""
-    from .panel_gemm import available
-    if xp is np and np.dtype(dtype) == np.float32 and available():
+    gemm = feature("packed_gemm")
+    if xp is np and np.dtype(dtype) == np.float32 and gemm is not None and gemm.available():
         return 1
     return ROW_ALIGN
 
@@ -76,8 +79,6 @@ def _open_leading(t: TensorType) -> bool:
 
 def row_layout(body, strict: bool = False) -> RowLayout | None:
     """The body's batched ports, or None when the body does not follow the convention."""
-    from ..memory.shapes import _fused_types, _is_fused
-
     if body.results.get("cond"):
         return None  # a while-loop's condition could read any row
     params = body.params
@@ -96,7 +97,7 @@ def row_layout(body, strict: bool = False) -> RowLayout | None:
             return None
         ins = [types.get(v, v.type) for v in node.inputs]
         try:
-            outs = _fused_types(op, ins) if _is_fused(op) else op.infer(*ins)
+            outs = op.retype(ins) if isinstance(op, Fused) else op.infer(*ins)
         except Exception:  # noqa: BLE001  the rows do not line up with some other size
             return None
         outs = [outs] if isinstance(outs, TensorType) else list(outs)

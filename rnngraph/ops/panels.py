@@ -1,14 +1,29 @@
 """A loop's per-step product against a loop-invariant weight, with the weight packed once per
-run (passes/pack_weights.py puts these in; ops/panel_gemm.py is the kernel). Both run after
-differentiation (the pass does), so neither needs a gradient rule."""
+run (passes/pack_weights.py puts these in; backends/numba/panel_gemm.py is the fast kernel).
+Both run after differentiation (the pass does), so neither needs a gradient rule."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import ShapeError
 from ..ir.types import TensorType
-from . import panel_gemm
 from .base import Op
+
+NR = 16        # columns of a panel: two 8-float vectors
+
+
+def pack(xp, w):
+    """w [K, N] as panels [ceil(N/16), K, 16]: panel p holds columns 16p .. 16p+15, row after
+    row (zero past column N)."""
+    k, n = w.shape
+    count, full = -(-n // NR), n // NR
+    out = xp.empty((count, k, NR), w.dtype)
+    if full:
+        out[:full] = w[:, :full * NR].reshape(k, full, NR).transpose(1, 0, 2)
+    if full < count:
+        out[full] = 0
+        out[full, :, :n - full * NR] = w[:, full * NR:]
+    return out
 
 
 class PackPanels(Op):
@@ -20,20 +35,21 @@ class PackPanels(Op):
         if w.rank != 2:
             raise ShapeError(f"needs a matrix [k, n], got {w}")
         k, n = w.shape
-        return TensorType((None if n is None else -(-n // panel_gemm.NR), k, panel_gemm.NR),
+        return TensorType((None if n is None else -(-n // NR), k, NR),
                           w.dtype)
 
     def compute(self, xp, w):
-        return panel_gemm.pack(xp, w)
+        return pack(xp, w)
 
     def flops(self, node):
         return 0
 
 
 class PanelMatMul(Op):
-    """a [M, K] @ w [K, N], with w also given as pack_panels(w): our GEMM (float32 on the CPU,
-    numba installed: see panel_gemm.py), else the array module's matmul on w itself."""
+    """a [M, K] @ w [K, N], with w also given as pack_panels(w): the numba backend's GEMM reads
+    the panels (float32 on the CPU); the reference is the array module's matmul on w."""
     name = "panel_matmul"
+    foldable = False
 
     def infer(self, a, w, panels):
         if a.rank != 2 or w.rank != 2 or panels.rank != 3:
@@ -43,20 +59,9 @@ class PanelMatMul(Op):
             raise ShapeError(f"inner dimensions differ: {a} @ {w}")
         return TensorType((a.shape[0], w.shape[1]), a.dtype)
 
-    def make_kernel(self, node, program):
-        return _product(program.ctx.xp)
-
     def compute(self, xp, a, w, panels):
-        return _product(xp)(a, w, panels)
+        return xp.matmul(a, w)
 
     def flops(self, node):
         a, w, _ = node.inputs
         return 2 * (a.shape[0] or 1) * (a.shape[1] or 1) * (w.shape[1] or 1)
-
-
-def _product(xp):
-    """(a, w, panels) -> a @ w: our GEMM for float32 matrices on NumPy where it is available,
-    else xp's matmul on w."""
-    if xp is not np or not panel_gemm.available():
-        return lambda a, w, panels: xp.matmul(a, w)
-    return panel_gemm.product

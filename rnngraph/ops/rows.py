@@ -52,6 +52,7 @@ class PermuteRows(Op):
     """x reordered along `axis` by a permutation; its vjp applies the inverse permutation (a
     gather, where the general gather's vjp would scatter-add)."""
     name = "permute_rows"
+    foldable = False
 
     def __init__(self, axis: int = 0):
         self.axis = int(axis)
@@ -67,35 +68,6 @@ class PermuteRows(Op):
 
     def compute(self, xp, x, perm):
         return xp.take(x, perm, axis=self.axis)
-
-    def make_kernel(self, node, program):
-        from ..runtime.buffer_pool import pooled_alloc
-        xp, axis = program.ctx.xp, self.axis
-        where = node.describe()
-        alloc = pooled_alloc(program)
-
-        def permute(x, perm):
-            if x.shape[axis] != perm.shape[0]:
-                raise InvalidArgumentError(
-                    f"{where}: shape {tuple(x.shape)} has {x.shape[axis]} rows along axis {axis} "
-                    f"but the batch has {perm.shape[0]} (one per entry of the sequence lengths); "
-                    "inputs, initial state and sequence_length must agree on the batch size")
-            if _is_identity(xp, perm) or (x.shape[axis] > 1 and x.strides[axis] == 0):
-                return x  # already in order (e.g. equal lengths), or every row is one (a
-                # broadcast, such as the gradient of a sum): no copy
-            if alloc is None:
-                return xp.take(x, perm, axis=axis)
-            outer = xp.moveaxis(x, axis, 0)
-            if axis and outer.flags.c_contiguous:
-                # `axis` is outermost in memory (a time-major view of batch-major input): move
-                # whole contiguous rows and return the same kind of view (S1: 0.17 ms against
-                # 0.37 ms for gathering along the strided axis)
-                out = alloc(outer.shape, x.dtype)
-                return xp.moveaxis(xp.take(outer, perm, axis=0, out=out, mode="clip"), 0, axis)
-            # into a reused buffer ('clip': a permutation is in range, and numpy buffers a
-            # take into `out` under the default 'raise')
-            return xp.take(x, perm, axis=axis, out=alloc(x.shape, x.dtype), mode="clip")
-        return permute
 
     def vjp(self, node, g):
         perm = node.inputs[1]

@@ -11,30 +11,13 @@ from .base import Op, apply, as_value
 class CheckSequenceLength(Op):
     """Pass `lengths` through after checking 0 <= lengths[i] <= max_time at run time."""
     name = "check_sequence_length"
+    foldable = False
     differentiable = False
 
     def infer(self, lengths, max_time, batch):
         if lengths.rank != 1:
             raise ShapeError(f"sequence_length must be a vector, got {lengths}")
         return lengths
-
-    def make_kernel(self, node, program):
-        where = f"sequence_length checked by {node.describe()}"
-
-        def check(lengths, max_time, batch):
-            lengths_h = np.asarray(lengths if not hasattr(lengths, "get") else lengths.get())
-            if lengths_h.shape[0] != int(batch):
-                raise InvalidArgumentError(
-                    f"sequence_length has {lengths_h.shape[0]} entries but the inputs have batch "
-                    f"size {int(batch)} ({where})")
-            bad = np.nonzero((lengths_h < 0) | (lengths_h > int(max_time)))[0]
-            if bad.size:
-                i = int(bad[0])
-                raise InvalidArgumentError(
-                    f"sequence_length[{i}] = {int(lengths_h[i])} is outside [0, max_time = "
-                    f"{int(max_time)}] ({where})")
-            return lengths
-        return check
 
 
 class ReverseSequence(Op):

@@ -141,6 +141,7 @@ class Contiguous(Op):
     runs; where buffers are not pooled (memory plans, tracked runs) x passes through as is and
     each reader copies for itself, so no such run holds the copy longer than before."""
     name = "contiguous"
+    foldable = False
 
     def infer(self, x):
         return x
@@ -150,18 +151,6 @@ class Contiguous(Op):
 
     def aliases_input(self, node):
         return 0   # (memory plans see a view: the runs they plan do not copy here)
-
-    def make_kernel(self, node, program):
-        from ..runtime.buffer_pool import output_pool, pooled, pooled_copy
-        pool = output_pool(program)
-        if pool is None:
-            return lambda x: x
-
-        def run(x):
-            if x.flags.c_contiguous or not pooled(pool, program, x.nbytes):
-                return x
-            return pooled_copy(pool, 0, x)
-        return run
 
     def vjp(self, node, g):
         return [g]
@@ -237,7 +226,7 @@ class Concat(Op):
 
     def emit(self, res, args, out, ns, key, dtype=None, rank=None):
         # inside a fused kernel (see passes/fuse.py: a join of its outputs)
-        return [f"{res} = xp.concatenate(({', '.join(args)},), axis={self.axis})"]
+        return [f"{res} = xp.concatenate(({', '.join(args)},), axis={int(self.axis)})"]
 
     def vjp(self, node, g):
         return apply(ConcatGrad(self.axis), [g, *node.inputs])
@@ -347,7 +336,7 @@ class ColumnBlock(Op):
         return x[..., self.start:self.stop]
 
     def emit(self, res, args, out, ns, key, dtype=None, rank=None):
-        return [f"{res} = {args[0]}[..., {self.start}:{self.stop}]"]
+        return [f"{res} = {args[0]}[..., {int(self.start)}:{int(self.stop)}]"]
 
     def flops(self, node):
         return 0

@@ -28,6 +28,7 @@ class Placeholder(Op):
 
 class Constant(Op):
     name = "constant"
+    foldable = False
     differentiable = False
 
     def __init__(self, value: np.ndarray):
@@ -46,10 +47,6 @@ class Constant(Op):
     def compute(self, xp, *args):
         return self._value
 
-    def make_kernel(self, node, program):
-        value = program.ctx.device.asarray(self._value)  # moved to the device once, at compile
-        return lambda: value
-
     def __repr__(self):
         v = self._value
         if v.size <= 4:
@@ -60,6 +57,7 @@ class Constant(Op):
 class Variable(Op):
     """Trainable state kept by the Session. The node's output reads the current value."""
     name = "variable"
+    foldable = False
     stateful = True
 
     def __init__(self, dtype, shape, initializer: inits.Initializer, trainable: bool = True):
@@ -72,10 +70,6 @@ class Variable(Op):
 
     def infer(self):
         return TensorType(self.shape, self.dtype)
-
-    def make_kernel(self, node, program):
-        store, name = program.ctx.state, node.name
-        return lambda: store.read(name)
 
     def __repr__(self):
         return f"variable[{self.initializer!r}{'' if self.trainable else ', frozen'}]"
@@ -95,9 +89,13 @@ class Param(Op):
         raise AssertionError("Param nodes are made by Graph.add_param")
 
 
+Graph.param_op = Param   # Graph.add_param makes these (ir cannot import ops)
+
+
 class Assign(Op):
     """Write `value` into variable `ref`; outputs the new value (TF1's tf.assign)."""
     name = "assign"
+    foldable = False
     stateful = True
     differentiable = False
 
@@ -109,29 +107,16 @@ class Assign(Op):
             raise ShapeError(f"cannot assign shape {value.shape} to variable of shape {ref.shape}")
         return ref
 
-    def make_kernel(self, node, program):
-        store, name = program.ctx.state, node.inputs[0].node.name
-        def write(_old, new):
-            store.write(name, new)
-            return new
-        return write
-
 
 class InitVariables(Op):
     """Initialise every variable of the graph from its seeded initializer (returns True)."""
     name = "init_variables"
+    foldable = False
     stateful = True
     differentiable = False
 
     def infer(self):
         return TensorType((), "bool")
-
-    def make_kernel(self, node, program):
-        store = program.ctx.state
-        def init():
-            store.initialize_all()
-            return True
-        return init
 
 
 def global_variables_initializer():

@@ -120,6 +120,7 @@ class StepContract(Op):
     the a's listed in `packed_parts` (passes/sort_rows.py: dynamic_rnn's input, packed from
     the unsorted batch); at least one a stays a stack, for the batch size."""
     name = "step_contract"
+    foldable = False
 
     def __init__(self, parts: int = 1, ones: bool = False, shifted: tuple = (),
                  packed_b: bool = False, packed_parts: tuple = ()):
@@ -147,11 +148,6 @@ class StepContract(Op):
         ks = [a.shape[-1] for a in a_s]
         return TensorType((None if None in ks else sum(ks) + self.ones, b.shape[-1]),
                           same_dtype(self.name, *a_s, b))
-
-    def make_kernel(self, node, program):
-        from ..runtime.buffer_pool import pooled_alloc
-        xp, alloc = program.ctx.xp, pooled_alloc(program)
-        return lambda *args: self.compute(xp, *args, alloc=alloc)
 
     def compute(self, xp, *args, alloc=None):
         a_s, starts, (b, n, *rows) = self.split(args)
@@ -259,7 +255,7 @@ class RowsMatMul(Op):
     """x [L, B, K] @ w [K, N] for the active rows b < rows[t] of each step t; zero elsewhere
     (the product a loop with active rows would have computed step by step).
 
-    The shrink_batch pass sets `_only_loops_read` when the readers are loops running the same
+    The shrink_batch pass sets `only_loops_read` when the readers are loops running the same
     active rows: then (in untracked runs without a memory plan, where those loops shrink) the
     result stays packed as the product left it, a StepRows, instead of being scattered into a
     zeroed [L, B, N] (the projection of the padded S1 LSTM: 1.6 ms of its ~75).
@@ -272,13 +268,15 @@ class RowsMatMul(Op):
     its place (passes/sort_rows.py; the input gradient of dynamic_rnn, back in the caller's
     row order)."""
     name = "rows_matmul"
-    _only_loops_read = False
+    foldable = False
 
-    def __init__(self, packed: bool = False, unsort: bool = False):
+    def __init__(self, packed: bool = False, unsort: bool = False, only_loops_read: bool = False):
         self.packed, self.unsort = bool(packed), bool(unsort)
+        self.only_loops_read = bool(only_loops_read)
 
     def attrs(self):
-        return {"packed": self.packed, **({"unsort": True} if self.unsort else {})}
+        return {"packed": self.packed, **({"unsort": True} if self.unsort else {}),
+                **({"only_loops_read": True} if self.only_loops_read else {})}
 
     def infer(self, x, w, rows, *rest):
         stack = rest[0] if self.packed else x
@@ -288,17 +286,6 @@ class RowsMatMul(Op):
         if x.shape[-1] is not None and w.shape[0] is not None and x.shape[-1] != w.shape[0]:
             raise ShapeError(f"inner dimensions differ: {x} @ {w}")
         return TensorType(stack.shape[:2] + (w.shape[1],), x.dtype)
-
-    def make_kernel(self, node, program):
-        """The result (and the packed rows) land in buffers reused across runs
-        (runtime/buffer_pool.py)."""
-        from ..runtime.buffer_pool import pooled_alloc
-        xp, alloc, ctx = program.ctx.xp, pooled_alloc(program), program.ctx
-        # loops run full width when tracked or under a memory plan: then zero every row
-        loops_shrink = self._only_loops_read and alloc is not None and not self.unsort
-        return lambda x, w, rows, *rest: self.compute(xp, x, w, rows, *rest, alloc=alloc,
-                                                      loops_only=loops_shrink and
-                                                      ctx.plan is None)
 
     def compute(self, xp, x, w, rows, *rest, alloc=None, loops_only=False):
         like = rest[0] if self.packed else x
@@ -380,6 +367,7 @@ class PackRows(Op):
     permute_rows(stack, perm, axis=1), each row taken once from the unsorted stack
     (passes/sort_rows.py: dynamic_rnn's input, which then is not sorted as a whole)."""
     name = "pack_rows"
+    foldable = False
 
     def __init__(self, gather: bool = False):
         self.gather = bool(gather)
@@ -391,11 +379,6 @@ class PackRows(Op):
         if stack.rank != 3:
             raise ShapeError(f"needs a stack [steps, batch, n], got {stack}")
         return TensorType((None, stack.shape[2]), stack.dtype)
-
-    def make_kernel(self, node, program):
-        from ..runtime.buffer_pool import pooled_alloc
-        xp, alloc = program.ctx.xp, pooled_alloc(program)
-        return lambda stack, rows, *perm: self.compute(xp, stack, rows, *perm, alloc=alloc)
 
     def compute(self, xp, stack, rows, *perm, alloc=None):
         steps, batch, n = stack.shape

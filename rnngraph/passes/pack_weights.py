@@ -1,5 +1,5 @@
 """pack_weights: a loop's per-step product against a loop-invariant weight, h_t @ W, packs W
-once before the loop and runs our own GEMM each step (ops/panel_gemm.py) instead of OpenBLAS,
+once before the loop and runs our own GEMM each step (backends/numba/panel_gemm.py) instead of OpenBLAS,
 which re-packs W and wakes its threads on every call.
 
 Runs last: the passes before it move per-step products out of the loop (hoist_sequence, sink)
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ops import panel_gemm
+from ..kernels import feature
 from ..ops.linalg import MatMul
 from ..ops.panels import PackPanels, PanelMatMul
 from .loop_ports import add_invariant, outer_inputs
@@ -21,7 +21,8 @@ _F32 = np.dtype(np.float32)
 
 def pack_loop_weights(graph: Graph) -> int:
     """Rewrite every qualifying product in every loop body; return how many."""
-    if not panel_gemm.available():
+    gemm = feature("packed_gemm")   # (offered by the numba backend where it can run)
+    if gemm is None or not gemm.available():
         return 0
     return for_each_loop(graph, _pack)
 

@@ -10,9 +10,9 @@ A shrunk loop zeroes the finished rows of its stacks every step, for readers tha
 stacks. It skips that for stacks whose every reader takes each step's active rows only: the
 gradient loop (shrunk, with the same row counts) reading a saved tensor, and the products moved
 out of the loops that pack or sum the active rows (padded S1 LSTM: ~4 ms of zeroing a run);
-such stacks may also be written packed (`_rows_only`). A stack some reader reads for its shape
+such stacks may also be written packed (`rows_only`). A stack some reader reads for its shape
 only (through transposes: the shape of a sum's gradient) is not zeroed either, but stays a
-whole array (`_unzeroed`).
+whole array (`unzeroed`).
 Likewise an input projection computed before the loop (rows_matmul) that only shrunk loops
 read zeroes only the rows they read past the active ones.
 """
@@ -30,15 +30,15 @@ def shrink_active_batch(graph: Graph) -> int:
         if not op.active_rows or op.shrink or row_layout(op.body) is None:
             return 0
         op.shrink = True
-        op._masks = _masks(node)
+        op.masks = _masks(node)
         return 1
     count = for_each_loop(graph, mark)
     _mark_rows_only_stacks(graph)
     return count
 
 
-def _masks(node) -> frozenset:
-    """The body's sequence params that are true on every active row: slices of
+def _masks(node) -> tuple:
+    """Indices of the body's sequence params that are true on every active row: slices of
     expand_dims(m, 2) where the loop's row counts are reduce_sum(cast(m), axis=1) of the same
     bool [steps, batch] m. The active rows of step t are its first rows[t] rows, and rows past
     them are finished (masked false), so those rows[t] true entries are all in that prefix.
@@ -47,18 +47,17 @@ def _masks(node) -> frozenset:
     counts = parts["rows"][0].node
     if counts.op.name != "reduce_sum" or counts.op.axis not in ((1,), (-1,)) or \
             counts.inputs[0].node.op.name != "cast":
-        return frozenset()
+        return ()
     mask = counts.inputs[0].node.inputs[0]
     if mask.dtype != bool or mask.type.rank != 2:
-        return frozenset()
-    params = node.op.body.params.get("sequence", [])
-    return frozenset(p for p, s in zip(params, parts["sequence"])
-                     if s.node.op.name == "expand_dims" and s.node.op.axis in (2, -1)
+        return ()
+    return tuple(i for i, s in enumerate(parts["sequence"])
+                 if s.node.op.name == "expand_dims" and s.node.op.axis in (2, -1)
                      and s.node.inputs[0] is mask)
 
 
 def _mark_rows_only_stacks(graph: Graph) -> None:
-    """Set each shrunk loop's `_rows_only`: the indices of its stacked outputs and saved tensors
+    """Set each shrunk loop's `rows_only` and `unzeroed`: the indices of its stacked outputs and saved tensors
     nobody reads past each step's active rows (so the loop need not zero those rows)."""
     relevant = [n for n in graph.nodes if n.op.subgraphs() or isinstance(n.op, RowsMatMul)]
     if not relevant:   # (a static graph: no loops, nothing to mark)
@@ -71,7 +70,7 @@ def _mark_rows_only_stacks(graph: Graph) -> None:
         op = node.op
         if isinstance(op, RowsMatMul):   # an input projection only shrunk loops read
             rs = readers.get(node.outputs[0], [])
-            op._only_loops_read = bool(rs) and node.outputs[0] not in results and all(
+            op.only_loops_read = bool(rs) and node.outputs[0] not in results and all(
                 r.op.name == "loop" and _reads_active_rows(r, node.outputs[0], node.inputs[2])
                 for r in rs)
         if op.name != "loop" or not op.shrink:
@@ -80,14 +79,14 @@ def _mark_rows_only_stacks(graph: Graph) -> None:
         ports = op.out_ports()
         indices = [ports.offset(g) + i for g in ("output", "residual")
                    for i in range(ports.sizes[g])]
-        op._rows_only = frozenset(
+        op.rows_only = tuple(sorted(
             i for i in indices if node.outputs[i] not in results and readers.get(node.outputs[i])
-            and all(_reads_active_rows(r, node.outputs[i], rows) for r in readers[node.outputs[i]]))
-        op._unzeroed = op._rows_only | frozenset(
+            and all(_reads_active_rows(r, node.outputs[i], rows) for r in readers[node.outputs[i]])))
+        op.unzeroed = tuple(sorted(set(op.rows_only) | {
             i for i in indices if node.outputs[i] not in results and readers.get(node.outputs[i])
             and all(_reads_active_rows(r, node.outputs[i], rows) or
                     _reads_shape(r, node.outputs[i], readers, results)
-                    for r in readers[node.outputs[i]]))
+                    for r in readers[node.outputs[i]])}))
 
 
 def _reads_shape(reader, v, readers, results) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ops.elementwise import Binary, Where, _FilledLike
+from ..ops.elementwise import _FilledLike
 from ..ops.sources import Constant
 from .rewrite import substitute, substitute_results, toposort
 
@@ -33,7 +33,7 @@ def fold_constants(graph: Graph) -> int:
             continue
         if not all(v.node.op.name == "constant" for v in node.inputs):
             continue
-        if hasattr(op, "make_kernel") and not _plain(op):  # runtime checks and the like stay
+        if not op.foldable:  # run-time checks and state stay
             continue
         try:
             value = np.asarray(op.compute(np, *[v.node.op.value for v in node.inputs]))
@@ -63,11 +63,6 @@ def _filled_like(op, t):
     value = np.full(t.shape, op.fill, t.dtype)
     value.setflags(write=False)
     return value
-
-
-def _plain(op) -> bool:
-    """Ops whose make_kernel only picks a faster path for the same compute (safe to fold)."""
-    return isinstance(op, (Binary, Where))
 
 
 def eliminate_common_subexpressions(graph: Graph) -> int:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import feature
+
 from ..memory.accounting import ByteMeter
 from ..memory.costs import CPU_PROFILE, DeviceProfile
 
@@ -188,12 +190,13 @@ def get_device(spec) -> Device:
         from .simulated import SimulatedDevice
         return SimulatedDevice()
     if spec in ("gpu", "auto"):
-        from .cupy_device import CupyDevice, gpu_available, gpu_unavailable_reason
-        if gpu_available():
-            return CupyDevice()
+        gpu = feature("device:gpu")   # (backends/cupy offers it; CuPy loads only here)
+        reason = "the CuPy backend (rnngraph/backends/cupy) is not installed" if gpu is None \
+            else gpu.unavailable_reason()
+        if gpu is not None and reason is None:
+            return gpu.make()
         if spec == "auto":
             return CPUDevice()
-        raise RuntimeError("device='gpu' needs CuPy and a CUDA device, but "
-                           f"{gpu_unavailable_reason()}. Use device='cpu', or device='auto' to "
-                           "take the GPU only when there is one.")
+        raise RuntimeError(f"device='gpu' needs CuPy and a CUDA device, but {reason}. Use "
+                           "device='cpu', or device='auto' to take the GPU only when there is one.")
     raise ValueError(f"unknown device {spec!r}: use 'cpu', 'gpu', 'auto', 'simulated' or a Device")

@@ -1,6 +1,7 @@
 """Run a loop node: its body compiled once into Programs, then a Python loop over steps (for
 untracked runs without a plan: the first step here, the rest in a generated driver, see
-loop_driver.py, or, once the loop has run a few times, compiled whole: loop_jit.py).
+loop_driver.py, or, once the loop has run a few times, compiled whole by a backend that offers
+a "loop_compiler" (backends/numba/loop_jit.py).
 
 Where each saved residual lives comes from the memory plan (`ctx.plan`, read once per run; see
 memory/plan.py): kept in a device stack, copied row by row to a host stack (OffloadWriter), or
@@ -25,17 +26,17 @@ from ..memory.loops import loop_layout, split_placements
 from ..memory.shapes import infer_body_shapes
 from ..ops import loop_rows
 from ..ops.loop_rows import row_layout
-from ..ops.panel_gemm import in_loop
-from ..ops.panels import PanelMatMul
+from ..kernels import ANY, feature, register
+from ..ops.loop import Loop
 from ..ops.steps import StepRows
 from .active_body import trusting_mask
 from .buffer_pool import BufferPool
-from . import loop_jit
 from .loop_driver import step_driver
 from .program import Program
 from .residuals import OffloadWriter, RecomputedStack, Replayer, SavedStack
 
 
+@register(Loop, ANY)
 def compile_loop(op, node, program):
     """Return the kernel for loop `node` inside `program` (compiles the body now, once)."""
     body = op.body
@@ -76,8 +77,8 @@ def compile_loop(op, node, program):
         rows_out = [rows_layout.output[i] for i in keep_out]
         rows_res = [rows_layout.residual[i] for i in keep_res]
         # stacks whose finished rows no reader looks at (the shrink_batch pass found them)
-        rows_only = getattr(op, "_rows_only", frozenset())
-        not_zeroed = getattr(op, "_unzeroed", rows_only)   # (also read for their shape)
+        rows_only = frozenset(op.rows_only)
+        not_zeroed = frozenset(op.unzeroed) | rows_only   # (also read for their shape)
         out_at, res_at = op.out_ports().offset("output"), op.out_ports().offset("residual")
         unzeroed = [out_at + i in not_zeroed for i in keep_out] + \
             [res_at + i in not_zeroed for i in keep_res]
@@ -86,12 +87,13 @@ def compile_loop(op, node, program):
     sizes = (len(results["carried"]), len(body.params.get("invariant", [])),
              len(body.params.get("sequence", [])))
     drivers: dict = {}
-    runs = [0]   # plain runs so far: a loop compiles whole once it is hot (loop_jit.JIT_AFTER)
-    jit = loop_jit.wanted(ctx.options) and loop_jit.available(xp)
+    runs = [0]   # plain runs so far: a loop compiles whole once it is hot
+    compiler = feature("loop_compiler")
+    jit = compiler is not None and compiler.wanted(ctx.options) and compiler.available(xp)
 
     def driver_for(active, shared: tuple, packed: tuple, seq_packed: tuple):
         """The steps after the first: generated Python, or the loop compiled whole once it
-        has run loop_jit.JIT_AFTER times. With active rows, `packed` flags the stacks that go
+        has run compiler.hot_after() times. With active rows, `packed` flags the stacks that go
         packed this run (ActiveRows.new_stack), `seq_packed` the sequences read packed."""
         rows = None if active is None else (rows_layout.sequence, rows_out + rows_res,
                                              unzeroed, packed, seq_packed)
@@ -100,8 +102,8 @@ def compile_loop(op, node, program):
         if key not in drivers:
             drivers[key] = step_driver(prog, *sizes, rows=rows, shared=shared)
         compiled = ("jit",) + key
-        if jit and runs[0] > loop_jit.JIT_AFTER and compiled not in drivers:
-            drivers[compiled] = loop_jit.jit_driver(
+        if jit and runs[0] > compiler.hot_after() and compiled not in drivers:
+            drivers[compiled] = compiler.compile(
                 prog, *sizes, rows, rows_layout.carried if rows is not None else None,
                 drivers[key], node, shared=shared)
         return drivers.get(compiled) or drivers[key]
@@ -114,7 +116,7 @@ def compile_loop(op, node, program):
         if active is None or not active.exact:
             return all_prog
         if not trusting:
-            masks = [p for p in body.params.get("sequence", []) if p in getattr(op, "_masks", ())]
+            masks = [p for i, p in enumerate(body.params.get("sequence", [])) if i in op.masks]
             found = trusting_mask(body, masks) if masks else None
             if found is None:
                 trusting.append(all_prog)
@@ -150,13 +152,14 @@ def compile_loop(op, node, program):
             st[zero_from:] = 0
         return st
 
-    # our per-step products use a helper thread while the loop runs (ops/panel_gemm.py)
-    packed = xp is np and any(isinstance(n.op, PanelMatMul) for n in body.nodes)
+    # a backend may run the steps inside a scope of its own (the numba backend's opt-in helper
+    # thread wakes for loops of packed products)
+    scope = compiler.scope(body, xp) if compiler is not None else None
 
     def run(*args):
-        if not packed:
+        if scope is None:
             return run_steps(*args)
-        return in_loop(run_steps, *args)
+        return scope(run_steps, *args)
 
     def run_steps(*args):
         parts = ins.split(args)

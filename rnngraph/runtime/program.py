@@ -17,7 +17,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Sequence
 
-from ..errors import ExecutionError
+import numpy as np
+
+from ..errors import ExecutionError, take_interrupt
+from ..kernels import make_kernel
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ir.value import Value
@@ -74,6 +77,7 @@ class Program:
         self.graph = graph
         self.ctx = ctx
         self.tracked = bool(ctx.tracked)
+        self.backend = "numpy" if ctx.xp is np else ctx.xp.__name__   # the kernel registry's key
         self.version = graph.version
         self.schedule = sched = Schedule(graph, outputs, inputs)
         self.outputs, self.inputs, self.nodes = sched.outputs, sched.inputs, sched.nodes
@@ -88,8 +92,7 @@ class Program:
             self.run = self._generate()
 
     def _compile_step(self, node: Node, frees: tuple) -> Step:
-        kernel = node.op.make_kernel(node, self) if hasattr(node.op, "make_kernel") else \
-            _plain_kernel(node, self.ctx.xp)
+        kernel = make_kernel(node.op, node, self, self.backend) or _plain_kernel(node, self.ctx.xp)
         if self.ctx.options.get("check_numerics"):
             kernel = _numerics_checked(kernel, node, self.ctx.xp)
         ins = tuple(self.slot[v] for v in node.inputs)
@@ -141,21 +144,15 @@ class Program:
 
     @staticmethod
     def error_lines(indent: str) -> list:
-        """The `except` clauses of a `try:` around code_lines: name the node that failed."""
-        return [f"{indent}except RERAISE:",
-                f"{indent}    raise",
-                f"{indent}except Exception as exc:",
-                f"{indent}    if i < 0:",
-                f"{indent}        raise",
-                f"{indent}    node = nodes[i]",
-                f"{indent}    raise ExecutionError(f'{{node.describe()}} failed: "
-                "{type(exc).__name__}: {exc}') from exc"]
+        """The `except` clause of a `try:` around code_lines: raise what `failed` makes of the
+        error (an ExecutionError naming the node, or an unwrapped KeyboardInterrupt)."""
+        return [f"{indent}except BaseException as exc:",
+                f"{indent}    raise failed(exc, nodes[i] if i >= 0 else None)"]
 
     def code_namespace(self) -> dict:
         """Globals for code_lines and error_lines."""
         namespace = {f"k{i}": step[0] for i, step in enumerate(self._plan)}
-        namespace.update(nodes=[step[4] for step in self._plan], RERAISE=_RERAISE,
-                         ExecutionError=ExecutionError)
+        namespace.update(nodes=[step[4] for step in self._plan], failed=failed)
         return namespace
 
     def run(self, input_arrays: Sequence, observer=None) -> list:
@@ -189,11 +186,8 @@ class Program:
         for kernel, ins, outs, frees, node in self._plan:
             try:
                 result = kernel(*[env[i] for i in ins])
-            except _RERAISE:
-                raise
-            except Exception as exc:
-                raise ExecutionError(f"{node.describe()} failed: {type(exc).__name__}: {exc}"
-                                     ) from exc
+            except BaseException as exc:
+                raise failed(exc, node)
             if type(outs) is int:
                 env[outs] = result
                 if retain is not None:
@@ -221,6 +215,22 @@ class Program:
             free = f"  free {list(s.frees)}" if s.frees else ""
             lines.append(f"  {i:4d} {s.node.op.name:<16} {s.node.name}{free}")
         return "\n".join(lines)
+
+
+def failed(exc: BaseException, node: Node | None) -> BaseException:
+    """What a run raises when running `node` raised `exc` (`raise failed(exc, node)` in an
+    `except BaseException` clause): a KeyboardInterrupt that `exc` is or carries in its chain
+    (a compiled function reports Ctrl-C as SystemError), never wrapped; `exc` itself when it
+    already names its node or is an error of its own kind (_RERAISE), is no Exception
+    (SystemExit...), or no node ran; else an ExecutionError naming the node, caused by `exc`."""
+    interrupt = take_interrupt(exc)
+    if interrupt is not None:
+        return interrupt
+    if node is None or isinstance(exc, _RERAISE) or not isinstance(exc, Exception):
+        return exc
+    error = ExecutionError(f"{node.describe()} failed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc   # (`raise error from exc`)
+    return error
 
 
 def _plain_kernel(node: Node, xp) -> Callable:

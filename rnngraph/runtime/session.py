@@ -3,21 +3,27 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import threading
 
 import numpy as np
 
+from ..errors import take_interrupt
 from ..ir.graph import Graph, get_default_graph
-from ..ir.value import Value
+from ..kernels import feature
+from ..ir.value import Value, install_operators
 from .devices import get_device
 from .fetches import flatten
 from ..passes.pipeline import enabled_passes, optimize
 from ..passes.rewrite import clone
 from . import planning
 from .program import CompileContext, Program
+from . import loop_kernel, state_kernels  # noqa: F401  (register the loop's and state ops' kernels)
 from .variables import VariableStore
 
 _default_sessions = threading.local()
+_log = logging.getLogger("rnngraph")
+HOT_AFTER = 3   # runs of a program on NumPy kernels before accelerate="auto" compiles it
 
 
 @contextlib.contextmanager
@@ -62,11 +68,18 @@ class Session:
         bit. Compiling takes a few seconds the first time a loop body is seen on a machine
         (numba then caches it on disk). None (the default) means yes unless the environment
         sets RNNGRAPH_COMPILE_LOOPS=0; False keeps every loop in the Python driver.
+      accelerate: the optional accelerated CPU backend (numba: fused kernels, packed GEMM,
+        loops compiled whole). "auto" (the default) runs a new program on NumPy kernels for
+        its first runs and compiles it with the backend once it has run HOT_AFTER times (so a
+        first result never waits for compilation; the switch is logged at INFO level on the
+        "rnngraph" logger); True compiles from the first run; False never uses it. The results
+        are the same up to float32 rounding of tanh and sigmoid.
     """
 
     def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, passes=True,
                  memory_budget: int | None = None, memory_strategy: str = "auto",
-                 check_numerics: bool = False, compile_loops: bool | None = None):
+                 check_numerics: bool = False, compile_loops: bool | None = None,
+                 accelerate="auto"):
         self.graph = (graph or get_default_graph()).root
         enabled_passes(passes)  # reject unknown pass names now, not at the first run
         if check_numerics and passes:
@@ -82,10 +95,14 @@ class Session:
         if compile_loops is not None or check_numerics:   # (else: loop_jit.wanted reads the
             # environment; compiled loops skip the per-value checks check_numerics makes)
             self.options["compile_loops"] = bool(compile_loops) and not check_numerics
+        if accelerate not in ("auto", True, False):
+            raise ValueError(f"accelerate must be 'auto', True or False, got {accelerate!r}")
+        self.accelerate = accelerate
         self.memory_budget = planning.check_budget(memory_budget)
         self.memory_strategy = planning.check_strategy(memory_strategy)
         self.last_run_report = None
         self._programs: dict = {}
+        self._cold_runs: dict = {}   # program key -> runs so far on NumPy kernels ("auto")
         self._lock = threading.Lock()
 
     # --- context manager (TF1: `with tf.Session() as sess`) ---------------------------------
@@ -101,6 +118,7 @@ class Session:
 
     def close(self):
         self._programs.clear()
+        self._cold_runs.clear()
 
     # --- compile ------------------------------------------------------------------------------
     def compile(self, fetches: list[Value], fed: list[Value], tracked: bool = False,
@@ -113,13 +131,37 @@ class Session:
         with self._lock:
             entry = self._programs.get(key)
             if entry is None or entry[0] != self.graph.version:
+                # tiered: NumPy kernels first, compiled ones once the program is hot
+                cold = self._tiered()
                 with _gc_paused():
-                    entry = self._compile_uncached(fetches, fed, tracked, passes)
+                    entry = self._compile_uncached(fetches, fed, tracked, passes, not cold)
                 self._programs[key] = entry
+                self._cold_runs.pop(key, None)
+                if cold:
+                    self._cold_runs[key] = 0
+            elif key in self._cold_runs:   # a program still on NumPy kernels: count its runs
+                self._cold_runs[key] += 1
+                if self._cold_runs[key] >= HOT_AFTER:
+                    _log.info("rnngraph: compiling a program run %d times with the accelerated "
+                              "CPU backend (numba; the first time on this machine can take "
+                              "seconds, later processes read its cache)", self._cold_runs[key])
+                    with _gc_paused():
+                        entry = self._compile_uncached(fetches, fed, tracked, passes, True)
+                    self._programs[key] = entry
+                    del self._cold_runs[key]
         return entry[1]
 
-    def _compile_uncached(self, fetches, fed, tracked, passes):
-        ctx = CompileContext(self.device, self.variables, self.options, tracked=tracked)
+    def _tiered(self) -> bool:
+        """Start new programs on NumPy kernels? Yes with accelerate="auto" where an
+        accelerated CPU backend could run (its kernels take seconds to compile the first time)."""
+        if self.accelerate != "auto" or self.device.xp is not np or HOT_AFTER <= 0:
+            return False
+        accel = feature("accelerator")
+        return accel is not None and accel.available()
+
+    def _compile_uncached(self, fetches, fed, tracked, passes, accelerate=True):
+        options = dict(self.options, accelerate=bool(accelerate and self.accelerate is not False))
+        ctx = CompileContext(self.device, self.variables, options, tracked=tracked)
         graph, vmap = clone(self.graph, list(fetches) + list(fed))
         kept, self.pass_stats = optimize(graph, [vmap[v] for v in list(fetches) + list(fed)],
                                          passes)
@@ -133,12 +175,27 @@ class Session:
 
         `report=True` measures the run (peak device bytes, bytes moved to and from the host)
         into `self.last_run_report`; sessions with a memory budget or a capacity-limited
-        device always do."""
+        device always do.
+
+        A run updates variables all at once: its assigns (and init_variables) take effect
+        when it returns, and if it raises, KeyboardInterrupt included, every variable keeps
+        its value from before the run. Ctrl-C during a run raises KeyboardInterrupt, never
+        an ExecutionError."""
         flat, rebuild = self._check_fetches(fetches)
         fed, arrays = self._check_feeds(feed_dict or {})
         prog, plan = planning.prepare(self, flat, fed, [a.shape for a in arrays], report,
                                       enforce=True)
-        return rebuild(planning.execute(self, prog, plan, arrays))
+        pending = self.variables.begin()   # the run's variable writes: all of them, or none
+        try:
+            outs = planning.execute(self, prog, plan, arrays)
+        except BaseException as exc:
+            self.variables.end(pending, commit=False)
+            interrupt = take_interrupt(exc)   # Ctrl-C is a KeyboardInterrupt, however it arrived
+            if interrupt is None or interrupt is exc:
+                raise
+            raise interrupt
+        self.variables.end(pending, commit=True)
+        return rebuild(outs)
 
     def memory_plan(self, fetches, feed_dict=None):
         """The memory plan a run of `fetches` would follow, before running it: a MemoryPlan
@@ -195,7 +252,7 @@ class Session:
     # --- variables ----------------------------------------------------------------------------
     def read_variable(self, var) -> np.ndarray:
         name = var if isinstance(var, str) else var.node.name
-        return self.device.to_host(self.variables.read(name))
+        return self.device.to_host(self.variables.committed(name))
 
     def load_variable(self, var, value) -> None:
         name = var if isinstance(var, str) else var.node.name
@@ -219,3 +276,6 @@ def _coerce_feed(v: Value, value) -> np.ndarray:
         raise ValueError(f"{what}{where} expects shape {v.type} (rank {len(v.shape)}), got an "
                          f"array of shape {arr.shape}")
     return arr
+
+
+install_operators(default_session=get_default_session)   # for Value.eval / Value.run

@@ -15,9 +15,9 @@ import numpy as np
 from ..ir.graph import get_default_graph
 from ..ir.types import TensorType
 from ..ir.value import Value
-from . import elementwise as ew
-from .base import apply
-from .loop import Loop, new_body, prune_body
+from ..ops import elementwise as ew
+from ..ops.base import apply
+from ..ops.loop import Loop, new_body, prune_body
 
 
 def _is_float(v: Value) -> bool:
@@ -36,7 +36,7 @@ def _variant_values(body) -> set:
 
 
 def loop_vjp(op: Loop, node, gs: list):
-    from ..autodiff import backprop
+    from . import backprop   # (autodiff/__init__ imports this module: bound at call time)
 
     body = op.body
     ins = op.in_ports().split(node.inputs)

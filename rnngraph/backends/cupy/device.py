@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..memory.costs import GPU_PROFILE
-from .devices import Device
+from ...memory.costs import GPU_PROFILE
+from ...runtime.devices import Device
 
 
 def _probe():

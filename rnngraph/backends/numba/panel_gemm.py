@@ -37,7 +37,9 @@ import threading
 
 import numpy as np
 
-NR = 16        # columns of a panel: two 8-float vectors
+from ...config import config
+from ...ops.panels import NR, pack  # noqa: F401  (the layout is the op's)
+
 MR = 6         # rows of the largest micro-kernel: 12 accumulators, 2 panel and 1 broadcast reg
 PARALLEL_FLOPS = 5e5   # below this (~5 us on one core) the caller does it all
 
@@ -47,24 +49,10 @@ _LOCK = threading.Lock()
 _SPINNING: dict = {}   # thread ident -> the helper's ctl while the helper spins for its loop
 
 
-def pack(xp, w):
-    """w [K, N] as panels [ceil(N/16), K, 16]: panel p holds columns 16p .. 16p+15, row after
-    row (zero past column N)."""
-    k, n = w.shape
-    count, full = -(-n // NR), n // NR
-    out = xp.empty((count, k, NR), w.dtype)
-    if full:
-        out[:full] = w[:, :full * NR].reshape(k, full, NR).transpose(1, 0, 2)
-    if full < count:
-        out[full] = 0
-        out[full, :, :n - full * NR] = w[:, full * NR:]
-    return out
-
-
 def available() -> bool:
     """numba (with llvmlite) importable, not switched off with RNNGRAPH_NUMBA=0, Linux on
     x86-64, and a host CPU with AVX2 and FMA (the micro-kernels' instructions)."""
-    from .fused_numba import available as numba_available
+    from .fused import available as numba_available
     if not numba_available() or sys.platform != "linux" or \
             platform.machine().lower() not in ("x86_64", "amd64"):
         return False   # (the helper thread sleeps on a Linux futex; the kernels are x86)
@@ -145,10 +133,11 @@ def loop_begin() -> bool:
 
 
 def in_loop(fn, *args):
-    """fn(*args) as a loop of panel products runs: with OpenBLAS quieted and the helper awake
-    where that can be, on the caller alone (the same bits) where not."""
-    if not (quiet_blas() and loop_begin()):
-        return fn(*args)
+    """fn(*args) as a loop of panel products runs: where the user opted in
+    (rg.config.cpu_helper_thread), with OpenBLAS quieted and the helper awake where that can
+    be; otherwise, and by default, on the caller alone (the same bits)."""
+    if not (config.cpu_helper_thread and quiet_blas() and loop_begin()):
+        return fn(*args)   # (the default: no thread, nothing global changed; same bits)
     try:
         return fn(*args)
     finally:

@@ -152,7 +152,7 @@ def numba_kernel(op, node, fallback=None):
     wide = next((i for i, a in enumerate(access) if a == "wide"), None)
     if lead is None and wide is None:
         return None  # nothing says how many rows and columns
-    block_cols = next((inner.stop - inner.start for inner, _ in op.instrs
+    block_cols = next((int(inner.stop) - int(inner.start) for inner, _ in op.instrs
                        if inner.name == "column_block"), None)
     halves = _halves_available()
     source = _PRELUDE + _source(op, access, widths)
@@ -256,7 +256,7 @@ def _halves_source(n_out: int, ranks: list, dtypes: list) -> str:
     args = ", ".join(f"a{i}" for i in range(n_in))
     lines = ["", "", f"# panel_kernels {_kernels_digest()}",
              "from numba import carray, cfunc, types",
-             "from rnngraph.ops.panel_kernels import address_of, post_call, finish", "", "",
+             "from rnngraph.backends.numba.panel_kernels import address_of, post_call, finish", "", "",
              "@cfunc(types.void(types.int64, types.int64, types.int64), "
              "error_model='numpy', cache=False)",
              "def fused_rows(block, r0, r1):",
@@ -381,7 +381,7 @@ def _source(op, access, widths) -> str:
     for k, w in enumerate(widths):  # outputs may be the caller's arrays: check them too
         lines += [f"    if out[{k}].shape[0] != rows or out[{k}].shape[1] != {w} * cols:",
                   "        return False"]
-    width = max([inner.stop for inner, _ in op.instrs if inner.name == "column_block"],
+    width = max([int(inner.stop) for inner, _ in op.instrs if inner.name == "column_block"],
                 default=0)
     names = []
     for i, a in enumerate(access):  # shape checks first: False sends the call to NumPy
@@ -417,11 +417,11 @@ def _source(op, access, widths) -> str:
             continue
         if inner.name == "column_block":  # an element of the input's row, at an offset
             src = f"a{refs[0]}" if access[refs[0]] == "widecol" else f"r{refs[0]}"
-            expr = f"{src}[{inner.start} + j]"
+            expr = f"{src}[{int(inner.start)} + j]"
         elif inner.name == "add_n":
             expr = " + ".join(args)
         else:
-            expr = _EXPR[inner.name].format(*args)
+            expr = _EXPR[type(inner).name].format(*args)
         lines.append(f"            t{j} = {expr}")
         names.append(f"t{j}")
     for k, r in enumerate(op.exports):

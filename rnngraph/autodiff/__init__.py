@@ -11,11 +11,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import GradientError
-from .ir.graph import Graph, get_default_graph
-from .ir.node import Node
-from .ir.value import Value
-from . import ops
+from ..errors import GradientError
+from ..ir.graph import Graph, get_default_graph
+from ..ir.node import Node
+from ..ir.value import Value
+from .. import ops
 
 
 def _as_list(x) -> tuple[list, bool]:
@@ -108,7 +108,7 @@ def backprop(graph: Graph, seeds: dict, xs: Sequence[Value], strip_prefix: str =
             if g is not None:
                 cotangents[v] = [g]
         try:
-            vjp = node.op.vjp
+            vjp = _rule(node.op)
             # named under the forward node (gradients/rnn/step_3/MatMul_grad/...), as TF does
             scope = node.name[len(strip_prefix):] if node.name.startswith(strip_prefix) \
                 else node.name
@@ -152,3 +152,19 @@ def _mark_gradient(node: Node) -> None:
     for body in node.op.subgraphs():
         for inner in body.nodes:
             _mark_gradient(inner)
+
+
+def _rule(op):
+    """The vjp of `op`: a rule of this layer for ops whose gradient is a transform of their
+    body (a loop's: a reverse loop, autodiff/loop.py), else the op's own `vjp`."""
+    rule = _RULES.get(type(op))
+    if rule is None:
+        return op.vjp
+    return lambda node, *gs: rule(op, node, list(gs))
+
+
+from ..ops.loop import Loop  # noqa: E402
+from .loop import loop_vjp  # noqa: E402  (it calls back into backprop above)
+
+_RULES = {Loop: loop_vjp}
+

@@ -1,10 +1,12 @@
 """The CuPy form of a Fused node: one ElementwiseKernel generated from the same program."""
 from __future__ import annotations
 
+import hashlib
+
 
 def cupy_kernel(op, node, cp):
     if any(not hasattr(inner, "cexpr") for inner, _ in op.instrs):
-        from .fused import numpy_kernel  # column blocks: the generated array code, on cupy
+        from ..numpy.fused import numpy_kernel  # column blocks: the generated array code, on cupy
         return numpy_kernel(op, node, cp)
     n_in = op.n_inputs
     names = [f"in{i}" for i in range(n_in)]
@@ -18,8 +20,11 @@ def cupy_kernel(op, node, cp):
     body += [f"{o} = {names[r]};" for o, r in zip(outs, op.exports)]
     in_params = ", ".join(f"{_ctype(v.dtype)} in{i}" for i, v in enumerate(node.inputs))
     out_params = ", ".join(f"{_ctype(t.dtype)} {o}" for t, o in zip(op._types, outs))
-    kernel = cp.ElementwiseKernel(in_params, out_params, "\n".join(body),
-                                  f"rnngraph_fused_{abs(hash(op.expression())) % 10**8}")
+    source = "\n".join(body)
+    # a name stable across processes (Python's hash() is salted per process): CuPy's kernel
+    # cache on disk then serves every later process
+    digest = hashlib.sha256(f"{in_params}|{out_params}|{source}".encode()).hexdigest()[:16]
+    kernel = cp.ElementwiseKernel(in_params, out_params, source, f"rnngraph_fused_{digest}")
 
     def run(*args):
         result = kernel(*args)

@@ -23,13 +23,13 @@ import warnings
 
 import numpy as np
 
-from ..ops.elementwise import Add, Mul, Sub
-from ..ops.panels import PanelMatMul
-from ..ops.reduce import AddN
-from ..ops.shape import Concat
-from ..ops.sources import Constant
-from .loop_driver import StepCode, _names
-from .program import Program
+from ...ops.elementwise import Add, Mul, Sub
+from ...ops.panels import PanelMatMul
+from ...ops.reduce import AddN
+from ...ops.shape import Concat
+from ...ops.sources import Constant
+from ...runtime.loop_driver import StepCode, _names
+from ...runtime.program import Program
 
 JIT_AFTER = 2   # runs of a loop kernel in the Python driver before its loop is compiled
 _SYMBOL = {Add: "+", Sub: "-", Mul: "*"}
@@ -45,7 +45,7 @@ def wanted(options: dict) -> bool:
 
 def available(xp) -> bool:
     """NumPy arrays, and our compiled products (numba, AVX2): what every compiled loop calls."""
-    from ..ops import panel_gemm
+    from . import panel_gemm
     return xp is np and panel_gemm.available()
 
 
@@ -67,8 +67,8 @@ def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows
         return None
     from numba.core.errors import NumbaError   # (numba is optional: imported here)
 
-    from ..ops.fused_numba import _load
-    from ..ops.panel_gemm import spinning
+    from .fused import _load
+    from .panel_gemm import spinning
     loop = _load(source).loop
     consts, block_sizes, fns = extras["consts"], extras["blocks"], extras["fns"]
     batched = [i for i, b in enumerate(carried_rows or ()) if b]
@@ -122,7 +122,7 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, s
     active = rows is not None
     row = code.row
 
-    from ..ops import panel_kernels
+    from . import panel_kernels
     body, header, consts, block_sizes = [], [], [], []
     fns = [panel_kernels.product_c.address, panel_kernels.halves_c.address]
     written = set(code.shared)   # (values in an earlier value's stack: never written)
@@ -137,8 +137,8 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, s
             n = node.inputs[1].shape[1]
             if n is None or node.inputs[0].type.rank != 2:
                 return None, None
-            call = f"product({a[0]}, {a[2]}, {n}, ctl_at, fns[0])" if i not in parked else \
-                f"product_into({a[0]}, {a[2]}, {n}, ctl_at, fns[0], p{parked[i]})"
+            call = f"product({a[0]}, {a[2]}, {int(n)}, ctl_at, fns[0])" if i not in parked else \
+                f"product_into({a[0]}, {a[2]}, {int(n)}, ctl_at, fns[0], p{parked[i]})"
             body += [f"{ind}ok, s{out} = {call}", f"{ind}if not ok:", f"{ind}    {fail}"]
         elif type(op) in _SYMBOL or isinstance(op, AddN):
             types = {str(v.type) for v in node.inputs}
@@ -189,12 +189,12 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, s
             body += [f"{ind}s{slot} = o{p}" for p, slot in enumerate(out)]
         else:
             return None, None
-    from ..ops import fused_numba, panel_gemm
+    from . import fused as fused_numba, panel_gemm
     # constants as literals: numba freezes globals into its cached code, so a new value must
     # make a new source (and the entry points' code is named by its file's digest)
     lines = ["import numpy as np",
              "from numba import njit",
-             "from rnngraph.ops.panel_kernels import call_i64_3, call_void4, call_void9",
+             "from rnngraph.backends.numba.panel_kernels import call_i64_3, call_void4, call_void9",
              f"# panel_kernels {fused_numba._kernels_digest()}",
              f"NR, PARALLEL_FLOPS = {panel_gemm.NR}, {float(panel_gemm.PARALLEL_FLOPS)!r}",
              f"SPLIT_MIN = {fused_numba.SPLIT_MIN}",

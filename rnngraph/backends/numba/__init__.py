@@ -1,0 +1,73 @@
+"""The optional accelerated CPU backend (numba): fused elementwise groups compiled to one loop
+over rows, a GEMM against weights packed once per loop run, and hot loops compiled whole.
+
+Everything here is an alternative kernel for ops whose meaning and reference kernel live in
+rnngraph/ops; results are the NumPy backend's to the bit, except the fused kernels' tanh and
+sigmoid (a rational approximation, float32 rounding). Importing this package does not import
+numba: each kernel factory checks for it and declines where it is missing, switched off
+(RNNGRAPH_NUMBA=0) or the CPU lacks AVX2/FMA. Deleting this folder leaves a working product.
+"""
+from __future__ import annotations
+
+from ... import kernels
+from ...ops.fused import Fused
+from ...ops.panels import PanelMatMul
+from ..numpy.fused import numpy_kernel
+from . import fused as _fused
+from . import panel_gemm as _gemm
+
+CPU = "numpy"
+
+
+@kernels.register(Fused, CPU, priority=10)
+def fused_kernel(op, node, program):
+    """One compiled loop over rows; arrays it declines go to the generated NumPy code."""
+    if not program.ctx.options.get("accelerate", True):
+        return None
+    fallback = numpy_kernel(op, node, program.ctx.xp)
+    return _fused.numba_kernel(op, node, fallback) or fallback
+
+
+@kernels.register(PanelMatMul, CPU, priority=10)
+def panel_matmul_kernel(op, node, program):
+    if not program.ctx.options.get("accelerate", True):
+        return None
+    return _gemm.product if _gemm.available() else None
+
+
+class LoopCompiler:
+    """What runtime/loop_kernel.py asks of a backend that compiles loops whole."""
+
+    @staticmethod
+    def wanted(options: dict) -> bool:
+        from . import loop_jit
+        return options.get("accelerate", True) and loop_jit.wanted(options)
+
+    @staticmethod
+    def available(xp) -> bool:
+        from . import loop_jit
+        return loop_jit.available(xp)
+
+    @staticmethod
+    def hot_after() -> int:
+        from . import loop_jit
+        return loop_jit.JIT_AFTER
+
+    @staticmethod
+    def compile(*args, **kwargs):
+        from . import loop_jit
+        return loop_jit.jit_driver(*args, **kwargs)
+
+    @staticmethod
+    def scope(body, xp):
+        """A wrapper run(fn, *args) for a loop whose steps run packed products (the opt-in
+        helper thread wakes for it), or None."""
+        import numpy as np
+        if xp is np and any(isinstance(n.op, PanelMatMul) for n in body.nodes):
+            return _gemm.in_loop
+        return None
+
+
+kernels.provide("packed_gemm", _gemm)
+kernels.provide("accelerator", _fused)   # its available(): numba importable and not switched off
+kernels.provide("loop_compiler", LoopCompiler)

@@ -1,0 +1,156 @@
+"""NumPy kernels that do more than an op's reference compute: the same results, faster paths.
+
+Each factory takes (op, node, program) and returns the callable a Program step runs, or None to
+leave the op's reference compute in place. Large outputs land in buffers reused across runs
+(runtime/buffer_pool.py) where the program allows it (untracked, no memory plan).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import InvalidArgumentError
+from ...kernels import ANY, register
+from ...ops.elementwise import Binary, Where, with_dim_checks
+from ...ops.fused import Fused
+from ...ops.linalg import MatMul
+from ...ops.rows import PermuteRows, _is_identity
+from ...ops.sequence import CheckSequenceLength
+from ...ops.shape import Contiguous
+from ...ops.steps import PackRows, RowsMatMul, StepContract
+from ...runtime.buffer_pool import POOL_MIN_BYTES, output_pool, pooled, pooled_alloc, pooled_copy
+from .fused import numpy_kernel
+
+CPU = "numpy"
+
+
+@register(Fused, CPU)
+def fused_kernel(op, node, program):
+    return numpy_kernel(op, node, program.ctx.xp)
+
+
+@register(Binary, ANY)
+def binary(op, node, program):
+    xp = program.ctx.xp
+    if type(op).compute is Binary.compute:  # the ufunc itself: no Python frame per call
+        fn = getattr(xp, type(op).kernel)
+    else:
+        compute = op.compute
+        fn = lambda a, b: compute(xp, a, b)  # noqa: E731
+    return with_dim_checks(fn, node)
+
+
+@register(Where, ANY)
+def where(op, node, program):
+    return with_dim_checks(program.ctx.xp.where, node)
+
+
+@register(MatMul, CPU)
+def matmul(op, node, program):
+    """Large products land in a buffer reused across runs; small ones (a loop's per-step
+    products) take the shortest path."""
+    pool = output_pool(program)
+    if pool is None:
+        return None
+    xp = program.ctx.xp
+    compute = op.compute
+    mm = xp.matmul
+    small = POOL_MIN_BYTES // 8   # output elements never pooled (itemsize <= 8)
+
+    def run(a, b):
+        if a.ndim == 2 and b.ndim == 2 and a.shape[0] * b.shape[1] < small:
+            return mm(a, b)   # a loop's per-step product: no checks
+        if b.ndim != 2 or a.ndim < 2 or a.dtype != b.dtype or a.shape[-1] != b.shape[0]:
+            return compute(xp, a, b)   # (which reports a mismatch)
+        k, n = b.shape
+        m = a.size // k if k else 0
+        if not pooled(pool, program, m * n * a.itemsize):
+            return compute(xp, a, b)   # under the pool's threshold: no bookkeeping
+        out = pool.get(0, (m, n), a.dtype)
+        if a.ndim > 2 and not a.flags.c_contiguous:   # (a time-major view of x): copied
+            a = pooled_copy(pool, 1, a)   # into a reused buffer, no page faults
+        return mm(a.reshape(m, k), b, out=out).reshape(a.shape[:-1] + (n,))
+    return run
+
+
+@register(Contiguous, CPU)
+def contiguous(op, node, program):
+    pool = output_pool(program)
+    if pool is None:
+        return None   # (the reference: x passes through, each reader copies for itself)
+
+    def run(x):
+        if x.flags.c_contiguous or not pooled(pool, program, x.nbytes):
+            return x
+        return pooled_copy(pool, 0, x)
+    return run
+
+
+@register(PermuteRows, ANY)
+def permute_rows(op, node, program):
+    xp, axis = program.ctx.xp, op.axis
+    where = node.describe()
+    alloc = pooled_alloc(program)
+
+    def permute(x, perm):
+        if x.shape[axis] != perm.shape[0]:
+            raise InvalidArgumentError(
+                f"{where}: shape {tuple(x.shape)} has {x.shape[axis]} rows along axis {axis} "
+                f"but the batch has {perm.shape[0]} (one per entry of the sequence lengths); "
+                "inputs, initial state and sequence_length must agree on the batch size")
+        if _is_identity(xp, perm) or (x.shape[axis] > 1 and x.strides[axis] == 0):
+            return x  # already in order (e.g. equal lengths), or every row is one (a
+            # broadcast, such as the gradient of a sum): no copy
+        if alloc is None:
+            return xp.take(x, perm, axis=axis)
+        outer = xp.moveaxis(x, axis, 0)
+        if axis and outer.flags.c_contiguous:
+            # `axis` is outermost in memory (a time-major view of batch-major input): move
+            # whole contiguous rows and return the same kind of view
+            out = alloc(outer.shape, x.dtype)
+            return xp.moveaxis(xp.take(outer, perm, axis=0, out=out, mode="clip"), 0, axis)
+        # into a reused buffer ('clip': a permutation is in range, and numpy buffers a take
+        # into `out` under the default 'raise')
+        return xp.take(x, perm, axis=axis, out=alloc(x.shape, x.dtype), mode="clip")
+    return permute
+
+
+@register(CheckSequenceLength, ANY)
+def check_sequence_length(op, node, program):
+    where = f"sequence_length checked by {node.describe()}"
+
+    def check(lengths, max_time, batch):
+        lengths_h = np.asarray(lengths if not hasattr(lengths, "get") else lengths.get())
+        if lengths_h.shape[0] != int(batch):
+            raise InvalidArgumentError(
+                f"sequence_length has {lengths_h.shape[0]} entries but the inputs have batch "
+                f"size {int(batch)} ({where})")
+        bad = np.nonzero((lengths_h < 0) | (lengths_h > int(max_time)))[0]
+        if bad.size:
+            i = int(bad[0])
+            raise InvalidArgumentError(
+                f"sequence_length[{i}] = {int(lengths_h[i])} is outside [0, max_time = "
+                f"{int(max_time)}] ({where})")
+        return lengths
+    return check
+
+
+@register(StepContract, ANY)
+def step_contract(op, node, program):
+    xp, alloc = program.ctx.xp, pooled_alloc(program)
+    return lambda *args: op.compute(xp, *args, alloc=alloc)
+
+
+@register(RowsMatMul, ANY)
+def rows_matmul(op, node, program):
+    """The result (and the packed rows) land in reused buffers."""
+    xp, alloc, ctx = program.ctx.xp, pooled_alloc(program), program.ctx
+    # loops run full width when tracked or under a memory plan: then zero every row
+    loops_shrink = op.only_loops_read and alloc is not None and not op.unsort
+    return lambda x, w, rows, *rest: op.compute(xp, x, w, rows, *rest, alloc=alloc,
+                                                loops_only=loops_shrink and ctx.plan is None)
+
+
+@register(PackRows, ANY)
+def pack_rows(op, node, program):
+    xp, alloc = program.ctx.xp, pooled_alloc(program)
+    return lambda stack, rows, *perm: op.compute(xp, stack, rows, *perm, alloc=alloc)

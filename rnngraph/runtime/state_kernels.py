@@ -1,0 +1,38 @@
+"""Kernels of the ops that touch a Session's state or its device, for every backend: constants
+moved to the device once, variable reads and writes through the session's VariableStore."""
+from __future__ import annotations
+
+from ..kernels import ANY, register
+from ..ops.sources import Assign, Constant, InitVariables, Variable
+
+
+@register(Constant, ANY)
+def constant(op, node, program):
+    value = program.ctx.device.asarray(op.value)  # moved to the device once, at compile time
+    return lambda: value
+
+
+@register(Variable, ANY)
+def variable(op, node, program):
+    store, name = program.ctx.state, node.name
+    return lambda: store.read(name)
+
+
+@register(Assign, ANY)
+def assign(op, node, program):
+    store, name = program.ctx.state, node.inputs[0].node.name
+
+    def write(_old, new):
+        store.write(name, new)
+        return new
+    return write
+
+
+@register(InitVariables, ANY)
+def init_variables(op, node, program):
+    store = program.ctx.state
+
+    def init():
+        store.initialize_all()
+        return True
+    return init

@@ -1,0 +1,2 @@
+"""The package version (a leaf: saved files record it)."""
+__version__ = "0.1.0"
