@@ -14,18 +14,17 @@ a non-zero exit status; set RNNGRAPH_DEBUG=1 to see a traceback instead.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import CLIError
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-
-
-class CLIError(Exception):
-    """A problem to report to the user in one line (no traceback)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -324,10 +323,23 @@ def sample_feed(graph, fetches, batch: int, steps: int) -> dict:
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
+    _show_progress_notes()
     run_demo(cell=args.cell, units=args.units, epochs=args.epochs, unroll=args.unroll,
              device=args.device, out=args.out, seed=args.seed, learning_rate=args.lr,
              batch_size=args.batch_size, budget=args.budget, progress=not args.no_progress)
     return 0
+
+
+def _show_progress_notes() -> None:
+    """The command is the application: it shows the library's INFO notes (such as "compiling
+    ... with the accelerated CPU backend", logged before a compile that can take seconds) on
+    stderr, where the progress bar is."""
+    log = logging.getLogger("rnngraph")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 # --- the parser ----------------------------------------------------------------------------------

@@ -42,6 +42,23 @@ class InvalidArgumentError(ExecutionError, ValueError):
     """A runtime check on fed data failed (bad sequence_length, NaN with check_numerics...)."""
 
 
+class NumericsError(ExecutionError, FloatingPointError):
+    """A checked tensor held NaN or Inf; catchable as ExecutionError or FloatingPointError."""
+
+
+class VerificationError(AssertionError):
+    """The IR broke an invariant every pass and builder must keep (ir/verify.py)."""
+
+
+class InvalidFileError(ValueError):
+    """A file is not a loadable rnngraph file (truncated, tampered, unknown op, bad version,
+    an attribute its op's schema does not declare)."""
+
+
+class CLIError(Exception):
+    """A problem the `rnngraph` command reports to the user in one line (no traceback)."""
+
+
 def interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
     """The KeyboardInterrupt that `exc` is, or that its chain of causes and contexts holds;
     None if there is none.

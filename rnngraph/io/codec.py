@@ -31,6 +31,7 @@ import numbers
 
 import numpy as np
 
+from ..errors import InvalidFileError  # noqa: F401  (raised here; also rg.io.InvalidFileError)
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ir.types import TensorType
@@ -42,10 +43,6 @@ from . import registry, schema
 _ARRAY_KINDS = "biufc"   # bool, ints, floats, complex: no objects, strings, records or datetimes
 _INLINE_MAX = 16         # arrays up to this many elements are written into the JSON itself
 _SOURCES = ("param", "placeholder", "variable", "constant")
-
-
-class InvalidFileError(ValueError):
-    """A file is not a loadable rnngraph file (truncated, tampered, unknown op, bad version)."""
 
 
 class Corrupt(Exception):

@@ -286,7 +286,6 @@ SCHEMAS: dict[str, OpSchema] = {
                       "parallel_iterations": Int(1, 2**31 - 1), "swap_memory": Bool(),
                       "maximum_iterations": optional(Int(0, MAX_DIM)),
                       "active_rows": Bool(), "shrink": Bool(),
-                      "masks": Tuple(COUNT, max_len=MAX_PARTS),
                       "rows_only": Tuple(COUNT, max_len=MAX_PARTS),
                       "unzeroed": Tuple(COUNT, max_len=MAX_PARTS)}, body=True),
     # ops/steps.py, ops/panels.py: what the compiler's passes put in

@@ -1,11 +1,8 @@
 """Verifier: the IR invariants every pass and builder must keep."""
 from __future__ import annotations
 
+from ..errors import VerificationError  # noqa: F401  (raised here; rg.ir.VerificationError)
 from .graph import Graph
-
-
-class VerificationError(AssertionError):
-    pass
 
 
 def verify(graph: Graph) -> None:

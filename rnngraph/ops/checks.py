@@ -1,12 +1,8 @@
 """check_numerics: stop a run at the first NaN/Inf, naming the user's message."""
 from __future__ import annotations
 
-from ..errors import ExecutionError
+from ..errors import NumericsError  # noqa: F401  (raised by check_numerics; also rg.NumericsError)
 from .base import Op, apply, require_float
-
-
-class NumericsError(ExecutionError, FloatingPointError):
-    """A checked tensor held NaN or Inf; catchable as ExecutionError or FloatingPointError."""
 
 
 class CheckNumerics(Op):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import GradientError, ShapeError
+from ..errors import GradientError, ShapeError, VerificationError
 from ..ir.graph import Graph, get_default_graph
 from ..ir.types import TensorType, merge_dim
 from ..ir.value import Value
@@ -60,8 +60,7 @@ class Loop(Op):
     def __init__(self, body: Graph, has_trip: bool, reverse: bool = False,
                  length_from: int | None = None, parallel_iterations: int = 10,
                  swap_memory: bool = False, maximum_iterations: int | None = None,
-                 active_rows: bool = False, shrink: bool = False, masks=(), rows_only=(),
-                 unzeroed=()):
+                 active_rows: bool = False, shrink: bool = False, rows_only=(), unzeroed=()):
         self._body = body
         self.has_trip = has_trip
         self.reverse = reverse
@@ -71,10 +70,8 @@ class Loop(Op):
         self.maximum_iterations = maximum_iterations
         self.active_rows = active_rows  # a `rows` input says which rows each step needs
         self.shrink = shrink            # set by the shrink_batch pass: run only those rows
-        # also the shrink_batch pass's (declared, printed, saved): indices of the sequence
-        # params known true on every active row, of the outputs whose finished rows nobody
-        # reads (packed as the steps left them), and of those left unzeroed there
-        self.masks = tuple(sorted(int(i) for i in masks))
+        # also the shrink_batch pass's (declared, printed, saved): indices of the outputs whose
+        # finished rows nobody reads (packed as the steps left them), and of those left unzeroed
         self.rows_only = tuple(sorted(int(i) for i in rows_only))
         self.unzeroed = tuple(sorted(int(i) for i in unzeroed))
         self._vjp_cache: dict = {}
@@ -137,7 +134,6 @@ class Loop(Op):
     def verify(self, node):
         want = self.infer(*[v.type for v in node.inputs])
         if [str(t) for t in want] != [str(v.type) for v in node.outputs]:
-            from ..ir.verify import VerificationError
             raise VerificationError(f"{node.name}: outputs do not match its body's results")
 
     def flops(self, node) -> int:

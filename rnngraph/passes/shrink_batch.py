@@ -30,30 +30,10 @@ def shrink_active_batch(graph: Graph) -> int:
         if not op.active_rows or op.shrink or row_layout(op.body) is None:
             return 0
         op.shrink = True
-        op.masks = _masks(node)
         return 1
     count = for_each_loop(graph, mark)
     _mark_rows_only_stacks(graph)
     return count
-
-
-def _masks(node) -> tuple:
-    """Indices of the body's sequence params that are true on every active row: slices of
-    expand_dims(m, 2) where the loop's row counts are reduce_sum(cast(m), axis=1) of the same
-    bool [steps, batch] m. The active rows of step t are its first rows[t] rows, and rows past
-    them are finished (masked false), so those rows[t] true entries are all in that prefix.
-    (runtime/active_body.py simplifies the body with it for steps run on exactly those rows.)"""
-    parts = node.op.in_ports().split(node.inputs)
-    counts = parts["rows"][0].node
-    if counts.op.name != "reduce_sum" or counts.op.axis not in ((1,), (-1,)) or \
-            counts.inputs[0].node.op.name != "cast":
-        return ()
-    mask = counts.inputs[0].node.inputs[0]
-    if mask.dtype != bool or mask.type.rank != 2:
-        return ()
-    return tuple(i for i, s in enumerate(parts["sequence"])
-                 if s.node.op.name == "expand_dims" and s.node.op.axis in (2, -1)
-                     and s.node.inputs[0] is mask)
 
 
 def _mark_rows_only_stacks(graph: Graph) -> None:

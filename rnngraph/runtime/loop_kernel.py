@@ -29,7 +29,6 @@ from ..ops.loop_rows import row_layout
 from ..kernels import ANY, feature, register
 from ..ops.loop import Loop
 from ..ops.steps import StepRows
-from .active_body import trusting_mask
 from .buffer_pool import BufferPool
 from .loop_driver import step_driver
 from .program import Program
@@ -97,37 +96,16 @@ def compile_loop(op, node, program):
         packed this run (ActiveRows.new_stack), `seq_packed` the sequences read packed."""
         rows = None if active is None else (rows_layout.sequence, rows_out + rows_res,
                                              unzeroed, packed, seq_packed)
-        prog = program_for(active)
-        key = (rows is not None, prog is not all_prog, packed, seq_packed, shared)
+        prog = all_prog
+        key = (rows is not None, packed, seq_packed, shared)
         if key not in drivers:
             drivers[key] = step_driver(prog, *sizes, rows=rows, shared=shared)
         compiled = ("jit",) + key
         if jit and runs[0] > compiler.hot_after() and compiled not in drivers:
             drivers[compiled] = compiler.compile(
                 prog, *sizes, rows, rows_layout.carried if rows is not None else None,
-                drivers[key], node, shared=shared)
+                drivers[key], node=node, shared=shared)
         return drivers.get(compiled) or drivers[key]
-
-    trusting: list = []   # the body for steps on exactly the active rows, once made
-
-    def program_for(active) -> Program:
-        """The body's step program: where a step runs on exactly its active rows, the body
-        that knows its mask is true there (active_body.py), else the body as it is."""
-        if active is None or not active.exact:
-            return all_prog
-        if not trusting:
-            masks = [p for i, p in enumerate(body.params.get("sequence", [])) if i in op.masks]
-            found = trusting_mask(body, masks) if masks else None
-            if found is None:
-                trusting.append(all_prog)
-            else:
-                new_body = found[0]
-                same = {old: new for role, vs in results.items()
-                        for old, new in zip(vs, new_body.results[role])}
-                trusting.append(Program(new_body,
-                                        [same[v] for v in layout.step_outputs(list(keep_res))],
-                                        [found[1][v] for v in body_inputs], ctx))
-        return trusting[0]
 
     shares: dict = {}
 
@@ -186,7 +164,7 @@ def compile_loop(op, node, program):
             active.zero_all = ctx.plan is not None or bool(ctx.options.get("check_numerics"))
         if lp is None:
             dev_js, host_js, rec_js = list(range(len(keep_res))), [], []
-            stored, step_prog = dev_js, program_for(active)
+            stored, step_prog = dev_js, all_prog
         else:
             dev_js, host_js, rec_js = split_placements(layout, lp.placements)
             stored = sorted(dev_js + host_js)   # residuals the step program returns, in order

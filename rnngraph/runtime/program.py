@@ -19,7 +19,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ..errors import ExecutionError, take_interrupt
+from ..errors import ExecutionError, NumericsError, take_interrupt
 from ..kernels import make_kernel
 from ..ir.graph import Graph
 from ..ir.node import Node
@@ -250,7 +250,6 @@ def _numerics_checked(kernel: Callable, node: Node, xp) -> Callable:
         for i in floats:
             out = result[i] if multi else result
             if out is not None and hasattr(out, "dtype") and not bool(xp.isfinite(out).all()):
-                from ..ops.checks import NumericsError
                 n_nan = int(xp.isnan(out).sum())
                 raise NumericsError(f"check_numerics: {node.describe()} produced "
                                     f"{n_nan} NaN and {int(out.size) - n_nan - int(xp.isfinite(out).sum())} "

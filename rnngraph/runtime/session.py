@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from ..errors import take_interrupt
+from ..errors import NumericsError, take_interrupt
 from ..ir.graph import Graph, get_default_graph
 from ..kernels import feature
 from ..ir.value import Value, install_operators
@@ -229,7 +229,6 @@ class Session:
             fed.append(v)
             arr = _coerce_feed(v, value)
             if self.options["check_numerics"] and arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                from ..ops.checks import NumericsError
                 raise NumericsError(f"check_numerics: the value fed to placeholder '{v.node.name}' "
                                     f"(built at {v.node.location}) has {int(np.isnan(arr).sum())} "
                                     f"NaN and {int(np.isinf(arr).sum())} Inf entries")

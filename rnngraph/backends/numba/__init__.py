@@ -9,6 +9,8 @@ numba: each kernel factory checks for it and declines where it is missing, switc
 """
 from __future__ import annotations
 
+import logging
+
 from ... import kernels
 from ...ops.fused import Fused
 from ...ops.panels import PanelMatMul
@@ -17,6 +19,7 @@ from . import fused as _fused
 from . import panel_gemm as _gemm
 
 CPU = "numpy"
+_log = logging.getLogger("rnngraph")
 
 
 @kernels.register(Fused, CPU, priority=10)
@@ -54,9 +57,11 @@ class LoopCompiler:
         return loop_jit.JIT_AFTER
 
     @staticmethod
-    def compile(*args, **kwargs):
+    def compile(prog, *args, node=None, **kwargs):
         from . import loop_jit
-        return loop_jit.jit_driver(*args, **kwargs)
+        _log.info("rnngraph: compiling loop '%s' whole (numba; the first time on this machine "
+                  "can take seconds)", getattr(node, "name", "?"))
+        return loop_jit.jit_driver(prog, *args, node=node, **kwargs)
 
     @staticmethod
     def scope(body, xp):
