@@ -131,7 +131,7 @@ def encode_graph(graph: Graph, arrays: ArrayTable) -> dict:
     doc = {"name": graph.name, "nodes": [_encode_node(n, arrays) for n in graph.nodes]}
     if graph.parent is not None:
         doc["params"] = [[role, [v.id for v in vals]] for role, vals in graph.params.items()]
-        results = getattr(graph, "results", {})
+        results = graph.results
         doc["results"] = [[role, [v.id for v in vals]] for role, vals in results.items()]
         doc["captures"] = [[outer.id, param.id] for outer, param in graph.captures.items()]
     return doc

@@ -36,6 +36,9 @@ class Graph:
         self.captures: dict[Value, Value] = {}
         self.capture_fn: Callable[[Value], Value] | None = None
         self.collections: dict[str, list] = {}
+        # values that must survive rewrites, by role: a loop body's results (carried, output,
+        # residual, cond); on a compile-time clone, the values the pass pipeline must keep
+        self.results: dict[str, list[Value]] = {}
 
     # --- structure ----------------------------------------------------------------------
     @property

@@ -40,7 +40,7 @@ def format_body(body: Graph, indent: str, locations: bool) -> list[str]:
     for node in body.nodes:
         if node.op.name != "param":
             lines.extend(format_node(node, indent + "    ", locations))
-    results = getattr(body, "results", {})
+    results = body.results
     ret = " ; ".join(f"{role}: " + " ".join(_ref(v) for v in vals)
                      for role, vals in results.items() if vals)
     lines.append(f"{indent}    return {ret}")

@@ -63,5 +63,4 @@ def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value],
         if stats[name] and "dce" in passes[:i]:  # (a pass before "dce" leaves it to that)
             stats["dce"] += eliminate_dead_code(graph)  # what this pass left behind
     kept = graph.results.pop("keep")
-    del graph.results
     return kept, stats

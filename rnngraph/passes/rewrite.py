@@ -107,7 +107,7 @@ def uses(graph: Graph) -> dict[Value, list[Node]]:
 
 def result_values(graph: Graph) -> set:
     """Values a body returns (they count as used)."""
-    return {v for vs in getattr(graph, "results", {}).values() for v in vs}
+    return {v for vs in graph.results.values() for v in vs}
 
 
 def replace_uses(graph: Graph, old: Value, new: Value) -> None:
@@ -115,7 +115,7 @@ def replace_uses(graph: Graph, old: Value, new: Value) -> None:
     for n in graph.nodes:
         if any(v is old for v in n.inputs):
             n.inputs = [new if v is old else v for v in n.inputs]
-    results = getattr(graph, "results", None)
+    results = graph.results
     if results:
         for role, vs in results.items():
             results[role] = [new if v is old else v for v in vs]
@@ -141,7 +141,7 @@ def substitute(node: Node, mapping: dict) -> None:
 
 
 def substitute_results(graph: Graph, mapping: dict) -> None:
-    results = getattr(graph, "results", None)
+    results = graph.results
     if results and mapping:
         for role, vs in results.items():
             results[role] = [mapping.get(v, v) for v in vs]

@@ -38,14 +38,6 @@ def _all_passes():
     return list(PASSES)
 
 
-def _has_swap(prog) -> bool:
-    flag = getattr(prog, "_has_swap", None)
-    if flag is None:
-        flag = prog._has_swap = any(getattr(n.op, "swap_memory", False) and
-                                    n.op.out_ports().sizes["residual"] for n in prog.nodes)
-    return flag
-
-
 def check_budget(budget):
     if budget is None:
         return None
@@ -90,10 +82,10 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
     tracked = wants_tracking(sess, report)
     prog = sess.compile(flat, fed, tracked=tracked)
     budget = sess.memory_budget
-    if not (always_plan or budget is not None or _has_swap(prog)):
+    if not (always_plan or budget is not None or prog.has_swap):
         return prog, None
     key = (tuple(tuple(s) for s in shapes), budget, sess.memory_strategy)
-    cache = prog.__dict__.setdefault("_memory_plans", {})
+    cache = prog.memory_plans
     if key in cache:
         return cache[key]
     plan = _plan(sess, prog, fed, shapes, ())
@@ -124,7 +116,7 @@ def _plan(sess, prog, fed, shapes, passes_off):
     dev = sess.device
     plan = make_plan(prog.schedule, feed_types, sess.memory_budget, dev.profile,
                      dev.describe(), passes_off, sess.memory_strategy)
-    vmap = getattr(prog, "source_map", None) or {}
+    vmap = prog.source_map
     for user_v, v in vmap.items():  # let the user's own Values ask the plan
         if v in plan.aliases:
             plan.aliases[user_v] = plan.aliases[v]

@@ -78,9 +78,14 @@ class Program:
         self.ctx = ctx
         self.tracked = bool(ctx.tracked)
         self.backend = "numpy" if ctx.xp is np else ctx.xp.__name__   # the kernel registry's key
+        self.source_map: dict = {}     # user Value -> compiled Value (set by Session.compile)
+        self.memory_plans: dict = {}   # (fed shapes, budget, strategy) -> (program, plan)
         self.version = graph.version
         self.schedule = sched = Schedule(graph, outputs, inputs)
         self.outputs, self.inputs, self.nodes = sched.outputs, sched.inputs, sched.nodes
+        # does some loop offload its saved tensors (swap_memory)? then every run is planned
+        self.has_swap = any(getattr(n.op, "swap_memory", False) and
+                            n.op.out_ports().sizes["residual"] for n in self.nodes)
         self.slot, self.n_slots = sched.slot, sched.n_slots
         self.input_slots, self.output_slots = sched.input_slots, sched.output_slots
         self.steps = self._plan = [self._compile_step(n, f)
