@@ -10,6 +10,7 @@ from ..errors import ShapeError
 from ..ir.types import TensorType, broadcast_shapes
 from ..ir.value import Value
 from .base import Op, apply, as_value, require_float, same_dtype
+from .scalar import c_expr, ufunc
 
 
 def _binary_args(a, b):
@@ -147,45 +148,34 @@ def with_dim_checks(fn, node):
     return checked
 
 
-_C_BINARY = {"add": "{0} + {1}", "subtract": "{0} - {1}", "multiply": "{0} * {1}",
-             "divide": "{0} / {1}", "maximum": "max({0}, {1})", "minimum": "min({0}, {1})",
-             "power": "pow({0}, {1})", "less": "{0} < {1}", "less_equal": "{0} <= {1}",
-             "greater": "{0} > {1}", "greater_equal": "{0} >= {1}", "equal": "{0} == {1}",
-             "not_equal": "{0} != {1}", "logical_and": "{0} && {1}", "logical_or": "{0} || {1}"}
-_C_UNARY = {"negative": "-{0}", "tanh": "tanh({0})", "exp": "exp({0})", "log": "log({0})",
-            "square": "{0} * {0}", "sqrt": "sqrt({0})", "abs": "abs({0})",
-            "logical_not": "!{0}", "sign": "(({0} > 0) - ({0} < 0))"}
-
-
 class UfuncEmit:
-    """Fusion support for ops whose kernel is one ufunc: NumPy code and a C expression."""
+    """Fusion support: the op's math is its row of ops/scalar.py's table; NumPy code calls its
+    ufunc, CuPy's kernel pastes its C expression."""
     fusible = True
 
     def emit(self, res, args, out, ns, key, dtype=None, rank=None):
         # the ufunc goes into the namespace under the generator's own key: no text of the
         # op's (an attribute could come from a file) is ever pasted into the source
-        ns[key] = getattr(ns["xp"], type(self).kernel)
+        ns[key] = ufunc(self, ns["xp"])
         call = f"{key}({', '.join(args)}"
         return [f"{res} = {call}, out={out})" if out else f"{res} = {call})"]
 
     def cexpr(self, args):
-        table = _C_BINARY if len(args) == 2 else _C_UNARY
-        return "(" + table[type(self).kernel].format(*args) + ")"
+        return c_expr(self, args)
 
 
 class Binary(UfuncEmit, Op):
-    kernel = ""
 
     def infer(self, a, b):
         dtype = same_dtype(self.name, a, b)
         return TensorType(broadcast_shapes(a.shape, b.shape), dtype)
 
     def compute(self, xp, a, b):
-        return getattr(xp, type(self).kernel)(a, b)
+        return ufunc(self, xp)(a, b)
 
 
 class Add(Binary):
-    name, kernel = "add", "add"
+    name = "add"
 
     def vjp(self, node, g):
         a, b = node.inputs
@@ -193,7 +183,7 @@ class Add(Binary):
 
 
 class Sub(Binary):
-    name, kernel = "sub", "subtract"
+    name = "sub"
 
     def vjp(self, node, g):
         a, b = node.inputs
@@ -201,7 +191,7 @@ class Sub(Binary):
 
 
 class Mul(Binary):
-    name, kernel = "mul", "multiply"
+    name = "mul"
 
     def vjp(self, node, g):
         a, b = node.inputs
@@ -209,7 +199,7 @@ class Mul(Binary):
 
 
 class Div(Binary):
-    name, kernel = "div", "divide"
+    name = "div"
 
     def infer(self, a, b):
         out = super().infer(a, b)
@@ -229,7 +219,7 @@ def _route(g, pick_a, a, b):
 
 
 class Maximum(Binary):
-    name, kernel = "maximum", "maximum"
+    name = "maximum"
 
     def vjp(self, node, g):
         a, b = node.inputs
@@ -237,7 +227,7 @@ class Maximum(Binary):
 
 
 class Minimum(Binary):
-    name, kernel = "minimum", "minimum"
+    name = "minimum"
 
     def vjp(self, node, g):
         a, b = node.inputs
@@ -245,7 +235,7 @@ class Minimum(Binary):
 
 
 class Pow(Binary):
-    name, kernel = "pow", "power"
+    name = "pow"
 
     def vjp(self, node, g):
         a, b = node.inputs
@@ -266,40 +256,39 @@ class Compare(Binary):
 
 
 class Less(Compare):
-    name, kernel = "less", "less"
+    name = "less"
 
 
 class LessEqual(Compare):
-    name, kernel = "less_equal", "less_equal"
+    name = "less_equal"
 
 
 class Greater(Compare):
-    name, kernel = "greater", "greater"
+    name = "greater"
 
 
 class GreaterEqual(Compare):
-    name, kernel = "greater_equal", "greater_equal"
+    name = "greater_equal"
 
 
 class Equal(Compare):
-    name, kernel = "equal", "equal"
+    name = "equal"
 
 
 class NotEqual(Compare):
-    name, kernel = "not_equal", "not_equal"
+    name = "not_equal"
 
 
 class LogicalAnd(Binary):
-    name, kernel, differentiable = "logical_and", "logical_and", False
+    name, differentiable = "logical_and", False
 
 
 class LogicalOr(Binary):
-    name, kernel, differentiable = "logical_or", "logical_or", False
+    name, differentiable = "logical_or", False
 
 
 # --- unary ----------------------------------------------------------------------------------
 class Unary(UfuncEmit, Op):
-    kernel = ""
     float_only = True
 
     def infer(self, x):
@@ -308,18 +297,18 @@ class Unary(UfuncEmit, Op):
         return x
 
     def compute(self, xp, x):
-        return getattr(xp, type(self).kernel)(x)
+        return ufunc(self, xp)(x)
 
 
 class Neg(Unary):
-    name, kernel, float_only = "neg", "negative", False
+    name, float_only = "neg", False
 
     def vjp(self, node, g):
         return [negative(g)]
 
 
 class Tanh(Unary):
-    name, kernel = "tanh", "tanh"
+    name = "tanh"
 
     def vjp(self, node, g):
         y = node.outputs[0]
@@ -353,7 +342,7 @@ class Sigmoid(Unary):
                 f"{res} += 1", f"xp.reciprocal({res}, out={res})"]
 
     def cexpr(self, args):
-        return f"(1 / (1 + exp(-{args[0]})))"
+        return c_expr(self, args)
 
     def vjp(self, node, g):
         y = node.outputs[0]
@@ -371,7 +360,7 @@ class Relu(Unary):
                 f"{res} = xp.maximum({args[0]}, 0)"]
 
     def cexpr(self, args):
-        return f"max({args[0]}, 0)"
+        return c_expr(self, args)
 
     def vjp(self, node, g):
         x = node.inputs[0]
@@ -379,46 +368,46 @@ class Relu(Unary):
 
 
 class Exp(Unary):
-    name, kernel = "exp", "exp"
+    name = "exp"
 
     def vjp(self, node, g):
         return [multiply(g, node.outputs[0])]
 
 
 class Log(Unary):
-    name, kernel = "log", "log"
+    name = "log"
 
     def vjp(self, node, g):
         return [divide(g, node.inputs[0])]
 
 
 class Square(Unary):
-    name, kernel, float_only = "square", "square", False
+    name, float_only = "square", False
 
     def vjp(self, node, g):
         return [multiply(g, multiply(node.inputs[0], 2.0))]
 
 
 class Sqrt(Unary):
-    name, kernel = "sqrt", "sqrt"
+    name = "sqrt"
 
     def vjp(self, node, g):
         return [divide(g, multiply(node.outputs[0], 2.0))]
 
 
 class Abs(Unary):
-    name, kernel, float_only = "abs", "abs", False
+    name, float_only = "abs", False
 
     def vjp(self, node, g):
         return [multiply(g, sign(node.inputs[0]))]
 
 
 class Sign(Unary):
-    name, kernel, float_only, differentiable = "sign", "sign", False, False
+    name, float_only, differentiable = "sign", False, False
 
 
 class LogicalNot(Unary):
-    name, kernel, float_only, differentiable = "logical_not", "logical_not", False, False
+    name, float_only, differentiable = "logical_not", False, False
 
 
 # --- where / cast ------------------------------------------------------------------------------
@@ -431,7 +420,7 @@ class Where(Op):
         return [f"{res} = xp.where({', '.join(args)})"]
 
     def cexpr(self, args):
-        return f"({args[0]} ? {args[1]} : {args[2]})"
+        return c_expr(self, args)
 
     def infer(self, cond, a, b):
         if cond.dtype != np.bool_:
@@ -481,7 +470,7 @@ class _FilledLike(Op):
         return [f"{res} = xp.full_like({args[0]}, {int(type(self).fill)!r})"]
 
     def cexpr(self, args):
-        return f"({int(type(self).fill)!r})"  # (not x * 0: that keeps NaN)
+        return c_expr(self, args)
 
 
 class ZerosLike(_FilledLike):

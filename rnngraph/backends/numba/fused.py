@@ -20,23 +20,15 @@ import sys
 
 import numpy as np
 
+from ...ops.scalar import py_exprs
+
 _F32 = np.dtype(np.float32)
 _KERNELS: dict = {}     # generated source -> compiled module
 _HALVES: dict = {}
 _AVAILABLE = None
 
-# one scalar expression per op; arguments {0}, {1}, ... are float32 scalars (or bools)
-_EXPR = {
-    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
-    "maximum": "max({0}, {1})", "minimum": "min({0}, {1})", "pow": "{0} ** {1}",
-    "less": "{0} < {1}", "less_equal": "{0} <= {1}", "greater": "{0} > {1}",
-    "greater_equal": "{0} >= {1}", "equal": "{0} == {1}", "not_equal": "{0} != {1}",
-    "logical_and": "{0} and {1}", "logical_or": "{0} or {1}", "logical_not": "not {0}",
-    "neg": "-{0}", "tanh": "_tanh({0})", "sigmoid": "_sigmoid({0})", "relu": "max({0}, _ZERO)",
-    "exp": "math.exp({0})", "log": "math.log({0})", "square": "{0} * {0}",
-    "sqrt": "math.sqrt({0})", "abs": "abs({0})", "where": "{1} if {0} else {2}",
-    "zeros_like": "_ZERO", "ones_like": "_ONE", "add_n": "+",
-}
+# each op's scalar math, from the one table every generator reads (ops/scalar.py)
+_EXPR = {**py_exprs(), "add_n": "+"}
 
 _PRELUDE = '''
 import math

@@ -14,6 +14,7 @@ from ...ops.elementwise import Binary, Where, with_dim_checks
 from ...ops.fused import Fused
 from ...ops.linalg import MatMul
 from ...ops.rows import PermuteRows, _is_identity
+from ...ops.scalar import ufunc
 from ...ops.sequence import CheckSequenceLength
 from ...ops.shape import Contiguous
 from ...ops.steps import PackRows, RowsMatMul, StepContract
@@ -32,7 +33,7 @@ def fused_kernel(op, node, program):
 def binary(op, node, program):
     xp = program.ctx.xp
     if type(op).compute is Binary.compute:  # the ufunc itself: no Python frame per call
-        fn = getattr(xp, type(op).kernel)
+        fn = ufunc(op, xp)
     else:
         compute = op.compute
         fn = lambda a, b: compute(xp, a, b)  # noqa: E731
