@@ -21,7 +21,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CLIError
+import numpy as np
+
+import rnngraph as rg
+
+from . import examples_registry
+from .demo import CELLS, DEFAULTS, UNROLLS, memory_plan, memory_plan_available, run_demo
+from .errors import CLIError, RnnGraphError
+from .io import read
+from .ir import format_graph
+from .runtime.session import Session
+from .version import __version__
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -97,13 +107,10 @@ class Source:
 
 def load_source(spec: str, unroll: str | None = None, grad: bool = False) -> Source:
     """A saved graph file, or a built-in example by name."""
-    from . import examples_registry
-
     if os.path.exists(spec):
         if unroll is not None:
             raise CLIError(f"--unroll applies to built-in examples; {spec} is a saved graph "
                            "(its unrolling was fixed when it was built)")
-        from .io import read
         saved = read(spec)
         src = Source(saved.graph, dict(saved.fetches), Path(spec).name.split(".")[0] or "graph",
                      f"file {spec}")
@@ -168,10 +175,6 @@ def forward_values(src: Source) -> list:
 def add_gradients(src: Source) -> None:
     """Differentiate the graph's loss (a 'loss' fetch, or its only scalar float sink) with
     respect to its trainable variables, adding the gradient nodes to the graph."""
-    import numpy as np
-
-    import rnngraph as rg
-
     loss = src.fetches.get("loss")
     if loss is None:
         read = {v for n in src.graph.nodes for v in n.inputs}
@@ -193,7 +196,6 @@ def add_gradients(src: Source) -> None:
 
 # --- commands ------------------------------------------------------------------------------------
 def cmd_examples(args) -> int:
-    from . import examples_registry
     rows = examples_registry.describe()
     width = max(len(n) for n, _ in rows)
     print("built-in examples (use with: rnngraph print|render|plan NAME [--unroll static] "
@@ -204,7 +206,6 @@ def cmd_examples(args) -> int:
 
 
 def cmd_print(args) -> int:
-    from .ir import format_graph
     src = load_source(args.source, args.unroll, args.grad)
     sys.stdout.write(format_graph(src.graph, locations=not args.no_locations) + "\n")
     return 0
@@ -212,7 +213,7 @@ def cmd_print(args) -> int:
 
 def cmd_render(args) -> int:
     try:
-        from .render import render
+        from .render import render   # a guard from before rnngraph.render shipped
     except ImportError:
         raise CLIError("rendering is not available yet in this rnngraph (rnngraph.render has "
                        "not landed)") from None
@@ -268,9 +269,6 @@ def cmd_plan(args) -> int:
 def _plan_for(src: Source, budget, batch: int, steps: int, device: str):
     """The memory plan of one training step of `src` (its train op, else its loss and
     gradients, adding gradients when it has none; else its forward outputs)."""
-    from .demo import memory_plan, memory_plan_available
-    from .runtime.session import Session
-
     if not memory_plan_available():
         raise CLIError("the memory planner is not available yet in this rnngraph (Session has "
                        "no memory_plan); it lands with the memory-planner issue")
@@ -291,8 +289,6 @@ def sample_feed(graph, fetches, batch: int, steps: int) -> dict:
     """A feed for every placeholder the fetches need: unknown first dims are `batch`, other
     unknown dims `steps`; float inputs are small random numbers, int inputs are zeros except
     lengths (placeholders named like '*len*'), which are the full time length."""
-    import numpy as np
-
     needed, stack = set(), [v.node for v in fetches]
     while stack:
         n = stack.pop()
@@ -322,7 +318,6 @@ def sample_feed(graph, fetches, batch: int, steps: int) -> dict:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
     _show_progress_notes()
     run_demo(cell=args.cell, units=args.units, epochs=args.epochs, unroll=args.unroll,
              device=args.device, out=args.out, seed=args.seed, learning_rate=args.lr,
@@ -344,9 +339,6 @@ def _show_progress_notes() -> None:
 
 # --- the parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .demo import CELLS, DEFAULTS, UNROLLS
-
     p = _Parser(prog="rnngraph", description="A dataflow-graph compiler for recurrent networks: "
                 "train the demo, print or draw graphs, show memory plans.",
                 epilog="Run 'rnngraph COMMAND --help' for a command's options.")
@@ -488,7 +480,6 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001  one line, no traceback
         if os.environ.get("RNNGRAPH_DEBUG"):
             raise
-        from .errors import RnnGraphError
         known = (CLIError, ValueError, TypeError, LookupError, OSError, RuntimeError,
                  RnnGraphError, MemoryError)
         if isinstance(exc, known):

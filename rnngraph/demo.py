@@ -16,6 +16,7 @@ units, trained with Adam on the sparse softmax cross-entropy. Here the images ar
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,8 +25,14 @@ from typing import Callable
 
 import numpy as np
 
-from . import ir
+import rnngraph as rg
+
+from . import ir, nn
+from .io import save
 from .ir.graph import Graph
+from .render import render
+from .runtime.devices import get_device
+from .runtime.session import Session
 
 CELLS = ("basic", "lstm", "gru")
 UNROLLS = ("dynamic", "static")
@@ -71,7 +78,6 @@ class Classifier:
 
 
 def make_cell(kind: str, n_neurons: int):
-    from . import nn
     if kind == "basic":
         return nn.BasicRNNCell(num_units=n_neurons)
     if kind == "lstm":
@@ -86,8 +92,6 @@ def build_classifier(cell: str = "basic", n_neurons: int = 150, n_steps: int = 8
                      learning_rate: float | None = None, graph: Graph | None = None) -> Classifier:
     """The book's classifier, line for line with rg in place of tf, in `graph` (default: a
     fresh graph)."""
-    import rnngraph as rg
-
     if unroll not in UNROLLS:
         raise ValueError(f"unroll must be one of {', '.join(UNROLLS)}, got {unroll!r}")
     if learning_rate is None:
@@ -130,8 +134,8 @@ def load_digit_sequences(seed: int = 42, test_size: float = 0.2) -> Digits:
     """scikit-learn's 8x8 handwritten digits as sequences of 8 rows, split (stratified, seeded)
     into a training set and a held-out test set."""
     try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
+        from sklearn.datasets import load_digits   # optional: scikit-learn (the demo extra)
+        from sklearn.model_selection import train_test_split   # optional: as above
     except ImportError:
         raise RuntimeError("the demo needs scikit-learn for its digits data set: "
                            "pip install 'rnngraph[demo]'") from None
@@ -170,19 +174,16 @@ def train(model: Classifier, data: Digits, n_epochs: int = 40, batch_size: int =
 
 
 def _blas_limit(n: int | None):
-    import contextlib
     if n is None:
         return contextlib.nullcontext()
     try:
-        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+        from threadpoolctl import threadpool_limits  # optional: installed with scikit-learn
     except ImportError:
         return contextlib.nullcontext()
     return threadpool_limits(limits=n, user_api="blas")
 
 
 def _train(model, data, n_epochs, batch_size, seed, device, progress, session, session_options):
-    import rnngraph as rg
-
     if n_epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch size must be >= 1")
     sess = session or rg.Session(model.graph, device=device, seed=seed, **session_options)
@@ -241,7 +242,7 @@ def _progress(total: int, enabled: bool):
     if not enabled:
         return _NoBar()
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm   # optional: the progress bar
     except ImportError:
         return _NoBar()
     return tqdm(total=total, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=True)
@@ -250,7 +251,7 @@ def _progress(total: int, enabled: bool):
 # --- outputs: diagrams and memory plan ------------------------------------------------------------
 def render_available() -> bool:
     try:
-        from .render import render  # noqa: F401
+        from .render import render  # noqa: F401  (a probe from before rnngraph.render shipped)
     except ImportError:
         return False
     return True
@@ -258,7 +259,6 @@ def render_available() -> bool:
 
 def write_diagram(values_or_graph, path: Path, title: str | None = None, **opts) -> str:
     """Draw with rnngraph.render; without graphviz's `dot`, fall back to the DOT text file."""
-    from .render import render
     kwargs = dict(opts)
     if title is not None:
         kwargs["title"] = title
@@ -272,7 +272,6 @@ def write_diagram(values_or_graph, path: Path, title: str | None = None, **opts)
 
 
 def memory_plan_available(session=None) -> bool:
-    from .runtime.session import Session
     return hasattr(session if session is not None else Session, "memory_plan")
 
 
@@ -301,9 +300,6 @@ def run_demo(cell: str = "basic", units: int | None = None, epochs: int | None =
              log: Callable[[str], None] = print) -> DemoResult:
     """Build, train and evaluate the classifier, then write model.npz, graph.svg,
     gradients.svg and memory_plan.txt into `out`. Returns what it did; `log` gets the lines."""
-    from .io import save
-    from .runtime.devices import get_device
-
     units = DEFAULTS["units"] if units is None else units
     epochs = DEFAULTS["epochs"] if epochs is None else epochs
     seed = DEFAULTS["seed"] if seed is None else seed

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import rnngraph as rg
+
+from .demo import build_classifier
 from .ir.graph import Graph
 from .ir.value import Value
 
@@ -39,7 +42,6 @@ class _Entry:
 
 def _rnn(cell, X, unroll: str, n_steps: int, **kw):
     """dynamic_rnn, or the book's static form (unstack time, static_rnn, stack back)."""
-    import rnngraph as rg
     if unroll == "dynamic":
         return rg.nn.dynamic_rnn(cell, X, dtype=rg.float32, **kw)
     X_seqs = rg.unstack(rg.transpose(X, perm=[1, 0, 2]), num=n_steps)
@@ -48,14 +50,12 @@ def _rnn(cell, X, unroll: str, n_steps: int, **kw):
 
 
 def _stand_in_loss(outputs):
-    import rnngraph as rg
     return rg.reduce_mean(rg.square(outputs), name="loss")
 
 
 # --- the examples ----------------------------------------------------------------------------------
 def _basic_rnn(unroll):
     """The book's first RNN: 2 steps of 3 inputs, 5 recurrent neurons."""
-    import rnngraph as rg
     n_steps, n_inputs, n_neurons = 2, 3, 5
     X = rg.placeholder(rg.float32, [None, n_steps, n_inputs], name="X")
     basic_cell = rg.nn.BasicRNNCell(num_units=n_neurons)
@@ -65,7 +65,6 @@ def _basic_rnn(unroll):
 
 def _seq_length(unroll):
     """The book's variable-length example: sequence_length zeroes outputs past each length."""
-    import rnngraph as rg
     n_steps, n_inputs, n_neurons = 2, 3, 5
     X = rg.placeholder(rg.float32, [None, n_steps, n_inputs], name="X")
     seq_length = rg.placeholder(rg.int32, [None], name="seq_length")
@@ -77,7 +76,6 @@ def _seq_length(unroll):
 
 def _lstm(unroll):
     """The sequence_length tutorial's LSTM: LSTMCell(7) over (batch, 10 steps, 20 features)."""
-    import rnngraph as rg
     cell = rg.nn.LSTMCell(7)
     input_sequences = rg.placeholder(rg.float32, shape=(None, 10, 20), name="input_sequences")
     output, final_state = _rnn(cell, input_sequences, unroll, 10)
@@ -87,7 +85,6 @@ def _lstm(unroll):
 
 def _gru(unroll):
     """A GRUCell(16) over (batch, 10 steps, 8 features)."""
-    import rnngraph as rg
     X = rg.placeholder(rg.float32, [None, 10, 8], name="X")
     outputs, state = _rnn(rg.nn.GRUCell(16), X, unroll, 10)
     return {"X": X, "outputs": outputs, "state": state, "loss": _stand_in_loss(outputs)}
@@ -95,7 +92,6 @@ def _gru(unroll):
 
 def _multi_lstm(unroll):
     """The dynamic_rnn API page's stack: MultiRNNCell of LSTMCells of 128 and 256 units."""
-    import rnngraph as rg
     data = rg.placeholder(rg.float32, [None, 10, 32], name="data")
     rnn_layers = [rg.nn.LSTMCell(size) for size in [128, 256]]
     multi_rnn_cell = rg.nn.MultiRNNCell(rnn_layers)
@@ -105,7 +101,6 @@ def _multi_lstm(unroll):
 
 def _bidirectional(unroll):
     """bidirectional_dynamic_rnn with LSTMCell(8) each way over (batch, time, 4)."""
-    import rnngraph as rg
     X = rg.placeholder(rg.float32, [None, None, 4], name="X")
     (fw, bw), _ = rg.nn.bidirectional_dynamic_rnn(rg.nn.LSTMCell(8), rg.nn.LSTMCell(8), X,
                                                   dtype=rg.float32)
@@ -116,8 +111,6 @@ def _bidirectional(unroll):
 def _classifier(unroll):
     """The book's sequence classifier (the demo's model): BasicRNNCell(150) over 8x8 digits,
     dense to 10 classes, cross-entropy, Adam's training op, accuracy."""
-    from .demo import build_classifier
-    import rnngraph as rg
     model = build_classifier(unroll=unroll, graph=rg.get_default_graph())
     return model.fetches()
 
@@ -151,7 +144,6 @@ def build(name: str, unroll: str | None = None, grad: bool = False) -> Example:
     """Build example `name` in a fresh graph. `unroll`: "dynamic" (default) or "static";
     `grad`: also add the gradients of its loss with respect to its weights (examples with a
     train op already hold them)."""
-    import rnngraph as rg
 
     if name not in _EXAMPLES:
         raise KeyError(name)

@@ -36,7 +36,7 @@ def _variant_values(body) -> set:
 
 
 def loop_vjp(op: Loop, node, gs: list):
-    from . import backprop   # (autodiff/__init__ imports this module: bound at call time)
+    from . import backprop   # cycle: autodiff/__init__.py imports this module
 
     body = op.body
     ins = op.in_ports().split(node.inputs)

@@ -29,6 +29,7 @@ from ..version import __version__
 from ..ir.graph import Graph, get_default_graph
 from ..ir.value import Value
 from ..ir.verify import verify
+from ..runtime.session import Session
 from . import codec
 from .codec import Corrupt, InvalidFileError
 
@@ -49,7 +50,6 @@ class Saved:
 
     def session(self, device="cpu", **options):
         """A Session on the loaded graph with the saved variable values loaded."""
-        from ..runtime.session import Session
         sess = Session(self.graph, device=device, seed=self.seed or 0, **options)
         for name, value in self.values.items():
             sess.load_variable(name, value)

@@ -177,7 +177,7 @@ class Graph:
         return f"<{kind} {self.name!r}: {len(self.nodes)} nodes>"
 
     def __str__(self) -> str:
-        from .printer import format_graph
+        from .printer import format_graph   # cycle: ir/printer.py imports this module
         return format_graph(self)
 
 

@@ -69,7 +69,7 @@ class _Spec:
 
 def _spec(module) -> _Spec:
     try:
-        import torch.nn as tnn
+        import torch.nn as tnn   # optional: PyTorch only for loading its weights
     except ImportError:  # pragma: no cover - only reachable without torch installed
         raise ImportError("load_torch_weights needs PyTorch (pip install torch)") from None
     name = type(module).__name__

@@ -67,7 +67,7 @@ def as_value(x, dtype=None, graph: Graph | None = None) -> Value:
     """A Value for `x`: Values pass through; numbers and arrays become constant nodes."""
     if isinstance(x, Value):
         return x
-    from .sources import constant
+    from .sources import constant   # cycle: ops/sources.py imports this module
     if dtype is None and isinstance(x, bool):
         dtype = np.bool_
     elif dtype is None and isinstance(x, numbers.Integral):

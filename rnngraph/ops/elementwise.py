@@ -6,7 +6,7 @@ import functools
 import numpy as np
 
 from ..dtypes import as_dtype
-from ..errors import ShapeError
+from ..errors import InvalidArgumentError, ShapeError
 from ..ir.types import TensorType, broadcast_shapes
 from ..ir.value import Value
 from .base import Op, apply, as_value, require_float, same_dtype
@@ -138,7 +138,6 @@ def with_dim_checks(fn, node):
     def checked(*args):
         for i, ai, j, aj in checks:
             if args[i].shape[ai] != args[j].shape[aj]:
-                from ..errors import InvalidArgumentError
                 shapes = " and ".join(str(tuple(a.shape)) for a in args)
                 raise InvalidArgumentError(
                     f"{node.describe()}: shapes {shapes} differ in a dimension unknown at build "

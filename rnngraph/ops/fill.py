@@ -41,7 +41,7 @@ def _scatter_add(xp, out, indices, updates):
     if xp.__name__ == "numpy":
         xp.add.at(out, indices, updates)
     else:
-        import cupyx
+        import cupyx   # optional: CuPy, only for arrays on the GPU
         cupyx.scatter_add(out, indices, updates)
     return out
 

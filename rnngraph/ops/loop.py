@@ -29,7 +29,9 @@ from ..errors import GradientError, ShapeError, VerificationError
 from ..ir.graph import Graph, get_default_graph
 from ..ir.types import TensorType, merge_dim
 from ..ir.value import Value
+from ..nest import flatten, pack_as
 from .base import Op, apply, as_value
+from .loop_rows import row_layout
 
 IN_GROUPS = ("trip", "rows", "carried", "invariant", "sequence")
 OUT_GROUPS = ("steps", "carried", "output", "residual")
@@ -210,7 +212,6 @@ def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, rever
     # the body may have captured outer values after the params were made: they are invariants
     invariants = list(body.captures.keys())
     if rows is not None:
-        from .loop_rows import row_layout
         if row_layout(body, strict=True) is None:
             rows = None  # the body mixes rows: every step runs on all of them (still correct)
     op = Loop(body, trip is not None, reverse=reverse,
@@ -256,7 +257,6 @@ def prune_body(body: Graph, keep_params: tuple = ()) -> None:
 
 def _flatten_vars(loop_vars):
     """Leaves of a (nested) structure of loop variables, and a function rebuilding it."""
-    from ..nest import flatten, pack_as
     flat = [as_value(v) for v in flatten(loop_vars)]
     return flat, lambda vals: pack_as(loop_vars, vals)
 

@@ -7,6 +7,7 @@ from ..errors import ShapeError
 from ..ir.types import TensorType, fmt_shape, merge_dim
 from .base import Op, apply, as_value, require_float, same_dtype
 from .elementwise import broadcast_like, cast, divide, equal, multiply
+from .shape import expand_dims
 
 
 def _axis_attr(axis):
@@ -44,7 +45,6 @@ def _restore_reduced(g, axes, keepdims):
     """Re-insert the reduced axes of cotangent g as size-1 dims, so it broadcasts against x."""
     if keepdims:
         return g
-    from .shape import expand_dims
     lead = 0
     while lead < len(axes) and axes[lead] == lead:  # leading axes: broadcasting restores them
         lead += 1

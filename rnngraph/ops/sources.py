@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import as_dtype
-from ..errors import user_location
+from ..errors import ShapeError, user_location
 from ..ir.graph import Graph, get_default_graph
 from ..ir.types import TensorType
 from . import initializers as inits
@@ -103,7 +103,6 @@ class Assign(Op):
         same_dtype(self.name, ref, value)
         if not ref.accepts(tuple(d if d is not None else r for d, r in zip(value.shape, ref.shape))) \
                 or value.rank != ref.rank:
-            from ..errors import ShapeError
             raise ShapeError(f"cannot assign shape {value.shape} to variable of shape {ref.shape}")
         return ref
 

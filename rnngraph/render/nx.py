@@ -30,7 +30,7 @@ from ..ir.node import Node
 
 def to_networkx(graph: Graph):
     """The graph (with its loop bodies) as a networkx.DiGraph; see the module docstring."""
-    import networkx as nx
+    import networkx as nx   # optional: networkx may be missing
 
     G = nx.DiGraph(name=graph.name, back_edges=[])
     _add_graph(G, graph, prefix="", parent_loop=None, grad=False)

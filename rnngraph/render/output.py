@@ -33,7 +33,7 @@ def render(graph_or_values, path, format: str | None = None, **opts) -> str:
 
 
 def _layout(text: str, fmt: str) -> bytes:
-    import graphviz  # imported here so DOT text and networkx export work without it
+    import graphviz  # optional: DOT text and networkx export work without it
 
     try:
         return graphviz.Source(text).pipe(format=fmt, engine="dot")

@@ -187,7 +187,7 @@ def get_device(spec) -> Device:
     if spec in (None, "cpu"):
         return CPUDevice()
     if spec == "simulated":
-        from .simulated import SimulatedDevice
+        from .simulated import SimulatedDevice   # cycle: runtime/simulated.py imports this module
         return SimulatedDevice()
     if spec in ("gpu", "auto"):
         gpu = feature("device:gpu")   # (backends/cupy offers it; CuPy loads only here)

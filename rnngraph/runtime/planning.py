@@ -18,14 +18,14 @@ import time
 from ..errors import OutOfMemoryError
 from ..memory.accounting import fmt_bytes
 from ..memory.plan import RunReport
-from ..memory.planner import make_plan
+from ..memory.planner import STRATEGIES, make_plan
+from ..passes.pipeline import PASSES, enabled_passes
 
 # passes that trade T-proportional device memory for speed
 STACK_PASSES = ("hoist_sequence", "sink_accumulators", "sink_outputs")
 
 
 def _passes_without(passes, names):
-    from ..passes.pipeline import enabled_passes
     on = enabled_passes(passes)
     dropped = tuple(n for n in names if n in on)
     if not dropped:
@@ -34,7 +34,6 @@ def _passes_without(passes, names):
 
 
 def _all_passes():
-    from ..passes.pipeline import PASSES
     return list(PASSES)
 
 
@@ -49,7 +48,6 @@ def check_budget(budget):
 
 
 def check_strategy(strategy):
-    from ..memory.planner import STRATEGIES
     if strategy not in STRATEGIES:
         raise ValueError(f"memory_strategy must be one of {sorted(STRATEGIES)}, got "
                          f"{strategy!r}")

@@ -16,7 +16,7 @@ from ...runtime.devices import Device
 
 def _probe():
     try:
-        import cupy
+        import cupy   # optional: CuPy loads only when a GPU is asked for
     except Exception as exc:  # not installed, or its CUDA libraries are broken
         return False, f"CuPy cannot be imported ({type(exc).__name__}: {exc})"
     try:
@@ -48,7 +48,7 @@ class CupyDevice(Device):
     profile = GPU_PROFILE
 
     def __init__(self, device_id: int | None = None, pool_limit: int = 1 << 30):
-        import cupy
+        import cupy   # optional: CuPy loads only when a GPU is asked for
         self.xp = cupy
         self.array_type = cupy.ndarray
         if device_id is not None:

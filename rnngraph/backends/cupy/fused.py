@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import hashlib
 
+from ..numpy.fused import numpy_kernel  # column blocks: the generated array code, on cupy
+
 
 def cupy_kernel(op, node, cp):
     if any(not hasattr(inner, "cexpr") for inner, _ in op.instrs):
-        from ..numpy.fused import numpy_kernel  # column blocks: the generated array code, on cupy
         return numpy_kernel(op, node, cp)
     n_in = op.n_inputs
     names = [f"in{i}" for i in range(n_in)]

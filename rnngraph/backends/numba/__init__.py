@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from ... import kernels
 from ...ops.fused import Fused
 from ...ops.panels import PanelMatMul
 from ..numpy.fused import numpy_kernel
 from . import fused as _fused
+from . import loop_jit
 from . import panel_gemm as _gemm
 
 CPU = "numpy"
@@ -43,22 +46,18 @@ class LoopCompiler:
 
     @staticmethod
     def wanted(options: dict) -> bool:
-        from . import loop_jit
         return options.get("accelerate", True) and loop_jit.wanted(options)
 
     @staticmethod
     def available(xp) -> bool:
-        from . import loop_jit
         return loop_jit.available(xp)
 
     @staticmethod
     def hot_after() -> int:
-        from . import loop_jit
         return loop_jit.JIT_AFTER
 
     @staticmethod
     def compile(prog, *args, node=None, **kwargs):
-        from . import loop_jit
         _log.info("rnngraph: compiling loop '%s' whole (numba; the first time on this machine "
                   "can take seconds)", getattr(node, "name", "?"))
         return loop_jit.jit_driver(prog, *args, node=node, **kwargs)
@@ -67,7 +66,6 @@ class LoopCompiler:
     def scope(body, xp):
         """A wrapper run(fn, *args) for a loop whose steps run packed products (the opt-in
         helper thread wakes for it), or None."""
-        import numpy as np
         if xp is np and any(isinstance(n.op, PanelMatMul) for n in body.nodes):
             return _gemm.in_loop
         return None

@@ -15,12 +15,16 @@ Compiled kernels are shared by identical programs within a process.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import sys
+import types
 
 import numpy as np
 
 from ...ops.scalar import py_exprs
+from . import panel_gemm
 
 _F32 = np.dtype(np.float32)
 _KERNELS: dict = {}     # generated source -> compiled module
@@ -72,7 +76,7 @@ def available() -> bool:
         return False
     if _AVAILABLE is None:
         try:
-            import numba  # noqa: F401
+            import numba  # noqa: F401  (optional: numba may be missing)
             _AVAILABLE = True
         except ImportError:
             _AVAILABLE = False
@@ -204,7 +208,7 @@ class CompiledForm:
         kernels never run in a compiled loop, and a C function compiles when it is made."""
         block = getattr(self.module, "fused_block_c", None)
         if block is None:
-            from numba import cfunc, types
+            from numba import cfunc, types   # optional: numba loads at the first compile
             cached = getattr(self.module, "__file__", None) is not None   # (a file: numba
             # can cache it on disk)
             block = cfunc(types.int64(types.int64, types.int64, types.int64),
@@ -217,7 +221,6 @@ SPLIT_MIN = 2048   # elements (rows x cols) from which a kernel's rows are split
 
 
 def _halves_available() -> bool:
-    from . import panel_gemm
     return panel_gemm.available()
 
 
@@ -225,8 +228,7 @@ def _kernels_digest() -> str:
     """A hash of ops/panel_kernels.py, written into the generated source: numba's disk cache
     of fused_split would otherwise keep calling an older post_call, with its job layout."""
     if "digest" not in _HALVES:
-        import hashlib
-        from . import panel_kernels
+        from . import panel_kernels   # heavy: loads numba and compiles the kernels
         with open(panel_kernels.__file__, "rb") as f:
             _HALVES["digest"] = hashlib.sha256(f.read()).hexdigest()[:16]
     return _HALVES["digest"]
@@ -319,7 +321,6 @@ def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple,
     namespace = {"kernel": kernel, "fallback": fallback, "empty": np.empty, "f32": np.float32,
                  "c": np.ascontiguousarray, "SPLIT_MIN": SPLIT_MIN}
     if split is not None:
-        from . import panel_gemm
         namespace.update(split=split[0], fn=split[1], spinning=panel_gemm.spinning,
                          block=np.zeros(3 * (len(widths) + n_in), np.int64))
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated code
@@ -333,23 +334,31 @@ def _cache_dir():
     return os.path.join(base, "numba")
 
 
+CACHE_BYTES = 30 << 20   # the kernel cache's size past which the least recently used go
+
+
 def _load(source: str):
     """Compile generated source into a module (its `fused`, and `fused_rows`/`fused_split`
     where the helper thread exists). Written to a module in the cache directory, numba caches
     the machine code on disk (cache=True) and later processes skip the ~1 s compile; where that
-    directory is not writable, the source is compiled in memory each process."""
-    import hashlib
-    import importlib.util
+    directory is not writable, the source is compiled in memory each process. A file already
+    there is used only if it holds exactly this source (else it is rewritten: we never import a
+    file we did not generate now), and the cache is trimmed to CACHE_BYTES, least recently
+    used first, whenever a new module is written."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    text = source.replace("cache=False", "cache=True")
     try:
         folder = _cache_dir()
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"fused_{digest}.py")
-        if not os.path.exists(path):
+        if _holds(path, text):
+            os.utime(path)   # recently used: the trimming keeps it
+        else:
             tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "w") as f:
-                f.write(source.replace("cache=False", "cache=True"))
+                f.write(text)
             os.replace(tmp, path)  # atomic: concurrent processes see a whole file
+            _trim(folder, keep=path)
         name = f"rnngraph_fused_{digest}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
@@ -357,10 +366,54 @@ def _load(source: str):
         spec.loader.exec_module(module)
         return module
     except OSError:
-        import types
         module = types.ModuleType("rnngraph_fused")
         exec(source, module.__dict__)  # noqa: S102 - our own generated code
         return module
+
+
+def _holds(path: str, text: str) -> bool:
+    try:
+        with open(path) as f:
+            return f.read() == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _trim(folder: str, keep: str) -> None:
+    """Delete the least recently used generated modules, with numba's files for them, until
+    the folder holds at most CACHE_BYTES (never `keep`). Another process loading a deleted
+    module recompiles it; nothing else is touched."""
+    cached = os.path.join(folder, "__pycache__")
+    groups: dict = {}
+    for where in (folder, cached):
+        try:
+            names = os.listdir(where)
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith("fused_"):
+                continue
+            stem = name.split(".", 1)[0]
+            try:
+                st = os.stat(os.path.join(where, name))
+            except OSError:
+                continue
+            size, used, files = groups.get(stem, (0, 0.0, []))
+            groups[stem] = (size + st.st_size, max(used, st.st_mtime),
+                            files + [os.path.join(where, name)])
+    total = sum(g[0] for g in groups.values())
+    keep_stem = os.path.basename(keep).split(".", 1)[0]
+    for stem, (size, _, files) in sorted(groups.items(), key=lambda kv: kv[1][1]):
+        if total <= CACHE_BYTES:
+            break
+        if stem == keep_stem:
+            continue
+        for f in files:
+            try:
+                os.remove(f)
+            except OSError:
+                pass
+        total -= size
 
 
 def _source(op, access, widths) -> str:

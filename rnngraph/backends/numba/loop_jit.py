@@ -30,6 +30,9 @@ from ...ops.shape import Concat
 from ...ops.sources import Constant
 from ...runtime.loop_driver import StepCode, _names
 from ...runtime.program import Program
+from . import fused as fused_numba, panel_gemm
+from .fused import _load
+from .panel_gemm import spinning
 
 JIT_AFTER = 2   # runs of a loop kernel in the Python driver before its loop is compiled
 _SYMBOL = {Add: "+", Sub: "-", Mul: "*"}
@@ -45,7 +48,6 @@ def wanted(options: dict) -> bool:
 
 def available(xp) -> bool:
     """NumPy arrays, and our compiled products (numba, AVX2): what every compiled loop calls."""
-    from . import panel_gemm
     return xp is np and panel_gemm.available()
 
 
@@ -65,10 +67,7 @@ def jit_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows
         return None
     if source is None:
         return None
-    from numba.core.errors import NumbaError   # (numba is optional: imported here)
-
-    from .fused import _load
-    from .panel_gemm import spinning
+    from numba.core.errors import NumbaError   # optional: numba may be missing
     loop = _load(source).loop
     consts, block_sizes, fns = extras["consts"], extras["blocks"], extras["fns"]
     batched = [i for i, b in enumerate(carried_rows or ()) if b]
@@ -122,7 +121,7 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, s
     active = rows is not None
     row = code.row
 
-    from . import panel_kernels
+    from . import panel_kernels   # heavy: loads numba and compiles the kernels
     body, header, consts, block_sizes = [], [], [], []
     fns = [panel_kernels.product_c.address, panel_kernels.halves_c.address]
     written = set(code.shared)   # (values in an earlier value's stack: never written)
@@ -189,7 +188,6 @@ def _source(prog: Program, k: int, n_inv: int, n_seq: int, rows, carried_rows, s
             body += [f"{ind}s{slot} = o{p}" for p, slot in enumerate(out)]
         else:
             return None, None
-    from . import fused as fused_numba, panel_gemm
     # constants as literals: numba freezes globals into its cached code, so a new value must
     # make a new source (and the entry points' code is named by its file's digest)
     lines = ["import numpy as np",

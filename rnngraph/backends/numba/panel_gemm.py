@@ -30,6 +30,7 @@ either way).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import sys
@@ -52,13 +53,13 @@ _SPINNING: dict = {}   # thread ident -> the helper's ctl while the helper spins
 def available() -> bool:
     """numba (with llvmlite) importable, not switched off with RNNGRAPH_NUMBA=0, Linux on
     x86-64, and a host CPU with AVX2 and FMA (the micro-kernels' instructions)."""
-    from .fused import available as numba_available
+    from .fused import available as numba_available   # cycle: fused.py imports this module
     if not numba_available() or sys.platform != "linux" or \
             platform.machine().lower() not in ("x86_64", "amd64"):
         return False   # (the helper thread sleeps on a Linux futex; the kernels are x86)
     if "ok" not in _STATE:
         try:
-            import llvmlite.binding as llvm
+            import llvmlite.binding as llvm   # optional: comes with numba
             features = llvm.get_host_cpu_features()
             _STATE["ok"] = bool(features.get("avx2") and features.get("fma"))
         except Exception:   # noqa: BLE001 - any failure here means: use NumPy
@@ -173,7 +174,7 @@ class _Helper:
     time (`owner`), since its job slot takes one poster."""
 
     def __init__(self):
-        from . import panel_kernels
+        from . import panel_kernels   # heavy: loads numba; cycle: it imports this module
         self.kernels = panel_kernels
         self.ctl = np.zeros(panel_kernels.COUNTS + 8, np.int64)
         self.depth, self.owner = 0, None
@@ -235,7 +236,6 @@ def quiet_blas(force: bool = False) -> bool:
 
 def _blas_controls() -> list:
     """(openblas_read_env, blas_thread_shutdown_) of each OpenBLAS this process has loaded."""
-    import ctypes
     found, seen = [], set()
     try:
         with open("/proc/self/maps") as maps:
@@ -258,6 +258,6 @@ def _drivers():
     """The compiled drivers, imported on first use: numba loads (and compiles, or reads from
     its cache) only when a product runs."""
     if "kernels" not in _STATE:
-        from . import panel_kernels
+        from . import panel_kernels   # heavy: loads numba; cycle: it imports this module
         _STATE["kernels"] = panel_kernels
     return _STATE["kernels"]
