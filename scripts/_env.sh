@@ -1,17 +1,24 @@
 # shellcheck shell=bash
-# Sourced helper: prepares the project's virtualenv and system tools.
+# Sourced helper: prepares one of the project's virtualenvs and the system tools.
 #
-#   source scripts/_env.sh [EXTRAS]     e.g. `source scripts/_env.sh dev`
+#   source scripts/_env.sh [EXTRAS]                      e.g. `source scripts/_env.sh dev`
+#   RNNGRAPH_VENV=.venv-numpy source scripts/_env.sh test
 #
-# Creates .venv in the repo root (if missing), installs the project editable
-# with the given extras (skipped when a stamp newer than pyproject.toml exists),
-# and installs Debian's graphviz when `dot` is not on PATH.
+# RNNGRAPH_VENV names the virtualenv's folder: relative to the repo root, or absolute
+# (default .venv). Creates it (if missing), installs the project editable with the given
+# extras (skipped when a stamp newer than pyproject.toml exists), and installs Debian's
+# graphviz when `dot` is not on PATH. Every virtualenv is made this same way; only the
+# folder and the extras differ.
 # Afterwards REPO_ROOT, VENV and VENV_BIN are set, and $VENV_BIN is first on PATH.
 
 _rg_extras="${1:-}"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$REPO_ROOT/.venv"
+_rg_venv="${RNNGRAPH_VENV:-.venv}"
+case "$_rg_venv" in
+    /*) VENV="$_rg_venv" ;;
+    *) VENV="$REPO_ROOT/$_rg_venv" ;;
+esac
 VENV_BIN="$VENV/bin"
 export REPO_ROOT VENV VENV_BIN
 
@@ -29,13 +36,13 @@ fi
 
 # --- virtualenv ------------------------------------------------------------
 if [ ! -x "$VENV_BIN/python" ]; then
-    echo "[env] creating virtualenv in .venv" >&2
+    echo "[env] creating virtualenv in $_rg_venv" >&2
     python3 -m venv "$VENV"
 fi
 
 _rg_stamp="$VENV/.rnngraph-installed${_rg_extras:+-$_rg_extras}"
 if [ ! -f "$_rg_stamp" ] || [ "$REPO_ROOT/pyproject.toml" -nt "$_rg_stamp" ]; then
-    echo "[env] installing rnngraph (editable${_rg_extras:+, extras: $_rg_extras})" >&2
+    echo "[env] installing rnngraph into $_rg_venv (editable${_rg_extras:+, extras: $_rg_extras})" >&2
     "$VENV_BIN/python" -m pip install -q --upgrade pip
     if [ -n "$_rg_extras" ]; then
         (cd "$REPO_ROOT" && "$VENV_BIN/python" -m pip install -q -e ".[$_rg_extras]")
@@ -46,5 +53,5 @@ if [ ! -f "$_rg_stamp" ] || [ "$REPO_ROOT/pyproject.toml" -nt "$_rg_stamp" ]; th
 fi
 
 export PATH="$VENV_BIN:$PATH"
-unset _rg_extras _rg_stamp
+unset _rg_extras _rg_stamp _rg_venv
 unset -f _rg_sudo

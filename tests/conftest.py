@@ -1,11 +1,8 @@
-import os
-
 import pytest
 
-# Loops compile whole only where a test asks (Session(compile_loops=True): test_loop_jit.py).
-# Elsewhere each new loop body would take seconds to compile on a fresh machine (CI); the
-# compiled loops give the Python driver's bits, which test_loop_jit.py checks.
-os.environ.setdefault("RNNGRAPH_COMPILE_LOOPS", "0")
+# The suite runs with the defaults a user gets (no configuration is set here): a test that
+# needs another one says so itself, e.g. Session(compile_loops=False) where its point is the
+# Python loop driver.
 
 
 def _cuda_available() -> bool:
