@@ -8,7 +8,6 @@ import pytest
 
 import rnngraph as rg
 from rnngraph.backends.numba import fused as fused_numba
-from rnngraph.ops import loop_rows
 from rnngraph.ops.steps import StepRows
 from rnngraph.runtime import loop_driver, loop_kernel
 
