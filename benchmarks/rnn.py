@@ -12,18 +12,44 @@ Then: padded batches (lengths uniform in [1, T]) vs full length, build+compile t
 with (see floor_table), beside the whole forward+backward pass.
 Medians over repeats, timed in alternating rounds (rnngraph, passes off, PyTorch, ...); these
 machines are shared, so compare columns of one run, not runs.
+
+A/B of two configurations, forward+backward, alternating call by call in one process:
+
+    python benchmarks/rnn.py --ab A_SPEC B_SPEC [--cells lstm,gru,basic]
+                             [--shapes S1,S2,S3,S4,S1p] [--rounds 30]
+
+A spec is `default` or comma-separated `key=value` Session options and pass switches:
+`accelerate=0`, `passes=0` (every pass off), `passes.pack_weights=0`,
+`passes.share_packs=0,passes.share_copies=0`, `accelerate=auto|0|1`. S1p is S1 with padded
+batches (lengths uniform in [1, T], fixed seed). Per row: the median time of A and of B, the
+median of the per-round ratios B/A and their spread (25th-75th percentile, min-max).
+
+    python benchmarks/rnn.py --ab-checkouts DIR_A DIR_B [--config SPEC] [...]
+
+The same between two source checkouts of rnngraph (say, a `git worktree` of an older commit
+and this tree): one worker process per checkout (PYTHONPATH set to it, this script in
+`--worker` mode), which the driver asks for one timed call at a time, A, B, A, B, ...
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import inspect
+import json
 import os
+import queue
+import select
+import signal
 import statistics
+import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+if "--worker" not in sys.argv[1:]:   # (a worker imports the checkout its PYTHONPATH names)
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import rnngraph as rg  # noqa: E402
 
 SHAPES = {  # name: (batch, steps, input, hidden)
@@ -42,9 +68,10 @@ def interleaved_medians(fns, repeats: int) -> list:
     Before each timed call: a pause, so the previous candidate's idle BLAS/OpenMP threads stop
     spinning (they busy-wait for a while after each call and would steal the next one's cores),
     then one untimed call to warm caches and thread pools. Before the first round, a few
-    untimed calls each: rnngraph compiles a loop whole once it has run twice (loop_jit.py)."""
+    untimed calls each: a Session moves a program to the numba backend after its first 3 runs
+    (Session(accelerate="auto"))."""
     for fn in fns:
-        for _ in range(3):
+        for _ in range(5):
             fn()
     times: list = [[] for _ in fns]
     for _ in range(repeats):
@@ -83,7 +110,8 @@ def make_cell(cell: str, H: int):
 
 
 class RnngraphCase:
-    def __init__(self, cell, B, T, I, H, passes=True, lengths=None, seed=0):
+    def __init__(self, cell, B, T, I, H, passes=True, lengths=None, seed=0, **options):
+        """options: more rg.Session keyword arguments (accelerate=..., ...)."""
         self.graph = rg.Graph()
         with self.graph.as_default():
             self.X = rg.placeholder(rg.float32, [None, T, I])
@@ -93,7 +121,7 @@ class RnngraphCase:
             self.out = out
             loss = rg.reduce_sum(out)
             self.grads = rg.gradients(loss, [self.X] + rg.global_variables())
-        self.sess = rg.Session(self.graph, seed=seed, passes=passes)
+        self.sess = rg.Session(self.graph, seed=seed, passes=passes, **options)
         self.feed = {self.X: np.random.default_rng(seed).standard_normal((B, T, I), np.float32)}
         if lengths is not None:
             self.feed[self.seq] = lengths
@@ -150,11 +178,45 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--cells", default="lstm,gru,basic")
-    ap.add_argument("--shapes", default="S1,S2,S3,S4")
+    ap.add_argument("--shapes", default=None,
+                    help="comma-separated, of S1,S2,S3,S4 (and S1p with --ab/--ab-checkouts: "
+                         "S1 with padded batches); default: all of them")
     ap.add_argument("--sections", default="speed,padded,compile,floor",
                     help="which tables to print (comma-separated): speed, padded, compile, "
                          "floor")
+    ab = ap.add_argument_group("A/B (see the module docstring)")
+    ab.add_argument("--ab", nargs=2, metavar=("A_SPEC", "B_SPEC"),
+                    help="two Session configurations, e.g. default accelerate=0")
+    ab.add_argument("--ab-checkouts", nargs=2, metavar=("DIR_A", "DIR_B"),
+                    help="two source checkouts of rnngraph, run by one worker process each")
+    ab.add_argument("--config", default="default",
+                    help="with --ab-checkouts: the configuration both run (default: default)")
+    ab.add_argument("--rounds", type=int, default=30, help="timed calls of each (default 30)")
+    ab.add_argument("--warmup", type=int, default=8,
+                    help="untimed calls of each first (default 8: a program switches to "
+                         "compiled kernels after a few runs, and its loops compile whole after "
+                         "a couple more)")
+    ab.add_argument("--pause", type=float, default=0.2,
+                    help="seconds of sleep before each timed call, so the last call's idle "
+                         "BLAS threads stop spinning (default 0.2)")
+    ab.add_argument("--startup-timeout", type=float, default=600,
+                    help="--ab-checkouts: seconds a worker may take to build and warm up")
+    ab.add_argument("--call-timeout", type=float, default=120,
+                    help="--ab-checkouts: seconds a worker may take for one timed call")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--cell", help=argparse.SUPPRESS)
+    ap.add_argument("--shape", help=argparse.SUPPRESS)
+    ap.add_argument("--idle-timeout", type=float, default=1800, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        return worker_main(args)
+    if args.ab or args.ab_checkouts:
+        return ab_main(ap, args)
+    args.shapes = args.shapes or ",".join(SHAPES)
+    unknown = set(args.shapes.split(",")) - set(SHAPES)
+    if unknown:
+        ap.error(f"unknown shapes {sorted(unknown)}; known: {', '.join(SHAPES)} "
+                 "(S1p only with --ab/--ab-checkouts)")
     reps = 3 if args.quick else 7
     try:
         import torch
@@ -164,7 +226,8 @@ def main():
         print("note: torch is not installed (pip install torch==2.13.0): PyTorch column skipped\n")
     peak = matmul_peak(reps + 2)
     print(f"NumPy float32 matmul peak (2048^3) measured now: {peak:.1f} GFLOP/s; "
-          f"threads: {os.cpu_count()}\n")
+          f"threads: {os.cpu_count()}")
+    print(f"BLAS (threadpoolctl): {blas_description()}\n")
 
     sections = set(args.sections.split(","))
     rows = []
@@ -199,7 +262,7 @@ def main():
 def padded_table(args, reps, torch):
     rows = []
     B, T, I, H = SHAPES["S1"]
-    lengths = np.random.default_rng(1).integers(1, T + 1, size=B).astype(np.int32)
+    lengths = padded_lengths(B, T)
     for cell in args.cells.split(","):
         full = RnngraphCase(cell, B, T, I, H, lengths=np.full(B, T, np.int32))
         padded = RnngraphCase(cell, B, T, I, H, lengths=lengths)
@@ -296,8 +359,8 @@ def product_seconds(shapes, repeats: int, packed: bool = False) -> dict:
     warm caches), the best of the rounds, as matmul_peak: a floor is what the kernel can do,
     and a busy spell on the host only adds to it. Shapes are timed in turn within each round,
     so a busy spell does not cover every timing of one shape. `packed`: through our GEMM
-    against a packed b (ops/panel_gemm.py, as the loops run it), else NumPy's matmul."""
-    from rnngraph.ops import panel_gemm
+    against a packed b (backends/numba/panel_gemm.py, as the loops run it), else NumPy's matmul."""
+    from rnngraph.backends.numba import panel_gemm
     rng = np.random.default_rng(0)
     calls = {}
     for m, k, n in sorted(set(shapes)):
@@ -373,6 +436,364 @@ def floor_table(args, reps, torch, peak):
           + (f" rounded up to {align}" if align > 1 else "") + ") vs full: a product on k rows "
           "costs a fixed part plus a part per row")
     table(rows, ["case", "full ms", "padded ms", "padded/full", "active rows"])
+
+
+# --- A/B: two configurations (or two checkouts), alternating call by call -------------------
+
+AB_SHAPES = list(SHAPES) + ["S1p"]   # S1p: S1 with padded batches
+_BOOLS = {"1": True, "true": True, "on": True, "yes": True,
+          "0": False, "false": False, "off": False, "no": False}
+
+
+class SpecError(ValueError):
+    pass
+
+
+def padded_lengths(B: int, T: int) -> np.ndarray:
+    """Sequence lengths uniform in [1, T], from a fixed seed (the padded-batch cases)."""
+    return np.random.default_rng(1).integers(1, T + 1, size=B).astype(np.int32)
+
+
+def _spec_bool(key, value):
+    try:
+        return _BOOLS[value.lower()]
+    except KeyError:
+        raise SpecError(f"{key}={value}: expected 0/1, true/false, on/off or yes/no") from None
+
+
+def _spec_budget(key, value):
+    if value.lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise SpecError(f"{key}={value}: expected a number of bytes or none") from None
+
+
+def _spec_int(key, value):
+    try:
+        return int(value)
+    except ValueError:
+        raise SpecError(f"{key}={value}: expected an integer") from None
+
+
+def _spec_auto_bool(key, value):
+    return "auto" if value.lower() == "auto" else _spec_bool(key, value)
+
+
+SPEC_OPTIONS = {   # Session keyword argument: how its value is read
+    "accelerate": _spec_auto_bool, "check_numerics": _spec_bool,
+    "memory_budget": _spec_budget, "memory_strategy": lambda key, value: value,
+    "seed": _spec_int,
+}
+
+
+def parse_spec(spec: str, check: bool = True) -> dict:
+    """A configuration spec -> rg.Session keyword arguments. `default` (or nothing): none;
+    else comma-separated `key=value`: a Session option (SPEC_OPTIONS), `passes=0|1` (every pass
+    off or on) or `passes.NAME=0|1` (one pass). Raises SpecError on anything else and, with
+    `check`, on options, pass names or values this rnngraph's Session rejects."""
+    options, passes, every = {}, {}, None
+    for item in (part.strip() for part in spec.split(",")):
+        if item in ("", "default"):
+            continue
+        key, sep, value = (p.strip() for p in item.partition("="))
+        if not sep or not key or not value:
+            raise SpecError(f"{item!r}: expected key=value or 'default'")
+        if key in options or key in passes or (key == "passes" and every is not None):
+            raise SpecError(f"{key} given twice")
+        if key == "passes":
+            every = _spec_bool(key, value)
+        elif key.startswith("passes."):
+            passes[key[len("passes."):]] = _spec_bool(key, value)
+        elif key in SPEC_OPTIONS:
+            options[key] = SPEC_OPTIONS[key](key, value)
+        else:
+            raise SpecError(f"unknown key {key!r}; known: passes, passes.NAME, "
+                            + ", ".join(SPEC_OPTIONS))
+    if every is False and passes:
+        raise SpecError("passes=0 turns every pass off; passes.NAME cannot turn one back on")
+    if passes:
+        options["passes"] = passes
+    elif every is not None:
+        options["passes"] = every
+    if not check:
+        return options
+    accepted = inspect.signature(rg.Session).parameters
+    missing = [k for k in options if k not in accepted]
+    if missing:
+        raise SpecError(f"this rnngraph's Session takes no {', '.join(missing)}")
+    try:   # (the Session checks the pass names and option values)
+        rg.Session(rg.Graph(), **options)
+    except (ValueError, TypeError) as e:
+        raise SpecError(str(e)) from None
+    return options
+
+
+def describe_options(options: dict) -> str:
+    return "Session(" + ", ".join(f"{k}={v!r}" for k, v in options.items()) + ")"
+
+
+def blas_description() -> str:
+    """The BLAS (and OpenMP) libraries loaded in this process, with the kernel each runs."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl is not installed)"
+    libs = [f"{i.get('internal_api')} {i.get('version')} "
+            f"({os.path.basename(os.path.dirname(i.get('filepath') or ''))}), kernel "
+            f"{i.get('architecture', 'n/a')}, {i.get('num_threads')} threads"
+            for i in threadpool_info()]
+    return "; ".join(libs) or "none loaded"
+
+
+def environment_description() -> str:
+    names = sorted(k for k in os.environ if k.startswith(("RNNGRAPH_", "OPENBLAS_", "OMP_")))
+    numba = "yes" if importlib.util.find_spec("numba") else "no"
+    return (f"numba importable: {numba}; cpus: {os.cpu_count()}; environment: "
+            + (", ".join(f"{k}={os.environ[k]}" for k in names) or "no RNNGRAPH_/OPENBLAS_/OMP_ "
+               "variables"))
+
+
+def build_case(cell: str, shape: str, options: dict) -> RnngraphCase:
+    B, T, I, H = SHAPES["S1" if shape == "S1p" else shape]
+    options = dict(options)
+    passes = options.pop("passes", True)
+    lengths = padded_lengths(B, T) if shape == "S1p" else None
+    return RnngraphCase(cell, B, T, I, H, passes=passes, lengths=lengths, **options)
+
+
+def ab_row(name: str, ta: list, tb: list) -> list:
+    ratios = [b / a for a, b in zip(ta, tb)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return [name, f"{statistics.median(ta) * 1e3:.2f}", f"{statistics.median(tb) * 1e3:.2f}",
+            f"{statistics.median(ratios):.3f}", f"{q1:.3f}-{q3:.3f}",
+            f"{min(ratios):.3f}-{max(ratios):.3f}",
+            f"{sum(r < 1 for r in ratios)}/{len(ratios)}"]
+
+
+AB_HEADER = ["case", "A ms", "B ms", "B/A", "B/A p25-p75", "B/A min-max", "B faster"]
+
+
+def ab_rounds(call_a, call_b, rounds: int, pause: float) -> tuple[list, list]:
+    """Seconds of `rounds` timed calls of each, in the order A, B, A, B, ..."""
+    ta, tb = [], []
+    for _ in range(rounds):
+        time.sleep(pause)
+        ta.append(call_a())
+        time.sleep(pause)
+        tb.append(call_b())
+    return ta, tb
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated(f"signal {signum}")
+
+
+def ab_main(ap, args):
+    cells = args.cells.split(",")
+    shapes = (args.shapes or ",".join(AB_SHAPES)).split(",")
+    bad = [c for c in cells if c not in GATES] + [s for s in shapes if s not in AB_SHAPES]
+    if bad:
+        ap.error(f"unknown cells/shapes {bad}; cells: {', '.join(GATES)}; "
+                 f"shapes: {', '.join(AB_SHAPES)}")
+    if args.ab and args.ab_checkouts:
+        ap.error("--ab and --ab-checkouts: one at a time")
+    if args.rounds < 2 or args.warmup < 0 or args.pause < 0:
+        ap.error("--rounds must be at least 2, --warmup and --pause not negative")
+    np.ones((8, 8), np.float32) @ np.ones((8, 8), np.float32)   # (loads the BLAS)
+    if args.ab:
+        try:
+            specs = [parse_spec(s) for s in args.ab]
+        except SpecError as e:
+            ap.error(f"--ab: {e}")
+        print("A/B in one process, forward+backward (sess.run of the gradients)")
+        for label, text, options in zip("AB", args.ab, specs):
+            print(f"  {label}: {text} -> {describe_options(options)}")
+        print(f"  rnngraph {rg.__version__}; BLAS (threadpoolctl): {blas_description()}")
+    else:
+        dirs = [os.path.abspath(d) for d in args.ab_checkouts]
+        for d in dirs:
+            if not os.path.isfile(os.path.join(d, "rnngraph", "__init__.py")):
+                ap.error(f"--ab-checkouts: no rnngraph/__init__.py in {d}")
+        try:
+            parse_spec(args.config, check=False)   # (the syntax; each worker checks the rest)
+        except SpecError as e:
+            ap.error(f"--config: {e}")
+        print(f"A/B between two checkouts, one worker process each, forward+backward, "
+              f"configuration: {args.config}")
+        for label, d in zip("AB", dirs):
+            print(f"  {label}: {d} (commit {_commit_of(d)})")
+    print(f"  {environment_description()}")
+    print(f"  {args.rounds} rounds, each: {args.pause} s pause, A, {args.pause} s pause, B; "
+          f"after {args.warmup} untimed calls of each. B/A < 1: B is faster.")
+    print()
+    sys.stdout.flush()
+
+    rows = []
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)   # (`timeout`: keep the rows)
+    try:
+        for cell in cells:
+            for shape in shapes:
+                if args.ab:
+                    ta, tb = _ab_in_process(cell, shape, specs, args)
+                else:
+                    ta, tb = _ab_checkouts(cell, shape, dirs, args)
+                rows.append(ab_row(f"{cell} {shape}", ta, tb))
+                print("  done: " + "  ".join(rows[-1]), file=sys.stderr, flush=True)
+    except (KeyboardInterrupt, _Terminated) as e:
+        print(f"interrupted ({e or 'Ctrl-C'}): the rows finished so far\n")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if rows:
+            table(rows, AB_HEADER)
+        if args.ab:   # (numba loads another BLAS when it first compiles)
+            print(f"BLAS after the runs (threadpoolctl): {blas_description()}\n")
+        sys.stdout.flush()
+
+
+def _ab_in_process(cell, shape, specs, args):
+    a, b = (build_case(cell, shape, options) for options in specs)
+    for _ in range(args.warmup):
+        a.forward_backward()
+        b.forward_backward()
+    return ab_rounds(lambda: _timed(a.forward_backward), lambda: _timed(b.forward_backward),
+                     args.rounds, args.pause)
+
+
+def _commit_of(path: str) -> str:
+    try:   # (rev-parse only reads)
+        out = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown: not a git checkout"
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+class Worker:
+    """A process running this script in --worker mode on one checkout: it builds the case,
+    warms it up, says it is ready (a JSON line), then answers each line it reads with the
+    seconds of one timed forward+backward. It exits when its stdin closes."""
+
+    def __init__(self, label, checkout, cell, shape, args):
+        self.label = label
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([checkout] + ([env["PYTHONPATH"]]
+                                                          if env.get("PYTHONPATH") else []))
+        idle = args.startup_timeout + 2 * args.call_timeout + 60
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--cell", cell,
+               "--shape", shape, "--config", args.config, "--warmup", str(args.warmup),
+               "--idle-timeout", str(idle)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=env, bufsize=1)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _reply(self, timeout: float) -> str:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise WorkerError(f"worker {self.label}: no answer within {timeout:g} s") from None
+        if line is None:
+            try:
+                rc = self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                rc = "unknown"
+            raise WorkerError(f"worker {self.label} exited (status {rc}); its stderr is above")
+        return line
+
+    def ready(self, timeout: float) -> dict:
+        return json.loads(self._reply(timeout))
+
+    def call(self, timeout: float) -> float:
+        try:
+            self.proc.stdin.write("run\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerError(f"worker {self.label} is gone") from None
+        return float(self._reply(timeout))
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+def _ab_checkouts(cell, shape, dirs, args):
+    workers = []
+    try:
+        for label, d in zip("AB", dirs):   # (one after the other: the warm-ups do not overlap)
+            w = Worker(label, d, cell, shape, args)
+            workers.append(w)
+            info = w.ready(args.startup_timeout)
+            print(f"  {cell} {shape}, worker {label}: rnngraph {info['version']} from "
+                  f"{info['rnngraph']}, ready after {info['ready_s']:.1f} s",
+                  file=sys.stderr, flush=True)
+            if label not in _ab_checkouts.described:
+                _ab_checkouts.described.add(label)
+                print(f"  {label} (its first worker, after the warm-up): rnngraph "
+                      f"{info['version']}; BLAS (threadpoolctl): {info['blas']}", flush=True)
+        a, b = workers
+        return ab_rounds(lambda: a.call(args.call_timeout), lambda: b.call(args.call_timeout),
+                         args.rounds, args.pause)
+    except WorkerError as e:
+        raise SystemExit(f"--ab-checkouts, {cell} {shape}: {e}")
+    finally:
+        for w in workers:
+            w.close()
+
+
+_ab_checkouts.described = set()
+
+
+def worker_main(args):
+    """--worker: the protocol's end in a checkout (see Worker). Answers go to the original
+    stdout; anything else written to stdout (by rnngraph, numba, ...) goes to stderr."""
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    t0 = time.perf_counter()
+    checkout = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]
+    where = os.path.realpath(rg.__file__)
+    if not checkout or not where.startswith(os.path.realpath(checkout) + os.sep):
+        sys.exit(f"worker: rnngraph was imported from {where}, not from {checkout!r}")
+    try:
+        options = parse_spec(args.config)
+    except SpecError as e:
+        sys.exit(f"worker ({checkout}): --config: {e}")
+    case = build_case(args.cell, args.shape, options)
+    for _ in range(args.warmup):
+        case.forward_backward()
+    answers.write(json.dumps({"version": rg.__version__, "rnngraph": os.path.dirname(where),
+                              "blas": blas_description(),
+                              "ready_s": time.perf_counter() - t0}) + "\n")
+    while True:   # (one request at a time: the driver waits for each answer)
+        readable, _, _ = select.select([sys.stdin], [], [], args.idle_timeout)
+        if not readable:
+            sys.exit(f"worker: no request for {args.idle_timeout:g} s; exiting")
+        if not sys.stdin.readline():
+            return
+        answers.write(f"{_timed(case.forward_backward)!r}\n")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 import pytest
 
 # The suite runs with the defaults a user gets (no configuration is set here): a test that
-# needs another one says so itself, e.g. Session(compile_loops=False) where its point is the
-# Python loop driver.
+# needs another one says so itself, e.g. Session(accelerate=False) where its point is the
+# NumPy kernels.
 
 
 def _cuda_available() -> bool:

@@ -1,8 +1,8 @@
 """Ctrl-C and errors during a run: KeyboardInterrupt arrives as itself, and a run updates the
 variables all at once or not at all.
 
-Ctrl-C is tested for real: a child process trains an LSTM in a loop (its loops compiled whole,
-and in the Python driver), the test sends it SIGINT after a random delay, and the child reports
+Ctrl-C is tested for real: a child process trains an LSTM in a loop (with the numba backend's
+compiled kernels, and with NumPy's), the test sends it SIGINT after a random delay, and the child reports
 the type of what arrived and whether its variables equal those before the interrupted run or
 those after a complete run (computed by a second session from the same values).
 """
@@ -30,7 +30,7 @@ _CHILD = textwrap.dedent("""
     import numpy as np
     import rnngraph as rg
 
-    compile_loops, T = sys.argv[1] == "1", int(sys.argv[2])
+    accelerate, T = sys.argv[1] == "1", int(sys.argv[2])
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [None, None, 8])
@@ -38,8 +38,8 @@ _CHILD = textwrap.dedent("""
         train = rg.train.AdamOptimizer(0.01).minimize(rg.reduce_mean(rg.square(out)))
         variables = rg.global_variables()
     x = {X: np.random.default_rng(0).standard_normal((8, T, 8)).astype(np.float32)}
-    sess = rg.Session(g, compile_loops=compile_loops)
-    ref = rg.Session(g, compile_loops=compile_loops)   # computes "after a complete run"
+    sess = rg.Session(g, accelerate=accelerate)
+    ref = rg.Session(g, accelerate=accelerate)   # computes "after a complete run"
 
     def values(s):
         return [s.read_variable(v) for v in variables]
@@ -79,13 +79,13 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _interrupt_child(compile_loops: bool, delays, steps: int = 1000) -> list:
+def _interrupt_child(accelerate: bool, delays, steps: int = 1000) -> list:
     """Start the child, SIGINT it once per delay (seconds into its training loop); the child's
     report per interrupt: [exception type name, 'before' | 'after' | 'neither', whether
     the next run gave the right variables ('next-ok' | 'next-wrong'), type of the exception's
     __context__ (what it was wrapped in on the way, 'NoneType' if nothing)]."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, "1" if compile_loops else "0",
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, "1" if accelerate else "0",
                               str(steps)], cwd=root, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     timer = threading.Timer(120, child.kill)   # bounded, whatever the child does
@@ -114,12 +114,12 @@ def _interrupt_child(compile_loops: bool, delays, steps: int = 1000) -> list:
     return reports
 
 
-@pytest.mark.parametrize("compile_loops", [True, False])
-def test_ctrl_c_during_training_is_a_keyboard_interrupt_and_variables_are_whole(compile_loops):
+@pytest.mark.parametrize("accelerate", [True, False])
+def test_ctrl_c_during_training_is_a_keyboard_interrupt_and_variables_are_whole(accelerate):
     rng = random.Random()
     delays = [rng.uniform(0.02, 0.6) for _ in range(3)]
-    # (long sequences keep the compiled loops busy; the Python driver is interruptible anywhere)
-    reports = _interrupt_child(compile_loops, delays, steps=1000 if compile_loops else 300)
+    # (long sequences keep the compiled kernels busy; NumPy's are interruptible anywhere)
+    reports = _interrupt_child(accelerate, delays, steps=1000 if accelerate else 300)
     assert len(reports) == len(delays)
     for delay, (got, state, then, _) in zip(delays, reports):
         assert got == "KeyboardInterrupt", f"SIGINT after {delay:.3f} s arrived as {got}"

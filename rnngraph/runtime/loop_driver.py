@@ -74,8 +74,7 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None,
 
 
 class StepCode:
-    """What a generated loop over steps says the same way whether Python runs it (here) or
-    numba compiles it (loop_jit.py): the body program's slots (locals s<slot>), the driver's
+    """What a generated loop over steps says: the body program's slots (locals s<slot>), the driver's
     arguments unpacked (sequences q<j>, stacks st<j>), each step's sequence reads, and the
     writes of its values into their stack rows, zeroing finished rows where readers look.
     `rows` and `shared` as step_driver takes them; `shared` becomes the set of the values not

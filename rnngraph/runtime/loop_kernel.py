@@ -1,7 +1,6 @@
 """Run a loop node: its body compiled once into Programs, then a Python loop over steps (for
 untracked runs without a plan: the first step here, the rest in a generated driver, see
-loop_driver.py, or, once the loop has run a few times, compiled whole by a backend that offers
-a "loop_compiler" (backends/numba/loop_jit.py).
+loop_driver.py).
 
 Where each saved residual lives comes from the memory plan (`ctx.plan`, read once per run; see
 memory/plan.py): kept in a device stack, copied row by row to a host stack (OffloadWriter), or
@@ -86,26 +85,18 @@ def compile_loop(op, node, program):
     sizes = (len(results["carried"]), len(body.params.get("invariant", [])),
              len(body.params.get("sequence", [])))
     drivers: dict = {}
-    runs = [0]   # plain runs so far: a loop compiles whole once it is hot
-    compiler = feature("loop_compiler")
-    jit = compiler is not None and compiler.wanted(ctx.options) and compiler.available(xp)
 
     def driver_for(active, shared: tuple, packed: tuple, seq_packed: tuple):
-        """The steps after the first: generated Python, or the loop compiled whole once it
-        has run compiler.hot_after() times. With active rows, `packed` flags the stacks that go
-        packed this run (ActiveRows.new_stack), `seq_packed` the sequences read packed."""
+        """The steps after the first, as generated Python. With active rows, `packed` flags
+        the stacks that go packed this run (ActiveRows.new_stack), `seq_packed` the sequences
+        read packed."""
         rows = None if active is None else (rows_layout.sequence, rows_out + rows_res,
                                              unzeroed, packed, seq_packed)
         prog = all_prog
         key = (rows is not None, packed, seq_packed, shared)
         if key not in drivers:
             drivers[key] = step_driver(prog, *sizes, rows=rows, shared=shared)
-        compiled = ("jit",) + key
-        if jit and runs[0] > compiler.hot_after() and compiled not in drivers:
-            drivers[compiled] = compiler.compile(
-                prog, *sizes, rows, rows_layout.carried if rows is not None else None,
-                drivers[key], node=node, shared=shared)
-        return drivers.get(compiled) or drivers[key]
+        return drivers[key]
 
     shares: dict = {}
 
@@ -132,7 +123,8 @@ def compile_loop(op, node, program):
 
     # a backend may run the steps inside a scope of its own (the numba backend's opt-in helper
     # thread wakes for loops of packed products)
-    scope = compiler.scope(body, xp) if compiler is not None else None
+    wrap = feature("loop_scope")
+    scope = wrap(body, xp) if wrap is not None else None
 
     def run(*args):
         if scope is None:
@@ -190,7 +182,6 @@ def compile_loop(op, node, program):
         t_iter = range(n - 1, -1, -1) if (reverse and n is not None) else (
             range(n) if n is not None else _count())
         if not lists and lp is None and not tracked and cond_prog is None:
-            runs[0] += 1
             shared = shared_for(step_prog, active, length is None or length == n)
             carried, stacks, steps = _plain_steps(
                 step_prog.run, lambda *flags: driver_for(active, shared, *flags), t_iter,
@@ -411,7 +402,6 @@ class ActiveRows:
         self.rows = loop_rows.active_width(rows, self.batch, align).tolist()   # (ints, at most
         # the batch: the driver reads one per step)
         self.exact = align == 1   # (widths are the counts: the layout pack_rows reads)
-        self._arrays = None       # (widths, offsets) as arrays: arrays()
         self.starts = None        # packed stacks' step offsets (_offsets)
         self.width = self.batch                 # rows the carried values hold now
         self.initial = list(carried)
@@ -434,13 +424,6 @@ class ActiveRows:
                 carried[i] = parked[:k]
         self.width = k
         return carried
-
-    def arrays(self) -> tuple:
-        """(widths, step offsets) as int64 arrays, for a loop compiled whole (loop_jit.py)."""
-        if self._arrays is None:
-            self._arrays = (np.asarray(self.rows, np.int64),
-                            np.asarray(self._offsets(), np.int64))
-        return self._arrays
 
     def park(self, i: int):
         """The full-width buffer batched carried value i's inactive rows wait in."""

@@ -63,13 +63,8 @@ class Session:
         raise NumericsError naming the first node that produced NaN or Inf and the line that
         built it. A debugging aid: it costs a pass over every tensor, and turns fusion off so
         errors name the original op.
-      compile_loops: compile a hot loop whole (its steps and their kernels as one numba
-        function, once the loop has run a few times; runtime/loop_jit.py). Same results to the
-        bit. Compiling takes a few seconds the first time a loop body is seen on a machine
-        (numba then caches it on disk). None (the default) means yes unless the environment
-        sets RNNGRAPH_COMPILE_LOOPS=0; False keeps every loop in the Python driver.
-      accelerate: the optional accelerated CPU backend (numba: fused kernels, packed GEMM,
-        loops compiled whole). "auto" (the default) runs a new program on NumPy kernels for
+      accelerate: the optional accelerated CPU backend (numba: fused kernels, the packed
+        per-step GEMM). "auto" (the default) runs a new program on NumPy kernels for
         its first runs and compiles it with the backend once it has run HOT_AFTER times (so a
         first result never waits for compilation; the switch is logged at INFO level on the
         "rnngraph" logger); True compiles from the first run; False never uses it. The results
@@ -78,8 +73,7 @@ class Session:
 
     def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, passes=True,
                  memory_budget: int | None = None, memory_strategy: str = "auto",
-                 check_numerics: bool = False, compile_loops: bool | None = None,
-                 accelerate="auto"):
+                 check_numerics: bool = False, accelerate="auto"):
         self.graph = (graph or get_default_graph()).root
         enabled_passes(passes)  # reject unknown pass names now, not at the first run
         if check_numerics and passes:
@@ -92,9 +86,6 @@ class Session:
         self.passes = passes
         self.variables = VariableStore(self.graph, self.device, seed)
         self.options = {"check_numerics": bool(check_numerics)}
-        if compile_loops is not None or check_numerics:   # (else: loop_jit.wanted reads the
-            # environment; compiled loops skip the per-value checks check_numerics makes)
-            self.options["compile_loops"] = bool(compile_loops) and not check_numerics
         if accelerate not in ("auto", True, False):
             raise ValueError(f"accelerate must be 'auto', True or False, got {accelerate!r}")
         self.accelerate = accelerate

@@ -1,5 +1,5 @@
 """The optional accelerated CPU backend (numba): fused elementwise groups compiled to one loop
-over rows, a GEMM against weights packed once per loop run, and hot loops compiled whole.
+over rows, and a GEMM against weights packed once per loop run.
 
 Everything here is an alternative kernel for ops whose meaning and reference kernel live in
 rnngraph/ops; results are the NumPy backend's to the bit, except the fused kernels' tanh and
@@ -9,8 +9,6 @@ numba: each kernel factory checks for it and declines where it is missing, switc
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from ... import kernels
@@ -18,11 +16,9 @@ from ...ops.fused import Fused
 from ...ops.panels import PanelMatMul
 from ..numpy.fused import numpy_kernel
 from . import fused as _fused
-from . import loop_jit
 from . import panel_gemm as _gemm
 
 CPU = "numpy"
-_log = logging.getLogger("rnngraph")
 
 
 @kernels.register(Fused, CPU, priority=10)
@@ -41,36 +37,14 @@ def panel_matmul_kernel(op, node, program):
     return _gemm.product if _gemm.available() else None
 
 
-class LoopCompiler:
-    """What runtime/loop_kernel.py asks of a backend that compiles loops whole."""
-
-    @staticmethod
-    def wanted(options: dict) -> bool:
-        return options.get("accelerate", True) and loop_jit.wanted(options)
-
-    @staticmethod
-    def available(xp) -> bool:
-        return loop_jit.available(xp)
-
-    @staticmethod
-    def hot_after() -> int:
-        return loop_jit.JIT_AFTER
-
-    @staticmethod
-    def compile(prog, *args, node=None, **kwargs):
-        _log.info("rnngraph: compiling loop '%s' whole (numba; the first time on this machine "
-                  "can take seconds)", getattr(node, "name", "?"))
-        return loop_jit.jit_driver(prog, *args, node=node, **kwargs)
-
-    @staticmethod
-    def scope(body, xp):
-        """A wrapper run(fn, *args) for a loop whose steps run packed products (the opt-in
-        helper thread wakes for it), or None."""
-        if xp is np and any(isinstance(n.op, PanelMatMul) for n in body.nodes):
-            return _gemm.in_loop
-        return None
+def loop_scope(body, xp):
+    """A wrapper run(fn, *args) for a loop whose steps run packed products (the opt-in helper
+    thread wakes for it: rg.config.cpu_helper_thread), or None."""
+    if xp is np and any(isinstance(n.op, PanelMatMul) for n in body.nodes):
+        return _gemm.in_loop
+    return None
 
 
 kernels.provide("packed_gemm", _gemm)
 kernels.provide("accelerator", _fused)   # its available(): numba importable and not switched off
-kernels.provide("loop_compiler", LoopCompiler)
+kernels.provide("loop_scope", loop_scope)

@@ -167,54 +167,7 @@ def numba_kernel(op, node, fallback=None):
     # a loop driver may have chosen outputs written straight into rows of its stacks
     run.into = lambda dests: _wrapper(module.fused, fallback, n_in, widths, size,
                                       tuple(dests), split)
-    if halves:   # what a loop compiled whole calls instead (runtime/loop_jit.py)
-        run.compiled = CompiledForm(
-            module, [t.rank for t in in_types], tuple(widths),
-            "{}.shape" if lead is not None else f"{{}}.shape[0], {block_cols}",
-            lead if lead is not None else wide)
     return run
-
-
-class CompiledForm:
-    """A numba Fused kernel as a compiled loop calls it, by address: fused_block(block, r0,
-    r1) runs rows r0 .. r1 and returns 0 where the shapes do not match (fused_rows, the same
-    without the answer, is what the helper thread runs); `block` holds each output's and
-    input's address and shape (inputs of `ranks`), outputs are `widths` x cols wide, and rows
-    and cols are `size` of input `shape_from` (its {})."""
-
-    def __init__(self, module, ranks, widths, size, shape_from):
-        self.module, self.ranks, self.widths = module, ranks, widths
-        self.size, self.shape_from = size, shape_from
-
-    @property
-    def block_size(self) -> int:
-        return 3 * (len(self.widths) + len(self.ranks))
-
-    def fill_block(self, block: str, outs: list, ins: list, ind: str) -> list:
-        """Statements filling `block` with the outputs' and inputs' addresses and shapes, in
-        the layout fused_rows and fused_block read (see _halves_source)."""
-        arrays = [(o, 2) for o in outs] + list(zip(ins, self.ranks))
-        lines = []
-        for j, (name, rank) in enumerate(arrays):
-            lines.append(f"{ind}{block}[{3 * j}] = {name}.ctypes.data")
-            lines += [f"{ind}{block}[{3 * j + 1 + d}] = {name}.shape[{d}]" for d in range(rank)]
-            if rank == 0:   # (a 0-d input is read as 1-d)
-                lines.append(f"{ind}{block}[{3 * j + 1}] = 1")
-        return lines
-
-    @property
-    def addresses(self) -> tuple:
-        """(fused_block's address, fused_rows's). fused_block compiles on first use: most
-        kernels never run in a compiled loop, and a C function compiles when it is made."""
-        block = getattr(self.module, "fused_block_c", None)
-        if block is None:
-            from numba import cfunc, types   # optional: numba loads at the first compile
-            cached = getattr(self.module, "__file__", None) is not None   # (a file: numba
-            # can cache it on disk)
-            block = cfunc(types.int64(types.int64, types.int64, types.int64),
-                          error_model="numpy", cache=cached)(self.module.fused_block)
-            self.module.fused_block_c = block
-        return block.address, self.module.fused_rows.address
 
 
 SPLIT_MIN = 2048   # elements (rows x cols) from which a kernel's rows are split over two threads
@@ -262,12 +215,7 @@ def _halves_source(n_out: int, ranks: list, dtypes: list) -> str:
         views.append(f"v{j}")
     outs = ", ".join(views[:n_out]) + ("," if n_out == 1 else "")
     call = f"fused(({outs}), {', '.join(views[n_out:])}, r0, r1)"
-    unpack = lines[lines.index("def fused_rows(block, r0, r1):") + 1:]
     lines += [f"    {call}", "", "",
-              # (what a loop compiled whole calls: the same, and whether the shapes matched;
-              # compiled when one first does, see CompiledForm)
-              "def fused_block(block, r0, r1):"] + unpack + [
-              f"    return 1 if {call} else 0", "", "",
               "@njit(error_model='numpy', nogil=True, cache=False)",
               f"def fused_split(out, {args}, ctl, block, fn):",
               f"    if not fused(out, {args}, 0, 0):",

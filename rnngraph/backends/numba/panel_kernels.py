@@ -3,9 +3,8 @@ that walk panels and row blocks, and the two-thread split (the caller and a help
 Imported only when numba is installed."""
 from __future__ import annotations
 
-import numpy as np
 from llvmlite import ir
-from numba import carray, cfunc, njit, types
+from numba import njit, types
 from numba.extending import intrinsic
 
 from .panel_gemm import MR, NR
@@ -326,48 +325,3 @@ def serve(ctl):
             idle += 1
             if idle > 20000:
                 _yield()
-
-
-# --- entry points by address, for loops compiled whole (runtime/loop_jit.py) ----------------
-# A numba function that calls another compiles the callee into itself, which for these
-# kernels takes seconds; called through their addresses, the compiled code is shared.
-CTL_SIZE = COUNTS + 8
-
-
-@cfunc(types.void(*[types.int64] * 9), cache=True)
-def product_c(a0, lda, m, depth, b0, c0, ldc, n, ctl_at):
-    """c = a @ w (addresses, element strides); over two threads if ctl_at (the helper's ctl
-    array, spinning for this loop) is not 0."""
-    if ctl_at == 0:
-        panels_at(a0, lda, m, depth, b0, c0, ldc, n, 0, -(-n // NR))
-    else:
-        split_at(a0, lda, m, depth, b0, c0, ldc, n,
-                 carray(address_of(ctl_at), (CTL_SIZE,), np.int64))
-
-
-@cfunc(types.void(*[types.int64] * 4), cache=True)
-def halves_c(ctl_at, fn, block, rows):
-    """A fused kernel's rows over two threads: the helper is offered fn(block, rows // 2,
-    rows), this thread runs fn(block, 0, rows // 2), then the other half if not taken."""
-    ctl = carray(address_of(ctl_at), (CTL_SIZE,), np.int64)
-    post_call(ctl, fn, block, rows // 2, rows)
-    _call(fn, block, 0, rows // 2)
-    finish(ctl)
-
-
-@intrinsic
-def call_void9(typingctx, fn, a, b, c, d, e, f, g, h, i):
-    """Call void fn(9 int64s) at address fn (product_c)."""
-    return types.void(*[types.int64] * 10), _pointer_codegen(9, False)
-
-
-@intrinsic
-def call_void4(typingctx, fn, a, b, c, d):
-    """Call void fn(4 int64s) at address fn (halves_c)."""
-    return types.void(*[types.int64] * 5), _pointer_codegen(4, False)
-
-
-@intrinsic
-def call_i64_3(typingctx, fn, a, b, c):
-    """Call int64 fn(3 int64s) at address fn (a fused module's fused_block)."""
-    return types.int64(*[types.int64] * 4), _pointer_codegen(3, True)
