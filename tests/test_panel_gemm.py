@@ -16,8 +16,10 @@ from rnngraph.backends.numba import panel_gemm
 @pytest.fixture(autouse=True)
 def _accelerated_from_the_first_run(monkeypatch):
     """This module's subject includes the numba kernels: sessions use them from their first run
-    (Session(accelerate="auto") would start each program on NumPy kernels)."""
+    (Session(accelerate="auto") would start each program on NumPy kernels), and loops run the
+    packed GEMM, which they do only with the helper thread opted in."""
     monkeypatch.setattr("rnngraph.runtime.session.HOT_AFTER", 0)
+    monkeypatch.setattr(rg.config, "cpu_helper_thread", True)
 
 needs_kernels = pytest.mark.skipif(not panel_gemm.available(),
                                    reason="needs numba on Linux x86-64 with AVX2/FMA")
@@ -329,3 +331,22 @@ def test_quiet_blas_waits_for_a_moment_alone_unless_forced(monkeypatch):
         release.set()
         other.join()
     assert panel_gemm.quiet_blas()
+
+
+def test_the_pass_waits_for_the_helper_thread_opt_in(monkeypatch):
+    """On one thread our GEMM did not beat OpenBLAS anywhere: loops use it only where the user
+    opted in to the helper thread."""
+    monkeypatch.setattr(rg.config, "cpu_helper_thread", False)
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [None, 5, 3])
+        out, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(8), X, dtype=rg.float32)
+    feed = {X: np.ones((2, 5, 3), F32)}
+    sess = rg.Session(g)
+    plain = sess.run(out, feed)
+    assert sess.pass_stats["pack_weights"] == 0
+    monkeypatch.setattr(rg.config, "cpu_helper_thread", True)
+    sess = rg.Session(g)
+    packed = sess.run(out, feed)
+    assert sess.pass_stats["pack_weights"] == 1
+    np.testing.assert_allclose(packed, plain, rtol=1e-5, atol=1e-6)

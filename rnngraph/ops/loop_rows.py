@@ -39,11 +39,11 @@ ROW_ALIGN = 8
 
 def row_align(xp, dtype) -> int:
     """The rounding for a loop computing in `dtype`: none where its per-step products are ours
-    (float32 on the CPU, the numba backend's packed GEMM), whose edge kernels take any number of rows at
-    about its share of the cost (padded S1 LSTM: 58.9 ms against 60.2 rounded to 8); else
+    (float32 on the CPU, the numba backend's packed GEMM, when wanted), whose edge kernels take
+    any number of rows at about its share of the cost (padded S1 LSTM: 58.9 ms against 60.2 rounded to 8); else
     ROW_ALIGN. It depends on the dtype only, so a loop and its gradient loop agree."""
     gemm = feature("packed_gemm")
-    if xp is np and np.dtype(dtype) == np.float32 and gemm is not None and gemm.available():
+    if xp is np and np.dtype(dtype) == np.float32 and gemm is not None and gemm.wanted():
         return 1
     return ROW_ALIGN
 

@@ -1,10 +1,11 @@
 """pack_weights: a loop's per-step product against a loop-invariant weight, h_t @ W, packs W
-once before the loop and runs our own GEMM each step (backends/numba/panel_gemm.py) instead of OpenBLAS,
-which re-packs W and wakes its threads on every call.
+once before the loop and runs our own GEMM each step (backends/numba/panel_gemm.py) instead of
+OpenBLAS, which re-packs W and wakes its threads on every call.
 
 Runs last: the passes before it move per-step products out of the loop (hoist_sequence, sink)
-by recognising matmul nodes. Needs numba on Linux x86-64 with AVX2/FMA; a session on another
-device switches it off (runtime/session.py)."""
+by recognising matmul nodes. Needs numba on Linux x86-64 with AVX2/FMA and the opt-in helper
+thread (rg.config.cpu_helper_thread): on one thread our GEMM did not beat OpenBLAS's two on any
+benchmark shape. A session on another device switches it off (runtime/session.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,8 @@ _F32 = np.dtype(np.float32)
 
 def pack_loop_weights(graph: Graph) -> int:
     """Rewrite every qualifying product in every loop body; return how many."""
-    gemm = feature("packed_gemm")   # (offered by the numba backend where it can run)
-    if gemm is None or not gemm.available():
+    gemm = feature("packed_gemm")   # (offered by the numba backend; used where it wants to be)
+    if gemm is None or not gemm.wanted():
         return 0
     return for_each_loop(graph, _pack)
 

@@ -67,6 +67,13 @@ def available() -> bool:
     return _STATE["ok"]
 
 
+def wanted() -> bool:
+    """Should loops run their per-step products here? Only with the helper thread opted in
+    (rg.config.cpu_helper_thread) where the kernels can run: on one thread, NumPy's OpenBLAS
+    (two threads) was as fast or faster on every benchmark shape (docs/performance.md)."""
+    return config.cpu_helper_thread and available()
+
+
 def matmul(a, panels, n: int, out=None):
     """a [M, K] @ w [K, n] (float32, NumPy), w given as pack(w): into `out` [M, n] if given.
     a may have any row stride; other layouts are copied first."""
