@@ -333,6 +333,7 @@ def test_quiet_blas_waits_for_a_moment_alone_unless_forced(monkeypatch):
     assert panel_gemm.quiet_blas()
 
 
+@needs_kernels
 def test_the_pass_waits_for_the_helper_thread_opt_in(monkeypatch):
     """On one thread our GEMM did not beat OpenBLAS anywhere: loops use it only where the user
     opted in to the helper thread."""
