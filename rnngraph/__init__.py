@@ -9,7 +9,8 @@ plan (memory) -> execute (NumPy / CuPy). TensorFlow-1 style API:
     outputs, states = rg.nn.dynamic_rnn(cell, X, dtype=rg.float32)
 """
 from .dtypes import bool_, float16, float32, float64, int32, int64
-from .errors import ExecutionError, InvalidArgumentError, GradientError, OutOfMemoryError, RnnGraphError, ShapeError
+from .errors import (ExecutionError, InvalidArgumentError, GradientError, NumericsError, OutOfMemoryError,
+                     RnnGraphError, ShapeError)
 from .ir import Graph, TensorType, Value, format_graph, get_default_graph, reset_default_graph, verify
 from .ops import *  # noqa: F401,F403  (op builders: rg.matmul, rg.tanh, ...)
 from .ops import initializers
