@@ -2,7 +2,7 @@
 
     python benchmarks/stress.py               # 4 processes x 25 training runs (1-2 minutes)
     python benchmarks/stress.py --quick       # 4 x 2 runs of 3 epochs: a short look
-    python benchmarks/stress.py --compile-loops off   # (a Session with compile_loops) not whole
+    python benchmarks/stress.py --config cpu_helper_thread=True   # with the opt-in helper thread
 
 The driver starts `--procs` worker processes at once (this script in `--worker` mode, with
 the rnngraph of the checkout it lives in), each doing its share of `--total` training runs
@@ -12,13 +12,12 @@ LSTMCell, dynamic_rnn, dense layer, Adam) and trains it for `--epochs` epochs of
 logits on the epoch's last training batch and then on a `--eval-batch`-row batch (360: another
 batch size than training, as in the crash reported in issue 24): each program runs often
 enough for its loops to be compiled whole, with the batch size changing from run to run. Then
-the worker does the same run again as the reference: with Session(compile_loops=False) where
-the Session has that switch, else in the same configuration again (a check of determinism), or
-with the `--reference-option` Session options given. The two must agree to the bit: every
-step's loss, every evaluation's accuracy and logits, and every variable afterwards (Adam's
-slots too). To the bit, not close: a loop compiled whole is documented to give the bits of the
-Python loop driver (the Session's compile_loops, where it has one), and both sessions run in
-one process with the same BLAS and thread count. (`--tolerance` relaxes this, for a reference
+the worker does the same run again as the reference: in the same configuration (a check of
+determinism), or with the `--reference-option` Session options given; on an older checkout
+whose Session has compile_loops (loops compiled whole, documented to give the bits of the
+Python loop driver), with compile_loops=False. The two must agree to the bit: every step's
+loss, every evaluation's accuracy and logits, and every variable afterwards (Adam's slots
+too); both sessions run in one process with the same BLAS and thread count. (`--tolerance` relaxes this, for a reference
 that is not meant to be bit-identical.) `--session KEY=VALUE` adds an option to both Sessions,
 and `--config NAME=VALUE` sets rg.config.NAME in the workers (say cpu_helper_thread=True).
 
