@@ -214,7 +214,7 @@ def _run(cell_name, passes, seq=None, dtype=rg.float32):
 
 
 def _program_graph(sess):
-    (_, prog), = sess._programs.values()
+    (prog,) = sess.programs()
     return prog.graph
 
 

@@ -63,7 +63,7 @@ def test_each_pass_alone_preserves_results(name, cell_name, seq):
 
 
 def _optimized_graph(sess):
-    (_, prog), = sess._programs.values()
+    (prog,) = sess.programs()
     return prog.graph
 
 

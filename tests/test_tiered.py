@@ -53,3 +53,17 @@ def test_true_and_false_never_switch(caplog, accelerate):
 def test_a_bad_accelerate_value_is_refused():
     with pytest.raises(ValueError, match="accelerate"):
         rg.Session(rg.Graph(), accelerate="sometimes")
+
+
+def test_programs_lists_what_was_compiled_for_inspection():
+    g, grads, feed = _lstm()
+    sess = rg.Session(g, accelerate=False)
+    assert sess.programs() == []
+    sess.run(grads, feed)
+    sess.run(grads, feed)   # the same fetches and feeds: the same program
+    (prog,) = sess.programs()
+    loops = [n for n in prog.graph.nodes if n.op.name == "loop"]
+    assert len(loops) == 2   # the forward loop and the gradient loop, after the passes
+    assert all(any(inner.op.name == "fused" for inner in n.op.body.nodes) for n in loops)
+    sess.run(grads[0], feed)
+    assert len(sess.programs()) == 2

@@ -142,6 +142,14 @@ class Session:
                     del self._cold_runs[key]
         return entry[1]
 
+    def programs(self) -> list:
+        """The programs compiled so far, oldest first, for inspection: each has the optimised
+        graph the passes made (`print(prog.graph)`), its schedule (`print(prog)`) and its
+        inputs and outputs. A program that moved to the accelerated backend is listed once,
+        as it now runs."""
+        with self._lock:
+            return [entry[1] for entry in self._programs.values()]
+
     def _tiered(self) -> bool:
         """Start new programs on NumPy kernels? Yes with accelerate="auto" where an
         accelerated CPU backend could run (its kernels take seconds to compile the first time)."""
