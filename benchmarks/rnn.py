@@ -194,8 +194,7 @@ def main():
     ab.add_argument("--rounds", type=int, default=30, help="timed calls of each (default 30)")
     ab.add_argument("--warmup", type=int, default=8,
                     help="untimed calls of each first (default 8: a program switches to "
-                         "compiled kernels after a few runs, and its loops compile whole after "
-                         "a couple more)")
+                         "compiled kernels after a few runs)")
     ab.add_argument("--pause", type=float, default=0.2,
                     help="seconds of sleep before each timed call, so the last call's idle "
                          "BLAS threads stop spinning (default 0.2)")

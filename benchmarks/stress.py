@@ -11,7 +11,7 @@ LSTMCell, dynamic_rnn, dense layer, Adam) and trains it for `--epochs` epochs of
 (the second smaller) of seeded random data; after each epoch one program evaluates accuracy and
 logits on the epoch's last training batch and then on a `--eval-batch`-row batch (360: another
 batch size than training, as in the crash reported in issue 24): each program runs often
-enough for its loops to be compiled whole, with the batch size changing from run to run. Then
+enough to move to the accelerated backend, with the batch size changing from run to run. Then
 the worker does the same run again as the reference: in the same configuration (a check of
 determinism), or with the `--reference-option` Session options given; on an older checkout
 whose Session has compile_loops (loops compiled whole, documented to give the bits of the

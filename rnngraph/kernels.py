@@ -5,7 +5,7 @@ a device is a kernel factory `factory(op, node, program) -> callable | None` reg
 by a backend package (rnngraph/backends/...) or by the runtime for ops that touch session
 state. A factory may decline (return None): the next one registered for that key is tried,
 then the op's reference compute. Features are named objects a backend offers to lower layers
-that must not import it (a packed GEMM, a loop compiler, a device class); `feature(name)` is
+that must not import it (a packed GEMM, a loop scope, a device class); `feature(name)` is
 None when no backend offers one. A leaf module: it imports nothing from rnngraph.
 """
 from __future__ import annotations
@@ -22,16 +22,14 @@ def register(op_class: type, backend: str = ANY, priority: int = 0):
     """Decorator: `factory(op, node, program)` makes kernels for `op_class` (and subclasses
     without their own) on `backend`; higher priority is tried first."""
     def add(factory: Callable) -> Callable:
-        entries = _factories.setdefault((op_class, backend), [])
-        entries.append((priority, factory))
-        entries.sort(key=lambda e: -e[0])
+        _factories.setdefault((op_class, backend), []).append((priority, factory))
         return factory
     return add
 
 
 def factories(op_class: type, backend: str) -> list[Callable]:
     """The factories for the nearest class in `op_class`'s MRO that has any (this backend's
-    first, then those for every backend), most preferred first."""
+    and those for every backend), by priority; ties keep this backend's first."""
     for cls in op_class.__mro__:
         found = _factories.get((cls, backend), []) + _factories.get((cls, ANY), [])
         if found:

@@ -152,7 +152,7 @@ def test_a_value_the_body_returns_twice_is_stacked_once(plain_runs):
     if lengths:
         feed[seq] = np.array(lengths, np.int32)
     sess = rg.Session(g, seed=1)
-    runs = [sess.run([out, grads], feed) for _ in range(4)]   # (the last ones compiled whole)
+    runs = [sess.run([out, grads], feed) for _ in range(4)]   # (the last on numba's kernels)
     interpreted = sess.run([out, grads], feed, report=True)   # tracked: a stack per value
     forward = [(shared, stacks) for shared, stacks in plain_runs if max(shared, default=-1) >= 0]
     assert len(forward) == 4   # the forward loop, every run

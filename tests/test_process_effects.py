@@ -23,7 +23,7 @@ _TRAIN = textwrap.dedent("""
     feed = {{X: np.random.default_rng(0).standard_normal((32, 40, 16), np.float32),
              lengths: np.random.default_rng(1).integers(1, 41, 32).astype(np.int32)}}
     with rg.Session() as sess:
-        for _ in range(6):   # past the point where hot loops compile whole
+        for _ in range(6):   # past the switch to the accelerated backend (after 3 runs)
             sess.run(train, feed)
     changed = sorted(k for k in set(os.environ) | set(env_before)
                      if os.environ.get(k) != env_before.get(k))

@@ -1,12 +1,11 @@
 """Node: one application of an op to input Values, producing output Values."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .value import Value
 
 if TYPE_CHECKING:
-    from ..ops.base import Op
     from .graph import Graph
     from .types import TensorType
 
@@ -14,9 +13,9 @@ if TYPE_CHECKING:
 class Node:
     __slots__ = ("graph", "op", "inputs", "outputs", "name", "location", "is_gradient")
 
-    def __init__(self, graph: "Graph", op: "Op", inputs: list[Value], name: str, location: str):
+    def __init__(self, graph: "Graph", op: Any, inputs: list[Value], name: str, location: str):
         self.graph = graph
-        self.op = op
+        self.op = op   # an ops.base.Op (the ir layer does not import ops, not even for types)
         self.inputs = list(inputs)
         self.outputs: list[Value] = []
         self.name = name

@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import feature
-
 from ..memory.accounting import ByteMeter
 from ..memory.costs import CPU_PROFILE, DeviceProfile
 
