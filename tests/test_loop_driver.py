@@ -8,8 +8,7 @@ import pytest
 
 import rnngraph as rg
 from rnngraph.backends.numba import fused as fused_numba
-from rnngraph.ops.steps import StepRows
-from rnngraph.runtime import loop_driver, loop_kernel
+from rnngraph.runtime import loop_kernel
 
 
 @pytest.fixture(autouse=True)
@@ -19,44 +18,16 @@ def _accelerated_from_the_first_run(monkeypatch):
     monkeypatch.setattr("rnngraph.runtime.session.HOT_AFTER", 0)
 
 
-@pytest.fixture
-def direct(monkeypatch):
-    """Records how many stacks each generated driver fills in place (no copy)."""
-    counts = []
-    original = loop_driver._direct_writes
-
-    def spy(prog, values, row, shared=frozenset()):
-        calls, kernels, written = original(prog, values, row, shared)
-        counts.append(len(written - shared))
-        return calls, kernels, written
-    monkeypatch.setattr(loop_driver, "_direct_writes", spy)
-    return counts
-
-
-@pytest.fixture
-def driven(monkeypatch):
-    """Records (steps before, steps after) of every driver call."""
-    calls = []
-    original = loop_driver.step_driver
-
-    def spy(*args, **kwargs):
-        drive = original(*args, **kwargs)
-        if drive is None:
-            return None
-
-        def counted(t_iter, carried, invariants, seqs, stacks, steps, active=None):
-            result = drive(t_iter, carried, invariants, seqs, stacks, steps, active)
-            calls.append((steps, result[1]) if active is None else (steps, result[1], "rows"))
-            return result
-        return counted
-    monkeypatch.setattr(loop_kernel, "step_driver", spy)
-    return calls
+def loop_runs(sess) -> list:
+    """LoopRun records of the last call of every loop in `sess`'s programs (the gradient
+    program holds the forward loop and the gradient loop)."""
+    return [ex.last_run for prog in sess.programs() for ex in prog.loop_executors()
+            if ex.last_run is not None]
 
 
 @pytest.mark.parametrize("lengths", [None, [2, 6, 0, 4]], ids=["full", "active_rows"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_driver_runs_the_steps_after_the_first_and_equals_the_interpreter(cell, lengths, driven,
-                                                                           direct):
+def test_driver_runs_the_steps_after_the_first_and_equals_the_interpreter(cell, lengths):
     T = 6
     g = rg.Graph()
     with g.as_default():
@@ -72,12 +43,14 @@ def test_driver_runs_the_steps_after_the_first_and_equals_the_interpreter(cell, 
     sess = rg.Session(g, seed=3)
     fast = sess.run([out, grads], feed)
     # forward and gradient loop: steps 2..T in the driver (shrinking rows with lengths)
-    assert sorted(driven) == [(1, T) + (("rows",) if lengths else ())] * 2
+    runs = loop_runs(sess)
+    assert [(r.driver_from, r.steps, r.active_rows) for r in runs] == \
+        [(1, T, lengths is not None)] * 2
     if fused_numba.available():   # the gate kernel writes its stacked outputs in place
-        assert max(direct) >= (1 if lengths else 4), direct
-    driven.clear()
+        assert max(r.in_place for r in runs) >= (1 if lengths else 4), runs
     interpreted = sess.run([out, grads], feed, report=True)   # tracked: no generated code
-    assert driven == []
+    tracked = [r for r in loop_runs(sess) if r not in runs]
+    assert [(r.driver_from, r.steps) for r in tracked] == [(None, T)] * 2
     # full rows: the same arithmetic, bit for bit; active rows: the interpreter masks full width
     same = np.testing.assert_array_equal if lengths is None else \
         (lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6))
@@ -88,7 +61,7 @@ def test_driver_runs_the_steps_after_the_first_and_equals_the_interpreter(cell, 
         assert not fast[0][b, n:].any() and not fast[1][0][b, n:].any()
 
 
-def test_a_step_failing_in_the_driver_names_its_node(driven):
+def test_a_step_failing_in_the_driver_names_its_node():
     g = rg.Graph()
     with g.as_default():
         table = rg.constant(np.arange(5.0))
@@ -100,15 +73,15 @@ def test_a_step_failing_in_the_driver_names_its_node(driven):
     sess = rg.Session(g)
     np.testing.assert_allclose(sess.run(total, {idx: np.array([1, 2, 4], np.int32)}),
                                [1.0, 3.0, 7.0])
+    assert [r.driver_from for r in loop_runs(sess)] == [1]   # steps 2.. in the driver
     with pytest.raises(rg.errors.ExecutionError, match="gather 'scan/lookup'.*failed"):
         sess.run(total, {idx: np.array([1, 2, 9], np.int32)})   # the third step fails
-    assert driven  # the failing step ran in the generated driver
 
 
 def test_a_kernel_writing_in_place_falls_back_and_still_fills_its_destination():
     declined = lambda out, *args: False                     # noqa: E731 - a compiled kernel's
     fallback = lambda a: (a + 1, a * 2)                     # noqa: E731 - "shape mismatch"
-    run = fused_numba._wrapper(declined, fallback, 1, [1, 1], "rows, cols = a0.shape", (1,))
+    run = fused_numba.kernel_caller(declined, fallback, 1, [1, 1], "rows, cols = a0.shape", (1,))
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     dest = np.zeros((2, 3), np.float32)
     first, second = run(a, dest)
@@ -117,25 +90,7 @@ def test_a_kernel_writing_in_place_falls_back_and_still_fills_its_destination():
     np.testing.assert_array_equal(second, a * 2)
 
 
-@pytest.fixture
-def plain_runs(monkeypatch):
-    """Records (shared, stacks) of every loop run without a memory plan."""
-    runs = []
-    original = loop_kernel._plain_steps
-
-    def spy(*args, **kwargs):
-        carried, stacks, steps = original(*args, **kwargs)
-        runs.append((args[14] if len(args) > 14 else kwargs.get("shared", ()), stacks))
-        return carried, stacks, steps
-    monkeypatch.setattr(loop_kernel, "_plain_steps", spy)
-    return runs
-
-
-def _buffer(stack):
-    return stack.packed if isinstance(stack, StepRows) else stack
-
-
-def test_a_value_the_body_returns_twice_is_stacked_once(plain_runs):
+def test_a_value_the_body_returns_twice_is_stacked_once():
     # BasicRNN's output y_t is its state h_t, which the gradient loop also reads: one stack.
     # (With sequence_length the output is the masked where(...), another value than h_t.)
     lengths = None
@@ -152,16 +107,13 @@ def test_a_value_the_body_returns_twice_is_stacked_once(plain_runs):
     if lengths:
         feed[seq] = np.array(lengths, np.int32)
     sess = rg.Session(g, seed=1)
-    runs = [sess.run([out, grads], feed) for _ in range(4)]   # (the last on numba's kernels)
+    runs, shared = [], []
+    for _ in range(4):   # (the last on numba's kernels)
+        runs.append(sess.run([out, grads], feed))
+        # the forward loop writes the output and the saved state into one stack
+        shared.append([r.shared for r in loop_runs(sess) if r.shared])
+    assert all(len(s) == 1 and len(s[0]) == 1 for s in shared), shared
     interpreted = sess.run([out, grads], feed, report=True)   # tracked: a stack per value
-    forward = [(shared, stacks) for shared, stacks in plain_runs if max(shared, default=-1) >= 0]
-    assert len(forward) == 4   # the forward loop, every run
-    for shared, stacks in forward:
-        (j, j0), = [(j, j0) for j, j0 in enumerate(shared) if j0 >= 0]
-        assert _buffer(stacks[j]) is _buffer(stacks[j0]) or \
-            _buffer(stacks[j]).base is _buffer(stacks[j0])
-        # the saved stack has the steps run (the longest length), the output all T
-        assert len(stacks[j]) == (max(lengths) if lengths else T) and len(stacks[j0]) == T
     for fast in runs:
         np.testing.assert_allclose(fast[0], interpreted[0], rtol=1e-5, atol=1e-6)
         for a, b in zip(fast[1], interpreted[1]):

@@ -23,7 +23,8 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None,
                 shared=()) -> Callable | None:
     """steps(t_iter, carried, invariants, seqs, stacks, steps, active) -> (carried, steps): run
     every remaining step of `t_iter`, writing value j of each step into stacks[j][t]. None when
-    the body program is interpreted (tracked, or too long to generate).
+    the body program is interpreted (tracked, or too long to generate). Its `in_place`: how
+    many stacks the body's kernels write directly (no copy).
 
     With `rows` = (batched sequence flags, batched value flags, unzeroed flags, packed value
     flags, packed sequence flags) the driver runs a loop with active rows: `active`
@@ -70,7 +71,9 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None,
     namespace = prog.code_namespace()
     namespace.update(kernels, int32=np.int32)
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from our own schedule
-    return namespace["steps"]
+    steps = namespace["steps"]
+    steps.in_place = len(written - code.shared)   # stacks its kernels fill with no copy
+    return steps
 
 
 class StepCode:

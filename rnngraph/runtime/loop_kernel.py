@@ -18,6 +18,8 @@ recomputed residuals are kept per full step. Declining is always correct: the bo
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..ir.types import TensorType
@@ -34,119 +36,175 @@ from .program import Program
 from .residuals import OffloadWriter, RecomputedStack, Replayer, SavedStack
 
 
+@dataclass(frozen=True)
+class LoopRun:
+    """What a LoopExecutor's last call did (LoopExecutor.last_run; for inspection and tests).
+
+    steps: steps run. driver_from: the step the generated driver took over at (None: every
+    step ran in the general loop: tracked runs, memory plans, conditions). active_rows: the
+    steps ran on the active rows only (shrink_batch). shared: (j, j0) pairs of per-step values
+    written once, value j into the first steps of value j0's stack. in_place: stacks the
+    driver's kernels write into directly, with no copy."""
+    steps: int
+    driver_from: int | None = None
+    active_rows: bool = False
+    shared: tuple = ()
+    in_place: int = 0
+
+
 @register(Loop, ANY)
 def compile_loop(op, node, program):
-    """Return the kernel for loop `node` inside `program` (compiles the body now, once)."""
-    body = op.body
-    ctx = program.ctx
-    xp = ctx.xp
-    dev = ctx.device
-    tracked = program.tracked
-    meter = dev.meter if tracked else None
-    ins = op.in_ports()
-    layout = loop_layout(node, program.needed_outputs(node))
-    body_inputs = layout.body_inputs
-    results = body.results
-    keep_out, keep_res = layout.keep_out, layout.keep_res
-    programs: dict = {}
+    """The kernel for loop `node` inside `program`: a LoopExecutor (compiles the body now)."""
+    return LoopExecutor(op, node, program)
 
-    def body_program(kind: str, idx: tuple) -> Program:
-        prog = programs.get((kind, idx))
+
+class LoopExecutor:
+    """Runs one loop node of one Program, called with the node's inputs like any kernel.
+
+    Built once per Program: the body's step program (and, under a memory plan, the programs
+    that return only some residuals or replay them), the loop's layout (which outputs and
+    residuals the program reads) and the stacks' buffer pool. Each call picks the steps' path:
+    without a plan, byte accounting or a condition, the first step here and the rest in a
+    generated driver (_plain_steps, loop_driver.py); otherwise the general loop (_steps), which
+    writes residuals where the plan puts them.
+    """
+
+    def __init__(self, op, node, program):
+        self.op, self.node = op, node
+        body = op.body
+        ctx = self.ctx = program.ctx
+        self.xp, self.dev = ctx.xp, ctx.device
+        self.tracked = program.tracked
+        self.meter = self.dev.meter if self.tracked else None
+        self.ins = op.in_ports()
+        layout = self.layout = loop_layout(node, program.needed_outputs(node))
+        results = self.results = body.results
+        self.keep_out, self.keep_res = layout.keep_out, layout.keep_res
+        self.programs: dict = {}
+        self.all_prog = self.body_program("step", tuple(self.keep_res))
+        self.cond_prog = Program(body, results["cond"], layout.body_inputs, ctx) \
+            if results["cond"] else None
+        self.k = len(results["carried"])
+        self.n_out, self.n_res = len(results["output"]), len(results["residual"])
+        self.out_types = [v.type for v in results["output"]]
+        self.res_types = [v.type for v in results["residual"]]
+        self.out_what = [f"stacked output {i} of {node.describe()}" for i in range(self.n_out)]
+        self.res_what = [f"saved tensor '{v.name}' of {node.describe()}"
+                         for v in results["residual"]]
+        self.pool = BufferPool(self.xp)  # stacks of earlier runs, refilled once dropped
+        self.rows_layout = row_layout(body) if op.active_rows and op.shrink else None
+        self.rows_out = self.rows_res = self.unzeroed = self.packable = None
+        if self.rows_layout is not None:
+            self.rows_out = [self.rows_layout.output[i] for i in self.keep_out]
+            self.rows_res = [self.rows_layout.residual[i] for i in self.keep_res]
+            # stacks whose finished rows no reader looks at (the shrink_batch pass found them)
+            rows_only = frozenset(op.rows_only)
+            not_zeroed = frozenset(op.unzeroed) | rows_only   # (also read for their shape)
+            out_at = op.out_ports().offset("output")
+            res_at = op.out_ports().offset("residual")
+            self.unzeroed = [out_at + i in not_zeroed for i in self.keep_out] + \
+                [res_at + i in not_zeroed for i in self.keep_res]
+            self.packable = [out_at + i in rows_only for i in self.keep_out] + \
+                [res_at + i in rows_only for i in self.keep_res]
+        self.sizes = (self.k, len(body.params.get("invariant", [])),
+                      len(body.params.get("sequence", [])))
+        self.drivers: dict = {}
+        self.shares: dict = {}
+        self.last_run: LoopRun | None = None
+        # a backend may run the steps inside a scope of its own (the numba backend's opt-in
+        # helper thread wakes for loops of packed products)
+        wrap = feature("loop_scope")
+        self.scope = wrap(body, self.xp) if wrap is not None else None
+
+    def body_program(self, kind: str, idx: tuple) -> Program:
+        """The body compiled to return the carried values, the outputs the loop keeps and
+        the residuals `idx` ("step"), or the residuals `idx` alone ("replay")."""
+        prog = self.programs.get((kind, idx))
         if prog is None:
-            outs = layout.step_outputs(list(idx)) if kind == "step" else \
-                layout.replay_outputs(list(idx))
-            prog = programs[(kind, idx)] = Program(body, outs, body_inputs, ctx)
+            outs = self.layout.step_outputs(list(idx)) if kind == "step" else \
+                self.layout.replay_outputs(list(idx))
+            prog = self.programs[(kind, idx)] = Program(self.op.body, outs,
+                                                        self.layout.body_inputs, self.ctx)
         return prog
 
-    all_prog = body_program("step", tuple(keep_res))
-    cond_prog = Program(body, results["cond"], body_inputs, ctx) if results["cond"] else None
-    k = len(results["carried"])
-    n_out, n_res = len(results["output"]), len(results["residual"])
-    n_keep_out = len(keep_out)
-    has_trip, reverse, length_from = op.has_trip, op.reverse, op.length_from
-    max_iter = op.maximum_iterations
-    out_types = [v.type for v in results["output"]]
-    res_types = [v.type for v in results["residual"]]
-    out_what = [f"stacked output {i} of {node.describe()}" for i in range(n_out)]
-    res_what = [f"saved tensor '{v.name}' of {node.describe()}" for v in results["residual"]]
-    pool = BufferPool(xp)  # stacks of earlier runs, refilled once the caller dropped them
-    rows_layout = row_layout(body) if op.active_rows and op.shrink else None
-    if rows_layout is not None:
-        rows_out = [rows_layout.output[i] for i in keep_out]
-        rows_res = [rows_layout.residual[i] for i in keep_res]
-        # stacks whose finished rows no reader looks at (the shrink_batch pass found them)
-        rows_only = frozenset(op.rows_only)
-        not_zeroed = frozenset(op.unzeroed) | rows_only   # (also read for their shape)
-        out_at, res_at = op.out_ports().offset("output"), op.out_ports().offset("residual")
-        unzeroed = [out_at + i in not_zeroed for i in keep_out] + \
-            [res_at + i in not_zeroed for i in keep_res]
-        packable = [out_at + i in rows_only for i in keep_out] + \
-            [res_at + i in rows_only for i in keep_res]
-    sizes = (len(results["carried"]), len(body.params.get("invariant", [])),
-             len(body.params.get("sequence", [])))
-    drivers: dict = {}
-
-    def driver_for(active, shared: tuple, packed: tuple, seq_packed: tuple):
+    def driver_for(self, active, shared: tuple, packed: tuple, seq_packed: tuple):
         """The steps after the first, as generated Python. With active rows, `packed` flags
         the stacks that go packed this run (ActiveRows.new_stack), `seq_packed` the sequences
         read packed."""
-        rows = None if active is None else (rows_layout.sequence, rows_out + rows_res,
-                                             unzeroed, packed, seq_packed)
-        prog = all_prog
+        rows = None if active is None else (self.rows_layout.sequence,
+                                             self.rows_out + self.rows_res,
+                                             self.unzeroed, packed, seq_packed)
         key = (rows is not None, packed, seq_packed, shared)
-        if key not in drivers:
-            drivers[key] = step_driver(prog, *sizes, rows=rows, shared=shared)
-        return drivers[key]
+        if key not in self.drivers:
+            self.drivers[key] = step_driver(self.all_prog, *self.sizes, rows=rows,
+                                            shared=shared)
+        return self.drivers[key]
 
-    shares: dict = {}
-
-    def shared_for(prog: Program, active, same_steps: bool) -> tuple:
+    def shared_for(self, prog: Program, active, same_steps: bool) -> tuple:
         """For each per-step value of `prog`, the earlier value whose stack it shares, or -1
         (shared_values); `same_steps`: output stacks have as many steps as residual ones, not
         more."""
         key = (prog, active is not None, same_steps)
-        if key not in shares:
-            shares[key] = shared_values(
-                prog.output_slots[k:],
-                [0 if same_steps else 1] * n_keep_out + [0] * len(keep_res),
-                rows_out + rows_res if active is not None else None,
-                unzeroed if active is not None else None)
-        return shares[key]
+        if key not in self.shares:
+            batched = active is not None
+            self.shares[key] = shared_values(
+                prog.output_slots[self.k:],
+                [0 if same_steps else 1] * len(self.keep_out) + [0] * len(self.keep_res),
+                self.rows_out + self.rows_res if batched else None,
+                self.unzeroed if batched else None)
+        return self.shares[key]
 
-    def new_stack(shape, dtype, what, zero_from=None):
-        if not tracked:
+    def new_stack(self, shape, dtype, what, zero_from=None):
+        """A stack for the general loop: on the device's meter in a tracked run."""
+        xp = self.xp
+        if not self.tracked:
             return xp.zeros(shape, dtype) if zero_from is not None else xp.empty(shape, dtype)
-        st = dev.empty(shape, dtype, what)
+        st = self.dev.empty(shape, dtype, what)
         if zero_from is not None and zero_from < shape[0]:
             st[zero_from:] = 0
         return st
 
-    # a backend may run the steps inside a scope of its own (the numba backend's opt-in helper
-    # thread wakes for loops of packed products)
-    wrap = feature("loop_scope")
-    scope = wrap(body, xp) if wrap is not None else None
+    def __call__(self, *args):
+        if self.scope is None:
+            return self.run_steps(*args)
+        return self.scope(self.run_steps, *args)
 
-    def run(*args):
-        if scope is None:
-            return run_steps(*args)
-        return scope(run_steps, *args)
+    def trip_count(self, parts) -> int | None:
+        """Steps this run takes (None: until the condition fails), checked against the
+        sequence inputs' lengths."""
+        op = self.op
+        seqs = parts["sequence"]
+        length = seqs[op.length_from].shape[0] if op.length_from is not None else None
+        n = int(parts["trip"][0]) if op.has_trip else None
+        if length is not None:
+            n = length if n is None else min(n, length)
+        if op.maximum_iterations is not None:
+            n = op.maximum_iterations if n is None else min(n, op.maximum_iterations)
+        if n is not None:
+            n = max(n, 0)
+            for s in seqs:
+                if s.shape[0] < n:
+                    raise ValueError(f"a sequence input has {s.shape[0]} steps, the loop "
+                                     f"runs {n}")
+        return n
 
-    def run_steps(*args):
+    def run_steps(self, *args):
+        op, xp, dev, ctx, node = self.op, self.xp, self.dev, self.ctx, self.node
+        ins, results, layout = self.ins, self.results, self.layout
+        keep_out, keep_res, k = self.keep_out, self.keep_res, self.k
+        n_keep_out, tracked, meter = len(keep_out), self.tracked, self.meter
+        rows_layout, rows_out, rows_res = self.rows_layout, self.rows_out, self.rows_res
+        unzeroed, packable, pool = self.unzeroed, self.packable, self.pool
+        cond_prog, all_prog, new_stack = self.cond_prog, self.all_prog, self.new_stack
+        out_what, res_what = self.out_what, self.res_what
+        out_types, res_types = self.out_types, self.res_types
+        reverse, length_from = op.reverse, op.length_from
         parts = ins.split(args)
         carried = parts["carried"]
         invariants = parts["invariant"]
         seqs = parts["sequence"]
         length = seqs[length_from].shape[0] if length_from is not None else None
-        n = int(parts["trip"][0]) if has_trip else None
-        if length is not None:
-            n = length if n is None else min(n, length)
-        if max_iter is not None:
-            n = max_iter if n is None else min(n, max_iter)
-        if n is not None:
-            n = max(n, 0)
-            for s in seqs:
-                if s.shape[0] < n:
-                    raise ValueError(f"a sequence input has {s.shape[0]} steps, the loop runs {n}")
+        n = self.trip_count(parts)
         lp = ctx.plan.for_loop(node) if ctx.plan is not None else None
         active = None
         if rows_layout is not None and lp is None and not tracked and n is not None:
@@ -160,7 +218,7 @@ def compile_loop(op, node, program):
         else:
             dev_js, host_js, rec_js = split_placements(layout, lp.placements)
             stored = sorted(dev_js + host_js)   # residuals the step program returns, in order
-            step_prog = body_program("step", tuple(keep_res[j] for j in stored))
+            step_prog = self.body_program("step", tuple(keep_res[j] for j in stored))
         writers = [None] * len(keep_res)
         for j in host_js:
             writers[j] = OffloadWriter(dev, n, lp.prefetch_depth, meter and meter.release,
@@ -169,7 +227,7 @@ def compile_loop(op, node, program):
         replayer = None
         if rec_js:
             rec_idx = tuple(keep_res[j] for j in rec_js)
-            replayer = Replayer(dev, body_program("replay", rec_idx), k, invariants, seqs,
+            replayer = Replayer(dev, self.body_program("replay", rec_idx), k, invariants, seqs,
                                 lp.checkpoint_every, n, reverse, tracked,
                                 [results["residual"][i].name for i in rec_idx])
             every = replayer.k
@@ -182,9 +240,9 @@ def compile_loop(op, node, program):
         t_iter = range(n - 1, -1, -1) if (reverse and n is not None) else (
             range(n) if n is not None else _count())
         if not lists and lp is None and not tracked and cond_prog is None:
-            shared = shared_for(step_prog, active, length is None or length == n)
-            carried, stacks, steps = _plain_steps(
-                step_prog.run, lambda *flags: driver_for(active, shared, *flags), t_iter,
+            shared = self.shared_for(step_prog, active, length is None or length == n)
+            carried, stacks, steps, driver_from, in_place = _plain_steps(
+                step_prog.run, lambda *flags: self.driver_for(active, shared, *flags), t_iter,
                 carried,
                 invariants, seqs, k, active, pool,
                 [length if length is not None else n] * n_keep_out + [n] * len(keep_res),
@@ -194,6 +252,11 @@ def compile_loop(op, node, program):
             if stacks is not None:
                 stacks_out, stacks_res = stacks[:n_keep_out], stacks[n_keep_out:]
             t_iter = ()    # done: the general loop below has nothing left to run
+            self.last_run = LoopRun(steps, driver_from, active is not None,
+                                    tuple((j, j0) for j, j0 in enumerate(shared) if j0 >= 0),
+                                    in_place)
+        else:
+            self.last_run = None   # (set below, once the steps ran)
         for t in t_iter:
             feed = [np.int32(t), *carried, *invariants, *[s[t] for s in seqs]]
             if cond_prog is not None:
@@ -242,6 +305,8 @@ def compile_loop(op, node, program):
                     if release is not None:
                         release(r)
             steps += 1
+        if self.last_run is None:
+            self.last_run = LoopRun(steps)
         if lists:
             stacks_out = [_stack(xp, s, out_types[keep_out[j]], length, release)
                           for j, s in enumerate(stacks_out)]
@@ -275,16 +340,13 @@ def compile_loop(op, node, program):
             if replayer is not None:
                 for c in replayer.checkpoint_arrays():
                     meter.disown(c)  # each handle landing in a slot retains them
-        full_out: list = [None] * n_out
+        full_out: list = [None] * self.n_out
         for j, i in enumerate(keep_out):
             full_out[i] = stacks_out[j]
-        full_res: list = [None] * n_res
+        full_res: list = [None] * self.n_res
         for j, i in enumerate(keep_res):
             full_res[i] = stacks_res[j]
         return (np.int32(steps), *carried, *full_out, *full_res)
-
-    run.layout = layout
-    return run
 
 
 def shared_values(slots, steps, batched=None, unzeroed=None) -> tuple:
@@ -311,12 +373,14 @@ def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, act
     """The loop without memory plans, byte accounting or a condition: run every step, write
     each per-step value into its stack (allocated at the first step, zero past the steps run
     and, with active rows, past each step's rows, or packed: ActiveRows.new_stack). Returns
-    (carried, stacks or None, steps). The steps after the first run in the generated driver
-    (loop_driver.py) that `driver_for(packed stack flags, packed sequence flags)` gives. A
-    value `shared` marks with an earlier one's index is that value again: it gets that
-    value's stack, and is not written."""
+    (carried, stacks or None, steps, the step the driver took over at or None, the stacks it
+    fills in place). The steps after the first run in the generated driver (loop_driver.py)
+    that `driver_for(packed stack flags, packed sequence flags)` gives. A value `shared` marks
+    with an earlier one's index is that value again: it gets that value's stack, and is not
+    written."""
     stacks = None
     steps = 0
+    driver_from, in_place = None, 0
     t_range = t_iter
     t_iter = iter(t_iter)
     for t in t_iter:
@@ -360,6 +424,7 @@ def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, act
         seq_packed = tuple(active is not None and active.reads_packed(s) for s in seqs)
         driver = driver_for(packed, seq_packed)
         if driver is not None:  # stacks exist: the rest is generated code
+            driver_from, in_place = steps, driver.in_place
             rest = t_range[steps:] if isinstance(t_range, range) else t_iter
             carried, steps = driver(rest, carried, invariants,
                                     [s.packed if p else s for s, p in zip(seqs, seq_packed)],
@@ -368,7 +433,7 @@ def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, act
             break
     if active is not None:
         carried = active.finish(carried)
-    return carried, stacks, steps
+    return carried, stacks, steps, driver_from, in_place
 
 
 class ActiveRows:

@@ -105,6 +105,12 @@ class Program:
             tuple(self.slot[v] for v in node.outputs)
         return Step(kernel, ins, outs, frees, node)
 
+    def loop_executors(self) -> list:
+        """The kernels of this program's loop nodes, in schedule order (LoopExecutor: its
+        `last_run` says what its last call did)."""
+        return [s.kernel for s in self.steps if getattr(s.node.op, "body", None) is not None
+                and hasattr(s.kernel, "last_run")]
+
     def needed_outputs(self, node: Node) -> list[bool]:
         """Which outputs of `node` someone in this program reads (loops skip the rest)."""
         return self.schedule.needed_outputs(node)

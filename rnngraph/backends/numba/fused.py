@@ -163,9 +163,9 @@ def numba_kernel(op, node, fallback=None):
     else:
         size = f"rows, cols = a{wide}.shape[0], {block_cols}"
     split = (module.fused_split, module.fused_rows.address) if halves else None
-    run = _wrapper(module.fused, fallback, n_in, widths, size, (), split)
+    run = kernel_caller(module.fused, fallback, n_in, widths, size, (), split)
     # a loop driver may have chosen outputs written straight into rows of its stacks
-    run.into = lambda dests: _wrapper(module.fused, fallback, n_in, widths, size,
+    run.into = lambda dests: kernel_caller(module.fused, fallback, n_in, widths, size,
                                       tuple(dests), split)
     return run
 
@@ -234,7 +234,7 @@ def _halves_source(n_out: int, ranks: list, dtypes: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _wrapper(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple,
+def kernel_caller(kernel, fallback, n_in: int, widths: list, size: str, dests: tuple,
              split=None):
     """The Python side of a compiled kernel, generated with fixed arity: it runs once per step
     and per fused node, so list building and star-args showed up in profiles (~4 us a call).
