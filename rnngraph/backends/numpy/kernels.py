@@ -59,6 +59,8 @@ def matmul(op, node, program):
 
     def run(a, b):
         if a.ndim == 2 and b.ndim == 2 and a.shape[0] * b.shape[1] < small:
+            if SERIAL_MNK < a.size * b.shape[1] < SPLIT_MAX_MNK and a.dtype == b.dtype:
+                return by_columns(a, b)
             return mm(a, b)   # a loop's per-step product: no checks
         if b.ndim != 2 or a.ndim < 2 or a.dtype != b.dtype or a.shape[-1] != b.shape[0]:
             return compute(xp, a, b)   # (which reports a mismatch)
@@ -71,6 +73,31 @@ def matmul(op, node, program):
             a = pooled_copy(pool, 1, a)   # into a reused buffer, no page faults
         return mm(a.reshape(m, k), b, out=out).reshape(a.shape[:-1] + (n,))
     return run
+
+
+# OpenBLAS runs a product on its calling thread alone when m*n*k is at most this (its default
+# GEMM_MULTITHREAD_THRESHOLD of 4 x 65536); above it, it wakes its other threads. For a loop's
+# per-step products that costs more than it saves ([16, 128] @ [128, 512]: 37 us on two threads,
+# 21 us on one, on the project's 2-core machine), and under CPU oversubscription the woken
+# threads wait for a core: ~10 ms a product. Products between this and SPLIT_MAX_MNK are
+# computed in column blocks each under it (docs/performance.md); nothing global changes.
+SERIAL_MNK = 1 << 18
+SPLIT_MAX_MNK = 1 << 22   # (from here on two threads pay for themselves: LSTM S1's steps)
+_BLOCK_ALIGN = 16         # block widths in whole AVX-512 float32 vectors
+
+
+def by_columns(a, b):
+    """a @ b as products of a by column blocks of b, each with m*k*width <= SERIAL_MNK, into
+    one result; the plain product where a block could not be that narrow."""
+    m, k = a.shape
+    width = SERIAL_MNK // max(m * k, 1) // _BLOCK_ALIGN * _BLOCK_ALIGN
+    n = b.shape[1]
+    if width == 0 or b.shape[0] != k or a.dtype.kind != "f":
+        return np.matmul(a, b)   # (which reports a mismatch)
+    out = np.empty((m, n), a.dtype)
+    for j in range(0, n, width):
+        np.matmul(a, b[:, j:j + width], out=out[:, j:j + width])
+    return out
 
 
 @register(Contiguous, CPU)
