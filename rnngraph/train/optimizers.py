@@ -9,16 +9,51 @@ import numpy as np
 
 from .. import ops
 from ..autodiff import gradients
+from ..errors import user_location
 from ..ir.graph import get_default_graph
+from ..ir.value import Value
 from ..ops import initializers as inits
 
 
+def _check_learning_rate(learning_rate, what="learning_rate"):
+    """A positive number, or a float scalar tensor (a placeholder, a schedule, a variable)."""
+    if isinstance(learning_rate, Value):
+        if learning_rate.type.rank != 0 or np.dtype(learning_rate.dtype).kind != "f":
+            raise TypeError(f"{what} must be a float scalar tensor, got {learning_rate.type} "
+                            f"(at {user_location()})")
+        return learning_rate
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.number)) \
+            or not learning_rate > 0:
+        raise ValueError(f"{what} must be > 0 (a number) or a float scalar tensor, got "
+                         f"{learning_rate!r} (at {user_location()})")
+    return float(learning_rate)
+
+
 class Optimizer:
-    def __init__(self, learning_rate: float, name: str):
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-        self.learning_rate = float(learning_rate)
+    """Base of the TF1 optimizers. `learning_rate` is a positive number or a float scalar
+    tensor (a placeholder fed each run, a schedule of the global step, a variable): a number is
+    built into the graph when `minimize` runs and can no longer change; assigning
+    `opt.learning_rate` afterwards raises instead of being silently ignored."""
+
+    def __init__(self, learning_rate, name: str):
+        self._learning_rate = _check_learning_rate(learning_rate)
+        self._built = False
+        self._lr_cache: dict = {}
         self.name = name
+
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if self._built:
+            raise AttributeError(
+                f"{type(self).__name__}.learning_rate was built into the graph by minimize()/"
+                "apply_gradients(); to change it during training pass a tensor as the learning "
+                "rate (rg.placeholder(rg.float32, []) fed each run, or a schedule such as "
+                "rg.train.exponential_decay)")
+        self._learning_rate = _check_learning_rate(value)
 
     def compute_gradients(self, loss, var_list=None):
         """[(gradient, variable)] for the trainable variables (or var_list); None grads dropped."""
@@ -31,32 +66,62 @@ class Optimizer:
             raise ValueError(f"the loss {loss.name} does not depend on any of the variables")
         return pairs
 
-    def apply_gradients(self, grads_and_vars, name=None):
+    def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+        """Update ops for (gradient, variable) pairs; with `global_step` (an int variable, see
+        get_or_create_global_step) also increment it. Fetching the result takes one step."""
+        if isinstance(global_step, str) and name is None:   # the old (grads_and_vars, name)
+            global_step, name = None, global_step
+        if global_step is not None and (not isinstance(global_step, Value) or
+                                        global_step.node.op.name != "variable"):
+            raise TypeError(f"global_step must be a variable (rg.train.get_or_create_global_step"
+                            f"()), got {global_step!r} (at {user_location()})")
+        grads_and_vars = [(g, v) for g, v in grads_and_vars if g is not None]
+        if not grads_and_vars:
+            raise ValueError("apply_gradients: no gradients to apply (every gradient is None)")
         graph = get_default_graph().root
+        self._built = True
         with graph.as_default(), graph.name_scope(name or self.name):
             updates = [self._update(g, v) for g, v in grads_and_vars]
             updates += self._finish()
+            if global_step is not None:
+                updates.append(ops.assign(global_step, global_step + np.ones((), global_step.dtype)))
             return ops.group(*updates, name="train")
 
-    def minimize(self, loss, var_list=None, name=None):
-        """Add gradient and update ops; fetching the returned value takes one step."""
-        return self.apply_gradients(self.compute_gradients(loss, var_list), name)
+    def minimize(self, loss, global_step=None, var_list=None, name=None, **unsupported):
+        """Add gradient and update ops; fetching the returned value takes one step (and
+        increments `global_step` when given)."""
+        for arg, val in unsupported.items():
+            if arg not in ("gate_gradients", "aggregation_method",
+                           "colocate_gradients_with_ops", "grad_loss"):
+                raise TypeError(f"minimize() got an unexpected keyword argument {arg!r}")
+            if val not in (None, False, 1):
+                raise NotImplementedError(f"minimize: {arg}= is not supported by rnngraph "
+                                          f"(got {val!r})")
+        if isinstance(global_step, (list, tuple)):   # the old minimize(loss, var_list)
+            global_step, var_list = None, global_step
+        return self.apply_gradients(self.compute_gradients(loss, var_list), global_step, name)
 
-    def _slot(self, var, slot):
-        """A non-trainable zeros variable named `<var>/<Optimizer>/<slot>` (as TF names them)."""
+    def _slot(self, var, slot, initializer=None):
+        """A non-trainable variable named `<var>/<Optimizer>/<slot>` (as TF names them),
+        zeros unless `initializer` says otherwise."""
         with get_default_graph().absolute_scope(""):
             return ops.get_variable(f"{var.node.name}/{self.name}/{slot}", var.shape, var.dtype,
-                                    inits.Zeros(), trainable=False)
+                                    initializer or inits.Zeros(), trainable=False)
 
     def _lr(self, var):
-        return ops.constant(self.learning_rate, dtype=var.dtype)
+        key = np.dtype(var.dtype).name
+        if key not in self._lr_cache:
+            lr = self._learning_rate
+            self._lr_cache[key] = ops.cast(lr, var.dtype) if isinstance(lr, Value) else \
+                ops.constant(lr, dtype=var.dtype)
+        return self._lr_cache[key]
 
     def _finish(self):
         return []
 
 
 class GradientDescentOptimizer(Optimizer):
-    def __init__(self, learning_rate: float, name="GradientDescent"):
+    def __init__(self, learning_rate, use_locking=False, name="GradientDescent"):
         super().__init__(learning_rate, name)
 
     def _update(self, g, var):
@@ -66,8 +131,8 @@ class GradientDescentOptimizer(Optimizer):
 class MomentumOptimizer(Optimizer):
     """v = momentum * v + g;  var -= lr * v   (or the Nesterov form)."""
 
-    def __init__(self, learning_rate: float, momentum: float = 0.9, use_nesterov=False,
-                 name="Momentum"):
+    def __init__(self, learning_rate, momentum: float = 0.9, use_locking=False, name="Momentum",
+                 use_nesterov=False):
         super().__init__(learning_rate, name)
         self.momentum = float(momentum)
         self.use_nesterov = use_nesterov
@@ -82,8 +147,8 @@ class MomentumOptimizer(Optimizer):
 class AdamOptimizer(Optimizer):
     """Adam (Kingma & Ba) with bias correction folded into the step size, as TF1 does."""
 
-    def __init__(self, learning_rate: float = 0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
-                 name="Adam"):
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
+                 use_locking=False, name="Adam"):
         super().__init__(learning_rate, name)
         self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
         self._step = None
@@ -106,6 +171,59 @@ class AdamOptimizer(Optimizer):
 
     def _finish(self):
         return [ops.assign(self._step, self._next_step)] if self._step is not None else []
+
+
+class RMSPropOptimizer(Optimizer):
+    """TF1's RMSProp: ms = decay * ms + (1 - decay) * g^2 (ms starts at ones, as in TF1);
+    mom = momentum * mom + lr * g / sqrt(ms + epsilon); var -= mom. `centered` also keeps
+    mg = decay * mg + (1 - decay) * g and divides by sqrt(ms - mg^2 + epsilon)."""
+
+    def __init__(self, learning_rate, decay=0.9, momentum=0.0, epsilon=1e-10, use_locking=False,
+                 centered=False, name="RMSProp"):
+        super().__init__(learning_rate, name)
+        for arg, val, lo, hi in (("decay", decay, 0.0, 1.0), ("momentum", momentum, 0.0, 1.0)):
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not lo <= val <= hi:
+                raise ValueError(f"RMSPropOptimizer: {arg} must be in [{lo}, {hi}], got {val!r} "
+                                 f"(at {user_location()})")
+        if not epsilon >= 0:
+            raise ValueError(f"RMSPropOptimizer: epsilon must be >= 0, got {epsilon!r}")
+        self.decay, self.momentum, self.epsilon = float(decay), float(momentum), float(epsilon)
+        self.centered = bool(centered)
+
+    def _update(self, g, var):
+        ms = self._slot(var, "rms", inits.Ones())
+        new_ms = ops.assign(ms, ms * self.decay + ops.square(g) * (1.0 - self.decay))
+        denom = new_ms
+        updates = []
+        if self.centered:
+            mg = self._slot(var, "mg")
+            new_mg = ops.assign(mg, mg * self.decay + g * (1.0 - self.decay))
+            denom = new_ms - ops.square(new_mg)
+        step = self._lr(var) * g / ops.sqrt(denom + self.epsilon)
+        if self.momentum > 0:
+            mom = self._slot(var, "momentum")
+            step = ops.assign(mom, mom * self.momentum + step)
+        updates.append(ops.assign(var, var - step))
+        return updates[0]
+
+
+class AdagradOptimizer(Optimizer):
+    """acc += g^2 (acc starts at initial_accumulator_value); var -= lr * g / sqrt(acc)."""
+
+    def __init__(self, learning_rate, initial_accumulator_value=0.1, use_locking=False,
+                 name="Adagrad"):
+        super().__init__(learning_rate, name)
+        if isinstance(initial_accumulator_value, bool) or \
+                not isinstance(initial_accumulator_value, (int, float)) or \
+                not initial_accumulator_value > 0:
+            raise ValueError(f"AdagradOptimizer: initial_accumulator_value must be > 0, got "
+                             f"{initial_accumulator_value!r} (at {user_location()})")
+        self.initial_accumulator_value = float(initial_accumulator_value)
+
+    def _update(self, g, var):
+        acc = self._slot(var, "accumulator", inits.Constant(self.initial_accumulator_value))
+        new_acc = ops.assign(acc, acc + ops.square(g))
+        return ops.assign(var, var - self._lr(var) * g / ops.sqrt(new_acc))
 
 
 SGD = GradientDescentOptimizer

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ... import kernels
 from ...ops.fused import Fused
 from . import device as _device
+from . import random as _random  # noqa: F401  (registers the random ops' kernel)
 from .fused import cupy_kernel
 
 
