@@ -11,6 +11,7 @@ import re
 import threading
 from typing import Callable, Iterator
 
+from .device import merge as device_merge
 from .node import Node
 from .types import TensorType
 from .value import Value
@@ -39,6 +40,8 @@ class Graph:
         # values that must survive rewrites, by role: a loop body's results (carried, output,
         # residual, cond); on a compile-time clone, the values the pass pipeline must keep
         self.results: dict[str, list[Value]] = {}
+        # rg.device scopes open on this (root) graph: canonical device strings, innermost last
+        self._devices: list[str] = []
 
     # --- structure ----------------------------------------------------------------------
     @property
@@ -119,10 +122,28 @@ class Graph:
     def current_scope(self) -> str:
         return "/".join(self._scope)
 
+    @contextlib.contextmanager
+    def device_scope(self, device: str | None):
+        """Nodes built inside (in this graph and its loop bodies) take `device`, merged into
+        the enclosing scope's (TF1's tf.device: inner fields win); None clears the placement."""
+        root = self.root
+        spec = "" if device is None else device_merge(root.current_device(), device)
+        root._devices.append(spec)
+        try:
+            yield spec
+        finally:
+            root._devices.pop()
+
+    def current_device(self) -> str:
+        """The canonical device string nodes built now take ("" when none is asked for)."""
+        devices = self.root._devices
+        return devices[-1] if devices else ""
+
     # --- building -----------------------------------------------------------------------
     def add_node(self, op, inputs: list[Value], out_types: list[TensorType], name: str | None,
                  location: str) -> Node:
         node = Node(self, op, inputs, self.unique_name(name or op.default_name()), location)
+        node.device = self.current_device()
         for t in out_types:
             node._add_output(t)
         self.nodes.append(node)

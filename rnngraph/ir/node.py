@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 class Node:
-    __slots__ = ("graph", "op", "inputs", "outputs", "name", "location", "is_gradient")
+    __slots__ = ("graph", "op", "inputs", "outputs", "name", "location", "is_gradient",
+                 "device")
 
     def __init__(self, graph: "Graph", op: Any, inputs: list[Value], name: str, location: str):
         self.graph = graph
@@ -21,6 +22,8 @@ class Node:
         self.name = name
         self.location = location
         self.is_gradient = False  # set by autodiff; renderers set gradient nodes apart
+        # the placement asked for with rg.device, canonical ("/device:GPU:0"); "" for none
+        self.device = ""
 
     def _add_output(self, type: "TensorType") -> Value:
         value = Value(self, len(self.outputs), type, self.graph._next_value_id())

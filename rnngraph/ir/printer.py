@@ -26,6 +26,8 @@ def format_node(node: Node, indent: str = "", locations: bool = True) -> list[st
         comment += f"  ({node.location})"
     if node.is_gradient:
         comment += "  [grad]"
+    if node.device:
+        comment += f"  device={node.device}"
     lines = [f"{indent}{lhs} = {rhs}    {comment}"]
     for sub in node.op.subgraphs():
         lines.extend(format_body(sub, indent + "    ", locations))

@@ -2,7 +2,15 @@
 from __future__ import annotations
 
 from ..errors import VerificationError  # noqa: F401  (raised here; rg.ir.VerificationError)
+from .device import canonical
 from .graph import Graph
+
+
+def _device_problem(device: str) -> bool:
+    try:
+        return canonical(device) != device
+    except ValueError:
+        return True
 
 
 def verify(graph: Graph) -> None:
@@ -16,6 +24,9 @@ def verify(graph: Graph) -> None:
         if node.name in names:
             raise VerificationError(f"duplicate node name {node.name}")
         names.add(node.name)
+        if not isinstance(node.device, str) or (node.device and _device_problem(node.device)):
+            raise VerificationError(f"{node.name}: device {node.device!r} is not a canonical "
+                                    "device string (like '/device:GPU:0')")
         for v in node.inputs:
             if v.graph is not graph:
                 raise VerificationError(f"{node.name} reads {v.name} from another graph "

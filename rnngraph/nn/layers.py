@@ -1,27 +1,99 @@
-"""Dense layer (tf.layers.dense): y = activation(x @ kernel + bias)."""
+"""Layers with TF1's signatures: tf.layers.dense and tf.contrib.layers.fully_connected.
+
+Each call makes its variables in a fresh variable scope named like TF1 does: `dense`, `dense_1`,
+... (or `name`, `name_1`, ...) unless `reuse` is set, when it uses exactly `name` and shares
+the variables already there.
+"""
 from __future__ import annotations
 
 from .. import ops
-from ..ir.graph import get_default_graph
 from ..ops import initializers as inits
+from . import scopes
 
 
-def dense(inputs, units: int, activation=None, use_bias: bool = True, name: str = "dense",
-          kernel_initializer=None):
-    """A fully connected layer over the last axis; creates `<name>/kernel` and `<name>/bias`."""
+def _affine(inputs, kernel):
+    """inputs [..., k] @ kernel [k, n] over the last axis."""
+    if inputs.type.rank == 2:
+        return ops.matmul(inputs, kernel)
+    lead = inputs.shape[:-1]
+    if sum(d is None for d in lead) <= 1:
+        flat = ops.reshape(inputs, [-1, inputs.shape[-1]])
+        return ops.reshape(ops.matmul(flat, kernel),
+                           [d if d is not None else -1 for d in lead] + [kernel.shape[1]])
+    return ops.matmul(inputs, kernel)
+
+
+def _unsupported(fn, **given):
+    for arg, val in given.items():
+        if val is not None:
+            raise NotImplementedError(f"{fn}: the argument {arg}= is not supported by rnngraph "
+                                      f"(got {val!r})")
+
+
+def _layer_scope(name, default, reuse):
+    if reuse is True or reuse is scopes.AUTO_REUSE:
+        return scopes.variable_scope(name or default, reuse=reuse)
+    return scopes.variable_scope(None, default_name=name or default, reuse=reuse)
+
+
+def dense(inputs, units: int, activation=None, use_bias: bool = True, kernel_initializer=None,
+          bias_initializer=None, kernel_regularizer=None, bias_regularizer=None,
+          activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+          trainable: bool = True, name: str | None = None, reuse=None):
+    """A fully connected layer over the last axis (tf.layers.dense):
+    activation(inputs @ kernel + bias), making `<scope>/kernel` [in, units] (glorot-uniform
+    by default) and `<scope>/bias` [units] (zeros by default)."""
+    _unsupported("dense", kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                 activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                 bias_constraint=bias_constraint)
     inputs = ops.as_value(inputs)
-    if inputs.shape[-1] is None:
-        raise ValueError(f"dense: the last dimension of the inputs must be known, got {inputs.type}")
-    if not isinstance(units, int) or units <= 0:
+    if inputs.type.rank < 1 or inputs.shape[-1] is None:
+        raise ValueError(f"dense: the last dimension of the inputs must be known, got "
+                         f"{inputs.type}")
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
         raise ValueError(f"dense: units must be a positive int, got {units!r}")
-    graph = get_default_graph()
-    with graph.name_scope(name):
-        kernel = ops.get_variable("kernel", [inputs.shape[-1], units], inputs.dtype,
-                                  kernel_initializer)
-        y = ops.matmul(inputs, kernel) if inputs.type.rank == 2 else \
-            ops.reshape(ops.matmul(ops.reshape(inputs, [-1, inputs.shape[-1]]), kernel),
-                        [d if d is not None else -1 for d in inputs.shape[:-1]] + [units]) \
-            if sum(d is None for d in inputs.shape[:-1]) <= 1 else ops.matmul(inputs, kernel)
+    with _layer_scope(name, "dense", reuse):
+        kernel = scopes.get_variable("kernel", [inputs.shape[-1], units], inputs.dtype,
+                                     kernel_initializer, trainable=trainable)
+        y = _affine(inputs, kernel)
         if use_bias:
-            y = y + ops.get_variable("bias", [units], inputs.dtype, inits.Zeros())
+            y = y + scopes.get_variable("bias", [units], inputs.dtype,
+                                        bias_initializer if bias_initializer is not None
+                                        else inits.Zeros(), trainable=trainable)
         return activation(y) if activation is not None else y
+
+
+def fully_connected(inputs, num_outputs, activation_fn=ops.relu, normalizer_fn=None,
+                    normalizer_params=None, weights_initializer=None, weights_regularizer=None,
+                    biases_initializer=inits.Zeros(), biases_regularizer=None, reuse=None,
+                    variables_collections=None, outputs_collections=None, trainable=True,
+                    scope=None):
+    """tf.contrib.layers.fully_connected: activation_fn(inputs @ weights + biases) with
+    `<scope>/weights` (glorot-uniform) and `<scope>/biases` (zeros; none when
+    biases_initializer is None); the default scope is "fully_connected", made unique. The
+    default activation is ReLU; pass activation_fn=None for a linear layer."""
+    _unsupported("fully_connected", normalizer_fn=normalizer_fn,
+                 normalizer_params=normalizer_params, weights_regularizer=weights_regularizer,
+                 biases_regularizer=biases_regularizer,
+                 variables_collections=variables_collections,
+                 outputs_collections=outputs_collections)
+    inputs = ops.as_value(inputs)
+    if inputs.type.rank < 1 or inputs.shape[-1] is None:
+        raise ValueError(f"fully_connected: the last dimension of the inputs must be known, got "
+                         f"{inputs.type}")
+    if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs <= 0:
+        raise ValueError(f"fully_connected: num_outputs must be a positive int, got "
+                         f"{num_outputs!r}")
+    if reuse and scope is None:
+        raise ValueError("fully_connected: reuse=True cannot be used without a scope")
+    ctx = scopes.variable_scope(scope, default_name="fully_connected", reuse=reuse)
+    with ctx:
+        w = scopes.get_variable("weights", [inputs.shape[-1], num_outputs], inputs.dtype,
+                                weights_initializer, trainable=trainable)
+        y = _affine(inputs, w)
+        if biases_initializer is not None:
+            y = y + scopes.get_variable("biases", [num_outputs], inputs.dtype,
+                                        biases_initializer, trainable=trainable)
+        return activation_fn(y) if activation_fn is not None else y
+
+

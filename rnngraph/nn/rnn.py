@@ -9,6 +9,8 @@ pass); outputs and final states come back in the caller's row order.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .. import ops
@@ -16,7 +18,9 @@ from ..dtypes import as_dtype
 from ..ir.graph import get_default_graph
 from ..ir.value import Value
 from ..ops.loop import build_loop
+from ..ops.random import step_scope as random_step_scope
 from ..ops.rows import invert_permutation, permute_rows, sequence_mask, sort_by_length
+from . import scopes
 from .cells import RNNCell
 from ..nest import flatten, pack_as
 
@@ -34,6 +38,10 @@ def _initial_state(cell, initial_state, dtype, batch_size, what):
             raise ValueError(f"{what}: initial_state has {len(flat)} tensors, the cell's state "
                              f"has {len(want)} ({cell.state_size})")
         for s, size in zip(flat, want):
+            if s.type.rank == 0:   # a non-batched state (a custom cell's counter, ...)
+                continue
+            if not isinstance(size, (int, np.integer)):
+                continue           # a custom cell's multi-dimensional state: its own business
             if s.type.rank != 2 or s.shape[1] not in (None, size):
                 raise ValueError(f"{what}: initial_state tensor {s.type} does not fit state size "
                                  f"{size} (expected [batch, {size}])")
@@ -56,7 +64,9 @@ def _check_sequence_length(sequence_length, batch_size, max_time, batch, what):
     if isinstance(batch_size, int) and seq.shape[0] not in (None, batch_size):
         raise ValueError(f"{what}: sequence_length has {seq.shape[0]} entries but the batch size "
                          f"is {batch_size}")
-    return ops.check_sequence_length(ops.cast(seq, np.int32), max_time, batch)
+    # checked in its own dtype, then cast: an int64 length past int32 is an error, not wrapped
+    checked = ops.check_sequence_length(seq, max_time, batch)
+    return checked if seq.dtype == np.int32 else ops.cast(checked, np.int32)
 
 
 def _mask_step(t, seq_len, output, new_state, old_state):
@@ -65,44 +75,85 @@ def _mask_step(t, seq_len, output, new_state, old_state):
 
 
 def _mask_rows(active, output, new_state, old_state):
-    """`active` [batch, 1] bool: rows past their length get zero outputs and keep their state."""
-    flat_out = [ops.where(active, o, ops.zeros_like(o)) for o in flatten(output)]
-    flat_new = [ops.where(active, n, o) for n, o in zip(flatten(new_state), flatten(old_state))]
+    """`active` [batch, 1] bool: rows past their length get zero outputs and keep their state.
+    A non-batched (scalar) state is not masked: it takes its new value, as in TF."""
+    def fit(mask, x):   # [batch, 1] -> broadcastable against x [batch, ...]
+        extra = x.type.rank - 2
+        for _ in range(max(extra, 0)):
+            mask = ops.expand_dims(mask, -1)
+        return mask
+
+    flat_out = [ops.where(fit(active, o), o, ops.zeros_like(o)) if o.type.rank >= 1 else o
+                for o in map(ops.as_value, flatten(output))]
+    flat_new = [ops.where(fit(active, n), n, o) if n.type.rank >= 1 else n
+                for n, o in zip(map(ops.as_value, flatten(new_state)),
+                                map(ops.as_value, flatten(old_state)))]
     return pack_as(output, flat_out), pack_as(new_state, flat_new)
 
 
 def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=None, scope=None):
-    """Unroll `cell` over a Python list of T tensors [batch, input]: one copy per step, shared
-    weights. Returns (outputs: list of T tensors [batch, output_size], final_state)."""
+    """Unroll `cell` over a Python list of T inputs: one copy per step, shared weights.
+
+    Each input is a tensor [batch, ...] (or a nested tuple of such tensors, for cells that
+    take several inputs). Returns (outputs: list of T outputs, final_state). Variables are made
+    under the variable scope `scope` (default "rnn"), e.g. "rnn/basic_lstm_cell/kernel"."""
     _check_cell(cell)
     if inputs is None or (isinstance(inputs, (list, tuple)) and len(inputs) == 0):
         raise ValueError("static_rnn: inputs must be a non-empty list of tensors")
     if isinstance(inputs, Value):
         raise TypeError("static_rnn: inputs must be a list of [batch, input] tensors (use "
                         "rg.unstack on a [time, batch, input] tensor, or dynamic_rnn)")
-    inputs = [ops.as_value(x) for x in inputs]
-    first = inputs[0]
-    if first.type.rank != 2 or first.shape[-1] is None:
-        raise ValueError(f"static_rnn: each input must be [batch, input] with a known input "
-                         f"size, got {first.type}")
+    inputs = [pack_as(x, [ops.as_value(v) for v in flatten(x)]) for x in inputs]
+    first_flat = flatten(inputs[0])
+    for x in first_flat:
+        if x.type.rank < 2 or x.shape[-1] is None:
+            raise ValueError(f"static_rnn: each input must be [batch, ...] with a known input "
+                             f"size (its last dimension), got {x.type}")
+    first = first_flat[0]
     graph = get_default_graph()
-    with graph.name_scope(scope or "rnn"):
+    with _rnn_scope(scope, "rnn"):
         batch = first.shape[0] if first.shape[0] is not None else ops.dim(first, 0)
         state = _initial_state(cell, initial_state, dtype, batch, "static_rnn")
         seq_len = None
         if sequence_length is not None:
             seq_len = _check_sequence_length(sequence_length, first.shape[0], len(inputs), batch,
                                              "static_rnn")
-        cell.build_once(first.shape[-1], flatten(state)[0].dtype)
         outputs = []
         for t, x in enumerate(inputs):
-            with graph.name_scope(f"step_{t}"):
+            with graph.name_scope(f"step_{t}"), random_step_scope(t):  # the loop's step t
                 out, new_state = cell(x, state)
                 if seq_len is not None:
                     out, new_state = _mask_step(t, seq_len, out, new_state, state)
             outputs.append(out)
             state = new_state
     return outputs, state
+
+
+@contextlib.contextmanager
+def _rnn_scope(scope, default):
+    """The variable scope an rnn function builds in (`scope`, a string or VariableScope, or
+    `default`), with the name scope of its nodes; if building raises, every node it added is
+    removed again."""
+    graph = get_default_graph()
+    if isinstance(scope, scopes.VariableScope):
+        with scopes.build_transaction(), \
+                scopes.variable_scope(scope, auxiliary_name_scope=False), \
+                graph.name_scope(scope.name.rsplit("/", 1)[-1]):
+            yield
+        return
+    with scopes.build_transaction(), \
+            scopes.variable_scope(scope or default, auxiliary_name_scope=False), \
+            graph.name_scope(scope or default):
+        yield
+
+
+def _static_shape(x, *dims):
+    """x with the static dims given (None: keep x's), where the loop left them open."""
+    want = [d if d is not None else x.shape[i] for i, d in enumerate(dims)] + \
+        list(x.shape[len(dims):])
+    if tuple(want) == tuple(x.shape) or sum(d is None for d in want) > 1:
+        return x
+    return ops.reshape(x, [d if d is not None else -1 for d in want])
 
 
 def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=None,
@@ -128,7 +179,7 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
             raise ValueError(f"dynamic_rnn: the last dimension (depth) of the inputs must be known "
                              f"at build time, got {x.type}")
     graph = get_default_graph()
-    with graph.name_scope(scope or "rnn"):
+    with _rnn_scope(scope, "rnn"):
         if not time_major:  # the loop slices the leading axis: make it time
             flat_in = [ops.transpose(x, [1, 0] + list(range(2, x.type.rank))) for x in flat_in]
         batches = {x.shape[1] for x in flat_in if x.shape[1] is not None}
@@ -158,9 +209,6 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
                 mask = sequence_mask(permute_rows(seq_len, order), max_time)  # [time, batch]
                 rows = ops.reduce_sum(ops.cast(mask, np.int32), axis=1)
                 sequences.append(ops.expand_dims(mask, 2))
-        if len(flat_in) == 1:
-            cell.build_once(flat_in[0].shape[-1], flat_state[0].dtype)
-
         def step(t, carried, xs):
             old = pack_as(cell.state_size, carried)
             if rows is not None:
@@ -179,6 +227,9 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
             with graph.name_scope("unsort"):
                 outs = [permute_rows(o, unsort, axis=1) for o in outs]
                 final = [permute_rows(s, unsort) for s in final]
+        if unsort is not None and static_batch is not None:   # the loop left the batch open
+            outs = [_static_shape(o, None, static_batch) for o in outs]
+            final = [_static_shape(f, static_batch) if f.type.rank else f for f in final]
         if not time_major:
             outs = [ops.transpose(o, [1, 0] + list(range(2, o.type.rank))) for o in outs]
         return pack_as(cell.output_size, outs), pack_as(cell.state_size, final)
@@ -193,7 +244,7 @@ def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
     _check_cell(cell_fw)
     _check_cell(cell_bw)
     graph = get_default_graph()
-    with graph.name_scope(scope or "bidirectional_rnn"):
+    with _rnn_scope(scope, "bidirectional_rnn"):
         out_fw, st_fw = dynamic_rnn(cell_fw, inputs, sequence_length, initial_state_fw, dtype,
                                     parallel_iterations, swap_memory, time_major, scope="fw")
         time_axis, batch_axis = (0, 1) if time_major else (1, 0)
@@ -212,3 +263,42 @@ def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
         with graph.name_scope("bw_reverse"):
             out_bw = pack_as(out_bw, [reverse(o) for o in flatten(out_bw)])
     return (out_fw, out_bw), (st_fw, st_bw)
+
+
+def _reverse_seq(seq, lengths):
+    """A list of T tensors [batch, ...] reversed in time, within each row's length if given."""
+    if lengths is None:
+        return list(reversed(seq))
+    flat = [flatten(x) for x in seq]
+    out_parts = []
+    for k in range(len(flat[0])):
+        stacked = ops.stack([ops.as_value(f[k]) for f in flat], axis=0)   # [T, batch, ...]
+        rev = ops.reverse_sequence(stacked, ops.cast(ops.as_value(lengths), np.int32),
+                                   seq_axis=0, batch_axis=1)
+        out_parts.append(ops.unstack(rev, num=len(seq), axis=0))
+    return [pack_as(seq[t], [parts[t] for parts in out_parts]) for t in range(len(seq))]
+
+
+def static_bidirectional_rnn(cell_fw, cell_bw, inputs, initial_state_fw=None,
+                             initial_state_bw=None, dtype=None, sequence_length=None, scope=None):
+    """Forward and backward static RNNs over a list of T inputs (tf.nn.static_bidirectional_rnn);
+    the backward one sees each row reversed within its length. Returns (outputs, state_fw,
+    state_bw), outputs a list of T tensors concat([output_fw, output_bw], 1). Variables are made
+    under `scope` (default "bidirectional_rnn") /fw and /bw."""
+    _check_cell(cell_fw)
+    _check_cell(cell_bw)
+    if not isinstance(inputs, (list, tuple)) or not inputs:
+        raise TypeError("static_bidirectional_rnn: inputs must be a non-empty list of tensors")
+    with _rnn_scope(scope, "bidirectional_rnn"):
+        with scopes.variable_scope("fw", auxiliary_name_scope=False) as fw_scope:
+            out_fw, st_fw = static_rnn(cell_fw, inputs, initial_state_fw, dtype, sequence_length,
+                                       scope=fw_scope)
+        with scopes.variable_scope("bw", auxiliary_name_scope=False) as bw_scope:
+            rev = _reverse_seq(inputs, sequence_length)
+            tmp, st_bw = static_rnn(cell_bw, rev, initial_state_bw, dtype, sequence_length,
+                                    scope=bw_scope)
+    out_bw = _reverse_seq(tmp, sequence_length)
+    outputs = [pack_as(fw, [ops.concat([ops.as_value(a), ops.as_value(b)], 1)
+                            for a, b in zip(flatten(fw), flatten(bw))])
+               for fw, bw in zip(out_fw, out_bw)]
+    return outputs, st_fw, st_bw

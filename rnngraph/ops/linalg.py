@@ -62,9 +62,22 @@ class MatrixTranspose(Op):
         return 0
 
 
-def matmul(a, b, name=None):
-    """Matrix product a @ b; leading (batch) dims broadcast."""
-    return apply(MatMul(), [as_value(a), as_value(b)], name=name)
+def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_b=False,
+           a_is_sparse=False, b_is_sparse=False, name=None):
+    """Matrix product a @ b (tf.matmul); leading (batch) dims broadcast. transpose_a /
+    transpose_b (and adjoint_a / adjoint_b, the same for real tensors) swap the last two axes
+    of that operand first. The *_is_sparse hints are not supported."""
+    if isinstance(transpose_a, str) and name is None:   # matmul(a, b, "name"), the old form
+        transpose_a, name = False, transpose_a
+    for arg, val in (("a_is_sparse", a_is_sparse), ("b_is_sparse", b_is_sparse)):
+        if val:
+            raise NotImplementedError(f"matmul: the argument {arg}=True is not supported")
+    a, b = as_value(a), as_value(b)
+    if transpose_a or adjoint_a:
+        a = matrix_transpose(a)
+    if transpose_b or adjoint_b:
+        b = matrix_transpose(b)
+    return apply(MatMul(), [a, b], name=name)
 
 
 def matrix_transpose(x, name=None):
