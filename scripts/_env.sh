@@ -7,7 +7,8 @@
 # RNNGRAPH_VENV names the virtualenv's folder: relative to the repo root, or absolute
 # (default .venv). Creates it (if missing), installs the project editable with the given
 # extras (skipped when a stamp newer than pyproject.toml exists), and installs Debian's
-# graphviz when `dot` is not on PATH. Every virtualenv is made this same way; only the
+# graphviz when `dot` is not on PATH (and fonts-dejavu-core without DejaVu Sans; chromium
+# with RNNGRAPH_BROWSER_TESTS=1, see below). Every virtualenv is made this same way; only the
 # folder and the extras differ.
 # Afterwards REPO_ROOT, VENV and VENV_BIN are set, and $VENV_BIN is first on PATH.
 
@@ -32,6 +33,21 @@ if ! command -v dot >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     _rg_sudo apt-get update -qq
     _rg_sudo apt-get install -y -qq graphviz >/dev/null
+fi
+# The diagrams name DejaVu Sans: graphviz measures its text with it and SVG viewers draw it.
+if [ -z "$(fc-list 'DejaVu Sans' family 2>/dev/null)" ]; then  # no pipe: safe under pipefail
+    echo "[env] font DejaVu Sans not found; installing Debian package fonts-dejavu-core" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    _rg_sudo apt-get update -qq
+    _rg_sudo apt-get install -y -qq fonts-dejavu-core >/dev/null
+fi
+# Headless Chromium for the HTML view's browser test (tests/test_render_html.py skips without
+# it): opt-in with RNNGRAPH_BROWSER_TESTS=1, as it is ~110 MB to download and ~350 MB on disk.
+if [ "${RNNGRAPH_BROWSER_TESTS:-0}" = "1" ] && ! command -v chromium >/dev/null 2>&1; then
+    echo "[env] installing Debian package chromium (RNNGRAPH_BROWSER_TESTS=1)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    _rg_sudo apt-get update -qq
+    _rg_sudo apt-get install -y -qq chromium >/dev/null
 fi
 
 # --- virtualenv ------------------------------------------------------------

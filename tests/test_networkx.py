@@ -11,7 +11,7 @@ def rnn_with_grad():
     with g.as_default():
         xs = rg.placeholder(rg.float32, [None, None, 3], name="xs")
         h0 = rg.placeholder(rg.float32, [None, 5], name="h0")
-        with rg.name_scope("rnn"):
+        with rg.variable_scope("rnn"):
             W = rg.get_variable("W", [3, 5])
             U = rg.get_variable("U", [5, 5])
             (h_T,), (ys,) = rg.scan(lambda c, x: ([rg.tanh(x[0] @ W + c[0] @ U)],) * 2,

@@ -56,9 +56,9 @@ def layered_graph(layers=3):
     g = rg.Graph()
     with g.as_default():
         h = rg.placeholder(rg.float32, [None, 4], name="x")
-        with rg.name_scope("model"):
+        with rg.variable_scope("model"):  # names the variables too (name_scope does not)
             for i in range(layers):
-                with rg.name_scope(f"cell_{i}"):
+                with rg.variable_scope(f"cell_{i}"):
                     W = rg.get_variable("W", [4, 4])
                     h = rg.tanh(h @ W + 1.0)
         rg.reduce_sum(h)
@@ -233,7 +233,7 @@ def test_plan_colours_saved_tensors_by_placement_and_labels_bytes():
     assert len(residuals) == 2 and plan.asked == residuals  # asked about exactly the saved stacks
     saved = [ln for ln in node_lines(dot) if "<I>saved " in ln]
     assert len(saved) == 2
-    assert 'fillcolor="#f7c6bd"' in saved[0] and "device | 1.5 KiB" in saved[0]
+    assert 'fillcolor="#e6e8ec"' in saved[0] and "device | 1.5 KiB" in saved[0]
     assert 'fillcolor="#c9e0f5"' in saved[1] and "host | 1.5 KiB" in saved[1]
     assert "cluster_legend" in clusters(dot)
 
@@ -270,7 +270,7 @@ def test_long_static_unroll_elides_the_middle_steps_unless_asked():
     # merged: one edge per outside source (W, U, and the state from step 1); state stays red
     assert len(into) == len({e.split(" -> ")[0] for e in into})
     assert any('color="#c0392b"' in e for e in into)
-    full = to_dot(g, all_steps=True)
+    full = to_dot(g, all_steps=True, max_size=None)
     assert len([c for c in clusters(full) if c.startswith("cluster_step_")]) == 20
     assert "steps ..." not in full
 
@@ -307,7 +307,7 @@ def test_static_rnn_from_nn_is_drawn_per_step():
 # --- scopes and collapsing -------------------------------------------------------------------
 def test_name_scopes_are_nested_clusters():
     g = layered_graph()
-    dot = to_dot(g, step_pattern=None)
+    dot = to_dot(g, step_pattern=None, legend=False)
     cs = clusters(dot)
     assert cs[0] == "cluster_scope_model"
     assert cs[1:] == [f"cluster_scope_model_cell_{i}" for i in range(3)]
@@ -315,7 +315,7 @@ def test_name_scopes_are_nested_clusters():
 
 def test_max_depth_collapses_scopes_into_counted_boxes_with_merged_edges():
     g = layered_graph()
-    dot = to_dot(g, max_depth=1, step_pattern=None)
+    dot = to_dot(g, max_depth=1, step_pattern=None, legend=False)
     assert clusters(dot) == ["cluster_scope_model"]
     boxes = [ln for ln in node_lines(dot) if 'shape="box3d"' in ln]
     assert len(boxes) == 3  # a 3-layer network reads as 3 boxes
@@ -323,7 +323,7 @@ def test_max_depth_collapses_scopes_into_counted_boxes_with_merged_edges():
         assert f"model/cell_{i}" in ln and "5 nodes" in ln  # W, matmul, const, add, tanh
     ids = [node_id(b) for b in boxes]
     assert len([e for e in edge_lines(dot) if f'"{ids[0]}" -> "{ids[1]}"' in e]) == 1
-    top = to_dot(g, max_depth=0)
+    top = to_dot(g, max_depth=0, legend=False)
     assert clusters(top) == [] and "<B>model</B>" in top and "15 nodes" in top
 
 
@@ -422,13 +422,15 @@ def test_svg_has_the_clusters_and_nodes_of_the_dot_text(tmp_path):
 @needs_dot
 def test_svg_of_a_long_static_unroll(tmp_path):
     g, loss = static_graph(15)
-    titles, nodes, _ = svg_structure(render(g, tmp_path / "static.svg"))
+    titles, nodes, _ = svg_structure(render(g, tmp_path / "static.svg", legend=False))
     assert sorted(t for t in titles if t.startswith("cluster_step_")) == \
         sorted(f"cluster_step_rnn_step_{t}" for t in (0, 1, 13, 14))
     assert "... 11 steps ..." in svg_texts(tmp_path / "static.svg")
     # 15 inputs + h0 + W + U + 4 steps x 4 ops + 1 box + reduce_sum
     assert nodes == 15 + 1 + 2 + 16 + 1 + 1
-    titles_all, nodes_all, _ = svg_structure(render(g, tmp_path / "all.svg", all_steps=True))
+    titles_all, nodes_all, _ = svg_structure(render(g, tmp_path / "all.svg", all_steps=True,
+                                                    max_size=None,
+                                                    legend=False))
     assert len([t for t in titles_all if t.startswith("cluster_step_")]) == 15
     assert nodes_all == 15 + 1 + 2 + 15 * 4 + 1
 
@@ -436,7 +438,7 @@ def test_svg_of_a_long_static_unroll(tmp_path):
 @needs_dot
 def test_svg_of_collapsed_layers(tmp_path):
     titles, nodes, edges = svg_structure(render(layered_graph(), tmp_path / "layers.svg",
-                                                max_depth=1, step_pattern=None))
+                                                max_depth=1, step_pattern=None, legend=False))
     assert titles == ["cluster_scope_model"]
     assert nodes == 1 + 3 + 1  # x, three layer boxes, reduce_sum
     assert edges == 4

@@ -15,14 +15,22 @@ What the picture shows:
   matches `step_pattern` (default `<name>_<k>`, e.g. `step_3` or `basic_rnn_cell_3`; a sibling
   named plain `<name>` joins as step 0, TF-style) form a step group when one parent holds more
   than one of them. Each step is a cluster, edges between steps (the state) are drawn bold red,
-  and with more than `max_steps` steps the middle ones fold into one "... k steps ..." box
-  unless `all_steps=True`. Steps are not looked for inside a step or a loop body (time steps
+  and with more than `max_steps` steps (12; 6 when collapsed) the middle ones fold into one
+  "... k steps ..." box unless `all_steps=True`. The steps form a **timeline**: laid out left
+  to right in index order (rankdir LR by default), the gradient's steps level with the forward
+  steps they differentiate (see `_Builder._timeline_order`). Steps are not looked for inside a step or a loop body (time steps
   do not nest; a loop body is one step), nor among scopes that hold only variables (a
   MultiRNNCell's `cell_0`, `cell_1` weights). Caveat: other numbered sibling scopes holding
   computation match too (`dense_1`, `dense_2`); pass
   `step_pattern=r"^(?P<base>step)_(?P<step>\\d+)$"` to be strict or `None` to turn detection off.
 - **A plan** (anything with `placement_of(value)` and `bytes_of(value)`, see `SavedTensorPlan`)
-  colours the loops' saved tensors (the "residual" outputs) by placement and labels their size.
+  colours the loops' saved tensors (the "residual" outputs) by placement and labels their size:
+  kept on the device neutral grey, offloaded to host blue, recomputed green. Saved outputs say
+  "kept for the backward pass" with or without a plan.
+- **Collapsed** (`collapse=True`): one box per scope below the top level with its node count,
+  except loops, static steps and the scopes in `expand`; a box carries the DOT id
+  `scope:<path>`. A **legend** names every colour drawn (`legend=False` leaves it out).
+- **Size guard**: see `MAX_LAYOUT_SIZE` / `MAX_TIMELINE_STEPS` and `to_dot`.
 """
 from __future__ import annotations
 
@@ -31,12 +39,21 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
+from ..errors import DiagramTooLargeError
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ir.value import Value
 
 DEFAULT_STEP_PATTERN = r"^(?P<base>.+?)_(?P<step>\d+)$"
 HEAD_STEPS = TAIL_STEPS = 2  # steps kept either side of the "... k steps ..." box
+MAX_STEPS = 12               # more steps than this fold their middle (unless all_steps)
+COLLAPSED_MAX_STEPS = 6      # ... in the collapsed view
+# Nodes + edges of the largest picture drawn by default: graphviz's `dot` lays out about this
+# much in under 10 s on the 2-core build machine (measured: see docs/performance.md).
+MAX_LAYOUT_SIZE = 1200
+# Steps of one static unroll drawn side by side: a timeline's layout time grows much faster
+# than its node and edge count (docs/performance.md has the measurements).
+MAX_TIMELINE_STEPS = 12
 
 
 @runtime_checkable
@@ -51,7 +68,9 @@ class SavedTensorPlan(Protocol):
 
 
 # --- palette: soft fills keep small text readable; borders carry the hue ----------------------
-_FONT = "Helvetica"
+# A font graphviz measures (through fontconfig) and that SVG viewers have: Debian's
+# fonts-dejavu-core. Titles and labels are then as wide in the picture as dot planned.
+_FONT = "DejaVu Sans"
 _STYLE = {  # kind -> (fill, border)
     "op": ("#eaf1fb", "#5b7fb3"),
     "variable": ("#fff4d1", "#b8860b"),
@@ -62,8 +81,14 @@ _STYLE = {  # kind -> (fill, border)
     "grad": ("#fdebe0", "#c96a32"),
     "fold": ("#eef0f3", "#6c7a89"),
 }
-_PLACEMENT = {"device": ("#f7c6bd", "#c0392b"), "host": ("#c9e0f5", "#2e6da4"),
+# device is the normal case: a neutral grey; host and recompute are the two that stand out
+_PLACEMENT = {"device": ("#e6e8ec", "#6b7280"), "host": ("#c9e0f5", "#2e6da4"),
               "recompute": ("#d4efd0", "#3c8d40")}
+_PLACEMENT_TEXT = {"device": "kept on the device", "host": "offloaded to host memory",
+                   "recompute": "recomputed"}
+_LEGEND = [("forward op", "op"), ("gradient op", "grad"), ("variable (weights)", "variable"),
+           ("placeholder (input)", "placeholder"), ("constant", "constant"),
+           ("folded scope / steps", "fold"), ("loop input or output", "port")]
 _CLUSTER = {  # kind -> (fill, border, style)
     "scope": ("#fbfbfc", "#b8c0cc", "rounded,dashed,filled"),
     "step": ("#f6f8fb", "#8fa3bd", "rounded,filled"),
@@ -97,6 +122,8 @@ class _Options:
     max_steps: int
     step_re: re.Pattern | None
     edge_labels: bool
+    collapse: bool = False
+    expand: frozenset = frozenset()   # scopes opened in a collapsed view (and their ancestors)
 
 
 @dataclass(frozen=True)
@@ -114,6 +141,7 @@ class _Scope:
     depth: int
     nodes: list = field(default_factory=list)
     children: dict = field(default_factory=dict)
+    holds_steps: bool | None = None   # a static unroll's steps somewhere below (memo)
 
     def all_nodes(self):
         yield from self.nodes
@@ -122,15 +150,23 @@ class _Scope:
 
 
 def to_dot(graph_or_values, *, plan=None, fetches=None, max_depth: int | None = None,
-           all_steps: bool = False, max_steps: int = 12,
-           step_pattern: str | None = DEFAULT_STEP_PATTERN, rankdir: str = "TB",
-           edge_labels: bool = True, title: str | None = None) -> str:
+           all_steps: bool = False, max_steps: int | None = None,
+           step_pattern: str | None = DEFAULT_STEP_PATTERN, rankdir: str | None = None,
+           edge_labels: bool = True, title: str | None = None, collapse: bool = False,
+           expand=(), max_size: int | None = MAX_LAYOUT_SIZE, legend: bool = True) -> str:
     """DOT text for a Graph, or for the part of a graph that some Values depend on.
 
     `fetches` (Values) are highlighted; when Values are given instead of a graph they are the
-    default fetches. `plan` is a `SavedTensorPlan`. See the module docstring for the layout.
+    default fetches. `plan` is a `SavedTensorPlan`. `collapse=True` draws one box per name
+    scope below the top level (with its node count), except the scopes named in `expand` (a
+    scope path or a list of them; their ancestors open too) and the steps of a static unroll;
+    `max_depth` overrides it. `rankdir` defaults to LR when a static unroll is drawn (a
+    timeline) and TB otherwise. `max_size` bounds nodes + edges (see `MAX_LAYOUT_SIZE`): a
+    larger picture is drawn collapsed when no view was asked for (`max_depth`, `all_steps`,
+    `collapse` unset), else refused with `DiagramTooLargeError`; None turns the guard off.
+    See the module docstring for the layout.
     """
-    if rankdir not in ("TB", "LR", "BT", "RL"):
+    if rankdir not in (None, "TB", "LR", "BT", "RL"):
         raise ValueError(f"rankdir must be TB, LR, BT or RL, got {rankdir!r}")
     if max_depth is not None and max_depth < 0:
         raise ValueError(f"max_depth must be >= 0 or None, got {max_depth}")
@@ -141,10 +177,49 @@ def to_dot(graph_or_values, *, plan=None, fetches=None, max_depth: int | None = 
     if step_re is not None and "step" not in step_re.groupindex:
         raise ValueError("step_pattern needs a named group (?P<step>\\d+) for the step number "
                          "(and optionally (?P<base>...) naming the group of steps)")
+    if max_size is not None and max_size < 1:
+        raise ValueError(f"max_size must be >= 1 or None, got {max_size}")
+    expand = frozenset([expand] if isinstance(expand, str) else (expand or ()))
+    for e in expand:
+        if not isinstance(e, str) or not e.strip("/"):
+            raise ValueError(f"expand takes scope paths such as 'gradients/rnn', got {e!r}")
+    expand = frozenset(e.strip("/") for e in expand)
     graph, nodes, wanted = _select(graph_or_values)
     fetches = wanted if fetches is None else _values(fetches)
-    opts = _Options(plan, tuple(fetches), max_depth, all_steps, max_steps, step_re, edge_labels)
-    return _Builder(opts).build(graph, nodes, rankdir, title)
+    if max_steps is None:  # the collapsed view is an overview: fewer steps before folding
+        max_steps = COLLAPSED_MAX_STEPS if collapse and max_depth is None else MAX_STEPS
+    if max_steps < HEAD_STEPS + TAIL_STEPS + 1:
+        raise ValueError(f"max_steps must be >= {HEAD_STEPS + TAIL_STEPS + 1}, got {max_steps}")
+    opts = _Options(plan, tuple(fetches), max_depth, all_steps, max_steps, step_re, edge_labels,
+                    collapse, expand)
+    builder = _Builder(opts, legend)
+    text = builder.build(graph, nodes, rankdir, title)
+    size = builder.size()
+
+    def fits(b: _Builder) -> bool:
+        return b.size() <= max_size and b.longest_timeline() <= MAX_TIMELINE_STEPS
+
+    if max_size is None or fits(builder):
+        return text
+    chosen = [w for w, on in (("max_depth", max_depth is not None), ("all_steps", all_steps),
+                              ("collapse", collapse)) if on]
+    if not chosen:  # nobody asked for this view: fold it and say so
+        folded = _Builder(replace(opts, collapse=True, max_steps=min(max_steps,
+                                                                      COLLAPSED_MAX_STEPS)),
+                          legend)
+        note = "too large to draw whole: scopes folded (expand= / --expand SCOPE opens one)"
+        text = folded.build(graph, nodes, rankdir, f"{title} - {note}" if title else note)
+        if fits(folded):
+            return text
+        builder, size = folded, folded.size()
+    steps = builder.longest_timeline()
+    what = (f"{size} nodes and edges" if size > max_size else
+            f"a static unroll of {steps} steps drawn one by one (at most {MAX_TIMELINE_STEPS})")
+    raise DiagramTooLargeError(
+        f"the diagram has {what}, more than graphviz lays out in about 10 s "
+        f"(max_size={max_size}); draw less: max_depth=1 (--max-depth 1), fold the middle "
+        f"steps of a static unroll (all_steps=False, no --all-steps), expand fewer scopes, "
+        f"or pass max_size=None to lay it out anyway")
 
 
 # --- what to draw -------------------------------------------------------------------------------
@@ -233,6 +308,21 @@ def _tail(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
+def _title(text: str) -> str:
+    """A cluster title: one run of one font, so SVG writes it as one text element (titles made
+    of a bold and a plain run were placed apart by graphviz's estimate and ran together)."""
+    return f"<B>{_esc(text)}</B>"
+
+
+def _scope_label(name: str, ctx) -> str:
+    """A scope's title. The gradient loop names the forward ops it redoes each step (those not
+    depending on the carried state) `recompute`; that is the planner's word for a placement,
+    so the picture says what they are instead."""
+    if name == "recompute" and ctx.grad and ctx.in_body:
+        return "forward ops redone each step"
+    return name
+
+
 def _small(text: str, color: str = _MUTED, size: int = 8) -> str:
     return f'<FONT POINT-SIZE="{size}" COLOR="{color}">{_esc(text)}</FONT>'
 
@@ -275,8 +365,11 @@ def _node_look(node: Node, grad: bool) -> dict:
 class _Builder:
     """One rendering: places every IR node (drawn, or folded into a box), then draws edges."""
 
-    def __init__(self, opts: _Options):
+    def __init__(self, opts: _Options, legend: bool = True):
         self.o = opts
+        self.want_legend = legend
+        self.folds: dict[str, str] = {}       # node id of a folded scope's box -> scope path
+        self._backward: set[str] = set()      # step groups whose state runs against time
         self.lines: list = []                 # str, or (indent, node id) rendered at the end
         self.attrs: dict[str, dict] = {}      # node id -> attributes (later passes restyle)
         self.vis: dict[Node, str] = {}        # IR node -> id of what shows it (itself or a box)
@@ -284,7 +377,8 @@ class _Builder:
         self.loops: set[Node] = set()         # loops drawn as clusters (edges go to their ports)
         self.ports: dict[Value, str] = {}     # loop output -> its port node
         self.extra_ports: dict[tuple, str] = {}  # (loop, 'trip'|'cond') -> port node
-        self.step: dict[str, tuple] = {}      # node id -> (step group, k): edges across are state
+        self.step: dict[str, tuple] = {}      # node id -> (step group, position): edges across
+        self.timelines: dict[str, int] = {}   # step group -> positions drawn    are the state
         self.grad_ids: set[str] = set()
         self.edges: dict[tuple, list] = {}    # (src, dst, kind) -> values (merged edges)
         self._consumed: dict[int, set] = {}
@@ -331,23 +425,57 @@ class _Builder:
             tree = _scope_tree(bwd, "", 0)
             while not tree.nodes and len(tree.children) == 1:  # the cluster *is* that scope
                 tree = next(iter(tree.children.values()))
-            self._open("gradients", "", f"<B>backward</B> {_esc(tree.path or 'gradients')}", 1)
+            self._open("gradients", "", _title(f"backward: {tree.path or 'gradients'}"), 1)
             self._scope(tree, 2, _Ctx(grad=True), as_cluster=False)
             self._close(1)
-        if self.o.plan is not None:
-            self._legend()
         self._edge_pass()
+        if self.want_legend:
+            self._legend()
         self._highlight_fetches()
+        rankdir = rankdir or ("LR" if self.timelines else "TB")  # a timeline runs left to right
         return self._emit(graph, rankdir, title)
 
-    def _too_deep(self, s: _Scope) -> bool:
-        return self.o.max_depth is not None and s.depth > self.o.max_depth
+    def size(self) -> int:
+        """Nodes + edges of the picture: what graphviz's layout time grows with."""
+        return len(self.attrs) + len(self.edges)
+
+    def positions(self) -> int:
+        """Step positions drawn on timelines (a folded box is one)."""
+        return sum(self.timelines.values())
+
+    def longest_timeline(self) -> int:
+        return max(self.timelines.values(), default=0)
+
+    def _too_deep(self, s: _Scope, ctx: _Ctx, kind: str) -> bool:
+        if self.o.max_depth is not None:
+            return s.depth > self.o.max_depth
+        if not self.o.collapse or kind == "step" or s.depth <= 1:
+            return False
+        opened = self.o.expand
+        if any(s.path == e or e.startswith(s.path + "/") for e in opened):
+            return False  # expanded, or on the way to an expanded scope
+        parent = s.path.rsplit("/", 1)[0]
+        if parent in opened:
+            return False  # one level under an expanded scope is drawn (its children fold)
+        return not (not ctx.in_body and ctx.step is None and self._holds_steps(s))
+
+    def _holds_steps(self, s: _Scope) -> bool:
+        """Whether a static unroll's steps are somewhere under s (then s stays open)."""
+        if s.holds_steps is None:  # kept on the scope: ids of freed trees are reused
+            kids = list(s.children.values())
+            s.holds_steps = self.o.step_re is not None and (
+                bool(_step_groups(kids, self.o.step_re))
+                or any(self._holds_steps(c) for c in kids))
+        return s.holds_steps
 
     def _scope(self, s: _Scope, ind: int, ctx: _Ctx, kind: str = "scope", as_cluster=True):
-        if self._too_deep(s):
-            return self._fold(list(s.all_nodes()), s.path, ind, ctx)
+        if self._too_deep(s, ctx, kind):
+            nid = self._fold(list(s.all_nodes()), s.path, ind, ctx)
+            self.folds[nid] = s.path
+            self.attrs[nid].update(id=f"scope:{s.path}", tooltip=f"{s.path}: folded scope")
+            return nid
         if as_cluster:
-            self._open(kind, s.path, f"<B>{_esc(s.name)}</B>", ind)
+            self._open(kind, s.path, _title(_scope_label(s.name, ctx)), ind)
         self._contents(s, ind + 1 if as_cluster else ind, ctx)
         if as_cluster:
             self._close(ind)
@@ -374,14 +502,21 @@ class _Builder:
         if len(steps) > self.o.max_steps and not self.o.all_steps:
             head, tail = steps[:HEAD_STEPS], steps[-TAIL_STEPS:]
             middle = steps[HEAD_STEPS:-TAIL_STEPS]
+        pos = 0  # position on the timeline: the folded box is one position
         for k, c in head:
-            self._scope(c, ind, replace(ctx, step=(key, k)), kind="step")
+            self._scope(c, ind, replace(ctx, step=(key, pos)), kind="step")
+            pos += 1
         if middle:
             nodes = [n for _, c in middle for n in c.all_nodes()]
             self._fold(nodes, f"... {len(middle)} steps ...", ind,
-                       replace(ctx, step=(key, "elided")), elided=True)
+                       replace(ctx, step=(key, pos)), elided=True)
+            pos += 1
         for k, c in tail:
-            self._scope(c, ind, replace(ctx, step=(key, k)), kind="step")
+            self._scope(c, ind, replace(ctx, step=(key, pos)), kind="step")
+            pos += 1
+        self.timelines[key] = pos
+        if ctx.grad:  # a gradient's steps: its state runs from step i+1 to step i
+            self._backward.add(key)
 
     def _fold(self, nodes: list[Node], label: str, ind: int, ctx: _Ctx, elided: bool = False):
         """One box standing for `nodes` (and their loop bodies); their edges end on it."""
@@ -401,6 +536,7 @@ class _Builder:
         for n in every:
             self.vis[n] = nid
             self.members.append(n)
+        return nid
 
     def _node(self, n: Node, ind: int, ctx: _Ctx):
         if n.op.subgraphs():
@@ -425,8 +561,7 @@ class _Builder:
         flags = [f for f, on in (("while", bool(body.results.get("cond"))),
                                  ("reverse", getattr(op, "reverse", False)),
                                  ("swap_memory", getattr(op, "swap_memory", False))) if on]
-        label = f"<B>loop</B> {_esc(n.name)}" + (f" {_small('(' + ', '.join(flags) + ')')}"
-                                                   if flags else "")
+        label = _title(f"loop {n.name}" + (f" ({', '.join(flags)})" if flags else ""))
         self._open("loop", n.name, label, ind, "grad_loop" if ctx.grad else "loop")
         inner_ctx, i2 = replace(ctx, in_body=True), ind + 1
         self.lines.append("  " * i2 + "{ rank=same;")  # the params line up as the loop's top row
@@ -506,16 +641,34 @@ class _Builder:
             fill, border = _PLACEMENT.get(where, (None, None))
             bits = [b for b in (where, _fmt_bytes(size) if size is not None else None) if b]
             extra = f"<BR/>{_small(' | '.join(bits), border or _MUTED)}" if bits else ""
+        extra += f"<BR/>{_small('kept for the backward pass', _MUTED, 7)}"
         self._port(v, f"saved {i}: {what}", str(v.type), ind, ctx, fill=fill, border=border,
                    extra=extra)
 
     def _legend(self):
-        self._open("legend", "", "<B>saved tensors</B>", 1)
-        for where, (fill, border) in _PLACEMENT.items():
-            self._add_node(f"legend_{where}", {"shape": "box", "style": "rounded,filled",
-                                               "fontsize": "9", "fillcolor": fill, "color": border,
-                                               "label": where}, 2, _Ctx())
+        """What each colour means: one sample per kind of box drawn (and every placement when
+        a plan colours the saved tensors), with the same fill and border as in the picture."""
+        fills = {a.get("fillcolor") for a in self.attrs.values()}
+        entries = [(text, kind) for text, kind in _LEGEND if _STYLE[kind][0] in fills]
+        if self.o.plan is not None:
+            entries += [(f"saved, {_PLACEMENT_TEXT[w]}", w) for w in _PLACEMENT]
+        if any(k in self.edges_kinds() for k in ("state", "back")):
+            entries.append(("red line: the state passed to the next step", "state"))
+        if not entries:
+            return
+        self._open("legend", "", _title("legend"), 1)
+        for text, kind in reversed(entries):  # dot lays a rank's unlinked nodes right to left
+            if kind == "state":
+                look = {"shape": "plaintext", "fontcolor": _STATE}
+            else:
+                fill, border = _PLACEMENT[kind] if kind in _PLACEMENT else _STYLE[kind]
+                look = {"shape": "box", "style": "rounded,filled", "fillcolor": fill,
+                        "color": border}
+            self._add_node(f"legend_{kind}", {**look, "fontsize": "9", "label": text}, 2, _Ctx())
         self._close(1)
+
+    def edges_kinds(self) -> set:
+        return {k for _, _, k in self.edges}
 
     # --- edges ---
     def _src(self, v: Value) -> str | None:
@@ -569,9 +722,16 @@ class _Builder:
     def _edge_attrs(self, src: str, dst: str, kind: str, vals: list) -> dict:
         a = {"color": _GRAD_EDGE if dst in self.grad_ids else _EDGE}
         a.update(_EDGE_STYLE[kind])
+        if kind == "state":  # along the timeline: straight; against it (gradients): free
+            a.update({"weight": "8"} if self.step[src][1] < self.step[dst][1]
+                     else {"constraint": "false"})
+        if self._crosses_backward_timeline(src, dst):
+            a["constraint"] = "false"  # the gates alone place a gradient timeline (see below)
         if kind == "back":
             a["label"] = "next"
-        elif self.o.edge_labels and kind != "port":
+        elif self.o.edge_labels and kind != "port" and not (self.step.get(src)
+                                                            and self.step.get(dst)):
+            # not along a timeline: there a label doubles the width; the nodes show types
             types = {str(v.type) for v in vals}
             a["label"] = types.pop() if len(types) == 1 else f"{len(vals)} values"
         return a
@@ -585,6 +745,12 @@ class _Builder:
                 f"penwidth=1.2];",
                 f"  edge [fontname={_q(_FONT)}, fontsize=8, fontcolor=\"#7a7a7a\", "
                 f"arrowsize=0.6, penwidth=1.0];"]
+        order = self._timeline_order()
+        edges = [f"  {_q(s)} -> {_q(d)} {_attr_list(self._edge_attrs(s, d, k, vals))};"
+                 for (s, d, k), vals in self.edges.items()]
+        return "\n".join(head + self._body_lines() + edges + order + ["}"]) + "\n"
+
+    def _body_lines(self) -> list[str]:
         body = []
         for item in self.lines:
             if isinstance(item, tuple):
@@ -592,9 +758,62 @@ class _Builder:
                 body.append(f"{'  ' * ind}{_q(nid)} {_attr_list(self.attrs[nid])};")
             else:
                 body.append(item)
-        edges = [f"  {_q(s)} -> {_q(d)} {_attr_list(self._edge_attrs(s, d, k, vals))};"
-                 for (s, d, k), vals in self.edges.items()]
-        return "\n".join(head + body + edges + ["}"]) + "\n"
+        return body
+
+    def _crosses_backward_timeline(self, src: str, dst: str) -> bool:
+        a, b = self.step.get(src), self.step.get(dst)
+        ga, gb = a[0] if a else None, b[0] if b else None
+        return ga != gb and (ga in self._backward or gb in self._backward)
+
+    def _timeline_order(self) -> list[str]:
+        """Invisible edges that lay each step group out as a timeline (with rankdir=LR the rank
+        is the x position): a hidden gate between steps i and i+1 that every node ending step
+        i's own chain points to and that points to every node starting step i+1, so the steps
+        go left to right in order whatever the state's direction (forward or gradient); the
+        gates are chained with a heavy edge to keep them on one line. A gradient's timeline
+        (state flowing from step i+1 to step i) would fight its gates through the nodes outside
+        it (the output gradients summed into each step): there every edge that enters or leaves
+        the timeline is drawn without constraining the layout, so the gates alone place it."""
+        members: dict[tuple, list] = {}
+        for nid, at in self.step.items():
+            members.setdefault(at, []).append(nid)
+        has_in, has_out = set(), set()
+        for s, d, _ in self.edges:
+            a, b = self.step.get(s), self.step.get(d)
+            if a is not None and a == b:
+                has_out.add(s)
+                has_in.add(d)
+            elif a is not None and b is not None and a[0] == b[0] and a[1] > b[1]:
+                self._backward.add(a[0])  # the state flows from later steps to earlier ones
+        out = []
+        for key, count in self.timelines.items():
+            gates = [_q(f"gate_{key}_{pos}") for pos in range(count)]
+            group = _q(f"timeline_{key}")
+            out += [f"  {g} [shape=point, style=invis, width=0, height=0, label=\"\", "
+                    f"group={group}];" for g in gates]
+            if count > 1:
+                out.append("  " + " -> ".join(gates) + " [style=invis, weight=20];")
+            for pos in range(count):
+                out += [f"  {gates[pos]} -> {_q(nid)} [style=invis];"
+                        for nid in members.get((key, pos), []) if nid not in has_in]
+                if pos + 1 < count:
+                    out += [f"  {_q(nid)} -> {gates[pos + 1]} [style=invis];"
+                            for nid in members.get((key, pos), []) if nid not in has_out]
+        for key in self._backward:  # a gradient's steps under the forward steps they differentiate
+            fwd = self._forward_of(key)
+            if fwd is not None:
+                out += [f"  {{ rank=same; {_q(f'gate_{fwd}_{pos}')}; {_q(f'gate_{key}_{pos}')}; }}"
+                        for pos in range(self.timelines[key])]
+        return out
+
+    def _forward_of(self, key: str) -> str | None:
+        """The forward step group a gradient's step group mirrors (same steps, same count):
+        `gradients/rnn/step` mirrors `rnn/step`."""
+        for fwd, count in self.timelines.items():
+            if (fwd not in self._backward and count == self.timelines[key]
+                    and key.endswith("/" + fwd)):
+                return fwd
+        return None
 
 
 def _q(s: str) -> str:
