@@ -1,6 +1,7 @@
 """rg.save / rg.load: exact round trips, and clear rejection of files that are not ours."""
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import zipfile
@@ -22,7 +23,18 @@ def _members(path) -> dict:
         return {name: zf.read(name) for name in zf.namelist()}
 
 
-def _write_members(path, members: dict) -> None:
+def _rehash(members: dict) -> dict:
+    """graph.sha256 matching graph.json again, as after a deliberate edit (the hash is
+    sha256sum's line for graph.json)."""
+    if "graph.sha256" in members:
+        digest = hashlib.sha256(members["graph.json"]).hexdigest()
+        members["graph.sha256"] = f"{digest}  graph.json\n".encode()
+    return members
+
+
+def _write_members(path, members: dict, rehash: bool = True) -> None:
+    if rehash:
+        _rehash(members)
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in members.items():
             zf.writestr(name, data)

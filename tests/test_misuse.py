@@ -1,6 +1,7 @@
-"""Bad input, tried as a new user would: a table of misuses, each with the exception type it
-must raise and fragments its message must contain, naming what is wrong and where (the
-placeholder, the op, the path, the user's line that built the offending node).
+"""Bad input, tried as a new user (or a hostile file) would: a table of misuses at build time,
+run time, in the planner, in saved files and on the command line, each with the exception type
+it must raise and fragments its message must contain, naming what is wrong and where (the
+placeholder, the op, the path and member, the user's line that built the offending node).
 
 After every error the session that was in use stays usable: a good run afterwards gives
 bit-identical results to one before, the variables are bit-identical (a failed training step
@@ -11,9 +12,13 @@ the core code (then the mark must go).
 """
 from __future__ import annotations
 
+import hashlib
+import contextlib
 import inspect
+import io
 import json
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Callable
@@ -22,8 +27,9 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
+from rnngraph import cli
 from rnngraph.errors import InvalidArgumentError, OutOfMemoryError, ShapeError
-from rnngraph.io import InvalidFileError
+from rnngraph.io import InvalidFileError, LoadLimits
 from rnngraph.ops.checks import NumericsError
 from rnngraph.runtime.simulated import SimulatedDevice
 
@@ -86,6 +92,15 @@ def saved_file(m: Model, tmp_path):
     return rg.save(tmp_path / "model.npz", session=m.sess, fetches={"loss": m.loss})
 
 
+def _rehash(members: dict) -> dict:
+    """graph.sha256 matching graph.json again, as after a deliberate edit (the hash is
+    sha256sum's line for graph.json)."""
+    if "graph.sha256" in members:
+        digest = hashlib.sha256(members["graph.json"]).hexdigest()
+        members["graph.sha256"] = f"{digest}  graph.json\n".encode()
+    return members
+
+
 def edit_saved(m: Model, tmp_path, edit):
     """A copy of the saved model whose graph.json went through `edit(doc)`."""
     src = saved_file(m, tmp_path)
@@ -94,6 +109,7 @@ def edit_saved(m: Model, tmp_path, edit):
     doc = json.loads(members["graph.json"])
     edit(doc)
     members["graph.json"] = json.dumps(doc).encode()
+    _rehash(members)
     dst = tmp_path / "edited.npz"
     with zipfile.ZipFile(dst, "w") as zf:
         for n, data in members.items():
@@ -117,6 +133,161 @@ def _make_cycle(doc):
 
 def _change_shape(doc):
     _first(doc, "square")["outputs"][0][2] = [7, 7]
+
+
+# --- hostile files (issue 28): each a copy of the saved model with one thing wrong -------------
+MiB = 1 << 20
+
+
+def _members_of(path) -> list:
+    with zipfile.ZipFile(path) as zf:
+        return [(i.filename, zf.read(i)) for i in zf.infolist()]
+
+
+def _zip(path, items, compression=zipfile.ZIP_DEFLATED) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # duplicate names, on purpose
+        with zipfile.ZipFile(path, "w", compression) as zf:
+            for name, data in items:
+                zf.writestr(name, data)
+    return str(path)
+
+
+def _npy(arr) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr, allow_pickle=arr.dtype.hasobject)
+    return buf.getvalue()
+
+
+def hostile(change, compression=zipfile.ZIP_DEFLATED, limits=None, load=None):
+    """An action loading a copy of the saved model whose member list went through
+    `change(items) -> items` (graph.sha256 rewritten to match unless `change` sets it)."""
+    def action(m, tmp_path):
+        items = change(dict(_members_of(saved_file(m, tmp_path))), m)
+        path = _zip(tmp_path / "hostile.npz", items, compression)
+        return (load or rg.load)(path, limits=limits)
+    return action
+
+
+def _sha(raw: bytes) -> bytes:
+    return f"{hashlib.sha256(raw).hexdigest()}  graph.json\n".encode()
+
+
+def _json_bomb(members, m):
+    raw = members["graph.json"]
+    bomb = raw[:-2] + b" " * (24 * MiB) + raw[-2:]
+    return [("graph.json", bomb), ("graph.sha256", _sha(bomb))] + \
+        [(k, v) for k, v in members.items() if k.endswith(".npy")]
+
+
+def _npy_bomb(members, m):
+    members["variables/0.npy"] = _npy(np.zeros(4 * MiB, np.float32))
+    return list(members.items())
+
+
+def _huge_header(members, m):
+    raw = _npy(np.zeros((8, 5), np.float32)).replace(b"(8, 5)", b"(1099511627776,)")
+    members["variables/0.npy"] = raw
+    return list(members.items())
+
+
+def _dup(name):
+    return lambda members, m: list(members.items()) + [(name, members[name])]
+
+
+def _edited_no_rehash(members, m):
+    members["graph.json"] = members["graph.json"].replace(b'"Square"', b'"Square2"')
+    return list(members.items())
+
+
+def _no_hash(members, m):
+    del members["graph.sha256"]
+    return list(members.items())
+
+
+def _extra_member(members, m):
+    return list(members.items()) + [("notes.txt", b"hello")]
+
+
+def _object_array(members, m):
+    members["variables/0.npy"] = _npy(np.array([None, 1], dtype=object))
+    return list(members.items())
+
+
+def _string_array(members, m):
+    members["variables/0.npy"] = _npy(np.array(["a", "b"]))
+    return list(members.items())
+
+
+def _wrong_variable_value(members, m):
+    members["variables/0.npy"] = _npy(np.zeros((2, 2), np.float32))
+    return list(members.items())
+
+
+def _newer_version(doc):
+    doc["version"] = 99
+
+
+def _deep_attribute(doc):
+    deep = 1
+    for _ in range(80):
+        deep = [deep]
+    _first(doc, "square")["attrs"]["x"] = deep
+
+
+def _empty_file(m, tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    return rg.load(tmp_path / "empty.npz")
+
+
+class CLIExit(Exception):
+    """A test-local stand-in for the exit of the `rnngraph` command: 'exit <code>: <stderr>'."""
+
+
+def cli_run(*argv, prepare=None):
+    """An action running `rnngraph ARGV` (a callable argument gets (m, tmp_path) and returns a
+    path); a non-zero exit raises CLIExit with the code and what it printed to stderr."""
+    def action(m, tmp_path):
+        args = [str(a(m, tmp_path)) if callable(a) else a for a in argv]
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = cli.main(args)
+            except SystemExit as exc:   # argparse's usage errors
+                code = exc.code
+        if code:
+            raise CLIExit(f"exit {code}: {err.getvalue().strip()}")
+        return code
+    return action
+
+
+def _bomb_path(m, tmp_path):
+    items = _json_bomb(dict(_members_of(saved_file(m, tmp_path))), m)
+    return _zip(tmp_path / "bomb.npz", items)
+
+
+def _truncated_path(m, tmp_path):
+    data = open(saved_file(m, tmp_path), "rb").read()
+    (tmp_path / "cut.npz").write_bytes(data[:len(data) // 3])
+    return tmp_path / "cut.npz"
+
+
+def _unhashed_path(m, tmp_path):
+    items = _edited_no_rehash(dict(_members_of(saved_file(m, tmp_path))), m)
+    return _zip(tmp_path / "edited.npz", items)
+
+
+def _closed_session_run(m, tmp_path):
+    sess = rg.Session(m.graph)
+    sess.run(m.out, m.good)
+    sess.close()
+    return sess.run(m.out, m.good)
+
+
+def _closed_session_plan(m, tmp_path):
+    sess = rg.Session(m.graph)
+    sess.close()
+    return sess.memory_plan(m.train, m.good)
 
 
 # --- actions: each performs the misuse on a fresh Model ---------------------------------------
@@ -314,12 +485,12 @@ ROWS = [
     Misuse("initial_state_dtype_conflicts_with_inputs",
            build(lambda m: rg.nn.dynamic_rnn(rg.nn.BasicRNNCell(H, name="c9"), m.X,
                                              initial_state=rg.placeholder(rg.float64, [None, H]))),
-           TypeError, frags("dtypes differ: float32 vs float64", "c9/MatMul")),
+           TypeError, frags("dtypes differ: float64 vs float32", "c9/MatMul")),
     Misuse("integer_inputs",
            build(lambda m: rg.nn.dynamic_rnn(rg.nn.BasicRNNCell(H, name="c10"),
                                              rg.placeholder(rg.int32, [None, T, D]),
                                              dtype=rg.float32)),
-           TypeError, frags("dtypes differ: int32 vs float32", "c10/MatMul")),
+           ValueError, frags("BasicRNNCell 'c10': inputs must be floating point", "int32")),
     Misuse("cell_reused_for_another_input_size",
            build(lambda m: rg.nn.dynamic_rnn(m.cell, rg.placeholder(rg.float32, [None, T, 7]),
                                              dtype=rg.float32)),
@@ -393,6 +564,242 @@ ROWS = [
     Misuse("load_variable_of_wrong_dtype",
            lambda m, _: m.sess.load_variable(m.cell.bias, np.array(["a"] * H)),
            TypeError, frags("variable 'rnn/basic_rnn_cell/bias' is float32")),
+    # ---- feeds and fetches, more (issue 28) -------------------------------------------------
+    Misuse("feed_dict_as_a_list_of_pairs",
+           lambda m, _: m.sess.run(m.out, list(m.good.items())), TypeError,
+           frags("feed_dict must be a dict {placeholder: value}, got list")),
+    Misuse("feed_dict_as_a_tuple", lambda m, _: m.sess.run(m.out, tuple(m.good.items())),
+           TypeError, frags("feed_dict must be a dict", "got tuple")),
+    Misuse("feed_ragged_nested_lists", run("out", X=[[[0.0] * D] * T, [[0.0] * D] * (T - 1)]),
+           ValueError, frags("placeholder 'X'", _at("X"), "the fed value is not an array",
+                             "inhomogeneous")),
+    Misuse("feed_none", run("out", X=None), TypeError,
+           frags("placeholder 'X'", "has dtype float32", "dtype object", _at("X"))),
+    Misuse("feed_a_python_object", run("out", h0=object()), TypeError,
+           frags("placeholder 'h0'", "dtype object", _at("h0"))),
+    Misuse("feed_scalar_for_rank_3", run("out", X=1.0), ValueError,
+           frags("placeholder 'X'", "(rank 3)", "shape ()", _at("X"))),
+    Misuse("feed_scalar_sequence_length", run("out", seq=3), ValueError,
+           frags("placeholder 'seq'", "expects shape i32[?]", _at("seq"))),
+    Misuse("seq_int64_past_int32_fed_to_int32", run("out", seq=np.array([2**32 + 3, 2])),
+           ValueError, frags("placeholder 'seq'", "has dtype int32, cannot feed 4294967299",
+                             "outside [-2147483648, 2147483647]", _at("seq"))),
+    Misuse("seq_int64_below_int32", run("train", seq=np.array([-2**31 - 5, 2])), ValueError,
+           frags("placeholder 'seq'", "cannot feed -2147483653")),
+    Misuse("feed_key_none", lambda m, _: m.sess.run(m.out, {**m.good, None: 1}), TypeError,
+           frags("feed_dict keys must be placeholders", "got NoneType")),
+    Misuse("fetch_an_int", lambda m, _: m.sess.run(3, m.good), TypeError,
+           frags("cannot fetch int 3", "fetch Values")),
+    Misuse("fetch_a_dict_holding_a_string", lambda m, _: m.sess.run({"l": "loss"}, m.good),
+           TypeError, frags("cannot fetch str 'loss'")),
+    Misuse("run_after_close", _closed_session_run, RuntimeError,
+           frags("Attempted to use a closed Session")),
+    Misuse("memory_plan_after_close", _closed_session_plan, RuntimeError,
+           frags("Attempted to use a closed Session")),
+    Misuse("feed_a_variable_and_train_it",
+           lambda m, _: m.sess.run(m.train, {**m.good,
+                                             m.cell.kernel: np.ones((D + H, H), np.float32)}),
+           ValueError, frags("cannot feed variable 'rnn/basic_rnn_cell/kernel' in a run that "
+                             "also assigns it", "GradientDescent", "TF1 refuses this too")),
+    Misuse("feed_a_variable_by_name_and_train_it",
+           lambda m, _: m.sess.run([m.loss, m.train],
+                                   {**m.good, "rnn/basic_rnn_cell/bias:0": np.ones(H, np.float32)}),
+           ValueError, frags("cannot feed variable 'rnn/basic_rnn_cell/bias'")),
+    # ---- building, more ---------------------------------------------------------------------------
+    Misuse("constant_of_an_object", build(lambda m: rg.constant(object())), TypeError,
+           frags("constant Const: a tensor holds bool, integer, float or complex numbers",
+                 "got object")),
+    Misuse("constant_of_a_string", build(lambda m: rg.constant("0.5", name="half")), TypeError,
+           frags("constant half", "got str (NumPy dtype <U3)")),
+    Misuse("constant_of_ragged_lists", build(lambda m: rg.constant([[1.0, 2.0], [3.0]])),
+           ValueError, frags("constant Const: cannot make an array of [[1.0, 2.0], [3.0]]")),
+    Misuse("placeholder_of_an_unknown_dtype", build(lambda m: rg.placeholder("floaty", [2])),
+           TypeError, frags("not a dtype: 'floaty'")),
+    Misuse("placeholder_negative_dim", build(lambda m: rg.placeholder(rg.float32, [-2])),
+           ShapeError, frags("bad dimension -2")),
+    Misuse("reshape_wrong_size",
+           build(lambda m: rg.reshape(rg.constant(np.zeros(6, np.float32)), [4, 2])), ShapeError,
+           frags("reshape 'Reshape'", "cannot reshape [6] (6 elements) to [4, 2] (8 elements)",
+                 _at("action"))),
+    Misuse("transpose_not_a_permutation", build(lambda m: rg.transpose(m.X, [0, 0, 1])),
+           ShapeError, frags("perm [0, 0, 1] is not a permutation", _at("action"))),
+    Misuse("reduce_axis_out_of_range", build(lambda m: rg.reduce_sum(m.X, axis=5)), ShapeError,
+           frags("reduce_sum 'ReduceSum'", "axis 5 is out of range for rank 3", _at("action"))),
+    Misuse("concat_of_different_ranks", build(lambda m: rg.concat([m.X, m.h0], 1)), ShapeError,
+           frags("concat 'Concat'", "inputs must have one rank", _at("action"))),
+    Misuse("gradients_wrt_a_string", build(lambda m: rg.gradients(m.loss, "X")), TypeError,
+           frags("gradients() takes Values, got str: 'X'")),
+    Misuse("assign_to_a_placeholder", build(lambda m: rg.assign(m.h0, m.h0)), TypeError,
+           frags("assign needs a variable")),
+    Misuse("assign_of_the_wrong_shape",
+           build(lambda m: rg.assign(m.cell.kernel, np.zeros((2, 2), np.float32))), ShapeError,
+           frags("cannot assign shape (2, 2) to variable of shape (8, 5)", _at("action"))),
+    Misuse("minimize_a_loss_without_variables",
+           build(lambda m: rg.train.GradientDescentOptimizer(0.1).minimize(rg.reduce_sum(m.X))),
+           ValueError, frags("does not depend on any of the variables")),
+    Misuse("learning_rate_a_string", build(lambda m: rg.train.GradientDescentOptimizer("fast")),
+           ValueError, frags("learning_rate must be > 0", "'fast'")),
+    Misuse("matmul_of_vectors",
+           build(lambda m: rg.matmul(rg.constant([1.0, 2.0]), rg.constant([1.0, 2.0]))),
+           ShapeError, frags("matmul 'MatMul'", "operands must have rank >= 2", _at("action"))),
+    Misuse("cast_to_an_unknown_dtype", build(lambda m: rg.cast(m.X, "foo")), TypeError,
+           frags("not a dtype: 'foo'")),
+    Misuse("static_rnn_inputs_of_two_sizes",
+           build(lambda m: rg.nn.static_rnn(rg.nn.BasicRNNCell(H, name="s1"),
+                                            [rg.placeholder(rg.float32, [2, 3]),
+                                             rg.placeholder(rg.float32, [2, 4])],
+                                            dtype=rg.float32)),
+           ValueError, frags("BasicRNNCell 's1' was built for inputs of size 3, got 4")),
+    Misuse("seq_of_rank_2",
+           build(lambda m: rg.nn.dynamic_rnn(rg.nn.BasicRNNCell(H, name="s2"), m.X,
+                                             sequence_length=[[1, 2]], dtype=rg.float32)),
+           ValueError, frags("dynamic_rnn: sequence_length must be a vector [batch], got i32[1,2]")),
+    Misuse("seq_float_placeholder",
+           build(lambda m: rg.nn.dynamic_rnn(rg.nn.BasicRNNCell(H, name="s3"), m.X,
+                                             sequence_length=rg.placeholder(rg.float32, [None]),
+                                             dtype=rg.float32)),
+           TypeError, frags("sequence_length must be int32/int64, got float32")),
+    Misuse("zero_state_negative_batch", build(lambda m: m.cell.zero_state(-1, rg.float32)),
+           ShapeError, frags("sizes must be >= 0, got [-1,5]", _at("action"))),
+    Misuse("cell_of_zero_units", build(lambda m: rg.nn.BasicRNNCell(0)), ValueError,
+           frags("num_units must be a positive int, got 0")),
+    Misuse("cell_units_as_a_string", build(lambda m: rg.nn.GRUCell("5")), ValueError,
+           frags("num_units must be a positive int, got '5'")),
+    Misuse("multi_rnn_cell_of_nothing", build(lambda m: rg.nn.MultiRNNCell([])), ValueError,
+           frags("MultiRNNCell needs at least one cell")),
+    Misuse("while_condition_not_bool",
+           build(lambda m: rg.while_loop(lambda i: i, lambda i: i + 1, [rg.constant(0)])),
+           TypeError, frags("the loop condition must return a bool scalar, got i32[]")),
+    Misuse("unstack_of_an_unknown_axis", build(lambda m: rg.unstack(m.X, axis=0)), ValueError,
+           frags("unstack: the size of axis 0", "is unknown until run time; pass num=")),
+    Misuse("split_into_unequal_parts",
+           build(lambda m: rg.split(rg.constant(np.zeros(5, np.float32)), 2)), ShapeError,
+           frags("does not split into 2 equal parts", _at("action"))),
+    Misuse("one_hot_of_floats", build(lambda m: rg.one_hot(m.X, 3)), TypeError,
+           frags("one_hot 'OneHot'", "indices must be integers, got float32", _at("action"))),
+    Misuse("softmax_of_ints", build(lambda m: rg.nn.softmax(m.seq)), TypeError,
+           frags("logits must be floating point, got int32", _at("action"))),
+    Misuse("get_variable_twice",
+           build(lambda m: rg.get_variable("rnn/basic_rnn_cell/kernel", [2])), ValueError,
+           frags("rnn/basic_rnn_cell/kernel already exists", _at("rnn"))),
+    Misuse("get_variable_initial_value_of_another_shape",
+           build(lambda m: rg.get_variable("vv", [2, 3], initializer=np.zeros((3, 2)))),
+           ValueError, frags("the initial value has shape [3, 2], but shape=[2, 3] was given")),
+    Misuse("get_variable_with_an_unknown_dim",
+           build(lambda m: rg.get_variable("vu", [None, 3])), ValueError,
+           frags("variable shapes must be fully known", "vu")),
+    # ---- sessions and the planner -----------------------------------------------------------------
+    Misuse("session_of_a_string", lambda m, _: rg.Session("graph"), TypeError,
+           frags("Session: graph must be an rg.Graph, got str")),
+    Misuse("session_on_an_unknown_device", lambda m, _: rg.Session(m.graph, device="tpu"),
+           ValueError, frags("unknown device 'tpu'", "'cpu'")),
+    Misuse("session_accelerate_yes", lambda m, _: rg.Session(m.graph, accelerate="yes"),
+           ValueError, frags("accelerate must be 'auto', True or False, got 'yes'")),
+    Misuse("budget_as_a_string", lambda m, _: rg.Session(m.graph, memory_budget="10MB"),
+           TypeError, frags("memory_budget must be a number of bytes (an int), got str '10MB'")),
+    Misuse("budget_as_a_bool", lambda m, _: rg.Session(m.graph, memory_budget=True), TypeError,
+           frags("memory_budget must be a number of bytes", "got bool True")),
+    Misuse("unknown_memory_strategy", lambda m, _: rg.Session(m.graph, memory_strategy="swap"),
+           ValueError, frags("memory_strategy must be one of ['auto', 'offload', 'recompute'], "
+                             "got 'swap'")),
+    Misuse("memory_plan_wrong_shape",
+           lambda m, _: m.sess.memory_plan(m.train, {m.X: (B, T + 1, D), m.seq: (B,),
+                                                     m.h0: (B, H)}),
+           ValueError, frags("memory_plan: placeholder 'X'", "expects shape f32[?,4,3]",
+                             "got (2, 5, 3)", _at("X"))),
+    Misuse("memory_plan_missing_feed", lambda m, _: m.sess.memory_plan(m.train, {m.X: (B, T, D)}),
+           ValueError, frags("placeholder 'seq'", "must be fed a value", _at("seq"))),
+    Misuse("memory_plan_feed_as_a_list",
+           lambda m, _: m.sess.memory_plan(m.train, [(m.X, (B, T, D))]), TypeError,
+           frags("feed_dict must be a dict {placeholder: value or shape}, got list")),
+    Misuse("memory_plan_of_another_graph",
+           lambda m, _: m.sess.memory_plan(other_graph_value(), m.good), ValueError,
+           frags("cannot fetch other_y:0", "another graph")),
+    Misuse("read_a_placeholder_as_a_variable", lambda m, _: m.sess.read_variable(m.X), KeyError,
+           frags("'X' is not a variable")),
+    Misuse("load_an_unknown_variable",
+           lambda m, _: m.sess.load_variable("nope", np.zeros(2, np.float32)), KeyError,
+           frags("no node named 'nope'")),
+    # ---- hostile and damaged files (issue 28) -------------------------------------------------------
+    Misuse("file_graph_json_bomb", hostile(_json_bomb), InvalidFileError,
+           frags("hostile.npz", "member 'graph.json'", "would decompress to 24.0 MiB",
+                 "max_ratio=100", "refused before decompressing")),
+    Misuse("file_npy_bomb", hostile(_npy_bomb), InvalidFileError,
+           frags("member 'variables/0.npy'", "would decompress to 16.0 MiB", "max_ratio")),
+    Misuse("file_npy_header_declares_4_tib", hostile(_huge_header, zipfile.ZIP_STORED),
+           InvalidFileError, frags("member 'variables/0.npy'", "float32[1099511627776]",
+                                   "(4.0 TiB) but the member holds")),
+    Misuse("file_two_graph_json", hostile(_dup("graph.json")), InvalidFileError,
+           frags("member 'graph.json': appears twice")),
+    Misuse("file_two_copies_of_an_array", hostile(_dup("variables/0.npy")), InvalidFileError,
+           frags("member 'variables/0.npy': appears twice")),
+    Misuse("file_edited_without_its_hash", hostile(_edited_no_rehash), InvalidFileError,
+           frags("member 'graph.json': its content does not match the hash in graph.sha256")),
+    Misuse("file_without_its_hash", hostile(_no_hash), InvalidFileError,
+           frags("member 'graph.sha256': missing")),
+    Misuse("file_with_a_foreign_member", hostile(_extra_member), InvalidFileError,
+           frags("member 'notes.txt': is not a member rnngraph writes")),
+    Misuse("file_compressed_with_bzip2", hostile(lambda mem, m: list(mem.items()),
+                                                 zipfile.ZIP_BZIP2),
+           InvalidFileError, frags("uses compression method 12")),
+    Misuse("file_with_an_object_array", hostile(_object_array), InvalidFileError,
+           frags("member 'variables/0.npy'", "pickled data", "never loads")),
+    Misuse("file_with_a_string_array", hostile(_string_array), InvalidFileError,
+           frags("member 'variables/0.npy'", "unsupported array dtype <U1")),
+    Misuse("file_variable_value_of_another_shape", hostile(_wrong_variable_value),
+           InvalidFileError, frags("member 'variables/0.npy'", "the saved value of variable",
+                                   "float32[2, 2]")),
+    Misuse("file_over_the_node_limit", hostile(lambda mem, m: list(mem.items()),
+                                               limits=LoadLimits(max_nodes=10)),
+           InvalidFileError, frags("member 'graph.json'", "more than max_nodes=10 nodes")),
+    Misuse("file_loops_over_the_nesting_limit", hostile(lambda mem, m: list(mem.items()),
+                                                        limits=LoadLimits(max_depth=1)),
+           InvalidFileError, frags("loops nested more than max_depth=1 deep")),
+    Misuse("file_member_over_its_limit",
+           hostile(lambda mem, m: list(mem.items()), limits=LoadLimits(max_graph_bytes=1000)),
+           InvalidFileError, frags("member 'graph.json'", "more than the limit of 1000 bytes")),
+    Misuse("file_attribute_nested_too_deeply",
+           lambda m, tmp: rg.load(edit_saved(m, tmp, _deep_attribute)), InvalidFileError,
+           frags("edited.npz", "nested more than max_depth=64 deep")),
+    Misuse("file_of_a_newer_format", lambda m, tmp: rg.load(edit_saved(m, tmp, _newer_version)),
+           InvalidFileError, frags("edited.npz", "format version 99", "upgrade rnngraph")),
+    Misuse("file_empty", _empty_file, InvalidFileError,
+           frags("not a valid rnngraph file", "empty.npz", "not an .npz/zip archive")),
+    Misuse("file_is_a_directory", lambda m, tmp: rg.load(tmp), InvalidFileError,
+           frags("is a directory")),
+    Misuse("file_missing", lambda m, tmp: rg.load(tmp / "nope.npz"), FileNotFoundError,
+           frags("nope.npz")),
+    Misuse("restore_a_bomb", hostile(_json_bomb, load=rg.io.restore), InvalidFileError,
+           frags("member 'graph.json'", "max_ratio=100")),
+    Misuse("load_limits_of_the_wrong_type",
+           lambda m, tmp: rg.load(saved_file(m, tmp), limits={"max_nodes": 5}), TypeError,
+           frags("limits must be an rg.io.LoadLimits, got dict")),
+    Misuse("load_limits_out_of_range", lambda m, tmp: LoadLimits(max_ratio=0), ValueError,
+           frags("LoadLimits: max_ratio must be a number >= 1, got 0")),
+    Misuse("save_fetches_as_a_list",
+           lambda m, tmp: rg.save(tmp / "f.npz", session=m.sess, fetches=[m.loss]), TypeError,
+           frags("save: fetches must be a dict {name: Value}")),
+    Misuse("save_with_a_session_of_another_graph",
+           lambda m, tmp: rg.save(tmp / "g.npz", graph=rg.Graph(), session=m.sess), ValueError,
+           frags("save: the session runs another graph than the one being saved")),
+    # ---- the command line --------------------------------------------------------------------------
+    Misuse("cli_print_a_missing_file", cli_run("print", "nope/model.npz"), CLIExit,
+           frags("exit 1: rnngraph print: error: no such file: nope/model.npz")),
+    Misuse("cli_print_an_unknown_example", cli_run("print", "lstmm"), CLIExit,
+           frags("exit 1", "'lstmm' is neither a file nor a built-in example")),
+    Misuse("cli_print_a_bomb", cli_run("print", _bomb_path), CLIExit,
+           frags("exit 1: rnngraph print: error: not a valid rnngraph file", "bomb.npz",
+                 "member 'graph.json'", "max_ratio=100")),
+    Misuse("cli_render_an_edited_file", cli_run("render", _unhashed_path, "-o", "x.dot"),
+           CLIExit, frags("exit 1: rnngraph render: error:", "does not match the hash")),
+    Misuse("cli_plan_a_truncated_file", cli_run("plan", _truncated_path), CLIExit,
+           frags("exit 1: rnngraph plan: error: not a valid rnngraph file", "cut.npz")),
+    Misuse("cli_plan_a_budget_in_words", cli_run("plan", "lstm", "--budget", "lots"), CLIExit,
+           frags("exit 2", "argument --budget: invalid size 'lots'")),
+    Misuse("cli_plan_batch_zero", cli_run("plan", "lstm", "--batch", "0"), CLIExit,
+           frags("exit 2", "argument --batch: expected a positive integer, got '0'")),
+    Misuse("cli_unroll_a_saved_file", cli_run("print", saved_file, "--unroll", "static"),
+           CLIExit, frags("exit 1", "--unroll applies to built-in examples")),
 ]
 
 
@@ -405,7 +812,7 @@ def _params():
 
 
 def test_table_is_big_enough_and_named_uniquely():
-    assert len(ROWS) >= 25
+    assert len(ROWS) >= 100
     assert len({r.name for r in ROWS}) == len(ROWS)
 
 

@@ -4,16 +4,24 @@ The file is a zip archive in NumPy's `.npz` layout, so `np.load(path, allow_pick
 opens it and `unzip -p model.npz graph.json` shows the graph:
 
     graph.json         the graph as JSON (see codec.py), plus named fetches and the session
+    graph.sha256       the SHA-256 of graph.json, as `sha256sum` prints it (format version 2)
     constants/<k>.npy  constant values
     variables/<k>.npy  variable values (when saved with a session)
 
-Loading never unpickles (`allow_pickle=False`) and never evaluates code from the file: ops are
-looked up by name in rnngraph's own registry and rebuilt from their attributes once those fit
-the op's declared schema (schema.py), then the graph is checked (output types against each op's
-rule, and `rg.verify`).
+Loading never unpickles and never evaluates code from the file: the container is checked
+against `LoadLimits` from its zip directory and `.npy` headers before anything is inflated
+(container.py); ops are looked up by name in rnngraph's own registry and rebuilt from their
+attributes once those fit the op's declared schema (schema.py), then the graph is checked
+(output types against each op's rule, and `rg.verify`). Every failure is an InvalidFileError
+naming the member at fault. The hash detects damage and careless edits; it is not a signature
+(whoever edits graph.json can rewrite it), so a file from an untrusted source is still only
+as safe as these checks make it: it can describe a huge computation, never run code.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
 import json
 import os
 import tempfile
@@ -32,10 +40,10 @@ from ..ir.verify import verify
 from ..runtime.session import Session
 from . import codec
 from .codec import Corrupt, InvalidFileError
+from .container import GRAPH_ENTRY, HASH_ENTRY, LoadLimits, MemberError, open_archive
 
 FORMAT = "rnngraph"
-FORMAT_VERSION = 1
-GRAPH_ENTRY = "graph.json"
+FORMAT_VERSION = 2   # 2: graph.sha256, the content hash of graph.json
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members / an empty zip
 
 
@@ -90,7 +98,9 @@ def save(path, graph=None, session=None, fetches=None) -> str:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
-            zf.writestr(GRAPH_ENTRY, text.encode("utf-8"), compress_type=zipfile.ZIP_DEFLATED)
+            raw = text.encode("utf-8")
+            zf.writestr(GRAPH_ENTRY, raw, compress_type=zipfile.ZIP_DEFLATED)
+            zf.writestr(HASH_ENTRY, graph_hash(raw))
             for key, arr in arrays.arrays.items():
                 with zf.open(key + ".npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, arr,
@@ -139,38 +149,63 @@ def _version() -> str:
 
 
 # --- loading ------------------------------------------------------------------------------------
-def read(path) -> Saved:
+def read(path, limits: LoadLimits | None = None) -> Saved:
     """Load everything a file holds (see `Saved`). Raises FileNotFoundError for a missing file,
-    InvalidFileError (a ValueError) for anything that is not a valid rnngraph file, naming an
-    unknown op when the file uses one."""
+    InvalidFileError (a ValueError) for anything that is not a valid rnngraph file, naming the
+    member at fault (and an unknown op when the file uses one).
+
+    `limits` (a `LoadLimits`) bounds what loading may cost: member sizes, the whole archive's
+    decompressed size, node count and nesting, all checked from the zip directory and the
+    `.npy` headers before anything is decompressed. The defaults are generous."""
     path = str(path)
+    limits = LoadLimits() if limits is None else limits
+    if not isinstance(limits, LoadLimits):
+        raise TypeError(f"limits must be an rg.io.LoadLimits, got {type(limits).__name__}")
     if os.path.isdir(path):
         raise InvalidFileError(f"not a valid rnngraph file: {path} is a directory")
     with open(path, "rb") as fh:  # FileNotFoundError / PermissionError as they are
         head = fh.read(4)
     if head not in _ZIP_MAGIC:
         raise InvalidFileError(f"not a valid rnngraph file: {path} (not an .npz/zip archive)")
+    member = GRAPH_ENTRY   # what a failure below names, unless it names a member itself
     try:
-        npz = np.load(path, allow_pickle=False)
-    except MemoryError:
-        raise
-    except Exception as exc:  # noqa: BLE001  BadZipFile, zlib.error, struct.error, ...
-        raise InvalidFileError(f"not a valid rnngraph file: {path} ({_why(exc)})") from None
-    try:
-        with npz:
-            return _read_npz(npz, path)
-    except InvalidFileError:
-        raise
+        with open_archive(path, limits) as archive, _gc_paused():
+            return _read_archive(archive, path, limits)
+    except MemberError as exc:
+        raise InvalidFileError(f"not a valid rnngraph file: {path}, {exc}") from None
+    except InvalidFileError as exc:
+        msg = str(exc)
+        if msg.startswith("cannot load") or msg.startswith("not a valid"):
+            raise
+        raise InvalidFileError(f"not a valid rnngraph file: {path} ({msg})") from None
     except codec.UnknownOp as exc:
-        raise InvalidFileError(f"cannot load {path}: {exc}; the file was written by another "
-                               "version of rnngraph, or it was edited") from None
+        raise InvalidFileError(f"cannot load {path}: member {member!r}: {exc}; the file was "
+                               "written by another version of rnngraph, or it was edited") from None
     except Corrupt as exc:
-        raise InvalidFileError(f"not a valid rnngraph file: {path} ({exc})") from None
+        raise InvalidFileError(f"not a valid rnngraph file: {path}, member {member!r}: "
+                               f"{exc}") from None
+    except RecursionError:
+        raise InvalidFileError(f"not a valid rnngraph file: {path}, member {member!r}: it nests "
+                               "too deeply") from None
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001  whatever a damaged archive or document raises
-        # (zlib.error, BadZipFile, KeyError, TypeError, RecursionError, VerificationError...)
-        raise InvalidFileError(f"not a valid rnngraph file: {path} ({_why(exc)})") from None
+    except Exception as exc:  # noqa: BLE001  whatever a damaged document raises
+        # (KeyError, TypeError, VerificationError...)
+        raise InvalidFileError(f"not a valid rnngraph file: {path}, member {member!r} "
+                               f"({_why(exc)})") from None
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Decoding makes many small objects that all stay alive (a graph of 300k nodes makes
+    millions): Python's cyclic collector would rescan them again and again. Restored after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _why(exc: BaseException) -> str:
@@ -182,16 +217,26 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def _read_npz(npz, path: str) -> Saved:
-    if GRAPH_ENTRY not in npz.files:
+def graph_hash(raw: bytes) -> str:
+    """The content hash saved beside graph.json (`graph.sha256`, in `sha256sum`'s layout)."""
+    return f"{hashlib.sha256(raw).hexdigest()}  {GRAPH_ENTRY}\n"
+
+
+def _read_archive(archive, path: str, limits: LoadLimits) -> Saved:
+    if not archive.has(GRAPH_ENTRY):
         raise Corrupt(f"no {GRAPH_ENTRY} entry")
-    raw = npz[GRAPH_ENTRY]
-    if not isinstance(raw, bytes):
-        raise Corrupt(f"{GRAPH_ENTRY} is not a text entry")
+    raw = archive.read_member(GRAPH_ENTRY)
+    hashed = archive.has(HASH_ENTRY)   # format version 2 on (checked below)
+    if hashed and archive.read_member(HASH_ENTRY) != graph_hash(raw).encode():
+        raise MemberError(GRAPH_ENTRY, f"its content does not match the hash in {HASH_ENTRY}: "
+                                       "the file was damaged or edited")
     try:
         doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise Corrupt(f"not UTF-8 text: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise Corrupt(f"{GRAPH_ENTRY} is not valid JSON: {exc}") from None
+        raise Corrupt(f"not valid JSON: {exc}") from None
+    del raw   # (tens of MB for a big graph, while its document and the graph are built)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise Corrupt(f"{GRAPH_ENTRY} does not describe an rnngraph graph")
     version = doc.get("version")
@@ -199,17 +244,21 @@ def _read_npz(npz, path: str) -> Saved:
         raise Corrupt("no format version")
     if version > FORMAT_VERSION:
         raise InvalidFileError(f"cannot load {path}: it was written in format version {version} "
-                               f"by rnngraph {doc.get('rnngraph_version', '?')}; this rnngraph "
-                               f"reads version {FORMAT_VERSION} (upgrade rnngraph)")
+                               f"by rnngraph {str(doc.get('rnngraph_version', '?'))[:40]}; this "
+                               f"rnngraph reads versions up to {FORMAT_VERSION} (upgrade "
+                               "rnngraph)")
     if version < 1:
         raise Corrupt(f"bad format version {version}")
+    if version >= 2 and not hashed:   # version 2 added the content hash
+        raise MemberError(HASH_ENTRY, f"missing: format version {version} files hold the "
+                                      f"content hash of {GRAPH_ENTRY}")
 
     def get_array(key: str):
-        if not isinstance(key, str) or key not in npz.files or key == GRAPH_ENTRY:
+        if not isinstance(key, str) or key not in archive.headers:
             raise KeyError(key)
-        return npz[key]
+        return archive.array(key)
 
-    dec = codec.Decoder(doc, get_array)
+    dec = codec.Decoder(doc, get_array, max_nodes=limits.max_nodes, max_depth=limits.max_depth)
     gdoc = doc.get("graph")
     graph = dec.root(gdoc)
 
@@ -244,7 +293,7 @@ def _read_npz(npz, path: str) -> Saved:
             arr = dec.array(key)
             op = graph.get_node(name).op
             if arr.shape != tuple(op.shape) or arr.dtype != np.dtype(op.dtype):
-                raise Corrupt(f"the saved value of variable {name!r} is {arr.dtype}{list(arr.shape)},"
+                raise MemberError(f"{key}.npy", f"the saved value of variable {name!r} is {arr.dtype}{list(arr.shape)},"
                               f" the variable is {op.dtype}{list(op.shape)}")
             values[name] = np.array(arr)  # a writable copy for the caller
 
@@ -259,14 +308,14 @@ def _dict(x, what: str) -> dict:
     return x
 
 
-def load(path):
+def load(path, limits: LoadLimits | None = None):
     """`(graph, values)` from a file written by `save`: the Graph and a dict {variable name:
-    array} (empty when it was saved without a session). See `read` for errors."""
-    saved = read(path)
+    array} (empty when it was saved without a session). See `read` for errors and `limits`."""
+    saved = read(path, limits)
     return saved.graph, saved.values
 
 
-def restore(path, device="cpu", **options):
+def restore(path, device="cpu", limits: LoadLimits | None = None, **options):
     """A Session on the graph loaded from `path` with the saved variable values loaded (and the
     saved seed, so variables without a saved value initialise as they did)."""
-    return read(path).session(device=device, **options)
+    return read(path, limits).session(device=device, **options)

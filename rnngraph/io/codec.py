@@ -152,6 +152,8 @@ def _encode_node(node: Node, arrays: ArrayTable) -> dict:
     }
     if node.is_gradient:
         doc["grad"] = True
+    if node.device:
+        doc["device"] = node.device   # rg.device's placement (canonical, checked on load)
     subs = op.subgraphs()
     if subs:
         doc["bodies"] = [encode_graph(b, arrays) for b in subs]
@@ -179,13 +181,20 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+_DTYPES: dict = {}   # dtype names already checked (np.dtype(name).name is slow per node)
+
+
 def _dtype(name) -> np.dtype:
+    dt = _DTYPES.get(name) if isinstance(name, str) else None
+    if dt is not None:
+        return dt
     _need(isinstance(name, str), f"a dtype must be a string, got {name!r}")
     try:
         dt = np.dtype(name)
     except TypeError:
         raise Corrupt(f"unknown dtype {name!r}") from None
     _need(dt.kind in _ARRAY_KINDS and dt.name == name, f"unsupported dtype {name!r}")
+    _DTYPES[name] = dt
     return dt
 
 
@@ -198,24 +207,29 @@ def _shape(shape) -> tuple:
 class Decoder:
     """Rebuilds a graph from a document; `arrays(key)` returns a stored array."""
 
-    def __init__(self, doc: dict, arrays):
+    def __init__(self, doc: dict, arrays, max_nodes: int = 2_000_000, max_depth: int = 64):
         self.doc = doc
         self.get_array = arrays
         self.values: dict[int, Value] = {}
+        self.max_nodes, self.max_depth = max_nodes, max_depth
+        self.n_nodes = 0
 
     # --- attribute values ---------------------------------------------------------------------
-    def value(self, x):
+    def value(self, x, depth: int = 0):
         if x is None or isinstance(x, (bool, str)):
             return x
         if isinstance(x, (int, float)):
             return x
+        _need(depth < self.max_depth, f"attribute values nested more than max_depth="
+                                      f"{self.max_depth} deep")
+        depth += 1
         if isinstance(x, list):
-            return tuple(self.value(v) for v in x)
+            return tuple(self.value(v, depth) for v in x)
         _need(isinstance(x, dict) and len(x) >= 1, f"bad attribute value {x!r}")
         keys = set(x)
         if keys == {"list"}:
             _need(isinstance(x["list"], list), "bad list attribute")
-            return [self.value(v) for v in x["list"]]
+            return [self.value(v, depth) for v in x["list"]]
         if keys == {"array"}:
             _need(isinstance(x["array"], str), "bad array reference")
             return self.array(x["array"])
@@ -234,9 +248,9 @@ class Decoder:
             return _dtype(x["dtype"])
         if keys == {"dict"}:
             _need(isinstance(x["dict"], dict), "bad dict attribute")
-            return {k: self.value(v) for k, v in x["dict"].items()}
+            return {k: self.value(v, depth) for k, v in x["dict"].items()}
         if keys == {"initializer", "params"}:
-            return self.initializer(x["initializer"], x["params"])
+            return self.initializer(x["initializer"], x["params"], depth)
         raise Corrupt(f"bad attribute value {x!r}")
 
     def array(self, key: str) -> np.ndarray:
@@ -272,11 +286,11 @@ class Decoder:
         arr.setflags(write=False)
         return arr
 
-    def initializer(self, kind, params) -> inits.Initializer:
+    def initializer(self, kind, params, depth: int = 0) -> inits.Initializer:
         _need(isinstance(kind, str) and kind in inits.KINDS, f"unknown initializer {kind!r}")
         _need(isinstance(params, dict), "bad initializer parameters")
         cls = inits.KINDS[kind]
-        decoded = {k: self.value(v) for k, v in params.items()}
+        decoded = {k: self.value(v, depth) for k, v in params.items()}
         problem = schema.params_problem(schema.INITIALIZERS.get(kind, {}), decoded)
         _need(problem is None, f"initializer {kind!r}: {problem}")
         try:
@@ -288,22 +302,29 @@ class Decoder:
 
     # --- graphs -------------------------------------------------------------------------------
     def collect_ids(self, gdoc, seen: set, depth: int = 0) -> None:
-        """Check every output id is a distinct int >= 0 (recursively through bodies)."""
-        _need(depth < 64, "loops nested too deeply")
+        """Check every output id is a distinct int >= 0 (recursively through bodies), and the
+        node count and loop nesting against the limits."""
+        _need(depth < self.max_depth, f"loops nested more than max_depth={self.max_depth} deep")
         _need(isinstance(gdoc, dict) and isinstance(gdoc.get("nodes"), list), "bad graph record")
+        self.n_nodes += len(gdoc["nodes"])
+        _need(self.n_nodes <= self.max_nodes, f"more than max_nodes={self.max_nodes} nodes "
+                                              "(LoadLimits)")
         for nd in gdoc["nodes"]:
             _need(isinstance(nd, dict), "bad node record")
             outs = nd.get("outputs")
-            _need(isinstance(outs, list), f"node {nd.get('name')!r}: bad outputs")
+            if not isinstance(outs, list):
+                raise Corrupt(f"node {nd.get('name')!r}: bad outputs")
             for o in outs:
-                _need(isinstance(o, list) and len(o) == 3 and _is_int(o[0]) and o[0] >= 0,
-                      f"node {nd.get('name')!r}: bad output record {o!r}")
-                _need(o[0] not in seen, f"value id %{o[0]} is defined twice")
+                if not (isinstance(o, list) and len(o) == 3 and _is_int(o[0]) and o[0] >= 0):
+                    raise Corrupt(f"node {nd.get('name')!r}: bad output record {o!r}")
+                if o[0] in seen:
+                    raise Corrupt(f"value id %{o[0]} is defined twice")
                 seen.add(o[0])
-            bodies = nd.get("bodies", [])
-            _need(isinstance(bodies, list), f"node {nd.get('name')!r}: bad bodies")
-            for b in bodies:
-                self.collect_ids(b, seen, depth + 1)
+            bodies = nd.get("bodies")
+            if bodies is not None:
+                _need(isinstance(bodies, list), f"node {nd.get('name')!r}: bad bodies")
+                for b in bodies:
+                    self.collect_ids(b, seen, depth + 1)
 
     def root(self, gdoc) -> Graph:
         seen: set = set()
@@ -317,41 +338,49 @@ class Decoder:
         return graph
 
     def nodes(self, graph: Graph, gdoc) -> None:
-        for nd in gdoc["nodes"]:
+        records = gdoc["nodes"]
+        for i, nd in enumerate(records):
             self.node(graph, nd)
+            records[i] = None   # freed as it is built: the document and graph are never both whole
 
     def ref(self, vid, graph: Graph, what: str) -> Value:
-        _need(_is_int(vid), f"{what}: bad value reference {vid!r}")
-        v = self.values.get(vid)
-        _need(v is not None, f"{what}: reads %{vid}, which is not defined before it")
-        _need(v.graph is graph, f"{what}: reads %{vid} from another graph")
+        v = self.values.get(vid) if _is_int(vid) else None
+        if v is None or v.graph is not graph:
+            _need(_is_int(vid), f"{what}: bad value reference {vid!r}")
+            _need(v is not None, f"{what}: reads %{vid}, which is not defined before it")
+            raise Corrupt(f"{what}: reads %{vid} from another graph")
         return v
 
     def node(self, graph: Graph, nd: dict) -> Node:
+        # (messages are built only on failure: this runs once per node of the file)
         name = nd.get("name")
         problem = schema.name_problem(name, "node name")
-        _need(problem is None, problem)
-        where = f"node {name!r}"
-        _need(name not in graph._by_name, f"duplicate node name {name!r}")
+        if problem is not None:
+            raise Corrupt(problem)
+        if name in graph._by_name:
+            raise Corrupt(f"duplicate node name {name!r}")
         op_name = nd.get("op")
-        _need(isinstance(op_name, str), f"{where}: bad op name {op_name!r}")
+        if not isinstance(op_name, str):
+            raise Corrupt(f"node {name!r}: bad op name {op_name!r}")
         try:
             cls = registry.lookup(op_name)
         except ValueError as exc:
             raise UnknownOp(f"{exc} (node {name!r})") from None
         where = f"node {name!r} (op {op_name})"
         problem = schema.op_problem(op_name)
-        _need(problem is None, f"{where}: {problem}")
+        if problem is not None:
+            raise Corrupt(f"{where}: {problem}")
         attrs_doc = nd.get("attrs", {})
-        _need(isinstance(attrs_doc, dict), f"{where}: bad attributes")
         inputs_doc = nd.get("inputs", [])
-        _need(isinstance(inputs_doc, list), f"{where}: bad inputs")
+        bodies_doc = nd.get("bodies", [])
+        if not isinstance(attrs_doc, dict) or not isinstance(inputs_doc, list) \
+                or not isinstance(bodies_doc, list):
+            raise Corrupt(f"{where}: bad attributes, inputs or bodies")
         inputs = [self.ref(i, graph, where) for i in inputs_doc]
         location = nd.get("location", "")
         problem = schema.line_problem(location, "location")
-        _need(problem is None, f"{where}: {problem}")
-        bodies_doc = nd.get("bodies", [])
-        _need(isinstance(bodies_doc, list), f"{where}: bad bodies")
+        if problem is not None:
+            raise Corrupt(f"{where}: {problem}")
         bodies = [self.body(graph, b, where) for b in bodies_doc]
         try:
             attrs = {k: self.value(v) for k, v in attrs_doc.items()}
@@ -364,6 +393,12 @@ class Decoder:
             node.outputs.append(value)
             self.values[vid] = value
         node.is_gradient = nd.get("grad", False) is True
+        device = nd.get("device", "")
+        if device:
+            problem = schema.device_problem(device)
+            if problem is not None:
+                raise Corrupt(f"{where}: {problem}")
+            node.device = device
         graph.nodes.append(node)
         graph._by_name[name] = node
         graph.version += 1
@@ -460,10 +495,10 @@ def check_types(graph: Graph) -> None:
                 raise Corrupt(f"node {node.name!r} ({node.op.name}): {exc}") from None
             types = list(types) if isinstance(types, (list, tuple)) else [types]
             got = [v.type for v in node.outputs]
-            _need(types == got,
-                  f"node {node.name!r} ({node.op.name}): stored output types "
-                  f"{', '.join(map(str, got)) or 'none'} differ from its op's rule "
-                  f"({', '.join(map(str, types)) or 'none'})")
+            if types != got:   # (the message only when needed: 300k nodes load in seconds)
+                raise Corrupt(f"node {node.name!r} ({node.op.name}): stored output types "
+                              f"{', '.join(map(str, got)) or 'none'} differ from its op's rule "
+                              f"({', '.join(map(str, types)) or 'none'})")
         for sub in node.op.subgraphs():
             check_types(sub)
 

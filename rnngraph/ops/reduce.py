@@ -104,6 +104,13 @@ class ReduceMean(Reduce):
 class ReduceMax(Reduce):
     name, kernel_name = "reduce_max", "max"
 
+    def compute(self, xp, x):
+        if x.size == 0:   # as in TF: the max over nothing is the dtype's lowest value
+            axes = reduced_axes(self.axis, x.ndim)
+            low = -xp.inf if x.dtype.kind == "f" else xp.iinfo(x.dtype).min
+            return xp.full(_reduced_shape(x.shape, axes, self.keepdims), low, dtype=x.dtype)
+        return super().compute(xp, x)
+
     def vjp(self, node, g):
         x, y = node.inputs[0], node.outputs[0]
         axes = reduced_axes(self.axis, x.type.rank)

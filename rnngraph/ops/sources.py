@@ -7,6 +7,7 @@ from ..dtypes import as_dtype
 from ..errors import ShapeError, user_location
 from ..ir.graph import Graph, get_default_graph
 from ..ir.types import TensorType
+from ..ir.value import Value
 from . import initializers as inits
 from .base import Op, apply, same_dtype
 
@@ -126,20 +127,31 @@ def global_variables_initializer():
 
 
 def placeholder(dtype, shape=None, name: str | None = None):
-    """A value fed at run time. `shape` may contain None for dims known only then."""
+    """A value fed at run time. `shape` may contain None for dims known only then.
+
+    Without `shape` (TF1's `tf.placeholder(tf.float32)`, usually a learning rate or keep
+    probability) the placeholder is a scalar: rnngraph needs every rank at build time, so
+    feeding it an array of rank > 0 is refused; give `shape=` for those."""
     if shape is None:
-        raise ValueError("placeholder needs a shape (use None for unknown dims, e.g. [None, 28])")
-    graph = get_default_graph()
+        shape = ()
     return apply(Placeholder(dtype, shape), [], name=name or "Placeholder")
 
 
 def constant(value, dtype=None, name: str | None = None, graph: Graph | None = None):
-    arr = np.array(value, dtype=as_dtype(dtype) if dtype is not None else None)
+    try:
+        arr = np.array(value, dtype=as_dtype(dtype) if dtype is not None else None)
+    except (ValueError, OverflowError) as exc:   # ragged lists; 2**40 as int32
+        raise ValueError(f"constant {name or 'Const'}: cannot make an array of {value!r:.80}: "
+                         f"{exc}") from None
+    if arr.dtype.kind not in "biufc":   # objects, strings, dates: no op computes on those
+        raise TypeError(f"constant {name or 'Const'}: a tensor holds bool, integer, float or "
+                        f"complex numbers; got {type(value).__name__} (NumPy dtype {arr.dtype})")
     if dtype is None and not isinstance(value, np.ndarray):
         if arr.dtype == np.float64:
             arr = arr.astype(np.float32)  # Python floats default to float32, like TF
-        elif arr.dtype == np.int64:
-            arr = arr.astype(np.int32)    # and Python ints to int32
+        elif arr.dtype == np.int64 and (arr.size == 0 or (
+                arr.min() >= -2**31 and arr.max() < 2**31)):
+            arr = arr.astype(np.int32)    # and Python ints to int32 (int64 if they need it)
     arr.setflags(write=False)
     if graph is not None:
         with graph.as_default():
@@ -178,12 +190,116 @@ def get_variable(name: str, shape, dtype=np.float32, initializer=None, trainable
     return node.outputs[0]
 
 
-def Variable_(initial_value, name: str = "Variable", dtype=None, trainable: bool = True):
-    """TF1's tf.Variable(initial_value): a variable whose initializer is the given array."""
-    arr = np.asarray(initial_value, dtype=dtype if dtype is not None else None)
-    if dtype is None and arr.dtype == np.float64 and not isinstance(initial_value, np.ndarray):
-        arr = arr.astype(np.float32)
-    return get_variable(name, arr.shape, arr.dtype, inits.Constant(arr), trainable)
+_FOLD_LIMIT = 1 << 24   # elements: a larger computed initial value is refused, not evaluated
+
+
+def initializer_from_value(value: Value, what: str = "Variable"):
+    """(Initializer, shape) for a tensor used as a variable's initial value (TF1's
+    `tf.Variable(tf.zeros([2, 3]))`). A fill (zeros, ones, fill) becomes a Constant initializer
+    without materialising it; an op offering `as_initializer()` (random ops) gives its own; any
+    other graph of constants is evaluated once here (up to 2**24 elements). Values that depend
+    on placeholders or variables are refused with a TypeError naming the node."""
+    if any(d is None for d in value.shape):
+        raise ValueError(f"{what}: the initial value {value.node.name} has shape "
+                         f"{list(value.shape)}; a variable's shape must be fully known")
+    op = value.node.op
+    shape = tuple(value.shape)
+    as_init = getattr(op, "as_initializer", None)
+    if as_init is not None:
+        init = as_init(value.node)
+        if init is not None:
+            return init, shape
+    if op.name == "fill" and not value.node.inputs:
+        return (inits.Zeros() if op.value == 0 else inits.Constant(op.value)), shape
+    n = 1
+    for d in shape:
+        n *= d
+    if n > _FOLD_LIMIT:
+        raise ValueError(f"{what}: the initial value {value.node.name} has {n} elements; "
+                         f"rnngraph evaluates a computed initial value at build time and "
+                         f"refuses more than {_FOLD_LIMIT} (use an initializer instead)")
+    return inits.Constant(_fold(value, what)), shape
+
+
+def _fold(value: Value, what: str) -> np.ndarray:
+    """Evaluate a graph of constant inputs with the ops' reference computes."""
+    memo: dict = {}
+
+    def ev(v: Value):
+        if v in memo:
+            return memo[v]
+        op = v.node.op
+        if op.stateful or isinstance(op, (Placeholder, Param)) or op.subgraphs():
+            raise TypeError(f"{what}: the initial value depends on {v.node.name} ({op.name}, "
+                            f"built at {v.node.location}); it must be computable from "
+                            "constants when the graph is built")
+        out = op.compute(np, *[ev(i) for i in v.node.inputs])
+        outs = out if op.multi_output else [out]
+        for o, r in zip(v.node.outputs, outs):
+            memo[o] = np.asarray(r)
+        return memo[v]
+
+    return ev(value).astype(value.dtype)
+
+
+def Variable_(initial_value=None, trainable: bool = True, collections=None, validate_shape=True,
+              caching_device=None, name: str | None = None, variable_def=None, dtype=None,
+              expected_shape=None, import_scope=None, constraint=None, use_resource=None,
+              synchronization=None, aggregation=None, shape=None):
+    """TF1's tf.Variable(initial_value): a variable initialised from an array or a tensor.
+
+    The name is taken in the current name scope and made unique ("Variable", "Variable_1", ...
+    or "w", "w_1"), as TF1 does; variable scopes' reuse does not apply (use get_variable).
+    A tensor initial value must be computable from constants (see initializer_from_value)."""
+    unsupported = dict(collections=collections, caching_device=caching_device,
+                       variable_def=variable_def, expected_shape=expected_shape,
+                       import_scope=import_scope, constraint=constraint,
+                       synchronization=synchronization, aggregation=aggregation)
+    for arg, val in unsupported.items():
+        if val is not None:
+            raise NotImplementedError(f"Variable: the argument {arg}= is not supported by "
+                                      f"rnngraph (got {val!r})")
+    if not validate_shape:
+        raise NotImplementedError("Variable: validate_shape=False is not supported (every "
+                                  "variable has a fully known shape)")
+    if initial_value is None:
+        raise ValueError("Variable: initial_value must be given")
+    if callable(initial_value) and not isinstance(initial_value, Value):
+        initial_value = initial_value()
+    what = f"Variable {name or 'Variable'!r}"
+    if isinstance(initial_value, Value):
+        init, vshape = initializer_from_value(initial_value, what)
+        vdtype = initial_value.dtype if dtype is None else as_dtype(dtype)
+        if dtype is not None and as_dtype(dtype) != initial_value.dtype:
+            raise TypeError(f"{what}: dtype={as_dtype(dtype).name} but the initial value is "
+                            f"{initial_value.dtype.name} (cast it with rg.cast)")
+    else:
+        if isinstance(initial_value, (list, tuple)) and any(
+                isinstance(x, Value) for x in np.ravel(np.array(initial_value, dtype=object))):
+            raise TypeError(f"{what}: a list holding tensors is not an initial value; use "
+                            "rg.stack(...) to make it one tensor")
+        arr = np.asarray(initial_value, dtype=dtype if dtype is not None else None)
+        if arr.dtype == object:
+            raise TypeError(f"{what}: cannot make a variable from {type(initial_value).__name__}")
+        if dtype is None and arr.dtype == np.float64 and not isinstance(initial_value, np.ndarray):
+            arr = arr.astype(np.float32)
+        if dtype is None and arr.dtype == np.int64 and not isinstance(initial_value, np.ndarray):
+            arr = arr.astype(np.int32)
+        init, vshape, vdtype = inits.Constant(arr), arr.shape, arr.dtype
+    if shape is not None and tuple(shape) != tuple(vshape):
+        raise ValueError(f"{what}: shape={list(shape)} but the initial value has shape "
+                         f"{list(vshape)}")
+    root = _root_graph()
+    graph = get_default_graph()
+    scope = graph.current_scope()
+    base = f"{scope}/{name or 'Variable'}" if scope else (name or "Variable")
+    n = root._name_counts.get(base, 0)   # the name unique_name would give, not yet taken
+    unique = base if n == 0 else f"{base}_{n}"
+    while unique in root._by_name:
+        n += 1
+        unique = f"{base}_{n}"
+    with graph.absolute_scope(""):
+        return get_variable(unique, vshape, vdtype, init, trainable)
 
 
 def assign(ref, value, name: str | None = None):
