@@ -44,7 +44,10 @@ def op_registry() -> dict[str, type]:
             _import_all(package)
         found: dict[str, list[type]] = {}
         for cls in _subclasses(Op):
-            if "name" in vars(cls) and cls.__module__.split(".")[0] == "rnngraph":
+            # only the packages above: an op of a higher layer (distributed's allreduce) is
+            # not loadable, whether or not its module happens to be imported already
+            if "name" in vars(cls) and cls.__module__.startswith(
+                    tuple(p + "." for p in _OP_PACKAGES)):
                 found.setdefault(cls.name, [])
                 if cls not in found[cls.name]:
                     found[cls.name].append(cls)
