@@ -10,8 +10,8 @@ from rnngraph.backends.numpy import kernels
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m,k,n", [(16, 128, 512), (16, 512, 128), (32, 150, 600), (16, 128, 500),
-                                   (3, 5, 7)])
+@pytest.mark.parametrize("m,k,n", [(16, 128, 512), (16, 512, 128), (32, 150, 600), (32, 600, 150),
+                                   (16, 128, 500), (16, 2000, 64), (3, 5, 7)])
 def test_blocks_give_the_product(m, k, n, dtype):
     rng = np.random.default_rng(m * k + n)
     a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
@@ -22,18 +22,19 @@ def test_blocks_give_the_product(m, k, n, dtype):
     np.testing.assert_allclose(got, exact, rtol=tol, atol=tol * np.sqrt(k))
 
 
-def test_each_block_stays_under_the_one_thread_threshold(monkeypatch):
-    widths = []
+@pytest.mark.parametrize("m,k,n", [(16, 128, 512), (32, 150, 600), (32, 600, 150), (16, 2000, 64)])
+def test_each_block_stays_under_the_one_thread_threshold(monkeypatch, m, k, n):
+    blocks = []
     real = np.matmul
 
     def spy(a, b, out=None):
-        widths.append(b.shape[1])
+        blocks.append((a.shape[0], a.shape[1], b.shape[1]))
         return real(a, b, out=out)
     monkeypatch.setattr(kernels.np, "matmul", spy)
-    a, b = np.ones((16, 128), np.float32), np.ones((128, 512), np.float32)
-    np.testing.assert_array_equal(kernels.by_columns(a, b), np.full((16, 512), 128.0))
-    assert sum(widths) == 512 and len(widths) > 1
-    assert all(16 * 128 * w <= kernels.SERIAL_MNK and w % 16 == 0 for w in widths[:-1])
+    a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
+    np.testing.assert_array_equal(kernels.by_columns(a, b), np.full((m, n), float(k)))
+    assert len(blocks) > 1 and all(mb * kb * nb <= kernels.SERIAL_MNK for mb, kb, nb in blocks)
+    assert sum(kb * nb for _, kb, nb in blocks) == k * n   # every (k, n) pair once
 
 
 def test_mismatched_and_integer_operands_take_the_plain_product():
