@@ -1,25 +1,24 @@
 """Memory planner benchmark: an LSTM's forward + backward pass under a device-memory budget.
 
-For each T, on the simulated device (NumPy behind a byte counter, so peaks are measured):
-  unconstrained     no budget, the default compiler passes (and, for reference, without the
-                    passes that build whole-sequence stacks, which tight plans turn off)
-  offload-only      budget = 1/10 of the saved tensors' bytes, memory_strategy="offload"
-  recompute-only    the same budget, memory_strategy="recompute"
-  planner's mix     the same budget, memory_strategy="auto" (chosen by the cost model)
-printing measured peak, predicted peak, time, and time relative to unconstrained.
-
-The LSTM has a projection (num_proj, default H/8): the loss reads every step's output, and the
-output stack and its gradient are [T, ...] device tensors no plan can move; without a projection
-they alone exceed a tenth of the residuals (the planner reports that plan as over budget, see
---proj 0).
+For each T and each LSTM (with a projection, num_proj = H/8, and without), on the simulated
+device (NumPy behind a byte counter, so peaks are measured), with budgets of 1/2, 1/10 and 1/20
+of the saved tensors (the per-step tensors the unconstrained program keeps for its backward
+loop), it prints what the planner chose, the predicted and the measured peak, the bytes moved
+to the host and back, and the step time against the unconstrained run. Timings interleave the
+unconstrained and the budgeted sessions round by round in one process, and compare medians.
+Reference points from the literature, in the same terms (peak memory against the run that
+keeps everything, extra time):
+  Gruslys et al. 2016 (BPTT-MSM), T = 1000: -95% memory at +33% time
+  Chen et al. 2016: O(sqrt(T)) memory for one extra forward pass (about +30% time for an RNN)
 
     python benchmarks/memory.py                 # T = 100, 1000
-    python benchmarks/memory.py --long          # also T = 10000 (a few GiB of RAM, minutes)
+    python benchmarks/memory.py --long          # also T = 10000 (several GiB of RAM, minutes)
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -29,9 +28,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import rnngraph as rg  # noqa: E402
 from rnngraph.memory import fmt_bytes  # noqa: E402
+from rnngraph.runtime.session import HOT_AFTER  # noqa: E402
 from rnngraph.runtime.simulated import SimulatedDevice  # noqa: E402
 
-LEAN = {"hoist_sequence": False, "sink_accumulators": False, "sink_outputs": False}
+FRACTIONS = (2, 10, 20)
 
 
 def build(B, H, P, I):
@@ -45,49 +45,65 @@ def build(B, H, P, I):
     return g, X, fetches
 
 
-def timed(sess, fetches, fd, repeats):
-    best, out = None, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = sess.run(fetches, fd)
-        dt = time.perf_counter() - t0
-        best = dt if best is None else min(best, dt)
-    return best, out, sess.last_run_report
+def chosen(plan) -> str:
+    """What the planner chose, in a few words."""
+    by = plan.bytes_by_placement()
+    parts = []
+    total = sum(by.values()) or 1
+    for where in ("device", "host", "recompute"):
+        if by[where]:
+            parts.append(f"{where} {100 * by[where] / total:.0f}%")
+    for lp in plan.loops:
+        if any(s.placement == "recompute" for s in lp.saved):
+            parts.append(f"binomial/{lp.checkpoint_slots}" if lp.checkpoint_slots
+                         else f"every {int(lp.checkpoint_every)}")
+    if plan.passes_off:
+        parts.append("lean")
+    return ", ".join(parts)
 
 
-def bench(T, B, H, P, I, repeats, check):
+def bench(T, B, H, P, I, rounds, check, plans_only=False):
     g, X, fetches = build(B, H, P, I)
     fd = {X: np.random.RandomState(0).randn(B, T, I).astype(np.float32)}
-    rows = []
     free = rg.Session(g, device=SimulatedDevice())
-    t_free, ref, rep = timed(free, fetches, fd, repeats)
-    rows.append(("unconstrained", rep.peak_bytes, free.memory_plan(fetches, fd).predicted_peak,
-                 t_free, 0, 0))
-    lean = rg.Session(g, device=SimulatedDevice(), passes=LEAN)
-    t_lean, ref_lean, rep = timed(lean, fetches, fd, repeats)
-    plan = lean.memory_plan(fetches, fd)
-    rows.append(("  (without stack passes)", rep.peak_bytes, plan.predicted_peak, t_lean, 0, 0))
-    saved = sum(s.total_bytes for s in plan.saved)
-    budget = saved // 10
-    plans = {}
-    for label, strategy in (("offload-only", "offload"), ("recompute-only", "recompute"),
-                            ("planner's mix", "auto")):
-        sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget,
-                          memory_strategy=strategy)
-        p = plans[label] = sess.memory_plan(fetches, fd)
-        if not p.fits:  # run with the budget raised to what this plan needs, and say so
-            need = int(p.predicted_peak * 1.001) + 1
-            label += f" *{need / budget:.2f}"
-            sess = rg.Session(g, device=SimulatedDevice(capacity=need), memory_budget=need,
-                              memory_strategy=strategy)
-            p = sess.memory_plan(fetches, fd)
-        t, out, rep = timed(sess, fetches, fd, repeats)
+    free_plan = free.memory_plan(fetches, fd)
+    saved = sum(s.total_bytes for s in free_plan.saved)
+    if plans_only:
+        rows = []
+        for frac in FRACTIONS:
+            budget = saved // frac
+            sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget)
+            rows.append((f"1/{frac}", budget, sess.memory_plan(fetches, fd), None))
+        return saved, free_plan.predicted_peak, rows, {"unconstrained": float("nan")}, {}
+    ref = free.run(fetches, fd)
+    free_peak = free.last_run_report.peak_bytes
+    rows, sessions = [], [("unconstrained", free, free_plan)]
+    for frac in FRACTIONS:
+        budget = saved // frac
+        sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget)
+        plan = sess.memory_plan(fetches, fd)
+        if not plan.fits:
+            rows.append((f"1/{frac}", budget, plan, None))
+            continue
+        out = sess.run(fetches, fd)
         if check:
-            for a, b in zip(out, ref_lean):
+            for a, b in zip(out, ref):
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
-        rows.append((label, rep.peak_bytes, p.predicted_peak, t, rep.bytes_to_host,
-                     rep.bytes_to_device))
-    return saved, budget, rows, t_free, plans
+        rows.append((f"1/{frac}", budget, plan, sess))
+        sessions.append((f"1/{frac}", sess, plan))
+    for _, sess, _ in sessions:   # past the first runs (accelerate="auto" compiles then)
+        for _ in range(HOT_AFTER + 1):
+            sess.run(fetches, fd)
+    times = {label: [] for label, _, _ in sessions}
+    reports = {}
+    for _ in range(rounds):   # interleaved: every session once per round
+        for label, sess, _ in sessions:
+            t0 = time.perf_counter()
+            sess.run(fetches, fd)
+            times[label].append(time.perf_counter() - t0)
+            reports[label] = sess.last_run_report
+    med = {label: statistics.median(ts) for label, ts in times.items()}
+    return saved, free_peak, rows, med, reports
 
 
 def main():
@@ -96,38 +112,61 @@ def main():
     ap.add_argument("--long", action="store_true", help="also T=10000")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--proj", type=int, default=None, help="num_proj (default hidden/8; 0: none)")
     ap.add_argument("--inputs", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="BLAS threads (default 1: tiny per-step products gain nothing from "
-                         "threads and lose a lot when the cores are shared; 0: library default)")
-    ap.add_argument("--show-plan", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians)")
+    ap.add_argument("--proj", type=int, nargs="*", default=None,
+                    help="num_proj values (default: hidden/8 and 0, no projection)")
     ap.add_argument("--no-check", action="store_true", help="skip comparing gradients")
+    ap.add_argument("--plans-only", action="store_true",
+                    help="print the plans (predicted peaks) without running anything")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="BLAS threads (default 0: the library's default)")
     args = ap.parse_args()
-    steps = args.steps or ([100, 1000, 10000] if args.long else [100, 1000])
-    P = args.hidden // 8 if args.proj is None else args.proj
     if args.threads:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits   # (optional; only when asked for)
         threadpool_limits(args.threads)
-    print(f"LSTM B={args.batch} H={args.hidden} num_proj={P or None} inputs={args.inputs}; "
-          "loss = sum(outputs**2); gradients of every weight; simulated device (NumPy), "
-          f"best of {args.repeats}")
+    steps = args.steps or ([100, 1000, 10000] if args.long else [100, 1000])
+    projs = args.proj if args.proj is not None else [args.hidden // 8, 0]
+    print(f"LSTM B={args.batch} H={args.hidden} inputs={args.inputs}; loss = sum(outputs**2); "
+          "gradients of every weight; simulated device (NumPy, "
+          f"BLAS threads: {args.threads or 'default'}); "
+          f"medians of {args.rounds} interleaved rounds")
+    print("budget: a fraction of the saved tensors of the unconstrained program; memory: the "
+          "measured peak against the unconstrained measured peak")
+    head = (f"{'T':>6} {'proj':>5} {'budget':>6} {'bytes':>10}  {'fits':<4} {'chosen':<34}"
+            f"{'predicted':>10}{'measured':>10}{'memory':>8}{'moved':>10}{'time':>8}")
+    print(head)
     for T in steps:
-        saved, budget, rows, t_free, plans = bench(T, args.batch, args.hidden, P, args.inputs,
-                                                   args.repeats, not args.no_check)
-        print(f"\nT={T}: saved tensors {fmt_bytes(saved)}, budget {fmt_bytes(budget)} (1/10)")
-        print(f"  {'run':<26}{'peak':>11}{'predicted':>11}{'time':>10}{'x unconstr.':>13}"
-              f"{'to host':>11}{'to device':>11}")
-        for label, peak, pred, t, h, d in rows:
-            print(f"  {label:<26}{fmt_bytes(peak):>11}{fmt_bytes(pred):>11}{t:>9.2f}s"
-                  f"{t / t_free:>12.2f}x{fmt_bytes(h):>11}{fmt_bytes(d):>11}")
-        if any("*" in r[0] for r in rows):
-            print("  * no plan fits 1/10 of the saved tensors here (weights, gradient "
-                  "accumulators and per-step buffers\n    do not shrink with T): run with the "
-                  "budget raised by the factor shown to what the plan needs")
-        if args.show_plan:
-            print(plans["planner's mix"])
+        for P in projs:
+            saved, free_peak, rows, med, reports = bench(T, args.batch, args.hidden, P,
+                                                         args.inputs, args.rounds,
+                                                         not args.no_check, args.plans_only)
+            free_cols = f"{fmt_bytes(free_peak):>10}{'':>10}" if args.plans_only else \
+                f"{'':>10}{fmt_bytes(free_peak):>10}"
+            print(f"{T:>6} {P or '-':>5} {'none':>6} {'':>10}  {'':<4} "
+                  f"{'saved tensors ' + fmt_bytes(saved):<34}{free_cols}{'':>8}{'':>10}"
+                  + ("" if args.plans_only else f"{med['unconstrained']:>7.2f}s"))
+            for label, budget, plan, sess in rows:
+                if sess is None and plan.fits:   # --plans-only
+                    print(f"{'':>6} {'':>5} {label:>6} {fmt_bytes(budget):>10}  {'yes':<4} "
+                          f"{chosen(plan):<34}{fmt_bytes(plan.predicted_peak):>10}")
+                    continue
+                if sess is None:
+                    floor = plan.min_budget or plan.predicted_peak
+                    print(f"{'':>6} {'':>5} {label:>6} {fmt_bytes(budget):>10}  {'no':<4} "
+                          f"{'smallest: ' + fmt_bytes(floor) + f' ({floor / saved:.1%})':<34}"
+                          f"{fmt_bytes(plan.predicted_peak):>10}")
+                    continue
+                rep = reports[label]
+                moved = rep.bytes_to_host + rep.bytes_to_device
+                mem = rep.peak_bytes / free_peak - 1
+                ratio = med[label] / med["unconstrained"]
+                print(f"{'':>6} {'':>5} {label:>6} {fmt_bytes(budget):>10}  {'yes':<4} "
+                      f"{chosen(plan):<34}{fmt_bytes(plan.predicted_peak):>10}"
+                      f"{fmt_bytes(rep.peak_bytes):>10}{mem:>+8.0%}{fmt_bytes(moved):>10}"
+                      f"{ratio:>7.2f}x")
+    print("references: Gruslys et al. 2016 (BPTT-MSM, T=1000): memory -95% at time 1.33x; "
+          "Chen et al. 2016: O(sqrt(T)) memory at one extra forward (about 1.3x)")
 
 
 if __name__ == "__main__":

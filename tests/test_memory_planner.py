@@ -71,8 +71,11 @@ def test_strategies_restrict_the_placements():
     assert "recompute" not in {s.placement for s in off.saved}
     assert "host" not in {s.placement for s in rec.saved}
     assert "recompute" in {s.placement for s in rec.saved}
-    (lp,) = rec.loops
-    assert 1 <= lp.checkpoint_every <= 60 and f"checkpoint every {lp.checkpoint_every}" in str(rec)
+    uniform = make_plan(prog.schedule, feeds, budget, strategy="recompute", checkpoints="uniform")
+    (lp,) = uniform.loops
+    assert lp.checkpoint_schedule == "uniform" and lp.checkpoint_slots == 0
+    assert 1 <= lp.checkpoint_every <= 60
+    assert f"checkpoint every {lp.checkpoint_every} steps" in str(uniform)
     with pytest.raises(ValueError, match="memory strategy"):
         make_plan(prog.schedule, feeds, budget, strategy="magic")
 

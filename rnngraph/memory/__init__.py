@@ -6,6 +6,7 @@ recompute) that fits a backward pass into a device-memory budget.
   shapes.py      concrete shapes for given feed shapes, through loop bodies
   simulate.py    the predicted peak: the executor's liveness replayed with those shapes
   costs.py       device profiles and the time cost of offloading / recomputing
+  checkpoints.py binomial (Revolve) checkpoint schedules for recomputed tensors
   planner.py     make_plan(schedule, feed_types, budget, profile) -> MemoryPlan
   plan.py        MemoryPlan / LoopPlan / SavedTensor (printable) and RunReport
 """

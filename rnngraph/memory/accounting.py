@@ -11,7 +11,12 @@ Objects that are not arrays but hold device buffers (the planner's residual hand
 """
 from __future__ import annotations
 
+import numbers
 from typing import Callable
+
+import numpy as np
+
+from ..errors import user_location
 
 
 def fmt_bytes(n) -> str:
@@ -127,3 +132,28 @@ class ByteMeter:
 
     def reset_peak(self) -> None:
         self.peak = self.current
+
+
+def check_byte_count(value, what: str, allow_none: bool = True):
+    """A byte count given by the user (a budget, a capacity) as an int, or None when allowed.
+
+    Any integral number type is accepted (int, numpy integers); a float must be finite and at
+    least one byte, and is rounded down to whole bytes. Zero, negative counts, NaN, inf, bools
+    and non-numbers are refused, naming the argument and the user's line."""
+    if value is None and allow_none:
+        return None
+    where = f" (at {user_location()})"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number of bytes (an int), got "
+                        f"{type(value).__name__} {value!r}{where}")
+    if isinstance(value, numbers.Integral):
+        n = int(value)
+        if n <= 0:
+            raise ValueError(f"{what} must be a positive number of bytes, got {n}{where}")
+        return n
+    x = float(value)
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError(f"{what} must be a finite number of bytes, got {value!r}{where}")
+    if x < 1:
+        raise ValueError(f"{what} must be at least one byte, got {value!r}{where}")
+    return int(x)

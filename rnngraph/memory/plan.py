@@ -42,6 +42,14 @@ class LoopPlan:
     backward: list = field(default_factory=list)   # names of the loops reading the residuals
     extra_time: float = 0.0       # predicted seconds over keeping everything on the device
     forced: str = ""
+    checkpoint_slots: int = 0     # recompute: > 0 for a binomial (Revolve) schedule of so many
+    replayed_steps: int = 0       # recompute: body steps rerun in the backward pass
+
+    @property
+    def checkpoint_schedule(self) -> str:
+        """"uniform" (the state every k steps, each segment replayed once) or "binomial"
+        (Revolve: at most checkpoint_slots states, some steps replayed more than once)."""
+        return "binomial" if self.checkpoint_slots else "uniform"
 
     @property
     def placements(self) -> dict:
@@ -62,6 +70,9 @@ class MemoryPlan:
     extra_time: float = 0.0
     passes_off: tuple = ()
     notes: list = field(default_factory=list)
+    host_budget: int | None = None  # host bytes offloaded stacks may take (None: unlimited)
+    host_bytes: int = 0             # host bytes the plan's offloaded stacks take
+    min_budget: int | None = None   # the smallest device budget a plan was found for
     aliases: dict = field(default_factory=dict)   # Value (user graph or compiled) -> SavedTensor
     _by_node: dict = field(default_factory=dict, repr=False)
 
@@ -80,7 +91,12 @@ class MemoryPlan:
     # --- queries --------------------------------------------------------------------------------
     @property
     def fits(self) -> bool:
-        return self.budget is None or self.predicted_peak <= self.budget
+        """Does the predicted peak fit the device budget, and the offloaded stacks the host's?"""
+        return (self.budget is None or self.predicted_peak <= self.budget) and self.host_fits
+
+    @property
+    def host_fits(self) -> bool:
+        return self.host_budget is None or self.host_bytes <= self.host_budget
 
     @property
     def saved(self) -> list:
@@ -105,7 +121,12 @@ class MemoryPlan:
     # --- printing -------------------------------------------------------------------------------
     def __str__(self) -> str:
         budget = "none" if self.budget is None else fmt_bytes(self.budget)
-        verdict = "" if self.budget is None else ("  (fits)" if self.fits else "  (OVER BUDGET)")
+        if not self.host_fits:
+            verdict = "  (OVER THE HOST BUDGET)"
+        elif self.budget is None:
+            verdict = ""
+        else:
+            verdict = "  (fits)" if self.fits else "  (OVER BUDGET)"
         lines = [f"memory plan on {self.device}: budget {budget}, predicted peak "
                  f"{fmt_bytes(self.predicted_peak)}{verdict}"]
         if not self.loops:
@@ -115,7 +136,10 @@ class MemoryPlan:
             head = f"loop {lp.name}: {lp.steps if lp.steps is not None else '?'} steps"
             if lp.backward:
                 head += f", read back by {', '.join(lp.backward)}"
-            if any(s.placement == RECOMPUTE for s in lp.saved):
+            if any(s.placement == RECOMPUTE for s in lp.saved) and lp.checkpoint_slots:
+                head += (f"; binomial checkpoints (Revolve), {lp.checkpoint_slots} state{'s' if lp.checkpoint_slots != 1 else ''}, "
+                         f"{lp.replayed_steps} steps replayed")
+            elif any(s.placement == RECOMPUTE for s in lp.saved):
                 head += f"; checkpoint every {lp.checkpoint_every} steps"
             if any(s.placement == HOST for s in lp.saved):
                 head += f"; prefetch depth {lp.prefetch_depth}"
@@ -134,6 +158,13 @@ class MemoryPlan:
         lines.append("")
         lines.append(f"saved tensors: {fmt_bytes(by[DEVICE])} on device, {fmt_bytes(by[HOST])} "
                      f"on host, {fmt_bytes(by[RECOMPUTE])} recomputed")
+        if by[HOST] or not self.host_fits:
+            host = "unlimited" if self.host_budget is None else fmt_bytes(self.host_budget)
+            lines.append(f"host memory: {fmt_bytes(self.host_bytes)} of offloaded stacks "
+                         f"(host budget {host})")
+        if self.min_budget is not None and not self.fits:
+            lines.append(f"smallest device budget a plan was found for: {self.min_budget} bytes "
+                         f"({fmt_bytes(self.min_budget)})")
         lines.append(f"predicted peak {fmt_bytes(self.predicted_peak)} (keeping everything on "
                      f"the device: {fmt_bytes(self.keep_all_peak)}); predicted extra time "
                      f"{self.extra_time * 1e3:.1f} ms")

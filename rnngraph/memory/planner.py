@@ -9,6 +9,12 @@ of the body) and only the Pareto-optimal ones are kept. Then, starting from the 
 the planner moves whichever loop to a leaner option buys the most predicted peak per second
 (the peak comes from a liveness simulation of the whole run, memory/simulate.py) until the
 predicted peak fits the budget. `swap_memory=True` loops are always offloaded.
+
+Offloaded stacks take host memory: options whose stacks exceed `host_budget` are dropped and
+moves that would overflow it are skipped. Recomputation uses uniform checkpoints (the interval
+minimising checkpoints plus one replayed segment) or, where that is leaner, a binomial schedule
+(memory/checkpoints.py) with a number of stored states chosen like any other option, by bytes
+against predicted time. A plan that cannot fit records the peak it got down to (min_budget).
 """
 from __future__ import annotations
 
@@ -16,12 +22,14 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from .accounting import fmt_bytes
+from .checkpoints import BinomialEvery
 from .costs import CPU_PROFILE, DeviceProfile, offload_time, recompute_time
 from .liveness import Schedule
 from .loops import DEVICE, HOST, RECOMPUTE, loop_layout
 from .plan import LoopPlan, MemoryPlan, SavedTensor
 from .shapes import infer_shapes
-from .simulate import LoopChoice, PeakModel
+from .simulate import LoopChoice, PeakModel, binomial_schedule
 
 MAX_GROUPS = 8           # residuals are decided in at most this many groups (3**8 assignments)
 
@@ -31,6 +39,7 @@ class _Option:
     bytes: int
     time: float
     choice: LoopChoice
+    host: int = 0                # bytes the option keeps in host memory (offloaded stacks)
 
 
 class _Loop:
@@ -48,16 +57,23 @@ STRATEGIES = {"auto": (DEVICE, HOST, RECOMPUTE), "offload": (DEVICE, HOST),
 
 def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
               profile: DeviceProfile = CPU_PROFILE, device: str = "cpu",
-              passes_off: tuple = (), strategy: str = "auto") -> MemoryPlan:
+              passes_off: tuple = (), strategy: str = "auto",
+              host_budget: int | None = None, checkpoints: str = "auto") -> MemoryPlan:
     """Plan where the saved tensors of `schedule` live for fed values of `feed_types`
-    (Value -> shape or TensorType) so that the predicted peak fits `budget` bytes.
+    (Value -> shape or TensorType) so that the predicted peak fits `budget` bytes and the
+    offloaded stacks fit `host_budget` bytes of host memory (None: unlimited).
     `strategy`: "auto" (keep / offload / recompute by cost), or only "offload" or "recompute"
-    (besides keeping)."""
+    (besides keeping). `checkpoints`: the schedules recomputation may use: "auto" (uniform
+    intervals, or a binomial schedule where that is leaner), "uniform" or "binomial"."""
+    if checkpoints not in ("auto", "uniform", "binomial"):
+        raise ValueError(f"checkpoints must be 'auto', 'uniform' or 'binomial', got "
+                         f"{checkpoints!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"memory strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
     info = infer_shapes(schedule.graph, schedule.nodes, feed_types)
     model = PeakModel(info, profile)
-    loops, notes = _candidates(schedule, info, model, profile, STRATEGIES[strategy])
+    loops, notes = _candidates(schedule, info, model, profile, STRATEGIES[strategy],
+                               host_budget, checkpoints)
     sel = {lp.node: 0 for lp in loops}
 
     def choices(s):
@@ -65,6 +81,9 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
 
     def total_time(s):
         return sum(lp.options[s[lp.node]].time for lp in loops)
+
+    def host_of(s):
+        return sum(lp.options[s[lp.node]].host for lp in loops)
 
     peak = model.run(schedule, choices(sel))[0]
     if budget is not None:
@@ -74,6 +93,9 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
                 for idx in range(sel[lp.node] + 1, len(lp.options)):
                     trial = dict(sel)
                     trial[lp.node] = idx
+                    if host_budget is not None and \
+                            host_of(trial) > max(host_budget, host_of(sel)):
+                        continue
                     p = model.run(schedule, choices(trial))[0]
                     if p >= peak:
                         continue
@@ -86,6 +108,7 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
                              "tensors (stacked outputs, their gradients, inputs, weights)")
                 break
             sel, peak = best[1], best[2]
+    floor = peak if budget is not None and peak > budget else None
     # prefetch further ahead wherever the budget allows it
     for lp in loops:
         opt = lp.options[sel[lp.node]]
@@ -103,7 +126,8 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
     plans = [_loop_plan(lp, lp.options[sel[lp.node]], info) for lp in loops]
     return MemoryPlan(device=device, budget=budget, loops=plans, predicted_peak=peak,
                       keep_all_peak=keep_all, extra_time=total_time(sel),
-                      passes_off=tuple(passes_off), notes=notes)
+                      passes_off=tuple(passes_off), notes=notes, host_budget=host_budget,
+                      host_bytes=host_of(sel), min_budget=floor)
 
 
 def _deepest(lp, opt, model, schedule, choices, budget):
@@ -115,12 +139,13 @@ def _deepest(lp, opt, model, schedule, choices, budget):
         trial = dict(choices)
         trial[lp.node] = c
         if budget is None or model.run(schedule, trial)[0] <= budget:
-            return _Option(opt.bytes, lp.time_of(c), c)
+            return _Option(opt.bytes, lp.time_of(c), c, opt.host)
     return None
 
 
 # --- candidates ---------------------------------------------------------------------------------
-def _candidates(schedule: Schedule, info, model: PeakModel, profile: DeviceProfile, kinds):
+def _candidates(schedule: Schedule, info, model: PeakModel, profile: DeviceProfile, kinds,
+                host_budget=None, checkpoints="auto"):
     readers: dict = {}
     for node in schedule.nodes:
         for v in node.inputs:
@@ -155,8 +180,11 @@ def _candidates(schedule: Schedule, info, model: PeakModel, profile: DeviceProfi
             else:
                 movable.append(i)
         lp = _Loop(node, layout, n, movable, pinned, forced, [], backward)
-        _options(lp, schedule, model, profile, kinds)
+        _options(lp, schedule, model, profile, kinds, host_budget, checkpoints)
         loops.append(lp)
+        if lp.host_overflow:
+            notes.append(f"{node.name}: its saved tensors do not fit the host budget of "
+                         f"{fmt_bytes(host_budget)} (swap_memory=True keeps them there anyway)")
         if forced and pinned:
             notes.append(f"{node.name} has swap_memory=True but keeps "
                          f"{len(pinned)} saved tensors on the device: "
@@ -174,7 +202,8 @@ def _body_time(profile, body_nodes) -> float:
     return profile.compute_time(flops, len(body_nodes))
 
 
-def _options(lp: _Loop, schedule, model: PeakModel, profile: DeviceProfile, kinds) -> None:
+def _options(lp: _Loop, schedule, model: PeakModel, profile: DeviceProfile, kinds,
+             host_budget=None, recompute_schedules="auto") -> None:
     layout, n = lp.layout, lp.n or 0
     bps = {i: model.nbytes(layout.residual_value(i)) for i in layout.keep_res}
     _, carried = model.body_step(lp.node, layout, "step", tuple(layout.keep_res))
@@ -185,18 +214,20 @@ def _options(lp: _Loop, schedule, model: PeakModel, profile: DeviceProfile, kind
     lp.preferred_depth = max(1, min(pi, 4 if profile.async_copies else 2))
     replay_cost: dict = {}
 
-    def rec_time(rec: tuple) -> float:
+    def rec_time(rec: tuple, slots: int = 0) -> float:
         if rec not in replay_cost:
             sched = Schedule(layout.body, layout.replay_outputs(list(rec)), layout.body_inputs)
             flops = sum(x.op.flops(x) for x in sched.nodes)
             replay_cost[rec] = recompute_time(profile, flops, len(sched.nodes), n)
+        if slots:   # the tape steps (one per step) and the advances between stored states
+            return replay_cost[rec] * (1 + binomial_steps(n, slots) / max(n, 1))
         return replay_cost[rec]
 
     def time_of(c: LoopChoice) -> float:
         host = sum(bps[i] for i, p in c.placements.items() if p == HOST)
         rec = tuple(i for i in layout.keep_res if c.placements.get(i) == RECOMPUTE)
         t = offload_time(profile, host, n, t_fwd, t_bwd, c.prefetch_depth) if host else 0.0
-        return t + (rec_time(rec) if rec else 0.0)
+        return t + (rec_time(rec, c.slots) if rec else 0.0)
 
     lp.time_of = time_of
     groups = _groups(lp.movable)
@@ -211,10 +242,20 @@ def _options(lp: _Loop, schedule, model: PeakModel, profile: DeviceProfile, kind
         host_b = sum(bps[i] for i, p in placements.items() if p == HOST)
         dev_b = sum(bps[i] for i, p in placements.items() if p == DEVICE) * n
         k, rec_mem = _best_interval(n, carried, rec_b) if rec_b else (0, 0)
-        for depth in sorted({lp.preferred_depth, 1}) if host_b else (1,):
-            c = LoopChoice(placements, k, depth)
-            raw.append(_Option(dev_b + depth * host_b + rec_mem, time_of(c), c))
-    lp.options = _pareto(raw)
+        schedules = [(k, 0, rec_mem)]
+        lean = all(placements[i] != DEVICE for i in lp.movable)   # (where Revolve pays)
+        if rec_b and recompute_schedules in ("auto", "binomial") and \
+                (lean or recompute_schedules == "binomial"):
+            schedules += [(1, s, mem) for s, mem in _binomial_options(n, carried, rec_b, rec_mem)]
+            if recompute_schedules == "binomial" and len(schedules) > 1:
+                schedules = schedules[1:]
+        for k, slots, rec_mem in schedules:
+            for depth in sorted({lp.preferred_depth, 1}) if host_b else (1,):
+                c = LoopChoice(placements, k, depth, slots)
+                raw.append(_Option(dev_b + depth * host_b + rec_mem, time_of(c), c, host_b * n))
+    fit = [o for o in raw if host_budget is None or o.host <= host_budget]
+    lp.host_overflow = not fit
+    lp.options = _pareto(fit or raw)
 
 
 def _groups(movable: list) -> list:
@@ -222,6 +263,25 @@ def _groups(movable: list) -> list:
         return [[i] for i in movable]
     size = math.ceil(len(movable) / MAX_GROUPS)
     return [movable[j:j + size] for j in range(0, len(movable), size)]
+
+
+def binomial_steps(n: int, slots: int) -> int:
+    """Extra body steps of a binomial schedule over n steps with `slots` states (advances;
+    the n tape steps that regenerate the residuals are counted with the replay)."""
+    return binomial_schedule(n, slots)["advances"]
+
+
+def _binomial_options(n: int, carried: int, rec_bytes: int, uniform_mem: int) -> list:
+    """(slots, bytes) of the binomial schedules worth trying: leaner than the best uniform
+    interval (else uniform, which replays each step once, is as lean and faster)."""
+    out, s = [], 1
+    while s < n:
+        b = binomial_schedule(n, s)
+        mem = b["peak"] * carried + rec_bytes
+        if mem < uniform_mem:
+            out.append((s, mem))
+        s *= 2
+    return out
 
 
 def _best_interval(n: int, carried: int, rec_bytes: int) -> tuple:
@@ -260,5 +320,9 @@ def _loop_plan(lp: _Loop, opt: _Option, info) -> LoopPlan:
         body_v = lp.layout.residual_value(i)
         saved.append(SavedTensor(body_v.name, i, outs["residual"][i], info.nbytes(body_v), lp.n,
                                  place, why))
-    return LoopPlan(lp.node, lp.n, saved, opt.choice.checkpoint_every,
-                    opt.choice.prefetch_depth, lp.backward, opt.time, lp.forced)
+    every = BinomialEvery(opt.choice.slots) if opt.choice.slots else opt.choice.checkpoint_every
+    extra = binomial_steps(lp.n or 0, opt.choice.slots) if opt.choice.slots else 0
+    return LoopPlan(lp.node, lp.n, saved, every, opt.choice.prefetch_depth, lp.backward,
+                    opt.time, lp.forced, checkpoint_slots=opt.choice.slots,
+                    replayed_steps=(lp.n or 0) + extra if any(
+                        s.placement == RECOMPUTE for s in saved) else 0)

@@ -23,6 +23,13 @@ class ShapeInfo:
         self.types: dict[Value, TensorType] = {}
         self.values: dict[Value, np.ndarray] = {}
         self.steps: dict = {}    # loop node -> number of steps (an upper bound) or None
+        self.bounds: dict = {}   # int scalar Value -> an upper bound of its (fed-data) value
+
+    def bound(self, v: Value):
+        """An upper bound of int scalar `v`: its value when known, else a bound, else None."""
+        if v in self.values and np.ndim(self.values[v]) == 0:
+            return int(self.values[v])
+        return self.bounds.get(v)
 
     def type(self, v: Value) -> TensorType:
         return self.types.get(v, v.type)
@@ -103,10 +110,32 @@ def _walk(info: ShapeInfo, nodes) -> None:
         try:
             types = _fused_types(op, ins) if _is_fused(op) else op.infer(*ins)
         except Exception:  # an op whose rule needs what we do not know: keep the static types
-            continue
+            types = []
         types = [types] if isinstance(types, TensorType) else list(types)
         for v, t in zip(n.outputs, types):
             _set(info, v, t)
+        _bound(info, n, ins)
+
+
+def _bound(info: ShapeInfo, n, ins) -> None:
+    """Upper bounds through data-dependent int scalars (a loop's trip min(max(lengths), T)),
+    and the shapes they bound: a sequence mask [max_time, batch] is at most [T, batch]."""
+    op = n.op
+    if op.name == "sequence_mask":
+        b = info.bound(n.inputs[1])
+        if b is not None:
+            _set(info, n.outputs[0], TensorType((max(b, 0),) + ins[0].shape, np.bool_))
+        return
+    if len(n.outputs) != 1 or n.outputs[0].type.rank != 0 or \
+            n.outputs[0].dtype.kind not in "iu":
+        return
+    bs = [info.bound(v) for v in n.inputs]
+    if op.name == "minimum" and any(b is not None for b in bs):
+        info.bounds[n.outputs[0]] = min(b for b in bs if b is not None)
+    elif op.name in ("maximum", "add") and bs and all(b is not None for b in bs):
+        info.bounds[n.outputs[0]] = max(bs) if op.name == "maximum" else sum(bs)
+    elif op.name in ("identity", "cast") and bs and bs[0] is not None:
+        info.bounds[n.outputs[0]] = bs[0]
 
 
 def _is_fused(op) -> bool:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from .liveness import Schedule
+from .checkpoints import simulate as simulate_binomial
 from .loops import DEVICE, HOST, RECOMPUTE, loop_layout
 from .shapes import ShapeInfo
 
@@ -47,6 +48,7 @@ class LoopChoice:
     placements: dict            # residual index -> DEVICE | HOST | RECOMPUTE
     checkpoint_every: int = 0
     prefetch_depth: int = 1
+    slots: int = 0              # > 0: a binomial schedule with this many states (not uniform)
 
 
 class _Meter:
@@ -86,6 +88,7 @@ class PeakModel:
         self.info = info
         self.profile = profile
         self._body_cache: dict = {}
+        self._out_bytes: dict = {}
         self.unknown: set = set()     # values whose size could not be determined
 
     def nbytes(self, v) -> int:
@@ -164,7 +167,9 @@ class PeakModel:
         stacks += sum(self.nbytes(outs["residual"][i]) for i in dev_res)
         extra = 0
         ckpt = 0
-        if rec_res:
+        if rec_res and choice.slots:
+            ckpt = len(binomial_schedule(n, choice.slots)["forward"]) * carried_bytes
+        elif rec_res:
             k = max(1, choice.checkpoint_every)
             ckpt = max(0, math.ceil(n / k) - 1) * carried_bytes  # the first is the initial state
         if host_res and self.profile is not None and self.profile.async_copies:
@@ -184,11 +189,21 @@ class PeakModel:
                     extra += max(1, fchoice.prefetch_depth) * self.row_bytes(fl, i)
             rec = [i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE]
             if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
-                k = max(1, fchoice.checkpoint_every)
-                extra += k * sum(self.row_bytes(fl, i) for i in rec)
                 rp, rc = self.body_step(fwd, fl, "replay", tuple(rec))
+                if fchoice.slots:   # one row of residuals; the states stored beyond the forward's
+                    b = binomial_schedule(info.steps.get(fwd) or 0, fchoice.slots)
+                    extra += sum(self.row_bytes(fl, i) for i in rec) + \
+                        (b["peak"] - len(b["forward"])) * rc
+                else:
+                    k = max(1, fchoice.checkpoint_every)
+                    extra += k * sum(self.row_bytes(fl, i) for i in rec)
                 replay_peak = max(replay_peak, rp + rc)
-        m.bump(stacks + ckpt + carried_bytes + extra + max(step_peak, replay_peak))
+        if n == 1 and not reading:
+            # one step: its stacks are allocated after it ran, while its results still live
+            m.bump(ckpt + extra + max(step_peak, stacks + self.step_results(
+                node, layout, tuple(stored))))
+        else:
+            m.bump(stacks + ckpt + carried_bytes + extra + max(step_peak, replay_peak))
         # outputs land: stacks, final state, handles (checkpoints + the inputs they replay from)
         for v in node.outputs:
             key[v] = v
@@ -240,7 +255,13 @@ class PeakModel:
                 if e is not None and c not in inputs:
                     cb += e[1]
             hit = self._body_cache[ck] = (peak, cb)
+            self._out_bytes[ck] = meter.cur   # what is left at the end: the step's results
         return hit
+
+    def step_results(self, node, layout, idx: tuple) -> int:
+        """Bytes of what one body step returns (next state, outputs, stored residuals)."""
+        self.body_step(node, layout, "step", idx)
+        return self._out_bytes[(node, "step", idx)]
 
 
 def _passthrough(result, params, ins):
@@ -251,3 +272,16 @@ def _passthrough(result, params, ins):
         if result in ps:
             return ins[role][ps.index(result)]
     return None
+
+
+_SCHEDULES: dict = {}
+
+
+def binomial_schedule(n: int, slots: int) -> dict:
+    """memory/checkpoints.simulate, remembered (plans ask for the same schedule many times)."""
+    key = (n, slots)
+    if key not in _SCHEDULES:
+        if len(_SCHEDULES) > 256:
+            _SCHEDULES.clear()
+        _SCHEDULES[key] = simulate_binomial(n, slots)
+    return _SCHEDULES[key]

@@ -3,7 +3,9 @@ and how a run is measured. The plan itself is made by memory/planner.py (a pure 
 
 Planning is on when the Session has a `memory_budget` or a loop asks for `swap_memory=True`.
 `Session(..., memory_strategy="offload" | "recompute")` restricts the planner to one way of
-leaving the device (default "auto": chosen per tensor by the cost model).
+leaving the device (default "auto": chosen per tensor by the cost model). Offloaded stacks
+must fit the host budget (`Session(host_budget=...)`, else the device's host capacity, else
+the RAM available when the run is planned).
 Plans depend on the fed shapes (the number of steps, the batch) and are cached per program and
 shape signature. If the budget cannot be met with the compiler passes that materialise
 whole-sequence stacks ([T, ...] projections and gradient stacks, which are not saved tensors
@@ -13,10 +15,11 @@ without them and planned again; the plan says which passes it turned off.
 """
 from __future__ import annotations
 
+import os
 import time
 
 from ..errors import OutOfMemoryError
-from ..memory.accounting import fmt_bytes
+from ..memory.accounting import check_byte_count, fmt_bytes
 from ..memory.plan import RunReport
 from ..memory.planner import STRATEGIES, make_plan
 from ..passes.pipeline import PASSES, enabled_passes
@@ -37,14 +40,28 @@ def _all_passes():
     return list(PASSES)
 
 
-def check_budget(budget):
-    if budget is None:
+def check_budget(budget, what: str = "memory_budget"):
+    """A budget in bytes (any integral number type, or a float of at least one byte), or None."""
+    return check_byte_count(budget, what)
+
+
+def host_budget_of(sess):
+    """Host bytes offloaded tensors may take: the Session's host_budget, else the device's host
+    capacity, else the RAM available now (None where the system does not say)."""
+    if getattr(sess, "host_budget", None) is not None:
+        return sess.host_budget
+    cap = getattr(sess.device, "host_capacity", None)
+    if cap is not None:
+        return cap
+    return available_ram()
+
+
+def available_ram():
+    """Bytes of RAM free now, by the operating system (None where it does not say)."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
         return None
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget != budget:
-        raise TypeError(f"memory_budget must be a number of bytes, got {budget!r}")
-    if budget <= 0:
-        raise ValueError(f"memory_budget must be a positive number of bytes, got {budget!r}")
-    return int(budget)
 
 
 def check_strategy(strategy):
@@ -66,13 +83,21 @@ def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = F
     prog, plan = _prepare(sess, flat, fed, shapes, report, always_plan)
     if enforce and plan is not None and not plan.fits:
         if not getattr(sess.device, "judges_capacity", False):
+            if not plan.host_fits:
+                raise OutOfMemoryError(
+                    f"host_budget={plan.host_budget} bytes ({fmt_bytes(plan.host_budget)}) "
+                    f"cannot hold the {fmt_bytes(plan.host_bytes)} of saved tensors that "
+                    f"swap_memory=True loops offload. Raise the host budget, or drop "
+                    "swap_memory=True and give the Session a memory_budget= instead.")
+            floor = "" if plan.min_budget is None else \
+                f" (the smallest budget a plan was found for is {plan.min_budget} bytes)"
             raise OutOfMemoryError(
                 f"memory_budget={plan.budget} bytes ({fmt_bytes(plan.budget)}) cannot be met on "
                 f"{plan.device}: the smallest plan found needs {plan.predicted_peak} bytes "
                 f"({fmt_bytes(plan.predicted_peak)}) at its peak, even with "
                 f"{fmt_bytes(plan.bytes_by_placement()['host'])} of saved tensors on the host "
                 f"and {fmt_bytes(plan.bytes_by_placement()['recompute'])} recomputed. Raise "
-                "the budget, or print sess.memory_plan(...) to see what takes the room.")
+                f"the budget{floor}, or print sess.memory_plan(...) to see what takes the room.")
     return prog, plan
 
 
@@ -82,7 +107,7 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
     budget = sess.memory_budget
     if not (always_plan or budget is not None or prog.has_swap):
         return prog, None
-    key = (tuple(tuple(s) for s in shapes), budget, sess.memory_strategy)
+    key = (tuple(tuple(s) for s in shapes), budget, sess.memory_strategy, sess.host_budget)
     cache = prog.memory_plans
     if key in cache:
         return cache[key]
@@ -95,6 +120,9 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
             lean_plan = _plan(sess, lean, fed, shapes, dropped)
             if _rank(lean_plan) < _rank(plan):
                 best = (lean, lean_plan)
+            floors = [p.min_budget for p in (plan, lean_plan) if p.min_budget is not None]
+            if not best[1].fits and floors:
+                best[1].min_budget = min(floors)
     cache[key] = best
     return best
 
@@ -113,7 +141,7 @@ def _plan(sess, prog, fed, shapes, passes_off):
     feed_types = {prog.inputs[i]: tuple(s) for i, s in enumerate(shapes)}
     dev = sess.device
     plan = make_plan(prog.schedule, feed_types, sess.memory_budget, dev.profile,
-                     dev.describe(), passes_off, sess.memory_strategy)
+                     dev.describe(), passes_off, sess.memory_strategy, host_budget_of(sess))
     vmap = prog.source_map
     for user_v, v in vmap.items():  # let the user's own Values ask the plan
         if v in plan.aliases:

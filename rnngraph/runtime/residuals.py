@@ -19,6 +19,8 @@ from collections import deque
 
 import numpy as np
 
+from ..memory.checkpoints import advance_plan
+
 
 class SavedStack:
     """Base of residual handles: sliced by the backward loop, not by user code."""
@@ -168,20 +170,55 @@ class Replayer:
 
     prog: body program returning (next carried..., recomputed residuals...); k: checkpoint
     interval in executed steps; steps are executed in order t = 0.. (or n-1.. when reverse).
+
+    Uniform schedule (an int k): the state every k steps; reading step t replays its segment
+    of k steps and keeps all k rows of residuals. Binomial schedule (k a BinomialEvery, see
+    memory/checkpoints.py): at most `k.slots` states besides the initial one, placed by
+    Revolve's rule; reading step t advances from the latest state before it (storing states
+    on the way), then reruns step t alone for its residuals (one row kept). Both replay the
+    same body program on the same inputs, so the rows are the forward pass's rows bit for bit.
     """
 
     def __init__(self, dev, prog, n_carried, invariants, seqs, k, n, reverse, tracked, names):
         self.dev, self.prog, self.kc = dev, prog, n_carried
         self.invariants, self.seqs = list(invariants), list(seqs)
-        self.k, self.n_trip, self.reverse, self.tracked = max(1, int(k)), n, reverse, tracked
+        self.slots = int(getattr(k, "slots", 0)) if n is not None else 0
+        self.k = 1 if self.slots else max(1, int(k))
+        self.n_trip, self.reverse, self.tracked = n, reverse, tracked
         self.names = names
         self.meter = dev.meter if tracked else None
         self.checkpoints: list = []
         self.steps = 0
         self.seg = None
         self.bufs = None
+        # binomial schedule: [(position, carried)] stored beyond the initial state (ours: one
+        # reference each, released when dropped), and where the forward pass stores next
+        self.stack: list = []
+        self._offered = 0
+        self._forward = iter(advance_plan(0, n - 1, self.slots)) if self.slots and n else None
+        self._next = self._next_store()
+
+    def _next_store(self):
+        for q, store in self._forward or ():
+            if store:
+                return q
+        return None
 
     def add_checkpoint(self, carried) -> None:
+        if self.slots:
+            i, self._offered = self._offered, self._offered + 1
+            if i == 0:
+                self._keep_initial(carried)
+            elif i == self._next:
+                if self.meter is not None:
+                    for c in carried:
+                        self.meter.retain(c)
+                self.stack.append((i, tuple(carried)))
+                self._next = self._next_store()
+            return
+        self._keep_initial(carried)
+
+    def _keep_initial(self, carried) -> None:
         if self.meter is not None:
             for c in carried:
                 self.meter.retain(c)
@@ -205,6 +242,10 @@ class Replayer:
 
     def get(self, j: int, t: int):
         i = self._i(int(t))
+        if self.slots:
+            if self.seg != i:
+                self._tape(i)
+            return self.bufs[j][0]
         seg = i // self.k
         if seg != self.seg:
             self._replay(seg)
@@ -236,11 +277,57 @@ class Replayer:
                 release(c)
         self.seg = seg
 
+    # --- binomial schedule -------------------------------------------------------------------
+    def _step(self, i: int, carried):
+        t = self._t(i)
+        return self.prog.run([np.int32(t), *carried, *self.invariants,
+                              *[s[t] for s in self.seqs]])
+
+    def _drop(self, carried) -> None:
+        if self.meter is not None:
+            for c in carried:
+                self.meter.release(c)
+
+    def _tape(self, i: int) -> None:
+        """Make the residual rows of step i current: advance from the latest stored state at
+        or before i (storing states where the schedule says), then run step i."""
+        stack = self.stack
+        while stack and stack[-1][0] > i:   # states past i are never asked for again
+            self._drop(stack.pop()[1])
+        p, carried = stack[-1] if stack else (0, self.checkpoints[0])
+        owned = False
+        kc = self.kc
+        for q, store in advance_plan(p, i, self.slots - len(stack)):
+            while p < q:
+                res = self._step(p, carried)
+                self._drop(res[kc:])
+                if owned:
+                    self._drop(carried)
+                carried, owned, p = tuple(res[:kc]), True, p + 1
+            if store:
+                stack.append((q, carried))
+                owned = False
+        res = self._step(i, carried)
+        if owned:
+            self._drop(carried)
+        self._drop(res[:kc])
+        if self.bufs is None:
+            self.bufs = [self.dev.empty((1,) + r.shape, r.dtype,
+                                        f"the replay buffer of saved tensor '{name}'",
+                                        reuse=True, count=self.tracked)
+                         for r, name in zip(res[kc:], self.names)]
+        for buf, r in zip(self.bufs, res[kc:]):
+            buf[0] = r
+        self._drop(res[kc:])
+        self.seg = i
+
     def end_pass(self) -> None:
         if self.bufs is not None:
             for b in self.bufs:
                 self.dev.free(b, reuse=True)
         self.bufs, self.seg = None, None
+        while self.stack and self.slots:   # a later pass starts again from the initial state
+            self._drop(self.stack.pop()[1])
 
 
 class RecomputedStack(SavedStack):

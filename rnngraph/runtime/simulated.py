@@ -8,7 +8,7 @@ This is what lets the memory planner be tested honestly on a machine without a G
 from __future__ import annotations
 
 from ..errors import OutOfMemoryError
-from ..memory.accounting import ByteMeter, describe_what, fmt_bytes
+from ..memory.accounting import ByteMeter, check_byte_count, describe_what, fmt_bytes
 from ..memory.costs import CPU_PROFILE, DeviceProfile
 from .devices import Device
 
@@ -20,8 +20,8 @@ class SimulatedDevice(Device):
 
     def __init__(self, capacity: int | None = None, host_capacity: int | None = None,
                  profile: DeviceProfile = CPU_PROFILE, pool_limit: int = 1 << 30):
-        self._capacity = None if capacity is None else int(capacity)
-        self.host_capacity = None if host_capacity is None else int(host_capacity)
+        self._capacity = check_byte_count(capacity, "SimulatedDevice(capacity=...)")
+        self.host_capacity = check_byte_count(host_capacity, "SimulatedDevice(host_capacity=...)")
         self.profile = profile
         super().__init__(pool_limit=pool_limit)
 
@@ -31,7 +31,7 @@ class SimulatedDevice(Device):
 
     @capacity.setter
     def capacity(self, value) -> None:
-        self._capacity = None if value is None else int(value)
+        self._capacity = check_byte_count(value, "SimulatedDevice.capacity")
         self.meter.capacity = self._capacity
 
     def _make_meter(self) -> ByteMeter:

@@ -1,0 +1,76 @@
+"""Host memory is a budget too: Session(host_budget=...) (default: the device's host capacity,
+else the RAM available) bounds what the planner offloads; a simulated device with a host
+capacity enforces it. Where offloading would not fit the host, the plan recomputes instead."""
+import numpy as np
+import pytest
+
+import rnngraph as rg
+from rnngraph.runtime.planning import available_ram, host_budget_of
+from rnngraph.runtime.simulated import SimulatedDevice
+
+from memory_graphs import STACK_PASSES_OFF, feed, lstm_graph
+
+T = 80
+
+
+def _setup():
+    g, X, fetches = lstm_graph(batch=8, hidden=32, inputs=4, proj=4)
+    fd = feed(X, T)
+    ref = rg.Session(g, device=SimulatedDevice(), passes=STACK_PASSES_OFF).run(fetches, fd)
+    offload = rg.Session(g, device=SimulatedDevice(), memory_budget=1, memory_strategy="auto")
+    lean = offload.memory_plan(fetches, fd)     # the leanest plan: saved tensors on the host
+    assert lean.host_bytes > 0
+    return g, fetches, fd, ref, lean
+
+
+def test_a_small_host_turns_offloading_into_recomputation():
+    g, fetches, fd, ref, lean = _setup()
+    budget = lean.min_budget * 2
+    roomy = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget)
+    plan = roomy.memory_plan(fetches, fd)
+    assert plan.fits and plan.host_bytes > 0, str(plan)
+    host = plan.host_bytes // 4                   # a host that cannot hold those stacks
+    for kw in ({"host_capacity": host}, {}):      # the device's capacity, or a Session budget
+        dev = SimulatedDevice(capacity=budget, **kw)
+        sess = rg.Session(g, device=dev, memory_budget=budget,
+                          **({} if kw else {"host_budget": host}))
+        p = sess.memory_plan(fetches, fd)
+        assert p.fits and p.host_budget == host and p.host_bytes <= host, str(p)
+        assert "recompute" in {s.placement for s in p.saved}
+        out = sess.run(fetches, fd)
+        assert dev.host_peak <= host
+        assert sess.last_run_report.peak_bytes <= budget
+        for a, b in zip(out, ref):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
+
+
+def test_the_simulated_host_enforces_its_capacity():
+    g, fetches, fd, ref, lean = _setup()
+    # an offload-only plan for a host that cannot take it: the plan says so, the run fails
+    dev = SimulatedDevice(host_capacity=lean.host_bytes // 2)
+    sess = rg.Session(g, device=dev, memory_budget=lean.min_budget, memory_strategy="offload",
+                      host_budget=lean.host_bytes)     # (told there is room: it is not there)
+    plan = sess.memory_plan(fetches, fd)
+    assert plan.host_bytes > dev.host_capacity
+    with pytest.raises(rg.OutOfMemoryError, match="host"):
+        sess.run(fetches, fd)
+
+
+def test_swap_memory_beyond_the_host_budget_fails_before_running():
+    g, X, fetches = lstm_graph(batch=8, hidden=32, inputs=4, proj=4, swap_memory=True)
+    fd = feed(X, T)
+    sess = rg.Session(g, host_budget=1000)       # a CPU device: the planner is the judge
+    plan = sess.memory_plan(fetches, fd)
+    assert not plan.host_fits and not plan.fits and "OVER THE HOST BUDGET" in str(plan)
+    with pytest.raises(rg.OutOfMemoryError, match="host_budget=1000"):
+        sess.run(fetches, fd)
+
+
+def test_the_default_host_budget():
+    g, X, fetches = lstm_graph(batch=2, hidden=4, inputs=2, proj=None)
+    assert host_budget_of(rg.Session(g, device=SimulatedDevice(host_capacity=12345))) == 12345
+    assert host_budget_of(rg.Session(g, device=SimulatedDevice(host_capacity=12345),
+                                     host_budget=999)) == 999
+    ram = available_ram()
+    assert ram is None or ram > 0
+    assert host_budget_of(rg.Session(g)) == ram

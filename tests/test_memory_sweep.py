@@ -1,0 +1,60 @@
+"""Every allocation a run makes under a plan is in the plan's prediction: budgets from the
+smallest one a plan is found for up to the unconstrained peak, in 10 steps, with and without
+sequence_length (its mask and per-step counts included), each run on a simulated device whose
+capacity is the budget: every plan that says it fits runs, within the budget, at its predicted
+peak (to 2%), with the unconstrained run's gradients."""
+import numpy as np
+import pytest
+
+import rnngraph as rg
+from rnngraph.runtime.simulated import SimulatedDevice
+
+T, B, H, I = 30, 4, 16, 3
+
+
+def _graph(proj, lengths):
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [B, None, I], name="X")
+        L = rg.placeholder(rg.int32, [B], name="L") if lengths else None
+        out, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H, num_proj=proj), X, dtype=rg.float32,
+                                   sequence_length=L)
+        loss = rg.reduce_sum(out * out)
+        fetches = [loss] + rg.gradients(loss, rg.global_variables())
+    rs = np.random.RandomState(0)
+    fd = {X: rs.randn(B, T, I).astype(np.float32)}
+    if lengths:
+        fd[L] = np.array([T, 7, 19, 1], np.int32)    # padded to the longest, as batches are
+    return g, fetches, fd
+
+
+@pytest.mark.parametrize("proj", [None, 4])
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "sequence_length"])
+def test_a_budget_sweep_from_the_floor_to_the_unconstrained_peak(proj, lengths):
+    g, fetches, fd = _graph(proj, lengths)
+    free = rg.Session(g, device=SimulatedDevice())
+    ref = free.run(fetches, fd, report=True)
+    top = free.last_run_report.peak_bytes
+    assert free.memory_plan(fetches, fd).predicted_peak == top
+    floor = rg.Session(g, device=SimulatedDevice(), memory_budget=1).memory_plan(fetches, fd)
+    assert not floor.fits and floor.min_budget is not None and floor.min_budget < top
+    # just under the floor, no plan fits (and the simulated device agrees)
+    under = rg.Session(g, device=SimulatedDevice(capacity=floor.min_budget - 1),
+                       memory_budget=floor.min_budget - 1)
+    assert not under.memory_plan(fetches, fd).fits
+    with pytest.raises(rg.OutOfMemoryError):
+        under.run(fetches, fd)
+    for budget in np.linspace(floor.min_budget, top, 10).astype(np.int64):
+        sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget)
+        plan = sess.memory_plan(fetches, fd)
+        assert plan.fits, (budget, str(plan))
+        out = sess.run(fetches, fd)
+        measured = sess.last_run_report.peak_bytes
+        assert measured <= budget
+        assert abs(plan.predicted_peak - measured) <= 0.02 * measured, (budget, measured,
+                                                                         plan.predicted_peak)
+        for a, b in zip(out, ref):
+            if not plan.passes_off:      # the same compiled program: bit for bit
+                assert np.array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
