@@ -11,6 +11,8 @@ plan (memory) -> execute (NumPy / CuPy). TensorFlow-1 style API:
 from .dtypes import bool_, float16, float32, float64, int32, int64
 from .errors import (ExecutionError, InvalidArgumentError, GradientError, NumericsError, OutOfMemoryError,
                      RnnGraphError, ShapeError)
+from .errors import ExportError  # rg.io.to_onnx's error (an op with no ONNX mapping, ...)
+from .errors import DiagramTooLargeError, RenderError  # rg.to_dot / rg.render's errors
 from .ir import Graph, TensorType, Value, format_graph, get_default_graph, reset_default_graph, verify
 from .ops import *  # noqa: F401,F403  (op builders: rg.matmul, rg.tanh, ...)
 from .ops import initializers
@@ -21,6 +23,18 @@ from .runtime.simulated import SimulatedDevice
 from . import nn, train
 from .render import render, to_dot, to_networkx
 from .nn import layers, losses
+# TF1 front end: variable scopes (get_variable follows them, as tf.get_variable does), device,
+# session options, tf.contrib.* and tf.summary.*
+from .nn.scopes import (AUTO_REUSE, VariableScope, device, get_variable, get_variable_scope,
+                        variable_scope)
+from .runtime.session import InteractiveSession
+from .runtime.compat import ConfigProto, GPUOptions
+from .ops.initializers import (constant_initializer, glorot_normal_initializer,
+                               glorot_uniform_initializer, ones_initializer,
+                               orthogonal_initializer, random_normal_initializer,
+                               random_uniform_initializer, truncated_normal_initializer,
+                               zeros_initializer)
+from . import contrib, summary
 
 
 def name_scope(name):

@@ -5,6 +5,7 @@
     rnngraph render FILE|EXAMPLE [-o out.svg] [--grad] [--unroll dynamic|static]
     rnngraph print  FILE|EXAMPLE [--grad] [--unroll dynamic|static]
     rnngraph plan   FILE|EXAMPLE [--budget 64MB] [--batch N] [--steps N]
+    rnngraph export FILE|EXAMPLE -o model.onnx [--check] [--route auto|rnn|loop] [--opset N]
     rnngraph examples
 
 FILE is a graph saved with `rg.save` (e.g. out/model.npz from the demo); EXAMPLE is one of the
@@ -27,9 +28,13 @@ import rnngraph as rg
 
 from . import examples_registry
 from .demo import CELLS, DEFAULTS, UNROLLS, memory_plan, memory_plan_available, run_demo
-from .errors import CLIError, RnnGraphError
+from .demo import run_distributed_demo
+from .errors import CLIError, DiagramTooLargeError, RenderError, RnnGraphError
 from .io import read
+from .io.onnx.check import compare as onnx_compare, random_feed   # onnx loads on use
+from .io.onnx.export import export as onnx_export
 from .ir import format_graph
+from .render import format_for, render
 from .runtime.session import Session
 from .version import __version__
 
@@ -93,6 +98,16 @@ def _learning_rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not x > 0:
         raise argparse.ArgumentTypeError(f"the learning rate must be > 0, got {text!r}")
+    return x
+
+
+def _dropout_rate(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= x < 1.0:
+        raise argparse.ArgumentTypeError(f"the dropout rate must be in [0, 1), got {text!r}")
     return x
 
 
@@ -212,11 +227,14 @@ def cmd_print(args) -> int:
 
 
 def cmd_render(args) -> int:
-    try:
-        from .render import render   # a guard from before rnngraph.render shipped
-    except ImportError:
-        raise CLIError("rendering is not available yet in this rnngraph (rnngraph.render has "
-                       "not landed)") from None
+    fmt = "html" if args.html else None
+    if args.format is not None:
+        if fmt is not None and args.format != "html":
+            raise CLIError(f"--html contradicts --format {args.format}")
+        fmt = args.format
+    if args.output:
+        fmt = format_for(args.output, fmt)  # an unknown suffix is an error before any work
+    fmt = fmt or "svg"
     src = load_source(args.source, args.unroll, args.grad)
     if args.grad:
         values = gradient_values(src)
@@ -228,10 +246,14 @@ def cmd_render(args) -> int:
     plan = None
     if args.plan or args.budget is not None:
         plan = _plan_for(src, args.budget, args.batch, args.steps, args.device)
-    out = args.output or f"{src.label}{'_grad' if args.grad else ''}.{args.format or 'svg'}"
+    out = args.output or f"{src.label}{'_grad' if args.grad else ''}.{fmt}"
     opts = {}
     if args.max_depth is not None:
         opts["max_depth"] = args.max_depth
+    elif args.grad or args.expand or fmt == "html":
+        opts["collapse"] = True  # one box per name scope; --expand opens one
+    if args.expand:
+        opts["expand"] = args.expand
     if args.all_steps:
         opts["all_steps"] = True
     if args.rankdir:
@@ -242,11 +264,17 @@ def cmd_render(args) -> int:
     if plan is not None:
         opts["plan"] = plan
     try:
-        path = render(target, out, format=args.format, **opts)
-    except RuntimeError as exc:
-        if "dot" in str(exc) and (args.format or Path(out).suffix.lstrip(".")) != "dot":
+        path = render(target, out, format=fmt, **opts)
+    except RenderError as exc:
+        if "not found" in str(exc):
             raise CLIError(f"{exc}; or write DOT text with -o {Path(out).with_suffix('.dot')}")
         raise
+    except DiagramTooLargeError as exc:  # name the command's options, not the function's
+        msg = (str(exc).replace("max_depth=1 (--max-depth 1)", "--max-depth 1")
+               .replace("(all_steps=False, no --all-steps)", "(leave out --all-steps)")
+               .replace("or pass max_size=None to lay it out anyway",
+                        "or write the DOT text (-o FILE.dot) and run dot yourself"))
+        raise CLIError(msg) from None
     print(f"wrote {path} ({kind} of {src.what})")
     return 0
 
@@ -263,6 +291,18 @@ def cmd_plan(args) -> int:
     else:
         print(header)
         print(text)
+    if plan is not None and not plan.fits:   # a plan that does not fit is a failed check
+        if not plan.host_fits:
+            why = (f"its offloaded tensors need {plan.host_bytes} bytes of host memory, more "
+                   f"than the host budget of {plan.host_budget}")
+        else:
+            why = f"it needs {plan.predicted_peak} bytes at its peak"
+        need = "" if plan.min_budget is None else (
+            f"; the smallest budget a plan was found for is {plan.min_budget} bytes "
+            f"({format_bytes(plan.min_budget)}): try --budget {plan.min_budget}")
+        print(f"rnngraph plan: the plan does not fit the budget of {args.budget} bytes: "
+              f"{why}{need}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 
@@ -317,11 +357,78 @@ def sample_feed(graph, fetches, batch: int, steps: int) -> dict:
     return feed
 
 
+def cmd_export(args) -> int:
+    """Export the forward graph as ONNX; --check runs it in onnxruntime beside rnngraph."""
+    src = load_source(args.source, args.unroll)
+    fetches = _inference_fetches(src)
+    if not fetches:
+        raise CLIError(f"{src.what}: no outputs to export (save the model with "
+                       "fetches={'logits': logits, ...})")
+    sess = Session(src.graph)
+    if os.path.exists(args.source):
+        for name, value in read(args.source).values.items():   # the saved variable values
+            sess.load_variable(name, value)
+    else:
+        with src.graph.as_default():
+            sess.run(rg.global_variables_initializer())
+    out = args.output or f"{src.label}.onnx"
+    exported = onnx_export(fetches, out, session=sess, opset=args.opset,
+                                  route=args.route)
+    routes = ", ".join(f"{k}: {v}" for k, v in exported.routes.items()) or "no loops"
+    print(f"wrote {out} ({len(exported.model.graph.node)} ONNX nodes; outputs "
+          f"{', '.join(exported.outputs)}; {routes})")
+    if not args.check:
+        return 0
+    feed = random_feed(exported, batch=args.batch, steps=args.steps)
+    errors = onnx_compare(exported, sess, feed)
+    for name, err in errors.items():
+        print(f"  {name}: max |onnxruntime - rnngraph| = {err:.3g}")
+    worst = max(errors.values())
+    if worst > args.tolerance:
+        print(f"rnngraph export: onnxruntime differs from rnngraph by {worst:.3g} (more than "
+              f"--tolerance {args.tolerance:g})", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"check passed: onnxruntime matches rnngraph to {worst:.3g} on a random batch of "
+          f"{args.batch}")
+    return 0
+
+
+def _inference_fetches(src: Source) -> dict:
+    """The named forward outputs of a graph (not inputs, weights, gradients or scalar metrics
+    such as the loss), else the forward sinks."""
+    tainted = _tainted(src.graph)
+    named = {k: v for k, v in src.fetches.items()
+             if not k.startswith("gradient/") and v.node not in tainted and v.shape != ()
+             and v.node.op.name not in ("placeholder", "variable", "constant")}
+    if named:
+        return named
+    return {(v.node.name if len(v.node.outputs) == 1 else v.name): v
+            for v in forward_values(src) if v.shape != ()}
+
+
 def cmd_demo(args) -> int:
+    if args.distributed:
+        return _demo_distributed(args)
     _show_progress_notes()
     run_demo(cell=args.cell, units=args.units, epochs=args.epochs, unroll=args.unroll,
              device=args.device, out=args.out, seed=args.seed, learning_rate=args.lr,
-             batch_size=args.batch_size, budget=args.budget, progress=not args.no_progress)
+             batch_size=args.batch_size, budget=args.budget, progress=not args.no_progress,
+             dropout=args.dropout, resume=args.resume, checkpoint_every=args.checkpoint_every,
+             logdir=args.logdir)
+    return 0
+
+
+def _demo_distributed(args) -> int:
+    """`rnngraph demo --distributed`, run as `mpiexec -n N rnngraph demo --distributed`."""
+    others = [f"--{k.replace('_', '-')}" for k, off in (("device", "cpu"), ("budget", None),
+              ("dropout", 0.0), ("resume", False)) if getattr(args, k, off) != off]
+    if others:
+        raise CLIError(f"demo --distributed: {', '.join(others)} not supported with it (it "
+                       "trains on the CPU, one process per rank)")
+    run_distributed_demo(cell=args.cell, units=args.units, epochs=args.epochs,
+                         unroll=args.unroll, seed=args.seed, learning_rate=args.lr,
+                         batch_size=args.batch_size, progress=not args.no_progress,
+                         out=args.out)
     return 0
 
 
@@ -385,23 +492,49 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--budget", type=parse_bytes, default=None,
                    help="device-memory budget for the memory plan, e.g. 64MB")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.add_argument("--distributed", action="store_true",
+                   help="train data-parallel, one process per rank: run it as 'mpiexec -n 2 "
+                        "rnngraph demo --distributed' (needs the mpi extra); prints each "
+                        "rank's throughput and the scaling efficiency; rank 0 writes "
+                        "model.npz")
+    d.add_argument("--dropout", type=_dropout_rate, default=0.0, metavar="RATE",
+                   help="train with DropoutWrapper on the cell's inputs, dropping this fraction "
+                        "(e.g. 0.2; default: 0, no dropout); evaluation keeps everything")
+    d.add_argument("--checkpoint-every", type=_positive, default=None, metavar="N",
+                   help=f"save a checkpoint in OUT/checkpoints every N epochs and after the "
+                        f"last (default: {DEFAULTS['checkpoint_every']})")
+    d.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in OUT/checkpoints up to --epochs "
+                        "(same model options as the first run)")
+    d.add_argument("--logdir", default=None, metavar="DIR",
+                   help="also write TensorBoard event files (the graph, loss and accuracy per "
+                        "epoch) into DIR (needs tensorboardX: pip install 'rnngraph[tensorboard]')")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("render", help="draw a saved graph or a built-in example",
                        description="Draw a graph with graphviz: the forward graph, or with "
                        "--grad the gradient graph (backpropagation through time).")
     source_args(r, "draw the gradient graph (adds the gradients of the loss when the graph "
-                   "has none)")
+                   "has none), collapsed: one box per name scope, --expand opens one")
     r.add_argument("-o", "--output", metavar="PATH",
-                   help="output file (default: NAME.svg, NAME_grad.svg with --grad)")
-    r.add_argument("--format", choices=("svg", "png", "pdf", "dot"), default=None,
-                   help="output format (default: from the file suffix, else svg)")
+                   help="output file; its suffix picks the format: .svg .png .pdf .dot .html "
+                        "(default: NAME.svg, NAME_grad.svg with --grad)")
+    r.add_argument("--format", choices=("svg", "png", "pdf", "dot", "html"), default=None,
+                   help="output format when -o has no suffix (default: svg)")
+    r.add_argument("--html", action="store_true",
+                   help="write one self-contained HTML page: the diagram with pan/zoom, click "
+                        "a folded scope to open it (no network needed)")
     r.add_argument("--max-depth", type=_nonneg, default=None,
-                   help="fold name scopes deeper than this into one box")
+                   help="fold name scopes deeper than this into one box (overrides the "
+                        "collapsed view of --grad)")
+    r.add_argument("--expand", action="append", metavar="SCOPE", default=None,
+                   help="open this name scope in the collapsed view (repeatable), e.g. "
+                        "--expand gradients/rnn")
     r.add_argument("--all-steps", action="store_true",
                    help="draw every step of a static unroll (default: fold the middle ones)")
     r.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default=None,
-                   help="layout direction (default: TB, top to bottom)")
+                   help="layout direction (default: LR for a static unroll's timeline, else "
+                        "TB, top to bottom)")
     r.add_argument("--title", default=None, help="diagram title ('' for none)")
     r.add_argument("--plan", action="store_true",
                    help="colour the tensors saved for the backward pass by the memory plan's "
@@ -439,6 +572,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the device to plan for (default: cpu)")
     pl.add_argument("-o", "--output", metavar="PATH", help="write the plan to a file")
     pl.set_defaults(func=cmd_plan)
+
+    xp = sub.add_parser("export", help="export a saved graph or an example as ONNX",
+                        description="Export the forward (inference) graph of a saved model or "
+                        "a built-in example as an ONNX model, its variables as initializers. "
+                        "Needs the onnx extra: pip install rnngraph[onnx].")
+    source_args(xp, None)
+    xp.add_argument("-o", "--output", metavar="PATH", help="the .onnx file (default: NAME.onnx)")
+    xp.add_argument("--check", action="store_true",
+                    help="run the model in onnxruntime on a random batch and compare with "
+                    "rnngraph, printing the largest error")
+    xp.add_argument("--route", choices=("auto", "rnn", "loop"), default="auto",
+                    help="loops as ONNX's RNN/LSTM/GRU ops where the cell allows (auto), "
+                    "always (rnn), or always as Scan/Loop (loop)")
+    xp.add_argument("--opset", type=_int_at_least(17, "--opset"), default=None,
+                    help="the ONNX opset (default 18)")
+    xp.add_argument("--batch", type=_positive, default=3, help="--check's batch size")
+    xp.add_argument("--steps", type=_positive, default=5,
+                    help="--check's number of time steps where the graph leaves it open")
+    xp.add_argument("--tolerance", type=float, default=1e-4,
+                    help="--check fails above this error (default 1e-4)")
+    xp.set_defaults(func=cmd_export)
 
     ex = sub.add_parser("examples", help="list the built-in example graphs",
                         description="List the built-in example graphs.")

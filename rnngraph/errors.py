@@ -46,6 +46,11 @@ class NumericsError(ExecutionError, FloatingPointError):
     """A checked tensor held NaN or Inf; catchable as ExecutionError or FloatingPointError."""
 
 
+class DistributedError(ExecutionError):
+    """Data-parallel training failed (rnngraph.distributed): MPI missing for more than one
+    process, ranks that built different graphs, a rank that did not answer within the timeout."""
+
+
 class VerificationError(AssertionError):
     """The IR broke an invariant every pass and builder must keep (ir/verify.py)."""
 
@@ -53,6 +58,21 @@ class VerificationError(AssertionError):
 class InvalidFileError(ValueError):
     """A file is not a loadable rnngraph file (truncated, tampered, unknown op, bad version,
     an attribute its op's schema does not declare)."""
+
+
+class ExportError(RnnGraphError, ValueError):
+    """A graph cannot be exported to ONNX (rg.io.to_onnx): an op with no ONNX mapping, a
+    training op among the fetches, a needed placeholder missing from the feeds. The message
+    names the op, its node and the user's line that built it."""
+
+
+class DiagramTooLargeError(RnnGraphError, ValueError):
+    """A diagram has more nodes and edges than graphviz lays out in reasonable time
+    (rg.to_dot / rg.render); the message names the options that draw less."""
+
+
+class RenderError(RnnGraphError, RuntimeError):
+    """graphviz's `dot` failed, is missing, or ran past its time limit (rg.render)."""
 
 
 class CLIError(Exception):

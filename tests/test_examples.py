@@ -41,7 +41,8 @@ def printed_arrays(text: str) -> dict:
 
 def test_every_example_is_tested():
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
-    assert scripts == sorted(["basic_rnn_static.py", "dynamic_rnn_variable_length.py",
+    assert scripts == sorted(["basic_rnn_static.py", "dropout_time_series.py",
+                              "dynamic_rnn_variable_length.py",
                               "lstm_sequence_length.py", "multi_rnn_cell.py",
                               "train_sequence_classifier.py"])
 
@@ -111,3 +112,16 @@ def test_train_sequence_classifier():
     assert float(epochs[-1][2]) >= 0.95  # the demo's target on held-out digits
     reloaded = re.search(r"test accuracy of the reloaded model: ([\d.]+)%", out)
     assert reloaded and abs(float(reloaded.group(1)) / 100 - float(epochs[-1][2])) < 1e-4
+
+
+def test_dropout_time_series():
+    """The book's dropout example: DropoutWrapper over each layer, keep_prob a
+    placeholder_with_default fed 0.5 while training; Saver writes and restores the model."""
+    out = run_example("dropout_time_series.py")
+    mses = [float(m) for m in re.findall(r"^\d+ Training MSE: ([\d.]+)$", out, re.M)]
+    assert len(mses) == 4 and max(mses[1:]) < mses[0] / 2, out
+    pred = float(re.search(r"prediction MSE \(no dropout at prediction time\): ([\d.]+)",
+                           out).group(1))
+    t = np.linspace(12.2, 12.2 + 0.1 * 21, 21)[1:]        # the predicted window
+    target = t * np.sin(t) / 3 + 2 * np.sin(t * 5)
+    assert pred < target.var(), out      # better than predicting the window's mean

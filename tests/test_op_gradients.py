@@ -271,6 +271,11 @@ case("permute_rows-axis1-unknown",
      {"x": rand(2, 4)}, shapes={"x": (None, None)})
 case("reverse_sequence", lambda x: rg.reverse_sequence(x, np.array([3, 0, 2], np.int32), 1, 0)
      * np.arange(12.0).reshape(3, 4), {"x": rand(3, 4)})
+case("placeholder_with_default", lambda x: rg.placeholder_with_default(x, [None, 3]) ** 2.0,
+     {"x": rand(2, 3)})
+case("identity-with-dependencies",   # static_state_saving_rnn's ordering: deps get no gradient
+     lambda x, y: rg.ops.misc.with_dependencies([rg.exp(y)], rg.identity(x) ** 2.0),
+     {"x": rand(2, 3), "y": rand(3)}, allow_none=True)
 case("unused-input-gets-None", lambda x, y: x * 2.0, {"x": rand(2), "y": rand(2)},
      allow_none=True)
 

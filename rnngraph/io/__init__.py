@@ -8,11 +8,14 @@
 One file in NumPy's .npz layout: a `graph.json` entry (the IR as JSON, values referenced by
 their %id) plus `.npy` entries for constants and variable values. Loading never unpickles or
 evaluates anything from the file, and checks every attribute of every node against its op's
-declared schema (schema.py); a bad file raises `InvalidFileError` (a ValueError).
+declared schema (schema.py); a bad file raises `InvalidFileError` (a ValueError) naming the
+member at fault. Sizes are bounded before anything is decompressed (`LoadLimits`).
 """
 from .archive import FORMAT_VERSION, Saved, load, read, restore, save
 from .codec import InvalidFileError
+from .container import LoadLimits
 from .registry import op_registry
+from .onnx import to_onnx   # ONNX export; imports onnx only when called
 
-__all__ = ["FORMAT_VERSION", "InvalidFileError", "Saved", "load", "op_registry", "read",
-           "restore", "save"]
+__all__ = ["FORMAT_VERSION", "InvalidFileError", "LoadLimits", "Saved", "load", "op_registry",
+           "read", "restore", "save", "to_onnx"]

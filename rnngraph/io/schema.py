@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..ir import device as device_spec
 from ..ops import initializers as inits
 
 MAX_RANK = 64                  # NumPy 2's limit on dimensions
@@ -184,6 +185,7 @@ STEP = Either(Int(-MAX_DIM, -1), Int(1, MAX_DIM))
 SLICE = Fixed(Choice("slice"), optional(INDEX), optional(INDEX), optional(STEP),
               what="['slice', start, stop, step] (ints or null, step not 0)")
 INDEX_KEY = Tuple(Either(INDEX, Choice("newaxis", "..."), SLICE))
+SEED = Int(0, 2**64 - 1)               # random ops' seeds (ops/random.py)
 
 
 # --- op entries -----------------------------------------------------------------------------------
@@ -281,6 +283,11 @@ SCHEMAS: dict[str, OpSchema] = {
     "invert_permutation": NONE, "permute_rows": OpSchema({"axis": AXIS}),
     "sequence_mask": NONE, "sort_by_length": NONE, "group": NONE,
     "matmul": NONE, "matrix_transpose": NONE,
+    "range": OpSchema({"dtype": DTYPE}), "stop_gradient": NONE,   # ops/misc.py
+    "identity": NONE,   # ops/misc.py (tf.identity; extra inputs are dependencies)
+    "log_uniform_candidate_sampler": OpSchema({   # ops/candidates.py
+        "num_true": COUNT, "num_sampled": DIM, "unique": Bool(), "range_max": DIM,
+        "seed": SEED, "seed2": SEED}),
     # ops/loop.py: the body comes as the node's one body graph
     "loop": OpSchema({"has_trip": Bool(), "reverse": Bool(), "length_from": optional(COUNT),
                       "parallel_iterations": Int(1, 2**31 - 1), "swap_memory": Bool(),
@@ -297,6 +304,21 @@ SCHEMAS: dict[str, OpSchema] = {
                                "packed_parts": Tuple(COUNT, max_len=MAX_PARTS)},
                               rule=_contract_parts),
     "step_sum": NONE, "pack_panels": NONE, "panel_matmul": NONE,
+    # ops/random.py: seeds are 64-bit words; the distribution from a fixed set
+    "random_standard": OpSchema({"dist": Choice("uniform", "normal", "truncated_normal", "bits"),
+                                 "shape": optional(FULL_SHAPE), "dtype": DTYPE, "seed": SEED,
+                                 "seed2": SEED, "loc": Float(), "scale": Float()}),
+    "random_shuffle": OpSchema({"seed": SEED, "seed2": SEED}),
+    "multinomial": OpSchema({"num_samples": DIM, "output_dtype": Choice("int32", "int64"),
+                             "seed": SEED, "seed2": SEED}),
+    "placeholder_with_default": OpSchema({"shape": SHAPE}),
+    # ops/schedules.py
+    "lr_schedule": OpSchema({"kind": Choice("exponential", "polynomial", "cosine", "piecewise"),
+                             "decay_steps": Float(lo=0.0), "decay_rate": Float(),
+                             "staircase": Bool(), "end": Float(), "power": Float(),
+                             "cycle": Bool(), "alpha": Float(),
+                             "boundaries": Tuple(Float(), max_len=MAX_PARTS),
+                             "values": Tuple(Float(), max_len=MAX_PARTS)}),
 }
 
 # ops that never come from a file: why, for the error message
@@ -306,10 +328,16 @@ REFUSED: dict[str, str] = {
 
 # the parameters of each initializer kind (inits.KINDS), as Initializer.params() gives them
 INITIALIZERS: dict[str, dict] = {
-    "zeros": {}, "ones": {}, "glorot_uniform": {},
+    "zeros": {}, "ones": {}, "glorot_uniform": {"seed": optional(SEED)},
     "constant": {"value": Numbers()},
-    "random_uniform": {"minval": Float(), "maxval": Float()},
-    "random_normal": {"mean": Float(), "stddev": Float(lo=0.0)},
+    "random_uniform": {"minval": Float(), "maxval": Float(), "seed": optional(SEED)},
+    "random_normal": {"mean": Float(), "stddev": Float(lo=0.0), "seed": optional(SEED)},
+    # ops/initializers.py, the randomness issue's: seeded Philox draws (ops/random.py)
+    "glorot_normal": {"seed": optional(SEED)},
+    "truncated_normal": {"mean": Float(), "stddev": Float(lo=0.0), "seed": optional(SEED)},
+    "orthogonal": {"gain": Float(), "seed": optional(SEED)},
+    "random_draw": {"dist": Choice("uniform", "normal", "truncated_normal"), "seed": SEED,
+                    "seed2": SEED, "loc": Float(), "scale": Float(), "step": Int(0, 2**32 - 1)},
 }
 
 
@@ -377,6 +405,17 @@ def line_problem(text, what: str) -> str | None:
     if type(text) is not str or len(text) > MAX_NAME or "\n" in text or _CONTROL.search(text):
         return f"bad {what} {_show(text)}: one line of at most {MAX_NAME} characters"
     return None
+
+
+def device_problem(text) -> str | None:
+    """A node's placement (rg.device): a device string in rnngraph's canonical form."""
+    if type(text) is not str or len(text) > device_spec.MAX_DEVICE:
+        return f"bad device {_show(text)}: a device string like '/device:GPU:0'"
+    try:
+        ok = device_spec.canonical(text) == text
+    except ValueError:
+        ok = False
+    return None if ok else f"bad device {_show(text)}: a device string like '/device:GPU:0'"
 
 
 def uncovered(ops) -> list[str]:

@@ -8,8 +8,8 @@ from .elementwise import (
 )
 from .linalg import matmul, matrix_transpose
 from .sources import (
-    Variable_ as Variable, assign, constant, get_variable, global_variables, placeholder,
-    trainable_variables,
+    Variable_ as Variable, assign, constant, get_variable, global_variables,
+    initializer_from_value, placeholder, trainable_variables,
 )
 from . import initializers
 from .reduce import add_n, argmax, reduce_max, reduce_mean, reduce_sum
@@ -24,6 +24,11 @@ from .loop import Loop, scan, while_loop
 from .sequence import check_sequence_length, reverse_sequence
 
 from .group import group
+from .misc import identity, no_op, range, stop_gradient  # noqa: A004 (tf.range)
+from .candidates import log_uniform_candidate_sampler
+from .random import (categorical, multinomial, random_normal, random_shuffle, random_uniform,
+                     set_random_seed, truncated_normal)
+from .feeds import placeholder_with_default
 from ..ir.value import install_operators
 
 install_operators(add=add, subtract=subtract, multiply=multiply, divide=divide, matmul=matmul,

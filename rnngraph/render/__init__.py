@@ -3,7 +3,7 @@ and networkx.
 
     rg.to_dot(graph, plan=None, fetches=None, max_depth=None, all_steps=False, collapse=False,
               expand=(), ...) -> str
-    rg.render(graph, "/tmp/model.svg", **to_dot_opts) -> path   (.svg .png .pdf .dot .html)
+    rg.render(graph, "model.svg", **to_dot_opts) -> path   (.svg .png .pdf .dot .html)
     rg.to_networkx(graph) -> networkx.DiGraph
 """
 from .dot import DEFAULT_STEP_PATTERN, MAX_LAYOUT_SIZE, SavedTensorPlan, to_dot

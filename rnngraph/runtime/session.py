@@ -20,6 +20,8 @@ from . import planning
 from .program import CompileContext, Program
 from . import loop_kernel, state_kernels  # noqa: F401  (register the loop's and state ops' kernels)
 from .variables import VariableStore
+from .compat import check_config
+from . import placement
 
 _default_sessions = threading.local()
 _log = logging.getLogger("rnngraph")
@@ -59,6 +61,9 @@ class Session:
         measured: `last_run_report` holds the peak bytes and the bytes moved. A budget no plan
         can meet raises OutOfMemoryError before running.
       memory_strategy: "auto" (by the planner's cost model), or only "offload" or "recompute".
+      host_budget: host bytes that offloaded tensors may take (default: the device's host
+        capacity, else the RAM available when the run is planned); the planner recomputes
+        instead of offloading what would not fit.
       check_numerics: check every floating-point value (fed or computed, inside loops too) and
         raise NumericsError naming the first node that produced NaN or Inf and the line that
         built it. A debugging aid: it costs a pass over every tensor, and turns fusion off so
@@ -73,7 +78,13 @@ class Session:
 
     def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, passes=True,
                  memory_budget: int | None = None, memory_strategy: str = "auto",
-                 check_numerics: bool = False, accelerate="auto"):
+                 check_numerics: bool = False, accelerate="auto", host_budget: int | None = None,
+                 config=None, target: str = ""):
+        memory_budget = planning.check_budget(memory_budget)   # (bad arguments: nothing built)
+        self.config = check_config(config, target)   # TF1's config=ConfigProto(...), target=''
+        host_budget = planning.check_budget(host_budget, "host_budget")
+        if graph is not None and not isinstance(graph, Graph):
+            raise TypeError(f"Session: graph must be an rg.Graph, got {type(graph).__name__}")
         self.graph = (graph or get_default_graph()).root
         enabled_passes(passes)  # reject unknown pass names now, not at the first run
         if check_numerics and passes:
@@ -89,7 +100,8 @@ class Session:
         if accelerate not in ("auto", True, False):
             raise ValueError(f"accelerate must be 'auto', True or False, got {accelerate!r}")
         self.accelerate = accelerate
-        self.memory_budget = planning.check_budget(memory_budget)
+        self.memory_budget = memory_budget
+        self.host_budget = host_budget
         self.memory_strategy = planning.check_strategy(memory_strategy)
         self.last_run_report = None
         self._programs: dict = {}
@@ -108,6 +120,8 @@ class Session:
         return False
 
     def close(self):
+        """Free the compiled programs; later runs raise RuntimeError (as TF1's do)."""
+        self._closed = True
         self._programs.clear()
         self._cold_runs.clear()
 
@@ -162,6 +176,7 @@ class Session:
         options = dict(self.options, accelerate=bool(accelerate and self.accelerate is not False))
         ctx = CompileContext(self.device, self.variables, options, tracked=tracked)
         graph, vmap = clone(self.graph, list(fetches) + list(fed))
+        placement.report(self, vmap)   # rg.device placements this session cannot honour
         kept, self.pass_stats = optimize(graph, [vmap[v] for v in list(fetches) + list(fed)],
                                          passes)
         prog = Program(graph, kept[:len(fetches)], kept[len(fetches):], ctx)
@@ -179,9 +194,19 @@ class Session:
         A run updates variables all at once: its assigns (and init_variables) take effect
         when it returns, and if it raises, KeyboardInterrupt included, every variable keeps
         its value from before the run. Ctrl-C during a run raises KeyboardInterrupt, never
-        an ExecutionError."""
+        an ExecutionError.
+
+        `feed_dict` is a dict {placeholder or name: value}. Feeding a variable makes every read
+        of it in that run see the fed value (its stored value is untouched); a run that feeds
+        a variable and also assigns it (a train op minimising a loss of it) raises ValueError,
+        as TF1 does, since the update would start from the fed value. Integer feeds that do
+        not fit the placeholder's dtype are an error, never wrapped. After `close()` a run
+        raises RuntimeError."""
+        self._check_open()
         flat, rebuild = self._check_fetches(fetches)
         fed, arrays = self._check_feeds(feed_dict or {})
+        if any(v.node.op.name == "variable" for v in fed):
+            _refuse_fed_assigned_variables(flat, fed)
         prog, plan = planning.prepare(self, flat, fed, [a.shape for a in arrays], report,
                                       enforce=True)
         pending = self.variables.begin()   # the run's variable writes: all of them, or none
@@ -201,14 +226,21 @@ class Session:
         whose str() is a table of every saved per-step tensor, its bytes and placement, and the
         predicted peak. `feed_dict` maps placeholders to arrays, or to their shapes given as
         tuples of ints."""
+        self._check_open()
         flat, _ = self._check_fetches(fetches)
         fed, shapes = [], []
+        if feed_dict is not None and not isinstance(feed_dict, dict):
+            raise TypeError(f"feed_dict must be a dict {{placeholder: value or shape}}, got "
+                            f"{type(feed_dict).__name__}")
         for key, value in (feed_dict or {}).items():
-            fed.append(self._feed_key(key))
-            shapes.append(value if isinstance(value, tuple) and
-                          all(isinstance(d, (int, np.integer)) for d in value)
-                          else np.shape(value))
+            v = self._feed_key(key)
+            fed.append(v)
+            shapes.append(_planned_shape(v, value))
         return planning.prepare(self, flat, fed, shapes, always_plan=True)[1]
+
+    def _check_open(self):
+        if getattr(self, "_closed", False):
+            raise RuntimeError("Attempted to use a closed Session (it was closed with close())")
 
     def _check_fetches(self, fetches):
         flat, rebuild = flatten(fetches)
@@ -223,6 +255,9 @@ class Session:
 
     def _check_feeds(self, feed_dict) -> tuple[list[Value], list]:
         fed, arrays = [], []
+        if not isinstance(feed_dict, dict):
+            raise TypeError(f"feed_dict must be a dict {{placeholder: value}}, got "
+                            f"{type(feed_dict).__name__}")
         for key, value in feed_dict.items():
             v = self._feed_key(key)
             fed.append(v)
@@ -257,11 +292,33 @@ class Session:
         self.variables.load(name, value)
 
 
+def _planned_shape(v: Value, value) -> tuple:
+    """memory_plan's feed entry: a shape given as a tuple of ints, or an array (its shape)."""
+    what = f"placeholder '{v.node.name}'" if v.node.op.name == "placeholder" else f"value '{v.name}'"
+    where = f" (built at {v.node.location})"
+    is_shape = isinstance(value, tuple) and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in value)
+    if (not is_shape and isinstance(value, tuple) and len(value) == len(v.shape) != 1
+            and all(isinstance(d, (int, float, np.integer, np.floating)) for d in value)):
+        raise TypeError(f"memory_plan: the shape given for {what}{where} must be a tuple of ints, "
+                        f"got {value!r}")
+    shape = tuple(int(d) for d in value) if is_shape else tuple(np.shape(value))
+    if any(d < 0 for d in shape):
+        raise ValueError(f"memory_plan: the shape given for {what}{where} has a negative "
+                         f"dimension: {shape}")
+    if not v.type.accepts(shape):
+        raise ValueError(f"memory_plan: {what}{where} expects shape {v.type}, got {shape}")
+    return shape
+
+
 def _coerce_feed(v: Value, value) -> np.ndarray:
     """Check a fed array against the placeholder's static type; cast only where it is safe."""
     what = f"placeholder '{v.node.name}'" if v.node.op.name == "placeholder" else f"value '{v.name}'"
     where = f" (built at {v.node.location})"
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:   # ragged nested lists, objects NumPy refuses
+        raise ValueError(f"{what}{where}: the fed value is not an array: {exc}") from None
     want = v.dtype
     if arr.dtype != want:
         ok = (want.kind == "f" and arr.dtype.kind in "fiub") or \
@@ -269,6 +326,13 @@ def _coerce_feed(v: Value, value) -> np.ndarray:
         if not ok:
             raise TypeError(f"{what}{where} has dtype {want}, cannot feed an array of dtype "
                             f"{arr.dtype}")
+        if want.kind in "iu" and arr.size and not np.can_cast(arr.dtype, want):
+            info = np.iinfo(want)   # an integer that does not fit is an error, never wrapped
+            lo, hi = arr.min(), arr.max()
+            if lo < info.min or hi > info.max:
+                bad = int(hi if hi > info.max else lo)
+                raise ValueError(f"{what}{where} has dtype {want}, cannot feed {bad}: it is "
+                                 f"outside [{info.min}, {info.max}]")
         arr = arr.astype(want)
     if not v.type.accepts(arr.shape):
         raise ValueError(f"{what}{where} expects shape {v.type} (rank {len(v.shape)}), got an "
@@ -276,4 +340,42 @@ def _coerce_feed(v: Value, value) -> np.ndarray:
     return arr
 
 
+def _refuse_fed_assigned_variables(fetches: list, fed: list) -> None:
+    """A run that feeds a variable may read it (every read sees the fed value), but not also
+    assign it: TF1 refuses this too (its optimizers' update ops need the variable itself, not a
+    fed tensor). Without the check, an optimizer step would write `fed - lr * grad(fed)`."""
+    fed_vars = {v.node.name: v for v in fed if v.node.op.name == "variable"}
+    seen, stack = set(), [v.node for v in fetches]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.op.name == "assign" and node.inputs[0].node.name in fed_vars:
+            var = fed_vars[node.inputs[0].node.name]
+            raise ValueError(
+                f"cannot feed variable '{var.node.name}' in a run that also assigns it "
+                f"({node.describe()}): the fetches would update it from the fed value. Feed "
+                f"it only in runs that read it, or set it first with sess.load_variable "
+                f"(TF1 refuses this too)")
+        stack.extend(v.node for v in node.inputs)
+
+
 install_operators(default_session=get_default_session)   # for Value.eval / Value.run
+
+
+class InteractiveSession(Session):
+    """A Session that makes itself the default session when created (tf.InteractiveSession), so
+    `value.eval()` and `op.run()` work without a `with` block; close() stops that."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.__enter__()
+
+    def close(self):
+        stack = getattr(_default_sessions, "stack", [])
+        for k in range(len(stack) - 1, -1, -1):
+            if stack[k] is self:
+                del stack[k]
+                break
+        super().close()
