@@ -21,6 +21,7 @@ from .autodiff import gradients
 from .runtime.session import Session, get_default_session
 from .runtime.simulated import SimulatedDevice
 from . import nn, train
+from .train.clipping import clip_by_global_norm, clip_by_norm, global_norm  # (tf.clip_by_*)
 from .render import render, to_dot, to_networkx
 from .nn import layers, losses
 # TF1 front end: variable scopes (get_variable follows them, as tf.get_variable does), device,

@@ -223,3 +223,19 @@ def test_bad_input_names_the_argument_and_the_line():
                                                              global_step=rg.constant(0))
         with pytest.raises(ValueError, match="already has a global step"):
             rg.train.create_global_step()
+
+
+def test_clipping_has_tf1s_top_level_names():
+    # TF1 code calls tf.clip_by_global_norm / tf.clip_by_norm / tf.global_norm: renamed, rg.*
+    t = np.array([3.0, 4.0])
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.constant(t)
+        (clipped,), norm = rg.clip_by_global_norm([x], 2.5)
+        by_norm = rg.clip_by_norm(x, 1.0)
+        total = rg.global_norm([x, x])
+    got = rg.Session(g).run([clipped, norm, by_norm, total])
+    np.testing.assert_allclose(got[0], t * 0.5, rtol=1e-12)
+    np.testing.assert_allclose(got[1], 5.0, rtol=1e-12)
+    np.testing.assert_allclose(got[2], t / 5.0, rtol=1e-12)
+    np.testing.assert_allclose(got[3], np.sqrt(50.0), rtol=1e-12)

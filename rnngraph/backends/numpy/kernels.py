@@ -59,7 +59,7 @@ def matmul(op, node, program):
 
     def run(a, b):
         if a.ndim == 2 and b.ndim == 2 and a.shape[0] * b.shape[1] < small:
-            if SERIAL_MNK < a.size * b.shape[1] < SPLIT_MAX_MNK and a.dtype == b.dtype:
+            if SERIAL_MNK < a.size * b.shape[1] <= SPLIT_MAX_MNK and a.dtype == b.dtype:
                 return by_columns(a, b)
             return mm(a, b)   # a loop's per-step product: no checks
         if b.ndim != 2 or a.ndim < 2 or a.dtype != b.dtype or a.shape[-1] != b.shape[0]:
@@ -77,41 +77,28 @@ def matmul(op, node, program):
 
 # OpenBLAS runs a product on its calling thread alone when m*n*k is at most this (its default
 # GEMM_MULTITHREAD_THRESHOLD of 4 x 65536); above it, it wakes its other threads. For a loop's
-# per-step products that costs more than it saves ([16, 128] @ [128, 512]: 37 us on two threads,
-# 21 us on one, on the project's 2-core machine), and under CPU oversubscription the woken
-# threads wait for a core: 5-40 ms for a product of 50 us. Products between this and
-# SPLIT_MAX_MNK are computed in blocks each under it (docs/performance.md); nothing global
-# changes.
+# smallest per-step products that costs more than it saves ([16, 128] @ [128, 512]: 37 us on two
+# threads, 21 us on one, on the project's 2-core machine), and under CPU oversubscription the
+# woken threads wait for a core (milliseconds a product). Products up to SPLIT_MAX_MNK are
+# computed in at most four column blocks each under the threshold; more blocks cost more in
+# calls than they save (S2's [32, 150] @ [150, 600] in 13 blocks: LSTM S2 1.7x slower on a calm
+# host; docs/performance.md). Nothing global changes.
 SERIAL_MNK = 1 << 18
-SPLIT_MAX_MNK = 1 << 22   # (from here on two threads pay for themselves: LSTM S1's steps)
+SPLIT_MAX_MNK = 4 * SERIAL_MNK
 _BLOCK_ALIGN = 16         # block widths in whole AVX-512 float32 vectors
-_MIN_WIDTH = 64           # narrower blocks run the kernels at a fraction of their speed
 
 
 def by_columns(a, b):
-    """a @ b as products of blocks of a's columns (k) by blocks of b's columns (n), each with
-    m*k_block*n_block <= SERIAL_MNK, summed over the k blocks into one result; the plain
-    product where a block could not be that small."""
+    """a @ b as products of a by column blocks of b, each with m*k*width <= SERIAL_MNK, into
+    one result; the plain product where a block could not be that narrow."""
     m, k = a.shape
+    width = SERIAL_MNK // max(m * k, 1) // _BLOCK_ALIGN * _BLOCK_ALIGN
     n = b.shape[1]
-    if b.shape[0] != k or a.dtype.kind != "f" or m * _BLOCK_ALIGN > SERIAL_MNK:
+    if width == 0 or b.shape[0] != k or a.dtype.kind != "f":
         return np.matmul(a, b)   # (which reports a mismatch)
-    # k in as few blocks as leave n blocks at least _MIN_WIDTH wide (or all of n)
-    k_blocks = -(-m * k * min(n, _MIN_WIDTH) // SERIAL_MNK)
-    kb = -(-k // k_blocks)
-    width = max(SERIAL_MNK // (m * kb) // _BLOCK_ALIGN * _BLOCK_ALIGN, _BLOCK_ALIGN)
-    while m * kb * width > SERIAL_MNK and kb > 1:   # (rounding: one more k block)
-        k_blocks += 1
-        kb = -(-k // k_blocks)
     out = np.empty((m, n), a.dtype)
-    part = np.empty((m, min(width, n)), a.dtype) if kb < k else None
     for j in range(0, n, width):
-        dest = out[:, j:j + width]
-        np.matmul(a[:, :kb], b[:kb, j:j + width], out=dest)
-        for k0 in range(kb, k, kb):
-            p = part[:, :dest.shape[1]]
-            np.matmul(a[:, k0:k0 + kb], b[k0:k0 + kb, j:j + width], out=p)
-            dest += p
+        np.matmul(a, b[:, j:j + width], out=out[:, j:j + width])
     return out
 
 
