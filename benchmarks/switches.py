@@ -7,7 +7,10 @@ rather than Session options:
   blocks  per-step products in column blocks under OpenBLAS's one-thread threshold
           (backends/numpy/kernels.py SPLIT_MAX_MNK) against one product each
   pool    large outputs and loop stacks in buffers reused across runs (runtime/buffer_pool.py)
-          against fresh arrays every run
+          against fresh arrays every run. In one process this flatters "off": its fresh arrays
+          come from heap memory the other session's run has just touched, which a program
+          running alone does not get; compare separate processes for the pool
+          (docs/performance.md)
 
 A is the switch on (the default), B off; each round times one forward+backward call of each,
 A then B, one Session each (compiled the same way). Prints per case the medians, the median
