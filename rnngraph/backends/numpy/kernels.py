@@ -80,8 +80,8 @@ def matmul(op, node, program):
 # smallest per-step products that costs more than it saves ([16, 128] @ [128, 512]: 37 us on two
 # threads, 21 us on one, on the project's 2-core machine), and under CPU oversubscription the
 # woken threads wait for a core (milliseconds a product). Products up to SPLIT_MAX_MNK are
-# computed in at most four column blocks each under the threshold; more blocks cost more in
-# calls than they save (S2's [32, 150] @ [150, 600] in 13 blocks: LSTM S2 1.7x slower on a calm
+# computed in a few column blocks (four for S3's) each under the threshold; many blocks cost
+# more in calls than they save (S2's [32, 150] @ [150, 600] in 13 blocks: LSTM S2 1.7x slower on a calm
 # host; docs/performance.md). Nothing global changes.
 SERIAL_MNK = 1 << 18
 SPLIT_MAX_MNK = 4 * SERIAL_MNK
