@@ -30,6 +30,7 @@ from ..ir.value import Value
 from ..nest import flatten, pack_as
 from ..ops.random import get_seed, random_standard, salted
 from .cells import LSTMStateTuple, RNNCell
+from .wrappers import TransparentWrapper
 
 
 def _keep(keep_prob, what):
@@ -140,7 +141,7 @@ def _default_state_filter(state):
     return True
 
 
-class DropoutWrapper(RNNCell):
+class DropoutWrapper(TransparentWrapper):
     """Dropout on a cell's inputs, outputs and state (tf.nn.rnn_cell.DropoutWrapper).
 
     Args:
@@ -160,7 +161,7 @@ class DropoutWrapper(RNNCell):
         if not isinstance(cell, RNNCell):
             raise TypeError(f"DropoutWrapper: cell must be an RNNCell, got "
                             f"{type(cell).__name__} (at {user_location()})")
-        self._cell = cell
+        self._cell = cell   # (no RNNCell.__init__: its name and `built` are the cell's)
         self._input_keep = _keep(input_keep_prob, "input_keep_prob")
         self._output_keep = _keep(output_keep_prob, "output_keep_prob")
         self._state_keep = _keep(state_keep_prob, "state_keep_prob")
@@ -177,28 +178,8 @@ class DropoutWrapper(RNNCell):
         self._rg_dtype = dtype
 
     @property
-    def wrapped_cell(self):
-        return self._cell
-
-    @property
-    def state_size(self):
-        return self._cell.state_size
-
-    @property
-    def output_size(self):
-        return self._cell.output_size
-
-    @property
     def name(self):
         return self._cell.name
-
-    @property
-    def variables(self):
-        return self._cell.variables
-
-    @property
-    def trainable_variables(self):
-        return self._cell.trainable_variables
 
     @property
     def built(self):
@@ -207,9 +188,6 @@ class DropoutWrapper(RNNCell):
     @built.setter
     def built(self, value):
         pass
-
-    def zero_state(self, batch_size, dtype=np.float32):
-        return self._cell.zero_state(batch_size, dtype)
 
     def build_once(self, *args, **kwargs):   # static_rnn / dynamic_rnn build the wrapped cell
         build = getattr(self._cell, "build_once", None)

@@ -39,15 +39,8 @@ class _Wrapper(RNNCell):
         return self._cell.zero_state(batch_size, dtype)
 
 
-class ResidualWrapper(_Wrapper):
-    """Adds the cell's inputs to its outputs: output = inputs + cell_output (or
-    residual_fn(inputs, cell_output)); the state passes through unchanged."""
-
-    def __init__(self, cell, residual_fn=None):
-        super().__init__(cell, "ResidualWrapper")
-        if residual_fn is not None and not callable(residual_fn):
-            raise TypeError("ResidualWrapper: residual_fn must be callable")
-        self._residual_fn = residual_fn
+class TransparentWrapper(_Wrapper):
+    """A wrapper with no variables of its own: the wrapped cell's are its variables."""
 
     @property
     def variables(self):
@@ -56,6 +49,17 @@ class ResidualWrapper(_Wrapper):
     @property
     def trainable_variables(self):
         return self._cell.trainable_variables
+
+
+class ResidualWrapper(TransparentWrapper):
+    """Adds the cell's inputs to its outputs: output = inputs + cell_output (or
+    residual_fn(inputs, cell_output)); the state passes through unchanged."""
+
+    def __init__(self, cell, residual_fn=None):
+        super().__init__(cell, "ResidualWrapper")
+        if residual_fn is not None and not callable(residual_fn):
+            raise TypeError("ResidualWrapper: residual_fn must be callable")
+        self._residual_fn = residual_fn
 
     def __call__(self, inputs, state, scope=None):
         output, new_state = self._cell(inputs, state, scope=scope)
@@ -72,7 +76,7 @@ class ResidualWrapper(_Wrapper):
         return pack_as(output, [ops.add(x, y) for x, y in zip(flat_in, flat_out)]), new_state
 
 
-class DeviceWrapper(_Wrapper):
+class DeviceWrapper(TransparentWrapper):
     """Runs the cell under rg.device(device): its nodes and variables take that placement
     (see rg.device)."""
 
@@ -80,14 +84,6 @@ class DeviceWrapper(_Wrapper):
         super().__init__(cell, "DeviceWrapper")
         self._device = device
         scopes.device(device)   # validate the string now
-
-    @property
-    def variables(self):
-        return self._cell.variables
-
-    @property
-    def trainable_variables(self):
-        return self._cell.trainable_variables
 
     def zero_state(self, batch_size, dtype=np.float32):
         with scopes.device(self._device):
