@@ -19,8 +19,6 @@ as safe as these checks make it: it can describe a huge computation, never run c
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
 import os
@@ -37,7 +35,7 @@ from ..version import __version__
 from ..ir.graph import Graph, get_default_graph
 from ..ir.value import Value
 from ..ir.verify import verify
-from ..runtime.session import Session
+from ..runtime.session import Session, gc_paused
 from . import codec
 from .codec import Corrupt, InvalidFileError
 from .container import GRAPH_ENTRY, HASH_ENTRY, LoadLimits, MemberError, open_archive
@@ -169,7 +167,7 @@ def read(path, limits: LoadLimits | None = None) -> Saved:
         raise InvalidFileError(f"not a valid rnngraph file: {path} (not an .npz/zip archive)")
     member = GRAPH_ENTRY   # what a failure below names, unless it names a member itself
     try:
-        with open_archive(path, limits) as archive, _gc_paused():
+        with open_archive(path, limits) as archive, gc_paused():
             return _read_archive(archive, path, limits)
     except MemberError as exc:
         raise InvalidFileError(f"not a valid rnngraph file: {path}, {exc}") from None
@@ -193,19 +191,6 @@ def read(path, limits: LoadLimits | None = None) -> Saved:
         # (KeyError, TypeError, VerificationError...)
         raise InvalidFileError(f"not a valid rnngraph file: {path}, member {member!r} "
                                f"({_why(exc)})") from None
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Decoding makes many small objects that all stay alive (a graph of 300k nodes makes
-    millions): Python's cyclic collector would rescan them again and again. Restored after."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _why(exc: BaseException) -> str:

@@ -30,6 +30,17 @@ def _unsupported(fn, **given):
                                       f"(got {val!r})")
 
 
+def _checked(inputs, units, fn: str, arg: str):
+    """inputs as a Value whose last dimension is known; `units` a positive int."""
+    inputs = ops.as_value(inputs)
+    if inputs.type.rank < 1 or inputs.shape[-1] is None:
+        raise ValueError(f"{fn}: the last dimension of the inputs must be known, got "
+                         f"{inputs.type}")
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        raise ValueError(f"{fn}: {arg} must be a positive int, got {units!r}")
+    return inputs
+
+
 def _layer_scope(name, default, reuse):
     if reuse is True or reuse is scopes.AUTO_REUSE:
         return scopes.variable_scope(name or default, reuse=reuse)
@@ -46,12 +57,7 @@ def dense(inputs, units: int, activation=None, use_bias: bool = True, kernel_ini
     _unsupported("dense", kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
                  activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                  bias_constraint=bias_constraint)
-    inputs = ops.as_value(inputs)
-    if inputs.type.rank < 1 or inputs.shape[-1] is None:
-        raise ValueError(f"dense: the last dimension of the inputs must be known, got "
-                         f"{inputs.type}")
-    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-        raise ValueError(f"dense: units must be a positive int, got {units!r}")
+    inputs = _checked(inputs, units, "dense", "units")
     with _layer_scope(name, "dense", reuse):
         kernel = scopes.get_variable("kernel", [inputs.shape[-1], units], inputs.dtype,
                                      kernel_initializer, trainable=trainable)
@@ -77,13 +83,7 @@ def fully_connected(inputs, num_outputs, activation_fn=ops.relu, normalizer_fn=N
                  biases_regularizer=biases_regularizer,
                  variables_collections=variables_collections,
                  outputs_collections=outputs_collections)
-    inputs = ops.as_value(inputs)
-    if inputs.type.rank < 1 or inputs.shape[-1] is None:
-        raise ValueError(f"fully_connected: the last dimension of the inputs must be known, got "
-                         f"{inputs.type}")
-    if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs <= 0:
-        raise ValueError(f"fully_connected: num_outputs must be a positive int, got "
-                         f"{num_outputs!r}")
+    inputs = _checked(inputs, num_outputs, "fully_connected", "num_outputs")
     if reuse and scope is None:
         raise ValueError("fully_connected: reuse=True cannot be used without a scope")
     ctx = scopes.variable_scope(scope, default_name="fully_connected", reuse=reuse)

@@ -29,9 +29,10 @@ HOT_AFTER = 3   # runs of a program on NumPy kernels before accelerate="auto" co
 
 
 @contextlib.contextmanager
-def _gc_paused():
-    """Compiling makes many small objects that all stay alive: Python's cyclic collector would
-    rescan them again and again (a third of the compile time of a 1000-step static graph)."""
+def gc_paused():
+    """Compiling (or decoding a saved graph) makes many small objects that all stay alive:
+    Python's cyclic collector would rescan them again and again (a third of the compile time
+    of a 1000-step static graph). Restored afterwards."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -138,7 +139,7 @@ class Session:
             if entry is None or entry[0] != self.graph.version:
                 # tiered: NumPy kernels first, compiled ones once the program is hot
                 cold = self._tiered()
-                with _gc_paused():
+                with gc_paused():
                     entry = self._compile_uncached(fetches, fed, tracked, passes, not cold)
                 self._programs[key] = entry
                 self._cold_runs.pop(key, None)
@@ -150,7 +151,7 @@ class Session:
                     _log.info("rnngraph: compiling a program run %d times with the accelerated "
                               "CPU backend (numba; the first time on this machine can take "
                               "seconds, later processes read its cache)", self._cold_runs[key])
-                    with _gc_paused():
+                    with gc_paused():
                         entry = self._compile_uncached(fetches, fed, tracked, passes, True)
                     self._programs[key] = entry
                     del self._cold_runs[key]
