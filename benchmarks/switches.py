@@ -4,7 +4,7 @@ rather than Session options:
     python benchmarks/switches.py [--switch blocks,pool] [--cells lstm,gru,basic]
                                   [--shapes S1,S2,S3,S4,S1p] [--rounds 30]
 
-  blocks  per-step products in column blocks under OpenBLAS's one-thread threshold
+  blocks  per-step products between OpenBLAS's one-thread threshold and 2^20 in two column halves
           (backends/numpy/kernels.py SPLIT_MAX_MNK) against one product each
   pool    large outputs and loop stacks in buffers reused across runs (runtime/buffer_pool.py)
           against fresh arrays every run. In one process this flatters "off": its fresh arrays

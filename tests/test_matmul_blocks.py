@@ -1,5 +1,5 @@
-"""Per-step products between OpenBLAS's one-thread threshold and SPLIT_MAX_MNK run in column
-blocks (backends/numpy/kernels.py): the same product, each block under the threshold."""
+"""Per-step products between OpenBLAS's one-thread threshold and SPLIT_MAX_MNK run as two column
+halves (backends/numpy/kernels.py): the same product, in two calls of whole-vector widths."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +22,9 @@ def test_blocks_give_the_product(m, k, n, dtype):
     np.testing.assert_allclose(got, exact, rtol=tol, atol=tol * np.sqrt(k))
 
 
-@pytest.mark.parametrize("m,k,n", [(16, 128, 512), (16, 512, 128), (16, 128, 384), (16, 384, 128)])
-def test_each_block_stays_under_the_one_thread_threshold(monkeypatch, m, k, n):
+@pytest.mark.parametrize("m,k,n", [(16, 128, 512), (16, 512, 128), (16, 128, 384), (16, 384, 128),
+                                   (16, 128, 500), (16, 128, 17)])
+def test_two_halves_of_whole_vectors(monkeypatch, m, k, n):
     blocks = []
     real = np.matmul
 
@@ -33,9 +34,19 @@ def test_each_block_stays_under_the_one_thread_threshold(monkeypatch, m, k, n):
     monkeypatch.setattr(kernels.np, "matmul", spy)
     a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
     np.testing.assert_array_equal(kernels.by_columns(a, b), np.full((m, n), float(k)))
-    assert 1 < len(blocks) <= 4   # (S3's LSTM and GRU steps, forward and backward)
-    assert all(mb * kb * nb <= kernels.SERIAL_MNK and kb == k for mb, kb, nb in blocks)
-    assert sum(nb for _, _, nb in blocks) == n
+    widths = [nb for mb, kb, nb in blocks if (mb, kb) == (m, k)]
+    assert len(blocks) == 2 and len(widths) == 2 and sum(widths) == n
+    assert widths[0] % 16 == 0 and widths[0] >= widths[1]   # (the first in whole vectors)
+
+
+def test_a_matrix_too_narrow_to_halve_is_one_product(monkeypatch):
+    blocks = []
+    real = np.matmul
+    monkeypatch.setattr(kernels.np, "matmul",
+                        lambda a, b, out=None: blocks.append(b.shape) or real(a, b, out=out))
+    a, b = np.ones((16, 128), np.float32), np.ones((128, 16), np.float32)
+    np.testing.assert_array_equal(kernels.by_columns(a, b), np.full((16, 16), 128.0))
+    assert blocks == [(128, 16)]
 
 
 def test_mismatched_and_integer_operands_take_the_plain_product():

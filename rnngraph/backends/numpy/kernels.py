@@ -79,26 +79,28 @@ def matmul(op, node, program):
 # GEMM_MULTITHREAD_THRESHOLD of 4 x 65536); above it, it wakes its other threads. For a loop's
 # smallest per-step products that costs more than it saves ([16, 128] @ [128, 512]: 37 us on two
 # threads, 21 us on one, on the project's 2-core machine), and under CPU oversubscription the
-# woken threads wait for a core (milliseconds a product). Products up to SPLIT_MAX_MNK are
-# computed in a few column blocks (four for S3's) each under the threshold; many blocks cost
-# more in calls than they save (S2's [32, 150] @ [150, 600] in 13 blocks: LSTM S2 1.7x slower on a calm
-# host; docs/performance.md). Nothing global changes.
+# woken threads wait for a core (milliseconds a product). Products of SERIAL_MNK < m*n*k <=
+# SPLIT_MAX_MNK are computed as two column halves: each is then on one thread (up to 2^19) or
+# split by OpenBLAS in a way that wastes less (LSTM S3's [16, 128] @ [128, 512]: halves 10%
+# faster forward+backward than four one-thread blocks, which were 18% faster than the whole
+# product); more blocks cost more in calls than they save (S2's [32, 150] @ [150, 600] in 13
+# blocks: LSTM S2 1.7x slower on a calm host; docs/performance.md). Nothing global changes.
 SERIAL_MNK = 1 << 18
 SPLIT_MAX_MNK = 4 * SERIAL_MNK
 _BLOCK_ALIGN = 16         # block widths in whole AVX-512 float32 vectors
 
 
 def by_columns(a, b):
-    """a @ b as products of a by column blocks of b, each with m*k*width <= SERIAL_MNK, into
-    one result; the plain product where a block could not be that narrow."""
+    """a @ b as a times each column half of b (widths in whole vectors), into one result; the
+    plain product where b is too narrow to split or the operands do not match."""
     m, k = a.shape
-    width = SERIAL_MNK // max(m * k, 1) // _BLOCK_ALIGN * _BLOCK_ALIGN
     n = b.shape[1]
-    if width == 0 or b.shape[0] != k or a.dtype.kind != "f":
+    width = -(-n // (2 * _BLOCK_ALIGN)) * _BLOCK_ALIGN
+    if width >= n or b.shape[0] != k or a.dtype.kind != "f":
         return np.matmul(a, b)   # (which reports a mismatch)
     out = np.empty((m, n), a.dtype)
-    for j in range(0, n, width):
-        np.matmul(a, b[:, j:j + width], out=out[:, j:j + width])
+    np.matmul(a, b[:, :width], out=out[:, :width])
+    np.matmul(a, b[:, width:], out=out[:, width:])
     return out
 
 
