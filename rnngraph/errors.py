@@ -75,6 +75,14 @@ class RenderError(RnnGraphError, RuntimeError):
     """graphviz's `dot` failed, is missing, or ran past its time limit (rg.render)."""
 
 
+class KernelCompileError(RnnGraphError, RuntimeError):
+    """NVRTC refused a CUDA source (rnngraph.backends.cupy.nvrtc); `log` is its compile log."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
 class CLIError(Exception):
     """A problem the `rnngraph` command reports to the user in one line (no traceback)."""
 

@@ -1,12 +1,14 @@
 """The elementwise math of each fusible op, written once: what it computes on one element.
 
 Every code generator derives from this table: the NumPy fused code calls the op's ufunc
-(`ufunc`, a NumPy/CuPy function name, None where the op has a lowering of its own), CuPy's
-ElementwiseKernel pastes the C expression (`c`), and the numba backend's fused loop the Python
-expression (`py`). Templates take their operands as {0}, {1}, {2}; helper names in `py` (_tanh,
-_sigmoid, _ZERO, _ONE) are the numba prelude's. Nothing here is formatted from data: the
-operands are identifiers the generators make, and the table is keyed by the op classes' own
-names (type(op).name), never by an instance attribute.
+(`ufunc`, a NumPy/CuPy function name, None where the op has a lowering of its own), the CuPy
+backend's CUDA kernel (backends/cupy/cuda_codegen.py) pastes the C expression (`c`), and the
+numba backend's fused loop the Python expression (`py`); the tests compile the C forms with
+NVRTC and, on the CPU, with a C++ compiler against each op's reference compute. Templates take
+their operands as {0}, {1}, {2}; helper names in `py` (_tanh, _sigmoid, _ZERO, _ONE) are the
+numba prelude's. Nothing here is formatted from data: the operands are identifiers the
+generators make, and the table is keyed by the op classes' own names (type(op).name), never
+by an instance attribute.
 """
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ SCALAR = {
     "sub": Scalar("subtract", "{0} - {1}", "{0} - {1}"),
     "mul": Scalar("multiply", "{0} * {1}", "{0} * {1}"),
     "div": Scalar("divide", "{0} / {1}", "{0} / {1}"),
-    "maximum": Scalar("maximum", "max({0}, {1})", "max({0}, {1})"),
-    "minimum": Scalar("minimum", "min({0}, {1})", "min({0}, {1})"),
+    # (C: a NaN operand gives NaN, as NumPy's maximum does; CUDA's max/fmaxf would drop it)
+    "maximum": Scalar("maximum", "{0} > {1} || {0} != {0} ? {0} : {1}", "max({0}, {1})"),
+    "minimum": Scalar("minimum", "{0} < {1} || {0} != {0} ? {0} : {1}", "min({0}, {1})"),
     "pow": Scalar("power", "pow({0}, {1})", "{0} ** {1}"),
     "less": Scalar("less", "{0} < {1}", "{0} < {1}"),
     "less_equal": Scalar("less_equal", "{0} <= {1}", "{0} <= {1}"),
@@ -39,13 +42,13 @@ SCALAR = {
     "neg": Scalar("negative", "-{0}", "-{0}"),
     "tanh": Scalar("tanh", "tanh({0})", "_tanh({0})"),
     "sigmoid": Scalar(None, "1 / (1 + exp(-{0}))", "_sigmoid({0})"),
-    "relu": Scalar(None, "max({0}, 0)", "max({0}, _ZERO)"),
+    "relu": Scalar(None, "{0} > 0 || {0} != {0} ? {0} : 0", "max({0}, _ZERO)"),
     "exp": Scalar("exp", "exp({0})", "math.exp({0})"),
     "log": Scalar("log", "log({0})", "math.log({0})"),
     "square": Scalar("square", "{0} * {0}", "{0} * {0}"),
     "sqrt": Scalar("sqrt", "sqrt({0})", "math.sqrt({0})"),
     "abs": Scalar("abs", "abs({0})", "abs({0})"),
-    "sign": Scalar("sign", "(({0} > 0) - ({0} < 0))", None),
+    "sign": Scalar("sign", "{0} != {0} ? {0} : ({0} > 0) - ({0} < 0)", None),
     "where": Scalar(None, "{0} ? {1} : {2}", "{1} if {0} else {2}"),
     "zeros_like": Scalar(None, "0", "_ZERO"),   # (not x * 0: that would keep a NaN)
     "ones_like": Scalar(None, "1", "_ONE"),

@@ -338,6 +338,12 @@ class ColumnBlock(Op):
     def emit(self, res, args, out, ns, key, dtype=None, rank=None):
         return [f"{res} = {args[0]}[..., {int(self.start)}:{int(self.stop)}]"]
 
+    def c_index(self, index: tuple, shift) -> tuple:
+        """Where element `index` of the block lies in its input (the CUDA generator's index
+        math, backends/cupy/cuda_codegen.py): the last axis moved by `start`; `shift(i, k)` is
+        index i plus k in the generator's own terms."""
+        return tuple(index[:-1]) + (shift(index[-1], int(self.start)),)
+
     def flops(self, node):
         return 0
 

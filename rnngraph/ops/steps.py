@@ -443,13 +443,53 @@ class StepRows:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __array__(self, dtype=None, copy=None):
-        """The stack it stands for (zeros past each step's active rows), for any other reader
-        (a numerics check, a debugger): NumPy code sees the value RowsMatMul defines."""
+    @property
+    def size(self) -> int:
+        steps, batch, n = self.shape
+        return steps * batch * n
+
+    def materialize(self):
+        """The stack it stands for, [steps, batch, n] with zeros past each step's active rows,
+        as an array of the packed rows' own module: CuPy rows give a CuPy array (what a
+        device's to_host and a fetch read)."""
         steps, batch, n = self.shape
         counts = np.diff(self.starts)[:steps]
-        out = _unpack(self.packed, counts, batch, np.empty((steps * batch, n), self.dtype))
-        return out.reshape(self.shape).astype(dtype or self.dtype, copy=False)
+        if isinstance(self.packed, np.ndarray):
+            out = np.empty((steps * batch, n), self.dtype)
+        else:   # a device array: its own class allocates one (cupy.ndarray(shape, dtype))
+            out = type(self.packed)((steps * batch, n), self.dtype)
+        return _unpack(self.packed, counts, batch, out).reshape(self.shape)
+
+    def get(self) -> np.ndarray:
+        """The stack as a NumPy array, copied from the device if the rows are there (as CuPy
+        arrays' get())."""
+        full = self.materialize()
+        return full if isinstance(full, np.ndarray) else full.get()
+
+    def __array__(self, dtype=None, copy=None):
+        """The stack it stands for (zeros past each step's active rows), for any other reader
+        (a numerics check, a debugger): NumPy code sees the value RowsMatMul defines. Rows on
+        a device are not copied implicitly, as CuPy refuses np.asarray of its arrays: TypeError
+        (use get())."""
+        if not isinstance(self.packed, np.ndarray):
+            raise TypeError(f"implicit conversion of a packed stack of "
+                            f"{type(self.packed).__module__}.{type(self.packed).__name__} rows "
+                            "to a NumPy array is not allowed (as for CuPy arrays): use .get() "
+                            "to copy it to the host, or .materialize() for an array on the "
+                            "rows' device")
+        return self.materialize().astype(dtype or self.dtype, copy=False)
+
+    @property
+    def __cuda_array_interface__(self):
+        """For CuPy's functions (cupy.isfinite of check_numerics...): the stack it stands for,
+        materialised on the device at the first request and kept with this object (the
+        pointer must outlive the call that reads it)."""
+        if not hasattr(self.packed, "__cuda_array_interface__"):
+            raise AttributeError("__cuda_array_interface__ (the rows are not on a CUDA device)")
+        full = self.__dict__.get("_full")
+        if full is None:
+            full = self._full = self.materialize()
+        return full.__cuda_array_interface__
 
 
 def step_sum(stack, n, rows=None):

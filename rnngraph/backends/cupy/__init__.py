@@ -1,6 +1,7 @@
 """The CuPy backend: a GPU device, and fused elementwise groups as one CUDA kernel each.
 
 Importing this package never imports CuPy: the device probes for it when a GPU is asked for.
+`kernel_sources(fetches, feed_dict)` returns the CUDA kernels a graph would run, without a GPU.
 """
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from ...ops.fused import Fused
 from . import device as _device
 from . import random as _random  # noqa: F401  (registers the random ops' kernel)
 from .fused import cupy_kernel
+from .sources import kernel_sources
+
+__all__ = ["kernel_sources"]
 
 
 class _Gpu:
