@@ -14,6 +14,12 @@ class DeviceProfile:
     d2h_bytes_per_s: float = 5e9     # device -> host
     h2d_bytes_per_s: float = 5e9     # host -> device
     async_copies: bool = False       # transfers overlap compute (a side stream)
+    # what the device's allocator really takes (memory/simulate.py models each):
+    alloc_granularity: int = 1       # every buffer rounds up to a multiple of this (CuPy: 512)
+    reuse_list_resident: bool = False  # buffers on the device's reuse list (prefetch and replay
+    #                                   buffers between passes) stay allocated
+    workspace_bytes: int = 0         # device bytes the libraries hold outside the planner's
+    #                                   tensors while a program runs (cuBLAS's workspace)
 
     def compute_time(self, flops: float, n_ops: int) -> float:
         return flops / self.flops_per_s + n_ops * self.op_overhead_s
@@ -23,9 +29,12 @@ class DeviceProfile:
 
 
 CPU_PROFILE = DeviceProfile()
-# PCIe 3/4 class link, copies on a side stream; kernels launched from Python.
+# PCIe 3/4 class link, copies on a side stream; kernels launched from Python. CuPy's pool
+# hands out multiples of 512 bytes, and the device's reuse list keeps its buffers allocated.
+# The cuBLAS workspace depends on the card: a CupyDevice fills it in (backends/cupy/device.py).
 GPU_PROFILE = DeviceProfile(flops_per_s=5e12, op_overhead_s=1e-5, d2h_bytes_per_s=1.2e10,
-                            h2d_bytes_per_s=1.2e10, async_copies=True)
+                            h2d_bytes_per_s=1.2e10, async_copies=True, alloc_granularity=512,
+                            reuse_list_resident=True)
 
 
 def offload_time(profile: DeviceProfile, bytes_per_step: int, steps: int,

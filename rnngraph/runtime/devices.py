@@ -10,6 +10,10 @@ The executor only talks to this interface:
   host_empty / host_free    host buffers for offloaded tensors (pinned memory on a GPU)
   copy_to_host / copy_to_device
                             copies that may run asynchronously; they return a ticket for `wait`
+  mark                      a marker of the kernels queued so far (None where kernels run at
+                            once); copy_to_device(after=marker) orders a copy into a recycled
+                            buffer after that buffer's last reader only
+  host_stack                host storage for an offloaded stack (pinned chunks on a GPU)
   synchronize               wait for every queued kernel and copy
 Byte counting of slots is switched on per compiled Program (see Program.tracked), so it costs
 nothing when nobody asked for it.
@@ -150,11 +154,25 @@ class Device:
         self.bytes_to_host += dst.nbytes
         return None
 
-    def copy_to_device(self, src: np.ndarray, dst):
-        """dst[...] = src (host -> device). Returns a ticket for `wait` (None: already done)."""
+    def copy_to_device(self, src: np.ndarray, dst, after=None):
+        """dst[...] = src (host -> device). Returns a ticket for `wait` (None: already done).
+        `after`: a marker from `mark()` taken after dst's last reader; the copy waits for the
+        kernels queued up to it only (None: for every kernel queued so far)."""
         np.copyto(dst, src)
         self.bytes_to_device += dst.nbytes
         return None
+
+    def mark(self):
+        """A marker of the kernels queued so far, for copy_to_device(after=...); None where
+        kernels run before this returns (the CPU)."""
+        return None
+
+    def host_stack(self, shape, dtype, host_budget: int | None = None):
+        """Host storage for an offloaded stack of shape[0] rows: indexed by row (`stack[t]`, a
+        host array that copies read and write), given back with `host_free`. Here one host
+        buffer; a GPU device hands out pinned chunks as rows are reached, never more pinned
+        bytes than `host_budget` (None: unchecked)."""
+        return self.host_empty(shape, dtype)
 
     def wait(self, ticket) -> None:
         """Make the compute stream wait for a copy (no-op when copies are synchronous)."""
