@@ -252,8 +252,9 @@ def test_static_unroll_has_one_cluster_per_step_and_highlighted_state_edges():
     dot = to_dot(g)
     steps = [c for c in clusters(dot) if c.startswith("cluster_step_")]
     assert steps == [f"cluster_step_rnn_step_{t}" for t in range(4)]
-    # weights drawn once, outside the steps
-    assert len([ln for ln in node_lines(dot) if 'shape="cylinder"' in ln]) == 2
+    # weights drawn once, outside the steps; each step reads them through a reference
+    assert len([ln for ln in node_lines(dot) if 'shape="cylinder", style="filled"' in ln]) == 2
+    assert len([ln for ln in node_lines(dot) if 'shape="cylinder", style="dashed' in ln]) == 8
     state = [e for e in edge_lines(dot) if 'color="#c0392b"' in e and "dashed" not in e]
     assert len(state) == 3  # step t's tanh -> step t+1's matmul
 
@@ -426,13 +427,15 @@ def test_svg_of_a_long_static_unroll(tmp_path):
     assert sorted(t for t in titles if t.startswith("cluster_step_")) == \
         sorted(f"cluster_step_rnn_step_{t}" for t in (0, 1, 13, 14))
     assert "... 11 steps ..." in svg_texts(tmp_path / "static.svg")
-    # 15 inputs + h0 + W + U + 4 steps x 4 ops + 1 box + reduce_sum
-    assert nodes == 15 + 1 + 2 + 16 + 1 + 1
+    # 4 inputs + 1 box of the middle steps' 11 inputs + h0 + W + U + 4 steps x 4 ops + 1 box +
+    # reduce_sum, and a reference to W and to U in each step and in the box
+    assert nodes == 4 + 1 + 1 + 2 + 16 + 1 + 1 + 5 * 2
+    assert "11 inputs" in svg_texts(tmp_path / "static.svg")
     titles_all, nodes_all, _ = svg_structure(render(g, tmp_path / "all.svg", all_steps=True,
                                                     max_size=None,
                                                     legend=False))
     assert len([t for t in titles_all if t.startswith("cluster_step_")]) == 15
-    assert nodes_all == 15 + 1 + 2 + 15 * 4 + 1
+    assert nodes_all == 15 + 1 + 2 + 15 * 4 + 1 + 15 * 2
 
 
 @needs_dot

@@ -4,6 +4,12 @@ graph of `ys` and returns their Values, like tf.gradients.
 Walk the nodes on a path from xs to ys in reverse creation (= topological) order, ask each op's
 vjp for its inputs' cotangents, and sum the cotangents of values used more than once. A loop
 node's vjp is another loop node running backwards (see ops/loop.py).
+
+Names follow the forward graph: everything built for a node's gradient, the sum of its outputs'
+cotangents included, lives under `<name_scope>/<node name>_grad/` (gradients/rnn/step_3/
+lstm_cell/Add_3_grad/AddN), and the sum over its uses of an x under `<x's node name>_grad/`
+(gradients/rnn/lstm_cell/kernel_grad/AddN). TF 1.x leaves those sums at the top
+(gradients/AddN_k); here each stays with the step it belongs to.
 """
 from __future__ import annotations
 
@@ -101,33 +107,46 @@ def backprop(graph: Graph, seeds: dict, xs: Sequence[Value], strip_prefix: str =
         if y in depends or y in xs:
             cotangents.setdefault(y, []).append(seed)
     for node in reversed(between):
-        gs = [_accumulate(cotangents[v]) if v in cotangents else None for v in node.outputs]
-        if all(g is None for g in gs) or not node.op.differentiable:
+        if not node.op.differentiable or not any(v in cotangents for v in node.outputs):
             continue
-        for v, g in zip(node.outputs, gs):  # keep the sum, not the parts, for reuse
-            if g is not None:
-                cotangents[v] = [g]
-        try:
-            vjp = _rule(node.op)
-            # named under the forward node (gradients/rnn/step_3/MatMul_grad/...), as TF does
-            scope = node.name[len(strip_prefix):] if node.name.startswith(strip_prefix) \
-                else node.name
-            with get_default_graph().name_scope(scope + "_grad"):
+        # named under the forward node (gradients/rnn/step_3/MatMul_grad/...), as TF does; so
+        # is the sum of its outputs' cotangents (gradients/rnn/step_3/Add_3_grad/AddN), which
+        # TF leaves at the top (gradients/AddN_k): here it stays with the step it belongs to
+        with get_default_graph().name_scope(_grad_scope(node, strip_prefix)):
+            gs = [_accumulate(cotangents[v]) if v in cotangents else None for v in node.outputs]
+            for v, g in zip(node.outputs, gs):  # keep the sum, not the parts, for reuse
+                if g is not None:
+                    cotangents[v] = [g]
+            try:
+                vjp = _rule(node.op)
                 grads = vjp(node, *gs) if node.op.multi_output else vjp(node, gs[0])
-        except GradientError:
-            raise
-        except NotImplementedError as exc:
-            raise GradientError(f"no gradient rule for op '{node.op.name}' "
-                                f"(node {node.describe()}): {exc}") from None
-        if len(grads) != len(node.inputs):
-            raise AssertionError(f"vjp of {node.op.name} gave {len(grads)} cotangents "
-                                 f"for {len(node.inputs)} inputs")
-        for v, g in zip(node.inputs, grads):
-            if g is not None and (v in depends or v in xs):
-                if g.dtype != v.dtype:
-                    g = ops.cast(g, v.dtype)
-                cotangents.setdefault(v, []).append(g)
-    return [_accumulate(cotangents[x]) if x in cotangents else None for x in xs]
+            except GradientError:
+                raise
+            except NotImplementedError as exc:
+                raise GradientError(f"no gradient rule for op '{node.op.name}' "
+                                    f"(node {node.describe()}): {exc}") from None
+            if len(grads) != len(node.inputs):
+                raise AssertionError(f"vjp of {node.op.name} gave {len(grads)} cotangents "
+                                     f"for {len(node.inputs)} inputs")
+            for v, g in zip(node.inputs, grads):
+                if g is not None and (v in depends or v in xs):
+                    if g.dtype != v.dtype:
+                        g = ops.cast(g, v.dtype)
+                    cotangents.setdefault(v, []).append(g)
+    results = []
+    for x in xs:  # a shared weight's sum over steps: gradients/rnn/lstm_cell/kernel_grad/AddN
+        if x in cotangents:
+            with get_default_graph().name_scope(_grad_scope(x.node, strip_prefix)):
+                results.append(_accumulate(cotangents[x]))
+        else:
+            results.append(None)
+    return results
+
+
+def _grad_scope(node: Node, strip_prefix: str) -> str:
+    """The name scope of `node`'s gradient: its name (less `strip_prefix`) + '_grad'."""
+    name = node.name[len(strip_prefix):] if node.name.startswith(strip_prefix) else node.name
+    return name + "_grad"
 
 
 def _prune_and_mark(graph: Graph, start: int, results: list) -> None:

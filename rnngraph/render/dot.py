@@ -18,7 +18,12 @@ What the picture shows:
   and with more than `max_steps` steps (12; 6 when collapsed) the middle ones fold into one
   "... k steps ..." box unless `all_steps=True`. The steps form a **timeline**: laid out left
   to right in index order (rankdir LR by default), the gradient's steps level with the forward
-  steps they differentiate (see `_Builder._timeline_order`). Steps are not looked for inside a step or a loop body (time steps
+  steps they differentiate (see `_Builder._timeline_order`). The weights the steps share are
+  drawn once, in a cluster of their own above the timeline, each step reading them through a
+  small reference node (a dashed cylinder with an arrow up); the inputs hang below the
+  timeline, their reads elsewhere (the backward steps) drawn as references with an arrow down,
+  and the inputs of the folded middle steps fold into one box with them (see
+  `_Builder._references`). Steps are not looked for inside a step or a loop body (time steps
   do not nest; a loop body is one step), nor among scopes that hold only variables (a
   MultiRNNCell's `cell_0`, `cell_1` weights). Caveat: other numbered sibling scopes holding
   computation match too (`dense_1`, `dense_2`); pass
@@ -80,6 +85,7 @@ _STYLE = {  # kind -> (fill, border)
     "port": ("#eef0f4", "#7d8a99"),
     "grad": ("#fdebe0", "#c96a32"),
     "fold": ("#eef0f3", "#6c7a89"),
+    "ref": ("#fffdf3", "#b8860b"),   # a shared weight or an input read here, drawn once elsewhere
 }
 # device is the normal case: a neutral grey; host and recompute are the two that stand out
 _PLACEMENT = {"device": ("#e6e8ec", "#6b7280"), "host": ("#c9e0f5", "#2e6da4"),
@@ -88,7 +94,8 @@ _PLACEMENT_TEXT = {"device": "kept on the device", "host": "offloaded to host me
                    "recompute": "recomputed"}
 _LEGEND = [("forward op", "op"), ("gradient op", "grad"), ("variable (weights)", "variable"),
            ("placeholder (input)", "placeholder"), ("constant", "constant"),
-           ("folded scope / steps", "fold"), ("loop input or output", "port")]
+           ("folded scope / steps", "fold"), ("loop input or output", "port"),
+           ("a weight (\u2191 drawn above) or input (\u2193 below) read here", "ref")]
 _CLUSTER = {  # kind -> (fill, border, style)
     "scope": ("#fbfbfc", "#b8c0cc", "rounded,dashed,filled"),
     "step": ("#f6f8fb", "#8fa3bd", "rounded,filled"),
@@ -384,6 +391,13 @@ class _Builder:
         self._consumed: dict[int, set] = {}
         self._ids = 0
         self._clusters: set[str] = set()
+        self._top: set[str] = set()           # forward nodes drawn outside every cluster
+        self._refs_before: dict[str, list] = {}  # node id -> references drawn just before it
+        self._inputs: dict[str, tuple] = {}   # input id -> (timeline, first position it feeds)
+        self._ref_names: dict[str, str] = {}  # shared weight id -> name its references show
+        self._names: dict[str, str] = {}      # node id -> IR name (filled when first needed)
+        self._elided: set[str] = set()        # the "... k steps ..." boxes
+        self._band_column: list[str] = []     # shared weights drawn in the first gate's column
 
     # --- ids and clusters ---
     def _new_id(self, prefix: str) -> str:
@@ -429,6 +443,7 @@ class _Builder:
             self._scope(tree, 2, _Ctx(grad=True), as_cluster=False)
             self._close(1)
         self._edge_pass()
+        self._references()
         if self.want_legend:
             self._legend()
         self._highlight_fetches()
@@ -498,6 +513,11 @@ class _Builder:
 
     def _steps(self, key: str, steps: list, ind: int, ctx: _Ctx):
         """One cluster per step; past max_steps the middle ones fold into one box."""
+        if ind > 1 and not ctx.grad:  # the enclosing cluster reaches the first gate's column,
+            # so the first input (hanging from that gate) is kept outside it (measured: the
+            # weights and inputs then take their sides more often; see `_references`)
+            self._add_node(f"anchor_{key}", {"shape": "point", "style": "invis", "width": "0",
+                                             "height": "0", "label": ""}, ind, _Ctx())
         head, middle, tail = steps, [], []
         if len(steps) > self.o.max_steps and not self.o.all_steps:
             head, tail = steps[:HEAD_STEPS], steps[-TAIL_STEPS:]
@@ -526,6 +546,7 @@ class _Builder:
         grad = ctx.grad or all(n.is_gradient for n in nodes)
         fill, border = _STYLE["grad" if grad else "fold"]
         if elided:
+            self._elided.add(nid)
             look = {"shape": "box", "style": "rounded,dashed,filled", "fillcolor": "#ffffff",
                     "color": border, "label": _Html(f"<I>{_esc(label)}</I><BR/>"
                                                     f"{_small(f'{count} nodes')}")}
@@ -542,6 +563,8 @@ class _Builder:
         if n.op.subgraphs():
             return self._loop(n, ind, ctx)
         nid = self._new_id("n")
+        if ind == 1 and not (ctx.grad or n.is_gradient):
+            self._top.add(nid)  # outside every cluster: flat edges to the gates order it
         self.vis[n] = nid
         self.members.append(n)
         self._add_node(nid, _node_look(n, ctx.grad or n.is_gradient), ind,
@@ -748,13 +771,19 @@ class _Builder:
         order = self._timeline_order()
         edges = [f"  {_q(s)} -> {_q(d)} {_attr_list(self._edge_attrs(s, d, k, vals))};"
                  for (s, d, k), vals in self.edges.items()]
-        return "\n".join(head + self._body_lines() + edges + order + ["}"]) + "\n"
+        # the gates are declared first: dot then keeps the inputs hanging from them under the
+        # forward steps more often (measured; see `_references`)
+        gates = [ln for ln in order if ln.startswith('  "gate_') and "shape=point" in ln]
+        order = [ln for ln in order if ln not in gates]
+        return "\n".join(head + gates + self._body_lines() + edges + order + ["}"]) + "\n"
 
     def _body_lines(self) -> list[str]:
         body = []
         for item in self.lines:
             if isinstance(item, tuple):
                 ind, nid = item
+                body += [f"{'  ' * ind}{_q(r)} {_attr_list(self.attrs[r])};"
+                         for r in self._refs_before.get(nid, ())]
                 body.append(f"{'  ' * ind}{_q(nid)} {_attr_list(self.attrs[nid])};")
             else:
                 body.append(item)
@@ -799,11 +828,254 @@ class _Builder:
                 if pos + 1 < count:
                     out += [f"  {_q(nid)} -> {gates[pos + 1]} [style=invis];"
                             for nid in members.get((key, pos), []) if nid not in has_out]
+        first = None
+        for key in self.timelines:  # a forward timeline's cluster spans its first gate's column
+            if f"anchor_{key}" in self.attrs:
+                out.append(f"  {{ rank=same; {_q(f'gate_{key}_0')}; {_q(f'anchor_{key}')}; }}")
+            if key not in self._backward:
+                first = first or key
+        if first is not None and self._band_column:  # the weights in a column of the timeline
+            out.append(f"  {{ rank=same; {_q(f'gate_{first}_0')}; "
+                       + " ".join(f"{_q(w)};" for w in self._band_column) + " }")
         for key in self._backward:  # a gradient's steps under the forward steps they differentiate
             fwd = self._forward_of(key)
             if fwd is not None:
                 out += [f"  {{ rank=same; {_q(f'gate_{fwd}_{pos}')}; {_q(f'gate_{key}_{pos}')}; }}"
                         for pos in range(self.timelines[key])]
+        return out + self._inputs_below()
+
+    # --- shared weights above a timeline, inputs below it ---
+    def _references(self):
+        """Draw a static unroll's shared weights once, above its timeline, and its inputs
+        below it, without constraints dot is slow with or fails on.
+
+        With rankdir LR, "above" is the order of the nodes within one column, which dot
+        decides by crossing heuristics: a rank or flat-edge constraint between a node and a
+        cluster is ignored (tried: rank=min/max, rails of hidden points, invisible clusters
+        spanning the timeline; some made dot fail to route edges, the earlier rank pins made
+        it take minutes). So:
+
+        - the weights (variables, folded boxes of them, and what is computed from them alone
+          outside the steps) leave their scope clusters for a cluster of their own, declared
+          after the rest and ranked in the column of the timeline's first gate, and each step
+          reads them through a small reference node (a dashed cylinder, "kernel" with an arrow
+          up) instead of an edge from the far left. No edge then ties them to the timeline,
+          and dot stacks them above it; the long edges it no longer routes made its layouts
+          faster too. Weights that something outside the steps also reads (an optimizer,
+          a regularizer) stay in their scope clusters, with that edge, where dot's heuristics
+          place them; the steps still read them through references;
+        - each input hangs below the hidden gate before the first step it feeds (see
+          `_inputs_below`); its reads by the backward steps, and with a gradient drawn by the
+          forward nodes outside the steps (the zero state's batch size), are references
+          ("x0" with an arrow down).
+
+        dot's heuristics decide in the end: tests/test_render_weights.py checks the outcome
+        on LSTM unrolls of 2, 10 and 50 steps, forward and gradient."""
+        if not self.timelines:
+            return
+        self._fold_inputs()
+        band, inputs = self._shared_and_inputs()
+        self._inputs = inputs
+        refs: dict[tuple, str] = {}
+        for (src, dst, kind), vals in list(self.edges.items()):
+            at = self.step.get(dst)
+            if src in band and at is not None:
+                up = True
+            elif src in inputs and src in self._top and (
+                    at[0] != inputs[src][0] if at is not None else bool(self._backward)):
+                up = False   # an input read outside its forward timeline (see above)
+            else:
+                continue
+            key = (src, at if at is not None else dst)
+            if key not in refs:
+                refs[key] = self._reference(src, dst, at, up)
+            del self.edges[(src, dst, kind)]
+            self.edges.setdefault((refs[key], dst, kind), []).extend(vals)
+        if band and all(dst in band for src, dst, _ in self.edges if src in band):
+            self._lift(band)  # only the steps read them: nothing ties them to the rest
+            fed = {dst for src, dst, _ in self.edges if src in band}
+            self._band_column = sorted(band - fed)  # the weights no other weight feeds
+
+    def _fold_inputs(self):
+        """The inputs read only by folded middle steps ("... k steps ..."), drawn outside every
+        cluster, become one input box ("x2 ... x47", "46 inputs"), as their steps did."""
+        shown: dict[str, list] = {}
+        for n, nid in self.vis.items():
+            shown.setdefault(nid, []).append(n)
+        reads: dict[str, set] = {}
+        for src, dst, _ in self.edges:
+            reads.setdefault(src, set()).add(dst)
+        groups: dict[frozenset, list] = {}
+        for nid in self._top:
+            if nid in shown and nid in reads and reads[nid] <= self._elided and \
+                    all(n.op.name == "placeholder" for n in shown[nid]):
+                groups.setdefault(frozenset(reads[nid]), []).append(nid)
+        order = {n: i for i, n in enumerate(self.members)}  # placed in creation order
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            nodes = sorted((n for m in members for n in shown[m]), key=order.get)
+            box = self._new_id("inputs")
+            fill, border = _STYLE["placeholder"]
+            names = f"{_tail(nodes[0].name)} \u2026 {_tail(nodes[-1].name)}"
+            self.attrs[box] = {"shape": "invhouse", "style": "filled", "fillcolor": fill,
+                               "color": border, "label": _Html(
+                                   f"<B>{_esc(names)}</B><BR/>{_small(f'{len(nodes)} inputs')}"),
+                               "tooltip": ", ".join(n.name for n in nodes)}
+            gone = set(members)
+            at = next(i for i, it in enumerate(self.lines) if isinstance(it, tuple)
+                      and it[1] in gone)
+            self.lines[at] = (self.lines[at][0], box)
+            self.lines = [it for it in self.lines if not (isinstance(it, tuple) and it[1] in gone)]
+            for n in nodes:
+                self.vis[n] = box
+            for (src, dst, kind), vals in list(self.edges.items()):
+                if src in gone:
+                    del self.edges[(src, dst, kind)]
+                    self.edges.setdefault((box, dst, kind), []).extend(vals)
+            for m in members:
+                del self.attrs[m]
+            self._top -= gone
+            self._top.add(box)
+        self._names.clear()
+
+    def _reference(self, src: str, dst: str, at, up: bool) -> str:
+        """A small node standing for `src` (drawn once elsewhere), just before `dst`."""
+        rid = self._new_id("ref")
+        name = self._ref_names.get(src) or self._display_name(src)
+        look = {"shape": "cylinder" if up else "invhouse", "style": "dashed,filled",
+                "fillcolor": _STYLE["ref"][0], "color": _STYLE["ref"][1], "fontsize": "8",
+                "height": "0.2", "margin": "0.04,0.02",
+                "label": _Html(f"<I>{_esc(name)}</I> {'&#8593;' if up else '&#8595;'}"),
+                "tooltip": f"{self._display_name(src, full=True)}: drawn once, "
+                           f"{'above' if up else 'below'} the timeline"}
+        self.attrs[rid] = look
+        self._refs_before.setdefault(dst, []).append(rid)
+        if at is not None:
+            self.step[rid] = at
+        if dst in self.grad_ids:
+            self.grad_ids.add(rid)
+        return rid
+
+    def _display_name(self, nid: str, full: bool = False) -> str:
+        """The scope path of a folded box, else the (tail of the) name of the node drawn."""
+        if nid in self.folds:
+            return self.folds[nid]
+        if not self._names:
+            for n, i in self.vis.items():
+                self._names.setdefault(i, n.name)
+        name = self._names.get(nid, nid)
+        return name if full else _tail(name)
+
+    def _shared_and_inputs(self) -> tuple[set, dict]:
+        """The shared weights of the forward timelines (node ids) and their inputs (node id ->
+        (timeline, first position it feeds)), among the drawn forward nodes outside the steps.
+        A weight is a variable, a folded box of variables only, or a node computed from
+        weights alone (a read) that leads to a step; an input is a placeholder or a folded box
+        of placeholders feeding a step."""
+        shown: dict[str, list] = {}
+        for n, nid in self.vis.items():
+            shown.setdefault(nid, []).append(n)
+        loose = {nid for nid, ns in shown.items() if nid not in self.step and
+                 nid not in self.grad_ids and not any(n in self.loops for n in ns)}
+
+        def only(nid, kind):
+            return nid in loose and all(n.op.name == kind for n in shown[nid])
+
+        feeds: dict[str, set] = {}    # node id -> ids feeding it
+        for src, dst, _ in self.edges:
+            feeds.setdefault(dst, set()).add(src)
+        shared = {nid for nid in loose if only(nid, "variable")}
+        grown = True
+        while grown:  # reads: computed outside the steps from weights alone
+            grown = False
+            for dst, srcs in feeds.items():
+                if dst in loose and dst not in shared and srcs <= shared:
+                    shared.add(dst)
+                    grown = True
+        band, inputs = set(), {}
+        for src, dst, _ in self.edges:
+            at = self.step.get(dst)
+            if at is None or at[0] in self._backward:
+                continue
+            if src in shared:
+                band.add(src)
+            elif only(src, "placeholder"):
+                old = inputs.get(src)
+                if old is None or (old[0] == at[0] and at[1] < old[1]):
+                    inputs[src] = at
+        stack = list(band)
+        while stack:  # and the weights those reads are computed from
+            for src in feeds.get(stack.pop(), ()):
+                if src in shared and src not in band:
+                    band.add(src)
+                    stack.append(src)
+        return band, inputs
+
+    def _lift(self, band: set):
+        """Move the shared weights out of their scope clusters into one cluster of their own,
+        declared after everything drawn so far (dot stacks it above), its sub-scopes nested."""
+        def scope_of(nid):
+            if nid in self.folds:
+                return self.folds[nid].split("/")
+            name = self._display_name(nid, full=True)
+            return name.split("/")[:-1]
+        scopes = {nid: scope_of(nid) for nid in band}
+        common = []
+        for parts in zip(*scopes.values()):
+            if len(set(parts)) != 1:
+                break
+            common.append(parts[0])
+        for nid in band:  # references name the weight below the common scope: gates/kernel
+            rel = self._display_name(nid, full=True).split("/")[len(common):]
+            self._ref_names[nid] = "/".join(rel) if nid not in self.folds and rel else \
+                self._display_name(nid)
+        self.lines = [it for it in self.lines if not (isinstance(it, tuple) and it[1] in band)]
+        self._drop_empty_clusters()
+        path = "/".join(common)
+        self._open("shared", path, _title(f"{path}: weights shared by every step" if path
+                                          else "weights shared by every step"), 1, "scope")
+        groups: dict[str, list] = {}
+        for nid in sorted(band, key=lambda i: int(re.sub(r"\D", "", i) or 0)):
+            groups.setdefault("/".join(scopes[nid][len(common):]), []).append(nid)
+        for rel, nids in groups.items():
+            if rel:
+                self._open("scope", f"{path}/{rel}", _title(rel), 2)
+            self.lines += [(3 if rel else 2, nid) for nid in nids]
+            if rel:
+                self._close(2)
+        self._close(1)
+
+    def _drop_empty_clusters(self):
+        """Remove the clusters left with no node (after their nodes moved elsewhere)."""
+        while True:
+            stack, empty = [], None
+            for i, it in enumerate(self.lines):
+                if isinstance(it, str) and it.lstrip().startswith(("subgraph ", "{")):
+                    stack.append([i, False])
+                elif isinstance(it, str) and it.strip() == "}":
+                    start, full = stack.pop()
+                    if not full and self.lines[start].lstrip().startswith("subgraph "):
+                        empty = (start, i)
+                        break
+                    if stack and full:
+                        stack[-1][1] = True
+                elif isinstance(it, tuple) and stack:
+                    stack[-1][1] = True
+            if empty is None:
+                return
+            del self.lines[empty[0]:empty[1] + 1]
+
+    def _inputs_below(self) -> list[str]:
+        """Each input drawn outside every cluster shares its column with the hidden gate before
+        the first step it feeds and hangs below it: a flat edge gate -> input, which dot keeps
+        top to bottom (both are outside every cluster). The gates sit outside the timeline's
+        clusters, so the inputs do too; on which side is dot's choice (see `_references`)."""
+        out = []
+        for nid, (key, pos) in sorted(self._inputs.items()):
+            if nid in self._top and key not in self._backward and pos < self.timelines.get(key, 0):
+                gate, x = _q(f"gate_{key}_{pos}"), _q(nid)
+                out += [f"  {{ rank=same; {gate}; {x}; }}", f"  {gate} -> {x} [style=invis];"]
         return out
 
     def _forward_of(self, key: str) -> str | None:
