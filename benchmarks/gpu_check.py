@@ -4,9 +4,10 @@ Rows:
   cell rows     CuPy vs NumPy, max abs difference of the outputs and of the gradients, for
                 LSTM, GRU and BasicRNN through dynamic_rnn, without and with sequence_length
                 (float32; target: 1e-5 relative to the largest value compared)
-  planner       an LSTM under a tenth of its keep-everything peak: the device pool's measured
-                peak (a tracking allocator) against the plan's prediction (target within 2%),
-                and its time against the unconstrained run (target <= 1.2x)
+  planner       an LSTM under a tenth of its keep-everything peak: CuPy's pool peak, measured
+                (a tracking allocator), against the plan's prediction less the modelled cuBLAS
+                workspace, which cuBLAS keeps outside the pool and the tracker cannot see
+                (target within 2%); and its time against the unconstrained run (<= 1.2x)
   S1            LSTM forward+backward at benchmarks/rnn.py's S1 shape, against PyTorch's
                 cuDNN LSTM when torch sees a GPU (target: within 1.5x)
 
@@ -21,51 +22,17 @@ import os
 import statistics
 import sys
 import time
-import weakref
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import rnngraph as rg  # noqa: E402
 from rnngraph.backends.cupy.device import gpu_unavailable_reason  # noqa: E402
+from rnngraph.backends.cupy.tracking import PoolTracker  # noqa: E402
 
 CELLS = {"LSTM": lambda h: rg.nn.LSTMCell(h), "GRU": lambda h: rg.nn.GRUCell(h),
          "BasicRNN": lambda h: rg.nn.BasicRNNCell(h)}
 S1 = (64, 100, 128, 256)   # benchmarks/rnn.py's S1: batch, steps, input, hidden
-
-
-class PoolTracker:
-    """A tracking allocator over CuPy's default pool: bytes handed out now and at most
-    (installed with cupy.cuda.set_allocator inside `with`, put back after)."""
-
-    def __init__(self, cupy):
-        self.cp = cupy
-        self.pool = cupy.get_default_memory_pool()
-        self.current = self.peak = 0
-
-    def malloc(self, size):
-        mem = self.pool.malloc(size)
-        n = mem.mem.size
-        self.current += n
-        self.peak = max(self.peak, self.current)
-        um = self.cp.cuda.memory.UnownedMemory(mem.ptr, size, mem)
-        weakref.finalize(um, self._free, n)
-        return self.cp.cuda.memory.MemoryPointer(um, 0)
-
-    def _free(self, n):
-        self.current -= n
-
-    def reset_peak(self):
-        self.peak = self.current
-
-    def __enter__(self):
-        self.prev = self.cp.cuda.get_allocator()
-        self.cp.cuda.set_allocator(self.malloc)
-        return self
-
-    def __exit__(self, *exc):
-        self.cp.cuda.set_allocator(self.prev)
-        return False
 
 
 def cell_graph(name, B, T, I, H, with_lengths):
@@ -125,14 +92,17 @@ def planner_row(quick):
         tracker.reset_peak()
         sess.run(f, fd)
         cupy.cuda.Device().synchronize()
-        measured = tracker.peak + sess.device.workspace_bytes
-    predicted = plan.predicted_peak
+    measured = tracker.peak              # the pool only: measured, nothing modelled added
+    workspace = sess.device.workspace_bytes
+    predicted = plan.predicted_peak - workspace   # the prediction's pool bytes
     t_free = timed(lambda: free.run(f, fd), 3)
     t_plan = timed(lambda: sess.run(f, fd), 3)
     err = abs(measured - predicted) / predicted
     ok = plan.fits and err <= 0.02 and t_plan <= 1.2 * t_free
-    return (f"pool peak {measured / 2**20:.1f} MiB vs predicted {predicted / 2**20:.1f} MiB "
-            f"({err:.1%}); {t_plan * 1e3:.0f} ms vs {t_free * 1e3:.0f} ms unconstrained "
+    return (f"pool peak measured {measured / 2**20:.1f} MiB vs predicted "
+            f"{predicted / 2**20:.1f} MiB (the plan's {plan.predicted_peak / 2**20:.1f} MiB "
+            f"less the modelled cuBLAS workspace {workspace / 2**20:.0f} MiB) ({err:.1%}); "
+            f"{t_plan * 1e3:.0f} ms vs {t_free * 1e3:.0f} ms unconstrained "
             f"({t_plan / t_free:.2f}x)", "<= 2%, <= 1.2x", "ok" if ok else "MISSED")
 
 

@@ -5,8 +5,11 @@ real class runs on it (`CupyDevice(xp=FakeCupy())`) and the tests read back:
 
   log           every stream and event operation, copy, pinned allocation and host read, in
                 order: ("record", event, stream), ("wait_event", stream, event),
-                ("memcpy", stream, kind, nbytes), ("host_sync", what), ("host_read", what),
-                ("pinned_alloc", nbytes), ("event_new", event), ("stream_new", stream)
+                ("memcpy", stream, kind, nbytes, device buffer), ("host_sync", what),
+                ("host_read", what), ("read", device buffer) (a kernel reads it: every ufunc
+                and fused kernel logs each device buffer it reads), ("pinned_alloc", nbytes),
+                ("event_new", event), ("stream_new", stream); a device buffer is the start
+                address of the live buffer holding the array
   events_made   CUDA events created; pinned_peak: pinned host bytes alive at most
   device_peak   device bytes alive at most, each buffer rounded up as CuPy's pool does
 
@@ -93,6 +96,28 @@ class _DeviceArray(np.ndarray):
             fake._canon[id(o)] = canon
         return None if canon is self else canon
 
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # a kernel: log the device buffers it reads, then run it on plain arrays and keep the
+        # results on the "device" (0-d results stay arrays, as CuPy's do)
+        fake = type(self)._fake
+        if fake is not None:
+            fake._note_reads(inputs)
+        plain = tuple(x.view(np.ndarray) if isinstance(x, _DeviceArray) else x for x in inputs)
+        out = kwargs.get("out")
+        if out is not None:
+            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, _DeviceArray) else o
+                                  for o in out)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        cls = type(self)
+
+        def wrap(r):
+            if isinstance(r, (np.ndarray, np.generic)):
+                return np.asarray(r).view(cls)
+            return r
+        return tuple(wrap(r) for r in result) if isinstance(result, tuple) else wrap(result)
+
     def _read(self, what):
         type(self)._fake._host_read(what, self)
 
@@ -131,12 +156,14 @@ class FakeEvent:
         self.id = next(fake._ids)
         self.stream = None       # where it was last recorded
         self.position = 0        # how many of that stream's queued operations precede it
+        self.records = 0         # times recorded
         fake.events_made += 1
         fake.log.append(("event_new", self.id))
 
     def record(self, stream=None):
         stream = stream or self.fake.cuda.get_current_stream()
         self.stream, self.position = stream, stream.enqueued
+        self.records += 1
         self.fake.log.append(("record", self.id, stream.name))
 
     def synchronize(self):
@@ -207,7 +234,8 @@ class _Runtime:
         host_ref = fake._owner(host, hspan * (height - 1) + width, fake._pinned)
         if dev_ref is None:
             raise AssertionError(f"memcpy: {dev:#x} is not in a live device buffer")
-        fake.log.append(("memcpy", s.name, "D2H" if kind == DEVICE_TO_HOST else "H2D", nbytes))
+        fake.log.append(("memcpy", s.name, "D2H" if kind == DEVICE_TO_HOST else "H2D", nbytes,
+                         dev_ref().ctypes.data))
         fake.copies.append((s.name, kind, nbytes))
 
         def run():
@@ -317,6 +345,19 @@ class FakeCupy(types.ModuleType):
             self._host_read("asnumpy", a)
         return np.array(a, subok=False)
 
+    def _note_reads(self, arrays) -> None:
+        """Log ("read", buffer) for each device array of `arrays` (a kernel reads them)."""
+        for x in arrays:
+            if isinstance(x, self.ndarray):
+                ref = self._owner(x.ctypes.data, max(x.nbytes, 1), self._device)
+                if ref is not None:
+                    self.log.append(("read", ref().ctypes.data))
+
+    def buffer_of(self, a) -> int | None:
+        """The start address of the live device buffer holding array `a` (as logged)."""
+        ref = self._owner(a.ctypes.data, max(a.nbytes, 1), self._device)
+        return None if ref is None else ref().ctypes.data
+
     def _host_read(self, what, a):
         self.log.append(("host_read", what, tuple(getattr(a, "shape", ()))))
 
@@ -382,6 +423,7 @@ def _one_kernel(op, node, program):
     fake = program.ctx.xp
 
     def run(*args):
+        fake._note_reads(args)
         plain = [a.view(np.ndarray) if isinstance(a, np.ndarray) else a for a in args]
         return tuple(fake._wrap(np.array(v, subok=False)) for v in op.compute(np, *plain))
     return run

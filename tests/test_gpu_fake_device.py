@@ -97,18 +97,72 @@ def test_no_host_synchronisation_inside_a_dynamic_rnn_loop():
     assert reads_per_run[0] == reads_per_run[1]
 
 
-def test_events_stay_within_the_rings_at_T_1000():
-    g, X, f = lstm_graph(batch=4, hidden=16, swap_memory=True)
-    fd = feed(X, 1000)
-    fake, dev = fake_gpu(ring_size=8)
-    assert fake.events_made == 16                     # two rings, made with the device
+def _count_events(layers, T, **kw):
+    """Run the planner's offload plan twice; per compute-stream wait on a copy, whether its
+    event had been recorded again since the copy's ticket was made (a wait for a later copy)."""
+    g, X, f = lstm_graph(batch=4, hidden=16, swap_memory=True, layers=layers)
+    fd = feed(X, T)
+    fake, dev = fake_gpu(**kw)
+    made_at = {}
+    done, wait = dev._done, dev.wait
+
+    def spy_done(keep, scratch=None):
+        ticket = done(keep, scratch)
+        made_at[id(ticket)] = ticket.event.records
+        return ticket
+
+    def spy_wait(ticket):
+        if ticket is not None:
+            waits.append(ticket.event.records != made_at.pop(id(ticket)))
+        wait(ticket)
+    waits: list = []
+    dev._done, dev.wait = spy_done, spy_wait
     sess = rg.Session(g, device=dev)
+    plan = sess.memory_plan(f, {X: fd[X].shape})
     for _ in range(2):
-        sess.run(f, fd)
-    copies = fake.count("memcpy")
-    assert copies >= 2 * 2 * 1000 * 7                 # 2 runs, both ways, 1000 steps, 7+ stacks
-    assert fake.events_made == 16 and fake.count("event_new") == 16
-    assert fake.count("record") >= copies             # events are recorded again and again
+        got = sess.run(f, fd)
+    close(got, rg.Session(g).run(f, fd))
+    return fake, dev, plan, waits
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_no_wait_lands_on_an_event_recorded_again(layers):
+    """The planner's own offload plans at T = 200: every wait of the compute stream on a copy
+    waits for that copy's record, not a later one (which would serialise copies with compute)."""
+    fake, dev, plan, waits = _count_events(layers, 200)
+    assert {s.placement for s in plan.saved} == {"host"}
+    assert len(waits) >= 2 * 2 * 200 * len(plan.saved) and not any(waits)
+    assert dev._marks.relent == dev._copies.relent == 0
+
+
+def test_events_stay_bounded_at_T_1000():
+    """The pools grow to the rows in flight (a few per offloaded stack: depth + 1 at most),
+    whatever the number of steps, and every event is given back after a run."""
+    counts = []
+    for T in (200, 1000):
+        fake, dev, plan, waits = _count_events(1, T, ring_size=8)
+        (depth,) = {lp.prefetch_depth for lp in plan.loops}
+        bound = len(plan.saved) * (depth + 1)
+        assert 8 <= len(dev._marks) <= bound and 8 <= len(dev._copies) <= bound
+        assert fake.events_made == fake.count("event_new") == len(dev._marks) + len(dev._copies)
+        assert dev._marks.lent == dev._copies.lent == 0 and not any(waits)
+        copies = fake.count("memcpy")
+        assert copies >= 2 * 2 * T * 7                    # 2 runs, both ways, T steps, 7+ stacks
+        counts.append(fake.events_made)
+    assert counts[0] == counts[1]                        # no more events at T = 1000
+
+
+def test_a_full_pool_lends_its_oldest_event_again():
+    """Past max_events a pool reuses events still held: still ordered (a later record of the
+    same stream), so the results stay right; it only waits longer."""
+    fake, dev, plan, waits = _count_events(1, 50, ring_size=2, max_events=3)
+    assert len(dev._copies) == len(dev._marks) == 3 and dev._copies.relent > 0
+    assert any(waits)
+
+
+def _record_before(log, i, event_id):
+    """The log position of the last record of `event_id` before position i."""
+    return max(k for k in range(i) if log[k][0] == "record" and log[k][1] == event_id)
 
 
 def test_a_prefetch_waits_for_its_buffers_last_reader_not_for_all_compute():
@@ -117,20 +171,24 @@ def test_a_prefetch_waits_for_its_buffers_last_reader_not_for_all_compute():
     host[...] = np.arange(32, dtype=np.float32).reshape(4, 8)
     buf = dev.empty((8,), np.float32)
     buf[...] = 5.0
+    origin = fake.mark()
     read = buf * 2                                    # buf's last reader
     after_reader = dev.mark()
     later = [fake.ones((100,)) * k for k in range(3)]  # more kernels queued after it
     start = fake.mark()
     ticket = dev.copy_to_device(host[2], buf, after=after_reader)
-    log = fake.since(start)
-    # the transfer stream waits on the reader's event; nothing new is recorded on the compute
-    # stream for this copy (a full-stream event would be a fresh record here)
-    assert log[0] == ("wait_event", "stream1", after_reader.id)
-    assert not any(e[0] == "record" and e[2] == "compute" for e in log)
+    log = fake.since(origin)
+    at = start - origin
+    # the transfer stream waits on the event recorded right after buf's reader (before the
+    # later kernels); nothing new is recorded on the compute stream for this copy
+    assert log[at] == ("wait_event", "stream1", after_reader.event.id)
+    reader = log.index(("read", fake.buffer_of(buf)))
+    recorded = _record_before(log, at, after_reader.event.id)
+    first_later = next(k for k in range(reader + 1, len(log)) if log[k][0] == "read")
+    assert reader < recorded < first_later and len(later) == 3
+    assert not any(e[0] == "record" and e[2] == "compute" for e in log[at:])
     dev.wait(ticket)
     np.testing.assert_array_equal(fake.asnumpy(buf), host[2])
-    np.testing.assert_array_equal(fake.asnumpy(read), 10.0)
-    assert len(later) == 3
     # without a marker, the copy waits for everything queued so far: a fresh compute record
     start = fake.mark()
     dev.wait(dev.copy_to_device(host[1], buf))
@@ -140,33 +198,36 @@ def test_a_prefetch_waits_for_its_buffers_last_reader_not_for_all_compute():
 
 
 def test_the_backward_loop_recycles_prefetch_buffers_after_their_reader():
-    """Every prefetch into a recycled buffer waits on the event recorded when the step that
-    read it was queued; copies into fresh buffers wait on a record made for them."""
+    """Every prefetch into a recycled buffer waits on an event recorded after the step that
+    last read *that* buffer was queued; copies into fresh buffers wait on a record made for
+    them."""
     fake, dev = fake_gpu()
     w = OffloadWriter(dev, 12, 3, None, "r", host_budget=1 << 20)
     rows = [fake.full((4, 4), float(t), np.float32) for t in range(12)]
     for t, r in enumerate(rows):
         w.put(t, r)
     stack = w.finish(12, descending=True, depth=3)
-    marks = []
-    real_mark = dev.mark
-
-    def mark():
-        ev = real_mark()
-        marks.append(ev.id)
-        return ev
-    dev.mark = mark
     start = fake.mark()
     for t in range(11, -1, -1):
         got = stack[t] + 0.0                          # the step's reader
         np.testing.assert_array_equal(fake.asnumpy(got), float(t))
     log = fake.since(start)
     h2d = [i for i, e in enumerate(log) if e[0] == "memcpy" and e[2] == "H2D"]
-    waited = [log[i - 1][2] for i in h2d]             # the event each prefetch waited on
-    # 3 fresh buffers (depth 3) wait on a record made for their copy; the other 9 prefetches
-    # reuse a buffer a step has read, and wait on the mark taken when that step was queued
-    assert len(h2d) == 12 and len(marks) == 11 + 3
-    assert set(waited) <= set(marks) and len(set(waited)) == 12
+    assert len(h2d) == 12
+    recycled = 0
+    for i in h2d:
+        target = log[i][4]                            # the buffer this copy writes
+        kind, stream, event = log[i - 1]
+        assert kind == "wait_event" and stream == "stream1"
+        recorded = _record_before(log, i - 1, event)
+        assert log[recorded][2] == "compute"
+        reads = [k for k in range(i) if log[k] == ("read", target)]
+        if reads:                                     # a recycled buffer: after its last reader
+            recycled += 1
+            assert recorded > reads[-1]
+        else:                                         # a fresh buffer: a record for this copy
+            assert recorded == i - 2
+    assert recycled == 9                              # depth 3: 3 fresh buffers, 9 reused
     stack.end_pass()
 
 
@@ -302,15 +363,84 @@ def test_the_fake_catches_a_device_that_forgets_to_wait_for_its_copies():
         assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(got, ref))
 
 
-def test_gpu_check_without_a_gpu_says_so_and_exits_0():
-    """scripts/gpu_check.sh in its no-GPU mode (forced, in case this machine has one)."""
-    env = dict(os.environ, RNNGRAPH_GPU_CHECK_NO_GPU="1", PYTHON=sys.executable,
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+def test_gpu_check_without_a_gpu_says_so_and_exits_0(tmp_path):
+    """scripts/gpu_check.sh in its no-GPU mode (forced, in case this machine has one): it
+    installs nothing, even where nvidia-smi exists and CuPy does not import."""
+    calls = tmp_path / "calls.txt"
+    python = tmp_path / "python"          # logs every call; a pip call is logged, not run
+    python.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n'
+                      f'[ "$1" = "-m" ] && [ "$2" = "pip" ] && exit 1\n'
+                      f'exec "{sys.executable}" "$@"\n')
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nexit 0\n")
+    for exe in (python, smi):
+        exe.chmod(0o755)
+    env = dict(os.environ, RNNGRAPH_GPU_CHECK_NO_GPU="1", PYTHON=str(python),
+               PATH=os.pathsep.join([str(tmp_path), os.path.dirname(sys.executable),
+                                     os.environ.get("PATH", "")]))
     out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_check.sh")],
                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
+    assert calls.exists() and not [c for c in calls.read_text().splitlines() if "pip" in c]
     text = out.stdout
     assert "no GPU" in text
     for row in ("LSTM", "GRU", "BasicRNN", "planner", "S1"):
         assert row in text
     assert text.count("skipped") >= 7
+
+
+def test_copies_refuse_a_destination_of_another_shape_or_dtype():
+    """A raw copy moves bytes: a mismatch is refused before anything is queued."""
+    from rnngraph.errors import InvalidArgumentError
+    fake, dev = fake_gpu()
+    src = fake.ones((4, 8), np.float32)
+    for dst in (dev.host_empty((4, 4), np.float32), dev.host_empty((4, 8), np.float64),
+                dev.host_empty((8, 4), np.float32)):
+        start = fake.mark()
+        with pytest.raises(InvalidArgumentError, match="same shape and dtype"):
+            dev.copy_to_host(src[:, :6] if dst.shape == (4, 4) else src, dst)
+        with pytest.raises(InvalidArgumentError, match="same shape and dtype"):
+            dev.copy_to_device(dst, fake.empty((4, 8), np.float32))
+        assert [e for e in fake.since(start) if e[0] in ("memcpy", "wait_event")] == []
+    dst = dev.host_empty((4, 8), np.float32)
+    dev.wait(dev.copy_to_host(src, dst))
+    dev.synchronize()
+    np.testing.assert_array_equal(dst, 1.0)
+
+
+def test_the_pool_tracker_counts_what_the_pool_hands_out():
+    """backends/cupy/tracking.PoolTracker (used by the GPU tests and benchmarks/gpu_check.py)
+    against a stand-in of CuPy's allocator API: the pool's rounded sizes, freed when the
+    memory is dropped, the previous allocator put back."""
+    import gc
+    import types
+    from rnngraph.backends.cupy.tracking import PoolTracker
+
+    class Pool:
+        def malloc(self, size):
+            rounded = -(-size // 512) * 512
+            return types.SimpleNamespace(ptr=1, mem=types.SimpleNamespace(size=rounded))
+
+    class Unowned:
+        def __init__(self, ptr, size, owner):
+            self.ptr, self.size, self.owner = ptr, size, owner
+
+    state = {"allocator": "default"}
+    cp = types.SimpleNamespace(
+        get_default_memory_pool=Pool,
+        cuda=types.SimpleNamespace(
+            memory=types.SimpleNamespace(UnownedMemory=Unowned,
+                                         MemoryPointer=lambda mem, offset: (mem, offset)),
+            get_allocator=lambda: state["allocator"],
+            set_allocator=lambda f: state.update(allocator=f)))
+    with PoolTracker(cp) as pool:
+        assert state["allocator"] == pool.malloc
+        a = pool.malloc(1000)
+        b = pool.malloc(10)
+        assert pool.current == pool.peak == 1024 + 512
+        del a
+        gc.collect()
+        assert pool.current == 512 and pool.peak == 1536
+        pool.reset_peak()
+        assert pool.peak == 512 and b
+    assert state["allocator"] == "default"

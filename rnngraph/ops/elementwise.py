@@ -129,6 +129,19 @@ def unknown_dim_checks_uncached(shapes) -> list:
     return checks
 
 
+def fused_dim_mismatch(op, node, j: int, shapes) -> None:
+    """Raise the InvalidArgumentError of instruction j of Fused `op` (graph node `node`) whose
+    operands of `shapes` differ in a dim unknown at build time: the unfused op's error, naming
+    it and the node it was fused into. Every backend's fused kernel raises this one message."""
+    name, where = op._origins[j] if j < len(op._origins) else (node.name, node.location)
+    shown = " and ".join(str(tuple(s)) for s in shapes)
+    raise InvalidArgumentError(
+        f"{op.instrs[j][0].name} '{name}' (built at {where}; fused into '{node.name}'): "
+        f"shapes {shown} differ in a dimension "
+        "unknown at build time; rnngraph broadcasts only dims known to be 1 (give the "
+        "placeholder a static 1 there)")
+
+
 def with_dim_checks(fn, node):
     """Wrap kernel `fn` with the run-time checks its inputs' unknown dims need (if any)."""
     checks = _unknown_dim_checks(tuple(v.shape for v in node.inputs))

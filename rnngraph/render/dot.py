@@ -514,8 +514,8 @@ class _Builder:
     def _steps(self, key: str, steps: list, ind: int, ctx: _Ctx):
         """One cluster per step; past max_steps the middle ones fold into one box."""
         if ind > 1 and not ctx.grad:  # the enclosing cluster reaches the first gate's column,
-            # so the first input (hanging from that gate) is kept outside it (measured: the
-            # weights and inputs then take their sides more often; see `_references`)
+            # so the first input (hanging from that gate) is kept outside it (see
+            # `_references`)
             self._add_node(f"anchor_{key}", {"shape": "point", "style": "invis", "width": "0",
                                              "height": "0", "label": ""}, ind, _Ctx())
         head, middle, tail = steps, [], []
@@ -768,13 +768,11 @@ class _Builder:
                 f"penwidth=1.2];",
                 f"  edge [fontname={_q(_FONT)}, fontsize=8, fontcolor=\"#7a7a7a\", "
                 f"arrowsize=0.6, penwidth=1.0];"]
-        order = self._timeline_order()
+        gates, order = self._timeline_order()
         edges = [f"  {_q(s)} -> {_q(d)} {_attr_list(self._edge_attrs(s, d, k, vals))};"
                  for (s, d, k), vals in self.edges.items()]
         # the gates are declared first: dot then keeps the inputs hanging from them under the
-        # forward steps more often (measured; see `_references`)
-        gates = [ln for ln in order if ln.startswith('  "gate_') and "shape=point" in ln]
-        order = [ln for ln in order if ln not in gates]
+        # forward steps (see `_references`)
         return "\n".join(head + gates + self._body_lines() + edges + order + ["}"]) + "\n"
 
     def _body_lines(self) -> list[str]:
@@ -794,8 +792,9 @@ class _Builder:
         ga, gb = a[0] if a else None, b[0] if b else None
         return ga != gb and (ga in self._backward or gb in self._backward)
 
-    def _timeline_order(self) -> list[str]:
-        """Invisible edges that lay each step group out as a timeline (with rankdir=LR the rank
+    def _timeline_order(self) -> tuple[list[str], list[str]]:
+        """The hidden gates' declarations, and the invisible edges and rank constraints that
+        lay each step group out as a timeline (with rankdir=LR the rank
         is the x position): a hidden gate between steps i and i+1 that every node ending step
         i's own chain points to and that points to every node starting step i+1, so the steps
         go left to right in order whatever the state's direction (forward or gradient); the
@@ -814,12 +813,12 @@ class _Builder:
                 has_in.add(d)
             elif a is not None and b is not None and a[0] == b[0] and a[1] > b[1]:
                 self._backward.add(a[0])  # the state flows from later steps to earlier ones
-        out = []
+        out, declared = [], []
         for key, count in self.timelines.items():
             gates = [_q(f"gate_{key}_{pos}") for pos in range(count)]
             group = _q(f"timeline_{key}")
-            out += [f"  {g} [shape=point, style=invis, width=0, height=0, label=\"\", "
-                    f"group={group}];" for g in gates]
+            declared += [f"  {g} [shape=point, style=invis, width=0, height=0, label=\"\", "
+                         f"group={group}];" for g in gates]
             if count > 1:
                 out.append("  " + " -> ".join(gates) + " [style=invis, weight=20];")
             for pos in range(count):
@@ -842,7 +841,7 @@ class _Builder:
             if fwd is not None:
                 out += [f"  {{ rank=same; {_q(f'gate_{fwd}_{pos}')}; {_q(f'gate_{key}_{pos}')}; }}"
                         for pos in range(self.timelines[key])]
-        return out + self._inputs_below()
+        return declared, out + self._inputs_below()
 
     # --- shared weights above a timeline, inputs below it ---
     def _references(self):
@@ -851,19 +850,16 @@ class _Builder:
 
         With rankdir LR, "above" is the order of the nodes within one column, which dot
         decides by crossing heuristics: a rank or flat-edge constraint between a node and a
-        cluster is ignored (tried: rank=min/max, rails of hidden points, invisible clusters
-        spanning the timeline; some made dot fail to route edges, the earlier rank pins made
-        it take minutes). So:
+        cluster is ignored. So:
 
         - the weights (variables, folded boxes of them, and what is computed from them alone
           outside the steps) leave their scope clusters for a cluster of their own, declared
           after the rest and ranked in the column of the timeline's first gate, and each step
           reads them through a small reference node (a dashed cylinder, "kernel" with an arrow
           up) instead of an edge from the far left. No edge then ties them to the timeline,
-          and dot stacks them above it; the long edges it no longer routes made its layouts
-          faster too. Weights that something outside the steps also reads (an optimizer,
-          a regularizer) stay in their scope clusters, with that edge, where dot's heuristics
-          place them; the steps still read them through references;
+          and dot stacks them above it. Weights that something outside the steps also reads
+          (an optimizer, a regularizer) stay in their scope clusters, with that edge, where
+          dot's heuristics place them; the steps still read them through references;
         - each input hangs below the hidden gate before the first step it feeds (see
           `_inputs_below`); its reads by the backward steps, and with a gradient drawn by the
           forward nodes outside the steps (the zero state's batch size), are references

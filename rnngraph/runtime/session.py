@@ -230,9 +230,8 @@ class Session:
         self._check_open()
         flat, _ = self._check_fetches(fetches)
         fed, shapes = [], []
-        if feed_dict is not None and not isinstance(feed_dict, dict):
-            raise TypeError(f"feed_dict must be a dict {{placeholder: value or shape}}, got "
-                            f"{type(feed_dict).__name__}")
+        if feed_dict is not None:
+            check_feed_dict(feed_dict, "value or shape")
         for key, value in (feed_dict or {}).items():
             v = self._feed_key(key)
             fed.append(v)
@@ -245,20 +244,12 @@ class Session:
 
     def _check_fetches(self, fetches):
         flat, rebuild = flatten(fetches)
-        for v in flat:
-            if v.graph.root is not self.graph:
-                raise ValueError(f"cannot fetch {v.name} (built at {v.node.location}): it belongs "
-                                 "to another graph than this session's")
-            if v.graph is not self.graph:
-                raise ValueError(f"cannot fetch {v.name}: it lives inside a loop body; fetch the "
-                                 "loop's outputs instead")
+        check_fetch_values(flat, self.graph)
         return flat, rebuild
 
     def _check_feeds(self, feed_dict) -> tuple[list[Value], list]:
         fed, arrays = [], []
-        if not isinstance(feed_dict, dict):
-            raise TypeError(f"feed_dict must be a dict {{placeholder: value}}, got "
-                            f"{type(feed_dict).__name__}")
+        check_feed_dict(feed_dict)
         for key, value in feed_dict.items():
             v = self._feed_key(key)
             fed.append(v)
@@ -271,17 +262,7 @@ class Session:
         return fed, arrays
 
     def _feed_key(self, key) -> Value:
-        if isinstance(key, str):
-            try:
-                key = self.graph.get_value(key)
-            except (KeyError, ValueError, IndexError):
-                raise ValueError(f"feed_dict key {key!r} names no value in this graph") from None
-        if not isinstance(key, Value):
-            raise TypeError(f"feed_dict keys must be placeholders (Values) or their names, got "
-                            f"{type(key).__name__}: {key!r}")
-        if key.graph is not self.graph:
-            raise ValueError(f"cannot feed {key.name}: it belongs to another graph")
-        return key
+        return feed_key(self.graph, key)
 
     # --- variables ----------------------------------------------------------------------------
     def read_variable(self, var) -> np.ndarray:
@@ -291,6 +272,40 @@ class Session:
     def load_variable(self, var, value) -> None:
         name = var if isinstance(var, str) else var.node.name
         self.variables.load(name, value)
+
+
+def check_fetch_values(flat, root, whose: str = "this session's") -> None:
+    """Every fetched Value of `flat` belongs to graph `root` (its root graph), outside loop
+    bodies; `whose` names what `root` is in the message (shared with kernel_sources)."""
+    for v in flat:
+        if v.graph.root is not root:
+            raise ValueError(f"cannot fetch {v.name} (built at {v.node.location}): it belongs "
+                             f"to another graph than {whose}")
+        if v.graph is not root:
+            raise ValueError(f"cannot fetch {v.name}: it lives inside a loop body; fetch the "
+                             "loop's outputs instead")
+
+
+def check_feed_dict(feed_dict, what: str = "value") -> None:
+    """A feed_dict is a dict {placeholder: `what`}."""
+    if not isinstance(feed_dict, dict):
+        raise TypeError(f"feed_dict must be a dict {{placeholder: {what}}}, got "
+                        f"{type(feed_dict).__name__}")
+
+
+def feed_key(root, key) -> Value:
+    """The placeholder of graph `root` that feed_dict key `key` (a Value or its name) feeds."""
+    if isinstance(key, str):
+        try:
+            key = root.get_value(key)
+        except (KeyError, ValueError, IndexError):
+            raise ValueError(f"feed_dict key {key!r} names no value in this graph") from None
+    if not isinstance(key, Value):
+        raise TypeError(f"feed_dict keys must be placeholders (Values) or their names, got "
+                        f"{type(key).__name__}: {key!r}")
+    if key.graph is not root:
+        raise ValueError(f"cannot feed {key.name}: it belongs to another graph")
+    return key
 
 
 def _planned_shape(v: Value, value) -> tuple:

@@ -45,6 +45,15 @@ C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int8": "sig
            "uint16": "unsigned short", "uint32": "unsigned int", "uint64": "unsigned long long"}
 
 
+# ops whose C function has floating-point overloads only (pow(int, int) is ambiguous to NVRTC,
+# and NumPy's integer power is not a cast to double and back): other dtypes run the array code
+_FLOAT_ONLY = frozenset({"pow"})
+_FLOATS = frozenset({"float32", "float64"})
+# ops NumPy refuses on bool (neg, sign, sub: TypeError) or computes in another dtype (square:
+# int8): bool groups with them run the array code, which does what the NumPy backend does
+_NOT_BOOL = frozenset({"neg", "sign", "sub", "square"})
+
+
 class Declined(NamedTuple):
     """Why a Fused node gets no CUDA kernel (the CuPy backend then runs its array code)."""
     reason: str
@@ -66,8 +75,11 @@ class CudaKernel:
     stride_args: tuple     # (k, axis): input strides passed as arguments (s<k>_<axis>), in order
     in_types: tuple        # per input: (static shape, dtype name)
     dim_checks: tuple      # (instr, operand provenances, p1, p2): the unfused op's own check
-    bounds: tuple          # (k, axis, provenance or None, offset): dim >= extent + offset
+    bounds: tuple          # (k, axis, provenance or None, offset, exact): dim >= extent +
+                           # offset (a column block's read), or dim == extent when exact (a
+                           # plain read: the input must be the domain's size, as in NumPy)
     agree: tuple           # (p1, p2): outputs' unknown dims that must agree for one domain
+                           # (with each other, or with the domain's static size there)
 
     def dim(self, p, shapes) -> int:
         return p if isinstance(p, int) else shapes[p[0]][p[1]]
@@ -96,9 +108,14 @@ class CudaKernel:
         n = 1
         for p in self.domain:
             n *= self.dim(p, shapes)
-        for k, axis, p, offset in self.bounds:
+        for k, axis, p, offset, exact in self.bounds:
             extent = 1 if p is None else self.dim(p, shapes)
-            if n and shapes[k][axis] < extent + offset:
+            size = shapes[k][axis]
+            if n and exact and size != extent:
+                raise InvalidArgumentError(
+                    f"{what}: input {k} of shape {list(shapes[k])} has {size} elements along "
+                    f"axis {axis}, where the group computes {extent}")
+            if n and size < extent + offset:
                 raise InvalidArgumentError(
                     f"{what}: input {k} of shape {list(shapes[k])} is too "
                     f"small for the columns it is read at")
@@ -112,29 +129,42 @@ class CudaKernel:
         return max(1, min((n + THREADS - 1) // THREADS, MAX_BLOCKS))
 
 
-# An index into a value is a tuple of (domain axis or None, offset) per axis: c<axis> + offset,
-# or the constant offset; rendered by _text.
+# An index into a value is a tuple of (domain axis or None, offset, block) per axis: c<axis> +
+# offset, or the constant offset; rendered by _text. `block` is True where a column block moved
+# it (such a read may stop short of the input's end; a plain read covers the whole axis).
+_ZERO = (None, 0, False)
+
+
 def _text(i) -> str:
-    axis, offset = i
+    axis, offset = i[0], i[1]
     if axis is None:
         return str(int(offset))
     return f"c{int(axis)}" if offset == 0 else f"(c{int(axis)} + {int(offset)})"
 
 
+def _is_zero(i) -> bool:
+    return i[0] is None and i[1] == 0
+
+
+def _plain(idx: tuple) -> tuple:
+    """The index without its block marks (what the generated code reads)."""
+    return tuple((i[0], i[1]) for i in idx)
+
+
 def _shift(i, offset: int):
-    return (i[0], i[1] + int(offset))
+    return (i[0], i[1] + int(offset), True)
 
 
 def _canonical(shape, rank: int) -> tuple:
     """The index of a value of `shape` at the thread's domain coordinates (c0, c1, ...)."""
     r = len(shape)
-    return tuple((None, 0) if d == 1 else (rank - r + a, 0) for a, d in enumerate(shape))
+    return tuple(_ZERO if d == 1 else (rank - r + a, 0, False) for a, d in enumerate(shape))
 
 
 def _operand_index(idx: tuple, shape) -> tuple:
     """A broadcast operand's index at its result's index `idx` (aligned right)."""
     lead = len(idx) - len(shape)
-    return tuple((None, 0) if d == 1 else idx[lead + a] for a, d in enumerate(shape))
+    return tuple(_ZERO if d == 1 else idx[lead + a] for a, d in enumerate(shape))
 
 
 class _Classes:
@@ -204,6 +234,11 @@ def cuda_kernel(op, in_types) -> CudaKernel | Declined:
             joins[n_in + j] = refs
         elif not isinstance(inner, ColumnBlock) and not hasattr(inner, "cexpr"):
             return Declined(f"op {type(inner).name} has no C expression")
+        elif getattr(inner, "name", None) in _FLOAT_ONLY and (
+                dtypes[n_in + j] not in _FLOATS or any(dtypes[r] not in _FLOATS for r in refs)):
+            return Declined(f"op {inner.name} has a C form for floating-point dtypes only")
+        elif getattr(inner, "name", None) in _NOT_BOOL and any(dtypes[r] == "bool" for r in refs):
+            return Declined(f"op {inner.name} on bool runs as NumPy runs it")
     for j, (inner, refs) in enumerate(instrs):
         if any(r in joins for r in refs):
             return Declined("a join is read inside its group")
@@ -231,14 +266,17 @@ def cuda_kernel(op, in_types) -> CudaKernel | Declined:
     rank = len(domain_shape)
     domain, agree = [], []
     for a, d in enumerate(domain_shape):
-        if d is not None:
-            domain.append(int(d))
-            continue
         cands = []
         for r, _ in written:
             pos = a - (rank - len(shapes[r]))
             if pos >= 0 and shapes[r][pos] is None and prov[r][pos] not in cands:
                 cands.append(prov[r][pos])
+        if d is not None:
+            # a static domain size: every written output unknown there must have that size
+            # at run time (else the array code runs, which sizes each output on its own)
+            domain.append(int(d))
+            agree += [(int(d), c) for c in cands]
+            continue
         domain.append(cands[0])
         agree += [(cands[0], c) for c in cands[1:]]
 
@@ -252,16 +290,18 @@ def cuda_kernel(op, in_types) -> CudaKernel | Declined:
     bounds: dict = {}
 
     def value(r: int, idx: tuple) -> str:
-        key = (r, idx)
+        if r < n_in:   # every read is bounded (the same element may be read plain and by block)
+            for a, i in enumerate(idx):
+                if shapes[r][a] != 1:
+                    bound(r, a, i)
+        key = (r, _plain(idx))
         if key in memo:
             return memo[key]
         ctype = C_TYPES[dtypes[r]]
         if r < n_in:
             terms = []
             for a, i in enumerate(idx):
-                if shapes[r][a] != 1:
-                    bound(r, a, i)
-                if i == (None, 0):
+                if _is_zero(i):
                     continue
                 if (r, a) not in strides:
                     strides.append((r, a))
@@ -274,7 +314,7 @@ def cuda_kernel(op, in_types) -> CudaKernel | Declined:
                 name = value(refs[0], inner.c_index(idx, _shift))
             else:
                 args = [value(u, _operand_index(idx, shapes[u])) for u in refs]
-                canonical = idx == _canonical(shapes[r], rank)
+                canonical = _plain(idx) == _plain(_canonical(shapes[r], rank))
                 name = f"t{r - n_in}" if canonical else f"t{r - n_in}_{len(memo)}"
                 lines.append(f"const {ctype} {name} = {inner.cexpr(args)};")
         memo[key] = name
@@ -282,15 +322,21 @@ def cuda_kernel(op, in_types) -> CudaKernel | Declined:
 
     def bound(k: int, a: int, i) -> None:
         """Record what index i needs of input k's axis a (checked on the host at each call):
-        its size is at least the domain axis' size (1 for a constant) plus the offset."""
+        a plain read covers the axis, so its size is the domain axis' size; a column block's
+        read needs at least the domain axis' size (1 for a constant) plus the offset."""
         p = None if i[0] is None else domain[i[0]]
         if p == prov[k][a] and i[1] == 0:
             return   # read at its own size
+        exact = not i[2] and i[1] == 0 and p is not None
         if isinstance(prov[k][a], int) and (p is None or isinstance(p, int)):
-            if prov[k][a] < (1 if p is None else p) + i[1]:
-                raise ShapeError(f"input {k} is read past the end of its axis {a}")
+            need = (1 if p is None else p) + i[1]
+            if prov[k][a] < need or (exact and prov[k][a] != need):
+                raise ShapeError(f"input {k} is read past the end of its axis {a}"
+                                 if prov[k][a] < need else
+                                 f"input {k}'s axis {a} is not the size of the domain's")
             return
-        bounds[(k, a, p)] = max(bounds.get((k, a, p), 0), i[1])
+        key = (k, a, p, exact)
+        bounds[key] = max(bounds.get(key, 0), i[1])
 
     out_shapes = []
     stores = []
@@ -313,7 +359,7 @@ def cuda_kernel(op, in_types) -> CudaKernel | Declined:
                 idx[-1] = _shift(idx[-1], q * int(width))
             terms = []
             for b, i in enumerate(idx):
-                if i == (None, 0):
+                if _is_zero(i):
                     continue
                 step = " * ".join(d for d in dims[b + 1:] if d != "1")
                 terms.append(f"{_text(i)} * {step}" if step else _text(i))
@@ -368,5 +414,5 @@ def cuda_kernel(op, in_types) -> CudaKernel | Declined:
         stride_args=tuple(strides),
         in_types=tuple((t.shape, t.dtype.name) for t in in_types),
         dim_checks=tuple(dim_checks),
-        bounds=tuple((k, a, p, off) for (k, a, p), off in bounds.items()),
+        bounds=tuple((k, a, p, off, exact) for (k, a, p, exact), off in bounds.items()),
         agree=tuple(agree))

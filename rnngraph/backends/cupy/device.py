@@ -1,8 +1,9 @@
 """CuPy device: the same xp kernels as on the CPU, run by CuPy.
 
-Transfers run on a separate CUDA stream ordered against the compute stream with events from a
-fixed ring (transfers.py), so an offloaded residual's copy to the host overlaps the next forward
-steps and a prefetch overlaps the backward steps before it, and no copy makes the host wait.
+Transfers run on a separate CUDA stream ordered against the compute stream with events lent
+by two pools, each event reused only once its wait is queued (transfers.py), so an offloaded
+residual's copy to the host overlaps the next forward steps and a prefetch overlaps the
+backward steps before it, and no copy makes the host wait.
 Host rows of offloaded stacks live in pinned chunks (page-locked memory is what makes a
 cudaMemcpyAsync really asynchronous), handed out as rows are reached and never more than the
 run's host_budget. CuPy stays optional: nothing here imports it unless a GPU device is made;
@@ -21,15 +22,16 @@ import os
 
 import numpy as np
 
-from ...errors import OutOfMemoryError
+from ...errors import InvalidArgumentError, OutOfMemoryError
 from ...memory.accounting import ByteMeter, fmt_bytes
 from ...memory.costs import GPU_PROFILE
 from ...runtime.devices import Device
-from .transfers import EventRing, PinnedStack, Ticket, cublas_workspace_bytes, pool_bytes
+from .transfers import (EVENT_LIMIT, EventRing, Mark, PinnedStack, Ticket,
+                        cublas_workspace_bytes, pool_bytes)
 
 ALLOCATION_UNIT = 512          # CuPy's memory pool rounds every allocation up to this
 CHUNK_BYTES = 4 << 20          # pinned chunk of an offloaded stack (rows per chunk: this / row)
-RING_SIZE = 32                 # events per ring (compute marks, copy completions)
+RING_SIZE = 32                 # events made at first per pool (compute marks, copy completions)
 
 
 def _probe():
@@ -86,7 +88,10 @@ class CupyDevice(Device):
         CuPy's API used here (ndarray, asnumpy, ascontiguousarray, cuda.Stream, cuda.Event,
         cuda.get_current_stream, cuda.runtime.memcpyAsync / memcpy2DAsync,
         cuda.alloc_pinned_memory, cuda.Device) can stand in for it.
-      ring_size: events in each of the two rings that order copies (see transfers.py).
+      ring_size: events made at first in each of the two pools that order copies; a pool
+        grows to the number of copies and marks in flight at once (see transfers.py).
+      max_events: events in one pool at most (past it, an event still held is lent again:
+        still correct, but a copy may then wait for unrelated work).
       chunk_bytes: bytes of one pinned chunk of an offloaded stack.
       workspace_bytes: device bytes cuBLAS keeps outside CuPy's pool (None: cuBLAS's default
         for this device, or what CUBLAS_WORKSPACE_CONFIG says).
@@ -96,8 +101,9 @@ class CupyDevice(Device):
 
     def __init__(self, device_id: int | None = None, pool_limit: int = 1 << 30, *, xp=None,
                  ring_size: int = RING_SIZE, chunk_bytes: int = CHUNK_BYTES,
-                 workspace_bytes: int | None = None):
+                 workspace_bytes: int | None = None, max_events: int = EVENT_LIMIT):
         for arg, value, least in (("ring_size", ring_size, 1), ("chunk_bytes", chunk_bytes, 1),
+                                  ("max_events", max_events, 1),
                                   ("workspace_bytes", workspace_bytes, 0)):
             if value is not None and (isinstance(value, bool) or not isinstance(
                     value, (int, np.integer)) or value < least):
@@ -113,8 +119,8 @@ class CupyDevice(Device):
         self._cuda = cuda
         self._runtime = cuda.runtime
         self._transfer = cuda.Stream(non_blocking=True)
-        self._marks = EventRing(cuda, ring_size)    # recorded on the compute stream
-        self._copies = EventRing(cuda, ring_size)   # recorded on the transfer stream
+        self._marks = EventRing(cuda, ring_size, max_events)    # recorded on the compute stream
+        self._copies = EventRing(cuda, ring_size, max_events)   # recorded on the transfer stream
         self.chunk_bytes = int(chunk_bytes)
         if workspace_bytes is None:
             workspace_bytes = cublas_workspace_bytes(cuda.Device().compute_capability,
@@ -199,23 +205,29 @@ class CupyDevice(Device):
 
     # --- transfers on the side stream -----------------------------------------------------------
     def mark(self):
-        """An event recorded now on the compute stream (after the kernels queued so far)."""
-        return self._marks.record(self._cuda.get_current_stream())
+        """A point of the compute stream now (after the kernels queued so far), for
+        `copy_to_device(after=)`: a Mark holding an event until a copy has waited on it."""
+        return Mark(self._marks.record(self._cuda.get_current_stream()), self._marks)
 
     def _done(self, keep, scratch=None) -> Ticket:
-        return Ticket(self._copies.record(self._transfer), keep, scratch)
+        return Ticket(self._copies.record(self._transfer), keep, scratch, self._copies)
 
     def copy_to_host(self, src, dst: np.ndarray):
         """Queue dst[...] = src on the transfer stream, after the kernels that wrote src.
         A row strided only between its rows (a column block) goes as one 2D copy; other
         strided rows through a contiguous device copy, counted and freed by `wait`."""
+        _check_copy("copy_to_host", src, dst)
+        if not dst.flags.c_contiguous:
+            raise InvalidArgumentError("copy_to_host: the host destination must be contiguous")
         rt = self._runtime
         scratch = None
         if not src.flags.c_contiguous and not _pitched(src):
             scratch = self.empty(src.shape, src.dtype, "a contiguous copy of an offloaded row")
             scratch[...] = src
             src = scratch
-        self._transfer.wait_event(self.mark())
+        here = self.mark()
+        self._transfer.wait_event(here.event)
+        here.release()
         if src.flags.c_contiguous:
             rt.memcpyAsync(dst.ctypes.data, src.data.ptr, dst.nbytes, rt.memcpyDeviceToHost,
                            self._transfer.ptr)
@@ -227,10 +239,17 @@ class CupyDevice(Device):
         return self._done((src, dst), scratch)
 
     def copy_to_device(self, src: np.ndarray, dst, after=None):
-        """Queue dst[...] = src on the transfer stream, after `after` (an event from `mark()`
-        recorded after dst's last reader) or, without one, after every kernel queued so far."""
+        """Queue dst[...] = src on the transfer stream, after `after` (a Mark from `mark()`
+        taken after dst's last reader; its event is given back once the wait is queued) or,
+        without one, after every kernel queued so far."""
+        _check_copy("copy_to_device", src, dst)
+        if not (src.flags.c_contiguous and dst.flags.c_contiguous):
+            raise InvalidArgumentError("copy_to_device: source and destination must be "
+                                       "contiguous")
         rt = self._runtime
-        self._transfer.wait_event(after if after is not None else self.mark())
+        after = after if after is not None else self.mark()
+        self._transfer.wait_event(after.event)
+        after.release()
         rt.memcpyAsync(dst.data.ptr, src.ctypes.data, dst.nbytes, rt.memcpyHostToDevice,
                        self._transfer.ptr)
         self.bytes_to_device += dst.nbytes
@@ -241,6 +260,7 @@ class CupyDevice(Device):
         then on the ticket's arrays may be dropped or reused."""
         if ticket is not None:
             self._cuda.get_current_stream().wait_event(ticket.event)
+            ticket.release()                # (the wait is queued: the event may be reused)
             if ticket.scratch is not None:
                 self.free(ticket.scratch)
                 ticket.scratch = None
@@ -257,6 +277,17 @@ class CupyDevice(Device):
 
     def describe(self) -> str:
         return f"gpu (CUDA device {self._cuda.Device().id})"
+
+
+def _check_copy(what: str, src, dst) -> None:
+    """A raw copy moves bytes: refuse (before anything is queued) a source and destination
+    whose shapes or dtypes differ, which would copy too few or too many bytes or reinterpret
+    them."""
+    if tuple(src.shape) != tuple(dst.shape) or np.dtype(src.dtype) != np.dtype(dst.dtype):
+        raise InvalidArgumentError(
+            f"{what}: the source is {np.dtype(src.dtype).name}{list(src.shape)} and the "
+            f"destination {np.dtype(dst.dtype).name}{list(dst.shape)}; a copy needs the same "
+            "shape and dtype")
 
 
 def _pitched(a) -> bool:

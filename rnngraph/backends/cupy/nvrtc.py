@@ -54,11 +54,12 @@ def _load():
         if folder is None:
             raise ImportError("NVRTC is not installed: pip install nvidia-cuda-nvrtc-cu12 "
                               "(part of rnngraph's dev extra)")
-        # the builtins library first, by path: libnvrtc then finds it already loaded by its
+        # the builtins library first, by path and local to this handle (its symbols stay out
+        # of the process's global namespace): libnvrtc then finds it already loaded by its
         # soname when it opens it (no search path to set)
         for path in sorted(glob.glob(os.path.join(folder, "libnvrtc-builtins.so.*"))):
             if ".alt." not in path:
-                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                ctypes.CDLL(path)
         main = os.path.join(folder, "libnvrtc.so.12")
         if not os.path.exists(main):
             main = sorted(p for p in glob.glob(os.path.join(folder, "libnvrtc.so*"))

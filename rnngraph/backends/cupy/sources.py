@@ -1,11 +1,11 @@
 """kernel_sources: the CUDA kernels a graph would run on the GPU, without a GPU or CuPy."""
 from __future__ import annotations
 
-from ...ir.value import Value
 from ...ops.fused import Fused
 from ...passes.pipeline import enabled_passes, optimize
 from ...passes.rewrite import clone
 from ...runtime.fetches import flatten
+from ...runtime.session import check_feed_dict, check_fetch_values, feed_key
 from .cuda_codegen import CudaKernel, cuda_kernel
 
 
@@ -43,29 +43,10 @@ def compiled_graph(fetches, feed_dict=None, passes=True):
     if not flat:
         raise ValueError("kernel_sources needs at least one Value to fetch")
     root = flat[0].graph.root
-    for v in flat:
-        if v.graph.root is not root:
-            raise ValueError(f"cannot fetch {v.name} (built at {v.node.location}): the fetches "
-                             "belong to different graphs")
-        if v.graph is not root:
-            raise ValueError(f"cannot fetch {v.name}: it lives inside a loop body; fetch the "
-                             "loop's outputs instead")
-    if feed_dict is not None and not isinstance(feed_dict, dict):
-        raise TypeError(f"feed_dict must be a dict {{placeholder: value}}, got "
-                        f"{type(feed_dict).__name__}")
-    fed = []
-    for key in feed_dict or {}:
-        if isinstance(key, str):
-            try:
-                key = root.get_value(key)
-            except (KeyError, ValueError, IndexError):
-                raise ValueError(f"feed_dict key {key!r} names no value in this graph") from None
-        if not isinstance(key, Value):
-            raise TypeError(f"feed_dict keys must be placeholders (Values) or their names, got "
-                            f"{type(key).__name__}: {key!r}")
-        if key.graph is not root:
-            raise ValueError(f"cannot feed {key.name}: it belongs to another graph")
-        fed.append(key)
+    check_fetch_values(flat, root, f"{flat[0].name}'s (the first fetch)")   # Session's checks
+    if feed_dict is not None:
+        check_feed_dict(feed_dict)
+    fed = [feed_key(root, key) for key in feed_dict or {}]
     enabled_passes(passes)   # unknown pass names: the Session's error
     if passes:   # as Session(device="gpu") sets them: the packed-weight GEMM is CPU code
         passes = dict(passes) if isinstance(passes, dict) else {}

@@ -1,14 +1,18 @@
 """Ordering and memory for copies between a CUDA device and the host, with no host waits.
 
-Copies run on one side stream. They are ordered against the compute stream with events taken
-round-robin from two fixed rings (one recorded on the compute stream, one on the transfer
-stream), so a run at any number of steps creates no events after the device is made.
-
-Why reusing an event is safe: a stream's `wait_event` waits for the event's record as it was
-when the wait was queued, and every record of a ring's event is on the same stream, later than
-the one before. A wait queued after the event was recorded again therefore waits for a later
-point of the same stream: longer, never too short. The ring's size only decides how rarely
-that happens (a ticket waited on within `size` copies never waits longer than it must).
+Copies run on one side stream. They are ordered against the compute stream with events lent
+by two pools (EventRing: one recorded on the compute stream for `mark()`, one on the transfer
+stream for each copy's ticket). An event is lent to one holder at a time (a Ticket or a Mark)
+and goes back to its pool once its wait has been queued (`CupyDevice.wait`, or the copy that
+waited on a mark) or its holder is dropped; only then may it be recorded again. So a wait
+always waits for the record its holder was given, never for a later copy or kernel (which would
+be safe, a stream's `wait_event` waiting for a later point of the same stream, but would make
+copies wait for compute they do not depend on and defeat the overlap). A pool makes events only
+when all of its events are lent: as many as there are holders alive at once (rows in flight and
+marked buffers: a few per offloaded stack, whatever the number of steps), up to `limit`
+events; past that (more holders than the limit) it lends the oldest again, which is still safe.
+A run at any number of steps therefore makes no events once the pools have grown to the
+plan's rows in flight.
 
 Nothing here blocks the host: a device row whose copy to the host is queued stays referenced by
 its ticket until the compute stream has been told to wait for the copy (`CupyDevice.wait`);
@@ -23,36 +27,94 @@ from __future__ import annotations
 import numpy as np
 
 
-class EventRing:
-    """A fixed set of CUDA events, recorded in turn on the streams given to `record`."""
+EVENT_LIMIT = 4096       # events in one pool at most (past it, events are lent again)
 
-    def __init__(self, cuda, size: int):
+
+class EventRing:
+    """CUDA events recorded on one stream, each lent to one holder at a time (see the module
+    docstring): `record` lends a free event (making one if none is free and the pool has fewer
+    than `limit`), `release` takes it back."""
+
+    def __init__(self, cuda, size: int, limit: int = EVENT_LIMIT):
         if int(size) < 1:
             raise ValueError(f"an event ring needs at least one event, got size={size!r}")
+        self._cuda = cuda
         self.events = [cuda.Event(disable_timing=True) for _ in range(int(size))]
-        self._next = 0
+        self._free = list(reversed(self.events))
+        self._lent: dict = {}      # id(event) -> holders
+        self.limit = max(int(limit), len(self.events))
+        self._next = 0             # (at the limit: the next event to lend again)
+        self.relent = 0            # times an event was lent while still held (at the limit)
 
     def record(self, stream):
-        """The next event of the ring, recorded now on `stream`."""
-        ev = self.events[self._next]
-        self._next = (self._next + 1) % len(self.events)
+        """A free event (else a new one, else the oldest), recorded now on `stream`."""
+        if self._free:
+            ev = self._free.pop()
+        elif len(self.events) < self.limit:
+            ev = self._cuda.Event(disable_timing=True)
+            self.events.append(ev)
+        else:
+            ev = self.events[self._next]
+            self._next = (self._next + 1) % len(self.events)
+            self.relent += 1
+        self._lent[id(ev)] = self._lent.get(id(ev), 0) + 1
         ev.record(stream)
         return ev
+
+    def release(self, ev) -> None:
+        """The holder of `ev` has queued its wait (or is gone): `ev` may be recorded again."""
+        n = self._lent.get(id(ev), 0) - 1
+        if n > 0:
+            self._lent[id(ev)] = n
+        elif n == 0:
+            del self._lent[id(ev)]
+            self._free.append(ev)
+
+    @property
+    def lent(self) -> int:
+        """Events lent now."""
+        return len(self.events) - len(self._free)
 
     def __len__(self) -> int:
         return len(self.events)
 
 
-class Ticket:
+class _Holder:
+    """Holds an event lent by an EventRing; gives it back once (`release`, or when dropped)."""
+    __slots__ = ()
+
+    def release(self) -> None:
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            ring.release(self.event)
+
+    def __del__(self):
+        ring = getattr(self, "_ring", None)
+        if ring is not None:
+            self._ring = None
+            ring.release(self.event)
+
+
+class Mark(_Holder):
+    """A point of the compute stream (CupyDevice.mark): the event recorded there. A copy that
+    waits on it (`copy_to_device(after=)`) gives the event back."""
+    __slots__ = ("event", "_ring")
+
+    def __init__(self, event, ring):
+        self.event, self._ring = event, ring
+
+
+class Ticket(_Holder):
     """A queued copy: the event recorded after it on the transfer stream, the arrays that must
     stay alive until the compute stream is ordered after it, and a device scratch buffer (a
     contiguous copy of a strided row) to give back then."""
-    __slots__ = ("event", "keep", "scratch")
+    __slots__ = ("event", "keep", "scratch", "_ring")
 
-    def __init__(self, event, keep, scratch=None):
+    def __init__(self, event, keep, scratch=None, ring=None):
         self.event = event
         self.keep = keep
         self.scratch = scratch
+        self._ring = ring
 
 
 class PinnedStack:

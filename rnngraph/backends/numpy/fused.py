@@ -6,8 +6,7 @@ identifiers made here (v<i>, k<j>) and each inner op's emit template.
 """
 from __future__ import annotations
 
-from ...errors import InvalidArgumentError
-from ...ops.elementwise import unknown_dim_checks
+from ...ops.elementwise import fused_dim_mismatch, unknown_dim_checks
 from ...ops.fused import Fused
 
 
@@ -45,13 +44,7 @@ def numpy_kernel(op: Fused, node, xp):
     lines.append(f"    return ({', '.join(f'v{r}' for r in op.exports)},)")
 
     def mismatch(j, *arrays):
-        shapes = " and ".join(str(tuple(a.shape)) for a in arrays)
-        name, where = op._origins[j] if j < len(op._origins) else (node.name, node.location)
-        raise InvalidArgumentError(
-            f"{op.instrs[j][0].name} '{name}' (built at {where}; fused into '{node.name}'): "
-            f"shapes {shapes} differ in a dimension "
-            "unknown at build time; rnngraph broadcasts only dims known to be 1 (give the "
-            "placeholder a static 1 there)")
+        fused_dim_mismatch(op, node, j, [a.shape for a in arrays])
     namespace["_mismatch"] = mismatch
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated code, no user input
     return namespace["fused"]
