@@ -5,7 +5,12 @@ device (NumPy behind a byte counter, so peaks are measured), with budgets of 1/2
 of the saved tensors (the per-step tensors the unconstrained program keeps for its backward
 loop), it prints what the planner chose, the predicted and the measured peak, the bytes moved
 to the host and back, and the step time against the unconstrained run. Timings interleave the
-unconstrained and the budgeted sessions round by round in one process, and compare medians.
+unconstrained and the budgeted sessions round by round in one process; the time column is the
+median over rounds of each round's ratio budgeted / unconstrained, with its p25-p75 spread,
+then the ratio of the fastest rounds (best of each: what the work costs without the
+interference of other processes or page faults).
+Under a budget the sequence passes run in chunks of C steps (chosen: "chunks of C"); --lean
+also times each budget with them switched off (the planner's fallback), interleaved alike.
 Reference points from the literature, in the same terms (peak memory against the run that
 keeps everything, extra time):
   Gruslys et al. 2016 (BPTT-MSM), T = 1000: -95% memory at +33% time
@@ -13,6 +18,7 @@ keeps everything, extra time):
 
     python benchmarks/memory.py                 # T = 100, 1000
     python benchmarks/memory.py --long          # also T = 10000 (several GiB of RAM, minutes)
+    python benchmarks/memory.py --steps 1000 --proj 32 --lean    # the issue's case, and lean
 """
 from __future__ import annotations
 
@@ -57,12 +63,17 @@ def chosen(plan) -> str:
         if any(s.placement == "recompute" for s in lp.saved):
             parts.append(f"binomial/{lp.checkpoint_slots}" if lp.checkpoint_slots
                          else f"every {int(lp.checkpoint_every)}")
+    if plan.chunk_steps:
+        parts.append(f"chunks of {plan.chunk_steps}")
     if plan.passes_off:
         parts.append("lean")
     return ", ".join(parts)
 
 
-def bench(T, B, H, P, I, rounds, check, plans_only=False):
+LEAN = {"hoist_sequence": False, "sink_accumulators": False, "sink_outputs": False}
+
+
+def bench(T, B, H, P, I, rounds, check, plans_only=False, lean=False, fractions=FRACTIONS):
     g, X, fetches = build(B, H, P, I)
     fd = {X: np.random.RandomState(0).randn(B, T, I).astype(np.float32)}
     free = rg.Session(g, device=SimulatedDevice())
@@ -70,7 +81,7 @@ def bench(T, B, H, P, I, rounds, check, plans_only=False):
     saved = sum(s.total_bytes for s in free_plan.saved)
     if plans_only:
         rows = []
-        for frac in FRACTIONS:
+        for frac in fractions:
             budget = saved // frac
             sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget)
             rows.append((f"1/{frac}", budget, sess.memory_plan(fetches, fd), None))
@@ -78,7 +89,7 @@ def bench(T, B, H, P, I, rounds, check, plans_only=False):
     ref = free.run(fetches, fd)
     free_peak = free.last_run_report.peak_bytes
     rows, sessions = [], [("unconstrained", free, free_plan)]
-    for frac in FRACTIONS:
+    for frac in fractions:
         budget = saved // frac
         sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget)
         plan = sess.memory_plan(fetches, fd)
@@ -91,6 +102,14 @@ def bench(T, B, H, P, I, rounds, check, plans_only=False):
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
         rows.append((f"1/{frac}", budget, plan, sess))
         sessions.append((f"1/{frac}", sess, plan))
+        if lean:   # the same budget with the sequence passes off (no chunks)
+            ls = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget,
+                            passes=LEAN)
+            lplan = ls.memory_plan(fetches, fd)
+            if lplan.fits:
+                ls.run(fetches, fd)
+                rows.append((f"1/{frac}L", budget, lplan, ls))
+                sessions.append((f"1/{frac}L", ls, lplan))
     for _, sess, _ in sessions:   # past the first runs (accelerate="auto" compiles then)
         for _ in range(HOT_AFTER + 1):
             sess.run(fetches, fd)
@@ -103,6 +122,11 @@ def bench(T, B, H, P, I, rounds, check, plans_only=False):
             times[label].append(time.perf_counter() - t0)
             reports[label] = sess.last_run_report
     med = {label: statistics.median(ts) for label, ts in times.items()}
+    free_ts = times["unconstrained"]
+    for label, ts in times.items():   # per-round ratios: both sides ran moments apart
+        ratios = sorted(t / f for t, f in zip(ts, free_ts))
+        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        med[label + "/ratio"] = (statistics.median(ratios), q[0], q[2], min(ts) / min(free_ts))
     return saved, free_peak, rows, med, reports
 
 
@@ -113,7 +137,11 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--inputs", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians)")
+    ap.add_argument("--rounds", type=int, default=30, help="interleaved rounds (medians)")
+    ap.add_argument("--budgets", type=int, nargs="*", default=list(FRACTIONS),
+                    help="budgets as fractions 1/N of the saved tensors (default: 2 10 20)")
+    ap.add_argument("--lean", action="store_true",
+                    help="also time each budget with the sequence passes off (no chunks)")
     ap.add_argument("--proj", type=int, nargs="*", default=None,
                     help="num_proj values (default: hidden/8 and 0, no projection)")
     ap.add_argument("--no-check", action="store_true", help="skip comparing gradients")
@@ -134,13 +162,15 @@ def main():
     print("budget: a fraction of the saved tensors of the unconstrained program; memory: the "
           "measured peak against the unconstrained measured peak")
     head = (f"{'T':>6} {'proj':>5} {'budget':>6} {'bytes':>10}  {'fits':<4} {'chosen':<34}"
-            f"{'predicted':>10}{'measured':>10}{'memory':>8}{'moved':>10}{'time':>8}")
+            f"{'predicted':>10}{'measured':>10}{'memory':>8}{'moved':>10}{'time (p25-p75)':>22}"
+            f"{'best':>7}")
     print(head)
     for T in steps:
         for P in projs:
             saved, free_peak, rows, med, reports = bench(T, args.batch, args.hidden, P,
                                                          args.inputs, args.rounds,
-                                                         not args.no_check, args.plans_only)
+                                                         not args.no_check, args.plans_only,
+                                                         args.lean, args.budgets)
             free_cols = f"{fmt_bytes(free_peak):>10}{'':>10}" if args.plans_only else \
                 f"{'':>10}{fmt_bytes(free_peak):>10}"
             print(f"{T:>6} {P or '-':>5} {'none':>6} {'':>10}  {'':<4} "
@@ -160,11 +190,11 @@ def main():
                 rep = reports[label]
                 moved = rep.bytes_to_host + rep.bytes_to_device
                 mem = rep.peak_bytes / free_peak - 1
-                ratio = med[label] / med["unconstrained"]
+                ratio, lo, hi, best = med[label + "/ratio"]
                 print(f"{'':>6} {'':>5} {label:>6} {fmt_bytes(budget):>10}  {'yes':<4} "
                       f"{chosen(plan):<34}{fmt_bytes(plan.predicted_peak):>10}"
                       f"{fmt_bytes(rep.peak_bytes):>10}{mem:>+8.0%}{fmt_bytes(moved):>10}"
-                      f"{ratio:>7.2f}x")
+                      f"{ratio:>8.3f}x ({lo:.3f}-{hi:.3f}){best:>6.2f}x")
     print("references: Gruslys et al. 2016 (BPTT-MSM, T=1000): memory -95% at time 1.33x; "
           "Chen et al. 2016: O(sqrt(T)) memory at one extra forward (about 1.3x)")
 

@@ -139,3 +139,21 @@ def test_memory_plan_accepts_arrays_shapes_and_names():
     c = sess.memory_plan(fetches, {X: np.zeros((4, 9, 16), np.float32).tolist()})  # array-like
     assert a.predicted_peak == b.predicted_peak == c.predicted_peak
     assert a.loops[0].steps == 9
+
+
+def test_a_plan_that_cannot_fit_names_what_holds_the_device_at_its_peak():
+    """Without a projection the output stack and the loss's [T, B, H] temporaries are not
+    saved tensors: no placement moves them, and the plan says so by name and size."""
+    T, B, H = 50, 4, 32
+    g, X, fetches = lstm_graph(batch=B, hidden=H, inputs=3, proj=None)
+    sess = rg.Session(g, device=SimulatedDevice(), memory_budget=1)
+    plan = sess.memory_plan(fetches, {X: (B, T, 3)})
+    assert not plan.fits
+    (note,) = [n for n in plan.notes if n.startswith("at the predicted peak")]
+    # the output stack's gradient, one [T, B, H] float32 stack (25.0 KiB), named
+    stack = T * B * H * 4
+    assert f"'gradients/rnn/Transpose_1_grad/AddN:0' (add_n) {rg.memory.fmt_bytes(stack)}" \
+        in note
+    assert "loop 'gradients/rnn/while_grad' while it runs" in note
+    assert f"'X:0' (fed) {rg.memory.fmt_bytes(T * B * 3 * 4)}" in note
+    assert note.endswith(f"(of {rg.memory.fmt_bytes(plan.predicted_peak)})")

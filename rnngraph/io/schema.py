@@ -32,8 +32,10 @@ MAX_DIM = 2**62                # a size or index that fits int64 with room for s
 MAX_PARTS = 2**16              # counts of inputs, parts and sequence positions
 DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
           "float16", "float32", "float64", "complex64", "complex128")
-PARAM_ROLES = ("step", "carried", "invariant", "sequence")
-RESULT_ROLES = ("cond", "carried", "output", "residual")
+PARAM_ROLES = ("step", "carried", "invariant", "sequence",
+               "block", "chunk", "gathered", "chunk_len")   # (the last four: chunked loops)
+RESULT_ROLES = ("cond", "carried", "output", "residual", "prologue", "gather", "epilogue",
+                "epilogue_rows")
 # node names as Graph.unique_name allows them (scopes joined by "/")
 NAME_RE = re.compile(r"[A-Za-z0-9_.\-/]+")
 MAX_NAME = 1000
@@ -227,6 +229,13 @@ def _contract_parts(attrs: dict) -> str | None:
     return None
 
 
+def _chunked(attrs: dict) -> str | None:
+    if attrs["chunk_steps"] is None and (attrs["chunk_blocks"] or attrs["epilogue_carried"]
+                                         or attrs["epilogue_outputs"]):
+        return "chunk_blocks, epilogue_carried and epilogue_outputs need chunk_steps"
+    return None
+
+
 _GETITEM = OpSchema({"key": INDEX_KEY}, to_args=_key_args, rule=_one_ellipsis)
 _REDUCE = OpSchema({"axis": optional(Tuple(AXIS, min_len=1)), "keepdims": Bool()})
 
@@ -294,7 +303,14 @@ SCHEMAS: dict[str, OpSchema] = {
                       "maximum_iterations": optional(Int(0, MAX_DIM)),
                       "active_rows": Bool(), "shrink": Bool(),
                       "rows_only": Tuple(COUNT, max_len=MAX_PARTS),
-                      "unzeroed": Tuple(COUNT, max_len=MAX_PARTS)}, body=True),
+                      "unzeroed": Tuple(COUNT, max_len=MAX_PARTS),
+                      # a chunked loop (ops/loop.py): its chunk prologue's sequence blocks and
+                      # the carried values its chunk epilogue updates
+                      "chunk_steps": optional(Int(1, MAX_DIM)),
+                      "chunk_blocks": Tuple(COUNT, max_len=MAX_PARTS),
+                      "epilogue_carried": Tuple(COUNT, max_len=MAX_PARTS),
+                      "epilogue_outputs": Tuple(COUNT, max_len=MAX_PARTS)}, body=True,
+                     rule=_chunked),
     # ops/steps.py, ops/panels.py: what the compiler's passes put in
     "pack_rows": OpSchema({"gather": Bool()}),
     "rows_matmul": OpSchema({"packed": Bool(), "unsort": Bool(), "only_loops_read": Bool()}),

@@ -81,11 +81,14 @@ def advance_plan(p: int, i: int, free: int):
 def simulate(n: int, slots: int) -> dict:
     """Replay the online policy over positions for a loop of n steps and `slots` slots.
     Returns forward (positions the forward pass stores), advances (extra body steps in the
-    backward pass, tape steps not counted), tapes (= n) and peak (the most slots in use)."""
+    backward pass, tape steps not counted), tapes (= n), peak (the most slots in use) and
+    held and most (held[i], most[i]: slots in use once step i's residuals are made, and at most
+    while they are made)."""
     if n <= 0:
-        return {"forward": [], "advances": 0, "tapes": 0, "peak": 0}
+        return {"forward": [], "advances": 0, "tapes": 0, "peak": 0, "held": [], "most": []}
     stack = [0]
     forward, advances, peak = [], 0, 0
+    held, most = [0] * n, [0] * n
     first = True
     for i in range(n - 1, -1, -1):
         while stack[-1] > i:
@@ -100,8 +103,12 @@ def simulate(n: int, slots: int) -> dict:
                 if first:
                     forward.append(q)
                 peak = max(peak, len(stack) - 1)
+            most[i] = max(most[i], len(stack) - 1)
+        held[i] = len(stack) - 1
+        most[i] = max(most[i], held[i])
         first = False
-    return {"forward": forward, "advances": advances, "tapes": n, "peak": peak}
+    return {"forward": forward, "advances": advances, "tapes": n, "peak": peak, "held": held,
+            "most": most}
 
 
 class BinomialEvery(int):

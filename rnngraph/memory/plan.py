@@ -74,6 +74,8 @@ class MemoryPlan:
     host_bytes: int = 0             # host bytes the plan's offloaded stacks take
     min_budget: int | None = None   # the smallest device budget a plan was found for
     aliases: dict = field(default_factory=dict)   # Value (user graph or compiled) -> SavedTensor
+    chunk_steps: int | None = None  # the program's loops run their sequence passes in chunks
+    chunk_bytes_per_step: int = 0   # ... whose buffers take this many bytes per step of a chunk
     _by_node: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -84,6 +86,15 @@ class MemoryPlan:
                          if any(s.placement != DEVICE for s in lp.saved)}
 
     # --- used by the executor -------------------------------------------------------------------
+    @property
+    def passes(self):
+        """The `passes=` that compiles the program this plan is for, from the default passes
+        (Session(passes=plan.passes) runs it unplanned): those turned off, the chunk size."""
+        out = dict.fromkeys(self.passes_off, False)
+        if self.chunk_steps:
+            out["chunk_steps"] = self.chunk_steps
+        return out or True
+
     def for_loop(self, node) -> LoopPlan | None:
         """The plan of a loop that keeps something off the device (None: keep everything)."""
         return self._by_node.get(node)
@@ -168,6 +179,10 @@ class MemoryPlan:
         lines.append(f"predicted peak {fmt_bytes(self.predicted_peak)} (keeping everything on "
                      f"the device: {fmt_bytes(self.keep_all_peak)}); predicted extra time "
                      f"{self.extra_time * 1e3:.1f} ms")
+        if self.chunk_steps:
+            chunk_bytes = self.chunk_steps * self.chunk_bytes_per_step
+            lines.append(f"sequence passes in chunks of {self.chunk_steps} steps (hoist_sequence, "
+                         f"sink_accumulators: {fmt_bytes(chunk_bytes)} of chunk buffers)")
         if self.passes_off:
             lines.append("compiler passes turned off (they build whole-sequence stacks on the "
                          f"device): {', '.join(self.passes_off)}")

@@ -118,16 +118,58 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
                 lp.options.append(deep)
                 sel[lp.node] = len(lp.options) - 1
     final = choices(sel)
-    peak = model.run(schedule, final)[0]
+    watch: list = [] if floor is not None else None
+    peak = model.run(schedule, final, watch=watch)[0]
+    if watch:
+        notes.append("at the predicted peak the device holds: " + _largest(watch, peak))
     keep_all = model.run(schedule, {})[0]
     if model.unknown:
         notes.append(f"{len(model.unknown)} values have sizes unknown before running (counted "
                      "as 0 bytes)")
     plans = [_loop_plan(lp, lp.options[sel[lp.node]], info) for lp in loops]
+    chunk, per_step = _chunks(schedule, model)
     return MemoryPlan(device=device, budget=budget, loops=plans, predicted_peak=peak,
                       keep_all_peak=keep_all, extra_time=total_time(sel),
                       passes_off=tuple(passes_off), notes=notes, host_budget=host_budget,
-                      host_bytes=host_of(sel), min_budget=floor)
+                      host_bytes=host_of(sel), min_budget=floor, chunk_steps=chunk,
+                      chunk_bytes_per_step=per_step)
+
+
+def _chunks(schedule: Schedule, model: PeakModel) -> tuple:
+    """(chunk steps, the most bytes of chunk buffers per step any chunked loop takes)."""
+    chunk, per_step = None, 0
+    for node in schedule.nodes:
+        c = getattr(node.op, "chunk_steps", None)
+        n = model.info.steps.get(node)
+        if not c or not n:
+            continue
+        layout = loop_layout(node, schedule.needed_outputs(node))
+        block, gathers = model.chunk_costs(node, layout)[:2]
+        chunk = c if chunk is None else max(chunk, c)
+        per_step = max(per_step, (block + gathers) // max(1, min(c, n)))
+    return chunk, per_step
+
+
+def _largest(watch: list, peak: int, count: int = 5) -> str:
+    """The largest things live at the peak, in words (what a smaller plan would have to
+    move: tensors other than saved ones are not moved by any plan)."""
+    def what(k) -> str:
+        if hasattr(k, "node") and hasattr(k, "type"):    # a Value
+            kind = "fed" if k.node.op.name == "placeholder" else \
+                "variable" if k.node.op.name == "variable" else \
+                "stacked by loop" if k.node.op.subgraphs() else k.node.op.name
+            return f"'{k.name}' ({kind})"
+        if hasattr(k, "op"):                             # a loop node, while it runs
+            return f"loop '{k.name}' while it runs (its stacks, state and one step)"
+        if isinstance(k, tuple) and k and k[0] == "ckpt":
+            return f"the checkpoints of loop '{k[1].name}'"
+        return str(k[0] if isinstance(k, tuple) and k else k)
+    items = sorted(watch, key=lambda kb: -kb[1])
+    shown = [f"{what(k)} {fmt_bytes(b)}" for k, b in items[:count]]
+    rest = sum(b for _, b in items[count:])
+    if rest:
+        shown.append(f"{len(items) - count} more {fmt_bytes(rest)}")
+    return ", ".join(shown) + f" (of {fmt_bytes(peak)})"
 
 
 def _deepest(lp, opt, model, schedule, choices, budget):

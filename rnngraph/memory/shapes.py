@@ -180,7 +180,6 @@ def _loop(info: ShapeInfo, node) -> None:
     for p, v in zip(params.get("sequence", []), parts["sequence"]):
         t = info.type(v)
         _set(info, p, TensorType(t.shape[1:], t.dtype))
-    _walk(info, body.nodes)
 
     n = None
     if op.has_trip and parts["trip"][0] in info.values:
@@ -193,6 +192,9 @@ def _loop(info: ShapeInfo, node) -> None:
         length = None
     if op.maximum_iterations is not None:
         n = op.maximum_iterations if n is None else min(n, op.maximum_iterations)
+    _walk(info, body.nodes)
+    if getattr(op, "chunk_steps", None):
+        _chunks(info, op, parts, n)
     info.steps[node] = n
     outs = op.out_ports().split(node.outputs)
     if n is not None:
@@ -205,3 +207,24 @@ def _loop(info: ShapeInfo, node) -> None:
     for v, r in zip(outs["residual"], body.results["residual"]):
         t = info.type(r)
         _set(info, v, TensorType((n,) + t.shape, t.dtype))
+
+
+def _chunks(info: ShapeInfo, op, parts, n) -> None:
+    """A chunked loop's prologue and epilogue (ops/loop.py), for chunks of its full length
+    (min(chunk_steps, n) steps): blocks, the rows the steps read, the gathered rows."""
+    body, params, results = op.body, op.body.params, op.body.results
+    m = op.chunk_steps if n is None else max(min(op.chunk_steps, n), 0)
+    for p, i in zip(params.get("block", []), op.chunk_blocks):
+        t = info.type(parts["sequence"][i])
+        _set(info, p, TensorType((m,) + t.shape[1:], t.dtype))
+    for p in params.get("chunk_len", []):
+        info.values[p] = np.asarray(m, np.int32)
+    _walk(info, body.nodes)   # the prologue's results: the rows the steps read
+    for p, r in zip(params.get("chunk", []), results.get("prologue", [])):
+        t = info.type(r)
+        _set(info, p, TensorType(t.shape[1:], t.dtype))
+    _walk(info, body.nodes)   # the steps: the values the epilogue gathers
+    for p, r in zip(params.get("gathered", []), results.get("gather", [])):
+        t = info.type(r)
+        _set(info, p, TensorType((m,) + t.shape, t.dtype))
+    _walk(info, body.nodes)

@@ -5,10 +5,19 @@ fed values for the whole run; every other array from the step that produces it t
 after its last use; a view (transpose, slice, reshape...) as its base buffer, once. A loop node
 adds, while it runs, its stacks, its carried state, the peak of one body step, and what its
 saved-tensor placements cost: prefetch buffers for offloaded rows, checkpoints and a segment
-of replayed residuals for recomputed ones.
+of replayed residuals for recomputed ones. A chunked loop (ops/loop.py) adds one block of its
+prologue's results, its epilogue's [C, ...] gather buffers and accumulators, and the peaks of
+its prologue and epilogue runs (a replay of a chunked loop: one block of its own).
+
+A device profile may say more about its allocator (memory/costs.py): buffers round up to its
+`alloc_granularity`; with `reuse_list_resident`, the prefetch and replay buffers that passes
+hand back to the device's reuse list stay allocated, so from the second run on they take their
+bytes for the whole run (counted so: a first run peaks lower); `workspace_bytes` are held
+throughout.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -77,8 +86,33 @@ class _Meter:
             del self.refs[key]
             self.cur -= e[1]
 
-    def bump(self, extra: int) -> None:
+    def bump(self, extra: int, what=None) -> None:
         self.peak = max(self.peak, self.cur + extra)
+
+
+class _WatchMeter(_Meter):
+    """A _Meter that also remembers what was live when the peak was last raised: buffers by
+    key and bytes, and (what, bytes) for a loop's working set while it ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.at_peak: list = []
+
+    def retain(self, key, nbytes: int) -> None:
+        before = self.peak
+        super().retain(key, nbytes)
+        if self.peak > before:
+            self._snap(None, 0)
+
+    def bump(self, extra: int, what=None) -> None:
+        if self.cur + extra > self.peak:
+            self.peak = self.cur + extra
+            self._snap(what, extra)
+
+    def _snap(self, what, extra: int) -> None:
+        self.at_peak = [(k, e[1]) for k, e in self.refs.items() if e[1]]
+        if what is not None:
+            self.at_peak.append((what, extra))
 
 
 class PeakModel:
@@ -96,20 +130,35 @@ class PeakModel:
         if b is None:
             self.unknown.add(v)
             return 0
-        return b
+        return self._rounded(b)
+
+    def _rounded(self, b: int) -> int:
+        g = getattr(self.profile, "alloc_granularity", 1) if self.profile is not None else 1
+        return b if g <= 1 or b <= 0 else -(-b // g) * g
+
+    def _resident_reuse(self) -> bool:
+        return bool(self.profile is not None and getattr(self.profile, "reuse_list_resident",
+                                                         False))
 
     # --- schedules ------------------------------------------------------------------------------
-    def run(self, sched: Schedule, choices: dict, counted_inputs: bool = True, trace=None):
+    def run(self, sched: Schedule, choices: dict, counted_inputs: bool = True, trace=None,
+            watch: list | None = None):
         """Simulate `sched`; returns (peak, meter at the end, buffer key of each output).
         `choices`: loop node -> LoopChoice for loops whose residuals are not all on device.
-        `trace`: a list to append (node, bytes after its outputs landed, peak so far) to."""
-        m = _Meter()
+        `trace`: a list to append (node, bytes after its outputs landed, peak so far) to.
+        `watch`: a list to append what is live at the peak to: (buffer key, bytes), a loop
+        node's working set while it runs as (the loop node, bytes)."""
+        m = _Meter() if watch is None else _WatchMeter()
         key: dict = {}       # Value -> buffer key (shared by views)
         held: dict = {}      # Value -> extra buffer keys it keeps alive (residual handles)
         for v in sched.inputs:
             key[v] = v
             m.retain(v, self.nbytes(v) if counted_inputs else 0)
         residual_of = self._residual_index(sched, choices)
+        if counted_inputs and self.profile is not None:
+            m.retain(("workspace",), int(getattr(self.profile, "workspace_bytes", 0) or 0))
+            if self._resident_reuse():
+                m.retain(("reuse list",), self._reuse_list_bytes(sched, residual_of))
         value_of_slot = {s: v for v, s in sched.slot.items()}
         inputs = set(sched.input_slots)
         for node, frees in zip(sched.nodes, sched.frees):
@@ -134,7 +183,46 @@ class PeakModel:
                     m.release(key[v])
                 for k in held.pop(v, ()):
                     m.release(k)
+        if watch is not None:
+            watch.extend(m.at_peak)
         return m.peak, m, key
+
+    def _reuse_buffers(self, sched, node, residual_of) -> list:
+        """Bytes of each buffer loop `node` takes from the device's reuse list while it runs:
+        `prefetch_depth` row buffers per offloaded residual it reads, and one replay buffer
+        per recomputed residual of a forward loop it reads (k rows, or one row under a
+        binomial schedule)."""
+        reading = {}
+        for v in node.op.in_ports().split(node.inputs)["sequence"]:
+            r = residual_of.get(v)
+            if r is not None and r[2].placements.get(r[1], DEVICE) != DEVICE:
+                reading.setdefault(r[0], []).append(r)
+        out = []
+        for fwd, rs in reading.items():
+            fl = loop_layout(fwd, sched.needed_outputs(fwd))
+            fchoice = rs[0][2]
+            for _, i, _ in rs:
+                if fchoice.placements.get(i, DEVICE) == HOST:
+                    out += [self.row_bytes(fl, i)] * max(1, fchoice.prefetch_depth)
+            rec = [i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE]
+            if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
+                rows = 1 if fchoice.slots else max(1, fchoice.checkpoint_every)
+                out += [self._rounded(rows * (self.info.nbytes(fl.residual_value(i)) or 0))
+                        for i in rec]
+        return out
+
+    def _reuse_list_bytes(self, sched, residual_of) -> int:
+        """What the reuse list holds once a run is over: per buffer size, as many buffers as
+        the loop needing most of them at once (a later loop takes an earlier one's)."""
+        most: dict = {}
+        for node in sched.nodes:
+            if node.op.subgraphs():
+                count: dict = {}
+                for b in self._reuse_buffers(sched, node, residual_of):
+                    count[b] = count.get(b, 0) + 1
+                for b, c in count.items():
+                    most[b] = max(most.get(b, 0), c)
+        return sum(b * c for b, c in most.items())
 
     def _residual_index(self, sched: Schedule, choices: dict) -> dict:
         """Outer residual Value -> (forward loop node, residual index, LoopChoice)."""
@@ -181,29 +269,53 @@ class PeakModel:
             if r is not None and r[2].placements.get(r[1], DEVICE) != DEVICE:
                 reading.setdefault(r[0], []).append(r)
         replay_peak = 0
+        states = 0   # binomial replays: states stored beyond the forward's (at most)
+        moments = dict.fromkeys(("first", "rest", "end first", "end rest"), 0)   # (chunked)
+        resident = self._resident_reuse()   # (then the reuse list's buffers count all along)
         for fwd, rs in reading.items():
             fl = loop_layout(fwd, sched.needed_outputs(fwd))
             fchoice = rs[0][2]
             for _, i, _ in rs:
-                if fchoice.placements.get(i, DEVICE) == HOST:
+                if fchoice.placements.get(i, DEVICE) == HOST and not resident:
                     extra += max(1, fchoice.prefetch_depth) * self.row_bytes(fl, i)
             rec = [i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE]
             if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
                 rp, rc = self.body_step(fwd, fl, "replay", tuple(rec))
+                if fl.chunked:   # the replay's own block of the forward's prologue rows
+                    extra += self.chunk_costs(fwd, fl)[0]
                 if fchoice.slots:   # one row of residuals; the states stored beyond the forward's
-                    b = binomial_schedule(info.steps.get(fwd) or 0, fchoice.slots)
-                    extra += sum(self.row_bytes(fl, i) for i in rec) + \
-                        (b["peak"] - len(b["forward"])) * rc
-                else:
+                    nf = info.steps.get(fwd) or 0
+                    b = binomial_schedule(nf, fchoice.slots)
+                    extra += 0 if resident else sum(self.row_bytes(fl, i) for i in rec)
+                    states += (b["peak"] - len(b["forward"])) * rc
+                    if layout.chunked and n:   # by moment of a chunked loop's run
+                        f = len(b["forward"])
+                        for key_, ts in _chunk_moments(op, n).items():
+                            pick = b["held"] if key_.startswith("end") else b["most"]
+                            got = [pick[nf - 1 - t if fwd.op.reverse else t] for t in ts
+                                   if 0 <= (nf - 1 - t if fwd.op.reverse else t) < nf]
+                            moments[key_] += (max(got) - f) * rc if got else 0
+                elif not resident:
                     k = max(1, fchoice.checkpoint_every)
                     extra += k * sum(self.row_bytes(fl, i) for i in rec)
                 replay_peak = max(replay_peak, rp + rc)
-        if n == 1 and not reading:
+        if layout.chunked and n:
+            block, gathers, accs, pro_peak, epi_peak = self.chunk_costs(node, layout)
+            # the first chunk's steps run before its epilogue made accumulators of the loop's
+            # own; the epilogues run once a chunk's steps made their states
+            step = max(block + step_peak, pro_peak, block + replay_peak)
+            ts = _chunk_moments(op, n)
+            m.bump(what=node, extra=stacks + ckpt + carried_bytes + extra + gathers + max(
+                moments["first"] + step, moments["end first"] + block + epi_peak,
+                accs + moments["rest"] + step if ts["rest"] else 0,
+                accs + moments["end rest"] + block + epi_peak if ts["end rest"] else 0))
+        elif n == 1 and not reading and not states:
             # one step: its stacks are allocated after it ran, while its results still live
             m.bump(ckpt + extra + max(step_peak, stacks + self.step_results(
-                node, layout, tuple(stored))))
+                node, layout, tuple(stored))), node)
         else:
-            m.bump(stacks + ckpt + carried_bytes + extra + max(step_peak, replay_peak))
+            m.bump(stacks + ckpt + carried_bytes + extra + states + max(step_peak, replay_peak),
+                   node)
         # outputs land: stacks, final state, handles (checkpoints + the inputs they replay from)
         for v in node.outputs:
             key[v] = v
@@ -211,8 +323,10 @@ class PeakModel:
             m.retain(v, 0)
         ins = op.in_ports().split(node.inputs)
         params = op.body.params
-        for v, r, init in zip(outs["carried"], op.body.results["carried"], ins["carried"]):
-            src = _passthrough(r, params, ins) if n else init
+        updated = set(getattr(op, "epilogue_carried", ())) if n else set()
+        for i, (v, r, init) in enumerate(zip(outs["carried"], op.body.results["carried"],
+                                             ins["carried"])):
+            src = None if i in updated else _passthrough(r, params, ins) if n else init
             if src is not None and src in key:   # the final state is an input's very array
                 key[v] = key[src]
                 m.retain(key[v], 0)
@@ -234,6 +348,26 @@ class PeakModel:
                 for k in replay_inputs:
                     m.retain(k, 0)
                 held[v] = [("ckpt", node)] + replay_inputs
+
+    def chunk_costs(self, node, layout):
+        """(block, gather buffers, accumulators, prologue peak, epilogue peak) in bytes of a
+        chunked loop: one block of prologue results, the [C, ...] rows its epilogue gathers,
+        the accumulators the epilogue returns (held between chunks), and the peaks of one
+        prologue and one epilogue run (their results included, inputs not)."""
+        ck = (node, "chunk")
+        hit = self._body_cache.get(ck)
+        if hit is None:
+            body = layout.body
+            block = sum(self.nbytes(v) for v in layout.prologue_outputs)
+            gathers = sum(self.nbytes(p) for p in body.params.get("gathered", []))
+            accs = sum(self.nbytes(v) for v in body.results.get("epilogue", []))
+            peaks = []
+            for outs, ins in ((layout.prologue_outputs, layout.prologue_inputs),
+                              (layout.epilogue_outputs, layout.epilogue_inputs)):
+                peaks.append(self.run(Schedule(body, outs, ins), {}, counted_inputs=False)[0]
+                             if outs else 0)
+            hit = self._body_cache[ck] = (block, gathers, accs, *peaks)
+        return hit
 
     def row_bytes(self, layout, i: int) -> int:
         return self.nbytes(layout.residual_value(i))
@@ -272,6 +406,21 @@ def _passthrough(result, params, ins):
         if result in ps:
             return ins[role][ps.index(result)]
     return None
+
+
+def _chunk_moments(op, n: int) -> dict:
+    """The steps t of a chunked loop of n steps by moment: those of its first chunk, of the
+    rest, and after which its epilogue runs: the first chunk's, the others'."""
+    return _moments(op.chunk_steps, bool(op.reverse), n)
+
+
+@functools.lru_cache(maxsize=64)
+def _moments(c: int, reverse: bool, n: int) -> dict:
+    order = range(n - 1, -1, -1) if reverse else range(n)
+    ends = [t for t in order if (t % c == 0 if reverse else (t % c == c - 1 or t == n - 1))]
+    first = [t for t in order if t // c == order[0] // c]
+    return {"first": first, "rest": [t for t in order if t // c != order[0] // c],
+            "end first": ends[:1], "end rest": ends[1:]}
 
 
 _SCHEDULES: dict = {}

@@ -17,6 +17,21 @@ Ports come in named groups (never flat lists plus counts):
                      rows of steps that did not run are zero
            residual  stacks [steps, ...] of values the backward loop reads
 
+A chunked loop (attribute `chunk_steps` = C, set by the hoist_sequence, sink_accumulators and
+sink_outputs passes under a memory budget) also runs, besides the per-step body, two declared
+parts of its body once per chunk of C steps (steps [c*C, min((c+1)*C, n)), whichever way the
+loop runs):
+  chunk prologue  params "block": rows of the chunk of sequence input `chunk_blocks[i]`
+                  [m, ...] (m <= C); results "prologue": [m, ...] values the steps read one row
+                  at a time as params "chunk" (the hoisted input projection, say)
+  chunk epilogue  params "gathered": the chunk's rows [m, ...] of per-step values, results
+                  "gather" (one per param), "chunk_len" (int32 m); results "epilogue": the next
+                  value of carried state `epilogue_carried[i]`, run after the chunk's last step
+                  (a weight gradient's sum over the chunk added to its accumulator), and
+                  "epilogue_rows": the chunk's [m, ...] rows of stacked output
+                  `epilogue_outputs[i]`, which the steps then do not compute (y_t = v_t @ W)
+Both read the body's invariants and constants; the per-step body reads none of their values.
+
 The vjp is another loop node running in reverse over the residual stacks; see `_LoopVJP`.
 """
 from __future__ import annotations
@@ -62,7 +77,9 @@ class Loop(Op):
     def __init__(self, body: Graph, has_trip: bool, reverse: bool = False,
                  length_from: int | None = None, parallel_iterations: int = 10,
                  swap_memory: bool = False, maximum_iterations: int | None = None,
-                 active_rows: bool = False, shrink: bool = False, rows_only=(), unzeroed=()):
+                 active_rows: bool = False, shrink: bool = False, rows_only=(), unzeroed=(),
+                 chunk_steps: int | None = None, chunk_blocks=(), epilogue_carried=(),
+                 epilogue_outputs=()):
         self._body = body
         self.has_trip = has_trip
         self.reverse = reverse
@@ -76,6 +93,14 @@ class Loop(Op):
         # finished rows nobody reads (packed as the steps left them), and of those left unzeroed
         self.rows_only = tuple(sorted(int(i) for i in rows_only))
         self.unzeroed = tuple(sorted(int(i) for i in unzeroed))
+        # the chunk passes' (declared, printed, saved): steps per chunk, the sequence input of
+        # each "block" param of the chunk prologue, the carried index of each epilogue result
+        if chunk_steps is not None and (int(chunk_steps) != chunk_steps or chunk_steps < 1):
+            raise ValueError(f"chunk_steps must be a positive int, got {chunk_steps!r}")
+        self.chunk_steps = None if chunk_steps is None else int(chunk_steps)
+        self.chunk_blocks = tuple(int(i) for i in chunk_blocks)
+        self.epilogue_carried = tuple(int(i) for i in epilogue_carried)
+        self.epilogue_outputs = tuple(int(i) for i in epilogue_outputs)
         self._vjp_cache: dict = {}
 
     @property
@@ -137,6 +162,53 @@ class Loop(Op):
         want = self.infer(*[v.type for v in node.inputs])
         if [str(t) for t in want] != [str(v.type) for v in node.outputs]:
             raise VerificationError(f"{node.name}: outputs do not match its body's results")
+        problem = self.chunk_problem()
+        if problem:
+            raise VerificationError(f"{node.name}: {problem}")
+
+    def chunk_problem(self) -> str | None:
+        """What is inconsistent in the chunk prologue and epilogue (None: nothing)."""
+        p, r = self._body.params, self._body.results
+        roles = ("block", "chunk", "gathered", "chunk_len")
+        parts = [p.get(k, []) for k in roles] + [r.get(k, []) for k in
+                                                 ("prologue", "gather", "epilogue")]
+        epi_rows = r.get("epilogue_rows", [])
+        if self.chunk_steps is None:
+            return "chunk params or results in a loop without chunk_steps" \
+                if any(parts) or epi_rows else None
+        if self.has_cond():
+            return "a chunked loop cannot have a condition"
+        blocks, chunks, gathered, lens, pro, gat, epi = parts
+        seqs = p.get("sequence", [])
+        if len(blocks) != len(self.chunk_blocks) or any(
+                i >= len(seqs) for i in self.chunk_blocks):
+            return "chunk_blocks does not name a sequence input per block param"
+        for b, i in zip(blocks, self.chunk_blocks):
+            if b.type.rank != seqs[i].type.rank + 1 or b.dtype != seqs[i].dtype:
+                return f"block param {b.name} is not a block of sequence input {i}"
+        if len(chunks) != len(pro) or len(gathered) != len(gat):
+            return "each prologue result needs a chunk param, each gather result a gathered one"
+        for rows, one in list(zip(pro, chunks)) + list(zip(gathered, gat)):
+            if rows.type.rank != one.type.rank + 1 or rows.dtype != one.dtype:
+                return f"{rows.name} is not a block of rows of {one.name}"
+        if len(lens) > 1 or any(v.type.rank or v.dtype != np.int32 for v in lens):
+            return "at most one chunk_len param, an int32 scalar"
+        carried = r["carried"]
+        if len(epi) != len(self.epilogue_carried) or \
+                len(set(self.epilogue_carried)) != len(epi) or \
+                any(i >= len(carried) or epi[j].type.rank != carried[i].type.rank
+                    for j, i in enumerate(self.epilogue_carried)):
+            return "epilogue_carried does not name a carried value per epilogue result"
+        outs = r["output"]
+        if len(epi_rows) != len(self.epilogue_outputs) or \
+                len(set(self.epilogue_outputs)) != len(epi_rows) or \
+                any(i >= len(outs) or epi_rows[j].type.rank != outs[i].type.rank + 1
+                    for j, i in enumerate(self.epilogue_outputs)):
+            return "epilogue_outputs does not name a stacked output per epilogue_rows result"
+        return None
+
+    def has_cond(self) -> bool:
+        return bool(self._body.results.get("cond"))
 
     def flops(self, node) -> int:
         return sum(n.op.flops(n) for n in self._body.nodes)

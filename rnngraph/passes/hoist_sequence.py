@@ -2,7 +2,11 @@
 batched over all steps: the input projection x_t @ W_x of every step becomes one large matrix
 multiply before the loop. Only matmuls and what they read are moved: elementwise work alone
 gains little batched and costs T times its memory, and in the loop it fuses into the step's
-kernel."""
+kernel.
+
+With `chunk_steps=C` (a memory budget that cannot hold [T, ...] stacks), the batched work
+goes into the loop's chunk prologue instead (ops/loop.py): one product over C steps' rows at
+a time, into a [C, ...] block the steps read row by row."""
 from __future__ import annotations
 
 from ..ir.graph import Graph
@@ -12,7 +16,7 @@ from ..ops.linalg import MatMul
 from ..ops.steps import RowsMatMul
 from .licm import variant_values
 from .loop_ports import add_sequence, outer_inputs
-from .rewrite import for_each_loop, remove_dead, replace_uses
+from .rewrite import for_each_loop, remove_dead, replace_uses, toposort
 
 
 def _batchable(n, kind) -> bool:
@@ -32,11 +36,11 @@ def _batch_rows(v) -> bool:
     return v.type.rank == 2 and v.type.shape[0] is None
 
 
-def hoist_sequence_work(graph: Graph) -> int:
-    return for_each_loop(graph, _hoist)
+def hoist_sequence_work(graph: Graph, chunk_steps: int | None = None) -> int:
+    return for_each_loop(graph, lambda g, loop: _hoist(g, loop, chunk_steps))
 
 
-def _hoist(graph: Graph, loop) -> int:
+def _hoist(graph: Graph, loop, chunk_steps=None) -> int:
     body = loop.op.body
     outer = outer_inputs(loop)
     kind: dict = {}
@@ -73,6 +77,8 @@ def _hoist(graph: Graph, loop) -> int:
     frontier = [v for n in body.nodes if n in needed for v in n.outputs if v in readers]
     if not frontier:
         return 0
+    if chunk_steps:
+        return _into_prologue(loop, needed, frontier, chunk_steps)
     batched: dict = {}
     steps_dim = None
 
@@ -103,4 +109,48 @@ def _hoist(graph: Graph, loop) -> int:
     for v in frontier:
         replace_uses(body, v, add_sequence(loop, batched[v], "hoisted/" + v.node.name.rsplit("/", 1)[-1]))
     remove_dead(body, [])
+    return len(needed)
+
+
+def _into_prologue(loop, needed: set, frontier: list, chunk: int) -> int:
+    """The batched work as the loop's chunk prologue: on [m, ...] blocks of the sequence
+    inputs (m <= chunk), its results read one row per step through "chunk" params."""
+    op, body = loop.op, loop.op.body
+    if op.has_cond() or op.chunk_steps not in (None, chunk):
+        return 0   # (a condition: the steps are not known in advance)
+    seq_params = body.params.get("sequence", [])
+    blocks = list(op.chunk_blocks)
+    made: dict = {}
+
+    def block_of(v):
+        if v in made:
+            return made[v]
+        if v.node.op.name == "param" and v in seq_params:
+            i = seq_params.index(v)
+            if i in blocks:
+                made[v] = body.params["block"][blocks.index(i)]
+            else:
+                made[v] = body.add_param("block", TensorType((None,) + v.shape, v.dtype),
+                                         "block/" + v.node.name.rsplit("/", 1)[-1])
+                blocks.append(i)
+            return made[v]
+        return v   # an invariant or a constant: read as it is
+
+    for n in list(body.nodes):
+        if n not in needed:
+            continue
+        types = [TensorType((None,) + v.shape, v.dtype) for v in n.outputs]
+        new = body.add_node(n.op, [block_of(v) for v in n.inputs], types, n.name + "/chunk",
+                            n.location)
+        new.is_gradient = n.is_gradient
+        for old, out in zip(n.outputs, new.outputs):
+            made[old] = out
+    results = body.results
+    for v in frontier:
+        row = body.add_param("chunk", v.type, "chunk/" + v.node.name.rsplit("/", 1)[-1])
+        replace_uses(body, v, row)
+        results.setdefault("prologue", []).append(made[v])
+    op.chunk_steps, op.chunk_blocks = chunk, tuple(blocks)
+    remove_dead(body, [])
+    toposort(body)
     return len(needed)

@@ -14,7 +14,7 @@ def _is_loop(node) -> bool:
 def variant_values(body: Graph) -> set:
     """Values of a body that may change between steps."""
     variant = set()
-    for role in ("step", "carried", "sequence"):
+    for role in ("step", "carried", "sequence", "block", "chunk", "gathered", "chunk_len"):
         variant.update(body.params.get(role, []))
     for n in body.nodes:
         if n.op.stateful or _is_loop(n) or any(v in variant for v in n.inputs):

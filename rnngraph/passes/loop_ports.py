@@ -63,6 +63,13 @@ def drop_unused_outputs(node, used: set) -> int:
     op = node.op
     results = op.body.results
     dropped = 0
+    epi = getattr(op, "epilogue_outputs", ())   # (chunked loops: outputs their epilogue writes)
+    if epi:
+        start = op.out_ports().offset("output")
+        kept = [i for i in range(len(results["output"])) if node.outputs[start + i] in used]
+        rows = results.get("epilogue_rows", [])
+        results["epilogue_rows"] = [r for r, i in zip(rows, epi) if i in kept]
+        op.epilogue_outputs = tuple(kept.index(i) for i in epi if i in kept)
     for group in ("output", "residual"):
         start = op.out_ports().offset(group)
         keep_vals, keep_outs = [], []
@@ -100,12 +107,15 @@ def drop_unused_inputs(node) -> int:
     doomed = set()
     for role in ("invariant", "sequence"):
         params = body.params.get(role, [])
+        blocks = getattr(op, "chunk_blocks", ())   # (read by the chunk prologue)
         keep = [i for i, p in enumerate(params)
-                if p in read or (role == "sequence" and i == op.length_from)]
+                if p in read or (role == "sequence" and (i == op.length_from or i in blocks))]
         if len(keep) == len(params):
             continue
         if role == "sequence" and op.length_from is not None:
             op.length_from = keep.index(op.length_from)
+        if role == "sequence" and getattr(op, "chunk_blocks", ()):
+            op.chunk_blocks = tuple(keep.index(i) for i in op.chunk_blocks)
         doomed |= {params[i].node for i in range(len(params)) if i not in keep}
         body.params[role] = [params[i] for i in keep]
         parts[role] = [parts[role][i] for i in keep]

@@ -1,6 +1,13 @@
 """The compile-time pass pipeline. Each pass is a small graph-to-graph function that can be
-switched off by name, e.g. Session(graph, passes={"hoist_sequence": False})."""
+switched off by name, e.g. Session(graph, passes={"hoist_sequence": False}).
+
+`{"chunk_steps": C}` in the config makes the passes that would build whole-sequence stacks
+work in chunks of C steps instead, inside the loop (ops/loop.py's chunk prologue and
+epilogue): hoist_sequence, sink_accumulators and sink_outputs. The
+memory planner (runtime/planning.py) compiles so when a budget cannot hold whole stacks."""
 from __future__ import annotations
+
+import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.value import Value
@@ -26,8 +33,10 @@ PASSES = {   # in pipeline order
     "shape_reads": read_shapes_early,
     "licm": hoist_invariants,
     "hoist_sequence": hoist_sequence_work,
-    "sink_accumulators": lambda g: sink_loops(g, outputs=False, accumulators=True),
-    "sink_outputs": lambda g: sink_loops(g, outputs=True, accumulators=False),
+    "sink_accumulators": lambda g, chunk_steps=None: sink_loops(
+        g, outputs=False, accumulators=True, chunk_steps=chunk_steps),
+    "sink_outputs": lambda g, chunk_steps=None: sink_loops(
+        g, outputs=True, accumulators=False, chunk_steps=chunk_steps),
     "join_slices": join_slice_gradients,
     "reuse_outputs": reuse_output_stacks,
     "share_packs": share_packs,
@@ -37,6 +46,18 @@ PASSES = {   # in pipeline order
     "pack_weights": pack_loop_weights,
     "share_copies": share_copies,
 }
+CHUNKED = ("hoist_sequence", "sink_accumulators", "sink_outputs")   # take chunk_steps=
+CHUNK_KEY = "chunk_steps"
+
+
+def chunk_steps_of(config) -> int | None:
+    """The config's chunk_steps (None: whole-sequence stacks), checked."""
+    c = config.get(CHUNK_KEY) if isinstance(config, dict) else None
+    if c is None:
+        return None
+    if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
+        raise ValueError(f"passes['chunk_steps'] must be a positive int, got {c!r}")
+    return int(c)
 
 
 def enabled_passes(config) -> list[str]:
@@ -45,10 +66,11 @@ def enabled_passes(config) -> list[str]:
         return list(PASSES)
     if not config:
         return []
-    unknown = set(config) - set(PASSES)
+    chunk_steps_of(config)
+    unknown = set(config) - set(PASSES) - {CHUNK_KEY}
     if unknown:
         raise ValueError(f"unknown passes {sorted(unknown)}; known: {sorted(PASSES)}")
-    return [name for name in PASSES if config.get(name, True)]
+    return [name for name in PASSES if config.get(name, True)]   # (a chunk_steps alone: all)
 
 
 def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value], dict]:
@@ -58,8 +80,10 @@ def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value],
     graph.results = {"keep": list(keep)}  # replace_uses keeps these up to date
     stats = {}
     passes = enabled_passes(config)
+    chunk = chunk_steps_of(config)
     for i, name in enumerate(passes):  # (the clone holds only what `keep` needs already)
-        stats[name] = PASSES[name](graph)
+        stats[name] = PASSES[name](graph, chunk_steps=chunk) if chunk and name in CHUNKED \
+            else PASSES[name](graph)
         if stats[name] and "dce" in passes[:i]:  # (a pass before "dce" leaves it to that)
             stats["dce"] += eliminate_dead_code(graph)  # what this pass left behind
     kept = graph.results.pop("keep")

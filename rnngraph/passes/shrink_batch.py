@@ -27,7 +27,8 @@ from .rewrite import for_each_loop, result_values, uses
 def shrink_active_batch(graph: Graph) -> int:
     def mark(_graph, node) -> int:
         op = node.op
-        if not op.active_rows or op.shrink or row_layout(op.body) is None:
+        if not op.active_rows or op.shrink or getattr(op, "chunk_steps", None) or \
+                row_layout(op.body) is None:   # (chunks run whole rows: their sums mix rows)
             return 0
         op.shrink = True
         return 1

@@ -5,10 +5,18 @@ accumulators: a carried `acc' = acc + e_t` (a shared weight's gradient in a back
   sum_t (a_t^T @ b_t) is one [K, n*B] @ [n*B, N] product over the stacked a and b.
 outputs: a stacked output y_t = v_t @ W is computed after the loop as V @ W in one product
   (rows past the executed steps stay zero, since the product of a zero row is zero).
+
+With `chunk_steps=C` (a memory budget that cannot hold [T, ...] stacks), an accumulator's sum
+is taken per chunk of C steps instead, in the loop's chunk epilogue (ops/loop.py): the steps'
+a_t and b_t are gathered into [C, ...] blocks, and after each chunk acc += one product over
+them; a sunk output's rows are computed per chunk, Y[t:t+C] = V[t:t+C] @ W.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir.graph import Graph
+from ..ir.types import TensorType
 from ..ops.elementwise import SumTo
 from ..ops.linalg import MatMul, MatrixTranspose
 from ..ops.reduce import AddN
@@ -19,15 +27,18 @@ from .loop_ports import outer_inputs, stacked_output, steps_output
 from .rewrite import remove_dead, replace_uses, result_values, toposort, uses
 
 
-def sink_loops(graph: Graph, outputs: bool = True, accumulators: bool = True) -> int:
+def sink_loops(graph: Graph, outputs: bool = True, accumulators: bool = True,
+               chunk_steps: int | None = None) -> int:
     count = 0
     for node in list(graph.nodes):
         if node.op.subgraphs():
-            count += sink_loops(node.op.body, outputs, accumulators)
-            if accumulators:
+            count += sink_loops(node.op.body, outputs, accumulators, chunk_steps)
+            if accumulators and chunk_steps:
+                count += _sink_accumulators(graph, node, chunk_steps)
+            elif accumulators:
                 count += _sink_accumulators(graph, node)
             if outputs:
-                count += _sink_outputs(graph, node)
+                count += _sink_outputs(graph, node, chunk_steps)
     if count:
         toposort(graph)
     return count
@@ -100,8 +111,43 @@ class _Builder:
                         n.name + "/over_steps")
 
 
-def _sink_accumulators(graph, loop) -> int:
+class _ChunkBuilder(_Builder):
+    """Builds the chunk epilogue inside the loop's body: stacks are the chunk's gathered rows,
+    the step count is the chunk's length, invariants are the body's own values."""
+
+    def __init__(self, loop):
+        self.graph, self.loop = loop.op.body, loop
+        self.body = loop.op.body
+        self.outer = {}
+        self.variant = variant_values(self.body)
+        self.rows = []        # (a chunked loop runs every step on all rows)
+        params, results = self.body.params, self.body.results
+        # (what an earlier sink gathered already: the same buffers)
+        self.gathered: dict = dict(zip(results.get("gather", []), params.get("gathered", [])))
+        self._n = (params.get("chunk_len") or [None])[0]
+
+    @property
+    def n(self):
+        if self._n is None:
+            self._n = self.body.add_param("chunk_len", TensorType((), np.int32), "chunk_len")
+        return self._n
+
+    def invariant(self, v):
+        return None if v in self.variant else v
+
+    def stack(self, v):
+        if v not in self.gathered:
+            self.gathered[v] = self.body.add_param(
+                "gathered", TensorType((None,) + v.shape, v.dtype),
+                "gathered/" + v.node.name.rsplit("/", 1)[-1])
+            self.body.results.setdefault("gather", []).append(v)
+        return self.gathered[v]
+
+
+def _sink_accumulators(graph, loop, chunk_steps=None) -> int:
     body = loop.op.body
+    if chunk_steps and (loop.op.has_cond() or loop.op.chunk_steps not in (None, chunk_steps)):
+        return 0
     params, results = body.params.get("carried", []), body.results["carried"]
     readers = uses(body)
     b = None
@@ -114,9 +160,17 @@ def _sink_accumulators(graph, loop) -> int:
         if sum(v is nxt for vs in body.results.values() for v in vs) != 1 or readers.get(nxt):
             continue
         e = n.inputs[1] if n.inputs[0] is acc else n.inputs[0]
-        b = b or _Builder(graph, loop)
+        b = b or (_ChunkBuilder(loop) if chunk_steps else _Builder(graph, loop))
         total = b.total(e)
         if total is None:
+            continue
+        if chunk_steps:   # acc += the chunk's sum, after the chunk's last step
+            nxt_chunk = b.add(n.op, [acc, total], nxt, nxt.node.name + "/chunk")
+            body.results.setdefault("epilogue", []).append(nxt_chunk)
+            loop.op.chunk_steps = chunk_steps
+            loop.op.epilogue_carried += (i,)
+            results[i] = acc
+            count += 1
             continue
         out = loop.outputs[loop.op.out_ports().offset("carried") + i]
         init = loop.op.in_ports().split(loop.inputs)["carried"][i]
@@ -129,24 +183,38 @@ def _sink_accumulators(graph, loop) -> int:
         count += 1
     if count:
         remove_dead(body, [])
+        if chunk_steps:
+            toposort(body)
     return count
 
 
-def _sink_outputs(graph, loop) -> int:
+def _sink_outputs(graph, loop, chunk_steps=None) -> int:
     """Outputs that are sums of v_t @ W (W invariant, v_t computed in the body) are computed
-    after the loop from the stacked v's: one large product instead of one per step."""
+    after the loop from the stacked v's: one large product instead of one per step (chunked:
+    after each chunk, from its gathered v's, into the chunk's rows of the output stack)."""
     body = loop.op.body
+    if chunk_steps and (loop.op.has_cond() or loop.op.chunk_steps not in (None, chunk_steps)):
+        return 0
     readers = uses(body)
     wanted = set(uses(graph)) | result_values(graph)
-    b = _Builder(graph, loop)
+    b = _ChunkBuilder(loop) if chunk_steps else _Builder(graph, loop)
+    done = set(loop.op.epilogue_outputs)
     count = 0
     for j, y in enumerate(list(body.results["output"])):
         stacked = loop.outputs[loop.op.out_ports().offset("output") + j]
         elsewhere = sum(v is y for vs in body.results.values() for v in vs) > 1
-        if readers.get(y) or elsewhere or stacked not in wanted or not _sinkable(y, b):
+        if readers.get(y) or elsewhere or stacked not in wanted or j in done or \
+                not _sinkable(y, b):
             continue  # still needed every step: sinking would compute it twice
-        replace_uses(graph, stacked, _after_loop(y, b, stacked))
+        if chunk_steps:   # the steps stop computing y_t; the epilogue writes its rows
+            body.results.setdefault("epilogue_rows", []).append(_after_loop(y, b, y))
+            loop.op.chunk_steps = chunk_steps
+            loop.op.epilogue_outputs += (j,)
+        else:
+            replace_uses(graph, stacked, _after_loop(y, b, stacked))
         count += 1
+    if count and chunk_steps:
+        toposort(body)
     return count
 
 

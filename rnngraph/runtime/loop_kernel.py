@@ -33,7 +33,7 @@ from ..ops.steps import StepRows
 from .buffer_pool import BufferPool
 from .loop_driver import step_driver
 from .program import Program
-from .residuals import OffloadWriter, RecomputedStack, Replayer, SavedStack
+from .residuals import ChunkSource, OffloadWriter, RecomputedStack, Replayer, SavedStack
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,20 @@ class LoopExecutor:
         self.all_prog = self.body_program("step", tuple(self.keep_res))
         self.cond_prog = Program(body, results["cond"], layout.body_inputs, ctx) \
             if results["cond"] else None
+        # a chunked loop's prologue and epilogue (ops/loop.py), each run once per chunk
+        self.chunk = op.chunk_steps
+        self.n_gather = len(results.get("gather", []))
+        self.pro_prog = self.epi_prog = None
+        if self.chunk:
+            self.pro_prog = Program(body, layout.prologue_outputs, layout.prologue_inputs, ctx)
+            self.epi_prog = Program(body, layout.epilogue_outputs, layout.epilogue_inputs, ctx) \
+                if layout.epilogue_outputs else None
+            self.gather_what = [f"gathered rows of '{v.name}' (chunk epilogue of "
+                                f"{node.describe()})" for v in results.get("gather", [])]
+        # positions in keep_out of the outputs the steps compute, and of those the epilogue
+        # writes (with their position among its row results)
+        self.step_pos = [self.keep_out.index(i) for i in layout.step_out]
+        self.epi_pos = [(j, self.keep_out.index(i)) for j, i in layout.epilogue_out]
         self.k = len(results["carried"])
         self.n_out, self.n_res = len(results["output"]), len(results["residual"])
         self.out_types = [v.type for v in results["output"]]
@@ -164,6 +178,49 @@ class LoopExecutor:
             st[zero_from:] = 0
         return st
 
+    def gather(self, values, t: int, bufs, release):
+        """Write step t's gathered values into row t mod C of the chunk's [C, ...] buffers."""
+        if bufs is None:
+            bufs = [self.dev.empty((self.chunk,) + v.shape, v.dtype, what, reuse=True,
+                                   count=self.tracked)
+                    for v, what in zip(values, self.gather_what)]
+        i = t % self.chunk
+        for b, v in zip(bufs, values):
+            b[i] = v
+            if release is not None:
+                release(v)
+        return bufs
+
+    def epilogue(self, carried, invariants, bufs, m: int, release, stacks_out, lo: int,
+                 length: int, n: int):
+        """Run the chunk epilogue on the chunk's m gathered rows (steps lo.. lo+m): the next
+        carried values; rows lo.. lo+m of the stacked outputs it computes are written."""
+        if self.epi_prog is None:
+            return carried
+        carried = list(carried)
+        ins = [*carried, *invariants, *[b[:m] for b in bufs or ()]]
+        if self.op.body.params.get("chunk_len"):
+            ins.append(np.int32(m))
+        new = self.epi_prog.run(ins)
+        n_acc = len(self.op.epilogue_carried)
+        for i, v in zip(self.op.epilogue_carried, new):
+            if release is not None:
+                release(carried[i])
+            carried[i] = v
+        rows = new[n_acc:]
+        for j, pos in self.epi_pos:
+            st = stacks_out[pos]
+            if st is None:   # (rows past the steps run stay zero)
+                y = rows[j]
+                st = stacks_out[pos] = self.new_stack((length,) + y.shape[1:], y.dtype,
+                                                      self.out_what[self.keep_out[pos]],
+                                                      zero_from=n)
+            st[lo:lo + m] = rows[j]
+        if release is not None:
+            for y in rows:
+                release(y)
+        return carried
+
     def __call__(self, *args):
         if self.scope is None:
             return self.run_steps(*args)
@@ -207,7 +264,17 @@ class LoopExecutor:
         n = self.trip_count(parts)
         lp = ctx.plan.for_loop(node) if ctx.plan is not None else None
         active = None
-        if rows_layout is not None and lp is None and not tracked and n is not None:
+        chunked = self.chunk is not None
+        if chunked and n is None:
+            raise ValueError(f"{node.describe()}: a chunked loop needs its number of steps "
+                             "before it runs (a trip count or a sequence length)")
+        feed_seqs, source = seqs, None
+        if chunked:   # the prologue's rows, read like sequence inputs
+            source = ChunkSource(dev, self.pro_prog, invariants,
+                                 [seqs[i] for i in op.chunk_blocks], self.chunk, n, tracked)
+            feed_seqs = list(seqs) + [source.rows(j) for j in range(len(layout.prologue_outputs))]
+        if rows_layout is not None and lp is None and not tracked and n is not None \
+                and not chunked:
             active = ActiveRows(xp, rows_layout, parts["rows"][0], carried, seqs)
             # under a memory plan a reader may run full width, and check_numerics reads every
             # row of every output: then zero every stack
@@ -222,13 +289,21 @@ class LoopExecutor:
         writers = [None] * len(keep_res)
         for j in host_js:
             writers[j] = OffloadWriter(dev, n, lp.prefetch_depth, meter and meter.release,
-                                       results["residual"][keep_res[j]].name)
+                                       results["residual"][keep_res[j]].name,
+                                       ctx.plan.host_budget)
         sinks = [(j, writers[j]) for j in stored]
         replayer = None
         if rec_js:
             rec_idx = tuple(keep_res[j] for j in rec_js)
-            replayer = Replayer(dev, self.body_program("replay", rec_idx), k, invariants, seqs,
-                                lp.checkpoint_every, n, reverse, tracked,
+            rep_seqs = seqs
+            if chunked:   # (its own blocks: replays run during the backward loop)
+                rep_source = ChunkSource(dev, self.pro_prog, invariants,
+                                         [seqs[i] for i in op.chunk_blocks], self.chunk, n,
+                                         tracked)
+                rep_seqs = list(seqs) + [rep_source.rows(j)
+                                         for j in range(len(layout.prologue_outputs))]
+            replayer = Replayer(dev, self.body_program("replay", rec_idx), k, invariants,
+                                rep_seqs, lp.checkpoint_every, n, reverse, tracked,
                                 [results["residual"][i].name for i in rec_idx])
             every = replayer.k
         release = meter.release if meter is not None else None
@@ -239,7 +314,8 @@ class LoopExecutor:
         owned = False      # do we hold a reference to `carried` (tracked runs)?
         t_iter = range(n - 1, -1, -1) if (reverse and n is not None) else (
             range(n) if n is not None else _count())
-        if not lists and lp is None and not tracked and cond_prog is None:
+        n_gather, gbufs, in_chunk = self.n_gather, None, 0
+        if not lists and lp is None and not tracked and cond_prog is None and not chunked:
             shared = self.shared_for(step_prog, active, length is None or length == n)
             carried, stacks, steps, driver_from, in_place = _plain_steps(
                 step_prog.run, lambda *flags: self.driver_for(active, shared, *flags), t_iter,
@@ -258,7 +334,7 @@ class LoopExecutor:
         else:
             self.last_run = None   # (set below, once the steps ran)
         for t in t_iter:
-            feed = [np.int32(t), *carried, *invariants, *[s[t] for s in seqs]]
+            feed = [np.int32(t), *carried, *invariants, *[s[t] for s in feed_seqs]]
             if cond_prog is not None:
                 ok = cond_prog.run(feed)[0]
                 go = bool(ok)
@@ -273,8 +349,9 @@ class LoopExecutor:
                 for c in carried:
                     release(c)
             carried, owned = res[:k], True
-            ys = res[k:k + n_keep_out]
-            rs = res[k + n_keep_out:]
+            n_ys = len(self.step_pos)
+            ys = res[k:k + n_ys]
+            rs = res[k + n_ys:len(res) - n_gather]
             if lists:
                 for j, y in enumerate(ys):
                     stacks_out[j].append(y)
@@ -284,7 +361,7 @@ class LoopExecutor:
                     else:
                         stacks_res[j].append(r)
             else:
-                for j, y in enumerate(ys):
+                for j, y in zip(self.step_pos, ys):
                     st = stacks_out[j]
                     if st is None:
                         st = stacks_out[j] = new_stack(
@@ -304,9 +381,23 @@ class LoopExecutor:
                     st[t] = r
                     if release is not None:
                         release(r)
+            if chunked:   # (after the step's values are stored: the epilogue's room)
+                if n_gather:
+                    gbufs = self.gather(res[len(res) - n_gather:], t, gbufs, release)
+                in_chunk += 1
+                lo = t - t % self.chunk
+                if in_chunk == min(lo + self.chunk, n) - lo:   # the chunk's last step
+                    carried = self.epilogue(carried, invariants, gbufs, in_chunk, release,
+                                            stacks_out, lo,
+                                            length if length is not None else n, n)
+                    in_chunk = 0
             steps += 1
         if self.last_run is None:
             self.last_run = LoopRun(steps)
+        if source is not None:
+            source.drop()
+            for b in gbufs or ():
+                dev.free(b, reuse=True)
         if lists:
             stacks_out = [_stack(xp, s, out_types[keep_out[j]], length, release)
                           for j, s in enumerate(stacks_out)]

@@ -11,7 +11,15 @@ shape signature. If the budget cannot be met with the compiler passes that mater
 whole-sequence stacks ([T, ...] projections and gradient stacks, which are not saved tensors
 and cannot be offloaded), or those passes make an op outside the backward loop read a
 swap_memory loop's residuals (so they could not go to the host), the program is compiled again
-without them and planned again; the plan says which passes it turned off.
+without them and planned again; the plan says which passes it turned off. Where that lean plan
+fits a budget, the program is compiled once more with hoist_sequence, sink_accumulators and
+sink_outputs working in chunks of C steps inside the loops (passes/pipeline.py's chunk_steps),
+C sized to the budget's room: a first C of CHUNK_PROBE steps, then as many more as the room
+its plan leaves holds (at most CHUNK_MAX), or fewer where the first does not fit (a
+`chunk_steps` in the Session's passes: that C only); the chunked plan is used where it fits
+(its `chunk_steps` says so), else the lean one. A program a plan picks other than the
+session's own is compiled through the Session like any other, so it moves to the accelerated
+backend once hot; the plan is then made again for the new program.
 """
 from __future__ import annotations
 
@@ -22,10 +30,11 @@ from ..errors import OutOfMemoryError
 from ..memory.accounting import check_byte_count, fmt_bytes
 from ..memory.plan import RunReport
 from ..memory.planner import STRATEGIES, make_plan
-from ..passes.pipeline import PASSES, enabled_passes
+from ..passes.pipeline import CHUNK_KEY, PASSES, chunk_steps_of, enabled_passes
 
 # passes that trade T-proportional device memory for speed
 STACK_PASSES = ("hoist_sequence", "sink_accumulators", "sink_outputs")
+CHUNK_PROBE, CHUNK_MIN, CHUNK_MAX = 16, 4, 64   # steps per chunk: first try, fewest, most
 
 
 def _passes_without(passes, names):
@@ -110,20 +119,67 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
     key = (tuple(tuple(s) for s in shapes), budget, sess.memory_strategy, sess.host_budget)
     cache = prog.memory_plans
     if key in cache:
-        return cache[key]
+        best = cache[key]
+        if best[2] is not None:   # another program: its runs count too (tiered compiles)
+            again = sess.compile(flat, fed, tracked=tracked, passes=best[2])
+            if again is not best[0]:   # it moved to the accelerated backend: plan it anew
+                plan = _plan(sess, again, fed, shapes, best[1].passes_off)
+                plan.min_budget = best[1].min_budget
+                best = cache[key] = (again, plan, best[2])
+        return best[:2]
     plan = _plan(sess, prog, fed, shapes, ())
-    best = (prog, plan)
+    best = (prog, plan, None)
     if not plan.fits or _swap_misses(plan):
         passes, dropped = _passes_without(sess.passes, STACK_PASSES)
         if passes is not None:
             lean = sess.compile(flat, fed, tracked=tracked, passes=passes)
             lean_plan = _plan(sess, lean, fed, shapes, dropped)
             if _rank(lean_plan) < _rank(plan):
-                best = (lean, lean_plan)
+                best = (lean, lean_plan, passes)
+            if budget is not None and lean_plan.fits and not _swap_misses(lean_plan):
+                best = _chunked(sess, flat, fed, shapes, tracked, lean_plan) or best
             floors = [p.min_budget for p in (plan, lean_plan) if p.min_budget is not None]
             if not best[1].fits and floors:
                 best[1].min_budget = min(floors)
     cache[key] = best
+    return best[:2]
+
+
+def _chunked(sess, flat, fed, shapes, tracked, lean_plan):
+    """(program, plan, passes) with the sequence passes in chunks sized to the budget, or None
+    where no chunked plan fits (or there is nothing to chunk)."""
+    on = enabled_passes(sess.passes)
+    if not any(name in on for name in STACK_PASSES):
+        return None
+    steps = max((lp.steps or 0 for lp in lean_plan.loops), default=0)
+    budget = sess.memory_budget
+
+    def attempt(c):
+        passes = {name: name in on for name in _all_passes()}
+        passes[CHUNK_KEY] = c
+        prog = sess.compile(flat, fed, tracked=tracked, passes=passes)
+        plan = _plan(sess, prog, fed, shapes, ())
+        ok = plan.fits and plan.chunk_steps and not _swap_misses(plan)
+        return (prog, plan, passes) if ok else None
+
+    asked = chunk_steps_of(sess.passes)
+    if asked:   # the session's own chunk size: that or nothing
+        return attempt(asked)
+    first = min(CHUNK_PROBE, steps) if steps else CHUNK_PROBE
+    best = attempt(first)
+    if best is None:
+        smaller = max(CHUNK_MIN, first // 4)
+        return attempt(smaller) if smaller < first else None
+    plan = best[1]
+    per_step = plan.chunk_bytes_per_step
+    if per_step and plan.chunk_steps < (steps or CHUNK_MAX):
+        room = (budget - plan.predicted_peak) // per_step
+        c = plan.chunk_steps + room // 2      # (half the room: leave the residuals theirs)
+        c = min(CHUNK_MAX, steps or CHUNK_MAX, 1 << max(0, c.bit_length() - 1))
+        if c > plan.chunk_steps:
+            more = attempt(c)
+            if more is not None and more[1].extra_time <= plan.extra_time * 1.05 + 1e-4:
+                best = more
     return best
 
 

@@ -61,8 +61,9 @@ class OffloadWriter:
     copies at most `depth` rows are in flight; the device row is released when its copy is done.
     """
 
-    def __init__(self, dev, n, depth, release, name):
+    def __init__(self, dev, n, depth, release, name, host_budget=None):
         self.dev, self.n, self.depth, self.release, self.name = dev, n, max(1, depth), release, name
+        self.host_budget = host_budget   # pinned host bytes the device may take (dev.host_stack)
         self.rows = None
         self.inflight: deque = deque()
 
@@ -70,9 +71,10 @@ class OffloadWriter:
         dev = self.dev
         if self.rows is None:
             self.row_shape, self.dtype = r.shape, r.dtype
-            self.rows = dev.host_empty((self.n,) + r.shape, r.dtype) if self.n is not None else []
+            self.rows = dev.host_stack((self.n,) + r.shape, r.dtype, self.host_budget) \
+                if self.n is not None else []
         if self.n is None:
-            dst = dev.host_empty(r.shape, r.dtype)
+            dst = dev.host_stack((1,) + r.shape, r.dtype, self.host_budget)[0]   # (checked)
             self.rows.append(dst)
         else:
             dst = self.rows[t]
@@ -87,7 +89,7 @@ class OffloadWriter:
 
     def _retire(self) -> None:
         ticket, r = self.inflight.popleft()
-        self.dev.wait_host(ticket)
+        self.dev.wait(ticket)   # the compute stream (not the host) waits for the copy
         if self.release is not None:
             self.release(r)
 
@@ -116,8 +118,8 @@ class OffloadedStack(SavedStack):
         t = int(t)
         if t < 0:
             t += self.n
-        if self._last is not None:                 # the step that read it is done
-            self._spare.append(self._last[1])
+        if self._last is not None:                 # the step that read it is queued: a copy
+            self._spare.append((self._last[1], self.dev.mark()))  # into it waits for that
             self._last = None
         ready = self._ready
         buf, ticket = ready.pop(t, None) or self._fetch(t)
@@ -127,7 +129,7 @@ class OffloadedStack(SavedStack):
         end = t + step * self.depth
         if len(ready) >= self.depth:              # the reads jumped: drop rows not ahead of t
             for u in [u for u in ready if not (0 < (u - t) * step < self.depth)]:
-                self._spare.append(ready.pop(u)[0])
+                self._spare.append((ready.pop(u)[0], None))   # (no reader: copies in order)
         u = t + step
         while u != end and 0 <= u < n:            # prefetch the next depth-1 rows
             if u not in ready:
@@ -136,15 +138,16 @@ class OffloadedStack(SavedStack):
         return buf
 
     def _fetch(self, t):
-        buf = self._spare.pop() if self._spare else \
-            self.dev.empty(self.row_shape, self.dtype, self.what, reuse=True)
-        return buf, self.dev.copy_to_device(self.rows[t], buf)
+        buf, after = self._spare.pop() if self._spare else \
+            (self.dev.empty(self.row_shape, self.dtype, self.what, reuse=True), None)
+        return buf, self.dev.copy_to_device(self.rows[t], buf, after=after)
 
     def end_pass(self) -> None:
-        bufs = self._spare + [b for b, _ in self._ready.values()]
+        bufs = [b for b, _ in self._spare] + [b for b, _ in self._ready.values()]
         if self._last is not None:
             bufs.append(self._last[1])
-        self.dev.synchronize()
+        for _, ticket in self._ready.values():   # prefetches never read: the compute stream
+            self.dev.wait(ticket)                # waits for them before reusing the buffers
         for b in bufs:
             self.dev.free(b, reuse=True)
         self._spare, self._ready, self._last = [], {}, None
@@ -326,6 +329,9 @@ class Replayer:
             for b in self.bufs:
                 self.dev.free(b, reuse=True)
         self.bufs, self.seg = None, None
+        for s in self.seqs:   # (a chunked loop's prologue rows: their block goes too)
+            if isinstance(s, ChunkRows):
+                s.end_pass()
         while self.stack and self.slots:   # a later pass starts again from the initial state
             self._drop(self.stack.pop()[1])
 
@@ -351,3 +357,77 @@ class RecomputedStack(SavedStack):
 
     def end_pass(self) -> None:
         self.replayer.end_pass()
+
+
+# --- chunked loops ----------------------------------------------------------------------------
+class ChunkSource:
+    """The chunk prologue's results (ops/loop.py) for one loop run, one block at a time.
+
+    Block c holds steps [c*C, min((c+1)*C, n)); it is computed when a step first reads a row
+    of it, after the previous block is dropped, so at most one block is on the device. `prog`
+    maps (invariants..., sequence blocks...) to the prologue's [m, ...] results; `seqs` are the
+    sequence inputs the blocks are cut from (arrays, or residual handles read row by row).
+    In a tracked run the results are the caller's (one reference each), released on drop."""
+
+    def __init__(self, dev, prog, invariants, seqs, steps: int, n: int, tracked: bool):
+        self.dev, self.prog = dev, prog
+        self.invariants, self.seqs = list(invariants), list(seqs)
+        self.C, self.n = int(steps), int(n)
+        self.release = dev.meter.release if tracked else None
+        self.block, self.values = -1, None
+        self.blocks_run = 0
+
+    def rows(self, j: int) -> "ChunkRows":
+        return ChunkRows(self, j)
+
+    def at(self, j: int, t: int):
+        c = t // self.C
+        if c != self.block:
+            self._compute(c)
+        return self.values[j][t - c * self.C]
+
+    def _compute(self, c: int) -> None:
+        self.drop()
+        lo = c * self.C
+        hi = min(lo + self.C, self.n)
+        xp = self.dev.xp
+        blocks = [_gather_rows(xp, s, lo, hi) if isinstance(s, SavedStack) else s[lo:hi]
+                  for s in self.seqs]
+        self.values = self.prog.run([*self.invariants, *blocks])
+        self.block = c
+        self.blocks_run += 1
+
+    def drop(self) -> None:
+        if self.values is not None and self.release is not None:
+            for v in self.values:
+                self.release(v)
+        self.block, self.values = -1, None
+
+
+def _gather_rows(xp, stack: SavedStack, lo: int, hi: int):
+    """Rows [lo, hi) of a residual handle as one new array: each row is copied as it is read,
+    since a handle may hand out the same buffer for the next row (offloaded, replayed)."""
+    first = stack[lo]
+    out = xp.empty((hi - lo,) + tuple(first.shape), first.dtype)
+    out[0] = first
+    for t in range(lo + 1, hi):
+        out[t - lo] = stack[t]
+    return out
+
+
+class ChunkRows(SavedStack):
+    """Result j of a ChunkSource, sliced by step like a sequence input (`rows[t]`)."""
+
+    def __init__(self, source: ChunkSource, j: int):
+        self.source, self.j = source, j
+        self.dev = source.dev
+
+    @property
+    def n(self):
+        return self.source.n
+
+    def __getitem__(self, t):
+        return self.source.at(self.j, int(t))
+
+    def end_pass(self) -> None:
+        self.source.drop()
