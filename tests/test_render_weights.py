@@ -11,21 +11,11 @@ import pytest
 import rnngraph as rg
 from rnngraph.render import render, to_dot
 
+from test_render_layout import static_lstm
+
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz `dot` not installed")
 SVG = "{http://www.w3.org/2000/svg}"
 VARIABLE_FILL, PLACEHOLDER_FILL = "#fff4d1", "#e3f4e5"
-
-
-def static_lstm(T, grad=True):
-    """rg.nn.static_rnn of an LSTMCell over T steps, the loss on the last output, and the
-    gradients of the loss with respect to the cell's kernel and bias."""
-    g = rg.Graph()
-    with g.as_default():
-        xs = [rg.placeholder(rg.float32, [None, 3], name=f"x{t}") for t in range(T)]
-        outputs, _ = rg.nn.static_rnn(rg.nn.LSTMCell(4), xs, dtype=rg.float32)
-        loss = rg.reduce_sum(outputs[-1])
-        grads = rg.gradients(loss, rg.trainable_variables(g)) if grad else []
-    return g, loss, grads
 
 
 # --- reading graphviz's SVG ---------------------------------------------------------------------
@@ -79,7 +69,7 @@ def inside(box, outer):
 @needs_dot
 @pytest.mark.parametrize("T", [2, 10, 50])
 def test_weights_are_drawn_above_the_timeline_and_inputs_below_it(tmp_path, T):
-    g, loss, grads = static_lstm(T)
+    g, loss, grads = static_lstm(T, grad=True)
     # the forward graph as `render` draws it, and the gradient as `rnngraph render --grad` does
     for view, target, opts in (("forward", loss, {}), ("gradient", grads, {"collapse": True})):
         clusters, nodes = layout_of(render(target, tmp_path / f"{view}.svg", **opts))
@@ -125,7 +115,7 @@ def test_each_step_reads_the_shared_weights_through_a_reference(tmp_path):
 # --- the gradient's sums, named under their step ------------------------------------------------
 def test_gradient_sums_are_named_under_the_step_they_accumulate_for():
     T = 10
-    g, loss, grads = static_lstm(T)
+    g, loss, grads = static_lstm(T, grad=True)
     sums = [n for n in g.nodes if n.is_gradient and n.op.name == "add_n"]
     assert sums
     assert not [n.name for n in sums if re.fullmatch(r"gradients/AddN(_\d+)?", n.name)]
@@ -156,7 +146,7 @@ def test_gradient_sums_are_named_under_the_step_they_accumulate_for():
 
 @needs_dot
 def test_no_column_of_sums_beside_the_gradient_timeline(tmp_path):
-    g, loss, grads = static_lstm(10)
+    g, loss, grads = static_lstm(10, grad=True)
     # every node shown (middle steps folded), as to_dot draws a gradient when asked for all
     path = render(grads, tmp_path / "g.svg", max_steps=6, max_size=None)
     clusters, nodes = layout_of(path)

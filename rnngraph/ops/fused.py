@@ -3,7 +3,7 @@
 The fusion pass (passes/fuse.py) builds it from chains such as an LSTM's gate math. Here is its
 meaning (`compute`: the ops one after the other); how it runs is a backend's kernel
 (backends/numpy/fused.py: generated NumPy code reusing dead temporaries; backends/cupy: one
-ElementwiseKernel; backends/numba: one compiled loop over rows).
+CUDA kernel generated per group, cuda_codegen.py; backends/numba: one compiled loop over rows).
 """
 from __future__ import annotations
 
