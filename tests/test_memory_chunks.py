@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
-from rnngraph.errors import VerificationError
+from rnngraph.errors import InvalidFileError, VerificationError
 from rnngraph.runtime.devices import CPUDevice
 from rnngraph.runtime.residuals import ChunkSource, SavedStack
 from rnngraph.runtime.simulated import SimulatedDevice
 
 from memory_graphs import feed, lstm_graph
+from test_io import _edit_json, _nodes
 
 
 def _close(got, want, rtol=1e-6):
@@ -268,6 +269,11 @@ def test_a_loop_with_a_condition_is_not_chunked():
     loops = _loops(_program(sess).graph)
     assert any(n.op.has_cond() for n in loops)
     assert all(not n.op.chunk_steps for n in loops if n.op.has_cond())
+    # (its steps are unknown until the condition fails: the verifier refuses chunks there)
+    cond_loop = next(n for n in loops if n.op.has_cond())
+    cond_loop.op.chunk_steps = 2
+    with pytest.raises(VerificationError, match="condition"):
+        cond_loop.op.verify(cond_loop)
 
 
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "sequence_length"])
@@ -384,3 +390,43 @@ def test_a_chunk_block_of_a_residual_handle_keeps_every_row():
     got = np.stack([np.array(rows[t]) for t in range(7)])
     np.testing.assert_array_equal(got, data)
     assert source.blocks_run == 3
+
+
+@pytest.mark.parametrize("T,C", [(5, 64), (5, 1000), (23, 4)])
+def test_a_loop_shorter_than_its_chunk_is_measured_at_most_at_the_prediction(T, C):
+    # the gathered rows of a chunk are min(C, T) long, as the model counts them
+    g, fetches, fd = _graph(T=T, B=32, H=64, I=32, proj=None)
+    sess = rg.Session(g, device=SimulatedDevice(), passes={"chunk_steps": C})
+    plan = sess.memory_plan(fetches, fd)
+    sess.run(fetches, fd)
+    peak = sess.last_run_report.peak_bytes
+    assert peak <= plan.predicted_peak
+    assert plan.predicted_peak - peak <= 0.03 * peak
+
+
+def _chunked_file(tmp_path):
+    g, fetches, fd = _graph(lengths=True)
+    sess = rg.Session(g, passes={"chunk_steps": 6, "fuse": False})
+    sess.run(fetches, fd)
+    prog = _program(sess)
+    outs = {f"out_{i}": v for i, v in enumerate(prog.outputs)}
+    return rg.io.save(str(tmp_path / "chunked.rg"), graph=prog.graph, fetches=outs)
+
+
+def _set_loop_attr(which: int, key: str, value):
+    def edit(doc):
+        loops = [n for n in _nodes(doc, "loop") if n["attrs"].get("chunk_steps")]
+        loops[which]["attrs"][key] = value
+    return edit
+
+
+@pytest.mark.parametrize("which,key,value", [
+    (1, "epilogue_carried", [0, 3, 4]),   # an accumulator's result into a carried value
+    (1, "epilogue_carried", [4, 3, 2]),   # of the same rank but another shape
+    (0, "chunk_blocks", [7]),          # a block of a sequence input that is not there
+])
+def test_a_file_with_inconsistent_chunks_is_refused_on_loading(tmp_path, which, key, value):
+    path = _chunked_file(tmp_path)
+    _edit_json(path, tmp_path / "t.rg", _set_loop_attr(which, key, value))
+    with pytest.raises(InvalidFileError):
+        rg.io.read(str(tmp_path / "t.rg"))

@@ -178,31 +178,34 @@ class Loop(Op):
                 if any(parts) or epi_rows else None
         if self.has_cond():
             return "a chunked loop cannot have a condition"
+        if not self.has_trip and self.length_from is None and self.maximum_iterations is None:
+            return "a chunked loop needs a step count known before it runs (a trip count, " \
+                "length_from or maximum_iterations)"
         blocks, chunks, gathered, lens, pro, gat, epi = parts
         seqs = p.get("sequence", [])
         if len(blocks) != len(self.chunk_blocks) or any(
                 i >= len(seqs) for i in self.chunk_blocks):
             return "chunk_blocks does not name a sequence input per block param"
         for b, i in zip(blocks, self.chunk_blocks):
-            if b.type.rank != seqs[i].type.rank + 1 or b.dtype != seqs[i].dtype:
+            if not _rows_of(b.type, seqs[i].type):
                 return f"block param {b.name} is not a block of sequence input {i}"
         if len(chunks) != len(pro) or len(gathered) != len(gat):
             return "each prologue result needs a chunk param, each gather result a gathered one"
         for rows, one in list(zip(pro, chunks)) + list(zip(gathered, gat)):
-            if rows.type.rank != one.type.rank + 1 or rows.dtype != one.dtype:
+            if not _rows_of(rows.type, one.type):
                 return f"{rows.name} is not a block of rows of {one.name}"
         if len(lens) > 1 or any(v.type.rank or v.dtype != np.int32 for v in lens):
             return "at most one chunk_len param, an int32 scalar"
         carried = r["carried"]
         if len(epi) != len(self.epilogue_carried) or \
                 len(set(self.epilogue_carried)) != len(epi) or \
-                any(i >= len(carried) or epi[j].type.rank != carried[i].type.rank
+                any(i >= len(carried) or not _compatible(epi[j].type, carried[i].type)
                     for j, i in enumerate(self.epilogue_carried)):
             return "epilogue_carried does not name a carried value per epilogue result"
         outs = r["output"]
         if len(epi_rows) != len(self.epilogue_outputs) or \
                 len(set(self.epilogue_outputs)) != len(epi_rows) or \
-                any(i >= len(outs) or epi_rows[j].type.rank != outs[i].type.rank + 1
+                any(i >= len(outs) or not _rows_of(epi_rows[j].type, outs[i].type)
                     for j, i in enumerate(self.epilogue_outputs)):
             return "epilogue_outputs does not name a stacked output per epilogue_rows result"
         return None
@@ -219,6 +222,18 @@ class Loop(Op):
     def vjp(self, node, *gs):
         raise GradientError("a loop's gradient is a reverse loop that rnngraph.autodiff builds "
                             f"(rg.gradients), not a rule of the op (node {node.describe()})")
+
+
+def _compatible(a: TensorType, b: TensorType) -> bool:
+    """Same dtype and rank, and no dim known on both sides that differs."""
+    return a.dtype == b.dtype and a.rank == b.rank and all(
+        x is None or y is None or x == y for x, y in zip(a.shape, b.shape))
+
+
+def _rows_of(block: TensorType, row: TensorType) -> bool:
+    """`block` can hold rows of type `row`: [m, *row.shape], of its dtype."""
+    return block.rank == row.rank + 1 and _compatible(
+        TensorType(tuple(block.shape[1:]), block.dtype), row)
 
 
 def _check_same(got: TensorType, want: TensorType, what: str):

@@ -178,10 +178,11 @@ class LoopExecutor:
             st[zero_from:] = 0
         return st
 
-    def gather(self, values, t: int, bufs, release):
-        """Write step t's gathered values into row t mod C of the chunk's [C, ...] buffers."""
+    def gather(self, values, t: int, bufs, release, n: int):
+        """Write step t's gathered values into row t mod C of the chunk's buffers: [min(C, n),
+        ...], as the memory model counts them (a loop shorter than C needs no more rows)."""
         if bufs is None:
-            bufs = [self.dev.empty((self.chunk,) + v.shape, v.dtype, what, reuse=True,
+            bufs = [self.dev.empty((min(self.chunk, n),) + v.shape, v.dtype, what, reuse=True,
                                    count=self.tracked)
                     for v, what in zip(values, self.gather_what)]
         i = t % self.chunk
@@ -190,6 +191,16 @@ class LoopExecutor:
             if release is not None:
                 release(v)
         return bufs
+
+    def chunk_rows(self, seqs, invariants, n: int) -> tuple:
+        """(the sequence inputs followed by the chunk prologue's results, read by step like
+        them; their ChunkSource): one source each for the steps and for a replay, which each
+        hold their own block."""
+        source = ChunkSource(self.dev, self.pro_prog, invariants,
+                             [seqs[i] for i in self.op.chunk_blocks], self.chunk, n,
+                             self.tracked)
+        return (list(seqs) + [source.rows(j) for j in range(len(self.layout.prologue_outputs))],
+                source)
 
     def epilogue(self, carried, invariants, bufs, m: int, release, stacks_out, lo: int,
                  length: int, n: int):
@@ -270,9 +281,7 @@ class LoopExecutor:
                              "before it runs (a trip count or a sequence length)")
         feed_seqs, source = seqs, None
         if chunked:   # the prologue's rows, read like sequence inputs
-            source = ChunkSource(dev, self.pro_prog, invariants,
-                                 [seqs[i] for i in op.chunk_blocks], self.chunk, n, tracked)
-            feed_seqs = list(seqs) + [source.rows(j) for j in range(len(layout.prologue_outputs))]
+            feed_seqs, source = self.chunk_rows(seqs, invariants, n)
         if rows_layout is not None and lp is None and not tracked and n is not None \
                 and not chunked:
             active = ActiveRows(xp, rows_layout, parts["rows"][0], carried, seqs)
@@ -297,11 +306,7 @@ class LoopExecutor:
             rec_idx = tuple(keep_res[j] for j in rec_js)
             rep_seqs = seqs
             if chunked:   # (its own blocks: replays run during the backward loop)
-                rep_source = ChunkSource(dev, self.pro_prog, invariants,
-                                         [seqs[i] for i in op.chunk_blocks], self.chunk, n,
-                                         tracked)
-                rep_seqs = list(seqs) + [rep_source.rows(j)
-                                         for j in range(len(layout.prologue_outputs))]
+                rep_seqs, _ = self.chunk_rows(seqs, invariants, n)
             replayer = Replayer(dev, self.body_program("replay", rec_idx), k, invariants,
                                 rep_seqs, lp.checkpoint_every, n, reverse, tracked,
                                 [results["residual"][i].name for i in rec_idx])
@@ -383,7 +388,7 @@ class LoopExecutor:
                         release(r)
             if chunked:   # (after the step's values are stored: the epilogue's room)
                 if n_gather:
-                    gbufs = self.gather(res[len(res) - n_gather:], t, gbufs, release)
+                    gbufs = self.gather(res[len(res) - n_gather:], t, gbufs, release, n)
                 in_chunk += 1
                 lo = t - t % self.chunk
                 if in_chunk == min(lo + self.chunk, n) - lo:   # the chunk's last step
