@@ -19,6 +19,7 @@ keeps everything, extra time):
     python benchmarks/memory.py                 # T = 100, 1000
     python benchmarks/memory.py --long          # also T = 10000 (several GiB of RAM, minutes)
     python benchmarks/memory.py --steps 1000 --proj 32 --lean    # the issue's case, and lean
+    python benchmarks/memory.py --steps 1000 --no-proj --budgets 10   # no projection: streamed
 """
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ def chosen(plan) -> str:
         parts.append(f"chunks of {plan.chunk_steps}")
     if plan.passes_off:
         parts.append("lean")
+    if getattr(plan, "passes_on", ()):
+        parts.append("streamed")   # the output stack streamed through its consumers
     return ", ".join(parts)
 
 
@@ -144,6 +147,8 @@ def main():
                     help="also time each budget with the sequence passes off (no chunks)")
     ap.add_argument("--proj", type=int, nargs="*", default=None,
                     help="num_proj values (default: hidden/8 and 0, no projection)")
+    ap.add_argument("--no-proj", action="store_true",
+                    help="only the LSTM without a projection (the same as --proj 0)")
     ap.add_argument("--no-check", action="store_true", help="skip comparing gradients")
     ap.add_argument("--plans-only", action="store_true",
                     help="print the plans (predicted peaks) without running anything")
@@ -154,7 +159,8 @@ def main():
         from threadpoolctl import threadpool_limits   # (optional; only when asked for)
         threadpool_limits(args.threads)
     steps = args.steps or ([100, 1000, 10000] if args.long else [100, 1000])
-    projs = args.proj if args.proj is not None else [args.hidden // 8, 0]
+    projs = [0] if args.no_proj else \
+        args.proj if args.proj is not None else [args.hidden // 8, 0]
     print(f"LSTM B={args.batch} H={args.hidden} inputs={args.inputs}; loss = sum(outputs**2); "
           "gradients of every weight; simulated device (NumPy, "
           f"BLAS threads: {args.threads or 'default'}); "

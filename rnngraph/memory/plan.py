@@ -76,6 +76,7 @@ class MemoryPlan:
     aliases: dict = field(default_factory=dict)   # Value (user graph or compiled) -> SavedTensor
     chunk_steps: int | None = None  # the program's loops run their sequence passes in chunks
     chunk_bytes_per_step: int = 0   # ... whose buffers take this many bytes per step of a chunk
+    passes_on: tuple = ()           # opt-in passes the program was compiled with (stream_outputs)
     _by_node: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -91,6 +92,7 @@ class MemoryPlan:
         """The `passes=` that compiles the program this plan is for, from the default passes
         (Session(passes=plan.passes) runs it unplanned): those turned off, the chunk size."""
         out = dict.fromkeys(self.passes_off, False)
+        out.update(dict.fromkeys(self.passes_on, True))
         if self.chunk_steps:
             out["chunk_steps"] = self.chunk_steps
         return out or True
@@ -183,6 +185,9 @@ class MemoryPlan:
             chunk_bytes = self.chunk_steps * self.chunk_bytes_per_step
             lines.append(f"sequence passes in chunks of {self.chunk_steps} steps (hoist_sequence, "
                          f"sink_accumulators: {fmt_bytes(chunk_bytes)} of chunk buffers)")
+        if self.passes_on:
+            lines.append("loop outputs streamed (stream_outputs): their per-step consumers run "
+                         "inside the loops, so no [T, ...] output stack or gradient is made")
         if self.passes_off:
             lines.append("compiler passes turned off (they build whole-sequence stacks on the "
                          f"device): {', '.join(self.passes_off)}")

@@ -4,7 +4,10 @@ switched off by name, e.g. Session(graph, passes={"hoist_sequence": False}).
 `{"chunk_steps": C}` in the config makes the passes that would build whole-sequence stacks
 work in chunks of C steps instead, inside the loop (ops/loop.py's chunk prologue and
 epilogue): hoist_sequence, sink_accumulators and sink_outputs. The
-memory planner (runtime/planning.py) compiles so when a budget cannot hold whole stacks."""
+memory planner (runtime/planning.py) compiles so when a budget cannot hold whole stacks.
+
+Passes in OPT_IN run only when the config names them (`{"stream_outputs": True}`): the
+planner asks for them when a budget cannot be met otherwise."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,6 +28,7 @@ from .shrink_batch import shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
 from .sink import sink_loops
 from .sort_rows import fold_sort_into_products
+from .stream_outputs import stream_output_consumers
 
 PASSES = {   # in pipeline order
     "fold_constants": fold_constants,   # (first: the sweep after it is the "dce" pass itself)
@@ -32,6 +36,7 @@ PASSES = {   # in pipeline order
     "cse": eliminate_common_subexpressions,
     "shape_reads": read_shapes_early,
     "licm": hoist_invariants,
+    "stream_outputs": stream_output_consumers,
     "hoist_sequence": hoist_sequence_work,
     "sink_accumulators": lambda g, chunk_steps=None: sink_loops(
         g, outputs=False, accumulators=True, chunk_steps=chunk_steps),
@@ -48,6 +53,7 @@ PASSES = {   # in pipeline order
 }
 CHUNKED = ("hoist_sequence", "sink_accumulators", "sink_outputs")   # take chunk_steps=
 CHUNK_KEY = "chunk_steps"
+OPT_IN = ("stream_outputs",)   # off unless the config says True
 
 
 def chunk_steps_of(config) -> int | None:
@@ -63,14 +69,15 @@ def chunk_steps_of(config) -> int | None:
 def enabled_passes(config) -> list[str]:
     """config: True (all), False/None (none), or {name: bool} overriding the defaults."""
     if config is True:
-        return list(PASSES)
+        return [name for name in PASSES if name not in OPT_IN]
     if not config:
         return []
     chunk_steps_of(config)
     unknown = set(config) - set(PASSES) - {CHUNK_KEY}
     if unknown:
         raise ValueError(f"unknown passes {sorted(unknown)}; known: {sorted(PASSES)}")
-    return [name for name in PASSES if config.get(name, True)]   # (a chunk_steps alone: all)
+    return [name for name in PASSES   # (a chunk_steps alone: all but the opt-in ones)
+            if config.get(name, name not in OPT_IN)]
 
 
 def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value], dict]:

@@ -57,7 +57,8 @@ class _Builder:
 
     def packed(self, *vals) -> list:
         """The rows input when all of vals are batch rows of a loop with active rows."""
-        return self.rows if self.rows and all(v.type.shape[0] is None for v in vals) else []
+        return self.rows if self.rows and all(v.type.rank and v.type.shape[0] is None
+                                              for v in vals) else []   # (a scalar: no rows)
 
     def add(self, op, inputs, like, name):
         types = op.infer(*[v.type for v in inputs])

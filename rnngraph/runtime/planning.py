@@ -17,7 +17,11 @@ sink_outputs working in chunks of C steps inside the loops (passes/pipeline.py's
 C sized to the budget's room: a first C of CHUNK_PROBE steps, then as many more as the room
 its plan leaves holds (at most CHUNK_MAX), or fewer where the first does not fit (a
 `chunk_steps` in the Session's passes: that C only); the chunked plan is used where it fits
-(its `chunk_steps` says so), else the lean one. A program a plan picks other than the
+(its `chunk_steps` says so), else the lean one. Where none of those fits, the program is
+compiled again with the opt-in `stream_outputs` pass (passes/stream_outputs.py: a loop's
+output stack streamed through its per-step consumers, so no [T, ...] output or output gradient
+is made) and planned the same way (whole-sequence passes, then lean and chunked); its plan is
+used where it fits (`plan.passes_on` says so). A program a plan picks other than the
 session's own is compiled through the Session like any other, so it moves to the accelerated
 backend once hot; the plan is then made again for the new program.
 """
@@ -31,6 +35,8 @@ from ..memory.accounting import check_byte_count, fmt_bytes
 from ..memory.plan import RunReport
 from ..memory.planner import STRATEGIES, make_plan
 from ..passes.pipeline import CHUNK_KEY, PASSES, chunk_steps_of, enabled_passes
+
+STREAM = "stream_outputs"   # an opt-in pass (passes/stream_outputs.py): asked for only to fit
 
 # passes that trade T-proportional device memory for speed
 STACK_PASSES = ("hoist_sequence", "sink_accumulators", "sink_outputs")
@@ -123,7 +129,7 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
         if best[2] is not None:   # another program: its runs count too (tiered compiles)
             again = sess.compile(flat, fed, tracked=tracked, passes=best[2])
             if again is not best[0]:   # it moved to the accelerated backend: plan it anew
-                plan = _plan(sess, again, fed, shapes, best[1].passes_off)
+                plan = _plan(sess, again, fed, shapes, best[1].passes_off, best[1].passes_on)
                 plan.min_budget = best[1].min_budget
                 best = cache[key] = (again, plan, best[2])
         return best[:2]
@@ -141,13 +147,53 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
             floors = [p.min_budget for p in (plan, lean_plan) if p.min_budget is not None]
             if not best[1].fits and floors:
                 best[1].min_budget = min(floors)
+    if budget is not None and not best[1].fits and _may_stream(sess.passes):
+        streamed, floor = _streamed(sess, flat, fed, shapes, tracked)
+        if streamed is not None:
+            best = streamed
+        elif floor is not None and (best[1].min_budget is None or floor < best[1].min_budget):
+            best[1].min_budget = floor
     cache[key] = best
     return best[:2]
 
 
-def _chunked(sess, flat, fed, shapes, tracked, lean_plan):
+def _may_stream(passes) -> bool:
+    """The session's passes allow the planner to turn stream_outputs on."""
+    return passes is True or (isinstance(passes, dict) and passes.get(STREAM, True) is not False)
+
+
+def _streamed(sess, flat, fed, shapes, tracked):
+    """((program, plan, passes) or None, smallest budget found) with the loops' output stacks
+    streamed through their consumers (passes/stream_outputs.py), where that plan fits: the
+    whole-sequence passes first, else in chunks, else switched off."""
+    on = set(enabled_passes(sess.passes))
+    passes = {name: name in on for name in _all_passes()}
+    passes[STREAM] = True
+    asked = chunk_steps_of(sess.passes)
+    if asked:
+        passes[CHUNK_KEY] = asked
+    prog = sess.compile(flat, fed, tracked=tracked, passes=passes)
+    plan = _plan(sess, prog, fed, shapes, (), (STREAM,))
+    if plan.fits and not _swap_misses(plan):
+        return (prog, plan, passes), None
+    floors = [plan.min_budget]
+    lean = dict(passes, **{name: False for name in STACK_PASSES})
+    lean.pop(CHUNK_KEY, None)
+    dropped = tuple(n for n in STACK_PASSES if n in on)
+    if dropped:
+        lean_prog = sess.compile(flat, fed, tracked=tracked, passes=lean)
+        lean_plan = _plan(sess, lean_prog, fed, shapes, dropped, (STREAM,))
+        floors.append(lean_plan.min_budget)
+        if lean_plan.fits and not _swap_misses(lean_plan):
+            chunked = _chunked(sess, flat, fed, shapes, tracked, lean_plan, {STREAM: True})
+            return chunked or (lean_prog, lean_plan, lean), None
+    floors = [f for f in floors if f is not None]
+    return None, (min(floors) if floors else None)
+
+
+def _chunked(sess, flat, fed, shapes, tracked, lean_plan, extra=None):
     """(program, plan, passes) with the sequence passes in chunks sized to the budget, or None
-    where no chunked plan fits (or there is nothing to chunk)."""
+    where no chunked plan fits (or there is nothing to chunk). `extra`: passes turned on too."""
     on = enabled_passes(sess.passes)
     if not any(name in on for name in STACK_PASSES):
         return None
@@ -156,9 +202,10 @@ def _chunked(sess, flat, fed, shapes, tracked, lean_plan):
 
     def attempt(c):
         passes = {name: name in on for name in _all_passes()}
+        passes.update(extra or {})
         passes[CHUNK_KEY] = c
         prog = sess.compile(flat, fed, tracked=tracked, passes=passes)
-        plan = _plan(sess, prog, fed, shapes, ())
+        plan = _plan(sess, prog, fed, shapes, (), tuple(extra or ()))
         ok = plan.fits and plan.chunk_steps and not _swap_misses(plan)
         return (prog, plan, passes) if ok else None
 
@@ -193,11 +240,12 @@ def _rank(plan):
     return (_swap_misses(plan), not plan.fits, plan.predicted_peak)
 
 
-def _plan(sess, prog, fed, shapes, passes_off):
+def _plan(sess, prog, fed, shapes, passes_off, passes_on=()):
     feed_types = {prog.inputs[i]: tuple(s) for i, s in enumerate(shapes)}
     dev = sess.device
     plan = make_plan(prog.schedule, feed_types, sess.memory_budget, dev.profile,
                      dev.describe(), passes_off, sess.memory_strategy, host_budget_of(sess))
+    plan.passes_on = tuple(passes_on)
     vmap = prog.source_map
     for user_v, v in vmap.items():  # let the user's own Values ask the plan
         if v in plan.aliases:
