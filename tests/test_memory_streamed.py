@@ -10,23 +10,9 @@ import rnngraph as rg
 from rnngraph.runtime.simulated import SimulatedDevice
 
 from memory_graphs import feed, lstm_graph
-from test_memory_chunks import _numpy_lstm_grads
+from test_memory_chunks import _close, _loops, _numpy_lstm_grads, _program
 
 STREAM = {"stream_outputs": True}
-
-
-def _close(got, want, rtol=1e-6):
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(np.abs(b).max(), 1e-30))
-
-
-def _loops(graph):
-    return [n for n in graph.nodes if n.op.name == "loop"]
-
-
-def _program(sess):
-    (prog,) = [p for p in sess.programs() if _loops(p.graph)]
-    return prog
 
 
 def _streamed_nodes(graph):
