@@ -3,7 +3,6 @@ hand an op text (or anything else) that the op was not built to take, so code pl
 file never reaches a code generator and never runs."""
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import zipfile
@@ -18,22 +17,10 @@ from rnngraph.io import InvalidFileError, codec, schema
 from rnngraph.io.registry import op_registry
 from rnngraph.ops import initializers as inits
 
+from test_io import _members, _rehash
+
 
 # --- files and payloads ---------------------------------------------------------------------------
-def _members(path) -> dict:
-    with zipfile.ZipFile(path) as zf:
-        return {name: zf.read(name) for name in zf.namelist()}
-
-
-def _rehash(members: dict) -> dict:
-    """graph.sha256 matching graph.json again, as after a deliberate edit (the hash is
-    sha256sum's line for graph.json)."""
-    if "graph.sha256" in members:
-        digest = hashlib.sha256(members["graph.json"]).hexdigest()
-        members["graph.sha256"] = f"{digest}  graph.json\n".encode()
-    return members
-
-
 def _edited(src, dst, edit) -> str:
     """A copy of saved file `src` at `dst` whose graph.json went through `edit(doc)`."""
     members = _members(src)

@@ -176,16 +176,21 @@ def test_a_saved_and_reloaded_chunked_graph_runs(tmp_path):
     assert [n.op.chunk_steps for n in loops] == [6, 6]
     assert loops[1].op.epilogue_carried == _loops(prog.graph)[1].op.epilogue_carried
     rg.verify(saved.graph)
+    out = _run_saved(saved, prog, sess, g, fd)
+    for a, b in zip(out, got):
+        assert np.array_equal(a, b)
+
+
+def _run_saved(saved, prog, sess, g, fd):
+    """The outputs of a saved compiled program (fetches fed_i / out_i), fed as `prog` was fed
+    by `fd`, with the variables' values the first session `sess` of graph `g` used."""
     values = {saved.fetches[f"fed_{i}"]: fd[[k for k in fd if k.node.name == v.node.name][0]]
               for i, v in enumerate(prog.inputs)}
-    # variables: the values the first session used
     store = {v.node.name: sess.run(v) for v in g.collections["variables"]}
     again = rg.Session(saved.graph, passes=False)
     for v in saved.graph.collections["variables"]:
         values[v] = store[v.node.name]
-    out = again.run([saved.fetches[f"out_{i}"] for i in range(len(prog.outputs))], values)
-    for a, b in zip(out, got):
-        assert np.array_equal(a, b)
+    return again.run([saved.fetches[f"out_{i}"] for i in range(len(prog.outputs))], values)
 
 
 def test_inconsistent_chunks_are_refused_by_the_verifier():

@@ -10,7 +10,7 @@ import rnngraph as rg
 from rnngraph.runtime.simulated import SimulatedDevice
 
 from memory_graphs import feed, lstm_graph
-from test_memory_chunks import _close, _loops, _numpy_lstm_grads, _program
+from test_memory_chunks import _close, _loops, _numpy_lstm_grads, _program, _run_saved
 
 STREAM = {"stream_outputs": True}
 
@@ -211,12 +211,6 @@ def test_a_saved_and_reloaded_streamed_graph_runs(tmp_path):
     saved = rg.io.read(path)
     rg.verify(saved.graph)
     assert len(_streamed_nodes(saved.graph)) == len(_streamed_nodes(prog.graph))
-    values = {saved.fetches[f"fed_{i}"]: fd[[k for k in fd if k.node.name == v.node.name][0]]
-              for i, v in enumerate(prog.inputs)}
-    store = {v.node.name: sess.run(v) for v in g.collections["variables"]}
-    again = rg.Session(saved.graph, passes=False)
-    for v in saved.graph.collections["variables"]:
-        values[v] = store[v.node.name]
-    out = again.run([saved.fetches[f"out_{i}"] for i in range(len(prog.outputs))], values)
+    out = _run_saved(saved, prog, sess, g, fd)
     for a, b in zip(out, got):
         assert np.array_equal(a, b)

@@ -33,6 +33,8 @@ from rnngraph.io import InvalidFileError, LoadLimits
 from rnngraph.ops.checks import NumericsError
 from rnngraph.runtime.simulated import SimulatedDevice
 
+from test_io import _rehash
+
 B, T, D, H = 2, 4, 3, 5
 FILE = "test_misuse.py"
 
@@ -90,15 +92,6 @@ def other_graph_value(name="other_y"):
 
 def saved_file(m: Model, tmp_path):
     return rg.save(tmp_path / "model.npz", session=m.sess, fetches={"loss": m.loss})
-
-
-def _rehash(members: dict) -> dict:
-    """graph.sha256 matching graph.json again, as after a deliberate edit (the hash is
-    sha256sum's line for graph.json)."""
-    if "graph.sha256" in members:
-        digest = hashlib.sha256(members["graph.json"]).hexdigest()
-        members["graph.sha256"] = f"{digest}  graph.json\n".encode()
-    return members
 
 
 def edit_saved(m: Model, tmp_path, edit):

@@ -20,25 +20,10 @@ ort = pytest.importorskip("onnxruntime")
 
 from rnngraph.io.onnx import compare, export  # noqa: E402
 
+from test_onnx_bidirectional import _init, _lengths  # noqa: E402
+
 TOL = 1e-5
 T, IN, H = 6, 3, 5
-
-
-def _init(graph, rng):
-    sess = rg.Session(graph)
-    with graph.as_default():
-        sess.run(rg.global_variables_initializer())
-    for node in graph.nodes:
-        if node.op.name == "variable" and node.outputs[0].dtype == np.float32:
-            shape = node.outputs[0].shape
-            sess.load_variable(node.name, rng.normal(0, 0.5, size=shape).astype(np.float32))
-    return sess
-
-
-def _lengths(batch, rng):
-    lens = rng.integers(0, T + 1, size=batch)
-    lens[0], lens[-1] = 0, T
-    return rng.permutation(lens).astype(np.int32)
 
 
 def _op_types(model):
