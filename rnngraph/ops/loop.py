@@ -213,6 +213,11 @@ class Loop(Op):
     def has_cond(self) -> bool:
         return bool(self._body.results.get("cond"))
 
+    def chunkable(self, chunk_steps: int | None) -> bool:
+        """A pass may put work into chunks of `chunk_steps` (None: the whole sequence): no
+        condition (the steps are known in advance) and no other chunk size already chosen."""
+        return not self.has_cond() and self.chunk_steps in (None, chunk_steps)
+
     def flops(self, node) -> int:
         return sum(n.op.flops(n) for n in self._body.nodes)
 

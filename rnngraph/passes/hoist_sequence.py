@@ -116,8 +116,8 @@ def _into_prologue(loop, needed: set, frontier: list, chunk: int) -> int:
     """The batched work as the loop's chunk prologue: on [m, ...] blocks of the sequence
     inputs (m <= chunk), its results read one row per step through "chunk" params."""
     op, body = loop.op, loop.op.body
-    if op.has_cond() or op.chunk_steps not in (None, chunk):
-        return 0   # (a condition: the steps are not known in advance)
+    if not op.chunkable(chunk):
+        return 0
     seq_params = body.params.get("sequence", [])
     blocks = list(op.chunk_blocks)
     made: dict = {}

@@ -147,7 +147,7 @@ class _ChunkBuilder(_Builder):
 
 def _sink_accumulators(graph, loop, chunk_steps=None) -> int:
     body = loop.op.body
-    if chunk_steps and (loop.op.has_cond() or loop.op.chunk_steps not in (None, chunk_steps)):
+    if chunk_steps and not loop.op.chunkable(chunk_steps):
         return 0
     params, results = body.params.get("carried", []), body.results["carried"]
     readers = uses(body)
@@ -194,7 +194,7 @@ def _sink_outputs(graph, loop, chunk_steps=None) -> int:
     after the loop from the stacked v's: one large product instead of one per step (chunked:
     after each chunk, from its gathered v's, into the chunk's rows of the output stack)."""
     body = loop.op.body
-    if chunk_steps and (loop.op.has_cond() or loop.op.chunk_steps not in (None, chunk_steps)):
+    if chunk_steps and not loop.op.chunkable(chunk_steps):
         return 0
     readers = uses(body)
     wanted = set(uses(graph)) | result_values(graph)
