@@ -135,11 +135,12 @@ class Transpose(Op):
 
 
 class Contiguous(Op):
-    """x itself, laid out C-contiguously once for several readers that would each copy it: the
-    time-major view of batch-major input that the input projections and the weight gradient
-    all read (passes/share_copies.py inserts it). The copy goes into a buffer reused across
-    runs; where buffers are not pooled (memory plans, tracked runs) x passes through as is and
-    each reader copies for itself, so no such run holds the copy longer than before."""
+    """x itself, laid out C-contiguously once for readers that would each copy it or read it
+    slowly as a view: the time-major view of batch-major input that the input projections and
+    the weight gradient all read (passes/share_copies.py), and a transposed weight that a
+    loop's products read every step (passes/contiguous_weights.py). Large copies go into a
+    buffer reused across runs; under a memory plan or in a tracked run x passes through as
+    is and each reader copies for itself, so no such run holds a copy the plan does not see."""
     name = "contiguous"
     foldable = False
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.value import Value
+from .contiguous_weights import lay_out_loop_weights
 from .dce import eliminate_dead_code
 from .fuse import fuse_elementwise
 from .hoist_sequence import hoist_sequence_work
@@ -49,6 +50,7 @@ PASSES = {   # in pipeline order
     "fuse": fuse_elementwise,
     "shrink_batch": shrink_active_batch,
     "pack_weights": pack_loop_weights,
+    "contiguous_weights": lay_out_loop_weights,
     "share_copies": share_copies,
 }
 CHUNKED = ("hoist_sequence", "sink_accumulators", "sink_outputs")   # take chunk_steps=

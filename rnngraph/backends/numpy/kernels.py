@@ -106,14 +106,16 @@ def by_columns(a, b):
 
 @register(Contiguous, CPU)
 def contiguous(op, node, program):
-    pool = output_pool(program)
-    if pool is None:
-        return None   # (the reference: x passes through, each reader copies for itself)
+    if program.tracked:
+        return None   # (the reference: x passes through; tracked runs count no copy)
+    pool, ctx = output_pool(program), program.ctx
 
     def run(x):
-        if x.flags.c_contiguous or not pooled(pool, program, x.nbytes):
-            return x
-        return pooled_copy(pool, 0, x)
+        if x.flags.c_contiguous or ctx.plan is not None:
+            return x   # (a memory plan's byte model sees a view here)
+        if pooled(pool, program, x.nbytes):
+            return pooled_copy(pool, 0, x)
+        return np.ascontiguousarray(x)   # (small: from malloc's heap)
     return run
 
 
