@@ -191,6 +191,9 @@ def main():
                     help="two source checkouts of rnngraph, run by one worker process each")
     ab.add_argument("--config", default="default",
                     help="with --ab-checkouts: the configuration both run (default: default)")
+    ab.add_argument("--config-b", default=None,
+                    help="with --ab-checkouts: B's configuration where it differs from A's "
+                         "(e.g. config.cpu_helper_thread=1, an opt-in A's checkout lacks)")
     ab.add_argument("--rounds", type=int, default=30, help="timed calls of each (default 30)")
     ab.add_argument("--warmup", type=int, default=8,
                     help="untimed calls of each first (default 8: a program switches to "
@@ -487,12 +490,16 @@ SPEC_OPTIONS = {   # Session keyword argument: how its value is read
 }
 
 
+SETTINGS = "rg.config"   # the options key of `config.NAME=value` process settings
+
+
 def parse_spec(spec: str, check: bool = True) -> dict:
     """A configuration spec -> rg.Session keyword arguments. `default` (or nothing): none;
     else comma-separated `key=value`: a Session option (SPEC_OPTIONS), `passes=0|1` (every pass
-    off or on) or `passes.NAME=0|1` (one pass). Raises SpecError on anything else and, with
+    off or on), `passes.NAME=0|1` (one pass) or `config.NAME=0|1` (an rg.config setting, which
+    is the whole process's: options[SETTINGS], applied by build_case). Raises SpecError on anything else and, with
     `check`, on options, pass names or values this rnngraph's Session rejects."""
-    options, passes, every = {}, {}, None
+    options, passes, every, settings = {}, {}, None, {}
     for item in (part.strip() for part in spec.split(",")):
         if item in ("", "default"):
             continue
@@ -505,10 +512,14 @@ def parse_spec(spec: str, check: bool = True) -> dict:
             every = _spec_bool(key, value)
         elif key.startswith("passes."):
             passes[key[len("passes."):]] = _spec_bool(key, value)
+        elif key.startswith("config."):   # a process setting (rg.config), not a Session's
+            if key in settings:
+                raise SpecError(f"{key} given twice")
+            settings[key] = _spec_bool(key, value)
         elif key in SPEC_OPTIONS:
             options[key] = SPEC_OPTIONS[key](key, value)
         else:
-            raise SpecError(f"unknown key {key!r}; known: passes, passes.NAME, "
+            raise SpecError(f"unknown key {key!r}; known: passes, passes.NAME, config.NAME, "
                             + ", ".join(SPEC_OPTIONS))
     if every is False and passes:
         raise SpecError("passes=0 turns every pass off; passes.NAME cannot turn one back on")
@@ -516,14 +527,19 @@ def parse_spec(spec: str, check: bool = True) -> dict:
         options["passes"] = passes
     elif every is not None:
         options["passes"] = every
+    if settings:
+        options[SETTINGS] = {k[len("config."):]: v for k, v in settings.items()}
     if not check:
         return options
+    for name in options.get(SETTINGS, {}):
+        if not hasattr(rg.config, name):
+            raise SpecError(f"this rnngraph has no rg.config.{name}")
     accepted = inspect.signature(rg.Session).parameters
-    missing = [k for k in options if k not in accepted]
+    missing = [k for k in options if k not in accepted and k != SETTINGS]
     if missing:
         raise SpecError(f"this rnngraph's Session takes no {', '.join(missing)}")
     try:   # (the Session checks the pass names and option values)
-        rg.Session(rg.Graph(), **options)
+        rg.Session(rg.Graph(), **{k: v for k, v in options.items() if k != SETTINGS})
     except (ValueError, TypeError) as e:
         raise SpecError(str(e)) from None
     return options
@@ -557,6 +573,8 @@ def environment_description() -> str:
 def build_case(cell: str, shape: str, options: dict) -> RnngraphCase:
     B, T, I, H = SHAPES["S1" if shape == "S1p" else shape]
     options = dict(options)
+    for name, value in options.pop(SETTINGS, {}).items():
+        setattr(rg.config, name, value)
     passes = options.pop("passes", True)
     lengths = padded_lengths(B, T) if shape == "S1p" else None
     return RnngraphCase(cell, B, T, I, H, passes=passes, lengths=lengths, **options)
@@ -610,6 +628,9 @@ def ab_main(ap, args):
             specs = [parse_spec(s) for s in args.ab]
         except SpecError as e:
             ap.error(f"--ab: {e}")
+        if any(SETTINGS in spec for spec in specs):
+            ap.error("--ab: config.NAME settings are the whole process's; compare them between "
+                     "two workers: --ab-checkouts DIR DIR --config-b ...")
         print("A/B in one process, forward+backward (sess.run of the gradients)")
         for label, text, options in zip("AB", args.ab, specs):
             print(f"  {label}: {text} -> {describe_options(options)}")
@@ -621,10 +642,13 @@ def ab_main(ap, args):
                 ap.error(f"--ab-checkouts: no rnngraph/__init__.py in {d}")
         try:
             parse_spec(args.config, check=False)   # (the syntax; each worker checks the rest)
+            if args.config_b is not None:
+                parse_spec(args.config_b, check=False)
         except SpecError as e:
-            ap.error(f"--config: {e}")
+            ap.error(f"--config/--config-b: {e}")
         print(f"A/B between two checkouts, one worker process each, forward+backward, "
-              f"configuration: {args.config}")
+              f"configuration: {args.config}"
+              + (f" (B: {args.config_b})" if args.config_b is not None else ""))
         for label, d in zip("AB", dirs):
             print(f"  {label}: {d} (commit {_commit_of(d)})")
     print(f"  {environment_description()}")
@@ -688,8 +712,9 @@ class Worker:
         env["PYTHONPATH"] = os.pathsep.join([checkout] + ([env["PYTHONPATH"]]
                                                           if env.get("PYTHONPATH") else []))
         idle = args.startup_timeout + 2 * args.call_timeout + 60
+        config = args.config_b if label == "B" and args.config_b is not None else args.config
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--cell", cell,
-               "--shape", shape, "--config", args.config, "--warmup", str(args.warmup),
+               "--shape", shape, "--config", config, "--warmup", str(args.warmup),
                "--idle-timeout", str(idle)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=env, bufsize=1)
