@@ -1,3 +1,6 @@
+import importlib.util
+import os
+
 import pytest
 
 # The suite runs with the defaults a user gets (no configuration is set here): a test that
@@ -23,3 +26,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def bench():
+    """benchmarks/rnn.py as a module (its table code and configuration specs are tested)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "rnn.py")
+    spec = importlib.util.spec_from_file_location("bench_rnn", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,19 +1,6 @@
 """The BLAS-floor table of benchmarks/rnn.py reads the products off the compiled program: check
 that what it reads is the program's real work (shapes and FLOPs), for every cell."""
-import importlib.util
-import os
-
 import pytest
-
-_PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "rnn.py")
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_rnn", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_lstm_products_are_the_compiled_ones(bench):

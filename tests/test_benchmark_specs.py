@@ -1,21 +1,8 @@
 """benchmarks/rnn.py's configuration specs: `config.NAME=value` names an rg.config setting (the
 whole process's), kept apart from Session options and applied when a case is built."""
-import importlib.util
-import os
-
 import pytest
 
 import rnngraph as rg
-
-_PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "rnn.py")
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_rnn_specs", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_config_setting_is_parsed_apart_from_session_options(bench):
