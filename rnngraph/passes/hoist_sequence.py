@@ -109,6 +109,7 @@ def _hoist(graph: Graph, loop, chunk_steps=None) -> int:
     for v in frontier:
         replace_uses(body, v, add_sequence(loop, batched[v], "hoisted/" + v.node.name.rsplit("/", 1)[-1]))
     remove_dead(body, [])
+    toposort(body)   # (the new params come last; their readers are earlier)
     return len(needed)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from .loop_ports import add_invariant, outer_inputs
-from .rewrite import for_each_loop, remove_dead, replace_uses
+from .rewrite import for_each_loop, remove_dead, replace_uses, toposort
 
 
 def _is_loop(node) -> bool:
@@ -65,4 +65,5 @@ def _hoist(graph: Graph, loop) -> int:
         if old in users and old.node.op.name != "constant":
             replace_uses(body, old, add_invariant(loop, out, "hoisted/" + old.node.name.rsplit("/", 1)[-1]))
     remove_dead(body, [])
+    toposort(body)   # (the new params come last; their readers are earlier)
     return count
