@@ -20,7 +20,9 @@ Decoding builds nodes directly (no op is re-traced and nothing from the file is 
 op class comes from the registry by name; its attributes are checked against the op's declared
 schema (schema.py: names, types, ranges, fixed choices) and only then passed to its constructor.
 Node names, locations and body roles are checked too, so no text from a file reaches an op
-other than as a value its schema declares.
+other than as a value its schema declares. A fused node is saved as its program (each inner
+op's name, its saved attributes and refs; Fused.saved_state) and rebuilt by make_fused: every
+inner op through make_op, every type from the inner ops' own rules.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from ..ir.types import TensorType
 from ..ir.value import Value
 from ..ops import initializers as inits
 from ..ops.base import Op
+from ..ops.fused import Fused
 from . import registry, schema
 
 _ARRAY_KINDS = "biufc"   # bool, ints, floats, complex: no objects, strings, records or datetimes
@@ -115,12 +118,23 @@ def _json_number(v):
 
 def op_state(op: Op) -> dict:
     """What is saved of an op: its `attrs()` plus any public attribute attrs() leaves out (an
-    op may hide defaults from the printed form, e.g. a loop's has_trip=False)."""
+    op may hide defaults from the printed form, e.g. a loop's has_trip=False). An op that holds
+    other ops (a fused node's program) says itself what is saved: `saved_state(state_of)`,
+    which gives each inner op's state by `state_of` (this function, for registered ops only)."""
+    saved = getattr(op, "saved_state", None)
+    if saved is not None:
+        return saved(_inner_state)
     state = dict(op.attrs())
     for k, v in vars(op).items():
         if not k.startswith("_") and k not in state:
             state[k] = v
     return state
+
+
+def _inner_state(op: Op) -> dict:
+    """An op inside another op's state: findable again by its name, saved like a node's op."""
+    registry.check_registered(op)
+    return op_state(op)
 
 
 def _type_doc(t: TensorType) -> list:
@@ -386,7 +400,10 @@ class Decoder:
             attrs = {k: self.value(v) for k, v in attrs_doc.items()}
         except Corrupt as exc:
             raise Corrupt(f"{where}: {exc}") from None
-        op = make_op(cls, attrs, bodies, where)
+        if op_name == "fused":
+            op = make_fused(attrs, bodies, [v.type for v in inputs], where)
+        else:
+            op = make_op(cls, attrs, bodies, where)
         node = Node(graph, op, inputs, name, location)
         for i, (vid, dtype, shape) in enumerate(nd["outputs"]):
             value = Value(node, i, TensorType(_shape(shape), _dtype(dtype)), vid)
@@ -460,6 +477,39 @@ def make_op(cls: type, attrs: dict, bodies: list, where: str) -> Op:
     return op
 
 
+def make_fused(attrs: dict, bodies: list, in_types: list, where: str) -> Fused:
+    """A fused node's op from its saved program, for inputs of `in_types`: the program's form
+    checked by the schema's fused entry (which checks each inner op's attributes by that op's
+    own entry), each inner op built by make_op as a node's op is, from a class the registry
+    lists as fusible, and every type derived by the inner ops' own rules (Fused.from_program).
+    Corrupt naming the node, the instruction and what is wrong otherwise."""
+    problem = schema.attrs_problem("fused", attrs)
+    _need(problem is None, f"{where}: {problem}")
+    _need(not bodies, f"{where}: op 'fused' takes no body, the file gives {len(bodies)}")
+    n = attrs["n_inputs"]
+    _need(n == len(in_types), f"{where}: n_inputs is {n} but the node has {len(in_types)} "
+                              "inputs")
+    instrs = []
+    for j, (name, inner_attrs, refs) in enumerate(attrs["instrs"]):
+        at = f"{where}, instruction {j} ({name})"
+        try:
+            cls = registry.lookup(name)
+        except ValueError as exc:
+            raise Corrupt(f"{at}: {exc}") from None
+        # (the schema's FUSED_OPS already names these; the class must agree)
+        _need(name == schema.FUSED_JOIN or (
+              getattr(cls, "fusible", False) and not cls.multi_output and not cls.stateful),
+              f"{at}: op {name!r} cannot run inside a fused node")
+        instrs.append((make_op(cls, inner_attrs, [], at), refs))
+    try:
+        op = Fused.from_program(instrs, n, attrs["exports"], in_types, attrs["origins"])
+    except ValueError as exc:
+        raise Corrupt(f"{where}: {exc}") from None
+    _need(_same(op_state(op), attrs),
+          f"{where}: bad attributes for op 'fused': {sorted(attrs)} do not rebuild it")
+    return op
+
+
 def _same(a, b) -> bool:
     """Equality of attribute values, arrays by dtype, shape and content (NaN equal to NaN)."""
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
@@ -480,8 +530,11 @@ def _same(a, b) -> bool:
 
 def check_types(graph: Graph) -> None:
     """Each node's stored output types must be what its op's rule gives for its inputs (so a
-    tampered shape cannot make the printed IR lie); loop nodes are checked by the verifier."""
+    tampered shape cannot make the printed IR lie); loop nodes are checked by the verifier,
+    after their bodies (so a body's node at fault is the one named)."""
     for node in graph.nodes:
+        for sub in node.op.subgraphs():
+            check_types(sub)
         if hasattr(node.op, "verify"):
             try:
                 node.op.verify(node)
@@ -490,7 +543,10 @@ def check_types(graph: Graph) -> None:
                               f"{exc}") from None
         elif node.op.name != "param":
             try:
-                types = node.op.infer(*[v.type for v in node.inputs])
+                if isinstance(node.op, Fused):   # the inner ops' rules, not its stated types
+                    types = node.op.retype([v.type for v in node.inputs])
+                else:
+                    types = node.op.infer(*[v.type for v in node.inputs])
             except Exception as exc:  # noqa: BLE001  ShapeError, TypeError, ...
                 raise Corrupt(f"node {node.name!r} ({node.op.name}): {exc}") from None
             types = list(types) if isinstance(types, (list, tuple)) else [types]
@@ -499,8 +555,6 @@ def check_types(graph: Graph) -> None:
                 raise Corrupt(f"node {node.name!r} ({node.op.name}): stored output types "
                               f"{', '.join(map(str, got)) or 'none'} differ from its op's rule "
                               f"({', '.join(map(str, types)) or 'none'})")
-        for sub in node.op.subgraphs():
-            check_types(sub)
 
 
 def dumps(doc: dict) -> str:

@@ -9,11 +9,22 @@ fixed set, shapes...), never text that a code generator could paste into source.
 
     attrs_problem("argmax", {"axis": 1})         # None: fits
     attrs_problem("add", {"kernel": "..."})      # "unknown attribute 'kernel' (none is declared)"
-    attrs_problem("fused", {})                   # refused: never loaded from a file
+    attrs_problem("fused", {})                   # "missing attribute 'n_inputs'"
 
 Only one attribute holds free text: check_numerics' `message`, shown in its error message and
-never formatted into generated code (checks.py). Ops listed in REFUSED are made by the compiler
-from other ops and are never written to a file (their attributes are ops themselves).
+never formatted into generated code (checks.py). Ops listed in REFUSED are never loaded.
+
+A fused node (ops/fused.py, made by the compiler's fuse pass) holds a program of other ops:
+
+    {"n_inputs": 2, "instrs": [["column_block", {"dict": {"start": 0, "stop": 5}}, [0]],
+                               ["sigmoid", {"dict": {}}, [2]], ["mul", {"dict": {}}, [3, 1]]],
+     "exports": [4], "origins": [["rnn/while/split/block_0", "model.py:12"], ...]}
+
+Each instruction names one of FUSED_OPS (fusible elementwise ops, and concat as the join the
+pass makes), its attributes checked by that op's own entry here; refs are ints naming an input
+(0..n_inputs-1) or an earlier instruction (n_inputs + its index); exports name instructions;
+origins are (node name, location) pairs checked like a node's. The codec then builds each
+inner op like a node's op (codec.make_op) and derives every type from the inner ops' rules.
 """
 from __future__ import annotations
 
@@ -337,10 +348,90 @@ SCHEMAS: dict[str, OpSchema] = {
                              "values": Tuple(Float(), max_len=MAX_PARTS)}),
 }
 
-# ops that never come from a file: why, for the error message
-REFUSED: dict[str, str] = {
-    "fused": "fused nodes are made by the compiler from elementwise ops and are never saved",
-}
+# --- fused nodes: a program of the ops below (see the module docstring) ------------------------
+# the ops a fused node may run, written out by hand (tests check it against the registry's
+# fusible ops): elementwise ops whose NumPy, C and numba forms come from ops/scalar.py's table
+# or their own templates, the column block the pass reads gates with, and concat, the join of
+# outputs the pass absorbs (passes/fuse.py). Never `fused` itself, a loop, or a stateful op.
+FUSED_OPS = frozenset((
+    "abs", "add", "add_n", "column_block", "div", "equal", "exp", "greater", "greater_equal",
+    "less", "less_equal", "log", "logical_and", "logical_not", "logical_or", "maximum",
+    "minimum", "mul", "neg", "not_equal", "ones_like", "pow", "relu", "sigmoid", "sign", "sqrt",
+    "square", "sub", "tanh", "where", "zeros_like", "concat"))
+FUSED_JOIN = "concat"
+MAX_FUSED = 4096               # instructions of one fused node (the pass makes at most ~65)
+
+
+class Instruction(Spec):
+    """One instruction's saved form: [op name, {attribute: value}, [ref, ...]]; what the name,
+    attributes and refs hold is checked by _fused_program, which says which one is wrong."""
+    what = "[op name, attributes, refs]"
+
+    def fits(self, x) -> bool:
+        return type(x) is tuple and len(x) == 3 and type(x[0]) is str and \
+            type(x[1]) is dict and type(x[2]) is tuple and 1 <= len(x[2]) <= MAX_PARTS
+
+
+class Origin(Spec):
+    """Where an instruction came from: (node name, location), checked like a node's."""
+    what = "[node name, location]"
+
+    def fits(self, x) -> bool:
+        return type(x) is tuple and len(x) == 2 and name_problem(x[0], "name") is None and \
+            line_problem(x[1], "location") is None
+
+
+def _ref_problem(r, n_values: int, what: str) -> str | None:
+    if type(r) is not int:
+        return f"{what} must be an int, got {_show(r)}"
+    if not 0 <= r < n_values:
+        return f"{what} ({r}) is out of range: it must name one of values 0..{n_values - 1} " \
+               "(the inputs, then the instructions before it)"
+    return None
+
+
+def _fused_program(attrs: dict) -> str | None:
+    n, instrs = attrs["n_inputs"], attrs["instrs"]
+    joins = set()
+    for j, (name, inner, refs) in enumerate(instrs):
+        where = f"instruction {j}"
+        if name not in FUSED_OPS:
+            return f"{where}: op {name[:40]!r} cannot run inside a fused node (only fusible " \
+                   "elementwise ops and the concat join)"
+        problem = attrs_problem(name, inner)
+        if problem is not None:
+            return f"{where} ({name}): {problem}"
+        for k, r in enumerate(refs):
+            problem = _ref_problem(r, n + j, f"ref {k}")
+            if problem is not None:
+                return f"{where} ({name}): {problem}"
+            if r in joins:
+                return f"{where} ({name}): reads the join {r}; a join is only an output"
+        if name == FUSED_JOIN:
+            if any(r < n for r in refs):
+                return f"{where} (concat): a join's parts are instructions' results, not inputs"
+            joins.add(n + j)
+    exports = attrs["exports"]
+    for k, r in enumerate(exports):
+        problem = _ref_problem(r, n + len(instrs), f"export {k}")
+        if problem is not None:
+            return problem
+        if r < n:
+            return f"export {k} ({r}) names an input; exports name instructions' results"
+    if len(set(exports)) != len(exports):
+        return "exports name one value twice"
+    if len(attrs["origins"]) != len(instrs):
+        return f"origins has {len(attrs['origins'])} entries for {len(instrs)} instructions"
+    return None
+
+
+SCHEMAS["fused"] = OpSchema({
+    "n_inputs": COUNT, "instrs": Tuple(Instruction(), min_len=1, max_len=MAX_FUSED),
+    "exports": Tuple(Int(-MAX_DIM, MAX_DIM), min_len=1, max_len=MAX_FUSED),
+    "origins": Tuple(Origin(), max_len=MAX_FUSED)}, rule=_fused_program)
+
+# ops that never come from a file: why, for the error message (none at present)
+REFUSED: dict[str, str] = {}
 
 # the parameters of each initializer kind (inits.KINDS), as Initializer.params() gives them
 INITIALIZERS: dict[str, dict] = {

@@ -4,6 +4,10 @@ The fusion pass (passes/fuse.py) builds it from chains such as an LSTM's gate ma
 meaning (`compute`: the ops one after the other); how it runs is a backend's kernel
 (backends/numpy/fused.py: generated NumPy code reusing dead temporaries; backends/cupy: one
 CUDA kernel generated per group, cuda_codegen.py; backends/numba: one compiled loop over rows).
+
+A fused node is saved as its program (`saved_state`: each instruction's op name, that op's own
+saved attributes and its refs) and rebuilt by `from_program`, whose types come from the inner
+ops' own rules for the node's inputs, never from the file.
 """
 from __future__ import annotations
 
@@ -25,8 +29,34 @@ class Fused(Op):
         self._temp_types = list(temp_types)  # static type of each instruction's result
         self._origins = list(origins)  # (name, user line) of the node each instruction was
 
+    @classmethod
+    def from_program(cls, instrs, n_inputs: int, exports, in_types: list, origins=()) -> "Fused":
+        """The node op running `instrs` ((op, refs) pairs) on inputs of static types `in_types`:
+        each instruction's type, and the outputs', by the inner ops' own rules (what loading a
+        saved fused node builds). ValueError naming the instruction whose rule refuses."""
+        types = list(in_types)
+        for j, (inner, refs) in enumerate(instrs):
+            try:
+                t = inner.infer(*[types[r] for r in refs])
+            except (TypeError, ValueError, IndexError, ArithmeticError) as exc:  # ShapeError too
+                raise ValueError(f"instruction {j} ({type(inner).name}): {exc}") from None
+            types.append(t if isinstance(t, TensorType) else t[0])
+        return cls(instrs, n_inputs, exports, [types[r] for r in exports],
+                   types[len(in_types):], origins)
+
     def attrs(self):
         return {"expr": self.expression()}
+
+    def saved_state(self, state_of) -> dict:
+        """What rg.save writes of this op: the program as plain data. Each instruction is
+        (its op's registered name, `state_of(op)`: that op's own saved attributes, its refs);
+        `origins` are the (node name, user line) pairs the instructions came from. The types
+        are not saved: `from_program` derives them from the node's inputs."""
+        return {"n_inputs": int(self.n_inputs),
+                "instrs": tuple((type(op).name, state_of(op), tuple(int(r) for r in refs))
+                                for op, refs in self.instrs),
+                "exports": tuple(int(r) for r in self.exports),
+                "origins": tuple((str(name), str(line)) for name, line in self._origins)}
 
     def expression(self) -> str:
         names = [f"in{i}" for i in range(self.n_inputs)]
