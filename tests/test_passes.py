@@ -833,7 +833,6 @@ def test_every_pass_left_out_in_turn_leaves_a_graph_the_verifier_accepts(cell_na
     """Passes that add loop params (licm, hoist_sequence) restore the body's order themselves
     rather than relying on a later pass (fuse) to: with any one pass off, the compiled program
     is still valid IR."""
-    from rnngraph.passes.pipeline import PASSES
     ref = None
     for name in ["none"] + [p for p in PASSES if p != "stream_outputs"]:
         passes = True if name == "none" else {name: False}
@@ -843,3 +842,28 @@ def test_every_pass_left_out_in_turn_leaves_a_graph_the_verifier_accepts(cell_na
             ref = got
         for a, b in zip(_flat(got), _flat(ref)):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "basic"])
+@pytest.mark.parametrize("batch,lengths", [(B, "fed"), (B, "constant"), (None, "constant"),
+                                           (None, "fed")])
+def test_compiled_programs_with_lengths_state_the_types_their_rules_give(cell_name, batch,
+                                                                          lengths, tmp_path):
+    """Products the passes move out of loops with active rows (hoist_sequence, sort_rows,
+    share_packs) state the types their own rules give, so the compiled program saves and
+    loads (the loader checks every stated type against its rule) and prints the same."""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float64, [batch, T, I])
+        L = rg.placeholder(rg.int32, [batch]) if lengths == "fed" else \
+            rg.constant(np.array([5, 0, 2], np.int32))
+        out, _ = rg.nn.dynamic_rnn(CELLS[cell_name](), X, dtype=rg.float64, sequence_length=L)
+        grads = rg.gradients(rg.reduce_sum(out * out), [X] + rg.global_variables())
+    feed = {X: np.random.default_rng(3).normal(size=(B, T, I))}
+    if lengths == "fed":
+        feed[L] = np.array([5, 0, 2], np.int32)
+    sess = rg.Session(g, seed=7)
+    sess.run(grads, feed)
+    graph = _optimized_graph(sess)
+    loaded = rg.io.read(rg.save(str(tmp_path / "program.rg"), graph)).graph
+    assert str(loaded) == str(graph)

@@ -285,7 +285,10 @@ class RowsMatMul(Op):
                              f"stack) and a matrix [k, n], got {x}, {w}")
         if x.shape[-1] is not None and w.shape[0] is not None and x.shape[-1] != w.shape[0]:
             raise ShapeError(f"inner dimensions differ: {x} @ {w}")
-        return TensorType(stack.shape[:2] + (w.shape[1],), x.dtype)
+        batch = stack.shape[1]
+        if self.unsort and rest[-1].rank == 1 and rest[-1].shape[0] is not None:
+            batch = rest[-1].shape[0]   # (one row per entry of the permutation)
+        return TensorType((stack.shape[0], batch, w.shape[1]), x.dtype)
 
     def compute(self, xp, x, w, rows, *rest, alloc=None, loops_only=False):
         like = rest[0] if self.packed else x

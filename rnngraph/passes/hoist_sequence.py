@@ -102,12 +102,15 @@ def _hoist(graph: Graph, loop, chunk_steps=None) -> int:
         op = n.op
         if rows and isinstance(op, MatMul) and _batch_rows(n.inputs[0]):
             op, ins = RowsMatMul(), ins + rows  # only the rows the loop will read
+            types = [op.infer(*[v.type for v in ins])]   # (the whole batch, where the body's
+            # active rows have none known)
         new = graph.add_node(op, ins, types, n.name + "/batched", n.location)
         new.is_gradient = n.is_gradient
         for old, out in zip(n.outputs, new.outputs):
             batched[old] = out
     for v in frontier:
-        replace_uses(body, v, add_sequence(loop, batched[v], "hoisted/" + v.node.name.rsplit("/", 1)[-1]))
+        replace_uses(body, v, add_sequence(loop, batched[v], "hoisted/" + v.node.name.rsplit(
+            "/", 1)[-1], v.type))
     remove_dead(body, [])
     toposort(body)   # (the new params come last; their readers are earlier)
     return len(needed)

@@ -26,9 +26,11 @@ def add_invariant(node, outer: Value, label: str) -> Value:
     return p
 
 
-def add_sequence(node, outer: Value, label: str) -> Value:
-    """A new per-step param of node's body, slicing `outer` [L, ...] at step t."""
-    p = node.op.body.add_param("sequence", TensorType(outer.shape[1:], outer.dtype), label)
+def add_sequence(node, outer: Value, label: str, step_type: TensorType | None = None) -> Value:
+    """A new per-step param of node's body, slicing `outer` [L, ...] at step t; of `step_type`
+    where the body sees less than outer's type says (a loop with active rows: batch `?`)."""
+    p = node.op.body.add_param("sequence", step_type or TensorType(outer.shape[1:], outer.dtype),
+                               label)
     node.inputs.append(outer)
     node.graph.version += 1
     return p

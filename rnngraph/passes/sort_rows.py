@@ -19,6 +19,7 @@ input gradient, and they copy the active rows anyway:
 from __future__ import annotations
 
 from ..ir.graph import Graph
+from ..ir.types import TensorType
 from ..ops.reduce import AddN
 from ..ops.rows import PermuteRows
 from ..ops.steps import PackRows, RowsMatMul, StepContract
@@ -87,7 +88,8 @@ def _gather_packs(graph: Graph) -> int:
         plan = [(_rewrite_for(r, s), r) for r in readers.get(s, [])]
         rows = {counts for (_, counts), _ in plan if counts is not None}
         if s in results or not plan or any(make is None for (make, _), _ in plan) or \
-                len(rows) > 1:
+                len(rows) > 1 or not all(_keeps_types(make, reader, x) for (make, _), reader
+                                         in plan if make != "pack"):
             continue
         packed = None
         if rows:
@@ -108,6 +110,16 @@ def _gather_packs(graph: Graph) -> int:
     if count:
         toposort(graph)
     return count
+
+
+def _keeps_types(make, reader, x) -> bool:
+    """Does the rewritten reader's rule give the type `reader` states? Not where s knows its
+    batch and x does not (constant lengths, an unknown batch): the product stays on s then."""
+    op, ins = make(x, None)   # (None: the pack, whose type does not decide the result's)
+    if not isinstance(op, RowsMatMul):
+        return True
+    pack = TensorType((None, x.shape[-1]), x.dtype)
+    return op.infer(*[pack if v is None else v.type for v in ins]) == reader.outputs[0].type
 
 
 def _rewrite_for(reader, s):
