@@ -163,8 +163,7 @@ def test_printed_ir_declares_the_chunks():
 
 def test_a_saved_and_reloaded_chunked_graph_runs(tmp_path):
     g, fetches, fd = _graph(lengths=True)
-    # (fused kernels are not saved: the graph the passes made, without the fuse pass)
-    sess = rg.Session(g, passes={"chunk_steps": 6, "fuse": False})
+    sess = rg.Session(g, passes={"chunk_steps": 6})   # (its fused kernels saved too)
     got = sess.run(fetches, fd)
     prog = _program(sess)
     assert all(n.op.chunk_steps == 6 for n in _loops(prog.graph))
