@@ -20,6 +20,7 @@ keeps everything, extra time):
     python benchmarks/memory.py --long          # also T = 10000 (several GiB of RAM, minutes)
     python benchmarks/memory.py --steps 1000 --proj 32 --lean    # the issue's case, and lean
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10   # no projection: streamed
+    python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head dense   # a dense head
 """
 from __future__ import annotations
 
@@ -41,13 +42,28 @@ from rnngraph.runtime.simulated import SimulatedDevice  # noqa: E402
 FRACTIONS = (2, 10, 20)
 
 
-def build(B, H, P, I):
+HEADS = {   # the loss on the outputs y [B, T, H]
+    "sum": "sum(y**2)",
+    "bias": "mean((y*w + b)**2), w and b of shape [H]",
+    "dense": "mean(dense(y, 32)**2), a dense layer (kernel and bias) on every step",
+}
+
+
+def build(B, H, P, I, head="sum"):
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [B, None, I], name="X")
         cell = rg.nn.LSTMCell(H, num_proj=P or None)
         outputs, _ = rg.nn.dynamic_rnn(cell, X, dtype=rg.float32)
-        loss = rg.reduce_sum(outputs * outputs)
+        if head == "sum":
+            loss = rg.reduce_sum(outputs * outputs)
+        elif head == "bias":
+            n = outputs.shape[-1]
+            w = rg.get_variable("w", [n], rg.float32, initializer=rg.ones_initializer())
+            b = rg.get_variable("b", [n], rg.float32, initializer=rg.constant_initializer(0.1))
+            loss = rg.reduce_mean(rg.square(outputs * w + b))
+        else:
+            loss = rg.reduce_mean(rg.square(rg.layers.dense(outputs, 32)))
         fetches = [loss] + rg.gradients(loss, rg.global_variables())
     return g, X, fetches
 
@@ -76,8 +92,9 @@ def chosen(plan) -> str:
 LEAN = {"hoist_sequence": False, "sink_accumulators": False, "sink_outputs": False}
 
 
-def bench(T, B, H, P, I, rounds, check, plans_only=False, lean=False, fractions=FRACTIONS):
-    g, X, fetches = build(B, H, P, I)
+def bench(T, B, H, P, I, rounds, check, plans_only=False, lean=False, fractions=FRACTIONS,
+          head="sum"):
+    g, X, fetches = build(B, H, P, I, head)
     fd = {X: np.random.RandomState(0).randn(B, T, I).astype(np.float32)}
     free = rg.Session(g, device=SimulatedDevice())
     free_plan = free.memory_plan(fetches, fd)
@@ -149,6 +166,8 @@ def main():
                     help="num_proj values (default: hidden/8 and 0, no projection)")
     ap.add_argument("--no-proj", action="store_true",
                     help="only the LSTM without a projection (the same as --proj 0)")
+    ap.add_argument("--head", choices=sorted(HEADS), default="sum",
+                    help="the loss: " + "; ".join(f"{k}: {v}" for k, v in HEADS.items()))
     ap.add_argument("--no-check", action="store_true", help="skip comparing gradients")
     ap.add_argument("--plans-only", action="store_true",
                     help="print the plans (predicted peaks) without running anything")
@@ -161,7 +180,7 @@ def main():
     steps = args.steps or ([100, 1000, 10000] if args.long else [100, 1000])
     projs = [0] if args.no_proj else \
         args.proj if args.proj is not None else [args.hidden // 8, 0]
-    print(f"LSTM B={args.batch} H={args.hidden} inputs={args.inputs}; loss = sum(outputs**2); "
+    print(f"LSTM B={args.batch} H={args.hidden} inputs={args.inputs}; loss = {HEADS[args.head]}; "
           "gradients of every weight; simulated device (NumPy, "
           f"BLAS threads: {args.threads or 'default'}); "
           f"medians of {args.rounds} interleaved rounds")
@@ -176,7 +195,7 @@ def main():
             saved, free_peak, rows, med, reports = bench(T, args.batch, args.hidden, P,
                                                          args.inputs, args.rounds,
                                                          not args.no_check, args.plans_only,
-                                                         args.lean, args.budgets)
+                                                         args.lean, args.budgets, args.head)
             free_cols = f"{fmt_bytes(free_peak):>10}{'':>10}" if args.plans_only else \
                 f"{'':>10}{fmt_bytes(free_peak):>10}"
             print(f"{T:>6} {P or '-':>5} {'none':>6} {'':>10}  {'':<4} "

@@ -9,7 +9,6 @@ import pytest
 import rnngraph as rg
 from rnngraph.runtime.simulated import SimulatedDevice
 
-from memory_graphs import feed, lstm_graph
 from test_memory_chunks import _close, _loops, _numpy_lstm_grads, _program, _run_saved
 
 STREAM = {"stream_outputs": True}
@@ -74,10 +73,11 @@ def test_the_printed_ir_shows_the_consumers_moved_into_the_loops(lengths):
     fwd, bwd = _loops(graph)
     text = str(graph)
     # the forward loop sums y*y per step into a carried scalar ...
-    assert "ReduceSum/streamed" in text and "Mul/streamed" in text
-    assert any(n.name == "Mul/streamed" for n in fwd.op.body.nodes)
+    assert "ReduceSum/streamed/init" in text
+    assert {"Mul/streamed", "ReduceSum/streamed"} <= {n.name for n in fwd.op.body.nodes}
     # ... the backward loop computes the output gradient per step from the saved y_t ...
-    assert any(n.name == "gradients/Mul_grad/Mul/streamed" for n in bwd.op.body.nodes)
+    assert {"gradients/Mul_grad/Mul/streamed", "rnn/while/streamed_rows"} <= \
+        {n.name for n in bwd.op.body.nodes}
     # ... and no [T, B, H] loss temporary, output stack or output gradient is left outside
     outside = {n.name for n in graph.nodes}
     assert not outside & {"Mul", "ReduceSum", "gradients/ReduceSum_grad/BroadcastLike",
@@ -105,7 +105,9 @@ def test_no_projection_lstm_fits_a_tenth_budget_streamed(strategy, lengths):
     peak = sess.last_run_report.peak_bytes
     assert peak <= budget
     assert abs(plan.predicted_peak - peak) <= 0.02 * peak
-    assert 0 <= plan.predicted_peak - peak <= 128   # (a few scalars: never below)
+    # (never below; above by the scalar accumulator in each stored checkpoint: NumPy's 0-d
+    # arithmetic gives scalars, which the simulated device does not count)
+    assert 0 <= plan.predicted_peak - peak <= 256
     _close(got, ref)
     same = rg.Session(g, device=SimulatedDevice(), passes=plan.passes).run(fetches, fd)
     for a, b in zip(got, same):
@@ -152,6 +154,16 @@ def test_an_unbudgeted_run_is_unchanged_and_the_pass_does_not_run():
     off = rg.Session(g, device=SimulatedDevice(), memory_budget=1000,
                      passes={"stream_outputs": False})
     assert off.memory_plan(fetches, fd).passes_on == ()
+
+
+def test_without_gradients_the_loss_streams_too():
+    """Only the loss fetched (no backward loop): the forward loop accumulates it."""
+    g, fetches, fd = _graph(12, 4, 5, 3)
+    sess = rg.Session(g, passes=STREAM)
+    got = sess.run(fetches[0], fd)
+    (fwd,) = _loops(_program(sess).graph)
+    assert "ReduceSum/streamed" in {n.name for n in fwd.op.body.nodes}
+    _close([got], [rg.Session(g).run(fetches[0], fd)])
 
 
 def test_a_fetched_output_is_not_streamed():

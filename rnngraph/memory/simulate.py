@@ -260,11 +260,26 @@ class PeakModel:
         elif rec_res:
             k = max(1, choice.checkpoint_every)
             ckpt = max(0, math.ceil(n / k) - 1) * carried_bytes  # the first is the initial state
+        epi = getattr(op, "epilogue_carried", ())
+        if rec_res and epi and layout.chunked and n:
+            # (the states a chunk epilogue updates change once a chunk, and the step passes
+            # them on unchanged: a checkpoint holds the ones of its chunk, those of the first
+            # chunk being the loop's inputs)
+            c = op.chunk_steps
+            at = binomial_schedule(n, choice.slots)["forward"] if choice.slots else \
+                range(max(1, choice.checkpoint_every), n, max(1, choice.checkpoint_every))
+            ckpt += len({p // c for p in at if p // c}) * \
+                sum(self.nbytes(outs["carried"][i]) for i in epi)
         if host_res and self.profile is not None and self.profile.async_copies:
             extra += choice.prefetch_depth * sum(self.row_bytes(layout, i) for i in host_res)
         # this loop reading other loops' offloaded / recomputed residuals (a backward loop)
         reading = {}
-        for v in op.in_ports().split(node.inputs)["sequence"]:
+        seqs = op.in_ports().split(node.inputs)["sequence"]
+        # (a chunk block cut from an offloaded residual: the block's gather and the steps'
+        # slicing read one handle, which then holds one row more than its prefetch depth)
+        blocked = {residual_of[seqs[j]][:2] for j in getattr(op, "chunk_blocks", ())
+                   if layout.chunked and seqs[j] in residual_of}
+        for v in seqs:
             r = residual_of.get(v)
             if r is not None and r[2].placements.get(r[1], DEVICE) != DEVICE:
                 reading.setdefault(r[0], []).append(r)
@@ -277,7 +292,8 @@ class PeakModel:
             fchoice = rs[0][2]
             for _, i, _ in rs:
                 if fchoice.placements.get(i, DEVICE) == HOST and not resident:
-                    extra += max(1, fchoice.prefetch_depth) * self.row_bytes(fl, i)
+                    extra += (max(1, fchoice.prefetch_depth) + ((fwd, i) in blocked)) * \
+                        self.row_bytes(fl, i)
             rec = [i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE]
             if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
                 rp, rc = self.body_step(fwd, fl, "replay", tuple(rec))

@@ -1,31 +1,50 @@
 """Stream a loop's stacked output through its per-step consumers (memory planning only).
 
-A forward loop's output stack S ([T, B, ...]) is often read only by per-step elementwise work
-that ends in full reductions (a loss `reduce_sum(y * y)`) and, on the gradient side, in the
-[T, B, ...] gradient that the backward loop reads one row at a time (`2 * y * g`). Each of
-those [T, B, ...] tensors is as big as a saved tensor times T, and none of them is a saved
-tensor, so a memory plan cannot move them. This pass moves that work into the loops:
+A forward loop's output stack S ([T, B, ...]) is often read only by per-step work that ends
+in sums over time (a loss `reduce_mean(square(dense(y)))`, the gradients of a bias or of a
+dense layer's kernel) and, on the gradient side, in the [T, B, ...] gradient that the backward
+loop reads one row at a time (`2 * y * g`). Each of those [T, B, ...] tensors is as big as a
+saved tensor times T, and none of them is a saved tensor, so a memory plan cannot move them.
+This pass moves that work into the loops:
 
-- a full reduction of the region becomes a carried accumulator of the forward loop (its
-  per-step partial sum is added to a carried scalar whose final value replaces the reduction);
+- a sum over the time axis of a region value becomes a carried accumulator of the forward
+  loop: each step adds its partial sum (in float64 for narrower floats; cast back after the
+  loop), and the final value replaces the sum. Sums are full or partial `reduce_sum`s and
+  `reduce_mean`s whose axes include time (a mean divides each step's part by the whole
+  count: the stacks' length, computed before the loop, times one step's count), `sum_to`s over
+  leading axes (the gradient of an operand broadcast over time and batch), and x^T @ g over
+  the rows of two merged matrices (the gradient of a dense layer's kernel);
 - a region value the backward loop reads as a sequence is computed inside that loop, per step,
   from the forward loop's per-step output, which becomes one more residual of the forward loop
-  (a saved tensor: the planner keeps, offloads or recomputes it like the others).
+  (a saved tensor: the planner keeps, offloads or recomputes it like the others); products
+  of it with an invariant matrix read a second such residual (see _second_rows).
 
-The region is what reads S through transposes that only move the time axis (dynamic_rnn's
-batch-major output) and elementwise ops whose other operands are scalars. Every reader of the
-region must be in it or be one of those two sinks, else nothing moves (the stack is needed
-whole anyway). The forward loop is a top-level loop without a condition. Where it may stop
-before the end of its output stack or leave rows out (a trip count, active rows: dynamic_rnn
-with sequence_length), those rows of the stack are zero and the loop never sees them, so a sum
-moves only if its work is zero at zero (`y * y` is, `(y + 1) ** 2` is not). Row reorderings
-(dynamic_rnn's unsort, and its gradient's inverse) are seen through: elementwise work commutes
-with them, a sum does not see them, and the backward loop reads rows whose reorderings cancel.
+The region is what reads S through:
+- transposes that only move the time axis (dynamic_rnn's batch-major output);
+- row reorderings (dynamic_rnn's unsort, and its gradient's inverse), seen through: per-row
+  work commutes with them, a sum does not see them, and the backward loop reads rows whose
+  reorderings cancel;
+- elementwise ops whose other operands are the same at every step and row: scalars, or
+  loop-invariant tensors that broadcast over time and the reordered rows (a bias `y + b`,
+  b of shape [H]; a keepdims sum's gradient [1, 1, H]), read in the loop as invariants;
+- element counts (reduce_mean's gradient), computed per step as above;
+- the reshape of a [B, T, X] (or [T, B, X]) value into the rows of an [N, X] matrix and back
+  (how a dense layer applies its kernel), and products of those rows with one loop-invariant
+  matrix (`y_t @ W`): a step's value is the same [B, X] merged or not.
+Every reader of the region must be in it or be one of those two sinks, else nothing moves (the
+stack is needed whole anyway: a fetched output, a partial reduction over the batch). What moves
+into the forward loop may not read a value computed from that loop's outputs (`y - mean(y)`).
+The forward loop is a top-level loop without a condition. Where it may stop before the end of
+its output stack or leave rows out (a trip count, active rows: dynamic_rnn with
+sequence_length), those rows of the stack are zero and the loop never sees them, so a sum
+moves only if its work is zero at zero (`y * y` and `(y * w) @ W` are, `(y + b) ** 2` is not),
+and counts of unknown dims other than time do not move (the loop may run fewer rows).
 
-The result is ordinary IR (a carried state, a residual, body ops named `.../streamed`), so it
-is printed, verified and saved like every graph. The pass is off unless asked for
-(`passes={"stream_outputs": True}`); the memory planner asks for it only when a budget cannot
-be met without it. The loss then sums per step: equal to the whole-tensor sum up to rounding.
+The result is ordinary IR (carried states, a residual, invariants, body ops named
+`.../streamed`), so it is printed, verified and saved like every graph. The pass is off unless
+asked for (`passes={"stream_outputs": True}`); the memory planner asks for it only when a
+budget cannot be met without it. The loss then sums per step: equal to the whole-tensor sum up
+to rounding.
 """
 from __future__ import annotations
 
@@ -33,18 +52,19 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.types import TensorType
-from ..ops.elementwise import Add, BroadcastLike
-from ..ops.reduce import AddN, ReduceSum
+from ..ops.elementwise import Add, BroadcastLike, Cast, Div, Mul, SumTo
+from ..ops.reduce import AddN, ReduceMean, ReduceSum, ReducedCount, reduced_axes
 from ..ops.rows import InvertPermutation, PermuteRows
+from ..ops.linalg import MatMul, MatrixTranspose
 from ..ops.sources import Constant
-from ..ops.shape import Transpose
+from ..ops.shape import ExpandDims, Reshape, ReshapeLike, Squeeze, Transpose
 from .loop_ports import add_invariant, add_sequence
 from .rewrite import replace_uses, result_values, toposort, uses
 
 
 def stream_output_consumers(graph: Graph) -> int:
     """Move the per-step consumers of forward loops' output stacks into the loops; how many
-    reductions and backward sequences were moved."""
+    sums and backward sequences were moved."""
     moved = 0
     for node in list(graph.nodes):
         if _streamable_loop(node):
@@ -79,93 +99,236 @@ def _stream_output(graph, loop, k) -> int:
     stack = loop.outputs[start + k]
     readers = uses(graph)
     kept = set(graph.results.get("keep", [])) | result_values(graph)
-    axis = {stack: (0, ())}    # region value -> (its time axis, the row permutations on it)
-    order = []                 # region nodes, producers first
+    # region value -> its layout (a, perms, merged): the time axis a, the row permutations
+    # on it ((index, axis) pairs), and `merged`: 0, or (for rows of a [N, X] matrix that
+    # merges a [B, T, X] or [T, B, X] value's leading axes, axis a holding them) the merged
+    # value's time axis and its other leading dim: (time axis, batch dim)
+    axis = {stack: (0, (), 0)}
+    counts = {}                # element count of a region value -> (that value, its axes)
+    order = []                 # region nodes
     work = [stack]
+    pending = []               # readers that cannot move as far as the region is known yet
     while work:
         v = work.pop()
         if v in kept:
             return 0
         for n in readers.get(v, []):
-            if n in order or n.outputs and n.outputs[0] in axis:
+            if n in order or n.outputs and (n.outputs[0] in axis or n.outputs[0] in counts):
+                continue
+            if isinstance(n.op, ReducedCount):   # (reads the shape only: computed per step)
+                counts[n.outputs[0]] = (v, tuple(a % v.type.rank for a in n.op.axis))
                 continue
             a = _region_axis(n, axis)
             if a is None:
-                continue       # not elementwise over the region: a sink or a blocker
+                continue       # not per-step work over the region: a sink or a blocker
             if a is False:
-                return 0
+                if n not in pending:
+                    pending.append(n)
+                continue
             axis[n.outputs[0]] = a
             order.append(n)
             work.append(n.outputs[0])
+        if not work:           # (an operand may have joined the region since)
+            for n in list(pending):
+                a = _region_axis(n, axis)
+                if a is not False:
+                    pending.remove(n)
+                if a:
+                    axis[n.outputs[0]] = a
+                    order.append(n)
+                    work.append(n.outputs[0])
+    if pending or any(_region_axis(n, axis) != axis[n.outputs[0]] for n in order):
+        return 0   # (the layouts of every region node's operands agree, known in full)
     # every reader of the region must be in it or be a sink
     reductions, sequences = [], []
     for v in axis:
         for n in readers.get(v, []):
-            if n in order:
+            if n in order or isinstance(n.op, ReducedCount):
                 continue
-            if _full_sum(n):
-                reductions.append(n)   # (a sum does not see the order of the rows)
-            elif not axis[v][1] and _reads_rows(n, loop, v, axis[v][0]):
+            if _sink(n, axis, v.type.rank):
+                if n not in reductions:   # (a product of two region values is read twice)
+                    reductions.append(n)
+            elif axis[v][1:] == ((), 0) and _reads_rows(n, loop, v, axis[v][0]):
                 sequences.append((n, v))
             else:
                 return 0
     if not reductions and not sequences:
         return 0
-    # region nodes must be computable per step: their other operands are scalars, and what
-    # moves into the forward loop may not read a scalar computed from the loop's outputs
+    # a count is read by region work only (the value it counts is not kept whole for it); a
+    # loop with active rows may run fewer rows than the stack has (shrink_batch), so there the
+    # counted dims other than time must be static
+    if any(c in kept or any(n not in order for n in readers.get(c, [])) for c in counts):
+        return 0
+    counted = list(counts.values()) + [
+        (r.inputs[0], reduced_axes(r.op.axis, r.inputs[0].type.rank))
+        for r in reductions if isinstance(r.op, ReduceMean)]
+    if op.active_rows and any(d is None for v, axes in counted
+                              for d in _step_dims(v, axes, axis[v])):
+        return 0
+    # region nodes must be computable per step: their other operands are scalars or
+    # loop-invariant tensors that broadcast over the time axis and the reordered rows
     for n in order:
-        if any(u not in axis and u.type.rank != 0 for u in n.inputs) and \
-                not isinstance(n.op, PermuteRows):
-            return 0
+        if isinstance(n.op, (PermuteRows, Reshape, ReshapeLike)):
+            continue
+        a, perms, _ = axis[n.outputs[0]]
+        rank = n.outputs[0].type.rank
+        for i, u in enumerate(n.inputs):
+            if u in axis or u in counts:
+                continue
+            if isinstance(n.op, MatMul):   # (x @ w, w one matrix: the same at every row)
+                if i != 1 or u.type.rank != 2:
+                    return 0
+            elif not _broadcasts_over(u, rank, {a} | {p for _, p in perms}):
+                return 0
+    # what moves into a loop may not read a value computed from that loop's outputs
     partial = op.has_trip or op.active_rows or bool(op.body.results.get("cond"))
     for red in reductions:
-        if partial and not _vanishes(red.inputs[0], axis):
+        ins = [u for u in red.inputs if u in axis]
+        if partial and not any(_vanishes(u, axis) for u in ins):
             return 0   # (rows of steps or rows that did not run would count f(0))
-        for n in _region_nodes_of(red.inputs[0], axis):
-            if any(u not in axis and _after(u, loop) for u in n.inputs):
-                return 0
+        if any(_reads_after(u, axis, counts, loop) for u in ins):
+            return 0
+    for reader, v in sequences:
+        if _reads_after(v, axis, counts, reader):
+            return 0
     body = op.body
     y = body.results["output"][k]
-    lower = _lowering(loop, body, y, axis)
-    for red in reductions:
-        _accumulate(graph, loop, red, lower)
+    steps = {}
+    if reductions:
+        lowering = _lowering(loop, body, y, axis, counts, steps)
+        for red in reductions:
+            _accumulate(graph, loop, red, lowering, axis)
     if sequences:
         saved = _residual_of(loop, y)
-        for reader, v in sequences:
-            _compute_in(reader, v, saved, axis, loop)
+        for reader in dict.fromkeys(r for r, _ in sequences):
+            row = add_sequence(reader, saved, f"{saved.node.name}/streamed_rows")
+            lower = _lowering(reader, reader.op.body, row, axis, counts, steps, loop,
+                              _second_rows(loop, y, reader))[0]
+            for r, v in sequences:
+                if r is reader:
+                    _compute_in(reader, v, lower)
     graph.version += 1
     return len(reductions) + len(sequences)
 
 
+def _second_rows(loop, y, reader):
+    """A function giving `reader` the rows of a second residual stack of y, made once.
+
+    (A product f(y_t) @ W of the saved rows with an invariant matrix, f elementwise, is
+    computed in chunks of steps by hoist_sequence, from blocks of the rows; the rows the
+    steps read themselves come from another stack: one stack's rows are not read both ways,
+    which an offloaded or recomputed stack's handle does not allow.)"""
+    made = []
+
+    def rows():
+        if not made:
+            saved = _residual_of(loop, y, again=True)
+            made.append(add_sequence(reader, saved,
+                                     f"{saved.node.name}/streamed_rows_of_products"))
+        return made[0]
+    return rows
+
+
+def _broadcasts_over(u, rank, axes) -> bool:
+    """u (not region work) is the same at every step and row: a scalar, a tensor of lower
+    rank whose dims (aligned to the right, as broadcasting does) miss `axes`, or one of the
+    same rank whose dims at `axes` are 1 (a keepdims reduction's gradient)."""
+    r = u.type.rank
+    return r == 0 or (r < rank and max(axes) < rank - r) or \
+        (r == rank and all(u.type.shape[x] == 1 for x in axes))
+
+
+def _reads_after(v, axis, counts, loop) -> bool:
+    """The region work computing v reads a value computed from the loop's outputs."""
+    for n in _region_nodes_of(v, axis, counts):
+        if any(u not in axis and u not in counts and _after(u, loop) for u in n.inputs):
+            return True
+    return False
+
+
 def _region_axis(n, axis):
-    """(time axis, row permutations) of n's output when n is per-step work over region values;
-    None: n is not region work; False: n reads the region in a way that cannot move."""
+    """The layout of n's output when n is per-step work over region values (see
+    _stream_output); None: n is not region work; False: n reads the region in a way that
+    cannot move."""
     ins = [u for u in n.inputs if u in axis]
-    if isinstance(n.op, Transpose):
-        a, perms = axis[n.inputs[0]]
-        perm = n.op.perm
+    op = n.op
+    if isinstance(op, Transpose):
+        a, perms, merged = axis[n.inputs[0]]
+        perm = op.perm
         rest = [p for p in perm if p != a]
-        return (perm.index(a), perms) if rest == sorted(rest) else False
-    if isinstance(n.op, PermuteRows):
-        x, idx = n.inputs
-        if idx in axis or x not in axis or n.op.axis == axis[x][0]:
+        if merged or rest != sorted(rest):
             return False
-        a, perms = axis[x]
+        return (perm.index(a), tuple((i, perm.index(p)) for i, p in perms), 0)
+    if isinstance(op, PermuteRows):
+        x, idx = n.inputs
+        if idx in axis or x not in axis or op.axis == axis[x][0] or axis[x][2]:
+            return False
+        a, perms, _ = axis[x]
         inverse = perms and idx.node.op.__class__ is InvertPermutation and \
-            idx.node.inputs[0] is perms[-1][0] and perms[-1][1] == n.op.axis
-        return (a, perms[:-1] if inverse else perms + ((idx, n.op.axis),))
+            idx.node.inputs[0] is perms[-1][0] and perms[-1][1] == op.axis
+        return (a, perms[:-1] if inverse else perms + ((idx, op.axis),), 0)
+    if isinstance(op, (Reshape, ReshapeLike)):
+        return _reshaped(n, axis)
+    if isinstance(op, MatrixTranspose):
+        a, perms, merged = axis[n.inputs[0]]
+        rank = n.inputs[0].type.rank
+        if not merged:   # (the time axis must lead: a step's value is transposed alike)
+            return (a, perms, 0) if a < rank - 2 else False
+        return (1 - a, tuple((i, 1 - a) for i, _ in perms), merged)
+    if isinstance(op, MatMul):
+        x, w = n.inputs
+        if x not in axis or w in axis:
+            return None if x in axis and w in axis else False   # (both: a sink or nothing)
+        a, perms, merged = axis[x]
+        return axis[x] if a != x.type.rank - 1 else False   # (rows times one matrix)
     if not _elementwise(n):
         return None
-    if isinstance(n.op, BroadcastLike):
+    if isinstance(op, BroadcastLike):
         x, like = n.inputs
-        if x in axis or x.type.rank != 0:
+        if x in axis:
             return False
-        return axis[like]
+        return axis[like]   # (x: checked as any other operand that is not region work)
     layouts = {axis[u] for u in ins}
     ranks = {u.type.rank for u in ins}
     if len(layouts) != 1 or len(ranks) != 1 or n.outputs[0].type.rank not in ranks:
         return False
     return layouts.pop()
+
+
+def _reshaped(n, axis):
+    """A reshape that merges a [B, T, X] (or [T, B, X]) region value's leading axes into the
+    rows of an [N, X] matrix (how dense layers apply their kernel), or splits such rows back:
+    one step's value is the same [B, X] either way."""
+    x = n.inputs[0]
+    out = n.outputs[0].type
+    if x not in axis:
+        return False
+    a, perms, merged = axis[x]
+    if isinstance(n.op, ReshapeLike):
+        like = n.inputs[1]
+        if like not in axis or x.type.shape[-1] != like.type.shape[-1]:
+            return False
+        la, lperms, lmerged = axis[like]
+        if [i for i, _ in perms] != [i for i, _ in lperms] or bool(merged) == bool(lmerged):
+            return False
+        if lmerged:   # merging x [B, T, X] as `like` was merged
+            ok = x.type.rank == 3 and like.type.rank == 2 and lmerged[0] == a and la == 0 \
+                and x.type.shape[1 - a] == lmerged[1]
+        else:         # splitting x's rows back into `like`'s [B, T, X]
+            ok = like.type.rank == 3 and x.type.rank == 2 and merged[0] == la and a == 0 \
+                and like.type.shape[1 - la] == merged[1]
+        return axis[like] if ok else False
+    target = n.op.shape
+    if not merged:
+        if x.type.rank != 3 or a > 1 or out.rank != 2 or target[0] != -1 or \
+                out.shape[1] != x.type.shape[2] or out.shape[1] is None:
+            return False
+        return (0, tuple((i, 0) for i, _ in perms), (a, x.type.shape[1 - a]))
+    t, batch = merged
+    if a != 0 or len(target) != 3 or target[t] != -1 or batch is None or \
+            target[1 - t] != batch or target[2] != x.type.shape[1]:
+        return False
+    return (t, tuple((i, 1 - t) for i, _ in perms), 0)
 
 
 _ZERO_KEEPING = ("neg", "square", "abs", "tanh", "relu", "sqrt", "sin", "sign")
@@ -176,8 +339,10 @@ def _vanishes(v, axis) -> bool:
     n = v.node
     if n.op.name == "loop":
         return True
-    if isinstance(n.op, (Transpose, PermuteRows)):
+    if isinstance(n.op, (Transpose, PermuteRows, Reshape, ReshapeLike, MatrixTranspose)):
         return _vanishes(n.inputs[0], axis)
+    if isinstance(n.op, MatMul):   # (a zero row of x gives a zero row of x @ w)
+        return any(_vanishes(u, axis) for u in n.inputs if u in axis)
     region = [u for u in n.inputs if u in axis]
     if n.op.name == "mul":
         return any(_vanishes(u, axis) for u in region)
@@ -188,8 +353,32 @@ def _vanishes(v, axis) -> bool:
     return False
 
 
-def _full_sum(n) -> bool:
-    return isinstance(n.op, ReduceSum) and n.op.axis is None and not n.op.keepdims
+def _sink(n, axis, rank) -> bool:
+    """n sums a region value over its time axis (and its reordered rows): a full or partial
+    reduce_sum or reduce_mean, a sum_to over leading axes (the gradient of an operand
+    broadcast over time), or the product x^T @ g of two matrices of merged rows (the gradient
+    of a dense layer's kernel), whose per-step partial result has a static shape."""
+    op = n.op
+    out = n.outputs[0].type
+    if out.rank and any(d is None for d in out.shape):
+        return False
+    if isinstance(op, MatMul):
+        x, g = n.inputs
+        if x not in axis or g not in axis or x.type.rank != 2 or g.type.rank != 2:
+            return False
+        (xa, xp, xm), (ga, gp, gm) = axis[x], axis[g]
+        return bool(xm) and xm == gm and xa == 1 and ga == 0 and \
+            [i for i, _ in xp] == [i for i, _ in gp]
+    if not isinstance(op, (ReduceSum, ReduceMean, SumTo)) or n.inputs[0] not in axis:
+        return False
+    a, perms, _ = axis[n.inputs[0]]
+    if isinstance(op, (ReduceSum, ReduceMean)):
+        summed = set(reduced_axes(op.axis, rank))
+    elif isinstance(op, SumTo):
+        if a >= op.lead:
+            return False
+        summed = set(range(op.lead))
+    return a in summed and all(p in summed for _, p in perms)
 
 
 def _reads_rows(n, loop, v, a) -> bool:
@@ -215,11 +404,13 @@ def _after(v, loop) -> bool:
     return False
 
 
-def _region_nodes_of(v, axis) -> list:
-    """The region nodes v is computed by."""
+def _region_nodes_of(v, axis, counts) -> list:
+    """The region nodes v is computed by (and those of the values its counts count)."""
     seen, work, out = set(), [v], []
     while work:
         u = work.pop()
+        if u in counts:
+            work.append(counts[u][0])
         if u in seen or u not in axis or u.node.op.name == "loop":
             continue
         seen.add(u)
@@ -228,82 +419,193 @@ def _region_nodes_of(v, axis) -> list:
     return out
 
 
-def _lowering(loop, body, base, axis, source=None):
-    """A function: region value -> the same value at one step inside `loop`'s body `body`
-    (memoised); `source`'s output stack (default: loop's) is `base` there."""
+def _per_step_axes(axes, layout) -> tuple:
+    """Axes of a region value as axes of its value at one step (the time axis goes; merged
+    rows stay, fewer)."""
+    a, _, merged = layout
+    return tuple(axes) if merged else tuple(x if x < a else x - 1 for x in axes if x != a)
+
+
+def _step_dims(v, axes, layout) -> list:
+    """The dims of region value v's axes `axes` at one step (None: unknown)."""
+    a, _, merged = layout
+    return [merged[1] if merged and x == a else v.type.shape[x] for x in axes
+            if merged or x != a]
+
+
+def _steps_of(source, dtype, steps):
+    """The length of `source`'s output stacks as a scalar of `dtype`, computed just before the
+    loop (from the sequence that gives it its length; memoised in `steps`)."""
+    if dtype in steps:
+        return steps[dtype]
+    graph, op = source.graph, source.op
+    seq = op.in_ports().split(source.inputs)["sequence"][op.length_from]
+    made = [graph.add_node(ReducedCount((0,)), [seq], [TensorType((), seq.dtype)],
+                           f"{source.name}/streamed/steps", source.location)]
+    if np.dtype(seq.dtype) != np.dtype(dtype):
+        made.append(graph.add_node(Cast(dtype), [made[0].outputs[0]], [TensorType((), dtype)],
+                                   f"{source.name}/streamed/steps/cast", source.location))
+    for n in made:   # (before the loop: the sequence is read while it is there anyway)
+        graph.nodes.remove(n)
+    at = graph.nodes.index(source)
+    graph.nodes[at:at] = made
+    steps[dtype] = made[-1].outputs[0]
+    return steps[dtype]
+
+
+def _lowering(loop, body, base, axis, counts, steps, source=None, product_rows=None):
+    """(lower, count): lower maps a region value to the same value at one step inside `loop`'s
+    body `body` (memoised); `source`'s output stack (default: loop's) is `base` there, but
+    `product_rows()` (when given) where a product with an invariant matrix reads it.
+    count(v, axes) is the number of elements of region value v over its axes `axes`, at one
+    step (the length of the stacks times the step's count, where the time axis is counted)."""
     source = loop if source is None else source
     memo = {}
     invariants = {}
 
-    def scalar(u):
-        if u not in invariants:
-            invariants[u] = add_invariant(loop, u, f"{u.node.name}/streamed")
-        return invariants[u]
+    def outer(u, at=None):
+        """u read in the body, its time axis `at` (of size 1) dropped."""
+        if u in counts:
+            return count(*counts[u])
+        if (u, at) not in invariants:
+            v = u
+            if at is not None:
+                sq = Squeeze((at,))
+                v = source.graph.add_node(sq, [u], [sq.infer(u.type)],
+                                          f"{u.node.name}/streamed/squeeze",
+                                          u.node.location).outputs[0]
+            invariants[u, at] = add_invariant(loop, v, f"{u.node.name}/streamed")
+        return invariants[u, at]
 
-    def lower(v):
-        if v in memo:
-            return memo[v]
+    def add(op, ins, name, like):
+        t = op.infer(*[u.type for u in ins])
+        t = list(t) if isinstance(t, (list, tuple)) else [t]
+        new = body.add_node(op, ins, t, name, like.location)
+        new.is_gradient = like.is_gradient
+        return new.outputs[0]
+
+    def count(v, axes):
+        key = (v, axes)
+        if key not in memo:
+            a = axis[v][0]
+            node = v.node
+            dims = _step_dims(v, axes, axis[v])
+            if all(d is not None for d in dims):
+                n = add(Constant(np.asarray(np.prod(dims, dtype=np.int64), v.dtype)), [],
+                        f"{node.name}/streamed/count", node)
+            else:   # (a loop without active rows runs every row: the step's count is right)
+                n = add(ReducedCount(_per_step_axes(axes, axis[v])), [lower(v)],
+                        f"{node.name}/streamed/count", node)
+            if a in axes:
+                n = add(Mul(), [outer(_steps_of(source, v.dtype, steps)), n],
+                        f"{node.name}/streamed/count", node)
+            memo[key] = n
+        return memo[key]
+
+    def lower(v, product=False):
+        key = (v, "product") if product else v
+        if key in memo:
+            return memo[key]
         n = v.node
         if v.node is source:
-            out = base
-        elif isinstance(n.op, (Transpose, PermuteRows)):
-            out = lower(n.inputs[0])   # (elementwise work commutes with a row order)
+            out = product_rows() if product and product_rows is not None else base
+        elif isinstance(n.op, (Transpose, PermuteRows, Reshape, ReshapeLike)):
+            out = lower(n.inputs[0], product)   # (elementwise work commutes with a row
+            # order; a step's rows are the same [B, X] merged or not)
+        elif isinstance(n.op, MatMul) and n.inputs[1] not in axis:
+            out = add(n.op, [lower(n.inputs[0], True), outer(n.inputs[1])],
+                      f"{n.name}/streamed", n)
         else:
-            ins = [lower(u) if u in axis else scalar(u) for u in n.inputs]
-            t = n.op.infer(*[u.type for u in ins])
-            t = list(t) if isinstance(t, (list, tuple)) else [t]
-            new = body.add_node(n.op, ins, t, f"{n.name}/streamed", n.location)
-            new.is_gradient = n.is_gradient
-            out = new.outputs[0]
-        memo[v] = out
+            a, rank = axis[v][0], v.type.rank
+            squeeze = not isinstance(n.op, MatMul) and not axis[v][2]
+            ins = [lower(u, product and _elementwise(n)) if u in axis else
+                   outer(u, a if squeeze and u.type.rank == rank and u not in counts
+                         else None)
+                   for u in n.inputs]
+            out = add(n.op, ins, f"{n.name}/streamed", n)
+        memo[key] = out
         return out
-    return lower
+    return lower, count
 
 
-def _accumulate(graph, loop, red, lower):
-    """red (a full sum of a region value) becomes a carried accumulator of the loop."""
+def _accumulate(graph, loop, red, lowering, axis):
+    """red (a sum of a region value over its time axis) becomes a carried accumulator of the
+    loop: each step adds its partial sum (a mean: divided by the whole count)."""
+    lower, count = lowering
     op, body = loop.op, loop.op.body
     x = red.inputs[0]
-    t = red.outputs[0].type
-    zero = graph.add_node(Constant(np.zeros((), t.dtype)), [], [t], f"{red.name}/streamed/init", red.location)
+    a, _, merged = axis[x]
+    keep_time = False
+    if isinstance(red.op, MatMul):
+        step_op = MatMul()
+    elif isinstance(red.op, SumTo):
+        step_op = SumTo(red.op.lead - (0 if merged else 1), red.op.axes)
+    else:
+        axes = reduced_axes(red.op.axis, x.type.rank)
+        inner = _per_step_axes(axes, axis[x])
+        step_op = ReduceSum(inner, red.op.keepdims) if inner else None
+        keep_time = red.op.keepdims and not merged
+    name, loc = red.name, red.location
+    ins = [lower(u) for u in red.inputs]
+    part = ins[0]
+    if step_op is not None:
+        part = body.add_node(step_op, ins, [step_op.infer(*[u.type for u in ins])],
+                             f"{name}/streamed", loc).outputs[0]
+    if isinstance(red.op, ReduceMean):
+        n = count(x, axes)
+        part = body.add_node(Div(), [part, n], [Div().infer(part.type, n.type)],
+                             f"{name}/streamed/mean", loc).outputs[0]
+    wanted = part.type
+    if np.dtype(wanted.dtype).kind == "f" and np.dtype(wanted.dtype).itemsize < 8:
+        # (in float64: a sum over steps one after another would lose ~sqrt(T) ulps)
+        part = body.add_node(Cast(np.float64), [part], [TensorType(wanted.shape, np.float64)],
+                             f"{name}/streamed/wide", loc).outputs[0]
+    t = part.type
+    zero = graph.add_node(Constant(np.zeros(t.shape, t.dtype)), [], [t], f"{name}/streamed/init",
+                          loc)
     n_carried = len(body.results["carried"])
     at_in = op.in_ports().offset("carried") + n_carried
     at_out = op.out_ports().offset("carried") + n_carried
-    acc = body.add_param("carried", t, f"{red.name}/streamed/acc")
+    acc = body.add_param("carried", t, f"{name}/streamed/acc")
     loop.inputs.insert(at_in, zero.outputs[0])
-    part = body.add_node(ReduceSum(None, False), [lower(x)], [t], f"{red.name}/streamed",
-                         red.location)
-    nxt = body.add_node(Add(), [acc, part.outputs[0]], [t], f"{red.name}/streamed/add",
-                        red.location)
+    nxt = body.add_node(Add(), [acc, part], [t], f"{name}/streamed/add", loc)
+    for n in (zero, nxt):
+        n.is_gradient = red.is_gradient
     body.results["carried"].append(nxt.outputs[0])
     final = loop._add_output(t)
     loop.outputs.pop()
     loop.outputs.insert(at_out, final)
     for i, out in enumerate(loop.outputs):
         out.index = i
+    if np.dtype(t.dtype) != np.dtype(wanted.dtype):
+        final = graph.add_node(Cast(wanted.dtype), [final], [wanted], f"{name}/streamed/narrow",
+                               loc).outputs[0]
+    if keep_time:   # (keepdims: the summed time axis is there again, of size 1)
+        final = graph.add_node(ExpandDims(a), [final], [red.outputs[0].type],
+                               f"{name}/streamed/time", loc).outputs[0]
     replace_uses(graph, red.outputs[0], final)
 
 
-def _residual_of(loop, y):
-    """The loop's residual stack of its per-step value y (added if it is not one)."""
+def _residual_of(loop, y, again=False):
+    """The loop's residual stack of its per-step value y (added if it is not one, or if
+    `again`: one more)."""
     op = loop.op
     res = op.body.results["residual"]
     start = op.out_ports().offset("residual")
-    if y in res:
+    if y in res and not again:
         return loop.outputs[start + res.index(y)]
     res.append(y)
     out = loop._add_output(TensorType((None,) + y.shape, y.dtype))
     return out
 
 
-def _compute_in(reader, v, saved, axis, source):
+def _compute_in(reader, v, lower):
     """The backward loop `reader` computes region value v per step from the saved rows."""
     body = reader.op.body
     parts = reader.op.in_ports().split(reader.inputs)
     i = parts["sequence"].index(v)
     param = body.params["sequence"][i]
-    row = add_sequence(reader, saved, f"{saved.node.name}/streamed_rows")
-    value = _lowering(reader, body, row, axis, source)(v)
+    value = lower(v)
     for n in body.nodes:
         if n is not value.node and any(u is param for u in n.inputs):
             n.inputs = [value if u is param else u for u in n.inputs]
