@@ -29,6 +29,9 @@ def format_node(node: Node, indent: str = "", locations: bool = True) -> list[st
     if node.device:
         comment += f"  device={node.device}"
     lines = [f"{indent}{lhs} = {rhs}    {comment}"]
+    program = getattr(node.op, "program_lines", None)   # (a fused node's instructions)
+    if program is not None:
+        lines.extend(f"{indent}    {line}" for line in program())
     for sub in node.op.subgraphs():
         lines.extend(format_body(sub, indent + "    ", locations))
     return lines

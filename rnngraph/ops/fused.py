@@ -58,11 +58,20 @@ class Fused(Op):
                 "exports": tuple(int(r) for r in self.exports),
                 "origins": tuple((str(name), str(line)) for name, line in self._origins)}
 
-    def expression(self) -> str:
+    def program_lines(self) -> list[str]:
+        """The program, one instruction a line (`t5 = column_block[start=0, stop=5](in0)`, with
+        each inner op's attributes), then what the node returns: printed under the node, so
+        the printed IR says exactly what it computes."""
         names = [f"in{i}" for i in range(self.n_inputs)]
-        for op, refs in self.instrs:
-            names.append(f"{op.name}({', '.join(names[r] for r in refs)})")
-        return "; ".join(names[r] for r in self.exports)
+        lines = []
+        for j, (op, refs) in enumerate(self.instrs):
+            names.append(f"t{self.n_inputs + j}")
+            lines.append(f"{names[-1]} = {op!r}({', '.join(names[r] for r in refs)})")
+        return lines + ["-> " + ", ".join(names[r] for r in self.exports)]
+
+    def expression(self) -> str:
+        """The program as one line (linear in its length, however its values are shared)."""
+        return "; ".join(self.program_lines())
 
     def __repr__(self):
         return f"fused[{len(self.instrs)} ops: {' '.join(op.name for op, _ in self.instrs)}]"
