@@ -844,7 +844,17 @@ def test_every_pass_left_out_in_turn_leaves_a_graph_the_verifier_accepts(cell_na
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
 
 
-@pytest.mark.parametrize("cell_name", ["lstm", "gru", "basic"])
+class _ScaledInputCell(rg.nn.BasicRNNCell):
+    """Elementwise work on x_t before the product: hoist_sequence batches it too."""
+
+    def call(self, inputs, state):
+        return super().call(inputs * 2.0, state)
+
+
+CELLS_TYPED = dict(CELLS, scaled_input=lambda: _ScaledInputCell(6))
+
+
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "basic", "scaled_input"])
 @pytest.mark.parametrize("batch,lengths", [(B, "fed"), (B, "constant"), (None, "constant"),
                                            (None, "fed")])
 def test_compiled_programs_with_lengths_state_the_types_their_rules_give(cell_name, batch,
@@ -857,7 +867,8 @@ def test_compiled_programs_with_lengths_state_the_types_their_rules_give(cell_na
         X = rg.placeholder(rg.float64, [batch, T, I])
         L = rg.placeholder(rg.int32, [batch]) if lengths == "fed" else \
             rg.constant(np.array([5, 0, 2], np.int32))
-        out, _ = rg.nn.dynamic_rnn(CELLS[cell_name](), X, dtype=rg.float64, sequence_length=L)
+        out, _ = rg.nn.dynamic_rnn(CELLS_TYPED[cell_name](), X, dtype=rg.float64,
+                                   sequence_length=L)
         grads = rg.gradients(rg.reduce_sum(out * out), [X] + rg.global_variables())
     feed = {X: np.random.default_rng(3).normal(size=(B, T, I))}
     if lengths == "fed":
@@ -867,3 +878,19 @@ def test_compiled_programs_with_lengths_state_the_types_their_rules_give(cell_na
     graph = _optimized_graph(sess)
     loaded = rg.io.read(rg.save(str(tmp_path / "program.rg"), graph)).graph
     assert str(loaded) == str(graph)
+
+
+def test_a_rows_product_refuses_a_permutation_of_another_batch_and_missing_inputs():
+    """RowsMatMul's rule (sort_rows' unsorting product): the result has one row per entry of
+    the permutation, which must agree with the stack's batch; its inputs are counted."""
+    from rnngraph.errors import ShapeError
+    from rnngraph.ops.steps import RowsMatMul
+    f32, i32 = np.dtype(np.float32), np.dtype(np.int32)
+    x, w = rg.TensorType((5, None, 3), f32), rg.TensorType((3, 2), f32)
+    rows = rg.TensorType((5,), i32)
+    assert RowsMatMul(unsort=True).infer(x, w, rows, rg.TensorType((4,), i32)).shape == (5, 4, 2)
+    with pytest.raises(ShapeError, match="perm has 3 entries for a batch of 4"):
+        RowsMatMul(unsort=True).infer(rg.TensorType((5, 4, 3), f32), w, rows,
+                                      rg.TensorType((3,), i32))
+    with pytest.raises(ShapeError, match="takes 5 inputs"):
+        RowsMatMul(packed=True, unsort=True).infer(rg.TensorType((7, 3), f32), w, rows, x)

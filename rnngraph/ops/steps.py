@@ -279,6 +279,10 @@ class RowsMatMul(Op):
                 **({"only_loops_read": True} if self.only_loops_read else {})}
 
     def infer(self, x, w, rows, *rest):
+        if len(rest) != self.packed + self.unsort:
+            raise ShapeError(f"takes {3 + self.packed + self.unsort} inputs (x, w, rows"
+                             f"{', the stack' if self.packed else ''}"
+                             f"{', perm' if self.unsort else ''}), got {3 + len(rest)}")
         stack = rest[0] if self.packed else x
         if x.rank != (2 if self.packed else 3) or w.rank != 2 or stack.rank != 3:
             raise ShapeError(f"needs a stack [steps, batch, k] (packed: [rows, k] and the "
@@ -286,8 +290,13 @@ class RowsMatMul(Op):
         if x.shape[-1] is not None and w.shape[0] is not None and x.shape[-1] != w.shape[0]:
             raise ShapeError(f"inner dimensions differ: {x} @ {w}")
         batch = stack.shape[1]
-        if self.unsort and rest[-1].rank == 1 and rest[-1].shape[0] is not None:
-            batch = rest[-1].shape[0]   # (one row per entry of the permutation)
+        if self.unsort:   # one row per entry of the permutation
+            perm = rest[-1]
+            if perm.rank != 1:
+                raise ShapeError(f"perm must be a vector, got {perm}")
+            if None not in (batch, perm.shape[0]) and batch != perm.shape[0]:
+                raise ShapeError(f"perm has {perm.shape[0]} entries for a batch of {batch}")
+            batch = perm.shape[0] if perm.shape[0] is not None else batch
         return TensorType((stack.shape[0], batch, w.shape[1]), x.dtype)
 
     def compute(self, xp, x, w, rows, *rest, alloc=None, loops_only=False):

@@ -80,7 +80,6 @@ def _hoist(graph: Graph, loop, chunk_steps=None) -> int:
     if chunk_steps:
         return _into_prologue(loop, needed, frontier, chunk_steps)
     batched: dict = {}
-    steps_dim = None
 
     def outer_of(v):
         if v in batched:
@@ -91,19 +90,17 @@ def _hoist(graph: Graph, loop, chunk_steps=None) -> int:
         batched[v] = c.outputs[0]
         return batched[v]
 
-    for p in body.params.get("sequence", []):
-        steps_dim = outer[p].shape[0] if steps_dim is None else steps_dim
     rows = loop.op.in_ports().split(loop.inputs)["rows"]
     for n in body.nodes:
         if n not in needed:
             continue
         ins = [outer_of(v) for v in n.inputs]
-        types = [TensorType((steps_dim,) + v.shape, v.dtype) for v in n.outputs]
         op = n.op
         if rows and isinstance(op, MatMul) and _batch_rows(n.inputs[0]):
             op, ins = RowsMatMul(), ins + rows  # only the rows the loop will read
-            types = [op.infer(*[v.type for v in ins])]   # (the whole batch, where the body's
-            # active rows have none known)
+        # (by the op's rule: the whole batch, where a body with active rows knows none)
+        types = op.infer(*[v.type for v in ins])
+        types = list(types) if isinstance(types, (list, tuple)) else [types]
         new = graph.add_node(op, ins, types, n.name + "/batched", n.location)
         new.is_gradient = n.is_gradient
         for old, out in zip(n.outputs, new.outputs):
