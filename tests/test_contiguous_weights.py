@@ -96,9 +96,9 @@ def test_a_weight_that_is_not_a_transposed_view_is_left_alone():
     assert sess.pass_stats["contiguous_weights"] == 0
 
 
-def test_the_copy_is_made_in_plain_runs_and_skipped_under_plans_and_counted_runs():
+def test_the_copy_is_made_in_plain_runs_and_skipped_in_counted_runs():
     """The kernel copies a transposed view in a plain run, and passes it through where the
-    bytes are counted (a tracked program), so the memory model sees what runs."""
+    bytes are counted (a tracked program: what memory plans run), so the model sees a view."""
     g, X, out, grads, x = _build("gru", rg.float32)
     sess = rg.Session(g, seed=7)
     view = np.random.default_rng(0).normal(size=(5, 15)).astype(np.float32).T

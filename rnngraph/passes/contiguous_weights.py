@@ -3,11 +3,11 @@ C-contiguously once, before the loop.
 
 The backward loop of an RNN multiplies each step's gate gradients by W^T, a transposed view
 of the forward weight (the matmul vjp's `matrix_transpose`), which licm hoists out of the loop
-as an invariant. OpenBLAS's fast path for small products does not take a transposed operand:
-on the project's machine [16, 128] @ W^T ran in 8.3 us through the view and 3.4 us from a
-contiguous copy, a thousand times a run at S3 (docs/performance.md). Here the loop reads a
-`contiguous` node instead (ops/shape.py's Contiguous says when it copies: never under a
-memory plan or a tracked run, so the planner's byte model holds).
+as an invariant. OpenBLAS's fast path for small products does not take a transposed operand,
+so the loop reads a `contiguous` node instead (docs/performance.md has the measurements;
+ops/shape.py's Contiguous says when it copies: never in a tracked run, so the memory
+planner's byte model holds). Only transposes computed in the graph that holds the loop are
+seen: an inner loop whose weight reaches it through its outer loop's params keeps the view.
 """
 from __future__ import annotations
 

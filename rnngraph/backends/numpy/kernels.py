@@ -107,12 +107,13 @@ def by_columns(a, b):
 @register(Contiguous, CPU)
 def contiguous(op, node, program):
     if program.tracked:
-        return None   # (the reference: x passes through; tracked runs count no copy)
-    pool, ctx = output_pool(program), program.ctx
+        return None   # (the reference: x passes through, as the byte model of the tracked
+        # programs memory plans run counts it)
+    pool = output_pool(program)
 
     def run(x):
-        if x.flags.c_contiguous or ctx.plan is not None:
-            return x   # (a memory plan's byte model sees a view here)
+        if x.flags.c_contiguous:
+            return x
         if pooled(pool, program, x.nbytes):
             return pooled_copy(pool, 0, x)
         return np.ascontiguousarray(x)   # (small: from malloc's heap)
