@@ -180,13 +180,14 @@ def test_a_saved_and_reloaded_chunked_graph_runs(tmp_path):
         assert np.array_equal(a, b)
 
 
-def _run_saved(saved, prog, sess, g, fd):
+def _run_saved(saved, prog, sess, g, fd, **options):
     """The outputs of a saved compiled program (fetches fed_i / out_i), fed as `prog` was fed
-    by `fd`, with the variables' values the first session `sess` of graph `g` used."""
+    by `fd`, with the variables' values the first session `sess` of graph `g` used; `options`
+    for the Session that runs it."""
     values = {saved.fetches[f"fed_{i}"]: fd[[k for k in fd if k.node.name == v.node.name][0]]
               for i, v in enumerate(prog.inputs)}
     store = {v.node.name: sess.run(v) for v in g.collections["variables"]}
-    again = rg.Session(saved.graph, passes=False)
+    again = rg.Session(saved.graph, passes=False, **options)
     for v in saved.graph.collections["variables"]:
         values[v] = store[v.node.name]
     return again.run([saved.fetches[f"out_{i}"] for i in range(len(prog.outputs))], values)
