@@ -532,7 +532,7 @@ def parse_spec(spec: str, check: bool = True) -> dict:
     if not check:
         return options
     for name in options.get(SETTINGS, {}):
-        if not hasattr(rg.config, name):
+        if name.startswith("_") or not hasattr(rg.config, name):
             raise SpecError(f"this rnngraph has no rg.config.{name}")
     accepted = inspect.signature(rg.Session).parameters
     missing = [k for k in options if k not in accepted and k != SETTINGS]
@@ -620,6 +620,8 @@ def ab_main(ap, args):
                  f"shapes: {', '.join(AB_SHAPES)}")
     if args.ab and args.ab_checkouts:
         ap.error("--ab and --ab-checkouts: one at a time")
+    if args.config_b is not None and not args.ab_checkouts:
+        ap.error("--config-b goes with --ab-checkouts (--ab takes each configuration itself)")
     if args.rounds < 2 or args.warmup < 0 or args.pause < 0:
         ap.error("--rounds must be at least 2, --warmup and --pause not negative")
     np.ones((8, 8), np.float32) @ np.ones((8, 8), np.float32)   # (loads the BLAS)

@@ -13,6 +13,7 @@ def test_a_config_setting_is_parsed_apart_from_session_options(bench):
 
 @pytest.mark.parametrize("spec,message", [
     ("config.no_such_setting=1", "no rg.config.no_such_setting"),
+    ("config._FIELDS=1", "no rg.config._FIELDS"),
     ("config.cpu_helper_thread=1,config.cpu_helper_thread=0", "given twice"),
     ("config.cpu_helper_thread=maybe", "expected 0/1"),
     ("colour=blue", "config.NAME"),
