@@ -359,7 +359,10 @@ FUSED_OPS = frozenset((
     "minimum", "mul", "neg", "not_equal", "ones_like", "pow", "relu", "sigmoid", "sign", "sqrt",
     "square", "sub", "tanh", "where", "zeros_like", "concat"))
 FUSED_JOIN = "concat"
-MAX_FUSED = 4096               # instructions of one fused node (the pass makes at most ~65)
+# instructions of one fused node: the pass makes groups of at most passes/fuse.MAX_GROUP = 64
+# ops and adds at most one join per two of their outputs; room to spare, and every generator
+# (NumPy, numba, CUDA) handles this many without deep recursion
+MAX_FUSED = 256
 
 
 class Instruction(Spec):
@@ -408,6 +411,13 @@ def _fused_program(attrs: dict) -> str | None:
             if r in joins:
                 return f"{where} ({name}): reads the join {r}; a join is only an output"
         if name == FUSED_JOIN:
+            # exactly what passes/fuse._absorb_joins makes: Concat(1) of two or more distinct
+            # computed [B, H] parts (the kernels write them side by side along the columns)
+            if type(inner.get("axis")) is not int or inner["axis"] != 1:
+                return f"{where} (concat): a join is a concat along axis 1 (the columns), " \
+                       f"got axis {inner['axis']}"
+            if len(refs) < 2 or len(set(refs)) != len(refs):
+                return f"{where} (concat): a join has two or more distinct parts"
             if any(r < n for r in refs):
                 return f"{where} (concat): a join's parts are instructions' results, not inputs"
             joins.add(n + j)

@@ -290,35 +290,57 @@ def cuda_kernel(op, in_types) -> CudaKernel | Declined:
     bounds: dict = {}
 
     def value(r: int, idx: tuple) -> str:
-        if r < n_in:   # every read is bounded (the same element may be read plain and by block)
-            for a, i in enumerate(idx):
-                if shapes[r][a] != 1:
-                    bound(r, a, i)
-        key = (r, _plain(idx))
-        if key in memo:
-            return memo[key]
-        ctype = C_TYPES[dtypes[r]]
-        if r < n_in:
-            terms = []
-            for a, i in enumerate(idx):
-                if _is_zero(i):
+        """The C name of value r at index idx, emitting the lines that compute it (operands
+        first, each value once per index). Iterative, with its own stack: a program may chain
+        as many instructions as the loader accepts (io/schema.MAX_FUSED), past Python's
+        recursion limit."""
+        done: list = []                      # names of finished values, operands in order
+        todo: list = [(True, r, idx, 0)]     # (entering?, value, index, operand count)
+        while todo:
+            enter, r, idx, n = todo.pop()
+            key = (r, _plain(idx))
+            if enter:
+                if r < n_in:   # every read is bounded (the same element may be read plain
+                    for a, i in enumerate(idx):   # and by block)
+                        if shapes[r][a] != 1:
+                            bound(r, a, i)
+                if key in memo:
+                    done.append(memo[key])
                     continue
-                if (r, a) not in strides:
-                    strides.append((r, a))
-                terms.append(f"{_text(i)} * s{r}_{a}")
-            name = f"v{len(memo)}"
-            lines.append(f"const {ctype} {name} = in{r}[{' + '.join(terms) or '0'}];")
-        else:
-            inner, refs = instrs[r - n_in]
+                if r < n_in:
+                    terms = []
+                    for a, i in enumerate(idx):
+                        if _is_zero(i):
+                            continue
+                        if (r, a) not in strides:
+                            strides.append((r, a))
+                        terms.append(f"{_text(i)} * s{r}_{a}")
+                    name = f"v{len(memo)}"
+                    lines.append(f"const {C_TYPES[dtypes[r]]} {name} = "
+                                 f"in{r}[{' + '.join(terms) or '0'}];")
+                    memo[key] = name
+                    done.append(name)
+                    continue
+                inner, refs = instrs[r - n_in]
+                if isinstance(inner, ColumnBlock):
+                    operands = [(refs[0], inner.c_index(idx, _shift))]
+                else:
+                    operands = [(u, _operand_index(idx, shapes[u])) for u in refs]
+                todo.append((False, r, idx, len(operands)))
+                todo += [(True, u, i, 0) for u, i in reversed(operands)]
+                continue
+            args = done[len(done) - n:]
+            del done[len(done) - n:]
+            inner = instrs[r - n_in][0]
             if isinstance(inner, ColumnBlock):
-                name = value(refs[0], inner.c_index(idx, _shift))
+                name = args[0]
             else:
-                args = [value(u, _operand_index(idx, shapes[u])) for u in refs]
                 canonical = _plain(idx) == _plain(_canonical(shapes[r], rank))
                 name = f"t{r - n_in}" if canonical else f"t{r - n_in}_{len(memo)}"
-                lines.append(f"const {ctype} {name} = {inner.cexpr(args)};")
-        memo[key] = name
-        return name
+                lines.append(f"const {C_TYPES[dtypes[r]]} {name} = {inner.cexpr(args)};")
+            memo[key] = name
+            done.append(name)
+        return done[0]
 
     def bound(k: int, a: int, i) -> None:
         """Record what index i needs of input k's axis a (checked on the host at each call):

@@ -118,8 +118,9 @@ def numba_kernel(op, node, fallback=None):
     # joins (a concat of outputs along columns): an output nobody inside reads, of computed parts
     joins = {n_in + j: refs for j, (inner, refs) in enumerate(op.instrs) if inner.name == "concat"}
     if any(r in joins for _, refs in op.instrs for r in refs) or \
-            any(r not in op.exports or min(parts) < n_in for r, parts in joins.items()):
-        return None
+            any(r not in op.exports or min(parts) < n_in for r, parts in joins.items()) or \
+            any(op.instrs[r - n_in][0].axis % 2 != 1 for r in joins):
+        return None   # the loop writes a join's parts side by side: a last-axis concat only
     widths = [len(joins[r]) if r in joins else 1 for r in op.exports]
     elem = next((t for r, t in zip(op.exports, types) if r not in joins), None) or \
         temps[next(iter(joins.values()))[0] - n_in]
@@ -129,6 +130,14 @@ def numba_kernel(op, node, fallback=None):
     blocks = [refs[0] for inner, refs in op.instrs if inner.name == "column_block"]
     if any(r >= n_in for r in blocks):
         return None  # a block of a computed value: NumPy slices it
+    # a block is read at j = 0 .. cols - 1 of the loop (the output's columns): it must be that
+    # wide, or one column wide (it broadcasts: read at its start for every j); anything else
+    # (a block wider or narrower than the output) keeps the NumPy kernel
+    spans = {inner.stop - inner.start for inner, _ in op.instrs
+             if inner.name == "column_block"} - {1}
+    out_cols = elem.shape[1] if elem.shape[1] is not None else next(iter(spans), None)
+    if any(w != out_cols for w in spans):
+        return None   # (an unknown output width: each call checks cols == the blocks' width)
     if any((inner.name not in _EXPR and inner.name not in ("column_block", "concat"))
            for inner, _ in op.instrs):
         return None
@@ -142,14 +151,16 @@ def numba_kernel(op, node, fallback=None):
     direct |= set(op.exports)
     access = [("widecol" if t.rank == 1 else "wide") if i in blocks and i not in direct
               else _access(t, out_shape) for i, t in enumerate(in_types)]
-    if any(a is None for a in access):
-        return None
+    if any(a is None for a in access) or \
+            any(access[refs[0]] not in ("full", "wide", "widecol") for inner, refs in op.instrs
+                if inner.name == "column_block"):
+        return None   # (a block is read from the loop's row of its input)
     lead = next((i for i, a in enumerate(access) if a == "full"), None)
     wide = next((i for i, a in enumerate(access) if a == "wide"), None)
     if lead is None and wide is None:
         return None  # nothing says how many rows and columns
-    block_cols = next((int(inner.stop) - int(inner.start) for inner, _ in op.instrs
-                       if inner.name == "column_block"), None)
+    if lead is None and out_cols is None:
+        return None   # the columns come from the output's static type here
     halves = _halves_available()
     source = _PRELUDE + _source(op, access, widths)
     if halves:
@@ -161,7 +172,7 @@ def numba_kernel(op, node, fallback=None):
     if lead is not None:
         size = f"rows, cols = a{lead}.shape"
     else:
-        size = f"rows, cols = a{wide}.shape[0], {block_cols}"
+        size = f"rows, cols = a{wide}.shape[0], {int(out_cols)}"
     split = (module.fused_split, module.fused_rows.address) if halves else None
     run = kernel_caller(module.fused, fallback, n_in, widths, size, (), split)
     # a loop driver may have chosen outputs written straight into rows of its stacks
@@ -374,16 +385,37 @@ def _source(op, access, widths) -> str:
     for k, w in enumerate(widths):  # outputs may be the caller's arrays: check them too
         lines += [f"    if out[{k}].shape[0] != rows or out[{k}].shape[1] != {w} * cols:",
                   "        return False"]
-    width = max([int(inner.stop) for inner, _ in op.instrs if inner.name == "column_block"],
-                default=0)
+    # each block's columns: start .. start + cols of its input's row (or its start alone, a
+    # block one column wide, which broadcasts); checked against the arrays of every call, so
+    # no read leaves its row whatever the arrays (False: the NumPy kernel runs, and says what
+    # is wrong as it does without numba)
+    spans = {int(inner.stop) - int(inner.start) for inner, _ in op.instrs
+             if inner.name == "column_block"} - {1}
+    lines += [f"    if cols != {w}:\n        return False" for w in sorted(spans)]
+    reach: dict = {}   # input -> (furthest start of a full-width block, of a width-1 block)
+    for inner, refs in op.instrs:
+        if inner.name == "column_block":
+            one = int(inner.stop) - int(inner.start) == 1
+            wide_start, one_start = reach.get(refs[0], (None, None))
+            if one:
+                one_start = max(int(inner.start), -1 if one_start is None else one_start)
+            else:
+                wide_start = max(int(inner.start), -1 if wide_start is None else wide_start)
+            reach[refs[0]] = (wide_start, one_start)
     names = []
     for i, a in enumerate(access):  # shape checks first: False sends the call to NumPy
+        axis = 0 if a == "widecol" else 1
+        wide_start, one_start = reach.get(i, (None, None))
+        if wide_start is not None:
+            lines += [f"    if a{i}.shape[{axis}] < {wide_start} + cols:", "        return False"]
+        if one_start is not None:
+            lines += [f"    if a{i}.shape[{axis}] < {one_start + 1}:", "        return False"]
         if a == "full":
             lines.append(f"    if a{i}.shape[0] != rows or a{i}.shape[1] != cols:")
         elif a == "wide":
-            lines.append(f"    if a{i}.shape[0] != rows or a{i}.shape[1] < {width}:")
+            lines.append(f"    if a{i}.shape[0] != rows:")
         elif a == "widecol":
-            lines.append(f"    if a{i}.shape[0] < {width}:")
+            lines.append(f"    if a{i}.ndim != 1:")
         elif a == "row":
             lines.append(f"    if a{i}.shape[0] != rows:")
         elif a == "col":
@@ -410,7 +442,8 @@ def _source(op, access, widths) -> str:
             continue
         if inner.name == "column_block":  # an element of the input's row, at an offset
             src = f"a{refs[0]}" if access[refs[0]] == "widecol" else f"r{refs[0]}"
-            expr = f"{src}[{int(inner.start)} + j]"
+            one = int(inner.stop) - int(inner.start) == 1
+            expr = f"{src}[{int(inner.start)}]" if one else f"{src}[{int(inner.start)} + j]"
         elif inner.name == "add_n":
             expr = " + ".join(args)
         else:
