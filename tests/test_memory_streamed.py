@@ -101,20 +101,27 @@ def test_no_projection_lstm_fits_a_tenth_budget_streamed(strategy, lengths):
     assert plan.passes_on == ("stream_outputs",)
     assert "loop outputs streamed (stream_outputs)" in str(plan)
     assert plan.passes["stream_outputs"] is True
+    got = run_planned(sess, plan, budget, strategy, g, fetches, fd)
+    _close(got, ref)
+
+
+def run_planned(sess, plan, budget, strategy, g, fetches, fd) -> list:
+    """Run `sess` under its streamed `plan`: the measured peak within the budget and at most
+    256 bytes under the prediction, never above it, and the same program run unplanned giving
+    the same values (bit for bit where the plan offloads). Returns the planned run's values."""
     got = sess.run(fetches, fd)
     peak = sess.last_run_report.peak_bytes
     assert peak <= budget
-    assert abs(plan.predicted_peak - peak) <= 0.02 * peak
     # (never below; above by the scalar accumulator in each stored checkpoint: NumPy's 0-d
     # arithmetic gives scalars, which the simulated device does not count)
-    assert 0 <= plan.predicted_peak - peak <= 256
-    _close(got, ref)
+    assert 0 <= plan.predicted_peak - peak <= 256, (plan.predicted_peak, peak)
     same = rg.Session(g, device=SimulatedDevice(), passes=plan.passes).run(fetches, fd)
     for a, b in zip(got, same):
         if strategy == "offload":
             assert np.array_equal(a, b)    # the same program unplanned: bit for bit
         else:
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
+    return got
 
 
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "sequence_length"])
