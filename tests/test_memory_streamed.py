@@ -219,9 +219,14 @@ def test_a_gru_streams_too():
 
 def test_a_saved_and_reloaded_streamed_graph_runs(tmp_path):
     g, fetches, fd = _graph(11, 4, 5, 3, lengths=True)
-    # (fused kernels are not saved: the graph the passes made, without the fuse pass; in
-    # chunks, as the planner compiles it)
-    sess = rg.Session(g, passes={**STREAM, "fuse": False, "chunk_steps": 4})
+    # (in chunks, as the planner compiles it; fused kernels included)
+    sess = rg.Session(g, passes={**STREAM, "chunk_steps": 4})
+    rerun_saved(sess, g, fetches, fd, tmp_path)
+
+
+def rerun_saved(sess, g, fetches, fd, tmp_path) -> None:
+    """Save the program `sess` runs for `fetches`, read it back, check it and run it: the same
+    streamed nodes, and the same values bit for bit."""
     got = sess.run(fetches, fd)
     prog = _program(sess)
     fed = {f"fed_{i}": v for i, v in enumerate(prog.inputs)}
