@@ -52,38 +52,56 @@ def _numpy_lstm_grads(x, W, b, lengths=None):
     """Loss sum(h**2) of a TF1 LSTMCell (no projection, forget bias 1) over x [B, T, I], and its
     gradients by W [I+H, 4H] and b [4H], written out in NumPy (rows past a length: h held at
     its last value, output zero, as dynamic_rnn does)."""
+    ys, tape = numpy_lstm_forward(x, W, b, lengths)
+    dW, db = numpy_lstm_backward(tape, 2 * ys, W, x.shape[2])
+    return np.sum(ys * ys), dW, db
+
+
+def numpy_lstm_forward(x, W, b, lengths=None):
+    """The outputs ys [B, T, H] of a TF1 LSTMCell (no projection, forget bias 1) over x
+    [B, T, I] (zero past a row's length, the state held), and the tape numpy_lstm_backward
+    reads, in NumPy."""
     B, T, _ = x.shape
     H = W.shape[1] // 4
-    sig = lambda z: 1 / (1 + np.exp(-z))   # noqa: E731
     h, c = np.zeros((B, H)), np.zeros((B, H))
-    tape, loss = [], 0.0
+    tape, ys = [], np.zeros((B, T, H))
     for t in range(T):
         live = np.ones((B, 1)) if lengths is None else (t < lengths)[:, None].astype(float)
         xh = np.concatenate([x[:, t], h], 1)
-        z = xh @ W + b
-        i, j, f, o = np.split(z, 4, 1)
-        c_new = sig(f + 1.0) * c + sig(i) * np.tanh(j)
-        h_new = sig(o) * np.tanh(c_new)
+        i, j, f, o = np.split(xh @ W + b, 4, 1)
+        c_new = _sig(f + 1.0) * c + _sig(i) * np.tanh(j)
+        h_new = _sig(o) * np.tanh(c_new)
         tape.append((xh, i, j, f, o, c, c_new, live))
         c = live * c_new + (1 - live) * c
         h = live * h_new + (1 - live) * h
-        loss += np.sum((live * h_new) ** 2)
-    dW, db = np.zeros_like(W), np.zeros_like(b)
+        ys[:, t] = live * h_new
+    return ys, tape
+
+
+def numpy_lstm_backward(tape, dys, W, n_in: int):
+    """The gradients by W and b of a loss whose gradient by the outputs is dys [B, T, H], from
+    numpy_lstm_forward's tape."""
+    B, H = tape[0][5].shape
+    dW, db = np.zeros_like(W), np.zeros(W.shape[1])
     dh, dc = np.zeros((B, H)), np.zeros((B, H))
-    for xh, i, j, f, o, c_prev, c_new, live in reversed(tape):
-        dh_new = live * (dh + 2 * sig(o) * np.tanh(c_new))
-        dc_new = live * dc + dh_new * sig(o) * (1 - np.tanh(c_new) ** 2)
-        do = dh_new * np.tanh(c_new) * sig(o) * (1 - sig(o))
-        di = dc_new * np.tanh(j) * sig(i) * (1 - sig(i))
-        dj = dc_new * sig(i) * (1 - np.tanh(j) ** 2)
-        df = dc_new * c_prev * sig(f + 1.0) * (1 - sig(f + 1.0))
+    for t in reversed(range(len(tape))):
+        xh, i, j, f, o, c_prev, c_new, live = tape[t]
+        dh_new = live * (dh + dys[:, t])
+        dc_new = live * dc + dh_new * _sig(o) * (1 - np.tanh(c_new) ** 2)
+        do = dh_new * np.tanh(c_new) * _sig(o) * (1 - _sig(o))
+        di = dc_new * np.tanh(j) * _sig(i) * (1 - _sig(i))
+        dj = dc_new * _sig(i) * (1 - np.tanh(j) ** 2)
+        df = dc_new * c_prev * _sig(f + 1.0) * (1 - _sig(f + 1.0))
         dz = np.concatenate([di, dj, df, do], 1)
         dW += xh.T @ dz
         db += dz.sum(0)
-        dxh = dz @ W.T
-        dh = (1 - live) * dh + dxh[:, x.shape[2]:]
-        dc = (1 - live) * dc + dc_new * sig(f + 1.0)
-    return loss, dW, db
+        dh = (1 - live) * dh + (dz @ W.T)[:, n_in:]
+        dc = (1 - live) * dc + dc_new * _sig(f + 1.0)
+    return dW, db
+
+
+def _sig(z):
+    return 1 / (1 + np.exp(-z))
 
 
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "sequence_length"])

@@ -11,7 +11,7 @@ import pytest
 import rnngraph as rg
 from rnngraph.runtime.simulated import SimulatedDevice
 
-from test_memory_chunks import _close, _loops, _program
+from test_memory_chunks import _close, _loops, _program, numpy_lstm_backward, numpy_lstm_forward
 from test_memory_streamed import _saved_bytes, _streamed_nodes, rerun_saved, run_planned
 
 STREAM = {"stream_outputs": True}
@@ -87,42 +87,11 @@ def _numpy_lstm(x, W, bias, w, b, lengths):
     """Loss mean(h*h*w) + sum(h*b) over a TF1 LSTMCell's outputs h [B, T, H] (no
     projection, forget bias 1; zero past a row's length, the state held), and its gradients by
     the cell's W [I+H, 4H] and bias [4H] and by w and b, written out in NumPy."""
-    B, T, n_in = x.shape
-    H = W.shape[1] // 4
-    sig = lambda z: 1 / (1 + np.exp(-z))   # noqa: E731
-    h, c = np.zeros((B, H)), np.zeros((B, H))
-    tape, ys = [], np.zeros((B, T, H))
-    for t in range(T):
-        live = np.ones((B, 1)) if lengths is None else (t < lengths)[:, None].astype(float)
-        xh = np.concatenate([x[:, t], h], 1)
-        i, j, f, o = np.split(xh @ W + bias, 4, 1)
-        c_new = sig(f + 1.0) * c + sig(i) * np.tanh(j)
-        h_new = sig(o) * np.tanh(c_new)
-        tape.append((xh, i, j, f, o, c, c_new, live))
-        c = live * c_new + (1 - live) * c
-        h = live * h_new + (1 - live) * h
-        ys[:, t] = live * h_new
+    ys, tape = numpy_lstm_forward(x, W, bias, lengths)
     n = ys.size
     loss = np.sum(ys * ys * w) / n + np.sum(ys * b)
-    dys = 2 * ys * w / n + b
-    dw, db = np.sum(ys * ys / n, (0, 1)), np.sum(ys, (0, 1))
-    dW, dbias = np.zeros_like(W), np.zeros_like(bias)
-    dh, dc = np.zeros((B, H)), np.zeros((B, H))
-    for t in reversed(range(T)):
-        xh, i, j, f, o, c_prev, c_new, live = tape[t]
-        dh_new = live * (dh + dys[:, t])
-        dc_new = live * dc + dh_new * sig(o) * (1 - np.tanh(c_new) ** 2)
-        do = dh_new * np.tanh(c_new) * sig(o) * (1 - sig(o))
-        di = dc_new * np.tanh(j) * sig(i) * (1 - sig(i))
-        dj = dc_new * sig(i) * (1 - np.tanh(j) ** 2)
-        df = dc_new * c_prev * sig(f + 1.0) * (1 - sig(f + 1.0))
-        dz = np.concatenate([di, dj, df, do], 1)
-        dW += xh.T @ dz
-        dbias += dz.sum(0)
-        dxh = dz @ W.T
-        dh = (1 - live) * dh + dxh[:, n_in:]
-        dc = (1 - live) * dc + dc_new * sig(f + 1.0)
-    return loss, dW, dbias, dw, db
+    dW, dbias = numpy_lstm_backward(tape, 2 * ys * w / n + b, W, x.shape[2])
+    return loss, dW, dbias, np.sum(ys * ys / n, (0, 1)), np.sum(ys, (0, 1))
 
 
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "sequence_length"])

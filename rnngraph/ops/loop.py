@@ -196,17 +196,9 @@ class Loop(Op):
                 return f"{rows.name} is not a block of rows of {one.name}"
         if len(lens) > 1 or any(v.type.rank or v.dtype != np.int32 for v in lens):
             return "at most one chunk_len param, an int32 scalar"
-        carried = r["carried"]
-        if len(epi) != len(self.epilogue_carried) or \
-                len(set(self.epilogue_carried)) != len(epi) or \
-                any(i >= len(carried) or not _compatible(epi[j].type, carried[i].type)
-                    for j, i in enumerate(self.epilogue_carried)):
+        if not _names_each(self.epilogue_carried, epi, r["carried"], _compatible):
             return "epilogue_carried does not name a carried value per epilogue result"
-        outs = r["output"]
-        if len(epi_rows) != len(self.epilogue_outputs) or \
-                len(set(self.epilogue_outputs)) != len(epi_rows) or \
-                any(i >= len(outs) or not _rows_of(epi_rows[j].type, outs[i].type)
-                    for j, i in enumerate(self.epilogue_outputs)):
+        if not _names_each(self.epilogue_outputs, epi_rows, r["output"], _rows_of):
             return "epilogue_outputs does not name a stacked output per epilogue_rows result"
         return None
 
@@ -233,6 +225,13 @@ def _compatible(a: TensorType, b: TensorType) -> bool:
     """Same dtype and rank, and no dim known on both sides that differs."""
     return a.dtype == b.dtype and a.rank == b.rank and all(
         x is None or y is None or x == y for x, y in zip(a.shape, b.shape))
+
+
+def _names_each(index, results, targets, fits) -> bool:
+    """Does `index` name a distinct one of `targets` for each of `results`, whose type `fits`
+    (fits(result type, target type))?"""
+    return len(index) == len(results) == len(set(index)) and all(
+        i < len(targets) and fits(results[j].type, targets[i].type) for j, i in enumerate(index))
 
 
 def _rows_of(block: TensorType, row: TensorType) -> bool:
