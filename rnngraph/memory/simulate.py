@@ -34,6 +34,19 @@ VIEW_OPS = frozenset({"transpose", "reshape", "reshape_like", "expand_dims", "sq
 NOOP_WHEN_SAME = frozenset({"sum_to", "sum_to_like", "cast"})
 
 
+def step_inputs_read(scheds, params) -> list:
+    """For each of `params` (body params), whether one of the schedules `scheds` reads it: a
+    node's input, or an output returned as it is. A loop slices per step only the sequence
+    rows its step (or condition) program reads (runtime/loop_kernel.py); rows a chunk block
+    is cut from only are not sliced."""
+    read = set()
+    for sc in scheds:
+        for n in sc.nodes:
+            read.update(n.inputs)
+        read.update(sc.outputs)
+    return [p in read for p in params]
+
+
 def view_source(node, out, info: ShapeInfo):
     """The input Value that output `out` of `node` is a view of, or None (a new buffer).
     Ops may declare it themselves with `op.aliases_input(node) -> input index or None`."""
@@ -158,7 +171,7 @@ class PeakModel:
         if counted_inputs and self.profile is not None:
             m.retain(("workspace",), int(getattr(self.profile, "workspace_bytes", 0) or 0))
             if self._resident_reuse():
-                m.retain(("reuse list",), self._reuse_list_bytes(sched, residual_of))
+                m.retain(("reuse list",), self._reuse_list_bytes(sched, residual_of, choices))
         value_of_slot = {s: v for v, s in sched.slot.items()}
         inputs = set(sched.input_slots)
         for node, frees in zip(sched.nodes, sched.frees):
@@ -187,22 +200,18 @@ class PeakModel:
             watch.extend(m.at_peak)
         return m.peak, m, key
 
-    def _reuse_buffers(self, sched, node, residual_of) -> list:
+    def _reuse_buffers(self, sched, node, residual_of, choices) -> list:
         """Bytes of each buffer loop `node` takes from the device's reuse list while it runs:
-        `prefetch_depth` row buffers per offloaded residual it reads, and one replay buffer
-        per recomputed residual of a forward loop it reads (k rows, or one row under a
-        binomial schedule)."""
-        reading = {}
-        for v in node.op.in_ports().split(node.inputs)["sequence"]:
-            r = residual_of.get(v)
-            if r is not None and r[2].placements.get(r[1], DEVICE) != DEVICE:
-                reading.setdefault(r[0], []).append(r)
+        `prefetch_depth` row buffers per offloaded residual its steps read (a chunk block is
+        copied from the host rows past them), and one replay buffer per recomputed residual
+        of a forward loop it reads (k rows, or one row under a binomial schedule)."""
+        reading, ring = self._reads(sched, node, residual_of, choices)
         out = []
         for fwd, rs in reading.items():
             fl = loop_layout(fwd, sched.needed_outputs(fwd))
             fchoice = rs[0][2]
-            for _, i, _ in rs:
-                if fchoice.placements.get(i, DEVICE) == HOST:
+            for i in dict.fromkeys(i for _, i, _ in rs):
+                if fchoice.placements.get(i, DEVICE) == HOST and (fwd, i) in ring:
                     out += [self.row_bytes(fl, i)] * max(1, fchoice.prefetch_depth)
             rec = [i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE]
             if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
@@ -211,14 +220,53 @@ class PeakModel:
                         for i in rec]
         return out
 
-    def _reuse_list_bytes(self, sched, residual_of) -> int:
+    def _reads(self, sched, node, residual_of, choices):
+        """({forward loop: [(forward loop, residual index, LoopChoice)]} for the offloaded and
+        recomputed residuals loop `node` reads, per step or in chunk blocks; the set of
+        (forward loop, residual index) its steps read row by row, through prefetch buffers)."""
+        op = node.op
+        reading, ring = {}, set()
+        saved = [(j, residual_of.get(v))
+                 for j, v in enumerate(op.in_ports().split(node.inputs)["sequence"])]
+        saved = [(j, r) for j, r in saved
+                 if r is not None and r[2].placements.get(r[1], DEVICE) != DEVICE]
+        if not saved:
+            return reading, ring
+        layout = loop_layout(node, sched.needed_outputs(node))
+        choice = choices.get(node)
+        place = choice.placements if choice is not None else {}
+        stored = tuple(i for i in layout.keep_res if place.get(i, DEVICE) != RECOMPUTE)
+        per_step = self.step_reads(node, layout, stored)
+        blocks = set(getattr(op, "chunk_blocks", ())) if layout.chunked else set()
+        for j, r in saved:
+            if per_step[j]:
+                ring.add(r[:2])
+            if per_step[j] or j in blocks:
+                reading.setdefault(r[0], []).append(r)
+        return reading, ring
+
+    def step_reads(self, node, layout, idx: tuple) -> list:
+        """For each sequence param of loop `node`'s body, whether its step program returning
+        residuals `idx` (or its condition) reads the row per step (step_inputs_read)."""
+        ck = (node, "reads", idx)
+        hit = self._body_cache.get(ck)
+        if hit is None:
+            body = layout.body
+            scheds = [Schedule(body, layout.step_outputs(list(idx)), layout.body_inputs)]
+            if body.results.get("cond"):
+                scheds.append(Schedule(body, body.results["cond"], layout.body_inputs))
+            hit = self._body_cache[ck] = step_inputs_read(scheds,
+                                                          body.params.get("sequence", []))
+        return hit
+
+    def _reuse_list_bytes(self, sched, residual_of, choices) -> int:
         """What the reuse list holds once a run is over: per buffer size, as many buffers as
         the loop needing most of them at once (a later loop takes an earlier one's)."""
         most: dict = {}
         for node in sched.nodes:
             if node.op.subgraphs():
                 count: dict = {}
-                for b in self._reuse_buffers(sched, node, residual_of):
+                for b in self._reuse_buffers(sched, node, residual_of, choices):
                     count[b] = count.get(b, 0) + 1
                 for b, c in count.items():
                     most[b] = max(most.get(b, 0), c)
@@ -272,17 +320,10 @@ class PeakModel:
                 sum(self.nbytes(outs["carried"][i]) for i in epi)
         if host_res and self.profile is not None and self.profile.async_copies:
             extra += choice.prefetch_depth * sum(self.row_bytes(layout, i) for i in host_res)
-        # this loop reading other loops' offloaded / recomputed residuals (a backward loop)
-        reading = {}
-        seqs = op.in_ports().split(node.inputs)["sequence"]
-        # (a chunk block cut from an offloaded residual: the block's gather and the steps'
-        # slicing read one handle, which then holds one row more than its prefetch depth)
-        blocked = {residual_of[seqs[j]][:2] for j in getattr(op, "chunk_blocks", ())
-                   if layout.chunked and seqs[j] in residual_of}
-        for v in seqs:
-            r = residual_of.get(v)
-            if r is not None and r[2].placements.get(r[1], DEVICE) != DEVICE:
-                reading.setdefault(r[0], []).append(r)
+        # this loop reading other loops' offloaded / recomputed residuals (a backward loop):
+        # an offloaded one its steps read takes its prefetch buffers; a chunk block is copied
+        # from the host rows straight into the block (ChunkSource), past them
+        reading, ring = self._reads(sched, node, residual_of, choices)
         replay_peak = 0
         states = 0   # binomial replays: states stored beyond the forward's (at most)
         moments = dict.fromkeys(("first", "rest", "end first", "end rest"), 0)   # (chunked)
@@ -290,10 +331,10 @@ class PeakModel:
         for fwd, rs in reading.items():
             fl = loop_layout(fwd, sched.needed_outputs(fwd))
             fchoice = rs[0][2]
-            for _, i, _ in rs:
-                if fchoice.placements.get(i, DEVICE) == HOST and not resident:
-                    extra += (max(1, fchoice.prefetch_depth) + ((fwd, i) in blocked)) * \
-                        self.row_bytes(fl, i)
+            for i in dict.fromkeys(i for _, i, _ in rs):   # (one handle per residual)
+                if fchoice.placements.get(i, DEVICE) == HOST and not resident and \
+                        (fwd, i) in ring:
+                    extra += max(1, fchoice.prefetch_depth) * self.row_bytes(fl, i)
             rec = [i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE]
             if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
                 rp, rc = self.body_step(fwd, fl, "replay", tuple(rec))

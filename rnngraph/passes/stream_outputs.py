@@ -17,7 +17,8 @@ This pass moves that work into the loops:
 - a region value the backward loop reads as a sequence is computed inside that loop, per step,
   from the forward loop's per-step output, which becomes one more residual of the forward loop
   (a saved tensor: the planner keeps, offloads or recomputes it like the others); products
-  of it with an invariant matrix read a second such residual (see _second_rows).
+  of it with an invariant matrix are lowered apart from the rest (hoist_sequence computes
+  them in chunks of steps, from blocks of the same saved rows the steps read).
 
 The region is what reads S through:
 - transposes that only move the time axis (dynamic_rnn's batch-major output);
@@ -202,31 +203,12 @@ def _stream_output(graph, loop, k) -> int:
         saved = _residual_of(loop, y)
         for reader in dict.fromkeys(r for r, _ in sequences):
             row = add_sequence(reader, saved, f"{saved.node.name}/streamed_rows")
-            lower = _lowering(reader, reader.op.body, row, axis, counts, steps, loop,
-                              _second_rows(loop, y, reader))[0]
+            lower = _lowering(reader, reader.op.body, row, axis, counts, steps, loop)[0]
             for r, v in sequences:
                 if r is reader:
                     _compute_in(reader, v, lower)
     graph.version += 1
     return len(reductions) + len(sequences)
-
-
-def _second_rows(loop, y, reader):
-    """A function giving `reader` the rows of a second residual stack of y, made once.
-
-    (A product f(y_t) @ W of the saved rows with an invariant matrix, f elementwise, is
-    computed in chunks of steps by hoist_sequence, from blocks of the rows; the rows the
-    steps read themselves come from another stack: one stack's rows are not read both ways,
-    which an offloaded or recomputed stack's handle does not allow.)"""
-    made = []
-
-    def rows():
-        if not made:
-            saved = _residual_of(loop, y, again=True)
-            made.append(add_sequence(reader, saved,
-                                     f"{saved.node.name}/streamed_rows_of_products"))
-        return made[0]
-    return rows
 
 
 def _broadcasts_over(u, rank, axes) -> bool:
@@ -453,10 +435,11 @@ def _steps_of(source, dtype, steps):
     return steps[dtype]
 
 
-def _lowering(loop, body, base, axis, counts, steps, source=None, product_rows=None):
+def _lowering(loop, body, base, axis, counts, steps, source=None):
     """(lower, count): lower maps a region value to the same value at one step inside `loop`'s
-    body `body` (memoised); `source`'s output stack (default: loop's) is `base` there, but
-    `product_rows()` (when given) where a product with an invariant matrix reads it.
+    body `body` (memoised); `source`'s output stack (default: loop's) is `base` there. What
+    a product with an invariant matrix reads is lowered apart (its own nodes, memoised apart),
+    so that hoist_sequence can move the product's chain out of the steps whole.
     count(v, axes) is the number of elements of region value v over its axes `axes`, at one
     step (the length of the stacks times the step's count, where the time axis is counted)."""
     source = loop if source is None else source
@@ -508,7 +491,7 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, product_rows=N
             return memo[key]
         n = v.node
         if v.node is source:
-            out = product_rows() if product and product_rows is not None else base
+            out = base
         elif isinstance(n.op, (Transpose, PermuteRows, Reshape, ReshapeLike)):
             out = lower(n.inputs[0], product)   # (elementwise work commutes with a row
             # order; a step's rows are the same [B, X] merged or not)
@@ -586,13 +569,12 @@ def _accumulate(graph, loop, red, lowering, axis):
     replace_uses(graph, red.outputs[0], final)
 
 
-def _residual_of(loop, y, again=False):
-    """The loop's residual stack of its per-step value y (added if it is not one, or if
-    `again`: one more)."""
+def _residual_of(loop, y):
+    """The loop's residual stack of its per-step value y (added if it is not one)."""
     op = loop.op
     res = op.body.results["residual"]
     start = op.out_ports().offset("residual")
-    if y in res and not again:
+    if y in res:
         return loop.outputs[start + res.index(y)]
     res.append(y)
     out = loop._add_output(TensorType((None,) + y.shape, y.dtype))

@@ -25,6 +25,7 @@ import numpy as np
 from ..ir.types import TensorType
 from ..memory.loops import loop_layout, split_placements
 from ..memory.shapes import infer_body_shapes
+from ..memory.simulate import step_inputs_read
 from ..ops import loop_rows
 from ..ops.loop_rows import row_layout
 from ..kernels import ANY, feature, register
@@ -123,6 +124,7 @@ class LoopExecutor:
         self.sizes = (self.k, len(body.params.get("invariant", [])),
                       len(body.params.get("sequence", [])))
         self.drivers: dict = {}
+        self.reads: dict = {}       # step program -> sequence rows it reads (sliced_rows)
         self.shares: dict = {}
         self.last_run: LoopRun | None = None
         # a backend may run the steps inside a scope of its own (the numba backend's opt-in
@@ -167,6 +169,16 @@ class LoopExecutor:
                 self.rows_out + self.rows_res if batched else None,
                 self.unzeroed if batched else None)
         return self.shares[key]
+
+    def sliced_rows(self, prog: Program, feed_seqs) -> list:
+        """(sequence input, is its row read by `prog` or the condition per step?) pairs."""
+        read = self.reads.get(prog)
+        if read is None:
+            params = self.op.body.params
+            read = self.reads[prog] = step_inputs_read(
+                [prog.schedule] + ([self.cond_prog.schedule] if self.cond_prog else []),
+                params.get("sequence", []) + params.get("chunk", []))
+        return list(zip(feed_seqs, read))
 
     def new_stack(self, shape, dtype, what, zero_from=None):
         """A stack for the general loop: on the device's meter in a tracked run."""
@@ -338,8 +350,14 @@ class LoopExecutor:
                                     in_place)
         else:
             self.last_run = None   # (set below, once the steps ran)
+        # the sequence inputs the step (or the condition) reads per step; the others (rows a
+        # chunk block is cut from only) are not sliced, and get None
+        sliced = self.sliced_rows(step_prog, feed_seqs)
         for t in t_iter:
-            feed = [np.int32(t), *carried, *invariants, *[s[t] for s in feed_seqs]]
+            if source is not None:   # the block first: cutting it may recycle a row handed out
+                source.cut(t)
+            feed = [np.int32(t), *carried, *invariants,
+                    *[s[t] if r else None for s, r in sliced]]
             if cond_prog is not None:
                 ok = cond_prog.run(feed)[0]
                 go = bool(ok)

@@ -12,6 +12,12 @@ the stack, a handle that the backward loop slices like an array (`stack[t]`):
 
 Handles report the device arrays they hold through `device_buffers()` (byte accounting) and
 free their working buffers in `end_pass()`, which the backward loop calls when it is done.
+
+A row a handle hands out (`stack[t]`) may live in a buffer the handle recycles for a later
+read: it stays valid until the next read of that handle, and no longer. A loop reading one
+handle both per step and in chunk blocks (ChunkSource) therefore cuts the block of step t
+before it slices step t's rows (ChunkSource.cut), and an offloaded block is copied straight
+from the host rows (`read_block`), past the prefetch buffers the per-step reads go through.
 """
 from __future__ import annotations
 
@@ -35,6 +41,16 @@ class SavedStack:
 
     def device_buffers(self):
         return ()
+
+    def read_block(self, lo: int, hi: int):
+        """Rows [lo, hi) as one new [hi - lo, ...] device array, each row copied as it is
+        read (the next read may reuse the buffer it came in)."""
+        first = self[lo]
+        out = self.dev.xp.empty((hi - lo,) + tuple(first.shape), first.dtype)
+        out[0] = first
+        for t in range(lo + 1, hi):
+            out[t - lo] = self[t]
+        return out
 
     def end_pass(self) -> None:
         pass
@@ -118,6 +134,8 @@ class OffloadedStack(SavedStack):
         t = int(t)
         if t < 0:
             t += self.n
+        if self._last is not None and self._last[0] == t:   # read twice in a row (one step
+            return self._last[1]                             # slicing one stack twice)
         if self._last is not None:                 # the step that read it is queued: a copy
             self._spare.append((self._last[1], self.dev.mark()))  # into it waits for that
             self._last = None
@@ -136,6 +154,16 @@ class OffloadedStack(SavedStack):
                 ready[u] = self._fetch(u)
             u += step
         return buf
+
+    def read_block(self, lo: int, hi: int):
+        """Rows [lo, hi) copied from the host stack straight into one new device array: the
+        prefetch buffers and the per-step reads' order are left alone (a row handed out
+        stays valid)."""
+        dev = self.dev
+        out = dev.xp.empty((hi - lo,) + self.row_shape, self.dtype)
+        for t in range(lo, hi):
+            dev.wait(dev.copy_to_device(self.rows[t], out[t - lo]))
+        return out
 
     def _fetch(self, t):
         buf, after = self._spare.pop() if self._spare else \
@@ -185,6 +213,10 @@ class Replayer:
     def __init__(self, dev, prog, n_carried, invariants, seqs, k, n, reverse, tracked, names):
         self.dev, self.prog, self.kc = dev, prog, n_carried
         self.invariants, self.seqs = list(invariants), list(seqs)
+        # (a chunked loop's prologue rows: their blocks are cut before a step's rows are
+        # sliced, see ChunkSource.cut)
+        self.sources = list({id(s.source): s.source for s in self.seqs
+                             if isinstance(s, ChunkRows)}.values())
         self.slots = int(getattr(k, "slots", 0)) if n is not None else 0
         self.k = 1 if self.slots else max(1, int(k))
         self.n_trip, self.reverse, self.tracked = n, reverse, tracked
@@ -261,6 +293,8 @@ class Replayer:
         kc, invariants, seqs = self.kc, self.invariants, self.seqs
         for i in range(start, stop):
             t = self._t(i)
+            for source in self.sources:
+                source.cut(t)
             res = self.prog.run([np.int32(t), *carried, *invariants, *[s[t] for s in seqs]])
             if self.bufs is None:
                 self.bufs = [self.dev.empty((self.k,) + r.shape, r.dtype,
@@ -283,6 +317,8 @@ class Replayer:
     # --- binomial schedule -------------------------------------------------------------------
     def _step(self, i: int, carried):
         t = self._t(i)
+        for source in self.sources:
+            source.cut(t)
         return self.prog.run([np.int32(t), *carried, *self.invariants,
                               *[s[t] for s in self.seqs]])
 
@@ -386,12 +422,19 @@ class ChunkSource:
             self._compute(c)
         return self.values[j][t - c * self.C]
 
+    def cut(self, t: int) -> None:
+        """Compute the block holding step t now, if it is not the current one. A loop calls
+        this before it slices step t's sequence rows: cutting a block reads residual handles,
+        which may recycle the buffer of a row they handed out before."""
+        c = t // self.C
+        if c != self.block:
+            self._compute(c)
+
     def _compute(self, c: int) -> None:
         self.drop()
         lo = c * self.C
         hi = min(lo + self.C, self.n)
-        xp = self.dev.xp
-        blocks = [_gather_rows(xp, s, lo, hi) if isinstance(s, SavedStack) else s[lo:hi]
+        blocks = [s.read_block(lo, hi) if isinstance(s, SavedStack) else s[lo:hi]
                   for s in self.seqs]
         self.values = self.prog.run([*self.invariants, *blocks])
         self.block = c
@@ -402,17 +445,6 @@ class ChunkSource:
             for v in self.values:
                 self.release(v)
         self.block, self.values = -1, None
-
-
-def _gather_rows(xp, stack: SavedStack, lo: int, hi: int):
-    """Rows [lo, hi) of a residual handle as one new array: each row is copied as it is read,
-    since a handle may hand out the same buffer for the next row (offloaded, replayed)."""
-    first = stack[lo]
-    out = xp.empty((hi - lo,) + tuple(first.shape), first.dtype)
-    out[0] = first
-    for t in range(lo + 1, hi):
-        out[t - lo] = stack[t]
-    return out
 
 
 class ChunkRows(SavedStack):
