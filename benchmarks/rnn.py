@@ -20,7 +20,7 @@ A/B of two configurations, forward+backward, alternating call by call in one pro
 
 A spec is `default` or comma-separated `key=value` Session options and pass switches:
 `accelerate=0`, `passes=0` (every pass off), `passes.pack_weights=0`,
-`passes.share_packs=0,passes.share_copies=0`, `accelerate=auto|0|1`. S1p is S1 with padded
+`passes.share_packs=0,passes.share_copies=0`, `accelerate=auto|0|1`, `compile_loops=0`. S1p is S1 with padded
 batches (lengths uniform in [1, T], fixed seed). Per row: the median time of A and of B, the
 median of the per-round ratios B/A and their spread (25th-75th percentile, min-max).
 
@@ -484,7 +484,7 @@ def _spec_auto_bool(key, value):
 
 
 SPEC_OPTIONS = {   # Session keyword argument: how its value is read
-    "accelerate": _spec_auto_bool, "check_numerics": _spec_bool,
+    "accelerate": _spec_auto_bool, "check_numerics": _spec_bool, "compile_loops": _spec_bool,
     "memory_budget": _spec_budget, "memory_strategy": lambda key, value: value,
     "seed": _spec_int,
 }

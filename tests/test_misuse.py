@@ -688,6 +688,8 @@ ROWS = [
            ValueError, frags("unknown device 'tpu'", "'cpu'")),
     Misuse("session_accelerate_yes", lambda m, _: rg.Session(m.graph, accelerate="yes"),
            ValueError, frags("accelerate must be 'auto', True or False, got 'yes'")),
+    Misuse("session_compile_loops_one", lambda m, _: rg.Session(m.graph, compile_loops=1),
+           TypeError, frags("compile_loops must be True or False, got 1")),
     Misuse("budget_as_a_string", lambda m, _: rg.Session(m.graph, memory_budget="10MB"),
            TypeError, frags("memory_budget must be a number of bytes (an int), got str '10MB'")),
     Misuse("budget_as_a_bool", lambda m, _: rg.Session(m.graph, memory_budget=True), TypeError,

@@ -143,23 +143,36 @@ def _names(slots) -> str:
     return "".join(f"s{a}, " for a in slots)
 
 
+def stack_destinations(prog: Program, values: list, shared=frozenset()) -> tuple[dict, set]:
+    """Which outputs of which kernels go straight into a row of their stack: ({step index:
+    {output position: stack number}}, {stack numbers not copied}). Kernels that can write into
+    given arrays (`into`) with several outputs qualify; a value stacked twice is written once
+    (the other stack copies it); values in `shared` are neither."""
+    dests, written = {}, set(shared)
+    for i, (kernel, ins, outs, _, _) in enumerate(prog._plan):
+        if not hasattr(kernel, "into") or type(outs) is int:
+            continue
+        mine = {}   # output position -> stack number
+        for k, slot in enumerate(outs):
+            j = next((j for j, a in enumerate(values) if a == slot and j not in written), None)
+            if j is not None:
+                mine[k] = j
+                written.add(j)
+        if mine:
+            dests[i] = mine
+    return dests, written
+
+
 def _direct_writes(prog: Program, values: list, row, shared=frozenset()) -> tuple[dict, dict,
                                                                                    set]:
     """Calls that compute stacked values straight into their stack rows: ({step index: call
     expression}, {kernel name: kernel}, {stack numbers no longer copied}); values in `shared`
     are neither."""
-    calls, kernels, written = {}, {}, set(shared)
-    for i, (kernel, ins, outs, _, _) in enumerate(prog._plan):
-        if not hasattr(kernel, "into") or type(outs) is int:
-            continue
-        dests = {}   # output position -> stack number (a value stacked twice is copied once)
-        for k, slot in enumerate(outs):
-            j = next((j for j, a in enumerate(values) if a == slot and j not in written), None)
-            if j is not None:
-                dests[k] = j
-                written.add(j)
-        if dests:
-            args = [f"s{a}" for a in ins] + [row(dests[k]) for k in sorted(dests)]
-            calls[i] = f"kd{i}({', '.join(args)})"
-            kernels[f"kd{i}"] = kernel.into(sorted(dests))
+    dests, written = stack_destinations(prog, values, shared)
+    calls, kernels = {}, {}
+    for i, mine in dests.items():
+        kernel, ins = prog._plan[i][0], prog._plan[i][1]
+        args = [f"s{a}" for a in ins] + [row(mine[k]) for k in sorted(mine)]
+        calls[i] = f"kd{i}({', '.join(args)})"
+        kernels[f"kd{i}"] = kernel.into(sorted(mine))
     return calls, kernels, written

@@ -45,12 +45,14 @@ class LoopRun:
     step ran in the general loop: tracked runs, memory plans, conditions). active_rows: the
     steps ran on the active rows only (shrink_batch). shared: (j, j0) pairs of per-step values
     written once, value j into the first steps of value j0's stack. in_place: stacks the
-    driver's kernels write into directly, with no copy."""
+    driver's kernels write into directly, with no copy. compiled: steps the driver ran as
+    compiled code (the accelerated backend's compiled_steps feature)."""
     steps: int
     driver_from: int | None = None
     active_rows: bool = False
     shared: tuple = ()
     in_place: int = 0
+    compiled: int = 0
 
 
 @register(Loop, ANY)
@@ -152,8 +154,14 @@ class LoopExecutor:
                                              self.unzeroed, packed, seq_packed)
         key = (rows is not None, packed, seq_packed, shared)
         if key not in self.drivers:
-            self.drivers[key] = step_driver(self.all_prog, *self.sizes, rows=rows,
-                                            shared=shared)
+            driver = step_driver(self.all_prog, *self.sizes, rows=rows, shared=shared)
+            options = self.all_prog.ctx.options
+            compiler = feature("compiled_steps")
+            if rows is None and compiler is not None and options.get("accelerate", True) \
+                    and options.get("compile_loops", True) \
+                    and not options.get("check_numerics"):   # (it checks node by node)
+                driver = compiler(self.all_prog, driver, *self.sizes, shared) or driver
+            self.drivers[key] = driver
         return self.drivers[key]
 
     def shared_for(self, prog: Program, active, same_steps: bool) -> tuple:
@@ -334,7 +342,7 @@ class LoopExecutor:
         n_gather, gbufs, in_chunk = self.n_gather, None, 0
         if not lists and lp is None and not tracked and cond_prog is None and not chunked:
             shared = self.shared_for(step_prog, active, length is None or length == n)
-            carried, stacks, steps, driver_from, in_place = _plain_steps(
+            carried, stacks, steps, driver_from, in_place, compiled = _plain_steps(
                 step_prog.run, lambda *flags: self.driver_for(active, shared, *flags), t_iter,
                 carried,
                 invariants, seqs, k, active, pool,
@@ -347,7 +355,7 @@ class LoopExecutor:
             t_iter = ()    # done: the general loop below has nothing left to run
             self.last_run = LoopRun(steps, driver_from, active is not None,
                                     tuple((j, j0) for j, j0 in enumerate(shared) if j0 >= 0),
-                                    in_place)
+                                    in_place, compiled)
         else:
             self.last_run = None   # (set below, once the steps ran)
         # the sequence inputs the step (or the condition) reads per step; the others (rows a
@@ -488,13 +496,14 @@ def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, act
     each per-step value into its stack (allocated at the first step, zero past the steps run
     and, with active rows, past each step's rows, or packed: ActiveRows.new_stack). Returns
     (carried, stacks or None, steps, the step the driver took over at or None, the stacks it
-    fills in place). The steps after the first run in the generated driver (loop_driver.py)
-    that `driver_for(packed stack flags, packed sequence flags)` gives. A value `shared` marks
+    fills in place, the steps it ran compiled). The steps after the first run in the
+    generated driver (loop_driver.py) that `driver_for(packed stack flags, packed sequence
+    flags)` gives. A value `shared` marks
     with an earlier one's index is that value again: it gets that value's stack, and is not
     written."""
     stacks = None
     steps = 0
-    driver_from, in_place = None, 0
+    driver_from, in_place, compiled = None, 0, 0
     t_range = t_iter
     t_iter = iter(t_iter)
     for t in t_iter:
@@ -544,10 +553,11 @@ def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, act
                                     [s.packed if p else s for s, p in zip(seqs, seq_packed)],
                                     [st.packed if p else st for st, p in zip(stacks, packed)],
                                     steps, active)
+            compiled = getattr(driver, "last_compiled", 0)
             break
     if active is not None:
         carried = active.finish(carried)
-    return carried, stacks, steps, driver_from, in_place
+    return carried, stacks, steps, driver_from, in_place, compiled
 
 
 class ActiveRows:

@@ -75,12 +75,16 @@ class Session:
         first result never waits for compilation; the switch is logged at INFO level on the
         "rnngraph" logger); True compiles from the first run; False never uses it. The results
         are the same up to float32 rounding of tanh and sigmoid.
+      compile_loops: with the accelerated backend, run each loop whose body it can compile
+        (matrix products, fused kernels, constants, add/sub/mul, concat) as one compiled
+        function per chunk of steps instead of Python calls per step; the same bits either
+        way. False keeps every loop's steps in Python (to compare, or to debug).
     """
 
     def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, passes=True,
                  memory_budget: int | None = None, memory_strategy: str = "auto",
                  check_numerics: bool = False, accelerate="auto", host_budget: int | None = None,
-                 config=None, target: str = ""):
+                 config=None, target: str = "", compile_loops: bool = True):
         memory_budget = planning.check_budget(memory_budget)   # (bad arguments: nothing built)
         self.config = check_config(config, target)   # TF1's config=ConfigProto(...), target=''
         host_budget = planning.check_budget(host_budget, "host_budget")
@@ -97,7 +101,9 @@ class Session:
             passes["pack_weights"] = False
         self.passes = passes
         self.variables = VariableStore(self.graph, self.device, seed)
-        self.options = {"check_numerics": bool(check_numerics)}
+        if type(compile_loops) is not bool:
+            raise TypeError(f"compile_loops must be True or False, got {compile_loops!r}")
+        self.options = {"check_numerics": bool(check_numerics), "compile_loops": compile_loops}
         if accelerate not in ("auto", True, False):
             raise ValueError(f"accelerate must be 'auto', True or False, got {accelerate!r}")
         self.accelerate = accelerate

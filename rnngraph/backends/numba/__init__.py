@@ -1,5 +1,6 @@
 """The optional accelerated CPU backend (numba): fused elementwise groups compiled to one loop
-over rows, and a GEMM against weights packed once per loop run.
+over rows, a loop's steps compiled whole (the loop executor's `compiled_steps` feature), and a
+GEMM against weights packed once per loop run (with the opt-in helper thread).
 
 Everything here is an alternative kernel for ops whose meaning and reference kernel live in
 rnngraph/ops; results are the NumPy backend's to the bit, except the fused kernels' tanh and
@@ -48,3 +49,15 @@ def loop_scope(body, xp):
 kernels.provide("packed_gemm", _gemm)
 kernels.provide("accelerator", _fused)   # its available(): numba importable and not switched off
 kernels.provide("loop_scope", loop_scope)
+
+
+def compiled_steps(prog, python_driver, k, n_inv, n_seq, shared=()):
+    """A plain loop's steps as one compiled function where its body allows (loop.py), or None;
+    imported on first use: numba loads only when a loop runs with accelerated kernels."""
+    if python_driver is None or not _fused.available():
+        return None
+    from . import loop   # heavy: imports numba and llvmlite
+    return loop.compiled_steps(prog, python_driver, k, n_inv, n_seq, shared)
+
+
+kernels.provide("compiled_steps", compiled_steps)

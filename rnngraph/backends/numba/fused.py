@@ -20,6 +20,7 @@ import importlib.util
 import os
 import sys
 import types
+from typing import NamedTuple
 
 import numpy as np
 
@@ -178,7 +179,21 @@ def numba_kernel(op, node, fallback=None):
     # a loop driver may have chosen outputs written straight into rows of its stacks
     run.into = lambda dests: kernel_caller(module.fused, fallback, n_in, widths, size,
                                       tuple(dests), split)
+    # what a compiled loop (loop.py) needs to call `fused` itself: an importable module
+    run.compiled = CompiledFused(module.__name__, tuple(widths), lead, wide, out_cols) \
+        if sys.modules.get(module.__name__) is module else None
     return run
+
+
+class CompiledFused(NamedTuple):
+    """How to call a module's `fused(out, a..., 0, -1)` from compiled code: outputs are
+    [rows, width * cols] float32 for each width; rows and cols are input `lead`'s shape, or
+    input `wide`'s rows and `out_cols`; inputs C-contiguous, 0-d ones as 1-d."""
+    module: str
+    widths: tuple
+    lead: int | None
+    wide: int | None
+    out_cols: int | None
 
 
 SPLIT_MIN = 2048   # elements (rows x cols) from which a kernel's rows are split over two threads

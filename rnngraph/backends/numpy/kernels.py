@@ -72,6 +72,8 @@ def matmul(op, node, program):
         if a.ndim > 2 and not a.flags.c_contiguous:   # (a time-major view of x): copied
             a = pooled_copy(pool, 1, a)   # into a reused buffer, no page faults
         return mm(a.reshape(m, k), b, out=out).reshape(a.shape[:-1] + (n,))
+    # (the rule above, for compiled loops that must split a step's product the same way)
+    run.column_split = (SERIAL_MNK, SPLIT_MAX_MNK, small, _BLOCK_ALIGN)
     return run
 
 
