@@ -24,6 +24,7 @@ kernels (fused._load).
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 import numpy as np
@@ -45,6 +46,7 @@ _TYPES = (np.dtype(np.float32), np.dtype(np.bool_))
 _BINARY = {Add: "+", Sub: "-", Mul: "*"}
 _WHOLE = (0, 0, 0, 16)   # product thresholds that never split (a reference matmul kernel)
 _FAILED: set = set()     # sources numba could not compile: Python drivers from then on
+_MODULE = re.compile(r"rnngraph_fused_[0-9a-f]{20}")   # fused._load's module names
 _DIGEST: dict = {}
 
 
@@ -228,8 +230,8 @@ class _Source:
                           f"{ind}at += s{a}.shape[1]"]
             return lines
         spec = getattr(kernel, "compiled", None)
-        if spec is None or type(outs) is int:
-            return None
+        if spec is None or type(outs) is int or not _MODULE.fullmatch(spec.module):
+            return None   # (the name goes into the source: only fused.py's own digest names)
         if any(t.rank == 0 and a not in self.const_slots for t, a in zip(types, ins)):
             return None   # (a computed 0-d input: the Python side passes it 1-d)
         local = self.imports.setdefault(spec.module, f"f{len(self.imports)}")
