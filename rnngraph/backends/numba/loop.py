@@ -54,7 +54,7 @@ def compiled_steps(prog, python_driver, k: int, n_inv: int, n_seq: int, shared=(
     """A driver with python_driver's signature and results (carried, steps) that runs the
     steps of a plain loop (no active rows) in compiled code, or None where the body has a
     kernel without a compiled form, or numba / NumPy's GEMM is not there."""
-    if python_driver is None or not _fused.available() or not blas.usable():
+    if python_driver is None or not blas.usable():   # (the package checked numba is there)
         return None
     code = StepCode(prog, k, n_inv, n_seq, None, shared)
     if code.t_slot in code.read:
@@ -66,9 +66,9 @@ def compiled_steps(prog, python_driver, k: int, n_inv: int, n_seq: int, shared=(
     module = _fused._KERNELS.get(text)
     if module is None:
         module = _fused._KERNELS[text] = _fused._load(text)
-    written = stack_destinations(prog, code.values, code.shared)[1]
+    # (it writes the stacks the Python driver writes in place: stack_destinations for both)
     return CompiledSteps(module.steps_loop, python_driver, consts, text,
-                         len(written - code.shared))
+                         python_driver.in_place)
 
 
 class CompiledSteps:
@@ -81,6 +81,7 @@ class CompiledSteps:
         self.consts, self.source, self.in_place = tuple(consts), source, in_place
         self.last_compiled = 0   # steps its last call ran compiled (LoopRun.compiled)
         self.step_seconds = 0.0  # the latest measured time of a compiled step
+        self.address = blas.sgemm_address()
 
     def __call__(self, t_iter, carried, invariants, seqs, stacks, steps, active=None):
         self.last_compiled = 0
@@ -90,14 +91,13 @@ class CompiledSteps:
         rest = (*invariants, *self.consts, *seqs, *stacks)
         carried = list(carried)
         n, step, done = len(t_iter), t_iter.step, 0
-        address = blas.sgemm_address()
         while done < n:
             each = self.step_seconds
             count = min(n - done, max(1, int(CALL_SECONDS / each)) if each else FIRST_STEPS)
             lo = t_iter[done]
             start = time.perf_counter()
             try:
-                out = self.loop(address, lo, lo + count * step, step, *carried, *rest)
+                out = self.loop(self.address, lo, lo + count * step, step, *carried, *rest)
             except Exception as exc:   # noqa: BLE001 - only numba's own compile errors
                 if not _is_numba_error(exc):
                     raise
