@@ -321,10 +321,11 @@ def ph(*shape, dtype=rg.float32):
     (lambda: rg.softmax(ph(2, 3), 2), ["softmax", "axis 2"]),
     (lambda: rg.sparse_softmax_cross_entropy_with_logits(labels=ph(3, dtype=rg.int32),
                                                          logits=ph(2, 5)),
-     ["sparse_softmax_cross_entropy", "different batch sizes", "i32[3]", "f32[2,5]"]),
+     ["sparse_softmax_cross_entropy", "dim 0 is 3 in labels and 2 in logits", "i32[3]",
+      "f32[2,5]"]),
     (lambda: rg.sparse_softmax_cross_entropy_with_logits(labels=ph(2, 1, dtype=rg.int32),
                                                          logits=ph(2, 5)),
-     ["labels must have rank 1"]),
+     ["labels [2,1] and logits [2,5]", "without its last (class) axis, [2]", "rank 2, not 1"]),
 ])
 def test_shape_errors(build, needles):
     msg = _error(build)

@@ -5,9 +5,9 @@ import numpy as np
 
 from ..dtypes import as_dtype, is_integer
 from ..errors import ShapeError
-from ..ir.types import TensorType, fmt_shape, merge_dim
+from ..ir.types import TensorType, fmt_shape
 from ..ir.value import Value
-from .base import Op, apply, as_value, check_rank, require_float
+from .base import Op, apply, as_value, require_float
 from .elementwise import exp, multiply, subtract
 from .reduce import reduce_sum
 from .shape import _axis_in, dim, expand_dims
@@ -54,34 +54,55 @@ class LogSoftmax(_AlongAxis):
 
 
 class SparseSoftmaxCrossEntropy(Op):
-    """Per-example -log softmax(logits)[label] for int labels [B] and logits [B, C]."""
+    """Per-example -log softmax(logits)[label] for int labels of any shape S and logits of
+    shape S + [C] (C classes on the last axis); the result has shape S (TF1's rule)."""
     name = "sparse_softmax_cross_entropy"
 
     def infer(self, labels, logits):
         if not is_integer(labels.dtype):
             raise TypeError(f"labels must be integer class ids, got {labels.dtype}")
         require_float(logits, "logits")
-        check_rank(labels, 1, "labels")
-        check_rank(logits, 2, "logits")
-        batch = merge_dim(labels.shape[0], logits.shape[0],
-                          f"labels {fmt_shape(labels.shape)} and logits {fmt_shape(logits.shape)} "
-                          "have different batch sizes")
-        return TensorType((batch,), logits.dtype)
+        if logits.rank < 1:
+            raise ShapeError("logits must have rank >= 1 (classes on the last axis), got shape "
+                             f"{fmt_shape(logits.shape)}")
+        want = fmt_shape(logits.shape[:-1])
+        mismatch = (f"labels {fmt_shape(labels.shape)} and logits {fmt_shape(logits.shape)} "
+                    f"do not match: labels' shape must be logits' shape without its last "
+                    f"(class) axis, {want}")
+        if labels.rank != logits.rank - 1:
+            raise ShapeError(f"{mismatch}; labels have rank {labels.rank}, not "
+                             f"{logits.rank - 1}")
+        shape = []
+        for axis, (a, b) in enumerate(zip(labels.shape, logits.shape)):
+            if a is not None and b is not None and a != b:
+                raise ShapeError(f"{mismatch}; dim {axis} is {a} in labels and {b} in logits")
+            shape.append(b if a is None else a)
+        return TensorType(tuple(shape), logits.dtype)
 
     def compute(self, xp, labels, logits):
-        n_classes = logits.shape[1]
+        if tuple(labels.shape) != tuple(logits.shape[:-1]):   # dims the types left unknown
+            raise ShapeError(f"labels {list(labels.shape)} and logits {list(logits.shape)} do "
+                             "not match: labels' shape must be logits' shape without its last "
+                             "(class) axis")
+        n_classes = logits.shape[-1]
         if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
             raise ValueError(f"labels must be in [0, {n_classes}), got values in "
                              f"[{int(labels.min())}, {int(labels.max())}]")
-        shifted = logits - xp.max(logits, axis=1, keepdims=True)
+        if not labels.size:   # nothing to reduce (and a max over zero classes has no value)
+            return xp.zeros(labels.shape, logits.dtype)
+        # any rank: one row of classes per label, [N, C], then back to the labels' shape
+        rows = logits.reshape(labels.size, n_classes)
+        shifted = rows - xp.max(rows, axis=1, keepdims=True)
         lse = xp.log(xp.sum(xp.exp(shifted), axis=1))
-        return lse - shifted[xp.arange(labels.shape[0]), labels]
+        picked = shifted[xp.arange(labels.size), labels.reshape(labels.size)]
+        return (lse - picked).reshape(labels.shape)
 
     def vjp(self, node, g):
         labels, logits = node.inputs
-        depth = logits.shape[1] if logits.shape[1] is not None else dim(logits, 1)
+        last = logits.type.rank - 1
+        depth = logits.shape[last] if logits.shape[last] is not None else dim(logits, last)
         target = one_hot(labels, depth, dtype=logits.dtype)
-        return [None, multiply(expand_dims(g, 1), subtract(softmax(logits, 1), target))]
+        return [None, multiply(expand_dims(g, -1), subtract(softmax(logits, -1), target))]
 
 
 class OneHot(Op):
@@ -120,8 +141,11 @@ def log_softmax(logits, axis=-1, name=None):
 
 def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None,
                                              name=None):
-    """Per-example loss [B] from int `labels` [B] and unscaled `logits` [B, C] (TF1 names;
-    pass both by keyword). Differentiable with respect to logits only."""
+    """Per-example loss from int `labels` and unscaled `logits` (TF1 names; pass both by
+    keyword). labels have any shape S (e.g. [B], or [B, T] for a sequence model) and logits
+    have shape S + [C], C classes on the last axis; the result has shape S and the logits'
+    dtype. Unknown (None) dims are checked at run time. A label outside [0, C) is a ValueError
+    when the graph runs. Differentiable with respect to logits only."""
     if _sentinel is not None:
         raise ValueError("sparse_softmax_cross_entropy_with_logits takes keyword arguments only: "
                          "labels=..., logits=...")

@@ -111,7 +111,16 @@ def _softmax(em, node, ins):
 
 @_op("sparse_softmax_cross_entropy")
 def _sparse_xent(em, node, ins):
+    # rnngraph: labels S, logits S + [C] (classes last); ONNX: labels [N, D1..Dk], scores
+    # [N, C, D1..Dk] (classes second), so the class axis moves; a scalar label gets an N of 1
     labels, logits = ins
+    r = node.inputs[0].type.rank
+    if r == 0:
+        loss = em.node("SoftmaxCrossEntropyLoss", [em.unsqueeze(logits, [0]),
+                                                   em.unsqueeze(labels, [0])], reduction="none")
+        return [em.squeeze(loss, [0], hint=_hint(node))]
+    if r >= 2:
+        logits = em.node("Transpose", [logits], perm=[0, r] + list(range(1, r)))
     return [em.node("SoftmaxCrossEntropyLoss", [logits, labels], reduction="none",
                     hint=_hint(node))]
 
