@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import rnngraph as rg
+from rnngraph.ops.host_rows import host_rows
 from rnngraph.ops.rows import permute_rows
 from rnngraph.ops.shape import contiguous
 from rnngraph.ops.base import Op
@@ -269,6 +270,11 @@ case("permute_rows", lambda x: permute_rows(x, _perm) ** 2.0 * np.arange(12.0).r
 case("permute_rows-axis1-unknown",
      lambda x: permute_rows(x, _perm, axis=1) * np.arange(8.0).reshape(2, 4),
      {"x": rand(2, 4)}, shapes={"x": (None, None)})
+# --- a fed sequence read time-major (passes/host_sequences.py), rows reordered or not -------------
+case("host_rows", lambda x: host_rows(x, 1) ** 2.0 * np.arange(24.0).reshape(3, 2, 4),
+     {"x": rand(2, 3, 4)})
+case("host_rows-sorted", lambda x: host_rows(x, 1, np.array([1, 0], np.int32)) ** 2.0
+     * np.arange(24.0).reshape(3, 2, 4), {"x": rand(2, 3, 4)}, shapes={"x": (2, None, 4)})
 case("reverse_sequence", lambda x: rg.reverse_sequence(x, np.array([3, 0, 2], np.int32), 1, 0)
      * np.arange(12.0).reshape(3, 4), {"x": rand(3, 4)})
 case("placeholder_with_default", lambda x: rg.placeholder_with_default(x, [None, 3]) ** 2.0,

@@ -301,6 +301,7 @@ SCHEMAS: dict[str, OpSchema] = {
     "check_sequence_length": NONE,
     "reverse_sequence": OpSchema({"seq_axis": AXIS, "batch_axis": AXIS}),
     "invert_permutation": NONE, "permute_rows": OpSchema({"axis": AXIS}),
+    "host_rows": OpSchema({"time_axis": Int(0, MAX_RANK - 1)}),   # ops/host_rows.py
     "sequence_mask": NONE, "sort_by_length": NONE, "group": NONE,
     "matmul": NONE, "matrix_transpose": NONE,
     "range": OpSchema({"dtype": DTYPE}), "stop_gradient": NONE,   # ops/misc.py

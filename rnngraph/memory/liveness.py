@@ -94,3 +94,24 @@ class Schedule:
         """Which outputs of `node` someone in this schedule reads (loops skip the rest)."""
         used = self.used_values()
         return [v in used for v in node.outputs]
+
+    def host_inputs(self) -> frozenset:
+        """Indices of the inputs left in host memory: fed values that `host_rows` nodes read
+        (passes/host_sequences.py; as their first input) and no other node but for its shape,
+        and that are not returned as they are."""
+        hit = self.__dict__.get("_host_inputs")
+        if hit is None:
+            uses: dict = {}
+            for n in self.nodes:
+                for i, v in enumerate(n.inputs):
+                    uses.setdefault(v, []).append((n, i))
+            outs = set(self.outputs)
+
+            def host(v) -> bool:
+                us = uses.get(v, [])
+                return v not in outs and any(n.op.name == "host_rows" for n, _ in us) and all(
+                    (n.op.name == "host_rows" and i == 0) or i in n.op.shape_inputs
+                    for n, i in us)
+            hit = self._host_inputs = frozenset(
+                i for i, v in enumerate(self.inputs) if host(v))
+        return hit

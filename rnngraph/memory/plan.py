@@ -77,6 +77,7 @@ class MemoryPlan:
     chunk_steps: int | None = None  # the program's loops run their sequence passes in chunks
     chunk_bytes_per_step: int = 0   # ... whose buffers take this many bytes per step of a chunk
     passes_on: tuple = ()           # opt-in passes the program was compiled with (stream_outputs)
+    host_fed: tuple = ()            # (name, bytes) of fed sequences left in host memory
     _by_node: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -185,9 +186,13 @@ class MemoryPlan:
             chunk_bytes = self.chunk_steps * self.chunk_bytes_per_step
             lines.append(f"sequence passes in chunks of {self.chunk_steps} steps (hoist_sequence, "
                          f"sink_accumulators: {fmt_bytes(chunk_bytes)} of chunk buffers)")
-        if self.passes_on:
+        if "stream_outputs" in self.passes_on:
             lines.append("loop outputs streamed (stream_outputs): their per-step consumers run "
                          "inside the loops, so no [T, ...] output stack or gradient is made")
+        if self.host_fed:
+            fed = ", ".join(f"{name} ({fmt_bytes(b)})" for name, b in self.host_fed)
+            lines.append(f"fed sequences left in host memory (host_sequences), copied a row at "
+                         f"a time into the loops reading them: {fed}")
         if self.passes_off:
             lines.append("compiler passes turned off (they build whole-sequence stacks on the "
                          f"device): {', '.join(self.passes_off)}")

@@ -128,11 +128,29 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
                      "as 0 bytes)")
     plans = [_loop_plan(lp, lp.options[sel[lp.node]], info) for lp in loops]
     chunk, per_step = _chunks(schedule, model)
+    host_fed, fed_time = _host_fed(schedule, model, profile)
     return MemoryPlan(device=device, budget=budget, loops=plans, predicted_peak=peak,
-                      keep_all_peak=keep_all, extra_time=total_time(sel),
+                      keep_all_peak=keep_all, extra_time=total_time(sel) + fed_time,
+                      host_fed=host_fed,
                       passes_off=tuple(passes_off), notes=notes, host_budget=host_budget,
                       host_bytes=host_of(sel), min_budget=floor, chunk_steps=chunk,
                       chunk_bytes_per_step=per_step)
+
+
+def _host_fed(schedule: Schedule, model: PeakModel, profile: DeviceProfile) -> tuple:
+    """((name, bytes) of each fed sequence left on the host, the time its rows take to reach
+    the device beyond the one copy a fed value costs anyway: once more per loop reading it)."""
+    fed, seconds = [], 0.0
+    for i in sorted(schedule.host_inputs()):
+        v = schedule.inputs[i]
+        b = model.nbytes(v)
+        fed.append((v.node.name, b))
+        rows = [n.outputs[0] for n in schedule.nodes if n.op.name == "host_rows"
+                and n.inputs[0] is v]
+        readers = sum(1 for n in schedule.nodes if n.op.subgraphs()
+                      for x in rows if x in n.inputs)
+        seconds += max(0, readers - 1) * profile.transfer_time(0, b)
+    return tuple(fed), seconds
 
 
 def _chunks(schedule: Schedule, model: PeakModel) -> tuple:

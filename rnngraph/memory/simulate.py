@@ -7,7 +7,9 @@ adds, while it runs, its stacks, its carried state, the peak of one body step, a
 saved-tensor placements cost: prefetch buffers for offloaded rows, checkpoints and a segment
 of replayed residuals for recomputed ones. A chunked loop (ops/loop.py) adds one block of its
 prologue's results, its epilogue's [C, ...] gather buffers and accumulators, and the peaks of
-its prologue and epilogue runs (a replay of a chunked loop: one block of its own).
+its prologue and epilogue runs, the blocks its prologue reads from handles included (a replay
+of a chunked loop: one block of its own). Fed sequences left on the host take no bytes but a
+row buffer in each loop reading them.
 
 A device profile may say more about its allocator (memory/costs.py): buffers round up to its
 `alloc_granularity`; with `reuse_list_resident`, the prefetch and replay buffers that passes
@@ -164,9 +166,10 @@ class PeakModel:
         m = _Meter() if watch is None else _WatchMeter()
         key: dict = {}       # Value -> buffer key (shared by views)
         held: dict = {}      # Value -> extra buffer keys it keeps alive (residual handles)
-        for v in sched.inputs:
+        host_in = sched.host_inputs() if counted_inputs else ()
+        for i, v in enumerate(sched.inputs):   # (fed values left on the host: no bytes)
             key[v] = v
-            m.retain(v, self.nbytes(v) if counted_inputs else 0)
+            m.retain(v, self.nbytes(v) if counted_inputs and i not in host_in else 0)
         residual_of = self._residual_index(sched, choices)
         if counted_inputs and self.profile is not None:
             m.retain(("workspace",), int(getattr(self.profile, "workspace_bytes", 0) or 0))
@@ -174,9 +177,13 @@ class PeakModel:
                 m.retain(("reuse list",), self._reuse_list_bytes(sched, residual_of, choices))
         value_of_slot = {s: v for v, s in sched.slot.items()}
         inputs = set(sched.input_slots)
+        host_fed = {sched.inputs[i] for i in host_in}
         for node, frees in zip(sched.nodes, sched.frees):
             if node.op.subgraphs():
                 self._loop(sched, node, m, key, held, choices, residual_of)
+            elif node.op.name == "host_rows" and node.inputs[0] in host_fed:
+                key[node.outputs[0]] = node.outputs[0]   # a handle on host rows: no bytes
+                m.retain(node.outputs[0], 0)
             else:
                 for v in node.outputs:
                     src = view_source(node, v, self.info)
@@ -206,7 +213,7 @@ class PeakModel:
         copied from the host rows past them), and one replay buffer per recomputed residual
         of a forward loop it reads (k rows, or one row under a binomial schedule)."""
         reading, ring = self._reads(sched, node, residual_of, choices)
-        out = []
+        out = list(self._fed_rows(sched, node, choices, reading).values())
         for fwd, rs in reading.items():
             fl = loop_layout(fwd, sched.needed_outputs(fwd))
             fchoice = rs[0][2]
@@ -244,6 +251,37 @@ class PeakModel:
             if per_step[j] or j in blocks:
                 reading.setdefault(r[0], []).append(r)
         return reading, ring
+
+    def _fed_rows(self, sched, node, choices, reading) -> dict:
+        """{fed value: bytes of one row} for the fed sequences left on the host
+        (passes/host_sequences.py) whose rows loop `node` holds while it runs: one row
+        buffer per sequence its steps read (a cursor of its own), and one per sequence the
+        replay of a forward loop it reads recomputed residuals of slices (that loop's cursor:
+        a replay slices every sequence of its loop, runtime/residuals.py's Replayer).
+        A chunk block is copied into a new array while the chunk prologue runs, uncounted
+        like the blocks of offloaded residuals."""
+        host = {sched.inputs[i] for i in sched.host_inputs()}
+        if not host:
+            return {}
+        out = {}
+        choice = choices.get(node)
+        place = choice.placements if choice is not None else {}
+        layout = loop_layout(node, sched.needed_outputs(node))
+        stored = tuple(i for i in layout.keep_res if place.get(i, DEVICE) != RECOMPUTE)
+        runs = [(node, self.step_reads(node, layout, stored))]
+        for fwd, rs in reading.items():
+            fchoice = rs[0][2]
+            fl = loop_layout(fwd, sched.needed_outputs(fwd))
+            rec = tuple(i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE)
+            if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
+                runs.append((fwd, [True] * len(fwd.op.body.params.get("sequence", []))))
+        for loop, reads in runs:
+            params = loop.op.body.params.get("sequence", [])
+            vs = loop.op.in_ports().split(loop.inputs)["sequence"]
+            for v, p, r in zip(vs, params, reads):
+                if r and v.node.op.name == "host_rows" and v.node.inputs[0] in host:
+                    out[(loop, v)] = self.nbytes(p)
+        return out
 
     def step_reads(self, node, layout, idx: tuple) -> list:
         """For each sequence param of loop `node`'s body, whether its step program returning
@@ -324,6 +362,8 @@ class PeakModel:
         # an offloaded one its steps read takes its prefetch buffers; a chunk block is copied
         # from the host rows straight into the block (ChunkSource), past them
         reading, ring = self._reads(sched, node, residual_of, choices)
+        if not self._resident_reuse():   # the rows of fed sequences left on the host it holds
+            extra += sum(self._fed_rows(sched, node, choices, reading).values())
         replay_peak = 0
         states = 0   # binomial replays: states stored beyond the forward's (at most)
         moments = dict.fromkeys(("first", "rest", "end first", "end rest"), 0)   # (chunked)
@@ -339,7 +379,12 @@ class PeakModel:
             if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
                 rp, rc = self.body_step(fwd, fl, "replay", tuple(rec))
                 if fl.chunked:   # the replay's own block of the forward's prologue rows
-                    extra += self.chunk_costs(fwd, fl)[0]
+                    fb, _, _, fpro, _ = self.chunk_costs(fwd, fl)
+                    extra += fb
+                    # (computing the next one: the old one dropped first, the new one from
+                    # blocks of the forward's sequences, new arrays where those are handles)
+                    replay_peak = max(replay_peak, fpro - fb + self.handle_blocks(
+                        sched, fwd, fl, residual_of, choices))
                 if fchoice.slots:   # one row of residuals; the states stored beyond the forward's
                     nf = info.steps.get(fwd) or 0
                     b = binomial_schedule(nf, fchoice.slots)
@@ -360,6 +405,7 @@ class PeakModel:
             block, gathers, accs, pro_peak, epi_peak = self.chunk_costs(node, layout)
             # the first chunk's steps run before its epilogue made accumulators of the loop's
             # own; the epilogues run once a chunk's steps made their states
+            pro_peak += self.handle_blocks(sched, node, layout, residual_of, choices)
             step = max(block + step_peak, pro_peak, block + replay_peak)
             ts = _chunk_moments(op, n)
             m.bump(what=node, extra=stacks + ckpt + carried_bytes + extra + gathers + max(
@@ -425,6 +471,27 @@ class PeakModel:
                              if outs else 0)
             hit = self._body_cache[ck] = (block, gathers, accs, *peaks)
         return hit
+
+    def handle_blocks(self, sched, node, layout, residual_of, choices) -> int:
+        """Bytes of the blocks chunked loop `node`'s prologue reads from handles (offloaded or
+        recomputed residuals, fed sequences left on the host): each one a new [C, ...] device
+        array while the prologue runs (runtime/residuals.py's ChunkSource)."""
+        op = node.op
+        n = self.info.steps.get(node) or 0
+        if not layout.chunked or not n:
+            return 0
+        host = {sched.inputs[i] for i in sched.host_inputs()}
+        seqs = op.in_ports().split(node.inputs)["sequence"]
+        params = op.body.params.get("sequence", [])
+        rows = min(op.chunk_steps, n)
+        total = 0
+        for j in getattr(op, "chunk_blocks", ()):
+            v = seqs[j]
+            r = residual_of.get(v)
+            if (r is not None and r[2].placements.get(r[1], DEVICE) != DEVICE) or (
+                    v.node.op.name == "host_rows" and v.node.inputs[0] in host):
+                total += self._rounded(rows * (self.info.nbytes(params[j]) or 0))
+        return total
 
     def row_bytes(self, layout, i: int) -> int:
         return self.nbytes(layout.residual_value(i))

@@ -6,8 +6,8 @@ work in chunks of C steps instead, inside the loop (ops/loop.py's chunk prologue
 epilogue): hoist_sequence, sink_accumulators and sink_outputs. The
 memory planner (runtime/planning.py) compiles so when a budget cannot hold whole stacks.
 
-Passes in OPT_IN run only when the config names them (`{"stream_outputs": True}`): the
-planner asks for them when a budget cannot be met otherwise."""
+Passes in OPT_IN run only when the config names them (`{"stream_outputs": True}`,
+`{"host_sequences": True}`): the planner asks for them when a budget cannot be met otherwise."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,6 +18,7 @@ from .contiguous_weights import lay_out_loop_weights
 from .dce import eliminate_dead_code
 from .fuse import fuse_elementwise
 from .hoist_sequence import hoist_sequence_work
+from .host_sequences import host_sequences
 from .join_slices import join_slice_gradients
 from .reuse_outputs import reuse_output_stacks
 from .shape_reads import read_shapes_early
@@ -47,6 +48,7 @@ PASSES = {   # in pipeline order
     "reuse_outputs": reuse_output_stacks,
     "share_packs": share_packs,
     "sort_rows": fold_sort_into_products,
+    "host_sequences": host_sequences,   # (before share_copies: the copies it no longer needs)
     "fuse": fuse_elementwise,
     "shrink_batch": shrink_active_batch,
     "pack_weights": pack_loop_weights,
@@ -55,7 +57,7 @@ PASSES = {   # in pipeline order
 }
 CHUNKED = ("hoist_sequence", "sink_accumulators", "sink_outputs")   # take chunk_steps=
 CHUNK_KEY = "chunk_steps"
-OPT_IN = ("stream_outputs",)   # off unless the config says True
+OPT_IN = ("stream_outputs", "host_sequences")   # off unless the config says True
 
 
 def chunk_steps_of(config) -> int | None:

@@ -34,7 +34,8 @@ from ..ops.steps import StepRows
 from .buffer_pool import BufferPool
 from .loop_driver import step_driver
 from .program import Program
-from .residuals import ChunkSource, OffloadWriter, RecomputedStack, Replayer, SavedStack
+from .residuals import (ChunkSource, FedRows, OffloadWriter, RecomputedStack, Replayer,
+                        SavedStack)
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,7 @@ class LoopExecutor:
         parts = ins.split(args)
         carried = parts["carried"]
         invariants = parts["invariant"]
-        seqs = parts["sequence"]
+        seqs = _cursors(parts["sequence"])
         length = seqs[length_from].shape[0] if length_from is not None else None
         n = self.trip_count(parts)
         lp = ctx.plan.for_loop(node) if ctx.plan is not None else None
@@ -340,7 +341,8 @@ class LoopExecutor:
         t_iter = range(n - 1, -1, -1) if (reverse and n is not None) else (
             range(n) if n is not None else _count())
         n_gather, gbufs, in_chunk = self.n_gather, None, 0
-        if not lists and lp is None and not tracked and cond_prog is None and not chunked:
+        if not lists and lp is None and not tracked and cond_prog is None and not chunked \
+                and not any(isinstance(s, FedRows) for s in seqs):
             shared = self.shared_for(step_prog, active, length is None or length == n)
             carried, stacks, steps, driver_from, in_place, compiled = _plain_steps(
                 step_prog.run, lambda *flags: self.driver_for(active, shared, *flags), t_iter,
@@ -469,6 +471,18 @@ class LoopExecutor:
         for j, i in enumerate(keep_res):
             full_res[i] = stacks_res[j]
         return (np.int32(steps), *carried, *full_out, *full_res)
+
+
+def _cursors(seqs) -> list:
+    """The sequence inputs, a fed sequence left on the host read through a cursor of this
+    run's own (one per handle: its row buffer is this run's)."""
+    if not any(isinstance(s, FedRows) for s in seqs):
+        return seqs
+    own: dict = {}
+    for s in seqs:
+        if isinstance(s, FedRows) and id(s) not in own:
+            own[id(s)] = s.cursor()
+    return [own.get(id(s), s) for s in seqs]
 
 
 def shared_values(slots, steps, batched=None, unzeroed=None) -> tuple:

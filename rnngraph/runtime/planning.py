@@ -37,6 +37,7 @@ from ..memory.planner import STRATEGIES, make_plan
 from ..passes.pipeline import CHUNK_KEY, PASSES, chunk_steps_of, enabled_passes
 
 STREAM = "stream_outputs"   # an opt-in pass (passes/stream_outputs.py): asked for only to fit
+HOST = "host_sequences"     # an opt-in pass (passes/host_sequences.py): asked for with it
 
 # passes that trade T-proportional device memory for speed
 STACK_PASSES = ("hoist_sequence", "sink_accumulators", "sink_outputs")
@@ -157,23 +158,34 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
     return best[:2]
 
 
+def _streaming(passes) -> tuple:
+    """The opt-in streaming passes the session's passes allow the planner to turn on."""
+    if passes is True:
+        return (STREAM, HOST)
+    if not isinstance(passes, dict):
+        return ()
+    return tuple(p for p in (STREAM, HOST) if passes.get(p, True) is not False)
+
+
 def _may_stream(passes) -> bool:
-    """The session's passes allow the planner to turn stream_outputs on."""
-    return passes is True or (isinstance(passes, dict) and passes.get(STREAM, True) is not False)
+    """The session's passes allow the planner to turn stream_outputs or host_sequences on."""
+    return bool(_streaming(passes))
 
 
 def _streamed(sess, flat, fed, shapes, tracked):
     """((program, plan, passes) or None, smallest budget found) with the loops' output stacks
-    streamed through their consumers (passes/stream_outputs.py), where that plan fits: the
+    streamed through their consumers (passes/stream_outputs.py) and the fed sequences only
+    loops read left on the host (passes/host_sequences.py), where that plan fits: the
     whole-sequence passes first, else in chunks, else switched off."""
     on = set(enabled_passes(sess.passes))
+    streaming = _streaming(sess.passes)
     passes = {name: name in on for name in _all_passes()}
-    passes[STREAM] = True
+    passes.update(dict.fromkeys(streaming, True))
     asked = chunk_steps_of(sess.passes)
     if asked:
         passes[CHUNK_KEY] = asked
     prog = sess.compile(flat, fed, tracked=tracked, passes=passes)
-    plan = _plan(sess, prog, fed, shapes, (), (STREAM,))
+    plan = _plan(sess, prog, fed, shapes, (), streaming)
     if plan.fits and not _swap_misses(plan):
         return (prog, plan, passes), None
     floors = [plan.min_budget]
@@ -182,10 +194,11 @@ def _streamed(sess, flat, fed, shapes, tracked):
     dropped = tuple(n for n in STACK_PASSES if n in on)
     if dropped:
         lean_prog = sess.compile(flat, fed, tracked=tracked, passes=lean)
-        lean_plan = _plan(sess, lean_prog, fed, shapes, dropped, (STREAM,))
+        lean_plan = _plan(sess, lean_prog, fed, shapes, dropped, streaming)
         floors.append(lean_plan.min_budget)
         if lean_plan.fits and not _swap_misses(lean_plan):
-            chunked = _chunked(sess, flat, fed, shapes, tracked, lean_plan, {STREAM: True})
+            chunked = _chunked(sess, flat, fed, shapes, tracked, lean_plan,
+                               dict.fromkeys(streaming, True))
             return chunked or (lean_prog, lean_plan, lean), None
     floors = [f for f in floors if f is not None]
     return None, (min(floors) if floors else None)
@@ -254,15 +267,19 @@ def _plan(sess, prog, fed, shapes, passes_off, passes_on=()):
 
 
 def execute(sess, prog, plan, arrays) -> list:
-    """Run `prog`, following `plan`; returns host arrays. Measures when the program is tracked."""
+    """Run `prog` on fed host `arrays`, following `plan`; returns host arrays. Measures when
+    the program is tracked. Fed values the program leaves on the host stay there."""
     dev = sess.device
+    host = prog.host_inputs
+    arrays = [a if i in host else dev.asarray(a) for i, a in enumerate(arrays)]
     prog.ctx.plan = plan
     try:
         if not prog.tracked:
             outs = prog.run(arrays)
             return [dev.to_host(o) if o is not None else None for o in outs]
         moved = (dev.bytes_to_host, dev.bytes_to_device)
-        for a in arrays:
+        device_fed = [a for i, a in enumerate(arrays) if i not in host]
+        for a in device_fed:
             dev.retain(a, "a fed value")
         dev.reset_peak()
         t0 = time.perf_counter()
@@ -277,7 +294,7 @@ def execute(sess, prog, plan, arrays) -> list:
         host = [dev.to_host(o) if o is not None else None for o in outs]
         for o in outs:
             dev.release(o)
-        for a in arrays:
+        for a in device_fed:
             dev.release(a)
         sess.last_run_report = RunReport(
             dev.describe(), peak, dev.bytes_to_host - moved[0], dev.bytes_to_device - moved[1],

@@ -88,6 +88,10 @@ class Program:
                             n.op.out_ports().sizes["residual"] for n in self.nodes)
         self.slot, self.n_slots = sched.slot, sched.n_slots
         self.input_slots, self.output_slots = sched.input_slots, sched.output_slots
+        # fed values left in host memory (read by host_rows nodes only): the caller passes
+        # them as host arrays (planning.execute)
+        self.host_inputs = sched.host_inputs()
+        self.host_values = frozenset(self.inputs[i] for i in self.host_inputs)
         self.steps = self._plan = [self._compile_step(n, f)
                                    for n, f in zip(sched.nodes, sched.frees)]
         self._prepare_tracked()  # (cheap; the interpreter walks the same plan)

@@ -69,6 +69,87 @@ class SavedStack:
         return a if dtype is None else a.astype(dtype)
 
 
+def _host_row(rows, t: int):
+    """Row t of a host stack (Device.host_stack) as a view, also where rows are scalars: an
+    array's `[t, ...]` (its `[t]` would be a NumPy scalar), a chunked stack's `[t]`."""
+    return rows[t, ...] if isinstance(rows, np.ndarray) else rows[t]
+
+
+# --- fed sequences left on the host -----------------------------------------------------------
+class FedRows(SavedStack):
+    """A fed value a memory plan leaves in host memory (ops/host_rows.py), read by loops as a
+    [T, ...] sequence (its rows, axis 1, reordered by `perm` where given: a host gather as
+    they are copied): `rows[t]` copies row t into one device buffer of this handle's own
+    (valid until its next read), `read_block` copies a chunk's rows into a new device array.
+
+    Each loop run reads through its own `cursor()` (a forward loop, the backward loop and a
+    replay of the forward loop each hold one row at a time), and ends it when it is done."""
+    placement = "host"
+
+    def __init__(self, dev, host, time_axis: int, name: str, perm=None):
+        self.dev = dev
+        self.host = np.moveaxis(np.asarray(host), int(time_axis), 0)   # a view: no copy
+        self.perm = None if perm is None else np.asarray(perm)   # rows (axis 1) in this order
+        self.n = self.host.shape[0]
+        self.row_shape, self.dtype = tuple(self.host.shape[1:]), self.host.dtype
+        self.name = name
+        self.what = f"a row of fed value '{name}'"
+        self._buf = None
+        self._t = None
+
+    def cursor(self) -> "FedRows":
+        """A handle on the same host rows with a row buffer of its own."""
+        c = FedRows.__new__(FedRows)
+        c.__dict__.update(self.__dict__)
+        c._buf, c._t = None, None
+        return c
+
+    def _rows(self, lo: int, hi: int) -> np.ndarray:
+        rows = self.host[lo:hi]
+        if self.perm is not None:
+            return np.take(rows, self.perm, axis=1)
+        return rows if rows.flags.c_contiguous else np.ascontiguousarray(rows)
+
+    def __getitem__(self, t):
+        t = int(t)
+        if t < 0:
+            t += self.n
+        if not 0 <= t < self.n:
+            raise IndexError(f"step {t} of fed value '{self.name}' with {self.n} steps")
+        if self._t == t:
+            return self._buf
+        dev = self.dev
+        after = None
+        if self._buf is None:
+            self._buf = dev.empty(self.row_shape, self.dtype, self.what, reuse=True)
+        else:
+            after = dev.mark()   # (the copy waits for the kernels reading the row before)
+        self._t = None
+        dev.wait(dev.copy_to_device(self._rows(t, t + 1)[0, ...], self._buf, after=after))
+        self._t = t
+        return self._buf
+
+    def read_block(self, lo: int, hi: int):
+        """Rows [lo, hi) as one new device array, copied at once."""
+        out = self.dev.xp.empty((hi - lo,) + self.row_shape, self.dtype)
+        self.dev.wait(self.dev.copy_to_device(self._rows(lo, hi), out))
+        return out
+
+    def materialize(self):
+        return self.dev.asarray(self._rows(0, self.n))
+
+    def end_pass(self) -> None:
+        if self._buf is not None:
+            self.dev.free(self._buf, reuse=True)
+        self._buf, self._t = None, None
+
+    def __del__(self):
+        try:
+            self.end_pass()
+        except Exception:  # interpreter shutdown
+            pass
+
+
 # --- offload ----------------------------------------------------------------------------------
 class OffloadWriter:
     """Copies one residual's rows to a host stack as the forward loop produces them.
@@ -90,10 +171,10 @@ class OffloadWriter:
             self.rows = dev.host_stack((self.n,) + r.shape, r.dtype, self.host_budget) \
                 if self.n is not None else []
         if self.n is None:
-            dst = dev.host_stack((1,) + r.shape, r.dtype, self.host_budget)[0]   # (checked)
+            dst = _host_row(dev.host_stack((1,) + r.shape, r.dtype, self.host_budget), 0)
             self.rows.append(dst)
         else:
-            dst = self.rows[t]
+            dst = _host_row(self.rows, t)
         ticket = dev.copy_to_host(r, dst)
         if ticket is None:
             if self.release is not None:
@@ -162,13 +243,13 @@ class OffloadedStack(SavedStack):
         dev = self.dev
         out = dev.xp.empty((hi - lo,) + self.row_shape, self.dtype)
         for t in range(lo, hi):
-            dev.wait(dev.copy_to_device(self.rows[t], out[t - lo]))
+            dev.wait(dev.copy_to_device(_host_row(self.rows, t), out[t - lo, ...]))
         return out
 
     def _fetch(self, t):
         buf, after = self._spare.pop() if self._spare else \
             (self.dev.empty(self.row_shape, self.dtype, self.what, reuse=True), None)
-        return buf, self.dev.copy_to_device(self.rows[t], buf, after=after)
+        return buf, self.dev.copy_to_device(_host_row(self.rows, t), buf, after=after)
 
     def end_pass(self) -> None:
         bufs = [b for b, _ in self._spare] + [b for b, _ in self._ready.values()]
@@ -365,8 +446,8 @@ class Replayer:
             for b in self.bufs:
                 self.dev.free(b, reuse=True)
         self.bufs, self.seg = None, None
-        for s in self.seqs:   # (a chunked loop's prologue rows: their block goes too)
-            if isinstance(s, ChunkRows):
+        for s in self.seqs:   # (a chunked loop's prologue rows: their block goes too; the
+            if isinstance(s, (ChunkRows, FedRows)):   # row of a fed sequence a replay read)
                 s.end_pass()
         while self.stack and self.slots:   # a later pass starts again from the initial state
             self._drop(self.stack.pop()[1])
@@ -402,8 +483,9 @@ class ChunkSource:
     Block c holds steps [c*C, min((c+1)*C, n)); it is computed when a step first reads a row
     of it, after the previous block is dropped, so at most one block is on the device. `prog`
     maps (invariants..., sequence blocks...) to the prologue's [m, ...] results; `seqs` are the
-    sequence inputs the blocks are cut from (arrays, or residual handles read row by row).
-    In a tracked run the results are the caller's (one reference each), released on drop."""
+    sequence inputs the blocks are cut from (arrays, or handles read row by row: a block read
+    from one is a new array, counted while the prologue runs). In a tracked run the results
+    are the caller's (one reference each), released on drop."""
 
     def __init__(self, dev, prog, invariants, seqs, steps: int, n: int, tracked: bool):
         self.dev, self.prog = dev, prog
@@ -436,7 +518,17 @@ class ChunkSource:
         hi = min(lo + self.C, self.n)
         blocks = [s.read_block(lo, hi) if isinstance(s, SavedStack) else s[lo:hi]
                   for s in self.seqs]
-        self.values = self.prog.run([*self.invariants, *blocks])
+        # a block read from a handle is a new device array: counted while the prologue runs
+        # (and after, by the results that are views of it)
+        fresh = [b for b, s in zip(blocks, self.seqs) if isinstance(s, SavedStack)] \
+            if self.release is not None else []
+        for b in fresh:
+            self.dev.meter.allocate(b, "a chunk block of a sequence input not on the device")
+        try:
+            self.values = self.prog.run([*self.invariants, *blocks])
+        finally:
+            for b in fresh:
+                self.release(b)
         self.block = c
         self.blocks_run += 1
 

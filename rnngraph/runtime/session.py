@@ -18,7 +18,8 @@ from ..passes.pipeline import enabled_passes, optimize
 from ..passes.rewrite import clone
 from . import planning
 from .program import CompileContext, Program
-from . import loop_kernel, state_kernels  # noqa: F401  (register the loop's and state ops' kernels)
+# (register the kernels of loops, host_rows and the state ops)
+from . import fed_rows, loop_kernel, state_kernels  # noqa: F401
 from .variables import VariableStore
 from .compat import check_config
 from . import placement
@@ -264,7 +265,7 @@ class Session:
                 raise NumericsError(f"check_numerics: the value fed to placeholder '{v.node.name}' "
                                     f"(built at {v.node.location}) has {int(np.isnan(arr).sum())} "
                                     f"NaN and {int(np.isinf(arr).sum())} Inf entries")
-            arrays.append(self.device.asarray(arr))
+            arrays.append(arr)   # (host arrays: planning.execute puts them on the device)
         return fed, arrays
 
     def _feed_key(self, key) -> Value:

@@ -159,7 +159,7 @@ class PinnedStack:
             rows = min(self.per_chunk, self.n - c * self.per_chunk)
             chunk = self.chunks[c] = self.dev.pinned_chunk((rows,) + self.row_shape, self.dtype,
                                                            self.host_budget)
-        return chunk[i]
+        return chunk[i, ...]   # (a view, also where rows are scalars)
 
     def pinned_bytes(self) -> int:
         return sum(c.nbytes for c in self.chunks if c is not None)
