@@ -166,8 +166,14 @@ class Graph:
         return self.capture_outer(value)
 
     def capture_outer(self, value: Value) -> Value:
-        """Capture a value of an enclosing graph as a loop-invariant param (memoised)."""
-        if value.graph.is_ancestor_of(self):
+        """Capture a value of an enclosing graph as a loop-invariant param (memoised).
+
+        Also a value of a graph that an enclosing graph's `capture_fn` maps into that graph:
+        a loop nested in a loop body differentiates into a backward body inside the outer
+        loop's backward body, and reads its own ports, values of the outer *forward* body,
+        through the outer backward body's capture function (saved, recomputed or a port).
+        """
+        if value.graph.is_ancestor_of(self) or self._mapped_above():
             outer = self.parent.capture(value)
             if outer not in self.captures:
                 self.captures[outer] = self.add_param("invariant", outer.type,
@@ -175,6 +181,15 @@ class Graph:
             return self.captures[outer]
         raise ValueError(f"{value!r} belongs to another graph; values of different graphs "
                          "cannot be combined (build them in one graph, or use as_default())")
+
+    def _mapped_above(self) -> bool:
+        """Has an enclosing graph a capture function (which may map values of other graphs)?"""
+        g = self.parent
+        while g is not None:
+            if g.capture_fn is not None:
+                return True
+            g = g.parent
+        return False
 
     def remove_nodes(self, doomed: set[Node]) -> None:
         """Drop nodes nobody references (autodiff cleans up the grads it did not need)."""

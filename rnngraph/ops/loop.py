@@ -36,12 +36,14 @@ The vjp is another loop node running in reverse over the residual stacks; see `_
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import GradientError, ShapeError, VerificationError
 from ..ir.graph import Graph, get_default_graph
+from ..ir.node import Node
 from ..ir.types import TensorType, merge_dim
 from ..ir.value import Value
 from ..nest import flatten, pack_as
@@ -109,6 +111,13 @@ class Loop(Op):
 
     def subgraphs(self):
         return [self._body]
+
+    def with_body(self, body: Graph) -> "Loop":
+        """This loop (same attributes) over `body`, a copy of its body (see copy_body)."""
+        new = copy.copy(self)
+        new._body = body
+        new._vjp_cache = {}
+        return new
 
     def attrs(self):
         a = {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -314,6 +323,31 @@ def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, rever
     outs = apply(op, inputs, name=name)
     parts = op.out_ports().split(outs)
     return parts["steps"][0], parts["carried"], parts["output"]
+
+
+def copy_body(body: Graph, parent: Graph, vmap: dict | None = None) -> tuple[Graph, dict]:
+    """A copy of loop body `body` (params, captures, results; nested loops over copies of their
+    bodies) whose parent is `parent`, and the map old Value -> new Value (`vmap`, extended).
+    Lists are the copy's own: results added to one body are not added to the other."""
+    vmap = {} if vmap is None else vmap
+    new = Graph(parent=parent, name=body.name)
+    new._scope = list(body._scope)
+    new._name_counts = dict(body._name_counts)
+    for n in body.nodes:
+        op = n.op
+        if isinstance(op, Loop):
+            op = op.with_body(copy_body(op.body, new, vmap)[0])
+        node = Node(new, op, [vmap[v] for v in n.inputs], n.name, n.location)
+        node.is_gradient, node.device = n.is_gradient, n.device
+        for v in n.outputs:
+            vmap[v] = node._add_output(v.type)
+        new.nodes.append(node)
+        new._by_name[node.name] = node
+    new.params = {role: [vmap[p] for p in ps] for role, ps in body.params.items()}
+    new.captures = {vmap.get(o, o): vmap[p] for o, p in body.captures.items()}
+    new.results = {role: [vmap[v] for v in vs] for role, vs in body.results.items()}
+    new.collections = {k: list(v) for k, v in body.collections.items()}
+    return new, vmap
 
 
 def _open_batch(t: TensorType) -> TensorType:
