@@ -21,6 +21,7 @@ keeps everything, extra time):
     python benchmarks/memory.py --steps 1000 --proj 32 --lean    # the issue's case, and lean
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10   # no projection: streamed
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head dense   # a dense head
+    python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head target  # fed targets
 """
 from __future__ import annotations
 
@@ -46,13 +47,16 @@ HEADS = {   # the loss on the outputs y [B, T, H]
     "sum": "sum(y**2)",
     "bias": "mean((y*w + b)**2), w and b of shape [H]",
     "dense": "mean(dense(y, 32)**2), a dense layer (kernel and bias) on every step",
+    "dense-any-batch": "mean(dense(y, 32)**2), the batch unknown when the graph is built",
+    "target": "mean((y - Y)**2), Y a fed [B, T, H] target",
 }
 
 
 def build(B, H, P, I, head="sum"):
     g = rg.Graph()
     with g.as_default():
-        X = rg.placeholder(rg.float32, [B, None, I], name="X")
+        X = rg.placeholder(rg.float32, [None if head == "dense-any-batch" else B, None, I],
+                           name="X")
         cell = rg.nn.LSTMCell(H, num_proj=P or None)
         outputs, _ = rg.nn.dynamic_rnn(cell, X, dtype=rg.float32)
         if head == "sum":
@@ -62,6 +66,9 @@ def build(B, H, P, I, head="sum"):
             w = rg.get_variable("w", [n], rg.float32, initializer=rg.ones_initializer())
             b = rg.get_variable("b", [n], rg.float32, initializer=rg.constant_initializer(0.1))
             loss = rg.reduce_mean(rg.square(outputs * w + b))
+        elif head == "target":
+            Y = rg.placeholder(rg.float32, [B, None, outputs.shape[-1]], name="Y")
+            loss = rg.reduce_mean(rg.square(outputs - Y))
         else:
             loss = rg.reduce_mean(rg.square(rg.layers.dense(outputs, 32)))
         fetches = [loss] + rg.gradients(loss, rg.global_variables())
@@ -84,8 +91,10 @@ def chosen(plan) -> str:
         parts.append(f"chunks of {plan.chunk_steps}")
     if plan.passes_off:
         parts.append("lean")
-    if getattr(plan, "passes_on", ()):
+    if "stream_outputs" in getattr(plan, "passes_on", ()):
         parts.append("streamed")   # the output stack streamed through its consumers
+    if getattr(plan, "host_fed", ()):
+        parts.append("feed on host")   # fed sequences left in host memory, read row by row
     return ", ".join(parts)
 
 
@@ -96,6 +105,10 @@ def bench(T, B, H, P, I, rounds, check, plans_only=False, lean=False, fractions=
           head="sum"):
     g, X, fetches = build(B, H, P, I, head)
     fd = {X: np.random.RandomState(0).randn(B, T, I).astype(np.float32)}
+    for n in g.nodes:   # (the fed target of --head target)
+        if n.name == "Y":
+            Y = n.outputs[0]
+            fd[Y] = np.random.RandomState(1).randn(B, T, Y.shape[-1]).astype(np.float32)
     free = rg.Session(g, device=SimulatedDevice())
     free_plan = free.memory_plan(fetches, fd)
     saved = sum(s.total_bytes for s in free_plan.saved)

@@ -12,8 +12,10 @@ This pass moves that work into the loops:
   loop), and the final value replaces the sum. Sums are full or partial `reduce_sum`s and
   `reduce_mean`s whose axes include time (a mean divides each step's part by the whole
   count: the stacks' length, computed before the loop, times one step's count), `sum_to`s over
-  leading axes (the gradient of an operand broadcast over time and batch), and x^T @ g over
-  the rows of two merged matrices (the gradient of a dense layer's kernel);
+  leading axes (the gradient of an operand broadcast over time and batch), x^T @ g over
+  the rows of two merged matrices (the gradient of a dense layer's kernel), and
+  sum_to(x^T @ g) over the batch of two [B, T, X] values (that gradient where the batch is
+  unknown and the layer multiplies a batch of [T, X] matrices): x_t^T @ g_t per step;
 - a region value the backward loop reads as a sequence is computed inside that loop, per step,
   from the forward loop's per-step output, which becomes one more residual of the forward loop
   (a saved tensor: the planner keeps, offloads or recomputes it like the others); products
@@ -28,10 +30,21 @@ The region is what reads S through:
 - elementwise ops whose other operands are the same at every step and row: scalars, or
   loop-invariant tensors that broadcast over time and the reordered rows (a bias `y + b`,
   b of shape [H]; a keepdims sum's gradient [1, 1, H]), read in the loop as invariants;
+- elementwise ops with an operand that varies over time as the region value does: a [B, T,
+  ...] (or [T, B, ...]) value of the same rank and time axis computed before the forward loop
+  and not from its outputs (a fed target, `y - Y`). The loops read it as a sequence input,
+  row t per step, where their per-step work needs it: transposed to time-major once before the
+  forward loop (a Transpose swapping its first two axes, as dynamic_rnn does with its input;
+  a time-major value is read as it is). Only where the loop's rows are the fed rows: with row
+  reorderings (dynamic_rnn's sort by sequence_length) or active rows it is refused. (The
+  loop reads the first T rows: a target with more steps than the stack is not an error
+  then, as it is for the whole-tensor op);
 - element counts (reduce_mean's gradient), computed per step as above;
 - the reshape of a [B, T, X] (or [T, B, X]) value into the rows of an [N, X] matrix and back
   (how a dense layer applies its kernel), and products of those rows with one loop-invariant
-  matrix (`y_t @ W`): a step's value is the same [B, X] merged or not.
+  matrix (`y_t @ W`): a step's value is the same [B, X] merged or not; the same product of a
+  [B, T, X] value with the matrix broadcast over the batch (a dense layer over an unknown
+  batch), and products of two time-major [T, B, X] values' steps.
 Every reader of the region must be in it or be one of those two sinks, else nothing moves (the
 stack is needed whole anyway: a fetched output, a partial reduction over the batch). What moves
 into the forward loop may not read a value computed from that loop's outputs (`y - mean(y)`).
@@ -142,11 +155,15 @@ def _stream_output(graph, loop, k) -> int:
         return 0   # (the layouts of every region node's operands agree, known in full)
     # every reader of the region must be in it or be a sink
     reductions, sequences = [], []
+    products = {}              # sum_to of a batched product -> its two region operands
     for v in axis:
         for n in readers.get(v, []):
             if n in order or isinstance(n.op, ReducedCount):
                 continue
-            if _sink(n, axis, v.type.rank):
+            summed = _batched_product_sum(n, axis, readers, kept)
+            if _sink(n, axis, v.type.rank) or summed:
+                if summed:
+                    n, products[summed[0]] = summed[0], summed[1:]
                 if n not in reductions:   # (a product of two region values is read twice)
                     reductions.append(n)
             elif axis[v][1:] == ((), 0) and _reads_rows(n, loop, v, axis[v][0]):
@@ -167,7 +184,9 @@ def _stream_output(graph, loop, k) -> int:
                               for d in _step_dims(v, axes, axis[v])):
         return 0
     # region nodes must be computable per step: their other operands are scalars or
-    # loop-invariant tensors that broadcast over the time axis and the reordered rows
+    # loop-invariant tensors that broadcast over the time axis and the reordered rows, or
+    # sequences fed before the loop that are laid out as the region value (read row by row)
+    fed = {}                   # such a sequence -> its time axis
     for n in order:
         if isinstance(n.op, (PermuteRows, Reshape, ReshapeLike)):
             continue
@@ -179,12 +198,16 @@ def _stream_output(graph, loop, k) -> int:
             if isinstance(n.op, MatMul):   # (x @ w, w one matrix: the same at every row)
                 if i != 1 or u.type.rank != 2:
                     return 0
-            elif not _broadcasts_over(u, rank, {a} | {p for _, p in perms}):
+            elif _broadcasts_over(u, rank, {a} | {p for _, p in perms}):
+                continue
+            elif _fed_rows(u, n, axis[n.outputs[0]], loop) and fed.get(u, a) == a:
+                fed[u] = a
+            else:
                 return 0
     # what moves into a loop may not read a value computed from that loop's outputs
     partial = op.has_trip or op.active_rows or bool(op.body.results.get("cond"))
     for red in reductions:
-        ins = [u for u in red.inputs if u in axis]
+        ins = list(products.get(red, [u for u in red.inputs if u in axis]))
         if partial and not any(_vanishes(u, axis) for u in ins):
             return 0   # (rows of steps or rows that did not run would count f(0))
         if any(_reads_after(u, axis, counts, loop) for u in ins):
@@ -195,15 +218,17 @@ def _stream_output(graph, loop, k) -> int:
     body = op.body
     y = body.results["output"][k]
     steps = {}
+    feeds = {u: [a, None] for u, a in fed.items()}   # (made time-major when first lowered)
     if reductions:
-        lowering = _lowering(loop, body, y, axis, counts, steps)
+        lowering = _lowering(loop, body, y, axis, counts, steps, feeds=feeds)
         for red in reductions:
-            _accumulate(graph, loop, red, lowering, axis)
+            _accumulate(graph, loop, red, lowering, axis, products.get(red))
     if sequences:
         saved = _residual_of(loop, y)
         for reader in dict.fromkeys(r for r, _ in sequences):
             row = add_sequence(reader, saved, f"{saved.node.name}/streamed_rows")
-            lower = _lowering(reader, reader.op.body, row, axis, counts, steps, loop)[0]
+            lower = _lowering(reader, reader.op.body, row, axis, counts, steps, loop,
+                              feeds)[0]
             for r, v in sequences:
                 if r is reader:
                     _compute_in(reader, v, lower)
@@ -218,6 +243,55 @@ def _broadcasts_over(u, rank, axes) -> bool:
     r = u.type.rank
     return r == 0 or (r < rank and max(axes) < rank - r) or \
         (r == rank and all(u.type.shape[x] == 1 for x in axes))
+
+
+def _fed_rows(u, n, layout, loop) -> bool:
+    """u, an operand of region node n (elementwise) that is not region work, varies over time
+    as n's output does: a [B, T, ...] (or [T, B, ...]) value computed before the forward loop
+    (a fed target), of n's rank and time axis. The loops can read it row by row, transposed to
+    time-major once before the forward loop, where every row of every step runs in the order
+    fed: with row reorderings (dynamic_rnn's sort by sequence_length) or active rows the
+    loop's rows are not the fed rows, and u is refused."""
+    a, perms, merged = layout
+    out = n.outputs[0].type
+    if not _elementwise(n) or isinstance(n.op, BroadcastLike) or merged or perms or \
+            loop.op.active_rows or a > 1 or out.rank < 2 or u.type.rank != out.rank:
+        return False
+    t = u.type.shape[a]
+    if t == 1 or (t is not None and out.shape[a] is not None and t != out.shape[a]):
+        return False   # (1: the same at every step, an invariant; checked apart)
+    return not _after(u, loop)
+
+
+def _batched_product_sum(n, axis, readers, kept):
+    """n is a part of sum_to(matrix_transpose(x) @ g) over the batch, with x and g [B, T, X]
+    region values of one layout (time on the rows of each batch's matrix): the gradient of a
+    dense layer's kernel over an unknown batch (a batch of [T, X] matrices times the kernel).
+    Returns (the sum_to, x, g), whose per-step part is x_t^T @ g_t; else None."""
+    if isinstance(n.op, MatrixTranspose):
+        mms = readers.get(n.outputs[0], [])
+        if len(mms) != 1 or not isinstance(mms[0].op, MatMul) or \
+                mms[0].inputs[0] is not n.outputs[0]:
+            return None
+        t, mm = n, mms[0]
+    elif isinstance(n.op, MatMul):
+        t, mm = n.inputs[0].node, n
+        if not isinstance(t.op, MatrixTranspose) or len(readers.get(t.outputs[0], [])) != 1:
+            return None
+    else:
+        return None
+    x, g = t.inputs[0], mm.inputs[1]
+    if x not in axis or g not in axis or x.type.rank != 3 or g.type.rank != 3:
+        return None
+    (xa, xp, xm), (ga, gp, gm) = axis[x], axis[g]
+    if xm or gm or xa != 1 or ga != 1 or [i for i, _ in xp] != [i for i, _ in gp]:
+        return None
+    sums = readers.get(mm.outputs[0], [])
+    if len(sums) != 1 or not isinstance(sums[0].op, SumTo) or sums[0].op.lead != 1 or \
+            sums[0].op.axes or t.outputs[0] in kept or mm.outputs[0] in kept or \
+            any(d is None for d in sums[0].outputs[0].type.shape):
+        return None
+    return sums[0], x, g
 
 
 def _reads_after(v, axis, counts, loop) -> bool:
@@ -254,13 +328,21 @@ def _region_axis(n, axis):
     if isinstance(op, MatrixTranspose):
         a, perms, merged = axis[n.inputs[0]]
         rank = n.inputs[0].type.rank
-        if not merged:   # (the time axis must lead: a step's value is transposed alike)
-            return (a, perms, 0) if a < rank - 2 else False
+        if not merged:   # (the time axis must lead: a step's value is transposed alike;
+            # on the rows of batch-major [B, T, X] it is the first half of a batched product
+            # summed over the batch, a sink: see _batched_product_sum)
+            return (a, perms, 0) if a < rank - 2 else None if a == rank - 2 else False
         return (1 - a, tuple((i, 1 - a) for i, _ in perms), merged)
     if isinstance(op, MatMul):
         x, w = n.inputs
-        if x not in axis or w in axis:
-            return None if x in axis and w in axis else False   # (both: a sink or nothing)
+        if x not in axis and w in axis and isinstance(x.node.op, MatrixTranspose) and \
+                x.node.inputs[0] in axis:
+            return None   # (x^T @ w of two region values: see _batched_product_sum)
+        if x in axis and w in axis and _stepwise_product(x, w, axis):
+            return (axis[x][0], (), 0)
+        if x not in axis or w in axis or w.type.rank != 2:
+            # (both: a sink or nothing; w not a matrix: region work once w joins, or nothing)
+            return None if x in axis and w in axis else False
         a, perms, merged = axis[x]
         return axis[x] if a != x.type.rank - 1 else False   # (rows times one matrix)
     if not _elementwise(n):
@@ -275,6 +357,21 @@ def _region_axis(n, axis):
     if len(layouts) != 1 or len(ranks) != 1 or n.outputs[0].type.rank not in ranks:
         return False
     return layouts.pop()
+
+
+def _stepwise_product(x, w, axis) -> bool:
+    """x @ w of two region values with time on a batch axis of both (time-major [T, B, X]
+    values: x_t @ w_t per step); rows reordered only where the product sums over them (w's rows
+    and, under x = matrix_transpose(u), u's rows, reordered alike)."""
+    (xa, xp, xm), (wa, wp, wm) = axis[x], axis[w]
+    rank = x.type.rank
+    if xm or wm or xa != wa or xa >= rank - 2 or w.type.rank != rank:
+        return False
+    if not xp and not wp:
+        return True
+    u = x.node.inputs[0] if isinstance(x.node.op, MatrixTranspose) else None
+    return u in axis and [i for i, _ in axis[u][1]] == [i for i, _ in wp] and \
+        all(p == rank - 2 for _, p in axis[u][1] + wp)
 
 
 def _reshaped(n, axis):
@@ -435,7 +532,26 @@ def _steps_of(source, dtype, steps):
     return steps[dtype]
 
 
-def _lowering(loop, body, base, axis, counts, steps, source=None):
+def _time_major(source, u, feeds):
+    """The fed sequence u as the loops read it, [T, B, ...]: u itself where it is time-major,
+    else one Transpose swapping its first two axes (as dynamic_rnn does with its input), made
+    just before the forward loop `source` (memoised in `feeds`)."""
+    a, seq = feeds[u]
+    if seq is None:
+        seq = u
+        if a:
+            perm = (1, 0) + tuple(range(2, u.type.rank))
+            t = Transpose(perm)
+            node = source.graph.add_node(t, [u], [t.infer(u.type)],
+                                         f"{u.node.name}/streamed/Transpose", u.node.location)
+            source.graph.nodes.remove(node)
+            source.graph.nodes.insert(source.graph.nodes.index(source), node)
+            seq = node.outputs[0]
+        feeds[u][1] = seq
+    return seq
+
+
+def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None):
     """(lower, count): lower maps a region value to the same value at one step inside `loop`'s
     body `body` (memoised); `source`'s output stack (default: loop's) is `base` there. What
     a product with an invariant matrix reads is lowered apart (its own nodes, memoised apart),
@@ -443,8 +559,17 @@ def _lowering(loop, body, base, axis, counts, steps, source=None):
     count(v, axes) is the number of elements of region value v over its axes `axes`, at one
     step (the length of the stacks times the step's count, where the time axis is counted)."""
     source = loop if source is None else source
+    feeds = {} if feeds is None else feeds
     memo = {}
     invariants = {}
+    rows = {}
+
+    def fed_row(u):
+        """Row t of the fed sequence u, a sequence input of `loop`."""
+        if u not in rows:
+            rows[u] = add_sequence(loop, _time_major(source, u, feeds),
+                                   f"{u.node.name}/streamed_rows")
+        return rows[u]
 
     def outer(u, at=None):
         """u read in the body, its time axis `at` (of size 1) dropped."""
@@ -502,6 +627,7 @@ def _lowering(loop, body, base, axis, counts, steps, source=None):
             a, rank = axis[v][0], v.type.rank
             squeeze = not isinstance(n.op, MatMul) and not axis[v][2]
             ins = [lower(u, product and _elementwise(n)) if u in axis else
+                   fed_row(u) if u in feeds else
                    outer(u, a if squeeze and u.type.rank == rank and u not in counts
                          else None)
                    for u in n.inputs]
@@ -511,11 +637,25 @@ def _lowering(loop, body, base, axis, counts, steps, source=None):
     return lower, count
 
 
-def _accumulate(graph, loop, red, lowering, axis):
+def _accumulate(graph, loop, red, lowering, axis, product=None):
     """red (a sum of a region value over its time axis) becomes a carried accumulator of the
-    loop: each step adds its partial sum (a mean: divided by the whole count)."""
+    loop: each step adds its partial sum (a mean: divided by the whole count). `product`:
+    red is sum_to(matrix_transpose(x) @ g) over the batch, these (x, g) (_batched_product_sum),
+    whose step part is x_t^T @ g_t."""
     lower, count = lowering
-    op, body = loop.op, loop.op.body
+    body = loop.op.body
+    name, loc = red.name, red.location
+    if product is not None:
+        mm = red.inputs[0].node
+        xt = lower(product[0])
+        t = mm.inputs[0].node
+        xt = body.add_node(MatrixTranspose(), [xt], [MatrixTranspose().infer(xt.type)],
+                           f"{t.name}/streamed", t.location).outputs[0]
+        ins = [xt, lower(product[1])]
+        part = body.add_node(MatMul(), ins, [MatMul().infer(*[u.type for u in ins])],
+                             f"{mm.name}/streamed", mm.location).outputs[0]
+        _carry(graph, loop, red, part, False, 0)
+        return
     x = red.inputs[0]
     a, _, merged = axis[x]
     keep_time = False
@@ -528,7 +668,6 @@ def _accumulate(graph, loop, red, lowering, axis):
         inner = _per_step_axes(axes, axis[x])
         step_op = ReduceSum(inner, red.op.keepdims) if inner else None
         keep_time = red.op.keepdims and not merged
-    name, loc = red.name, red.location
     ins = [lower(u) for u in red.inputs]
     part = ins[0]
     if step_op is not None:
@@ -538,6 +677,14 @@ def _accumulate(graph, loop, red, lowering, axis):
         n = count(x, axes)
         part = body.add_node(Div(), [part, n], [Div().infer(part.type, n.type)],
                              f"{name}/streamed/mean", loc).outputs[0]
+    _carry(graph, loop, red, part, keep_time, a)
+
+
+def _carry(graph, loop, red, part, keep_time, a):
+    """The loop's step part `part` of red summed over the steps in a new carried accumulator
+    (in float64 for narrower floats), whose final value replaces red's."""
+    op, body = loop.op, loop.op.body
+    name, loc = red.name, red.location
     wanted = part.type
     if np.dtype(wanted.dtype).kind == "f" and np.dtype(wanted.dtype).itemsize < 8:
         # (in float64: a sum over steps one after another would lose ~sqrt(T) ulps)
