@@ -257,9 +257,32 @@ def _reads_as_sequence(loop_node, v) -> bool:
     return v in loop_node.op.in_ports().split(loop_node.inputs)["sequence"]
 
 
-def _body_time(profile, body_nodes) -> float:
-    flops = sum(n.op.flops(n) for n in body_nodes)
+def _body_time(profile, body_nodes, info) -> float:
+    flops = sum(node_flops(n, info) for n in body_nodes)
     return profile.compute_time(flops, len(body_nodes))
+
+
+def node_flops(node, info) -> int:
+    """`node.op.flops(node)` with the shapes of the fed values the plan is made for: a dim
+    unknown before running (an unknown batch) counts its size, not 1."""
+    return node.op.flops(_Shaped(node, info))
+
+
+class _Shaped:
+    """A node or a value seen through ShapeInfo: what op.flops reads (the inputs' and
+    outputs' shapes) is concrete where the plan's shapes say; everything else is the node's."""
+
+    def __init__(self, x, info, value: bool = False):
+        self._x = x
+        if value:
+            self.type = info.type(x)
+            self.shape = self.type.shape
+        else:
+            self.inputs = [_Shaped(v, info, True) for v in x.inputs]
+            self.outputs = [_Shaped(v, info, True) for v in x.outputs]
+
+    def __getattr__(self, name):
+        return getattr(self._x, name)
 
 
 def _options(lp: _Loop, schedule, model: PeakModel, profile: DeviceProfile, kinds,
@@ -267,9 +290,10 @@ def _options(lp: _Loop, schedule, model: PeakModel, profile: DeviceProfile, kind
     layout, n = lp.layout, lp.n or 0
     bps = {i: model.nbytes(layout.residual_value(i)) for i in layout.keep_res}
     _, carried = model.body_step(lp.node, layout, "step", tuple(layout.keep_res))
-    t_fwd = _body_time(profile, layout.body.nodes)
+    t_fwd = _body_time(profile, layout.body.nodes, model.info)
     bwd_nodes = [r for name in lp.backward for r in schedule.nodes if r.name == name]
-    t_bwd = sum(_body_time(profile, b.op.body.nodes) for b in bwd_nodes) or 2 * t_fwd
+    t_bwd = sum(_body_time(profile, b.op.body.nodes, model.info) for b in bwd_nodes) \
+        or 2 * t_fwd
     pi = int(getattr(lp.node.op, "parallel_iterations", 1) or 1)
     lp.preferred_depth = max(1, min(pi, 4 if profile.async_copies else 2))
     replay_cost: dict = {}
@@ -277,7 +301,7 @@ def _options(lp: _Loop, schedule, model: PeakModel, profile: DeviceProfile, kind
     def rec_time(rec: tuple, slots: int = 0) -> float:
         if rec not in replay_cost:
             sched = Schedule(layout.body, layout.replay_outputs(list(rec)), layout.body_inputs)
-            flops = sum(x.op.flops(x) for x in sched.nodes)
+            flops = sum(node_flops(x, model.info) for x in sched.nodes)
             replay_cost[rec] = recompute_time(profile, flops, len(sched.nodes), n)
         if slots:   # the tape steps (one per step) and the advances between stored states
             return replay_cost[rec] * (1 + binomial_steps(n, slots) / max(n, 1))
