@@ -39,6 +39,7 @@ import rnngraph as rg  # noqa: E402
 from rnngraph.memory import fmt_bytes  # noqa: E402
 from rnngraph.runtime.session import HOT_AFTER  # noqa: E402
 from rnngraph.runtime.simulated import SimulatedDevice  # noqa: E402
+from rnn import blas_description  # noqa: E402  (benchmarks/rnn.py, beside this script)
 
 FRACTIONS = (2, 10, 20)
 
@@ -197,6 +198,7 @@ def main():
           "gradients of every weight; simulated device (NumPy, "
           f"BLAS threads: {args.threads or 'default'}); "
           f"medians of {args.rounds} interleaved rounds")
+    print(f"BLAS (threadpoolctl): {blas_description()}")
     print("budget: a fraction of the saved tensors of the unconstrained program; memory: the "
           "measured peak against the unconstrained measured peak")
     head = (f"{'T':>6} {'proj':>5} {'budget':>6} {'bytes':>10}  {'fits':<4} {'chosen':<34}"

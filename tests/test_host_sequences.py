@@ -10,6 +10,7 @@ from rnngraph.runtime.residuals import FedRows
 from rnngraph.runtime.simulated import SimulatedDevice
 
 from test_memory_chunks import _close, _numpy_lstm_grads, _program, _run_saved
+from test_memory_streamed import run_planned
 
 LEAN = {"hoist_sequence": False, "sink_accumulators": False, "sink_outputs": False}
 HOST = {"host_sequences": True, **LEAN}
@@ -169,16 +170,7 @@ def test_a_budget_the_feed_alone_would_break_is_met_with_it_on_the_host(strategy
     assert plan.host_fed == (("X", fd[X].nbytes),)
     assert "host_sequences" in plan.passes_on and plan.passes["host_sequences"] is True
     assert "fed sequences left in host memory (host_sequences)" in str(plan)
-    got = sess.run(fetches, fd)
-    peak = sess.last_run_report.peak_bytes
-    assert peak <= budget
-    assert 0 <= plan.predicted_peak - peak <= 256, (plan.predicted_peak, peak)
-    same = rg.Session(g, device=SimulatedDevice(), passes=plan.passes).run(fetches, fd)
-    for a, b in zip(got, same):
-        if strategy == "offload":
-            assert np.array_equal(a, b)
-        else:
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
+    got = run_planned(sess, plan, budget, strategy, g, fetches, fd)
     _close(got, ref, rtol=1e-5)
     # the rows went to the device once per loop reading them
     assert sess.last_run_report.bytes_to_device >= 2 * fd[X].nbytes
@@ -293,3 +285,63 @@ def test_a_stack_of_scalars_offloads_and_comes_back():
         grad += dz * (hs[t - 1] if t else 0.1)
         da = dz * 0.9
     np.testing.assert_allclose(got, [np.sum(np.square(hs)), grad], rtol=1e-5)
+
+
+def test_a_mean_loss_reads_only_the_shape_of_the_fed_input():
+    """reduce_mean's element count (ReducedCount, which stream_outputs reads off the
+    time-major input) reads a shape: the feed still stays on the host."""
+    g, fetches, fd, X = _graph(11, 3, 5, 4, loss=lambda y, x: rg.reduce_mean(y * y))
+    want = rg.Session(g, device=SimulatedDevice(),
+                      passes={"stream_outputs": True, **LEAN}).run(fetches, fd)
+    sess = rg.Session(g, device=SimulatedDevice(), passes={"stream_outputs": True, **HOST})
+    got = sess.run(fetches, fd)
+    prog = _program(sess)
+    assert prog.host_inputs and any(n.op.name == "reduced_count" and n.inputs[0].node.op.name
+                                    == "host_rows" for n in prog.graph.nodes)
+    for a, b in zip(got, want):
+        assert np.array_equal(a, b)
+
+
+def test_a_time_major_feed_sorted_by_length_stays_on_the_host():
+    """Time-major input with sequence_length: dynamic_rnn reorders the placeholder's rows
+    itself (no transpose); host_rows takes that order, time axis 0."""
+    g, fetches, fd, X = _graph(13, 5, 6, 4, time_major=True, lengths=True)
+    want = rg.Session(g, device=SimulatedDevice(), passes=LEAN).run(fetches, fd)
+    sess = rg.Session(g, device=SimulatedDevice(), passes=HOST)
+    got = sess.run(fetches, fd)
+    prog = _program(sess)
+    (rows,) = [n for n in _host_rows(prog.graph) if len(n.inputs) == 2]
+    assert rows.op.time_axis == 0 and rows.inputs[1].node.op.name == "sort_by_length"
+    assert prog.host_inputs
+    for a, b in zip(got, want):
+        assert np.array_equal(a, b)
+
+
+def test_a_reordering_along_time_keeps_the_feed_on_the_device():
+    """Only a reordering of the rows (axis 1 of the time-major value) read by loops becomes
+    host_rows' order; one along time, read by the loss, keeps the feed whole on the device."""
+    from rnngraph.ops.rows import permute_rows
+    B, T, I = 5, 5, 2
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [B, None, I], name="X")
+        Xt = rg.transpose(X, [1, 0, 2])
+        w = rg.get_variable("w", [I], rg.float32, initializer=rg.constant_initializer(0.5))
+
+        def step(h, x):
+            h = rg.tanh(h + x * w)
+            return h, h
+        _, ys = rg.scan(step, rg.zeros([B, I]), Xt)
+        back = permute_rows(Xt, rg.constant(np.arange(T)[::-1].astype(np.int32)), axis=0)
+        weights = np.arange(T * B * I, dtype=np.float32).reshape(T, B, I)
+        loss = rg.reduce_sum(ys) + rg.reduce_sum(back * rg.constant(weights))
+    x = np.random.RandomState(0).randn(B, T, I).astype(np.float32)
+    sess = rg.Session(g, device=SimulatedDevice(), passes=HOST)
+    got = sess.run(loss, {X: x})
+    assert not _host_rows(_program(sess).graph)
+    h, total = np.zeros((B, I)), 0.0
+    for t in range(T):
+        h = np.tanh(h + x[:, t] * 0.5)
+        total += h.sum()
+    total += (x.transpose(1, 0, 2)[::-1] * weights).sum()
+    np.testing.assert_allclose(got, total, rtol=1e-5)

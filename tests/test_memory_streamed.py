@@ -106,15 +106,19 @@ def test_no_projection_lstm_fits_a_tenth_budget_streamed(strategy, lengths):
 
 
 def run_planned(sess, plan, budget, strategy, g, fetches, fd) -> list:
-    """Run `sess` under its streamed `plan`: the measured peak within the budget and at most
-    256 bytes under the prediction, never above it, and the same program run unplanned giving
-    the same values (bit for bit where the plan offloads). Returns the planned run's values."""
+    """Run `sess` under its streamed `plan`: the measured peak within the budget and never
+    above the prediction (at most 256 bytes below it offloading, 1% recomputing), and the same
+    program run unplanned giving the same values (bit for bit where the plan offloads).
+    Returns the planned run's values."""
     got = sess.run(fetches, fd)
     peak = sess.last_run_report.peak_bytes
     assert peak <= budget
     # (never below; above by the scalar accumulator in each stored checkpoint: NumPy's 0-d
-    # arithmetic gives scalars, which the simulated device does not count)
-    assert 0 <= plan.predicted_peak - peak <= 256, (plan.predicted_peak, peak)
+    # arithmetic gives scalars, which the simulated device does not count; recomputing, the
+    # model also holds a replay's row of a fed sequence on the host, and each checkpoint's
+    # chunk accumulators, from the loop's start)
+    over = 256 if strategy == "offload" else 0.01 * peak
+    assert 0 <= plan.predicted_peak - peak <= over, (plan.predicted_peak, peak)
     same = rg.Session(g, device=SimulatedDevice(), passes=plan.passes).run(fetches, fd)
     for a, b in zip(got, same):
         if strategy == "offload":

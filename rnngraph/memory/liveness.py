@@ -9,6 +9,7 @@ from typing import Sequence
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ir.value import Value
+from ..ops.base import reads_shape_only
 
 
 class Schedule:
@@ -110,7 +111,7 @@ class Schedule:
             def host(v) -> bool:
                 us = uses.get(v, [])
                 return v not in outs and any(n.op.name == "host_rows" for n, _ in us) and all(
-                    (n.op.name == "host_rows" and i == 0) or i in n.op.shape_inputs
+                    (n.op.name == "host_rows" and i == 0) or reads_shape_only(n, v)
                     for n, i in us)
             hit = self._host_inputs = frozenset(
                 i for i, v in enumerate(self.inputs) if host(v))

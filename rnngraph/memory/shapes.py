@@ -126,6 +126,11 @@ def _bound(info: ShapeInfo, n, ins) -> None:
         if b is not None:
             _set(info, n.outputs[0], TensorType((max(b, 0),) + ins[0].shape, np.bool_))
         return
+    if op.name == "pack_rows":   # the active rows of a [T, B, N] stack: at most T * B of them
+        steps, batch, width = ins[0].shape
+        if steps is not None and batch is not None:
+            _set(info, n.outputs[0], TensorType((steps * batch, width), ins[0].dtype))
+        return
     if len(n.outputs) != 1 or n.outputs[0].type.rank != 0 or \
             n.outputs[0].dtype.kind not in "iu":
         return

@@ -63,6 +63,15 @@ class Op:
         return f"{self.name}[{items}]" if items else self.name
 
 
+def reads_shape_only(node, v) -> bool:
+    """Does `node` read `v` for its shape alone (its `shape_inputs`), with a kernel that looks
+    at nothing else: not a fusible op, whose fused kernel takes the array itself?"""
+    if getattr(node.op, "fusible", False):
+        return False
+    shape_only = node.op.shape_inputs
+    return all(i in shape_only for i, x in enumerate(node.inputs) if x is v)
+
+
 def as_value(x, dtype=None, graph: Graph | None = None) -> Value:
     """A Value for `x`: Values pass through; numbers and arrays become constant nodes."""
     if isinstance(x, Value):

@@ -122,6 +122,7 @@ class ReduceMax(Reduce):
 class ReducedCount(Op):
     """Number of elements of x along `axis` at run time, as a scalar of x's dtype."""
     name, differentiable = "reduced_count", False
+    shape_inputs = (0,)   # (reads x's shape only: x may be a fed sequence left on the host)
 
     def __init__(self, axis):
         self.axis = tuple(axis)

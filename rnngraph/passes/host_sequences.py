@@ -20,6 +20,7 @@ for it, with stream_outputs, when a budget cannot be met otherwise.
 from __future__ import annotations
 
 from ..ir.graph import Graph
+from ..ops.base import reads_shape_only
 from ..ops.host_rows import HostRows, time_major_perm
 from ..ops.rows import PermuteRows
 from ..ops.shape import Contiguous, Transpose
@@ -38,6 +39,11 @@ def host_sequences(graph: Graph) -> int:
         rs = readers.get(fed, [])
         if not _movable(fed, rs, readers, kept):
             continue
+        for p in [p for p in rs if _row_order(p, fed)]:   # a time-major feed, sorted
+            sorted_rows = _add(graph, HostRows(0), [fed, p.inputs[1]], p.outputs[0].type,
+                               f"{p.name}/host_rows", p)
+            _reroute(graph, p.outputs[0], sorted_rows, readers)
+            made += 1
         direct = [r for r in rs if _reads_as_sequence(r, fed)]
         if direct:   # a time-major feed
             rows = _add(graph, HostRows(0), [fed], fed.type, f"{node.name}/host_rows", node)
@@ -47,12 +53,12 @@ def host_sequences(graph: Graph) -> int:
             made += 1
         for t in [r for r in rs if _time_major(r)]:
             axis, out = t.op.perm[0], t.outputs[0]
-            for p in [p for p in readers.get(out, []) if isinstance(p.op, PermuteRows)]:
+            for p in [p for p in readers.get(out, []) if _row_order(p, out)]:
                 sorted_rows = _add(graph, HostRows(axis), [fed, p.inputs[1]], p.outputs[0].type,
                                    f"{p.name}/host_rows", p)
                 _reroute(graph, p.outputs[0], sorted_rows, readers)
                 made += 1
-            if [r for r in readers.get(out, []) if not isinstance(r.op, PermuteRows)]:
+            if [r for r in readers.get(out, []) if not _row_order(r, out)]:
                 rows = _add(graph, HostRows(axis), [fed], out.type, f"{t.name}/host_rows", t)
                 _reroute(graph, out, rows, readers)
                 made += 1
@@ -84,23 +90,31 @@ def _movable(fed, rs, readers, kept) -> bool:
     for r in rs:
         if _reads_as_sequence(r, fed):
             loops = True
+        elif _row_order(r, fed) and _loop_only(r.outputs[0], readers, kept):
+            loops = True   # (a time-major feed sorted by length)
         elif _time_major(r) and r.outputs[0] not in kept:
             out = r.outputs[0]
             for x in readers.get(out, []):
-                if isinstance(x.op, PermuteRows) and x.op.axis == 1 and x.inputs[0] is out \
-                        and x.inputs[1] is not out:
+                if _row_order(x, out):
                     if not _loop_only(x.outputs[0], readers, kept):
                         return False
                     loops = True
-                elif _reads_shape(x, out):
+                elif reads_shape_only(x, out):
                     continue
                 elif not _loop_only(out, readers, kept, through_rows=True):
                     return False
                 else:
                     loops = True
-        elif not _reads_shape(r, fed):
+        elif not reads_shape_only(r, fed):
             return False
     return loops
+
+
+def _row_order(node, v) -> bool:
+    """Is `node` a reordering of the rows (axis 1) of the time-major value `v` (dynamic_rnn's
+    sort by sequence length), `v` not its order?"""
+    return isinstance(node.op, PermuteRows) and node.op.axis == 1 and node.inputs[0] is v \
+        and node.inputs[1] is not v
 
 
 def _time_major(node) -> bool:
@@ -109,12 +123,6 @@ def _time_major(node) -> bool:
         return False
     perm = node.op.perm
     return len(perm) >= 2 and perm[0] != 0 and perm == time_major_perm(len(perm), perm[0])
-
-
-def _reads_shape(node, v) -> bool:
-    """Does `node` read `v` for its shape only?"""
-    shape_only = node.op.shape_inputs
-    return all(i in shape_only for i, x in enumerate(node.inputs) if x is v)
 
 
 def _loop_only(v, readers, kept, through_rows=False) -> bool:
@@ -127,9 +135,9 @@ def _loop_only(v, readers, kept, through_rows=False) -> bool:
         if isinstance(r.op, Contiguous):
             if not _loop_only(r.outputs[0], readers, kept):
                 return False
-        elif through_rows and isinstance(r.op, PermuteRows):
+        elif through_rows and _row_order(r, v) and _loop_only(r.outputs[0], readers, kept):
             continue
-        elif not (_reads_as_sequence(r, v) or _reads_shape(r, v)):
+        elif not (_reads_as_sequence(r, v) or reads_shape_only(r, v)):
             return False
     return True
 

@@ -258,7 +258,8 @@ def _plan(sess, prog, fed, shapes, passes_off, passes_on=()):
     dev = sess.device
     plan = make_plan(prog.schedule, feed_types, sess.memory_budget, dev.profile,
                      dev.describe(), passes_off, sess.memory_strategy, host_budget_of(sess))
-    plan.passes_on = tuple(passes_on)
+    # (host_sequences is named where it left a fed value on the host: else it changed nothing)
+    plan.passes_on = tuple(p for p in passes_on if p != HOST or plan.host_fed)
     vmap = prog.source_map
     for user_v, v in vmap.items():  # let the user's own Values ask the plan
         if v in plan.aliases:
