@@ -39,6 +39,14 @@ The region is what reads S through:
   reorderings (dynamic_rnn's sort by sequence_length) or active rows it is refused. (The
   loop reads the first T rows: a target with more steps than the stack is not an error
   then, as it is for the whole-tensor op);
+- row ops, which work along the last (class) axis of a region value and never along its time
+  axis or its rows: softmax and log_softmax over the last axis, expand_dims of a new last
+  axis, and a sparse softmax cross-entropy of the region value as logits (a classification
+  head, `sparse_softmax_cross_entropy_with_logits(labels=L, logits=dense(y, V))`, and its
+  gradient expand_dims(g, -1) * (softmax(logits) - one_hot(L))). Its labels L ([B, T] int,
+  fed) are read as a fed target is, row t per step; so is one_hot(L) (of a static depth),
+  made per step from L's row; on merged rows (`reshape(logits, [-1, V])`), reshape(L, [-1])
+  and its one_hot, whose rows at one step are L's row t;
 - element counts (reduce_mean's gradient), computed per step as above;
 - the reshape of a [B, T, X] (or [T, B, X]) value into the rows of an [N, X] matrix and back
   (how a dense layer applies its kernel), and products of those rows with one loop-invariant
@@ -70,6 +78,7 @@ from ..ops.elementwise import Add, BroadcastLike, Cast, Div, Mul, SumTo
 from ..ops.reduce import AddN, ReduceMean, ReduceSum, ReducedCount, reduced_axes
 from ..ops.rows import InvertPermutation, PermuteRows
 from ..ops.linalg import MatMul, MatrixTranspose
+from ..ops.nn import LogSoftmax, OneHot, Softmax, SparseSoftmaxCrossEntropy
 from ..ops.sources import Constant
 from ..ops.shape import ExpandDims, Reshape, ReshapeLike, Squeeze, Transpose
 from .loop_ports import add_invariant, add_sequence
@@ -187,6 +196,7 @@ def _stream_output(graph, loop, k) -> int:
     # loop-invariant tensors that broadcast over the time axis and the reordered rows, or
     # sequences fed before the loop that are laid out as the region value (read row by row)
     fed = {}                   # such a sequence -> its time axis
+    made = set()               # one_hot / reshape(., [-1]) of such a sequence, made per step
     for n in order:
         if isinstance(n.op, (PermuteRows, Reshape, ReshapeLike)):
             continue
@@ -198,12 +208,18 @@ def _stream_output(graph, loop, k) -> int:
             if isinstance(n.op, MatMul):   # (x @ w, w one matrix: the same at every row)
                 if i != 1 or u.type.rank != 2:
                     return 0
-            elif _broadcasts_over(u, rank, {a} | {p for _, p in perms}):
-                continue
-            elif _fed_rows(u, n, axis[n.outputs[0]], loop) and fed.get(u, a) == a:
-                fed[u] = a
+            elif _broadcasts_over(u, rank, {a} | {p for _, p in perms}) and \
+                    not isinstance(n.op, SparseSoftmaxCrossEntropy):
+                continue   # (labels are never broadcast: one per logits row, or an error)
             else:
-                return 0
+                src = _fed_rows(u, n, axis[n.outputs[0]], loop)
+                if src is None or fed.get(src[0], src[1]) != src[1]:
+                    return 0
+                fed[src[0]] = src[1]
+                if src[0] is not u:
+                    made.add(u)
+                    if u.node.inputs[0] is not src[0]:
+                        made.add(u.node.inputs[0])   # (one_hot(reshape(L, [-1])))
     # what moves into a loop may not read a value computed from that loop's outputs
     partial = op.has_trip or op.active_rows or bool(op.body.results.get("cond"))
     for red in reductions:
@@ -220,7 +236,7 @@ def _stream_output(graph, loop, k) -> int:
     steps = {}
     feeds = {u: [a, None] for u, a in fed.items()}   # (made time-major when first lowered)
     if reductions:
-        lowering = _lowering(loop, body, y, axis, counts, steps, feeds=feeds)
+        lowering = _lowering(loop, body, y, axis, counts, steps, feeds=feeds, made=made)
         for red in reductions:
             _accumulate(graph, loop, red, lowering, axis, products.get(red))
     if sequences:
@@ -228,7 +244,7 @@ def _stream_output(graph, loop, k) -> int:
         for reader in dict.fromkeys(r for r, _ in sequences):
             row = add_sequence(reader, saved, f"{saved.node.name}/streamed_rows")
             lower = _lowering(reader, reader.op.body, row, axis, counts, steps, loop,
-                              feeds)[0]
+                              feeds, made)[0]
             for r, v in sequences:
                 if r is reader:
                     _compute_in(reader, v, lower)
@@ -245,22 +261,59 @@ def _broadcasts_over(u, rank, axes) -> bool:
         (r == rank and all(u.type.shape[x] == 1 for x in axes))
 
 
-def _fed_rows(u, n, layout, loop) -> bool:
-    """u, an operand of region node n (elementwise) that is not region work, varies over time
-    as n's output does: a [B, T, ...] (or [T, B, ...]) value computed before the forward loop
-    (a fed target), of n's rank and time axis. The loops can read it row by row, transposed to
-    time-major once before the forward loop, where every row of every step runs in the order
-    fed: with row reorderings (dynamic_rnn's sort by sequence_length) or active rows the
-    loop's rows are not the fed rows, and u is refused."""
+def _fed_rows(u, n, layout, loop):
+    """u, an operand of region node n (elementwise, or the labels of a sparse softmax
+    cross-entropy) that is not region work, varies over time as n's output does: a [B, T, ...]
+    (or [T, B, ...]) value computed before the forward loop (a fed target), of n's rank and
+    time axis, or the one_hot of such a value of one rank less (fed labels' one-hot rows, the
+    cross-entropy's gradient); on merged rows ([N, ...] of a [B, T, X] value) the same of
+    reshape(L, [-1]), L a fed [B, T] (or [T, B]) value merged alike. The loops can read the fed
+    value row by row, transposed to time-major once before the forward loop, where every row
+    of every step runs in the order fed: with row reorderings (dynamic_rnn's sort by
+    sequence_length) or active rows the loop's rows are not the fed rows, and u is refused.
+    Returns (the fed value, its time axis), or None."""
     a, perms, merged = layout
     out = n.outputs[0].type
-    if not _elementwise(n) or isinstance(n.op, BroadcastLike) or merged or perms or \
-            loop.op.active_rows or a > 1 or out.rank < 2 or u.type.rank != out.rank:
-        return False
+    labels = isinstance(n.op, SparseSoftmaxCrossEntropy) and u is n.inputs[0] and \
+        n.inputs[1] is not u
+    if not (labels or _elementwise(n) and not isinstance(n.op, BroadcastLike)) or perms or \
+            loop.op.active_rows or u.type.rank != out.rank:
+        return None
+    if merged:
+        return _fed_merged(u, merged, loop)
+    if a > 1 or out.rank < 2:
+        return None
+    return _fed_value(u, a, out.shape[a], loop)
+
+
+def _fed_value(u, a, steps, loop):
+    """u (or L, where u is one_hot(L) of a static depth) is a value computed before the loop
+    whose axis a is time, of `steps` steps where both are known: (that value, a), or None."""
+    node = u.node
+    if isinstance(node.op, OneHot) and node.op.depth is not None and len(node.inputs) == 1:
+        u = node.inputs[0]   # (one_hot's new axis is the last: time stays at a)
+    if u.type.rank < 2 or a > 1:
+        return None
     t = u.type.shape[a]
-    if t == 1 or (t is not None and out.shape[a] is not None and t != out.shape[a]):
-        return False   # (1: the same at every step, an invariant; checked apart)
-    return not _after(u, loop)
+    if t == 1 or (t is not None and steps is not None and t != steps):
+        return None   # (1: the same at every step, an invariant; checked apart)
+    return None if _after(u, loop) else (u, a)
+
+
+def _fed_merged(u, merged, loop):
+    """u is reshape(L, [-1]) (or its one_hot of a static depth), L a [B, T] (or [T, B]) value
+    computed before the loop, whose rows merge as the region's [B, T, X] rows did (`merged`:
+    their time axis and batch dim): one step of u is L's row t. (L, its time axis), or None."""
+    node = u.node
+    if isinstance(node.op, OneHot) and node.op.depth is not None and len(node.inputs) == 1:
+        u, node = node.inputs[0], node.inputs[0].node
+    t, batch = merged
+    if not isinstance(node.op, Reshape) or tuple(node.op.shape) != (-1,) or u.type.rank != 1:
+        return None
+    L = node.inputs[0]
+    if L.type.rank != 2 or L.type.shape[1 - t] not in (None, batch) or L.type.shape[t] == 1:
+        return None
+    return None if _after(L, loop) else (L, t)
 
 
 def _batched_product_sum(n, axis, readers, kept):
@@ -345,6 +398,8 @@ def _region_axis(n, axis):
             return None if x in axis and w in axis else False
         a, perms, merged = axis[x]
         return axis[x] if a != x.type.rank - 1 else False   # (rows times one matrix)
+    if isinstance(op, (Softmax, LogSoftmax, SparseSoftmaxCrossEntropy, ExpandDims)):
+        return _row_op(n, axis)
     if not _elementwise(n):
         return None
     if isinstance(op, BroadcastLike):
@@ -357,6 +412,30 @@ def _region_axis(n, axis):
     if len(layouts) != 1 or len(ranks) != 1 or n.outputs[0].type.rank not in ranks:
         return False
     return layouts.pop()
+
+
+def _row_op(n, axis):
+    """n works row by row along the last (class) axis of a region value x, never along its
+    time or reordered rows: softmax or log_softmax over the last axis, a sparse softmax
+    cross-entropy of x as logits (its labels: fed per step, checked with the other operands),
+    expand_dims of a new last axis. The output's layout is x's (the class axis is not one of
+    its axes); None where n reads no region value as x, False where it cannot move."""
+    op = n.op
+    x = n.inputs[1] if isinstance(op, SparseSoftmaxCrossEntropy) else n.inputs[0]
+    if x not in axis:
+        return None if all(u not in axis for u in n.inputs) else False
+    if any(u in axis for u in n.inputs if u is not x):
+        return False   # (region labels: not rows fed before the loop)
+    a, perms, merged = axis[x]
+    last = x.type.rank - 1
+    if isinstance(op, ExpandDims):
+        at = op.axis % (x.type.rank + 1)
+        return axis[x] if at == x.type.rank else False
+    if isinstance(op, (Softmax, LogSoftmax)) and op.axis % x.type.rank != last:
+        return False
+    if a == last or any(p == last for _, p in perms):
+        return False   # (the class axis must be neither time nor the rows)
+    return axis[x]
 
 
 def _stepwise_product(x, w, axis) -> bool:
@@ -551,13 +630,15 @@ def _time_major(source, u, feeds):
     return seq
 
 
-def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None):
+def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, made=()):
     """(lower, count): lower maps a region value to the same value at one step inside `loop`'s
     body `body` (memoised); `source`'s output stack (default: loop's) is `base` there. What
     a product with an invariant matrix reads is lowered apart (its own nodes, memoised apart),
     so that hoist_sequence can move the product's chain out of the steps whole.
     count(v, axes) is the number of elements of region value v over its axes `axes`, at one
-    step (the length of the stacks times the step's count, where the time axis is counted)."""
+    step (the length of the stacks times the step's count, where the time axis is counted).
+    `feeds`: the fed sequences read a row per step (see _time_major); `made`: the one_hot or
+    reshape(., [-1]) values of them (_fed_rows), made per step from those rows."""
     source = loop if source is None else source
     feeds = {} if feeds is None else feeds
     memo = {}
@@ -570,6 +651,19 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None):
             rows[u] = add_sequence(loop, _time_major(source, u, feeds),
                                    f"{u.node.name}/streamed_rows")
         return rows[u]
+
+    def derived(u):
+        """one_hot or reshape(., [-1]) of a fed value (_fed_rows) at one step: the op on its
+        row (a merged row of a step is the fed row itself)."""
+        if u in feeds:
+            return fed_row(u)
+        n = u.node
+        if isinstance(n.op, Reshape):
+            return derived(n.inputs[0])
+        key = (u, "fed")
+        if key not in memo:
+            memo[key] = add(n.op, [derived(n.inputs[0])], f"{n.name}/streamed", n)
+        return memo[key]
 
     def outer(u, at=None):
         """u read in the body, its time axis `at` (of size 1) dropped."""
@@ -623,11 +717,14 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None):
         elif isinstance(n.op, MatMul) and n.inputs[1] not in axis:
             out = add(n.op, [lower(n.inputs[0], True), outer(n.inputs[1])],
                       f"{n.name}/streamed", n)
+        elif isinstance(n.op, (Softmax, LogSoftmax, ExpandDims)):
+            out = add(type(n.op)(-1), [lower(n.inputs[0])], f"{n.name}/streamed", n)
         else:
             a, rank = axis[v][0], v.type.rank
             squeeze = not isinstance(n.op, MatMul) and not axis[v][2]
             ins = [lower(u, product and _elementwise(n)) if u in axis else
                    fed_row(u) if u in feeds else
+                   derived(u) if u in made else
                    outer(u, a if squeeze and u.type.rank == rank and u not in counts
                          else None)
                    for u in n.inputs]
