@@ -17,7 +17,7 @@ import rnngraph as rg
 from rnngraph.runtime.simulated import SimulatedDevice
 
 from test_memory_chunks import _close, _loops, _program, numpy_lstm_backward, numpy_lstm_forward
-from test_memory_streamed import _saved_bytes, _streamed_nodes, rerun_saved
+from test_memory_streamed import _saved_bytes, _streamed_nodes, rerun_saved, run_planned
 
 STREAM = {"stream_outputs": True}
 
@@ -79,25 +79,6 @@ def _rows_read(sess):
     fwd, bwd = _loops(_program(sess).graph)[:2]
     return ({p.node.name for p in fwd.op.body.params["sequence"]},
             {p.node.name for p in bwd.op.body.params["sequence"]})
-
-
-def _run_planned(sess, plan, budget, strategy, g, fetches, fd) -> list:
-    """Run `sess` under `plan`: the measured peak within the budget and never above the
-    prediction (at most 256 bytes below it offloading, 1% recomputing: each stored checkpoint
-    of a chunked loop is counted with its chunk's accumulators), and the same program run
-    unplanned giving the same values (bit for bit where the plan offloads)."""
-    got = sess.run(fetches, fd)
-    peak = sess.last_run_report.peak_bytes
-    assert peak <= budget
-    over = 256 if strategy == "offload" else 0.01 * peak
-    assert 0 <= plan.predicted_peak - peak <= over, (plan.predicted_peak, peak)
-    same = rg.Session(g, device=SimulatedDevice(), passes=plan.passes).run(fetches, fd)
-    for a, b in zip(got, same):
-        if strategy == "offload":
-            assert np.array_equal(a, b)
-        else:
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
-    return got
 
 
 def _fed(fd, name):
@@ -287,7 +268,7 @@ def test_a_dense_head_over_an_unknown_batch_fits_a_tenth_budget(strategy, length
     assert not off.memory_plan(fetches, fd).fits   # (it did not fit without the pass)
     plan = sess.memory_plan(fetches, fd)
     assert plan.fits and "stream_outputs" in plan.passes_on, str(plan)
-    _close(_run_planned(sess, plan, budget, strategy, g, fetches, fd), ref, rtol=2e-5)
+    _close(run_planned(sess, plan, budget, strategy, g, fetches, fd), ref, rtol=2e-5)
 
 
 def test_the_issues_t1000_lstm_with_a_dense_head_over_any_batch_fits_a_tenth():
@@ -335,7 +316,7 @@ def test_a_fed_target_lowers_the_smallest_budget_and_runs_under_it(loss, batch):
     sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget)
     plan = sess.memory_plan(fetches, fd)
     assert plan.fits and "stream_outputs" in plan.passes_on, str(plan)
-    _close(_run_planned(sess, plan, budget, "auto", g, fetches, fd), ref, rtol=2e-5)
+    _close(run_planned(sess, plan, budget, "auto", g, fetches, fd), ref, rtol=2e-5)
 
 
 # --- refusals --------------------------------------------------------------------------------
