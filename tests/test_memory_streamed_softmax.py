@@ -16,8 +16,8 @@ import rnngraph as rg
 from rnngraph.runtime.simulated import SimulatedDevice
 
 from test_memory_chunks import _close, _loops, _program, numpy_lstm_backward, numpy_lstm_forward
-from test_memory_streamed import _saved_bytes, _streamed_nodes, rerun_saved
-from test_memory_streamed_targets import _fed, _moved, _rows_read, _run_planned, _unstreamed
+from test_memory_streamed import _saved_bytes, _streamed_nodes, rerun_saved, run_planned
+from test_memory_streamed_targets import _fed, _moved, _rows_read, _unstreamed
 
 STREAM = {"stream_outputs": True}
 
@@ -149,7 +149,7 @@ def test_a_softmax_head_fits_a_tenth_budget(strategy, form):
     """Without the pass the logits, their softmax, the one-hot labels and the output stack and
     its gradient stay whole, and no plan reaches a tenth of the saved tensors."""
     # (V small: the model counts the head's [H, V] float64 kernel-gradient accumulator in each
-    # stored checkpoint of a chunked loop, which the run does not hold; see _run_planned)
+    # stored checkpoint of a chunked loop, which the run does not hold; see run_planned)
     T, B, H, I, V = 200, 32, 64, 8, 10
     g, fetches, fd = _graph(T, B, H, I, V, form)
     ref = rg.Session(g, device=SimulatedDevice()).run(fetches, fd)
@@ -161,7 +161,7 @@ def test_a_softmax_head_fits_a_tenth_budget(strategy, form):
                       memory_strategy=strategy)
     plan = sess.memory_plan(fetches, fd)
     assert plan.fits and "stream_outputs" in plan.passes_on, str(plan)
-    _close(_run_planned(sess, plan, budget, strategy, g, fetches, fd), ref, rtol=2e-5)
+    _close(run_planned(sess, plan, budget, strategy, g, fetches, fd), ref, rtol=2e-5)
 
 
 def test_the_issues_t1000_lstm_with_a_softmax_head_fits_a_tenth():
