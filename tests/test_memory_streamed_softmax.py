@@ -17,7 +17,8 @@ from rnngraph.runtime.simulated import SimulatedDevice
 
 from test_memory_chunks import _close, _loops, _program, numpy_lstm_backward, numpy_lstm_forward
 from test_memory_streamed import _saved_bytes, _streamed_nodes, rerun_saved, run_planned
-from test_memory_streamed_targets import _fed, _moved, _rows_read, _unstreamed
+from test_memory_streamed_targets import (_fed, _moved, _rows_read, _unstreamed,
+                                         check_rows_streamed)
 
 STREAM = {"stream_outputs": True}
 
@@ -78,15 +79,9 @@ FORM_IDS = ["rank3", "rank3-any_batch", "reshape", "reshape-any_batch"]
 @pytest.mark.parametrize("form,batch", FORMS, ids=FORM_IDS)
 def test_a_softmax_head_streams_and_gives_the_unstreamed_results(form, batch, dtype):
     g, fetches, fd = _graph(13, 4, 5, 3, 6, form, batch, dtype=getattr(rg, dtype))
-    sess = rg.Session(g, passes=STREAM)
-    got = sess.run(fetches, fd)
-    want = rg.Session(g).run(fetches, fd)
-    fwd, bwd = _rows_read(sess)
     # both loops read the labels' rows: the cross-entropy in the forward loop, the one-hot
     # rows of its gradient in the backward loop
-    assert "labels/streamed_rows" in fwd and "labels/streamed_rows" in bwd, (fwd, bwd)
-    assert all(_moved(sess))
-    _close(got, want, rtol=1e-6 if dtype == "float32" else 1e-12)
+    check_rows_streamed(g, fetches, fd, "labels/streamed_rows", dtype)
 
 
 @pytest.mark.parametrize("form,batch", FORMS, ids=FORM_IDS)

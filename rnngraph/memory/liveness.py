@@ -116,3 +116,10 @@ class Schedule:
             hit = self._host_inputs = frozenset(
                 i for i, v in enumerate(self.inputs) if host(v))
         return hit
+
+    def host_values(self) -> frozenset:
+        """The inputs `host_inputs` names, as Values."""
+        hit = self.__dict__.get("_host_values")
+        if hit is None:
+            hit = self._host_values = frozenset(self.inputs[i] for i in self.host_inputs())
+        return hit

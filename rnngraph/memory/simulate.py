@@ -166,10 +166,10 @@ class PeakModel:
         m = _Meter() if watch is None else _WatchMeter()
         key: dict = {}       # Value -> buffer key (shared by views)
         held: dict = {}      # Value -> extra buffer keys it keeps alive (residual handles)
-        host_in = sched.host_inputs() if counted_inputs else ()
-        for i, v in enumerate(sched.inputs):   # (fed values left on the host: no bytes)
+        host_fed = sched.host_values() if counted_inputs else frozenset()
+        for v in sched.inputs:   # (fed values left on the host: no bytes)
             key[v] = v
-            m.retain(v, self.nbytes(v) if counted_inputs and i not in host_in else 0)
+            m.retain(v, self.nbytes(v) if counted_inputs and v not in host_fed else 0)
         residual_of = self._residual_index(sched, choices)
         if counted_inputs and self.profile is not None:
             m.retain(("workspace",), int(getattr(self.profile, "workspace_bytes", 0) or 0))
@@ -177,7 +177,6 @@ class PeakModel:
                 m.retain(("reuse list",), self._reuse_list_bytes(sched, residual_of, choices))
         value_of_slot = {s: v for v, s in sched.slot.items()}
         inputs = set(sched.input_slots)
-        host_fed = {sched.inputs[i] for i in host_in}
         for node, frees in zip(sched.nodes, sched.frees):
             if node.op.subgraphs():
                 self._loop(sched, node, m, key, held, choices, residual_of)
@@ -260,7 +259,7 @@ class PeakModel:
         a replay slices every sequence of its loop, runtime/residuals.py's Replayer).
         A chunk block is copied into a new array while the chunk prologue runs, uncounted
         like the blocks of offloaded residuals."""
-        host = {sched.inputs[i] for i in sched.host_inputs()}
+        host = sched.host_values()
         if not host:
             return {}
         out = {}
@@ -480,7 +479,7 @@ class PeakModel:
         n = self.info.steps.get(node) or 0
         if not layout.chunked or not n:
             return 0
-        host = {sched.inputs[i] for i in sched.host_inputs()}
+        host = sched.host_values()
         seqs = op.in_ports().split(node.inputs)["sequence"]
         params = op.body.params.get("sequence", [])
         rows = min(op.chunk_steps, n)

@@ -40,9 +40,7 @@ def host_sequences(graph: Graph) -> int:
         if not _movable(fed, rs, readers, kept):
             continue
         for p in [p for p in rs if _row_order(p, fed)]:   # a time-major feed, sorted
-            sorted_rows = _add(graph, HostRows(0), [fed, p.inputs[1]], p.outputs[0].type,
-                               f"{p.name}/host_rows", p)
-            _reroute(graph, p.outputs[0], sorted_rows, readers)
+            _replace(graph, fed, 0, p, readers)
             made += 1
         direct = [r for r in rs if _reads_as_sequence(r, fed)]
         if direct:   # a time-major feed
@@ -54,13 +52,10 @@ def host_sequences(graph: Graph) -> int:
         for t in [r for r in rs if _time_major(r)]:
             axis, out = t.op.perm[0], t.outputs[0]
             for p in [p for p in readers.get(out, []) if _row_order(p, out)]:
-                sorted_rows = _add(graph, HostRows(axis), [fed, p.inputs[1]], p.outputs[0].type,
-                                   f"{p.name}/host_rows", p)
-                _reroute(graph, p.outputs[0], sorted_rows, readers)
+                _replace(graph, fed, axis, p, readers)
                 made += 1
             if [r for r in readers.get(out, []) if not _row_order(r, out)]:
-                rows = _add(graph, HostRows(axis), [fed], out.type, f"{t.name}/host_rows", t)
-                _reroute(graph, out, rows, readers)
+                _replace(graph, fed, axis, t, readers)
                 made += 1
     if made:
         toposort(graph)
@@ -71,6 +66,15 @@ def _add(graph, op, inputs, out_type, name, like):
     new = graph.add_node(op, inputs, [out_type], name, like.location)
     new.is_gradient = like.is_gradient
     return new.outputs[0]
+
+
+def _replace(graph, fed, axis: int, node, readers) -> None:
+    """A host_rows node of `fed` (time axis `axis`; in `node`'s row order where `node` is a
+    reordering) in place of `node`'s output, for its readers."""
+    inputs = [fed, node.inputs[1]] if isinstance(node.op, PermuteRows) else [fed]
+    rows = _add(graph, HostRows(axis), inputs, node.outputs[0].type, f"{node.name}/host_rows",
+                node)
+    _reroute(graph, node.outputs[0], rows, readers)
 
 
 def _reroute(graph, old, new, readers) -> None:

@@ -91,7 +91,7 @@ class Program:
         # fed values left in host memory (read by host_rows nodes only): the caller passes
         # them as host arrays (planning.execute)
         self.host_inputs = sched.host_inputs()
-        self.host_values = frozenset(self.inputs[i] for i in self.host_inputs)
+        self.host_values = sched.host_values()
         self.steps = self._plan = [self._compile_step(n, f)
                                    for n, f in zip(sched.nodes, sched.frees)]
         self._prepare_tracked()  # (cheap; the interpreter walks the same plan)
