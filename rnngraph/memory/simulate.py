@@ -27,6 +27,7 @@ from .liveness import Schedule
 from .checkpoints import simulate as simulate_binomial
 from .loops import DEVICE, HOST, RECOMPUTE, loop_layout
 from .shapes import ShapeInfo
+from .strides import Layouts
 
 # ops whose NumPy/CuPy kernel returns a view of (or the very same array as) its first input
 VIEW_OPS = frozenset({"transpose", "reshape", "reshape_like", "expand_dims", "squeeze", "split",
@@ -177,6 +178,7 @@ class PeakModel:
                 m.retain(("reuse list",), self._reuse_list_bytes(sched, residual_of, choices))
         value_of_slot = {s: v for v, s in sched.slot.items()}
         inputs = set(sched.input_slots)
+        layouts = Layouts(self.info)
         for node, frees in zip(sched.nodes, sched.frees):
             if node.op.subgraphs():
                 self._loop(sched, node, m, key, held, choices, residual_of)
@@ -184,9 +186,10 @@ class PeakModel:
                 key[node.outputs[0]] = node.outputs[0]   # a handle on host rows: no bytes
                 m.retain(node.outputs[0], 0)
             else:
-                for v in node.outputs:
+                for j, v in enumerate(node.outputs):
                     src = view_source(node, v, self.info)
-                    if src is not None and src in key:
+                    # (a reshape of a non-contiguous layout copies: layouts says so)
+                    if layouts.output(node, j, src) and src is not None and src in key:
                         key[v] = key[src]
                         m.retain(key[v], 0)
                     else:

@@ -1,0 +1,203 @@
+"""Memory layouts of the arrays a schedule makes, as far as the peak model needs them: whether a
+reshape is a view or a copy.
+
+NumPy and CuPy reshape without copying only where the axes being merged or split are laid out
+one after the other in memory; a reshape of a transposed view (dynamic_rnn's batch-major
+outputs read by a dense head, `reshape(outputs, [-1, H])`) copies the whole array. The peak
+model (memory/simulate.py) asks `layout` for each output's strides and `reshaped` whether a
+reshape can keep its input's buffer.
+
+Strides are counted in elements. A layout is a tuple of strides, or None where it is not
+known here; the model then counts a reshape of it as a copy (the safe side). Arrays that kernels
+allocate are C-contiguous, except the results of elementwise ops (and fused chains of them),
+which NumPy lays out like their inputs: for those, a contiguous result is assumed only where
+every input of the result's shape is contiguous.
+"""
+from __future__ import annotations
+
+from itertools import accumulate
+
+Layout = "tuple | None"
+
+
+def c_strides(shape) -> tuple:
+    """The strides of a C-contiguous array of `shape`."""
+    out = list(accumulate(reversed([int(d) for d in shape[1:]]), lambda a, b: a * b,
+                          initial=1))
+    return tuple(reversed(out))
+
+
+def is_contiguous(shape, strides) -> bool:
+    """Whether an array of `shape` with `strides` is C-contiguous (size-1 axes ignored)."""
+    if strides is None:
+        return False
+    if any(int(d) == 0 for d in shape):
+        return True
+    want = c_strides(shape)
+    return all(int(d) == 1 or s == w for d, s, w in zip(shape, strides, want))
+
+
+def reshaped(shape, strides, new_shape):
+    """The strides of `new_shape` viewing an array of `shape` and `strides` without a copy,
+    or None where a reshape must copy (NumPy's rule: each group of old axes merged into or
+    split from new axes must be contiguous within itself)."""
+    if strides is None:
+        return None
+    shape, new_shape = [int(d) for d in shape], [int(d) for d in new_shape]
+    if any(d == 0 for d in shape) or is_contiguous(shape, strides):
+        return c_strides(new_shape)
+    old = [(d, s) for d, s in zip(shape, strides) if d != 1]
+    new = [i for i, d in enumerate(new_shape) if d != 1]
+    out = [0] * len(new_shape)
+    oi = ni = 0
+    while oi < len(old) and ni < len(new):
+        oj, nj = oi + 1, ni + 1
+        op, np_ = old[oi][0], new_shape[new[ni]]
+        while op != np_:
+            if np_ < op:
+                np_ *= new_shape[new[nj]]
+                nj += 1
+            else:
+                op *= old[oj][0]
+                oj += 1
+        for k in range(oi, oj - 1):     # the merged old axes must follow one another
+            if old[k][1] != old[k + 1][0] * old[k + 1][1]:
+                return None
+        s = old[oj - 1][1]
+        for k in range(nj - 1, ni - 1, -1):
+            out[new[k]] = s
+            s *= new_shape[new[k]]
+        oi, ni = oj, nj
+    return tuple(out)
+
+
+def getitem(key, shape, strides):
+    """The strides of x[key] (basic indexing, ops/shape.py's encoded key) for x of `shape`
+    and `strides`."""
+    if strides is None:
+        return None
+    n_index = sum(k not in ("newaxis", "...") for k in key)
+    key = list(key)
+    fill = [("slice", None, None, None)] * (len(shape) - n_index)
+    if "..." in key:
+        i = key.index("...")
+        key[i:i + 1] = fill
+    else:
+        key += fill
+    out, axis = [], 0
+    for k in key:
+        if k == "newaxis":
+            out.append(0)
+            continue
+        if isinstance(k, tuple):
+            out.append(strides[axis] * (k[3] if k[3] is not None else 1))
+        axis += 1
+    return tuple(out)
+
+
+def broadcast(shape, strides, new_shape):
+    """The strides of `shape` broadcast to `new_shape` (new and stretched axes: 0)."""
+    if strides is None:
+        return None
+    lead = len(new_shape) - len(shape)
+    out = [0] * lead
+    for d, s, n in zip(shape, strides, new_shape[lead:]):
+        out.append(0 if int(d) == 1 and int(n) != 1 else s)
+    return tuple(out)
+
+
+# ops whose kernels allocate their result laid out like their inputs (NumPy's 'K' order)
+FOLLOW_INPUTS = frozenset({"fused", "cast"})
+RESHAPES = frozenset({"reshape", "reshape_like"})
+_SAME = frozenset({"identity", "stop_gradient", "check_numerics", "sum_to", "sum_to_like",
+                   "cast", "contiguous"})
+
+
+class Layouts:
+    """The strides of the values of one simulated schedule: contiguous unless recorded.
+    `output(node, j, out_shape, view)` gives the strides of output j of `node` (a view of its
+    first input where `view` is that input, else a new buffer) and returns whether the view
+    holds: False where the kernel must copy (a reshape of a non-contiguous layout)."""
+
+    def __init__(self, info):
+        self.info = info
+        self.strides: dict = {}     # Value -> strides, or None (unknown); absent: contiguous
+
+    def _shape(self, v):
+        s = self.info.type(v).shape
+        return None if any(d is None for d in s) else tuple(int(d) for d in s)
+
+    def of(self, v):
+        """The strides of `v` (None: unknown)."""
+        if v in self.strides:
+            return self.strides[v]
+        s = self._shape(v)
+        return None if s is None else c_strides(s)
+
+    def _set(self, v, strides) -> None:
+        s = self._shape(v)
+        if s is not None and strides is not None and is_contiguous(s, strides):
+            self.strides.pop(v, None)
+        else:
+            self.strides[v] = strides
+
+    def output(self, node, j: int, view) -> bool:
+        op, out = node.op, node.outputs[j]
+        shape = self._shape(out)
+        if view is None:
+            if op.name in FOLLOW_INPUTS or getattr(op, "fusible", False):
+                ok = all(self._contiguous(x) for x in node.inputs)
+                self._set(out, None if shape is None or not ok else c_strides(shape))
+            else:
+                self.strides.pop(out, None)
+            return True
+        src, st = self._shape(view), self.of(view)
+        if shape is None or src is None or st is None:
+            if op.name in RESHAPES:   # (not known to be a view: counted as a copy)
+                self.strides.pop(out, None)
+                return False
+            self._set(out, None)
+            return True
+        name = op.name
+        if name in RESHAPES:
+            new = reshaped(src, st, shape)
+            if new is None:
+                self.strides.pop(out, None)   # a copy: contiguous
+                return False
+            self._set(out, new)
+        elif name == "transpose":
+            self._set(out, tuple(st[p] for p in op.perm))
+        elif name == "matrix_transpose":
+            self._set(out, st[:-2] + (st[-1], st[-2]))
+        elif name == "getitem":
+            self._set(out, getitem(op.key, src, st))
+        elif name in ("broadcast_to", "broadcast_like"):
+            self._set(out, broadcast(src, st, shape))
+        elif name in _SAME or src == shape:
+            self._set(out, st)
+        else:   # expand_dims, squeeze, split, unstack: the same memory order, re-cut
+            self._set(out, reshaped(src, st, shape) if _prod(src) == _prod(shape) else
+                      _cut(op, src, st))
+        return True
+
+    def _contiguous(self, v) -> bool:
+        s = self._shape(v)
+        return s is not None and (v not in self.strides or is_contiguous(s, self.strides[v]))
+
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _cut(op, shape, strides):
+    """The strides of one piece of a split or unstack of an array of `shape` and `strides`."""
+    axis = getattr(op, "axis", None)
+    if axis is None:
+        return None
+    axis %= len(shape)
+    if op.name == "unstack":
+        return strides[:axis] + strides[axis + 1:]
+    return strides
