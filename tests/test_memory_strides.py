@@ -107,3 +107,61 @@ def test_a_dense_head_over_transposed_outputs_is_predicted_as_measured(time_majo
         assert measured <= budget
         # (streamed plans count NumPy's 0-d results as whole buffers: a few bytes above)
         assert 0 <= plan.predicted_peak - measured <= 64, (budget, plan.predicted_peak, measured)
+
+
+class _Static:
+    """Shape facts for graphs whose shapes are all static."""
+    def type(self, v):
+        return v.type
+
+
+def _chain_cases():
+    """name -> (the chain of ops, how many of its reshapes must copy)."""
+    from rnngraph.ops.host_rows import host_rows
+    return {
+        "transpose-reshape": (lambda x: rg.reshape(rg.transpose(x, (1, 0, 2)), [-1, 5]), 1),
+        "transpose-merge-last": (lambda x: rg.reshape(rg.transpose(x, (1, 0, 2)), [4, 15]),
+                                 1),
+        "host_rows-reshape": (lambda x: rg.reshape(host_rows(x, 1), [-1, 5]), 1),
+        "expand-transpose-squeeze": (lambda x: rg.squeeze(
+            rg.transpose(rg.expand_dims(x, 1), (2, 1, 0, 3)), [1]), 0),
+        "split-reshape": (lambda x: rg.reshape(
+            rg.split(rg.transpose(x, (2, 0, 1)), 5, 0)[1], [-1]), 0),
+        "unstack-reshape": (lambda x: rg.reshape(
+            rg.unstack(rg.transpose(x, (1, 0, 2)), axis=1)[2], [-1]), 0),
+        "getitem-reshape": (lambda x: rg.reshape(x[:, 1:3][::-1], [-1, 5]), 1),
+        "broadcast-reshape": (lambda x: rg.reshape(
+            rg.broadcast_to(rg.expand_dims(x, 0), [2, 3, 4, 5]), [6, 20]), 1),
+        "contiguous-reshape": (lambda x: rg.reshape(rg.transpose(x, (0, 1, 2)), [12, 5]), 0),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_chain_cases()))
+def test_layouts_of_view_chains_agree_with_numpy_running_them(case):
+    """Each op of the chain run by NumPy (its reference compute): where the model says a
+    view, NumPy's result shares its input's memory with the strides the model says; where it
+    says a copy, NumPy copied."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [3, 4, 5], name="x")
+        chain, expected_copies = _chain_cases()[case]
+        chain(x)
+    layouts = S.Layouts(_Static())
+    arrays = {x: np.arange(60, dtype=np.float32).reshape(3, 4, 5)}
+    copies = 0
+    for node in g.nodes:
+        if node.op.name == "placeholder":
+            continue
+        result = node.op.compute(np, *[arrays[v] for v in node.inputs])
+        results = result if node.op.multi_output else [result]
+        for j, (v, r) in enumerate(zip(node.outputs, results)):
+            arrays[v] = r
+            src = node.inputs[0]
+            viewed = layouts.output(node, j, src)
+            assert viewed == np.shares_memory(r, arrays[src]), (node, j)
+            copies += not viewed
+            st = layouts.of(v)
+            if st is not None:
+                assert all(d == 1 or a == b
+                           for d, a, b in zip(r.shape, st, _elements(r))), (node, j)
+    assert copies == expected_copies

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from itertools import accumulate
 
-Layout = "tuple | None"
-
+from ..ops.host_rows import time_major_perm
 
 def c_strides(shape) -> tuple:
     """The strides of a C-contiguous array of `shape`."""
@@ -173,11 +172,17 @@ class Layouts:
             self._set(out, getitem(op.key, src, st))
         elif name in ("broadcast_to", "broadcast_like"):
             self._set(out, broadcast(src, st, shape))
-        elif name in _SAME or src == shape:
+        elif name == "host_rows":   # (on the device: the time-major transpose)
+            perm = time_major_perm(len(src), op.time_axis)
+            self._set(out, tuple(st[p] for p in perm))
+        elif name in _SAME:
             self._set(out, st)
-        else:   # expand_dims, squeeze, split, unstack: the same memory order, re-cut
-            self._set(out, reshaped(src, st, shape) if _prod(src) == _prod(shape) else
-                      _cut(op, src, st))
+        elif name in ("expand_dims", "squeeze"):   # size-1 axes in or out
+            self._set(out, reshaped(src, st, shape))
+        elif name in ("split", "unstack"):
+            self._set(out, _cut(op, src, st))
+        else:   # a view op of its own kind: not known here
+            self._set(out, st if src == shape else None)
         return True
 
     def _contiguous(self, v) -> bool:
