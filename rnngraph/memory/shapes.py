@@ -88,6 +88,9 @@ def _walk(info: ShapeInfo, nodes) -> None:
             if val.size <= _SMALL:
                 info.values[n.outputs[0]] = val
             continue
+        if op.name == "placeholder_with_default":   # not fed: the default's shape
+            _set(info, n.outputs[0], ins[0])
+            continue
         if op.name == "dim" and ins[0].shape[op.axis] is not None:
             info.values[n.outputs[0]] = np.asarray(ins[0].shape[op.axis], np.int32)
             continue

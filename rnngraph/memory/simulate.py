@@ -31,8 +31,8 @@ from .strides import Layouts
 
 # ops whose NumPy/CuPy kernel returns a view of (or the very same array as) its first input
 VIEW_OPS = frozenset({"transpose", "reshape", "reshape_like", "expand_dims", "squeeze", "split",
-                      "unstack", "getitem", "broadcast_to", "broadcast_like", "matrix_transpose",
-                      "check_numerics", "identity", "stop_gradient"})
+                      "concat_grad", "unstack", "getitem", "broadcast_to", "broadcast_like",
+                      "matrix_transpose", "check_numerics", "identity", "stop_gradient"})
 # ... only when the output has the input's type (a no-op)
 NOOP_WHEN_SAME = frozenset({"sum_to", "sum_to_like", "cast"})
 

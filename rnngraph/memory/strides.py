@@ -11,7 +11,7 @@ Strides are counted in elements. A layout is a tuple of strides, or None where i
 known here; the model then counts a reshape of it as a copy (the safe side). Arrays that kernels
 allocate are C-contiguous, except the results of elementwise ops (and fused chains of them),
 which NumPy lays out like their inputs: for those, a contiguous result is assumed only where
-every input of the result's shape is contiguous.
+every input, broadcast to the result's shape, runs its axes in C order.
 """
 from __future__ import annotations
 
@@ -145,8 +145,8 @@ class Layouts:
         shape = self._shape(out)
         if view is None:
             if op.name in FOLLOW_INPUTS or getattr(op, "fusible", False):
-                ok = all(self._contiguous(x) for x in node.inputs)
-                self._set(out, None if shape is None or not ok else c_strides(shape))
+                ok = shape is not None and all(self._c_ordered(x, shape) for x in node.inputs)
+                self._set(out, c_strides(shape) if ok else None)
             else:
                 self.strides.pop(out, None)
             return True
@@ -179,15 +179,24 @@ class Layouts:
             self._set(out, st)
         elif name in ("expand_dims", "squeeze"):   # size-1 axes in or out
             self._set(out, reshaped(src, st, shape))
-        elif name in ("split", "unstack"):
+        elif name in ("split", "concat_grad", "unstack"):
             self._set(out, _cut(op, src, st))
         else:   # a view op of its own kind: not known here
             self._set(out, st if src == shape else None)
         return True
 
-    def _contiguous(self, v) -> bool:
+    def _c_ordered(self, v, shape) -> bool:
+        """Whether input `v`, broadcast to `shape`, lays its axes out in C order (strides
+        non-increasing where they are not 0): then NumPy lays the result out C-contiguously
+        (stretched axes have no say)."""
         s = self._shape(v)
-        return s is not None and (v not in self.strides or is_contiguous(s, self.strides[v]))
+        if s is None or _prod(s) <= 1:
+            return s is not None
+        st = broadcast(s, self.of(v), shape) if len(s) <= len(shape) else None
+        if st is None:
+            return False
+        moving = [abs(x) for x, d in zip(st, shape) if x and int(d) != 1]
+        return all(a >= b for a, b in zip(moving, moving[1:]))
 
 
 def _prod(shape) -> int:
