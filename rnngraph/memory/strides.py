@@ -10,8 +10,8 @@ reshape can keep its input's buffer.
 Strides are counted in elements. A layout is a tuple of strides, or None where it is not
 known here; the model then counts a reshape of it as a copy (the safe side). Arrays that kernels
 allocate are C-contiguous, except the results of elementwise ops (and fused chains of them),
-which NumPy lays out like their inputs: for those, a contiguous result is assumed only where
-every input, broadcast to the result's shape, runs its axes in C order.
+and of concatenate and stack, which NumPy lays out like their inputs: for those, a contiguous
+result is assumed only where every input runs its axes in C order.
 """
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def broadcast(shape, strides, new_shape):
 
 
 # ops whose kernels allocate their result laid out like their inputs (NumPy's 'K' order)
-FOLLOW_INPUTS = frozenset({"fused", "cast"})
+FOLLOW_INPUTS = frozenset({"fused", "cast", "concat", "stack"})
 RESHAPES = frozenset({"reshape", "reshape_like"})
 _SAME = frozenset({"identity", "stop_gradient", "check_numerics", "sum_to", "sum_to_like",
                    "cast", "contiguous"})
@@ -145,7 +145,7 @@ class Layouts:
         shape = self._shape(out)
         if view is None:
             if op.name in FOLLOW_INPUTS or getattr(op, "fusible", False):
-                ok = shape is not None and all(self._c_ordered(x, shape) for x in node.inputs)
+                ok = shape is not None and all(self._c_ordered(x) for x in node.inputs)
                 self._set(out, c_strides(shape) if ok else None)
             else:
                 self.strides.pop(out, None)
@@ -185,17 +185,17 @@ class Layouts:
             self._set(out, st if src == shape else None)
         return True
 
-    def _c_ordered(self, v, shape) -> bool:
-        """Whether input `v`, broadcast to `shape`, lays its axes out in C order (strides
-        non-increasing where they are not 0): then NumPy lays the result out C-contiguously
-        (stretched axes have no say)."""
+    def _c_ordered(self, v) -> bool:
+        """Whether input `v` lays its axes out in C order (strides non-increasing, size-1 and
+        stretched axes aside): where every input does, NumPy's result of an elementwise op,
+        concatenate or stack is C-contiguous."""
         s = self._shape(v)
         if s is None or _prod(s) <= 1:
             return s is not None
-        st = broadcast(s, self.of(v), shape) if len(s) <= len(shape) else None
+        st = self.of(v)
         if st is None:
             return False
-        moving = [abs(x) for x, d in zip(st, shape) if x and int(d) != 1]
+        moving = [abs(x) for x, d in zip(st, s) if x and d != 1]
         return all(a >= b for a, b in zip(moving, moving[1:]))
 
 
