@@ -65,3 +65,44 @@ def test_a_budget_sweep_from_the_floor_to_the_unconstrained_peak(proj, lengths):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
         chunked += bool(plan.chunk_steps)
     assert chunked >= 1    # some budgets run the sequence passes in chunks
+
+
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "sequence_length"])
+@pytest.mark.parametrize("strategy", ["auto", "recompute"])
+def test_a_bidirectional_rnn_with_a_dense_head_runs_within_every_budget_it_fits(lengths,
+                                                                               strategy):
+    """Batch-major outputs of both directions concatenated and reshaped by a dense head:
+    pieces of one gradient buffer, copies NumPy makes to reshape a transposed layout.
+    The prediction missed both, and plans that said "fits" ran out of memory."""
+    T2, H2 = 40, 12
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [B, None, I], name="X")
+        L = rg.placeholder(rg.int32, [B], name="L") if lengths else None
+        (fw, bw), _ = rg.nn.bidirectional_dynamic_rnn(
+            rg.nn.LSTMCell(H2), rg.nn.GRUCell(H2), X, dtype=rg.float32, sequence_length=L)
+        y = rg.layers.dense(rg.concat([fw, bw], -1), 5)
+        loss = rg.reduce_mean(y * y)
+        fetches = [loss] + rg.gradients(loss, rg.global_variables())
+    rs = np.random.RandomState(1)
+    fd = {X: rs.randn(B, T2, I).astype(np.float32)}
+    if lengths:
+        fd[L] = np.array([T2, 9, 33, 2], np.int32)
+    free = rg.Session(g, device=SimulatedDevice())
+    ref = free.run(fetches, fd, report=True)
+    top = free.last_run_report.peak_bytes
+    assert free.memory_plan(fetches, fd).predicted_peak == top
+    floor = rg.Session(g, device=SimulatedDevice(), memory_budget=1,
+                       memory_strategy=strategy).memory_plan(fetches, fd).min_budget
+    for budget in np.linspace(floor, top, 6).astype(np.int64):
+        sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget,
+                          memory_strategy=strategy)
+        plan = sess.memory_plan(fetches, fd)
+        assert plan.fits, (budget, str(plan))
+        out = sess.run(fetches, fd)
+        measured = sess.last_run_report.peak_bytes
+        assert measured <= budget
+        assert 0 <= plan.predicted_peak - measured <= 0.02 * measured, (budget, measured,
+                                                                        plan.predicted_peak)
+        for a, b in zip(out, ref):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
