@@ -348,16 +348,10 @@ class PeakModel:
         elif rec_res:
             k = max(1, choice.checkpoint_every)
             ckpt = max(0, math.ceil(n / k) - 1) * carried_bytes  # the first is the initial state
-        epi = getattr(op, "epilogue_carried", ())
-        if rec_res and epi and layout.chunked and n:
-            # (the states a chunk epilogue updates change once a chunk, and the step passes
-            # them on unchanged: a checkpoint holds the ones of its chunk, those of the first
-            # chunk being the loop's inputs)
-            c = op.chunk_steps
+        if rec_res and n:
             at = binomial_schedule(n, choice.slots)["forward"] if choice.slots else \
                 range(max(1, choice.checkpoint_every), n, max(1, choice.checkpoint_every))
-            ckpt += len({p // c for p in at if p // c}) * \
-                sum(self.nbytes(outs["carried"][i]) for i in epi)
+            ckpt += len(set(self._generations(node, at)) - {0}) * self._epilogue_bytes(node)
         if host_res and self.profile is not None and self.profile.async_copies:
             extra += choice.prefetch_depth * sum(self.row_bytes(layout, i) for i in host_res)
         # this loop reading other loops' offloaded / recomputed residuals (a backward loop):
@@ -387,18 +381,19 @@ class PeakModel:
                     # blocks of the forward's sequences, new arrays where those are handles)
                     replay_peak = max(replay_peak, fpro - fb + self.handle_blocks(
                         sched, fwd, fl, residual_of, choices))
-                if fchoice.slots:   # one row of residuals; the states stored beyond the forward's
+                if fchoice.slots:   # one row of residuals; the states held past the forward's
                     nf = info.steps.get(fwd) or 0
                     b = binomial_schedule(nf, fchoice.slots)
                     extra += 0 if resident else sum(self.row_bytes(fl, i) for i in rec)
-                    states += (b["peak"] - len(b["forward"])) * rc
+                    most = self._held_beyond(sched, fwd, fl, fchoice, b, rc, "most")
+                    states += max(most, default=0)
                     if layout.chunked and n:   # by moment of a chunked loop's run
-                        f = len(b["forward"])
+                        held = self._held_beyond(sched, fwd, fl, fchoice, b, rc, "held")
                         for key_, ts in _chunk_moments(op, n).items():
-                            pick = b["held"] if key_.startswith("end") else b["most"]
+                            pick = held if key_.startswith("end") else most
                             got = [pick[nf - 1 - t if fwd.op.reverse else t] for t in ts
                                    if 0 <= (nf - 1 - t if fwd.op.reverse else t) < nf]
-                            moments[key_] += (max(got) - f) * rc if got else 0
+                            moments[key_] += max(got) if got else 0
                 elif not resident:
                     k = max(1, fchoice.checkpoint_every)
                     extra += k * sum(self.row_bytes(fl, i) for i in rec)
@@ -453,6 +448,55 @@ class PeakModel:
                 for k in replay_inputs:
                     m.retain(k, 0)
                 held[v] = [("ckpt", node)] + replay_inputs
+
+    def _generations(self, node, positions) -> list:
+        """For each position of loop `node` (steps executed before it), how many chunk
+        epilogues have run: the states an epilogue updates are new arrays once a chunk and
+        passed on unchanged by the steps, so a checkpoint at a position holds those of its
+        generation (generation 0: the loop's inputs). All 0 for a loop not in chunks."""
+        op, n = node.op, self.info.steps.get(node) or 0
+        c = getattr(op, "chunk_steps", None)
+        if not c or not getattr(op, "epilogue_carried", ()):
+            return [0] * len(positions)
+        if not op.reverse:   # (chunk ends: t % c == c - 1)
+            return [min(q, n) // c for q in positions]
+        # (run from t = n - 1 down; chunk ends: t % c == 0, among t = n - q .. n - 1)
+        return [(n - 1) // c - (n - q - 1) // c if q else 0 for q in positions]
+
+    def _epilogue_bytes(self, node) -> int:
+        """Bytes of the carried states loop `node`'s chunk epilogue updates."""
+        op = node.op
+        epi = getattr(op, "epilogue_carried", ())
+        if not epi or not getattr(op, "chunk_steps", None):
+            return 0
+        carried = op.out_ports().split(node.outputs)["carried"]
+        return sum(self.nbytes(carried[i]) for i in epi)
+
+    def _held_beyond(self, sched, fwd, fl, fchoice, b, rc: int, kind: str) -> list:
+        """Per position i of forward loop `fwd` (binomial recomputation), the bytes of
+        stored states while the backward pass makes step i's residuals, beyond the forward
+        pass's checkpoints (which the peak already counts from the forward loop on): states
+        the backward pass stored, less the forward ones it dropped (those past i, with the
+        chunk-epilogue states of their generations no state at or before i shares).
+        `kind`: "most" (at most while the step is made) or "held" (once it is made)."""
+        ck = (fwd, "beyond", fchoice.slots, rc, kind)
+        hit = self._body_cache.get(ck)
+        if hit is None:
+            fwd_at = b["forward"]
+            place = fchoice.placements
+            stored = tuple(i for i in fl.keep_res if place.get(i, DEVICE) != RECOMPUTE)
+            _, cb = self.body_step(fwd, fl, "step", stored)
+            gens = self._generations(fwd, fwd_at)
+            epi = self._epilogue_bytes(fwd)
+            all_gens = set(gens) - {0}
+            hit = []
+            for i, count in enumerate(b[kind]):
+                kept = [g for q, g in zip(fwd_at, gens) if q <= i]
+                dropped = len(fwd_at) - len(kept)
+                gone = len(all_gens - set(kept))
+                hit.append((count - len(kept)) * rc - dropped * cb - gone * epi)
+            self._body_cache[ck] = hit
+        return hit
 
     def chunk_costs(self, node, layout):
         """(block, gather buffers, accumulators, prologue peak, epilogue peak) in bytes of a
