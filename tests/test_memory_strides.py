@@ -140,6 +140,21 @@ def _chain_cases():
         "tanh-transposed-reshape": (lambda x: rg.reshape(rg.tanh(rg.transpose(x, (1, 0, 2))),
                                                          [-1, 5]), 1),
         "broadcast-add-reshape": (lambda x: rg.reshape(x + rg.zeros([5]), [-1, 5]), 0),
+        # reverse_sequence returns a transposed view of its new time-major array
+        "reverse_sequence-reshape": (lambda x: rg.reshape(rg.reverse_sequence(
+            x, rg.constant(np.array([4, 2, 1], np.int32)), seq_axis=1, batch_axis=0),
+            [-1, 5]), 1),
+        # softmax keeps its input's layout
+        "softmax-transposed-reshape": (lambda x: rg.reshape(
+            rg.nn.softmax(rg.transpose(x, (1, 0, 2))), [-1, 5]), 1),
+        # inputs that disagree: C order (the contiguous one vetoes)
+        "mixed-concat-reshape": (lambda x: rg.reshape(rg.concat(
+            [x, rg.transpose(rg.reshape(x, [4, 3, 5]), (1, 0, 2))], -1), [-1, 10]), 0),
+        # a stretched axis: concatenate takes it as the innermost one
+        "broadcast-concat-reshape": (lambda x: rg.reshape(rg.concat(
+            [rg.broadcast_to(rg.expand_dims(x[0], 0), [3, 4, 5])] * 2, -1), [-1, 10]), 1),
+        "stack-transposed-reshape": (lambda x: rg.reshape(rg.stack(
+            [rg.transpose(x, (1, 0, 2))] * 2), [-1, 5]), 1),
     }
 
 

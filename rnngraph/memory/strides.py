@@ -8,10 +8,11 @@ model (memory/simulate.py) asks `layout` for each output's strides and `reshaped
 reshape can keep its input's buffer.
 
 Strides are counted in elements. A layout is a tuple of strides, or None where it is not
-known here; the model then counts a reshape of it as a copy (the safe side). Arrays that kernels
-allocate are C-contiguous, except the results of elementwise ops (and fused chains of them),
-and of concatenate and stack, which NumPy lays out like their inputs: for those, a contiguous
-result is assumed only where every input runs its axes in C order.
+known here; the model then counts a reshape of it as a copy (the safe side). A kernel's new array
+is C-contiguous where every input runs its axes in C order. Otherwise NumPy lays most results
+out like their inputs (ufuncs, reductions, softmax, astype, concatenate, stack, one_hot...), so
+the layout is unknown, except for ops known to allocate C order whatever they read (2-D
+matmul, gather). reverse_sequence returns a transposed view of its time-major result.
 """
 from __future__ import annotations
 
@@ -105,8 +106,11 @@ def broadcast(shape, strides, new_shape):
     return tuple(out)
 
 
-# ops whose kernels allocate their result laid out like their inputs (NumPy's 'K' order)
-FOLLOW_INPUTS = frozenset({"fused", "cast", "concat", "stack"})
+# ops that allocate their result like an input that is not C-ordered, a broadcast (stride-0)
+# axis taken as the innermost one (NumPy's 'K' order: astype, concatenate, stack, *_like)
+LIKE_INPUTS = frozenset({"cast", "concat", "stack", "zeros_like", "ones_like"})
+# ops whose kernels allocate a C-contiguous result whatever their inputs' layouts
+ALWAYS_CONTIGUOUS = frozenset({"gather", "constant", "variable", "fill"})
 RESHAPES = frozenset({"reshape", "reshape_like"})
 _SAME = frozenset({"identity", "stop_gradient", "check_numerics", "sum_to", "sum_to_like",
                    "cast", "contiguous"})
@@ -143,12 +147,17 @@ class Layouts:
     def output(self, node, j: int, view) -> bool:
         op, out = node.op, node.outputs[j]
         shape = self._shape(out)
-        if view is None:
-            if op.name in FOLLOW_INPUTS or getattr(op, "fusible", False):
-                ok = shape is not None and all(self._c_ordered(x) for x in node.inputs)
-                self._set(out, c_strides(shape) if ok else None)
-            else:
+        if view is None:   # a new buffer
+            if shape is None:
+                self._set(out, None)
+            elif op.name == "reverse_sequence":   # (time-major, moved back: a transpose)
+                self._set(out, _reversed_layout(op, shape))
+            elif op.name in ALWAYS_CONTIGUOUS or (op.name == "matmul" and len(shape) == 2):
                 self.strides.pop(out, None)
+            else:   # NumPy's 'K' order: C order unless the inputs agree on another
+                at = op.axis % len(shape) if op.name == "stack" else None
+                ok = self._c_order_kept(node.inputs, shape, op.name in LIKE_INPUTS, at)
+                self._set(out, c_strides(shape) if ok else None)
             return True
         src, st = self._shape(view), self.of(view)
         if shape is None or src is None or st is None:
@@ -185,18 +194,49 @@ class Layouts:
             self._set(out, st if src == shape else None)
         return True
 
-    def _c_ordered(self, v) -> bool:
-        """Whether input `v` lays its axes out in C order (strides non-increasing, size-1 and
-        stretched axes aside): where every input does, NumPy's result of an elementwise op,
-        concatenate or stack is C-contiguous."""
-        s = self._shape(v)
-        if s is None or _prod(s) <= 1:
-            return s is not None
-        st = self.of(v)
-        if st is None:
-            return False
-        moving = [abs(x) for x, d in zip(st, s) if x and d != 1]
-        return all(a >= b for a, b in zip(moving, moving[1:]))
+    def _c_order_kept(self, inputs, shape, strict: bool, new_axis=None) -> bool:
+        """Whether NumPy lays out a new `shape` array made from `inputs` in C order: it moves
+        axis j before an earlier axis i only where no input says otherwise, an input having
+        its say on the pair where it steps along both (a stretched, stride-0 axis: none for
+        ufuncs; the innermost one for `strict` ops, LIKE_INPUTS). An input whose layout is
+        not known here answers "not C order"; one of a higher rank (a reduction's) answers
+        whether it runs in C order itself. `new_axis`: stack's axis, which its inputs lack."""
+        rank = len(shape)
+        layouts = []
+        for v in inputs:
+            s = self._shape(v)
+            if s is None:
+                return False
+            if _prod(s) <= 1:
+                continue
+            st = self.of(v)
+            if st is None:
+                return False
+            st = [0 if d == 1 else x for x, d in zip(st, s)]   # (size 1: no say)
+            if len(s) > rank:
+                moving = [abs(x) for x in st if x]
+                if any(a < b for a, b in zip(moving, moving[1:])):
+                    return False
+                continue
+            if new_axis is not None and len(s) == rank - 1:
+                st.insert(new_axis, 0)
+            layouts.append([0] * (rank - len(st)) + st)   # (new leading axes: stretched)
+        for j in range(1, rank):
+            for i in range(j):
+                if int(shape[i]) == 1 or int(shape[j]) == 1:
+                    continue
+                keep = swap = False
+                for st in layouts:
+                    a, b = abs(st[i]), abs(st[j])
+                    if (not strict or i == new_axis or j == new_axis) and (a == 0 or b == 0):
+                        continue   # (a ufunc: a stretched axis has no say)
+                    if a >= b and (a or b):
+                        keep = True
+                    elif a < b:
+                        swap = True
+                if swap and not keep:
+                    return False
+        return True
 
 
 def _prod(shape) -> int:
@@ -204,6 +244,19 @@ def _prod(shape) -> int:
     for d in shape:
         n *= int(d)
     return n
+
+
+def _reversed_layout(op, shape) -> tuple:
+    """The strides of reverse_sequence's result: a new time-major [T, B, ...] array (its
+    seq_axis and batch_axis first), moved back to the input's axis order."""
+    rank = len(shape)
+    s, b = op.seq_axis % rank, op.batch_axis % rank
+    order = [s, b] + [i for i in range(rank) if i not in (s, b)]
+    c = c_strides([shape[i] for i in order])
+    out = [0] * rank
+    for j, axis in enumerate(order):
+        out[axis] = c[j]
+    return tuple(out)
 
 
 def _cut(op, shape, strides):
