@@ -16,6 +16,7 @@ import pytest
 
 import rnngraph as rg
 from rnngraph.ops.host_rows import host_rows
+from rnngraph.ops.transfer import to_device, to_host
 from rnngraph.ops.rows import permute_rows
 from rnngraph.ops.shape import contiguous
 from rnngraph.ops.base import Op
@@ -275,6 +276,8 @@ case("host_rows", lambda x: host_rows(x, 1) ** 2.0 * np.arange(24.0).reshape(3, 
      {"x": rand(2, 3, 4)})
 case("host_rows-sorted", lambda x: host_rows(x, 1, np.array([1, 0], np.int32)) ** 2.0
      * np.arange(24.0).reshape(3, 2, 4), {"x": rand(2, 3, 4)}, shapes={"x": (2, None, 4)})
+# --- a value offloaded to host memory and back (passes/spill_values.py) ---------------------------
+case("to_host-to_device", lambda x: to_device(to_host(x)) * x, {"x": rand(3, 4)})
 case("reverse_sequence", lambda x: rg.reverse_sequence(x, np.array([3, 0, 2], np.int32), 1, 0)
      * np.arange(12.0).reshape(3, 4), {"x": rand(3, 4)})
 case("placeholder_with_default", lambda x: rg.placeholder_with_default(x, [None, 3]) ** 2.0,

@@ -302,6 +302,8 @@ SCHEMAS: dict[str, OpSchema] = {
     "reverse_sequence": OpSchema({"seq_axis": AXIS, "batch_axis": AXIS}),
     "invert_permutation": NONE, "permute_rows": OpSchema({"axis": AXIS}),
     "host_rows": OpSchema({"time_axis": Int(0, MAX_RANK - 1)}),   # ops/host_rows.py
+    "to_host": NONE,   # ops/transfer.py (passes/spill_values.py)
+    "to_device": OpSchema({"axis": optional(AXIS), "index": optional(DIM)}),
     "sequence_mask": NONE, "sort_by_length": NONE, "group": NONE,
     "matmul": NONE, "matrix_transpose": NONE,
     "range": OpSchema({"dtype": DTYPE}), "stop_gradient": NONE,   # ops/misc.py

@@ -11,6 +11,8 @@ from ..ir.node import Node
 from ..ir.value import Value
 from ..ops.base import reads_shape_only
 
+HOST_READERS = ("host_rows", "to_host")   # ops whose fed input may stay in host memory
+
 
 class Schedule:
     """The needed part of `graph` to compute `outputs` from `inputs`, in order, with frees.
@@ -97,9 +99,10 @@ class Schedule:
         return [v in used for v in node.outputs]
 
     def host_inputs(self) -> frozenset:
-        """Indices of the inputs left in host memory: fed values that `host_rows` nodes read
-        (passes/host_sequences.py; as their first input) and no other node but for its shape,
-        and that are not returned as they are."""
+        """Indices of the inputs left in host memory: fed values that `host_rows` nodes
+        (passes/host_sequences.py) or `to_host` nodes (passes/spill_values.py) read, as their
+        first input, and no other node but for its shape, and that are not returned as they
+        are."""
         hit = self.__dict__.get("_host_inputs")
         if hit is None:
             uses: dict = {}
@@ -110,8 +113,8 @@ class Schedule:
 
             def host(v) -> bool:
                 us = uses.get(v, [])
-                return v not in outs and any(n.op.name == "host_rows" for n, _ in us) and all(
-                    (n.op.name == "host_rows" and i == 0) or reads_shape_only(n, v)
+                return v not in outs and any(n.op.name in HOST_READERS for n, _ in us) and all(
+                    (n.op.name in HOST_READERS and i == 0) or reads_shape_only(n, v)
                     for n, i in us)
             hit = self._host_inputs = frozenset(
                 i for i, v in enumerate(self.inputs) if host(v))

@@ -33,6 +33,17 @@ class SavedTensor:
 
 
 @dataclass
+class SpilledValue:
+    """A large intermediate (not a loop's residual) the plan moves off the device between its
+    early and late readers (passes/spill_values.py): "host" (to_host, then to_device before
+    its first late reader) or "recompute" (its producer run again there)."""
+    name: str                     # the value in the compiled graph, e.g. "rnn/Tanh_3:0"
+    bytes: int
+    placement: str                # HOST | RECOMPUTE
+    op: str = ""                  # its producer's op (what a recomputation reruns)
+
+
+@dataclass
 class LoopPlan:
     node: object                  # the forward loop node (compiled graph)
     steps: int | None
@@ -78,6 +89,8 @@ class MemoryPlan:
     chunk_bytes_per_step: int = 0   # ... whose buffers take this many bytes per step of a chunk
     passes_on: tuple = ()           # opt-in passes the program was compiled with (stream_outputs)
     host_fed: tuple = ()            # (name, bytes) of fed sequences left in host memory
+    spilled: tuple = ()             # [SpilledValue]: intermediates offloaded or recomputed
+    summed: tuple = ()              # add_n nodes made running sums (their operands go early)
     _by_node: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -96,6 +109,14 @@ class MemoryPlan:
         out.update(dict.fromkeys(self.passes_on, True))
         if self.chunk_steps:
             out["chunk_steps"] = self.chunk_steps
+        host = tuple(s.name for s in self.spilled if s.placement == HOST)
+        again = tuple(s.name for s in self.spilled if s.placement == RECOMPUTE)
+        if host:
+            out["spill"] = host
+        if again:
+            out["recompute"] = again
+        if self.summed:
+            out["accumulate"] = tuple(self.summed)
         return out or True
 
     def for_loop(self, node) -> LoopPlan | None:
@@ -130,6 +151,8 @@ class MemoryPlan:
         out = {DEVICE: 0, HOST: 0, RECOMPUTE: 0}
         for s in self.saved:
             out[s.placement] += s.total_bytes or 0
+        for s in self.spilled:
+            out[s.placement] += s.bytes
         return out
 
     # --- printing -------------------------------------------------------------------------------
@@ -143,7 +166,7 @@ class MemoryPlan:
             verdict = "  (fits)" if self.fits else "  (OVER BUDGET)"
         lines = [f"memory plan on {self.device}: budget {budget}, predicted peak "
                  f"{fmt_bytes(self.predicted_peak)}{verdict}"]
-        if not self.loops:
+        if not self.loops and not self.spilled and not self.summed:
             lines.append("  no loop saves per-step tensors for a backward pass")
         for lp in self.loops:
             lines.append("")
@@ -168,14 +191,29 @@ class MemoryPlan:
                 lines.append(f"  {s.name:<{width}}  {fmt_bytes(s.bytes_per_step):>10}  "
                              f"{s.steps if s.steps is not None else '?':>6}  "
                              f"{fmt_bytes(s.total_bytes):>10}  {s.placement}{why}")
+        if self.spilled:
+            lines.append("")
+            lines.append(f"intermediates moved off the device between their early and late "
+                         f"readers (spill_values): {len(self.spilled)}")
+            width = max(len("value"), *(len(s.name) for s in self.spilled))
+            lines.append(f"  {'value':<{width}}  {'op':<12}  {'bytes':>10}  placement")
+            for s in self.spilled:
+                lines.append(f"  {s.name:<{width}}  {s.op:<12}  {fmt_bytes(s.bytes):>10}  "
+                             f"{s.placement}")
+        if self.summed:
+            lines.append(f"sums made running (each operand added as it is made, in add_n's "
+                         f"order, so the bits do not change): {len(self.summed)} add_n "
+                         f"node{'s' if len(self.summed) != 1 else ''} "
+                         f"({', '.join(self.summed[:3])}{', ...' if len(self.summed) > 3 else ''})")
         by = self.bytes_by_placement()
         lines.append("")
-        lines.append(f"saved tensors: {fmt_bytes(by[DEVICE])} on device, {fmt_bytes(by[HOST])} "
+        lines.append(f"saved tensors{' and spilled values' if self.spilled else ''}: "
+                     f"{fmt_bytes(by[DEVICE])} on device, {fmt_bytes(by[HOST])} "
                      f"on host, {fmt_bytes(by[RECOMPUTE])} recomputed")
         if by[HOST] or not self.host_fits:
             host = "unlimited" if self.host_budget is None else fmt_bytes(self.host_budget)
             lines.append(f"host memory: {fmt_bytes(self.host_bytes)} of offloaded stacks "
-                         f"(host budget {host})")
+                         f"and values at most (host budget {host})")
         if self.min_budget is not None and not self.fits:
             lines.append(f"smallest device budget a plan was found for: {self.min_budget} bytes "
                          f"({fmt_bytes(self.min_budget)})")
@@ -189,10 +227,17 @@ class MemoryPlan:
         if "stream_outputs" in self.passes_on:
             lines.append("loop outputs streamed (stream_outputs): their per-step consumers run "
                          "inside the loops, so no [T, ...] output stack or gradient is made")
-        if self.host_fed:
-            fed = ", ".join(f"{name} ({fmt_bytes(b)})" for name, b in self.host_fed)
+        sliced = {s.name.rpartition(":")[0] for s in self.spilled if s.op == "placeholder"}
+        rows = [(name, b) for name, b in self.host_fed if name not in sliced]
+        steps = [(name, b) for name, b in self.host_fed if name in sliced]
+        if rows:
+            fed = ", ".join(f"{name} ({fmt_bytes(b)})" for name, b in rows)
             lines.append(f"fed sequences left in host memory (host_sequences), copied a row at "
                          f"a time into the loops reading them: {fed}")
+        if steps:
+            fed = ", ".join(f"{name} ({fmt_bytes(b)})" for name, b in steps)
+            lines.append(f"fed sequences left in host memory (spill_values), each step's slice "
+                         f"copied for its forward and its gradient step: {fed}")
         if self.passes_off:
             lines.append("compiler passes turned off (they build whole-sequence stacks on the "
                          f"device): {', '.join(self.passes_off)}")

@@ -185,6 +185,9 @@ class PeakModel:
             elif node.op.name == "host_rows" and node.inputs[0] in host_fed:
                 key[node.outputs[0]] = node.outputs[0]   # a handle on host rows: no bytes
                 m.retain(node.outputs[0], 0)
+            elif node.op.name == "to_host":   # a spilled value's host copy: no device bytes
+                key[node.outputs[0]] = node.outputs[0]
+                m.retain(node.outputs[0], 0)
             else:
                 for j, v in enumerate(node.outputs):
                     src = view_source(node, v, self.info)
@@ -604,3 +607,21 @@ def binomial_schedule(n: int, slots: int) -> dict:
             _SCHEDULES.clear()
         _SCHEDULES[key] = simulate_binomial(n, slots)
     return _SCHEDULES[key]
+
+
+def spill_host_peak(sched: Schedule, nbytes) -> int:
+    """The most host bytes the spilled values of `sched` (to_host nodes, passes/
+    spill_values.py) hold at once: each from its to_host node to its last reader;
+    `nbytes(value)` sizes a value."""
+    value_of_slot = {s: v for v, s in sched.slot.items()}
+    live: dict = {}
+    cur = peak = 0
+    for node, frees in zip(sched.nodes, sched.frees):
+        if node.op.name == "to_host":
+            v = node.outputs[0]
+            live[v] = nbytes(v)
+            cur += live[v]
+            peak = max(peak, cur)
+        for s in frees:
+            cur -= live.pop(value_of_slot[s], 0)
+    return peak

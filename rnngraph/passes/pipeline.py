@@ -7,7 +7,11 @@ epilogue): hoist_sequence, sink_accumulators and sink_outputs. The
 memory planner (runtime/planning.py) compiles so when a budget cannot hold whole stacks.
 
 Passes in OPT_IN run only when the config names them (`{"stream_outputs": True}`,
-`{"host_sequences": True}`): the planner asks for them when a budget cannot be met otherwise."""
+`{"host_sequences": True}`): the planner asks for them when a budget cannot be met otherwise.
+
+`{"spill": (names...), "recompute": (names...)}` runs spill_values last (passes/
+spill_values.py): the named values of the compiled graph are offloaded to host memory, or
+recomputed, between their early and late readers; the planner (memory/spill.py) names them."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,6 +34,7 @@ from .shrink_batch import shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
 from .sink import sink_loops
 from .sort_rows import fold_sort_into_products
+from .spill_values import spill_values
 from .stream_outputs import stream_output_consumers
 
 PASSES = {   # in pipeline order
@@ -58,6 +63,33 @@ PASSES = {   # in pipeline order
 CHUNKED = ("hoist_sequence", "sink_accumulators", "sink_outputs")   # take chunk_steps=
 CHUNK_KEY = "chunk_steps"
 OPT_IN = ("stream_outputs", "host_sequences")   # off unless the config says True
+SPILL_KEY, RECOMPUTE_KEY = "spill", "recompute"   # value names spill_values moves (last)
+ACCUMULATE_KEY = "accumulate"   # add_n nodes spill_values turns into running sums (last)
+SPILL_KEYS = (SPILL_KEY, RECOMPUTE_KEY, ACCUMULATE_KEY)
+
+
+def spilled_of(config) -> tuple:
+    """(names to offload, names to recompute, add_n node names to accumulate) the config's
+    spill, recompute and accumulate keys give, checked: tuples (or lists) of distinct names."""
+    out = []
+    for key in SPILL_KEYS:
+        names = config.get(key) if isinstance(config, dict) else None
+        if names is None:
+            out.append(())
+            continue
+        if isinstance(names, str) or not isinstance(names, (tuple, list)) or not all(
+                isinstance(n, str) and n for n in names):
+            what = "add_n node names (str" if key == ACCUMULATE_KEY else \
+                "value names (str, e.g. 'rnn/Tanh_3:0'"
+            raise ValueError(f"passes[{key!r}] must be a tuple of {what}), got {names!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"passes[{key!r}] names a value twice: {names!r}")
+        out.append(tuple(names))
+    both = set(out[0]) & set(out[1])
+    if both:
+        raise ValueError(f"passes['spill'] and passes['recompute'] both name "
+                         f"{sorted(both)}: a value is offloaded or recomputed, not both")
+    return tuple(out)
 
 
 def chunk_steps_of(config) -> int | None:
@@ -77,7 +109,8 @@ def enabled_passes(config) -> list[str]:
     if not config:
         return []
     chunk_steps_of(config)
-    unknown = set(config) - set(PASSES) - {CHUNK_KEY}
+    spilled_of(config)
+    unknown = set(config) - set(PASSES) - {CHUNK_KEY, *SPILL_KEYS}
     if unknown:
         raise ValueError(f"unknown passes {sorted(unknown)}; known: {sorted(PASSES)}")
     return [name for name in PASSES   # (a chunk_steps alone: all but the opt-in ones)
@@ -97,5 +130,8 @@ def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value],
             else PASSES[name](graph)
         if stats[name] and "dce" in passes[:i]:  # (a pass before "dce" leaves it to that)
             stats["dce"] += eliminate_dead_code(graph)  # what this pass left behind
+    host, again, sums = spilled_of(config)
+    if host or again or sums:   # (last: the names are those of the graph the passes made)
+        stats[SPILL_KEY] = spill_values(graph, host, again, sums)
     kept = graph.results.pop("keep")
     return kept, stats

@@ -21,7 +21,11 @@ its plan leaves holds (at most CHUNK_MAX), or fewer where the first does not fit
 compiled again with the opt-in `stream_outputs` pass (passes/stream_outputs.py: a loop's
 output stack streamed through its per-step consumers, so no [T, ...] output or output gradient
 is made) and planned the same way (whole-sequence passes, then lean and chunked); its plan is
-used where it fits (`plan.passes_on` says so). A program a plan picks other than the
+used where it fits (`plan.passes_on` says so). Where still none fits, the large intermediates
+live across the peak (a static_rnn's per-step activations its gradient reads) are offloaded or
+recomputed between their early and late readers (memory/spill.py chooses them on the best
+program so far; it is compiled again with passes/spill_values.py, `plan.spilled` says which).
+A program a plan picks other than the
 session's own is compiled through the Session like any other, so it moves to the accelerated
 backend once hot; the plan is then made again for the new program.
 """
@@ -33,7 +37,10 @@ import time
 from ..errors import OutOfMemoryError
 from ..memory.accounting import check_byte_count, fmt_bytes
 from ..memory.plan import RunReport
+from ..memory.checkpoints import BinomialEvery
 from ..memory.planner import STRATEGIES, make_plan
+from ..memory.simulate import LoopChoice, spill_host_peak
+from ..memory.spill import choose_spills
 from ..passes.pipeline import CHUNK_KEY, PASSES, chunk_steps_of, enabled_passes
 
 STREAM = "stream_outputs"   # an opt-in pass (passes/stream_outputs.py): asked for only to fit
@@ -130,7 +137,8 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
         if best[2] is not None:   # another program: its runs count too (tiered compiles)
             again = sess.compile(flat, fed, tracked=tracked, passes=best[2])
             if again is not best[0]:   # it moved to the accelerated backend: plan it anew
-                plan = _plan(sess, again, fed, shapes, best[1].passes_off, best[1].passes_on)
+                plan = _plan(sess, again, fed, shapes, best[1].passes_off, best[1].passes_on,
+                             best[1].spilled, best[1].summed)
                 plan.min_budget = best[1].min_budget
                 best = cache[key] = (again, plan, best[2])
         return best[:2]
@@ -152,6 +160,15 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
         streamed, floor = _streamed(sess, flat, fed, shapes, tracked)
         if streamed is not None:
             best = streamed
+        elif floor is not None and (best[1].min_budget is None or floor < best[1].min_budget):
+            best[1].min_budget = floor
+    if budget is not None and not best[1].fits:
+        spilled, floor, lean = _spilled(sess, flat, fed, shapes, tracked, best)
+        if spilled is not None:
+            best = spilled
+        elif lean is not None and lean[1].predicted_peak < best[1].predicted_peak:
+            lean[1].min_budget = min(floor, best[1].min_budget or floor)
+            best = lean   # (over budget still, but the leanest program found)
         elif floor is not None and (best[1].min_budget is None or floor < best[1].min_budget):
             best[1].min_budget = floor
     cache[key] = best
@@ -243,6 +260,64 @@ def _chunked(sess, flat, fed, shapes, tracked, lean_plan, extra=None):
     return best
 
 
+def _spilled(sess, flat, fed, shapes, tracked, best, tries: int = 3):
+    """((program, plan, passes) or None, smallest budget found, the leanest (program, plan,
+    passes) tried or None) with the large intermediates of the best program so far moved off
+    the device (memory/spill.py chooses them, the spill_values pass moves them), where that
+    plan fits. Running sums alone are tried first. A choice whose plan still peaks over the
+    budget (the step profile the choice is made on misses a loop's working set) is made again
+    aiming that much lower, at most `tries` times."""
+    prog, plan, passes = best
+    config = sess.passes if passes is None else passes
+    base = {name: name in enabled_passes(config) for name in _all_passes()}
+    if chunk_steps_of(config):
+        base[CHUNK_KEY] = chunk_steps_of(config)
+    feed_types = {prog.inputs[i]: tuple(s) for i, s in enumerate(shapes)}
+    host = host_budget_of(sess)
+    host_left = None if host is None else max(0, host - plan.host_bytes)
+    budget = target = sess.memory_budget
+    floor = lean = None
+    for _ in range(tries):
+        choice = choose_spills(prog.schedule, feed_types, target, sess.device.profile,
+                               sess.memory_strategy, host_left, _loop_choices(plan))
+        if not choice.values and not choice.accumulate:
+            break
+        tried = [dict(base, accumulate=choice.accumulate)] if choice.accumulate and \
+            choice.values else []   # (running sums alone may do: no copies then)
+        tried.append(dict(base, spill=choice.host, recompute=choice.recompute,
+                          accumulate=choice.accumulate))
+        for cfg in tried:
+            cfg = {k: v for k, v in cfg.items() if v != ()}
+            new = sess.compile(flat, fed, tracked=tracked, passes=cfg)
+            new_plan = _plan(sess, new, fed, shapes, plan.passes_off, plan.passes_on,
+                             tuple(choice.values) if "spill" in cfg or "recompute" in cfg
+                             else (), choice.accumulate)
+            new_plan.extra_time += choice.time if new_plan.spilled else 0.0
+            # (keeping everything on the device: no spill at all, the program it started from)
+            new_plan.keep_all_peak = max(new_plan.keep_all_peak, plan.keep_all_peak)
+            if new_plan.fits and not _swap_misses(new_plan):
+                return (new, new_plan, cfg), None, None
+            if new_plan.host_fits and (floor is None or new_plan.predicted_peak < floor):
+                floor = new_plan.predicted_peak
+                lean = (new, new_plan, cfg)
+        if choice.estimate > target or new_plan.predicted_peak <= budget:
+            break   # (nothing more to move, or what failed was not the device budget)
+        target -= new_plan.predicted_peak - budget
+    return None, floor, lean
+
+
+def _loop_choices(plan) -> dict:
+    """The loops' placements of `plan` as the peak model takes them (loop node ->
+    LoopChoice)."""
+    out = {}
+    for lp in plan.loops:
+        if any(s.placement != "device" for s in lp.saved):
+            slots = lp.checkpoint_slots
+            every = BinomialEvery(slots) if slots else lp.checkpoint_every
+            out[lp.node] = LoopChoice(lp.placements, int(every), lp.prefetch_depth, slots)
+    return out
+
+
 def _swap_misses(plan) -> int:
     """Saved tensors of swap_memory loops the plan could not put on the host."""
     return sum(1 for lp in plan.loops if lp.forced for s in lp.saved
@@ -253,13 +328,20 @@ def _rank(plan):
     return (_swap_misses(plan), not plan.fits, plan.predicted_peak)
 
 
-def _plan(sess, prog, fed, shapes, passes_off, passes_on=()):
+def _plan(sess, prog, fed, shapes, passes_off, passes_on=(), spilled=(), summed=()):
     feed_types = {prog.inputs[i]: tuple(s) for i, s in enumerate(shapes)}
     dev = sess.device
     plan = make_plan(prog.schedule, feed_types, sess.memory_budget, dev.profile,
                      dev.describe(), passes_off, sess.memory_strategy, host_budget_of(sess))
     # (host_sequences is named where it left a fed value on the host: else it changed nothing)
     plan.passes_on = tuple(p for p in passes_on if p != HOST or plan.host_fed)
+    plan.summed = tuple(summed)   # (add_n nodes the spill_values pass made running sums)
+    if spilled:   # (values the spill_values pass moved: memory/spill.py's choice)
+        plan.spilled = tuple(spilled)
+        # (a to_host value: its input's bytes; a fed array left on the host is the caller's)
+        sizes = {s.name: s.bytes for s in spilled if s.op != "placeholder"}
+        plan.host_bytes += spill_host_peak(prog.schedule,
+                                           lambda v: sizes.get(v.node.inputs[0].name, 0))
     vmap = prog.source_map
     for user_v, v in vmap.items():  # let the user's own Values ask the plan
         if v in plan.aliases:

@@ -20,6 +20,7 @@ from . import planning
 from .program import CompileContext, Program
 # (register the kernels of loops, host_rows and the state ops)
 from . import fed_rows, loop_kernel, state_kernels  # noqa: F401
+from . import transfer  # noqa: F401  (the kernels of to_host / to_device: spilled values)
 from .variables import VariableStore
 from .compat import check_config
 from . import placement
