@@ -187,29 +187,40 @@ def test_a_fetched_output_is_not_streamed():
         assert np.array_equal(x, y)
 
 
-def test_a_partial_reduction_is_not_streamed():
+def test_a_partial_reduction_over_the_batch_is_not_streamed():
+    """A sum over the batch alone leaves a [T, H] value, needed whole: nothing moves. (A sum
+    over the last axis alone is per-step work: it streams.)"""
     g, fetches, fd = _graph(12, 4, 5, 3, loss=lambda y: rg.reduce_sum(
-        rg.reduce_sum(y * y, axis=2) * rg.reduce_sum(y, axis=2)))
+        rg.reduce_sum(y * y, axis=0) * rg.reduce_sum(y, axis=0)))
     sess = rg.Session(g, passes=STREAM)
     got = sess.run(fetches, fd)
     assert not _streamed_nodes(_program(sess).graph)
     for x, y in zip(got, rg.Session(g).run(fetches, fd)):
         assert np.array_equal(x, y)
+    g, fetches, fd = _graph(12, 4, 5, 3, loss=lambda y: rg.reduce_sum(
+        rg.reduce_sum(y * y, axis=2) * rg.reduce_sum(y, axis=2)))
+    sess = rg.Session(g, passes=STREAM)
+    got = sess.run(fetches, fd)
+    fwd, bwd = _loops(_program(sess).graph)
+    assert _streamed_nodes(fwd.op.body) and _streamed_nodes(bwd.op.body)
+    _close(got, rg.Session(g).run(fetches, fd))
 
 
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "sequence_length"])
-def test_a_loss_nonzero_at_zero_streams_only_where_every_row_runs(lengths):
+def test_a_loss_nonzero_at_zero_makes_the_loop_run_every_row(lengths):
     """sum((y + 1)^2): rows of steps that did not run (past the longest length) hold y = 0 and
-    add 1 each to the whole-tensor sum; the forward loop never sees them, so with lengths the
-    loss is not moved (the gradient still is where the backward loop reads it)."""
+    add 1 each to the whole-tensor sum. With lengths the forward loop runs them: its trip
+    count and its active rows are dropped (its body masks the finished rows: zero outputs, the
+    state kept), so the streamed sum counts them; the backward loop keeps its active rows."""
     g, fetches, fd = _graph(15, 4, 5, 3, lengths, loss=lambda y: rg.reduce_sum((y + 1.0) ** 2))
     if lengths:
         fd[[k for k in fd if k.node.name == "L"][0]][:] = [3, 9, 5, 4]   # none runs 15 steps
     sess = rg.Session(g, passes={**STREAM, "fuse": False})
     got = sess.run(fetches, fd)
-    fwd = _loops(_program(sess).graph)[0]
-    moved = any(n.name.startswith("ReduceSum/streamed") for n in fwd.op.body.nodes)
-    assert moved == (not lengths)
+    fwd, bwd = _loops(_program(sess).graph)
+    assert any(n.name.startswith("ReduceSum/streamed") for n in fwd.op.body.nodes)
+    assert not fwd.op.has_trip and not fwd.op.active_rows
+    assert bwd.op.active_rows == lengths
     _close(got, rg.Session(g).run(fetches, fd))
 
 

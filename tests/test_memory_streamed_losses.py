@@ -37,7 +37,8 @@ LOSSES = {
     "dense_and_square": lambda y, w, b: rg.reduce_mean(rg.square(
         rg.layers.dense(y * w, 7, use_bias=False))) + rg.reduce_sum(y * y) + rg.reduce_sum(b),
 }
-# zero where y is: these sums move with sequence_length too
+# zero where y is: these sums move with sequence_length and the loop keeps its trip count and
+# active rows; the others make the forward loop run every row of every step
 VANISHING = {"scale", "mean", "dense_scaled", "dense_and_square"}
 
 
@@ -76,10 +77,12 @@ def test_streamed_losses_give_the_unstreamed_results(loss, dtype, lengths):
     got = sess.run(fetches, fd)
     want = rg.Session(g).run(fetches, fd)
     fwd, bwd = _moved(sess)
-    # the sums move into the forward loop and the output gradient into the backward loop,
-    # unless rows that did not run would count (a bias: y + b is b there): then the stack is
-    # needed whole for the sum, and nothing moves
-    assert bool(fwd) == bool(bwd) == (not lengths or loss in VANISHING), (fwd, bwd)
+    # the sums move into the forward loop and the output gradient into the backward loop;
+    # where rows that did not run count (a bias: y + b is b there), the forward loop runs them
+    # (its body masks them: zero outputs, as the whole stack holds)
+    assert fwd and bwd, (fwd, bwd)
+    (loop,) = [n for n in _loops(_program(sess).graph) if not n.is_gradient]
+    assert loop.op.active_rows == loop.op.has_trip == (lengths and loss in VANISHING)
     _close(got, want, rtol=1e-6 if dtype == "float32" else 1e-12)
 
 
@@ -303,13 +306,26 @@ def test_an_invariant_computed_from_the_outputs_stays_out_of_the_forward_loop():
     assert not _refused(make)
 
 
-def test_a_mean_over_an_unknown_batch_with_lengths_is_refused():
-    """With sequence_length the loop may run only the rows still going (shrink_batch), so a
-    step cannot count the batch: its size must be static."""
+def test_a_mean_over_an_unknown_batch_with_lengths_runs_every_row():
+    """With sequence_length a loop may run only the rows still going (shrink_batch), so a step
+    could not count the batch: with the batch unknown both loops run every row (the rows hint
+    dropped; their bodies mask the finished rows), with a static batch they keep it."""
     def make(y):
         return _with_grads(rg.reduce_mean(y * y))
-    assert not _refused(make, lengths=True, batch=None)
-    assert _refused(make, lengths=True, batch=4)
+    for batch in (None, 4):
+        assert _refused(make, lengths=True, batch=batch)
+        g = rg.Graph()
+        with g.as_default():
+            X = rg.placeholder(rg.float32, [batch, None, 3], name="X")
+            L = rg.placeholder(rg.int32, [batch], name="L")
+            out, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(5), X, dtype=rg.float32,
+                                       sequence_length=L)
+            fetches = make(out)
+        sess = rg.Session(g, passes=STREAM)
+        sess.run(fetches, {X: np.ones((4, 6, 3), np.float32), L: np.array([6, 2, 1, 5])})
+        fwd, bwd = _loops(_program(sess).graph)[:2]
+        assert fwd.op.active_rows == bwd.op.active_rows == (batch is not None)
+        assert fwd.op.has_trip   # (y * y is zero where y is: the steps past the trip count 0)
 
 
 def _dense_head(T, B, H, I, dtype):

@@ -5,8 +5,8 @@ int [B, T] placeholder: the cross-entropy works row by row along the class axis,
 into the forward loop (a mean summed per step), the labels becoming a sequence input read a
 row per step; its gradient expand_dims(g, -1) * (softmax(logits, -1) - one_hot(L, V)) moves
 into the backward loop, the one-hot rows made there from the labels' rows. The reshape form
-(logits as [B*T, V] rows, labels as [B*T]) streams alike. With sequence_length (the loop's
-rows are sorted, not the fed rows) or a fetched logits tensor it is refused.
+(logits as [B*T, V] rows, labels as [B*T]) streams alike (with sequence_length: see
+test_memory_streamed_lengths.py). With a fetched logits tensor it is refused.
 Results against the unstreamed program and NumPy, the printed IR, the planner on the simulated
 device, and the refusals."""
 import numpy as np
@@ -16,7 +16,7 @@ import rnngraph as rg
 from rnngraph.runtime.simulated import SimulatedDevice
 
 from test_memory_chunks import _close, _loops, _program, numpy_lstm_backward, numpy_lstm_forward
-from test_memory_streamed import _saved_bytes, _streamed_nodes, rerun_saved, run_planned
+from test_memory_streamed import _saved_bytes, rerun_saved, run_planned
 from test_memory_streamed_targets import (_fed, _moved, _rows_read, _unstreamed,
                                          check_rows_streamed)
 
@@ -180,14 +180,6 @@ def test_the_issues_t1000_lstm_with_a_softmax_head_fits_a_tenth():
 
 # --- refusals --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("form", ["rank3", "reshape"])
-def test_a_softmax_head_with_sequence_length_is_refused(form):
-    """dynamic_rnn sorts the rows by length: the loop's rows are not the fed labels' (and the
-    cross-entropy of a zero row is not zero); the stack stays whole."""
-    g, fetches, fd = _graph(10, 4, 5, 3, 6, form, None, lengths=True)
-    _unstreamed(g, fetches, fd)
-
-
 def test_a_fetched_logits_tensor_is_refused():
     """The logits [B, T, V] are fetched: they are needed whole, so nothing moves."""
     g, fetches, fd = _graph(10, 4, 5, 3, 6, fetch_logits=True)
@@ -247,19 +239,19 @@ def _var_like(name, shape):
     return rg.get_variable(name, shape, rg.float32, initializer=init)
 
 
-def test_a_log_softmax_loss_streams_without_gradients_and_is_refused_with_them():
+def test_a_log_softmax_loss_streams_with_its_gradient():
     """-sum(log_softmax(logits) * one_hot(L)): log_softmax is a row op, one_hot(L) is made per
-    step from the labels' rows, so the loss alone moves into the forward loop (equal to the
-    unstreamed value); its gradient sums g along the class axis (keepdims), which is not a row op
-    this pass moves, so with gradients the program stays the unstreamed one."""
+    step from the labels' rows, and its gradient's sum of g along the class axis (keepdims) is
+    a row op too: the loss moves into the forward loop, its gradient into the backward loop
+    (more forms in test_memory_streamed_log_softmax.py)."""
     def make(logits, L):
         return -rg.reduce_sum(rg.nn.log_softmax(logits) * rg.one_hot(L, 6, dtype=rg.float32))
     g, fetches, fd = _custom(make)
     sess = rg.Session(g, passes=STREAM)
-    (got,) = sess.run(fetches[:1], fd)
-    fwd = {n.name for n in _streamed_nodes(_program(sess).graph)}
+    got = sess.run(fetches, fd)
+    fwd, bwd = _moved(sess)
     assert {"LogSoftmax/streamed", "OneHot/streamed", "ReduceSum/streamed/acc"} <= fwd, fwd
-    (fwd_loop,) = _loops(_program(sess).graph)
-    assert "labels/streamed_rows" in {p.node.name for p in fwd_loop.op.body.params["sequence"]}
-    np.testing.assert_allclose(got, rg.Session(g).run(fetches[0], fd), rtol=1e-6)
-    _unstreamed(g, fetches, fd)
+    assert "gradients/LogSoftmax_grad/ReduceSum/streamed" in bwd, bwd
+    fwd, bwd = _rows_read(sess)
+    assert "labels/streamed_rows" in fwd and "labels/streamed_rows" in bwd
+    _close(got, rg.Session(g).run(fetches, fd), rtol=1e-6)

@@ -35,18 +35,26 @@ The region is what reads S through:
   and not from its outputs (a fed target, `y - Y`). The loops read it as a sequence input,
   row t per step, where their per-step work needs it: transposed to time-major once before the
   forward loop (a Transpose swapping its first two axes, as dynamic_rnn does with its input;
-  a time-major value is read as it is). Only where the loop's rows are the fed rows: with row
-  reorderings (dynamic_rnn's sort by sequence_length) or active rows it is refused. (The
-  loop reads the first T rows: a target with more steps than the stack is not an error
-  then, as it is for the whole-tensor op);
+  a time-major value is read as it is), in the loop's row order: where the region reorders
+  the loop's rows by an index computed before the loop (dynamic_rnn's unsort, with
+  sequence_length), the fed rows are taken by its inverse (`permute_rows(., order, axis=1)`,
+  dynamic_rnn's sort; host_sequences folds it into host_rows). More than one reordering on
+  the way is refused. (The loop reads the first T rows: a target with more steps than the
+  stack is not an error then, as it is for the whole-tensor op);
 - row ops, which work along the last (class) axis of a region value and never along its time
   axis or its rows: softmax and log_softmax over the last axis, expand_dims of a new last
-  axis, and a sparse softmax cross-entropy of the region value as logits (a classification
-  head, `sparse_softmax_cross_entropy_with_logits(labels=L, logits=dense(y, V))`, and its
-  gradient expand_dims(g, -1) * (softmax(logits) - one_hot(L))). Its labels L ([B, T] int,
+  axis, reduce_sum and reduce_mean over the last axis alone (the cross-entropy
+  -sum(P * log_softmax(logits), -1) of softmax_cross_entropy_with_logits(_v2) and of a
+  one-hot written out, and log_softmax's gradient g - exp(y) * sum(g, -1, keepdims)),
+  broadcast_like of a region value of size 1 on the last axis to another of the same layout
+  (those sums' gradients), and a sparse softmax cross-entropy of the region value as logits
+  (a classification head, `sparse_softmax_cross_entropy_with_logits(labels=L,
+  logits=dense(y, V))`, and its gradient expand_dims(g, -1) * (softmax(logits) -
+  one_hot(L))). Its labels L ([B, T] int,
   fed) are read as a fed target is, row t per step; so is one_hot(L) (of a static depth),
   made per step from L's row; on merged rows (`reshape(logits, [-1, V])`), reshape(L, [-1])
-  and its one_hot, whose rows at one step are L's row t;
+  and its one_hot, whose rows at one step are L's row t (fed values are seen through
+  stop_gradient and identity: the loops read the rows of what those read);
 - element counts (reduce_mean's gradient), computed per step as above;
 - the reshape of a [B, T, X] (or [T, B, X]) value into the rows of an [N, X] matrix and back
   (how a dense layer applies its kernel), and products of those rows with one loop-invariant
@@ -58,15 +66,27 @@ stack is needed whole anyway: a fetched output, a partial reduction over the bat
 into the forward loop may not read a value computed from that loop's outputs (`y - mean(y)`).
 The forward loop is a top-level loop without a condition. Where it may stop before the end of
 its output stack or leave rows out (a trip count, active rows: dynamic_rnn with
-sequence_length), those rows of the stack are zero and the loop never sees them, so a sum
-moves only if its work is zero at zero (`y * y` and `(y * w) @ W` are, `(y + b) ** 2` is not),
-and counts of unknown dims other than time do not move (the loop may run fewer rows).
+sequence_length), those rows of the stack are zero and the loop never sees them. A sum whose
+work is zero at zero (`y * y`, `(y * w) @ W`, `y * Y`) moves as it is. One whose work is not
+(`(y + b) ** 2`, `(y - Y) ** 2`, a cross-entropy of a dense head: TF1 counts the padded steps
+as zero outputs against the target) makes the forward loop run every row of every step: its
+active-rows hint is dropped (the body masks the finished rows itself: zero outputs, the state
+kept), and so is its trip count where the steps past it are idle, i.e. the loop is
+dynamic_rnn's (trip min(max(max(L), c), m), active rows sum(sequence_mask(L sorted, m)): none
+from max(L) on) and only its gradient loop reads its step count; else the sum is refused (a
+loop whose body mixes rows has no active rows: its steps past the trip are not known to be
+idle). That costs the forward loop the steps past the longest sequence and the finished rows
+(shrink_batch skips them otherwise); the backward loop keeps its active rows (the gradient of
+an inactive row is masked there). Likewise a count of unknown dims other than time (the batch)
+taken per step makes both loops run every row.
 
 The result is ordinary IR (carried states, a residual, invariants, body ops named
 `.../streamed`), so it is printed, verified and saved like every graph. The pass is off unless
 asked for (`passes={"stream_outputs": True}`); the memory planner asks for it only when a
 budget cannot be met without it. The loss then sums per step: equal to the whole-tensor sum up
-to rounding.
+to rounding. An output left whole is left as it was; `stream_output_consumers(graph,
+refusals=[...])` says why, a sentence per output naming the loop and what keeps it whole (for
+a plan's notes).
 """
 from __future__ import annotations
 
@@ -85,14 +105,16 @@ from .loop_ports import add_invariant, add_sequence
 from .rewrite import replace_uses, result_values, toposort, uses
 
 
-def stream_output_consumers(graph: Graph) -> int:
+def stream_output_consumers(graph: Graph, refusals: list | None = None) -> int:
     """Move the per-step consumers of forward loops' output stacks into the loops; how many
-    sums and backward sequences were moved."""
+    sums and backward sequences were moved. `refusals`: a list to which a sentence is
+    appended for each output left whole, naming the loop and what keeps it whole (for a
+    plan's notes)."""
     moved = 0
     for node in list(graph.nodes):
         if _streamable_loop(node):
             for k in range(len(node.op.body.results["output"])):
-                moved += _stream_output(graph, node, k)
+                moved += _stream_output(graph, node, k, why=refusals)
     if moved:
         toposort(graph)
     return moved
@@ -116,7 +138,16 @@ def _elementwise(node) -> bool:
         getattr(op, "fusible", False) and op.name != "fused")
 
 
-def _stream_output(graph, loop, k) -> int:
+def _no(why, loop, reason) -> int:
+    """Refuse (0 moved), saying why where asked."""
+    if why is not None:
+        why.append(f"{loop.name}: its output stays whole: {reason}")
+    return 0
+
+
+def _stream_output(graph, loop, k, why=None) -> int:
+    """Stream output k of `loop` (see the module docstring); how many sums and sequences
+    moved. `why`: a list to append the reason of a refusal to."""
     op = loop.op
     start = op.out_ports().offset("output")
     stack = loop.outputs[start + k]
@@ -134,7 +165,7 @@ def _stream_output(graph, loop, k) -> int:
     while work:
         v = work.pop()
         if v in kept:
-            return 0
+            return _no(why, loop, f"{v.node.name} is fetched or kept whole")
         for n in readers.get(v, []):
             if n in order or n.outputs and (n.outputs[0] in axis or n.outputs[0] in counts):
                 continue
@@ -161,7 +192,9 @@ def _stream_output(graph, loop, k) -> int:
                     order.append(n)
                     work.append(n.outputs[0])
     if pending or any(_region_axis(n, axis) != axis[n.outputs[0]] for n in order):
-        return 0   # (the layouts of every region node's operands agree, known in full)
+        # (the layouts of every region node's operands agree, known in full)
+        return _no(why, loop, f"{(pending or order)[0].name} ({(pending or order)[0].op.name}) "
+                   "reads it along the time axis or its rows, or its operands' layouts differ")
     # every reader of the region must be in it or be a sink
     reductions, sequences = [], []
     products = {}              # sum_to of a batched product -> its two region operands
@@ -178,24 +211,25 @@ def _stream_output(graph, loop, k) -> int:
             elif axis[v][1:] == ((), 0) and _reads_rows(n, loop, v, axis[v][0]):
                 sequences.append((n, v))
             else:
-                return 0
+                return _no(why, loop, f"{n.name} ({n.op.name}) reads {v.node.name} whole "
+                           "(not per-step work, a sum over time, or a loop reading its rows)")
     if not reductions and not sequences:
-        return 0
+        return _no(why if readers.get(stack) else None, loop, "nothing reads it per step")
     # a count is read by region work only (the value it counts is not kept whole for it); a
     # loop with active rows may run fewer rows than the stack has (shrink_batch), so there the
     # counted dims other than time must be static
     if any(c in kept or any(n not in order for n in readers.get(c, [])) for c in counts):
-        return 0
+        return _no(why, loop, "an element count of it is read outside the per-step work")
     counted = list(counts.values()) + [
         (r.inputs[0], reduced_axes(r.op.axis, r.inputs[0].type.rank))
         for r in reductions if isinstance(r.op, ReduceMean)]
-    if op.active_rows and any(d is None for v, axes in counted
-                              for d in _step_dims(v, axes, axis[v])):
-        return 0
+    # (a count of an unknown dim is taken per step: every row must run, in both loops)
+    unknown = any(d is None for v, axes in counted for d in _step_dims(v, axes, axis[v]))
+    every_row = op.active_rows and unknown
     # region nodes must be computable per step: their other operands are scalars or
     # loop-invariant tensors that broadcast over the time axis and the reordered rows, or
     # sequences fed before the loop that are laid out as the region value (read row by row)
-    fed = {}                   # such a sequence -> its time axis
+    fed = {}                   # such a sequence -> (its time axis, its rows' reordering)
     made = set()               # one_hot / reshape(., [-1]) of such a sequence, made per step
     for n in order:
         if isinstance(n.op, (PermuteRows, Reshape, ReshapeLike)):
@@ -207,34 +241,52 @@ def _stream_output(graph, loop, k) -> int:
                 continue
             if isinstance(n.op, MatMul):   # (x @ w, w one matrix: the same at every row)
                 if i != 1 or u.type.rank != 2:
-                    return 0
+                    return _no(why, loop, f"{n.name} multiplies it by {u.node.name}, not "
+                               "one matrix")
             elif _broadcasts_over(u, rank, {a} | {p for _, p in perms}) and \
                     not isinstance(n.op, SparseSoftmaxCrossEntropy):
                 continue   # (labels are never broadcast: one per logits row, or an error)
             else:
                 src = _fed_rows(u, n, axis[n.outputs[0]], loop)
-                if src is None or fed.get(src[0], src[1]) != src[1]:
-                    return 0
-                fed[src[0]] = src[1]
+                if src is None or fed.get(src[0], src[1:]) != src[1:]:
+                    return _no(why, loop, f"{n.name} reads {u.node.name}, which is neither "
+                               "the same at every step and row nor a sequence fed before "
+                               "the loop in one layout and row order")
+                fed[src[0]] = src[1:]
                 if src[0] is not u:
                     made.add(u)
                     if u.node.inputs[0] is not src[0]:
                         made.add(u.node.inputs[0])   # (one_hot(reshape(L, [-1])))
     # what moves into a loop may not read a value computed from that loop's outputs
-    partial = op.has_trip or op.active_rows or bool(op.body.results.get("cond"))
+    every_step = None          # (the first sum not zero at zero, where the loop has a trip)
     for red in reductions:
         ins = list(products.get(red, [u for u in red.inputs if u in axis]))
-        if partial and not any(_vanishes(u, axis) for u in ins):
-            return 0   # (rows of steps or rows that did not run would count f(0))
+        if not any(_vanishes(u, axis) for u in ins):
+            # (rows of steps or rows that did not run count f(0): the loop must run them)
+            every_step = every_step or (red if op.has_trip else None)
+            every_row = every_row or op.active_rows
         if any(_reads_after(u, axis, counts, loop) for u in ins):
-            return 0
+            return _no(why, loop, f"{red.name} reads a value computed from the loop's outputs")
+    if every_step and not _idle_past_trip(graph, loop):
+        # (its body may change its state past its trip count: not dynamic_rnn's)
+        return _no(why, loop, f"{every_step.name} is not zero where the outputs are, and the "
+                   "steps past the loop's trip count are not known to be idle (no active rows: "
+                   "its body mixes rows; or not dynamic_rnn's trip count)")
     for reader, v in sequences:
         if _reads_after(v, axis, counts, reader):
-            return 0
+            return _no(why, loop, f"{reader.name} reads a value computed from the loop's "
+                       "outputs")
+    every_step = every_step is not None
+    if every_step or every_row:
+        _run_every_row(graph, loop, every_step)
+    for reader in dict.fromkeys(r for r, _ in sequences):
+        if unknown and reader.op.active_rows:
+            _run_every_row(graph, reader, False)
     body = op.body
     y = body.results["output"][k]
     steps = {}
-    feeds = {u: [a, None] for u, a in fed.items()}   # (made time-major when first lowered)
+    feeds = {u: [a, idx, None] for u, (a, idx) in fed.items()}   # (made time-major, in the
+    # loop's row order, when first lowered)
     if reductions:
         lowering = _lowering(loop, body, y, axis, counts, steps, feeds=feeds, made=made)
         for red in reductions:
@@ -250,6 +302,54 @@ def _stream_output(graph, loop, k) -> int:
                     _compute_in(reader, v, lower)
     graph.version += 1
     return len(reductions) + len(sequences)
+
+
+def _idle_past_trip(graph, loop) -> bool:
+    """Would the loop's steps from its trip count to the end of its sequences change nothing
+    (carried state kept, zero outputs), and does only its gradient loop read how many steps it
+    ran? True for dynamic_rnn's loop with sequence_length: its trip count is
+    min(max(max(L), c), m) and its active row counts are sum(sequence_mask(L sorted, m)) over
+    the batch (zero from max(L) on), the body masking the inactive rows (ops/loop_rows.py:
+    a loop with active rows)."""
+    op = loop.op
+    if not op.active_rows:
+        return False
+    parts = op.in_ports().split(loop.inputs)
+    trip, rows = parts["trip"][0].node, parts["rows"][0].node
+    if any(not (r.op.name == "loop" and r.is_gradient and
+                r.op.in_ports().split(r.inputs)["trip"] == [loop.outputs[0]])
+           for r in uses(graph).get(loop.outputs[0], [])):
+        return False
+    if trip.op.name != "minimum" or rows.op.name != "reduce_sum" or \
+            reduced_axes(rows.op.axis, 2) != (1,) or rows.inputs[0].node.op.name != "cast":
+        return False
+    mask = rows.inputs[0].node.inputs[0].node
+    if mask.op.name != "sequence_mask" or mask.inputs[1] not in trip.inputs:
+        return False
+    lengths = mask.inputs[0]
+    if lengths.node.op.name == "permute_rows":
+        lengths = lengths.node.inputs[0]
+    top = trip.inputs[1] if trip.inputs[0] is mask.inputs[1] else trip.inputs[0]
+    if top.node.op.name == "maximum":
+        top = next((u for u in top.node.inputs if u.node.op.name == "reduce_max"), top)
+    return top.node.op.name == "reduce_max" and top.node.inputs[0] is lengths and \
+        reduced_axes(top.node.op.axis, 1) == (0,)
+
+
+def _run_every_row(graph, loop, every_step) -> None:
+    """The loop runs every row of every step it runs (`every_step`: past its trip count too,
+    _idle_past_trip), so that streamed sums see the zero outputs of the rows and steps that
+    did not run, and counts taken per step count every row: its active row counts (a hint:
+    the body masks those rows) and, `every_step`, its trip count are dropped."""
+    op = loop.op
+    ports = op.in_ports()
+    drop = {ports.offset("rows")} if op.active_rows else set()
+    if every_step:
+        drop.add(ports.offset("trip"))
+    loop.inputs = [u for i, u in enumerate(loop.inputs) if i not in drop]
+    op.active_rows = False
+    op.has_trip = op.has_trip and not every_step
+    graph.version += 1
 
 
 def _broadcasts_over(u, rank, axes) -> bool:
@@ -268,22 +368,32 @@ def _fed_rows(u, n, layout, loop):
     time axis, or the one_hot of such a value of one rank less (fed labels' one-hot rows, the
     cross-entropy's gradient); on merged rows ([N, ...] of a [B, T, X] value) the same of
     reshape(L, [-1]), L a fed [B, T] (or [T, B]) value merged alike. The loops can read the fed
-    value row by row, transposed to time-major once before the forward loop, where every row
-    of every step runs in the order fed: with row reorderings (dynamic_rnn's sort by
-    sequence_length) or active rows the loop's rows are not the fed rows, and u is refused.
-    Returns (the fed value, its time axis), or None."""
+    value row by row, transposed to time-major once before the forward loop, where the loop's
+    rows are the fed rows or the region reorders them once, on the batch axis, by an index
+    computed before the loop (dynamic_rnn's unsort): the loops then read the fed rows in the
+    inverse order (see _time_major). Returns (the fed value, its time axis, that index or
+    None), or None."""
     a, perms, merged = layout
     out = n.outputs[0].type
     labels = isinstance(n.op, SparseSoftmaxCrossEntropy) and u is n.inputs[0] and \
         n.inputs[1] is not u
-    if not (labels or _elementwise(n) and not isinstance(n.op, BroadcastLike)) or perms or \
-            loop.op.active_rows or u.type.rank != out.rank:
+    if not (labels or _elementwise(n) and not isinstance(n.op, BroadcastLike)) or \
+            len(perms) > 1 or u.type.rank != out.rank:
         return None
     if merged:
-        return _fed_merged(u, merged, loop)
-    if a > 1 or out.rank < 2:
+        src = _fed_merged(u, merged, loop)
+    elif a > 1 or out.rank < 2:
         return None
-    return _fed_value(u, a, out.shape[a], loop)
+    else:
+        src = _fed_value(u, a, out.shape[a], loop)
+    if src is None or not perms:
+        return None if src is None else src + (None,)
+    idx, p = perms[0]
+    # (the rows reordered: on the batch axis of the fed value, by an index computed before
+    # the loop; merged rows are reordered on their batch part)
+    if (0 if merged else 1 - a) != p or _after(idx, loop):
+        return None
+    return src + (idx,)
 
 
 def _fed_value(u, a, steps, loop):
@@ -292,6 +402,8 @@ def _fed_value(u, a, steps, loop):
     node = u.node
     if isinstance(node.op, OneHot) and node.op.depth is not None and len(node.inputs) == 1:
         u = node.inputs[0]   # (one_hot's new axis is the last: time stays at a)
+    while u.node.op.name in ("stop_gradient", "identity"):
+        u = u.node.inputs[0]   # (the same values: the loops read the rows of what it reads)
     if u.type.rank < 2 or a > 1:
         return None
     t = u.type.shape[a]
@@ -398,14 +510,15 @@ def _region_axis(n, axis):
             return None if x in axis and w in axis else False
         a, perms, merged = axis[x]
         return axis[x] if a != x.type.rank - 1 else False   # (rows times one matrix)
-    if isinstance(op, (Softmax, LogSoftmax, SparseSoftmaxCrossEntropy, ExpandDims)):
+    if isinstance(op, (Softmax, LogSoftmax, SparseSoftmaxCrossEntropy, ExpandDims, ReduceSum,
+                       ReduceMean)):
         return _row_op(n, axis)
     if not _elementwise(n):
         return None
     if isinstance(op, BroadcastLike):
         x, like = n.inputs
-        if x in axis:
-            return False
+        if x in axis:   # (a region value broadcast along the class axis: a row op)
+            return _class_broadcast(x, like, axis)
         return axis[like]   # (x: checked as any other operand that is not region work)
     layouts = {axis[u] for u in ins}
     ranks = {u.type.rank for u in ins}
@@ -428,6 +541,11 @@ def _row_op(n, axis):
         return False   # (region labels: not rows fed before the loop)
     a, perms, merged = axis[x]
     last = x.type.rank - 1
+    if isinstance(op, (ReduceSum, ReduceMean)):   # (a sum over the class axis alone)
+        if reduced_axes(op.axis, x.type.rank) != (last,) or a == last or \
+                any(p == last for _, p in perms):
+            return None   # (over time or the rows: a sink, or nothing)
+        return axis[x]
     if isinstance(op, ExpandDims):
         at = op.axis % (x.type.rank + 1)
         return axis[x] if at == x.type.rank else False
@@ -436,6 +554,21 @@ def _row_op(n, axis):
     if a == last or any(p == last for _, p in perms):
         return False   # (the class axis must be neither time nor the rows)
     return axis[x]
+
+
+def _class_broadcast(x, like, axis):
+    """broadcast_like(x, like) of two region values of one layout, x of size 1 on the last
+    (class) axis and like's size on the others (the gradient of a sum over the class axis):
+    like's layout, or False."""
+    if like not in axis or axis[x] != axis[like] or x.type.rank != like.type.rank or \
+            x.type.shape[-1] != 1:
+        return False
+    a, perms, _ = axis[x]
+    if a == x.type.rank - 1 or any(p == x.type.rank - 1 for _, p in perms):
+        return False
+    ok = all(d is None or d == e or e is None and d != 1
+             for d, e in zip(x.type.shape[:-1], like.type.shape[:-1]))
+    return axis[like] if ok else False
 
 
 def _stepwise_product(x, w, axis) -> bool:
@@ -612,21 +745,31 @@ def _steps_of(source, dtype, steps):
 
 
 def _time_major(source, u, feeds):
-    """The fed sequence u as the loops read it, [T, B, ...]: u itself where it is time-major,
-    else one Transpose swapping its first two axes (as dynamic_rnn does with its input), made
-    just before the forward loop `source` (memoised in `feeds`)."""
-    a, seq = feeds[u]
+    """The fed sequence u as the loops read it, [T, B, ...] in the loop's row order: u itself
+    where it is time-major, else one Transpose swapping its first two axes (as dynamic_rnn does
+    with its input), then, where the region reorders the loop's rows by an index `idx`
+    (dynamic_rnn's unsort), its rows taken by the inverse order (dynamic_rnn's sort, the index
+    idx inverts, or its InvertPermutation), as dynamic_rnn does with its input too; made just
+    before the forward loop `source` (memoised in `feeds`)."""
+    a, idx, seq = feeds[u]
     if seq is None:
+        graph = source.graph
+
+        def before_loop(op, ins, name):
+            node = graph.add_node(op, ins, [op.infer(*[v.type for v in ins])], name,
+                                  u.node.location)
+            graph.nodes.remove(node)
+            graph.nodes.insert(graph.nodes.index(source), node)
+            return node.outputs[0]
         seq = u
         if a:
-            perm = (1, 0) + tuple(range(2, u.type.rank))
-            t = Transpose(perm)
-            node = source.graph.add_node(t, [u], [t.infer(u.type)],
-                                         f"{u.node.name}/streamed/Transpose", u.node.location)
-            source.graph.nodes.remove(node)
-            source.graph.nodes.insert(source.graph.nodes.index(source), node)
-            seq = node.outputs[0]
-        feeds[u][1] = seq
+            seq = before_loop(Transpose((1, 0) + tuple(range(2, u.type.rank))), [u],
+                              f"{u.node.name}/streamed/Transpose")
+        if idx is not None:
+            order = idx.node.inputs[0] if isinstance(idx.node.op, InvertPermutation) else \
+                before_loop(InvertPermutation(), [idx], f"{u.node.name}/streamed/order")
+            seq = before_loop(PermuteRows(1), [seq, order], f"{u.node.name}/streamed/PermuteRows")
+        feeds[u][2] = seq
     return seq
 
 
@@ -648,8 +791,11 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
     def fed_row(u):
         """Row t of the fed sequence u, a sequence input of `loop`."""
         if u not in rows:
-            rows[u] = add_sequence(loop, _time_major(source, u, feeds),
-                                   f"{u.node.name}/streamed_rows")
+            seq = _time_major(source, u, feeds)
+            # (a loop with active rows: the step's rows open, batched as its other rows)
+            step = TensorType((None,) + seq.shape[2:], seq.dtype) if loop.op.active_rows \
+                else None
+            rows[u] = add_sequence(loop, seq, f"{u.node.name}/streamed_rows", step)
         return rows[u]
 
     def derived(u):
@@ -719,6 +865,9 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
                       f"{n.name}/streamed", n)
         elif isinstance(n.op, (Softmax, LogSoftmax, ExpandDims)):
             out = add(type(n.op)(-1), [lower(n.inputs[0])], f"{n.name}/streamed", n)
+        elif isinstance(n.op, (ReduceSum, ReduceMean)):   # (over the class axis alone)
+            out = add(type(n.op)((-1,), n.op.keepdims), [lower(n.inputs[0])],
+                      f"{n.name}/streamed", n)
         else:
             a, rank = axis[v][0], v.type.rank
             squeeze = not isinstance(n.op, MatMul) and not axis[v][2]
