@@ -71,6 +71,9 @@ class LoopPlan:
         return self.node.name
 
 
+SPILLED_SHOWN = 20   # spilled values a printed plan lists one by one
+
+
 @dataclass
 class MemoryPlan:
     device: str
@@ -152,7 +155,8 @@ class MemoryPlan:
         for s in self.saved:
             out[s.placement] += s.total_bytes or 0
         for s in self.spilled:
-            out[s.placement] += s.bytes
+            if s.op != "placeholder":   # (a fed sequence left on the host: the caller's array)
+                out[s.placement] += s.bytes
         return out
 
     # --- printing -------------------------------------------------------------------------------
@@ -195,11 +199,18 @@ class MemoryPlan:
             lines.append("")
             lines.append(f"intermediates moved off the device between their early and late "
                          f"readers (spill_values): {len(self.spilled)}")
-            width = max(len("value"), *(len(s.name) for s in self.spilled))
+            # (the largest first; a long static_rnn's hundreds of values summed in one line)
+            ordered = sorted(self.spilled, key=lambda s: -s.bytes)
+            shown, more = ordered[:SPILLED_SHOWN], ordered[SPILLED_SHOWN:]
+            width = max(len("value"), *(len(s.name) for s in shown))
             lines.append(f"  {'value':<{width}}  {'op':<12}  {'bytes':>10}  placement")
-            for s in self.spilled:
+            for s in shown:
                 lines.append(f"  {s.name:<{width}}  {s.op:<12}  {fmt_bytes(s.bytes):>10}  "
                              f"{s.placement}")
+            if more:
+                counts = {p: sum(1 for s in more if s.placement == p) for p in (HOST, RECOMPUTE)}
+                lines.append(f"  ... {len(more)} more, {fmt_bytes(sum(s.bytes for s in more))} "
+                             f"({counts[HOST]} offloaded, {counts[RECOMPUTE]} recomputed)")
         if self.summed:
             lines.append(f"sums made running (each operand added as it is made, in add_n's "
                          f"order, so the bits do not change): {len(self.summed)} add_n "

@@ -204,8 +204,9 @@ def _running_sums(nodes, readers, key, buffers, model, prof, profile, out) -> tu
     position = {n: i for i, n in enumerate(nodes)}
     names = []
     for i, node in enumerate(nodes):
-        if node.op.name != "add_n" or len(node.inputs) < 3:
-            continue
+        if node.op.name != "add_n" or len(node.inputs) < 3 or \
+                any(x.node.name in names for x in node.inputs):
+            continue   # (a sum of a running sum: the pass takes one of each such pair)
         made = [position.get(x.node, -1) for x in node.inputs]
         anchors, a = [], max(made[0], made[1])
         for j in range(1, len(made)):

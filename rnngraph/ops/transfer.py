@@ -19,6 +19,8 @@ input is not a to_host value, and the spill pass never makes another node read o
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import GradientError, ShapeError, VerificationError
 from ..ir.types import TensorType, fmt_shape
 from .base import Op, apply
@@ -53,6 +55,9 @@ class ToDevice(Op):
     def __init__(self, axis: int | None = None, index: int | None = None):
         if (axis is None) != (index is None):
             raise ValueError("to_device takes both axis and index, or neither")
+        for what, x in (("axis", axis), ("index", index)):
+            if x is not None and (isinstance(x, bool) or not isinstance(x, (int, np.integer))):
+                raise TypeError(f"to_device's {what} must be an int or None, got {x!r}")
         self.axis = None if axis is None else int(axis)
         self.index = None if index is None else int(index)
 

@@ -112,7 +112,8 @@ def enabled_passes(config) -> list[str]:
     spilled_of(config)
     unknown = set(config) - set(PASSES) - {CHUNK_KEY, *SPILL_KEYS}
     if unknown:
-        raise ValueError(f"unknown passes {sorted(unknown)}; known: {sorted(PASSES)}")
+        raise ValueError(f"unknown passes {sorted(unknown)}; known: {sorted(PASSES)}, and "
+                         f"the keys {[CHUNK_KEY, *SPILL_KEYS]}")
     return [name for name in PASSES   # (a chunk_steps alone: all but the opt-in ones)
             if config.get(name, name not in OPT_IN)]
 

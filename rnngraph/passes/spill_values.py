@@ -107,7 +107,8 @@ def spill_problem(v, keep: set, readers: list, recompute: bool = False,
     if not readers:
         return "nothing reads it"
     if recompute:
-        if node.op.stateful or not getattr(node.op, "foldable", True):
+        # (random ops are pure functions of their seed, run counter and step: rerunnable)
+        if node.op.stateful or node.op.name == "host_rows":
             return f"its producer ({node.op.name}) must not run twice"
         if len(node.outputs) != 1:
             return f"its producer ({node.op.name}) has several outputs"
@@ -141,11 +142,11 @@ def _fed_on_host(graph: Graph, v, slicers: list, readers_of: dict, position: dic
 def spill_values(graph: Graph, host=(), recompute=(), accumulate=()) -> int:
     """Offload the values named in `host` and recompute those in `recompute` (value names of
     `graph`, e.g. "rnn/Tanh_3:0") between their early and late readers; returns how many
-    values were spilled. A graph holding none of the names is left alone (a session's passes
-    reach all its programs); else raises ValueError for a name that is not a value of the graph
-    or a value that cannot be spilled (and changes nothing then)."""
-    if not host and not recompute and not accumulate:
-        return 0
+    values were spilled. Names the graph does not hold are skipped: a session's passes reach
+    all its programs (its variables' initializer, other fetches than a plan's), and
+    `pass_stats["spill"]` says how many moved. Raises ValueError for a value that cannot be
+    spilled, or names that contradict one another (a summed add_n reading another, a value
+    both moved and made by a node the pass removes), and changes nothing then."""
 
     def here(name: str) -> bool:
         try:
@@ -153,8 +154,10 @@ def spill_values(graph: Graph, host=(), recompute=(), accumulate=()) -> int:
             return True
         except (KeyError, ValueError, IndexError):
             return False
-    if not any(here(n) for n in (*host, *recompute, *accumulate)):
-        return 0   # (another program of the session, e.g. its variables' initializer)
+    host, recompute, accumulate = ([n for n in names if here(n)]
+                                   for names in (host, recompute, accumulate))
+    if not host and not recompute and not accumulate:
+        return 0
     readers_of = uses(graph)
     keep = set(graph.results.get("keep", ()))
     position = {n: i for i, n in enumerate(graph.nodes)}
@@ -193,6 +196,18 @@ def spill_values(graph: Graph, host=(), recompute=(), accumulate=()) -> int:
         raise ValueError("passes['accumulate'] names an add_n node that also reads a value "
                          "the spill or recompute keys move: " + ", ".join(
                              sorted(n.name for n in moved & set(sums))))
+    nested = [n.name for n in sums if any(x.node in sums for x in n.inputs)]
+    if nested:
+        raise ValueError(f"passes['accumulate'] names add_n nodes that read another named "
+                         f"add_n ({', '.join(nested)}): name one of each such pair")
+    gone_early = set(sums) | {r for v in fed if fed[v] for r in readers_of.get(v, ())} | {
+        u for slicers in fed.values() if slicers for u, _ in slicers}
+    clash = sorted({v.name for v, _, _, _ in todo if v.node in gone_early} |
+                   {x.name for n in sums for x in n.inputs if x.node in gone_early})
+    if clash:
+        raise ValueError(f"passes['spill'] / ['accumulate'] name values that the same config "
+                         f"removes (a summed add_n's result, a slice of a fed sequence left "
+                         f"on the host): {', '.join(clash)}")
     before: dict = {}
     after: dict = {}
     for node in sums:
@@ -245,8 +260,23 @@ def spill_values(graph: Graph, host=(), recompute=(), accumulate=()) -> int:
         if n not in gone:
             order.append(n)
         order.extend(after.get(n, ()))
+    _check_order(order, gone)
     graph.nodes = order
     for n in gone:
         graph._by_name.pop(n.name, None)
     graph.version += 1
     return len(todo) + len(sums)
+
+
+def _check_order(order: list, gone: set) -> None:
+    """Every node reads values made before it by nodes still there: a config the checks
+    above let through must not leave a broken graph behind (the compile's own clone, which
+    the error discards)."""
+    made = set()
+    for n in order:
+        for x in n.inputs:
+            if x.node in gone or (x.node.graph is n.graph and x.node not in made):
+                raise ValueError(f"the spill config leaves {n.name} reading {x.name} before it "
+                                 "is made or after its node is removed: the names contradict "
+                                 "one another")
+        made.add(n)
