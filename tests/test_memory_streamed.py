@@ -253,3 +253,14 @@ def rerun_saved(sess, g, fetches, fd, tmp_path) -> None:
     out = _run_saved(saved, prog, sess, g, fd)
     for a, b in zip(out, got):
         assert np.array_equal(a, b)
+
+
+def test_a_plan_that_does_not_fit_says_why_the_outputs_were_not_streamed():
+    """Under a budget only streaming could meet, a fetched output stack stays whole: the
+    plan's notes say so, naming the loop (stream_outputs' refusal, passed to the plan)."""
+    g, fetches, fd = _graph(40, 4, 16, 3, fetch_outputs=True)
+    plan = rg.Session(g, device=SimulatedDevice(), memory_budget=1).memory_plan(fetches, fd)
+    assert not plan.fits
+    said = [n for n in plan.notes if n.startswith("stream_outputs: ")]
+    assert said and any("rnn/while" in n and "stays whole" in n for n in said), plan.notes
+    assert "note: stream_outputs: rnn/while" in str(plan)

@@ -118,17 +118,22 @@ def enabled_passes(config) -> list[str]:
             if config.get(name, name not in OPT_IN)]
 
 
-def optimize(graph: Graph, keep: list[Value], config=True) -> tuple[list[Value], dict]:
+def optimize(graph: Graph, keep: list[Value], config=True,
+             notes: list | None = None) -> tuple[list[Value], dict]:
     """Run the enabled passes in place on `graph` (a compile-time clone). `keep` are the values
     that must survive (fetches and fed values); a pass may replace them, so the values to use
-    afterwards are returned, with how much each pass changed."""
+    afterwards are returned, with how much each pass changed. `notes`: a list to which
+    stream_outputs appends why it left an output stack whole (the memory plan prints them)."""
     graph.results = {"keep": list(keep)}  # replace_uses keeps these up to date
     stats = {}
     passes = enabled_passes(config)
     chunk = chunk_steps_of(config)
     for i, name in enumerate(passes):  # (the clone holds only what `keep` needs already)
-        stats[name] = PASSES[name](graph, chunk_steps=chunk) if chunk and name in CHUNKED \
-            else PASSES[name](graph)
+        if name == "stream_outputs" and notes is not None:
+            stats[name] = stream_output_consumers(graph, refusals=notes)
+        else:
+            stats[name] = PASSES[name](graph, chunk_steps=chunk) if chunk and name in CHUNKED \
+                else PASSES[name](graph)
         if stats[name] and "dce" in passes[:i]:  # (a pass before "dce" leaves it to that)
             stats["dce"] += eliminate_dead_code(graph)  # what this pass left behind
     host, again, sums = spilled_of(config)

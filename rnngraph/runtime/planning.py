@@ -156,8 +156,9 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
             floors = [p.min_budget for p in (plan, lean_plan) if p.min_budget is not None]
             if not best[1].fits and floors:
                 best[1].min_budget = min(floors)
+    refused = []
     if budget is not None and not best[1].fits and _may_stream(sess.passes):
-        streamed, floor = _streamed(sess, flat, fed, shapes, tracked)
+        streamed, floor, refused = _streamed(sess, flat, fed, shapes, tracked)
         if streamed is not None:
             best = streamed
         elif floor is not None and (best[1].min_budget is None or floor < best[1].min_budget):
@@ -171,6 +172,8 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
             best = lean   # (over budget still, but the leanest program found)
         elif floor is not None and (best[1].min_budget is None or floor < best[1].min_budget):
             best[1].min_budget = floor
+    if refused and not best[1].fits:   # (what kept the stream_outputs pass from helping)
+        best[1].notes.extend(f"stream_outputs: {why}" for why in refused)
     cache[key] = best
     return best[:2]
 
@@ -190,7 +193,8 @@ def _may_stream(passes) -> bool:
 
 
 def _streamed(sess, flat, fed, shapes, tracked):
-    """((program, plan, passes) or None, smallest budget found) with the loops' output stacks
+    """((program, plan, passes) or None, smallest budget found, why stream_outputs left
+    output stacks whole) with the loops' output stacks
     streamed through their consumers (passes/stream_outputs.py) and the fed sequences only
     loops read left on the host (passes/host_sequences.py), where that plan fits: the
     whole-sequence passes first, else in chunks, else switched off."""
@@ -202,9 +206,10 @@ def _streamed(sess, flat, fed, shapes, tracked):
     if asked:
         passes[CHUNK_KEY] = asked
     prog = sess.compile(flat, fed, tracked=tracked, passes=passes)
+    refused = list(getattr(prog, "pass_notes", ()))   # (why outputs stayed whole)
     plan = _plan(sess, prog, fed, shapes, (), streaming)
     if plan.fits and not _swap_misses(plan):
-        return (prog, plan, passes), None
+        return (prog, plan, passes), None, refused
     floors = [plan.min_budget]
     lean = dict(passes, **{name: False for name in STACK_PASSES})
     lean.pop(CHUNK_KEY, None)
@@ -216,9 +221,9 @@ def _streamed(sess, flat, fed, shapes, tracked):
         if lean_plan.fits and not _swap_misses(lean_plan):
             chunked = _chunked(sess, flat, fed, shapes, tracked, lean_plan,
                                dict.fromkeys(streaming, True))
-            return chunked or (lean_prog, lean_plan, lean), None
+            return chunked or (lean_prog, lean_plan, lean), None, refused
     floors = [f for f in floors if f is not None]
-    return None, (min(floors) if floors else None)
+    return None, (min(floors) if floors else None), refused
 
 
 def _chunked(sess, flat, fed, shapes, tracked, lean_plan, extra=None):

@@ -186,10 +186,12 @@ class Session:
         ctx = CompileContext(self.device, self.variables, options, tracked=tracked)
         graph, vmap = clone(self.graph, list(fetches) + list(fed))
         placement.report(self, vmap)   # rg.device placements this session cannot honour
+        notes: list = []
         kept, self.pass_stats = optimize(graph, [vmap[v] for v in list(fetches) + list(fed)],
-                                         passes)
+                                         passes, notes)
         prog = Program(graph, kept[:len(fetches)], kept[len(fetches):], ctx)
         prog.source_map = vmap  # user Value -> compiled Value (memory plans use it)
+        prog.pass_notes = notes  # why stream_outputs left output stacks whole (plans say it)
         return (self.graph.version, prog)
 
     # --- run ----------------------------------------------------------------------------------
