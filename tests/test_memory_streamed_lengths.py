@@ -316,3 +316,35 @@ def test_a_loop_whose_body_mixes_rows_keeps_its_trip_and_is_refused():
     got = sess.run(fetches, fd)
     assert all(_moved(sess)) and _forward_loop(sess).op.has_trip
     _close(got, rg.Session(g).run(fetches, fd))
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+def test_a_target_shared_by_every_row_streams_with_sequence_length(time_major):
+    """Y with a batch of 1 ([1, T, H], or [T, 1, H] time-major) broadcasts to every row: its
+    row is the same in any row order, so it is not reordered (it was, and the streamed
+    program failed on a permutation of B rows of a 1-row value), and it keeps its one row
+    in a loop with active rows. Under a budget the planner streams it and runs."""
+    T, B, H, I = 40, 6, 8, 3
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [None, B, I] if time_major else [B, None, I], name="X")
+        S = rg.placeholder(rg.int32, [B], name="S")
+        Y = rg.placeholder(rg.float32, [None, 1, H] if time_major else [1, None, H], name="Y")
+        out, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), X, dtype=rg.float32, sequence_length=S,
+                                   time_major=time_major)
+        loss = rg.reduce_mean(rg.square(out - Y))
+        fetches = [loss] + rg.gradients(loss, rg.global_variables())
+    rs = np.random.RandomState(3)
+    fd = {X: rs.randn(*((T, B, I) if time_major else (B, T, I))).astype(np.float32),
+          Y: rs.randn(*((T, 1, H) if time_major else (1, T, H))).astype(np.float32),
+          S: np.array([T, 3, 17, 1, 40, 22], np.int32)}
+    want = rg.Session(g).run(fetches, fd)
+    sess = rg.Session(g, passes=dict(STREAM, host_sequences=True))
+    got = sess.run(fetches, fd)
+    assert _streamed_nodes(_program(sess).graph)
+    _close(got, want)
+    budget = _saved_bytes(g, fetches, fd) // 3
+    planned = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget)
+    plan = planned.memory_plan(fetches, fd)
+    assert plan.fits and "stream_outputs" in plan.passes_on
+    _close(planned.run(fetches, fd), want)

@@ -765,7 +765,7 @@ def _time_major(source, u, feeds):
         if a:
             seq = before_loop(Transpose((1, 0) + tuple(range(2, u.type.rank))), [u],
                               f"{u.node.name}/streamed/Transpose")
-        if idx is not None:
+        if idx is not None and seq.type.shape[1] != 1:   # (one row broadcast to all: in order)
             order = idx.node.inputs[0] if isinstance(idx.node.op, InvertPermutation) else \
                 before_loop(InvertPermutation(), [idx], f"{u.node.name}/streamed/order")
             seq = before_loop(PermuteRows(1), [seq, order], f"{u.node.name}/streamed/PermuteRows")
@@ -794,7 +794,7 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
             seq = _time_major(source, u, feeds)
             # (a loop with active rows: the step's rows open, batched as its other rows)
             step = TensorType((None,) + seq.shape[2:], seq.dtype) if loop.op.active_rows \
-                else None
+                and seq.shape[1] != 1 else None   # (one row broadcast to all: stays one)
             rows[u] = add_sequence(loop, seq, f"{u.node.name}/streamed_rows", step)
         return rows[u]
 
