@@ -118,9 +118,9 @@ _SAME = frozenset({"identity", "stop_gradient", "check_numerics", "sum_to", "sum
 
 class Layouts:
     """The strides of the values of one simulated schedule: contiguous unless recorded.
-    `output(node, j, out_shape, view)` gives the strides of output j of `node` (a view of its
-    first input where `view` is that input, else a new buffer) and returns whether the view
-    holds: False where the kernel must copy (a reshape of a non-contiguous layout)."""
+    `output(node, j, view)` records the strides of output j of `node` (a view of input
+    `view`, or a new buffer where `view` is None) and returns whether the view holds: False
+    where the kernel must copy (a reshape of a non-contiguous layout)."""
 
     def __init__(self, info):
         self.info = info
