@@ -18,6 +18,7 @@ from rnngraph.runtime.simulated import SimulatedDevice
 from test_memory_chunks import _close, _loops, _program, numpy_lstm_backward, numpy_lstm_forward
 from test_memory_streamed import _saved_bytes, rerun_saved, run_planned
 from test_memory_streamed_targets import (_fed, _moved, _rows_read, _unstreamed,
+                                         check_fits_a_tenth_streamed,
                                          check_rows_streamed)
 
 STREAM = {"stream_outputs": True}
@@ -163,19 +164,7 @@ def test_the_issues_t1000_lstm_with_a_softmax_head_fits_a_tenth():
     """Issue 29's case (B=32, H=256, inputs 32, T=1000, no projection) with a 50-class softmax
     head and labels fed per step."""
     T, B, H, I, V = 1000, 32, 256, 32, 50
-    g, fetches, fd = _graph(T, B, H, I, V)
-    budget = _saved_bytes(g, fetches, fd) // 10
-    off = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget,
-                     passes={"stream_outputs": False})
-    assert not off.memory_plan(fetches, fd).fits
-    sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget)
-    plan = sess.memory_plan(fetches, fd)
-    assert plan.fits and "stream_outputs" in plan.passes_on, str(plan)
-    got = sess.run(fetches, fd)
-    peak = sess.last_run_report.peak_bytes
-    assert peak <= budget
-    assert 0 <= plan.predicted_peak - peak <= 0.01 * peak, (plan.predicted_peak, peak)
-    _close(got, rg.Session(g, device=SimulatedDevice()).run(fetches, fd), rtol=2e-5)
+    check_fits_a_tenth_streamed(*_graph(T, B, H, I, V))
 
 
 # --- refusals --------------------------------------------------------------------------------

@@ -410,3 +410,15 @@ def _loop_plan(lp: _Loop, opt: _Option, info) -> LoopPlan:
                     opt.time, lp.forced, checkpoint_slots=opt.choice.slots,
                     replayed_steps=(lp.n or 0) + extra if any(
                         s.placement == RECOMPUTE for s in saved) else 0)
+
+
+def loop_choices(plan: MemoryPlan) -> dict:
+    """The loops' placements of `plan` as the peak model takes them (loop node ->
+    LoopChoice): the inverse of what make_plan records in its LoopPlans."""
+    out = {}
+    for lp in plan.loops:
+        if any(s.placement != DEVICE for s in lp.saved):
+            slots = lp.checkpoint_slots
+            every = BinomialEvery(slots) if slots else lp.checkpoint_every
+            out[lp.node] = LoopChoice(lp.placements, int(every), lp.prefetch_depth, slots)
+    return out

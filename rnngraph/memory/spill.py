@@ -129,7 +129,7 @@ def choose_spills(schedule, feed_types: dict, budget: int, profile: DeviceProfil
             t_rec = None
             if RECOMPUTE in kinds and spill_problem(v, keep, rs, True) is None and \
                     all(live_at(u, late) for u in node.inputs):
-                t_rec = profile.compute_time(_flops(node, info), 1)
+                t_rec = profile.compute_time(node_flops(node, info), 1)
             if t_off is None and t_rec is None:
                 continue
             cands.append((v, e, late, b, t_off, t_rec))
@@ -263,7 +263,3 @@ def _fed_on_host(schedule, nodes, readers, model, prof, profile, out) -> None:
         prof += delta
         out.values.append(SpilledValue(v.name, int(b), HOST, v.node.op.name))
         out.time += profile.transfer_time(0, b)
-
-
-def _flops(node, info) -> int:
-    return node_flops(node, info)

@@ -37,9 +37,8 @@ import time
 from ..errors import OutOfMemoryError
 from ..memory.accounting import check_byte_count, fmt_bytes
 from ..memory.plan import RunReport
-from ..memory.checkpoints import BinomialEvery
-from ..memory.planner import STRATEGIES, make_plan
-from ..memory.simulate import LoopChoice, spill_host_peak
+from ..memory.planner import STRATEGIES, loop_choices, make_plan
+from ..memory.simulate import spill_host_peak
 from ..memory.spill import choose_spills
 from ..passes.pipeline import CHUNK_KEY, PASSES, chunk_steps_of, enabled_passes
 
@@ -275,8 +274,9 @@ def _spilled(sess, flat, fed, shapes, tracked, best, tries: int = 3):
     prog, plan, passes = best
     config = sess.passes if passes is None else passes
     base = {name: name in enabled_passes(config) for name in _all_passes()}
-    if chunk_steps_of(config):
-        base[CHUNK_KEY] = chunk_steps_of(config)
+    chunk = chunk_steps_of(config)
+    if chunk:
+        base[CHUNK_KEY] = chunk
     feed_types = {prog.inputs[i]: tuple(s) for i, s in enumerate(shapes)}
     host = host_budget_of(sess)
     host_left = None if host is None else max(0, host - plan.host_bytes)
@@ -284,7 +284,7 @@ def _spilled(sess, flat, fed, shapes, tracked, best, tries: int = 3):
     floor = lean = None
     for _ in range(tries):
         choice = choose_spills(prog.schedule, feed_types, target, sess.device.profile,
-                               sess.memory_strategy, host_left, _loop_choices(plan))
+                               sess.memory_strategy, host_left, loop_choices(plan))
         if not choice.values and not choice.accumulate:
             break
         tried = [dict(base, accumulate=choice.accumulate)] if choice.accumulate and \
@@ -309,18 +309,6 @@ def _spilled(sess, flat, fed, shapes, tracked, best, tries: int = 3):
             break   # (nothing more to move, or what failed was not the device budget)
         target -= new_plan.predicted_peak - budget
     return None, floor, lean
-
-
-def _loop_choices(plan) -> dict:
-    """The loops' placements of `plan` as the peak model takes them (loop node ->
-    LoopChoice)."""
-    out = {}
-    for lp in plan.loops:
-        if any(s.placement != "device" for s in lp.saved):
-            slots = lp.checkpoint_slots
-            every = BinomialEvery(slots) if slots else lp.checkpoint_every
-            out[lp.node] = LoopChoice(lp.placements, int(every), lp.prefetch_depth, slots)
-    return out
 
 
 def _swap_misses(plan) -> int:
