@@ -280,3 +280,55 @@ def test_an_error_inside_a_kernel_leaves_the_variables_and_an_interrupt_is_not_w
         assert not isinstance(info.value, Exception)
     np.testing.assert_array_equal(sess.read_variable(v1), v1_before)
     np.testing.assert_array_equal(sess.read_variable(v2), v2_before)
+
+
+# --- an interrupted offloaded run gives its host buffers back at once ---------------------------
+@pytest.mark.parametrize("fail", [_interrupt, _interrupt_seen_by_compiled_code, _bad_value],
+                         ids=["interrupt", "as_system_error", "error"])
+def test_an_interrupted_offloaded_run_leaves_no_host_buffers_behind(fail, monkeypatch):
+    """A run that offloads values (spill_values) and stops half-way: every host buffer is given
+    back when the exception is dropped, without the garbage collector (a reference cycle
+    through the run's frames used to keep them until it ran)."""
+    import gc
+
+    from rnngraph.runtime import transfer
+    from rnngraph.runtime.simulated import SimulatedDevice
+    T, B, H, I = 12, 8, 16, 4
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [B, T, I], name="X")
+        outs, _ = rg.nn.static_rnn(rg.nn.LSTMCell(H), rg.unstack(X, axis=1), dtype=rg.float32)
+        loss = rg.reduce_sum(rg.stack(outs) ** 2)
+        fetches = [loss] + rg.gradients(loss, rg.global_variables())
+    fd = {X: np.random.RandomState(0).randn(B, T, I).astype(np.float32)}
+    full = rg.Session(g, device=SimulatedDevice()).memory_plan(fetches, {X: (B, T, I)})
+    budget = int(full.predicted_peak * 0.45)
+    dev = SimulatedDevice(capacity=budget)
+    sess = rg.Session(g, device=dev, memory_budget=budget, memory_strategy="offload")
+    assert sess.memory_plan(fetches, {X: (B, T, I)}).spilled, "the plan offloads nothing"
+    expected = sess.run(fetches, fd)
+    copied = []
+    to_device = transfer.HostValue.to_device
+
+    def failing(self, *args, **kwargs):
+        copied.append(self.name)
+        if len(copied) == 5:   # half-way through the backward pass
+            fail()
+        return to_device(self, *args, **kwargs)
+
+    monkeypatch.setattr(transfer.HostValue, "to_device", failing)
+    gc.disable()
+    try:
+        raised = None
+        try:
+            sess.run(fetches, fd)
+        except BaseException as exc:   # noqa: BLE001  (the three kinds; checked below)
+            raised = type(exc)
+            assert dev.host_current > 0   # the run's host buffers, held by the traceback
+        assert raised is (rg.ExecutionError if fail is _bad_value else KeyboardInterrupt)
+        assert dev.host_current == 0 and dev.current_bytes == 0
+    finally:
+        gc.enable()
+    monkeypatch.setattr(transfer.HostValue, "to_device", to_device)
+    for got, want in zip(sess.run(fetches, fd), expected):
+        np.testing.assert_array_equal(got, want)

@@ -226,9 +226,12 @@ class Session:
         except BaseException as exc:
             self.variables.end(pending, commit=False)
             interrupt = take_interrupt(exc)   # Ctrl-C is a KeyboardInterrupt, however it arrived
-            if interrupt is None or interrupt is exc:
-                raise
-            raise interrupt
+            try:
+                if interrupt is None or interrupt is exc:
+                    raise
+                raise interrupt
+            finally:   # (a local naming the exception is a cycle through its traceback: it
+                interrupt = None   # would keep the run's buffers until the garbage collector)
         self.variables.end(pending, commit=True)
         return rebuild(outs)
 
