@@ -120,8 +120,10 @@ class Source:
     what: str           # "example 'lstm'" / "file out/model.npz"
 
 
-def load_source(spec: str, unroll: str | None = None, grad: bool = False) -> Source:
-    """A saved graph file, or a built-in example by name."""
+def load_source(spec: str, unroll: str | None = None, grad: bool = False,
+                steps: int | None = None) -> Source:
+    """A saved graph file, or a built-in example by name (over `steps` time steps when given:
+    a saved graph's steps are checked where its feeds are made, sample_feed)."""
     if os.path.exists(spec):
         if unroll is not None:
             raise CLIError(f"--unroll applies to built-in examples; {spec} is a saved graph "
@@ -134,7 +136,7 @@ def load_source(spec: str, unroll: str | None = None, grad: bool = False) -> Sou
         return src
     if spec in examples_registry.names():
         try:
-            ex = examples_registry.build(spec, unroll=unroll, grad=grad)
+            ex = examples_registry.build(spec, unroll=unroll, grad=grad, steps=steps)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
         return Source(ex.graph, ex.fetches, spec, f"example '{spec}'")
@@ -235,7 +237,7 @@ def cmd_render(args) -> int:
     if args.output:
         fmt = format_for(args.output, fmt)  # an unknown suffix is an error before any work
     fmt = fmt or "svg"
-    src = load_source(args.source, args.unroll, args.grad)
+    src = load_source(args.source, args.unroll, args.grad, args.steps)
     if args.grad:
         values = gradient_values(src)
         kind = "gradient graph"
@@ -280,7 +282,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    src = load_source(args.source, args.unroll, grad=True)
+    src = load_source(args.source, args.unroll, grad=True, steps=args.steps)
     plan = _plan_for(src, args.budget, args.batch, args.steps, args.device)
     text = str(plan)
     header = (f"memory plan for one training step of {src.what} (batch {args.batch}"
@@ -325,10 +327,11 @@ def _plan_for(src: Source, budget, batch: int, steps: int, device: str):
     return memory_plan(sess, fetches, feed)
 
 
-def sample_feed(graph, fetches, batch: int, steps: int) -> dict:
+def sample_feed(graph, fetches, batch: int, steps: int | None) -> dict:
     """A feed for every placeholder the fetches need: unknown first dims are `batch`, other
-    unknown dims `steps`; float inputs are small random numbers, int inputs are zeros except
-    lengths (placeholders named like '*len*'), which are the full time length."""
+    unknown dims `steps` (None: 10); float inputs are small random numbers, int inputs are
+    zeros except lengths (placeholders named like '*len*'), which are the full time length.
+    `steps` a placeholder fixes otherwise (its second dim) is a CLIError."""
     needed, stack = set(), [v.node for v in fetches]
     while stack:
         n = stack.pop()
@@ -340,8 +343,14 @@ def sample_feed(graph, fetches, batch: int, steps: int) -> dict:
     for n in placeholders:
         shape = n.outputs[0].shape
         if len(shape) >= 3 and shape[1] is not None:
+            if steps is not None and shape[1] != steps:
+                raise CLIError(f"--steps {steps}: the graph fixes its time steps at {shape[1]} "
+                               f"(placeholder {n.name!r} has shape {list(shape)}); leave "
+                               "--steps out, or build it with the time dimension None")
             time = shape[1]
             break
+    steps = steps if steps is not None else 10
+    time = time if time is not None else steps
     rng = np.random.default_rng(0)
     feed = {}
     for n in placeholders:
@@ -359,7 +368,7 @@ def sample_feed(graph, fetches, batch: int, steps: int) -> dict:
 
 def cmd_export(args) -> int:
     """Export the forward graph as ONNX; --check runs it in onnxruntime beside rnngraph."""
-    src = load_source(args.source, args.unroll)
+    src = load_source(args.source, args.unroll, steps=args.steps)
     fetches = _inference_fetches(src)
     if not fetches:
         raise CLIError(f"{src.what}: no outputs to export (save the model with "
@@ -379,7 +388,8 @@ def cmd_export(args) -> int:
           f"{', '.join(exported.outputs)}; {routes})")
     if not args.check:
         return 0
-    feed = random_feed(exported, batch=args.batch, steps=args.steps)
+    feed = random_feed(exported, batch=args.batch,
+                       steps=args.steps if args.steps is not None else 5)
     errors = onnx_compare(exported, sess, feed)
     for name, err in errors.items():
         print(f"  {name}: max |onnxruntime - rnngraph| = {err:.3g}")
@@ -542,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--budget", type=parse_bytes, default=None,
                    help="plan within this device-memory budget, e.g. 64MB (implies --plan)")
     r.add_argument("--batch", type=_positive, default=32, help=argparse.SUPPRESS)
-    r.add_argument("--steps", type=_positive, default=10, help=argparse.SUPPRESS)
+    r.add_argument("--steps", type=_positive, default=None, help=argparse.SUPPRESS)
     r.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                    help=argparse.SUPPRESS)
     r.set_defaults(func=cmd_render)
@@ -566,8 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "bytes)")
     pl.add_argument("--batch", type=_positive, default=32,
                     help="batch size of the sample input (default: 32)")
-    pl.add_argument("--steps", type=_positive, default=10,
-                    help="time steps where the graph leaves them open (default: 10)")
+    pl.add_argument("--steps", type=_positive, default=None,
+                    help="time steps: an example's (default: its own), or where a saved graph "
+                         "leaves them open (default: 10)")
     pl.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                     help="the device to plan for (default: cpu)")
     pl.add_argument("-o", "--output", metavar="PATH", help="write the plan to a file")
@@ -588,8 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--opset", type=_int_at_least(17, "--opset"), default=None,
                     help="the ONNX opset (default 18)")
     xp.add_argument("--batch", type=_positive, default=3, help="--check's batch size")
-    xp.add_argument("--steps", type=_positive, default=5,
-                    help="--check's number of time steps where the graph leaves it open")
+    xp.add_argument("--steps", type=_positive, default=None,
+                    help="an example's time steps; --check's where a saved graph leaves them "
+                         "open (default: 5)")
     xp.add_argument("--tolerance", type=float, default=1e-4,
                     help="--check fails above this error (default 1e-4)")
     xp.set_defaults(func=cmd_export)

@@ -337,7 +337,7 @@ def _cli_lstm():
     from rnngraph import cli
     src = cli.load_source("lstm", "static", grad=True)
     fetches = [src.fetches["loss"]] + cli.gradient_values(src)
-    return src.graph, fetches, cli.sample_feed(src.graph, fetches, 32, 50)
+    return src.graph, fetches, cli.sample_feed(src.graph, fetches, 32, None)
 
 
 def test_the_cli_example_runs_in_50_kb_with_its_input_on_the_host():
@@ -405,7 +405,7 @@ def test_the_cli_plans_a_static_lstm_and_says_the_smallest_budget():
 
     def plan(budget):
         return subprocess.run([sys.executable, "-m", "rnngraph", "plan", "lstm", "--unroll",
-                               "static", "--steps", "50", "--budget", budget], cwd=ROOT,
+                               "static", "--budget", budget], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=120)
     ok = plan("50KB")
     assert ok.returncode == 0, ok.stderr
