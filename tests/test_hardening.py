@@ -451,3 +451,19 @@ def test_json_nested_beyond_the_parser_is_an_invalid_file(tmp_path):
     raw = b"[" * 200_000 + b"]" * 200_000
     p = _write(tmp_path / "nest.npz", [("graph.json", raw), ("graph.sha256", _sha_line(raw))])
     _refused(p, "member 'graph.json'", "nests too deeply")
+
+
+def test_constant_keeps_the_dtype_of_a_numpy_scalar():
+    """As TF1's make_tensor_proto: a NumPy scalar or array keeps its dtype; Python numbers (and
+    lists of them) default to float32 / int32. Why: rg.constant(np.float64(0.1)) was float32,
+    losing digits a float64 model needs (TF1 gives float64)."""
+    g = rg.Graph()
+    with g.as_default():
+        got = {"f64": rg.constant(np.float64(0.1)), "i64": rg.constant(np.int64(3)),
+               "f16": rg.constant(np.float16(2.0)), "arr": rg.constant(np.array(0.1)),
+               "py": rg.constant(0.1), "pyint": rg.constant(3),
+               "list": rg.constant([np.float64(0.1)])}
+    assert {k: v.dtype for k, v in got.items()} == {
+        "f64": np.float64, "i64": np.int64, "f16": np.float16, "arr": np.float64,
+        "py": np.float32, "pyint": np.int32, "list": np.float32}
+    assert rg.Session(g).run(got["f64"]) == np.float64(0.1)

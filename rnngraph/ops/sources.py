@@ -146,7 +146,7 @@ def constant(value, dtype=None, name: str | None = None, graph: Graph | None = N
     if arr.dtype.kind not in "biufc":   # objects, strings, dates: no op computes on those
         raise TypeError(f"constant {name or 'Const'}: a tensor holds bool, integer, float or "
                         f"complex numbers; got {type(value).__name__} (NumPy dtype {arr.dtype})")
-    if dtype is None and not isinstance(value, np.ndarray):
+    if dtype is None and not isinstance(value, (np.ndarray, np.generic)):   # (NumPy's keep theirs)
         if arr.dtype == np.float64:
             arr = arr.astype(np.float32)  # Python floats default to float32, like TF
         elif arr.dtype == np.int64 and (arr.size == 0 or (
