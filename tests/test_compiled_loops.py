@@ -109,7 +109,7 @@ def test_a_body_with_an_op_it_cannot_compile_keeps_the_python_driver():
             y = rg.tanh(rg.matmul(acc, rg.constant(w)) + x)
             y = y - rg.reduce_mean(y, axis=0, keepdims=True)
             return y, y
-        _, ys = rg.scan(step, x0, E)
+        _, ys = rg.lax_scan(step, x0, E)
     rng = np.random.default_rng(3)
     feed = {E: rng.standard_normal((6, 3, 4)).astype(np.float32),
             x0: rng.standard_normal((3, 4)).astype(np.float32)}
@@ -160,7 +160,7 @@ def _scan_graph(step, init_shape, xs_shape, dtype=rg.float32):
     with g.as_default():
         XS = rg.placeholder(dtype, xs_shape)
         A0 = rg.placeholder(rg.float32, init_shape)
-        final, ys = rg.scan(step, A0, XS)
+        final, ys = rg.lax_scan(step, A0, XS)
     return g, XS, A0, final, ys
 
 
@@ -172,7 +172,7 @@ def test_check_numerics_keeps_the_python_driver_and_names_the_node():
         XS = rg.placeholder(rg.float32, [T, B, H])
         A0 = rg.placeholder(rg.float32, [B, H])
         W = rg.placeholder(rg.float32, [H, H])
-        final, _ = rg.scan(lambda acc, x: (rg.matmul(acc, W, name="grow") * x, acc), A0, XS)
+        final, _ = rg.lax_scan(lambda acc, x: (rg.matmul(acc, W, name="grow") * x, acc), A0, XS)
     feed = {XS: np.full((T, B, H), 3.0, np.float32), A0: np.ones((B, H), np.float32),
             W: np.full((H, H), 4.0, np.float32)}   # x96 a step: Inf after ~20 steps
     with pytest.raises(rg.errors.NumericsError, match="matmul 'scan/grow'"):

@@ -107,7 +107,7 @@ def _scan_graph():
             z = rg.tanh(c * w + x * 0.5) + rg.sigmoid(blocks[1]) * blocks[3] + wide[2] * wide[0]
             new = rg.where(rg.greater(rows, 0.0), z - rows, c)
             return [new], [rg.relu(new) * 2.0]
-        final, ys = rg.scan(step, [c0], [xs])
+        final, ys = rg.lax_scan(step, [c0], [xs])
     return g, (xs, c0, gate, w, rows, x4, bias), final[0], ys[0]
 
 

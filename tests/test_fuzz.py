@@ -584,7 +584,7 @@ def _step(apply, instrs, h, x, w, W, fit):
 @_examples(80)
 @given(data=st.data(), seed=st.integers(0, 2**16))
 def test_random_loop_bodies_match_numpy_and_finite_differences(data, seed):
-    """rg.scan over a random body: outputs, final carry and gradients w.r.t. the initial carry,
+    """rg.lax_scan over a random body: outputs, final carry and gradients w.r.t. the initial carry,
     the sequence and the loop-invariant weights; passes on and off; NumPy reference loop."""
     draw = data.draw
     B, H, T = draw(st.integers(1, 3), "B"), draw(st.integers(1, 3), "H"), draw(st.integers(1, 3))
@@ -616,7 +616,7 @@ def test_random_loop_bodies_match_numpy_and_finite_differences(data, seed):
                               lambda v: rg.tanh(v + rg.zeros_like(h)) * 0.5 + h * 0.5)
             return [new], [y]
 
-        (final,), (ys,) = rg.scan(body, [ph["h0"]], [ph["xs"]])
+        (final,), (ys,) = rg.lax_scan(body, [ph["h0"]], [ph["xs"]])
         loss = rg.reduce_sum(final * S) + rg.reduce_sum(ys * R)
         grads = rg.gradients(loss, list(ph.values()))
     fd = {ph["h0"]: h0, ph["xs"]: xs, ph["w"]: w, ph["W"]: W}

@@ -261,7 +261,7 @@ def test_a_stack_of_scalars_offloads_and_comes_back():
         def step(a, xt):
             a = rg.tanh(a * w + xt)
             return a, a
-        _, ys = rg.scan(step, rg.constant(0.1), x)
+        _, ys = rg.lax_scan(step, rg.constant(0.1), x)
         loss = rg.reduce_sum(ys * ys)
         (dw,) = rg.gradients(loss, [w])
     xs = np.linspace(-1, 1, 50).astype(np.float32)
@@ -331,7 +331,7 @@ def test_a_reordering_along_time_keeps_the_feed_on_the_device():
         def step(h, x):
             h = rg.tanh(h + x * w)
             return h, h
-        _, ys = rg.scan(step, rg.zeros([B, I]), Xt)
+        _, ys = rg.lax_scan(step, rg.zeros([B, I]), Xt)
         back = permute_rows(Xt, rg.constant(np.arange(T)[::-1].astype(np.int32)), axis=0)
         weights = np.arange(T * B * I, dtype=np.float32).reshape(T, B, I)
         loss = rg.reduce_sum(ys) + rg.reduce_sum(back * rg.constant(weights))

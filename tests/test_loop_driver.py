@@ -69,7 +69,7 @@ def test_a_step_failing_in_the_driver_names_its_node():
         def add(acc, i):
             acc = acc + rg.gather(table, i, name="lookup")
             return acc, acc
-        _, total = rg.scan(add, rg.constant(0.0, dtype=rg.float64), idx)
+        _, total = rg.lax_scan(add, rg.constant(0.0, dtype=rg.float64), idx)
     sess = rg.Session(g)
     np.testing.assert_allclose(sess.run(total, {idx: np.array([1, 2, 4], np.int32)}),
                                [1.0, 3.0, 7.0])

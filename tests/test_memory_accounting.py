@@ -24,7 +24,7 @@ def _scan_graph(width=1000):
             big = rg.tanh(rg.matmul(x_t + h, w))          # [64, width] per step, dies in the step
             return [rg.tanh(rg.matmul(big, v))], []
 
-        (h,), _ = rg.scan(step, [rg.zeros([64, 8])], [xs])
+        (h,), _ = rg.lax_scan(step, [rg.zeros([64, 8])], [xs])
         y = rg.reduce_sum(h)
     return g, xs, y
 

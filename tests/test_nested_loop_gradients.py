@@ -62,9 +62,9 @@ def nested_scan(x, w, u, inner_reverse=False):
         def inner(h, e):
             h = rg.tanh(h * w + a * e)
             return h, h
-        h_final, hs = rg.scan(inner, c, row, reverse=inner_reverse)
+        h_final, hs = rg.lax_scan(inner, c, row, reverse=inner_reverse)
         return h_final, rg.reduce_sum(hs)
-    return rg.scan(outer, rg.constant(np.array(0.1)), x)
+    return rg.lax_scan(outer, rg.constant(np.array(0.1)), x)
 
 
 def static_nested_scan(x, w, u, inner_reverse=False):
@@ -153,8 +153,8 @@ def test_inner_loop_variable_created_inside_the_inner_fn():
                                     initializer=rg.constant_initializer(0.5))
                 h = rg.tanh(h * v + e)
                 return h, h
-            return rg.scan(inner, c, row)[0], c
-        final, _ = rg.scan(outer, rg.constant(np.array(0.1)), x)
+            return rg.lax_scan(inner, c, row)[0], c
+        final, _ = rg.lax_scan(outer, rg.constant(np.array(0.1)), x)
         (v,) = rg.global_variables()
         gv, gx = rg.gradients(final, [v, x])
         sess = rg.Session(g)
@@ -182,9 +182,9 @@ def nested_matrix_scan(x, w):
         def inner(h, e):
             h = rg.tanh(rg.matmul(h, w) + e)
             return h, h
-        h_final, hs = rg.scan(inner, c, row)
+        h_final, hs = rg.lax_scan(inner, c, row)
         return h_final, rg.reduce_sum(hs * hs, axis=0)
-    return rg.scan(outer, rg.zeros((B, H), rg.float64), x)
+    return rg.lax_scan(outer, rg.zeros((B, H), rg.float64), x)
 
 
 def test_nested_matrix_scan_gradcheck_and_static_unrolling():
@@ -287,7 +287,7 @@ def test_scan_inside_a_while_loop():
             def step(h, e):
                 h = rg.tanh(h * w + e)
                 return h, h
-            a, _ = rg.scan(step, a, x)
+            a, _ = rg.lax_scan(step, a, x)
             return i + 1, a
         a = rg.while_loop(lambda i, a: i < 3, body, [rg.constant(0), rg.constant(np.array(0.2))])[1]
         gx, gw = rg.gradients(a, [x, w])
@@ -330,7 +330,7 @@ def test_dynamic_rnn_inside_a_scan_matches_static_rnn():
                                                       initial_state=state)
                         out = rg.stack(out, axis=1)
                 return state.h, rg.reduce_sum(out * out)
-            final, ys = rg.scan(outer, rg.zeros((batch, h), rg.float64), x)
+            final, ys = rg.lax_scan(outer, rg.zeros((batch, h), rg.float64), x)
             loss = rg.reduce_sum(ys) + rg.reduce_sum(final)
             variables = rg.trainable_variables()
             grads = rg.gradients(loss, [x] + variables)
@@ -350,11 +350,11 @@ def three_deep_scan(x, w):
             def l3(h, xc):
                 h = rg.tanh(h * w + xc)
                 return h, h
-            h, hs = rg.scan(l3, h, xb)
+            h, hs = rg.lax_scan(l3, h, xb)
             return h, rg.reduce_sum(hs)
-        h, ys = rg.scan(l2, h, xa)
+        h, ys = rg.lax_scan(l2, h, xa)
         return h, ys
-    return rg.scan(l1, rg.constant(np.array(0.2)), x)
+    return rg.lax_scan(l1, rg.constant(np.array(0.2)), x)
 
 
 def test_three_deep_scan_matches_numpy_and_gradcheck():
@@ -456,9 +456,9 @@ def matrix_program():
             def inner(h, e):
                 h = rg.tanh(rg.matmul(h, w) + e)
                 return h, h
-            h_final, hs = rg.scan(inner, c, row)
+            h_final, hs = rg.lax_scan(inner, c, row)
             return h_final, rg.reduce_sum(hs, axis=0)
-        final, ys = rg.scan(outer, rg.zeros((B, 8), rg.float64), x)
+        final, ys = rg.lax_scan(outer, rg.zeros((B, 8), rg.float64), x)
         loss = rg.reduce_sum(ys * ys) + rg.reduce_sum(final)
         fetches = [loss] + rg.gradients(loss, [x, w])
     return g, fetches, {x: xv}

@@ -14,7 +14,7 @@ def rnn_with_grad():
         with rg.variable_scope("rnn"):
             W = rg.get_variable("W", [3, 5])
             U = rg.get_variable("U", [5, 5])
-            (h_T,), (ys,) = rg.scan(lambda c, x: ([rg.tanh(x[0] @ W + c[0] @ U)],) * 2,
+            (h_T,), (ys,) = rg.lax_scan(lambda c, x: ([rg.tanh(x[0] @ W + c[0] @ U)],) * 2,
                                     [h0], [xs])
         loss = rg.reduce_sum(ys) + rg.reduce_sum(h_T * h_T)
         rg.gradients(loss, [W, U, h0])
@@ -138,11 +138,11 @@ def test_nested_loops_nest_their_prefixes():
         xs = rg.placeholder(rg.float32, [None, None, 3], name="xs")
 
         def outer(c, xx):
-            (cc,), _ = rg.scan(lambda c2, x2: ([c2[0] + x2[0]], [c2[0]]), [c[0]],
+            (cc,), _ = rg.lax_scan(lambda c2, x2: ([c2[0] + x2[0]], [c2[0]]), [c[0]],
                                [rg.expand_dims(xx[0], 0)], name="inner")
             return [cc], [cc]
 
-        rg.scan(outer, [x], [xs], name="outer")
+        rg.lax_scan(outer, [x], [xs], name="outer")
     G = to_networkx(g)
     inner_loop = [k for k, d in G.nodes(data=True) if d["op"] == "loop" and d["parent_loop"]]
     assert inner_loop == ["outer/body/outer/inner"]

@@ -310,7 +310,7 @@ def test_scan_forward_and_reverse(reverse):
     with g.as_default():
         xs = rg.placeholder(rg.float32, [None, None, 2], name="xs")
         init = rg.placeholder(rg.float32, [None, 2], name="init")
-        final, ys = rg.scan(lambda c, x: (rg.tanh(c * 0.9 + x), c * x), init, xs,
+        final, ys = rg.lax_scan(lambda c, x: (rg.tanh(c * 0.9 + x), c * x), init, xs,
                             reverse=reverse)
     sess = _init(g)
     ex = export({"final": final, "ys": ys}, session=sess)
@@ -426,7 +426,7 @@ def test_nested_loops_read_outer_values():
                                  lambda y: [y * scale + x], [c + 1.0], maximum_iterations=5)
             return y * 0.1, y
 
-        final, ys = rg.scan(step, c0, xs)
+        final, ys = rg.lax_scan(step, c0, xs)
     sess = _init(g)
     ex = export({"final": final, "ys": ys}, session=sess)
     assert sorted(ex.routes.values()) == ["loop", "scan"]

@@ -180,7 +180,7 @@ def test_dce_drops_loop_inputs_the_body_never_reads():
             (acc,), (x, _) = carry, seqs
             _ = unused_inv * 2.0   # captured, never used for a result
             return [acc + rg.reduce_sum(x * w)], [x * w]
-        (total,), (ys,) = rg.scan(step, [rg.constant(0.0, rg.float64)], [xs, unused_seq])
+        (total,), (ys,) = rg.lax_scan(step, [rg.constant(0.0, rg.float64)], [xs, unused_seq])
     rng = np.random.default_rng(5)
     feed = {xs: rng.normal(size=(4, 3)), unused_seq: rng.normal(size=(4, 2)),
             unused_inv: rng.normal(size=5), w: rng.normal(size=3)}
@@ -406,7 +406,7 @@ def test_a_sunk_accumulator_keeps_its_starting_value(start):
         def step(carry, xy):
             (acc,), (x, y) = carry, xy
             return [acc + rg.matmul(rg.transpose(x, [1, 0]), y)], []
-        (total,), _ = rg.scan(step, [init], [xs, ys])
+        (total,), _ = rg.lax_scan(step, [init], [xs, ys])
     rng = np.random.default_rng(4)
     feed = {xs: rng.normal(size=(4, 3, 2)), ys: rng.normal(size=(4, 3, 5)),
             acc0: rng.normal(size=(2, 5))}
@@ -429,7 +429,7 @@ def test_a_concat_of_one_kernels_outputs_joins_it_and_computes_the_same():
             s = rg.sigmoid(c[0] + x[0])
             joined = rg.concat([s, t, s * t], axis=1)      # s and t also used elsewhere
             return [t + s], [joined, t * 2.0]
-        final, (ys, ts) = rg.scan(step, [a + b], [xs])
+        final, (ys, ts) = rg.lax_scan(step, [a + b], [xs])
     feed = {a: rng.standard_normal((2, 3)).astype(np.float32),
             b: rng.standard_normal((2, 3)).astype(np.float32),
             xs: rng.standard_normal((4, 2, 3)).astype(np.float32)}

@@ -225,7 +225,7 @@ def test_a_loop_body_draws_fresh_numbers_at_every_step_as_a_function_of_the_step
 
         def body(c, x):
             return c, x + rg.random_uniform([3], seed=9)
-        _, ys = rg.scan(body, rg.zeros([1]), xs)
+        _, ys = rg.lax_scan(body, rg.zeros([1]), xs)
         flat = rg.random_uniform([3], seed=9)     # the same op seed outside a loop: step 0
     sess = rg.Session(g)
     got, first = sess.run([ys, flat], {xs: np.zeros((4, 3), np.float32)})

@@ -27,7 +27,7 @@ def rnn_scan_graph(with_grad=True):
                 h = rg.tanh(x[0] @ W + c[0] @ U)
                 return [h], [h]
 
-            (h_T,), (ys,) = rg.scan(cell, [h0], [xs])
+            (h_T,), (ys,) = rg.lax_scan(cell, [h0], [xs])
         loss = rg.reduce_sum(ys)
         grads = rg.gradients(loss, [W, U]) if with_grad else []
     return g, loss, grads
@@ -183,11 +183,11 @@ def test_nested_loops_are_nested_clusters():
         xs = rg.placeholder(rg.float32, [None, None, 3], name="xs")
 
         def outer(c, xx):
-            (cc,), _ = rg.scan(lambda c2, x2: ([c2[0] + x2[0]], [c2[0]]), [c[0]],
+            (cc,), _ = rg.lax_scan(lambda c2, x2: ([c2[0] + x2[0]], [c2[0]]), [c[0]],
                                [rg.expand_dims(xx[0], 0)], name="inner")
             return [cc], [cc]
 
-        rg.scan(outer, [x], [xs], name="outer")
+        rg.lax_scan(outer, [x], [xs], name="outer")
     dot = to_dot(g)
     outer_at = dot.index('subgraph "cluster_loop_outer"')
     inner_at = dot.index('subgraph "cluster_loop_outer_inner"')
@@ -343,7 +343,7 @@ def test_max_depth_folds_scopes_inside_a_loop_body():
             return [h], [h]
 
         with rg.name_scope("rnn"):
-            rg.scan(step, [h0], [xs], name="while")
+            rg.lax_scan(step, [h0], [xs], name="while")
     dot = to_dot(g, max_depth=2)
     assert len([ln for ln in node_lines(dot) if 'shape="box3d"' in ln]) == 3
     assert "cluster_loop_rnn_while" in clusters(dot)

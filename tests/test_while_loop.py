@@ -215,8 +215,8 @@ def test_scan_takes_single_values_like_lax_scan_and_lists_like_before():
     g = rg.Graph()
     with g.as_default():
         xs = rg.placeholder(rg.float64, [None, 2])
-        final, ys = rg.scan(lambda c, x: (c + x, c * x), rg.zeros([2], rg.float64), xs)
-        (f2,), (ys2,) = rg.scan(lambda c, x: ([c[0] + x[0]], [c[0] * x[0]]),
+        final, ys = rg.lax_scan(lambda c, x: (c + x, c * x), rg.zeros([2], rg.float64), xs)
+        (f2,), (ys2,) = rg.lax_scan(lambda c, x: ([c[0] + x[0]], [c[0] * x[0]]),
                                 [rg.zeros([2], rg.float64)], [xs])
     x = np.arange(8.0).reshape(4, 2)
     got = rg.Session(g).run([final, ys, f2, ys2], {xs: x})

@@ -20,7 +20,7 @@ from .shape import (
 from .nn import log_softmax, one_hot, softmax, sparse_softmax_cross_entropy_with_logits
 from .fill import fill, gather, ones, zeros
 from .checks import check_numerics
-from .loop import Loop, scan, while_loop
+from .loop import Loop, lax_scan, scan, while_loop
 from .sequence import check_sequence_length, reverse_sequence
 
 from .group import group

@@ -49,6 +49,8 @@ from ..ir.value import Value
 from ..nest import flatten, pack_as
 from .base import Op, apply, as_value
 from .loop_rows import row_layout
+from .misc import stop_gradient
+from .shape import concat, expand_dims, getitem
 
 IN_GROUPS = ("trip", "rows", "carried", "invariant", "sequence")
 OUT_GROUPS = ("steps", "carried", "output", "residual")
@@ -419,8 +421,62 @@ def while_loop(cond, body, loop_vars, maximum_iterations=None, parallel_iteratio
     return rebuild(final)
 
 
-def scan(fn, init, xs, reverse=False, length=None, name="scan"):
-    """lax.scan-like: `fn(carry, x_t) -> (carry, y_t)` over time-major `xs`.
+def scan(fn, elems, initializer=None, parallel_iterations=10, back_prop=True,
+         swap_memory=False, infer_shape=True, reverse=False, name=None):
+    """tf.scan: `a = fn(a, x)` for each x along the first axis of `elems`; the stacked a's.
+
+    `elems` is a Value or a nested list/tuple/namedtuple of Values with the same first
+    dimension n; `fn(a, x)` receives x in that structure and an accumulator `a` in the
+    structure of `initializer`, and returns a new accumulator of that structure and dtypes.
+    Without an initializer the first element of elems (the last, with `reverse`) is the first
+    accumulator and the first output, and fn runs over the rest (its result then has elems'
+    structure). Returns, in the accumulator's structure, Values of shape [n] + its shape,
+    output i being the accumulator after elems[i] (in elems' order with `reverse` too).
+    `back_prop=False` stops gradients through the outputs. `parallel_iterations` and
+    `infer_shape` are accepted for TF1 compatibility (shapes are always inferred);
+    `swap_memory` as in while_loop. For JAX's form (fn returns a carry and an output), see
+    lax_scan.
+    """
+    if not callable(fn):
+        raise TypeError(f"scan(fn, elems, ...): fn must be a callable, got {type(fn).__name__}")
+    leaves = [as_value(e) for e in flatten(elems)]
+    if not leaves:
+        raise ValueError("scan needs at least one tensor in elems")
+    for e in leaves:
+        if len(e.shape) == 0:
+            raise ValueError(f"scan: elems must have a first dimension to scan over, got the "
+                             f"scalar {e.node.name}")
+    if initializer is None:
+        structure = elems
+        init = [getitem(e, -1 if reverse else 0) for e in leaves]
+        xs = [getitem(e, slice(None, -1) if reverse else slice(1, None)) for e in leaves]
+    else:
+        structure = initializer
+        init = [as_value(v) for v in flatten(initializer)]
+        xs = leaves
+
+    def step(t, carried, x_slices):
+        new = [as_value(v) for v in flatten(fn(pack_as(structure, carried),
+                                                 pack_as(elems, x_slices)))]
+        if len(new) != len(carried):
+            raise ValueError(f"scan: fn returned {len(new)} tensors for an accumulator of "
+                             f"{len(carried)} (it must return the structure of "
+                             f"{'elems' if initializer is None else 'initializer'})")
+        return new, new
+
+    _, _, ys = build_loop(step, init, xs, None, reverse=reverse,
+                          parallel_iterations=parallel_iterations, swap_memory=swap_memory,
+                          name=name or "scan")
+    if initializer is None:   # the first accumulator is the first output
+        ys = [concat([y, expand_dims(a, 0)] if reverse else [expand_dims(a, 0), y], axis=0)
+              for a, y in zip(init, ys)]
+    if not back_prop:
+        ys = [stop_gradient(y) for y in ys]
+    return pack_as(structure, ys)
+
+
+def lax_scan(fn, init, xs, reverse=False, length=None, name="scan"):
+    """jax.lax.scan's form: `fn(carry, x_t) -> (carry, y_t)` over time-major `xs`.
 
     `init` and `xs` are each a Value or a list of Values, and `fn` receives them in the same
     form (one slice x_t, or a list of slices); `y_t` is a Value or a list of Values. Returns
