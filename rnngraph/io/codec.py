@@ -175,11 +175,13 @@ def _encode_node(node: Node, arrays: ArrayTable) -> dict:
 
 
 def encode_collections(graph: Graph, arrays: ArrayTable) -> dict:
-    """Collections of Values (e.g. 'variables') by value id; other collections as plain data."""
+    """Collections of Values (e.g. 'variables') by value id, those the graph still makes; other
+    collections as plain data."""
     out = {}
+    made = {v for n in graph.nodes for v in n.outputs}
     for name, items in graph.collections.items():
-        if all(isinstance(v, Value) for v in items):
-            out[name] = {"values": [v.id for v in items]}
+        if all(isinstance(v, Value) for v in items):   # (a pass may have removed some)
+            out[name] = {"values": [v.id for v in items if v in made]}
         else:
             out[name] = {"data": encode_value(list(items), arrays, f"collection {name!r}")}
     return out

@@ -1,19 +1,172 @@
 """Losses and metrics returning scalar Values (means over the batch)."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .. import ops
+from ..ir.graph import get_default_graph
+from ..ir.value import Value
 
 
-def sparse_softmax_cross_entropy(labels, logits):
-    """Mean over the batch of -log softmax(logits)[label]."""
-    return ops.reduce_mean(ops.sparse_softmax_cross_entropy_with_logits(labels=labels,
-                                                                        logits=logits))
+class Reduction:
+    """How a tf.losses function reduces its weighted per-element losses (tf.losses.Reduction)."""
+    NONE = "none"                                            # the weighted losses themselves
+    SUM = "weighted_sum"                                     # their sum
+    SUM_OVER_BATCH_SIZE = "weighted_sum_over_batch_size"     # sum / number of elements
+    MEAN = "weighted_mean"                                   # sum / sum of the weights
+    SUM_BY_NONZERO_WEIGHTS = "weighted_sum_by_nonzero_weights"   # sum / nonzero weights
+    SUM_OVER_NONZERO_WEIGHTS = SUM_BY_NONZERO_WEIGHTS
+
+    @classmethod
+    def all(cls) -> tuple:
+        return (cls.NONE, cls.SUM, cls.SUM_OVER_BATCH_SIZE, cls.MEAN, cls.SUM_BY_NONZERO_WEIGHTS)
 
 
-def mean_squared_error(labels, predictions):
-    return ops.reduce_mean(ops.square(ops.subtract(predictions, labels)))
+LOSSES = "losses"   # the root graph's collection of losses, as TF1's GraphKeys.LOSSES
+
+
+def compute_weighted_loss(losses, weights=1.0, scope=None, loss_collection=LOSSES,
+                          reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
+    """`losses * weights` reduced as `reduction` says (tf.losses.compute_weighted_loss).
+
+    `weights` is a number or a tensor of the losses' rank whose every dimension is 1 or the
+    losses' (a [batch, time] mask of a sequence loss). The default divides the weighted sum by
+    the number of nonzero weights (0 where all are zero): a mean over the weighted elements.
+    The loss is added to the root graph's `loss_collection` (None: none); get_total_loss sums
+    that collection."""
+    _check_arguments(weights, _shape_of(losses), reduction)
+    losses = ops.as_value(losses)
+    graph = get_default_graph()
+    with graph.name_scope(scope or "weighted_loss"):
+        if isinstance(weights, numbers.Real) and not isinstance(weights, bool):
+            loss = _scalar_weighted(losses, float(weights), reduction)
+        else:
+            loss = _tensor_weighted(losses, _broadcastable_weights(weights, losses), reduction)
+    if loss_collection:
+        graph.root.collections.setdefault(loss_collection, []).append(loss)
+    return loss
+
+
+def _scalar_weighted(losses, w: float, reduction):
+    """The reductions of a number-weighted loss (the plain mean for the default weight 1)."""
+    if reduction == Reduction.NONE:
+        return losses if w == 1.0 else losses * w
+    if reduction == Reduction.SUM:
+        total = ops.reduce_sum(losses)
+        return total if w == 1.0 else total * w
+    if w == 0.0:   # nothing weighted: TF1 gives 0 (its safe division)
+        return ops.reduce_sum(losses) * 0.0
+    mean = ops.reduce_mean(losses)
+    if reduction == Reduction.SUM_OVER_BATCH_SIZE and w != 1.0:
+        return mean * w
+    if reduction == Reduction.SUM_BY_NONZERO_WEIGHTS and w != 1.0:
+        return mean * w
+    return mean   # MEAN: sum(w * l) / sum(w) is the mean for any nonzero w
+
+
+def _shape_of(x) -> tuple:
+    return tuple(x.shape) if isinstance(x, Value) else np.shape(x)
+
+
+def _broadcast(a: tuple, b: tuple) -> tuple:
+    """The broadcast of two static shapes, None where a dimension is not known."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    return tuple(y if x == 1 else x if y == 1 else (x if x == y else None)
+                 for x, y in zip(a, b))
+
+
+def _check_arguments(weights, loss_shape, reduction) -> None:
+    """Refuse a reduction or weights that cannot apply, before any node is made."""
+    if reduction not in Reduction.all():
+        raise ValueError(f"reduction must be one of rg.losses.Reduction's {Reduction.all()}, "
+                         f"got {reduction!r}")
+    if isinstance(weights, numbers.Real):
+        return
+    ws, ls = _shape_of(weights), tuple(loss_shape)
+    if len(ws) != 0 and (len(ws) != len(ls) or any(
+            w is not None and l is not None and w not in (1, l) for w, l in zip(ws, ls))):
+        raise ValueError(f"weights of shape {list(ws)} cannot weight losses of shape "
+                         f"{list(ls)}: give a number, or a tensor of rank {len(ls)} whose every "
+                         "dimension is 1 or the losses'")
+
+
+def _broadcastable_weights(weights, losses):
+    weights = ops.as_value(weights, losses.dtype)
+    if weights.dtype != losses.dtype:
+        weights = ops.cast(weights, losses.dtype)
+    return weights
+
+
+def _safe_divide(total, count):
+    """total / count, 0 where count is 0 (TF1's div_no_nan)."""
+    empty = ops.equal(count, ops.zeros_like(count))
+    return ops.where(empty, ops.zeros_like(total),
+                     total / ops.where(empty, ops.ones_like(count), count))
+
+
+def _tensor_weighted(losses, weights, reduction):
+    weighted = losses * weights
+    if reduction == Reduction.NONE:
+        return weighted
+    total = ops.reduce_sum(weighted)
+    if reduction == Reduction.SUM:
+        return total
+    if reduction == Reduction.SUM_OVER_BATCH_SIZE:
+        return total / ops.cast(ops.reduce_sum(ops.ones_like(losses)), losses.dtype)
+    spread = weights * ops.ones_like(losses)   # the weights broadcast to the losses' shape
+    if reduction == Reduction.MEAN:
+        return _safe_divide(total, ops.reduce_sum(spread))
+    nonzero = ops.cast(ops.not_equal(spread, ops.zeros_like(spread)), losses.dtype)
+    return _safe_divide(total, ops.reduce_sum(nonzero))
+
+
+def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
+                                 loss_collection=LOSSES,
+                                 reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
+    """-log softmax(logits)[label] per element, weighted and reduced as compute_weighted_loss
+    (tf.losses.sparse_softmax_cross_entropy): by default the mean over the batch, or over the
+    nonzero weights (a sequence mask)."""
+    _check_arguments(weights, _shape_of(labels), reduction)
+    with get_default_graph().name_scope(scope or "sparse_softmax_cross_entropy_loss"):
+        losses = ops.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        return compute_weighted_loss(losses, weights, None, loss_collection, reduction)
+
+
+def mean_squared_error(labels, predictions, weights=1.0, scope=None, loss_collection=LOSSES,
+                       reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
+    """(predictions - labels)^2 per element, weighted and reduced as compute_weighted_loss
+    (tf.losses.mean_squared_error): by default the mean."""
+    _check_arguments(weights, _broadcast(_shape_of(labels), _shape_of(predictions)), reduction)
+    with get_default_graph().name_scope(scope or "mean_squared_error"):
+        losses = ops.square(ops.subtract(predictions, labels))
+        return compute_weighted_loss(losses, weights, None, loss_collection, reduction)
+
+
+def add_loss(loss, loss_collection=LOSSES):
+    """Add `loss` to the root graph's `loss_collection` (tf.losses.add_loss)."""
+    if loss_collection:
+        get_default_graph().root.collections.setdefault(loss_collection, []).append(
+            ops.as_value(loss))
+
+
+def get_losses(scope=None, loss_collection=LOSSES) -> list:
+    """The losses in `loss_collection` (whose names start with `scope`, when given)."""
+    found = list(get_default_graph().root.collections.get(loss_collection, []))
+    return [v for v in found if scope is None or v.node.name.startswith(scope)]
+
+
+def get_total_loss(add_regularization_losses=True, name="total_loss", scope=None):
+    """The sum of get_losses(scope) (tf.losses.get_total_loss). rnngraph has no regularization
+    losses collection: `add_regularization_losses` changes nothing."""
+    losses = get_losses(scope)
+    if not losses:
+        raise ValueError("get_total_loss: no losses were made (tf.losses functions and add_loss "
+                         "add them)")
+    return ops.add_n(losses, name=name) if len(losses) > 1 else ops.identity(losses[0],
+                                                                              name=name)
 
 
 def in_top_k(predictions, targets, k: int = 1):

@@ -25,11 +25,11 @@ def clone(graph: Graph, roots: list[Value]) -> tuple[Graph, dict]:
             for v in n.inputs:
                 push(v.node)
     new = Graph(name=graph.name)
-    new.collections = {k: list(v) for k, v in graph.collections.items()}
     vmap: dict[Value, Value] = {}
     _copy_nodes(graph, new, [n for n in graph.nodes if n in needed], vmap)
-    new.collections["variables"] = [vmap[v] for v in graph.collections.get("variables", [])
-                                    if v in vmap]
+    for key, items in graph.collections.items():   # Values: the copies (those copied); data as is
+        values = all(isinstance(v, Value) for v in items)
+        new.collections[key] = [vmap[v] for v in items if v in vmap] if values else list(items)
     return new, vmap
 
 
