@@ -256,9 +256,9 @@ def test_a_static_rnn_fits_under_its_unplanned_peak(cell, strategy):
 def test_below_the_floor_the_plan_says_the_smallest_budget_and_that_one_runs():
     g, fetches, fd = _static("gru")
     ref, peak = _unplanned(g, fetches, fd)
-    low = rg.Session(g, device=SimulatedDevice(), memory_budget=peak // 4)
+    low = rg.Session(g, device=SimulatedDevice(), memory_budget=peak // 6)
     plan = low.memory_plan(fetches, _shapes(fd))
-    assert not plan.fits and peak // 4 < plan.min_budget < peak
+    assert not plan.fits and peak // 6 < plan.min_budget < peak
     assert plan.predicted_peak == plan.min_budget   # (the leanest program found is used)
     sess, again, got = _planned(g, fetches, fd, plan.min_budget)
     assert again.fits

@@ -41,6 +41,8 @@ class SpilledValue:
     bytes: int
     placement: str                # HOST | RECOMPUTE
     op: str = ""                  # its producer's op (what a recomputation reruns)
+    segment: int = 0              # recompute: > 0 for a value of a checkpointed segment (its
+    #                               chain rerun from the kept values before it), 0 alone
 
 
 @dataclass
@@ -205,12 +207,20 @@ class MemoryPlan:
             width = max(len("value"), *(len(s.name) for s in shown))
             lines.append(f"  {'value':<{width}}  {'op':<12}  {'bytes':>10}  placement")
             for s in shown:
+                seg = f" (segment {s.segment})" if s.segment else ""
                 lines.append(f"  {s.name:<{width}}  {s.op:<12}  {fmt_bytes(s.bytes):>10}  "
-                             f"{s.placement}")
+                             f"{s.placement}{seg}")
             if more:
                 counts = {p: sum(1 for s in more if s.placement == p) for p in (HOST, RECOMPUTE)}
                 lines.append(f"  ... {len(more)} more, {fmt_bytes(sum(s.bytes for s in more))} "
                              f"({counts[HOST]} offloaded, {counts[RECOMPUTE]} recomputed)")
+            segs = {s.segment for s in self.spilled if s.segment}
+            if segs:
+                n = sum(1 for s in self.spilled if s.segment)
+                lines.append(f"  recomputed as {len(segs)} checkpointed segment"
+                             f"{'s' if len(segs) != 1 else ''} ({n} values: each segment's "
+                             f"producers rerun once, from the values kept before it, right "
+                             f"before its first gradient reader)")
         if self.summed:
             lines.append(f"sums made running (each operand added as it is made, in add_n's "
                          f"order, so the bits do not change): {len(self.summed)} add_n "
@@ -238,6 +248,10 @@ class MemoryPlan:
         if "stream_outputs" in self.passes_on:
             lines.append("loop outputs streamed (stream_outputs): their per-step consumers run "
                          "inside the loops, so no [T, ...] output stack or gradient is made")
+        if "sink_gather" in self.passes_on:
+            lines.append("embedding lookups gathered per step inside the loops (sink_gather): "
+                         "the loops read the int ids, and the embedding's gradient is summed "
+                         "in the backward loop, so no [T, ...] input or input gradient is made")
         sliced = {s.name.rpartition(":")[0] for s in self.spilled if s.op == "placeholder"}
         rows = [(name, b) for name, b in self.host_fed if name not in sliced]
         steps = [(name, b) for name, b in self.host_fed if name in sliced]

@@ -19,6 +19,14 @@ chosen) gives the bytes live at each step. Then, while the highest step is over 
   candidate spanning the highest step with the most bytes per second of added time is taken
   and the profile updated; a recomputed value's inputs then stay where they are, and a value
   offloaded is not read again by a recomputation after its early group.
+- where that leaves the peak over the budget and recomputation is allowed, the same is done
+  again after checkpointed segments (Chen et al. 2016; _segment_plan): the forward values
+  held across the peak for the gradient are recomputed a segment at a time, from checkpoints
+  kept where the forward chain is narrowest (a static_rnn's state between steps), spaced so
+  that the step profile fits with the least added time (about sqrt(T) steps apart when the
+  budget is tight; one more run of the forward producers at most). The one-value choices
+  then leave the segments' values and the values they read alone; the lower of the two
+  profiles is taken.
 
 The caller compiles the program with the choice and plans it again: that simulation is the
 prediction. Steps inside a loop node count their loop's working set only where the
@@ -27,17 +35,23 @@ that misses.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..passes.spill_values import fed_slices, spill_problem, split_readers
+from ..passes.spill_values import (fed_slices, late_start, segments_of, spill_problem,
+                                   split_readers)
 from .costs import CPU_PROFILE, DeviceProfile
 from .loops import HOST, RECOMPUTE
 from .plan import SpilledValue
 from .planner import node_flops
 from .simulate import PeakModel
 from .shapes import infer_shapes
+
+# a forward producer reading more values than this (a stack or sum of every step's output)
+# is never part of a recomputed segment: recomputing it would need every segment at once
+GATHER = 4
 
 # producers whose values are nobody's to move (the caller's, the session's, constants)
 _SOURCES = ("placeholder", "variable", "param", "constant")
@@ -141,8 +155,28 @@ def choose_spills(schedule, feed_types: dict, budget: int, profile: DeviceProfil
     if out.accumulate:   # (their operands go at the adds now: not across the peak)
         summed = {n for n in nodes if n.name in set(out.accumulate)}
         cands = [c for c in cands if not summed & {nodes[i] for i in readers[c[0]]}]
-    if not cands:
+    if not cands and RECOMPUTE not in kinds:
         return _done(out, prof)
+    seg_prof, seg = prof.copy(), copy.deepcopy(out)
+    _greedy(cands, prof, out, budget, host_budget)
+    if int(prof.max()) <= budget or RECOMPUTE not in kinds:
+        return _done(out, prof)
+    # (still over: checkpointed segments of the forward chain first, then values one at a time)
+    touched = _segment_plan(nodes, readers, key, model, seg_prof, seg, keep, info, profile,
+                            budget, min_bytes)
+    if touched is None:
+        return _done(out, prof)
+    rest = [c for c in cands if c[0] not in touched and touched.isdisjoint(c[0].node.inputs)]
+    _greedy(rest, seg_prof, seg, budget, host_budget)
+    if int(seg_prof.max()) < int(prof.max()):
+        return _done(seg, seg_prof)
+    return _done(out, prof)
+
+
+def _greedy(cands, prof, out, budget, host_budget):
+    """Values one at a time (the module's docstring), added to `out`; updates `prof`."""
+    if not cands:
+        return
     E = np.array([c[1] for c in cands])
     L = np.array([c[2] for c in cands])
     B = np.array([c[3] for c in cands], dtype=np.int64)
@@ -187,7 +221,6 @@ def choose_spills(schedule, feed_types: dict, budget: int, profile: DeviceProfil
                     rec_ok[k] = False
         out.values.append(SpilledValue(v.name, int(b), RECOMPUTE if recompute else HOST,
                                        v.node.op.name))
-    return _done(out, prof)
 
 
 def _done(out: SpillChoice, prof) -> SpillChoice:
@@ -263,3 +296,236 @@ def _fed_on_host(schedule, nodes, readers, model, prof, profile, out) -> None:
         prof += delta
         out.values.append(SpilledValue(v.name, int(b), HOST, v.node.op.name))
         out.time += profile.transfer_time(0, b)
+
+
+def _segment_plan(nodes, readers, key, model, prof, out, keep, info, profile, budget,
+                  min_bytes):
+    """Checkpointed segments (Chen et al. 2016) of the forward values the gradient reads:
+    added to `out` as recomputed values (SpilledValue.segment: 1, 2, ...); updates `prof`.
+    Returns the values the segments read or name (what the one-value choices must leave
+    alone), or None where no segmentation lowers the peak.
+
+    The forward values the gradient reads that are held across the peak (their readers' widest
+    gap spans it), and the forward producers they need, in schedule order; a cut after one of
+    them keeps the values crossing it (the checkpoint: a static_rnn's state). Cuts go only
+    where few bytes cross (at most 1.5 times the fewest in the steady middle half: between
+    steps, not inside a cell), each after about a bytes of the values read late; every
+    stretch is recomputed as one segment right before its first late reader
+    (passes/spill_values.py), the last one (its gradient runs first) or not. Several byte
+    sizes a are tried (from the sum of those values over 2 to over one stretch per possible
+    cut), with and without the last stretch; the one whose step profile fits the budget with
+    the least added time is taken, else the lowest."""
+    position = {n: i for i, n in enumerate(nodes)}
+    last_use: dict = {}   # buffer key -> the last step reading it (or making it)
+    for v, k in key.items():
+        at = max(readers.get(v, ()) or [position.get(v.node, -1)])
+        last_use[k] = max(last_use.get(k, -1), at)
+
+    def free(k) -> bool:   # (a buffer there all along: a source's, a fed or fetched value's)
+        return k in keep or k.node.op.name in _SOURCES or k.node not in position
+
+    def eligible(n) -> bool:
+        if n.is_gradient or n.op.subgraphs() or n.op.name in _SOURCES or n.op.stateful or \
+                n.op.name in ("to_host", "to_device", "host_rows"):
+            return False
+        outs = [v for v in n.outputs if v in key]
+        if not outs or any(v in keep for v in n.outputs) or all(free(key[v]) for v in outs):
+            return False
+        # (a gather of many steps, a stack of the outputs: it reads every segment)
+        return len({x.node for x in n.inputs if not free(key.get(x, x))}) <= GATHER
+
+    # forward values held across the peak for the gradient, and the producers they need
+    peak = int(prof.argmax())
+
+    def across(i, v) -> bool:
+        rs = readers.get(v, ())
+        if not rs or not any(nodes[r].is_gradient for r in rs):
+            return False
+        at = split_readers(i, rs)
+        return (rs[at - 1] if at else i) < peak < rs[at]
+    late_read = [v for i, n in enumerate(nodes) if eligible(n) for v in n.outputs
+                 if across(i, v)]
+    if not late_read:
+        return None
+    need, stack = set(), [v.node for v in late_read]
+    while stack:
+        n = stack.pop()
+        if n in need:
+            continue
+        need.add(n)
+        stack.extend(x.node for x in n.inputs if x.node in position and eligible(x.node))
+    order = sorted(need, key=position.__getitem__)
+    idx = {n: j for j, n in enumerate(order)}
+    m = len(order)
+    # bytes crossing each cut (after order[j]), by buffer
+    span: dict = {}
+    for n in order:
+        for v in n.outputs:
+            k = key.get(v)
+            if k is None or free(k):
+                continue
+            far = max([idx[nodes[i]] for i in readers.get(v, ()) if nodes[i] in idx] or [-1])
+            lo, hi = span.get(k, (idx[n], idx[n]))
+            span[k] = (min(lo, idx[n]), max(hi, far))
+    cross = np.zeros(m + 1, dtype=np.int64)
+    for k, (lo, hi) in span.items():
+        if hi > lo:
+            cross[lo] += model.nbytes(k)
+            cross[hi] -= model.nbytes(k)
+    cross = np.cumsum(cross)[:m]
+    made = np.zeros(m, dtype=np.int64)   # bytes of late-read buffers made at each producer
+    for v in late_read:
+        k = key[v]
+        if k is v and not free(k) and v.node in idx:
+            made[idx[v.node]] += model.nbytes(v)
+    first = int(np.argmax(made > 0))
+    if m - first < 3:
+        return None
+    floor = int(cross[max(first, m // 4):max(first + 1, 3 * m // 4)].min())   # (steady state)
+    cuttable = cross <= max(floor * 3 // 2, floor + min_bytes)
+    cuttable[:first] = False
+    cuttable[m - 1] = False
+    total = int(made.sum())
+    n_cuts = int(cuttable.sum())
+    if not n_cuts or not total:
+        return None
+    counts = sorted({int(round(x)) for x in np.geomspace(2, n_cuts + 1, 16)})
+    late_set = set(late_read)
+    sizes: dict = {}
+    costs: dict = {}
+
+    def nbytes(v) -> int:   # (memoised: each option scores the same values again)
+        if v not in sizes:
+            sizes[v] = model.nbytes(v)
+        return sizes[v]
+
+    def seconds(n) -> float:
+        if n not in costs:
+            costs[n] = profile.compute_time(node_flops(n, info), 1)
+        return costs[n]
+    best, tried = None, set()
+    for count, last in ((c, last) for c in counts for last in (False, True)):
+        cuts = _cuts(made, cuttable, total / count, last)
+        if not cuts or cuts in tried:
+            continue
+        tried.add(cuts)
+        got = _segments_for(order, idx, cuts, late_set, readers, nodes, key, position,
+                            last_use, free, nbytes, seconds, prof)
+        if got is None:
+            continue
+        peak, t = int(got[0].max()), got[1]
+        rank = (peak > budget, t if peak <= budget else peak)
+        if best is None or rank < best[0]:
+            best = (rank, got)
+    if best is None or int(best[1][0].max()) >= int(prof.max()):
+        return None
+    est, t, names, touched = best[1]
+    prof[:] = est
+    out.time += t
+    for v, seg in names:   # (bytes: those the segment frees, of the values read late)
+        own = key.get(v) is v and v in late_set
+        out.values.append(SpilledValue(v.name, int(model.nbytes(v)) if own else 0, RECOMPUTE,
+                                       v.node.op.name, seg))
+    return touched
+
+
+def _cuts(made, cuttable, size: float, last: bool) -> tuple:
+    """Where the stretches end (indices into the forward producers): at the first cuttable
+    point after about `size` bytes of late-read values were made since the last cut; `last`:
+    the stretch after the last cut is a segment too."""
+    m = len(made)
+    cuts, acc = [], 0
+    for j in range(m):
+        acc += int(made[j])
+        if acc >= size and cuttable[j]:
+            cuts.append(j)
+            acc = 0
+    if last and (not cuts or cuts[-1] < m - 1):
+        cuts.append(m - 1)
+    return tuple(cuts)
+
+
+def _segments_for(order, idx, cuts, late_set, readers, nodes, key, position, last_use, free,
+                  nbytes, seconds, prof):
+    """(step profile, added seconds, [(value, segment number)], values touched) with the
+    stretches ending at `cuts` recomputed as segments; None where that names nothing."""
+    delta = np.zeros(len(prof) + 1, dtype=np.int64)
+    names, touched, t = [], set(), 0.0
+    lo = 0
+    number = 0
+    for hi in cuts:
+        inside = set(order[lo:hi + 1])
+        # the checkpoint: values made here and read past the cut (kept)
+        kept = {v for n in inside for v in n.outputs
+                if any(nodes[i] in idx and idx[nodes[i]] > hi for i in readers.get(v, ()))}
+        seg, stack = set(), [n for n in order[lo:hi + 1]
+                             if any(v in late_set and v not in kept for v in n.outputs)]
+        while stack:
+            n = stack.pop()
+            if n in seg or n not in inside or any(v in kept for v in n.outputs):
+                continue
+            seg.add(n)
+            stack.extend(x.node for x in n.inputs if x not in kept)
+        lo = hi + 1
+        if not seg:
+            continue
+        values = [v for n in seg for v in n.outputs if readers.get(v)]
+        for part in segments_of(values):
+            number += 1
+            t += _one_segment(part, readers, nodes, key, position, last_use, free, nbytes,
+                              seconds, delta, names, touched, number)
+    if not names:
+        return None
+    return prof + np.cumsum(delta)[:len(prof)], t, names, touched
+
+
+def _one_segment(part, readers, nodes, key, position, last_use, free, nbytes, seconds,
+                 delta, names, touched, number) -> float:
+    """Profile change (into `delta`) and added seconds of recomputing the nodes `part` (one
+    segment, as passes/spill_values.py places it)."""
+    part.sort(key=position.__getitem__)
+    inside = set(part)
+    reads = [i for n in part for v in n.outputs for i in readers.get(v, ())]
+    at = late_start([position[n] for n in part], reads,
+                    [i for i in reads if nodes[i].is_gradient])
+    if at is None:
+        return 0.0
+    seen, interior_live, interior_peak = set(), 0, 0
+    last_inside: dict = {}
+    for n in part:
+        for x in n.inputs:
+            last_inside[x] = position[n]
+    for n in part:
+        for v in n.outputs:
+            touched.add(v)
+            if readers.get(v):
+                names.append((v, number))
+            k = key.get(v)
+            if k is not v:
+                continue
+            b = nbytes(v)
+            early = [i for i in readers.get(v, ()) if i < at]
+            if last_use.get(k, -1) >= at:   # (read late: gone between its early readers and at)
+                stop = max(early + [position[n]])
+                delta[stop + 1] -= b
+                delta[at] += b
+            else:                           # (interior: made and read within the copies)
+                interior_live += b
+                interior_peak = max(interior_peak, interior_live)
+        for x in n.inputs:
+            touched.add(x)
+            if x.node in inside:
+                if last_inside.get(x) == position[n] and key.get(x) is x and \
+                        last_use.get(x, -1) < at:
+                    interior_live -= nbytes(x)
+                continue
+            k = key.get(x)
+            if k is None or free(k) or k in seen:
+                continue
+            seen.add(k)
+            if last_use.get(k, -1) < at:   # (read again at `at`: held longer)
+                delta[last_use[k] + 1] += nbytes(k)
+                delta[at + 1] -= nbytes(k)
+    delta[at] += interior_peak
+    delta[at + 1] -= interior_peak
+    return sum(seconds(n) for n in part)

@@ -17,6 +17,21 @@ is what the executor's schedule follows (memory/liveness.py), so placement is th
 the order stays topological (every new node sits after its inputs' producers and before its
 readers).
 
+Recomputed values form segments (Chen et al. 2016's checkpointed segments): two named values
+are in one segment when one's producer reads the other (directly or through other named
+values). A segment's producers are copied once each, in schedule order, right before its
+first late reader: the first gradient node reading one of its values after its last producer
+(the widest gap as above where no gradient node reads them). A copy reads the copies of the
+segment's values and the values outside the segment as they are (the kept checkpoints,
+weights, fed slices), and every reader of a segment value from there on reads the copy. A
+value the segment's producers alone read (a pre-activation, a split's pieces) is interior:
+copied, read by the copies, then gone. So a static_rnn with a checkpoint every k steps reruns
+each run of k steps once, from the state kept before it, and holds one segment's values at a
+time; a value named alone (its producer's inputs not named) is the one-value case above. The
+copies run the same ops on the same inputs, so the values keep their bits; random ops draw the
+same numbers again (a pure function of their seed and of their inputs: the run counter's value
+and the step).
+
 An add_n node named in "accumulate" becomes a running sum: ((x0 + x1) + x2) + ..., each add
 placed right after its operand is made, so no operand waits for the last one (a static_rnn's
 per-step weight gradients); add_n sums in that very order, so the bits do not change.
@@ -30,8 +45,8 @@ gradient step reading it).
 
 Values that cannot be spilled are refused with a ValueError naming them: fetched or fed values,
 variables, a loop's saved residuals (their plan is the loop's), values nothing reads; and, for
-recomputation, values of a node that is stateful, a loop, has several outputs, or must not be
-rerun (not foldable: random numbers, checks).
+recomputation, values of a node that is stateful or a loop (a split's several outputs are
+copied together).
 """
 from __future__ import annotations
 
@@ -110,15 +125,14 @@ def spill_problem(v, keep: set, readers: list, recompute: bool = False,
         # (random ops are pure functions of their seed, run counter and step: rerunnable)
         if node.op.stateful or node.op.name == "host_rows":
             return f"its producer ({node.op.name}) must not run twice"
-        if len(node.outputs) != 1:
-            return f"its producer ({node.op.name}) has several outputs"
     return None
 
 
 def _fed_on_host(graph: Graph, v, slicers: list, readers_of: dict, position: dict,
-                 before: dict) -> None:
+                 before: dict, placed: dict) -> None:
     """Fed value v stays on the host; each slice its unstack nodes made is copied to the
-    device right before its first early reader and again before its first late reader."""
+    device right before its first early reader and again before its first late reader (a
+    recomputed segment's copy among them: before the segment, `placed` says where)."""
     first = min((n for n in readers_of.get(v, ())), key=position.__getitem__)
     h = graph.add_node(ToHost(), [v], [v.type], f"{v.node.name}/to_host", first.location)
     before.setdefault(first, []).append(h)
@@ -134,7 +148,10 @@ def _fed_on_host(graph: Graph, v, slicers: list, readers_of: dict, position: dic
                 new = graph.add_node(ToDevice(axis, j), [h.outputs[0]], [part.type],
                                      f"{u.name}/to_device", u.location)
                 new.is_gradient = getattr(group[0], "is_gradient", False)
-                before.setdefault(group[0], []).append(new)
+                if group[0] in placed:   # (a segment's copy: the slice goes before them all)
+                    before.setdefault(placed[group[0]], []).insert(0, new)
+                else:
+                    before.setdefault(group[0], []).append(new)
                 for r in group:
                     r.inputs = [new.outputs[0] if x is part else x for x in r.inputs]
 
@@ -225,27 +242,23 @@ def spill_values(graph: Graph, host=(), recompute=(), accumulate=()) -> int:
             r.inputs = [acc if x is node.outputs[0] else x for x in r.inputs]
         for role, vs in graph.results.items():
             graph.results[role] = [acc if x is node.outputs[0] else x for x in vs]
+    placed = _segments(graph, [v for v, _, _, again in todo if again], readers_of, position,
+                       before)
     for v, early, late, again in todo:
         node = v.node
         if v.node.op.name == "placeholder":   # (a fed value left on the host)
-            _fed_on_host(graph, v, fed[v], readers_of, position, before)
+            _fed_on_host(graph, v, fed[v], readers_of, position, before, placed)
             continue
-        first = late[0]
         if again:
-            new = graph.add_node(copy.copy(node.op), list(node.inputs), [v.type],
-                                 f"{node.name}/recompute", node.location)
-            back = new.outputs[0]
-            before.setdefault(first, []).append(new)
-        else:
-            last = early[-1] if early else node
-            out = graph.add_node(ToHost(), [v], [v.type], f"{node.name}/to_host",
-                                 node.location)
-            new = graph.add_node(ToDevice(), [out.outputs[0]], [v.type],
-                                 f"{node.name}/to_device", node.location)
-            back = new.outputs[0]
-            after.setdefault(last, []).append(out)
-            before.setdefault(first, []).append(new)
-            out.is_gradient = node.is_gradient
+            continue   # (recomputed above, a segment at a time)
+        first, last = late[0], (early[-1] if early else node)
+        out = graph.add_node(ToHost(), [v], [v.type], f"{node.name}/to_host", node.location)
+        new = graph.add_node(ToDevice(), [out.outputs[0]], [v.type], f"{node.name}/to_device",
+                             node.location)
+        back = new.outputs[0]
+        after.setdefault(last, []).append(out)
+        before.setdefault(first, []).append(new)
+        out.is_gradient = node.is_gradient
         new.is_gradient = getattr(first, "is_gradient", False)
         for r in late:
             r.inputs = [back if x is v else x for x in r.inputs]
@@ -266,6 +279,84 @@ def spill_values(graph: Graph, host=(), recompute=(), accumulate=()) -> int:
         graph._by_name.pop(n.name, None)
     graph.version += 1
     return len(todo) + len(sums)
+
+
+def late_start(made_at: list, read_at: list, gradient_at=()):
+    """Where a segment's copies go: the position of its first late reader, None if nothing
+    reads its values after its last producer. `made_at`: its producers' positions;
+    `read_at`: positions of its values' readers; `gradient_at`: those of them that are
+    gradient nodes. A segment of several producers: its first gradient reader after them
+    (their forward readers before it read the values first made); one producer, or no
+    gradient reader: the first reader after the widest gap (split_readers, the last producer
+    counting as the first read)."""
+    end = max(made_at)
+    grads = [p for p in gradient_at if p > end]
+    if len(set(made_at)) > 1 and grads:
+        return min(grads)
+    rs = sorted({p for p in read_at if p > end})
+    return rs[split_readers(end, rs)] if rs else None
+
+
+def segments_of(values) -> list:
+    """The segments of the values named for recomputation: [[producer nodes]] in the order
+    given, two nodes in one segment when one reads an output of the other (union-find over
+    the named values' producers)."""
+    nodes = list(dict.fromkeys(v.node for v in values))
+    parent = {n: n for n in nodes}
+
+    def root(n):
+        while parent[n] is not n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+    for n in nodes:
+        for x in n.inputs:
+            if x.node in parent:
+                a, b = root(n), root(x.node)
+                if a is not b:
+                    parent[a] = b
+    groups: dict = {}
+    for n in nodes:
+        groups.setdefault(root(n), []).append(n)
+    return list(groups.values())
+
+
+def _segments(graph: Graph, values: list, readers_of: dict, position: dict,
+              before: dict) -> dict:
+    """Copy each segment of the recomputed `values` once, right before the first late reader
+    of its values; readers from there on read the copies. Returns {copy: the node it goes
+    before}; the copies join `readers_of` and `position` (just before that node), so a fed
+    value's slices left on the host reach them too."""
+    placed: dict = {}
+    node_at = {i: n for n, i in position.items()}
+    for seg in segments_of(values):
+        seg.sort(key=position.__getitem__)
+        reads = [r for n in seg for v in n.outputs for r in readers_of.get(v, ())
+                 if r in position]
+        at = late_start([position[n] for n in seg], [position[r] for r in reads],
+                        [position[r] for r in reads if r.is_gradient])
+        if at is None:
+            raise ValueError("passes['recompute']: nothing after the segment of "
+                             f"{seg[0].name} reads its values")
+        first = node_at[at]
+        copies: dict = {}
+        for n in seg:
+            new = graph.add_node(copy.copy(n.op), [copies.get(x, x) for x in n.inputs],
+                                 [v.type for v in n.outputs], f"{n.name}/recompute",
+                                 n.location)
+            new.is_gradient = getattr(first, "is_gradient", False)
+            copies.update(zip(n.outputs, new.outputs))
+            before.setdefault(first, []).append(new)
+            placed[new] = first
+            position[new] = position[first] - 0.5
+            for x in new.inputs:
+                readers_of.setdefault(x, []).append(new)
+        at = position[first]
+        for v, back in copies.items():
+            for r in readers_of.get(v, ()):
+                if position.get(r, -1) >= at and r not in placed:
+                    r.inputs = [back if x is v else x for x in r.inputs]
+    return placed
 
 
 def _check_order(order: list, gone: set) -> None:
