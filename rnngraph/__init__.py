@@ -24,6 +24,7 @@ from . import nn, train
 from .train.clipping import clip_by_global_norm, clip_by_norm, global_norm  # (tf.clip_by_*)
 from .render import render, to_dot, to_networkx
 from .nn import layers, losses
+from .nn.masks import sequence_mask  # (tf.sequence_mask)
 # TF1 front end: variable scopes (get_variable follows them, as tf.get_variable does), device,
 # session options, tf.contrib.* and tf.summary.*
 from .nn.scopes import (AUTO_REUSE, VariableScope, device, get_variable, get_variable_scope,

@@ -291,6 +291,7 @@ SCHEMAS: dict[str, OpSchema] = {
                                                       Float(finite=False)),
                       "dtype": DTYPE}),
     "gather": NONE, "gather_grad": NONE,
+    "scatter_add_rows": OpSchema({"in_place": Bool()}),   # ops/scatter.py (sink_gather)
     # ops/nn.py
     "log_softmax": OpSchema({"axis": AXIS}), "softmax": OpSchema({"axis": AXIS}),
     "one_hot": OpSchema({"depth": optional(DIM), "dtype": DTYPE}),
@@ -299,6 +300,7 @@ SCHEMAS: dict[str, OpSchema] = {
     "check_numerics": OpSchema({"message": Text()}),
     # ops/sequence.py, ops/rows.py, ops/group.py, ops/linalg.py
     "check_sequence_length": NONE,
+    "check_steps": NONE,   # (passes/stream_outputs.py)
     "reverse_sequence": OpSchema({"seq_axis": AXIS, "batch_axis": AXIS}),
     "invert_permutation": NONE, "permute_rows": OpSchema({"axis": AXIS}),
     "host_rows": OpSchema({"time_axis": Int(0, MAX_RANK - 1)}),   # ops/host_rows.py

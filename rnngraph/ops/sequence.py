@@ -1,4 +1,5 @@
-"""Ops on variable-length batches: validating sequence_length, reversing rows within length."""
+"""Ops on variable-length batches: validating sequence_length, reversing rows within length,
+checking that a streamed per-step value has its loop's steps."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,6 +19,37 @@ class CheckSequenceLength(Op):
         if lengths.rank != 1:
             raise ShapeError(f"sequence_length must be a vector, got {lengths}")
         return lengths
+
+
+class CheckSteps(Op):
+    """x passed through (a view) after checking at run time that `fed` has as many rows
+    (axis 0) as `like`: a time-major per-step target that passes/stream_outputs.py made a
+    sequence input of a loop must have the loop's steps (`like`: the sequence that gives the
+    loop its length), as the whole-tensor op it replaced would have required; the loops alone
+    would read its first steps and leave the rest. fed and like are read for their shapes
+    only (either may be left on the host)."""
+    name = "check_steps"
+    foldable = False
+    differentiable = False
+    shape_inputs = (1, 2)
+
+    def infer(self, x, fed, like):
+        if fed.rank < 1 or like.rank < 1:
+            raise ShapeError(f"check_steps needs fed and like of rank >= 1, got {fed} and "
+                             f"{like}")
+        return x
+
+    def compute(self, xp, x, fed, like):
+        if fed.shape[0] != like.shape[0]:
+            raise InvalidArgumentError(f"a per-step value has {fed.shape[0]} steps, the loop "
+                                       f"reading it runs over {like.shape[0]}")
+        return x
+
+    def aliases_input(self, node):
+        return 0   # (a view: memory plans see no copy)
+
+    def flops(self, node):
+        return 0
 
 
 class ReverseSequence(Op):

@@ -6,6 +6,13 @@ accumulators: a carried `acc' = acc + e_t` (a shared weight's gradient in a back
 outputs: a stacked output y_t = v_t @ W is computed after the loop as V @ W in one product
   (rows past the executed steps stay zero, since the product of a zero row is zero).
 
+A forward loop's running sum (stream_outputs moves a loss and the weight gradients of its
+head into the forward loop, summed per step, in float64 for narrower floats) is sunk only
+where the sum reads stacks the loop has already: stacking its per-step terms instead (the
+[T, B, V] gradient of a head's logits, or the float64 [T, H, V] products) would raise the peak
+the streaming lowered, for one product instead of T smaller ones. A backward loop's weight
+gradients are sunk as before (the stacks of its gate gradients buy one large product).
+
 With `chunk_steps=C` (a memory budget that cannot hold [T, ...] stacks), an accumulator's sum
 is taken per chunk of C steps instead, in the loop's chunk epilogue (ops/loop.py): the steps'
 a_t and b_t are gathered into [C, ...] blocks, and after each chunk acc += one product over
@@ -162,6 +169,8 @@ def _sink_accumulators(graph, loop, chunk_steps=None) -> int:
             continue
         e = n.inputs[1] if n.inputs[0] is acc else n.inputs[0]
         b = b or (_ChunkBuilder(loop) if chunk_steps else _Builder(graph, loop))
+        if not chunk_steps and not loop.is_gradient and not _stacks_exist(e, b):
+            continue   # (a forward loop's running sum: summed as it goes, see the docstring)
         total = b.total(e)
         if total is None:
             continue
@@ -187,6 +196,30 @@ def _sink_accumulators(graph, loop, chunk_steps=None) -> int:
         if chunk_steps:
             toposort(body)
     return count
+
+
+def _stacks_exist(e, b) -> bool:
+    """Would b.total(e) read only stacks the loop has already (its sequence inputs and its
+    stacked outputs), making no new [T, ...] stack of a per-step value?"""
+    n = e.node
+    if e not in b.variant:
+        return True
+    if isinstance(n.op, AddN) or n.op.name == "add" and e.type == n.inputs[0].type == \
+            n.inputs[1].type:
+        return all(_stacks_exist(v, b) for v in n.inputs)
+    if isinstance(n.op, GetitemGrad) or isinstance(n.op, SumTo):
+        return _stacks_exist(n.inputs[0], b)
+    if isinstance(n.op, MatMul) and isinstance(n.inputs[0].node.op, MatrixTranspose):
+        a, c = n.inputs[0].node.inputs[0], n.inputs[1]
+        if a.type.rank == 2 and c.type.rank == 2 and a in b.variant and c in b.variant:
+            return _stacked(a, b) and _stacked(c, b)
+    return _stacked(e, b)
+
+
+def _stacked(v, b) -> bool:
+    """The loop has a [T, ...] stack of per-step value v already (b.stack adds none)."""
+    return (v in b.outer and v.node.op.role == "sequence") or \
+        v in b.body.results["output"]
 
 
 def _sink_outputs(graph, loop, chunk_steps=None) -> int:

@@ -39,8 +39,9 @@ The region is what reads S through:
   the loop's rows by an index computed before the loop (dynamic_rnn's unsort, with
   sequence_length), the fed rows are taken by its inverse (`permute_rows(., order, axis=1)`,
   dynamic_rnn's sort; host_sequences folds it into host_rows). More than one reordering on
-  the way is refused. (The loop reads the first T rows: a target with more steps than the
-  stack is not an error then, as it is for the whole-tensor op);
+  the way is refused. A target whose steps are not static, or the stack's, gets a run-time
+  check_steps node (ops/sequence.py) so that other steps than the loop's raise, as the
+  whole-tensor op did;
 - row ops, which work along the last (class) axis of a region value and never along its time
   axis or its rows: softmax and log_softmax over the last axis, expand_dims of a new last
   axis, reduce_sum and reduce_mean over the last axis alone (the cross-entropy
@@ -67,7 +68,9 @@ into the forward loop may not read a value computed from that loop's outputs (`y
 The forward loop is a top-level loop without a condition. Where it may stop before the end of
 its output stack or leave rows out (a trip count, active rows: dynamic_rnn with
 sequence_length), those rows of the stack are zero and the loop never sees them. A sum whose
-work is zero at zero (`y * y`, `(y * w) @ W`, `y * Y`) moves as it is. One whose work is not
+work is zero at zero (`y * y`, `(y * w) @ W`, `y * Y`) moves as it is, and so does one whose
+work is multiplied by a sequence mask of the loop's own lengths (`xent * sequence_mask(L, T)`:
+zero at every row and step the loop does not run; see _masks_padding). One whose work is not
 (`(y + b) ** 2`, `(y - Y) ** 2`, a cross-entropy of a dense head: TF1 counts the padded steps
 as zero outputs against the target) makes the forward loop run every row of every step: its
 active-rows hint is dropped (the body masks the finished rows itself: zero outputs, the state
@@ -97,6 +100,7 @@ from ..ir.types import TensorType
 from ..ops.elementwise import Add, BroadcastLike, Cast, Div, Mul, SumTo
 from ..ops.reduce import AddN, ReduceMean, ReduceSum, ReducedCount, reduced_axes
 from ..ops.rows import InvertPermutation, PermuteRows
+from ..ops.sequence import CheckSteps
 from ..ops.linalg import MatMul, MatrixTranspose
 from ..ops.nn import LogSoftmax, OneHot, Softmax, SparseSoftmaxCrossEntropy
 from ..ops.sources import Constant
@@ -193,6 +197,9 @@ def _stream_output(graph, loop, k, why=None) -> int:
                     work.append(n.outputs[0])
     if pending or any(_region_axis(n, axis) != axis[n.outputs[0]] for n in order):
         # (the layouts of every region node's operands agree, known in full)
+        split = next((r for r in map(lambda p: _split_refusal(p, axis), pending) if r), None)
+        if split:   # (a reshape back from merged rows: say why in the user's terms)
+            return _no(why, loop, split)
         return _no(why, loop, f"{(pending or order)[0].name} ({(pending or order)[0].op.name}) "
                    "reads it along the time axis or its rows, or its operands' layouts differ")
     # every reader of the region must be in it or be a sink
@@ -230,6 +237,7 @@ def _stream_output(graph, loop, k, why=None) -> int:
     # loop-invariant tensors that broadcast over the time axis and the reordered rows, or
     # sequences fed before the loop that are laid out as the region value (read row by row)
     fed = {}                   # such a sequence -> (its time axis, its rows' reordering)
+    reader_at = {}             # such a sequence -> the first region node reading it
     made = set()               # one_hot / reshape(., [-1]) of such a sequence, made per step
     for n in order:
         if isinstance(n.op, (PermuteRows, Reshape, ReshapeLike)):
@@ -253,15 +261,18 @@ def _stream_output(graph, loop, k, why=None) -> int:
                                "the same at every step and row nor a sequence fed before "
                                "the loop in one layout and row order")
                 fed[src[0]] = src[1:]
+                reader_at.setdefault(src[0], n)
                 if src[0] is not u:
                     made.add(u)
                     if u.node.inputs[0] is not src[0]:
                         made.add(u.node.inputs[0])   # (one_hot(reshape(L, [-1])))
     # what moves into a loop may not read a value computed from that loop's outputs
     every_step = None          # (the first sum not zero at zero, where the loop has a trip)
+    lengths = _loop_lengths(loop)
+    masks = _masks_padding(loop, lengths) if lengths is not None else None
     for red in reductions:
         ins = list(products.get(red, [u for u in red.inputs if u in axis]))
-        if not any(_vanishes(u, axis) for u in ins):
+        if not any(_vanishes(u, axis, masks) for u in ins):
             # (rows of steps or rows that did not run count f(0): the loop must run them)
             every_step = every_step or (red if op.has_trip else None)
             every_row = every_row or op.active_rows
@@ -287,53 +298,224 @@ def _stream_output(graph, loop, k, why=None) -> int:
     steps = {}
     feeds = {u: [a, idx, None] for u, (a, idx) in fed.items()}   # (made time-major, in the
     # loop's row order, when first lowered)
+    inits = []                 # the streamed accumulators' initial values
     if reductions:
         lowering = _lowering(loop, body, y, axis, counts, steps, feeds=feeds, made=made)
         for red in reductions:
-            _accumulate(graph, loop, red, lowering, axis, products.get(red))
+            inits.append(_accumulate(graph, loop, red, lowering, axis, products.get(red)))
+    readers_of_rows = list(dict.fromkeys(r for r, _ in sequences))
     if sequences:
         saved = _residual_of(loop, y)
-        for reader in dict.fromkeys(r for r, _ in sequences):
+        for reader in readers_of_rows:
             row = add_sequence(reader, saved, f"{saved.node.name}/streamed_rows")
             lower = _lowering(reader, reader.op.body, row, axis, counts, steps, loop,
                               feeds, made)[0]
             for r, v in sequences:
                 if r is reader:
                     _compute_in(reader, v, lower)
+    _check_steps(graph, loop, feeds, reader_at, inits, readers_of_rows)
     graph.version += 1
     return len(reductions) + len(sequences)
+
+
+def _check_steps(graph, loop, feeds, reader_at, inits, readers) -> None:
+    """Each fed sequence the loops read per step must have the loop's steps: the whole-tensor
+    op it fed raised otherwise (incompatible shapes), where the loops alone would read its
+    first steps. Unless both are static (and then equal: _fed_value), a check_steps node
+    (ops/sequence.py) compares its time-major value's steps with the loop's length sequence at
+    run time, reading their shapes only; it passes through a value the loops need anyway (a
+    streamed accumulator's initial zero, or the first carried input of a backward loop reading
+    the rows), so it runs before them."""
+    op = loop.op
+    like = op.in_ports().split(loop.inputs)["sequence"][op.length_from]
+    for u, (a, _, seq) in feeds.items():
+        if seq is None or (u.type.shape[a] is not None and like.type.shape[0] is not None):
+            continue
+        if inits:
+            carrier, port = loop, loop.inputs.index(inits[0])
+        else:
+            carrier = next((r for r in readers if _has_carried(r)), None)
+            if carrier is None:
+                continue
+            port = carrier.op.in_ports().offset("carried")
+        x = carrier.inputs[port]
+        at = reader_at.get(u, u.node)
+        check = CheckSteps()
+        node = graph.add_node(check, [x, seq, like], [check.infer(x.type, seq.type, like.type)],
+                              f"{u.node.name}/streamed/check_steps", at.location)
+        node.is_gradient = x.node.is_gradient
+        carrier.inputs[port] = node.outputs[0]
+        if inits:
+            inits[0] = node.outputs[0]
+
+
+def _has_carried(loop) -> bool:
+    """The loop has a carried input."""
+    return loop.op.in_ports().sizes["carried"] > 0
 
 
 def _idle_past_trip(graph, loop) -> bool:
     """Would the loop's steps from its trip count to the end of its sequences change nothing
     (carried state kept, zero outputs), and does only its gradient loop read how many steps it
-    ran? True for dynamic_rnn's loop with sequence_length: its trip count is
-    min(max(max(L), c), m) and its active row counts are sum(sequence_mask(L sorted, m)) over
-    the batch (zero from max(L) on), the body masking the inactive rows (ops/loop_rows.py:
-    a loop with active rows)."""
-    op = loop.op
-    if not op.active_rows:
-        return False
-    parts = op.in_ports().split(loop.inputs)
-    trip, rows = parts["trip"][0].node, parts["rows"][0].node
+    ran? True for dynamic_rnn's loop with sequence_length (see _loop_lengths), the body
+    masking the inactive rows (ops/loop_rows.py: a loop with active rows)."""
     if any(not (r.op.name == "loop" and r.is_gradient and
                 r.op.in_ports().split(r.inputs)["trip"] == [loop.outputs[0]])
            for r in uses(graph).get(loop.outputs[0], [])):
         return False
+    return _loop_lengths(loop) is not None
+
+
+def _loop_lengths(loop):
+    """dynamic_rnn's lengths of the loop's rows: (L, sorted L, order) where the loop is
+    dynamic_rnn's with sequence_length: its trip count is min(max(max(L), c), m) and its active
+    row counts are sum(sequence_mask(sorted L, m)) over the batch, sorted L =
+    permute_rows(L, order) (or L itself); so the rows and steps the loop does not run are
+    exactly those at steps t >= L[b] (t >= the trip count is past every length). Else None."""
+    op = loop.op
+    if not op.active_rows or not op.has_trip:
+        return None
+    parts = op.in_ports().split(loop.inputs)
+    trip, rows = parts["trip"][0].node, parts["rows"][0].node
     if trip.op.name != "minimum" or rows.op.name != "reduce_sum" or \
             reduced_axes(rows.op.axis, 2) != (1,) or rows.inputs[0].node.op.name != "cast":
-        return False
+        return None
     mask = rows.inputs[0].node.inputs[0].node
     if mask.op.name != "sequence_mask" or mask.inputs[1] not in trip.inputs:
-        return False
-    lengths = mask.inputs[0]
+        return None
+    lengths = in_loop = mask.inputs[0]
+    order = None
     if lengths.node.op.name == "permute_rows":
-        lengths = lengths.node.inputs[0]
+        lengths, order = lengths.node.inputs
     top = trip.inputs[1] if trip.inputs[0] is mask.inputs[1] else trip.inputs[0]
     if top.node.op.name == "maximum":
         top = next((u for u in top.node.inputs if u.node.op.name == "reduce_max"), top)
-    return top.node.op.name == "reduce_max" and top.node.inputs[0] is lengths and \
-        reduced_axes(top.node.op.axis, 1) == (0,)
+    if top.node.op.name == "reduce_max" and top.node.inputs[0] is lengths and \
+            reduced_axes(top.node.op.axis, 1) == (0,):
+        return lengths, in_loop, order
+    return None
+
+
+def _same_lengths(u):
+    """u seen through what does not change a length's value: identity, stop_gradient, the
+    run-time check of sequence_length, and integer casts that cannot wrap (to a type at least
+    as wide, or of a checked length, which is at most the number of steps)."""
+    while True:
+        n = u.node
+        if n.op.name in ("identity", "stop_gradient", "check_sequence_length"):
+            u = n.inputs[0]
+        elif isinstance(n.op, Cast) and np.issubdtype(u.dtype, np.integer) and \
+                np.issubdtype(n.inputs[0].dtype, np.integer) and (
+                    np.dtype(u.dtype).itemsize >= np.dtype(n.inputs[0].dtype).itemsize or
+                    n.inputs[0].node.op.name == "check_sequence_length"):
+            u = n.inputs[0]
+        else:
+            return u
+
+
+def _steps_below(u) -> bool:
+    """u is 0, 1, ..., n-1: range(0, n, 1) (a constant, or the op with those constants)."""
+    n = u.node
+    if isinstance(n.op, Constant):
+        v = np.asarray(n.op.value)
+        return v.ndim == 1 and np.issubdtype(v.dtype, np.integer) and \
+            bool((v == np.arange(v.shape[0])).all())
+    if n.op.name != "range":
+        return False
+    start, delta = (w.node for w in (n.inputs[0], n.inputs[2]))
+    return all(isinstance(c.op, Constant) and np.asarray(c.op.value).ndim == 0
+               for c in (start, delta)) and \
+        int(np.asarray(start.op.value)) == 0 and int(np.asarray(delta.op.value)) == 1
+
+
+def _mask_of(u):
+    """Where u is zero at each step t >= L[b] of each row b (a sequence mask of lengths L, or
+    a value that is zero where one is): (L, batch axis, time axis), the axes counted from the
+    end (negative), or (L, "merged", time axis of the merged [B, T] value) for its reshape to
+    [-1]; else None. Recognised: range(n) < expand_dims(L, -1) (rg.sequence_mask, the TF1
+    idiom) and expand_dims(L, -1) > range(n); seen through casts (0 stays 0), identity,
+    stop_gradient, expand_dims of a new last axis, a 2-D transpose, and products and logical
+    ands with other values (0 times a finite value is 0)."""
+    n = u.node
+    op = n.op
+    if op.name in ("less", "greater"):
+        r, e = n.inputs if op.name == "less" else n.inputs[::-1]
+        if not _steps_below(r) or e.node.op.name != "expand_dims" or e.type.rank != 2 or \
+                e.node.op.axis not in (-1, 1):
+            return None
+        return e.node.inputs[0], -2, -1
+    if isinstance(op, Cast) or op.name in ("identity", "stop_gradient"):
+        return _mask_of(n.inputs[0])
+    if isinstance(op, ExpandDims):
+        m = _mask_of(n.inputs[0])
+        if m is None or m[1] == "merged" or op.axis not in (-1, n.inputs[0].type.rank):
+            return None
+        return m[0], m[1] - 1, m[2] - 1
+    if isinstance(op, Transpose):
+        m = _mask_of(n.inputs[0])
+        if m is None or m[1] == "merged" or tuple(op.perm) != (1, 0):
+            return None
+        return m[0], m[2], m[1]
+    if isinstance(op, Reshape):
+        m = _mask_of(n.inputs[0])
+        if m is None or m[1] == "merged" or tuple(op.shape) != (-1,) or \
+                n.inputs[0].type.rank != 2:
+            return None
+        return m[0], "merged", 2 + m[2]
+    if op.name in ("mul", "logical_and"):
+        out = u.type
+        for w in n.inputs:
+            m = _mask_of(w)
+            if m is None or m[1] == "merged" or w.type.rank != out.rank:
+                continue
+            # (not broadcast along its rows or steps: there it is the mask itself)
+            if all(w.type.shape[x] == out.shape[x] or w.type.shape[x] not in (1, None) and
+                   out.shape[x] is None for x in m[1:]):
+                return m
+        return None
+    return None
+
+
+def _masks_padding(loop, lengths):
+    """A test of whether a value (not region work) that an elementwise product multiplies a
+    region value by is zero at every row and step the loop does not run (a loss weighted by a
+    sequence mask of dynamic_rnn's lengths): f(u, layout of the product's result). `lengths`:
+    _loop_lengths(loop). The mask's rows must be the region value's: its lengths L taken in
+    the caller's order where the region unsorts the loop's rows (dynamic_rnn), the loop's
+    sorted lengths where it does not reorder them."""
+    L, in_loop, order = lengths
+    L, in_loop = _same_lengths(L), _same_lengths(in_loop)
+
+    def test(u, v, layout):
+        m = _mask_of(u)
+        if m is None:
+            return False
+        a, perms, merged = layout
+        if merged:
+            if m[1] != "merged" or m[2] != merged[0] or u.type.rank != v.type.rank:
+                return False
+            rows = 0
+        else:
+            rank = v.type.rank
+            rows = 1 - a
+            if m[1] == "merged" or a > 1 or rank < 2 or u.type.rank < -m[1] or \
+                    rank + m[2] != a or rank + m[1] != rows:
+                return False
+            # (not broadcast along the rows or steps: there it is the mask itself)
+            if any(u.type.shape[x] != v.type.shape[x] and (u.type.shape[x] in (1, None) or
+                                                           v.type.shape[x] is not None)
+                   for x in m[1:]):
+                return False
+        want = in_loop
+        if perms:
+            idx, p = perms[0]
+            if len(perms) != 1 or p != rows or order is None or \
+                    not isinstance(idx.node.op, InvertPermutation) or \
+                    idx.node.inputs[0] is not order:
+                return False
+            want = L
+        return _same_lengths(m[0]) is want
+    return test
 
 
 def _run_every_row(graph, loop, every_step) -> None:
@@ -616,31 +798,83 @@ def _reshaped(n, axis):
             return False
         return (0, tuple((i, 0) for i, _ in perms), (a, x.type.shape[1 - a]))
     t, batch = merged
-    if a != 0 or len(target) != 3 or target[t] != -1 or batch is None or \
-            target[1 - t] != batch or target[2] != x.type.shape[1]:
+    if a != 0 or len(target) != 3 or target[2] != x.type.shape[1] or \
+            not _splits_back(target[t], target[1 - t], batch, _stack_steps(axis)):
         return False
     return (t, tuple((i, 1 - t) for i, _ in perms), 0)
+
+
+def _splits_back(time, rows, batch, steps) -> bool:
+    """Does a reshape's target (`time` and `rows`: its sizes at the merged value's time and
+    batch axes, -1 for the one inferred) split N = batch * steps merged rows back into their
+    batch and steps, whatever the run? So when the batch is static and time is -1 (or the
+    batch), or the steps are static and time is that number (with the batch -1 or the batch)."""
+    if time == -1:
+        return batch is not None and rows == batch
+    return steps is not None and time == steps and (rows == -1 or
+                                                    batch is not None and rows == batch)
+
+
+def _stack_steps(axis):
+    """The static length of the output stack the region reads (the first region value), or
+    None."""
+    return next(iter(axis)).type.shape[0]
+
+
+def _split_refusal(n, axis):
+    """Why reshape n, splitting merged rows, is not known to undo the merge, in the user's
+    words; None where n is not such a reshape."""
+    x = n.inputs[0]
+    if not isinstance(n.op, Reshape) or x not in axis or not axis[x][2] or \
+            len(n.op.shape) != 3:
+        return None
+    t, batch = axis[x][2]
+    target = list(n.op.shape)
+    steps = _stack_steps(axis)
+    shown = "[" + ", ".join(str(d) for d in target) + "]"
+    if target[2] != x.type.shape[1]:
+        return (f"{n.name} reshapes the merged rows [N, {x.type.shape[1]}] to {shown}, which "
+                "changes the last axis")
+    merged = "[batch * time" if t == 1 else "[time * batch"
+    what = f"{n.name} reshapes the merged {merged}, {x.type.shape[1]}] rows to {shown}"
+    if target[t] == -1:
+        return (f"{what}: with the batch unknown when the graph is built, that is not known to "
+                "give back the batch and time axes (give the input a static batch size)")
+    known = "the number of steps is not known when the graph is built" if steps is None \
+        else f"the loop runs {steps} steps"
+    split = [-1, -1, target[2]]
+    split[1 - t] = batch if batch is not None else "batch"
+    shown = "[" + ", ".join(str(d) for d in split) + "]"
+    fix = f"reshape to {shown}" if batch is not None else \
+        f"a static batch size and reshape to {shown}"
+    return (f"{what}: {known}, so {target[t]} is not known to be the time axis (give the "
+            f"input a static time dimension, or {fix})")
 
 
 _ZERO_KEEPING = ("neg", "square", "abs", "tanh", "relu", "sqrt", "sin", "sign")
 
 
-def _vanishes(v, axis) -> bool:
-    """The region value is zero where the output stack is (a row of a step that did not run)."""
+def _vanishes(v, axis, masks=None) -> bool:
+    """The region value is zero where the output stack is (a row of a step that did not run).
+    `masks(u, product, layout)`: whether u, a value that is not region work, is zero at the rows
+    and steps the loop does not run (_masks_padding); a product by such a value vanishes."""
     n = v.node
     if n.op.name == "loop":
         return True
-    if isinstance(n.op, (Transpose, PermuteRows, Reshape, ReshapeLike, MatrixTranspose)):
-        return _vanishes(n.inputs[0], axis)
+    if isinstance(n.op, (Transpose, PermuteRows, Reshape, ReshapeLike, MatrixTranspose,
+                         ExpandDims)):
+        return n.inputs[0] in axis and _vanishes(n.inputs[0], axis, masks)
     if isinstance(n.op, MatMul):   # (a zero row of x gives a zero row of x @ w)
-        return any(_vanishes(u, axis) for u in n.inputs if u in axis)
+        return any(_vanishes(u, axis, masks) for u in n.inputs if u in axis)
     region = [u for u in n.inputs if u in axis]
     if n.op.name == "mul":
-        return any(_vanishes(u, axis) for u in region)
+        return any(_vanishes(u, axis, masks) for u in region) or masks is not None and \
+            any(u not in axis and masks(u, v, axis[v]) for u in n.inputs)
     if n.op.name == "div":
-        return n.inputs[0] in axis and n.inputs[1] not in axis and _vanishes(n.inputs[0], axis)
+        return n.inputs[0] in axis and n.inputs[1] not in axis and \
+            _vanishes(n.inputs[0], axis, masks)
     if n.op.name in ("add", "sub", "add_n") or n.op.name in _ZERO_KEEPING:
-        return len(region) == len(n.inputs) and all(_vanishes(u, axis) for u in region)
+        return len(region) == len(n.inputs) and all(_vanishes(u, axis, masks) for u in region)
     return False
 
 
@@ -887,7 +1121,7 @@ def _accumulate(graph, loop, red, lowering, axis, product=None):
     """red (a sum of a region value over its time axis) becomes a carried accumulator of the
     loop: each step adds its partial sum (a mean: divided by the whole count). `product`:
     red is sum_to(matrix_transpose(x) @ g) over the batch, these (x, g) (_batched_product_sum),
-    whose step part is x_t^T @ g_t."""
+    whose step part is x_t^T @ g_t. Returns the accumulator's initial value (a loop input)."""
     lower, count = lowering
     body = loop.op.body
     name, loc = red.name, red.location
@@ -900,8 +1134,7 @@ def _accumulate(graph, loop, red, lowering, axis, product=None):
         ins = [xt, lower(product[1])]
         part = body.add_node(MatMul(), ins, [MatMul().infer(*[u.type for u in ins])],
                              f"{mm.name}/streamed", mm.location).outputs[0]
-        _carry(graph, loop, red, part, False, 0)
-        return
+        return _carry(graph, loop, red, part, False, 0)
     x = red.inputs[0]
     a, _, merged = axis[x]
     keep_time = False
@@ -923,12 +1156,13 @@ def _accumulate(graph, loop, red, lowering, axis, product=None):
         n = count(x, axes)
         part = body.add_node(Div(), [part, n], [Div().infer(part.type, n.type)],
                              f"{name}/streamed/mean", loc).outputs[0]
-    _carry(graph, loop, red, part, keep_time, a)
+    return _carry(graph, loop, red, part, keep_time, a)
 
 
 def _carry(graph, loop, red, part, keep_time, a):
     """The loop's step part `part` of red summed over the steps in a new carried accumulator
-    (in float64 for narrower floats), whose final value replaces red's."""
+    (in float64 for narrower floats), whose final value replaces red's; returns its initial
+    value (the zero the loop starts it from)."""
     op, body = loop.op, loop.op.body
     name, loc = red.name, red.location
     wanted = part.type
@@ -960,6 +1194,7 @@ def _carry(graph, loop, red, part, keep_time, a):
         final = graph.add_node(ExpandDims(a), [final], [red.outputs[0].type],
                                f"{name}/streamed/time", loc).outputs[0]
     replace_uses(graph, red.outputs[0], final)
+    return zero.outputs[0]
 
 
 def _residual_of(loop, y):

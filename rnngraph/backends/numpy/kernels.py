@@ -13,9 +13,9 @@ from ...kernels import ANY, register
 from ...ops.elementwise import Binary, Where, with_dim_checks
 from ...ops.fused import Fused
 from ...ops.linalg import MatMul
-from ...ops.rows import PermuteRows, _is_identity
+from ...ops.rows import PermuteRows
 from ...ops.scalar import ufunc
-from ...ops.sequence import CheckSequenceLength
+from ...ops.sequence import CheckSequenceLength, CheckSteps
 from ...ops.shape import Contiguous
 from ...ops.steps import PackRows, RowsMatMul, StepContract
 from ...runtime.buffer_pool import POOL_MIN_BYTES, output_pool, pooled, pooled_alloc, pooled_copy
@@ -134,9 +134,11 @@ def permute_rows(op, node, program):
                 f"{where}: shape {tuple(x.shape)} has {x.shape[axis]} rows along axis {axis} "
                 f"but the batch has {perm.shape[0]} (one per entry of the sequence lengths); "
                 "inputs, initial state and sequence_length must agree on the batch size")
-        if _is_identity(xp, perm) or (x.shape[axis] > 1 and x.strides[axis] == 0):
-            return x  # already in order (e.g. equal lengths), or every row is one (a
-            # broadcast, such as the gradient of a sum): no copy
+        if x.shape[axis] > 1 and x.strides[axis] == 0:
+            return x  # every row is one (a broadcast, such as the gradient of a sum): no copy
+        # An order that is already the identity (equal or sorted lengths) is still copied:
+        # the order is data, known only at run time, and a run's memory then depends on its
+        # shapes alone, so the peak a plan predicts for them is the one every batch measures
         if alloc is None:
             return xp.take(x, perm, axis=axis)
         outer = xp.moveaxis(x, axis, 0)
@@ -171,6 +173,22 @@ def check_sequence_length(op, node, program):
     return check
 
 
+@register(CheckSteps, ANY)
+def check_steps(op, node, program):
+    """A streamed per-step value must have the loop's steps (ops/sequence.py); fed and like may
+    be host handles (ops/host_rows.py): their shapes only are read."""
+    what = node.name.rsplit("/streamed/", 1)[0]
+
+    def check(x, fed, like):
+        if fed.shape[0] != like.shape[0]:
+            raise InvalidArgumentError(
+                f"'{what}' has {fed.shape[0]} steps but the loop reading it per step runs "
+                f"over {like.shape[0]} ({node.describe()}): incompatible shapes, as the "
+                "whole-tensor op that reads it would have found")
+        return x
+    return check
+
+
 @register(StepContract, ANY)
 def step_contract(op, node, program):
     xp, alloc = program.ctx.xp, pooled_alloc(program)
@@ -190,4 +208,10 @@ def rows_matmul(op, node, program):
 @register(PackRows, ANY)
 def pack_rows(op, node, program):
     xp, alloc = program.ctx.xp, pooled_alloc(program)
+    if alloc is None:
+        # (tracked, or CuPy: a fresh buffer each run) of the stack's whole size, as the pool
+        # keys its buffer, the active rows a prefix of it: the bytes follow the shapes, not
+        # the lengths, so the peak a plan predicts for them is the one every batch measures
+        def alloc(shape, dtype, slot=0):
+            return xp.empty(shape, dtype)
     return lambda stack, rows, *perm: op.compute(xp, stack, rows, *perm, alloc=alloc)
