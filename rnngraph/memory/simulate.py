@@ -191,6 +191,9 @@ class PeakModel:
             else:
                 for j, v in enumerate(node.outputs):
                     src = view_source(node, v, self.info)
+                    if src is None and node.op.name == "permute_rows" and \
+                            layouts.stretched(node.inputs[0], node.op.axis):
+                        src = node.inputs[0]   # (every row is one: the kernel returns it)
                     # (a reshape of a non-contiguous layout copies: layouts says so)
                     if layouts.output(node, j, src) and src is not None and src in key:
                         key[v] = key[src]
@@ -412,6 +415,10 @@ class PeakModel:
                 moments["first"] + step, moments["end first"] + block + epi_peak,
                 accs + moments["rest"] + step if ts["rest"] else 0,
                 accs + moments["end rest"] + block + epi_peak if ts["end rest"] else 0))
+        elif info.steps.get(node) == 0:
+            # no step runs (T = 0 fed): no step's temporaries, no carried state made; its
+            # outputs are empty stacks and its inputs' very states (n unknown counts one step)
+            m.bump(ckpt + extra, node)
         elif n == 1 and not reading and not states:
             # one step: its stacks are allocated after it ran, while its results still live
             m.bump(ckpt + extra + max(step_peak, stacks + self.step_results(
@@ -578,6 +585,9 @@ def _passthrough(result, params, ins):
         ps = params.get(role, [])
         if result in ps:
             return ins[role][ps.index(result)]
+    hook = getattr(result.node.op, "aliases_input", None)   # updated in place each step
+    if hook is not None and hook(result.node) is not None:  # (ops/scatter.py's in_place)
+        return _passthrough(result.node.inputs[hook(result.node)], params, ins)
     return None
 
 

@@ -137,6 +137,12 @@ class Layouts:
         s = self._shape(v)
         return None if s is None else c_strides(s)
 
+    def stretched(self, v, axis: int) -> bool:
+        """Whether `v` is known to be a broadcast along `axis` (stride 0 over more than one
+        row), as a gradient of a sum is."""
+        s, st = self._shape(v), self.of(v)
+        return s is not None and st is not None and s[axis] > 1 and st[axis] == 0
+
     def _set(self, v, strides) -> None:
         s = self._shape(v)
         if s is not None and strides is not None and is_contiguous(s, strides):

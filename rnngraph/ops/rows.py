@@ -74,12 +74,6 @@ class PermuteRows(Op):
         return [permute_rows(g, invert_permutation(perm), self.axis), None]
 
 
-def _is_identity(xp, perm) -> bool:
-    n = perm.shape[0]
-    return n == 0 or bool(perm[0] == 0 and perm[n - 1] == n - 1 and
-                           (n < 2 or (xp.diff(perm) == 1).all()))
-
-
 class SequenceMask(Op):
     """Time-major validity mask [T, batch]: mask[t, b] = t < lengths[b]."""
     name, differentiable = "sequence_mask", False
