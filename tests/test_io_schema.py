@@ -121,7 +121,7 @@ SAMPLES = {
     "log_softmax": dict(axis=-1), "softmax": dict(axis=1),
     "one_hot": dict(depth=4, dtype="float32"), "pack_rows": dict(gather=True),
     "param": dict(role="carried"), "permute_rows": dict(axis=1), "host_rows": dict(time_axis=1),
-    "to_device": dict(axis=1, index=0),
+    "to_device": dict(axis=1, index=0), "scatter_add_rows": dict(in_place=True),
     "placeholder": dict(dtype="int32", shape=(None, 3)),
     "reduce_max": dict(axis=(0,), keepdims=True), "reduce_mean": dict(axis=None),
     "reduce_sum": dict(axis=(-1, 0)), "reduced_count": dict(axis=(0, 1)),

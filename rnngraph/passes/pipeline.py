@@ -7,7 +7,8 @@ epilogue): hoist_sequence, sink_accumulators and sink_outputs. The
 memory planner (runtime/planning.py) compiles so when a budget cannot hold whole stacks.
 
 Passes in OPT_IN run only when the config names them (`{"stream_outputs": True}`,
-`{"host_sequences": True}`): the planner asks for them when a budget cannot be met otherwise.
+`{"host_sequences": True}`, `{"sink_gather": True}`): the planner asks for them when a budget
+cannot be met otherwise.
 
 `{"spill": (names...), "recompute": (names...)}` runs spill_values last (passes/
 spill_values.py): the named values of the compiled graph are offloaded to host memory, or
@@ -33,6 +34,7 @@ from .pack_weights import pack_loop_weights
 from .shrink_batch import shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
 from .sink import sink_loops
+from .sink_gather import sink_gather
 from .sort_rows import fold_sort_into_products
 from .spill_values import spill_values
 from .stream_outputs import stream_output_consumers
@@ -49,6 +51,7 @@ PASSES = {   # in pipeline order
         g, outputs=False, accumulators=True, chunk_steps=chunk_steps),
     "sink_outputs": lambda g, chunk_steps=None: sink_loops(
         g, outputs=True, accumulators=False, chunk_steps=chunk_steps),
+    "sink_gather": sink_gather,   # (after the sequence passes: loops reading rows per step)
     "join_slices": join_slice_gradients,
     "reuse_outputs": reuse_output_stacks,
     "share_packs": share_packs,
@@ -62,7 +65,7 @@ PASSES = {   # in pipeline order
 }
 CHUNKED = ("hoist_sequence", "sink_accumulators", "sink_outputs")   # take chunk_steps=
 CHUNK_KEY = "chunk_steps"
-OPT_IN = ("stream_outputs", "host_sequences")   # off unless the config says True
+OPT_IN = ("stream_outputs", "host_sequences", "sink_gather")   # off unless the config says True
 SPILL_KEY, RECOMPUTE_KEY = "spill", "recompute"   # value names spill_values moves (last)
 ACCUMULATE_KEY = "accumulate"   # add_n nodes spill_values turns into running sums (last)
 SPILL_KEYS = (SPILL_KEY, RECOMPUTE_KEY, ACCUMULATE_KEY)

@@ -20,7 +20,9 @@ its plan leaves holds (at most CHUNK_MAX), or fewer where the first does not fit
 (its `chunk_steps` says so), else the lean one. Where none of those fits, the program is
 compiled again with the opt-in `stream_outputs` pass (passes/stream_outputs.py: a loop's
 output stack streamed through its per-step consumers, so no [T, ...] output or output gradient
-is made) and planned the same way (whole-sequence passes, then lean and chunked); its plan is
+is made; with it `sink_gather`, passes/sink_gather.py: an embedding lookup the loops read is
+gathered per step inside them) and planned the same way (whole-sequence passes, then lean
+and chunked); its plan is
 used where it fits (`plan.passes_on` says so). Where still none fits, the large intermediates
 live across the peak (a static_rnn's per-step activations its gradient reads) are offloaded or
 recomputed between their early and late readers (memory/spill.py chooses them on the best
@@ -44,6 +46,7 @@ from ..passes.pipeline import CHUNK_KEY, PASSES, chunk_steps_of, enabled_passes
 
 STREAM = "stream_outputs"   # an opt-in pass (passes/stream_outputs.py): asked for only to fit
 HOST = "host_sequences"     # an opt-in pass (passes/host_sequences.py): asked for with it
+SINK = "sink_gather"        # an opt-in pass (passes/sink_gather.py): asked for with them
 
 # passes that trade T-proportional device memory for speed
 STACK_PASSES = ("hoist_sequence", "sink_accumulators", "sink_outputs")
@@ -180,10 +183,10 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
 def _streaming(passes) -> tuple:
     """The opt-in streaming passes the session's passes allow the planner to turn on."""
     if passes is True:
-        return (STREAM, HOST)
+        return (STREAM, HOST, SINK)
     if not isinstance(passes, dict):
         return ()
-    return tuple(p for p in (STREAM, HOST) if passes.get(p, True) is not False)
+    return tuple(p for p in (STREAM, HOST, SINK) if passes.get(p, True) is not False)
 
 
 def _may_stream(passes) -> bool:
@@ -327,7 +330,8 @@ def _plan(sess, prog, fed, shapes, passes_off, passes_on=(), spilled=(), summed=
     plan = make_plan(prog.schedule, feed_types, sess.memory_budget, dev.profile,
                      dev.describe(), passes_off, sess.memory_strategy, host_budget_of(sess))
     # (host_sequences is named where it left a fed value on the host: else it changed nothing)
-    plan.passes_on = tuple(p for p in passes_on if p != HOST or plan.host_fed)
+    plan.passes_on = tuple(p for p in passes_on if (p != HOST or plan.host_fed)
+                           and (p != SINK or _gathers_per_step(prog.schedule)))
     plan.summed = tuple(summed)   # (add_n nodes the spill_values pass made running sums)
     if spilled:   # (values the spill_values pass moved: memory/spill.py's choice)
         plan.spilled = tuple(spilled)
@@ -340,6 +344,12 @@ def _plan(sess, prog, fed, shapes, passes_off, passes_on=(), spilled=(), summed=
         if v in plan.aliases:
             plan.aliases[user_v] = plan.aliases[v]
     return plan
+
+
+def _gathers_per_step(schedule) -> bool:
+    """Did sink_gather move a gather into a loop of this program (else it changed nothing)?"""
+    return any(n.name.rsplit("/", 1)[-1].startswith(SINK) for node in schedule.nodes
+               for b in node.op.subgraphs() for n in b.nodes)
 
 
 def execute(sess, prog, plan, arrays) -> list:
