@@ -114,9 +114,12 @@ def _graph(T, B, H, I, form, time_major=False, dtype=rg.float32, seed=0, full=Tr
                     m = rg.cast(rg.sequence_mask(S), dtype)
                 elif form == "other_lengths":   # a mask of lengths the loop does not use
                     m = rg.sequence_mask(S2, T, dtype=dtype)
+                elif form == "losses":   # tf.losses' weights, the default reduction
+                    m = rg.sequence_mask(S, T, dtype=dtype)
                 if time_major:
                     m = rg.transpose(m, [1, 0])
-                value = rg.reduce_sum(xent * m) / rg.reduce_sum(m)
+                value = rg.losses.sparse_softmax_cross_entropy(Y, logits, weights=m) \
+                    if form == "losses" else rg.reduce_sum(xent * m) / rg.reduce_sum(m)
         fetches = [value] + rg.gradients(value, rg.global_variables())
     rs = np.random.RandomState(seed)
     shape = (T, B) if time_major else (B, T)
@@ -136,7 +139,7 @@ def _forward_loop(sess):
     return fwd
 
 
-FORMS = ["rg", "tf1", "default_maxlen", "mse_expanded", "sequence_loss"]
+FORMS = ["rg", "tf1", "default_maxlen", "mse_expanded", "sequence_loss", "losses"]
 
 
 @pytest.mark.parametrize("form,time_major", [  # (sequence_loss takes batch-major logits)

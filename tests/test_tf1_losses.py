@@ -145,3 +145,21 @@ def test_a_compiled_program_with_a_collected_loss_saves_and_loads(tmp_path):
     saved = rg.io.read(path)
     rg.verify(saved.graph)
     assert len(want) == len(prog.outputs)
+
+
+@pytest.mark.parametrize("reduction", R.all())
+@pytest.mark.parametrize("wshape", [(B, T), (B, 1), (1, T), ()])
+def test_weights_and_losses_of_unknown_sizes(wshape, reduction):
+    """The denominators read the sizes from the shapes at run time (never the loss values):
+    placeholders with unknown dimensions (a broadcast one static, as rnngraph requires) give
+    NumPy's figures."""
+    w = RS.rand(*wshape) * (RS.rand(*wshape) > 0.3)
+    g = rg.Graph()
+    with g.as_default():
+        labels = rg.placeholder(rg.int32, [None, None])
+        logits = rg.placeholder(rg.float64, [None, None, C])
+        weights = rg.placeholder(rg.float64, [1 if d == 1 else None for d in wshape])
+        loss = rg.losses.sparse_softmax_cross_entropy(labels, logits, weights=weights,
+                                                      reduction=reduction)
+    got = rg.Session(g).run(loss, {labels: LABELS, logits: LOGITS, weights: w})
+    np.testing.assert_allclose(got, _reduce(_ce(LOGITS, LABELS), w, reduction), rtol=1e-12)

@@ -107,6 +107,28 @@ def _safe_divide(total, count):
                      total / ops.where(empty, ops.ones_like(count), count))
 
 
+def _spread(losses, weights):
+    """How many loss elements each weight stands for (the product of the losses' sizes along
+    the axes the weights are broadcast along): a number where the sizes are static, else read
+    from the shapes, never the values (so a streamed loss keeps its per-step form)."""
+    known, read = 1, []
+    ws, ls = (() if weights is None else weights.shape), losses.shape   # None: every element
+    for i, l in enumerate(ls):
+        w = ws[i] if len(ws) else 1
+        if w is not None and w != 1 or l == 1:
+            continue   # one weight per element along this axis
+        if l is not None and w == 1:
+            known *= l
+        elif w == 1:
+            read.append(ops.cast(ops.dim(losses, i), losses.dtype))
+        # (a weight axis of unknown size has the losses' size: rnngraph broadcasts only
+        # dimensions known to be 1)
+    size = float(known)
+    for r in read:
+        size = r * size
+    return size
+
+
 def _tensor_weighted(losses, weights, reduction):
     weighted = losses * weights
     if reduction == Reduction.NONE:
@@ -115,12 +137,10 @@ def _tensor_weighted(losses, weights, reduction):
     if reduction == Reduction.SUM:
         return total
     if reduction == Reduction.SUM_OVER_BATCH_SIZE:
-        return total / ops.cast(ops.reduce_sum(ops.ones_like(losses)), losses.dtype)
-    spread = weights * ops.ones_like(losses)   # the weights broadcast to the losses' shape
-    if reduction == Reduction.MEAN:
-        return _safe_divide(total, ops.reduce_sum(spread))
-    nonzero = ops.cast(ops.not_equal(spread, ops.zeros_like(spread)), losses.dtype)
-    return _safe_divide(total, ops.reduce_sum(nonzero))
+        return total / _spread(losses, None)
+    count = weights if reduction == Reduction.MEAN else \
+        ops.cast(ops.not_equal(weights, ops.zeros_like(weights)), losses.dtype)
+    return _safe_divide(total, ops.reduce_sum(count) * _spread(losses, weights))
 
 
 def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
