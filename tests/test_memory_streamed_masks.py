@@ -249,6 +249,20 @@ def test_a_masked_loss_runs_under_a_budget_below_the_unstreamed_floor():
     _close(got, ref, rtol=2e-5)
 
 
+@pytest.mark.parametrize("form", ["rg", "tf1", "default_maxlen", "losses"])
+def test_a_mask_of_a_run_time_length_is_counted(form):
+    """A mask whose length is read at run time (TF1's `sequence_mask(S, tf.shape(X)[1])`, or
+    max(S)) has its size in the plan (the range's length from the shape, or bounded by the
+    checked lengths): it was counted as 0 bytes, and a plan said "fits" then ran out."""
+    g, fetches, fd = _graph(40, 6, 16, 3, form)
+    sess = rg.Session(g, device=SimulatedDevice(), passes=STREAM)
+    plan = sess.memory_plan(fetches, fd)
+    sess.run(fetches, fd)
+    peak = sess.last_run_report.peak_bytes
+    assert peak <= plan.predicted_peak <= peak * 1.02, (plan.predicted_peak, peak)
+    assert "unknown" not in str(plan), str(plan)
+
+
 # --- opt-in streaming never raises the peak ----------------------------------------------------
 
 def _head_graph(T, B, H, I, head, dtype, lengths):

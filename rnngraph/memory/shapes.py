@@ -24,6 +24,8 @@ class ShapeInfo:
         self.values: dict[Value, np.ndarray] = {}
         self.steps: dict = {}    # loop node -> number of steps (an upper bound) or None
         self.bounds: dict = {}   # int scalar Value -> an upper bound of its (fed-data) value
+        self.checked: dict = {}  # lengths Value -> the max_time a check_sequence_length holds
+        #                          them to (a run with longer ones fails there)
 
     def bound(self, v: Value):
         """An upper bound of int scalar `v`: its value when known, else a bound, else None."""
@@ -50,6 +52,10 @@ def infer_shapes(graph: Graph, nodes, feed_types: dict) -> ShapeInfo:
     info = ShapeInfo()
     for v, t in feed_types.items():
         info.types[v] = t if isinstance(t, TensorType) else TensorType(tuple(t), v.dtype)
+    nodes = list(nodes)
+    for n in nodes:
+        if n.op.name == "check_sequence_length":
+            info.checked[n.inputs[0]] = n.inputs[1]
     _walk(info, nodes)
     return info
 
@@ -110,6 +116,8 @@ def _walk(info: ShapeInfo, nodes) -> None:
         if not op.stateful and n.inputs and all(v in info.values for v in n.inputs):
             if _evaluate(info, n):
                 continue
+            if op.name == "range" and _range_length(info, n, exact=True):
+                continue   # (too long to evaluate: its length, from its arguments)
         try:
             types = _fused_types(op, ins) if _is_fused(op) else op.infer(*ins)
         except Exception:  # an op whose rule needs what we do not know: keep the static types
@@ -120,10 +128,32 @@ def _walk(info: ShapeInfo, nodes) -> None:
         _bound(info, n, ins)
 
 
+def _range_length(info: ShapeInfo, n, exact: bool) -> bool:
+    """A range node's type from its arguments' values (`exact`), or from an upper bound of its
+    limit (a mask's range(max(lengths)) is at most T long); False where they are not known."""
+    start, limit, delta = (info.values.get(v) for v in n.inputs)
+    if not exact:
+        limit = info.bound(n.inputs[1])
+    if start is None or limit is None or delta is None or \
+            not np.ndim(start) == np.ndim(limit) == np.ndim(delta) == 0 or delta <= 0:
+        return False
+    size = max(0, int(np.ceil((limit - start) / delta)))
+    _set(info, n.outputs[0], TensorType((size,), n.outputs[0].dtype))
+    return True
+
+
 def _bound(info: ShapeInfo, n, ins) -> None:
     """Upper bounds through data-dependent int scalars (a loop's trip min(max(lengths), T)),
     and the shapes they bound: a sequence mask [max_time, batch] is at most [T, batch]."""
     op = n.op
+    if op.name == "range" and not info.known(n.outputs[0]):
+        _range_length(info, n, exact=False)
+        return
+    if op.name == "reduce_max" and n.inputs[0] in info.checked:   # max(lengths) <= T
+        b = info.bound(info.checked[n.inputs[0]])
+        if b is not None and n.outputs[0].type.rank == 0:
+            info.bounds[n.outputs[0]] = b
+        return
     if op.name == "sequence_mask":
         b = info.bound(n.inputs[1])
         if b is not None:
