@@ -340,3 +340,59 @@ def test_recomputing_the_forward_loop_gathers_again_from_the_host_ids():
     assert plan.bytes_by_placement()["recompute"] > 0
     got = run_planned(sess, plan, budget, "recompute", g, fetches, fd)
     _close(got, ref)
+
+
+@pytest.mark.parametrize("shared_by", ["two_lookups", "constant_embedding"])
+def test_a_saved_sunk_program_rerun_with_every_pass_keeps_its_accumulators_apart(
+        tmp_path, shared_by):
+    """The in-place accumulators start from accumulator_zeros nodes, which cse never merges
+    and fold_constants never folds: rerun with the default passes, a saved program whose two
+    loops share one embedding (or whose embedding is a constant) gives the same gradients.
+    Before, cse merged the two zeros_like starts, both loops added into one buffer and the
+    embedding's gradient came out twice as large; a folded start was a read-only constant."""
+    T, B, H, V, E = 6, 3, 4, 5, 3
+    rs = np.random.RandomState(0)
+    g = rg.Graph()
+    with g.as_default():
+        ids = rg.placeholder(rg.int32, [B, None], name="ids")
+        table = rs.randn(V, E).astype(np.float32)
+        W = rg.constant(table) if shared_by == "constant_embedding" else \
+            rg.get_variable("W", [V, E], rg.float32, initializer=rg.constant_initializer(table))
+        xs = [rg.nn.embedding_lookup(W, ids) for _ in range(2)]
+        loss = 0.0
+        for i, x in enumerate(xs):
+            with rg.variable_scope(f"rnn{i}"):
+                out, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), x, dtype=rg.float32)
+            loss = loss + rg.reduce_sum(out * out) * (i + 1.0)
+        fetches = [loss] + rg.gradients(loss, [W] + rg.trainable_variables())
+    fd = {ids: rs.randint(0, V, size=(B, T)).astype(np.int32)}
+    want = rg.Session(g).run(fetches, fd)
+    sess = rg.Session(g, passes=SINK)
+    sess.run(fetches, fd)
+    prog = _program(sess)
+    assert [n.op.name for n in prog.graph.nodes].count("accumulator_zeros") == 2
+    fed = {f"fed_{i}": v for i, v in enumerate(prog.inputs)}
+    outs = {f"out_{i}": v for i, v in enumerate(prog.outputs)}
+    saved = rg.io.read(rg.io.save(str(tmp_path / "sunk.rg"), graph=prog.graph,
+                                  fetches={**fed, **outs}))
+    feed = {saved.fetches[f"fed_{i}"]: fd[ids] if v.node.name == "ids" else
+            sess.run(next(u for u in g.collections["variables"] if u.node.name == v.node.name))
+            for i, v in enumerate(prog.inputs)}
+    store = {v.node.name: sess.run(v) for v in g.collections["variables"]}
+    feed.update({v: store[v.node.name] for v in saved.graph.collections["variables"]})
+    again = rg.Session(saved.graph)   # the default passes, cse and fold_constants among them
+    for _ in range(2):
+        got = again.run([saved.fetches[f"out_{i}"] for i in range(len(prog.outputs))], feed)
+        _close(got[:len(want)], want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("idx", [[-7, 1], [-7, 3], [5, 0]])
+def test_the_kernel_refuses_indices_out_of_range_as_numpy_add_at_does(idx):
+    """Before, an index below -n was shifted into range by n (and, meeting another index,
+    lost an addition)."""
+    g = rg.Graph()
+    with g.as_default():
+        out = scatter_add_rows(np.zeros((5, 2), np.float32), np.array(idx, np.int32),
+                               np.ones((2, 2), np.float32))
+    with pytest.raises(rg.ExecutionError, match="out of bounds"):
+        rg.Session(g).run(out)

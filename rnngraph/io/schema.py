@@ -291,7 +291,8 @@ SCHEMAS: dict[str, OpSchema] = {
                                                       Float(finite=False)),
                       "dtype": DTYPE}),
     "gather": NONE, "gather_grad": NONE,
-    "scatter_add_rows": OpSchema({"in_place": Bool()}),   # ops/scatter.py (sink_gather)
+    "scatter_add_rows": OpSchema({"in_place": Bool()}),
+    "accumulator_zeros": NONE,   # ops/scatter.py (sink_gather)   # ops/scatter.py (sink_gather)
     # ops/nn.py
     "log_softmax": OpSchema({"axis": AXIS}), "softmax": OpSchema({"axis": AXIS}),
     "one_hot": OpSchema({"depth": optional(DIM), "dtype": DTYPE}),

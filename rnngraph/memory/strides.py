@@ -110,7 +110,8 @@ def broadcast(shape, strides, new_shape):
 # axis taken as the innermost one (NumPy's 'K' order: astype, concatenate, stack, *_like)
 LIKE_INPUTS = frozenset({"cast", "concat", "stack", "zeros_like", "ones_like"})
 # ops whose kernels allocate a C-contiguous result whatever their inputs' layouts
-ALWAYS_CONTIGUOUS = frozenset({"gather", "constant", "variable", "fill"})
+ALWAYS_CONTIGUOUS = frozenset({"gather", "constant", "variable", "fill",
+                               "accumulator_zeros"})
 RESHAPES = frozenset({"reshape", "reshape_like"})
 _SAME = frozenset({"identity", "stop_gradient", "check_numerics", "sum_to", "sum_to_like",
                    "cast", "contiguous"})

@@ -13,7 +13,8 @@ stack of input gradients that gather_grad scatters once after the loop.
 `in_place` (a declared attribute, printed and saved) says the node may write into `acc`'s buffer
 and return it: its output is then that buffer (the memory model counts it as a view of `acc`).
 The pass sets it only where nothing else reads `acc`: a loop's carried accumulator, whose
-initial value is a zeros node made for it and read by that loop alone.
+initial value is an `accumulator_zeros` node made for it and read by that loop alone (an op
+that passes never merge or fold, so the buffer stays that loop's after a save and a reload).
 """
 from __future__ import annotations
 
@@ -63,6 +64,22 @@ class ScatterAddRows(Op):
 
     def vjp(self, node, g):
         return [g, None, gather(g, node.inputs[1])]
+
+
+class AccumulatorZeros(Op):
+    """zeros shaped like x: a new buffer that one in-place accumulator (a scatter_add_rows with
+    `in_place`, carried through a loop) owns. Each node makes its own buffer at run time:
+    passes never merge two of them (cse) or fold one into a constant (read-only, shared)."""
+    name = "accumulator_zeros"
+    foldable = False
+    mergeable = False   # (passes/simplify.py's cse)
+    differentiable = False
+
+    def infer(self, x):
+        return TensorType(x.shape, x.dtype)
+
+    def compute(self, xp, x):
+        return xp.zeros(x.shape, x.dtype)
 
 
 def scatter_add_rows(acc, indices, updates, name=None):

@@ -76,6 +76,8 @@ def eliminate_common_subexpressions(graph: Graph) -> int:
             continue
         if node.op.stateful or (not node.inputs and node.op.name != "constant"):
             continue  # two placeholders (or params) of one type are still different values
+        if not getattr(node.op, "mergeable", True):
+            continue  # each makes a buffer of its own (ops/scatter.py's accumulator_zeros)
         key = _key(node)
         if key is None:
             continue

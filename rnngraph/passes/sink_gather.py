@@ -34,10 +34,9 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.types import TensorType
-from ..ops.elementwise import ZerosLike
 from ..ops.fill import Gather, GatherGrad
 from ..ops.rows import InvertPermutation, PermuteRows
-from ..ops.scatter import ScatterAddRows
+from ..ops.scatter import AccumulatorZeros, ScatterAddRows
 from ..ops.shape import Contiguous, Transpose
 from .loop_ports import add_invariant, add_sequence, outer_inputs
 from .rewrite import replace_uses, result_values, toposort, uses
@@ -213,7 +212,7 @@ def _sum_backward(graph, gg, cache, readers, kept) -> int:
         lead = tuple(dx.type.shape[:dx.type.rank - tail])
         p = add_sequence(loop, iv, "ids", TensorType(lead, iv.dtype))
     # a carried accumulator: zeros made for it, read by this loop alone
-    zl = ZerosLike()
+    zl = AccumulatorZeros()
     init = _add(graph, zl, [params], zl.infer(params.type), f"{gg.name}/{SUFFIX}/zeros", gg)
     at = op.in_ports().offset("carried") + op.in_ports().sizes["carried"]
     acc = body.add_param("carried", params.type, "grad_acc_embedding")

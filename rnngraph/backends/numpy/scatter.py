@@ -27,6 +27,9 @@ def scatter_add_rows(op, node, program):
         rows = updates.reshape((idx.size,) + acc.shape[1:])
         if idx.size > 1:
             if idx.min() < 0:   # (a negative index names row n + i, as in np.add.at)
+                if idx.min() < -acc.shape[0]:
+                    raise IndexError(f"index {int(idx.min())} is out of bounds for axis 0 "
+                                     f"with size {acc.shape[0]}")
                 idx = np.where(idx < 0, idx + acc.shape[0], idx)
             s = np.sort(idx)
             if (s[1:] != s[:-1]).all():
