@@ -455,3 +455,17 @@ def test_a_target_of_the_loops_steps_runs_and_static_steps_need_no_check():
     graph = _program(sess).graph
     assert any("/streamed" in n.name for n in _forward_loop(sess).op.body.nodes)
     assert not [n for n in graph.nodes if n.op.name == "check_steps"]
+
+
+def test_sequence_mask_compares_in_the_dtype_of_a_tensor_maxlen():
+    """As TF1: the lengths are cast to maxlen's dtype, never maxlen to the lengths' (an int8
+    lengths vector wrapped a tensor maxlen of 300 to 44)."""
+    g = rg.Graph()
+    with g.as_default():
+        lengths = rg.constant(np.array([3, 120], np.int8))
+        wide = rg.sequence_mask(lengths, rg.constant(np.int64(300)))
+        u8 = rg.sequence_mask(rg.constant(np.array([1, 255], np.uint8)),
+                              rg.constant(np.int32(256)))
+    got_wide, got_u8 = rg.Session(g).run([wide, u8])
+    np.testing.assert_array_equal(got_wide, _np_mask(np.array([3, 120]), 300))
+    np.testing.assert_array_equal(got_u8, _np_mask(np.array([1, 255]), 256))

@@ -41,7 +41,8 @@ def sequence_mask(lengths, maxlen=None, dtype=np.bool_, name=None):
         if not is_integer(maxlen.dtype):
             raise TypeError(f"sequence_mask at {user_location()}: maxlen must be an "
                             f"integer, got {maxlen.type}")
-        maxlen = ops.cast(maxlen, lengths.dtype)
+        if maxlen.dtype != lengths.dtype:   # TF1 compares in maxlen's dtype
+            lengths = ops.cast(lengths, maxlen.dtype)
     else:
         m = np.asarray(maxlen)
         if m.ndim != 0:
