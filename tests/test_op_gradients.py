@@ -18,6 +18,7 @@ import rnngraph as rg
 from rnngraph.ops.host_rows import host_rows
 from rnngraph.ops.transfer import to_device, to_host
 from rnngraph.ops.rows import permute_rows
+from rnngraph.ops.scatter import scatter_add_rows
 from rnngraph.ops.shape import contiguous
 from rnngraph.ops.base import Op
 
@@ -264,6 +265,9 @@ case("gather", lambda p: rg.gather(p, _idx), {"p": rand(5, 3)})
 case("gather-unknown-rows", lambda p: rg.gather(p, np.array([1, 1, 0])), {"p": rand(2, 3)},
      shapes={"p": (None, 3)})
 case("gather-second-order", second(lambda x: rg.gather(x, _idx) ** 3.0), {"x": rand(5, 2)})
+case("scatter_add_rows",   # (sink_gather's per-step embedding gradient; repeated rows)
+     lambda acc, u: scatter_add_rows(acc, _idx, u) ** 2.0, {"acc": rand(5, 3),
+                                                            "u": rand(3, 2, 3)})
 # --- reordering rows (dynamic_rnn's sort by length) ----------------------------------------------
 _perm = np.array([2, 0, 3, 1], dtype=np.int32)
 case("permute_rows", lambda x: permute_rows(x, _perm) ** 2.0 * np.arange(12.0).reshape(4, 3),

@@ -27,7 +27,7 @@ from ..ir.types import TensorType
 from ..ops.elementwise import SumTo
 from ..ops.linalg import MatMul, MatrixTranspose
 from ..ops.reduce import AddN
-from ..ops.shape import GetitemGrad
+from ..ops.shape import GetitemGrad, Transpose
 from ..ops.steps import RowsMatMul, StepContract, StepSum
 from .licm import variant_values
 from .loop_ports import outer_inputs, stacked_output, steps_output
@@ -106,7 +106,7 @@ class _Builder:
             if inner is None:
                 return None
             return self.add(n.op, [inner, like], e, n.name + "/summed")
-        if isinstance(n.op, MatMul) and isinstance(n.inputs[0].node.op, MatrixTranspose):
+        if isinstance(n.op, MatMul) and _transposed(n.inputs[0].node.op):
             a, b = n.inputs[0].node.inputs[0], n.inputs[1]
             if a.type.rank == 2 and b.type.rank == 2 and a in self.variant and b in self.variant:
                 return self.add(StepContract(), [self.stack(a), self.stack(b), self.n] +
@@ -209,11 +209,17 @@ def _stacks_exist(e, b) -> bool:
         return all(_stacks_exist(v, b) for v in n.inputs)
     if isinstance(n.op, GetitemGrad) or isinstance(n.op, SumTo):
         return _stacks_exist(n.inputs[0], b)
-    if isinstance(n.op, MatMul) and isinstance(n.inputs[0].node.op, MatrixTranspose):
+    if isinstance(n.op, MatMul) and _transposed(n.inputs[0].node.op):
         a, c = n.inputs[0].node.inputs[0], n.inputs[1]
         if a.type.rank == 2 and c.type.rank == 2 and a in b.variant and c in b.variant:
             return _stacked(a, b) and _stacked(c, b)
     return _stacked(e, b)
+
+
+def _transposed(op) -> bool:
+    """A transpose of a matrix: matrix_transpose, or transpose with perm [1, 0]."""
+    return isinstance(op, MatrixTranspose) or \
+        isinstance(op, Transpose) and tuple(op.perm) == (1, 0)
 
 
 def _stacked(v, b) -> bool:
