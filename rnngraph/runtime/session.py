@@ -239,7 +239,10 @@ class Session:
         """The memory plan a run of `fetches` would follow, before running it: a MemoryPlan
         whose str() is a table of every saved per-step tensor, its bytes and placement, and the
         predicted peak. `feed_dict` maps placeholders to arrays, or to their shapes given as
-        tuples of ints."""
+        tuples of ints: give every value the run will feed (a fed variable included), since
+        a fed value is held for the whole run where a variable read from the session is
+        not. The plan is made for the shapes; with `sequence_length`, it counts every step
+        up to the time dimension, an upper bound where all lengths are shorter."""
         self._check_open()
         flat, _ = self._check_fetches(fetches)
         fed, shapes = [], []
