@@ -42,7 +42,7 @@ def host_sequences(graph: Graph) -> int:
         for p in [p for p in rs if _row_order(p, fed)]:   # a time-major feed, sorted
             _replace(graph, fed, 0, p, readers)
             made += 1
-        direct = [r for r in rs if _reads_as_sequence(r, fed)]
+        direct = [r for r in rs if reads_as_sequence(r, fed)]
         if direct:   # a time-major feed
             rows = _add(graph, HostRows(0), [fed], fed.type, f"{node.name}/host_rows", node)
             for r in direct:
@@ -92,7 +92,7 @@ def _movable(fed, rs, readers, kept) -> bool:
     shape readers read? At least one loop must read it."""
     loops = False
     for r in rs:
-        if _reads_as_sequence(r, fed):
+        if reads_as_sequence(r, fed):
             loops = True
         elif _row_order(r, fed) and _loop_only(r.outputs[0], readers, kept):
             loops = True   # (a time-major feed sorted by length)
@@ -141,12 +141,12 @@ def _loop_only(v, readers, kept, through_rows=False) -> bool:
                 return False
         elif through_rows and _row_order(r, v) and _loop_only(r.outputs[0], readers, kept):
             continue
-        elif not (_reads_as_sequence(r, v) or reads_shape_only(r, v)):
+        elif not (reads_as_sequence(r, v) or reads_shape_only(r, v)):
             return False
     return True
 
 
-def _reads_as_sequence(node, v) -> bool:
+def reads_as_sequence(node, v) -> bool:
     """Does loop `node` read `v` as sequence inputs only (no other port)?"""
     if node.op.name != "loop":
         return False

@@ -38,6 +38,7 @@ from ..ops.fill import Gather, GatherGrad
 from ..ops.rows import InvertPermutation, PermuteRows
 from ..ops.scatter import AccumulatorZeros, ScatterAddRows
 from ..ops.shape import Contiguous, Transpose
+from .host_sequences import reads_as_sequence
 from .loop_ports import add_invariant, add_sequence, outer_inputs
 from .rewrite import replace_uses, result_values, toposort, uses
 
@@ -92,7 +93,7 @@ def _family(v, k: int, readers, kept):
                 stack.append((r.outputs[0], ("permute", r.inputs[1], r.op.axis), x))
             elif isinstance(r.op, Contiguous):
                 stack.append((r.outputs[0], ("contiguous",), x))
-            elif _reads_as_sequence(r, x) and not _read_by_prologue(r, x):
+            elif reads_as_sequence(r, x) and not _read_by_prologue(r, x):
                 reads_loops.append(r)
             elif r.op.name == "dim" and 0 <= r.op.axis < k:
                 dims.append(r)
@@ -244,12 +245,3 @@ def _read_by_prologue(loop, v) -> bool:
     input projection)? Its rows are then read a block at a time, not gathered per step."""
     seq = loop.op.in_ports().split(loop.inputs)["sequence"]
     return any(seq[i] is v for i in getattr(loop.op, "chunk_blocks", ()))
-
-
-def _reads_as_sequence(node, v) -> bool:
-    """Does loop `node` read `v` as sequence inputs only (no other port)?"""
-    if node.op.name != "loop":
-        return False
-    parts = node.op.in_ports().split(node.inputs)
-    return any(x is v for x in parts.get("sequence", [])) and not any(
-        x is v for role, xs in parts.items() if role != "sequence" for x in xs)
