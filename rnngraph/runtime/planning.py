@@ -177,7 +177,33 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
     if refused and not best[1].fits:   # (what kept the stream_outputs pass from helping)
         best[1].notes.extend(f"stream_outputs: {why}" for why in refused)
     cache[key] = best
+    if budget is not None and not best[1].fits and best[1].min_budget is not None and \
+            not isinstance(sess, _AtBudget):
+        best[1].min_budget = _confirmed_floor(sess, flat, fed, shapes, report,
+                                              best[1].min_budget)
     return best[:2]
+
+
+class _AtBudget:
+    """A session seen by the planner at another budget (to confirm a floor); the session
+    itself is not changed, so a run in another thread keeps its own budget."""
+
+    def __init__(self, sess, budget: int):
+        self._sess, self.memory_budget = sess, budget
+
+    def __getattr__(self, name):
+        return getattr(self._sess, name)
+
+
+def _confirmed_floor(sess, flat, fed, shapes, report, floor: int) -> int:
+    """The smallest budget found, raised until the plan made at it fits: each program variant
+    reports its own floor, and at that budget the planner may pick another (a few tries)."""
+    for _ in range(3):
+        plan = _prepare(_AtBudget(sess, floor), flat, fed, shapes, report, True)[1]
+        if plan.fits:
+            break
+        floor = max(floor + 1, plan.predicted_peak)
+    return floor
 
 
 def _streaming(passes) -> tuple:
