@@ -262,16 +262,17 @@ def test_a_fetched_embedding_output_is_left_alone():
     _close(got, free)
 
 
-def test_loops_that_read_the_input_in_chunks_are_left_alone():
+def test_loops_that_read_the_input_in_chunks_gather_blocks_of_rows():
     """With the sequence passes in chunks, the forward loop's chunk prologue reads blocks of
-    the gathered input (the hoisted projection) and the backward loop's epilogue writes the
-    input gradient's rows: the pass changes neither (a block gather is not done yet)."""
+    the gathered input (the hoisted projection): it gathers a block of rows at a block of ids;
+    the backward loop's epilogue wrote the input gradient's rows: its steps add their rows
+    into the accumulator instead (tests/test_memory_embedding_bidir.py has more)."""
     g, fetches, fd = _graph(12, 3, 4, 8, 3, lengths=True)
     sess = rg.Session(g, passes={**SINK, "hoist_sequence": True, "sink_accumulators": True,
                                  "sink_outputs": True, "chunk_steps": 4})
     got = sess.run(fetches, fd)
     gathers, sums, outside = _sunk(_program(sess).graph)
-    assert not gathers and not sums and len(outside) == 2
+    assert len(gathers) == 2 and len(sums) == 1 and not outside
     _close(got, rg.Session(g).run(fetches, fd))
 
 

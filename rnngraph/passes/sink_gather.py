@@ -7,24 +7,41 @@ stack of the backward loop's input gradients that gather_grad adds into a dense 
 gradient after the loop. Neither is a saved tensor, so no placement of saved tensors moves
 them. This pass makes the int ids the loops' sequence input instead:
 
-  forward   the chain gather -> transpose -> permute_rows -> contiguous -> loop is replayed on
-            the ids (an int [T, batch] value: a byte per 32 of the gathered one at dim 128),
-            each loop reading it gathers its step's rows from W (a loop invariant) in its body;
-            `dim` nodes reading the gathered value's leading sizes read the ids' instead.
+  forward   the chain gather -> transpose / permute_rows / reverse_sequence / contiguous ->
+            loop is replayed on the ids (an int [T, batch] value: a byte per 32 of the
+            gathered one at dim 128), each loop reading it gathers its step's rows from W (a
+            loop invariant) in its body; `dim` nodes reading the gathered value's leading
+            sizes read the ids' instead. The chain may branch: bidirectional_dynamic_rnn's
+            backward direction reads reverse_sequence(x, lengths), so it reads the ids
+            reversed the same way; an encoder and a decoder may read one lookup. A chunked
+            loop (the sequence passes in chunks of C steps) whose chunk prologue reads [m, ...]
+            blocks of x (the hoisted input projection) reads blocks of ids instead, and its
+            prologue gathers the block's rows.
   backward  a gather_grad of W at those ids whose gradient is a backward loop's output stack
-            (through a transpose, the inverse reordering of rows, contiguous copies) becomes a
-            carried [vocab, dim] accumulator of that loop: zeros before it, and per step a
-            `scatter_add_rows` (ops/scatter.py) of the step's rows at the step's ids, in place
-            (the accumulator's buffer is the loop's own). The output stack and the dense
-            gather_grad go.
+            (through a transpose, the inverse reordering of rows, reverse_sequence, contiguous
+            copies), or a sum (add_n / add) of such stacks of several loops, becomes a carried
+            [vocab, dim] accumulator of each of those loops: per step a `scatter_add_rows`
+            (ops/scatter.py) of the step's rows at the step's ids, in place. The output stacks
+            and the dense gather_grad go. A chunked backward loop whose epilogue wrote the
+            stack's rows (one block product per chunk) computes each step's rows in its steps
+            again, as an unchunked one does, and adds them.
+  one buffer where the embedding's gradient is a sum over loops (two directions, an encoder
+            and a decoder, two lookups of one W at other ids summed by autodiff): the first
+            backward loop (in a topological order) starts its accumulator from an
+            `accumulator_zeros` made for it, each next one from the one before's result, and
+            the sum reads the last one's; so one [vocab, dim] buffer is updated in place by
+            each loop in turn, not one per loop and an add. (Loops are never rerun, so no
+            loop adds twice into a buffer it was given.)
 
-The sum is the same, in another order: per step, the rows of one step, last step first, where
-gather_grad adds [batch, T] in row-major order; results agree to rounding, not bit for bit.
-The fed ids are then read only through the time-major transpose, so host_sequences (which
-runs after this pass) can leave them on the host.
+The sum is the same, in another order: per step, the rows of one step, last step first, loop
+after loop, where gather_grad adds [batch, T] in row-major order; results agree to rounding,
+not bit for bit. Where the fed ids are read only through the time-major transpose,
+host_sequences (which runs after this pass) can leave them on the host (not where a reversal
+reads them too).
 
 Applies to a gather whose value (and every value of the chain) only such nodes read (loops
-reading it as a sequence input alone, `dim` of a leading axis), neither fetched nor returned.
+reading it as a sequence input alone, `dim` of a leading axis), neither fetched nor returned;
+the backward part where every term of the gradient's sum is such a stack.
 The pass is off unless asked for (`passes={"sink_gather": True}`); the memory planner asks for
 it with stream_outputs and host_sequences when a budget cannot be met otherwise.
 """
@@ -35,8 +52,10 @@ import numpy as np
 from ..ir.graph import Graph
 from ..ir.types import TensorType
 from ..ops.fill import Gather, GatherGrad
+from ..ops.reduce import AddN
 from ..ops.rows import InvertPermutation, PermuteRows
 from ..ops.scatter import AccumulatorZeros, ScatterAddRows
+from ..ops.sequence import ReverseSequence
 from ..ops.shape import Contiguous, Transpose
 from .host_sequences import reads_as_sequence
 from .loop_ports import add_invariant, add_sequence, outer_inputs
@@ -67,6 +86,7 @@ def sink_gather(graph: Graph) -> int:
                    and n.inputs[1] is ids and n.inputs[2] is params]:
             made += _sum_backward(graph, gg, cache, uses(graph), kept)
     if made:
+        _chain(graph)
         toposort(graph)
     return made
 
@@ -91,9 +111,13 @@ def _family(v, k: int, readers, kept):
             elif isinstance(r.op, PermuteRows) and r.inputs[0] is x and r.inputs[1] is not x \
                     and r.op.axis < k:
                 stack.append((r.outputs[0], ("permute", r.inputs[1], r.op.axis), x))
+            elif isinstance(r.op, ReverseSequence) and r.inputs[0] is x and \
+                    r.inputs[1] is not x and max(r.op.seq_axis, r.op.batch_axis) < k:
+                stack.append((r.outputs[0], ("reverse", r.inputs[1], r.op.seq_axis,
+                                             r.op.batch_axis), x))
             elif isinstance(r.op, Contiguous):
                 stack.append((r.outputs[0], ("contiguous",), x))
-            elif reads_as_sequence(r, x) and not _read_by_prologue(r, x):
+            elif reads_as_sequence(r, x):
                 reads_loops.append(r)
             elif r.op.name == "dim" and 0 <= r.op.axis < k:
                 dims.append(r)
@@ -134,6 +158,10 @@ def _derive(graph, src, how, like, cache):
     elif how[0] == "transpose":
         op = Transpose(how[1])
         out = _add(graph, op, [src], op.infer(src.type), f"{like.name}/{SUFFIX}", like)
+    elif how[0] == "reverse":
+        op = ReverseSequence(how[2], how[3])
+        out = _add(graph, op, [src, how[1]], op.infer(src.type, how[1].type),
+                   f"{like.name}/{SUFFIX}", like)
     else:
         op = PermuteRows(how[2])
         out = _add(graph, op, [src, how[1]], op.infer(src.type, how[1].type),
@@ -162,21 +190,77 @@ def _gather_in_loop(loop, x, iv, params, tail: int) -> None:
         replace_uses(body, old, rows.outputs[0])
         if op.length_from == i:
             op.length_from = body.params["sequence"].index(p)
+        blocks = list(getattr(op, "chunk_blocks", ()))
+        if i in blocks:   # the chunk prologue reads [m, ...] blocks of it: blocks of ids now
+            b = blocks.index(i)
+            was = body.params["block"][b]
+            new = body.add_param("block", TensorType((None,) + lead, iv.dtype), f"block/ids_{i}")
+            body.params["block"].pop()
+            body.params["block"][b] = new
+            g = Gather()
+            rows = body.add_node(g, [w, new], [g.infer(w.type, new.type)],
+                                 f"{loop.name}/{SUFFIX}_chunk", loop.location)
+            replace_uses(body, was, rows.outputs[0])
+            body.remove_nodes({was.node})
+            blocks[b] = body.params["sequence"].index(p)
+            op.chunk_blocks = tuple(blocks)
     toposort(body)
     loop.graph.version += 1
 
 
 # --- the backward chain -------------------------------------------------------------------------
 def _sum_backward(graph, gg, cache, readers, kept) -> int:
-    """Replace gather_grad node `gg` by a carried accumulator of the backward loop whose output
-    stack its gradient is (0 where its gradient is not such a stack)."""
+    """Replace gather_grad node `gg` by carried [vocab, dim] accumulators of the backward loops
+    whose output stacks its gradient sums (one term, or the terms of an add_n / add: a
+    bidirectional RNN's two directions, two loops reading one lookup), each stack through its
+    chain of transposes, reorderings and reversals. 0 (nothing changed) unless every term is
+    such a stack; else how many loops accumulate (their sum is joined into one buffer by
+    `_chain`)."""
     g, ids, params = gg.inputs
-    k = ids.type.rank
-    steps = []   # from gg's input back to the loop's stack
-    u = g
+    if g in kept or len(readers.get(g, [])) != 1:
+        return 0
+    k, tail = ids.type.rank, params.type.rank - 1
+    by_loop: dict = {}   # loop -> [(output index, the chain's steps)]
+    for t in _leaves(g, readers, kept, root=True):
+        found = _trace(t, k, readers, kept)
+        if found is None:
+            return 0
+        loop, j = found[0], found[1]
+        dx = loop.op.body.results["output"][j]
+        if dx.dtype != params.dtype or dx.type.rank != k - 1 + tail:
+            return 0
+        by_loop.setdefault(loop, []).append(found[1:])
+    parts = [_accumulate_in(graph, loop, items, ids, params, gg, cache)
+             for loop, items in by_loop.items()]
+    out = parts[0] if len(parts) == 1 else _add(graph, AddN(), parts, params.type,
+                                                  f"{gg.name}/{SUFFIX}/sum", gg)
+    replace_uses(graph, gg.outputs[0], out)
+    return len(by_loop)
+
+
+def _leaves(v, readers, kept, root=False, inner=None) -> list:
+    """The terms `v` sums: the inputs of the add_n / add nodes (of one type, no broadcasting)
+    that make it, each inner sum read by its outer one alone; [v] where it is no such sum.
+    `inner`: a set the sum nodes walked are added to."""
+    n = v.node
+    if (not root and (v in kept or len(readers.get(v, [])) != 1)) or \
+            n.op.name not in ("add_n", "add") or \
+            any(x.type.shape != v.type.shape or x.dtype != v.dtype for x in n.inputs):
+        return [v]
+    if inner is not None:
+        inner.add(n)
+    return [leaf for x in n.inputs for leaf in _leaves(x, readers, kept, inner=inner)]
+
+
+def _trace(u, k: int, readers, kept):
+    """(loop, output index, steps) where `u` is a backward loop's output stack through
+    transposes of its k leading axes, the inverse reordering of rows, reversals within lengths
+    and contiguous copies (steps: from `u` back to the stack), each value read once; else
+    None."""
+    steps = []
     while True:
         if u in kept or len(readers.get(u, [])) != 1:
-            return 0
+            return None
         n = u.node
         if n.op.name == "loop":
             break
@@ -187,61 +271,144 @@ def _sum_backward(graph, gg, cache, readers, kept) -> int:
         elif isinstance(n.op, PermuteRows) and n.op.axis < k and \
                 isinstance(n.inputs[1].node.op, InvertPermutation):
             steps.append(("permute", n.inputs[1].node.inputs[0], n.op.axis))
+        elif isinstance(n.op, ReverseSequence) and max(n.op.seq_axis, n.op.batch_axis) < k:
+            steps.append(("reverse", n.inputs[1], n.op.seq_axis, n.op.batch_axis))  # (its own
+            #                                                                inverse)
         elif isinstance(n.op, Contiguous):
             steps.append(("contiguous",))
         else:
-            return 0
+            return None
         u = n.inputs[0]
     loop = u.node
-    op = loop.op
-    ports = op.out_ports()
+    ports = loop.op.out_ports()
     j = loop.outputs.index(u) - ports.offset("output")
-    if not 0 <= j < ports.sizes["output"] or j in getattr(op, "epilogue_outputs", ()):
-        return 0
-    iv = ids
-    for how in steps:   # the ids in the stack's layout (the forward chain's, where it exists)
-        iv = _derive(graph, iv, how, gg, cache)
+    if not 0 <= j < ports.sizes["output"]:
+        return None
+    return loop, j, steps
+
+
+def _accumulate_in(graph, loop, items, ids, params, gg, cache):
+    """Give `loop` a carried accumulator of `params`' gradient, zeros before it, to which each
+    step adds the rows of its output stacks `items` ([(output index, steps)]) at the step's
+    ids, in place; returns the loop's new output holding the sum."""
+    op = loop.op
     body = op.body
-    dx = body.results["output"][j]
     tail = params.type.rank - 1
-    if dx.dtype != params.dtype or dx.type.rank != iv.type.rank - 1 + tail:
-        return 0
-    outer = op.in_ports().split(loop.inputs)
-    p = next((q for q, v in zip(body.params.get("sequence", []), outer["sequence"])
-              if v is iv), None)
-    if p is None:
-        lead = tuple(dx.type.shape[:dx.type.rank - tail])
-        p = add_sequence(loop, iv, "ids", TensorType(lead, iv.dtype))
-    # a carried accumulator: zeros made for it, read by this loop alone
+    epi = list(getattr(op, "epilogue_outputs", ()))
+    for j, _ in items:   # (a chunked loop's epilogue wrote the stack's rows: the steps add
+        if j in epi:     # theirs now, the step's row computed per step as unchunked)
+            del body.results["epilogue_rows"][epi.index(j)]
+            epi.remove(j)
+    if epi != list(getattr(op, "epilogue_outputs", ())):
+        op.epilogue_outputs = tuple(epi)
     zl = AccumulatorZeros()
     init = _add(graph, zl, [params], zl.infer(params.type), f"{gg.name}/{SUFFIX}/zeros", gg)
     at = op.in_ports().offset("carried") + op.in_ports().sizes["carried"]
     acc = body.add_param("carried", params.type, "grad_acc_embedding")
     loop.inputs.insert(at, init)
-    s = ScatterAddRows(in_place=True)
-    summed = body.add_node(s, [acc, p, dx], [s.infer(acc.type, p.type, dx.type)],
-                           f"{gg.name}/{SUFFIX}", gg.location)
-    summed.is_gradient = True
-    body.results["carried"].append(summed.outputs[0])
-    out_at = ports.offset("carried") + ports.sizes["carried"]
+    summed = acc
+    for j, steps in items:
+        iv = ids
+        for how in steps:   # the ids in the stack's layout (the forward chain's, where it exists)
+            iv = _derive(graph, iv, how, gg, cache)
+        dx = body.results["output"][j]
+        outer = op.in_ports().split(loop.inputs)
+        p = next((q for q, v in zip(body.params.get("sequence", []), outer["sequence"])
+                  if v is iv), None)
+        if p is None:
+            lead = tuple(dx.type.shape[:dx.type.rank - tail])
+            p = add_sequence(loop, iv, "ids", TensorType(lead, iv.dtype))
+        s = ScatterAddRows(in_place=True)
+        node = body.add_node(s, [summed, p, dx], [s.infer(acc.type, p.type, dx.type)],
+                             f"{gg.name}/{SUFFIX}", gg.location)
+        node.is_gradient = True
+        summed = node.outputs[0]
+    body.results["carried"].append(summed)
+    ports = op.out_ports()
+    out_at = ports.offset("carried") + ports.sizes["carried"] - 1
     new = loop._add_output(params.type)
     loop.outputs.pop()
     loop.outputs.insert(out_at, new)
     for i, o in enumerate(loop.outputs):
         o.index = i
     toposort(body)
-    replace_uses(graph, gg.outputs[0], new)
-    return 1
+    graph.version += 1
+    return new
+
+
+# --- one accumulator for a sum of them ----------------------------------------------------------
+def _chain(graph) -> int:
+    """Where a sum (add_n / add, nested) adds the accumulators of two or more loops (each read
+    by that sum alone), each later loop's accumulator starts from the earlier one's result
+    instead of its own zeros: one [vocab, dim] buffer, updated in place by each loop in turn
+    (loops in a topological order, so no cycle), and the sum adds the last one's result only.
+    How many accumulators it joined."""
+    toposort(graph)
+    pos = {n: i for i, n in enumerate(graph.nodes)}
+    readers = uses(graph)
+    kept = set(graph.results.get("keep", [])) | result_values(graph)
+    joined, inner = 0, set()
+    for node in reversed(list(graph.nodes)):   # (outer sums first)
+        if node.op.name not in ("add_n", "add") or node in inner:
+            continue
+        out = node.outputs[0]
+        leaves = _leaves(out, readers, kept, root=True, inner=inner)
+        accs, loops = [], set()
+        for v in leaves:
+            loop = _own_accumulator(v, readers, kept)
+            if loop is not None and loop not in loops:
+                accs.append(v)
+                loops.add(loop)
+        if len(accs) < 2:
+            continue
+        accs.sort(key=lambda v: pos[v.node])
+        for before, v in zip(accs, accs[1:]):
+            v.node.inputs[_init_index(v.node, v)] = before
+        joined += len(accs) - 1
+        terms = [v for v in leaves if v not in accs[:-1]]
+        new = terms[0] if len(terms) == 1 else _add(graph, AddN(), terms, out.type,
+                                                     f"{node.name}/{SUFFIX}", node)
+        replace_uses(graph, out, new)
+        readers = uses(graph)
+    if joined:
+        toposort(graph)
+    return joined
+
+
+def _init_index(loop, v) -> int:
+    """The index in loop.inputs of the initial value of carried output `v`."""
+    op = loop.op
+    i = loop.outputs.index(v) - op.out_ports().offset("carried")
+    return op.in_ports().offset("carried") + i
+
+
+def _own_accumulator(v, readers, kept):
+    """The loop whose carried output `v` is an accumulator this pass made (it starts from an
+    accumulator_zeros only that loop reads and each step adds rows into it in place), read
+    once and not kept; else None."""
+    loop = v.node
+    if loop.op.name != "loop" or v in kept or len(readers.get(v, [])) != 1:
+        return None
+    op = loop.op
+    ports = op.out_ports()
+    i = loop.outputs.index(v) - ports.offset("carried")
+    if not 0 <= i < ports.sizes["carried"]:
+        return None
+    init = loop.inputs[op.in_ports().offset("carried") + i]
+    if not isinstance(init.node.op, AccumulatorZeros) or readers.get(init, []) != [loop]:
+        return None
+    body = op.body
+    param = body.params["carried"][i]
+    inner = uses(body)
+    r = body.results["carried"][i]
+    while isinstance(r.node.op, ScatterAddRows) and r.node.op.in_place:
+        r = r.node.inputs[0]
+        if len(inner.get(r, [])) != 1:   # (the buffer is the chain's alone)
+            return None
+    return loop if r is param else None
 
 
 def _add(graph, op, inputs, out_type, name, like):
     new = graph.add_node(op, inputs, [out_type], name, like.location)
     new.is_gradient = like.is_gradient
     return new.outputs[0]
-
-
-def _read_by_prologue(loop, v) -> bool:
-    """Does a chunked loop's chunk prologue read blocks of sequence input `v` (the hoisted
-    input projection)? Its rows are then read a block at a time, not gathered per step."""
-    seq = loop.op.in_ports().split(loop.inputs)["sequence"]
-    return any(seq[i] is v for i in getattr(loop.op, "chunk_blocks", ()))
