@@ -43,6 +43,9 @@ class SpilledValue:
     op: str = ""                  # its producer's op (what a recomputation reruns)
     segment: int = 0              # recompute: > 0 for a value of a checkpointed segment (its
     #                               chain rerun from the kept values before it), 0 alone
+    segments: int = 0             # ... of so many segments in all
+    schedule: str = ""            # ... "uniform" (equal stretches of the chain's units) or
+    #                               "dp" (cuts chosen by dynamic programming; memory/spill.py)
 
 
 @dataclass
@@ -60,8 +63,11 @@ class LoopPlan:
 
     @property
     def checkpoint_schedule(self) -> str:
-        """"uniform" (the state every k steps, each segment replayed once) or "binomial"
-        (Revolve: at most checkpoint_slots states, some steps replayed more than once)."""
+        """"uniform" (the state every k steps, each segment replayed once), "binomial"
+        (Revolve: at most checkpoint_slots states, some steps replayed more than once), or
+        "none" where the loop recomputes nothing."""
+        if not any(s.placement == RECOMPUTE for s in self.saved):
+            return "none"
         return "binomial" if self.checkpoint_slots else "uniform"
 
     @property
@@ -96,6 +102,8 @@ class MemoryPlan:
     host_fed: tuple = ()            # (name, bytes) of fed sequences left in host memory
     spilled: tuple = ()             # [SpilledValue]: intermediates offloaded or recomputed
     summed: tuple = ()              # add_n nodes made running sums (their operands go early)
+    unknown: tuple = ()             # describe() of values whose sizes are unknown before
+    #                                 running (counted as 0 bytes): no budget can be checked
     _by_node: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -109,9 +117,11 @@ class MemoryPlan:
     @property
     def passes(self):
         """The `passes=` that compiles the program this plan is for, from the default passes
-        (Session(passes=plan.passes) runs it unplanned): those turned off, the chunk size."""
+        (Session(passes=plan.passes) runs it unplanned): those turned off, the chunk size;
+        stream_outputs as "always" (the same program: without a budget, True lets the Session
+        stand it down where it would raise the peak, runtime/stream_guard.py)."""
         out = dict.fromkeys(self.passes_off, False)
-        out.update(dict.fromkeys(self.passes_on, True))
+        out.update({p: "always" if p == "stream_outputs" else True for p in self.passes_on})
         if self.chunk_steps:
             out["chunk_steps"] = self.chunk_steps
         host = tuple(s.name for s in self.spilled if s.placement == HOST)
@@ -131,7 +141,10 @@ class MemoryPlan:
     # --- queries --------------------------------------------------------------------------------
     @property
     def fits(self) -> bool:
-        """Does the predicted peak fit the device budget, and the offloaded stacks the host's?"""
+        """Does the predicted peak fit the device budget, and the offloaded stacks the host's?
+        Never where a value's size is unknown before running: then no budget can be checked."""
+        if self.budget is not None and self.unknown:
+            return False
         return (self.budget is None or self.predicted_peak <= self.budget) and self.host_fits
 
     @property
@@ -168,6 +181,8 @@ class MemoryPlan:
             verdict = "  (OVER THE HOST BUDGET)"
         elif self.budget is None:
             verdict = ""
+        elif self.unknown:
+            verdict = "  (CANNOT BE CHECKED: sizes unknown before running)"
         else:
             verdict = "  (fits)" if self.fits else "  (OVER BUDGET)"
         lines = [f"memory plan on {self.device}: budget {budget}, predicted peak "
@@ -207,7 +222,8 @@ class MemoryPlan:
             width = max(len("value"), *(len(s.name) for s in shown))
             lines.append(f"  {'value':<{width}}  {'op':<12}  {'bytes':>10}  placement")
             for s in shown:
-                seg = f" (segment {s.segment})" if s.segment else ""
+                seg = f" (segment {s.segment} of {s.segments}, {s.schedule})" \
+                    if s.segment else ""
                 lines.append(f"  {s.name:<{width}}  {s.op:<12}  {fmt_bytes(s.bytes):>10}  "
                              f"{s.placement}{seg}")
             if more:
@@ -217,8 +233,10 @@ class MemoryPlan:
             segs = {s.segment for s in self.spilled if s.segment}
             if segs:
                 n = sum(1 for s in self.spilled if s.segment)
+                how = {s.schedule for s in self.spilled if s.segment}
                 lines.append(f"  recomputed as {len(segs)} checkpointed segment"
-                             f"{'s' if len(segs) != 1 else ''} ({n} values: each segment's "
+                             f"{'s' if len(segs) != 1 else ''}, {'/'.join(sorted(how))} "
+                             f"schedule ({n} values: each segment's "
                              f"producers rerun once, from the values kept before it, right "
                              f"before its first gradient reader)")
         if self.summed:
@@ -235,9 +253,11 @@ class MemoryPlan:
             host = "unlimited" if self.host_budget is None else fmt_bytes(self.host_budget)
             lines.append(f"host memory: {fmt_bytes(self.host_bytes)} of offloaded stacks "
                          f"and values at most (host budget {host})")
-        if self.min_budget is not None and not self.fits:
-            lines.append(f"smallest device budget a plan was found for: {self.min_budget} bytes "
-                         f"({fmt_bytes(self.min_budget)})")
+        if self.min_budget is not None and not self.fits and not self.unknown:
+            other = " (a plan other than this one: print the plan made at that budget to " \
+                "see it)" if self.min_budget < self.predicted_peak else ""
+            lines.append(f"smallest device budget a plan was found to fit: {self.min_budget} "
+                         f"bytes ({fmt_bytes(self.min_budget)}){other}")
         lines.append(f"predicted peak {fmt_bytes(self.predicted_peak)} (keeping everything on "
                      f"the device: {fmt_bytes(self.keep_all_peak)}); predicted extra time "
                      f"{self.extra_time * 1e3:.1f} ms")

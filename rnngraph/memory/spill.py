@@ -22,11 +22,12 @@ chosen) gives the bytes live at each step. Then, while the highest step is over 
 - where that leaves the peak over the budget and recomputation is allowed, the same is done
   again after checkpointed segments (Chen et al. 2016; _segment_plan): the forward values
   held across the peak for the gradient are recomputed a segment at a time, from checkpoints
-  kept where the forward chain is narrowest (a static_rnn's state between steps), spaced so
-  that the step profile fits with the least added time (about sqrt(T) steps apart when the
-  budget is tight; one more run of the forward producers at most). The one-value choices
-  then leave the segments' values and the values they read alone; the lower of the two
-  profiles is taken.
+  kept where the forward chain is narrow (a static_rnn's state between steps). Where the
+  checkpoints go is a dynamic programme over the cut positions (Gruslys et al. 2016's
+  BPTT-MSM, with Chen's one level of segments): the plan of the least added time whose
+  peak fits, else the lowest peak; equal stretches where they do as well. One more run of
+  the forward producers at most. The one-value choices then leave the segments' values and
+  the values they read alone; the lower of the two profiles is taken.
 
 The caller compiles the program with the choice and plans it again: that simulation is the
 prediction. Steps inside a loop node count their loop's working set only where the
@@ -53,8 +54,17 @@ from .shapes import infer_shapes
 # is never part of a recomputed segment: recomputing it would need every segment at once
 GATHER = 4
 
+# the most units (stretches between candidate cuts) the segment schedules are chosen over:
+# the dynamic programme takes about UNITS**2 steps
+UNITS = 128
+# schedules of each kind tried on the step profile, the chain's model corrected by the gap
+TRIES = 4
+
 # producers whose values are nobody's to move (the caller's, the session's, constants)
 _SOURCES = ("placeholder", "variable", "param", "constant")
+# ... of those, the ones whose buffers are there all along (a constant's goes after its last
+# reader, like any value: a recomputation reading it late holds it longer)
+_RESIDENT = ("placeholder", "variable", "param")
 
 
 @dataclass
@@ -119,7 +129,7 @@ def choose_spills(schedule, feed_types: dict, budget: int, profile: DeviceProfil
 
     def live_at(u, at: int) -> bool:
         """Is u's buffer there at step `at` anyway (so a recomputation may read it)?"""
-        if u in fed or u.node.op.name in _SOURCES:
+        if u in fed or u.node.op.name in _RESIDENT:
             return True
         rs = readers.get(u, ())
         return u in keep or (rs and rs[-1] >= at)
@@ -307,14 +317,17 @@ def _segment_plan(nodes, readers, key, model, prof, out, keep, info, profile, bu
 
     The forward values the gradient reads that are held across the peak (their readers' widest
     gap spans it), and the forward producers they need, in schedule order; a cut after one of
-    them keeps the values crossing it (the checkpoint: a static_rnn's state). Cuts go only
+    them keeps the values crossing it (the checkpoint: a static_rnn's state). Cuts may go
     where few bytes cross (at most 1.5 times the fewest in the steady middle half: between
-    steps, not inside a cell), each after about a bytes of the values read late; every
-    stretch is recomputed as one segment right before its first late reader
-    (passes/spill_values.py), the last one (its gradient runs first) or not. Several byte
-    sizes a are tried (from the sum of those values over 2 to over one stretch per possible
-    cut), with and without the last stretch; the one whose step profile fits the budget with
-    the least added time is taken, else the lowest."""
+    steps, not inside a cell; the narrowest of each run of a few where there are more than
+    UNITS), which cut the chain into units (Chain). A plan recomputes stretches of units, each
+    as one segment right before its first late reader (passes/spill_values.py), the last one
+    (its gradient runs first) or not. Two plans are scored on the step profile, by the delta
+    rules the pass follows (_segments_for): the best stretches of equal length ("uniform")
+    and the dynamic programme's cuts anywhere ("dp"; _dp), each chosen on the chain's model
+    for the budget, and again for a budget lowered by what the model missed where the step
+    profile says it does not fit (TRIES in all). The one that fits with the least added time
+    is taken, else the lowest; uniform where they tie. SpilledValue.schedule says which."""
     position = {n: i for i, n in enumerate(nodes)}
     last_use: dict = {}   # buffer key -> the last step reading it (or making it)
     for v, k in key.items():
@@ -322,7 +335,7 @@ def _segment_plan(nodes, readers, key, model, prof, out, keep, info, profile, bu
         last_use[k] = max(last_use.get(k, -1), at)
 
     def free(k) -> bool:   # (a buffer there all along: a source's, a fed or fetched value's)
-        return k in keep or k.node.op.name in _SOURCES or k.node not in position
+        return k in keep or k.node.op.name in _RESIDENT or k.node not in position
 
     def eligible(n) -> bool:
         if n.is_gradient or n.op.subgraphs() or n.op.name in _SOURCES or n.op.stateful or \
@@ -389,7 +402,6 @@ def _segment_plan(nodes, readers, key, model, prof, out, keep, info, profile, bu
     n_cuts = int(cuttable.sum())
     if not n_cuts or not total:
         return None
-    counts = sorted({int(round(x)) for x in np.geomspace(2, n_cuts + 1, 16)})
     late_set = set(late_read)
     sizes: dict = {}
     costs: dict = {}
@@ -403,57 +415,329 @@ def _segment_plan(nodes, readers, key, model, prof, out, keep, info, profile, bu
         if n not in costs:
             costs[n] = profile.compute_time(node_flops(n, info), 1)
         return costs[n]
-    best, tried = None, set()
-    for count, last in ((c, last) for c in counts for last in (False, True)):
-        cuts = _cuts(made, cuttable, total / count, last)
-        if not cuts or cuts in tried:
-            continue
-        tried.add(cuts)
-        got = _segments_for(order, idx, cuts, late_set, readers, nodes, key, position,
-                            last_use, free, nbytes, seconds, prof)
-        if got is None:
-            continue
-        peak, t = int(got[0].max()), got[1]
-        rank = (peak > budget, t if peak <= budget else peak)
-        if best is None or rank < best[0]:
-            best = (rank, got)
+    cuts = [j for j in range(m) if cuttable[j]]
+    if len(cuts) >= UNITS:   # (the narrowest cut of each run of a few: UNITS units at most)
+        g = -(-len(cuts) // (UNITS - 1))
+        cuts = [min(cuts[i:i + g], key=lambda j: (int(cross[j]), -j))
+                for i in range(0, len(cuts), g)]
+    ends = cuts + [m - 1]
+    chain = _chain(order, idx, ends, late_read, readers, nodes, key, position, free, nbytes,
+                   seconds, prof)
+    best, tables = None, _chain_tables(chain)
+    for schedule, choose in (("uniform", _best_uniform), ("dp", _dp)):
+        target, tried = budget, set()
+        for _ in range(TRIES):   # (the chain's model against the step profile's: corrected)
+            stretches = choose(chain, target, tables)
+            if stretches is None or stretches in tried:
+                break
+            tried.add(stretches)
+            spans = [(ends[u - 1] + 1 if u else 0, ends[v]) for u, v, again in stretches
+                     if again]
+            got = _segments_for(order, idx, spans, late_set, readers, nodes, key, position,
+                                last_use, free, nbytes, seconds, prof)
+            if got is None:
+                break
+            peak, t = int(got[0].max()), got[1]
+            rank = (peak > budget, t if peak <= budget else peak)
+            if best is None or rank < best[0]:   # (a tie keeps uniform, tried first)
+                best = (rank, got, schedule)
+            if peak <= budget:
+                break
+            target -= peak - max(budget, int(_chain_cost(chain, stretches, tables)[0]))
     if best is None or int(best[1][0].max()) >= int(prof.max()):
         return None
     est, t, names, touched = best[1]
     prof[:] = est
     out.time += t
+    count = max(seg for _, seg in names)
     for v, seg in names:   # (bytes: those the segment frees, of the values read late)
         own = key.get(v) is v and v in late_set
         out.values.append(SpilledValue(v.name, int(model.nbytes(v)) if own else 0, RECOMPUTE,
-                                       v.node.op.name, seg))
+                                       v.node.op.name, seg, count, best[2]))
     return touched
 
 
-def _cuts(made, cuttable, size: float, last: bool) -> tuple:
-    """Where the stretches end (indices into the forward producers): at the first cuttable
-    point after about `size` bytes of late-read values were made since the last cut; `last`:
-    the stretch after the last cut is a segment too."""
-    m = len(made)
-    cuts, acc = [], 0
-    for j in range(m):
-        acc += int(made[j])
-        if acc >= size and cuttable[j]:
-            cuts.append(j)
-            acc = 0
-    if last and (not cuts or cuts[-1] < m - 1):
-        cuts.append(m - 1)
-    return tuple(cuts)
+@dataclass
+class Chain:
+    """A forward chain cut into K units (the producers between two candidate cuts), as the
+    segment schedules are chosen on it. A plan is a list of stretches (u, v, again): units u
+    to v, consecutive and covering 0 .. K-1, recomputed (again) or kept. On the step profile
+    before any segment:
+
+    - `fwd[w]`, `bwd[w]`: the highest bytes over unit w's forward steps and over its gradient
+      steps (from its segment's copies on, where they would go, to the next earlier unit's);
+      `reading`, `middle`: over the steps between the last forward unit and the last unit's
+      gradient, up to the last early reader there of a value in `values` and after it;
+    - `at[w]`: the bytes where the copies of a segment ending at unit w go; `interior[w]`:
+      the most bytes the copies of unit w's producers hold at once that are made and read
+      among them (pre-activations); `seconds[w]`: the time of rerunning its producers;
+    - `values`: (bytes, made, chain, early) per value the gradient reads late: the unit of its
+      producer, the last unit of the chain reading it (a value read past the end of its
+      stretch is that stretch's checkpoint, kept), the unit of its last reader before the
+      gradient (K: one after the forward units, such as a stack of every step's output).
+
+    The model (what _chain_cost computes and _dp minimises): a recomputed stretch's values
+    (made in it, not read past its end) are off the device from after their last early
+    reader to its copies. In the forward, unit w then holds fwd[w] less the values of its
+    own stretch whose last early reader is an earlier unit, and the values of earlier
+    recomputed stretches whose last early reader is in their stretch (the others counted
+    as there until the middle: an upper bound); the steps after the forward units hold
+    `reading` less the values of the recomputed stretches whose last early reader is in their
+    stretch, then `middle` less all values of the recomputed stretches; unit w's gradient
+    steps hold bwd[w] less the values of the recomputed stretches before; a recomputed
+    stretch's copies hold at[v] + its units' largest interior less the values of the
+    recomputed stretches before it. The peak is the most of these; the added time the
+    recomputed units' seconds. (A kept stretch is the last one: one kept between recomputed
+    ones would hold their checkpoints' neighbours, which the model does not follow.)"""
+    fwd: np.ndarray
+    bwd: np.ndarray
+    at: np.ndarray
+    interior: np.ndarray
+    seconds: np.ndarray
+    values: list
+    reading: int
+    middle: int
+
+    @property
+    def units(self) -> int:
+        return len(self.fwd)
 
 
-def _segments_for(order, idx, cuts, late_set, readers, nodes, key, position, last_use, free,
+def _chain(order, idx, ends, late_read, readers, nodes, key, position, free, nbytes, seconds,
+           prof) -> Chain:
+    """The Chain of the forward producers `order` cut after each index in `ends`."""
+    K = len(ends)
+    unit = np.searchsorted(np.array(ends), np.arange(len(order)))   # order index -> unit
+    start = [position[order[ends[w - 1] + 1]] if w else 0 for w in range(K)]
+    stop = start[1:] + [position[order[-1]] + 1]   # (forward steps of each unit: [start, stop))
+
+    def unit_at(p: int) -> int:   # (the unit whose forward steps hold schedule step p; K after)
+        return K if p >= stop[-1] else int(np.searchsorted(stop, p, side="right"))
+    values, reads, first_late = [], [], np.full(K, len(prof), dtype=np.int64)
+    for v in late_read:
+        k = key[v]
+        if k is not v or free(k) or v.node not in idx:
+            continue
+        made = int(unit[idx[v.node]])
+        chain = max([int(unit[idx[nodes[i]]]) for i in readers.get(v, ())
+                     if nodes[i] in idx] + [made])
+        rs = readers[v]
+        at = split_readers(position[v.node], rs)
+        early = max(rs[at - 1] if at else position[v.node], position[v.node])
+        values.append((nbytes(v), made, chain, max(unit_at(early), chain)))
+        reads.append(early)
+    for j, n in enumerate(order):   # (where the copies of a stretch ending at unit w go)
+        for v in n.outputs:
+            grads = [i for i in readers.get(v, ()) if nodes[i].is_gradient]
+            if grads:   # (a stretch copies v where it ends at its last chain reader's unit)
+                w = max([int(unit[idx[nodes[i]]]) for i in readers[v] if nodes[i] in idx] +
+                        [int(unit[j])])
+                first_late[w] = min(first_late[w], grads[0])
+    # (gradient steps of unit w: [back[w], back[w - 1]); none for a unit copying nothing)
+    back = np.minimum.accumulate(first_late)
+    back = np.minimum(np.maximum(back, stop[-1]), len(prof) - 1)
+    upper = np.concatenate([[len(prof)], back[:-1]])
+
+    def most(lo, hi) -> int:
+        return int(prof[lo:hi].max()) if hi > lo else 0
+    fwd = np.array([most(start[w], stop[w]) for w in range(K)], dtype=np.int64)
+    bwd = np.array([most(back[w], upper[w]) for w in range(K)], dtype=np.int64)
+    late = set(late_read)
+    interior = np.zeros(K, dtype=np.int64)
+    t = np.zeros(K)
+    for w in range(K):
+        lo = ends[w - 1] + 1 if w else 0
+        part = order[lo:ends[w] + 1]
+        inside = set(part)
+        last: dict = {}
+        for j, n in enumerate(part):
+            for x in n.inputs:
+                if x.node in inside:
+                    last[x] = j
+        live = top = 0
+        for j, n in enumerate(part):
+            t[w] += seconds(n)
+            for v in n.outputs:
+                if key.get(v) is v and v not in late and v in last:
+                    live += nbytes(v)
+            top = max(top, live)
+            for x in set(n.inputs):
+                if last.get(x) == j and key.get(x) is x and x not in late:
+                    live -= nbytes(x)
+        interior[w] = top
+    split = min(max([e + 1 for e in reads if e >= stop[-1]] + [stop[-1]]), int(back[-1]))
+    return Chain(fwd, bwd, prof[back].astype(np.int64), interior, t, values,
+                 most(stop[-1], split), most(split, int(back[-1])))
+
+
+def _chain_tables(chain: Chain):
+    """Per stretch (u, v): the bytes its values free in the forward after it (Ff) and in the
+    middle and the gradient steps after it (Fb); its most forward bytes recomputed
+    (less its own values as they go) and kept; its most gradient-step bytes recomputed (the
+    copies too) and kept; its seconds."""
+    K = chain.units
+    by_early = np.zeros((K + 2, K + 2))
+    by_chain = np.zeros((K + 2, K + 2))
+    for b, made, chain_u, early in chain.values:
+        by_early[made, early] += b
+        by_chain[made, chain_u] += b
+    # F[u][v]: values made at u or later and last read at v or earlier
+    Ff = np.cumsum(np.cumsum(by_early[::-1], axis=0)[::-1], axis=1)
+    Fb = np.cumsum(np.cumsum(by_chain[::-1], axis=0)[::-1], axis=1)
+    fwd_again = np.full((K, K), -np.inf)
+    fwd_kept = np.full((K, K), -np.inf)
+    bwd_again = np.full((K, K), -np.inf)
+    bwd_kept = np.full((K, K), -np.inf)
+    for u in range(K):
+        a = k = g = -np.inf
+        inner = 0
+        for v in range(u, K):
+            a = max(a, chain.fwd[v] - (Ff[u, v - 1] if v > u else 0.0))
+            k = max(k, chain.fwd[v])
+            g = max(g, chain.bwd[v])
+            inner = max(inner, chain.interior[v])
+            fwd_again[u, v], fwd_kept[u, v] = a, k
+            bwd_kept[u, v] = g
+            bwd_again[u, v] = max(g, chain.at[v] + inner)
+    t = np.concatenate([[0.0], np.cumsum(chain.seconds)])
+    return Ff, Fb, fwd_again, fwd_kept, bwd_again, bwd_kept, t
+
+
+def _chain_cost(chain: Chain, stretches, tables=None) -> tuple:
+    """(peak, added seconds) of a plan on the chain (Chain's model)."""
+    Ff, Fb, fwd_again, fwd_kept, bwd_again, bwd_kept, t = tables or _chain_tables(chain)
+    lf = lb = 0.0
+    peak, secs = -np.inf, 0.0
+    for u, v, again in stretches:
+        f, g = (fwd_again, bwd_again) if again else (fwd_kept, bwd_kept)
+        peak = max(peak, f[u, v] - lf, g[u, v] - lb)
+        if again:
+            lf += Ff[u, v]
+            lb += Fb[u, v]
+            secs += t[v + 1] - t[u]
+    return max(peak, chain.reading - lf, chain.middle - lb), secs
+
+
+def _dp(chain: Chain, budget: int, tables=None):
+    """The stretches of the least added time whose peak (Chain's model) fits `budget`, or,
+    where none fits, those of the lowest peak (the least time among them); None where no
+    stretch is recomputed then. A dynamic programme over the cut positions (Gruslys et al.
+    2016; Chen et al. 2016 with cuts anywhere): for each unit v, the plans of units 0 .. v
+    that fit so far, kept as a Pareto front of (time, bytes freed for the forward after,
+    bytes freed for the gradient steps after)."""
+    tables = tables or _chain_tables(chain)
+    found = _dp_fit(chain, tables, budget)
+    if found is None:   # (the lowest peak: the smallest budget that fits, to a byte)
+        lo, hi = 0, int(max(chain.fwd.max(), chain.bwd.max(), chain.reading, chain.middle,
+                            (chain.at + chain.interior).max()))
+        found = _dp_fit(chain, tables, hi)
+        lo = max(lo, int(_chain_cost(chain, [(0, chain.units - 1, True)], tables)[0]) // 4)
+        while hi - lo > max(1, hi // 10000):
+            mid = (lo + hi) // 2
+            got = _dp_fit(chain, tables, mid)
+            if got is None:
+                lo = mid
+            else:
+                hi, found = mid, got
+    if found is None or not any(again for _, _, again in found):
+        return None
+    return found
+
+
+FRONT = 256   # plans a unit keeps on its Pareto front at most (spread over their times)
+
+
+def _dp_fit(chain: Chain, tables, budget: int):
+    """_dp for a budget that must fit: the stretches, or None where nothing fits."""
+    Ff, Fb, fwd_again, fwd_kept, bwd_again, bwd_kept, t = tables
+    K = chain.units
+    # the plans of units 0 .. u-1 (row u): seconds, forward and gradient bytes freed; where
+    # each came from (the row and entry before, its last stretch recomputed or kept)
+    S = np.full((K + 1, FRONT), np.inf)
+    LF = np.zeros((K + 1, FRONT))
+    LB = np.zeros((K + 1, FRONT))
+    S[0, 0] = 0.0
+    came = np.zeros((K + 1, FRONT, 3), dtype=np.int64)
+    for v in range(K):
+        u = np.arange(v + 1)[:, None]
+        s, lf, lb = S[:v + 1], LF[:v + 1], LB[:v + 1]
+        live = np.isfinite(s)
+        kept = live & (fwd_kept[:v + 1, v][:, None] - lf <= budget) & \
+            (bwd_kept[:v + 1, v][:, None] - lb <= budget) & (v == K - 1)   # (the last only)
+        again = live & (fwd_again[:v + 1, v][:, None] - lf <= budget) & \
+            (bwd_again[:v + 1, v][:, None] - lb <= budget)
+        ku, kj = np.nonzero(kept)
+        au, aj = np.nonzero(again)
+        cs = np.concatenate([s[ku, kj], s[au, aj] + (t[v + 1] - t[au])])
+        if not len(cs):
+            continue
+        cf = np.concatenate([lf[ku, kj], lf[au, aj] + Ff[au, v]])
+        cb = np.concatenate([lb[ku, kj], lb[au, aj] + Fb[au, v]])
+        keep = _pareto(cs, cf, cb)
+        n = len(keep)
+        S[v + 1, :n], LF[v + 1, :n], LB[v + 1, :n] = cs[keep], cf[keep], cb[keep]
+        cu = np.concatenate([ku, au])[keep]
+        cj = np.concatenate([kj, aj])[keep]
+        came[v + 1, :n] = np.stack([cu, cj, keep >= len(ku)], axis=1)
+    done = np.isfinite(S[K]) & (chain.middle - LB[K] <= budget) & \
+        (chain.reading - LF[K] <= budget)
+    if not done.any():
+        return None
+    j = int(np.argmin(np.where(done, S[K], np.inf)))
+    out, at = [], K
+    while at:
+        u, i, again = (int(x) for x in came[at, j])
+        out.append((u, at - 1, bool(again)))
+        at, j = u, i
+    return tuple(reversed(out))
+
+
+def _pareto(S, LF, LB) -> np.ndarray:
+    """Indices of the plans no other beats in time, forward bytes freed and gradient bytes
+    freed; FRONT of them at most (the fastest, the slowest and others evenly between)."""
+    order = np.lexsort((-LB, -LF, S))
+    S, LF, LB = S[order], LF[order], LB[order]
+    left = np.ones(len(S), bool)
+    out = []
+    while left.any():
+        i = int(np.argmax(left))
+        out.append(i)
+        left &= ~((LF <= LF[i]) & (LB <= LB[i]))
+    if len(out) > FRONT:
+        out = [out[int(round(x))] for x in np.linspace(0, len(out) - 1, FRONT)]
+    return order[np.array(out)]
+
+
+def _best_uniform(chain: Chain, budget: int, tables=None):
+    """Stretches of n units each (n from 1 to K), the last few kept or none: the one of the
+    least added time that fits `budget` (Chain's model), else the lowest peak; None where
+    none recomputes anything."""
+    tables = tables or _chain_tables(chain)
+    K = chain.units
+    best = None
+    for n in range(1, K + 1):
+        parts = [(u, min(u + n, K) - 1) for u in range(0, K, n)]
+        for kept in range(len(parts)):   # (the last `kept` stretches are kept, as one)
+            rec = parts[:len(parts) - kept]
+            plan = [(u, v, True) for u, v in rec]
+            if kept:
+                plan.append((parts[len(rec)][0], K - 1, False))
+            peak, secs = _chain_cost(chain, plan, tables)
+            rank = (peak > budget, secs if peak <= budget else peak)
+            if best is None or rank < best[0]:
+                best = (rank, tuple(plan))
+    return None if best is None else best[1]
+
+
+def _segments_for(order, idx, spans, late_set, readers, nodes, key, position, last_use, free,
                   nbytes, seconds, prof):
     """(step profile, added seconds, [(value, segment number)], values touched) with the
-    stretches ending at `cuts` recomputed as segments; None where that names nothing."""
+    stretches `spans` ((first, last) indices into `order`) recomputed as segments; None where
+    that names nothing."""
     delta = np.zeros(len(prof) + 1, dtype=np.int64)
     names, touched, t = [], set(), 0.0
-    lo = 0
     number = 0
-    for hi in cuts:
+    for lo, hi in spans:
         inside = set(order[lo:hi + 1])
         # the checkpoint: values made here and read past the cut (kept)
         kept = {v for n in inside for v in n.outputs
@@ -466,7 +750,6 @@ def _segments_for(order, idx, cuts, late_set, readers, nodes, key, position, las
                 continue
             seg.add(n)
             stack.extend(x.node for x in n.inputs if x not in kept)
-        lo = hi + 1
         if not seg:
             continue
         values = [v for n in seg for v in n.outputs if readers.get(v)]
