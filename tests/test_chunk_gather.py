@@ -60,7 +60,7 @@ def _backward_reads(sess):
 
 def test_the_backward_loop_reads_one_stack_of_y_per_step_and_in_blocks():
     g, fetches, fd = _graph(9, 4, 5, 3, LOSS)
-    sess = rg.Session(g, passes={"stream_outputs": True, "chunk_steps": 4})
+    sess = rg.Session(g, passes={"stream_outputs": "always", "chunk_steps": 4})
     got = sess.run(fetches, fd)
     ((rows, blocked, per_step, fwd),) = _backward_reads(sess)
     assert rows.node is fwd and blocked and per_step

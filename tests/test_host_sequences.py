@@ -292,8 +292,8 @@ def test_a_mean_loss_reads_only_the_shape_of_the_fed_input():
     time-major input) reads a shape: the feed still stays on the host."""
     g, fetches, fd, X = _graph(11, 3, 5, 4, loss=lambda y, x: rg.reduce_mean(y * y))
     want = rg.Session(g, device=SimulatedDevice(),
-                      passes={"stream_outputs": True, **LEAN}).run(fetches, fd)
-    sess = rg.Session(g, device=SimulatedDevice(), passes={"stream_outputs": True, **HOST})
+                      passes={"stream_outputs": "always", **LEAN}).run(fetches, fd)
+    sess = rg.Session(g, device=SimulatedDevice(), passes={"stream_outputs": "always", **HOST})
     got = sess.run(fetches, fd)
     prog = _program(sess)
     assert prog.host_inputs and any(n.op.name == "reduced_count" and n.inputs[0].node.op.name

@@ -17,7 +17,7 @@ from gradcheck import check_gradients
 from test_memory_chunks import _close, _loops, _program, _sig
 from test_memory_streamed import rerun_saved, run_planned
 
-SINK = {"stream_outputs": True, "host_sequences": True, "sink_gather": True,
+SINK = {"stream_outputs": "always", "host_sequences": True, "sink_gather": True,
         "hoist_sequence": False, "sink_accumulators": False, "sink_outputs": False}
 LEAN = dict(SINK, sink_gather=False)
 

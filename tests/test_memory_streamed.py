@@ -11,7 +11,7 @@ from rnngraph.runtime.simulated import SimulatedDevice
 
 from test_memory_chunks import _close, _loops, _numpy_lstm_grads, _program, _run_saved
 
-STREAM = {"stream_outputs": True}
+STREAM = {"stream_outputs": "always"}   # (forced: the pass itself is tested)
 
 
 def _streamed_nodes(graph):
@@ -100,7 +100,7 @@ def test_no_projection_lstm_fits_a_tenth_budget_streamed(strategy, lengths):
     assert plan.fits, str(plan)
     assert plan.passes_on == ("stream_outputs", "host_sequences")
     assert "loop outputs streamed (stream_outputs)" in str(plan)
-    assert plan.passes["stream_outputs"] is True
+    assert plan.passes["stream_outputs"] == "always"   # (the same program: forced)
     got = run_planned(sess, plan, budget, strategy, g, fetches, fd)
     _close(got, ref)
 

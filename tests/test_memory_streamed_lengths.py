@@ -25,7 +25,7 @@ from test_memory_streamed import _saved_bytes, _streamed_nodes, run_planned
 from test_memory_streamed_softmax import numpy_softmax_head
 from test_memory_streamed_targets import _fed, _moved, _rows_read, _unstreamed
 
-STREAM = {"stream_outputs": True}
+STREAM = {"stream_outputs": "always"}   # (forced: the pass itself is tested)
 K_WIDTH, CLASSES = 6, 7
 
 

@@ -21,7 +21,7 @@ from test_memory_streamed import _saved_bytes, _streamed_nodes
 from test_memory_streamed_lengths import check_streamed_plan
 from test_memory_streamed_targets import _fed, _moved, _rows_read, _unstreamed
 
-STREAM = {"stream_outputs": True}
+STREAM = {"stream_outputs": "always"}   # (forced: the pass itself is tested)
 V = 6
 
 

@@ -19,7 +19,7 @@ from rnngraph.runtime.simulated import SimulatedDevice
 from test_memory_chunks import _close, _loops, _program, numpy_lstm_backward, numpy_lstm_forward
 from test_memory_streamed_targets import _fed, _moved
 
-STREAM = {"stream_outputs": True}
+STREAM = {"stream_outputs": "always"}   # (forced: the pass itself is tested)
 V = 7
 
 

@@ -21,7 +21,7 @@ from test_memory_streamed_targets import (_fed, _moved, _rows_read, _unstreamed,
                                          check_fits_a_tenth_streamed,
                                          check_rows_streamed)
 
-STREAM = {"stream_outputs": True}
+STREAM = {"stream_outputs": "always"}   # (forced: the pass itself is tested)
 
 
 def _graph(T, B, H, I, V, form="rank3", batch="static", lengths=False, dtype=rg.float32,

@@ -20,7 +20,7 @@ from test_memory_chunks import _close, _loops, _program, numpy_lstm_backward, nu
 from test_memory_streamed import _saved_bytes, _streamed_nodes, rerun_saved, run_planned
 from test_memory_streamed_losses import _moved
 
-STREAM = {"stream_outputs": True}
+STREAM = {"stream_outputs": "always"}   # (forced: the pass itself is tested)
 
 
 def _var(name, shape, dtype, seed):

@@ -133,7 +133,7 @@ def test_a_compiled_program_with_a_collected_loss_saves_and_loads(tmp_path):
         out, _ = rg.nn.dynamic_rnn(rg.nn.GRUCell(4), X, dtype=rg.float32)
         loss = rg.losses.mean_squared_error(rg.zeros_like(out), out)
         grads = rg.gradients(loss, rg.global_variables())
-    sess = rg.Session(g, passes={"stream_outputs": True})
+    sess = rg.Session(g, passes={"stream_outputs": "always"})
     fd = {X: np.ones((3, 6, 2), np.float32)}
     want = sess.run([loss] + grads, fd)
     prog = max(sess.programs(), key=lambda p: len(p.nodes))

@@ -31,6 +31,17 @@ def _batchable(n, kind) -> bool:
     return False
 
 
+def _is_residual(v) -> bool:
+    """Is v a loop's saved residual stack? A product of its rows with an invariant matrix
+    recomputes per step what that loop made per step (stream_outputs' head in a backward
+    loop): batched whole it would be a second [T, ...] stack beside the residual, so it is
+    batched only in chunks of steps."""
+    op = v.node.op
+    if not op.subgraphs() or not hasattr(op, "out_ports"):
+        return False
+    return any(v is r for r in op.out_ports().split(v.node.outputs).get("residual", ()))
+
+
 def _batch_rows(v) -> bool:
     """Is body value v [batch, ...] of a loop with active rows (its batch dimension open)?"""
     return v.type.rank == 2 and v.type.shape[0] is None
@@ -47,6 +58,10 @@ def _hoist(graph: Graph, loop, chunk_steps=None) -> int:
     for role, vs in body.params.items():
         for p in vs:
             kind[p] = {"invariant": "inv", "sequence": "seq"}.get(role, "var")
+    if not chunk_steps:
+        for p, v in outer.items():
+            if kind.get(p) == "seq" and _is_residual(v):
+                kind[p] = "var"
     for n in body.nodes:
         if n.op.name == "param":
             continue

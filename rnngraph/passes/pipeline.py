@@ -8,7 +8,8 @@ memory planner (runtime/planning.py) compiles so when a budget cannot hold whole
 
 Passes in OPT_IN run only when the config names them (`{"stream_outputs": True}`,
 `{"host_sequences": True}`, `{"sink_gather": True}`): the planner asks for them when a budget
-cannot be met otherwise.
+cannot be met otherwise. Without a budget, a Session runs `stream_outputs: True` only where it
+does not raise the predicted peak (runtime/stream_guard.py); `"always"` runs it regardless.
 
 `{"spill": (names...), "recompute": (names...)}` runs spill_values last (passes/
 spill_values.py): the named values of the compiled graph are offloaded to host memory, or
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import user_location
 from ..ir.graph import Graph
 from ..ir.value import Value
 from .contiguous_weights import lay_out_loop_weights
@@ -100,8 +102,12 @@ def chunk_steps_of(config) -> int | None:
     c = config.get(CHUNK_KEY) if isinstance(config, dict) else None
     if c is None:
         return None
-    if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
-        raise ValueError(f"passes['chunk_steps'] must be a positive int, got {c!r}")
+    if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)):
+        raise TypeError(f"passes['chunk_steps'] must be an int (steps per chunk), got "
+                        f"{type(c).__name__} {c!r} (at {user_location()})")
+    if c < 1:
+        raise ValueError(f"passes['chunk_steps'] must be a positive int, got {c!r} (at "
+                         f"{user_location()})")
     return int(c)
 
 
@@ -113,6 +119,10 @@ def enabled_passes(config) -> list[str]:
         return []
     chunk_steps_of(config)
     spilled_of(config)
+    if config.get("stream_outputs", False) not in (True, False, "always"):
+        raise ValueError(f"passes['stream_outputs'] must be True (streamed where that does not "
+                         f"raise the peak), 'always' or False, got "
+                         f"{config['stream_outputs']!r}")
     unknown = set(config) - set(PASSES) - {CHUNK_KEY, *SPILL_KEYS}
     if unknown:
         raise ValueError(f"unknown passes {sorted(unknown)}; known: {sorted(PASSES)}, and "

@@ -1152,6 +1152,10 @@ def _accumulate(graph, loop, red, lowering, axis, product=None):
     if step_op is not None:
         part = body.add_node(step_op, ins, [step_op.infer(*[u.type for u in ins])],
                              f"{name}/streamed", loc).outputs[0]
+    if part.type.rank == 0:   # (summed as [1]: NumPy's arithmetic on 0-d arrays returns
+        # scalars, which hold no device buffer; the memory model counts every value's bytes)
+        part = body.add_node(ExpandDims(0), [part], [ExpandDims(0).infer(part.type)],
+                             f"{name}/streamed/row", loc).outputs[0]
     if isinstance(red.op, ReduceMean):
         n = count(x, axes)
         part = body.add_node(Div(), [part, n], [Div().infer(part.type, n.type)],
@@ -1188,8 +1192,18 @@ def _carry(graph, loop, red, part, keep_time, a):
     for i, out in enumerate(loop.outputs):
         out.index = i
     if np.dtype(t.dtype) != np.dtype(wanted.dtype):
-        final = graph.add_node(Cast(wanted.dtype), [final], [wanted], f"{name}/streamed/narrow",
-                               loc).outputs[0]
+        narrow = graph.add_node(Cast(wanted.dtype), [final], [wanted], f"{name}/streamed/narrow",
+                                loc)
+        # (right after the loop: the float64 sum is not held while later loops run)
+        graph.nodes.remove(narrow)
+        graph.nodes.insert(graph.nodes.index(loop) + 1, narrow)
+        final = narrow.outputs[0]
+    if final.type.rank > red.outputs[0].type.rank:   # (a scalar summed as [1])
+        scalar = graph.add_node(Squeeze((0,)), [final], [red.outputs[0].type],
+                                f"{name}/streamed/scalar", loc)
+        graph.nodes.remove(scalar)
+        graph.nodes.insert(graph.nodes.index(final.node) + 1, scalar)
+        final = scalar.outputs[0]
     if keep_time:   # (keepdims: the summed time axis is there again, of size 1)
         final = graph.add_node(ExpandDims(a), [final], [red.outputs[0].type],
                                f"{name}/streamed/time", loc).outputs[0]

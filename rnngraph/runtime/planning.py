@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import time
 
-from ..errors import OutOfMemoryError
+from ..errors import OutOfMemoryError, user_location
 from ..memory.accounting import check_byte_count, fmt_bytes
 from ..memory.plan import RunReport
 from ..memory.planner import STRATEGIES, loop_choices, make_plan
@@ -70,6 +70,19 @@ def check_budget(budget, what: str = "memory_budget"):
     return check_byte_count(budget, what)
 
 
+def check_budgets_fit(device, memory_budget, host_budget) -> None:
+    """ValueError where a budget is larger than the device's capacity: no plan made for it
+    could be trusted to fit."""
+    for what, budget, cap, cap_name in (
+            ("memory_budget", memory_budget, getattr(device, "capacity", None), "capacity"),
+            ("host_budget", host_budget, getattr(device, "host_capacity", None),
+             "host_capacity")):
+        if budget is not None and cap is not None and budget > cap:
+            raise ValueError(f"{what}={budget} bytes ({fmt_bytes(budget)}) is more than the "
+                             f"device's {cap_name} of {cap} bytes ({fmt_bytes(cap)}), at "
+                             f"{user_location()}: give a budget at most the {cap_name}")
+
+
 def host_budget_of(sess):
     """Host bytes offloaded tensors may take: the Session's host_budget, else the device's host
     capacity, else the RAM available now (None where the system does not say)."""
@@ -90,9 +103,12 @@ def available_ram():
 
 
 def check_strategy(strategy):
+    if not isinstance(strategy, str):
+        raise TypeError(f"memory_strategy must be a string, one of {sorted(STRATEGIES)}, got "
+                        f"{type(strategy).__name__} {strategy!r} (at {user_location()})")
     if strategy not in STRATEGIES:
         raise ValueError(f"memory_strategy must be one of {sorted(STRATEGIES)}, got "
-                         f"{strategy!r}")
+                         f"{strategy!r} (at {user_location()})")
     return strategy
 
 
@@ -108,6 +124,13 @@ def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = F
     prog, plan = _prepare(sess, flat, fed, shapes, report, always_plan)
     if enforce and plan is not None and not plan.fits:
         if not getattr(sess.device, "judges_capacity", False):
+            if plan.unknown:
+                raise OutOfMemoryError(
+                    f"memory_budget={plan.budget} bytes cannot be checked for "
+                    f"{_fetch_names(flat)}: {len(plan.unknown)} values have sizes unknown "
+                    f"before running, {plan.unknown[0]} among them. Give a while_loop "
+                    "maximum_iterations= (its number of steps is then known), or run "
+                    "without a memory_budget.")
             if not plan.host_fits:
                 raise OutOfMemoryError(
                     f"host_budget={plan.host_budget} bytes ({fmt_bytes(plan.host_budget)}) "
@@ -115,15 +138,28 @@ def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = F
                     f"swap_memory=True loops offload. Raise the host budget, or drop "
                     "swap_memory=True and give the Session a memory_budget= instead.")
             floor = "" if plan.min_budget is None else \
-                f" (the smallest budget a plan was found for is {plan.min_budget} bytes)"
+                f"; the smallest budget a plan was found to fit is {plan.min_budget} bytes " \
+                f"({fmt_bytes(plan.min_budget)})"
+            host = "" if getattr(sess, "host_budget", None) is None else \
+                f", or the host_budget ({fmt_bytes(plan.host_budget)}, " \
+                f"{fmt_bytes(plan.host_bytes)} of it used)"
+            by = plan.bytes_by_placement()
             raise OutOfMemoryError(
                 f"memory_budget={plan.budget} bytes ({fmt_bytes(plan.budget)}) cannot be met on "
-                f"{plan.device}: the smallest plan found needs {plan.predicted_peak} bytes "
-                f"({fmt_bytes(plan.predicted_peak)}) at its peak, even with "
-                f"{fmt_bytes(plan.bytes_by_placement()['host'])} of saved tensors on the host "
-                f"and {fmt_bytes(plan.bytes_by_placement()['recompute'])} recomputed. Raise "
-                f"the budget{floor}, or print sess.memory_plan(...) to see what takes the room.")
+                f"{plan.device} for {_fetch_names(flat)}: no plan found fits it{floor}. The "
+                f"plan made for it (print sess.memory_plan(fetches, feed) to see what takes "
+                f"the room) still needs {plan.predicted_peak} bytes "
+                f"({fmt_bytes(plan.predicted_peak)}) at its peak, with "
+                f"{fmt_bytes(by['host'])} of saved tensors on the host and "
+                f"{fmt_bytes(by['recompute'])} recomputed. Raise the budget{host}.")
     return prog, plan
+
+
+def _fetch_names(flat) -> str:
+    """How a planner error names the run: its first fetches and the user's line."""
+    names = [getattr(f, "name", str(f)) for f in flat]
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"the run of {', '.join(repr(n) for n in names[:3])}{more} at {user_location()}"
 
 
 def _prepare(sess, flat, fed, shapes, report, always_plan):
@@ -178,7 +214,7 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
         best[1].notes.extend(f"stream_outputs: {why}" for why in refused)
     cache[key] = best
     if budget is not None and not best[1].fits and best[1].min_budget is not None and \
-            not isinstance(sess, _AtBudget):
+            not best[1].unknown and not isinstance(sess, _AtBudget):
         best[1].min_budget = _confirmed_floor(sess, flat, fed, shapes, report,
                                               best[1].min_budget)
     return best[:2]

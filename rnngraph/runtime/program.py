@@ -272,3 +272,28 @@ def _numerics_checked(kernel: Callable, node: Node, xp) -> Callable:
                                     f"({node.outputs[i].type})")
         return result
     return checked
+
+
+def unfed_placeholder(outputs: Sequence[Value], inputs: Sequence[Value]):
+    """(placeholder node, indices of the `outputs` that need it) for the first placeholder, in
+    graph order, that computing `outputs` needs and `inputs` do not feed; None if there is none.
+    Walked only to word the error of a Program that could not be scheduled, so the Session can
+    name the user's fetches rather than the compiled graph's values."""
+    if not outputs:
+        return None
+    fed = set(inputs)
+    reach: list[set] = []   # per output: the nodes it needs
+    for v in outputs:
+        seen: set = set()
+        stack = [v] if v not in fed else []
+        while stack:
+            n = stack.pop().node
+            if n not in seen:
+                seen.add(n)
+                stack.extend(i for i in n.inputs if i not in fed)
+        reach.append(seen)
+    needed = set().union(*reach)
+    for n in outputs[0].graph.nodes:
+        if n in needed and n.op.name == "placeholder":
+            return n, [i for i, r in enumerate(reach) if n in r]
+    return None

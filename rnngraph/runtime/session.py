@@ -8,16 +8,18 @@ import threading
 
 import numpy as np
 
-from ..errors import NumericsError, take_interrupt
+from ..errors import InvalidArgumentError, NumericsError, OutOfMemoryError, take_interrupt
 from ..ir.graph import Graph, get_default_graph
 from ..kernels import feature
+from ..memory.shapes import infer_shapes
 from ..ir.value import Value, install_operators
 from .devices import get_device
 from .fetches import flatten
 from ..passes.pipeline import enabled_passes, optimize
 from ..passes.rewrite import clone
 from . import planning
-from .program import CompileContext, Program
+from . import stream_guard   # (opt-in streaming stands down where it would raise the peak)
+from .program import CompileContext, Program, unfed_placeholder
 # (register the kernels of loops, host_rows and the state ops)
 from . import fed_rows, loop_kernel, state_kernels  # noqa: F401
 from . import transfer  # noqa: F401  (the kernels of to_host / to_device: spilled values)
@@ -98,6 +100,7 @@ class Session:
             passes = dict(passes) if isinstance(passes, dict) else {}
             passes["fuse"] = False
         self.device = get_device(device)
+        planning.check_budgets_fit(self.device, memory_budget, host_budget)
         if passes and self.device.xp is not np:   # our packed-weight GEMM is CPU code
             passes = dict(passes) if isinstance(passes, dict) else {}
             passes["pack_weights"] = False
@@ -189,7 +192,14 @@ class Session:
         notes: list = []
         kept, self.pass_stats = optimize(graph, [vmap[v] for v in list(fetches) + list(fed)],
                                          passes, notes)
-        prog = Program(graph, kept[:len(fetches)], kept[len(fetches):], ctx)
+        try:
+            prog = Program(graph, kept[:len(fetches)], kept[len(fetches):], ctx)
+        except ValueError:   # a placeholder not fed? name the user's fetches that need it
+            missing = unfed_placeholder(kept[:len(fetches)], kept[len(fetches):])
+            if missing is None:
+                raise
+            raise ValueError(_missing_feed_message(missing[0], [fetches[i] for i in missing[1]])
+                             ) from None
         prog.source_map = vmap  # user Value -> compiled Value (memory plans use it)
         prog.pass_notes = notes  # why stream_outputs left output stacks whole (plans say it)
         return (self.graph.version, prog)
@@ -200,7 +210,8 @@ class Session:
 
         `report=True` measures the run (peak device bytes, bytes moved to and from the host)
         into `self.last_run_report`; sessions with a memory budget or a capacity-limited
-        device always do.
+        device always do. A run that measures nothing sets it to None, so it never holds an
+        earlier run's report.
 
         A run updates variables all at once: its assigns (and init_variables) take effect
         when it returns, and if it raises, KeyboardInterrupt included, every variable keeps
@@ -218,8 +229,13 @@ class Session:
         fed, arrays = self._check_feeds(feed_dict or {})
         if any(v.node.op.name == "variable" for v in fed):
             _refuse_fed_assigned_variables(flat, fed)
-        prog, plan = planning.prepare(self, flat, fed, [a.shape for a in arrays], report,
-                                      enforce=True)
+        try:
+            prog, plan = stream_guard.prepare(self, flat, fed, [a.shape for a in arrays], report,
+                                              enforce=True)
+        except OutOfMemoryError:   # (a plan for fed shapes the run's checks refuse: say that)
+            _check_planned_lengths(flat, fed, [a.shape for a in arrays], dict(zip(fed, arrays)))
+            raise
+        self.last_run_report = None   # (a run that measures nothing leaves no older report)
         pending = self.variables.begin()   # the run's variable writes: all of them, or none
         try:
             outs = planning.execute(self, prog, plan, arrays)
@@ -245,14 +261,17 @@ class Session:
         up to the time dimension, an upper bound where all lengths are shorter."""
         self._check_open()
         flat, _ = self._check_fetches(fetches)
-        fed, shapes = [], []
+        fed, shapes, arrays = [], [], {}
         if feed_dict is not None:
             check_feed_dict(feed_dict, "value or shape")
         for key, value in (feed_dict or {}).items():
             v = self._feed_key(key)
             fed.append(v)
             shapes.append(_planned_shape(v, value))
-        return planning.prepare(self, flat, fed, shapes, always_plan=True)[1]
+            if isinstance(value, np.ndarray):
+                arrays[v] = value
+        _check_planned_lengths(flat, fed, shapes, arrays)   # (as the run's kernels would)
+        return stream_guard.prepare(self, flat, fed, shapes, always_plan=True)[1]
 
     def _check_open(self):
         if getattr(self, "_closed", False):
@@ -324,23 +343,101 @@ def feed_key(root, key) -> Value:
     return key
 
 
+def _missing_feed_message(node, fetches: list) -> str:
+    """A run or plan of `fetches` (the user's Values) needs placeholder `node`, not fed."""
+    names = [v.name for v in fetches]
+    shown = ", ".join(f"'{n}'" for n in names[:4]) + \
+        (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return (f"placeholder '{node.name}' ({node.outputs[0].type}, built at {node.location}) must "
+            f"be fed a value (in feed_dict) to compute the fetch{'es' if len(names) > 1 else ''} "
+            f"{shown}")
+
+
 def _planned_shape(v: Value, value) -> tuple:
-    """memory_plan's feed entry: a shape given as a tuple of ints, or an array (its shape)."""
+    """memory_plan's feed entry: a shape given as a tuple or list of ints, or an array (its
+    shape). A shape with None (an unknown dimension) or a string is refused: plans are made
+    for concrete shapes."""
     what = f"placeholder '{v.node.name}'" if v.node.op.name == "placeholder" else f"value '{v.name}'"
     where = f" (built at {v.node.location})"
-    is_shape = isinstance(value, tuple) and all(
-        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in value)
-    if (not is_shape and isinstance(value, tuple) and len(value) == len(v.shape) != 1
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"memory_plan: give {what}{where} an array or its shape as a tuple or "
+                        f"list of ints, got {type(value).__name__} {value!r}")
+    flat_seq = isinstance(value, (tuple, list)) and not any(
+        isinstance(d, (tuple, list, np.ndarray)) for d in value)
+    # (a flat list is a value, as in feed_dict, for a placeholder of rank 0 or 1 (lengths);
+    # for a higher rank it cannot be one, so it is read as a shape like a tuple)
+    as_shape = isinstance(value, tuple) or (v.type.rank is not None and v.type.rank >= 2)
+    is_shape = flat_seq and as_shape and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) for d in value)
+    if flat_seq and not is_shape and any(d is None for d in value):
+        raise TypeError(f"memory_plan: the shape given for {what}{where} must have every "
+                        f"dimension known (ints; a plan is made for concrete shapes), got "
+                        f"{tuple(value)!r}")
+    if (flat_seq and not is_shape and len(value) == len(v.shape) != 1
             and all(isinstance(d, (int, float, np.integer, np.floating)) for d in value)):
-        raise TypeError(f"memory_plan: the shape given for {what}{where} must be a tuple of ints, "
-                        f"got {value!r}")
-    shape = tuple(int(d) for d in value) if is_shape else tuple(np.shape(value))
+        raise TypeError(f"memory_plan: the shape given for {what}{where} must be a tuple of ints "
+                        f"(or a list of ints), got {value!r}")
+    if is_shape:
+        shape = tuple(int(d) for d in value)
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:   # ragged nested lists, objects NumPy refuses
+            raise TypeError(f"memory_plan: the value given for {what}{where} is neither an array "
+                            f"nor a shape (a tuple or list of ints): {exc}") from None
+        if arr.dtype.kind not in "biufc":
+            raise TypeError(f"memory_plan: the value given for {what}{where} is neither an array "
+                            f"of numbers nor a shape (a tuple or list of ints), got {value!r}")
+        shape = arr.shape
     if any(d < 0 for d in shape):
         raise ValueError(f"memory_plan: the shape given for {what}{where} has a negative "
                          f"dimension: {shape}")
     if not v.type.accepts(shape):
-        raise ValueError(f"memory_plan: {what}{where} expects shape {v.type}, got {shape}")
+        hint = ("; a tuple of ints is read as a shape: to plan for a value, pass it as a "
+                "list or an array") if is_shape and len(v.shape) == 1 else ""
+        raise ValueError(f"memory_plan: {what}{where} expects shape {v.type}, got {shape}{hint}")
     return shape
+
+
+def _ancestors(values, fed) -> set:
+    """The nodes computing `values` needs, stopping at the `fed` Values."""
+    fed, seen = set(fed), set()
+    stack = [v for v in values if v not in fed]
+    while stack:
+        n = stack.pop().node
+        if n not in seen:
+            seen.add(n)
+            stack.extend(i for i in n.inputs if i not in fed)
+    return seen
+
+
+def _check_planned_lengths(fetches: list, fed: list, shapes: list, arrays: dict) -> None:
+    """memory_plan refuses fed shapes a run would refuse at a check_sequence_length node (an
+    rnn's sequence_length): as many lengths as batch rows (and, where the lengths are given as
+    an array, each in [0, max_time]), with the InvalidArgumentError the run raises."""
+    checks = [n for n in _ancestors(fetches, fed) if n.op.name == "check_sequence_length"]
+    if not checks:
+        return
+    inputs = [v for n in checks for v in n.inputs]
+    graph = checks[0].graph
+    near = _ancestors(inputs, fed)
+    info = infer_shapes(graph, [n for n in graph.nodes if n in near], dict(zip(fed, shapes)))
+    for n in sorted(checks, key=lambda n: graph.nodes.index(n)):
+        lengths, max_time, batch = n.inputs
+        rows = info.type(lengths).shape[0]
+        b = info.values.get(batch)
+        where = f"sequence_length checked by {n.describe()}"
+        if rows is not None and b is not None and rows != int(b):
+            raise InvalidArgumentError(f"sequence_length has {rows} entries but the inputs have "
+                                       f"batch size {int(b)} ({where})")
+        t = info.values.get(max_time)
+        given = arrays.get(lengths)
+        if given is not None and t is not None and given.size:
+            bad = np.nonzero((given < 0) | (given > int(t)))[0]
+            if bad.size:
+                i = int(bad[0])
+                raise InvalidArgumentError(f"sequence_length[{i}] = {int(given[i])} is outside "
+                                           f"[0, max_time = {int(t)}] ({where})")
 
 
 def _coerce_feed(v: Value, value) -> np.ndarray:
