@@ -34,6 +34,7 @@ from .io import read
 from .io.onnx.check import compare as onnx_compare, random_feed   # onnx loads on use
 from .io.onnx.export import export as onnx_export
 from .ir import format_graph
+from .memory.accounting import fmt_bytes
 from .render import format_for, render
 from .runtime.session import Session
 from .version import __version__
@@ -68,10 +69,8 @@ def parse_bytes(text: str) -> int:
 
 
 def format_bytes(n: int) -> str:
-    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n} B"
+    """Bytes as the memory plans print them ("30.4 KiB"), so one output uses one unit style."""
+    return fmt_bytes(n)
 
 
 def _int_at_least(lowest: int, what: str):
@@ -294,13 +293,17 @@ def cmd_plan(args) -> int:
         print(header)
         print(text)
     if plan is not None and not plan.fits:   # a plan that does not fit is a failed check
-        if not plan.host_fits:
+        if plan.unknown:
+            why = (f"it cannot be checked: {len(plan.unknown)} values have sizes unknown before "
+                   f"running, {plan.unknown[0]} among them (a while_loop needs "
+                   "maximum_iterations=)")
+        elif not plan.host_fits:
             why = (f"its offloaded tensors need {plan.host_bytes} bytes of host memory, more "
                    f"than the host budget of {plan.host_budget}")
         else:
             why = f"it needs {plan.predicted_peak} bytes at its peak"
-        need = "" if plan.min_budget is None else (
-            f"; the smallest budget a plan was found for is {plan.min_budget} bytes "
+        need = "" if plan.min_budget is None or plan.unknown else (
+            f"; the smallest budget a plan was found to fit is {plan.min_budget} bytes "
             f"({format_bytes(plan.min_budget)}): try --budget {plan.min_budget}")
         print(f"rnngraph plan: the plan does not fit the budget of {args.budget} bytes: "
               f"{why}{need}", file=sys.stderr)

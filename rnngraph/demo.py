@@ -259,7 +259,7 @@ def _train(model, data, n_epochs, batch_size, seed, device, progress, session, s
                 sizes.append(len(idx))
                 bar.set_postfix(_postfix(losses, accs, sizes, test_acc), refresh=False)
                 bar.update(1)
-            test_acc = float(sess.run(model.accuracy, feed_dict=test_feed))
+            test_acc = _accuracy(sess, model, test_feed, batch_size)
             history.append((epoch + 1, _mean(losses, sizes), _mean(accs, sizes), test_acc))
             table.add(epoch + 1, loss=history[-1][1], train_accuracy=history[-1][2],
                       test_accuracy=test_acc, seconds=time.perf_counter() - began)
@@ -271,10 +271,24 @@ def _train(model, data, n_epochs, batch_size, seed, device, progress, session, s
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    train_acc = float(sess.run(model.accuracy, feed_dict={model.X: data.X_train,
-                                                         model.y: data.y_train}))
+    train_acc = _accuracy(sess, model, {model.X: data.X_train, model.y: data.y_train},
+                          batch_size)
     return TrainResult(test_acc, train_acc, history[-1][1], seconds, n_epochs - start_epoch,
                        sess, history, table)
+
+
+def _accuracy(sess, model, feed, batch_size: int) -> float:
+    """The model's accuracy over a whole set: in one run, or under a memory budget (sized for
+    the training batch) in runs of batch_size rows."""
+    if getattr(sess, "memory_budget", None) is None:
+        return float(sess.run(model.accuracy, feed_dict=feed))
+    n = len(feed[model.X])
+    accs, sizes = [], []
+    for i in range(0, n, batch_size):
+        part = {k: v[i:i + batch_size] for k, v in feed.items()}
+        accs.append(float(sess.run(model.accuracy, feed_dict=part)))
+        sizes.append(min(batch_size, n - i))
+    return _mean(accs, sizes)
 
 
 def _mean(xs, ws) -> float:

@@ -228,10 +228,11 @@ def test_inconsistent_chunks_are_refused_by_the_verifier():
         fwd.op.verify(fwd)
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8"])
-def test_a_bad_chunk_size_is_refused(bad):
+@pytest.mark.parametrize("bad,exc", [(0, ValueError), (-3, ValueError), (2.5, TypeError),
+                                     (True, TypeError), ("8", TypeError)])
+def test_a_bad_chunk_size_is_refused(bad, exc):
     g, fetches, fd = _graph()
-    with pytest.raises(ValueError, match="chunk_steps"):
+    with pytest.raises(exc, match="chunk_steps"):
         rg.Session(g, passes={"chunk_steps": bad})
 
 

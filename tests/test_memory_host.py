@@ -47,9 +47,10 @@ def test_a_small_host_turns_offloading_into_recomputation():
 def test_the_simulated_host_enforces_its_capacity():
     g, fetches, fd, ref, lean = _setup()
     # an offload-only plan for a host that cannot take it: the plan says so, the run fails
-    dev = SimulatedDevice(host_capacity=lean.host_bytes // 2)
+    dev = SimulatedDevice(host_capacity=lean.host_bytes)
     sess = rg.Session(g, device=dev, memory_budget=lean.min_budget, memory_strategy="offload",
-                      host_budget=lean.host_bytes)     # (told there is room: it is not there)
+                      host_budget=lean.host_bytes)
+    dev.host_capacity = lean.host_bytes // 2   # (told there was room: others took half of it)
     plan = sess.memory_plan(fetches, fd)
     assert plan.host_bytes > dev.host_capacity
     with pytest.raises(rg.OutOfMemoryError, match="host"):

@@ -89,7 +89,7 @@ def test_an_unmeetable_budget_fails_before_running_and_names_the_smallest_one():
     plan = sess.memory_plan(fetches, fd)
     assert not plan.fits and plan.min_budget > 1
     assert f"{plan.min_budget} bytes" in str(plan)
-    with pytest.raises(rg.OutOfMemoryError, match=f"smallest budget a plan was found for is "
+    with pytest.raises(rg.OutOfMemoryError, match=f"smallest budget a plan was found to fit is "
                                                   f"{plan.min_budget} bytes"):
         sess.run(fetches, fd)
     roomy = rg.Session(g, memory_budget=plan.min_budget)

@@ -413,7 +413,7 @@ def test_the_cli_plans_a_static_lstm_and_says_the_smallest_budget():
     assert "intermediates moved off the device" in ok.stdout
     low = plan("20KB")
     assert low.returncode == 1
-    assert "smallest budget a plan was found for" in low.stderr
+    assert "smallest budget a plan was found to fit" in low.stderr
 
 
 def test_names_that_contradict_one_another_are_refused():

@@ -530,7 +530,7 @@ ROWS = [
                                    "memory_budget")),
     Misuse("budget_below_one_step", lambda m, _: rg.Session(m.graph, memory_budget=10).run(
         m.train, m.good), OutOfMemoryError,
-           frags("memory_budget=10 bytes", "cannot be met on cpu", "the smallest plan found needs",
+           frags("memory_budget=10 bytes", "cannot be met on cpu", "no plan found fits it",
                  "sess.memory_plan")),
     Misuse("negative_budget", lambda m, _: rg.Session(m.graph, memory_budget=-1), ValueError,
            frags("memory_budget must be a positive number of bytes, got -1")),

@@ -102,3 +102,23 @@ def test_logdir_writes_tensorboard_events_with_each_epochs_metrics(tmp_path):
         rows = list(csv.DictReader(f))
     got = [(e.step, e.value) for e in acc.Scalars("test_accuracy")]
     assert got == [(int(r["epoch"]), pytest.approx(float(r["test_accuracy"]))) for r in rows]
+
+
+def test_under_a_budget_for_the_training_batch_the_accuracies_run_in_batches():
+    """Before, the whole-set accuracy runs needed more than a budget the training step fits
+    (rnngraph demo --budget 700KB trained, then ran out of memory on the test set)."""
+    data = load_digit_sequences(seed=0)
+    model = build_classifier(n_neurons=12, learning_rate=0.01)
+    free = train(model, data, n_epochs=1, batch_size=64, seed=0, progress=False)
+    whole = rg.Session(model.graph).memory_plan(
+        model.accuracy, {model.X: data.X_test, model.y: data.y_test})
+    step = rg.Session(model.graph).memory_plan(
+        [model.loss, model.accuracy, model.training_op],
+        {model.X: data.X_train[:64], model.y: data.y_train[:64]})
+    budget = step.predicted_peak + 1024
+    assert whole.predicted_peak > budget   # (the whole test set would not fit)
+    tight = train(model, data, n_epochs=1, batch_size=64, seed=0, progress=False,
+                  memory_budget=budget)
+    # (the budget may run other passes: training rounds differently, a sample may flip)
+    assert tight.test_accuracy == pytest.approx(free.test_accuracy, abs=0.02)
+    assert tight.train_accuracy == pytest.approx(free.train_accuracy, abs=0.02)

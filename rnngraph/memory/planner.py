@@ -124,8 +124,10 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
         notes.append("at the predicted peak the device holds: " + _largest(watch, peak))
     keep_all = model.run(schedule, {})[0]
     if model.unknown:
+        first = _unknown(model)[0]
         notes.append(f"{len(model.unknown)} values have sizes unknown before running (counted "
-                     "as 0 bytes)")
+                     f"as 0 bytes, so no budget can be checked), {first} among them: a "
+                     "while_loop bounded by maximum_iterations= has a known number of steps")
     plans = [_loop_plan(lp, lp.options[sel[lp.node]], info) for lp in loops]
     chunk, per_step = _chunks(schedule, model)
     host_fed, fed_time = _host_fed(schedule, model, profile)
@@ -134,7 +136,15 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
                       host_fed=host_fed,
                       passes_off=tuple(passes_off), notes=notes, host_budget=host_budget,
                       host_bytes=host_of(sel), min_budget=floor, chunk_steps=chunk,
-                      chunk_bytes_per_step=per_step)
+                      chunk_bytes_per_step=per_step,
+                      unknown=_unknown(model))
+
+
+def _unknown(model: PeakModel) -> tuple:
+    """describe() of the nodes making values of unknown size, the user's own (forward) first."""
+    nodes = {v.node for v in model.unknown}
+    return tuple(n.describe() for n in sorted(nodes, key=lambda n: (bool(n.is_gradient),
+                                                                    n.describe())))
 
 
 def _host_fed(schedule: Schedule, model: PeakModel, profile: DeviceProfile) -> tuple:

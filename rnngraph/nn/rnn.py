@@ -17,7 +17,7 @@ from .. import ops
 from ..dtypes import as_dtype
 from ..ir.graph import get_default_graph
 from ..ir.value import Value
-from ..ops.loop import build_loop
+from ..ops.loop import build_loop, check_loop_args
 from ..ops.random import step_scope as random_step_scope
 from ..ops.rows import invert_permutation, permute_rows, sequence_mask, sort_by_length
 from . import scopes
@@ -167,6 +167,8 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
     many steps' transfers may be in flight.
     """
     _check_cell(cell)
+    parallel_iterations, swap_memory = check_loop_args(
+        32 if parallel_iterations is None else parallel_iterations, swap_memory, "dynamic_rnn")
     if inputs is None or (isinstance(inputs, (list, tuple)) and len(flatten(inputs)) == 0):
         raise ValueError("dynamic_rnn: inputs must not be None or empty")
     flat_in = [ops.as_value(x) for x in flatten(inputs)]
@@ -221,8 +223,8 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
 
         _, final, outs = build_loop(
             step, flat_state, sequences, trip,
-            parallel_iterations=32 if parallel_iterations is None else parallel_iterations,
-            swap_memory=swap_memory, rows=rows, name="while")
+            parallel_iterations=parallel_iterations, swap_memory=swap_memory, rows=rows,
+            name="while")
         if unsort is not None:
             with graph.name_scope("unsort"):
                 outs = [permute_rows(o, unsort, axis=1) for o in outs]
@@ -243,6 +245,9 @@ def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
     length. Returns ((output_fw, output_bw), (state_fw, state_bw)), outputs in input order."""
     _check_cell(cell_fw)
     _check_cell(cell_bw)
+    parallel_iterations, swap_memory = check_loop_args(   # (before the forward rnn is built)
+        32 if parallel_iterations is None else parallel_iterations, swap_memory,
+        "bidirectional_dynamic_rnn")
     graph = get_default_graph()
     with _rnn_scope(scope, "bidirectional_rnn"):
         out_fw, st_fw = dynamic_rnn(cell_fw, inputs, sequence_length, initial_state_fw, dtype,

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import GradientError, ShapeError, VerificationError
+from ..errors import GradientError, ShapeError, VerificationError, user_location
 from ..ir.graph import Graph, get_default_graph
 from ..ir.node import Node
 from ..ir.types import TensorType, merge_dim
@@ -88,8 +88,8 @@ class Loop(Op):
         self.has_trip = has_trip
         self.reverse = reverse
         self.length_from = length_from
-        self.parallel_iterations = parallel_iterations
-        self.swap_memory = swap_memory
+        self.parallel_iterations, self.swap_memory = check_loop_args(
+            parallel_iterations, swap_memory)
         self.maximum_iterations = maximum_iterations
         self.active_rows = active_rows  # a `rows` input says which rows each step needs
         self.shrink = shrink            # set by the shrink_batch pass: run only those rows
@@ -259,6 +259,28 @@ def _check_same(got: TensorType, want: TensorType, what: str):
 
 
 # --- building -------------------------------------------------------------------------------
+MAX_PARALLEL_ITERATIONS = 2**31 - 1   # (the saved file's bound: io/schema.py's "loop" schema)
+
+
+def check_loop_args(parallel_iterations, swap_memory, what: str = "loop") -> tuple[int, bool]:
+    """(parallel_iterations, swap_memory) as a Python int and bool, checked as TF1 checks them
+    and as the saved file's schema does: parallel_iterations an int (numpy ints too, bools not)
+    in [1, 2**31 - 1], swap_memory a bool (np.bool_ too). A wrong type is a TypeError, a value
+    out of range a ValueError, naming `what` (the builder) and the user's line. The builders
+    call it before they build anything, so a refused argument leaves the graph unchanged."""
+    pi = parallel_iterations
+    if isinstance(pi, (bool, np.bool_)) or not isinstance(pi, (int, np.integer)):
+        raise TypeError(f"{what}: parallel_iterations must be an int, got {type(pi).__name__} "
+                        f"{pi!r} (at {user_location()})")
+    if not 1 <= int(pi) <= MAX_PARALLEL_ITERATIONS:
+        raise ValueError(f"{what}: parallel_iterations must be a positive int (at most "
+                         f"{MAX_PARALLEL_ITERATIONS}), got {int(pi)} (at {user_location()})")
+    if not isinstance(swap_memory, (bool, np.bool_)):
+        raise TypeError(f"{what}: swap_memory must be True or False, got "
+                        f"{type(swap_memory).__name__} {swap_memory!r} (at {user_location()})")
+    return int(pi), bool(swap_memory)
+
+
 def new_body(name: str) -> Graph:
     outer = get_default_graph()
     body = Graph(parent=outer, name=name)
@@ -281,6 +303,7 @@ def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, rever
     each step on the active rows only (ops/loop_rows.py).
     Returns (steps, final_carried, stacked_outputs).
     """
+    parallel_iterations, swap_memory = check_loop_args(parallel_iterations, swap_memory, name)
     carried = [as_value(c) for c in carried]
     sequences = [as_value(s) for s in sequences]
     graph = get_default_graph()
@@ -398,6 +421,7 @@ def while_loop(cond, body, loop_vars, maximum_iterations=None, parallel_iteratio
     """
     if not callable(cond) or not callable(body):
         raise TypeError("while_loop(cond, body, loop_vars): cond and body must be callables")
+    check_loop_args(parallel_iterations, swap_memory, "while_loop")
     flat, rebuild = _flatten_vars(loop_vars)
     if not flat:
         raise ValueError("while_loop needs at least one loop variable")
@@ -439,6 +463,7 @@ def scan(fn, elems, initializer=None, parallel_iterations=10, back_prop=True,
     """
     if not callable(fn):
         raise TypeError(f"scan(fn, elems, ...): fn must be a callable, got {type(fn).__name__}")
+    check_loop_args(parallel_iterations, swap_memory, "scan")
     leaves = [as_value(e) for e in flatten(elems)]
     if not leaves:
         raise ValueError("scan needs at least one tensor in elems")

@@ -320,7 +320,7 @@ class LoopExecutor:
         for j in host_js:
             writers[j] = OffloadWriter(dev, n, lp.prefetch_depth, meter and meter.release,
                                        results["residual"][keep_res[j]].name,
-                                       ctx.plan.host_budget)
+                                       ctx.plan.host_budget, node.describe())
         sinks = [(j, writers[j]) for j in stored]
         replayer = None
         if rec_js:

@@ -25,6 +25,7 @@ from collections import deque
 
 import numpy as np
 
+from ..errors import OutOfMemoryError
 from ..memory.checkpoints import advance_plan
 
 
@@ -158,23 +159,28 @@ class OffloadWriter:
     copies at most `depth` rows are in flight; the device row is released when its copy is done.
     """
 
-    def __init__(self, dev, n, depth, release, name, host_budget=None):
+    def __init__(self, dev, n, depth, release, name, host_budget=None, owner=""):
         self.dev, self.n, self.depth, self.release, self.name = dev, n, max(1, depth), release, name
+        self.owner = owner   # how errors name the loop saving it (Node.describe())
         self.host_budget = host_budget   # pinned host bytes the device may take (dev.host_stack)
         self.rows = None
         self.inflight: deque = deque()
 
     def put(self, t: int, r) -> None:
         dev = self.dev
-        if self.rows is None:
-            self.row_shape, self.dtype = r.shape, r.dtype
-            self.rows = dev.host_stack((self.n,) + r.shape, r.dtype, self.host_budget) \
-                if self.n is not None else []
-        if self.n is None:
-            dst = _host_row(dev.host_stack((1,) + r.shape, r.dtype, self.host_budget), 0)
-            self.rows.append(dst)
-        else:
-            dst = _host_row(self.rows, t)
+        try:
+            if self.rows is None:
+                self.row_shape, self.dtype = r.shape, r.dtype
+                self.rows = dev.host_stack((self.n,) + r.shape, r.dtype, self.host_budget) \
+                    if self.n is not None else []
+            if self.n is None:
+                dst = _host_row(dev.host_stack((1,) + r.shape, r.dtype, self.host_budget), 0)
+                self.rows.append(dst)
+            else:
+                dst = _host_row(self.rows, t)
+        except OutOfMemoryError as e:   # (the device does not know which stack it was for)
+            raise OutOfMemoryError(f"offloading the saved stack {self.name} of "
+                                   f"{self.owner or 'a loop'}: {e}") from None
         ticket = dev.copy_to_host(r, dst)
         if ticket is None:
             if self.release is not None:

@@ -41,16 +41,21 @@ class SimulatedDevice(Device):
         raise OutOfMemoryError(
             f"simulated device out of memory: cannot allocate {fmt_bytes(nbytes)} ({nbytes} "
             f"bytes) for {describe_what(what)}; {in_use} bytes ({fmt_bytes(in_use)}) are in use "
-            f"of a capacity of {self.capacity} bytes ({fmt_bytes(self.capacity)}). Give the "
-            "Session a memory_budget= to let rnngraph offload or recompute saved tensors, or "
-            "use swap_memory=True on the loop.")
+            f"of a capacity of {self.capacity} bytes ({fmt_bytes(self.capacity)}). A Session "
+            "memory_budget= at most the capacity lets rnngraph offload or recompute saved "
+            "tensors to stay within it (so does swap_memory=True on the loop).")
 
     def host_empty(self, shape, dtype):
         arr = super().host_empty(shape, dtype)
         if self.host_capacity is not None and self.host_current > self.host_capacity:
             self.host_current -= arr.nbytes
-            raise OutOfMemoryError(f"simulated host memory exhausted: {arr.nbytes} bytes more "
-                                   f"than the host capacity of {self.host_capacity} bytes")
+            raise OutOfMemoryError(
+                f"simulated host memory exhausted: cannot hold {fmt_bytes(arr.nbytes)} "
+                f"({arr.nbytes} bytes) more, {self.host_current} bytes "
+                f"({fmt_bytes(self.host_current)}) in use of a host capacity of "
+                f"{self.host_capacity} bytes ({fmt_bytes(self.host_capacity)}). A Session "
+                "host_budget= at most the host capacity makes the planner recompute what does "
+                "not fit there (a loop with swap_memory=True always offloads).")
         return arr
 
     def describe(self) -> str:

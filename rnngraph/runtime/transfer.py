@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import OutOfMemoryError
 from ..kernels import ANY, register
 from ..ops.transfer import ToDevice, ToHost
 
@@ -85,7 +86,11 @@ def to_host(op, node, program):
         return lambda x: HostValue(dev, np.asarray(x), name, owned=False)
 
     def kernel(x):
-        host = dev.host_empty(x.shape, x.dtype)
+        try:
+            host = dev.host_empty(x.shape, x.dtype)
+        except OutOfMemoryError as e:   # (the device does not know which value it was for)
+            raise OutOfMemoryError(f"offloading the output of {node.inputs[0].node.describe()}"
+                                   f": {e}") from None
         # (waited for here: x's device buffer may be reused as soon as this step is over)
         dev.wait_host(dev.copy_to_host(x, host))
         return HostValue(dev, host, name)
