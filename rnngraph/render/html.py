@@ -16,7 +16,7 @@ import html as _html
 import json
 import re
 
-from ..errors import DiagramTooLargeError
+from ..errors import DiagramTooLargeError, RenderError
 from .dot import to_dot
 from .output import DOT_TIMEOUT_S, layout
 
@@ -28,7 +28,8 @@ def to_html(graph_or_values, *, title: str | None = None, max_views: int = MAX_V
             timeout: float | None = DOT_TIMEOUT_S, **opts) -> str:
     """The page's text. `opts` go to `to_dot` (`collapse` defaults to True here; with
     `max_depth` given, only that one view is drawn). Views past `max_views`, or too large for
-    the size guard, are left out: their boxes stay closed and say so when clicked."""
+    the size guard, or that graphviz fails to lay out, are left out: their boxes stay closed
+    and say so when clicked."""
     if max_views < 1:
         raise ValueError(f"max_views must be >= 1, got {max_views}")
     opts.setdefault("collapse", True)
@@ -42,7 +43,7 @@ def to_html(graph_or_values, *, title: str | None = None, max_views: int = MAX_V
 
     views = {"": view(base_expand)}
     queue = _boxes(views[""])
-    skipped = []
+    skipped, failed = [], {}
     while queue:
         scope = queue.pop(0)
         if scope in views or scope in skipped:
@@ -55,8 +56,12 @@ def to_html(graph_or_values, *, title: str | None = None, max_views: int = MAX_V
         except DiagramTooLargeError:
             skipped.append(scope)
             continue
+        except RenderError as e:   # (graphviz may fail on one nesting: the rest still opens)
+            skipped.append(scope)
+            failed[scope] = str(e).splitlines()[0]
+            continue
         queue += [s for s in _boxes(views[scope]) if s not in views]
-    return _page(title or "rnngraph diagram", views, skipped)
+    return _page(title or "rnngraph diagram", views, skipped, failed)
 
 
 def _boxes(svg: str) -> list[str]:
@@ -69,8 +74,8 @@ def _json_for_script(obj) -> str:
     return json.dumps(obj).replace("<", "\\u003c")  # still JSON; no tag can start
 
 
-def _page(title: str, views: dict, skipped: list) -> str:
-    data = _json_for_script({"views": views, "skipped": skipped})
+def _page(title: str, views: dict, skipped: list, failed: dict) -> str:
+    data = _json_for_script({"views": views, "skipped": skipped, "failed": failed})
     return _TEMPLATE.replace("{{TITLE}}", _html.escape(title)).replace("{{DATA}}", data) \
         .replace("{{SCRIPT}}", _SCRIPT)
 
@@ -124,7 +129,8 @@ window.addEventListener("error", function (e) {
 
   function show(scope, remember) {
     if (!(scope in data.views)) {
-      document.getElementById("note").textContent =
+      document.getElementById("note").textContent = (scope in data.failed) ?
+        "'" + scope + "' could not be laid out here (" + data.failed[scope] + ")" :
         "'" + scope + "' is too large to open here: render it with --expand " + scope;
       return false;
     }
