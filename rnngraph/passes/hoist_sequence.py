@@ -14,7 +14,6 @@ from ..ir.types import TensorType
 from ..ops.elementwise import Binary, Cast, Unary, Where
 from ..ops.linalg import MatMul
 from ..ops.steps import RowsMatMul
-from .licm import variant_values
 from .loop_ports import add_sequence, outer_inputs
 from .rewrite import for_each_loop, remove_dead, replace_uses, toposort
 
