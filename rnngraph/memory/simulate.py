@@ -8,7 +8,8 @@ saved-tensor placements cost: prefetch buffers for offloaded rows, checkpoints a
 of replayed residuals for recomputed ones. A chunked loop (ops/loop.py) adds one block of its
 prologue's results, its epilogue's [C, ...] gather buffers and accumulators, and the peaks of
 its prologue and epilogue runs, the blocks its prologue reads from handles included (a replay
-of a chunked loop: one block of its own). Fed sequences left on the host take no bytes but a
+of a chunked loop: one block of its own, cut at the positions replay_cuts finds, with the
+states the replay holds there). Fed sequences left on the host take no bytes but a
 row buffer in each loop reading them.
 
 A device profile may say more about its allocator (memory/costs.py): buffers round up to its
@@ -24,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 from .liveness import Schedule
-from .checkpoints import simulate as simulate_binomial
+from .checkpoints import advance_plan, simulate as simulate_binomial
 from .loops import DEVICE, HOST, RECOMPUTE, loop_layout
 from .shapes import ShapeInfo
 from .strides import Layouts
@@ -367,6 +368,10 @@ class PeakModel:
         if not self._resident_reuse():   # the rows of fed sequences left on the host it holds
             extra += sum(self._fed_rows(sched, node, choices, reading).values())
         replay_peak = 0
+        cut_any: list = []   # a replay cutting a block of its prologue's rows: (loop, bytes)
+        most_of: dict = {}   # forward loop -> the most states it holds beyond the forward's
+        cut_at = {k_: [] for k_ in ("first", "rest")}   # ... by moment: (forward loop, bytes)
+        by_loop: dict = {}   # (forward loop, moment) -> its share of `moments`
         states = 0   # binomial replays: states stored beyond the forward's (at most)
         moments = dict.fromkeys(("first", "rest", "end first", "end rest"), 0)   # (chunked)
         resident = self._resident_reuse()   # (then the reuse list's buffers count all along)
@@ -384,22 +389,36 @@ class PeakModel:
                     fb, _, _, fpro, _ = self.chunk_costs(fwd, fl)
                     extra += fb
                     # (computing the next one: the old one dropped first, the new one from
-                    # blocks of the forward's sequences, new arrays where those are handles)
-                    replay_peak = max(replay_peak, fpro - fb + self.handle_blocks(
-                        sched, fwd, fl, residual_of, choices))
+                    # blocks of the forward's sequences, new arrays where those are handles;
+                    # a block is cut while the replay holds a state: beyond the checkpoints
+                    # and the stored states the moments count, by the position read)
+                    pw = fpro - fb + self.handle_blocks(sched, fwd, fl, residual_of, choices)
+                    cuts = self._cut_beyond(sched, fwd, fl, fchoice, rc)
+                    at = [c for c in cuts if c is not None]
+                    if at and not (layout.chunked and n):
+                        cut_any.append((fwd, pw + max(at)))
+                    elif at:   # at each moment of a chunked loop's run: the most of its cuts
+                        for key_ in ("first", "rest"):
+                            got = [cuts[i] for i in (nf_pos(fwd, t, info)
+                                                     for t in _chunk_moments(op, n)[key_])
+                                   if i is not None and cuts[i] is not None]
+                            if got:
+                                cut_at[key_].append((fwd, pw + max(got)))
                 if fchoice.slots:   # one row of residuals; the states held past the forward's
                     nf = info.steps.get(fwd) or 0
                     b = binomial_schedule(nf, fchoice.slots)
                     extra += 0 if resident else sum(self.row_bytes(fl, i) for i in rec)
                     most = self._held_beyond(sched, fwd, fl, fchoice, b, rc, "most")
                     states += max(most, default=0)
+                    most_of[fwd] = max(most, default=0)
                     if layout.chunked and n:   # by moment of a chunked loop's run
                         held = self._held_beyond(sched, fwd, fl, fchoice, b, rc, "held")
                         for key_, ts in _chunk_moments(op, n).items():
                             pick = held if key_.startswith("end") else most
-                            got = [pick[nf - 1 - t if fwd.op.reverse else t] for t in ts
-                                   if 0 <= (nf - 1 - t if fwd.op.reverse else t) < nf]
+                            got = [pick[i] for i in (nf_pos(fwd, t, info) for t in ts)
+                                   if i is not None]
                             moments[key_] += max(got) if got else 0
+                            by_loop[(fwd, key_)] = max(got) if got else 0
                 elif not resident:
                     k = max(1, fchoice.checkpoint_every)
                     extra += k * sum(self.row_bytes(fl, i) for i in rec)
@@ -411,9 +430,13 @@ class PeakModel:
             pro_peak += self.handle_blocks(sched, node, layout, residual_of, choices)
             step = max(block + step_peak, pro_peak, block + replay_peak)
             ts = _chunk_moments(op, n)
+            # (a replay's cut: the states its own cuts hold, the other replays' at most)
+            cut = {k_: max([moments[k_] - by_loop.get((f, k_), 0) + b_ for f, b_ in v],
+                           default=0) + block for k_, v in cut_at.items()}
             m.bump(what=node, extra=stacks + ckpt + carried_bytes + extra + gathers + max(
-                moments["first"] + step, moments["end first"] + block + epi_peak,
-                accs + moments["rest"] + step if ts["rest"] else 0,
+                moments["first"] + step, cut["first"],
+                moments["end first"] + block + epi_peak,
+                accs + max(moments["rest"] + step, cut["rest"]) if ts["rest"] else 0,
                 accs + moments["end rest"] + block + epi_peak if ts["end rest"] else 0))
         elif info.steps.get(node) == 0:
             # no step runs (T = 0 fed): no step's temporaries, no carried state made; its
@@ -424,8 +447,10 @@ class PeakModel:
             m.bump(ckpt + extra + max(step_peak, stacks + self.step_results(
                 node, layout, tuple(stored))), node)
         else:
-            m.bump(stacks + ckpt + carried_bytes + extra + states + max(step_peak, replay_peak),
-                   node)
+            # (a replay's cut: the states its own cuts hold, the other replays' at most)
+            cut_peak = max([b_ - most_of.get(f, 0) for f, b_ in cut_any], default=0)
+            m.bump(stacks + ckpt + carried_bytes + extra + states + max(step_peak, replay_peak,
+                                                                        cut_peak), node)
         # outputs land: stacks, final state, handles (checkpoints + the inputs they replay from)
         for v in node.outputs:
             key[v] = v
@@ -501,12 +526,29 @@ class PeakModel:
             all_gens = set(gens) - {0}
             hit = []
             for i, count in enumerate(b[kind]):
+                if count is None:   # (kind "cut": no block cut while position i is read)
+                    hit.append(None)
+                    continue
                 kept = [g for q, g in zip(fwd_at, gens) if q <= i]
                 dropped = len(fwd_at) - len(kept)
                 gone = len(all_gens - set(kept))
                 hit.append((count - len(kept)) * rc - dropped * cb - gone * epi)
             self._body_cache[ck] = hit
         return hit
+
+    def _cut_beyond(self, sched, fwd, fl, fchoice, rc: int) -> list:
+        """Per position i of chunked forward loop `fwd` (execution order), the bytes its
+        replay holds beyond the checkpoints and the forward pass's stored states while it cuts
+        a block of its prologue's rows as the backward pass reads step i (replay_cuts), or
+        None where no block is cut then."""
+        nf = self.info.steps.get(fwd) or 0
+        counts = replay_cuts(nf, fwd.op.chunk_steps, bool(fwd.op.reverse),
+                             max(1, fchoice.checkpoint_every), fchoice.slots)
+        if not fchoice.slots:   # (uniform: the checkpoints are all counted already)
+            return [None if c is None else c * rc for c in counts]
+        b = binomial_schedule(nf, fchoice.slots)
+        return self._held_beyond(sched, fwd, fl, fchoice,
+                                 {"forward": b["forward"], "cut": list(counts)}, rc, "cut")
 
     def chunk_costs(self, node, layout):
         """(block, gather buffers, accumulators, prologue peak, epilogue peak) in bytes of a
@@ -604,6 +646,57 @@ def _moments(c: int, reverse: bool, n: int) -> dict:
     first = [t for t in order if t // c == order[0] // c]
     return {"first": first, "rest": [t for t in order if t // c != order[0] // c],
             "end first": ends[:1], "end rest": ends[1:]}
+
+
+def nf_pos(fwd, t: int, info) -> int | None:
+    """The execution position in forward loop `fwd` of its step t (None: past its steps)."""
+    nf = info.steps.get(fwd) or 0
+    i = nf - 1 - t if fwd.op.reverse else t
+    return i if 0 <= i < nf else None
+
+
+@functools.lru_cache(maxsize=256)
+def replay_cuts(n: int, c: int, reverse: bool, k: int, slots: int) -> tuple:
+    """Per position i (execution order) of a chunked forward loop of n steps in chunks of c,
+    while a backward pass reads its step i (positions n-1 .. 0), replayed as runtime/
+    residuals.py's Replayer does (uniform segments of k steps from their checkpoint, or the
+    binomial tape of `slots` states): None where no block of its prologue's rows is cut
+    (ChunkSource.cut: a step of another block than the current one runs), else the most
+    states held at a cut: the stored ones (binomial; not the initial one), plus one where
+    the cut holds a state a replayed step made (not a checkpoint nor a stored one)."""
+    out: list = [None] * max(n, 0)
+    if n <= 0 or not c:
+        return tuple(out)
+    block = -1
+
+    def cut(i: int, at: int, held: int) -> None:
+        nonlocal block
+        b = (n - 1 - i if reverse else i) // c
+        if b != block:
+            block = b
+            out[at] = held if out[at] is None else max(out[at], held)
+
+    if not slots:
+        for seg in range((n - 1) // k, -1, -1):
+            top = min(seg * k + k, n) - 1   # (the read that replays the segment)
+            for i in range(seg * k, top + 1):
+                cut(i, top, int(i > seg * k))
+        return tuple(out)
+    stack = [q for q, store in advance_plan(0, n - 1, slots) if store]
+    for i in range(n - 1, -1, -1):
+        while stack and stack[-1] > i:
+            stack.pop()
+        p = stack[-1] if stack else 0
+        owned = False
+        for q, store in advance_plan(p, i, slots - len(stack)):
+            while p < q:
+                cut(p, i, len(stack) + owned)
+                owned, p = True, p + 1
+            if store:
+                stack.append(q)
+                owned = False
+        cut(i, i, len(stack) + owned)
+    return tuple(out)
 
 
 _SCHEDULES: dict = {}
