@@ -200,3 +200,53 @@ def test_a_budget_sweep_of_uneven_static_graphs_runs_as_planned(build):
             assert re.search(rf"recomputed as {len({s.segment for s in segments})} "
                              rf"checkpointed segments?, {schedule} schedule", str(plan))
     assert fitted >= 5 and schedules <= {"uniform", "dp"} and schedules
+
+
+def _review_gru(T: int, B: int, I: int, head: bool = False, const: bool = False,
+                dtype=rg.float32, npdt=np.float32) -> tuple:
+    """A static GRU(8) through static_rnn: a constant input projection per step (`const`),
+    a dense tanh head of 24 units on every output (`head`); the loss sums the squares."""
+    rs = np.random.RandomState(0)
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(dtype, [B, T, I], name="X")
+        fd = {X: rs.randn(B, T, I).astype(npdt)}
+        xs = rg.unstack(X, axis=1)
+        if const:
+            C = rg.constant((rs.randn(I, I) / 2).astype(npdt))
+            xs = [rg.matmul(x, C) for x in xs]
+        outs, _ = rg.nn.static_rnn(rg.nn.GRUCell(8), xs, dtype=dtype)
+        if head:
+            outs = [rg.layers.dense(o, 24, activation=rg.tanh, name="head",
+                                    reuse=rg.nn.AUTO_REUSE) for o in outs]
+        loss = rg.reduce_sum(rg.stack(outs) ** 2)
+        fetches = [loss] + rg.gradients(loss, rg.trainable_variables())
+    return g, fetches, fd
+
+
+@pytest.mark.parametrize("case", [
+    "head_gru_40012",
+    # (the step profile puts the fastest plan at 43,352 B, it runs at 43,544: the planner's
+    # retry, runtime/planning.py, lowers its target below the profile's estimate too)
+    "const_gru_f64_43524"])
+def test_budgets_the_equal_size_segments_fit_still_fit(case):
+    """The chain's model is off (above the step profile on the head GRU: its lowest peak
+    55,784 B where plans of 40,012 B exist): plans for more targets, and stretches of equal
+    bytes, are scored on the step profile, so that budgets the earlier chooser of equal
+    stretches fitted still fit, and run within them."""
+    if case == "head_gru_40012":
+        g, fetches, fd = _review_gru(T=20, B=8, I=4, head=True)
+        budget = 40012
+    else:
+        g, fetches, fd = _review_gru(T=14, B=8, I=3, const=True, dtype=rg.float64,
+                                     npdt=np.float64)
+        budget = 43524
+    ref, peak = _unplanned(g, fetches, fd)
+    assert budget < peak
+    sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget,
+                      memory_strategy="recompute")
+    plan = sess.memory_plan(fetches, _shapes(fd))
+    assert plan.fits and plan.predicted_peak <= budget, str(plan)
+    got = sess.run(fetches, fd, report=True)
+    assert sess.last_run_report.peak_bytes <= plan.predicted_peak
+    _same_bits(got, ref)

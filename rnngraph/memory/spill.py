@@ -59,6 +59,10 @@ GATHER = 4
 UNITS = 128
 # schedules of each kind tried on the step profile, the chain's model corrected by the gap
 TRIES = 4
+# targets swept between the chain model's lowest peak and its peak unsegmented, and stretch
+# sizes by bytes: more plans scored on the step profile (the model is off either way)
+SWEEP = 8
+BYTE_SIZES = 16
 
 # producers whose values are nobody's to move (the caller's, the session's, constants)
 _SOURCES = ("placeholder", "variable", "param", "constant")
@@ -326,8 +330,12 @@ def _segment_plan(nodes, readers, key, model, prof, out, keep, info, profile, bu
     rules the pass follows (_segments_for): the best stretches of equal length ("uniform")
     and the dynamic programme's cuts anywhere ("dp"; _dp), each chosen on the chain's model
     for the budget, and again for a budget lowered by what the model missed where the step
-    profile says it does not fit (TRIES in all). The one that fits with the least added time
-    is taken, else the lowest; uniform where they tie. SpilledValue.schedule says which."""
+    profile says it does not fit (TRIES in all); the model errs either way, so both are also
+    chosen for targets swept from its lowest peak to its peak with nothing recomputed (SWEEP),
+    and stretches of about equal late-read bytes (BYTE_SIZES sizes, the last stretch
+    recomputed or not: "uniform") are scored too. The one that fits with the least added time
+    is taken, else the lowest; the one scored first where they tie. SpilledValue.schedule
+    says which."""
     position = {n: i for i, n in enumerate(nodes)}
     last_use: dict = {}   # buffer key -> the last step reading it (or making it)
     for v, k in key.items():
@@ -424,26 +432,60 @@ def _segment_plan(nodes, readers, key, model, prof, out, keep, info, profile, bu
     chain = _chain(order, idx, ends, late_read, readers, nodes, key, position, free, nbytes,
                    seconds, prof)
     best, tables = None, _chain_tables(chain)
+    scored: set = set()
+
+    def score(spans, schedule) -> int | None:   # the step profile's peak of a plan, or None
+        nonlocal best
+        spans = tuple(spans)
+        if not spans or spans in scored:
+            return None
+        scored.add(spans)
+        got = _segments_for(order, idx, spans, late_set, readers, nodes, key, position,
+                            last_use, free, nbytes, seconds, prof)
+        if got is None:
+            return None
+        peak, t = int(got[0].max()), got[1]
+        rank = (peak > budget, t if peak <= budget else peak)
+        if best is None or rank < best[0]:   # (a tie keeps the one scored first)
+            best = (rank, got, schedule)
+        return peak
+
+    def spans_of(stretches) -> list:
+        return [(ends[u - 1] + 1 if u else 0, ends[v]) for u, v, again in stretches if again]
+    chosen: dict = {}
+
+    def plan_for(choose, target: int):   # (memoised: the sweep may ask for one again)
+        if (choose, target) not in chosen:
+            chosen[choose, target] = choose(chain, target, tables)
+        return chosen[choose, target]
     for schedule, choose in (("uniform", _best_uniform), ("dp", _dp)):
         target, tried = budget, set()
         for _ in range(TRIES):   # (the chain's model against the step profile's: corrected)
-            stretches = choose(chain, target, tables)
+            stretches = plan_for(choose, target)
             if stretches is None or stretches in tried:
                 break
             tried.add(stretches)
-            spans = [(ends[u - 1] + 1 if u else 0, ends[v]) for u, v, again in stretches
-                     if again]
-            got = _segments_for(order, idx, spans, late_set, readers, nodes, key, position,
-                                last_use, free, nbytes, seconds, prof)
-            if got is None:
-                break
-            peak, t = int(got[0].max()), got[1]
-            rank = (peak > budget, t if peak <= budget else peak)
-            if best is None or rank < best[0]:   # (a tie keeps uniform, tried first)
-                best = (rank, got, schedule)
-            if peak <= budget:
+            peak = score(spans_of(stretches), schedule)
+            if peak is None or peak <= budget:
                 break
             target -= peak - max(budget, int(_chain_cost(chain, stretches, tables)[0]))
+    # the model's errors either way: plans chosen for targets from its lowest peak up to its
+    # peak with nothing recomputed, each scored on the step profile too
+    lowest = plan_for(_dp, budget)   # (where nothing fits the budget: the lowest peak)
+    if lowest is not None and _chain_cost(chain, lowest, tables)[0] <= budget:
+        lowest = plan_for(_dp, 0)
+    lo = int(_chain_cost(chain, lowest, tables)[0]) if lowest else budget
+    hi = int(_chain_cost(chain, [(0, chain.units - 1, False)], tables)[0])
+    for target in np.linspace(min(lo, budget), max(hi, budget), SWEEP)[:-1]:
+        for schedule, choose in (("uniform", _best_uniform), ("dp", _dp)):
+            stretches = plan_for(choose, int(target))
+            if stretches is not None:
+                score(spans_of(stretches), schedule)
+    # stretches of about equal bytes of the values read late (uniform too), cut at the first
+    # cuttable point after each share: from two stretches to one per possible cut
+    for count in sorted({int(round(x)) for x in np.geomspace(2, n_cuts + 1, BYTE_SIZES)}):
+        for last in (False, True):
+            score(_equal_bytes(made, cuttable, total / count, last), "uniform")
     if best is None or int(best[1][0].max()) >= int(prof.max()):
         return None
     est, t, names, touched = best[1]
@@ -455,6 +497,22 @@ def _segment_plan(nodes, readers, key, model, prof, out, keep, info, profile, bu
         out.values.append(SpilledValue(v.name, int(model.nbytes(v)) if own else 0, RECOMPUTE,
                                        v.node.op.name, seg, count, best[2]))
     return touched
+
+
+def _equal_bytes(made, cuttable, size: float, last: bool) -> list:
+    """Stretches ((first, last) indices into the forward producers) ending at the first
+    cuttable point after about `size` bytes of late-read values were made since the last
+    end; `last`: the stretch after the last end is recomputed too."""
+    m = len(made)
+    spans, lo, acc = [], 0, 0
+    for j in range(m):
+        acc += int(made[j])
+        if acc >= size and cuttable[j]:
+            spans.append((lo, j))
+            lo, acc = j + 1, 0
+    if last and lo < m:
+        spans.append((lo, m - 1))
+    return spans
 
 
 @dataclass

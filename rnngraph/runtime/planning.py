@@ -372,7 +372,8 @@ def _spilled(sess, flat, fed, shapes, tracked, best, tries: int = 3):
                 lean = (new, new_plan, cfg)
         if choice.estimate > target or new_plan.predicted_peak <= budget:
             break   # (nothing more to move, or what failed was not the device budget)
-        target -= new_plan.predicted_peak - budget
+        # (lower it below what the chooser expected too: its step profile may have missed)
+        target = min(target, choice.estimate) - (new_plan.predicted_peak - budget)
     return None, floor, lean
 
 
