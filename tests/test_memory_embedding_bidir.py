@@ -157,14 +157,7 @@ def test_bidirectional_gradients_are_the_ones_numpy_computes(lengths, time_major
     gathers, sums, _ = _sunk(graph)
     assert len(gathers) == 4 and len(sums) == 2
     _check_joined(graph, 2)
-    emb, Wf, bf, Wb, bb = (sess.run(v).astype(np.float64) for v in g.collections["variables"])
-    ids = _fed(fd, "ids")
-    ids = ids.T if time_major else ids
-    lens = _fed(fd, "L") if lengths else np.full(B, T)
-    f = _numpy_grads(ids, emb, Wf, bf, lens if lengths else None)
-    b = _numpy_grads(_reversed_within(ids, lens), emb, Wb, bb, lens if lengths else None)
-    _close([loss, demb, dWf, dbf, dWb, dbb],
-           [f[0] + b[0], f[1] + b[1], f[2], f[3], b[2], b[3]], rtol=2e-5)
+    _check_numpy(sess, g, fd, [loss, demb, dWf, dbf, dWb, dbb], lengths, time_major)
 
 
 @pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
@@ -182,6 +175,19 @@ def test_bidirectional_changes_only_the_embeddings_gradient_sum_order(lengths, t
         else:
             assert np.array_equal(a, b), i
     _close(sunk, free)
+
+def _check_numpy(sess, g, fd, got, lengths, time_major=False):
+    """The bidirectional model's loss and gradients (embedding, fw kernel and bias, bw kernel
+    and bias) against two NumPy LSTMs, the second over the ids reversed within their lengths."""
+    emb, Wf, bf, Wb, bb = (sess.run(v).astype(np.float64) for v in g.collections["variables"])
+    ids = _fed(fd, "ids")
+    ids = ids.T if time_major else ids
+    B, T = ids.shape
+    lens = _fed(fd, "L") if lengths else np.full(B, T)
+    f = _numpy_grads(ids, emb, Wf, bf, lens if lengths else None)
+    b = _numpy_grads(_reversed_within(ids, lens), emb, Wb, bb, lens if lengths else None)
+    _close(got, [f[0] + b[0], f[1] + b[1], f[2], f[3], b[2], b[3]], rtol=2e-5)
+
 
 
 def test_bidirectional_embedding_gradient_matches_finite_differences():
@@ -449,13 +455,7 @@ def test_chunked_bidirectional_gradients_are_the_ones_numpy_computes(lengths, C)
     for loop in _backward_loops(graph):
         assert loop.op.chunk_steps == C and not loop.op.epilogue_outputs
         assert loop.op.epilogue_carried   # (the weight gradients: still summed per chunk)
-    emb, Wf, bf, Wb, bb = (sess.run(v).astype(np.float64) for v in g.collections["variables"])
-    ids = _fed(fd, "ids")
-    lens = _fed(fd, "L") if lengths else np.full(B, T)
-    f = _numpy_grads(ids, emb, Wf, bf, lens if lengths else None)
-    b = _numpy_grads(_reversed_within(ids, lens), emb, Wb, bb, lens if lengths else None)
-    _close([loss, demb, dWf, dbf, dWb, dbb],
-           [f[0] + b[0], f[1] + b[1], f[2], f[3], b[2], b[3]], rtol=2e-5)
+    _check_numpy(sess, g, fd, [loss, demb, dWf, dbf, dWb, dbb], lengths)
 
 
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "sequence_length"])
