@@ -190,15 +190,38 @@ def get_total_loss(add_regularization_losses=True, name="total_loss", scope=None
 
 
 def in_top_k(predictions, targets, k: int = 1):
-    """Bool [batch]: is the target among the top-k predictions (only k=1 is supported)."""
-    if k != 1:
-        raise NotImplementedError("in_top_k supports k=1")
-    return ops.equal(ops.argmax(predictions, axis=-1), ops.cast(targets, np.int64))
+    """Bool [batch]: is row i's target class among its k largest predictions (tf.nn.in_top_k).
+
+    Classes tied with the k-th largest all count as in the top k (fewer than k predictions
+    are strictly larger than the target's). A row with a non-finite prediction, or whose
+    target is outside [0, classes), is False, as TF1's kernel says."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"in_top_k: k must be an int >= 0, got {k!r}")
+    predictions = ops.as_value(predictions)
+    targets = ops.as_value(targets)
+    if predictions.type.rank != 2 or predictions.shape[-1] is None:
+        raise ValueError(f"in_top_k: predictions must be [batch, classes] with the classes "
+                         f"known, got {predictions.type}")
+    if targets.type.rank != 1 or not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(f"in_top_k: targets must be an int vector [batch], got {targets.type}")
+    classes = predictions.shape[-1]
+    inf = ops.constant(np.inf, predictions.dtype)
+    is_target = ops.equal(ops.one_hot(targets, classes, dtype=predictions.dtype), 1)
+    # the target's prediction; -inf where the target is out of range (no class matches)
+    target = ops.reduce_max(ops.where(is_target, predictions, -inf), -1)
+    larger = ops.reduce_sum(ops.cast(ops.greater(predictions, ops.expand_dims(target, -1)),
+                                     np.int32), -1)
+    # comparisons, not arithmetic, so that inf and NaN raise no floating-point warnings
+    finite = ops.logical_and(ops.less(predictions, inf), ops.greater(predictions, -inf))
+    finite = ops.equal(ops.reduce_sum(ops.cast(ops.logical_not(finite), np.int32), -1), 0)
+    valid = ops.logical_and(finite, ops.greater(target, -inf))
+    return ops.logical_and(valid, ops.less(larger, k))
 
 
 def accuracy(labels, logits):
     """Fraction of rows whose argmax equals the label (a float32 scalar)."""
-    return ops.reduce_mean(ops.cast(in_top_k(logits, labels), np.float32))
+    hits = ops.equal(ops.argmax(logits, axis=-1), ops.cast(labels, np.int64))
+    return ops.reduce_mean(ops.cast(hits, np.float32))
 
 
 # --- tf.nn losses ---------------------------------------------------------------------------------
