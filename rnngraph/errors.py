@@ -1,6 +1,7 @@
 """Exceptions and the user-source locations that error messages quote."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -36,6 +37,23 @@ def user_location() -> str:
             return f"{os.path.basename(path)}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"
+
+
+def located(fn):
+    """Decorator for builders users call: a plain ValueError or TypeError raised inside that
+    does not yet say where gets ' (at file.py:LINE)', the user's line that called."""
+    @functools.wraps(fn)
+    def builder(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, TypeError) as e:
+            if type(e) in (ValueError, TypeError) and len(e.args) == 1 \
+                    and isinstance(e.args[0], str):
+                where = user_location()
+                if where not in e.args[0]:
+                    e.args = (f"{e.args[0]} (at {where})",)
+            raise
+    return builder
 
 
 class InvalidArgumentError(ExecutionError, ValueError):

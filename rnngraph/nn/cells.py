@@ -32,6 +32,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import ops
+from ..errors import located
 from ..dtypes import as_dtype
 from ..ir.graph import get_default_graph
 from ..ir.value import Value
@@ -182,6 +183,7 @@ class RNNCell:
                 raise ValueError(f"{type(self).__name__}: the last dimension of the inputs must "
                                  f"be known, got {x.type}")
 
+    @located
     def __call__(self, inputs, state, scope=None, *args, **kwargs):
         """One step: (output, new_state). The first call makes the weights."""
         d = self.__dict__
@@ -303,6 +305,7 @@ class _VectorStateCell(RNNCell):
 class BasicRNNCell(_VectorStateCell):
     """h' = activation([x, h] @ kernel + bias) (tf.nn.rnn_cell.BasicRNNCell)."""
 
+    @located
     def __init__(self, num_units: int, activation=None, reuse=None, name=None, dtype=None,
                  **kwargs):
         super().__init__(name=name, dtype=dtype, _reuse=reuse, **kwargs)
@@ -342,6 +345,7 @@ class BasicLSTMCell(_LSTMBase):
     sigmoid(i) * activation(j), h' = activation(c') * sigmoid(o). With state_is_tuple=False the
     state is concat([c, h], 1)."""
 
+    @located
     def __init__(self, num_units: int, forget_bias: float = 1.0, state_is_tuple: bool = True,
                  activation=None, reuse=None, name=None, dtype=None, **kwargs):
         super().__init__(name=name, dtype=dtype, _reuse=reuse, **kwargs)
@@ -380,6 +384,7 @@ class LSTMCell(_LSTMBase):
     peephole weights and the projection (default: the scope's, else glorot-uniform); the bias
     starts at zero. num_unit_shards / num_proj_shards (deprecated in TF) are not supported."""
 
+    @located
     def __init__(self, num_units: int, use_peepholes: bool = False, cell_clip=None,
                  initializer=None, num_proj: int | None = None, proj_clip=None,
                  num_unit_shards=None, num_proj_shards=None, forget_bias: float = 1.0,
@@ -449,6 +454,7 @@ class GRUCell(_VectorStateCell):
     initialises both kernels; bias_initializer both biases (default: gates 1.0, candidate 0).
     `reset_after=True` is the PyTorch / cuDNN formulation (an rnngraph extension)."""
 
+    @located
     def __init__(self, num_units: int, activation=None, reuse=None, kernel_initializer=None,
                  bias_initializer=None, name=None, dtype=None, reset_after: bool = False,
                  **kwargs):
@@ -500,6 +506,7 @@ class MultiRNNCell(RNNCell):
     `multi_rnn_cell/cell_k`. State: a tuple, one entry per layer, or with state_is_tuple=False
     the layers' states concatenated along axis 1 (each layer's state must then be one tensor)."""
 
+    @located
     def __init__(self, cells, state_is_tuple: bool = True, name=None):
         super().__init__(name=name)
         if isinstance(cells, RNNCell):

@@ -7,6 +7,7 @@ the variables already there.
 from __future__ import annotations
 
 from .. import ops
+from ..errors import located
 from ..ops import initializers as inits
 from . import scopes
 
@@ -47,6 +48,7 @@ def _layer_scope(name, default, reuse):
     return scopes.variable_scope(None, default_name=name or default, reuse=reuse)
 
 
+@located
 def dense(inputs, units: int, activation=None, use_bias: bool = True, kernel_initializer=None,
           bias_initializer=None, kernel_regularizer=None, bias_regularizer=None,
           activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
@@ -69,6 +71,7 @@ def dense(inputs, units: int, activation=None, use_bias: bool = True, kernel_ini
         return activation(y) if activation is not None else y
 
 
+@located
 def fully_connected(inputs, num_outputs, activation_fn=ops.relu, normalizer_fn=None,
                     normalizer_params=None, weights_initializer=None, weights_regularizer=None,
                     biases_initializer=inits.Zeros(), biases_regularizer=None, reuse=None,

@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from .. import ops
+from ..errors import located
 from ..ir.graph import get_default_graph
 from ..ir.value import Value
 
@@ -27,6 +28,7 @@ class Reduction:
 LOSSES = "losses"   # the root graph's collection of losses, as TF1's GraphKeys.LOSSES
 
 
+@located
 def compute_weighted_loss(losses, weights=1.0, scope=None, loss_collection=LOSSES,
                           reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
     """`losses * weights` reduced as `reduction` says (tf.losses.compute_weighted_loss).
@@ -143,6 +145,7 @@ def _tensor_weighted(losses, weights, reduction):
     return _safe_divide(total, ops.reduce_sum(count) * _spread(losses, weights))
 
 
+@located
 def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
                                  loss_collection=LOSSES,
                                  reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
@@ -155,6 +158,7 @@ def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
         return compute_weighted_loss(losses, weights, None, loss_collection, reduction)
 
 
+@located
 def mean_squared_error(labels, predictions, weights=1.0, scope=None, loss_collection=LOSSES,
                        reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
     """(predictions - labels)^2 per element, weighted and reduced as compute_weighted_loss
@@ -189,6 +193,7 @@ def get_total_loss(add_regularization_losses=True, name="total_loss", scope=None
                                                                               name=name)
 
 
+@located
 def in_top_k(predictions, targets, k: int = 1):
     """Bool [batch]: is row i's target class among its k largest predictions (tf.nn.in_top_k).
 
@@ -218,6 +223,7 @@ def in_top_k(predictions, targets, k: int = 1):
     return ops.logical_and(valid, ops.less(larger, k))
 
 
+@located
 def accuracy(labels, logits):
     """Fraction of rows whose argmax equals the label (a float32 scalar)."""
     hits = ops.equal(ops.argmax(logits, axis=-1), ops.cast(labels, np.int64))
@@ -240,6 +246,7 @@ def _labels_logits(fn, _sentinel, labels, logits):
     return labels, logits
 
 
+@located
 def softmax_cross_entropy_with_logits_v2(_sentinel=None, labels=None, logits=None, axis=None,
                                          name=None, dim=None):
     """-sum(labels * log_softmax(logits), axis) per row
@@ -254,6 +261,7 @@ def softmax_cross_entropy_with_logits_v2(_sentinel=None, labels=None, logits=Non
                         name=name)
 
 
+@located
 def softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, dim=-1,
                                       name=None, axis=None):
     """As softmax_cross_entropy_with_logits_v2, but no gradient flows into `labels` (TF1's
@@ -263,6 +271,7 @@ def softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, 
                                                 axis=dim if axis is None else axis, name=name)
 
 
+@located
 def sigmoid_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):
     """Elementwise logistic loss z * -log(sigmoid(x)) + (1 - z) * -log(1 - sigmoid(x)), computed
     stably as max(x, 0) - x * z + log(1 + exp(-|x|)) (tf.nn.sigmoid_cross_entropy_with_logits)."""
@@ -271,12 +280,14 @@ def sigmoid_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, 
                    name=name)
 
 
+@located
 def l2_loss(t, name=None):
     """sum(t ** 2) / 2 (tf.nn.l2_loss): a scalar."""
     t = ops.as_value(t)
     return ops.multiply(ops.reduce_sum(ops.square(t)), 0.5, name=name)
 
 
+@located
 def embedding_lookup(params, ids, partition_strategy="mod", name=None, validate_indices=True,
                      max_norm=None):
     """Rows of `params` [vocab, dim] at int `ids` of any shape: [*ids.shape, dim]
@@ -308,6 +319,7 @@ def _div_no_nan(x, y):
     return ops.where(ops.equal(y, ops.zeros_like(y)), ops.zeros_like(x), x / safe)
 
 
+@located
 def sequence_loss(logits, targets, weights, average_across_timesteps=True,
                   average_across_batch=True, sum_over_timesteps=False, sum_over_batch=False,
                   softmax_loss_function=None, name=None):
@@ -361,6 +373,7 @@ def sequence_loss(logits, targets, weights, average_across_timesteps=True,
     return xent
 
 
+@located
 def sequence_loss_by_example(logits, targets, weights, average_across_timesteps=True,
                              softmax_loss_function=None, name=None):
     """tf.contrib.legacy_seq2seq.sequence_loss_by_example: lists of T logits [batch, classes],
@@ -386,6 +399,7 @@ def sequence_loss_by_example(logits, targets, weights, average_across_timesteps=
     return total
 
 
+@located
 def legacy_sequence_loss(logits, targets, weights, average_across_timesteps=True,
                          average_across_batch=True, softmax_loss_function=None, name=None):
     """tf.contrib.legacy_seq2seq.sequence_loss: the sum over the batch of
@@ -445,6 +459,7 @@ def _sampled_logits(fn, weights, biases, labels, inputs, num_sampled, num_classe
     return logits, targets
 
 
+@located
 def sampled_softmax_loss(weights, biases, labels, inputs, num_sampled, num_classes, num_true=1,
                          sampled_values=None, remove_accidental_hits=True,
                          partition_strategy="mod", name="sampled_softmax_loss", seed=None):
@@ -460,6 +475,7 @@ def sampled_softmax_loss(weights, biases, labels, inputs, num_sampled, num_class
                                                 logits=logits)
 
 
+@located
 def nce_loss(weights, biases, labels, inputs, num_sampled, num_classes, num_true=1,
              sampled_values=None, remove_accidental_hits=False, partition_strategy="mod",
              name="nce_loss", seed=None):

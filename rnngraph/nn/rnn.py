@@ -14,6 +14,7 @@ import contextlib
 import numpy as np
 
 from .. import ops
+from ..errors import located
 from ..dtypes import as_dtype
 from ..ir.graph import get_default_graph
 from ..ir.value import Value
@@ -91,6 +92,7 @@ def _mask_rows(active, output, new_state, old_state):
     return pack_as(output, flat_out), pack_as(new_state, flat_new)
 
 
+@located
 def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=None, scope=None):
     """Unroll `cell` over a Python list of T inputs: one copy per step, shared weights.
 
@@ -156,6 +158,7 @@ def _static_shape(x, *dims):
     return ops.reshape(x, [d if d is not None else -1 for d in want])
 
 
+@located
 def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=None,
                 parallel_iterations=None, swap_memory=False, time_major=False, scope=None):
     """Run `cell` over `inputs` [batch, max_time, ...] (or [max_time, batch, ...] when
@@ -237,6 +240,7 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
         return pack_as(cell.output_size, outs), pack_as(cell.state_size, final)
 
 
+@located
 def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
                               initial_state_fw=None, initial_state_bw=None, dtype=None,
                               parallel_iterations=None, swap_memory=False, time_major=False,
@@ -284,6 +288,7 @@ def _reverse_seq(seq, lengths):
     return [pack_as(seq[t], [parts[t] for parts in out_parts]) for t in range(len(seq))]
 
 
+@located
 def static_bidirectional_rnn(cell_fw, cell_bw, inputs, initial_state_fw=None,
                              initial_state_bw=None, dtype=None, sequence_length=None, scope=None):
     """Forward and backward static RNNs over a list of T inputs (tf.nn.static_bidirectional_rnn);

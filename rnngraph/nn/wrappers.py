@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..errors import located
 from ..ops import initializers as inits
 from ..nest import flatten, pack_as
 from . import scopes
@@ -17,6 +18,7 @@ from .cells import RNNCell
 
 
 class _Wrapper(RNNCell):
+    @located
     def __init__(self, cell, what):
         if not isinstance(cell, RNNCell):
             raise TypeError(f"{what}: cell must be an RNNCell, got {type(cell).__name__}")
