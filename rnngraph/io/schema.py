@@ -293,6 +293,7 @@ SCHEMAS: dict[str, OpSchema] = {
     "gather": NONE, "gather_grad": NONE,
     "scatter_add_rows": OpSchema({"in_place": Bool()}),
     "accumulator_zeros": NONE,   # ops/scatter.py (sink_gather)   # ops/scatter.py (sink_gather)
+    "select_rows": NONE,   # ops/sparse_rows.py (the optimizers' sparse updates)
     # ops/nn.py
     "log_softmax": OpSchema({"axis": AXIS}), "softmax": OpSchema({"axis": AXIS}),
     "one_hot": OpSchema({"depth": optional(DIM), "dtype": DTYPE}),

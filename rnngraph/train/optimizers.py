@@ -2,6 +2,14 @@
 
 Each optimizer turns (gradient, variable) pairs into assign ops; slot variables (momentum,
 Adam's moments) are non-trainable variables named `<var>/<Optimizer>/<slot>`.
+
+Sparse gradients: where a variable's gradient comes from gathers of it (embedding_lookup; the
+sum of several lookups; scaled by a clipping factor), TF1 gets an IndexedSlices and applies it
+with its sparse kernels, which update the looked-up rows only (repeated ids summed first).
+Momentum and RMSProp do the same here: the dense update is kept on the rows whose ids occur in
+the step's lookups (ops/sparse_rows.py), the slots and the variable elsewhere stay as they
+were. Gradient descent and Adagrad give the same numbers either way (a row with no gradient
+does not move); Adam, as TF1's (not lazy) Adam, decays its moments on every row.
 """
 from __future__ import annotations
 
@@ -13,6 +21,8 @@ from ..errors import user_location
 from ..ir.graph import get_default_graph
 from ..ir.value import Value
 from ..ops import initializers as inits
+from ..ops.fill import GatherGrad
+from ..ops.sparse_rows import select_rows
 
 
 def _check_learning_rate(learning_rate, what="learning_rate"):
@@ -27,6 +37,25 @@ def _check_learning_rate(learning_rate, what="learning_rate"):
         raise ValueError(f"{what} must be > 0 (a number) or a float scalar tensor, got "
                          f"{learning_rate!r} (at {user_location()})")
     return float(learning_rate)
+
+
+def sparse_ids(g, var):
+    """The ids whose rows of `var` gradient `g` covers where it comes from gathers of `var`
+    alone (TF1's IndexedSlices): a gather_grad of var, a sum (add / add_n) of such, or one
+    times a scalar (clip_by_global_norm's factor); [ids, ...], else None (a dense gradient)."""
+    n = g.node
+    if isinstance(n.op, GatherGrad):
+        return [n.inputs[1]] if n.inputs[2] is var else None
+    if n.op.name in ("add", "add_n") and all(x.type.shape == g.type.shape for x in n.inputs):
+        found = [sparse_ids(x, var) for x in n.inputs]
+        return None if any(f is None for f in found) else [i for f in found for i in f]
+    if n.op.name == "mul" and len(n.inputs) == 2:
+        a, b = n.inputs
+        if b.type.rank == 0 and a.type.shape == g.type.shape:
+            return sparse_ids(a, var)
+        if a.type.rank == 0 and b.type.shape == g.type.shape:
+            return sparse_ids(b, var)
+    return None
 
 
 class Optimizer:
@@ -139,9 +168,10 @@ class MomentumOptimizer(Optimizer):
 
     def _update(self, g, var):
         acc = self._slot(var, "momentum")
-        new_acc = ops.assign(acc, acc * self.momentum + g)
+        rows = _rows(g, var)
+        new_acc = ops.assign(acc, rows(acc * self.momentum + g, acc))
         step = new_acc * self.momentum + g if self.use_nesterov else new_acc
-        return ops.assign(var, var - self._lr(var) * step)
+        return ops.assign(var, rows(var - self._lr(var) * step, var))
 
 
 class AdamOptimizer(Optimizer):
@@ -191,20 +221,19 @@ class RMSPropOptimizer(Optimizer):
         self.centered = bool(centered)
 
     def _update(self, g, var):
+        rows = _rows(g, var)   # (an embedding's: its looked-up rows, sparse_apply_rms_prop)
         ms = self._slot(var, "rms", inits.Ones())
-        new_ms = ops.assign(ms, ms * self.decay + ops.square(g) * (1.0 - self.decay))
+        new_ms = ops.assign(ms, rows(ms * self.decay + ops.square(g) * (1.0 - self.decay), ms))
         denom = new_ms
-        updates = []
         if self.centered:
             mg = self._slot(var, "mg")
-            new_mg = ops.assign(mg, mg * self.decay + g * (1.0 - self.decay))
+            new_mg = ops.assign(mg, rows(mg * self.decay + g * (1.0 - self.decay), mg))
             denom = new_ms - ops.square(new_mg)
         step = self._lr(var) * g / ops.sqrt(denom + self.epsilon)
         if self.momentum > 0:
             mom = self._slot(var, "momentum")
-            step = ops.assign(mom, mom * self.momentum + step)
-        updates.append(ops.assign(var, var - step))
-        return updates[0]
+            step = ops.assign(mom, rows(mom * self.momentum + step, mom))
+        return ops.assign(var, rows(var - step, var))
 
 
 class AdagradOptimizer(Optimizer):
@@ -224,6 +253,15 @@ class AdagradOptimizer(Optimizer):
         acc = self._slot(var, "accumulator", inits.Constant(self.initial_accumulator_value))
         new_acc = ops.assign(acc, acc + ops.square(g))
         return ops.assign(var, var - self._lr(var) * g / ops.sqrt(new_acc))
+
+
+def _rows(g, var):
+    """new, old -> new where `g` is dense; where it is an embedding's gradient (sparse_ids),
+    new on the looked-up rows and old elsewhere, as TF1's sparse kernels update."""
+    ids = sparse_ids(g, var)
+    if ids is None:
+        return lambda new, old: new
+    return lambda new, old: select_rows(new, old, ids)
 
 
 SGD = GradientDescentOptimizer

@@ -430,22 +430,27 @@ def _named_feeds(feeds, needed, fed):
 
 def _input_dims(inputs, needed, dynamic_axes) -> dict:
     """Dims of each input: ints where static, names where unknown (or named by the user).
-    A dim a loop runs over is 'time', the rows beside it 'batch'; other unknown leading dims
-    are 'batch'; anything else is INPUT_dimK."""
+
+    Two unknown dims share a name only where the graph makes them equal (ONNX reads one name
+    as one size): the time axes of the sequences one loop reads (and of a sequence and its
+    transposes, reorderings and reversals: the same input axis); the batch rows beside them,
+    joined across loops where one loop's state starts from another's outputs (a decoder
+    started from its encoder's state) and with an input's unknown leading dim a loop reads
+    (sequence_length). Such a class is 'time' or 'batch' where it is the only one of its kind,
+    else named after its first input (`enc_in_time`, `dec_in_time`); any other unknown dim is
+    INPUT_dimK (an unknown leading dim read by no loop: 'batch' where it is the only
+    batch-like dim)."""
     known = dict(inputs)
     for key in dynamic_axes:
         if key not in known:
             raise ValueError(f"to_onnx: dynamic_axes names {key!r}, which is not an input "
                              f"(inputs: {', '.join(known) or 'none'})")
-    traced = _trace_time_axes(needed)
+    labels = _dim_classes(inputs, needed)
     out = {}
     for name, v in inputs:
         dims = []
         for axis, d in enumerate(v.shape):
-            label = traced.get((v, axis))
-            if label is None:
-                label = "batch" if axis == 0 else f"{name}_dim{axis}"
-            dims.append(d if d is not None else label)
+            dims.append(d if d is not None else labels.get((name, axis), f"{name}_dim{axis}"))
         spec = dynamic_axes.get(name, {})
         if isinstance(spec, (list, tuple)):
             spec = {a: f"{name}_dim{a}" for a in spec}
@@ -458,24 +463,106 @@ def _input_dims(inputs, needed, dynamic_axes) -> dict:
     return out
 
 
-def _trace_time_axes(needed) -> dict:
-    """{(Value, axis): 'time' / 'batch'} for the inputs a loop's sequences come from, followed
+class _Classes:
+    """Union-find over hashable keys."""
+
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, k):
+        self.parent.setdefault(k, k)
+        while self.parent[k] != k:
+            self.parent[k] = self.parent[self.parent[k]]
+            k = self.parent[k]
+        return k
+
+    def join(self, a, b):
+        a, b = self.find(a), self.find(b)
+        if a != b:
+            self.parent[b] = a
+
+
+def _dim_classes(inputs, needed) -> dict:
+    """{(input name, axis): label} for the unknown input dims that loops read as time or
+    batch axes (see _input_dims), and the unknown leading dims of the other inputs."""
+    input_of = {v: name for name, v in inputs}
+    order = {name: i for i, (name, _) in enumerate(inputs)}
+    loops = [n for n in needed if n.op.name == "loop"]
+    cls = _Classes()
+    kind = {}   # (input, axis) -> "time" / "batch"
+    for loop in loops:
+        for (v, a), label in _trace_sequence_axes(loop).items():
+            if v in input_of and v.shape[a] is None:
+                key = (input_of[v], a)
+                kind.setdefault(key, label)
+                cls.join((loop, label), key)
+    # a loop whose carried inputs derive from another loop's outputs (a decoder started from
+    # its encoder's state) runs the same rows; an input's unknown leading dim that a loop
+    # reads (the lengths) is the loop's batch
+    reach = _loop_ancestors(needed)
+    for loop in loops:
+        carried = loop.op.in_ports().split(loop.inputs)["carried"]
+        for other in {a for v in carried for a in reach.get(v.node, set()) | {v.node}}:
+            if other is not loop and other.op.name == "loop":
+                cls.join((other, "batch"), (loop, "batch"))
+        for n in {a for x in loop.inputs for a in reach.get(x.node, set()) | {x.node}}:
+            fed = n.outputs[0] if n.op.name == "placeholder" else None
+            if fed in input_of and fed.type.rank >= 1 and fed.shape[0] is None and \
+                    kind.get((input_of[fed], 0), "batch") == "batch":
+                kind[(input_of[fed], 0)] = "batch"
+                cls.join((loop, "batch"), (input_of[fed], 0))
+    for name, v in inputs:   # an unknown leading dim no loop reads: one of its own
+        if v.type.rank >= 1 and v.shape[0] is None and (name, 0) not in kind:
+            kind[(name, 0)] = "batch"
+    groups = {}
+    for key, label in kind.items():
+        groups.setdefault((cls.find(key), label), []).append(key)
+    counts = {}
+    for _, label in groups:
+        counts[label] = counts.get(label, 0) + 1
+    labels, used = {}, set()
+    for (_, label), keys in sorted(groups.items(), key=lambda kv: min(
+            (order[n], a) for n, a in kv[1])):
+        first, axis = min(keys, key=lambda k: (order[k[0]], k[1]))
+        name = label if counts[label] == 1 else f"{first}_{label}"
+        if name in used:
+            name = f"{first}_{label}{axis}"
+        used.add(name)
+        for key in keys:
+            labels[key] = name
+    return labels
+
+
+def _loop_ancestors(needed) -> dict:
+    """{node: the loop and placeholder nodes it derives from} over the needed nodes (in
+    their topological order)."""
+    reach = {}
+    for node in needed:
+        got = set()
+        for x in node.inputs:
+            n = x.node
+            got |= reach.get(n, set())
+            if n.op.name in ("loop", "placeholder"):
+                got.add(n)
+        reach[node] = got
+    return reach
+
+
+def _trace_sequence_axes(loop) -> dict:
+    """{(Value, axis): 'time' / 'batch'} for the values a loop's sequences come from, followed
     back through transposes and row permutations."""
     labels = {}
-    for node in needed:
-        if node.op.name != "loop":
-            continue
-        for v in node.op.in_ports().split(node.inputs)["sequence"]:
-            axes = {0: "time", 1: "batch"} if v.type.rank >= 2 else {0: "time"}
-            while True:
-                for a, label in axes.items():
-                    labels.setdefault((v, a), label)
-                op = v.node.op
-                if op.name == "transpose":
-                    axes = {op.perm[a]: label for a, label in axes.items()}
-                elif op.name not in ("permute_rows", "contiguous", "reverse_sequence"):
-                    break
-                v = v.node.inputs[0]
+    for v in loop.op.in_ports().split(loop.inputs)["sequence"]:
+        axes = {0: "time", 1: "batch"} if v.type.rank >= 2 else {0: "time"}
+        while True:
+            for a, label in axes.items():
+                labels.setdefault((v, a), label)
+            op = v.node.op
+            if op.name == "transpose":
+                axes = {op.perm[a]: label for a, label in axes.items()}
+            elif op.name not in ("permute_rows", "contiguous", "reverse_sequence"):
+                break
+            v = v.node.inputs[0]
     return labels
 
 
