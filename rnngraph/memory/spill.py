@@ -795,6 +795,7 @@ def _segments_for(order, idx, spans, late_set, readers, nodes, key, position, la
     delta = np.zeros(len(prof) + 1, dtype=np.int64)
     names, touched, t = [], set(), 0.0
     number = 0
+    held: dict = {}   # constant -> the latest copies reading it past its last reader
     for lo, hi in spans:
         inside = set(order[lo:hi + 1])
         # the checkpoint: values made here and read past the cut (kept)
@@ -814,16 +815,21 @@ def _segments_for(order, idx, spans, late_set, readers, nodes, key, position, la
         for part in segments_of(values):
             number += 1
             t += _one_segment(part, readers, nodes, key, position, last_use, free, nbytes,
-                              seconds, delta, names, touched, number)
+                              seconds, delta, names, touched, number, held)
     if not names:
         return None
+    for k, at in held.items():   # (a constant every segment reads, such as a weight: held
+        delta[last_use[k] + 1] += nbytes(k)   # once, not once per segment)
+        delta[at + 1] -= nbytes(k)
     return prof + np.cumsum(delta)[:len(prof)], t, names, touched
 
 
 def _one_segment(part, readers, nodes, key, position, last_use, free, nbytes, seconds,
-                 delta, names, touched, number) -> float:
+                 delta, names, touched, number, held) -> float:
     """Profile change (into `delta`) and added seconds of recomputing the nodes `part` (one
-    segment, as passes/spill_values.py places it)."""
+    segment, as passes/spill_values.py places it); the constants it reads after their last
+    reader go into `held` (constant -> the latest step reading it again), for the caller to
+    count once."""
     part.sort(key=position.__getitem__)
     inside = set(part)
     reads = [i for n in part for v in n.outputs for i in readers.get(v, ())]
@@ -864,7 +870,11 @@ def _one_segment(part, readers, nodes, key, position, last_use, free, nbytes, se
             if k is None or free(k) or k in seen:
                 continue
             seen.add(k)
-            if last_use.get(k, -1) < at:   # (read again at `at`: held longer)
+            if last_use.get(k, -1) >= at:
+                continue
+            if k.node.op.name == "constant":   # (read again at `at`: held longer, a constant
+                held[k] = max(held.get(k, at), at)   # once, to the last copies reading it)
+            else:
                 delta[last_use[k] + 1] += nbytes(k)
                 delta[at + 1] -= nbytes(k)
     delta[at] += interior_peak

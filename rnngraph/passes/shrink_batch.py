@@ -15,6 +15,9 @@ only (through transposes: the shape of a sum's gradient) is not zeroed either, b
 whole array (`unzeroed`).
 Likewise an input projection computed before the loop (rows_matmul) that only shrunk loops
 read zeroes only the rows they read past the active ones.
+
+A saved program carries these marks; when its passes run again, a loop they chunked (which
+then runs whole rows) loses its mark, and the stacks are marked from their readers afresh.
 """
 from __future__ import annotations
 
@@ -27,14 +30,24 @@ from .rewrite import for_each_loop, result_values, uses
 def shrink_active_batch(graph: Graph) -> int:
     def mark(_graph, node) -> int:
         op = node.op
-        if not op.active_rows or op.shrink or getattr(op, "chunk_steps", None) or \
-                row_layout(op.body) is None:   # (chunks run whole rows: their sums mix rows)
+        if op.shrink and not _can_shrink(op):   # (a saved program's mark, made before a
+            op.shrink = False                   # rerun of the passes chunked the loop)
+            op.rows_only = op.unzeroed = ()
+            return 1
+        if not op.active_rows or op.shrink or not _can_shrink(op):
             return 0
         op.shrink = True
         return 1
     count = for_each_loop(graph, mark)
     _mark_rows_only_stacks(graph)
     return count
+
+
+def _can_shrink(op) -> bool:
+    """May loop op run its steps on the active rows only? Not a chunked loop: chunks run whole
+    rows (their sums mix rows), so the runtime runs it full width whatever `shrink` says."""
+    return op.active_rows and not getattr(op, "chunk_steps", None) and \
+        row_layout(op.body) is not None
 
 
 def _mark_rows_only_stacks(graph: Graph) -> None:
@@ -96,7 +109,8 @@ def _reads_active_rows(reader, v, rows) -> bool:
         return reader.inputs[0] is v and reader.inputs[1] is not v and reader.inputs[2] is rows
     if isinstance(op, PackRows):
         return reader.inputs[0] is v and reader.inputs[1] is rows
-    if op.name == "loop" and op.shrink:  # a shrunk loop with the same counts, v a batched sequence
+    if op.name == "loop" and op.shrink and _can_shrink(op):  # a shrunk loop with the same
+        #                                                        counts, v a batched sequence
         parts = op.in_ports().split(reader.inputs)
         layout = row_layout(op.body)
         if parts["rows"][0] is not rows or layout is None or \
