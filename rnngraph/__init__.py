@@ -14,6 +14,7 @@ from .errors import (ExecutionError, InvalidArgumentError, GradientError, Numeri
 from .errors import ExportError  # rg.io.to_onnx's error (an op with no ONNX mapping, ...)
 from .errors import DiagramTooLargeError, RenderError  # rg.to_dot / rg.render's errors
 from .ir import Graph, TensorType, Value, format_graph, get_default_graph, reset_default_graph, verify
+from .ir.types import Dimension, TensorShape, dimension_at_index, dimension_value  # (TF1 shapes)
 from .ops import *  # noqa: F401,F403  (op builders: rg.matmul, rg.tanh, ...)
 from .ops import initializers
 from .ops.sources import global_variables_initializer
@@ -37,6 +38,10 @@ from .ops.initializers import (constant_initializer, glorot_normal_initializer,
                                random_uniform_initializer, truncated_normal_initializer,
                                zeros_initializer)
 from . import contrib, summary
+from .ops.reduce import (argmin, reduce_all, reduce_any, reduce_logsumexp,  # (TF1 names)
+                          reduce_min, reduce_prod)
+from .ops.tf1_array import gather, pad, slice, tile  # noqa: A004  (TF1's; gather(axis=))
+from .ops.contract import einsum, tensordot  # (tf.einsum, tf.tensordot)
 
 
 def name_scope(name):

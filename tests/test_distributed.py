@@ -324,3 +324,28 @@ def test_saving_a_graph_with_the_allreduce_is_refused_before_writing(tmp_path):
     with pytest.raises(ValueError, match="cannot save op 'allreduce'"):
         rg.save(tmp_path / "m.npz", session=rg.Session(model["graph"]))
     assert not list(tmp_path.iterdir())
+
+
+def test_a_variable_the_loss_does_not_reach_keeps_its_none_pair():
+    """TF1's compute_gradients gives (None, var) for a variable the loss does not reach; the
+    distributed wrapper keeps it (and the order), reduces the others, and applying skips it."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [None, 2])
+        w = rg.get_variable("w", [2, 1], initializer=rg.ones_initializer())
+        unused = rg.get_variable("unused", [3], initializer=rg.ones_initializer())
+        loss = rg.reduce_mean(rg.matmul(x, w))
+        opt = dist.DistributedOptimizer(rg.train.GradientDescentOptimizer(0.5))
+        pairs = opt.compute_gradients(loss, [unused, w])
+        assert [v for _, v in pairs] == [unused, w] and pairs[0][0] is None
+        assert pairs[1][0] is not None
+        train = opt.apply_gradients(pairs)
+        with rg.Session() as sess:
+            sess.run(rg.global_variables_initializer())
+            sess.run(train, {x: np.ones((4, 2), np.float32)})
+            np.testing.assert_array_equal(sess.run(unused), np.ones(3))
+            np.testing.assert_allclose(sess.run(w), np.full((2, 1), 0.5))
+        only_unused = opt.compute_gradients(loss, [unused])
+        assert only_unused == [(None, unused)]
+        with pytest.raises(ValueError, match="No gradients provided for any variable"):
+            opt.apply_gradients(only_unused)

@@ -296,8 +296,8 @@ def test_while_loop_with_maximum_iterations():
     g = rg.Graph()
     with g.as_default():
         x = rg.placeholder(rg.float32, [2], name="x")
-        (y,) = rg.while_loop(lambda y: rg.reduce_max(y) < 1e6, lambda y: [y * 2.0], [x],
-                             maximum_iterations=4)
+        y = rg.while_loop(lambda y: rg.reduce_max(y) < 1e6, lambda y: [y * 2.0], [x],
+                         maximum_iterations=4)
     sess = _init(g)
     ex = export({"y": y}, session=sess)
     _check(ex, sess, [{x: np.array([1.0, 3.0], np.float32)},
@@ -422,8 +422,8 @@ def test_nested_loops_read_outer_values():
         c0 = rg.zeros([2])
 
         def step(c, x):
-            (y,) = rg.while_loop(lambda y: rg.reduce_sum(y) < 10.0,
-                                 lambda y: [y * scale + x], [c + 1.0], maximum_iterations=5)
+            y = rg.while_loop(lambda y: rg.reduce_sum(y) < 10.0,
+                              lambda y: [y * scale + x], [c + 1.0], maximum_iterations=5)
             return y * 0.1, y
 
         final, ys = rg.lax_scan(step, c0, xs)

@@ -166,6 +166,18 @@ for fn in (rg.reduce_sum, rg.reduce_mean, rg.reduce_max):
          shapes={"x": (None, None)})
     case(f"{fn.__name__}-second-order", second(lambda x, fn=fn: fn(rg.tanh(x), 1) ** 2.0),
          {"x": distinct(3, 4)})
+for fn in (rg.reduce_min, rg.reduce_prod, rg.reduce_logsumexp):   # (TF1's other reductions)
+    for axis in (None, 1, (0, 2), ()):
+        case(f"{fn.__name__}-axis={axis}", lambda x, fn=fn, axis=axis: fn(x, axis),
+             {"x": distinct(2, 3, 4) + 0.05})
+    case(f"{fn.__name__}-unknown-dims-axis=1-keepdims",
+         lambda x, fn=fn: fn(x, 1, keepdims=True) * x, {"x": distinct(3, 4) + 0.05},
+         shapes={"x": (None, None)})
+    if fn is not rg.reduce_prod:   # (reduce_prod's gradient has no gradient of its own)
+        case(f"{fn.__name__}-second-order", second(lambda x, fn=fn: fn(rg.tanh(x), 1) ** 2.0),
+             {"x": distinct(3, 4)})
+case("reduce_prod-zeros", lambda x: rg.reduce_prod(x, 1),
+     {"x": np.array([[2.0, 0.0, 3.0], [0.0, 5.0, 0.0], [1.0, -2.0, 0.5]])})
 case("reduce_max-ties-then-smooth", lambda x: rg.reduce_max(rg.square(x), 1),
      {"x": np.array([[1.0, -1.0, 0.5], [0.3, 2.0, -0.1]])})
 case("add_n", lambda a, b, c: rg.add_n([a, b * a, c]),
@@ -175,6 +187,7 @@ case("add_n-unknown-dims", lambda a, b: rg.add_n([a, b, a * b]),
      {"a": rand(3, 4), "b": rand(3, 4)}, shapes={"a": (None, 4), "b": (3, None)})
 
 # --- shape ops ------------------------------------------------------------------------------------
+_idx_axis = np.array([[3, 0], [0, 0]], dtype=np.int32)
 case("reshape", lambda x: rg.reshape(x, [6, -1]) * 2.0, {"x": rand(2, 3, 4)})
 case("reshape-unknown", lambda x: rg.reshape(x, [-1, 12]), {"x": rand(2, 3, 4)},
      shapes={"x": (None, 3, 4)})
@@ -182,6 +195,31 @@ case("reshape-second-order", second(lambda x: rg.tanh(rg.reshape(x, [3, 2])) ** 
      {"x": rand(2, 3)})
 case("reshape_like", lambda x, y: rg.reshape_like(x, y) * y, {"x": rand(2, 6), "y": rand(3, 4)},
      shapes={"x": (None, 6), "y": (None, 4)})
+case("reshape_dynamic", lambda x: rg.reshape(x, [rg.shape(x)[0], -1]) * 2.0,
+     {"x": rand(2, 3, 4)}, shapes={"x": (None, None, 4)})
+case("reshape_dynamic-vector", lambda x, y: rg.reshape(x, rg.shape(y) * 1) * y,
+     {"x": rand(2, 6), "y": rand(3, 4)}, shapes={"x": (None, 6), "y": (None, 4)})
+case("reshape_dynamic-second-order",
+     second(lambda x: rg.tanh(rg.reshape(x, [rg.dim(x, 1), -1])) ** 3.0), {"x": rand(2, 3)},
+     shapes={"x": (None, None)})
+case("tile", lambda x: rg.tile(x, [2, 1, 3]), {"x": rand(2, 3, 2)},
+     shapes={"x": (None, 3, None)})
+case("tile-second-order", second(lambda x: rg.tile(x, [3, 2]) ** 3.0), {"x": rand(2, 3)})
+for _mode in ("CONSTANT", "REFLECT", "SYMMETRIC"):
+    case(f"pad-{_mode}", lambda x, m=_mode: rg.pad(x, [[1, 2], [0, 1], [2, 0]], m),
+         {"x": rand(3, 2, 3)}, shapes={"x": (None, 2, None)})
+case("pad-second-order", second(lambda x: rg.pad(x, [[1, 0], [2, 1]], constant_values=1.0)
+                                ** 3.0), {"x": rand(2, 3)})
+case("slice", lambda x: rg.slice(x, [1, 0, 1], [-1, 2, 2]), {"x": rand(3, 2, 4)},
+     shapes={"x": (None, 2, None)})
+case("gather-axis-1", lambda p: rg.gather(p, _idx_axis, axis=1), {"p": rand(2, 4, 3)})
+case("bias_add-xw_plus_b", lambda x, w, b: [
+     rg.nn.xw_plus_b(x, w, b), rg.nn.bias_add(rg.reshape(x, [2, 3, 1, 2]), b[:3], "NCHW")],
+     {"x": rand(2, 6), "w": rand(6, 4), "b": rand(4)})
+case("top_k-values", lambda x: rg.nn.top_k(x, 2)[0] * 1.5, {"x": distinct(3, 5)},
+     shapes={"x": (None, 5)})   # gather_last (distinct values: no ties at the cut)
+case("top_k-second-order", second(lambda x: rg.nn.top_k(rg.tanh(x), 3)[0] ** 3.0),
+     {"x": distinct(2, 4)})   # gather_last_grad
 case("transpose-default", lambda x: rg.transpose(x), {"x": rand(2, 3, 4)})
 case("transpose-perm", lambda x: rg.transpose(x, [1, 2, 0]), {"x": rand(2, 3, 4)})
 case("transpose-unknown", lambda x: rg.transpose(x, [1, 0]) @ x, {"x": rand(3, 2)},

@@ -212,7 +212,7 @@ def test_bidirectional_gradients_match_finite_differences():
         R1 = rg.placeholder(rg.float64, [None, 4, 2])
         R2 = rg.placeholder(rg.float64, [None, 4, 3])
         loss = rg.reduce_sum(o_fw * R1) + rg.reduce_sum(o_bw * R2) + rg.reduce_sum(s_bw)
-        gx = rg.gradients(loss, X)
+        gx, = rg.gradients(loss, X)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 4, 2))
     feed = {X: x, seq: lengths, R1: rng.standard_normal((3, 4, 2)),
@@ -242,7 +242,7 @@ def test_all_rows_of_length_zero_forward_and_state_gradient():
     d loss / d h0 = 2 h0."""
     g, X, h0, seq, out, state, loss = _all_empty_graph()
     with g.as_default():
-        g_h0 = rg.gradients(loss, h0)
+        g_h0, = rg.gradients(loss, h0)
     rng = np.random.default_rng(0)
     x, h = rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 3))
     o, s, gh = rg.Session(g).run([out, state, g_h0], {X: x, h0: h, seq: [0, 0]})

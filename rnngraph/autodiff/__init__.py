@@ -56,12 +56,13 @@ def _accumulate(parts: list[Value]) -> Value:
 def gradients(ys, xs, grad_ys=None, name: str = "gradients"):
     """Symbolic d(sum of ys)/d(x) for each x, as Values in the same graph.
 
-    `grad_ys` (optional) are the cotangents of ys (default: ones). Returns one Value per x, or
-    None for an x that no y depends on. Raises GradientError naming the op that lacks a rule,
-    TypeError for an integer y.
+    `grad_ys` (optional) are the cotangents of ys (default: ones). Returns a list with one Value
+    per x, or None for an x that no y depends on; always a list, a single x included, as
+    tf.gradients does (so `gradients(loss, x)[0]` is the gradient, not its first row). Raises
+    GradientError naming the op that lacks a rule, TypeError for an integer y.
     """
     ys, _ = _as_list(ys)
-    xs, xs_was_list = _as_list(xs)
+    xs, _ = _as_list(xs)
     if not ys:
         raise ValueError("gradients() needs at least one y")
     for v in ys + xs:
@@ -90,7 +91,7 @@ def gradients(ys, xs, grad_ys=None, name: str = "gradients"):
             seeds[y] = ops.add(seeds[y], seed) if y in seeds else seed
         results = backprop(graph, seeds, xs)
     _prune_and_mark(graph, start, results)
-    return results if xs_was_list else results[0]
+    return results
 
 
 def backprop(graph: Graph, seeds: dict, xs: Sequence[Value], strip_prefix: str = "") -> list:

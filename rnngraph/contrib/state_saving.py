@@ -93,7 +93,7 @@ class VariableStateSaver:
         with scopes.variable_scope(None, default_name=name):
             for key, shape in shapes.items():
                 self._vars[key] = scopes.get_variable(
-                    key, shape, self.dtype, inits.Constant(np.asarray(initial_value, self.dtype)),
+                    key, shape, self.dtype, inits.Constant(self._initial[key]),  # broadcast
                     trainable=False)
 
     @classmethod

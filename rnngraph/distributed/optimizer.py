@@ -50,16 +50,19 @@ class DistributedOptimizer:
         return getattr(self.optimizer, attr)
 
     def compute_gradients(self, loss, var_list=None, **kwargs):
-        """[(gradient of the whole batch, variable)], through one allreduce node."""
+        """[(gradient of the whole batch, variable)], through one allreduce node; (None, var)
+        for a variable the loss does not reach, as the wrapped optimizer (and TF1) gives."""
         pairs = self.optimizer.compute_gradients(loss, var_list, **kwargs)
-        pairs = [(g, v) for g, v in pairs if g is not None]
+        live = [g for g, _ in pairs if g is not None]
+        if not live:   # (nothing to reduce: the wrapped optimizer's error when applied)
+            return pairs
         graph = loss.graph.root
         with graph.as_default():
             count = self._count(loss)
-            total, reduced = allreduce_gradients(count, [g for g, _ in pairs],
-                                                  name=self.allreduce_name)
+            total, reduced = allreduce_gradients(count, live, name=self.allreduce_name)
         self.total_count = total
-        return [(g, v) for g, (_, v) in zip(reduced, pairs)]
+        summed = iter(reduced)
+        return [(None if g is None else next(summed), v) for g, v in pairs]
 
     def apply_gradients(self, grads_and_vars, *args, **kwargs):
         """The wrapped optimizer's apply_gradients (global_step, name as it takes them)."""

@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import InvalidFileError  # noqa: F401  (raised here; also rg.io.InvalidFileError)
 from ..ir.graph import Graph
 from ..ir.node import Node
-from ..ir.types import TensorType
+from ..ir.types import Dimension, TensorShape, TensorType
 from ..ir.value import Value
 from ..ops import initializers as inits
 from ..ops.base import Op
@@ -512,12 +512,17 @@ def make_fused(attrs: dict, bodies: list, in_types: list, where: str) -> Fused:
     return op
 
 
+def _kind(x) -> type:
+    """A static shape (TensorShape, a tuple of Dimension ints) is saved as a tuple of ints."""
+    return tuple if isinstance(x, TensorShape) else int if isinstance(x, Dimension) else type(x)
+
+
 def _same(a, b) -> bool:
     """Equality of attribute values, arrays by dtype, shape and content (NaN equal to NaN)."""
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
                 and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
-    if type(a) is not type(b):
+    if _kind(a) is not _kind(b):
         return False
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)

@@ -261,8 +261,11 @@ SCHEMAS: dict[str, OpSchema] = {
     "sum_to": OpSchema({"lead": Int(0, MAX_RANK), "axes": Tuple(Int(0, MAX_RANK - 1))}),
     "sum_to_like": NONE, "tanh": NONE, "where": NONE, "zeros_like": NONE,
     # ops/reduce.py
-    "add_n": NONE, "argmax": OpSchema({"axis": AXIS}),
+    "add_n": NONE, "argmax": OpSchema({"axis": AXIS}), "argmin": OpSchema({"axis": AXIS}),
     "reduce_max": _REDUCE, "reduce_mean": _REDUCE, "reduce_sum": _REDUCE,
+    "reduce_min": _REDUCE, "reduce_prod": _REDUCE, "reduce_logsumexp": _REDUCE,
+    "reduce_any": _REDUCE, "reduce_all": _REDUCE,
+    "reduce_prod_others": OpSchema({"axis": optional(Tuple(AXIS, min_len=1))}),
     "reduced_count": OpSchema({"axis": Tuple(AXIS)}),
     # ops/shape.py
     "broadcast_to": OpSchema({"shape": FULL_SHAPE}),
@@ -272,6 +275,21 @@ SCHEMAS: dict[str, OpSchema] = {
     "expand_dims": OpSchema({"axis": AXIS}),
     "getitem": _GETITEM, "getitem_grad": _GETITEM,
     "reshape": OpSchema({"shape": Tuple(Int(-1, MAX_DIM))}), "reshape_like": NONE,
+    # ops/tf1_array.py
+    "tile": OpSchema({"multiples": Tuple(DIM)}), "tile_grad": OpSchema({"multiples": Tuple(DIM)}),
+    "pad": OpSchema({"paddings": Tuple(Fixed(DIM, DIM, what="[before, after]")),
+                     "mode": Choice("CONSTANT", "REFLECT", "SYMMETRIC"),
+                     "constant_values": Either(Bool(), Int(-2**63, 2**64 - 1),
+                                               Float(finite=False))}),
+    "pad_grad": OpSchema({"paddings": Tuple(Fixed(DIM, DIM, what="[before, after]")),
+                          "mode": Choice("REFLECT", "SYMMETRIC")}),
+    "slice": OpSchema({"begin": Tuple(DIM), "size": Tuple(Int(-1, MAX_DIM))}),
+    "reshape_dynamic": OpSchema({"shape": Tuple(Either(
+        Int(-1, MAX_DIM), Fixed(Choice("dim"), COUNT, AXIS, what="['dim', input, axis]"),
+        Fixed(Choice("value"), COUNT, what="['value', input]"),
+        Fixed(Choice("vector"), COUNT, DIM, what="['vector', input, entry]")))}),
+    # ops/topk.py (tf.nn.top_k)
+    "top_k_indices": OpSchema({"k": DIM}), "gather_last": NONE, "gather_last_grad": NONE,
     "shape": NONE,
     "split": OpSchema({"num_or_size_splits": Either(Int(1, MAX_DIM),
                                                     Tuple(Int(-1, MAX_DIM), min_len=1,

@@ -73,6 +73,44 @@ class Graph:
         node_name, _, idx = name.rpartition(":") if ":" in name else (name, "", "0")
         return self.get_node(node_name).outputs[int(idx)]
 
+    def get_tensor_by_name(self, name: str) -> Value:
+        """The tensor named "<node name>:<output index>" (tf.Graph.get_tensor_by_name): a
+        ValueError for a name without the index, a KeyError naming what is missing."""
+        if not isinstance(name, str):
+            raise TypeError(f"get_tensor_by_name: the name must be a str, got "
+                            f"{type(name).__name__}: {name!r}")
+        node_name, sep, idx = name.rpartition(":")
+        if not sep or not idx.isdigit() or not node_name:
+            raise ValueError(f"The name {name!r} looks like an (invalid) Operation name, not a "
+                             f"Tensor. Tensor names must be of the form "
+                             f"\"<op_name>:<output_index>\".")
+        node = self._by_name.get(node_name)
+        if node is None:
+            raise KeyError(f"The name {name!r} refers to a Tensor which does not exist. The "
+                           f"operation, {node_name!r}, does not exist in the graph.")
+        if int(idx) >= len(node.outputs):
+            raise KeyError(f"The name {name!r} refers to a Tensor which does not exist. The "
+                           f"operation, {node_name!r}, exists but only has "
+                           f"{len(node.outputs)} outputs.")
+        return node.outputs[int(idx)]
+
+    def get_operation_by_name(self, name: str) -> Node:
+        """The node named `name` (tf.Graph.get_operation_by_name; its `.outputs`, `.run()`):
+        a ValueError for a tensor name ("x:0"), a KeyError for a name the graph lacks."""
+        if not isinstance(name, str):
+            raise TypeError(f"get_operation_by_name: the name must be a str, got "
+                            f"{type(name).__name__}: {name!r}")
+        if ":" in name:
+            raise ValueError(f"Name {name!r} appears to refer to a Tensor, not a Operation.")
+        node = self._by_name.get(name)
+        if node is None:
+            raise KeyError(f"The name {name!r} refers to an Operation not in the graph.")
+        return node
+
+    def get_operations(self) -> list[Node]:
+        """The nodes of this graph in creation order (tf.Graph.get_operations)."""
+        return list(self.nodes)
+
     def __len__(self) -> int:
         return len(self.nodes)
 

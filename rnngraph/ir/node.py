@@ -36,6 +36,21 @@ class Node:
             raise ValueError(f"node {self.name} has {len(self.outputs)} outputs, not one")
         return self.outputs[0]
 
+    @property
+    def type(self) -> str:
+        """The op's name ("matmul", "variable", ...): TF1's Operation.type."""
+        return self.op.name
+
+    def values(self) -> tuple:
+        """The node's outputs (TF1's Operation.values())."""
+        return tuple(self.outputs)
+
+    def run(self, feed_dict=None, session=None) -> None:
+        """Run this node for its effect in `session` (or the default session): TF1's
+        Operation.run(), e.g. `graph.get_operation_by_name("train").run(feed_dict)`."""
+        if self.outputs:
+            self.outputs[0].run(feed_dict, session)
+
     def __repr__(self) -> str:
         return f"<Node {self.name} = {self.op.name} ({self.location})>"
 

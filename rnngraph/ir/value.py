@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .types import V1TensorShape
+
 if TYPE_CHECKING:
     from .node import Node
     from .types import TensorType
@@ -44,7 +46,10 @@ class Value:
         return f"<Value %{self.id}:{self.type} {self.name}>"
 
     def get_shape(self):
-        return self.shape
+        """TF1's static shape: a TensorShape whose items are Dimension objects (an unknown dim
+        is Dimension(None), whose .value is None); `self.shape` holds the same dims as ints
+        (Dimension) and None. Both compare equal to the tuple of ints and None."""
+        return tuple.__new__(V1TensorShape, self.type.shape)
 
     # __eq__/__hash__ stay object identity (fast, C level): Values are dict keys everywhere;
     # the elementwise comparison is rg.equal
@@ -93,6 +98,23 @@ class Value:
 
     def __getitem__(self, key):
         return _operator("getitem")(self, key)
+
+    # --- TF1's Variable methods (on a variable's Value; assign refuses any other) -----------
+    def assign(self, value, use_locking=None, name=None, read_value=True):
+        """`rg.assign(self, value)`: run it to write `value` into this variable."""
+        return _operator("assign")(self, value, name=name)
+
+    def assign_add(self, delta, use_locking=None, name=None, read_value=True):
+        """`rg.assign(self, self + delta)` (tf.Variable.assign_add)."""
+        return _operator("assign")(self, self + delta, name=name or "AssignAdd")
+
+    def assign_sub(self, delta, use_locking=None, name=None, read_value=True):
+        """`rg.assign(self, self - delta)` (tf.Variable.assign_sub)."""
+        return _operator("assign")(self, self - delta, name=name or "AssignSub")
+
+    def read_value(self):
+        """The variable's value (this Value: every read sees the value as of its run)."""
+        return self
 
     def run(self, feed_dict=None, session=None):
         """Run this value for its effect (e.g. `init.run()`, `train_op.run(...)`), TF1-style."""

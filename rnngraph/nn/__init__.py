@@ -18,3 +18,5 @@ from .wrappers import DeviceWrapper, OutputProjectionWrapper, ResidualWrapper
 from .torch_weights import load_torch_weights, torch_gradients, torch_weight_arrays
 from .dropout import DropoutWrapper, dropout  # noqa: E402  (the randomness issue's)
 rnn_cell.DropoutWrapper = DropoutWrapper
+from ..ops.tf1_array import bias_add, xw_plus_b  # noqa: E402  (tf.nn's)
+from ..ops.topk import moments, top_k  # noqa: E402  (tf.nn's)

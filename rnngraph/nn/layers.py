@@ -6,8 +6,14 @@ the variables already there.
 """
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
+
 from .. import ops
 from ..errors import located
+from ..ir.graph import get_default_graph
+from ..ir.value import Value
 from ..ops import initializers as inits
 from . import scopes
 
@@ -100,3 +106,31 @@ def fully_connected(inputs, num_outputs, activation_fn=ops.relu, normalizer_fn=N
         return activation_fn(y) if activation_fn is not None else y
 
 
+
+
+@located
+def dropout(inputs, rate=0.5, noise_shape=None, seed=None, training=False, name=None):
+    """tf.layers.dropout: the inputs unchanged unless `training` is True (a Python bool) or a
+    scalar bool tensor that is true when the graph runs; then each entry is zeroed with
+    probability `rate` and the others scaled by 1 / (1 - rate), as rg.nn.dropout(x, rate=rate).
+    The defaults differ from rg.nn.dropout's: TF1's layer drops nothing unless told it is
+    training. With training=False (a Python bool) no random op is built, as in TF1."""
+    from .dropout import dropout as nn_dropout   # (imported here: dropout imports cells)
+    if isinstance(training, Value):
+        if training.type.rank != 0 or training.dtype != np.bool_:
+            raise TypeError(f"dropout: training must be a Python bool or a scalar bool tensor, "
+                            f"got {training!r}")
+    elif not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"dropout: training must be a Python bool or a scalar bool tensor, got "
+                        f"{training!r}")
+    if not isinstance(rate, Value) and (isinstance(rate, bool) or not isinstance(
+            rate, numbers.Real) or not 0.0 <= float(rate) < 1.0):
+        raise ValueError(f"dropout: rate must be a number in [0, 1) or a float scalar tensor, "
+                         f"got {rate!r}")
+    inputs = ops.as_value(inputs)
+    if training is False or training is np.False_:
+        return ops.identity(inputs, name=name)
+    with get_default_graph().name_scope(name or "dropout"):
+        dropped = nn_dropout(inputs, noise_shape=noise_shape, seed=seed, rate=rate)
+        return dropped if not isinstance(training, Value) else \
+            ops.where(training, dropped, inputs)

@@ -159,6 +159,45 @@ def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
 
 
 @located
+def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0, scope=None,
+                          loss_collection=LOSSES, reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
+    """-sum(labels * log_softmax(logits)) per row, weighted and reduced as compute_weighted_loss
+    (tf.losses.softmax_cross_entropy): `onehot_labels` [batch, classes] (cast to the logits'
+    dtype; no gradient flows into them), `weights` a number or one weight per row. With
+    label_smoothing > 0 the labels become labels * (1 - s) + s / classes."""
+    if onehot_labels is None:
+        raise ValueError("softmax_cross_entropy: onehot_labels must not be None")
+    if logits is None:
+        raise ValueError("softmax_cross_entropy: logits must not be None")
+    if isinstance(label_smoothing, Value) or isinstance(label_smoothing, bool) or \
+            not isinstance(label_smoothing, numbers.Real):
+        raise TypeError(f"softmax_cross_entropy: label_smoothing must be a number, got "
+                        f"{label_smoothing!r}")
+    logits = ops.as_value(logits)
+    if not np.issubdtype(logits.dtype, np.floating):
+        raise TypeError(f"softmax_cross_entropy: logits must be floating point, got "
+                        f"{logits.dtype.name}")
+    labels = ops.as_value(onehot_labels, logits.dtype)
+    ls, gs = tuple(labels.shape), tuple(logits.shape)
+    if len(ls) != len(gs) or any(a is not None and b is not None and a != b
+                                 for a, b in zip(ls, gs)):
+        raise ValueError(f"softmax_cross_entropy: onehot_labels of shape {list(ls)} and logits "
+                         f"of shape {list(gs)} must have the same shape")
+    _check_arguments(weights, gs[:-1], reduction)
+    with get_default_graph().name_scope(scope or "softmax_cross_entropy_loss"):
+        if labels.dtype != logits.dtype:
+            labels = ops.cast(labels, logits.dtype)
+        if label_smoothing > 0:
+            n = gs[-1]
+            classes = float(n) if n is not None else ops.cast(ops.dim(labels, -1), logits.dtype)
+            labels = labels * (1.0 - float(label_smoothing)) + float(label_smoothing) / classes
+        labels = ops.stop_gradient(labels)
+        losses = ops.negative(ops.reduce_sum(labels * ops.log_softmax(logits, axis=-1), axis=-1),
+                              name="xentropy")
+        return compute_weighted_loss(losses, weights, None, loss_collection, reduction)
+
+
+@located
 def mean_squared_error(labels, predictions, weights=1.0, scope=None, loss_collection=LOSSES,
                        reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
     """(predictions - labels)^2 per element, weighted and reduced as compute_weighted_loss

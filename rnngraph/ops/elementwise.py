@@ -6,7 +6,7 @@ import functools
 import numpy as np
 
 from ..dtypes import as_dtype
-from ..errors import InvalidArgumentError, ShapeError
+from ..errors import InvalidArgumentError, ShapeError, user_location
 from ..ir.types import TensorType, broadcast_shapes
 from ..ir.value import Value
 from .base import Op, apply, as_value, require_float, same_dtype
@@ -227,7 +227,7 @@ class Div(Binary):
 def _route(g, pick_a, a, b):
     """The cotangent of a two-way selection: g goes to a where pick_a, else to b."""
     zero = zeros_like(g)
-    return [unbroadcast(where(pick_a, g, zero), a), unbroadcast(where(pick_a, zero, g), b)]
+    return [unbroadcast(where_v2(pick_a, g, zero), a), unbroadcast(where_v2(pick_a, zero, g), b)]
 
 
 class Maximum(Binary):
@@ -253,7 +253,7 @@ class Pow(Binary):
         a, b = node.inputs
         y = node.outputs[0]
         da = multiply(g, multiply(b, pow(a, subtract(b, 1))))
-        safe_a = where(greater(a, 0), a, ones_like(a))  # d/db a^b = a^b log a, taken 0 where a<=0
+        safe_a = where_v2(greater(a, 0), a, ones_like(a))  # d/db a^b = a^b log a; 0 where a<=0
         db = multiply(g, multiply(y, log(safe_a)))
         return [unbroadcast(da, a), unbroadcast(db, b)]
 
@@ -376,7 +376,7 @@ class Relu(Unary):
 
     def vjp(self, node, g):
         x = node.inputs[0]
-        return [where(greater(x, 0.0), g, zeros_like(g))]
+        return [where_v2(greater(x, 0.0), g, zeros_like(g))]
 
 
 class Exp(Unary):
@@ -446,7 +446,8 @@ class Where(Op):
     def vjp(self, node, g):
         cond, a, b = node.inputs
         zero = zeros_like(g)
-        return [None, unbroadcast(where(cond, g, zero), a), unbroadcast(where(cond, zero, g), b)]
+        return [None, unbroadcast(where_v2(cond, g, zero), a),
+                unbroadcast(where_v2(cond, zero, g), b)]
 
 
 class Cast(Op):
@@ -542,9 +543,36 @@ zeros_like = _unary_builder(ZerosLike)
 ones_like = _unary_builder(OnesLike)
 
 
-def where(condition, x, y, name=None):
-    """Elementwise select: x where condition else y (tf.where with broadcasting)."""
+def where_v2(condition, x, y, name=None):
+    """Elementwise select: x where condition else y, broadcasting all three (tf.where_v2,
+    NumPy's where): a rank-1 condition lines up with the last axis."""
     x, y = _binary_args(x, y)
+    return apply(Where(), [condition, x, y], name=name)
+
+
+def where(condition, x, y, name=None):
+    """tf.where(condition, x, y) as in TF1 (v1): x where condition else y.
+
+    A rank-1 condition with x and y of higher rank selects rows: condition[i] picks row x[i] or
+    y[i] (its size must be their first dimension; a ShapeError naming your line otherwise), as
+    in `tf.where(finished, zeros, output)`. Otherwise condition, x and y broadcast as in
+    where_v2 (TF1 requires equal shapes there; broadcasting accepts more)."""
+    x, y = _binary_args(x, y)
+    condition = as_value(condition)
+    try:
+        shape = broadcast_shapes(x.shape, y.shape)
+    except ShapeError:
+        shape = None  # Where reports the mismatch, naming the user's line
+    if shape is not None and condition.type.rank == 1 and len(shape) > 1:
+        n, rows = condition.shape[0], shape[0]
+        if n is not None and rows is not None and n != rows:
+            raise ShapeError(
+                f"where at {user_location()}: a rank-1 condition selects rows (TF1 tf.where), "
+                f"so its size {n} must be the first dimension of x and y, got {rows} "
+                f"(condition {condition.type}, x {x.type}, y {y.type})")
+        from .shape import expand_dims  # shape.py imports this module
+        for _ in range(len(shape) - 1):  # [n] -> [n, 1, ..., 1]: one flag per row
+            condition = expand_dims(condition, -1)
     return apply(Where(), [condition, x, y], name=name)
 
 

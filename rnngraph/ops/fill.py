@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import as_dtype, is_integer
-from ..errors import ShapeError
+from ..errors import InvalidArgumentError, ShapeError
 from ..ir.types import TensorType, fmt_shape
 from ..ir.value import Value
 from .base import Op, apply, as_value
@@ -46,6 +46,26 @@ def _scatter_add(xp, out, indices, updates):
     return out
 
 
+def check_ids(xp, indices, rows: int, what: str) -> None:
+    """Raise InvalidArgumentError unless every id in `indices` lies in [0, rows), as TF1's CPU
+    kernels do (NumPy would read a negative id from the end, and the gradient's add.at would
+    train the row it wraps to). One comparison and one reduction over the ids (signed ids
+    viewed as unsigned: a negative one is then >= rows); the culprit is looked up on failure
+    only. The runtime's kernel (backends/numpy/kernels.py) adds the node and the user's line."""
+    if indices.size == 0:
+        return
+    dt = np.dtype(indices.dtype)
+    unsigned = indices.view(np.dtype(f"u{dt.itemsize}")) if dt.kind == "i" else indices
+    if not bool((unsigned >= rows).any()):
+        return
+    flat = xp.reshape(indices, (-1,))
+    host = np.asarray(flat.get() if hasattr(flat, "get") else flat)
+    k = int(np.nonzero((host < 0) | (host >= rows))[0][0])
+    at = "[" + ",".join(str(i) for i in np.unravel_index(k, tuple(indices.shape))) + "]" \
+        if indices.ndim else ""
+    raise InvalidArgumentError(f"{what}: indices{at} = {int(host[k])} is not in [0, {rows})")
+
+
 class Gather(Op):
     """params[indices] along axis 0 (embedding lookup): shape indices.shape + params.shape[1:]."""
     name = "gather"
@@ -58,6 +78,7 @@ class Gather(Op):
         return TensorType(indices.shape + params.shape[1:], params.dtype)
 
     def compute(self, xp, params, indices):
+        check_ids(xp, indices, params.shape[0], "gather")
         return xp.take(params, indices, axis=0)
 
     def vjp(self, node, g):
@@ -73,6 +94,7 @@ class GatherGrad(Op):
         return TensorType(params.shape, g.dtype)
 
     def compute(self, xp, g, indices, params):
+        check_ids(xp, indices, params.shape[0], "gather_grad")
         return _scatter_add(xp, xp.zeros(params.shape, dtype=g.dtype), indices, g)
 
     def vjp(self, node, g):

@@ -15,6 +15,10 @@ class Initializer:
     def __call__(self, shape, dtype, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
+    def check_shape(self, shape, what: str) -> None:
+        """Raise ValueError (naming `what`) if this initializer cannot fill `shape`; called when
+        the variable is built, so nothing is left for the session's initializer to fail on."""
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{self.kind}({args})"
@@ -38,13 +42,33 @@ class Ones(Initializer):
 
 
 class Constant(Initializer):
+    """TF1's constant_initializer: a scalar fills the shape; a list or array is laid out in
+    row-major order over it (its shape is not used): as many values as the shape has elements
+    are reshaped, fewer are padded with the last value, more are refused (ValueError)."""
     kind = "constant"
 
     def __init__(self, value=0.0):
         self.value = np.asarray(value).tolist()
 
+    def check_shape(self, shape, what: str) -> None:
+        size, n = int(np.asarray(self.value).size), int(np.prod(shape, dtype=np.int64))
+        if size > n:
+            raise ValueError(f"constant_initializer for {what}: too many values, {size} for shape "
+                             f"{list(shape)} ({n} elements); TF1 pads a shorter list with its "
+                             f"last value but refuses a longer one")
+        if size == 0 and n > 0:
+            raise ValueError(f"constant_initializer for {what}: no values to fill shape "
+                             f"{list(shape)}")
+
     def __call__(self, shape, dtype, rng):
-        return np.broadcast_to(np.asarray(self.value, dtype), shape).copy()
+        self.check_shape(shape, "a variable")
+        flat = np.asarray(self.value, dtype).ravel()
+        n = int(np.prod(shape, dtype=np.int64))
+        if flat.size == 1 or flat.size == 0:   # a scalar fills; an empty shape stays empty
+            return np.full(shape, flat[0] if flat.size else 0, dtype)
+        if flat.size < n:
+            flat = np.concatenate([flat, np.full(n - flat.size, flat[-1], dtype)])
+        return flat.reshape(shape).copy()
 
 
 def _seeded_draw(dist, shape, dtype, seed):

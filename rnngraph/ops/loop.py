@@ -412,16 +412,23 @@ def _flatten_vars(loop_vars):
 
 
 def while_loop(cond, body, loop_vars, maximum_iterations=None, parallel_iterations=10,
-               swap_memory=False, name="while"):
+               swap_memory=False, name="while", return_same_structure=False):
     """Repeat `loop_vars = body(*loop_vars)` while `cond(*loop_vars)` is true (tf.while_loop).
 
     `loop_vars` is a Value or a list/tuple/namedtuple of Values; `body` returns the same
     structure with the same dtypes and ranks. `maximum_iterations` bounds the steps.
+    Returns the final loop_vars in their structure; as in TF1 (return_same_structure=False),
+    a list/tuple holding a single Value gives that Value itself (`while_loop(c, b, [i])` is a
+    Value); `return_same_structure=True` keeps the list.
     Differentiable: the gradient is a loop running backwards over saved per-step values.
     """
     if not callable(cond) or not callable(body):
         raise TypeError("while_loop(cond, body, loop_vars): cond and body must be callables")
     check_loop_args(parallel_iterations, swap_memory, "while_loop")
+    if not isinstance(return_same_structure, (bool, np.bool_)):
+        raise TypeError(f"while_loop: return_same_structure must be a bool, got "
+                        f"{type(return_same_structure).__name__} {return_same_structure!r} "
+                        f"(at {user_location()})")
     flat, rebuild = _flatten_vars(loop_vars)
     if not flat:
         raise ValueError("while_loop needs at least one loop variable")
@@ -442,7 +449,10 @@ def while_loop(cond, body, loop_vars, maximum_iterations=None, parallel_iteratio
     _, final, _ = build_loop(step, flat, (), trip, cond_fn=lambda t, c: call(cond, c),
                              parallel_iterations=parallel_iterations, swap_memory=swap_memory,
                              name=name)
-    return rebuild(final)
+    result = rebuild(final)
+    if spread and len(final) == 1 and not return_same_structure:
+        return result[0]  # TF1: packed_exit_vars[0] when there is one (flat) loop variable
+    return result
 
 
 def scan(fn, elems, initializer=None, parallel_iterations=10, back_prop=True,

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import as_dtype, is_integer
-from ..errors import ShapeError
+from ..errors import ShapeError, user_location
 from ..ir.types import TensorType, fmt_shape
 from ..ir.value import Value
 from .base import Op, apply, as_value, require_float
-from .elementwise import exp, multiply, subtract
+from .elementwise import add, exp, multiply, subtract
 from .reduce import reduce_sum
-from .shape import _axis_in, dim, expand_dims
+from .shape import _axis_in, dim, expand_dims, transpose
 
 
 class _AlongAxis(Op):
@@ -154,9 +154,45 @@ def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits
     return apply(SparseSoftmaxCrossEntropy(), [labels, logits], name=name)
 
 
-def one_hot(indices, depth, dtype=np.float32, name=None):
-    """One-hot encode int `indices` along a new last axis of size `depth` (an int, or a scalar
-    int Value known only at run time)."""
+def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=None, name=None):
+    """One-hot encode int `indices` along a new axis (`axis`, default the last) of size `depth`
+    (an int, or a scalar int Value known only at run time): on_value (default 1) at the index,
+    off_value (default 0) elsewhere (tf.one_hot). dtype defaults to on_value's or off_value's
+    dtype when given, else float32."""
+    if isinstance(on_value, (type, np.dtype)) and dtype is None:   # one_hot(x, n, rg.float64):
+        on_value, dtype = None, on_value                             # rnngraph's older order
+    given = [v for v in (on_value, off_value) if v is not None]
+    if dtype is None:
+        dtypes = {as_value(v).dtype for v in given} if any(
+            isinstance(v, Value) for v in given) else {np.asarray(v).dtype for v in given}
+        if len(dtypes) > 1:
+            raise TypeError(f"one_hot at {user_location()}: on_value and off_value have "
+                            f"different dtypes {sorted(str(d) for d in dtypes)}")
+        dtype = dtypes.pop() if dtypes else np.float32
+        if dtype == np.float64 and not any(isinstance(v, Value) for v in given):
+            dtype = np.float32   # (Python floats: float32, as constants are)
+        if dtype == np.int64 and not any(isinstance(v, Value) for v in given):
+            dtype = np.int32
     if isinstance(depth, Value):
-        return apply(OneHot(None, dtype), [indices, depth], name=name)
-    return apply(OneHot(depth, dtype), [as_value(indices)], name=name)
+        out = apply(OneHot(None, dtype), [indices, depth], name=name if not given else None)
+    else:
+        out = apply(OneHot(depth, dtype), [as_value(indices)],
+                    name=name if not given else None)
+    if given:
+        on = as_value(1 if on_value is None else on_value, dtype=dtype)
+        off = as_value(0 if off_value is None else off_value, dtype=dtype)
+        if on.type.rank or off.type.rank:
+            raise ShapeError(f"one_hot at {user_location()}: on_value and off_value must be "
+                             "scalars")
+        if on.dtype != out.dtype or off.dtype != out.dtype:
+            raise TypeError(f"one_hot at {user_location()}: on_value/off_value dtypes "
+                            f"{on.dtype}/{off.dtype} differ from dtype {out.dtype}")
+        out = add(multiply(out, subtract(on, off)), off, name=name)
+    if axis is not None and axis != -1:
+        rank = out.type.rank
+        if not -rank <= axis < rank:
+            raise ShapeError(f"one_hot at {user_location()}: axis {axis} is out of range for a "
+                             f"result of rank {rank}")
+        axis %= rank
+        out = transpose(out, list(range(axis)) + [rank - 1] + list(range(axis, rank - 1)))
+    return out

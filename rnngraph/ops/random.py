@@ -368,6 +368,7 @@ def _check_counter(counter, step):
 _SEED_KEY = "random_seed"       # root collections: [graph seed] once set_random_seed ran
 _COUNT_KEY = "random_ops"       # root collections: one entry per op seed handed out
 _COUNTER_KEY = "random_counter" # root collections: [the run counter Value]
+COUNTER_KEY = _COUNTER_KEY      # (the Saver finds the counter variable through it)
 
 
 def _check_seed(seed, what: str = "seed"):

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..dtypes import as_dtype
+from ..errors import ShapeError, user_location
 from ..ir.types import TensorType, fmt_shape, merge_dim
 from .base import Op, apply, as_value, require_float, same_dtype
-from .elementwise import broadcast_like, cast, divide, equal, multiply
+from .elementwise import broadcast_like, cast, divide, equal, exp, multiply, subtract
 from .shape import expand_dims
 
 
@@ -14,7 +15,9 @@ def _axis_attr(axis):
     """The user's axis as an attribute: None, or a tuple of ints (possibly negative)."""
     if axis is None:
         return None
-    if isinstance(axis, (int, np.integer)):
+    if isinstance(axis, np.ndarray) and axis.ndim <= 1:
+        axis = axis.tolist()
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, (bool, np.bool_)):
         return (int(axis),)
     if isinstance(axis, (list, tuple)) and all(isinstance(a, (int, np.integer)) for a in axis):
         return tuple(int(a) for a in axis)
@@ -112,11 +115,117 @@ class ReduceMax(Reduce):
         return super().compute(xp, x)
 
     def vjp(self, node, g):
+        return _extreme_vjp(node, g, self.axis, self.keepdims)
+
+
+def _extreme_vjp(node, g, axis, keepdims):
+    """reduce_max/min's gradient: to the entries equal to the result, split evenly among ties
+    (as TF1's)."""
+    x, y = node.inputs[0], node.outputs[0]
+    axes = reduced_axes(axis, x.type.rank)
+    mask = cast(equal(x, _restore_reduced(y, axes, keepdims)), x.dtype)
+    ties = apply(ReduceSum(axes, keepdims=True), [mask])  # ties share the gradient evenly
+    return [multiply(_restore_reduced(g, axes, keepdims), divide(mask, ties))]
+
+
+class ReduceMin(Reduce):
+    name, kernel_name = "reduce_min", "min"
+
+    def compute(self, xp, x):
+        if x.size == 0:   # as in TF: the min over nothing is the dtype's largest value
+            axes = reduced_axes(self.axis, x.ndim)
+            high = xp.inf if x.dtype.kind == "f" else xp.iinfo(x.dtype).max
+            return xp.full(_reduced_shape(x.shape, axes, self.keepdims), high, dtype=x.dtype)
+        return super().compute(xp, x)
+
+    def vjp(self, node, g):
+        return _extreme_vjp(node, g, self.axis, self.keepdims)
+
+
+class ReduceProd(Reduce):
+    """Product over `axis`; the gradient is the product of the other entries of each slice,
+    taken directly (prefix and suffix products), so zeros in x give exact gradients."""
+    name, kernel_name = "reduce_prod", "prod"
+
+    def vjp(self, node, g):
+        x = node.inputs[0]
+        axes = reduced_axes(self.axis, x.type.rank)
+        others = apply(ReduceProdOthers(self.axis), [x])
+        return [multiply(_restore_reduced(g, axes, self.keepdims), others)]
+
+
+class ReduceProdOthers(Op):
+    """For each entry of x, the product of the other entries of its slice over `axis` (the
+    gradient of reduce_prod), from exclusive prefix and suffix products: no division."""
+    name = "reduce_prod_others"
+
+    def __init__(self, axis=None):
+        self.axis = _axis_attr(axis)
+
+    def infer(self, x):
+        reduced_axes(self.axis, x.rank)
+        return x
+
+    def compute(self, xp, x):
+        axes = reduced_axes(self.axis, x.ndim)
+        kept = [a for a in range(x.ndim) if a not in axes]
+        moved = xp.transpose(x, kept + list(axes))
+        lead = moved.shape[:len(kept)]
+        flat = moved.reshape(lead + (-1,))
+        ones = xp.ones(lead + (1,), dtype=x.dtype)
+        before = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+        after = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1),
+                                           axis=-1), axis=-1), axis=-1)
+        out = (before * after).reshape(moved.shape)
+        return xp.ascontiguousarray(xp.transpose(out, [int(a) for a in
+                                                        np.argsort(kept + list(axes))]))
+
+
+class ReduceLogSumExp(Reduce):
+    """log(sum(exp(x))) over `axis`, computed as max + log(sum(exp(x - max))) so large inputs
+    do not overflow (the max taken as 0 where it is infinite, as TF1's); the gradient is the
+    softmax of x over `axis`."""
+    name = "reduce_logsumexp"
+
+    def infer(self, x):
+        require_float(x, "reduce_logsumexp input")
+        return super().infer(x)
+
+    def compute(self, xp, x):
+        axes = reduced_axes(self.axis, x.ndim)
+        if x.size == 0:
+            return xp.full(_reduced_shape(x.shape, axes, self.keepdims), -xp.inf, dtype=x.dtype)
+        m = xp.max(x, axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+        with np.errstate(divide="ignore"):   # log(0) = -inf where every entry is -inf
+            out = xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m
+        if not self.keepdims:
+            out = xp.reshape(out, _reduced_shape(x.shape, axes, False))
+        return xp.asarray(out, dtype=x.dtype)
+
+    def vjp(self, node, g):
         x, y = node.inputs[0], node.outputs[0]
         axes = reduced_axes(self.axis, x.type.rank)
-        mask = cast(equal(x, _restore_reduced(y, axes, self.keepdims)), x.dtype)
-        ties = apply(ReduceSum(axes, keepdims=True), [mask])  # ties share the gradient evenly
-        return [multiply(_restore_reduced(g, axes, self.keepdims), divide(mask, ties))]
+        soft = exp(subtract(x, _restore_reduced(y, axes, self.keepdims)))
+        return [multiply(_restore_reduced(g, axes, self.keepdims), soft)]
+
+
+class ReduceBool(Reduce):
+    differentiable = False
+
+    def infer(self, x):
+        if x.dtype != np.bool_:
+            raise TypeError(f"{self.name} needs a bool tensor, got {x.dtype}")
+        axes = reduced_axes(self.axis, x.rank)
+        return TensorType(_reduced_shape(x.shape, axes, self.keepdims), x.dtype)
+
+
+class ReduceAny(ReduceBool):
+    name, kernel_name = "reduce_any", "any"
+
+
+class ReduceAll(ReduceBool):
+    name, kernel_name = "reduce_all", "all"
 
 
 class ReducedCount(Op):
@@ -185,19 +294,71 @@ class AddN(Op):
 
 
 # --- builders ------------------------------------------------------------------------------------
-def reduce_sum(x, axis=None, keepdims=False, name=None):
-    """Sum of x over `axis` (None = all axes; an int or tuple of ints); tf.reduce_sum."""
-    return apply(ReduceSum(axis, keepdims), [x], name=name)
+def _reduce_args(what, axis, keepdims, reduction_indices, keep_dims):
+    """axis and keepdims from TF1's arguments and their deprecated aliases (reduction_indices,
+    keep_dims); both spellings at once is a ValueError naming the user's line, as in TF1."""
+    if reduction_indices is not None:
+        if axis is not None:
+            raise ValueError(f"{what} at {user_location()}: cannot specify both 'axis' and "
+                             "'reduction_indices'")
+        axis = reduction_indices
+    if keep_dims is not None:
+        if keepdims is not None:
+            raise ValueError(f"{what} at {user_location()}: cannot specify both 'keepdims' and "
+                             "'keep_dims'")
+        keepdims = keep_dims
+    try:
+        axis = _axis_attr(axis)
+    except TypeError as exc:
+        raise TypeError(f"{what} at {user_location()}: {exc}") from None
+    return axis, bool(keepdims)
 
 
-def reduce_mean(x, axis=None, keepdims=False, name=None):
+def _reduce(cls, x, axis, keepdims, name, reduction_indices, keep_dims):
+    axis, keepdims = _reduce_args(cls.name, axis, keepdims, reduction_indices, keep_dims)
+    return apply(cls(axis, keepdims), [x], name=name)
+
+
+def reduce_sum(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+    """Sum of x over `axis` (None = all axes; an int or tuple of ints); tf.reduce_sum, with
+    TF1's deprecated reduction_indices= and keep_dims=."""
+    return _reduce(ReduceSum, x, axis, keepdims, name, reduction_indices, keep_dims)
+
+
+def reduce_mean(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
     """Mean of x over `axis` (None = all axes); the count is taken at run time."""
-    return apply(ReduceMean(axis, keepdims), [x], name=name)
+    return _reduce(ReduceMean, x, axis, keepdims, name, reduction_indices, keep_dims)
 
 
-def reduce_max(x, axis=None, keepdims=False, name=None):
+def reduce_max(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
     """Maximum of x over `axis`; the gradient is split evenly among tied maxima."""
-    return apply(ReduceMax(axis, keepdims), [x], name=name)
+    return _reduce(ReduceMax, x, axis, keepdims, name, reduction_indices, keep_dims)
+
+
+def reduce_min(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+    """Minimum of x over `axis`; the gradient is split evenly among tied minima."""
+    return _reduce(ReduceMin, x, axis, keepdims, name, reduction_indices, keep_dims)
+
+
+def reduce_prod(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+    """Product of x over `axis`; the gradient is exact where x holds zeros."""
+    return _reduce(ReduceProd, x, axis, keepdims, name, reduction_indices, keep_dims)
+
+
+def reduce_logsumexp(x, axis=None, keepdims=None, name=None, reduction_indices=None,
+                     keep_dims=None):
+    """log(sum(exp(x))) over `axis`, computed stably (large inputs do not overflow)."""
+    return _reduce(ReduceLogSumExp, x, axis, keepdims, name, reduction_indices, keep_dims)
+
+
+def reduce_any(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+    """Logical or of a bool tensor over `axis` (no gradient)."""
+    return _reduce(ReduceAny, x, axis, keepdims, name, reduction_indices, keep_dims)
+
+
+def reduce_all(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+    """Logical and of a bool tensor over `axis` (no gradient)."""
+    return _reduce(ReduceAll, x, axis, keepdims, name, reduction_indices, keep_dims)
 
 
 def add_n(values, name=None):
@@ -214,17 +375,54 @@ class ArgMax(Op):
     """Index of the largest entry along `axis` (int64, like TF); no gradient."""
     name = "argmax"
     differentiable = False
+    kernel_name = "argmax"
 
     def __init__(self, axis: int):
         self.axis = int(axis)
 
     def infer(self, x):
+        if x.dtype == np.bool_:
+            raise TypeError(f"cannot {self.name} a bool tensor (cast it first)")
         axes = reduced_axes((self.axis,), x.rank)
         return TensorType(_reduced_shape(x.shape, axes, False), np.int64)
 
     def compute(self, xp, x):
-        return xp.argmax(x, axis=self.axis)
+        return xp.asarray(getattr(xp, self.kernel_name)(x, axis=self.axis), dtype=xp.int64)
 
 
-def argmax(x, axis=-1, name=None):
-    return apply(ArgMax(axis), [x], name=name)
+class ArgMin(ArgMax):
+    """Index of the smallest entry along `axis` (int64, like TF); no gradient."""
+    name, kernel_name = "argmin", "argmin"
+
+
+def _arg(cls, x, axis, name, dimension, output_type):
+    what = cls.name
+    if dimension is not None:
+        if axis is not None:
+            raise ValueError(f"{what} at {user_location()}: cannot specify both 'axis' and "
+                             "'dimension'")
+        axis = dimension
+    if axis is None:
+        axis = 0   # TF1: tf.argmax(x) reduces axis 0
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"{what} at {user_location()}: axis must be an int, got {axis!r}")
+    try:
+        out_dtype = as_dtype(output_type)
+    except (TypeError, ValueError):
+        out_dtype = None
+    if out_dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        raise TypeError(f"{what} at {user_location()}: output_type must be int32 or int64, "
+                        f"got {output_type!r}")
+    out = apply(cls(axis), [x], name=name)
+    return out if out_dtype == np.int64 else cast(out, np.int32)
+
+
+def argmax(x, axis=None, name=None, dimension=None, output_type=np.int64):
+    """Index of the largest entry of x along `axis` (tf.argmax: axis None means 0; dimension=
+    is TF1's deprecated alias; output_type int64 or int32)."""
+    return _arg(ArgMax, x, axis, name, dimension, output_type)
+
+
+def argmin(x, axis=None, name=None, dimension=None, output_type=np.int64):
+    """Index of the smallest entry of x along `axis` (tf.argmin; as argmax)."""
+    return _arg(ArgMin, x, axis, name, dimension, output_type)

@@ -22,7 +22,7 @@ from ..dtypes import is_integer
 from ..errors import ShapeError
 from ..ir.types import TensorType
 from .base import Op, apply, as_value
-from .fill import _scatter_add, gather
+from .fill import _scatter_add, check_ids, gather
 
 
 class ScatterAddRows(Op):
@@ -48,6 +48,7 @@ class ScatterAddRows(Op):
         return TensorType(acc.shape, acc.dtype)
 
     def compute(self, xp, acc, indices, updates):
+        check_ids(xp, indices, acc.shape[0], "scatter_add_rows")
         out = acc if self.in_place else acc.copy()
         return _scatter_add(xp, out, indices, updates)
 

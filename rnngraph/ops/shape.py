@@ -10,7 +10,8 @@ import itertools
 
 import numpy as np
 
-from ..errors import ShapeError, user_location
+from ..errors import InvalidArgumentError, ShapeError, user_location
+from ..ir.graph import get_default_graph
 from ..ir.types import TensorType, fmt_shape, merge_dim
 from ..ir.value import Value
 from .base import Op, apply, as_value, same_dtype
@@ -106,6 +107,108 @@ class ReshapeLike(Op):
 
     def vjp(self, node, g):
         return [reshape_like(g, node.inputs[0]), None]
+
+    def flops(self, node):
+        return 0
+
+
+class ReshapeDynamic(Op):
+    """Reshape to a target whose sizes come (partly) at run time (tf.reshape with tensors in the
+    shape). Each entry of `shape` is one target size:
+      an int >= 0, or -1 (inferred from the element count);
+      ('dim', i, axis): the size of `axis` of input i (read for its shape only, so its size is
+        known wherever that input's shape is: reshape(y, [rg.shape(x)[0], -1]));
+      ('value', i): the value of input i, a scalar int;
+      ('vector', i, k): entry k of input i, a 1-D int vector (an opaque shape tensor).
+    Input 0 is x. The gradient reshapes back to x's run-time shape."""
+    name = "reshape_dynamic"
+
+    def __init__(self, shape):
+        self.shape = tuple(tuple(e) if isinstance(e, (tuple, list)) else int(e) for e in shape)
+
+    @property
+    def shape_inputs(self):
+        """Inputs read for their shape only: those only 'dim' entries name."""
+        dims = {e[1] for e in self.shape if isinstance(e, tuple) and e[0] == "dim"}
+        data = {e[1] for e in self.shape if isinstance(e, tuple) and e[0] != "dim"}
+        return tuple(sorted(dims - data - {0}))
+
+    def infer(self, x, *extra):
+        types = (x,) + extra
+        dims = []
+        for e in self.shape:
+            if not isinstance(e, tuple):
+                if e < -1:
+                    raise ShapeError(f"target sizes must be >= 0 or -1, got {e}")
+                dims.append(e)
+                continue
+            if not 0 <= e[1] < len(types):
+                raise ShapeError(f"shape entry {e} names input {e[1]} of {len(types)}")
+            t = types[e[1]]
+            if e[0] == "dim":
+                dims.append(t.shape[_axis_in(e[2], t.rank)])
+                continue
+            if not np.issubdtype(t.dtype, np.integer):
+                raise TypeError(f"a run-time target size must be int32 or int64, got {t}")
+            if e[0] == "value" and t.rank != 0:
+                raise ShapeError(f"a run-time target size must be a scalar, got {t}")
+            if e[0] == "vector" and (t.rank != 1 or (t.shape[0] is not None
+                                                     and not 0 <= e[2] < t.shape[0])):
+                raise ShapeError(f"entry {e[2]} of a target shape vector {t} does not exist")
+            dims.append(None)
+        if dims.count(-1) > 1:
+            raise ShapeError(f"target shape {fmt_shape(tuple(dims))} has more than one -1")
+        # sizes the target takes from x's own unknown dims cancel against them, so the -1 of
+        # reshape(x, [rg.shape(x)[0], -1]) is known when x's other dims are
+        used, rest_t = set(), []
+        for e, d in zip(self.shape, dims):
+            if isinstance(e, tuple) and e[0] == "dim" and e[1] == 0 and d is None and \
+                    e[2] % x.rank not in used:
+                used.add(e[2] % x.rank)
+                continue
+            if d != -1:
+                rest_t.append(d)
+        rest_x = [d for a, d in enumerate(x.shape) if a not in used]
+        if None not in rest_x and None not in rest_t:
+            n, known = _prod(rest_x), _prod(rest_t)
+            what = (f"{fmt_shape(x.shape)} ({n} elements)" if len(rest_x) == x.rank
+                    else fmt_shape(x.shape))
+            if -1 in dims:
+                if known == 0 or n % known:
+                    raise ShapeError(f"cannot reshape {what} to {fmt_shape(tuple(dims))}")
+                dims[dims.index(-1)] = n // known
+            elif n != known:
+                raise ShapeError(f"cannot reshape {what} to {fmt_shape(tuple(dims))}")
+        return TensorType(tuple(None if d == -1 else d for d in dims), x.dtype)
+
+    def target(self, x, extra) -> list:
+        """The run-time target shape (ints, one -1 at most)."""
+        arrays = (x,) + tuple(extra)
+        out = []
+        for e in self.shape:
+            if not isinstance(e, tuple):
+                out.append(e)
+            elif e[0] == "dim":
+                out.append(int(arrays[e[1]].shape[e[2]]))
+            elif e[0] == "value":
+                out.append(int(arrays[e[1]]))
+            else:
+                out.append(int(arrays[e[1]][e[2]]))
+        return out
+
+    def compute(self, xp, x, *extra):
+        target = self.target(x, extra)
+        known = _prod(d for d in target if d != -1)
+        bad = any(d < -1 for d in target) or target.count(-1) > 1 or (
+            known != x.size if -1 not in target else (known == 0 or x.size % known))
+        if bad:
+            raise InvalidArgumentError(
+                f"input to reshape is a tensor of shape {list(x.shape)} "
+                f"({x.size} values), but the requested shape is {target}")
+        return xp.reshape(x, target)
+
+    def vjp(self, node, g):
+        return [reshape_like(g, node.inputs[0])] + [None] * (len(node.inputs) - 1)
 
     def flops(self, node):
         return 0
@@ -570,11 +673,105 @@ class Dim(Op):
 
 
 # --- builders ------------------------------------------------------------------------------------
+def _int_dtype(v: Value) -> bool:
+    return np.issubdtype(v.dtype, np.integer)
+
+
+def _scalar_entry(v: Value):
+    """A target size given as a scalar int Value: an int where it is a constant, ('dim', src,
+    axis, ('value', v)) where it reads a size of src (rg.dim(src, a), rg.shape(src)[a]), else
+    ('value', v)."""
+    if v.type.rank != 0 or not _int_dtype(v):
+        raise TypeError(f"a size in a target shape must be an int or a scalar int32/int64 "
+                        f"tensor, got {v!r}")
+    op = v.node.op
+    if op.name == "constant":
+        return int(np.asarray(op.value))
+    if isinstance(op, Dim):
+        src = v.node.inputs[0]
+        return ("dim", src, _axis_in(op.axis, src.type.rank), ("value", v))
+    if isinstance(op, Getitem) and len(op.key) == 1 and isinstance(op.key[0], int) and \
+            isinstance(v.node.inputs[0].op, Shape):
+        src = v.node.inputs[0].node.inputs[0]
+        return ("dim", src, _axis_in(op.key[0], src.type.rank, "index"), ("value", v))
+    return ("value", v)
+
+
+def _vector_entries(v: Value) -> list:
+    """The target sizes of a 1-D int shape Value: rg.shape(y), rg.stack([...]) and constants
+    are taken apart; any other vector is read entry by entry at run time."""
+    if v.type.rank != 1 or not _int_dtype(v):
+        raise TypeError(f"a target shape tensor must be a 1-D int32/int64 vector, got {v!r}")
+    n = v.shape[0]
+    if n is None:
+        raise ShapeError(f"the length of the target shape {v!r} must be known when the graph is "
+                         "built (the rank of the result)")
+    op = v.node.op
+    if op.name == "constant":
+        return [int(d) for d in np.asarray(op.value).reshape(-1)]
+    if isinstance(op, Shape):
+        src = v.node.inputs[0]
+        return [("dim", src, a, ("vector", v, a)) for a in range(src.type.rank)]
+    if isinstance(op, Stack) and all(i.type.rank == 0 for i in v.node.inputs):
+        return [_scalar_entry(i) for i in v.node.inputs]
+    return [("vector", v, k) for k in range(n)]
+
+
 def reshape(x, shape, name=None):
-    """x with a new static shape; one entry may be -1. Use reshape_like for runtime shapes."""
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    return apply(Reshape(shape), [x], name=name)
+    """x with a new shape (tf.reshape). `shape` is a list of ints (one may be -1), a list mixing
+    ints and scalar int Values (rg.shape(x)[0], rg.dim(x, 0)), or a 1-D int Value (rg.shape(y),
+    rg.stack([...])). Sizes known at build time stay known in the result's static shape."""
+    try:
+        if isinstance(shape, (int, np.integer)):
+            shape = (shape,)
+        elif isinstance(shape, np.ndarray):
+            shape = shape.reshape(-1).tolist() if shape.ndim == 1 else shape
+        if isinstance(shape, Value):
+            entries = _vector_entries(shape)
+        elif isinstance(shape, (list, tuple)):
+            entries = []
+            for d in shape:
+                if isinstance(d, Value):
+                    entries.append(_scalar_entry(d))
+                elif isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)):
+                    entries.append(int(d))
+                else:
+                    raise TypeError(f"target shape entries must be ints or scalar int tensors, "
+                                    f"got {d!r}")
+        else:
+            raise TypeError(f"the target shape must be a list of sizes or a 1-D int tensor, "
+                            f"got {shape!r}")
+    except (TypeError, ShapeError) as exc:   # a bad target: name the user's line
+        raise type(exc)(f"reshape at {user_location()}: {exc}") from None
+    x = as_value(x)
+    # a size whose source has a static size is that int; sources of another graph (a loop
+    # body's outer values) are read as values, not captured into it
+    here = get_default_graph()
+    static, inputs, slots = [], [x], {}
+    for e in entries:
+        if isinstance(e, tuple) and e[0] == "dim":
+            src, axis = e[1], e[2]
+            if src.shape[axis] is not None:
+                static.append(int(src.shape[axis]))
+                continue
+            if src is not x and src.graph is not here:
+                e = e[3]   # (the scalar or vector itself, not its source)
+            else:
+                e = e[:3]
+        if not isinstance(e, tuple):
+            static.append(e)
+            continue
+        role, src = e[0], e[1]
+        if src is x and role == "dim":
+            i = 0
+        else:
+            i = slots.setdefault((id(src), role == "dim"), len(inputs))
+            if i == len(inputs):
+                inputs.append(src)
+        static.append((role, i) + tuple(e[2:]))
+    if all(not isinstance(e, tuple) for e in static):
+        return apply(Reshape(static), [x], name=name)
+    return apply(ReshapeDynamic(static), inputs, name=name)
 
 
 def reshape_like(x, like, name=None):
@@ -601,8 +798,14 @@ def expand_dims(x, axis, name=None):
     return apply(ExpandDims(axis), [x], name=name)
 
 
-def squeeze(x, axis=None, name=None):
-    """Drop size-1 axes: the listed ones, or with axis=None every axis statically of size 1."""
+def squeeze(x, axis=None, name=None, squeeze_dims=None):
+    """Drop size-1 axes: the listed ones, or with axis=None every axis statically of size 1
+    (squeeze_dims=: TF1's deprecated name for axis)."""
+    if squeeze_dims is not None:
+        if axis is not None:
+            raise ValueError(f"squeeze at {user_location()}: cannot specify both 'axis' and "
+                             "'squeeze_dims'")
+        axis = squeeze_dims
     x = as_value(x)
     if axis is None:
         axis = tuple(i for i, d in enumerate(x.shape) if d == 1)

@@ -181,6 +181,7 @@ def get_variable(name: str, shape, dtype=np.float32, initializer=None, trainable
     if full in root._by_name:
         raise ValueError(f"variable {full!r} already exists (built at "
                          f"{root._by_name[full].location}); give a different name or scope")
+    initializer.check_shape(op.shape, f"variable {full!r} (at {loc})")
     saved, root._scope = root._scope, []
     try:
         node = root.add_node(op, [], [op.infer()], full, loc)

@@ -13,6 +13,7 @@ from ..ir.graph import Graph, get_default_graph
 from ..kernels import feature
 from ..memory.shapes import infer_shapes
 from ..ir.value import Value, install_operators
+from ..ops.sources import assign
 from .devices import get_device
 from .fetches import flatten
 from ..passes.pipeline import enabled_passes, optimize
@@ -131,6 +132,23 @@ class Session:
         _default_sessions.stack.pop()
         return False
 
+    @contextlib.contextmanager
+    def as_default(self):
+        """Make this the default session inside the block (tf.Session.as_default): `value.eval()`
+        and `node.run()` use it there. Unlike `with sess:`, the block does not end with the
+        session: it stays open (TF1's as_default does not close it either)."""
+        if not hasattr(_default_sessions, "stack"):
+            _default_sessions.stack = []
+        stack = _default_sessions.stack
+        stack.append(self)
+        try:
+            yield self
+        finally:
+            for k in range(len(stack) - 1, -1, -1):
+                if stack[k] is self:
+                    del stack[k]
+                    break
+
     def close(self):
         """Free the compiled programs; later runs raise RuntimeError (as TF1's do)."""
         self._closed = True
@@ -206,7 +224,9 @@ class Session:
 
     # --- run ----------------------------------------------------------------------------------
     def run(self, fetches, feed_dict=None, report: bool = False, **run_options):
-        """Compute `fetches` (a Value or nested list/tuple/dict/namedtuple of Values).
+        """Compute `fetches` (a Value or nested list/tuple/dict/namedtuple of Values; a tensor
+        name such as "MatMul:0" fetches that tensor, an operation name such as "train" runs
+        that node and gives None, as in TF1).
 
         `report=True` measures the run (peak device bytes, bytes moved to and from the host)
         into `self.last_run_report`; sessions with a memory budget or a capacity-limited
@@ -218,10 +238,14 @@ class Session:
         its value from before the run. Ctrl-C during a run raises KeyboardInterrupt, never
         an ExecutionError.
 
-        `feed_dict` is a dict {placeholder or name: value}. Feeding a variable makes every read
-        of it in that run see the fed value (its stored value is untouched); a run that feeds
-        a variable and also assigns it (a train op minimising a loss of it) raises ValueError,
-        as TF1 does, since the update would start from the fed value. Integer feeds that do
+        `feed_dict` is a dict {tensor or name: value}: a placeholder, or any other tensor of
+        the graph (the fed value replaces what it would compute), or a nested tuple of them
+        (an LSTMStateTuple, MultiRNNCell's tuple of states) with a value of the same structure
+        (the state a previous run returned, say): each tensor gets its part. Feeding a
+        variable makes every read of it in that run see the fed value (its stored value is
+        untouched); a run that feeds a variable and also assigns it (a train op minimising a
+        loss of it) raises ValueError, as TF1 does, since the update would start from the fed
+        value. Integer feeds that do
         not fit the placeholder's dtype are an error, never wrapped. After `close()` a run
         raises RuntimeError."""
         self._check_open()
@@ -261,13 +285,16 @@ class Session:
         up to the time dimension, an upper bound where all lengths are shorter."""
         self._check_open()
         flat, _ = self._check_fetches(fetches)
-        fed, shapes, arrays = [], [], {}
+        fed, shapes, arrays, shapes_of = [], [], {}, {}
         if feed_dict is not None:
             check_feed_dict(feed_dict, "value or shape")
-        for key, value in (feed_dict or {}).items():
+        for key, value in flat_feed_items(feed_dict or {}):
             v = self._feed_key(key)
+            if v in shapes_of:
+                raise ValueError(f"memory_plan: feed_dict gives {v.name} twice: give it once")
             fed.append(v)
             shapes.append(_planned_shape(v, value))
+            shapes_of[v] = shapes[-1]
             if isinstance(value, np.ndarray):
                 arrays[v] = value
         _check_planned_lengths(flat, fed, shapes, arrays)   # (as the run's kernels would)
@@ -278,15 +305,24 @@ class Session:
             raise RuntimeError("Attempted to use a closed Session (it was closed with close())")
 
     def _check_fetches(self, fetches):
+        run_only = []
+        if not isinstance(fetches, Value) and _names_a_fetch(fetches):
+            fetches = _resolve_fetch_names(fetches, self.graph, run_only)
         flat, rebuild = flatten(fetches)
+        flat += run_only   # (operations fetched by name: run, and rebuilt as None)
         check_fetch_values(flat, self.graph)
         return flat, rebuild
 
     def _check_feeds(self, feed_dict) -> tuple[list[Value], list]:
         fed, arrays = [], []
         check_feed_dict(feed_dict)
-        for key, value in feed_dict.items():
+        seen = set()
+        for key, value in flat_feed_items(feed_dict):
             v = self._feed_key(key)
+            if v in seen:
+                raise ValueError(f"feed_dict feeds {v.name} twice (a tensor and its name, or a "
+                                 "nested key that holds it again): feed it once")
+            seen.add(v)
             fed.append(v)
             arr = _coerce_feed(v, value)
             if self.options["check_numerics"] and arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -328,19 +364,108 @@ def check_feed_dict(feed_dict, what: str = "value") -> None:
                         f"{type(feed_dict).__name__}")
 
 
+FEEDABLE = ("feed_dict keys must be tensors of this graph (a placeholder, or any other tensor: "
+            "its fed value replaces what it computes), their names ('x:0'), or tuples of them "
+            "(an LSTMStateTuple, MultiRNNCell's state) fed values of the same structure")
+
+
 def feed_key(root, key) -> Value:
-    """The placeholder of graph `root` that feed_dict key `key` (a Value or its name) feeds."""
+    """The tensor of graph `root` that feed_dict key `key` (a Value or its name) feeds."""
     if isinstance(key, str):
         try:
             key = root.get_value(key)
         except (KeyError, ValueError, IndexError):
             raise ValueError(f"feed_dict key {key!r} names no value in this graph") from None
     if not isinstance(key, Value):
-        raise TypeError(f"feed_dict keys must be placeholders (Values) or their names, got "
-                        f"{type(key).__name__}: {key!r}")
+        raise TypeError(f"{FEEDABLE}; got {type(key).__name__}: {key!r:.200}")
     if key.graph is not root:
         raise ValueError(f"cannot feed {key.name}: it belongs to another graph")
     return key
+
+
+def flat_feed_items(feed_dict: dict) -> list:
+    """feed_dict's (key, value) pairs, a nested key flattened with its value as TF1 does: a
+    tuple of tensors (an LSTMStateTuple, a tuple of them) takes a tuple or list of the same
+    structure, each tensor its part. A value of another structure is a ValueError naming the
+    key (an array is one value, never split along its first axis)."""
+    items = []
+    for key, value in feed_dict.items():
+        if isinstance(key, tuple):   # (lists are unhashable: nested keys are tuples)
+            _flatten_feed(key, value, key, "", items)
+        else:
+            items.append((key, value))
+    return items
+
+
+def _flatten_feed(key, value, top, path: str, out: list) -> None:
+    if not isinstance(key, tuple):
+        out.append((key, value))
+        return
+    if not isinstance(value, (tuple, list)) or len(value) != len(key):
+        got = (f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list))
+               else f"an array of shape {value.shape}" if isinstance(value, np.ndarray)
+               else f"a {type(value).__name__}")
+        raise ValueError(f"feed_dict key {_key_text(top)}{' at ' + path if path else ''} is a "
+                         f"{type(key).__name__} of {len(key)} tensors, but its value is {got}: "
+                         f"feed a tuple or list of the same structure (what sess.run returned "
+                         f"for it, say)")
+    for i, (k, v) in enumerate(zip(key, value)):
+        _flatten_feed(k, v, top, f"{path}[{i}]", out)
+
+
+def _key_text(key, limit: int = 300) -> str:
+    """A nested feed key for messages: tensors by name, tuples by their type."""
+    def text(k):
+        if isinstance(k, Value):
+            return k.name
+        if isinstance(k, tuple):
+            fields = getattr(k, "_fields", None)
+            parts = [f"{f}={text(x)}" for f, x in zip(fields, k)] if fields else \
+                [text(x) for x in k]
+            return f"{type(k).__name__}({', '.join(parts)})"
+        return repr(k)
+    out = text(key)
+    return out if len(out) <= limit else out[:limit - 3] + "..."
+
+
+def _names_a_fetch(f) -> bool:
+    """Does the fetch structure `f` hold a name (a str)?"""
+    if isinstance(f, str):
+        return True
+    if isinstance(f, dict):
+        return any(_names_a_fetch(v) for v in f.values())
+    if isinstance(f, (list, tuple)):
+        return any(_names_a_fetch(v) for v in f)
+    return False
+
+
+def _resolve_fetch_names(fetches, root, run_only: list):
+    """`fetches` with each tensor name ("MatMul:0") replaced by its Value and each operation
+    name ("train") by None, its node's first output added to `run_only` (TF1 runs an
+    operation fetched by name and returns None for it). ValueError for a name the graph does
+    not hold, as TF1's."""
+    def walk(f):
+        if isinstance(f, str):
+            try:
+                if ":" in f:
+                    return root.get_tensor_by_name(f)
+                node = root.get_operation_by_name(f)
+            except (KeyError, ValueError) as exc:
+                msg = exc.args[0] if exc.args else str(exc)
+                raise ValueError(f"Fetch argument {f!r} cannot be interpreted as a Tensor. "
+                                 f"({msg})") from None
+            run_only.extend(node.outputs[:1])
+            return None
+        if isinstance(f, Value) or f is None:
+            return f
+        if isinstance(f, dict):
+            return type(f)((k, walk(v)) for k, v in f.items())
+        if isinstance(f, tuple) and hasattr(f, "_fields"):
+            return type(f)(*(walk(v) for v in f))
+        if isinstance(f, (list, tuple)):
+            return type(f)(walk(v) for v in f)
+        return f   # (flatten accepts or refuses the rest)
+    return walk(fetches)
 
 
 def _missing_feed_message(node, fetches: list) -> str:
@@ -490,7 +615,8 @@ def _refuse_fed_assigned_variables(fetches: list, fed: list) -> None:
         stack.extend(v.node for v in node.inputs)
 
 
-install_operators(default_session=get_default_session)   # for Value.eval / Value.run
+# for Value.eval / Value.run, and Value.assign / assign_add / assign_sub (TF1's Variable methods)
+install_operators(default_session=get_default_session, assign=assign)
 
 
 class InteractiveSession(Session):

@@ -58,6 +58,10 @@ def sparse_ids(g, var):
     return None
 
 
+def _var_name(v) -> str:
+    return v.node.name if isinstance(v, Value) else repr(v)
+
+
 class Optimizer:
     """Base of the TF1 optimizers. `learning_rate` is a positive number or a float scalar
     tensor (a placeholder fed each run, a schedule of the global step, a variable): a number is
@@ -85,15 +89,14 @@ class Optimizer:
         self._learning_rate = _check_learning_rate(value)
 
     def compute_gradients(self, loss, var_list=None):
-        """[(gradient, variable)] for the trainable variables (or var_list); None grads dropped."""
+        """[(gradient, variable)] for the trainable variables (or var_list), in their order; as
+        in TF1, a variable the loss does not depend on is paired with None (apply_gradients
+        skips it, minimize refuses a loss that reaches none of them)."""
         var_list = list(var_list) if var_list is not None else ops.trainable_variables(loss.graph)
         if not var_list:
-            raise ValueError("no variables to optimise")
+            raise ValueError(f"No variables to optimize (at {user_location()})")
         grads = gradients(loss, var_list)
-        pairs = [(g, v) for g, v in zip(grads, var_list) if g is not None]
-        if not pairs:
-            raise ValueError(f"the loss {loss.name} does not depend on any of the variables")
-        return pairs
+        return list(zip(grads, var_list))
 
     def apply_gradients(self, grads_and_vars, global_step=None, name=None):
         """Update ops for (gradient, variable) pairs; with `global_step` (an int variable, see
@@ -104,9 +107,16 @@ class Optimizer:
                                         global_step.node.op.name != "variable"):
             raise TypeError(f"global_step must be a variable (rg.train.get_or_create_global_step"
                             f"()), got {global_step!r} (at {user_location()})")
-        grads_and_vars = [(g, v) for g, v in grads_and_vars if g is not None]
+        grads_and_vars = list(grads_and_vars)
         if not grads_and_vars:
-            raise ValueError("apply_gradients: no gradients to apply (every gradient is None)")
+            raise ValueError(f"apply_gradients: no (gradient, variable) pairs given "
+                             f"(at {user_location()})")
+        given = [(g, v) for g, v in grads_and_vars if g is not None]
+        if not given:   # (TF1's message)
+            raise ValueError(f"No gradients provided for any variable: "
+                             f"{[_var_name(v) for _, v in grads_and_vars]} "
+                             f"(at {user_location()})")
+        grads_and_vars = given
         graph = get_default_graph().root
         self._built = True
         with graph.as_default(), graph.name_scope(name or self.name):
@@ -128,7 +138,14 @@ class Optimizer:
                                           f"(got {val!r})")
         if isinstance(global_step, (list, tuple)):   # the old minimize(loss, var_list)
             global_step, var_list = None, global_step
-        return self.apply_gradients(self.compute_gradients(loss, var_list), global_step, name)
+        grads_and_vars = self.compute_gradients(loss, var_list)
+        if all(g is None for g, _ in grads_and_vars):   # (TF1's message)
+            raise ValueError(f"No gradients provided for any variable, check your graph for ops "
+                             f"that do not support gradients, between variables "
+                             f"{[_var_name(v) for _, v in grads_and_vars]} and loss "
+                             f"{loss.name} (the loss does not depend on any of the variables) "
+                             f"(at {user_location()})")
+        return self.apply_gradients(grads_and_vars, global_step, name)
 
     def _slot(self, var, slot, initializer=None):
         """A non-trainable variable named `<var>/<Optimizer>/<slot>` (as TF names them),

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import InvalidFileError, user_location
 from ..ir.value import Value
+from ..ops.random import COUNTER_KEY as RUN_COUNTER_KEY
 from ..ops.sources import global_variables
 from ..safezip import Layout, LoadLimits, MemberError, open_archive
 
@@ -81,12 +82,23 @@ def _var_dict(var_list):
     return out
 
 
+def _run_counter_variable(root):
+    """The variable random ops count runs with in graph `root` (random/run_counter), or None."""
+    found = root.collections.get(RUN_COUNTER_KEY)
+    if not found:
+        return None
+    return found[0].node.inputs[0]   # (the collection holds assign(counter, counter + 1))
+
+
 class Saver:
     """Saves and restores variables (tf.train.Saver).
 
     Args:
       var_list: the variables to save: None (all variables of the default graph when the Saver
-        is made), a list of variables, or a dict {name in the file: variable}.
+        is made), a list of variables, or a dict {name in the file: variable}. The run counter
+        of random ops (`random/run_counter`) is saved with the others, so a restored session
+        draws the numbers the saved one would have drawn next; a checkpoint that lacks it (from
+        a graph without random ops) restores all the same, leaving the counter as it is.
       max_to_keep: how many recent checkpoints to keep (older ones are deleted); None or 0
         keeps all.
       keep_checkpoint_every_n_hours: also keep one checkpoint per this many hours.
@@ -113,6 +125,11 @@ class Saver:
             raise ValueError(f"Saver: keep_checkpoint_every_n_hours must be > 0, got "
                              f"{keep_checkpoint_every_n_hours!r}")
         self._vars = _var_dict(var_list)
+        # the graph's random-op run counter (random/run_counter) is saved when it exists, but a
+        # checkpoint without it (saved before the graph had random ops, say a model without
+        # dropout) restores all the same: it is no model variable (TF1 keeps no such state)
+        self._optional = {name for name, v in self._vars.items()
+                          if v is _run_counter_variable(v.graph.root)}
         if not self._vars and not allow_empty:
             raise ValueError("Saver: there are no variables to save (build the model first, or "
                              "pass allow_empty=True)")
@@ -198,6 +215,8 @@ class Saver:
         loads = []
         with _refusals(path), _open_checkpoint(path, limits) as (archive, entries):
             for name, var in self._vars.items():
+                if name not in entries and name in self._optional:
+                    continue   # (the session's run counter goes on from where it is)
                 if name not in entries:
                     raise KeyError(f"Saver.restore: the checkpoint {save_path!r} holds no variable "
                                    f"{name!r} (it has {len(entries)}: "

@@ -11,12 +11,16 @@ import numpy as np
 from ...errors import InvalidArgumentError
 from ...kernels import ANY, register
 from ...ops.elementwise import Binary, Where, with_dim_checks
+from ...ops.fill import Gather, GatherGrad
 from ...ops.fused import Fused
 from ...ops.linalg import MatMul
+from ...ops.nn import SparseSoftmaxCrossEntropy
 from ...ops.rows import PermuteRows
 from ...ops.scalar import ufunc
-from ...ops.sequence import CheckSequenceLength, CheckSteps
-from ...ops.shape import Contiguous
+from ...ops.scatter import ScatterAddRows
+from ...ops.sequence import CheckSequenceLength, CheckSteps, ReverseSequence
+from ...ops.shape import Contiguous, ReshapeDynamic
+from ...ops.tf1_array import Pad, Slice
 from ...ops.steps import PackRows, RowsMatMul, StepContract
 from ...runtime.buffer_pool import POOL_MIN_BYTES, output_pool, pooled, pooled_alloc, pooled_copy
 from .fused import numpy_kernel
@@ -43,6 +47,71 @@ def binary(op, node, program):
 @register(Where, ANY)
 def where(op, node, program):
     return with_dim_checks(program.ctx.xp.where, node)
+
+
+@register(ReshapeDynamic, ANY)
+@register(Slice, ANY)
+@register(Pad, ANY)
+def checked_sizes(op, node, program):
+    """The reference compute, a run-time size it refuses (a reshape's target, a slice outside
+    its input, a reflection wider than its axis) reported with the node and the user's line
+    (an InvalidArgumentError, as TF1's)."""
+    xp, compute = program.ctx.xp, op.compute
+    return _naming_node(lambda *args: compute(xp, *args), node)
+
+
+def _naming_node(fn, node, catch=(InvalidArgumentError,)):
+    """fn, raising what it raises of `catch` as an InvalidArgumentError that names the node
+    and the user's line that built it (as TF1's kernels raise InvalidArgumentError)."""
+    where = node.describe()
+
+    def run(*args):
+        try:
+            return fn(*args)
+        except catch as exc:
+            raise InvalidArgumentError(f"{where} failed: {exc}") from None
+    return run
+
+
+@register(Gather, ANY)
+@register(GatherGrad, ANY)
+@register(ScatterAddRows, ANY)
+def index_checked(op, node, program):
+    """Ids outside [0, rows) raise InvalidArgumentError (ops/fill.check_ids), naming the node."""
+    xp, compute = program.ctx.xp, op.compute
+    return _naming_node(lambda *args: compute(xp, *args), node)
+
+
+@register(SparseSoftmaxCrossEntropy, ANY)
+def sparse_xent(op, node, program):
+    """A label outside [0, classes), or labels and logits of other shapes, found at run time:
+    InvalidArgumentError (TF1's), naming the node; the op's compute raises ValueError."""
+    xp, compute = program.ctx.xp, op.compute
+    return _naming_node(lambda labels, logits: compute(xp, labels, logits), node,
+                        catch=(ValueError,))
+
+
+@register(ReverseSequence, ANY)
+def reverse_sequence(op, node, program):
+    """Each length must lie in [0, size of seq_axis] and there must be one per batch row, as
+    TF1 checks (NumPy would index out of bounds, or past the row); InvalidArgumentError."""
+    xp, compute, where = program.ctx.xp, op.compute, node.describe()
+
+    def run(x, lengths):
+        steps, batch = x.shape[op.seq_axis], x.shape[op.batch_axis]
+        lens = np.asarray(lengths.get() if hasattr(lengths, "get") else lengths).reshape(-1)
+        if lens.shape[0] != batch:
+            raise InvalidArgumentError(
+                f"{where} failed: seq_lengths has {lens.shape[0]} entries but x has {batch} rows "
+                f"along batch_axis {op.batch_axis}")
+        bad = np.nonzero((lens < 0) | (lens > steps))[0]
+        if bad.size:
+            i = int(bad[0])
+            raise InvalidArgumentError(
+                f"{where} failed: seq_lengths[{i}] = {int(lens[i])} is not in [0, {steps}] "
+                f"(the size of seq_axis {op.seq_axis})")
+        return compute(xp, x, lengths)
+    return run
 
 
 @register(MatMul, CPU)
