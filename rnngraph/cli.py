@@ -36,6 +36,7 @@ from .io.onnx.export import export as onnx_export
 from .ir import format_graph
 from .memory.accounting import fmt_bytes
 from .render import format_for, render
+from .runtime.planning import no_floor_reason
 from .runtime.session import Session
 from .version import __version__
 
@@ -277,6 +278,10 @@ def cmd_render(args) -> int:
                         "or write the DOT text (-o FILE.dot) and run dot yourself"))
         raise CLIError(msg) from None
     print(f"wrote {path} ({kind} of {src.what})")
+    why = _misfit(plan, args.budget) if args.budget is not None else None
+    if why is not None:   # (the diagram shows the plan that does not fit; exit as plan does)
+        print(f"rnngraph render: {why}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 
@@ -292,7 +297,16 @@ def cmd_plan(args) -> int:
     else:
         print(header)
         print(text)
-    if plan is not None and not plan.fits:   # a plan that does not fit is a failed check
+    why = _misfit(plan, args.budget)
+    if why is not None:   # a plan that does not fit is a failed check
+        print(f"rnngraph plan: {why}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+def _misfit(plan, budget) -> str | None:
+    """Why `plan` does not fit the --budget (None where it fits)."""
+    if plan is not None and not plan.fits:
         if plan.unknown:
             why = (f"it cannot be checked: {len(plan.unknown)} values have sizes unknown before "
                    f"running, {plan.unknown[0]} among them (a while_loop needs "
@@ -305,10 +319,10 @@ def cmd_plan(args) -> int:
         need = "" if plan.min_budget is None or plan.unknown else (
             f"; the smallest budget a plan was found to fit is {plan.min_budget} bytes "
             f"({format_bytes(plan.min_budget)}): try --budget {plan.min_budget}")
-        print(f"rnngraph plan: the plan does not fit the budget of {args.budget} bytes: "
-              f"{why}{need}", file=sys.stderr)
-        return EXIT_ERROR
-    return 0
+        if plan.min_budget is None and not plan.unknown and no_floor_reason(plan):
+            need = f"; {no_floor_reason(plan)}"   # (why no --budget helps)
+        return f"the plan does not fit the budget of {budget} bytes: {why}{need}"
+    return None
 
 
 def _plan_for(src: Source, budget, batch: int, steps: int, device: str):

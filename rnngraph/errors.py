@@ -28,12 +28,22 @@ class OutOfMemoryError(RnnGraphError, MemoryError):
     """A device ran out of its byte capacity."""
 
 
+_CLI = os.path.join(_PACKAGE_DIR, "cli.py")
+CLI_LOCATION = "<rnngraph command line>"   # (under the CLI no user's line called)
+
+
 def user_location() -> str:
-    """'file.py:LINE' of the innermost stack frame outside the rnngraph package."""
+    """'file.py:LINE' of the innermost stack frame outside the rnngraph package; under the
+    rnngraph command line (no user's frame inside its main()) CLI_LOCATION. Frames of the
+    Python runtime (`<frozen runpy>`, `python -m`'s runpy) are no user's line either."""
     frame = sys._getframe(1)
     while frame is not None:
         path = frame.f_code.co_filename
-        if not os.path.abspath(path).startswith(_PACKAGE_DIR + os.sep):
+        full = os.path.abspath(path)
+        if full == _CLI and frame.f_code.co_name == "main":
+            return CLI_LOCATION
+        if not full.startswith(_PACKAGE_DIR + os.sep) and not path.startswith("<frozen ") \
+                and os.path.basename(path) != "runpy.py":
             return f"{os.path.basename(path)}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"

@@ -170,8 +170,9 @@ def test_running_sums_keep_the_bits_of_add_n():
     ({"spill": ("a:0", "a:0")}, "names a value twice"),
     ({"recompute": (3,)}, r"passes\['recompute'\] must be a tuple"),
     ({"spill": ("a:0",), "recompute": ("a:0",)}, "offloaded or recomputed, not both"),
-    ({"spill": ("no/such/value:0", "X:0")}, "fetched or fed"),
-    ({"accumulate": ("X", "no_such_sum")}, "not an add_n node"),
+    ({"spill": ("X:0",)}, "fetched or fed"),
+    ({"accumulate": ("X",)}, "not an add_n node"),
+    ({"spill": ("no/such/value:0", "X:0")}, r"names 'no/such/value:0': no such value"),
 ])
 def test_a_bad_spill_config_is_refused(passes, match):
     g, fetches, fd, _ = _mlp()
@@ -221,18 +222,21 @@ def test_a_sum_of_a_running_sum_is_refused_and_never_chosen():
 
 def test_names_the_compiled_graph_lacks_are_skipped():
     """A plan's passes compile the session's other programs too (other fetches, the
-    variables' initializer): names those graphs lack are skipped, pass_stats says how many
-    values moved; contradicting names are refused."""
+    variables' initializer): names those graphs lack are skipped where the user's graph
+    explains them (a node of it names their node or a scope above it: a value a pass makes in
+    another program), pass_stats says how many values moved; contradicting names are refused,
+    and names nothing explains are typos (tests/test_planner_review_a.py)."""
     g, fetches, fd, _ = _mlp()
     ref = rg.Session(g).run(fetches, fd)
     plain = rg.Session(g)
     plain.run(fetches, fd)
     big = max((n.outputs[0] for n in _prog(plain).graph.nodes if n.op.name == "tanh"),
               key=lambda v: v.type.shape[0] or 0)
-    sess = rg.Session(g, passes={"spill": ("no/such/value:0", big.name)})
+    elsewhere = f"{big.node.name}/made_elsewhere:0"
+    sess = rg.Session(g, passes={"spill": (elsewhere, big.name)})
     _same_bits(sess.run(fetches, fd), ref)
     assert sess.pass_stats["spill"] == 1
-    assert rg.Session(g, passes={"spill": ("no/such/value:0",)}).run(fetches[0], fd) == ref[0]
+    assert rg.Session(g, passes={"spill": (elsewhere,)}).run(fetches[0], fd) == ref[0]
 
 
 # --- the planner --------------------------------------------------------------------------------

@@ -392,9 +392,13 @@ class PackRows(Op):
             raise ShapeError(f"needs a stack [steps, batch, n], got {stack}")
         return TensorType((None, stack.shape[2]), stack.dtype)
 
-    def compute(self, xp, stack, rows, *perm, alloc=None):
+    def compute(self, xp, stack, rows, *perm, alloc=None, copy=False):
+        """`copy`: a new buffer even when every row is active (under a memory plan: the peak
+        model counts one, as it cannot know before the run that every row will be active)."""
         steps, batch, n = stack.shape
         counts = _counts(rows, steps, batch)
+        if copy and counts is None:
+            counts = np.full(steps, batch)
         if not self.gather:
             if counts is None:
                 return stack.reshape(-1, n)

@@ -115,6 +115,10 @@ def enabled_passes(config) -> list[str]:
     """config: True (all), False/None (none), or {name: bool} overriding the defaults."""
     if config is True:
         return [name for name in PASSES if name not in OPT_IN]
+    if config is not None and not isinstance(config, (bool, dict)):
+        raise TypeError(f"passes must be True (all), False (none) or a dict "
+                        f"{{pass name: bool, ...}}, got {type(config).__name__} {config!r} (at "
+                        f"{user_location()})")
     if not config:
         return []
     chunk_steps_of(config)
@@ -131,12 +135,48 @@ def enabled_passes(config) -> list[str]:
             if config.get(name, name not in OPT_IN)]
 
 
+def check_spill_names(graph: Graph, source: Graph, config) -> None:
+    """ValueError for names in the config's spill, recompute and accumulate keys that neither
+    the compiled `graph` holds nor could come from the user's `source` graph (no node of it
+    names the name's node or a scope above it): a typo, which would otherwise move nothing. A
+    name the compiled graph lacks but the source explains is skipped (the passes reach every
+    program of the session: its variables' initializer holds none of a loop's values)."""
+    import difflib
+    unknown = []
+    for key, names in zip(SPILL_KEYS, spilled_of(config)):
+        for name in names:
+            node_name, sep, idx = name.rpartition(":") if ":" in name else (name, "", "0")
+            node = graph._by_name.get(node_name)
+            if node is not None:
+                if not idx.isdigit() or int(idx) >= len(node.outputs):
+                    unknown.append((key, name))
+                continue
+            parts = node_name.split("/")
+            if not any("/".join(parts[:k]) in source._by_name for k in range(len(parts), 0, -1)):
+                unknown.append((key, name))
+    if not unknown:
+        return
+    known = sorted({x for g in (graph, source) for n in g.nodes
+                    for x in (n.name, *(v.name for v in n.outputs))})
+    said = []
+    for key, name in unknown:
+        close = difflib.get_close_matches(name, known, n=3)
+        said.append(f"passes[{key!r}] names {name!r}" +
+                    (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""))
+    raise ValueError(f"{'; '.join(said)}: no such value or node in the graph, at "
+                     f"{user_location()} (the names are those of the compiled program's graph: "
+                     "print(prog.graph) for prog in sess.programs(), or a plan's passes)")
+
+
 def optimize(graph: Graph, keep: list[Value], config=True,
-             notes: list | None = None) -> tuple[list[Value], dict]:
+             notes: list | None = None, source: Graph | None = None
+             ) -> tuple[list[Value], dict]:
     """Run the enabled passes in place on `graph` (a compile-time clone). `keep` are the values
     that must survive (fetches and fed values); a pass may replace them, so the values to use
     afterwards are returned, with how much each pass changed. `notes`: a list to which
-    stream_outputs appends why it left an output stack whole (the memory plan prints them)."""
+    stream_outputs appends why it left an output stack whole (the memory plan prints them).
+    `source`: the user's graph `graph` was cloned from (spill names are checked against both:
+    check_spill_names)."""
     graph.results = {"keep": list(keep)}  # replace_uses keeps these up to date
     stats = {}
     passes = enabled_passes(config)
@@ -151,6 +191,8 @@ def optimize(graph: Graph, keep: list[Value], config=True,
             stats["dce"] += eliminate_dead_code(graph)  # what this pass left behind
     host, again, sums = spilled_of(config)
     if host or again or sums:   # (last: the names are those of the graph the passes made)
+        if source is not None:
+            check_spill_names(graph, source, config)
         stats[SPILL_KEY] = spill_values(graph, host, again, sums)
     kept = graph.results.pop("keep")
     return kept, stats

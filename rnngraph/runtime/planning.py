@@ -36,6 +36,8 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
+
 from ..errors import OutOfMemoryError, user_location
 from ..memory.accounting import check_byte_count, fmt_bytes
 from ..memory.plan import RunReport
@@ -43,6 +45,7 @@ from ..memory.planner import STRATEGIES, loop_choices, make_plan
 from ..memory.simulate import spill_host_peak
 from ..memory.spill import choose_spills
 from ..passes.pipeline import CHUNK_KEY, PASSES, chunk_steps_of, enabled_passes
+from .simulated import NO_BUDGET_HINT, budget_hint
 
 STREAM = "stream_outputs"   # an opt-in pass (passes/stream_outputs.py): asked for only to fit
 HOST = "host_sequences"     # an opt-in pass (passes/host_sequences.py): asked for with it
@@ -113,6 +116,9 @@ def check_strategy(strategy):
 
 
 def wants_tracking(sess, report: bool) -> bool:
+    if not isinstance(report, (bool, np.bool_)):   # (report="yes": a TypeError, not True)
+        raise TypeError(f"report must be True or False, got {type(report).__name__} "
+                        f"{report!r} (at {user_location()})")
     return bool(report or sess.device.always_track or sess.memory_budget is not None)
 
 
@@ -140,6 +146,8 @@ def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = F
             floor = "" if plan.min_budget is None else \
                 f"; the smallest budget a plan was found to fit is {plan.min_budget} bytes " \
                 f"({fmt_bytes(plan.min_budget)})"
+            if plan.min_budget is None and no_floor_reason(plan):
+                floor = f"; {no_floor_reason(plan)}"
             host = "" if getattr(sess, "host_budget", None) is None else \
                 f", or the host_budget ({fmt_bytes(plan.host_budget)}, " \
                 f"{fmt_bytes(plan.host_bytes)} of it used)"
@@ -178,6 +186,8 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
                 plan = _plan(sess, again, fed, shapes, best[1].passes_off, best[1].passes_on,
                              best[1].spilled, best[1].summed)
                 plan.min_budget = best[1].min_budget
+                if no_floor_reason(best[1]):   # (why no budget helps: still so)
+                    plan.notes.append(no_floor_reason(best[1]))
                 best = cache[key] = (again, plan, best[2])
         return best[:2]
     plan = _plan(sess, prog, fed, shapes, ())
@@ -214,9 +224,14 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
         best[1].notes.extend(f"stream_outputs: {why}" for why in refused)
     cache[key] = best
     if budget is not None and not best[1].fits and best[1].min_budget is not None and \
-            not best[1].unknown and not isinstance(sess, _AtBudget):
-        best[1].min_budget = _confirmed_floor(sess, flat, fed, shapes, report,
-                                              best[1].min_budget)
+            not isinstance(sess, _AtBudget):
+        if best[1].unknown:   # (no budget can be checked: no plan fits any)
+            best[1].min_budget = None
+        else:
+            best[1].min_budget, why = _confirmed_floor(sess, flat, fed, shapes, report,
+                                                       best[1].min_budget)
+            if why:
+                best[1].notes.append(why)
     return best[:2]
 
 
@@ -231,15 +246,34 @@ class _AtBudget:
         return getattr(self._sess, name)
 
 
-def _confirmed_floor(sess, flat, fed, shapes, report, floor: int) -> int:
-    """The smallest budget found, raised until the plan made at it fits: each program variant
-    reports its own floor, and at that budget the planner may pick another (a few tries)."""
+NO_FLOOR = "no device budget was found at which a plan fits"   # (starts the plan's note)
+
+
+def _confirmed_floor(sess, flat, fed, shapes, report, floor: int):
+    """(the smallest budget found, raised until the plan made at it fits, or None where no plan
+    made at the budgets tried fits; None or a note saying why no device budget helps): each
+    program variant reports its own floor, and at that budget the planner may pick another (a
+    few tries). A budget is `min_budget` only where a plan made at it was found to fit."""
     for _ in range(3):
         plan = _prepare(_AtBudget(sess, floor), flat, fed, shapes, report, True)[1]
         if plan.fits:
-            break
+            return floor, None
+        if not plan.host_fits:
+            return None, (
+                f"{NO_FLOOR}: the host budget is too small (the plan made at {floor} bytes "
+                f"offloads {fmt_bytes(plan.host_bytes)} of saved tensors to the host, more "
+                f"than host_budget={plan.host_budget} bytes, {fmt_bytes(plan.host_budget)}). "
+                "Raise host_budget, or drop swap_memory=True (its loops always offload)")
+        if plan.unknown:
+            return None, f"{NO_FLOOR}: sizes unknown before running cannot be checked"
         floor = max(floor + 1, plan.predicted_peak)
-    return floor
+    return None, (f"{NO_FLOOR} (tried up to {floor} bytes, {fmt_bytes(floor)}; each plan "
+                  "made at a budget needed more)")
+
+
+def no_floor_reason(plan) -> str | None:
+    """The plan's note saying why no device budget helps (None where it has none)."""
+    return next((n for n in plan.notes if n.startswith(NO_FLOOR)), None)
 
 
 def _streaming(passes) -> tuple:
@@ -435,8 +469,13 @@ def execute(sess, prog, plan, arrays) -> list:
         try:
             outs = prog.run(arrays)
             dev.synchronize()
-        except BaseException:
+        except BaseException as exc:
             dev.reset_accounting()
+            if isinstance(exc, OutOfMemoryError) and plan is not None and \
+                    plan.budget is not None and str(exc).endswith(NO_BUDGET_HINT):
+                # (the device does not know the session already has a budget)
+                raise OutOfMemoryError(str(exc)[:-len(NO_BUDGET_HINT)] + budget_hint(plan)) \
+                    from None
             raise
         seconds = time.perf_counter() - t0
         peak = dev.peak_bytes

@@ -13,6 +13,30 @@ from ..memory.costs import CPU_PROFILE, DeviceProfile
 from .devices import Device
 
 
+# (the hint for a session without a memory_budget; runtime/planning.py's execute gives one
+# with a budget the plan's smallest budget instead: budget_hint)
+NO_BUDGET_HINT = ("A Session memory_budget= at most the capacity lets rnngraph offload or "
+                  "recompute saved tensors to stay within it (so does swap_memory=True on the "
+                  "loop).")
+
+
+def budget_hint(plan) -> str:
+    """What to do when a run under a plan made for a budget ran out of the capacity."""
+    if plan is None or plan.budget is None:
+        return NO_BUDGET_HINT
+    said = f"The session's memory_budget={plan.budget} bytes ({fmt_bytes(plan.budget)}) is set"
+    if plan.fits:
+        return (f"{said}, and its plan predicted {plan.predicted_peak} bytes at the peak, "
+                f"within it: the prediction fell short (please report this).")
+    if plan.min_budget is not None:
+        return (f"{said}, but no plan found fits it (the plan run needs "
+                f"{fmt_bytes(plan.predicted_peak)} at its peak); the smallest budget a plan was "
+                f"found to fit is {plan.min_budget} bytes ({fmt_bytes(plan.min_budget)}): give "
+                f"that budget, on a device of at least that capacity.")
+    return (f"{said}, but no plan found fits it, nor any other device budget (print "
+            f"sess.memory_plan(fetches, feed) to see why).")
+
+
 class SimulatedDevice(Device):
     name = "simulated"
     always_track = True
@@ -41,9 +65,8 @@ class SimulatedDevice(Device):
         raise OutOfMemoryError(
             f"simulated device out of memory: cannot allocate {fmt_bytes(nbytes)} ({nbytes} "
             f"bytes) for {describe_what(what)}; {in_use} bytes ({fmt_bytes(in_use)}) are in use "
-            f"of a capacity of {self.capacity} bytes ({fmt_bytes(self.capacity)}). A Session "
-            "memory_budget= at most the capacity lets rnngraph offload or recompute saved "
-            "tensors to stay within it (so does swap_memory=True on the loop).")
+            f"of a capacity of {self.capacity} bytes ({fmt_bytes(self.capacity)}). "
+            f"{NO_BUDGET_HINT}")
 
     def host_empty(self, shape, dtype):
         arr = super().host_empty(shape, dtype)

@@ -283,4 +283,6 @@ def pack_rows(op, node, program):
         # the lengths, so the peak a plan predicts for them is the one every batch measures
         def alloc(shape, dtype, slot=0):
             return xp.empty(shape, dtype)
-    return lambda stack, rows, *perm: op.compute(xp, stack, rows, *perm, alloc=alloc)
+    ctx = program.ctx   # (under a plan a copy even when every row is active: as predicted)
+    return lambda stack, rows, *perm: op.compute(xp, stack, rows, *perm, alloc=alloc,
+                                                 copy=ctx.plan is not None)
