@@ -35,6 +35,7 @@ from .io.onnx.check import compare as onnx_compare, random_feed   # onnx loads o
 from .io.onnx.export import export as onnx_export
 from .ir import format_graph
 from .memory.accounting import fmt_bytes
+from .memory.planner import ops_unknown
 from .render import format_for, render
 from .runtime.planning import no_floor_reason
 from .runtime.session import Session
@@ -308,8 +309,8 @@ def _misfit(plan, budget) -> str | None:
     """Why `plan` does not fit the --budget (None where it fits)."""
     if plan is not None and not plan.fits:
         if plan.unknown:
-            why = (f"it cannot be checked: {len(plan.unknown)} values have sizes unknown before "
-                   f"running, {plan.unknown[0]} among them (a while_loop needs "
+            why = (f"it cannot be checked: {ops_unknown(plan.unknown)}, "
+                   f"{plan.unknown[0]} among them (a while_loop needs "
                    "maximum_iterations=)")
         elif not plan.host_fits:
             why = (f"its offloaded tensors need {plan.host_bytes} bytes of host memory, more "

@@ -48,6 +48,19 @@ def test_a_loop_of_unknown_length_cannot_fit_a_budget_and_the_run_says_why():
     assert f"built at {HERE}:" in msg and f"at {HERE}:" in msg.split("cannot be checked")[1]
 
 
+def test_the_plan_the_run_and_the_cli_count_the_same_unknown_sizes():
+    """The plan's note counted values, the run's error ops (8 against 2 for one program); the
+    CLI words it as the run does (cli.py uses the same ops_unknown)."""
+    import re
+    g, grads, init, feed = _while_graph()
+    s = _session(g, init, memory_budget=20_000)
+    plan = s.memory_plan(grads, feed)
+    said = f"{len(plan.unknown)} op{'s' if len(plan.unknown) != 1 else ''} make"
+    assert re.search(rf"\b{said}s? values whose sizes are unknown", str(plan))
+    with pytest.raises(rg.OutOfMemoryError, match=rf"\b{said}s? values whose sizes"):
+        s.run(grads, feed)
+
+
 def test_without_a_budget_a_loop_of_unknown_length_runs():
     g, grads, init, feed = _while_graph()
     s = _session(g, init)

@@ -124,9 +124,9 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
         notes.append("at the predicted peak the device holds: " + _largest(watch, peak))
     keep_all = model.run(schedule, {})[0]
     if model.unknown:
-        first = _unknown(model)[0]
-        notes.append(f"{len(model.unknown)} values have sizes unknown before running (counted "
-                     f"as 0 bytes, so no budget can be checked), {first} among them: a "
+        unknown = _unknown(model)
+        notes.append(f"{ops_unknown(unknown)} (counted as 0 bytes, so no budget can be "
+                     f"checked), {unknown[0]} among them: a "
                      "while_loop bounded by maximum_iterations= has a known number of steps")
     plans = [_loop_plan(lp, lp.options[sel[lp.node]], info) for lp in loops]
     chunk, per_step = _chunks(schedule, model)
@@ -138,6 +138,14 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
                       host_bytes=host_of(sel), min_budget=floor, chunk_steps=chunk,
                       chunk_bytes_per_step=per_step,
                       unknown=_unknown(model))
+
+
+def ops_unknown(unknown) -> str:
+    """'N ops make values whose sizes are unknown before running': the count the plan's note,
+    the run's error and the CLI all give (one per op, as plan.unknown lists them)."""
+    n = len(unknown)
+    return f"{n} op{'s' if n != 1 else ''} make{'' if n != 1 else 's'} values whose sizes " \
+           f"are unknown before running"
 
 
 def _unknown(model: PeakModel) -> tuple:

@@ -41,7 +41,7 @@ import numpy as np
 from ..errors import OutOfMemoryError, user_location
 from ..memory.accounting import check_byte_count, fmt_bytes
 from ..memory.plan import RunReport
-from ..memory.planner import STRATEGIES, loop_choices, make_plan
+from ..memory.planner import STRATEGIES, loop_choices, make_plan, ops_unknown
 from ..memory.simulate import spill_host_peak
 from ..memory.spill import choose_spills
 from ..passes.pipeline import CHUNK_KEY, PASSES, chunk_steps_of, enabled_passes
@@ -133,8 +133,8 @@ def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = F
             if plan.unknown:
                 raise OutOfMemoryError(
                     f"memory_budget={plan.budget} bytes cannot be checked for "
-                    f"{_fetch_names(flat)}: {len(plan.unknown)} values have sizes unknown "
-                    f"before running, {plan.unknown[0]} among them. Give a while_loop "
+                    f"{_fetch_names(flat)}: {ops_unknown(plan.unknown)}, "
+                    f"{plan.unknown[0]} among them. Give a while_loop "
                     "maximum_iterations= (its number of steps is then known), or run "
                     "without a memory_budget.")
             if not plan.host_fits:
