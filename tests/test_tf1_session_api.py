@@ -348,3 +348,26 @@ def test_variable_assign_methods():
     assert sub_w.node.name == "down" and w.read_value() is w
     with pytest.raises(TypeError, match="assign needs a variable"):
         x.assign([1.0, 2.0])
+
+
+def test_running_a_train_op_gives_none_and_fetching_none_is_a_type_error():
+    """TF1: minimize's result, tf.group and tf.no_op are operations: sess.run gives None for
+    them (beside the values fetched with them); sess.run(None) is a TypeError."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [None, 2])
+        w = rg.get_variable("w", [2, 1], initializer=rg.ones_initializer())
+        loss = rg.reduce_mean(rg.matmul(x, w))
+        train = rg.train.GradientDescentOptimizer(0.5).minimize(loss)
+        nothing = rg.no_op()
+        with rg.Session() as sess:
+            sess.run(rg.global_variables_initializer())
+            feed = {x: np.ones((2, 2), np.float32)}
+            assert sess.run(train, feed) is None
+            got_loss, got_train = sess.run([loss, train], feed)
+            assert got_train is None and np.isclose(got_loss, 1.0)   # w ones - 0.5 after one step
+            assert sess.run(nothing) is None
+            np.testing.assert_allclose(sess.run(w), np.zeros((2, 1)))   # both steps applied
+            with pytest.raises(TypeError, match="Fetch argument None has invalid type"):
+                sess.run(None)
+            assert sess.run([loss, None], feed)[1] is None   # None inside a structure stays

@@ -8,7 +8,8 @@ import threading
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, NumericsError, OutOfMemoryError, take_interrupt
+from ..errors import (InvalidArgumentError, NumericsError, OutOfMemoryError, take_interrupt,
+                      user_location)
 from ..ir.graph import Graph, get_default_graph
 from ..kernels import feature
 from ..memory.shapes import infer_shapes
@@ -226,7 +227,8 @@ class Session:
     def run(self, fetches, feed_dict=None, report: bool = False, **run_options):
         """Compute `fetches` (a Value or nested list/tuple/dict/namedtuple of Values; a tensor
         name such as "MatMul:0" fetches that tensor, an operation name such as "train" runs
-        that node and gives None, as in TF1).
+        that node and gives None, as in TF1; so does a grouped update: minimize's train op,
+        rg.group, rg.no_op).
 
         `report=True` measures the run (peak device bytes, bytes moved to and from the host)
         into `self.last_run_report`; sessions with a memory budget or a capacity-limited
@@ -273,7 +275,9 @@ class Session:
             finally:   # (a local naming the exception is a cycle through its traceback: it
                 interrupt = None   # would keep the run's buffers until the garbage collector)
         self.variables.end(pending, commit=True)
-        return rebuild(outs)
+        # a grouped update (minimize's train op, rg.group, rg.no_op) is an operation in TF1:
+        # running it gives None
+        return rebuild([None if v.node.op.name == "group" else out for v, out in zip(flat, outs)])
 
     def memory_plan(self, fetches, feed_dict=None):
         """The memory plan a run of `fetches` would follow, before running it: a MemoryPlan
@@ -305,6 +309,9 @@ class Session:
             raise RuntimeError("Attempted to use a closed Session (it was closed with close())")
 
     def _check_fetches(self, fetches):
+        if fetches is None:   # (TF1's error; inside a structure, None is kept as None)
+            raise TypeError(f"Fetch argument None has invalid type: give a Value, a name or "
+                            f"a structure of them (at {user_location()})")
         run_only = []
         if not isinstance(fetches, Value) and _names_a_fetch(fetches):
             fetches = _resolve_fetch_names(fetches, self.graph, run_only)
