@@ -371,3 +371,13 @@ def test_running_a_train_op_gives_none_and_fetching_none_is_a_type_error():
             with pytest.raises(TypeError, match="Fetch argument None has invalid type"):
                 sess.run(None)
             assert sess.run([loss, None], feed)[1] is None   # None inside a structure stays
+
+
+def test_feeding_an_array_to_a_placeholder_made_without_shape_says_why():
+    p = rg.placeholder(rg.float32)   # TF1: unknown rank; here a scalar
+    with pytest.raises(ValueError, match=r"made without shape= is a scalar.*give it shape="):
+        rg.Session().run(p * 2, {p: np.ones((2, 2), np.float32)})
+    q = rg.placeholder(rg.float32, [None, 3])   # a shaped one: no such hint
+    with pytest.raises(ValueError) as e:
+        rg.Session().run(q * 2, {q: np.ones((2, 2), np.float32)})
+    assert "without shape=" not in str(e.value)

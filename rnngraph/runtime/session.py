@@ -596,8 +596,11 @@ def _coerce_feed(v: Value, value) -> np.ndarray:
                                  f"outside [{info.min}, {info.max}]")
         arr = arr.astype(want)
     if not v.type.accepts(arr.shape):
+        hint = ("; a placeholder made without shape= is a scalar (rnngraph needs every rank "
+                "when the graph is built): give it shape=, e.g. [None] * rank"
+                if not v.shape and v.node.op.name == "placeholder" else "")
         raise ValueError(f"{what}{where} expects shape {v.type} (rank {len(v.shape)}), got an "
-                         f"array of shape {arr.shape}")
+                         f"array of shape {arr.shape}{hint}")
     return arr
 
 
