@@ -390,9 +390,9 @@ def test_a_bidirectional_classifier_fits_a_tenth_only_with_the_pass(lengths, tim
 
 
 def test_bidirectional_outputs_lower_the_floor():
-    """Both output sequences in the loss (the backward one stays a whole stack: stream_outputs
-    does not stream through reverse_sequence): the smallest budget found is lower with the
-    pass, and a budget between the two fits only with it."""
+    """Both output sequences in the loss (stream_outputs streams both directions, the backward
+    one through its reverse_sequences: tests/test_memory_stream_bidir.py): the smallest budget
+    found is lower with the pass, and a budget between the two fits only with it."""
     g, fetches, fd = _bidir(100, 16, 32, 300, 32, lengths=True)
     ref = rg.Session(g, device=SimulatedDevice()).run(fetches, fd)
     floors = []

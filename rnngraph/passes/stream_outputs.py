@@ -27,6 +27,22 @@ The region is what reads S through:
 - row reorderings (dynamic_rnn's unsort, and its gradient's inverse), seen through: per-row
   work commutes with them, a sum does not see them, and the backward loop reads rows whose
   reorderings cancel;
+- reversals of each row's steps (reverse_sequence along the time axis, its batch axis the
+  rows: bidirectional_dynamic_rnn's backward direction, batch- or time-major), seen through
+  as a reordering of the steps within each row: a sum over time does not see it, per-step
+  work commutes with it where the operands that vary over time are read through the same
+  reversal (a fed target, labels, a sequence mask: reversed once before the loop, then
+  transposed and sorted as below), and the gradient's reverse_sequence by the same lengths
+  undoes it, so the backward loop reads its rows. Only reversals known not to raise where the
+  whole-tensor op would not: within the loop's own sequence_length (checked to lie in [0,
+  steps] before the loop runs), or over every step (lengths fill([dim(y, rows)], 0) + dim(y,
+  time) of region values, as bidirectional_dynamic_rnn builds them without sequence_length;
+  those dims read the stack's shape only, and a fed operand is reversed over its own steps).
+  Work that mixes rows at one time index (a product x_t^T @ w_t of two time-major values, a
+  sum over the batch alone) is refused after a reversal: a row's step t there is another
+  step of the loop than another row's. So is a head over concat([fw, bw], -1): concat is not
+  per-step work of one loop (the two directions run one after the other), and both output
+  stacks stay whole;
 - elementwise ops whose other operands are the same at every step and row: scalars, or
   loop-invariant tensors that broadcast over time and the reordered rows (a bias `y + b`,
   b of shape [H]; a keepdims sum's gradient [1, 1, H]), read in the loop as invariants;
@@ -100,11 +116,12 @@ from ..ir.types import TensorType
 from ..ops.elementwise import Add, BroadcastLike, Cast, Div, Mul, SumTo
 from ..ops.reduce import AddN, ReduceMean, ReduceSum, ReducedCount, reduced_axes
 from ..ops.rows import InvertPermutation, PermuteRows
-from ..ops.sequence import CheckSteps
+from ..ops.sequence import CheckSteps, ReverseSequence
 from ..ops.linalg import MatMul, MatrixTranspose
 from ..ops.nn import LogSoftmax, OneHot, Softmax, SparseSoftmaxCrossEntropy
 from ..ops.sources import Constant
-from ..ops.shape import ExpandDims, Reshape, ReshapeLike, Squeeze, Transpose
+from ..ops.fill import Fill
+from ..ops.shape import Dim, ExpandDims, Reshape, ReshapeLike, Squeeze, Transpose
 from .loop_ports import add_invariant, add_sequence
 from .rewrite import replace_uses, result_values, toposort, uses
 
@@ -202,12 +219,24 @@ def _stream_output(graph, loop, k, why=None) -> int:
             return _no(why, loop, split)
         return _no(why, loop, f"{(pending or order)[0].name} ({(pending or order)[0].op.name}) "
                    "reads it along the time axis or its rows, or its operands' layouts differ")
+    # a reversal must be one whose result is known to be a per-row time reordering that
+    # raises nowhere the whole-tensor op would not: over every step (its lengths read from
+    # the region's own dims) or within the lengths of dynamic_rnn's loop (checked there)
+    shape_reads = set()        # dims of region values read only by such lengths
+    lengths = _loop_lengths(loop)
+    for n in order:
+        if isinstance(n.op, ReverseSequence):
+            dims = _full_lengths(n.inputs[1], axis, readers, kept, order)
+            if dims is None and not _loop_reversal(n.inputs[1], lengths):
+                return _no(why, loop, f"{n.name} (reverse_sequence) reverses it within lengths "
+                           "that are neither its number of steps nor the loop's sequence_length")
+            shape_reads.update(dims or ())
     # every reader of the region must be in it or be a sink
     reductions, sequences = [], []
     products = {}              # sum_to of a batched product -> its two region operands
     for v in axis:
         for n in readers.get(v, []):
-            if n in order or isinstance(n.op, ReducedCount):
+            if n in order or isinstance(n.op, ReducedCount) or n in shape_reads:
                 continue
             summed = _batched_product_sum(n, axis, readers, kept)
             if _sink(n, axis, v.type.rank) or summed:
@@ -240,10 +269,11 @@ def _stream_output(graph, loop, k, why=None) -> int:
     reader_at = {}             # such a sequence -> the first region node reading it
     made = set()               # one_hot / reshape(., [-1]) of such a sequence, made per step
     for n in order:
-        if isinstance(n.op, (PermuteRows, Reshape, ReshapeLike)):
+        if isinstance(n.op, (PermuteRows, Reshape, ReshapeLike, ReverseSequence)):
             continue
         a, perms, _ = axis[n.outputs[0]]
         rank = n.outputs[0].type.rank
+        perms = tuple(p for p in perms if not isinstance(p[0], _Reversal))   # (rows in order)
         for i, u in enumerate(n.inputs):
             if u in axis or u in counts:
                 continue
@@ -268,7 +298,6 @@ def _stream_output(graph, loop, k, why=None) -> int:
                         made.add(u.node.inputs[0])   # (one_hot(reshape(L, [-1])))
     # what moves into a loop may not read a value computed from that loop's outputs
     every_step = None          # (the first sum not zero at zero, where the loop has a trip)
-    lengths = _loop_lengths(loop)
     masks = _masks_padding(loop, lengths) if lengths is not None else None
     for red in reductions:
         ins = list(products.get(red, [u for u in red.inputs if u in axis]))
@@ -296,8 +325,8 @@ def _stream_output(graph, loop, k, why=None) -> int:
     body = op.body
     y = body.results["output"][k]
     steps = {}
-    feeds = {u: [a, idx, None] for u, (a, idx) in fed.items()}   # (made time-major, in the
-    # loop's row order, when first lowered)
+    feeds = {u: [a, idx, rev, None] for u, (a, idx, rev) in fed.items()}   # (made time-major,
+    # reversed as the region reverses its rows, in the loop's row order, when first lowered)
     inits = []                 # the streamed accumulators' initial values
     if reductions:
         lowering = _lowering(loop, body, y, axis, counts, steps, feeds=feeds, made=made)
@@ -328,7 +357,7 @@ def _check_steps(graph, loop, feeds, reader_at, inits, readers) -> None:
     the rows), so it runs before them."""
     op = loop.op
     like = op.in_ports().split(loop.inputs)["sequence"][op.length_from]
-    for u, (a, _, seq) in feeds.items():
+    for u, (a, _, _, seq) in feeds.items():
         if seq is None or (u.type.shape[a] is not None and like.type.shape[0] is not None):
             continue
         if inits:
@@ -507,13 +536,20 @@ def _masks_padding(loop, lengths):
                    for x in m[1:]):
                 return False
         want = in_loop
+        rev = None
+        if perms and isinstance(perms[-1][0], _Reversal):
+            rev, perms = perms[-1][0], perms[:-1]
         if perms:
             idx, p = perms[0]
-            if len(perms) != 1 or p != rows or order is None or \
+            if len(perms) != 1 or p != rows or order is None or isinstance(idx, _Reversal) or \
                     not isinstance(idx.node.op, InvertPermutation) or \
                     idx.node.inputs[0] is not order:
                 return False
             want = L
+        # (a reversal within the mask's own lengths leaves it as it is: ones below each
+        # row's length, zeros from there on)
+        if rev is not None and _same_lengths(rev.lengths) is not want:
+            return False
         return _same_lengths(m[0]) is want
     return test
 
@@ -532,6 +568,73 @@ def _run_every_row(graph, loop, every_step) -> None:
     op.active_rows = False
     op.has_trip = op.has_trip and not every_step
     graph.version += 1
+
+
+class _Reversal:
+    """A reversal of each row's steps (reverse_sequence along a region value's time axis, its
+    batch axis the rows) by `lengths`, as a layout's row reordering (its axis: the rows).
+    Equal to another by its lengths value: the gradient's reverse_sequence reads the same."""
+    __slots__ = ("lengths",)
+
+    def __init__(self, lengths):
+        self.lengths = lengths
+
+    def __eq__(self, other):
+        return isinstance(other, _Reversal) and other.lengths is self.lengths
+
+    def __hash__(self):
+        return hash(("reversal", id(self.lengths)))
+
+
+def _reversed(perms) -> bool:
+    """A layout's reorderings include a reversal of steps."""
+    return any(isinstance(i, _Reversal) for i, _ in perms)
+
+
+def _full_lengths(u, axis, readers, kept, order):
+    """u, the lengths of a reverse_sequence of the region, is fill([dim(v, rows)], 0) +
+    dim(w, time) of region values v and w (bidirectional_dynamic_rnn without sequence_length):
+    every row reversed over all its steps, which a region value has as many as the stack
+    (no lengths out of range). Those dims, read by nothing else (then the stack is not kept
+    whole for them), the lengths read only by reversals of the region and not kept; else None."""
+    n = u.node
+    if n.op.name != "add" or len(n.inputs) != 2 or u in kept or \
+            not np.issubdtype(u.dtype, np.integer) or \
+            any(not isinstance(r.op, ReverseSequence) or r not in order or r.inputs[0] is u
+                for r in readers.get(u, [])):
+        return None
+    for fill, steps in (n.inputs, n.inputs[::-1]):
+        f, d = fill.node, steps.node
+        if not isinstance(f.op, Fill) or f.op.value != 0 or len(f.op.shape) != 1 or \
+                not isinstance(d.op, Dim) or d.inputs[0] not in axis or \
+                len(readers.get(fill, [])) != 1 or fill in kept:
+            continue
+        a, _, merged = axis[d.inputs[0]]
+        if merged or d.op.axis % d.inputs[0].type.rank != a:
+            continue
+        dims = [d]
+        if f.inputs:   # (the number of rows, read at run time)
+            b = f.inputs[0].node
+            if not isinstance(b.op, Dim) or b.inputs[0] not in axis:
+                continue
+            a, _, merged = axis[b.inputs[0]]
+            if merged or a > 1 or b.op.axis % b.inputs[0].type.rank != 1 - a:
+                continue
+            dims.append(b)
+        elif any(r.inputs[0].type.shape[r.op.batch_axis] != f.op.shape[0]
+                 for r in readers.get(u, [])):
+            continue   # (a static count of lengths: one per row, as the op requires)
+        if all(len(readers.get(x.outputs[0], [])) == 1 and x.outputs[0] not in kept
+               for x in dims):
+            return dims
+    return None
+
+
+def _loop_reversal(u, lengths) -> bool:
+    """u, the lengths of a reverse_sequence of the region, are those of dynamic_rnn's loop
+    (`lengths`: _loop_lengths), in the caller's row order: checked at run time to lie in
+    [0, steps] before the loop runs, so the reversal is a reordering of each row's steps."""
+    return lengths is not None and _same_lengths(u) is _same_lengths(lengths[0])
 
 
 def _broadcasts_over(u, rank, axes) -> bool:
@@ -556,6 +659,11 @@ def _fed_rows(u, n, layout, loop):
     inverse order (see _time_major). Returns (the fed value, its time axis, that index or
     None), or None."""
     a, perms, merged = layout
+    rev = None
+    if perms and isinstance(perms[-1][0], _Reversal):   # (the last reordering: undone first)
+        rev, perms = perms[-1][0], perms[:-1]
+    if _reversed(perms):
+        return None
     out = n.outputs[0].type
     labels = isinstance(n.op, SparseSoftmaxCrossEntropy) and u is n.inputs[0] and \
         n.inputs[1] is not u
@@ -568,14 +676,23 @@ def _fed_rows(u, n, layout, loop):
         return None
     else:
         src = _fed_value(u, a, out.shape[a], loop)
-    if src is None or not perms:
-        return None if src is None else src + (None,)
+    if src is None:
+        return None
+    if rev is not None:
+        # (read through the same reversal, within the same lengths: the loop's lengths,
+        # computed before it, or every step, read from the fed value's own dims)
+        full = _after(rev.lengths, loop)
+        if not full and src[0].type.shape[1 - src[1]] == 1:
+            return None   # (one row broadcast to all would become one per length)
+        rev = (rev.lengths, full)
+    if not perms:
+        return src + (None, rev)
     idx, p = perms[0]
     # (the rows reordered: on the batch axis of the fed value, by an index computed before
     # the loop; merged rows are reordered on their batch part)
     if (0 if merged else 1 - a) != p or _after(idx, loop):
         return None
-    return src + (idx,)
+    return src + (idx, rev)
 
 
 def _fed_value(u, a, steps, loop):
@@ -644,7 +761,9 @@ def _batched_product_sum(n, axis, readers, kept):
 def _reads_after(v, axis, counts, loop) -> bool:
     """The region work computing v reads a value computed from the loop's outputs."""
     for n in _region_nodes_of(v, axis, counts):
-        if any(u not in axis and u not in counts and _after(u, loop) for u in n.inputs):
+        # (a reversal's lengths are not read per step: checked apart, _full_lengths)
+        ins = n.inputs[:1] if isinstance(n.op, ReverseSequence) else n.inputs
+        if any(u not in axis and u not in counts and _after(u, loop) for u in ins):
             return True
     return False
 
@@ -662,6 +781,16 @@ def _region_axis(n, axis):
         if merged or rest != sorted(rest):
             return False
         return (perm.index(a), tuple((i, perm.index(p)) for i, p in perms), 0)
+    if isinstance(op, ReverseSequence):
+        x, lengths = n.inputs
+        if x not in axis or lengths in axis:
+            return False
+        a, perms, merged = axis[x]
+        rank = x.type.rank
+        if merged or a > 1 or op.seq_axis % rank != a or op.batch_axis % rank != 1 - a:
+            return False   # (along the time axis, the rows its batch: else not per-row)
+        rev = (_Reversal(lengths), 1 - a)   # (an involution: the same one again undoes it)
+        return (a, perms[:-1] if perms and perms[-1] == rev else perms + (rev,), 0)
     if isinstance(op, PermuteRows):
         x, idx = n.inputs
         if idx in axis or x not in axis or op.axis == axis[x][0] or axis[x][2]:
@@ -675,6 +804,9 @@ def _region_axis(n, axis):
     if isinstance(op, MatrixTranspose):
         a, perms, merged = axis[n.inputs[0]]
         rank = n.inputs[0].type.rank
+        if not merged and _reversed(perms):
+            return False   # (its products sum rows of different steps: see _stepwise_product;
+            # merged rows are summed whole, over every step)
         if not merged:   # (the time axis must lead: a step's value is transposed alike;
             # on the rows of batch-major [B, T, X] it is the first half of a batched product
             # summed over the batch, a sink: see _batched_product_sum)
@@ -759,8 +891,8 @@ def _stepwise_product(x, w, axis) -> bool:
     and, under x = matrix_transpose(u), u's rows, reordered alike)."""
     (xa, xp, xm), (wa, wp, wm) = axis[x], axis[w]
     rank = x.type.rank
-    if xm or wm or xa != wa or xa >= rank - 2 or w.type.rank != rank:
-        return False
+    if xm or wm or xa != wa or xa >= rank - 2 or w.type.rank != rank or _reversed(xp + wp):
+        return False   # (reversed rows: a step's rows come from different steps of the loop)
     if not xp and not wp:
         return True
     u = x.node.inputs[0] if isinstance(x.node.op, MatrixTranspose) else None
@@ -862,7 +994,7 @@ def _vanishes(v, axis, masks=None) -> bool:
     if n.op.name == "loop":
         return True
     if isinstance(n.op, (Transpose, PermuteRows, Reshape, ReshapeLike, MatrixTranspose,
-                         ExpandDims)):
+                         ExpandDims, ReverseSequence)):
         return n.inputs[0] in axis and _vanishes(n.inputs[0], axis, masks)
     if isinstance(n.op, MatMul):   # (a zero row of x gives a zero row of x @ w)
         return any(_vanishes(u, axis, masks) for u in n.inputs if u in axis)
@@ -903,7 +1035,8 @@ def _sink(n, axis, rank) -> bool:
         if a >= op.lead:
             return False
         summed = set(range(op.lead))
-    return a in summed and all(p in summed for _, p in perms)
+    # (a reversal reorders steps within each row: a sum over time does not see it)
+    return a in summed and all(p in summed for i, p in perms if not isinstance(i, _Reversal))
 
 
 def _reads_rows(n, loop, v, a) -> bool:
@@ -979,13 +1112,15 @@ def _steps_of(source, dtype, steps):
 
 
 def _time_major(source, u, feeds):
-    """The fed sequence u as the loops read it, [T, B, ...] in the loop's row order: u itself
-    where it is time-major, else one Transpose swapping its first two axes (as dynamic_rnn does
-    with its input), then, where the region reorders the loop's rows by an index `idx`
-    (dynamic_rnn's unsort), its rows taken by the inverse order (dynamic_rnn's sort, the index
-    idx inverts, or its InvertPermutation), as dynamic_rnn does with its input too; made just
-    before the forward loop `source` (memoised in `feeds`)."""
-    a, idx, seq = feeds[u]
+    """The fed sequence u as the loops read it, [T, B, ...] in the loop's row order: where the
+    region reverses each row's steps (`rev`: (lengths, whether every step)), u reversed alike
+    first (reverse_sequence along its time axis, within those lengths or over all its steps);
+    then u itself where it is time-major, else one Transpose swapping its first two axes (as
+    dynamic_rnn does with its input), then, where the region reorders the loop's rows by an
+    index `idx` (dynamic_rnn's unsort), its rows taken by the inverse order (dynamic_rnn's sort,
+    the index idx inverts, or its InvertPermutation), as dynamic_rnn does with its input too;
+    made just before the forward loop `source` (memoised in `feeds`)."""
+    a, idx, rev, seq = feeds[u]
     if seq is None:
         graph = source.graph
 
@@ -996,14 +1131,25 @@ def _time_major(source, u, feeds):
             graph.nodes.insert(graph.nodes.index(source), node)
             return node.outputs[0]
         seq = u
+        if rev is not None:   # (the region reversed each row's steps: the fed rows alike)
+            lengths, full = rev
+            if full:          # (every step of each row, as the region's own dims said)
+                rows = before_loop(Dim(1 - a), [u], f"{u.node.name}/streamed/rows")
+                zeros = before_loop(Fill((None,), 0, np.int32), [rows],
+                                    f"{u.node.name}/streamed/lengths")
+                lengths = before_loop(Add(), [zeros, before_loop(
+                    Dim(a), [u], f"{u.node.name}/streamed/steps")],
+                    f"{u.node.name}/streamed/lengths")
+            seq = before_loop(ReverseSequence(a, 1 - a), [seq, lengths],
+                              f"{u.node.name}/streamed/ReverseSequence")
         if a:
-            seq = before_loop(Transpose((1, 0) + tuple(range(2, u.type.rank))), [u],
+            seq = before_loop(Transpose((1, 0) + tuple(range(2, u.type.rank))), [seq],
                               f"{u.node.name}/streamed/Transpose")
         if idx is not None and seq.type.shape[1] != 1:   # (one row broadcast to all: in order)
             order = idx.node.inputs[0] if isinstance(idx.node.op, InvertPermutation) else \
                 before_loop(InvertPermutation(), [idx], f"{u.node.name}/streamed/order")
             seq = before_loop(PermuteRows(1), [seq, order], f"{u.node.name}/streamed/PermuteRows")
-        feeds[u][2] = seq
+        feeds[u][3] = seq
     return seq
 
 
@@ -1091,9 +1237,11 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
         n = v.node
         if v.node is source:
             out = base
-        elif isinstance(n.op, (Transpose, PermuteRows, Reshape, ReshapeLike)):
+        elif isinstance(n.op, (Transpose, PermuteRows, Reshape, ReshapeLike,
+                               ReverseSequence)):
             out = lower(n.inputs[0], product)   # (elementwise work commutes with a row
-            # order; a step's rows are the same [B, X] merged or not)
+            # order and with each row's order of steps, its fed operands read through the
+            # same reversal; a step's rows are the same [B, X] merged or not)
         elif isinstance(n.op, MatMul) and n.inputs[1] not in axis:
             out = add(n.op, [lower(n.inputs[0], True), outer(n.inputs[1])],
                       f"{n.name}/streamed", n)
