@@ -248,3 +248,21 @@ def test_cli_locations_are_the_command_line(tmp_path, capsys):
     text = capsys.readouterr().out
     assert CLI_LOCATION in text   # (the gradients the CLI adds: built by the command)
     assert HERE not in text.split("gradients", 1)[1]
+
+
+# --- F10 --------------------------------------------------------------------------------------
+
+def test_a_plan_over_both_budgets_says_both():
+    _, _, loss, gs, feed = _swap_lstm()
+    fetches = [loss] + gs
+    s = rg.Session(memory_budget=1000, host_budget=200)
+    s.run(rg.global_variables_initializer())
+    plan = s.memory_plan(fetches, feed)
+    assert not plan.host_fits and plan.predicted_peak > plan.budget
+    assert "(OVER BUDGET AND OVER THE HOST BUDGET)" in str(plan).splitlines()[0]
+    roomy = rg.Session(memory_budget=10**7, host_budget=200)   # the device budget is met
+    roomy.run(rg.global_variables_initializer())
+    plan = roomy.memory_plan(fetches, feed)
+    assert not plan.host_fits   # (a swap_memory loop offloads whatever the device budget)
+    head = str(plan).splitlines()[0]
+    assert "(OVER THE HOST BUDGET)" in head and "OVER BUDGET AND" not in head

@@ -366,7 +366,9 @@ class MemoryPlan:
     def __str__(self) -> str:
         budget = "none" if self.budget is None else fmt_bytes(self.budget)
         if not self.host_fits:
-            verdict = "  (OVER THE HOST BUDGET)"
+            over = self.budget is not None and self.predicted_peak > self.budget
+            verdict = "  (OVER BUDGET AND OVER THE HOST BUDGET)" if over else \
+                "  (OVER THE HOST BUDGET)"
         elif self.budget is None:
             verdict = ""
         elif self.unknown:
