@@ -78,11 +78,12 @@ def numpy_lstm_forward(x, W, b, lengths=None):
     return ys, tape
 
 
-def numpy_lstm_backward(tape, dys, W, n_in: int):
+def numpy_lstm_backward(tape, dys, W, n_in: int, inputs: bool = False):
     """The gradients by W and b of a loss whose gradient by the outputs is dys [B, T, H], from
-    numpy_lstm_forward's tape."""
+    numpy_lstm_forward's tape; with `inputs`, also the gradient by the inputs x [B, T, I]."""
     B, H = tape[0][5].shape
     dW, db = np.zeros_like(W), np.zeros(W.shape[1])
+    dx = np.zeros((B, len(tape), n_in))
     dh, dc = np.zeros((B, H)), np.zeros((B, H))
     for t in reversed(range(len(tape))):
         xh, i, j, f, o, c_prev, c_new, live = tape[t]
@@ -95,9 +96,11 @@ def numpy_lstm_backward(tape, dys, W, n_in: int):
         dz = np.concatenate([di, dj, df, do], 1)
         dW += xh.T @ dz
         db += dz.sum(0)
-        dh = (1 - live) * dh + (dz @ W.T)[:, n_in:]
+        dxh = dz @ W.T
+        dx[:, t] = dxh[:, :n_in]
+        dh = (1 - live) * dh + dxh[:, n_in:]
         dc = (1 - live) * dc + dc_new * _sig(f + 1.0)
-    return dW, db
+    return (dW, db, dx) if inputs else (dW, db)
 
 
 def _sig(z):

@@ -90,6 +90,17 @@ def _two_loops(kind, T, B, H, V, E, lengths=False, time_major=False, seed=0):
     return g, fetches, fd
 
 
+def numeric_grad(sess, loss, fd, key, value, eps=1e-6):
+    """Central differences of the scalar `loss` by every entry of the array fed to `key`."""
+    num = np.zeros_like(value)
+    for i in np.ndindex(value.shape):
+        for sign in (1, -1):
+            t = value.copy()
+            t[i] += sign * eps
+            num[i] += sign * sess.run(loss, {**fd, key: t}) / (2 * eps)
+    return num
+
+
 def _fed(fd, name):
     return next(a for k, a in fd.items() if k.node.name == name)
 
@@ -201,14 +212,8 @@ def test_bidirectional_embedding_gradient_matches_finite_differences():
     sess = rg.Session(g, passes=ONLY)
     loss, demb = sess.run(fetches, {**fd, emb: table})
     _check_joined(_program(sess).graph, 2)
-    num = np.zeros_like(table)
-    eps = 1e-6
-    for i in np.ndindex(table.shape):
-        for sign in (1, -1):
-            t = table.copy()
-            t[i] += sign * eps
-            num[i] += sign * sess.run(fetches[0], {**fd, emb: t}) / (2 * eps)
-    np.testing.assert_allclose(demb, num, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(demb, numeric_grad(sess, fetches[0], fd, emb, table),
+                               rtol=1e-6, atol=1e-8)
 
 
 def test_the_printed_ir_reverses_the_ids_and_chains_the_accumulators():

@@ -18,7 +18,7 @@ import rnngraph as rg
 from rnngraph.runtime.simulated import SimulatedDevice
 
 from test_memory_chunks import _close, _loops, numpy_lstm_backward, numpy_lstm_forward
-from test_memory_embedding_bidir import _bidir, _check_numpy, _program
+from test_memory_embedding_bidir import _bidir, _check_numpy, _program, numeric_grad
 from test_memory_streamed import _streamed_nodes, rerun_saved, run_planned
 
 STREAM = {"stream_outputs": "always"}   # (forced: the pass itself is tested)
@@ -116,33 +116,10 @@ def _numpy_bidir(fd, variables, time_major, head):
         Y = Y.transpose(1, 0, 2) if time_major else Y
         loss += np.mean((bw - Y) ** 2)
         dbw = 2 * (bw - Y) / bw.size
-    dWf, dbf, dxf = _backward(tf, 2 * yf, Wf, I)
-    dWb, dbb, dxr = _backward(tb, _reverse_within(dbw, full), Wb, I)
+    dWf, dbf, dxf = numpy_lstm_backward(tf, 2 * yf, Wf, I, inputs=True)
+    dWb, dbb, dxr = numpy_lstm_backward(tb, _reverse_within(dbw, full), Wb, I, inputs=True)
     dx = dxf + _reverse_within(dxr, full)
     return [loss, dWf, dbf, dWb, dbb, dx.transpose(1, 0, 2) if time_major else dx]
-
-
-def _backward(tape, dys, W, n_in):
-    """numpy_lstm_backward's weight gradients, and the gradient by the inputs x [B, T, I]."""
-    dW, db = numpy_lstm_backward(tape, dys, W, n_in)
-    # (the input gradient: the same recurrence again, keeping dz's input part)
-    from test_memory_chunks import _sig
-    B, H = tape[0][5].shape
-    dx = np.zeros((B, len(tape), n_in))
-    dh, dc = np.zeros((B, H)), np.zeros((B, H))
-    for t in reversed(range(len(tape))):
-        xh, i, j, f, o, c_prev, c_new, live = tape[t]
-        dh_new = live * (dh + dys[:, t])
-        dc_new = live * dc + dh_new * _sig(o) * (1 - np.tanh(c_new) ** 2)
-        do = dh_new * np.tanh(c_new) * _sig(o) * (1 - _sig(o))
-        di = dc_new * np.tanh(j) * _sig(i) * (1 - _sig(i))
-        dj = dc_new * _sig(i) * (1 - np.tanh(j) ** 2)
-        df = dc_new * c_prev * _sig(f + 1.0) * (1 - _sig(f + 1.0))
-        dxh = np.concatenate([di, dj, df, do], 1) @ W.T
-        dx[:, t] = dxh[:, :n_in]
-        dh = (1 - live) * dh + dxh[:, n_in:]
-        dc = (1 - live) * dc + dc_new * _sig(f + 1.0)
-    return dW, db, dx
 
 
 def _bw_loops(graph):
@@ -223,15 +200,8 @@ def test_streamed_gradients_match_finite_differences(lengths):
     fwd, bwd = _bw_loops(_program(sess).graph)
     assert _streamed_nodes(fwd.op.body) and _streamed_nodes(bwd.op.body)
     X = next(k for k in fd if k.node.name == "X")
-    x, dx = fd[X], out[-1]
-    num = np.zeros_like(x)
-    eps = 1e-6
-    for i in np.ndindex(x.shape):
-        for sign in (1, -1):
-            t = x.copy()
-            t[i] += sign * eps
-            num[i] += sign * sess.run(fetches[0], {**fd, X: t}) / (2 * eps)
-    np.testing.assert_allclose(dx, num, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(out[-1], numeric_grad(sess, fetches[0], fd, X, fd[X]),
+                               rtol=1e-6, atol=1e-8)
 
 
 def test_the_backward_direction_alone_streams_and_the_embedding_model_matches_numpy():
