@@ -16,6 +16,8 @@ spill_values.py): the named values of the compiled graph are offloaded to host m
 recomputed, between their early and late readers; the planner (memory/spill.py) names them."""
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
 from ..errors import user_location
@@ -141,7 +143,6 @@ def check_spill_names(graph: Graph, source: Graph, config) -> None:
     names the name's node or a scope above it): a typo, which would otherwise move nothing. A
     name the compiled graph lacks but the source explains is skipped (the passes reach every
     program of the session: its variables' initializer holds none of a loop's values)."""
-    import difflib
     unknown = []
     for key, names in zip(SPILL_KEYS, spilled_of(config)):
         for name in names:
