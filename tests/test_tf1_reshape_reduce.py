@@ -555,3 +555,13 @@ def test_tile_and_pad_save_and_load_and_onnx_names_them(tmp_path):
             if v.op.name not in TABLE:
                 with pytest.raises(rg.ExportError, match=v.op.name):
                     rg.io.to_onnx(v, None)
+
+
+@pytest.mark.parametrize("axis, shape", [(0, (0, 4)), (None, (0, 4)), (1, (0, 4)), (1, (3, 0))])
+def test_reduce_prod_gradient_of_an_empty_input_is_empty(axis, shape):
+    """No element to multiply: the gradient is x's (empty) shape, as TF1 gives (the product
+    of the others' reshape refused a zero-size input)."""
+    x = rg.placeholder(rg.float64, [None, None])
+    g = rg.gradients(rg.reduce_sum(rg.reduce_prod(x, axis)), [x])[0]
+    got = rg.Session().run(g, {x: np.zeros(shape)})
+    assert got.shape == shape

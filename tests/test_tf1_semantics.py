@@ -371,3 +371,35 @@ def test_reverse_sequence_lengths_are_checked():
             sess.run(out, {x: xv, lengths: bad})
     np.testing.assert_array_equal(sess.run(out, {x: xv, lengths: [3, 2]}),
                                   [[2, 1, 0], [4, 3, 5]])
+
+
+def test_a_constant_initializer_saved_before_tf1s_layout_keeps_its_broadcast_meaning():
+    """Files written before constant_initializer followed TF1 (pad with the last value) hold no
+    `layout`: they are read with the broadcasting they were saved with, so a reloaded graph
+    initialises as it did when saved; new files say `tf1`."""
+    from rnngraph.io.codec import ArrayTable, Decoder, encode_value
+    from rnngraph.ops import initializers as inits
+    arrays = ArrayTable()
+    record = encode_value(inits.Constant([1.0, 2.0, 3.0]), arrays, "test")
+    assert record["params"].pop("layout") == "tf1"   # (as a file written before it was)
+    old = Decoder({}, arrays).value(record)
+    assert old.layout == "broadcast"
+    np.testing.assert_array_equal(old((2, 3), np.float32, None), [[1, 2, 3], [1, 2, 3]])
+    new = inits.Constant([1.0, 2.0, 3.0])
+    assert new.params()["layout"] == "tf1"
+    np.testing.assert_array_equal(new((2, 3), np.float32, None), [[1, 2, 3], [3, 3, 3]])
+    with pytest.raises(ValueError, match="does not broadcast"):
+        old.check_shape((2, 4), "a variable")
+    g = rg.Graph()   # a new save round-trips the tf1 layout
+    with g.as_default():
+        b = rg.get_variable("b", [2, 3], initializer=rg.constant_initializer([1.0, 2.0]))
+        init = rg.global_variables_initializer()
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "m.rgz")
+        rg.save(path, graph=g, fetches={"b": b, "init": init})
+        loaded = rg.io.read(path)
+    sess = rg.Session(loaded.graph)
+    sess.run(loaded.fetches["init"])
+    np.testing.assert_array_equal(sess.run(loaded.fetches["b"]), [[1, 2, 2], [2, 2, 2]])

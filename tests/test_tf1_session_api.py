@@ -368,6 +368,7 @@ def test_running_a_train_op_gives_none_and_fetching_none_is_a_type_error():
             assert got_train is None and np.isclose(got_loss, 1.0)   # w ones - 0.5 after one step
             assert sess.run(nothing) is None
             np.testing.assert_allclose(sess.run(w), np.zeros((2, 1)))   # both steps applied
+            assert sess.run(rg.global_variables_initializer()) is None   # (an operation too)
             with pytest.raises(TypeError, match="Fetch argument None has invalid type"):
                 sess.run(None)
             assert sess.run([loss, None], feed)[1] is None   # None inside a structure stays

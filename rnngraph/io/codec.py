@@ -307,6 +307,8 @@ class Decoder:
         _need(isinstance(params, dict), "bad initializer parameters")
         cls = inits.KINDS[kind]
         decoded = {k: self.value(v, depth) for k, v in params.items()}
+        if kind == "constant" and "layout" not in decoded:   # (saved before TF1's layout rule)
+            decoded["layout"] = "broadcast"
         problem = schema.params_problem(schema.INITIALIZERS.get(kind, {}), decoded)
         _need(problem is None, f"initializer {kind!r}: {problem}")
         try:

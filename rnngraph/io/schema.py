@@ -471,7 +471,7 @@ REFUSED: dict[str, str] = {}
 # the parameters of each initializer kind (inits.KINDS), as Initializer.params() gives them
 INITIALIZERS: dict[str, dict] = {
     "zeros": {}, "ones": {}, "glorot_uniform": {"seed": optional(SEED)},
-    "constant": {"value": Numbers()},
+    "constant": {"value": Numbers(), "layout": Choice("tf1", "broadcast")},
     "random_uniform": {"minval": Float(), "maxval": Float(), "seed": optional(SEED)},
     "random_normal": {"mean": Float(), "stddev": Float(lo=0.0), "seed": optional(SEED)},
     # ops/initializers.py, the randomness issue's: seeded Philox draws (ops/random.py)

@@ -44,13 +44,28 @@ class Ones(Initializer):
 class Constant(Initializer):
     """TF1's constant_initializer: a scalar fills the shape; a list or array is laid out in
     row-major order over it (its shape is not used): as many values as the shape has elements
-    are reshaped, fewer are padded with the last value, more are refused (ValueError)."""
+    are reshaped, fewer are padded with the last value, more are refused (ValueError).
+
+    `layout="broadcast"` is the meaning files saved before that rule have (NumPy broadcasting
+    of the value to the shape): io reads a constant initializer without a layout so."""
     kind = "constant"
 
-    def __init__(self, value=0.0):
+    def __init__(self, value=0.0, layout: str = "tf1"):
+        if layout not in ("tf1", "broadcast"):
+            raise ValueError(f"constant_initializer: layout must be 'tf1' or 'broadcast', got "
+                             f"{layout!r}")
         self.value = np.asarray(value).tolist()
+        self.layout = layout
 
     def check_shape(self, shape, what: str) -> None:
+        if self.layout == "broadcast":
+            try:
+                np.broadcast_shapes(np.shape(self.value), tuple(shape))
+            except ValueError:
+                raise ValueError(f"constant_initializer for {what}: a value of shape "
+                                 f"{list(np.shape(self.value))} does not broadcast to "
+                                 f"{list(shape)}") from None
+            return
         size, n = int(np.asarray(self.value).size), int(np.prod(shape, dtype=np.int64))
         if size > n:
             raise ValueError(f"constant_initializer for {what}: too many values, {size} for shape "
@@ -62,6 +77,8 @@ class Constant(Initializer):
 
     def __call__(self, shape, dtype, rng):
         self.check_shape(shape, "a variable")
+        if self.layout == "broadcast":
+            return np.broadcast_to(np.asarray(self.value, dtype), tuple(shape)).copy()
         flat = np.asarray(self.value, dtype).ravel()
         n = int(np.prod(shape, dtype=np.int64))
         if flat.size == 1 or flat.size == 0:   # a scalar fills; an empty shape stays empty

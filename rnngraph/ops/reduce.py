@@ -167,6 +167,8 @@ class ReduceProdOthers(Op):
         return x
 
     def compute(self, xp, x):
+        if x.size == 0:   # (no element: nothing to multiply; the reshapes below need one)
+            return xp.zeros_like(x)
         axes = reduced_axes(self.axis, x.ndim)
         kept = [a for a in range(x.ndim) if a not in axes]
         moved = xp.transpose(x, kept + list(axes))

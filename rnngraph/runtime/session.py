@@ -227,8 +227,8 @@ class Session:
     def run(self, fetches, feed_dict=None, report: bool = False, **run_options):
         """Compute `fetches` (a Value or nested list/tuple/dict/namedtuple of Values; a tensor
         name such as "MatMul:0" fetches that tensor, an operation name such as "train" runs
-        that node and gives None, as in TF1; so does a grouped update: minimize's train op,
-        rg.group, rg.no_op).
+        that node and gives None, as in TF1; so do a grouped update (minimize's train op,
+        rg.group, rg.no_op) and global_variables_initializer()).
 
         `report=True` measures the run (peak device bytes, bytes moved to and from the host)
         into `self.last_run_report`; sessions with a memory budget or a capacity-limited
@@ -275,9 +275,10 @@ class Session:
             finally:   # (a local naming the exception is a cycle through its traceback: it
                 interrupt = None   # would keep the run's buffers until the garbage collector)
         self.variables.end(pending, commit=True)
-        # a grouped update (minimize's train op, rg.group, rg.no_op) is an operation in TF1:
-        # running it gives None
-        return rebuild([None if v.node.op.name == "group" else out for v, out in zip(flat, outs)])
+        # a grouped update (minimize's train op, rg.group, rg.no_op) and the variables'
+        # initializer are operations in TF1: running them gives None
+        return rebuild([None if v.node.op.name in _OPERATIONS else out
+                        for v, out in zip(flat, outs)])
 
     def memory_plan(self, fetches, feed_dict=None):
         """The memory plan a run of `fetches` would follow, before running it: a MemoryPlan
@@ -444,6 +445,9 @@ def _names_a_fetch(f) -> bool:
     if isinstance(f, (list, tuple)):
         return any(_names_a_fetch(v) for v in f)
     return False
+
+
+_OPERATIONS = ("group", "init_variables")   # ops whose run gives None, as TF1's Operations
 
 
 def _resolve_fetch_names(fetches, root, run_only: list):

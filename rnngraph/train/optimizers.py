@@ -42,7 +42,8 @@ def _check_learning_rate(learning_rate, what="learning_rate"):
 def sparse_ids(g, var):
     """The ids whose rows of `var` gradient `g` covers where it comes from gathers of `var`
     alone (TF1's IndexedSlices): a gather_grad of var, a sum (add / add_n) of such, or one
-    times a scalar (clip_by_global_norm's factor); [ids, ...], else None (a dense gradient)."""
+    times a scalar (clip_by_global_norm's factor); [ids, ...], else None (a dense gradient:
+    also after a distributed allreduce, which sums other ranks' rows at other ids)."""
     n = g.node
     if isinstance(n.op, GatherGrad):
         return [n.inputs[1]] if n.inputs[2] is var else None
