@@ -243,3 +243,31 @@ def test_a_while_loops_ops_built_on_other_lines_get_their_own_column():
         assert s.origin.line == _line("body")
         row = next(line for line in text.splitlines() if line.startswith(f"  {s.user_name}  "))
         assert f"  {_line('body')}" in row
+
+
+def test_the_note_on_what_the_device_holds_names_the_users_ops():
+    """A budget no plan meets: the note listing the largest values at the predicted peak names
+    each by the user's op, the compiled name in brackets where a pass renamed it, as the tables
+    do; before, it printed compiled names alone ("Concat/recompute:0")."""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [B, 20, I], name="X")
+        y = rg.placeholder(rg.int32, [B, 20], name="y")
+        (fw, bw), _ = rg.nn.bidirectional_dynamic_rnn(rg.nn.LSTMCell(H), rg.nn.LSTMCell(H), X,
+                                                      dtype=rg.float32)
+        logits = rg.layers.dense(rg.concat([fw, bw], -1), C)
+        loss = rg.losses.sparse_softmax_cross_entropy(y, logits)
+        fetches = [loss] + rg.gradients(loss, rg.global_variables())
+    feed = {X: np.zeros((B, 20, I), np.float32), y: np.zeros((B, 20), np.int32)}
+    plan = rg.Session(g, device=rg.SimulatedDevice(10**8), memory_budget=1).memory_plan(
+        fetches, feed)
+    note = next(n for n in plan.notes if n.startswith("at the predicted peak the device holds"))
+    quoted = re.findall(r"'([^']+)' \(([^)]+)\)(?: \[([^\]]+)\])?", note)
+    assert quoted, note
+    names = _user_names(g) | {n.name for n in g.nodes}
+    for user, _, compiled in quoted:
+        assert not INTERNAL.search(user) and "/recompute" not in user, note
+        assert user.partition(" (")[0].rpartition(":")[0] in names or user in names, note
+        if compiled:
+            assert user_op_name(compiled) == user and compiled != user, note
+    assert any(compiled for _, _, compiled in quoted), note   # (a pass renamed some here)

@@ -27,7 +27,7 @@ from .checkpoints import BinomialEvery
 from .costs import CPU_PROFILE, DeviceProfile, offload_time, recompute_time
 from .liveness import Schedule
 from .loops import DEVICE, HOST, RECOMPUTE, loop_layout
-from .plan import LoopPlan, MemoryPlan, SavedTensor
+from .plan import LoopPlan, MemoryPlan, SavedTensor, _differs, _origin_of
 from .shapes import infer_shapes
 from .simulate import LoopChoice, PeakModel, binomial_schedule
 
@@ -194,7 +194,9 @@ def _largest(watch: list, peak: int, count: int = 5) -> str:
             kind = "fed" if k.node.op.name == "placeholder" else \
                 "variable" if k.node.op.name == "variable" else \
                 "stacked by loop" if k.node.op.subgraphs() else k.node.op.name
-            return f"'{k.name}' ({kind})"
+            user = _origin_of(k).label   # (the user's op, as the plan's tables name it)
+            compiled = f" [{k.name}]" if _differs(k.name, user) else ""
+            return f"'{user}' ({kind}){compiled}"
         if hasattr(k, "op"):                             # a loop node, while it runs
             return f"loop '{k.name}' while it runs (its stacks, state and one step)"
         if isinstance(k, tuple) and k and k[0] == "ckpt":
