@@ -243,7 +243,8 @@ def test_a_dense_gradient_keeps_the_dense_update():
 
 def test_an_id_out_of_range_raises():
     out = select_rows(np.zeros((3, 2)), np.ones((3, 2)), np.array([0, 3], np.int32))
-    with pytest.raises(InvalidArgumentError, match=r"id 3 is not in \[0, 3\)"):
+    with pytest.raises(InvalidArgumentError,
+                       match=r"select_rows: indices\[1\] = 3 is not in \[0, 3\)"):
         rg.Session().run(out)
     ok = select_rows(np.zeros((3, 2)), np.ones((3, 2)), [np.array([2, 2]), np.array([[0]])])
     np.testing.assert_array_equal(rg.Session().run(ok), [[0, 0], [1, 1], [0, 0]])

@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import is_integer
-from ..errors import InvalidArgumentError, ShapeError
+from ..errors import ShapeError
 from ..ir.types import TensorType
 from .base import Op, apply, as_value
+from .fill import check_ids
 
 
 class SelectRows(Op):
@@ -39,11 +40,8 @@ class SelectRows(Op):
         return TensorType(old.shape, old.dtype)
 
     def compute(self, xp, new, old, *ids):
-        rows = old.shape[0]
         at = xp.concatenate([xp.reshape(i, (-1,)).astype(np.int64) for i in ids])
-        if at.size and (int(at.min()) < 0 or int(at.max()) >= rows):
-            bad = int(at[(at < 0) | (at >= rows)][0])
-            raise InvalidArgumentError(f"select_rows: id {bad} is not in [0, {rows})")
+        check_ids(xp, at, old.shape[0], "select_rows")
         out = old.copy()
         out[at] = new[at]
         return out
