@@ -117,3 +117,38 @@ def test_shrink_batch_drops_the_mark_of_a_loop_chunked_after_it():
     assert shrink_active_batch(graph) == 1
     assert not bwd.op.shrink and bwd.op.rows_only == bwd.op.unzeroed == ()
     assert fwd.op.shrink and fwd.op.rows_only == fwd.op.unzeroed == ()
+
+
+@pytest.mark.parametrize("passes", [{"chunk_steps": 4, "shrink_batch": False},
+                                    {"shrink_batch": False}], ids=["chunks", "whole"])
+def test_a_reloaded_program_rerun_with_shrink_batch_off_runs_whole_rows(
+        tmp_path, monkeypatch, passes):
+    """shrink_batch switched off on a saved program whose loops it marked: the saved marks are
+    cleared (every step runs on the whole batch, every stack zeroed past the active rows), so
+    a rerun in chunks reads no unwritten row. Before, the pass that clears stale marks did not
+    run and the chunked gradient loop computed on rows the forward loop left unwritten."""
+    g, fetches, fd = _case()
+    sess = rg.Session(g, passes=ONLY)
+    sess.run(fetches, fd)
+    saved, prog = _saved(tmp_path, sess)
+    assert any(m[1] for m in _marks(saved.graph)) and any(m[2] for m in _marks(saved.graph))
+    _poisoned(monkeypatch)
+    with np.errstate(over="raise", invalid="raise"):
+        want = rg.Session(g, passes={"sink_gather": True, **passes}).run(fetches, fd)
+        again = rg.Session(saved.graph, passes=passes)
+        values = {saved.fetches[f"fed_{i}"]:
+                  fd[next(k for k in fd if k.node.name == v.node.name)]
+                  for i, v in enumerate(prog.inputs)}
+        store = {v.node.name: sess.run(v) for v in g.collections["variables"]}
+        values.update({v: store[v.node.name] for v in saved.graph.collections["variables"]})
+        rerun = again.run([saved.fetches[f"out_{i}"] for i in range(len(prog.outputs))],
+                          values)
+    graph = _program(again).graph
+    assert all(not m[1] and m[2] == m[3] == () for m in _marks(graph))
+    assert any(m[4] for m in _marks(graph)) == ("chunk_steps" in passes)
+    assert not any(n.op.only_loops_read for n in graph.nodes if n.op.name == "rows_matmul")
+    _close(rerun[:len(want)], want, rtol=1e-5)
+    ids, L = (next(a for k, a in fd.items() if k.node.name == name) for name in ("ids", "L"))
+    emb, kernel, bias = (store[v.node.name].astype(np.float64)
+                         for v in g.collections["variables"])
+    _close(rerun[:len(want)], _numpy_grads(ids, emb, kernel, bias, L), rtol=2e-5)

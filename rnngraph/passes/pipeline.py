@@ -35,7 +35,7 @@ from .share_copies import share_copies
 from .share_packs import share_packs
 from .licm import hoist_invariants
 from .pack_weights import pack_loop_weights
-from .shrink_batch import shrink_active_batch
+from .shrink_batch import clear_row_marks, shrink_active_batch
 from .simplify import eliminate_common_subexpressions, fold_constants
 from .sink import sink_loops
 from .sink_gather import sink_gather
@@ -190,6 +190,8 @@ def optimize(graph: Graph, keep: list[Value], config=True,
                 else PASSES[name](graph)
         if stats[name] and "dce" in passes[:i]:  # (a pass before "dce" leaves it to that)
             stats["dce"] += eliminate_dead_code(graph)  # what this pass left behind
+    if passes and "shrink_batch" not in passes:   # (a saved program's marks, made when it
+        clear_row_marks(graph)                      # was compiled: switched off, none hold)
     host, again, sums = spilled_of(config)
     if host or again or sums:   # (last: the names are those of the graph the passes made)
         if source is not None:

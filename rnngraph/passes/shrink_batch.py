@@ -18,6 +18,8 @@ read zeroes only the rows they read past the active ones.
 
 A saved program carries these marks; when its passes run again, a loop they chunked (which
 then runs whole rows) loses its mark, and the stacks are marked from their readers afresh.
+Run with this pass switched off (other passes on), the saved marks are all cleared
+(clear_row_marks): every step runs on the whole batch, as in a program compiled without it.
 """
 from __future__ import annotations
 
@@ -41,6 +43,37 @@ def shrink_active_batch(graph: Graph) -> int:
     count = for_each_loop(graph, mark)
     _mark_rows_only_stacks(graph)
     return count
+
+
+def clear_row_marks(graph: Graph) -> int:
+    """Unmark every loop and input projection of `graph` (inner loops too): the pass switched
+    off on a saved program, whose marks were made when it was compiled. Each step then runs on
+    the whole batch and every stack is zeroed past the active rows, whatever chunking the passes
+    that do run gave the loops. Returns how many loops were marked."""
+    def clear(_graph, node) -> int:
+        op = node.op
+        marked = bool(getattr(op, "shrink", False) or getattr(op, "rows_only", ()) or
+                      getattr(op, "unzeroed", ()))
+        if op.name == "loop":
+            op.shrink = False
+            op.rows_only = op.unzeroed = ()
+        return int(marked)
+    count = for_each_loop(graph, clear)
+    for body in [graph] + [b for n in graph.nodes for b in _bodies(n)]:
+        for node in body.nodes:
+            if isinstance(node.op, RowsMatMul):
+                node.op.only_loops_read = False
+    return count
+
+
+def _bodies(node) -> list:
+    """The loop bodies under `node`, nested ones too."""
+    out = []
+    for body in node.op.subgraphs():
+        out.append(body)
+        for n in body.nodes:
+            out.extend(_bodies(n))
+    return out
 
 
 def _can_shrink(op) -> bool:
