@@ -137,3 +137,71 @@ def test_user_dynamic_axes_still_win():
                           dynamic_axes={"dec_in": {1: "Td"}})
     assert _dims(model)["dec_in"] == ["batch", "Td", 3]
     assert _dims(model)["enc_in"] == ["batch", "enc_in_time", 3]
+
+
+def _two_inputs(build, pshape, qshape):
+    g = rg.Graph()
+    with g.as_default():
+        p = rg.placeholder(rg.float32, pshape, name="p")
+        q = rg.placeholder(rg.float32, qshape, name="q")
+        y = build(p, q)
+    return g, p, q, y
+
+
+def test_dims_an_elementwise_op_lines_up_share_a_name():
+    """p + q makes the two batches one size: one name (was p_batch and q_batch); through a
+    unary op and a transpose too."""
+    g, p, q, y = _two_inputs(lambda p, q: rg.tanh(p) + q, [None, 3], [None, 3])
+    ex = export({"y": y}, session=_init(g))
+    assert _dims(ex.model) == {"p": ["batch", 3], "q": ["batch", 3]}
+    rs = np.random.RandomState(0)
+    for b in (1, 4):
+        feed = {p: rs.randn(b, 3).astype(np.float32), q: rs.randn(b, 3).astype(np.float32)}
+        assert max(compare(ex, _init(g), feed).values()) < 1e-6
+    g, p, q, y = _two_inputs(lambda p, q: p * rg.transpose(q, [1, 0]), [None, 4], [4, None])
+    assert _dims(export({"y": y}, session=_init(g)).model) == {"p": ["batch", 4],
+                                                               "q": [4, "batch"]}
+
+
+def test_dims_a_concat_lines_up_share_a_name():
+    """concat along the features: the batch and time axes of both inputs are one size each;
+    a tied dim that is neither batch nor loop time keeps its first input's name."""
+    g, p, q, y = _two_inputs(lambda p, q: rg.concat([p, q], axis=-1), [None, None, 2],
+                             [None, None, 3])
+    ex = export({"y": y}, session=_init(g))
+    assert _dims(ex.model) == {"p": ["batch", "p_dim1", 2], "q": ["batch", "p_dim1", 3]}
+    rs = np.random.RandomState(1)
+    feed = {p: rs.randn(2, 5, 2).astype(np.float32), q: rs.randn(2, 5, 3).astype(np.float32)}
+    assert max(compare(ex, _init(g), feed).values()) == 0.0
+
+
+def test_a_mask_multiplied_with_a_loops_input_takes_its_batch_and_time():
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [None, None, 3], name="x")
+        w = rg.placeholder(rg.float32, [None, None], name="w")
+        out, _ = rg.nn.dynamic_rnn(rg.nn.GRUCell(4), x * rg.expand_dims(w, -1),
+                                   dtype=rg.float32)
+    sess = _init(g)
+    ex = export({"out": out}, session=sess)
+    assert _dims(ex.model) == {"x": ["batch", "time", 3], "w": ["batch", "time"]}
+    rs = np.random.RandomState(2)
+    feed = {x: rs.randn(3, 4, 3).astype(np.float32), w: rs.rand(3, 4).astype(np.float32)}
+    assert max(compare(ex, sess, feed).values()) < 1e-5
+
+
+def test_a_mask_applied_to_a_loops_outputs_takes_its_time():
+    """A loss mask multiplied with dynamic_rnn's outputs: the outputs have as many steps as
+    the loop's input sequence, so the mask's axes are 'batch' and 'time' too."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [None, None, 3], name="x")
+        mask = rg.placeholder(rg.float32, [None, None], name="mask")
+        out, _ = rg.nn.dynamic_rnn(rg.nn.GRUCell(4), x, dtype=rg.float32)
+        y = out * rg.expand_dims(mask, -1)
+    sess = _init(g)
+    ex = export({"y": y}, session=sess)
+    assert _dims(ex.model) == {"x": ["batch", "time", 3], "mask": ["batch", "time"]}
+    rs = np.random.RandomState(3)
+    feed = {x: rs.randn(2, 5, 3).astype(np.float32), mask: rs.rand(2, 5).astype(np.float32)}
+    assert max(compare(ex, sess, feed).values()) < 1e-5

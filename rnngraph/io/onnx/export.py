@@ -436,10 +436,12 @@ def _input_dims(inputs, needed, dynamic_axes) -> dict:
     transposes, reorderings and reversals: the same input axis); the batch rows beside them,
     joined across loops where one loop's state starts from another's outputs (a decoder
     started from its encoder's state) and with an input's unknown leading dim a loop reads
-    (sequence_length). Such a class is 'time' or 'batch' where it is the only one of its kind,
-    else named after its first input (`enc_in_time`, `dec_in_time`); any other unknown dim is
-    INPUT_dimK (an unknown leading dim read by no loop: 'batch' where it is the only
-    batch-like dim)."""
+    (sequence_length); and the dims an elementwise op, a concat or a matmul lines up (x + y,
+    concat([x, y], -1): their leading dims; a mask times a loop's outputs: the loop's batch
+    and time; see _tied_dims). Such a class is 'time' or 'batch' where it is the only one of
+    its kind, else named after its first input (`enc_in_time`, `dec_in_time`); any other
+    unknown dim is INPUT_dimK (an unknown leading dim read by no loop: 'batch' where it is the
+    only batch-like dim; tied dims that are neither: their first input's INPUT_dimK)."""
     known = dict(inputs)
     for key in dynamic_axes:
         if key not in known:
@@ -490,12 +492,19 @@ def _dim_classes(inputs, needed) -> dict:
     loops = [n for n in needed if n.op.name == "loop"]
     cls = _Classes()
     kind = {}   # (input, axis) -> "time" / "batch"
+    # unknown dims the graph's ops make equal (_tied_dims): tie class -> the input dims in it
+    ties = _tied_dims(needed)
+    tied = {}
+    for name, v in inputs:
+        for axis, d in enumerate(v.shape):
+            if d is None:
+                tied.setdefault(ties.find((v, axis)), []).append((name, axis))
     for loop in loops:
         for (v, a), label in _trace_sequence_axes(loop).items():
-            if v in input_of and v.shape[a] is None:
-                key = (input_of[v], a)
-                kind.setdefault(key, label)
-                cls.join((loop, label), key)
+            if v.shape[a] is None:
+                for key in tied.get(ties.find((v, a)), ()):
+                    kind.setdefault(key, label)
+                    cls.join((loop, label), key)
     # a loop whose carried inputs derive from another loop's outputs (a decoder started from
     # its encoder's state) runs the same rows; an input's unknown leading dim that a loop
     # reads (the lengths) is the loop's batch
@@ -514,23 +523,136 @@ def _dim_classes(inputs, needed) -> dict:
     for name, v in inputs:   # an unknown leading dim no loop reads: one of its own
         if v.type.rank >= 1 and v.shape[0] is None and (name, 0) not in kind:
             kind[(name, 0)] = "batch"
+    for keys in tied.values():
+        for key in keys[1:]:
+            cls.join(keys[0], key)
+    members = set(kind) | {k for keys in tied.values() if len(keys) > 1 for k in keys}
     groups = {}
-    for key, label in kind.items():
-        groups.setdefault((cls.find(key), label), []).append(key)
+    for key in members:
+        groups.setdefault(cls.find(key), []).append(key)
+    at = {}   # root -> (its label: the kind of its first key that has one, else None, keys)
+    for root, keys in groups.items():
+        keys.sort(key=lambda k: (order[k[0]], k[1]))
+        at[root] = (next((kind[k] for k in keys if k in kind), None), keys)
     counts = {}
-    for _, label in groups:
+    for label, _ in at.values():
         counts[label] = counts.get(label, 0) + 1
     labels, used = {}, set()
-    for (_, label), keys in sorted(groups.items(), key=lambda kv: min(
-            (order[n], a) for n, a in kv[1])):
-        first, axis = min(keys, key=lambda k: (order[k[0]], k[1]))
-        name = label if counts[label] == 1 else f"{first}_{label}"
-        if name in used:
-            name = f"{first}_{label}{axis}"
+    for label, keys in sorted(at.values(), key=lambda lk: (order[lk[1][0][0]], lk[1][0][1])):
+        first, axis = keys[0]
+        if label is None:
+            name = f"{first}_dim{axis}"
+        else:
+            name = label if counts[label] == 1 else f"{first}_{label}"
+            if name in used:
+                name = f"{first}_{label}{axis}"
         used.add(name)
         for key in keys:
             labels[key] = name
     return labels
+
+
+_SAME_SHAPE = frozenset((
+    "neg", "tanh", "sigmoid", "relu", "exp", "log", "sqrt", "abs", "sign", "square",
+    "logical_not", "cast", "identity", "contiguous", "stop_gradient", "check_numerics",
+    "placeholder_with_default", "softmax", "log_softmax", "zeros_like", "ones_like",
+    "permute_rows", "reverse_sequence", "check_sequence_length"))
+_BROADCAST = frozenset((
+    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "less", "less_equal", "greater",
+    "greater_equal", "equal", "not_equal", "logical_and", "logical_or", "where", "add_n"))
+
+
+def _tied_dims(needed) -> _Classes:
+    """Union-find over (Value, axis) for the unknown dims of the needed nodes' values that the
+    graph makes equal: the axes an elementwise op lines up (NumPy broadcasting, from the last
+    axis), the axes of a concat other than its own, a matmul's rows, columns and inner axis,
+    the same axis through ops that keep it (unary ops, transposes, expand_dims), and through
+    a loop's body (a state's rows are its outputs'; stacked outputs have the steps of the
+    sequence they take their length from). Two unknown dims an elementwise op lines up may
+    differ where one is 1 at run time (broadcast): the names then say more than the graph,
+    and onnxruntime runs the model all the same."""
+    ties = _Classes()
+    _tie_nodes(needed, ties)
+    return ties
+
+
+def _tie_nodes(nodes, ties) -> None:
+    """_tied_dims over `nodes`, into `ties` (a loop: through its body too)."""
+    def tie(a, i, b, j):
+        if a.shape[i] is None and b.shape[j] is None:
+            ties.join((a, i), (b, j))
+
+    for node in nodes:
+        name, op = node.op.name, node.op
+        if name == "loop":
+            _tie_loop(node, ties, tie)
+            continue
+        if len(node.outputs) != 1 or not node.inputs:
+            continue
+        out = node.outputs[0]
+        r = out.type.rank
+        if name in _SAME_SHAPE and node.inputs[0].type.rank == r:
+            for i in range(r):
+                tie(out, i, node.inputs[0], i)
+        elif name in _BROADCAST:
+            for x in node.inputs:
+                for i in range(x.type.rank):
+                    tie(out, r - x.type.rank + i, x, i)
+        elif name == "transpose":
+            for i, p in enumerate(op.perm):
+                tie(out, i, node.inputs[0], p)
+        elif name == "matmul":   # [..., M, K] @ [..., K, N]
+            a, b = node.inputs
+            ra, rb = a.type.rank, b.type.rank
+            tie(out, r - 2, a, ra - 2)
+            tie(out, r - 1, b, rb - 1)
+            tie(a, ra - 1, b, rb - 2)
+            for x in (a, b):
+                for i in range(x.type.rank - 2):
+                    tie(out, r - x.type.rank + i, x, i)
+        elif name == "expand_dims":
+            new = op.axis % r
+            for i in range(r - 1):
+                tie(out, i if i < new else i + 1, node.inputs[0], i)
+        elif name == "concat":
+            axis = op.axis % r
+            for x in node.inputs:
+                for i in range(r):
+                    if i != axis:
+                        tie(out, i, x, i)
+
+
+def _tie_loop(node, ties, tie) -> None:
+    """A loop's dims: a carried state's (its input, the body's param and result, the loop's
+    output), an invariant's (input and param), a sequence's step (input axis i + 1, param
+    axis i), a stacked output's (result axis i, output axis i + 1; its steps those of the
+    sequence it takes its length from); then its body's own ties."""
+    op = node.op
+    body = op.body
+    ins, outs = op.in_ports().split(node.inputs), op.out_ports().split(node.outputs)
+    params, results = body.params, body.results
+    for group in zip(ins["carried"], params.get("carried", []), results.get("carried", []),
+                     outs["carried"]):
+        for v in group[1:]:
+            if v.type.rank == group[0].type.rank:
+                for i in range(v.type.rank):
+                    tie(group[0], i, v, i)
+    for x, p in zip(ins["invariant"], params.get("invariant", [])):
+        if x.type.rank == p.type.rank:
+            for i in range(p.type.rank):
+                tie(x, i, p, i)
+    for x, p in zip(ins["sequence"], params.get("sequence", [])):
+        if x.type.rank == p.type.rank + 1:
+            for i in range(p.type.rank):
+                tie(x, i + 1, p, i)
+    for out, r in zip(outs["output"], results.get("output", [])):
+        if out.type.rank == r.type.rank + 1:
+            for i in range(r.type.rank):
+                tie(out, i + 1, r, i)
+    if op.length_from is not None:
+        for out in outs["output"]:
+            tie(out, 0, ins["sequence"][op.length_from], 0)
+    _tie_nodes(body.nodes, ties)
 
 
 def _loop_ancestors(needed) -> dict:

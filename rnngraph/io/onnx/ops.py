@@ -139,23 +139,71 @@ def _one_hot(em, node, ins):
     return [em.cast(hit, node.op.dtype, hint=_hint(node))]
 
 
+def _reduce_node(em, kind, x, axes, keep, hint=None):
+    """ONNX reduction `kind` of `x` over `axes` (None: all): from opset 18 the axes are an
+    input (ReduceSum's since 13), before it an attribute."""
+    if kind == "ReduceSum" or em.opset >= 18:
+        inputs = [x] + ([em.i64(axes, "axes")] if axes is not None else [])
+        return em.node(kind, inputs, keepdims=keep, hint=hint)
+    return em.node(kind, [x], axes=axes, keepdims=keep, hint=hint)
+
+
+def _reduced(node):
+    """(axes, keepdims) of a reduction node: axes non-negative (None: all), keepdims 0/1."""
+    op, x = node.op, node.inputs[0]
+    axes = None if op.axis is None else sorted(a % max(x.type.rank, 1) for a in op.axis)
+    return axes, int(op.keepdims)
+
+
 def _reduce(kind):
     def emit(em, node, ins):
-        op, x = node.op, node.inputs[0]
-        axes = None if op.axis is None else [a % max(x.type.rank, 1) for a in op.axis]
-        keep = int(op.keepdims)
+        axes, keep = _reduced(node)
         if axes is not None and not axes:
             return [em.node("Identity", ins, hint=_hint(node))]
-        if kind == "ReduceSum" or em.opset >= 18:
-            inputs = list(ins) + ([em.i64(axes, "axes")] if axes is not None else [])
-            return [em.node(kind, inputs, keepdims=keep, hint=_hint(node))]
-        return [em.node(kind, ins, axes=axes, keepdims=keep, hint=_hint(node))]
+        return [_reduce_node(em, kind, ins[0], axes, keep, hint=_hint(node))]
     return emit
 
 
 TABLE["reduce_sum"] = _reduce("ReduceSum")
 TABLE["reduce_mean"] = _reduce("ReduceMean")
 TABLE["reduce_max"] = _reduce("ReduceMax")
+# an empty reduction: the dtype's largest value / lowest value / 1, as rnngraph's
+TABLE["reduce_min"] = _reduce("ReduceMin")
+TABLE["reduce_prod"] = _reduce("ReduceProd")
+
+
+@_op("reduce_logsumexp")
+def _reduce_logsumexp(em, node, ins):
+    # as rnngraph computes it: max + log(sum(exp(x - max))), the max taken as 0 where it is
+    # not finite (every entry -inf gives -inf, not NaN)
+    axes, keep = _reduced(node)
+    if axes is not None and not axes:
+        return [em.node("Identity", ins, hint=_hint(node))]
+    dtype = node.inputs[0].dtype
+    m = _reduce_node(em, "ReduceMax", ins[0], axes, 1)
+    finite = em.node("Less", [em.node("Abs", [m]), em.scalar(np.inf, dtype, "inf")])
+    m = em.node("Where", [finite, m, em.scalar(0, dtype, "zero")])
+    total = _reduce_node(em, "ReduceSum", em.node("Exp", [em.node("Sub", [ins[0], m])]),
+                         axes, 1)
+    out = em.node("Add", [em.node("Log", [total]), m])
+    if keep:
+        return [em.node("Identity", [out], hint=_hint(node))]
+    if axes is None:
+        return [em.node("Reshape", [out, em.i64([])], hint=_hint(node))]
+    return [em.squeeze(out, axes, hint=_hint(node))]
+
+
+@_op("reduce_any", "reduce_all")
+def _reduce_bool(em, node, ins):
+    # ONNX reduces no bools: any = (count of true) > 0, all = (count of false) == 0 (so an
+    # empty reduction gives False / True, as rnngraph's)
+    axes, keep = _reduced(node)
+    if axes is not None and not axes:
+        return [em.node("Identity", ins, hint=_hint(node))]
+    x = ins[0] if node.op.name == "reduce_any" else em.node("Not", ins)
+    count = _reduce_node(em, "ReduceSum", em.cast(x, np.int64), axes, keep)
+    kind = "Greater" if node.op.name == "reduce_any" else "Equal"
+    return [em.node(kind, [count, em.scalar(0, np.int64, "zero")], hint=_hint(node))]
 
 
 @_op("range")
@@ -164,9 +212,24 @@ def _range(em, node, ins):
     return [em.node("Range", [em.cast(i, dtype) for i in ins], hint=_hint(node))]
 
 
-@_op("argmax")
+@_op("argmax", "argmin")
 def _argmax(em, node, ins):
-    return [em.node("ArgMax", ins, axis=node.op.axis, keepdims=0, hint=_hint(node))]
+    # ties: the first position (select_last_index=0), as NumPy's
+    kind = "ArgMax" if node.op.name == "argmax" else "ArgMin"
+    return [em.node(kind, ins, axis=node.op.axis, keepdims=0, hint=_hint(node))]
+
+
+@_op("top_k_indices")
+def _top_k_indices(em, node, ins):
+    # TopK breaks ties by the lower index, as rnngraph's top_k does
+    k = em.i64([node.op.k], "k")
+    _, order = em.node("TopK", [ins[0], k], n_out=2, axis=-1, largest=1, sorted=1)
+    return [em.cast(order, np.int32, hint=_hint(node))]
+
+
+@_op("gather_last")
+def _gather_last(em, node, ins):
+    return [em.node("GatherElements", ins, axis=-1, hint=_hint(node))]
 
 
 # --- shapes -----------------------------------------------------------------------------------
@@ -180,6 +243,80 @@ def _reshape(em, node, ins):
 @_op("reshape_like")
 def _reshape_like(em, node, ins):
     return [em.node("Reshape", [ins[0], em.node("Shape", [ins[1]])], hint=_hint(node))]
+
+
+@_op("reshape_dynamic")
+def _reshape_dynamic(em, node, ins):
+    # the target's entries (ReshapeDynamic): ints, ('dim', i, axis) (a size of input i),
+    # ('value', i) (a scalar input) and ('vector', i, k) (an entry of a 1-D input), as one
+    # int64 vector; a 0 is a size of 0 (allowzero), as rnngraph's
+    parts = []
+    for e in node.op.shape:
+        if not isinstance(e, tuple):
+            parts.append(em.i64([e]))
+        elif e[0] == "dim":
+            axis = e[2] % node.inputs[e[1]].type.rank
+            parts.append(em.unsqueeze(em.dim(ins[e[1]], axis), [0]))
+        elif e[0] == "value":
+            parts.append(em.unsqueeze(em.cast(ins[e[1]], np.int64), [0]))
+        else:
+            parts.append(em.node("Gather", [em.cast(ins[e[1]], np.int64), em.i64([e[2]], "k")],
+                                 axis=0))
+    shape = em.node("Concat", parts, axis=0) if parts else em.i64([])
+    return [em.node("Reshape", [ins[0], shape], allowzero=1, hint=_hint(node))]
+
+
+@_op("identity")
+def _identity(em, node, ins):
+    # inputs after the first are dependencies only: they do not reach the value
+    return [em.node("Identity", ins[:1], hint=_hint(node))]
+
+
+@_op("tile")
+def _tile(em, node, ins):
+    return [em.node("Tile", [ins[0], em.i64(list(node.op.multiples), "repeats")],
+                    hint=_hint(node))]
+
+
+@_op("pad")
+def _pad(em, node, ins):
+    # ONNX cannot raise: a REFLECT/SYMMETRIC padding wider than its axis is not checked
+    op, x = node.op, node.inputs[0]
+    if op.mode == "SYMMETRIC":   # (no ONNX mode): the edge rows reversed, concatenated
+        y = ins[0]
+        for axis, (a, b) in enumerate(op.paddings):
+            parts = [y]
+            if a:   # x[a-1], ..., x[0]
+                parts.insert(0, _slice(em, y, [a - 1], [INT64_MIN], [axis], [-1]))
+            if b:   # x[-1], ..., x[-b]
+                parts.append(_slice(em, y, [-1], [-b - 1], [axis], [-1]))
+            if len(parts) > 1:
+                y = em.node("Concat", parts, axis=axis)
+        return [em.node("Identity", [y], hint=_hint(node))]
+    pads = em.i64([a for a, _ in op.paddings] + [b for _, b in op.paddings], "pads")
+    if op.mode == "REFLECT":
+        return [em.node("Pad", [ins[0], pads], mode="reflect", hint=_hint(node))]
+    value = em.scalar(np.asarray(op.constant_values).astype(x.dtype), x.dtype, "value")
+    return [em.node("Pad", [ins[0], pads, value], mode="constant", hint=_hint(node))]
+
+
+def _slice(em, x, starts, ends, axes, steps):
+    return em.node("Slice", [x, em.i64(starts, "starts"), em.i64(ends, "ends"),
+                             em.i64(axes, "axes"), em.i64(steps, "steps")])
+
+
+@_op("slice")
+def _tf_slice(em, node, ins):
+    # ONNX cannot raise: a block outside the input is clipped, not an error
+    axes = [a for a, (b, s) in enumerate(zip(node.op.begin, node.op.size))
+            if not (b == 0 and s == -1)]
+    if not axes:
+        return [em.node("Identity", ins, hint=_hint(node))]
+    starts = [node.op.begin[a] for a in axes]
+    ends = [INT64_MAX if node.op.size[a] == -1 else node.op.begin[a] + node.op.size[a]
+            for a in axes]
+    y = _slice(em, ins[0], starts, ends, axes, [1] * len(axes))
+    return [em.node("Identity", [y], hint=_hint(node))]
 
 
 @_op("transpose")
