@@ -42,6 +42,8 @@ from .ops.reduce import (argmin, reduce_all, reduce_any, reduce_logsumexp,  # (T
                           reduce_min, reduce_prod)
 from .ops.tf1_array import gather, pad, slice, tile  # noqa: A004  (TF1's; gather(axis=))
 from .ops.contract import einsum, tensordot  # (tf.einsum, tf.tensordot)
+from .ops.tf1_index import (boolean_mask, cumsum, gather_nd, reverse,  # (TF1 indexing ops)
+                            scatter_nd, to_double, to_float, to_int32, to_int64)
 
 
 def name_scope(name):

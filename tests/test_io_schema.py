@@ -143,6 +143,10 @@ SAMPLES = {
     "unstack": dict(num=2, axis=0),
     "range": dict(dtype="int32"),
     "top_k_indices": dict(k=2),   # (tf.nn.top_k)
+    # TF1 indexing ops (ops/tf1_index.py)
+    "boolean_mask": dict(axis=1), "boolean_mask_grad": dict(axis=0),
+    "scatter_nd": dict(shape=(None, 3)), "reverse": dict(axis=(0, -1)),
+    "cumsum": dict(axis=-1, exclusive=True, reverse=False),
     "log_uniform_candidate_sampler": dict(num_true=1, num_sampled=5, unique=True, range_max=50,
                                           seed=1, seed2=2),
     "variable": dict(dtype="float32", shape=(2, 3), initializer=inits.RandomNormal(0.0, 0.1),

@@ -306,6 +306,28 @@ case("gather-second-order", second(lambda x: rg.gather(x, _idx) ** 3.0), {"x": r
 case("scatter_add_rows",   # (sink_gather's per-step embedding gradient; repeated rows)
      lambda acc, u: scatter_add_rows(acc, _idx, u) ** 2.0, {"acc": rand(5, 3),
                                                             "u": rand(3, 2, 3)})
+# --- TF1 indexing ops (ops/tf1_index.py): repeated index rows add up in the gradients ------------
+_nd = np.array([[0, 1], [2, 0], [0, 1]], dtype=np.int32)
+case("gather_nd-partial-depth", lambda p: rg.gather_nd(p, _nd) ** 2.0, {"p": rand(3, 2, 4)})
+case("gather_nd-unknown-rows", lambda p: rg.gather_nd(p, _nd[:, :1]) * np.arange(3.0),
+     {"p": rand(3, 3)}, shapes={"p": (None, 3)})
+case("gather_nd-second-order", second(lambda x: rg.gather_nd(x, _nd) ** 3.0), {"x": rand(3, 2)})
+case("scatter_nd", lambda u: rg.scatter_nd(_nd, u, [3, 2, 4]) ** 2.0, {"u": rand(3, 4)})
+_bm = np.array([True, False, True], dtype=bool)
+_bm2 = np.array([[True, False, True, True], [False, False, True, False]], dtype=bool)
+case("boolean_mask", lambda x: rg.boolean_mask(x, _bm) ** 2.0 * np.arange(4.0),
+     {"x": rand(3, 4)})
+case("boolean_mask-axis1-2d-mask", lambda x: rg.boolean_mask(x, _bm2, axis=1) ** 2.0,
+     {"x": rand(3, 2, 4)})
+case("boolean_mask-second-order", second(lambda x: rg.boolean_mask(x, _bm) ** 3.0),
+     {"x": rand(3, 2)})
+for _ex in (False, True):
+    for _rev in (False, True):
+        case(f"cumsum-exclusive={_ex}-reverse={_rev}",
+             lambda x, e=_ex, r=_rev: rg.cumsum(x, 1, exclusive=e, reverse=r) ** 2.0,
+             {"x": rand(2, 4)})
+case("reverse", lambda x: rg.reverse(x, [0, -1]) * np.arange(12.0).reshape(3, 4),
+     {"x": rand(3, 4)})
 # --- reordering rows (dynamic_rnn's sort by length) ----------------------------------------------
 _perm = np.array([2, 0, 3, 1], dtype=np.int32)
 case("permute_rows", lambda x: permute_rows(x, _perm) ** 2.0 * np.arange(12.0).reshape(4, 3),

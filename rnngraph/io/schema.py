@@ -290,6 +290,12 @@ SCHEMAS: dict[str, OpSchema] = {
         Fixed(Choice("vector"), COUNT, DIM, what="['vector', input, entry]")))}),
     # ops/topk.py (tf.nn.top_k)
     "top_k_indices": OpSchema({"k": DIM}), "gather_last": NONE, "gather_last_grad": NONE,
+    # ops/tf1_index.py (tf.boolean_mask, gather_nd, scatter_nd, cumsum, reverse)
+    "boolean_mask": OpSchema({"axis": Int(0, MAX_RANK - 1)}),
+    "boolean_mask_grad": OpSchema({"axis": Int(0, MAX_RANK - 1)}),
+    "gather_nd": NONE, "gather_nd_grad": NONE, "scatter_nd": OpSchema({"shape": SHAPE}),
+    "cumsum": OpSchema({"axis": AXIS, "exclusive": Bool(), "reverse": Bool()}),
+    "reverse": OpSchema({"axis": Tuple(AXIS)}),
     "shape": NONE,
     "split": OpSchema({"num_or_size_splits": Either(Int(1, MAX_DIM),
                                                     Tuple(Int(-1, MAX_DIM), min_len=1,

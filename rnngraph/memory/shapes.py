@@ -103,15 +103,15 @@ def _walk(info: ShapeInfo, nodes) -> None:
         if op.name == "shape" and all(d is not None for d in ins[0].shape):
             info.values[n.outputs[0]] = np.asarray(ins[0].shape, np.int32)
             continue
-        if op.name == "fill":
-            dims = iter(info.values.get(v) for v in n.inputs)
+        if op.name in ("fill", "scatter_nd"):   # runtime sizes: fill's inputs, scatter_nd's 3rd on
+            dims = iter(info.values.get(v) for v in n.inputs[2 if op.name == "scatter_nd" else 0:])
             shape = []
             for d in op.shape:
                 if d is None:
                     x = next(dims, None)
                     d = None if x is None else int(x)
                 shape.append(d)
-            _set(info, n.outputs[0], TensorType(tuple(shape), op.dtype))
+            _set(info, n.outputs[0], TensorType(tuple(shape), n.outputs[0].dtype))
             continue
         if not op.stateful and n.inputs and all(v in info.values for v in n.inputs):
             if _evaluate(info, n):
@@ -158,6 +158,15 @@ def _bound(info: ShapeInfo, n, ins) -> None:
         b = info.bound(n.inputs[1])
         if b is not None:
             _set(info, n.outputs[0], TensorType((max(b, 0),) + ins[0].shape, np.bool_))
+        return
+    if op.name == "boolean_mask":   # as many rows as the mask has True entries: counted when
+        mask = info.values.get(n.inputs[1])   # the mask is known, else at most all of them
+        count = int(np.count_nonzero(mask)) if mask is not None else \
+            None if any(d is None for d in ins[1].shape) else int(np.prod(ins[1].shape))
+        if count is not None:
+            a = op.axis
+            _set(info, n.outputs[0], TensorType(ins[0].shape[:a] + (count,)
+                                                + ins[0].shape[a + ins[1].rank:], ins[0].dtype))
         return
     if op.name == "pack_rows":   # the active rows of a [T, B, N] stack: at most T * B of them
         steps, batch, width = ins[0].shape

@@ -21,6 +21,7 @@ from ...ops.scatter import ScatterAddRows
 from ...ops.sequence import CheckSequenceLength, CheckSteps, ReverseSequence
 from ...ops.shape import Contiguous, ReshapeDynamic
 from ...ops.tf1_array import Pad, Slice
+from ...ops.tf1_index import BooleanMask, GatherNd, GatherNdGrad, ScatterNd
 from ...ops.steps import PackRows, RowsMatMul, StepContract
 from ...runtime.buffer_pool import POOL_MIN_BYTES, output_pool, pooled, pooled_alloc, pooled_copy
 from .fused import numpy_kernel
@@ -76,8 +77,13 @@ def _naming_node(fn, node, catch=(InvalidArgumentError,)):
 @register(Gather, ANY)
 @register(GatherGrad, ANY)
 @register(ScatterAddRows, ANY)
+@register(GatherNd, ANY)
+@register(GatherNdGrad, ANY)
+@register(ScatterNd, ANY)
+@register(BooleanMask, ANY)
 def index_checked(op, node, program):
-    """Ids outside [0, rows) raise InvalidArgumentError (ops/fill.check_ids), naming the node."""
+    """Ids outside [0, rows) raise InvalidArgumentError (ops/fill.check_ids), naming the node
+    (also gather_nd/scatter_nd index rows outside the shape, a boolean_mask of another shape)."""
     xp, compute = program.ctx.xp, op.compute
     return _naming_node(lambda *args: compute(xp, *args), node)
 
