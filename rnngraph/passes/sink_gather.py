@@ -51,8 +51,9 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.types import TensorType
-from ..ops.fill import Gather, GatherGrad
-from ..ops.reduce import AddN
+from ..ops.elementwise import Add, Square
+from ..ops.fill import Fill, Gather, GatherGrad
+from ..ops.reduce import AddN, ReduceSum
 from ..ops.rows import InvertPermutation, PermuteRows
 from ..ops.scatter import AccumulatorZeros, ScatterAddRows
 from ..ops.sequence import ReverseSequence
@@ -217,8 +218,13 @@ def _sum_backward(graph, gg, cache, readers, kept) -> int:
     such a stack; else how many loops accumulate (their sum is joined into one buffer by
     `_chain`)."""
     g, ids, params = gg.inputs
-    if g in kept or len(readers.get(g, [])) != 1:
+    norms = [_square_sum(r, g, readers, kept) for r in readers.get(g, []) if r is not gg]
+    if g in kept or readers.get(g, []).count(gg) != 1 or None in norms:
         return 0
+    if norms:   # (the norm reads the gradient's rows: only where they are one loop's stack)
+        readers = {**readers, g: [gg]}
+        if _leaves(g, readers, kept, root=True) != [g]:
+            return 0
     k, tail = ids.type.rank, params.type.rank - 1
     by_loop: dict = {}   # loop -> [(output index, the chain's steps)]
     for t in _leaves(g, readers, kept, root=True):
@@ -235,7 +241,50 @@ def _sum_backward(graph, gg, cache, readers, kept) -> int:
     out = parts[0] if len(parts) == 1 else _add(graph, AddN(), parts, params.type,
                                                   f"{gg.name}/{SUFFIX}/sum", gg)
     replace_uses(graph, gg.outputs[0], out)
+    for red in norms:   # (one loop, one stack: checked above)
+        (loop, [(j, _)]), = by_loop.items()
+        replace_uses(graph, red.outputs[0], _square_sum_in(graph, loop, j, red))
     return len(by_loop)
+
+
+def _square_sum(node, g, readers, kept):
+    """The reduce_sum node of sum(square(g)) over every axis where `node` is that square, read
+    by that sum alone (clip_by_global_norm's measure of an embedding's gradient rows,
+    train/clipping.py); else None. The sum does not see the order of g's elements, so the
+    backward loop can add each step's part as it goes."""
+    if not isinstance(node.op, Square) or node.inputs != [g]:
+        return None
+    sq = node.outputs[0]
+    rs = readers.get(sq, [])
+    if sq in kept or len(rs) != 1 or not isinstance(rs[0].op, ReduceSum):
+        return None
+    red = rs[0]
+    if red.op.keepdims or red.outputs[0].type.rank != 0 or red.outputs[0].dtype != g.dtype:
+        return None
+    return red
+
+
+def _square_sum_in(graph, loop, j, red):
+    """Give `loop` a carried scalar, zero before it, to which each step adds the sum of the
+    squares of its output j's row; returns the loop's output holding the total (what `red`
+    computed from the whole stack, summed in another order)."""
+    body = loop.op.body
+    dx = body.results["output"][j]
+    dtype = red.outputs[0].dtype
+    z = Fill((), 0, dtype)
+    init = _add(graph, z, [], z.infer(), f"{red.name}/{SUFFIX}/zeros", red)
+    acc = _new_carried(loop, init, TensorType((), dtype), "grad_norm_acc")
+    made = dx
+    for op in (Square(), ReduceSum()):
+        node = body.add_node(op, [made], [op.infer(made.type)], f"{red.name}/{SUFFIX}",
+                             red.location)
+        node.is_gradient = True
+        made = node.outputs[0]
+    add = Add()
+    node = body.add_node(add, [acc, made], [add.infer(acc.type, made.type)],
+                         f"{red.name}/{SUFFIX}/sum", red.location)
+    node.is_gradient = True
+    return _carried_output(graph, loop, node.outputs[0])
 
 
 def _leaves(v, readers, kept, root=False, inner=None) -> list:
@@ -303,9 +352,7 @@ def _accumulate_in(graph, loop, items, ids, params, gg, cache):
         op.epilogue_outputs = tuple(epi)
     zl = AccumulatorZeros()
     init = _add(graph, zl, [params], zl.infer(params.type), f"{gg.name}/{SUFFIX}/zeros", gg)
-    at = op.in_ports().offset("carried") + op.in_ports().sizes["carried"]
-    acc = body.add_param("carried", params.type, "grad_acc_embedding")
-    loop.inputs.insert(at, init)
+    acc = _new_carried(loop, init, params.type, "grad_acc_embedding")
     summed = acc
     for j, steps in items:
         iv = ids
@@ -323,10 +370,28 @@ def _accumulate_in(graph, loop, items, ids, params, gg, cache):
                              f"{gg.name}/{SUFFIX}", gg.location)
         node.is_gradient = True
         summed = node.outputs[0]
-    body.results["carried"].append(summed)
+    return _carried_output(graph, loop, summed)
+
+
+def _new_carried(loop, init, ptype, name):
+    """A new carried state of `loop` starting at `init`: its body parameter (the step's result
+    for it is given by _carried_output)."""
+    op = loop.op
+    at = op.in_ports().offset("carried") + op.in_ports().sizes["carried"]
+    param = op.body.add_param("carried", ptype, name)
+    loop.inputs.insert(at, init)
+    return param
+
+
+def _carried_output(graph, loop, result):
+    """Close the carried state _new_carried opened last with the step's `result`: the loop's
+    new output holding its final value."""
+    op = loop.op
+    body = op.body
+    body.results["carried"].append(result)
     ports = op.out_ports()
     out_at = ports.offset("carried") + ports.sizes["carried"] - 1
-    new = loop._add_output(params.type)
+    new = loop._add_output(body.params["carried"][-1].type)
     loop.outputs.pop()
     loop.outputs.insert(out_at, new)
     for i, o in enumerate(loop.outputs):
