@@ -9,6 +9,7 @@ plan (memory) -> execute (NumPy / CuPy). TensorFlow-1 style API:
     outputs, states = rg.nn.dynamic_rnn(cell, X, dtype=rg.float32)
 """
 from .dtypes import bool_, float16, float32, float64, int32, int64
+bool = bool_  # noqa: A001  (tf.bool)
 from .errors import (ExecutionError, InvalidArgumentError, GradientError, NumericsError, OutOfMemoryError,
                      RnnGraphError, ShapeError)
 from .errors import ExportError  # rg.io.to_onnx's error (an op with no ONNX mapping, ...)
@@ -44,6 +45,7 @@ from .ops.tf1_array import gather, pad, slice, tile  # noqa: A004  (TF1's; gathe
 from .ops.contract import einsum, tensordot  # (tf.einsum, tf.tensordot)
 from .ops.tf1_index import (boolean_mask, cumsum, gather_nd, reverse,  # (TF1 indexing ops)
                             scatter_nd, to_double, to_float, to_int32, to_int64)
+from .ops.functional import foldl, foldr, map_fn  # (tf.map_fn, tf.foldl, tf.foldr)
 
 
 def name_scope(name):

@@ -403,3 +403,36 @@ def test_a_constant_initializer_saved_before_tf1s_layout_keeps_its_broadcast_mea
     sess = rg.Session(loaded.graph)
     sess.run(loaded.fetches["init"])
     np.testing.assert_array_equal(sess.run(loaded.fetches["b"]), [[1, 2, 2], [2, 2, 2]])
+
+
+# --- a loop body returning a value of the enclosing graph unchanged ------------------------------
+def test_a_loop_body_may_return_an_outer_tensor_unchanged():
+    """TF1 allows a while_loop / scan body to return a tensor built outside the loop as it is
+    (it is read as a loop invariant). Before, the graph built and its run failed: the value
+    was not in the graph being compiled. Gradients reach the outer tensor once per step."""
+    g = rg.Graph()
+    with g.as_default():
+        a = rg.placeholder(rg.float64, [2], name="a")
+        x = rg.placeholder(rg.float64, [None, 2], name="x")
+        s = rg.scan(lambda acc, xi: a, x, initializer=rg.zeros([2], rg.float64))
+        _, w = rg.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, a),
+                             [rg.constant(0), rg.zeros([2], rg.float64)])
+        loss = rg.reduce_sum(s * x) + rg.reduce_sum(w)
+        da, dx = rg.gradients(loss, [a, x])
+    fa, fx = np.array([1.0, -2.0]), np.arange(6.0).reshape(3, 2)
+    got = rg.Session(g).run([s, w, da, dx], {a: fa, x: fx})
+    np.testing.assert_array_equal(got[0], np.tile(fa, (3, 1)))
+    np.testing.assert_array_equal(got[1], fa)
+    np.testing.assert_array_equal(got[2], fx.sum(axis=0) + 1.0)
+    np.testing.assert_array_equal(got[3], np.tile(fa, (3, 1)))
+
+
+def test_a_loop_condition_may_be_an_outer_bool():
+    g = rg.Graph()
+    with g.as_default():
+        go = rg.placeholder(rg.bool, [], name="go")
+        n = rg.while_loop(lambda i: go, lambda i: i + 1, [rg.constant(0)],
+                          maximum_iterations=5)
+    sess = rg.Session(g)
+    assert sess.run(n, {go: True}) == 5 and sess.run(n, {go: False}) == 0
+    assert rg.bool == np.dtype(bool)   # (tf.bool)

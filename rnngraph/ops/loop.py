@@ -318,13 +318,14 @@ def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, rever
                                    f"x_{i}") for i, s in enumerate(sequences)]
         with body.name_scope(name):
             if cond_fn is not None:
-                ok = as_value(cond_fn(t, list(c_params)))
+                ok = body.capture(as_value(cond_fn(t, list(c_params))))
                 if ok.dtype != np.bool_ or ok.shape != ():
                     raise TypeError(f"the loop condition must return a bool scalar, got {ok.type}")
                 body.results["cond"] = [ok]
             new_carried, outputs = step_fn(t, list(c_params), list(x_params))
-        new_carried = [as_value(v) for v in new_carried]
-        outputs = [as_value(v) for v in outputs]
+        # (a value of an enclosing graph returned unchanged is read as a loop invariant)
+        new_carried = [body.capture(as_value(v)) for v in new_carried]
+        outputs = [body.capture(as_value(v)) for v in outputs]
     if len(new_carried) != len(carried):
         raise ValueError(f"the loop body returned {len(new_carried)} state values for "
                          f"{len(carried)} loop variables")
