@@ -8,7 +8,7 @@ plan (memory) -> execute (NumPy / CuPy). TensorFlow-1 style API:
     cell = rg.nn.BasicRNNCell(num_units=5)
     outputs, states = rg.nn.dynamic_rnn(cell, X, dtype=rg.float32)
 """
-from .dtypes import bool_, float16, float32, float64, int32, int64
+from .dtypes import as_dtype, bool_, float16, float32, float64, int8, int16, int32, int64, uint8
 bool = bool_  # noqa: A001  (tf.bool)
 from .errors import (ExecutionError, InvalidArgumentError, GradientError, NumericsError, OutOfMemoryError,
                      RnnGraphError, ShapeError)
@@ -19,6 +19,8 @@ from .ir.types import Dimension, TensorShape, dimension_at_index, dimension_valu
 from .ops import *  # noqa: F401,F403  (op builders: rg.matmul, rg.tanh, ...)
 from .ops import initializers
 from .ops.sources import global_variables_initializer
+from .ops.elementwise import (div, floordiv, floormod, mod, rsqrt, squared_difference,  # (TF1)
+                              truediv)
 from .autodiff import gradients
 from .runtime.session import Session, get_default_session
 from .runtime.simulated import SimulatedDevice
@@ -43,9 +45,17 @@ from .ops.reduce import (argmin, reduce_all, reduce_any, reduce_logsumexp,  # (T
                           reduce_min, reduce_prod)
 from .ops.tf1_array import gather, pad, slice, tile  # noqa: A004  (TF1's; gather(axis=))
 from .ops.contract import einsum, tensordot  # (tf.einsum, tf.tensordot)
+from .ops.misc import control_dependencies  # (tf.control_dependencies)
+from .ops.graph_keys import (GraphKeys, add_to_collection, add_to_collections,  # (collections)
+                             get_all_collection_keys, get_collection, get_collection_ref)
 from .ops.tf1_index import (boolean_mask, cumsum, gather_nd, reverse,  # (TF1 indexing ops)
                             scatter_nd, to_double, to_float, to_int32, to_int64)
 from .ops.functional import foldl, foldr, map_fn  # (tf.map_fn, tf.foldl, tf.foldr)
+from .nn.variables import (assign, assign_add, assign_sub, global_variables,  # (TF1's forms:
+                           initialize_all_variables, local_variables,  # scope=, ...)
+                           local_variables_initializer, trainable_variables,
+                           variables_initializer)
+from .train.clipping import clip_by_value  # (tf.clip_by_value(t, ...))
 
 
 def name_scope(name):

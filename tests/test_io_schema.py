@@ -155,6 +155,7 @@ SAMPLES = {
     "random_standard": dict(dist="normal", shape=(2, 3), dtype="float32", seed=1, seed2=2,
                             loc=0.5, scale=2.0),
     "random_shuffle": dict(seed=1, seed2=2),
+    "random_uniform_int": dict(shape=(2, 3), dtype="int32", minval=-4, maxval=9, seed=1, seed2=2),
     "multinomial": dict(num_samples=3, output_dtype="int64", seed=1, seed2=2),
     "placeholder_with_default": dict(shape=(None, 3)),
     "lr_schedule": dict(kind="piecewise", boundaries=(5.0, 10.0), values=(1.0, 0.5, 0.1)),

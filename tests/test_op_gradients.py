@@ -94,6 +94,14 @@ for name, fn in {"maximum": rg.maximum, "minimum": rg.minimum}.items():
         a, b = both[:int(np.prod(sa))].reshape(sa), both[int(np.prod(sa)):].reshape(sb)
         case(f"{name}-{sa}-{sb}", lambda a, b, fn=fn: fn(a, b), {"a": a, "b": b})
 
+# floormod: x - floor(x/y)*y, sampled away from the jumps (x/y stays within (2, 3))
+case("floormod-(3, 4)-(4,)", lambda a, b: rg.floormod(a, b),
+     {"a": rand(3, 4, low=5.2, high=5.8), "b": rand(4, low=2.0, high=2.2)})
+case("operators: % and ** with a number on the left",
+     lambda a, b: a % b + 2.0 ** a - (-5.5) % b,
+     {"a": rand(3, 4, low=-5.8, high=-5.2), "b": rand(3, 4, low=2.0, high=2.2)})
+case("squared_difference and rsqrt", lambda a, b: rg.squared_difference(a, b) + rg.rsqrt(a),
+     {"a": rand(3, 4, low=0.5, high=2.0), "b": rand(4)})
 case("operators-with-python-numbers", lambda x: (2.0 - x) * 3.0 / (x + 4.0) + x ** 2.0,
      {"x": rand(3, 4, low=0.5, high=2.0)})
 case("used-twice: x*x + x", lambda x: x * x + x, {"x": rand(3, 4)})
@@ -279,6 +287,13 @@ for fn in (rg.softmax, rg.log_softmax):
          shapes={"x": (None, None)})
     case(f"{fn.__name__}-large-logits", lambda x, fn=fn: fn(x * 100.0), {"x": rand(2, 3) * 0.1})
     case(f"{fn.__name__}-second-order", second(lambda x, fn=fn: fn(x) ** 2.0), {"x": rand(2, 4)})
+# tf.nn activations composed of the ops above (nn/activations.py): their branches and the
+# clipped exponentials; softplus' outer branches at +-40 (float64 thresholds +-34)
+_wide = np.concatenate([away_from_zero(2, 4) * 2.0, [[40.0, -40.0, 0.5, -0.5]]])
+for fn in (rg.nn.elu, rg.nn.selu, rg.nn.leaky_relu, rg.nn.softplus, rg.nn.softsign):
+    case(f"nn.{fn.__name__}", lambda x, fn=fn: fn(x), {"x": _wide}, shapes={"x": (None, 4)})
+case("nn.l2_normalize", lambda x: rg.nn.l2_normalize(x, axis=1), {"x": rand(3, 4)})
+case("nn.softmax-dim0", lambda x: rg.nn.softmax(x, dim=0), {"x": rand(3, 4)})
 
 _labels = np.array([0, 3, 1, 3], dtype=np.int32)
 xent = rg.sparse_softmax_cross_entropy_with_logits
@@ -349,8 +364,18 @@ case("placeholder_with_default", lambda x: rg.placeholder_with_default(x, [None,
 case("identity-with-dependencies",   # static_state_saving_rnn's ordering: deps get no gradient
      lambda x, y: rg.ops.misc.with_dependencies([rg.exp(y)], rg.identity(x) ** 2.0),
      {"x": rand(2, 3), "y": rand(3)}, allow_none=True)
+case("read_variable",   # rg.identity(v) under rg.control_dependencies: a read after x
+     lambda x: _read_after(x), {"x": rand(2, 3)})
 case("unused-input-gets-None", lambda x, y: x * 2.0, {"x": rand(2), "y": rand(2)},
      allow_none=True)
+
+
+def _read_after(x):
+    """x * v**2 with v read after x ran (the read's own gradient, to the variable, is checked
+    in test_tf1_control.py)."""
+    v = rg.Variable(np.linspace(-1.0, 1.0, 6).reshape(2, 3), name="v")
+    with rg.control_dependencies([x]):
+        return x * rg.identity(v) ** 2.0
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])

@@ -368,6 +368,9 @@ def test_bad_input_names_the_argument_and_the_line():
         with pytest.raises(ValueError, match=r"stddev must be >= 0.*test_random.py"):
             rg.truncated_normal([2], stddev=-1.0)
         with pytest.raises(TypeError, match=r"dtype must be a float dtype.*test_random.py"):
+            rg.random_normal([2], dtype=rg.int32)
+        with pytest.raises(ValueError, match=r"must specify maxval for integer dtype int32 "
+                                             r"\(at test_random.py"):
             rg.random_uniform([2], dtype=rg.int32)
         with pytest.raises(ValueError, match=r"shape entries must be >= 0.*test_random.py"):
             rg.random_normal([-1])

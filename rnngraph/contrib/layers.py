@@ -1,5 +1,6 @@
-"""tf.contrib.layers: fully_connected and the xavier initializer."""
+"""tf.contrib.layers: fully_connected, the xavier initializer and the weight regularizers."""
 from ..nn.layers import fully_connected
+from ..nn.regularizers import apply_regularization, l1_regularizer, l2_regularizer
 from ..ops import initializers as _inits
 
 
@@ -12,4 +13,5 @@ def xavier_initializer(uniform=True, seed=None, dtype=None):
     return _inits.GlorotUniform(seed=seed) if seed is not None else _inits.GlorotUniform()
 
 
-__all__ = ["fully_connected", "xavier_initializer"]
+__all__ = ["apply_regularization", "fully_connected", "l1_regularizer", "l2_regularizer",
+           "xavier_initializer"]

@@ -253,7 +253,8 @@ _REDUCE = OpSchema({"axis": optional(Tuple(AXIS, min_len=1)), "keepdims": Bool()
 SCHEMAS: dict[str, OpSchema] = {
     # ops/elementwise.py
     "abs": NONE, "add": NONE, "broadcast_like": NONE, "cast": OpSchema({"dtype": DTYPE}),
-    "div": NONE, "equal": NONE, "exp": NONE, "greater": NONE, "greater_equal": NONE,
+    "div": NONE, "equal": NONE, "exp": NONE, "floordiv": NONE, "floormod": NONE,
+    "greater": NONE, "greater_equal": NONE,
     "less": NONE, "less_equal": NONE, "log": NONE, "logical_and": NONE, "logical_not": NONE,
     "logical_or": NONE, "maximum": NONE, "minimum": NONE, "mul": NONE, "neg": NONE,
     "not_equal": NONE, "ones_like": NONE, "pow": NONE, "relu": NONE, "sigmoid": NONE,
@@ -336,6 +337,8 @@ SCHEMAS: dict[str, OpSchema] = {
     "matmul": NONE, "matrix_transpose": NONE,
     "range": OpSchema({"dtype": DTYPE}), "stop_gradient": NONE,   # ops/misc.py
     "identity": NONE,   # ops/misc.py (tf.identity; extra inputs are dependencies)
+    "read_variable": NONE,   # ops/misc.py (rg.identity(v) under rg.control_dependencies)
+    "init_listed_variables": NONE,   # ops/misc.py (tf.variables_initializer)
     "log_uniform_candidate_sampler": OpSchema({   # ops/candidates.py
         "num_true": COUNT, "num_sampled": DIM, "unique": Bool(), "range_max": DIM,
         "seed": SEED, "seed2": SEED}),
@@ -367,6 +370,11 @@ SCHEMAS: dict[str, OpSchema] = {
                                  "shape": optional(FULL_SHAPE), "dtype": DTYPE, "seed": SEED,
                                  "seed2": SEED, "loc": Float(), "scale": Float()}),
     "random_shuffle": OpSchema({"seed": SEED, "seed2": SEED}),
+    "random_uniform_int": OpSchema({"shape": optional(FULL_SHAPE),   # (an int dtype)
+                                    "dtype": Choice("int32", "int64"),
+                                    "minval": Int(-2**63, 2**63 - 1),
+                                    "maxval": Int(-2**63, 2**63 - 1),
+                                    "seed": SEED, "seed2": SEED}),
     "multinomial": OpSchema({"num_samples": DIM, "output_dtype": Choice("int32", "int64"),
                              "seed": SEED, "seed2": SEED}),
     "placeholder_with_default": OpSchema({"shape": SHAPE}),

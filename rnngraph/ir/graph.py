@@ -22,6 +22,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-/]*$")
 class Graph:
     # the op of a body parameter node (ops/sources.py's Param, installed by the ops layer)
     param_op = None
+    # fn(graph, control_inputs) -> context manager (ops/misc.py installs it)
+    control_block = None
 
     def __init__(self, parent: "Graph | None" = None, name: str = "graph"):
         self.parent = parent
@@ -42,6 +44,8 @@ class Graph:
         self.results: dict[str, list[Value]] = {}
         # rg.device scopes open on this (root) graph: canonical device strings, innermost last
         self._devices: list[str] = []
+        # rg.control_dependencies blocks open on this graph, innermost last (ops/misc.py)
+        self.control_frames: list = []
 
     # --- structure ----------------------------------------------------------------------
     @property
@@ -171,6 +175,11 @@ class Graph:
             yield spec
         finally:
             root._devices.pop()
+
+    def control_dependencies(self, control_inputs):
+        """Nodes built in this graph inside the block run after `control_inputs`
+        (tf.Graph.control_dependencies; rg.control_dependencies is this on the default graph)."""
+        return Graph.control_block(self, control_inputs)
 
     def current_device(self) -> str:
         """The canonical device string nodes built now take ("" when none is asked for)."""

@@ -14,6 +14,10 @@ class Value:
     """A symbolic tensor: the `index`-th output of `node`. Immutable once built (SSA)."""
 
     __slots__ = ("node", "index", "type", "id", "__weakref__")
+    # NumPy defers to the reflected operators: `np.array(...) * v` and `np.float64(2) * v` call
+    # v.__rmul__ and give a Value (TF1's Tensor does the same), not an object array of Values
+    __array_priority__ = 100
+    __array_ufunc__ = None
 
     def __init__(self, node: "Node", index: int, type: "TensorType", id: int):
         self.node = node
@@ -87,6 +91,15 @@ class Value:
     __matmul__ = _math("matmul")
     __rmatmul__ = _math("matmul", True)
     __pow__ = _math("pow")
+    __rpow__ = _math("pow", True)
+    __floordiv__ = _math("floordiv")
+    __rfloordiv__ = _math("floordiv", True)
+    __mod__ = _math("floormod")
+    __rmod__ = _math("floormod", True)
+    __and__ = _math("logical_and")
+    __rand__ = _math("logical_and", True)
+    __or__ = _math("logical_or")
+    __ror__ = _math("logical_or", True)
     __lt__ = _math("less")
     __le__ = _math("less_equal")
     __gt__ = _math("greater")
@@ -95,6 +108,12 @@ class Value:
 
     def __neg__(self):
         return _operator("negative")(self)
+
+    def __abs__(self):
+        return _operator("abs")(self)
+
+    def __invert__(self):   # TF1: logical_not (bool tensors)
+        return _operator("logical_not")(self)
 
     def __getitem__(self, key):
         return _operator("getitem")(self, key)
@@ -113,8 +132,30 @@ class Value:
         return _operator("assign")(self, self - delta, name=name or "AssignSub")
 
     def read_value(self):
-        """The variable's value (this Value: every read sees the value as of its run)."""
-        return self
+        """The variable's value (this Value: every read sees the value as of its run); inside
+        rg.control_dependencies, a read made after the dependencies (as rg.identity)."""
+        return _operator("read_value")(self)
+
+    def value(self):
+        """The variable's value (tf.Variable.value): as read_value()."""
+        return self.read_value()
+
+    @property
+    def initializer(self):
+        """TF1's Variable.initializer: an op that, run, sets this variable to its initial value
+        (each access builds one, as rg.variables_initializer([v]))."""
+        self._require_variable("initializer")
+        return _operator("variable_initializer")(self)
+
+    def initialized_value(self):
+        """TF1's Variable.initialized_value(): the initial value as a constant when the
+        initializer is deterministic (zeros, ones, an array), else the variable's value."""
+        self._require_variable("initialized_value")
+        return _operator("initialized_value")(self)
+
+    def _require_variable(self, what):
+        if self.node.op.name != "variable":
+            raise AttributeError(f"{what} belongs to variables; {self!r} is not one")
 
     def run(self, feed_dict=None, session=None):
         """Run this value for its effect (e.g. `init.run()`, `train_op.run(...)`), TF1-style."""

@@ -10,8 +10,9 @@ from .losses import (accuracy, embedding_lookup, in_top_k, l2_loss, mean_squared
                      softmax_cross_entropy_with_logits_v2, sparse_softmax_cross_entropy,
                      nce_loss, sampled_softmax_loss)
 from ..ops import log_uniform_candidate_sampler
-from ..ops import (log_softmax, relu, sigmoid, softmax, sparse_softmax_cross_entropy_with_logits,
-                   tanh)
+from ..ops import relu, sigmoid, sparse_softmax_cross_entropy_with_logits, tanh
+from .activations import (elu, l2_normalize, leaky_relu, log_softmax, selu, softmax, softplus,
+                          softsign)   # (tf.nn's, with TF1's dim=)
 
 from . import rnn_cell  # tf.nn.rnn_cell.*: cells and wrappers
 from .wrappers import DeviceWrapper, OutputProjectionWrapper, ResidualWrapper
@@ -20,3 +21,4 @@ from .dropout import DropoutWrapper, dropout  # noqa: E402  (the randomness issu
 rnn_cell.DropoutWrapper = DropoutWrapper
 from ..ops.tf1_array import bias_add, xw_plus_b  # noqa: E402  (tf.nn's)
 from ..ops.topk import moments, top_k  # noqa: E402  (tf.nn's)
+from . import regularizers  # noqa: E402  (tf.contrib.layers' l1/l2 regularizers)

@@ -1,4 +1,5 @@
-"""Layers with TF1's signatures: tf.layers.dense and tf.contrib.layers.fully_connected.
+"""Layers with TF1's signatures: tf.layers.dense (and the tf.layers.Dense object) and
+tf.contrib.layers.fully_connected.
 
 Each call makes its variables in a fresh variable scope named like TF1 does: `dense`, `dense_1`,
 ... (or `name`, `name_1`, ...) unless `reuse` is set, when it uses exactly `name` and shares
@@ -61,20 +62,106 @@ def dense(inputs, units: int, activation=None, use_bias: bool = True, kernel_ini
           trainable: bool = True, name: str | None = None, reuse=None):
     """A fully connected layer over the last axis (tf.layers.dense):
     activation(inputs @ kernel + bias), making `<scope>/kernel` [in, units] (glorot-uniform
-    by default) and `<scope>/bias` [units] (zeros by default)."""
-    _unsupported("dense", kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                 activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-                 bias_constraint=bias_constraint)
+    by default) and `<scope>/bias` [units] (zeros by default). kernel_regularizer /
+    bias_regularizer add their losses to REGULARIZATION_LOSSES when the variables are made."""
+    _unsupported("dense", activity_regularizer=activity_regularizer,
+                 kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
     inputs = _checked(inputs, units, "dense", "units")
     with _layer_scope(name, "dense", reuse):
         kernel = scopes.get_variable("kernel", [inputs.shape[-1], units], inputs.dtype,
-                                     kernel_initializer, trainable=trainable)
+                                     kernel_initializer, regularizer=kernel_regularizer,
+                                     trainable=trainable)
         y = _affine(inputs, kernel)
         if use_bias:
             y = y + scopes.get_variable("bias", [units], inputs.dtype,
                                         bias_initializer if bias_initializer is not None
-                                        else inits.Zeros(), trainable=trainable)
+                                        else inits.Zeros(), regularizer=bias_regularizer,
+                                        trainable=trainable)
         return activation(y) if activation is not None else y
+
+
+class Dense:
+    """The fully connected layer as an object (tf.layers.Dense): `layer(inputs)` computes
+    activation(inputs @ kernel + bias) as rg.layers.dense does. The first call makes the
+    variables in a fresh variable scope (`dense`, `dense_1`, ... or `name`, `name_1`, ... in
+    the scope current then) and every later call uses the same ones, wherever it is made;
+    their inputs must have the same last dimension. `kernel`, `bias` (None without use_bias),
+    `variables` and `trainable_variables` are set by the first call; `built` says whether it
+    happened. kernel_regularizer / bias_regularizer add their losses when the variables are
+    made; activity_regularizer and the constraints are not supported."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer=None,
+                 bias_initializer=None, kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 trainable=True, name=None, **kwargs):
+        _unsupported("Dense", activity_regularizer=activity_regularizer,
+                     kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        kwargs.pop("dtype", None)   # (the variables take the inputs' dtype, as dense's)
+        reuse = kwargs.pop("_reuse", None)
+        for arg in kwargs:
+            raise TypeError(f"Dense: unexpected keyword argument {arg!r}")
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
+            raise ValueError(f"Dense: units must be a positive int, got {units!r}")
+        if activation is not None and not callable(activation):
+            raise TypeError(f"Dense: activation must be a function or None, got {activation!r}")
+        self.units = int(units)
+        self.activation = activation
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = kernel_regularizer
+        self.bias_regularizer = bias_regularizer
+        self.trainable = bool(trainable)
+        self.name = name
+        self._reuse = reuse
+        self.kernel = self.bias = None
+        self.built = False
+
+    @property
+    def variables(self) -> list:
+        return [v for v in (self.kernel, self.bias) if v is not None]
+
+    weights = variables
+
+    @property
+    def trainable_variables(self) -> list:
+        return self.variables if self.trainable else []
+
+    trainable_weights = trainable_variables
+
+    @property
+    def non_trainable_variables(self) -> list:
+        return [] if self.trainable else self.variables
+
+    @located
+    def __call__(self, inputs):
+        inputs = _checked(inputs, self.units, "Dense", "units")
+        if not self.built:
+            with _layer_scope(self.name, "dense", self._reuse):
+                self.kernel = scopes.get_variable(
+                    "kernel", [inputs.shape[-1], self.units], inputs.dtype,
+                    self.kernel_initializer, regularizer=self.kernel_regularizer,
+                    trainable=self.trainable)
+                if self.use_bias:
+                    self.bias = scopes.get_variable(
+                        "bias", [self.units], inputs.dtype,
+                        self.bias_initializer if self.bias_initializer is not None
+                        else inits.Zeros(), regularizer=self.bias_regularizer,
+                        trainable=self.trainable)
+            self.built = True
+        elif inputs.shape[-1] != self.kernel.shape[0] or inputs.dtype != self.kernel.dtype:
+            raise ValueError(f"Dense: this layer was built for inputs [..., "
+                             f"{self.kernel.shape[0]}] of {self.kernel.dtype}, got "
+                             f"{inputs.type}")
+        y = _affine(inputs, self.kernel)
+        if self.bias is not None:
+            y = y + self.bias
+        return self.activation(y) if self.activation is not None else y
+
+    apply = __call__   # (TF1 layers' layer.apply(inputs))
+
+    def __repr__(self):
+        return f"<rg.layers.Dense units={self.units} built={self.built}>"
 
 
 @located

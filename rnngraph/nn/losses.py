@@ -221,10 +221,28 @@ def get_losses(scope=None, loss_collection=LOSSES) -> list:
     return [v for v in found if scope is None or v.node.name.startswith(scope)]
 
 
+REGULARIZATION_LOSSES = "regularization_losses"   # TF1's GraphKeys.REGULARIZATION_LOSSES
+
+
+def get_regularization_losses(scope=None) -> list:
+    """The losses added to the REGULARIZATION_LOSSES collection (rg.add_to_collection)."""
+    return get_losses(scope, REGULARIZATION_LOSSES)
+
+
+def get_regularization_loss(scope=None, name="total_regularization_loss"):
+    """Their sum (0.0 when there are none), as tf.losses.get_regularization_loss."""
+    losses = get_regularization_losses(scope)
+    if not losses:
+        return ops.constant(0.0, name=name)
+    return ops.add_n(losses, name=name) if len(losses) > 1 else ops.identity(losses[0], name=name)
+
+
 def get_total_loss(add_regularization_losses=True, name="total_loss", scope=None):
-    """The sum of get_losses(scope) (tf.losses.get_total_loss). rnngraph has no regularization
-    losses collection: `add_regularization_losses` changes nothing."""
+    """The sum of get_losses(scope) and, with `add_regularization_losses`, of
+    get_regularization_losses(scope) (tf.losses.get_total_loss)."""
     losses = get_losses(scope)
+    if add_regularization_losses:
+        losses += get_regularization_losses(scope)
     if not losses:
         raise ValueError("get_total_loss: no losses were made (tf.losses functions and add_loss "
                          "add them)")

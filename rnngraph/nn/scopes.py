@@ -30,6 +30,7 @@ from ..ir import device as device_spec
 from ..ir.graph import Graph, get_default_graph
 from ..ir.value import Value
 from ..ops import initializers as inits
+from ..ops.sources import python_value_array
 
 
 class _AutoReuse:
@@ -209,6 +210,23 @@ def variable_scope(name_or_scope, default_name=None, values=None, initializer=No
                 st.close_subscopes(new_name)
 
 
+def _is_value(initializer) -> bool:
+    """Is `initializer` a value (array, number, tensor), not an initializer function?"""
+    if initializer is None or isinstance(initializer, inits.Initializer):
+        return False
+    if isinstance(initializer, type) and issubclass(initializer, inits.Initializer):
+        return False
+    return isinstance(initializer, Value) or not callable(initializer)
+
+
+def _value_dtype(value, what: str) -> np.dtype:
+    """The dtype TF1 gives a value: a tensor's or NumPy value's own; Python floats float32,
+    ints int32 (int64 if needed), bools bool."""
+    if isinstance(value, Value):
+        return value.dtype
+    return python_value_array(value, None, what).dtype
+
+
 def _initializer_for(initializer, dtype, shape, what):
     """(Initializer, shape) from what TF1 accepts as an initializer."""
     if isinstance(initializer, type) and issubclass(initializer, inits.Initializer):
@@ -242,9 +260,11 @@ def get_variable(name, shape=None, dtype=None, initializer=None, regularizer=Non
     `dtype`, when given, must match; with reuse False/None it must not exist yet; with
     AUTO_REUSE either. The default initializer is the scope's, else glorot-uniform for floats
     and zeros for ints and bools. `initializer` may be an initializer, a tensor or an array
-    (then `shape` comes from it).
+    (then `shape` comes from it). As in TF1, a value or tensor initializer gives its own dtype
+    (0 -> int32, a float64 array -> float64, 0.5 -> float32), and a `dtype=` that differs
+    raises ValueError; an initializer function uses `dtype=` or the scope's (float32).
     """
-    given = dict(regularizer=regularizer, collections=collections, caching_device=caching_device,
+    given = dict(collections=collections, caching_device=caching_device,
                  partitioner=partitioner, custom_getter=custom_getter, constraint=constraint)
     for arg, val in given.items():
         if val is not None:
@@ -283,9 +303,17 @@ def get_variable(name, shape=None, dtype=None, initializer=None, regularizer=Non
         raise ValueError(f"Variable {full} already exists, disallowed. Did you mean to set "
                          f"reuse=True or reuse=rg.AUTO_REUSE in VarScope? Originally defined "
                          f"at: {root._by_name[full].location}")
-    dtype = as_dtype(dtype) if dtype is not None else scope.dtype
+    if dtype is not None and _is_value(initializer):   # TF1's check, before the defaults
+        init_dtype = _value_dtype(initializer, f"get_variable {full!r}")
+        if init_dtype != as_dtype(dtype):
+            raise ValueError(f"Initializer type '{init_dtype.name}' and explicit dtype "
+                             f"'{as_dtype(dtype).name}' don't match (get_variable {full!r}).")
     if initializer is None:
         initializer = scope.initializer
+    if _is_value(initializer):   # TF1: a value's own dtype (0 -> int32, np.float64 -> float64)
+        dtype = _value_dtype(initializer, f"get_variable {full!r}")
+    else:   # an initializer function: dtype= or the scope's (float32)
+        dtype = as_dtype(dtype) if dtype is not None else scope.dtype
     if initializer is None:
         initializer = inits.GlorotUniform() if np.issubdtype(dtype, np.floating) else inits.Zeros()
     initializer, shape = _initializer_for(initializer, dtype, shape, f"get_variable {full!r}")
@@ -304,6 +332,9 @@ def get_variable(name, shape=None, dtype=None, initializer=None, regularizer=Non
                                trainable=True if trainable is None else bool(trainable))
     st.made[full] = var
     _record(st, var)
+    if regularizer is not None:   # TF1: a new variable's loss joins REGULARIZATION_LOSSES
+        from .regularizers import add_regularization_loss
+        add_regularization_loss(var, regularizer)
     return var
 
 

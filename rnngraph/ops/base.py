@@ -77,10 +77,12 @@ def as_value(x, dtype=None, graph: Graph | None = None) -> Value:
     if isinstance(x, Value):
         return x
     from .sources import constant   # cycle: ops/sources.py imports this module
+    if dtype is None and isinstance(x, (np.generic, np.ndarray)):
+        return constant(x, graph=graph)   # NumPy values keep their dtype (np.float64 is a float)
     if dtype is None and isinstance(x, bool):
         dtype = np.bool_
-    elif dtype is None and isinstance(x, numbers.Integral):
-        dtype = np.int32
+    elif dtype is None and isinstance(x, numbers.Integral) and -2**31 <= x < 2**31:
+        dtype = np.int32   # (a larger Python int becomes int64, as in TF1)
     elif dtype is None and isinstance(x, float):
         dtype = np.float32
     return constant(x, dtype=dtype, graph=graph)
@@ -106,6 +108,10 @@ def apply(op: Op, inputs, name: str | None = None):
     inputs = [as_value(x) for x in inputs]
     graph = _target_graph(inputs)
     inputs = [graph.capture(v) for v in inputs]
+    frames = graph.control_frames   # rg.control_dependencies: a wrapped input orders the node
+    if frames:
+        from .misc import control_inputs   # cycle: ops/misc.py imports this module
+        inputs = [graph.capture(v) for v in control_inputs(frames[-1], op, inputs)]
     location = user_location()
     try:
         types = op.infer(*[v.type for v in inputs])
@@ -118,6 +124,8 @@ def apply(op: Op, inputs, name: str | None = None):
     if isinstance(types, TensorType):
         types = [types]
     node = graph.add_node(op, inputs, list(types), name, location)
+    if frames and inputs:   # (it follows the block's dependencies: a source does not)
+        frames[-1].covered.update(node.outputs)
     return node.outputs if op.multi_output else node.outputs[0]
 
 

@@ -8,18 +8,48 @@ import numpy as np
 from ..dtypes import as_dtype
 from ..errors import InvalidArgumentError, ShapeError, user_location
 from ..ir.types import TensorType, broadcast_shapes
-from ..ir.value import Value
+from ..ir.value import Value, install_operators
 from .base import Op, apply, as_value, require_float, same_dtype
 from .scalar import c_expr, ufunc
+from .sources import constant, python_value_array
 
 
-def _binary_args(a, b):
-    """Python numbers take the dtype of the Value beside them (weak typing, like JAX)."""
+def _binary_args(a, b, op: str = "op"):
+    """A number or array beside a Value takes that Value's dtype, as TF1 converts the other
+    operand of `x * 0.5` (weak typing). A Python float with an int tensor, a number with a bool
+    tensor or a complex with a real one raises TypeError as in TF1 (`lens * 0.5` would
+    truncate); so does a NumPy float with an int tensor (TF1 would truncate it silently)."""
     if isinstance(a, Value) and not isinstance(b, Value):
-        b = as_value(b, dtype=a.dtype if np.ndim(b) == 0 else None)
+        b = _like(b, a, op)
     elif isinstance(b, Value) and not isinstance(a, Value):
-        a = as_value(a, dtype=b.dtype if np.ndim(a) == 0 else None)
+        a = _like(a, b, op)
+    elif not isinstance(a, Value) and not isinstance(b, Value):
+        a = as_value(a)
+        b = _like(b, a, op)
     return as_value(a), as_value(b)
+
+
+def _like(x, like: Value, op: str) -> Value:
+    dtype = like.dtype
+    if isinstance(x, (np.ndarray, np.generic)):
+        if x.dtype != dtype and x.dtype.kind in "biufc" and not np.can_cast(
+                x.dtype, dtype, casting="same_kind"):
+            raise TypeError(f"{op} at {user_location()}: a NumPy {x.dtype.name} value ({x!r:.60}) "
+                            f"with a {dtype.name} tensor would lose its fraction or sign; cast "
+                            f"one of them with rg.cast")
+        return constant(x, dtype=dtype) if x.dtype.kind in "biufc" else as_value(x)
+    if isinstance(x, (list, tuple)) and any(isinstance(v, Value) for v in _leaves(x)):
+        return as_value(x)
+    return constant(python_value_array(x, dtype, f"{op}: the operand beside {like.name}"),
+                    graph=None)
+
+
+def _leaves(x):
+    if isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _leaves(v)
+    else:
+        yield x
 
 
 def unbroadcast(g: Value, x: Value) -> Value:
@@ -496,8 +526,8 @@ class OnesLike(_FilledLike):
 
 # --- builders -----------------------------------------------------------------------------
 def _binary_builder(cls):
-    def build(a, b, name=None):
-        return apply(cls(), _binary_args(a, b), name=name)
+    def build(x, y, name=None):   # (TF1 names: tf.maximum(x=, y=))
+        return apply(cls(), _binary_args(x, y, cls.name), name=name)
     build.__name__ = cls.name
     build.__doc__ = f"Elementwise {cls.name} with NumPy broadcasting."
     return build
@@ -506,7 +536,6 @@ def _binary_builder(cls):
 add = _binary_builder(Add)
 subtract = _binary_builder(Sub)
 multiply = _binary_builder(Mul)
-divide = _binary_builder(Div)
 maximum = _binary_builder(Maximum)
 minimum = _binary_builder(Minimum)
 pow = _binary_builder(Pow)
@@ -518,6 +547,77 @@ equal = _binary_builder(Equal)
 not_equal = _binary_builder(NotEqual)
 logical_and = _binary_builder(LogicalAnd)
 logical_or = _binary_builder(LogicalOr)
+
+
+# TF1's true division: integers become floats first (int8/16 -> float32, int32/64 -> float64)
+_TRUEDIV_DTYPE = {"int8": np.float32, "uint8": np.float32, "int16": np.float32,
+                  "uint16": np.float32, "int32": np.float64, "uint32": np.float64,
+                  "int64": np.float64, "uint64": np.float64}
+
+
+def truediv(x, y, name=None):
+    """x / y as Python 3 divides (tf.truediv, tf.divide, the `/` operator): integer tensors are
+    cast to float first, int32 and int64 to float64, int8 and int16 to float32 (TF1's table)."""
+    x, y = _binary_args(x, y, "truediv")
+    if x.dtype == y.dtype and x.dtype.kind == "b":
+        raise TypeError(f"truediv at {user_location()}: cannot divide bool tensors")
+    to = _TRUEDIV_DTYPE.get(x.dtype.name)
+    if to is not None and x.dtype == y.dtype:
+        x, y = cast(x, to), cast(y, to)
+    return apply(Div(), [x, y], name=name)
+
+
+divide = truediv
+
+
+class _Integral(Op):
+    """A binary op on numbers, integers included (no fused kernel: not in ops/scalar.py)."""
+
+    def infer(self, a, b):
+        dtype = same_dtype(self.name, a, b)
+        if dtype.kind not in "iuf":
+            raise TypeError(f"{self.name} needs integer or float tensors, got {dtype}")
+        return TensorType(broadcast_shapes(a.shape, b.shape), dtype)
+
+
+class FloorDiv(_Integral):
+    """floor(x / y) (tf.floordiv, the `//` operator); no gradient, as in TF."""
+    name = "floordiv"
+    differentiable = False
+
+    def compute(self, xp, a, b):
+        return xp.floor_divide(a, b)
+
+
+class FloorMod(_Integral):
+    """x - floor(x / y) * y: the remainder takes the divisor's sign (tf.floormod, tf.mod, `%`)."""
+    name = "floormod"
+
+    def compute(self, xp, a, b):
+        return xp.mod(a, b)
+
+    def vjp(self, node, g):   # TF's FloorMod gradient: (g, -g * floor(x / y))
+        a, b = node.inputs
+        return [unbroadcast(g, a), unbroadcast(negative(multiply(g, floordiv(a, b))), b)]
+
+
+floordiv = _binary_builder(FloorDiv)
+floormod = _binary_builder(FloorMod)
+mod = floormod
+
+
+def div(x, y, name=None):
+    """tf.div (TF1): Python 2 division, floor division for integers, true division otherwise."""
+    x, y = _binary_args(x, y, "div")
+    if x.dtype.kind in "iu" and y.dtype.kind in "iu":
+        return floordiv(x, y, name=name)
+    return apply(Div(), [x, y], name=name)
+
+
+def squared_difference(x, y, name=None):
+    """(x - y)**2 elementwise (tf.squared_difference)."""
+    x, y = _binary_args(x, y, "squared_difference")
+    return square(subtract(x, y), name=name)
 
 
 def _unary_builder(cls):
@@ -543,10 +643,16 @@ zeros_like = _unary_builder(ZerosLike)
 ones_like = _unary_builder(OnesLike)
 
 
+def rsqrt(x, name=None):
+    """1 / sqrt(x) elementwise (tf.rsqrt)."""
+    x = as_value(x)
+    return divide(ones_like(x), sqrt(x), name=name)
+
+
 def where_v2(condition, x, y, name=None):
     """Elementwise select: x where condition else y, broadcasting all three (tf.where_v2,
     NumPy's where): a rank-1 condition lines up with the last axis."""
-    x, y = _binary_args(x, y)
+    x, y = _binary_args(x, y, "where")
     return apply(Where(), [condition, x, y], name=name)
 
 
@@ -557,7 +663,7 @@ def where(condition, x, y, name=None):
     y[i] (its size must be their first dimension; a ShapeError naming your line otherwise), as
     in `tf.where(finished, zeros, output)`. Otherwise condition, x and y broadcast as in
     where_v2 (TF1 requires equal shapes there; broadcasting accepts more)."""
-    x, y = _binary_args(x, y)
+    x, y = _binary_args(x, y, "where")
     condition = as_value(condition)
     try:
         shape = broadcast_shapes(x.shape, y.shape)
@@ -591,3 +697,8 @@ def sum_to(g, like, name=None):
 def clip_by_value(x, clip_value_min, clip_value_max, name=None):
     """Clamp x into [min, max] elementwise (gradient passes where x is inside)."""
     return minimum(maximum(x, clip_value_min), clip_value_max, name=name)
+
+
+# the `//`, `%`, `&`, `|`, `~` and abs() operators of Value (ir/value.py)
+install_operators(floordiv=floordiv, floormod=floormod, logical_and=logical_and,
+                  logical_or=logical_or, logical_not=logical_not, abs=abs)

@@ -122,7 +122,8 @@ def fill(shape, value, dtype=None, name=None):
     """A tensor of `shape` (ints and/or scalar int Values such as rg.dim(x, 0)) holding `value`.
     dtype defaults to float32 for floats, int32 for ints, bool for bools."""
     if dtype is None:
-        dtype = (np.bool_ if isinstance(value, (bool, np.bool_)) else
+        dtype = (value.dtype if isinstance(value, np.generic) else   # (TF1 keeps NumPy's)
+                 np.bool_ if isinstance(value, (bool, np.bool_)) else
                  np.int32 if isinstance(value, (int, np.integer)) else np.float32)
     static, dims = _shape_args(shape)
     return apply(Fill(static, value, dtype), dims, name=name)

@@ -297,6 +297,60 @@ class RandomStandard(Op):
                 f"seed=({self.seed}, {self.seed2}){aff}]")
 
 
+class RandomUniformInt(Op):
+    """Integers uniform in [minval, maxval) (tf.random_uniform with an int dtype): the value
+    minval + (bits mod (maxval - minval)), from one 32-bit word per int32 number and two per
+    int64 number (as TF's, the modulo's bias is below range / 2**32, resp. / 2**64). Inputs as
+    random_standard's: the run counter, the step index and, without a static shape, a tensor
+    giving the run-time shape."""
+    name = "random_uniform_int"
+    foldable = False
+    differentiable = False
+
+    def __init__(self, shape, dtype, minval: int, maxval: int, seed: int, seed2: int):
+        self.shape = None if shape is None else tuple(int(d) for d in shape)
+        self.dtype = as_dtype(dtype).name
+        if self.dtype not in ("int32", "int64"):
+            raise TypeError(f"random_uniform_int: dtype must be int32 or int64, got {dtype}")
+        info = np.iinfo(self.dtype)
+        self.minval, self.maxval = int(minval), int(maxval)
+        if not info.min <= self.minval < self.maxval <= info.max:
+            raise ValueError(f"random_uniform_int needs {info.min} <= minval < maxval <= "
+                             f"{info.max}, got minval={minval}, maxval={maxval}")
+        self.seed, self.seed2 = int(seed), int(seed2)
+
+    @property
+    def shape_inputs(self):
+        return (2,) if self.shape is None else ()
+
+    def infer(self, counter, step, *like):
+        _check_counter(counter, step)
+        if self.shape is None:
+            if len(like) != 1:
+                raise ShapeError("a random node without a static shape reads one `like` input")
+            return TensorType(like[0].shape, self.dtype)
+        if like:
+            raise ShapeError("a random node with a static shape takes no `like` input")
+        return TensorType(self.shape, self.dtype)
+
+    def compute(self, xp, counter, step, *like):
+        shape = tuple(like[0].shape if self.shape is None else self.shape)
+        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        key = key_of(self.seed, self.seed2)
+        span = np.uint64(self.maxval - self.minval)   # 1 .. 2**64 - 1
+        if self.dtype == "int32":
+            bits = words(xp, n, key, int(step), int(counter)).astype(np.uint64)
+        else:
+            w = words(xp, 2 * n, key, int(step), int(counter)).astype(np.uint64)
+            bits = (w[0::2] << np.uint64(32)) | w[1::2]
+        low = np.uint64(self.minval % 2**64)          # two's complement: the sum wraps right
+        out = (bits % span + low).astype(np.int64)
+        return out.astype(self.dtype).reshape(shape)
+
+    def vjp(self, node, g):
+        return [None] * len(node.inputs)
+
+
 class RandomShuffle(Op):
     """value with its rows (axis 0) in a random order: rows sorted by one random word each."""
     name = "random_shuffle"
@@ -553,9 +607,38 @@ def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=np.float32, seed=None, n
     return _affine_draw("truncated_normal", shape, dtype, seed, name, mean, stddev)
 
 
+def _int_bound(x, what):
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        x = x.item()
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+        raise TypeError(f"random_uniform with an int dtype: {what} must be a Python int, got "
+                        f"{x!r} (at {user_location()})")
+    return int(x)
+
+
 def random_uniform(shape, minval=0, maxval=None, dtype=np.float32, seed=None, name=None):
-    """Uniform random numbers in [minval, maxval) (tf.random_uniform); maxval defaults to 1.
-    Float dtypes only."""
+    """Uniform random numbers in [minval, maxval) (tf.random_uniform); maxval defaults to 1 for
+    float dtypes. With dtype int32 or int64 (as TF1) maxval is required and the numbers are
+    integers in [minval, maxval); minval and maxval are ints there (not tensors)."""
+    dt = as_dtype(dtype)
+    if dt.kind in "iu":
+        if dt not in (np.dtype(np.int32), np.dtype(np.int64)):
+            raise TypeError(f"random_uniform: an int dtype must be int32 or int64, got {dt} "
+                            f"(at {user_location()})")
+        if maxval is None:
+            raise ValueError(f"random_uniform: must specify maxval for integer dtype {dt} "
+                             f"(at {user_location()})")
+        lo, hi = _int_bound(minval, "minval"), _int_bound(maxval, "maxval")
+        info = np.iinfo(dt)
+        if not info.min <= lo < hi <= info.max:
+            raise ValueError(f"random_uniform needs minval < maxval within {dt}, got "
+                             f"minval={lo}, maxval={hi} (at {user_location()})")
+        _check_seed(seed)
+        static, like = _shape_of(shape)
+        graph_seed, op_seed = get_seed(seed)
+        inputs = [run_counter(), _step_value(None)] + ([like] if like is not None else [])
+        return apply(RandomUniformInt(static, dt, lo, hi, graph_seed, op_seed), inputs,
+                     name=name or "random_uniform")
     dtype = _float_dtype(dtype)
     if maxval is None:
         maxval = 1.0

@@ -91,11 +91,27 @@ class ReduceSum(Reduce):
 
 
 class ReduceMean(Reduce):
+    """Mean over `axis`. Of an integer tensor, the integer mean as TF1 computes it: the sum in
+    the input's dtype divided by the count, truncated toward zero (tf.reduce_mean([1, 0, 1, 0])
+    is 0, of [-1, -2] is -1); no gradient then."""
     name, kernel_name = "reduce_mean", "mean"
 
     def infer(self, x):
-        require_float(x, "reduce_mean input")
+        if x.dtype.kind not in "iu":
+            require_float(x, "reduce_mean input")
         return super().infer(x)
+
+    def compute(self, xp, x):
+        if x.dtype.kind not in "iu":
+            return super().compute(xp, x)
+        axes = reduced_axes(self.axis, x.ndim)
+        total = xp.sum(x, axis=axes, keepdims=self.keepdims, dtype=x.dtype)
+        count = 1
+        for a in axes:
+            count *= x.shape[a]
+        count = max(count, 1)   # (an empty reduction: the sum 0, as 0 / n)
+        mean = xp.where(total < 0, -((-total) // count), total // count)
+        return xp.asarray(mean, dtype=x.dtype)
 
     def vjp(self, node, g):
         x = node.inputs[0]
@@ -321,46 +337,54 @@ def _reduce(cls, x, axis, keepdims, name, reduction_indices, keep_dims):
     return apply(cls(axis, keepdims), [x], name=name)
 
 
-def reduce_sum(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+def reduce_sum(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
+               keep_dims=None):
     """Sum of x over `axis` (None = all axes; an int or tuple of ints); tf.reduce_sum, with
     TF1's deprecated reduction_indices= and keep_dims=."""
-    return _reduce(ReduceSum, x, axis, keepdims, name, reduction_indices, keep_dims)
+    return _reduce(ReduceSum, input_tensor, axis, keepdims, name, reduction_indices, keep_dims)
 
 
-def reduce_mean(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+def reduce_mean(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
+                keep_dims=None):
     """Mean of x over `axis` (None = all axes); the count is taken at run time."""
-    return _reduce(ReduceMean, x, axis, keepdims, name, reduction_indices, keep_dims)
+    return _reduce(ReduceMean, input_tensor, axis, keepdims, name, reduction_indices, keep_dims)
 
 
-def reduce_max(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+def reduce_max(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
+               keep_dims=None):
     """Maximum of x over `axis`; the gradient is split evenly among tied maxima."""
-    return _reduce(ReduceMax, x, axis, keepdims, name, reduction_indices, keep_dims)
+    return _reduce(ReduceMax, input_tensor, axis, keepdims, name, reduction_indices, keep_dims)
 
 
-def reduce_min(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+def reduce_min(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
+               keep_dims=None):
     """Minimum of x over `axis`; the gradient is split evenly among tied minima."""
-    return _reduce(ReduceMin, x, axis, keepdims, name, reduction_indices, keep_dims)
+    return _reduce(ReduceMin, input_tensor, axis, keepdims, name, reduction_indices, keep_dims)
 
 
-def reduce_prod(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+def reduce_prod(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
+                keep_dims=None):
     """Product of x over `axis`; the gradient is exact where x holds zeros."""
-    return _reduce(ReduceProd, x, axis, keepdims, name, reduction_indices, keep_dims)
+    return _reduce(ReduceProd, input_tensor, axis, keepdims, name, reduction_indices, keep_dims)
 
 
-def reduce_logsumexp(x, axis=None, keepdims=None, name=None, reduction_indices=None,
+def reduce_logsumexp(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
                      keep_dims=None):
     """log(sum(exp(x))) over `axis`, computed stably (large inputs do not overflow)."""
-    return _reduce(ReduceLogSumExp, x, axis, keepdims, name, reduction_indices, keep_dims)
+    return _reduce(ReduceLogSumExp, input_tensor, axis, keepdims, name, reduction_indices,
+                   keep_dims)
 
 
-def reduce_any(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+def reduce_any(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
+               keep_dims=None):
     """Logical or of a bool tensor over `axis` (no gradient)."""
-    return _reduce(ReduceAny, x, axis, keepdims, name, reduction_indices, keep_dims)
+    return _reduce(ReduceAny, input_tensor, axis, keepdims, name, reduction_indices, keep_dims)
 
 
-def reduce_all(x, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+def reduce_all(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
+               keep_dims=None):
     """Logical and of a bool tensor over `axis` (no gradient)."""
-    return _reduce(ReduceAll, x, axis, keepdims, name, reduction_indices, keep_dims)
+    return _reduce(ReduceAll, input_tensor, axis, keepdims, name, reduction_indices, keep_dims)
 
 
 def add_n(values, name=None):
@@ -419,12 +443,12 @@ def _arg(cls, x, axis, name, dimension, output_type):
     return out if out_dtype == np.int64 else cast(out, np.int32)
 
 
-def argmax(x, axis=None, name=None, dimension=None, output_type=np.int64):
+def argmax(input, axis=None, name=None, dimension=None, output_type=np.int64):  # noqa: A002
     """Index of the largest entry of x along `axis` (tf.argmax: axis None means 0; dimension=
     is TF1's deprecated alias; output_type int64 or int32)."""
-    return _arg(ArgMax, x, axis, name, dimension, output_type)
+    return _arg(ArgMax, input, axis, name, dimension, output_type)
 
 
-def argmin(x, axis=None, name=None, dimension=None, output_type=np.int64):
+def argmin(input, axis=None, name=None, dimension=None, output_type=np.int64):  # noqa: A002
     """Index of the smallest entry of x along `axis` (tf.argmin; as argmax)."""
-    return _arg(ArgMin, x, axis, name, dimension, output_type)
+    return _arg(ArgMin, input, axis, name, dimension, output_type)

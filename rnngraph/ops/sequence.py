@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, ShapeError
+from ..errors import InvalidArgumentError, ShapeError, user_location
 from ..ir.types import TensorType
 from .base import Op, apply, as_value
 
@@ -83,6 +83,24 @@ def check_sequence_length(lengths, max_time, batch, name=None):
                  [lengths, as_value(max_time, np.int32), as_value(batch, np.int32)], name=name)
 
 
-def reverse_sequence(x, lengths, seq_axis=1, batch_axis=0, name=None):
-    return apply(ReverseSequence(seq_axis, batch_axis), [x, as_value(lengths, np.int32)],
+def _deprecated_alias(what, new, old, new_name, old_name):
+    if old is None:
+        return new
+    if new is not None:
+        raise ValueError(f"{what} at {user_location()}: cannot specify both '{new_name}' and "
+                         f"'{old_name}'")
+    return old
+
+
+def reverse_sequence(input, seq_lengths, seq_axis=None, batch_axis=None, name=None,  # noqa: A002
+                     seq_dim=None, batch_dim=None):
+    """`input` with the first seq_lengths[b] entries along `seq_axis` reversed in each row b
+    along `batch_axis` (tf.reverse_sequence; seq_dim= and batch_dim= are TF1's deprecated
+    names). seq_axis defaults to 1 and batch_axis to 0."""
+    seq_axis = _deprecated_alias("reverse_sequence", seq_axis, seq_dim, "seq_axis", "seq_dim")
+    batch_axis = _deprecated_alias("reverse_sequence", batch_axis, batch_dim, "batch_axis",
+                                   "batch_dim")
+    seq_axis = 1 if seq_axis is None else seq_axis
+    batch_axis = 0 if batch_axis is None else batch_axis
+    return apply(ReverseSequence(seq_axis, batch_axis), [input, as_value(seq_lengths, np.int32)],
                  name=name)

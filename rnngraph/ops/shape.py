@@ -717,10 +717,11 @@ def _vector_entries(v: Value) -> list:
     return [("vector", v, k) for k in range(n)]
 
 
-def reshape(x, shape, name=None):
-    """x with a new shape (tf.reshape). `shape` is a list of ints (one may be -1), a list mixing
-    ints and scalar int Values (rg.shape(x)[0], rg.dim(x, 0)), or a 1-D int Value (rg.shape(y),
-    rg.stack([...])). Sizes known at build time stay known in the result's static shape."""
+def reshape(tensor, shape, name=None):
+    """`tensor` with a new shape (tf.reshape). `shape` is a list of ints (one may be -1), a
+    list mixing ints and scalar int Values (rg.shape(x)[0], rg.dim(x, 0)), or a 1-D int Value
+    (rg.shape(y), rg.stack([...])). Sizes known at build time stay known in the result's static
+    shape."""
     try:
         if isinstance(shape, (int, np.integer)):
             shape = (shape,)
@@ -743,7 +744,7 @@ def reshape(x, shape, name=None):
                             f"got {shape!r}")
     except (TypeError, ShapeError) as exc:   # a bad target: name the user's line
         raise type(exc)(f"reshape at {user_location()}: {exc}") from None
-    x = as_value(x)
+    x = as_value(tensor)
     # a size whose source has a static size is that int; sources of another graph (a loop
     # body's outer values) are read as values, not captured into it
     here = get_default_graph()
@@ -785,20 +786,28 @@ def contiguous(x, name=None):
     return apply(Contiguous(), [as_value(x)], name=name)
 
 
-def transpose(x, perm=None, name=None):
-    """Permute the axes of x; perm=None reverses them (tf.transpose)."""
-    x = as_value(x)
+def transpose(a, perm=None, name=None):
+    """Permute the axes of `a`; perm=None reverses them (tf.transpose)."""
+    x = as_value(a)
     if perm is None:
         perm = tuple(reversed(range(x.type.rank)))
     return apply(Transpose(perm), [x], name=name)
 
 
-def expand_dims(x, axis, name=None):
-    """Insert a size-1 axis at `axis` (-rank-1 <= axis <= rank)."""
-    return apply(ExpandDims(axis), [x], name=name)
+def expand_dims(input, axis=None, name=None, dim=None):  # noqa: A002 (TF's argument name)
+    """Insert a size-1 axis at `axis` (-rank-1 <= axis <= rank); dim= is TF1's deprecated
+    name for axis (tf.expand_dims)."""
+    if dim is not None:
+        if axis is not None:
+            raise ValueError(f"expand_dims at {user_location()}: cannot specify both 'axis' "
+                             "and 'dim'")
+        axis = dim
+    if axis is None:
+        raise ValueError(f"expand_dims at {user_location()}: 'axis' must be given")
+    return apply(ExpandDims(axis), [input], name=name)
 
 
-def squeeze(x, axis=None, name=None, squeeze_dims=None):
+def squeeze(input, axis=None, name=None, squeeze_dims=None):  # noqa: A002 (TF's name)
     """Drop size-1 axes: the listed ones, or with axis=None every axis statically of size 1
     (squeeze_dims=: TF1's deprecated name for axis)."""
     if squeeze_dims is not None:
@@ -806,7 +815,7 @@ def squeeze(x, axis=None, name=None, squeeze_dims=None):
             raise ValueError(f"squeeze at {user_location()}: cannot specify both 'axis' and "
                              "'squeeze_dims'")
         axis = squeeze_dims
-    x = as_value(x)
+    x = as_value(input)
     if axis is None:
         axis = tuple(i for i, d in enumerate(x.shape) if d == 1)
     elif isinstance(axis, (int, np.integer)):
@@ -824,10 +833,17 @@ def concat(values, axis, name=None):
     return apply(Concat(axis), values, name=name)
 
 
-def split(x, num_or_size_splits, axis=0, name=None):
-    """Split x along `axis` into n equal parts (int) or parts of the given sizes (one may be -1);
-    returns a list of Values."""
-    return apply(Split(num_or_size_splits, axis), [x], name=name)
+def split(value, num_or_size_splits, axis=0, num=None, name=None):
+    """Split `value` along `axis` into n equal parts (int) or parts of the given sizes (one may
+    be -1); returns a list of Values (tf.split). `num`, TF1's count of outputs for sizes whose
+    length is not known statically, must agree with the parts when given."""
+    if num is not None:
+        parts = num_or_size_splits if isinstance(num_or_size_splits, (int, np.integer)) \
+            else len(list(num_or_size_splits))
+        if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num != parts:
+            raise ValueError(f"split at {user_location()}: num={num!r} does not match "
+                             f"num_or_size_splits={num_or_size_splits!r} ({parts} parts)")
+    return apply(Split(num_or_size_splits, axis), [value], name=name)
 
 
 def stack(values, axis=0, name=None):
@@ -838,10 +854,10 @@ def stack(values, axis=0, name=None):
     return apply(Stack(axis), values, name=name)
 
 
-def unstack(x, num=None, axis=0, name=None):
-    """Split x along `axis` into a list of `num` tensors with that axis removed; num defaults to
-    the axis' static size."""
-    x = as_value(x)
+def unstack(value, num=None, axis=0, name=None):
+    """Split `value` along `axis` into a list of `num` tensors with that axis removed; num
+    defaults to the axis' static size (tf.unstack)."""
+    x = as_value(value)
     if num is None:
         rank = x.type.rank
         d = x.shape[axis] if -rank <= axis < rank else 0  # Unstack.infer reports a bad axis

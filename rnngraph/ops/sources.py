@@ -7,7 +7,7 @@ from ..dtypes import as_dtype
 from ..errors import ShapeError, user_location
 from ..ir.graph import Graph, get_default_graph
 from ..ir.types import TensorType
-from ..ir.value import Value
+from ..ir.value import Value, install_operators
 from . import initializers as inits
 from .base import Op, apply, same_dtype
 
@@ -137,26 +137,97 @@ def placeholder(dtype, shape=None, name: str | None = None):
     return apply(Placeholder(dtype, shape), [], name=name or "Placeholder")
 
 
-def constant(value, dtype=None, name: str | None = None, graph: Graph | None = None):
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
+def python_value_array(value, dtype=None, what: str = "constant Const") -> np.ndarray:
+    """`value` as an array, with TF1's conversion rules (tf.convert_to_tensor): a NumPy value
+    keeps its dtype (or is cast to `dtype`); a Python float becomes float32, an int int32 (int64
+    if it needs it), a bool bool. With `dtype`, a Python value must fit its kind, as in TF1:
+    a float for an int dtype (0.5 or 2.0 alike), a number for bool, a complex for a real dtype
+    raise TypeError."""
+    target = as_dtype(dtype) if dtype is not None else None
+    numpy_value = isinstance(value, (np.ndarray, np.generic))
     try:
-        arr = np.array(value, dtype=as_dtype(dtype) if dtype is not None else None)
+        if target is not None and not numpy_value:
+            probe = np.array(value)
+            if probe.dtype.kind in _KIND_RANK and target.kind in _KIND_RANK and (
+                    _KIND_RANK[probe.dtype.kind] > _KIND_RANK[target.kind]
+                    or (target.kind == "b" and probe.dtype.kind != "b")):
+                bad = _first_leaf(value, probe.dtype.kind)
+                raise TypeError(f"{what} at {user_location()}: expected {target.name}, got "
+                                f"{bad!r} of type '{type(bad).__name__}' instead (TF1 does not "
+                                f"convert it implicitly; use rg.cast on a tensor)")
+        arr = np.array(value, dtype=target)
     except (ValueError, OverflowError) as exc:   # ragged lists; 2**40 as int32
-        raise ValueError(f"constant {name or 'Const'}: cannot make an array of {value!r:.80}: "
-                         f"{exc}") from None
+        raise ValueError(f"{what}: cannot make an array of {value!r:.80}: {exc}") from None
     if arr.dtype.kind not in "biufc":   # objects, strings, dates: no op computes on those
-        raise TypeError(f"constant {name or 'Const'}: a tensor holds bool, integer, float or "
-                        f"complex numbers; got {type(value).__name__} (NumPy dtype {arr.dtype})")
-    if dtype is None and not isinstance(value, (np.ndarray, np.generic)):   # (NumPy's keep theirs)
+        raise TypeError(f"{what}: a tensor holds bool, integer, float or complex numbers; got "
+                        f"{type(value).__name__} (NumPy dtype {arr.dtype})")
+    if target is None and not numpy_value:   # (NumPy's keep theirs)
         if arr.dtype == np.float64:
             arr = arr.astype(np.float32)  # Python floats default to float32, like TF
         elif arr.dtype == np.int64 and (arr.size == 0 or (
                 arr.min() >= -2**31 and arr.max() < 2**31)):
             arr = arr.astype(np.int32)    # and Python ints to int32 (int64 if they need it)
+    return arr
+
+
+def _first_leaf(value, kind: str):
+    """The first scalar in nested lists/tuples whose NumPy kind is `kind` (for messages)."""
+    if isinstance(value, (list, tuple)):
+        for x in value:
+            found = _first_leaf(x, kind)
+            if found is not None:
+                return found
+        return None
+    return value if np.asarray(value).dtype.kind == kind else None
+
+
+def constant(value, dtype=None, shape=None, name: str | None = None, verify_shape: bool = False,
+             graph: Graph | None = None):
+    """A constant tensor (tf.constant): dtypes as TF1 converts values (python_value_array).
+
+    shape (TF1): the value is reshaped to it when it has that many elements; a scalar or a
+    shorter list fills it, its last element repeated (TF1's rule); more elements raise
+    ValueError, and so does any difference with verify_shape=True."""
+    what = f"constant {name or 'Const'}"
+    arr = python_value_array(value, dtype, what)
+    if shape is not None:
+        arr = _shaped(arr, shape, verify_shape, what)
     arr.setflags(write=False)
     if graph is not None:
         with graph.as_default():
             return apply(Constant(arr), [], name=name or "Const")
     return apply(Constant(arr), [], name=name or "Const")
+
+
+def _shaped(arr: np.ndarray, shape, verify_shape: bool, what: str) -> np.ndarray:
+    if isinstance(shape, (int, np.integer)):
+        shape = [shape]
+    try:
+        shape = tuple(int(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{what}: shape must be a list of ints, got {shape!r}") from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{what}: shape must be fully known, got {list(shape)}")
+    if verify_shape and arr.shape != shape:
+        raise TypeError(f"{what}: expected shape {list(shape)} (verify_shape=True), the value "
+                        f"has shape {list(arr.shape)}")
+    size = int(np.prod(shape, dtype=np.int64))
+    if arr.size > size:
+        raise ValueError(f"{what} at {user_location()}: too many elements for shape "
+                         f"{list(shape)}: needed at most {size}, got {arr.size}")
+    if arr.size == size:
+        return arr.reshape(shape)
+    if arr.size == 0:
+        raise ValueError(f"{what} at {user_location()}: an empty value cannot fill shape "
+                         f"{list(shape)}")
+    flat = arr.ravel()
+    out = np.empty(size, arr.dtype)
+    out[:flat.size] = flat
+    out[flat.size:] = flat[-1]   # TF1: the last element fills the rest
+    return out.reshape(shape)
 
 
 def _root_graph() -> Graph:
@@ -279,13 +350,9 @@ def Variable_(initial_value=None, trainable: bool = True, collections=None, vali
                 isinstance(x, Value) for x in np.ravel(np.array(initial_value, dtype=object))):
             raise TypeError(f"{what}: a list holding tensors is not an initial value; use "
                             "rg.stack(...) to make it one tensor")
-        arr = np.asarray(initial_value, dtype=dtype if dtype is not None else None)
-        if arr.dtype == object:
-            raise TypeError(f"{what}: cannot make a variable from {type(initial_value).__name__}")
-        if dtype is None and arr.dtype == np.float64 and not isinstance(initial_value, np.ndarray):
-            arr = arr.astype(np.float32)
-        if dtype is None and arr.dtype == np.int64 and not isinstance(initial_value, np.ndarray):
-            arr = arr.astype(np.int32)
+        # TF1's conversion: NumPy values keep their dtype, Python floats -> float32, ints ->
+        # int32; a Python float with an int dtype= raises TypeError
+        arr = python_value_array(initial_value, dtype, what)
         init, vshape, vdtype = inits.Constant(arr), arr.shape, arr.dtype
     if shape is not None and tuple(shape) != tuple(vshape):
         raise ValueError(f"{what}: shape={list(shape)} but the initial value has shape "
@@ -310,8 +377,36 @@ def assign(ref, value, name: str | None = None):
 
 
 def global_variables(graph: Graph | None = None):
-    return list((graph or get_default_graph()).root.collections.get("variables", []))
+    """The model's variables (tf.global_variables): not the random ops' run counter
+    (random/run_counter), which rg.train.Saver() saves all the same."""
+    root = (graph or get_default_graph()).root
+    counter = root.collections.get("random_counter")   # [assign(counter, counter + 1)]
+    skip = counter[0].node.inputs[0] if counter else None
+    return [v for v in root.collections.get("variables", []) if v is not skip]
 
 
 def trainable_variables(graph: Graph | None = None):
     return [v for v in global_variables(graph) if v.node.op.trainable]
+
+
+def _variable_initializer(v: Value):
+    """Value.initializer (TF1's Variable.initializer): the op that sets this one variable to its
+    initial value, as rg.variables_initializer([v])."""
+    from .misc import variables_initializer   # cycle: ops/misc.py imports this module
+    return variables_initializer([v], name=f"{v.node.name}/Assign")
+
+
+def _initialized_value(v: Value):
+    """Value.initialized_value(): a constant of the initial value when the initializer is
+    deterministic (zeros, ones, a value), so another variable can start from it; else the
+    variable's value (a random one is drawn by the session: its value once initialised)."""
+    op = v.node.op
+    init = op.initializer
+    if isinstance(init, (inits.Zeros, inits.Ones, inits.Constant)):
+        arr = np.asarray(init(op.shape, as_dtype(op.dtype), None), dtype=as_dtype(op.dtype))
+        return constant(arr, name=f"{v.node.name}/initial_value")
+    return v.read_value()
+
+
+install_operators(variable_initializer=_variable_initializer,
+                  initialized_value=_initialized_value)

@@ -26,7 +26,7 @@ from .program import CompileContext, Program, unfed_placeholder
 from . import fed_rows, loop_kernel, state_kernels  # noqa: F401
 from . import transfer  # noqa: F401  (the kernels of to_host / to_device: spilled values)
 from .variables import VariableStore
-from .compat import check_config
+from .compat import ConfigProto, check_config
 from . import placement
 
 _default_sessions = threading.local()
@@ -59,6 +59,9 @@ class Session:
     """Runs a graph on a device. Variables live here; programs are compiled once and cached.
 
     Args:
+      target: TF1's first argument, the execution engine: only '' (this process). A graph
+        there is the graph to run (rnngraph's `rg.Session(graph)`). After a target string the
+        next two positional arguments are TF1's graph and config: `rg.Session('', g, config)`.
       graph: the graph to run (default: the default graph).
       device: 'cpu' (NumPy), 'gpu' (CuPy), 'auto', or a Device.
       seed: seeds variable initializers (same seed, same initial values in any session).
@@ -87,16 +90,25 @@ class Session:
         way. False keeps every loop's steps in Python (to compare, or to debug).
     """
 
-    def __init__(self, graph: Graph | None = None, device="cpu", seed: int = 0, passes=True,
+    def __init__(self, target=None, device="cpu", seed: int = 0, passes=True,
                  memory_budget: int | None = None, memory_strategy: str = "auto",
                  check_numerics: bool = False, accelerate="auto", host_budget: int | None = None,
-                 config=None, target: str = "", compile_loops: bool = True):
+                 config=None, graph: Graph | None = None, compile_loops: bool = True):
+        if target is not None and not isinstance(target, str):   # rg.Session(graph)
+            if graph is not None:
+                raise TypeError("Session: the graph is given twice (first and as graph=)")
+            target, graph = "", target
+        elif isinstance(target, str):   # TF1's positional order: Session(target, graph, config)
+            if graph is None and (device is None or isinstance(device, Graph)):
+                graph, device = device, "cpu"
+            if config is None and isinstance(seed, ConfigProto):
+                config, seed = seed, 0
         memory_budget = planning.check_budget(memory_budget)   # (bad arguments: nothing built)
         self.config = check_config(config, target)   # TF1's config=ConfigProto(...), target=''
         host_budget = planning.check_budget(host_budget, "host_budget")
         if graph is not None and not isinstance(graph, Graph):
             raise TypeError(f"Session: graph must be an rg.Graph, got {type(graph).__name__}")
-        self.graph = (graph or get_default_graph()).root
+        self.graph = (graph if graph is not None else get_default_graph()).root
         enabled_passes(passes)  # reject unknown pass names now, not at the first run
         if check_numerics and passes:
             passes = dict(passes) if isinstance(passes, dict) else {}

@@ -3,6 +3,7 @@ moved to the device once, variable reads and writes through the session's Variab
 from __future__ import annotations
 
 from ..kernels import ANY, register
+from ..ops.misc import InitListedVariables, ReadVariable
 from ..ops.sources import Assign, Constant, InitVariables, Variable
 
 
@@ -34,5 +35,28 @@ def init_variables(op, node, program):
 
     def init():
         store.initialize_all()
+        return True
+    return init
+
+
+@register(ReadVariable, ANY)
+def read_variable(op, node, program):
+    """A read made after its dependencies ran (rg.identity(v) under rg.control_dependencies):
+    the store's value now, with this run's writes."""
+    store, name = program.ctx.state, node.inputs[0].node.name
+    return lambda *_: store.read(name)
+
+
+@register(InitListedVariables, ANY)
+def init_listed_variables(op, node, program):
+    """rg.variables_initializer: each input is a variable, or its read (under
+    rg.control_dependencies), whose variable is set to its seeded initial value."""
+    store = program.ctx.state
+    names = [v.node.inputs[0].node.name if v.node.op.name == "read_variable" else v.node.name
+             for v in node.inputs]
+
+    def init(*_values):
+        for name in names:
+            store.initialize(name)
         return True
     return init

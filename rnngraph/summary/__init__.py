@@ -22,6 +22,7 @@ import numpy as np
 from ..ir.graph import Graph, get_default_graph
 from ..ir.value import Value
 from ..ops.base import as_value
+from ..ops.graph_keys import register_collection
 
 _registries: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
 
@@ -29,6 +30,10 @@ _registries: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionar
 def _registry(graph: Graph | None = None) -> dict:
     root = (graph or get_default_graph()).root
     return _registries.setdefault(root, {})
+
+
+# rg.get_collection(rg.GraphKeys.SUMMARIES): the summaries made, as scalar() returned them
+register_collection("summaries", lambda root: [{tag: v} for tag, (_, v) in _registry(root).items()])
 
 
 def _unsupported(fn, **given):

@@ -106,4 +106,7 @@ def clip_by_norm(t, clip_norm, axes=None, name=None):
     return t * (c / ops.maximum(norm, c))
 
 
-clip_by_value = ops.clip_by_value
+def clip_by_value(t, clip_value_min, clip_value_max, name=None):
+    """`t` clamped into [clip_value_min, clip_value_max] elementwise (tf.clip_by_value, TF1's
+    argument names); the gradient passes where t is inside."""
+    return ops.clip_by_value(t, clip_value_min, clip_value_max, name=name)

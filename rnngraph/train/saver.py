@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import InvalidFileError, user_location
+from ..ir.graph import get_default_graph
 from ..ir.value import Value
 from ..ops.random import COUNTER_KEY as RUN_COUNTER_KEY
 from ..ops.sources import global_variables
@@ -64,8 +65,10 @@ class CheckpointState(NamedTuple):
 
 
 def _var_dict(var_list):
-    if var_list is None:
-        return {v.node.name: v for v in global_variables()}
+    if var_list is None:   # (and the random ops' run counter, which global_variables omits)
+        counter = _run_counter_variable(get_default_graph().root)
+        extra = [] if counter is None else [counter]
+        return {v.node.name: v for v in global_variables() + extra}
     if isinstance(var_list, dict):
         items = list(var_list.items())
     else:
