@@ -12,11 +12,13 @@ from rnngraph.runtime.simulated import SimulatedDevice
 from memory_graphs import feed, lstm_graph
 
 GOOD = [(np.int64(10**9), 10**9), (np.int32(4096), 4096), (np.uint16(512), 512), (10**12, 10**12),
-        (2.5e9, 2_500_000_000), (np.float32(3e6), 3_000_000), (1.5, 1)]
+        (2.5e9, 2_500_000_000), (np.float32(3e6), 3_000_000), (1.5, 1),
+        (np.array(10**6), 10**6)]   # (a 0-d array, as np.prod gives a size)
 BAD = [(0, ValueError, "positive"), (-5, ValueError, "positive"), (np.int64(-1), ValueError, ""),
        (0.5, ValueError, "at least one byte"), (float("inf"), ValueError, "finite"),
        (float("-inf"), ValueError, "finite"), (float("nan"), ValueError, "finite"),
-       (True, TypeError, "bool"), ("1GB", TypeError, "str"), ([100], TypeError, "list")]
+       (True, TypeError, "bool"), ("1GB", TypeError, "str"), ([100], TypeError, "list"),
+       (np.array([100]), TypeError, "ndarray"), (np.array(-3), ValueError, "positive")]
 
 
 @pytest.mark.parametrize("value,expected", GOOD)

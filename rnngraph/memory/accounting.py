@@ -143,6 +143,8 @@ def check_byte_count(value, what: str, allow_none: bool = True):
     if value is None and allow_none:
         return None
     where = f" (at {user_location()})"
+    if isinstance(value, np.ndarray) and value.ndim == 0:   # (a 0-d array: its number)
+        value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{what} must be a number of bytes (an int), got "
                         f"{type(value).__name__} {value!r}{where}")
