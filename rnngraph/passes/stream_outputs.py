@@ -40,9 +40,9 @@ The region is what reads S through:
   those dims read the stack's shape only, and a fed operand is reversed over its own steps).
   Work that mixes rows at one time index (a product x_t^T @ w_t of two time-major values, a
   sum over the batch alone) is refused after a reversal: a row's step t there is another
-  step of the loop than another row's. So is a head over concat([fw, bw], -1): concat is not
-  per-step work of one loop (the two directions run one after the other), and both output
-  stacks stay whole;
+  step of the loop than another row's. A head over concat([fw, bw], -1) is streamed through
+  the backward direction's loops, its concat per-step work there (see below); the forward
+  direction's loop runs first, and its output stack stays whole;
 - elementwise ops whose other operands are the same at every step and row: scalars, or
   loop-invariant tensors that broadcast over time and the reordered rows (a bias `y + b`,
   b of shape [H]; a keepdims sum's gradient [1, 1, H]), read in the loop as invariants;
@@ -73,6 +73,17 @@ The region is what reads S through:
   and its one_hot, whose rows at one step are L's row t (fed values are seen through
   stop_gradient and identity: the loops read the rows of what those read);
 - element counts (reduce_mean's gradient), computed per step as above;
+- concat along an axis that is neither time nor the rows, whose other operands are sequences
+  computed before the loop (in the graph's order) and laid out as the region value, read a row
+  per step as a fed target is (the other direction of bidirectional_dynamic_rnn, whose loop
+  runs first: concat([fw, bw], -1) under a dense head); the backward loops read such an
+  operand's rows from a residual the forward loop saves (a saved tensor a plan may offload),
+  not from the whole sequence. Its gradient concat_grad(g, *xs) cuts g per step: the piece of
+  a region operand is region work; the piece of such an operand (the other direction's output
+  gradient, read whole by that direction's backward loop) is made whole again, stacked by the
+  forward loop and taken back through the region's reorderings (stream_concat.py). The loop
+  that runs first sees the other direction as a value computed after it: its output stays
+  whole;
 - the reshape of a [B, T, X] (or [T, B, X]) value into the rows of an [N, X] matrix and back
   (how a dense layer applies its kernel), and products of those rows with one loop-invariant
   matrix (`y_t @ W`): a step's value is the same [B, X] merged or not; the same product of a
@@ -121,8 +132,10 @@ from ..ops.linalg import MatMul, MatrixTranspose
 from ..ops.nn import LogSoftmax, OneHot, Softmax, SparseSoftmaxCrossEntropy
 from ..ops.sources import Constant
 from ..ops.fill import Fill
-from ..ops.shape import Dim, ExpandDims, Reshape, ReshapeLike, Squeeze, Transpose
+from ..ops.shape import (Concat, ConcatGrad, Dim, ExpandDims, Reshape, ReshapeLike, Squeeze,
+                         Transpose)
 from .loop_ports import add_invariant, add_sequence
+from .stream_concat import before_loop, concat_layout, concat_step, materialize_exit
 from .rewrite import replace_uses, result_values, toposort, uses
 
 
@@ -183,6 +196,14 @@ def _stream_output(graph, loop, k, why=None) -> int:
     order = []                 # region nodes
     work = [stack]
     pending = []               # readers that cannot move as far as the region is known yet
+    exits = []                 # region values made whole again (stream_concat.py): the
+    # gradient of a fed operand of a concat with the region, a stacked output of the loop
+
+    def join(n, a):
+        order.append(n)
+        for out, joins in _joined(n, axis):
+            axis[out] = a
+            (work if joins else exits).append(out)
     while work:
         v = work.pop()
         if v in kept:
@@ -200,18 +221,14 @@ def _stream_output(graph, loop, k, why=None) -> int:
                 if n not in pending:
                     pending.append(n)
                 continue
-            axis[n.outputs[0]] = a
-            order.append(n)
-            work.append(n.outputs[0])
+            join(n, a)
         if not work:           # (an operand may have joined the region since)
             for n in list(pending):
                 a = _region_axis(n, axis)
                 if a is not False:
                     pending.remove(n)
                 if a:
-                    axis[n.outputs[0]] = a
-                    order.append(n)
-                    work.append(n.outputs[0])
+                    join(n, a)
     if pending or any(_region_axis(n, axis) != axis[n.outputs[0]] for n in order):
         # (the layouts of every region node's operands agree, known in full)
         split = next((r for r in map(lambda p: _split_refusal(p, axis), pending) if r), None)
@@ -234,7 +251,14 @@ def _stream_output(graph, loop, k, why=None) -> int:
     # every reader of the region must be in it or be a sink
     reductions, sequences = [], []
     products = {}              # sum_to of a batched product -> its two region operands
+    if any(x in axis for e in exits for x in e.node.inputs[e.index + 1:e.index + 2]):
+        return _no(why, loop, f"{exits[0].node.name} (concat_grad) cuts a gradient for an "
+                   "operand that joined the per-step work after it")
+    whole = set(exits)         # (read as they are, once made; an unread one is not made)
+    exits = [e for e in exits if readers.get(e) or e in kept]
     for v in axis:
+        if v in whole:
+            continue
         for n in readers.get(v, []):
             if n in order or isinstance(n.op, ReducedCount) or n in shape_reads:
                 continue
@@ -249,7 +273,7 @@ def _stream_output(graph, loop, k, why=None) -> int:
             else:
                 return _no(why, loop, f"{n.name} ({n.op.name}) reads {v.node.name} whole "
                            "(not per-step work, a sum over time, or a loop reading its rows)")
-    if not reductions and not sequences:
+    if not reductions and not sequences and not exits:
         return _no(why if readers.get(stack) else None, loop, "nothing reads it per step")
     # a count is read by region work only (the value it counts is not kept whole for it); a
     # loop with active rows may run fewer rows than the stack has (shrink_batch), so there the
@@ -268,6 +292,9 @@ def _stream_output(graph, loop, k, why=None) -> int:
     fed = {}                   # such a sequence -> (its time axis, its rows' reordering)
     reader_at = {}             # such a sequence -> the first region node reading it
     made = set()               # one_hot / reshape(., [-1]) of such a sequence, made per step
+    kept_rows = {}             # such a sequence a concat joins (the other direction's outputs):
+    # the backward loops read its rows from the forward loop's residual (a saved tensor, which
+    # a plan may offload), not from the whole sequence (then read by the forward loop only)
     for n in order:
         if isinstance(n.op, (PermuteRows, Reshape, ReshapeLike, ReverseSequence)):
             continue
@@ -282,16 +309,25 @@ def _stream_output(graph, loop, k, why=None) -> int:
                     return _no(why, loop, f"{n.name} multiplies it by {u.node.name}, not "
                                "one matrix")
             elif _broadcasts_over(u, rank, {a} | {p for _, p in perms}) and \
-                    not isinstance(n.op, SparseSoftmaxCrossEntropy):
-                continue   # (labels are never broadcast: one per logits row, or an error)
+                    not isinstance(n.op, (SparseSoftmaxCrossEntropy, Concat, ConcatGrad)):
+                continue   # (labels are never broadcast: one per logits row, or an error;
+                # nor is what a concat joins: its dims match the region value's)
             else:
                 src = _fed_rows(u, n, axis[n.outputs[0]], loop)
+                if isinstance(n.op, (Concat, ConcatGrad)) and (
+                        src is None or not before_loop(src[0], loop)):
+                    return _no(why, loop, f"{n.name} ({n.op.name}) joins it with "
+                               f"{u.node.name}, which is not a sequence computed before the "
+                               "loop (of concat([fw, bw], -1), the direction whose loop runs "
+                               "last is streamed, reading the other's outputs a row per step)")
                 if src is None or fed.get(src[0], src[1:]) != src[1:]:
                     return _no(why, loop, f"{n.name} reads {u.node.name}, which is neither "
                                "the same at every step and row nor a sequence fed before "
                                "the loop in one layout and row order")
                 fed[src[0]] = src[1:]
                 reader_at.setdefault(src[0], n)
+                if isinstance(n.op, (Concat, ConcatGrad)):
+                    kept_rows[src[0]] = None
                 if src[0] is not u:
                     made.add(u)
                     if u.node.inputs[0] is not src[0]:
@@ -307,6 +343,13 @@ def _stream_output(graph, loop, k, why=None) -> int:
             every_row = every_row or op.active_rows
         if any(_reads_after(u, axis, counts, loop) for u in ins):
             return _no(why, loop, f"{red.name} reads a value computed from the loop's outputs")
+    for e in exits:   # (made whole from the loop's rows: zero where the loop does not run)
+        if not _vanishes(e, axis, masks):
+            every_step = every_step or (e.node if op.has_trip else None)
+            every_row = every_row or op.active_rows
+        if _reads_after(e, axis, counts, loop):
+            return _no(why, loop, f"{e.node.name} reads a value computed from the loop's "
+                       "outputs")
     if every_step and not _idle_past_trip(graph, loop):
         # (its body may change its state past its trip count: not dynamic_rnn's)
         return _no(why, loop, f"{every_step.name} is not zero where the outputs are, and the "
@@ -328,17 +371,21 @@ def _stream_output(graph, loop, k, why=None) -> int:
     feeds = {u: [a, idx, rev, None] for u, (a, idx, rev) in fed.items()}   # (made time-major,
     # reversed as the region reverses its rows, in the loop's row order, when first lowered)
     inits = []                 # the streamed accumulators' initial values
-    if reductions:
-        lowering = _lowering(loop, body, y, axis, counts, steps, feeds=feeds, made=made)
+    if reductions or exits:
+        lowering = _lowering(loop, body, y, axis, counts, steps, feeds=feeds, made=made,
+                             saved=kept_rows)
         for red in reductions:
             inits.append(_accumulate(graph, loop, red, lowering, axis, products.get(red)))
+        for e in exits:
+            materialize_exit(graph, loop, e, lowering[0](e), axis[e], _Reversal,
+                             lambda u: _after(u, loop))
     readers_of_rows = list(dict.fromkeys(r for r, _ in sequences))
     if sequences:
         saved = _residual_of(loop, y)
         for reader in readers_of_rows:
             row = add_sequence(reader, saved, f"{saved.node.name}/streamed_rows")
             lower = _lowering(reader, reader.op.body, row, axis, counts, steps, loop,
-                              feeds, made)[0]
+                              feeds, made, kept_rows)[0]
             for r, v in sequences:
                 if r is reader:
                     _compute_in(reader, v, lower)
@@ -667,7 +714,8 @@ def _fed_rows(u, n, layout, loop):
     out = n.outputs[0].type
     labels = isinstance(n.op, SparseSoftmaxCrossEntropy) and u is n.inputs[0] and \
         n.inputs[1] is not u
-    if not (labels or _elementwise(n) and not isinstance(n.op, BroadcastLike)) or \
+    if not (labels or _elementwise(n) and not isinstance(n.op, BroadcastLike) or
+            isinstance(n.op, (Concat, ConcatGrad))) or \
             len(perms) > 1 or u.type.rank != out.rank:
         return None
     if merged:
@@ -827,6 +875,8 @@ def _region_axis(n, axis):
     if isinstance(op, (Softmax, LogSoftmax, SparseSoftmaxCrossEntropy, ExpandDims, ReduceSum,
                        ReduceMean)):
         return _row_op(n, axis)
+    if isinstance(op, (Concat, ConcatGrad)):
+        return concat_layout(n, axis)
     if not _elementwise(n):
         return None
     if isinstance(op, BroadcastLike):
@@ -839,6 +889,15 @@ def _region_axis(n, axis):
     if len(layouts) != 1 or len(ranks) != 1 or n.outputs[0].type.rank not in ranks:
         return False
     return layouts.pop()
+
+
+def _joined(n, axis):
+    """(output, whether it joins the region's work) for the outputs of region node n: all of
+    them, but those of a concat_grad whose operand is not region work (a fed value's gradient:
+    made whole again, stream_concat.py)."""
+    if isinstance(n.op, ConcatGrad):
+        return [(out, x in axis) for out, x in zip(n.outputs, n.inputs[1:])]
+    return [(n.outputs[0], True)]
 
 
 def _row_op(n, axis):
@@ -998,7 +1057,11 @@ def _vanishes(v, axis, masks=None) -> bool:
         return n.inputs[0] in axis and _vanishes(n.inputs[0], axis, masks)
     if isinstance(n.op, MatMul):   # (a zero row of x gives a zero row of x @ w)
         return any(_vanishes(u, axis, masks) for u in n.inputs if u in axis)
+    if isinstance(n.op, ConcatGrad):   # (pieces of the gradient it cuts)
+        return n.inputs[0] in axis and _vanishes(n.inputs[0], axis, masks)
     region = [u for u in n.inputs if u in axis]
+    if isinstance(n.op, Concat):
+        return len(region) == len(n.inputs) and all(_vanishes(u, axis, masks) for u in region)
     if n.op.name == "mul":
         return any(_vanishes(u, axis, masks) for u in region) or masks is not None and \
             any(u not in axis and masks(u, v, axis[v]) for u in n.inputs)
@@ -1153,7 +1216,8 @@ def _time_major(source, u, feeds):
     return seq
 
 
-def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, made=()):
+def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, made=(),
+              saved=None):
     """(lower, count): lower maps a region value to the same value at one step inside `loop`'s
     body `body` (memoised); `source`'s output stack (default: loop's) is `base` there. What
     a product with an invariant matrix reads is lowered apart (its own nodes, memoised apart),
@@ -1161,7 +1225,10 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
     count(v, axes) is the number of elements of region value v over its axes `axes`, at one
     step (the length of the stacks times the step's count, where the time axis is counted).
     `feeds`: the fed sequences read a row per step (see _time_major); `made`: the one_hot or
-    reshape(., [-1]) values of them (_fed_rows), made per step from those rows."""
+    reshape(., [-1]) values of them (_fed_rows), made per step from those rows. `saved`: fed
+    sequences (keys) whose rows the forward loop saves as a residual for its backward loops to
+    read (the forward loop's lowering fills in its row param; the backward loop's reads that
+    param's residual stack where it is filled in)."""
     source = loop if source is None else source
     feeds = {} if feeds is None else feeds
     memo = {}
@@ -1170,12 +1237,17 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
 
     def fed_row(u):
         """Row t of the fed sequence u, a sequence input of `loop`."""
+        if u not in rows and saved and saved.get(u) is not None and loop is not source:
+            res = _residual_of(source, saved[u])   # (the forward loop's rows, saved)
+            rows[u] = add_sequence(loop, res, f"{u.node.name}/streamed_rows")
         if u not in rows:
             seq = _time_major(source, u, feeds)
             # (a loop with active rows: the step's rows open, batched as its other rows)
             step = TensorType((None,) + seq.shape[2:], seq.dtype) if loop.op.active_rows \
                 and seq.shape[1] != 1 else None   # (one row broadcast to all: stays one)
             rows[u] = add_sequence(loop, seq, f"{u.node.name}/streamed_rows", step)
+            if saved is not None and u in saved and loop is source:
+                saved[u] = rows[u]
         return rows[u]
 
     def derived(u):
@@ -1250,6 +1322,14 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
         elif isinstance(n.op, (ReduceSum, ReduceMean)):   # (over the class axis alone)
             out = add(type(n.op)((-1,), n.op.keepdims), [lower(n.inputs[0])],
                       f"{n.name}/streamed", n)
+        elif isinstance(n.op, (Concat, ConcatGrad)):   # (both outputs of one concat_grad;
+            # one node for a product's chain and the rest: the fuse pass, given two concats
+            # of one fused group, left a loop result reading the group it merged away)
+            if n not in memo:
+                ins = [lower(u) if u in axis else fed_row(u) if u in feeds else derived(u)
+                       for u in n.inputs]
+                memo[n] = concat_step(body, n, ins)
+            out = memo[n][v.index]
         else:
             a, rank = axis[v][0], v.type.rank
             squeeze = not isinstance(n.op, MatMul) and not axis[v][2]
