@@ -266,3 +266,30 @@ def test_a_plan_over_both_budgets_says_both():
     assert not plan.host_fits   # (a swap_memory loop offloads whatever the device budget)
     head = str(plan).splitlines()[0]
     assert "(OVER THE HOST BUDGET)" in head and "OVER BUDGET AND" not in head
+
+
+def test_a_plan_the_host_budget_holds_back_says_so():
+    """Offloading only, with a host budget too small for the saved tensors: the note names the
+    host budget as what stops the plan (before, it said the rest of the peak was not saved
+    tensors, which the run at min_budget contradicted); a large host budget keeps the old note."""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [8, None, 8], name="X")
+        y, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(32), X, dtype=rg.float32)
+        loss = rg.reduce_sum(y * y)
+        fetches = [loss] + rg.gradients(loss, rg.global_variables())
+    fd = {X: np.zeros((8, 50, 8), np.float32)}
+    saved = sum(s.total_bytes for s in rg.Session(g, device=rg.SimulatedDevice()).memory_plan(
+        fetches, fd).saved)
+    notes = {}
+    for host in (20_000, 10**6):
+        plan = rg.Session(g, device=rg.SimulatedDevice(), memory_budget=saved // 4,
+                          host_budget=host, memory_strategy="offload").memory_plan(fetches, fd)
+        assert not plan.fits
+        notes[host] = [n for n in plan.notes if n.startswith("no placement fits")]
+    assert notes[20_000] == ["no placement fits the budget within host_budget=19.5 KiB: "
+                             "offloading more saved tensors would pass it; raise host_budget=, "
+                             "or let the plan recompute (memory_strategy='auto' or "
+                             "'recompute')"]
+    assert notes[10**6] == ["no placement fits the budget: the rest of the peak is not saved "
+                            "tensors (stacked outputs, their gradients, inputs, weights)"]

@@ -28,6 +28,7 @@ class Schedule:
         self.outputs = list(outputs)
         self.inputs = list(inputs)
         self.nodes = self._needed_nodes()
+        self.peaks: dict = {}   # simulated peaks, by fed shapes and loop choices (planner.py)
         self._assign_slots()
         self._assign_frees()
 

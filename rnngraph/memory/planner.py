@@ -49,6 +49,7 @@ class _Loop:
         self.node, self.layout, self.n = node, layout, n
         self.movable, self.pinned, self.forced = movable, pinned, forced
         self.options, self.backward = options, backward
+        self.host_overflow, self.host_dropped = False, 0   # (set by _options)
 
 
 STRATEGIES = {"auto": (DEVICE, HOST, RECOMPUTE), "offload": (DEVICE, HOST),
@@ -85,24 +86,47 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
     def host_of(s):
         return sum(lp.options[s[lp.node]].host for lp in loops)
 
-    peak = model.run(schedule, choices(sel))[0]
+    peaks: dict = {}   # the options chosen, per loop -> predicted peak (a move tried again)
+    shared = _shared_peaks(schedule, feed_types, profile)
+
+    def peak_of(s):
+        k = tuple(s[lp.node] for lp in loops)
+        if k not in peaks:
+            peaks[k] = _peak(model, schedule, choices(s), shared)
+        return peaks[k]
+
+    peak = peak_of(sel)
     if budget is not None:
         while peak > budget:
             best = None
+            held = 0     # moves the host budget rules out (the note says so)
+            moves = []   # (extra time, position, selection): the cheapest first
             for lp in loops:
                 for idx in range(sel[lp.node] + 1, len(lp.options)):
                     trial = dict(sel)
                     trial[lp.node] = idx
                     if host_budget is not None and \
                             host_of(trial) > max(host_budget, host_of(sel)):
+                        held += 1
                         continue
-                    p = model.run(schedule, choices(trial))[0]
-                    if p >= peak:
-                        continue
-                    dt = total_time(trial) - total_time(sel)
-                    key = (0, dt) if p <= budget else (1, -(peak - p) / max(dt, 1e-9))
-                    if best is None or key < best[0]:
-                        best = (key, trial, p)
+                    moves.append((total_time(trial) - total_time(sel), len(moves), trial))
+            moves.sort(key=lambda m: m[:2])
+            for dt, pos, trial in moves:
+                if best is not None and best[0][0] == 0:
+                    break   # (a move that fits was found: every later one costs as much or more)
+                p = peak_of(trial)
+                if p >= peak:
+                    continue
+                key = (0, dt, pos) if p <= budget else (1, -(peak - p) / max(dt, 1e-9), pos)
+                if best is None or key < best[0]:
+                    best = (key, trial, p)
+            held += sum(lp.host_dropped for lp in loops)
+            if best is None and held:
+                notes.append(f"no placement fits the budget within host_budget="
+                             f"{fmt_bytes(host_budget)}: offloading more saved tensors would "
+                             "pass it; raise host_budget=, or let the plan recompute "
+                             "(memory_strategy='auto' or 'recompute')")
+                break
             if best is None:
                 notes.append("no placement fits the budget: the rest of the peak is not saved "
                              "tensors (stacked outputs, their gradients, inputs, weights)")
@@ -119,10 +143,10 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
                 sel[lp.node] = len(lp.options) - 1
     final = choices(sel)
     watch: list = [] if floor is not None else None
-    peak = model.run(schedule, final, watch=watch)[0]
+    peak = model.run(schedule, final, watch=watch)[0] if watch is not None else peak_of(sel)
     if watch:
         notes.append("at the predicted peak the device holds: " + _largest(watch, peak))
-    keep_all = model.run(schedule, {})[0]
+    keep_all = _peak(model, schedule, {}, shared)
     if model.unknown:
         unknown = _unknown(model)
         notes.append(f"{ops_unknown(unknown)} (counted as 0 bytes, so no budget can be "
@@ -138,6 +162,37 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
                       host_bytes=host_of(sel), min_budget=floor, chunk_steps=chunk,
                       chunk_bytes_per_step=per_step,
                       unknown=_unknown(model))
+
+
+def _shared_peaks(schedule: Schedule, feed_types: dict, profile) -> dict | None:
+    """The peaks simulated for `schedule` at these fed shapes on this device profile, by the
+    loops' choices, kept with the schedule: the plans made for one program at other budgets
+    (the floor confirmed, the streamed and chunked variants) try many of the same choices.
+    None where the shapes or the profile cannot be a key."""
+    try:
+        key = (schedule.graph.version, profile,
+               tuple((v, tuple(t) if isinstance(t, (tuple, list)) else t)
+                     for v, t in feed_types.items()))
+        hash(key)
+    except TypeError:
+        return None
+    return schedule.peaks.setdefault(key, {})
+
+
+def _peak(model: PeakModel, schedule: Schedule, choices: dict, shared: dict | None) -> int:
+    """The predicted peak of `schedule` with these loop choices, from `shared` where it was
+    simulated before. A run that met a value of unknown size is not shared (the model must
+    see it to say so)."""
+    if shared is None:
+        return model.run(schedule, choices)[0]
+    key = tuple((node, tuple(sorted(c.placements.items())), c.checkpoint_every,
+                 c.prefetch_depth, c.slots) for node, c in choices.items())
+    peak = shared.get(key)
+    if peak is None:
+        peak = model.run(schedule, choices)[0]
+        if not model.unknown:
+            shared[key] = peak
+    return peak
 
 
 def ops_unknown(unknown) -> str:
@@ -359,6 +414,7 @@ def _options(lp: _Loop, schedule, model: PeakModel, profile: DeviceProfile, kind
                 raw.append(_Option(dev_b + depth * host_b + rec_mem, time_of(c), c, host_b * n))
     fit = [o for o in raw if host_budget is None or o.host <= host_budget]
     lp.host_overflow = not fit
+    lp.host_dropped = len(raw) - len(fit) if fit else 0   # (options the host budget rules out)
     lp.options = _pareto(fit or raw)
 
 

@@ -140,14 +140,18 @@ class PeakModel:
         self.profile = profile
         self._body_cache: dict = {}
         self._out_bytes: dict = {}
+        self._nbytes: dict = {}       # Value -> its rounded bytes (where known)
         self.unknown: set = set()     # values whose size could not be determined
 
     def nbytes(self, v) -> int:
-        b = self.info.nbytes(v)
+        b = self._nbytes.get(v)
         if b is None:
-            self.unknown.add(v)
-            return 0
-        return self._rounded(b)
+            b = self.info.nbytes(v)
+            if b is None:
+                self.unknown.add(v)
+                return 0
+            b = self._nbytes[v] = self._rounded(b)
+        return b
 
     def _rounded(self, b: int) -> int:
         g = getattr(self.profile, "alloc_granularity", 1) if self.profile is not None else 1
@@ -179,7 +183,7 @@ class PeakModel:
                 m.retain(("reuse list",), self._reuse_list_bytes(sched, residual_of, choices))
         value_of_slot = {s: v for v, s in sched.slot.items()}
         inputs = set(sched.input_slots)
-        layouts = Layouts(self.info)
+        views = self._views(sched, host_fed)
         for node, frees in zip(sched.nodes, sched.frees):
             if node.op.subgraphs():
                 self._loop(sched, node, m, key, held, choices, residual_of)
@@ -190,13 +194,8 @@ class PeakModel:
                 key[node.outputs[0]] = node.outputs[0]
                 m.retain(node.outputs[0], 0)
             else:
-                for j, v in enumerate(node.outputs):
-                    src = view_source(node, v, self.info)
-                    if src is None and node.op.name == "permute_rows" and \
-                            layouts.stretched(node.inputs[0], node.op.axis):
-                        src = node.inputs[0]   # (every row is one: the kernel returns it)
-                    # (a reshape of a non-contiguous layout copies: layouts says so)
-                    if layouts.output(node, j, src) and src is not None and src in key:
+                for v, src in zip(node.outputs, views[node]):
+                    if src is not None and src in key:
                         key[v] = key[src]
                         m.retain(key[v], 0)
                     else:
@@ -215,6 +214,31 @@ class PeakModel:
         if watch is not None:
             watch.extend(m.at_peak)
         return m.peak, m, key
+
+    def _views(self, sched: Schedule, host_fed) -> dict:
+        """Node -> for each output, the input it is a view of (None: a new buffer), for the
+        nodes run() counts outputs of. The layouts depend on the shapes alone, not on the
+        loops' choices, so they are worked out once per schedule (a plan simulates many)."""
+        ck = (sched, "views", host_fed)
+        hit = self._body_cache.get(ck)
+        if hit is not None:
+            return hit
+        hit = self._body_cache[ck] = {}
+        layouts = Layouts(self.info)
+        for node in sched.nodes:
+            if node.op.subgraphs() or node.op.name == "to_host" or \
+                    (node.op.name == "host_rows" and node.inputs[0] in host_fed):
+                continue
+            srcs = []
+            for j, v in enumerate(node.outputs):
+                src = view_source(node, v, self.info)
+                if src is None and node.op.name == "permute_rows" and \
+                        layouts.stretched(node.inputs[0], node.op.axis):
+                    src = node.inputs[0]   # (every row is one: the kernel returns it)
+                # (a reshape of a non-contiguous layout copies: layouts says so)
+                srcs.append(src if layouts.output(node, j, src) else None)
+            hit[node] = srcs
+        return hit
 
     def _reuse_buffers(self, sched, node, residual_of, choices) -> list:
         """Bytes of each buffer loop `node` takes from the device's reuse list while it runs:

@@ -177,18 +177,22 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
     if not (always_plan or budget is not None or prog.has_swap):
         return prog, None
     key = (tuple(tuple(s) for s in shapes), budget, sess.memory_strategy, sess.host_budget)
-    cache = prog.memory_plans
+    cache = _plans_of(sess, flat, fed, tracked, prog)
     if key in cache:
         best = cache[key]
-        if best[2] is not None:   # another program: its runs count too (tiered compiles)
-            again = sess.compile(flat, fed, tracked=tracked, passes=best[2])
-            if again is not best[0]:   # it moved to the accelerated backend: plan it anew
-                plan = _plan(sess, again, fed, shapes, best[1].passes_off, best[1].passes_on,
-                             best[1].spilled, best[1].summed)
-                plan.min_budget = best[1].min_budget
-                if no_floor_reason(best[1]):   # (why no budget helps: still so)
-                    plan.notes.append(no_floor_reason(best[1]))
-                best = cache[key] = (again, plan, best[2])
+        # (another program: its runs count too, tiered compiles)
+        again = prog if best[2] is None else sess.compile(flat, fed, tracked=tracked,
+                                                          passes=best[2])
+        if again is not best[0]:   # it moved to the accelerated backend: plan it anew
+            plan = _plan(sess, again, fed, shapes, best[1].passes_off, best[1].passes_on,
+                         best[1].spilled, best[1].summed)
+            plan.min_budget = best[1].min_budget
+            # (why stream_outputs did not help, why no budget helps: still so)
+            plan.notes.extend(n for n in best[1].notes if n.startswith("stream_outputs: ")
+                              and n not in plan.notes)
+            if no_floor_reason(best[1]):
+                plan.notes.append(no_floor_reason(best[1]))
+            best = cache[key] = (again, plan, best[2])
         return best[:2]
     plan = _plan(sess, prog, fed, shapes, ())
     best = (prog, plan, None)
@@ -233,6 +237,22 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
             if why:
                 best[1].notes.append(why)
     return best[:2]
+
+
+def _plans_of(sess, flat, fed, tracked, prog) -> dict:
+    """The plans cached for the run of `flat` from `fed`: the dict of the program first
+    compiled for it, so a program that moves to the accelerated backend once hot (a new
+    Program) finds them, and only the plan for its own schedule is made again."""
+    owner = getattr(sess, "_sess", sess)   # (an _AtBudget: the session it stands for)
+    runs = owner.__dict__.setdefault("_memory_plans_by_run", {})
+    run = (tuple(id(v) for v in flat), tuple(id(v) for v in fed), bool(tracked))
+    known = runs.get(run)
+    if known is not None and known[0] == prog.version and known[1] is not prog.memory_plans:
+        if not prog.memory_plans:
+            prog.memory_plans = known[1]
+    if known is None or known[0] != prog.version:
+        runs[run] = (prog.version, prog.memory_plans)
+    return prog.memory_plans
 
 
 class _AtBudget:
