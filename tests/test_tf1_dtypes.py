@@ -356,3 +356,39 @@ def test_initialized_value_starts_another_variable(graph):
     np.testing.assert_array_equal(r[2], [1.0, 2.0])
     with pytest.raises(AttributeError, match="variables"):
         rg.constant(1.0).initializer
+
+
+def test_assign_converts_a_number_to_the_variables_dtype():
+    """tf.assign(global_step, 5), tf.assign(float_var, [1, 1, 1]), v.assign(np.zeros(3)): the value
+    takes the variable's dtype, as TF1 converts it (before: a TypeError, dtypes differ); a
+    float into an int variable still raises, naming the line."""
+    g = rg.Graph()
+    with g.as_default():
+        step = rg.Variable(np.int64(0), name="step")
+        w = rg.Variable(np.ones(3, np.float32), name="w")
+        ops = [rg.assign(step, 5), rg.assign(w, [1, 1, 1]), w.assign(np.zeros(3))]
+        with pytest.raises(TypeError, match="test_tf1_dtypes.py"):
+            rg.assign(step, 0.5)
+        init = rg.global_variables_initializer()
+    s = rg.Session(g)
+    s.run(init)
+    got = [s.run(o) for o in ops]
+    assert got[0] == 5 and got[0].dtype == np.int64
+    np.testing.assert_array_equal(got[1], np.ones(3, np.float32))
+    np.testing.assert_array_equal(got[2], np.zeros(3, np.float32))
+    assert got[2].dtype == np.float32
+
+
+def test_stack_converts_numbers_beside_a_tensor_to_its_dtype():
+    """rg.stack([t, np.float64(1.0)]) and rg.reshape(x, rg.stack([rg.shape(x)[0], np.int64(12)]))
+    worked before NumPy scalars kept their dtype; TF1's stack converts them to the tensor's."""
+    g = rg.Graph()
+    with g.as_default():
+        t = rg.constant(3.0)
+        s = rg.stack([t, np.float64(1.0), np.sqrt(2.0), 2])
+        x = rg.placeholder(rg.float32, [None, 4, 3], name="x")
+        r = rg.reshape(x, rg.stack([rg.shape(x)[0], np.int64(12)]))
+    assert s.dtype == np.float32 and r.dtype == np.float32
+    got, shaped = rg.Session(g).run([s, r], {x: np.zeros((2, 4, 3), np.float32)})
+    np.testing.assert_allclose(got, [3.0, 1.0, np.sqrt(2.0), 2.0], rtol=1e-7)
+    assert shaped.shape == (2, 12)

@@ -851,6 +851,9 @@ def stack(values, axis=0, name=None):
     values = list(values)
     if not values:
         raise ValueError("stack needs at least one value")
+    like = next((v for v in values if isinstance(v, Value)), None)
+    if like is not None:   # numbers beside a tensor take its dtype, as TF1's stack converts them
+        values = [v if isinstance(v, Value) else as_value(v, dtype=like.dtype) for v in values]
     return apply(Stack(axis), values, name=name)
 
 

@@ -9,7 +9,7 @@ from ..ir.graph import Graph, get_default_graph
 from ..ir.types import TensorType
 from ..ir.value import Value, install_operators
 from . import initializers as inits
-from .base import Op, apply, same_dtype
+from .base import Op, apply, as_value, same_dtype
 
 
 class Placeholder(Op):
@@ -373,6 +373,8 @@ def Variable_(initial_value=None, trainable: bool = True, collections=None, vali
 def assign(ref, value, name: str | None = None):
     if ref.node.op.name != "variable":
         raise TypeError(f"assign needs a variable, got {ref!r}")
+    if not isinstance(value, Value):   # (a number or array takes the variable's dtype, as TF1
+        value = as_value(value, dtype=ref.dtype)   # converts it; 0.5 into an int still raises)
     return apply(Assign(), [ref, value], name=name or "Assign")
 
 
