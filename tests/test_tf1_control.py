@@ -346,13 +346,16 @@ def test_a_hand_made_global_step_can_be_collected():
         assert rg.train.get_global_step() is step
 
 
-def test_run_counter_is_not_a_global_variable_but_saver_keeps_it(tmp_path):
+@pytest.mark.parametrize("listed", [False, True], ids=["Saver()", "Saver(global_variables())"])
+def test_run_counter_is_not_a_global_variable_but_saver_keeps_it(tmp_path, listed):
+    """Saver() saves the counter; so does a Saver given every global variable (the usual TF1
+    `Saver(tf.global_variables())`: before, that restore started the random stream over)."""
     g = rg.Graph()
     with g.as_default():
         v = rg.get_variable("w", [2])
         u = rg.random_uniform([4], seed=1)
         assert [x.node.name for x in rg.global_variables()] == ["w"]
-        saver = rg.train.Saver()
+        saver = rg.train.Saver(rg.global_variables() if listed else None)
     s1 = rg.Session(g)
     s1.run(u)
     prefix = saver.save(s1, str(tmp_path / "m"))

@@ -82,6 +82,12 @@ def _var_dict(var_list):
         if key in out:
             raise ValueError(f"Saver: the name {key!r} is given to two variables")
         out[key] = v
+    root = next(iter(out.values())).graph.root if out else get_default_graph().root
+    counter = _run_counter_variable(root)
+    if counter is not None and counter.node.name not in out and \
+            all(v.node.name in out for v in global_variables(root)):
+        out[counter.node.name] = counter   # (every variable listed, as Saver() saves them: the
+        #                                     random stream too, so a restore resumes it)
     return out
 
 
