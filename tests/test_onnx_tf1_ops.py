@@ -247,3 +247,35 @@ def test_a_gradient_op_still_names_itself():
         grad, = rg.gradients(rg.reduce_sum(rg.tile(x, [2, 1]) ** 2), [x])
     with pytest.raises(ExportError, match=r"op 'tile_grad' has no ONNX mapping.*gradient op"):
         export(grad)
+
+
+@pytest.mark.parametrize("kind", ["no_op", "assign_around_the_model", "identity", "read_value"])
+def test_a_model_built_under_control_dependencies_exports(kind):
+    """The dependencies order a run (an assign before a read); an inference export has no
+    order to keep: it exports the values, and the model computes what the session does.
+    Before, every such model failed to export (the dependency looked like a training op, or
+    was an input that was not exported)."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [None, 4, 3], name="x")
+        count = rg.Variable(0, name="count")
+        up = rg.assign_add(count, 1)
+        W = rg.get_variable("W", [8, 2])
+        deps = [rg.no_op()] if kind == "no_op" else [up]
+        if kind in ("no_op", "assign_around_the_model"):
+            with rg.control_dependencies(deps):
+                _, st = rg.nn.dynamic_rnn(rg.nn.GRUCell(8), x, dtype=rg.float32)
+                y = rg.matmul(st, W)
+        else:
+            _, st = rg.nn.dynamic_rnn(rg.nn.GRUCell(8), x, dtype=rg.float32)
+            with rg.control_dependencies(deps):
+                y = rg.matmul(st, W.read_value()) if kind == "read_value" else \
+                    rg.identity(rg.matmul(st, W))
+        init = rg.global_variables_initializer()
+    sess = rg.Session(g)
+    sess.run(init)
+    xv = np.random.RandomState(0).randn(2, 4, 3).astype(np.float32)
+    model = rg.io.to_onnx({"y": y}, None, session=sess)
+    got = ort.InferenceSession(model.SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"x": xv})[0]
+    np.testing.assert_allclose(got, sess.run(y, {x: xv}), rtol=1e-5, atol=1e-6)

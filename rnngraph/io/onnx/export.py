@@ -119,7 +119,8 @@ def export(fetches, path=None, feeds=None, session=None, opset=None, dynamic_axe
     if drawn is not None:   # random numbers (a dropout that stays): say so before the counter
         raise ExportError(view.reasons.get(drawn) or _unmappable(drawn))
     for node in needed:   # a training op among the fetches: say so before anything else
-        if node.op.name in _TRAINING_OPS or (node.op.stateful and node.op.name != "variable"):
+        if node.op.name in _TRAINING_OPS or (node.op.stateful and node.op.name not in (
+                "variable", "read_variable")):   # (a read of a variable: its value)
             raise ExportError(_unmappable(node))
     inputs = _named_feeds(feeds, needed, fed)
     names = Names()
@@ -180,7 +181,9 @@ def emit_nodes(em: Emitter, nodes) -> None:
         elif name == "loop":
             outs = _loop(em, node)
         elif name in TABLE:
-            outs = TABLE[name](em, node, [_input(em, node, v) for v in node.inputs])
+            reads = node.inputs[:1] if name in ("identity", "read_variable") else node.inputs
+            outs = TABLE[name](em, node, [_input(em, node, v) for v in reads])   # (the rest
+            #                                         of an identity's: control dependencies)
         elif node in view.reasons:   # a dropout mask inference=True could not remove
             raise ExportError(view.reasons[node])
         else:

@@ -45,6 +45,8 @@ class View:
     def inputs(self, node) -> list:
         """The values `node` reads, resolved; a loop reads only the inputs behind the body
         params its live body nodes (or results) read."""
+        if node.op.name in ("identity", "read_variable"):   # (the rest: control dependencies,
+            return [self.resolve(node.inputs[0])]            # an order an export has no use for)
         if node.op.name != "loop":
             return [self.resolve(v) for v in node.inputs]
         unread = self.unread_params(node)

@@ -267,6 +267,7 @@ def _reshape_dynamic(em, node, ins):
 
 
 @_op("identity")
+@_op("read_variable")   # (rg.identity(v) under rg.control_dependencies: the variable's value)
 def _identity(em, node, ins):
     # inputs after the first are dependencies only: they do not reach the value
     return [em.node("Identity", ins[:1], hint=_hint(node))]
