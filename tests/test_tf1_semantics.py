@@ -436,3 +436,24 @@ def test_a_loop_condition_may_be_an_outer_bool():
     sess = rg.Session(g)
     assert sess.run(n, {go: True}) == 5 and sess.run(n, {go: False}) == 0
     assert rg.bool == np.dtype(bool)   # (tf.bool)
+
+
+@pytest.mark.parametrize("how", ["assign_add", "under_control_dependencies"])
+def test_an_assign_inside_a_loop_body_is_refused(how):
+    """TF1 runs an assign in a while_loop body once per step; rnngraph writes a run's variables
+    once, so the variable ended at 1.0 (passes on) or 0.0 (off) where TF1 gives 4.0, silently.
+    Now it is a NotImplementedError naming the op, the variable and the user's line."""
+    g = rg.Graph()
+    with g.as_default():
+        acc = rg.Variable(0.0, name="acc")
+
+        def body(i, s):
+            up = rg.assign_add(acc, 1.0)
+            if how == "assign_add":
+                return i + 1, s + up * 0.0
+            with rg.control_dependencies([up]):
+                return i + 1, s + 1.0
+        with pytest.raises(NotImplementedError,
+                           match=r"assign 'while/AssignAdd' \(built at test_tf1_semantics.py:\d+\) "
+                                 r"writes 'acc:0' inside a loop body"):
+            rg.while_loop(lambda i, s: i < 4, body, [rg.constant(0), rg.constant(0.0)])

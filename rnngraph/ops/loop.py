@@ -333,6 +333,7 @@ def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, rever
         if c.dtype != n.dtype or c.type.rank != n.type.rank:
             raise TypeError(f"loop variable {i} enters as {c.type} but the body returns {n.type}; "
                             "its type must not change between steps")
+    _refuse_variable_writes(body)
     body.results["carried"] = new_carried
     body.results["output"] = outputs
     # the body may have captured outer values after the params were made: they are invariants
@@ -349,6 +350,25 @@ def build_loop(step_fn, carried, sequences=(), trip=None, *, cond_fn=None, rever
     outs = apply(op, inputs, name=name)
     parts = op.out_ports().split(outs)
     return parts["steps"][0], parts["carried"], parts["output"]
+
+
+_WRITES = ("assign", "init_variables", "init_listed_variables")   # ops that write variables
+
+
+def _refuse_variable_writes(body: Graph) -> None:
+    """NotImplementedError for an op writing a variable inside a loop body (TF1 runs it once per
+    step; rnngraph applies a run's writes once, so the variable would end wrong, silently)."""
+    for n in body.nodes:
+        if n.op.name in _WRITES:
+            outer = {p: o for o, p in body.captures.items()}   # (the variable, not its param)
+            var = f"'{outer.get(n.inputs[0], n.inputs[0]).name}'" if n.inputs else "variables"
+            raise NotImplementedError(
+                f"{n.op.name} '{n.name}' (built at {n.location}) writes {var} inside a loop "
+                "body: variables are written once per run, not once per step, so it would not "
+                "run once per step as in TF1; carry the value as a loop variable instead (and "
+                "assign the loop's result after it)")
+        for inner in n.op.subgraphs():
+            _refuse_variable_writes(inner)
 
 
 def copy_body(body: Graph, parent: Graph, vmap: dict | None = None) -> tuple[Graph, dict]:
