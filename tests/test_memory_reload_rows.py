@@ -51,6 +51,17 @@ def _saved(tmp_path, sess):
     return rg.io.read(path), prog
 
 
+def _rerun(again, saved, prog, sess, g, fd):
+    """Session `again` (of the saved program) run as `prog` was fed by `fd`, with the variables'
+    values `sess` (of graph `g`) holds; (its outputs, those values by name)."""
+    values = {saved.fetches[f"fed_{i}"]: fd[next(k for k in fd if k.node.name == v.node.name)]
+              for i, v in enumerate(prog.inputs)}
+    store = {v.node.name: sess.run(v) for v in g.collections["variables"]}
+    values.update({v: store[v.node.name] for v in saved.graph.collections["variables"]})
+    return again.run([saved.fetches[f"out_{i}"] for i in range(len(prog.outputs))],
+                     values), store
+
+
 def _marks(graph) -> list:
     return [(n.op.reverse, n.op.shrink, n.op.rows_only, n.op.unzeroed, n.op.chunk_steps)
             for n in _loops(graph)]
@@ -74,13 +85,7 @@ def test_a_reloaded_sink_gather_program_rerun_in_chunks_reads_only_written_rows(
         want = fresh.run(fetches, fd)
         again = rg.Session(saved.graph, passes=passes)
         out = _run_saved(saved, prog, sess, g, fd)   # (the saved marks, no passes: as saved)
-        values = {saved.fetches[f"fed_{i}"]:
-                  fd[next(k for k in fd if k.node.name == v.node.name)]
-                  for i, v in enumerate(prog.inputs)}
-        store = {v.node.name: sess.run(v) for v in g.collections["variables"]}
-        values.update({v: store[v.node.name] for v in saved.graph.collections["variables"]})
-        rerun = again.run([saved.fetches[f"out_{i}"] for i in range(len(prog.outputs))],
-                          values)
+        rerun, store = _rerun(again, saved, prog, sess, g, fd)
     for a, b in zip(out, got):
         assert np.array_equal(a, b)
     # no loop both chunked and shrunk; the rerun program's marks are those shrink_batch gives
@@ -136,13 +141,7 @@ def test_a_reloaded_program_rerun_with_shrink_batch_off_runs_whole_rows(
     with np.errstate(over="raise", invalid="raise"):
         want = rg.Session(g, passes={"sink_gather": True, **passes}).run(fetches, fd)
         again = rg.Session(saved.graph, passes=passes)
-        values = {saved.fetches[f"fed_{i}"]:
-                  fd[next(k for k in fd if k.node.name == v.node.name)]
-                  for i, v in enumerate(prog.inputs)}
-        store = {v.node.name: sess.run(v) for v in g.collections["variables"]}
-        values.update({v: store[v.node.name] for v in saved.graph.collections["variables"]})
-        rerun = again.run([saved.fetches[f"out_{i}"] for i in range(len(prog.outputs))],
-                          values)
+        rerun, store = _rerun(again, saved, prog, sess, g, fd)
     graph = _program(again).graph
     assert all(not m[1] and m[2] == m[3] == () for m in _marks(graph))
     assert any(m[4] for m in _marks(graph)) == ("chunk_steps" in passes)

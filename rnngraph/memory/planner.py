@@ -96,6 +96,7 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
         return peaks[k]
 
     peak = peak_of(sel)
+    dropped = sum(lp.host_dropped for lp in loops)   # options the host budget ruled out
     if budget is not None:
         while peak > budget:
             best = None
@@ -120,8 +121,7 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
                 key = (0, dt, pos) if p <= budget else (1, -(peak - p) / max(dt, 1e-9), pos)
                 if best is None or key < best[0]:
                     best = (key, trial, p)
-            held += sum(lp.host_dropped for lp in loops)
-            if best is None and held:
+            if best is None and (held or dropped):
                 notes.append(f"no placement fits the budget within host_budget="
                              f"{fmt_bytes(host_budget)}: offloading more saved tensors would "
                              "pass it; raise host_budget=, or let the plan recompute "

@@ -254,13 +254,7 @@ class RandomStandard(Op):
         _check_counter(counter, step)
         if self.dist != "bits" and np.dtype(self.dtype).kind != "f":
             raise TypeError(f"random numbers of dtype {self.dtype}: use a float dtype")
-        if self.shape is None:
-            if len(like) != 1:
-                raise ShapeError("a random node without a static shape reads one `like` input")
-            return TensorType(like[0].shape, self.dtype)
-        if like:
-            raise ShapeError("a random node with a static shape takes no `like` input")
-        return TensorType(self.shape, self.dtype)
+        return _drawn_type(self.shape, self.dtype, like)
 
     def key(self):
         return key_of(self.seed, self.seed2)
@@ -325,13 +319,7 @@ class RandomUniformInt(Op):
 
     def infer(self, counter, step, *like):
         _check_counter(counter, step)
-        if self.shape is None:
-            if len(like) != 1:
-                raise ShapeError("a random node without a static shape reads one `like` input")
-            return TensorType(like[0].shape, self.dtype)
-        if like:
-            raise ShapeError("a random node with a static shape takes no `like` input")
-        return TensorType(self.shape, self.dtype)
+        return _drawn_type(self.shape, self.dtype, like)
 
     def compute(self, xp, counter, step, *like):
         shape = tuple(like[0].shape if self.shape is None else self.shape)
@@ -409,6 +397,17 @@ class Multinomial(Op):
 
     def vjp(self, node, g):
         return [None, None, None]
+
+
+def _drawn_type(shape, dtype, like) -> TensorType:
+    """A random node's type: its static `shape`, or (None) the shape of its one `like` input."""
+    if shape is None:
+        if len(like) != 1:
+            raise ShapeError("a random node without a static shape reads one `like` input")
+        return TensorType(like[0].shape, dtype)
+    if like:
+        raise ShapeError("a random node with a static shape takes no `like` input")
+    return TensorType(shape, dtype)
 
 
 def _check_counter(counter, step):
