@@ -31,6 +31,7 @@ _CHILD = textwrap.dedent("""
     import rnngraph as rg
 
     accelerate, T = sys.argv[1] == "1", int(sys.argv[2])
+    fraction = int(sys.argv[3])   # a memory budget of this fraction of the saved tensors (0: none)
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [None, None, 8])
@@ -38,8 +39,12 @@ _CHILD = textwrap.dedent("""
         train = rg.train.AdamOptimizer(0.01).minimize(rg.reduce_mean(rg.square(out)))
         variables = rg.global_variables()
     x = {X: np.random.default_rng(0).standard_normal((8, T, 8)).astype(np.float32)}
-    sess = rg.Session(g, accelerate=accelerate)
-    ref = rg.Session(g, accelerate=accelerate)   # computes "after a complete run"
+    budget = None
+    if fraction:
+        plan = rg.Session(g, device=rg.SimulatedDevice()).memory_plan(train, x)
+        budget = sum(s.total_bytes for s in plan.saved) // fraction
+    sess = rg.Session(g, accelerate=accelerate, memory_budget=budget)
+    ref = rg.Session(g, accelerate=accelerate, memory_budget=budget)   # "after a complete run"
 
     def values(s):
         return [s.read_variable(v) for v in variables]
@@ -53,9 +58,9 @@ _CHILD = textwrap.dedent("""
         ref.run(train, x)
         return values(ref)
 
-    for _ in range(12):   # short runs: past those after which programs and loops compile
+    for _ in range(12):   # past the runs after which programs and loops compile
         for s in (sess, ref):
-            s.run(train, {X: x[X][:, :5]})
+            s.run(train, x if budget else {X: x[X][:, :5]})   # (a plan per length)
     before = values(sess)
     sess.run(train, x)
     if not same(values(sess), after(before)):   # the reference must be exact
@@ -79,14 +84,14 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _interrupt_child(accelerate: bool, delays, steps: int = 1000) -> list:
+def _interrupt_child(accelerate: bool, delays, steps: int = 1000, fraction: int = 0) -> list:
     """Start the child, SIGINT it once per delay (seconds into its training loop); the child's
     report per interrupt: [exception type name, 'before' | 'after' | 'neither', whether
     the next run gave the right variables ('next-ok' | 'next-wrong'), type of the exception's
     __context__ (what it was wrapped in on the way, 'NoneType' if nothing)]."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     child = subprocess.Popen([sys.executable, "-c", _CHILD, "1" if accelerate else "0",
-                              str(steps)], cwd=root, stdout=subprocess.PIPE,
+                              str(steps), str(fraction)], cwd=root, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     timer = threading.Timer(120, child.kill)   # bounded, whatever the child does
     timer.start()
@@ -120,6 +125,20 @@ def test_ctrl_c_during_training_is_a_keyboard_interrupt_and_variables_are_whole(
     delays = [rng.uniform(0.02, 0.6) for _ in range(3)]
     # (long sequences keep the compiled kernels busy; NumPy's are interruptible anywhere)
     reports = _interrupt_child(accelerate, delays, steps=1000 if accelerate else 300)
+    assert len(reports) == len(delays)
+    for delay, (got, state, then, _) in zip(delays, reports):
+        assert got == "KeyboardInterrupt", f"SIGINT after {delay:.3f} s arrived as {got}"
+        assert state in ("before", "after"), \
+            f"SIGINT after {delay:.3f} s left the variables half updated"
+        assert then == "next-ok", f"after a SIGINT at {delay:.3f} s the next run went wrong"
+
+
+def test_ctrl_c_during_budgeted_training_is_a_keyboard_interrupt_and_variables_are_whole():
+    """A memory budget of a tenth: the loops run in chunks through the planned driver
+    (compiled where numba is there), their saved tensors offloaded."""
+    rng = random.Random()
+    delays = [rng.uniform(0.02, 0.4) for _ in range(3)]
+    reports = _interrupt_child(True, delays, steps=400, fraction=10)
     assert len(reports) == len(delays)
     for delay, (got, state, then, _) in zip(delays, reports):
         assert got == "KeyboardInterrupt", f"SIGINT after {delay:.3f} s arrived as {got}"

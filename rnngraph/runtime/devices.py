@@ -33,6 +33,10 @@ class Device:
     array_type = np.ndarray
     profile: DeviceProfile = CPU_PROFILE
     always_track = False           # count bytes on every run (a capacity to enforce)
+    budget_tracks = True           # a run under a memory budget counts bytes (the device's
+    # allocator is what the plan must hold to)
+    host_is_device = False         # host and device arrays share one memory: a row offloaded
+    # to the host can be read where it lies, no copy back (untracked runs)
     capacity: int | None = None
 
     def __init__(self, pool_limit: int = 1 << 30):
@@ -191,9 +195,16 @@ class Device:
 
 
 class CPUDevice(Device):
-    """NumPy. 'Host' and 'device' are both RAM; offloading still copies (and counts bytes)."""
+    """NumPy. 'Host' and 'device' are both RAM; offloading still copies (and counts bytes).
+
+    A budgeted run is not byte-counted unless asked (`report=True`): there is no capacity to
+    hold to, the plan is checked against the budget before the run, and counting every
+    allocation costs the kernels their fast paths. Such a run reads offloaded rows and fed rows
+    left on the host in place (a copy back would move bytes within the same RAM)."""
     name = "cpu"
     xp = np
+    budget_tracks = False
+    host_is_device = True
 
 
 def get_device(spec) -> Device:

@@ -20,5 +20,6 @@ def host_rows(op, node, program):
         return lambda *a: op.compute(xp, *a)
     dev, axis, name = program.ctx.device, op.time_axis, fed.node.name
     # (a row order computed on the device comes to the host once a run)
+    direct = not program.tracked and dev.host_is_device   # (rows read in place)
     return lambda x, perm=None: FedRows(dev, x, axis, name,
-                                        None if perm is None else dev.to_host(perm))
+                                        None if perm is None else dev.to_host(perm), direct)

@@ -20,7 +20,7 @@ from .program import Program
 
 
 def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None,
-                shared=()) -> Callable | None:
+                shared=(), offset: bool = False) -> Callable | None:
     """steps(t_iter, carried, invariants, seqs, stacks, steps, active) -> (carried, steps): run
     every remaining step of `t_iter`, writing value j of each step into stacks[j][t]. None when
     the body program is interpreted (tracked, or too long to generate). Its `in_place`: how
@@ -34,13 +34,18 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None,
     there) and `active.zero_all` is False. A packed value's stack, and a packed sequence, is
     the buffer of a StepRows laid out as this loop's rows: step t's rows are at
     active.starts[t] (a slice, where StepRows[t] is a Python call). Values `shared` marks
-    (loop_kernel.shared_values) are in an earlier value's stack: not written."""
+    (loop_kernel.shared_values) are in an earlier value's stack: not written.
+
+    With `offset` the driver takes a last argument t0: `t_iter`, the sequences and the stacks
+    are local to a block of steps starting at step t0 (a chunk: step t0 + t is row t of each),
+    and the body reads its step index as t0 + t."""
     if prog.tracked or "run" not in vars(prog):
         return None
     code = StepCode(prog, k, n_inv, n_seq, rows, shared)
     carried_in, carried_out, values = code.carried_in, code.carried_out, code.values
     row, names = code.row, _names
-    lines = ["def steps(t_iter, carried, invariants, seqs, stacks, steps, active=None):"]
+    lines = ["def steps(t_iter, carried, invariants, seqs, stacks, steps, active=None" +
+             (", t0=0):" if offset else "):")]
     lines += code.unpack()
     if rows is not None:
         lines.append("    counts, batch, width = active.rows, active.batch, active.width")
@@ -59,7 +64,7 @@ def step_driver(prog: Program, k: int, n_inv: int, n_seq: int, rows=None,
         lines.append(f"{body}    width = n_rows")
         lines.append(f"{body}if observe is not None:")
         lines.append(f"{body}    observe(t, width)")
-    lines += code.reads(body, "int32")
+    lines += code.reads(body, "int32", "t + t0" if offset else "t")
     calls, kernels, written = _direct_writes(prog, values, row, code.shared)
     lines += prog.code_lines(body, keep=set(code.inv_in), calls=calls)
     lines += code.writes(body, written)
@@ -114,14 +119,16 @@ class StepCode:
                 lines.append(f"    {names}= {group}")
         return lines
 
-    def reads(self, ind: str, int32: str) -> list:
-        """Step t's offset into packed stacks, its index (if read), its sequence rows."""
+    def reads(self, ind: str, int32: str, step: str = "t") -> list:
+        """Step t's offset into packed stacks, its index (if read; the expression `step`), its
+        sequence rows."""
         lines = [f"{ind}at = starts[t]"] if self.reads_starts else []
         if self.t_slot in self.read:
-            lines.append(f"{ind}s{self.t_slot} = {int32}(t)")
+            lines.append(f"{ind}s{self.t_slot} = {int32}({step})")
         return lines + [f"{ind}s{a} = q{j}[at:at + width]" if self.seq_packed[j] else
                         f"{ind}s{a} = q{j}[t][:width]" if self.seq_rows[j] else
-                        f"{ind}s{a} = q{j}[t]" for j, a in enumerate(self.seq_in)]
+                        f"{ind}s{a} = q{j}[t]" for j, a in enumerate(self.seq_in)
+                        if a in self.read]   # (a sequence only a chunk's block reads: none)
 
     def writes(self, ind: str, written: set) -> list:
         """Copies of the values not `written` in place; zeros past the active rows."""

@@ -1,6 +1,6 @@
 """Run a loop node: its body compiled once into Programs, then a Python loop over steps (for
-untracked runs without a plan: the first step here, the rest in a generated driver, see
-loop_driver.py).
+untracked runs: the first step here, the rest in a generated driver, see loop_driver.py; under
+a memory plan or in chunks, one driver call per chunk, see LoopExecutor.drive).
 
 Where each saved residual lives comes from the memory plan (`ctx.plan`, read once per run; see
 memory/plan.py): kept in a device stack, copied row by row to a host stack (OffloadWriter), or
@@ -34,8 +34,8 @@ from ..ops.steps import StepRows
 from .buffer_pool import BufferPool
 from .loop_driver import step_driver
 from .program import Program
-from .residuals import (ChunkSource, FedRows, OffloadWriter, RecomputedStack, Replayer,
-                        SavedStack)
+from .residuals import (ChunkRows, ChunkSource, FedRows, OffloadedStack, OffloadWriter,
+                        RecomputedStack, Replayer, SavedStack)
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,10 @@ class LoopExecutor:
     that return only some residuals or replay them), the loop's layout (which outputs and
     residuals the program reads) and the stacks' buffer pool. Each call picks the steps' path:
     without a plan, byte accounting or a condition, the first step here and the rest in a
-    generated driver (_plain_steps, loop_driver.py); otherwise the general loop (_steps), which
-    writes residuals where the plan puts them.
+    generated driver (_plain_steps, loop_driver.py); otherwise the general loop, which
+    writes residuals where the plan puts them, and, in an untracked NumPy run with no
+    condition or replay, hands the steps after the first to a driver chunk by chunk
+    (planned_driver, drive).
     """
 
     def __init__(self, op, node, program):
@@ -258,6 +260,76 @@ class LoopExecutor:
             return self.run_steps(*args)
         return self.scope(self.run_steps, *args)
 
+    def planned_driver(self, prog: Program, sliced, writers):
+        """(driver, takes t0) for the steps after the first of a loop run the general loop
+        takes (a memory plan, chunks), where nothing needs Python between steps: an untracked
+        NumPy run with no condition or replay, residuals kept in stacks or offloaded to host
+        stacks written in place (Device.host_is_device), sequences read per step that are
+        arrays, chunk rows or such host stacks (`sliced`: (sequence, read per step?) pairs).
+        The driver runs a chunk's steps at a time on local rows (drive). None: the general
+        loop runs every step."""
+        if self.tracked or self.cond_prog is not None or self.xp is not np:
+            return None
+        if any(w is not None and not (w.direct and w.n is not None) for w in writers):
+            return None
+        for s, read in sliced:
+            if read and not (type(s) is np.ndarray or isinstance(s, ChunkRows) or
+                             isinstance(s, OffloadedStack) and s.direct and
+                             type(s.rows) is np.ndarray or
+                             isinstance(s, FedRows) and s.direct):
+                return None
+        key = ("planned", prog)
+        if key not in self.drivers:
+            k, n_inv = self.sizes[:2]
+            driver = step_driver(prog, k, n_inv, len(sliced), offset=True)
+            entry = None
+            if driver is not None:
+                entry = (driver, True)
+                options = self.ctx.options
+                compiler = feature("compiled_steps")
+                if compiler is not None and options.get("accelerate", True) \
+                        and options.get("compile_loops", True) \
+                        and not options.get("check_numerics"):
+                    fast = compiler(prog, driver, k, n_inv, len(sliced), ())
+                    if fast is not None:   # (only for bodies that do not read the step)
+                        entry = (fast, False)
+            self.drivers[key] = entry
+        return self.drivers[key]
+
+    def drive(self, planned, rest: range, carried, invariants, sliced, source, stacks,
+              gbufs, in_chunk: int, stacks_out, length: int, n: int, steps: int):
+        """Run steps `rest` through the planned driver, one chunk at a time (the whole loop
+        when it is not chunked): each chunk's sequence rows, block rows and stack rows as
+        local arrays (None for a sequence the steps do not read), its epilogue after its
+        last step. Returns (carried, steps, steps run in the open chunk, steps run
+        compiled)."""
+        driver, takes_t0 = planned
+        C, compiled, i, m = self.chunk, 0, 0, len(rest)
+        while i < m:
+            t = rest[i]
+            lo, hi = (t - t % C, min(t - t % C + C, n)) if C else (0, n)
+            j = i + (hi - t if rest.step > 0 else t - lo + 1)
+            seg = rest[i:j]
+            if source is not None:
+                source.cut(t)
+            seqs = [None if not read else s.source.values[s.j] if isinstance(s, ChunkRows)
+                    else (s.host[lo:hi] if s.perm is None else _RowsFrom(s, lo))
+                    if isinstance(s, FedRows)   # (a view of the fed array, rows read strided)
+                    else (s.rows if isinstance(s, OffloadedStack) else s)[lo:hi]
+                    for s, read in sliced]
+            args = (range(seg.start - lo, seg.stop - lo, seg.step), carried, invariants, seqs,
+                    [st[lo:hi] for st in stacks] + list(gbufs or ()), steps, None)
+            carried, steps = driver(*args, lo) if takes_t0 else driver(*args)
+            compiled += getattr(driver, "last_compiled", 0)
+            if C:
+                in_chunk += len(seg)
+                if in_chunk == hi - lo:   # the chunk's last step
+                    carried = self.epilogue(carried, invariants, gbufs, in_chunk, None,
+                                            stacks_out, lo, length, n)
+                    in_chunk = 0
+            i = j
+        return carried, steps, in_chunk, compiled
+
     def trip_count(self, parts) -> int | None:
         """Steps this run takes (None: until the condition fails), checked against the
         sequence inputs' lengths."""
@@ -320,7 +392,8 @@ class LoopExecutor:
         for j in host_js:
             writers[j] = OffloadWriter(dev, n, lp.prefetch_depth, meter and meter.release,
                                        results["residual"][keep_res[j]].name,
-                                       ctx.plan.host_budget, node.describe())
+                                       ctx.plan.host_budget, node.describe(),
+                                       direct=not tracked and dev.host_is_device)
         sinks = [(j, writers[j]) for j in stored]
         replayer = None
         if rec_js:
@@ -363,6 +436,8 @@ class LoopExecutor:
         # the sequence inputs the step (or the condition) reads per step; the others (rows a
         # chunk block is cut from only) are not sliced, and get None
         sliced = self.sliced_rows(step_prog, feed_seqs)
+        planned = None if lists or replayer is not None or active is not None else \
+            self.planned_driver(step_prog, sliced, writers)
         for t in t_iter:
             if source is not None:   # the block first: cutting it may recycle a row handed out
                 source.cut(t)
@@ -425,6 +500,18 @@ class LoopExecutor:
                                             length if length is not None else n, n)
                     in_chunk = 0
             steps += 1
+            if planned is not None:   # the stacks exist: the other steps in generated code
+                stacks = [stacks_out[j] for j in self.step_pos] + \
+                    [stacks_res[j] if w is None else w.rows for j, w in sinks]
+                carried, steps, in_chunk, compiled = self.drive(
+                    planned, t_iter[1:], carried, invariants, sliced, source, stacks, gbufs,
+                    in_chunk, stacks_out, length if length is not None else n, n, steps)
+                self.last_run = LoopRun(steps, 1, in_place=planned[0].in_place,
+                                        compiled=compiled)
+                for _, w in sinks:   # (rows the driver offloaded in place: still moved)
+                    if w is not None:
+                        dev.bytes_to_host += (steps - 1) * (w.rows.nbytes // len(w.rows))
+                break
         if self.last_run is None:
             self.last_run = LoopRun(steps)
         if source is not None:
@@ -471,6 +558,18 @@ class LoopExecutor:
         for j, i in enumerate(keep_res):
             full_res[i] = stacks_res[j]
         return (np.int32(steps), *carried, *full_out, *full_res)
+
+
+class _RowsFrom:
+    """A fed sequence's rows from step lo on, indexed from 0 (a chunk's local rows; each read
+    is the handle's own row read)."""
+    __slots__ = ("rows", "lo")
+
+    def __init__(self, rows, lo: int):
+        self.rows, self.lo = rows, lo
+
+    def __getitem__(self, t):
+        return self.rows[t + self.lo]
 
 
 def _cursors(seqs) -> list:

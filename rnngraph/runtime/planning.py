@@ -119,7 +119,9 @@ def wants_tracking(sess, report: bool) -> bool:
     if not isinstance(report, (bool, np.bool_)):   # (report="yes": a TypeError, not True)
         raise TypeError(f"report must be True or False, got {type(report).__name__} "
                         f"{report!r} (at {user_location()})")
-    return bool(report or sess.device.always_track or sess.memory_budget is not None)
+    dev = sess.device
+    return bool(report or dev.always_track or
+                (sess.memory_budget is not None and dev.budget_tracks))
 
 
 def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = False,

@@ -5,7 +5,8 @@ the stack, a handle that the backward loop slices like an array (`stack[t]`):
 
   OffloadedStack    rows were copied to host memory after each forward step (OffloadWriter);
                     `stack[t]` waits for row t's copy back and prefetches the next rows the
-                    backward loop will read, at most `depth` rows on the device at once.
+                    backward loop will read, at most `depth` rows on the device at once
+                    (where host memory is the device's, in an untracked run: row t in place).
   RecomputedStack   the forward loop kept its carried state every k steps (Replayer);
                     `stack[t]` reruns the forward body from the checkpoint before t over that
                     segment of k steps, regenerating the segment's residuals at once.
@@ -87,8 +88,9 @@ class FedRows(SavedStack):
     replay of the forward loop each hold one row at a time), and ends it when it is done."""
     placement = "host"
 
-    def __init__(self, dev, host, time_axis: int, name: str, perm=None):
+    def __init__(self, dev, host, time_axis: int, name: str, perm=None, direct=False):
         self.dev = dev
+        self.direct = direct   # rows read where they lie (Device.host_is_device, untracked)
         self.host = np.moveaxis(np.asarray(host), int(time_axis), 0)   # a view: no copy
         self.perm = None if perm is None else np.asarray(perm)   # rows (axis 1) in this order
         self.n = self.host.shape[0]
@@ -117,6 +119,8 @@ class FedRows(SavedStack):
             t += self.n
         if not 0 <= t < self.n:
             raise IndexError(f"step {t} of fed value '{self.name}' with {self.n} steps")
+        if self.direct:
+            return self._rows(t, t + 1)[0, ...]
         if self._t == t:
             return self._buf
         dev = self.dev
@@ -159,8 +163,9 @@ class OffloadWriter:
     copies at most `depth` rows are in flight; the device row is released when its copy is done.
     """
 
-    def __init__(self, dev, n, depth, release, name, host_budget=None, owner=""):
+    def __init__(self, dev, n, depth, release, name, host_budget=None, owner="", direct=False):
         self.dev, self.n, self.depth, self.release, self.name = dev, n, max(1, depth), release, name
+        self.direct = direct   # the stack's reads return host rows in place (OffloadedStack)
         self.owner = owner   # how errors name the loop saving it (Node.describe())
         self.host_budget = host_budget   # pinned host bytes the device may take (dev.host_stack)
         self.rows = None
@@ -200,14 +205,16 @@ class OffloadWriter:
         while self.inflight:
             self._retire()
         return OffloadedStack(self.dev, self.rows, steps, self.row_shape, self.dtype, depth,
-                              descending, self.name, self.n is None)
+                              descending, self.name, self.n is None, self.direct)
 
 
 class OffloadedStack(SavedStack):
     placement = "host"
 
-    def __init__(self, dev, rows, n, row_shape, dtype, depth, descending, name, row_list):
+    def __init__(self, dev, rows, n, row_shape, dtype, depth, descending, name, row_list,
+                 direct=False):
         self.dev, self.rows, self.n = dev, rows, n
+        self.direct = direct   # rows read in place: host memory is the device's (no prefetch)
         self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
         self.depth = max(1, int(depth))
         self.step = -1 if descending else 1
@@ -221,6 +228,10 @@ class OffloadedStack(SavedStack):
         t = int(t)
         if t < 0:
             t += self.n
+        if self.direct:
+            if not 0 <= t < self.n:
+                raise IndexError(f"step {t} of a saved stack with {self.n} steps")
+            return _host_row(self.rows, t)
         if self._last is not None and self._last[0] == t:   # read twice in a row (one step
             return self._last[1]                             # slicing one stack twice)
         if self._last is not None:                 # the step that read it is queued: a copy

@@ -10,8 +10,9 @@ compiled form gives the bits the Python driver's kernels give:
 - a fused kernel already compiled by numba (fused.py): its own function, called directly;
 - a constant: read once per call;
 - add, sub, mul of equal-shaped float32 matrices, and a concat along the last axis.
-A body with anything else (or a loop with active rows, a memory plan, a tracked run) keeps the
-Python driver. So does a step where a compiled kernel declines its arrays (a shape it was not
+A body with anything else (or a loop with active rows, a body that reads its step index, a
+tracked run) keeps the Python driver; a loop under a memory plan runs here chunk by chunk
+(runtime/loop_kernel.py, LoopExecutor.drive). So does a step where a compiled kernel declines its arrays (a shape it was not
 built for): the Python driver runs the rest of the loop from that step, and reports what it
 finds with the node that failed. Each call runs the steps that fit in about CALL_SECONDS
 (timed as it goes) without holding the GIL, so Ctrl-C is seen between calls and other Python
