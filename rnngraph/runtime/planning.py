@@ -154,11 +154,16 @@ def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = F
                 f", or the host_budget ({fmt_bytes(plan.host_budget)}, " \
                 f"{fmt_bytes(plan.host_bytes)} of it used)"
             by = plan.bytes_by_placement()
+            head = f"memory_budget={plan.budget} bytes ({fmt_bytes(plan.budget)}) cannot be " \
+                f"met on {plan.device} for {_fetch_names(flat)}: no plan found fits it{floor}"
+            if plan.min_budget is not None:   # (what to do first; the plan for this budget
+                # is not the floor's, and its larger peak read as a contradiction)
+                raise OutOfMemoryError(
+                    f"{head}. Raise memory_budget to at least {plan.min_budget}{host} "
+                    f"(print sess.memory_plan(fetches, feed) to see what takes the room).")
             raise OutOfMemoryError(
-                f"memory_budget={plan.budget} bytes ({fmt_bytes(plan.budget)}) cannot be met on "
-                f"{plan.device} for {_fetch_names(flat)}: no plan found fits it{floor}. The "
-                f"plan made for it (print sess.memory_plan(fetches, feed) to see what takes "
-                f"the room) still needs {plan.predicted_peak} bytes "
+                f"{head}. The plan made for it (print sess.memory_plan(fetches, feed) to see "
+                f"what takes the room) still needs {plan.predicted_peak} bytes "
                 f"({fmt_bytes(plan.predicted_peak)}) at its peak, with "
                 f"{fmt_bytes(by['host'])} of saved tensors on the host and "
                 f"{fmt_bytes(by['recompute'])} recomputed. Raise the budget{host}.")
