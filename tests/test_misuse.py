@@ -705,6 +705,11 @@ ROWS = [
                              "got (2, 5, 3)", _at("X"))),
     Misuse("memory_plan_missing_feed", lambda m, _: m.sess.memory_plan(m.train, {m.X: (B, T, D)}),
            ValueError, frags("placeholder 'seq'", "must be fed a value", _at("seq"))),
+    Misuse("memory_plan_lengths_as_a_list_past_max_time",   # (a list is a value, as in a run)
+           lambda m, _: m.sess.memory_plan(m.train, {m.X: (B, T, D), m.seq: [T + 1, 2],
+                                                     m.h0: (B, H)}),
+           InvalidArgumentError,
+           frags(f"sequence_length[0] = {T + 1} is outside [0, max_time = {T}]", _at("rnn"))),
     Misuse("memory_plan_feed_as_a_list",
            lambda m, _: m.sess.memory_plan(m.train, [(m.X, (B, T, D))]), TypeError,
            frags("feed_dict must be a dict {placeholder: value or shape}, got list")),

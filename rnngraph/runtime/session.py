@@ -314,6 +314,8 @@ class Session:
             shapes_of[v] = shapes[-1]
             if isinstance(value, np.ndarray):
                 arrays[v] = value
+            elif isinstance(value, list) and (v.type.rank is None or v.type.rank < 2):
+                arrays[v] = np.asarray(value)   # (a value, not a shape: _planned_shape)
         _check_planned_lengths(flat, fed, shapes, arrays)   # (as the run's kernels would)
         return stream_guard.prepare(self, flat, fed, shapes, always_plan=True)[1]
 
