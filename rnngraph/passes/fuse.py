@@ -146,7 +146,8 @@ def _absorb_joins(graph: Graph) -> None:
         replace_uses(graph, node.outputs[0], new.outputs[-1])
         graph.remove_nodes({src, node})
         toposort(graph)
-        readers = _readers(graph)
+        # both afresh: the join renamed src's outputs (a later concat of `new` reads them)
+        readers, results = _readers(graph), result_values(graph)
 
 
 def _readers(graph: Graph) -> dict:
