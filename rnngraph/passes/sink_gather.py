@@ -32,6 +32,11 @@ them. This pass makes the int ids the loops' sequence input instead:
             the sum reads the last one's; so one [vocab, dim] buffer is updated in place by
             each loop in turn, not one per loop and an add. (Loops are never rerun, so no
             loop adds twice into a buffer it was given.)
+  norm      where the gradient's rows are also measured (clip_by_global_norm / global_norm
+            of an embedding's gradient, TF1's IndexedSlices measure: the sum of squares of
+            every looked-up row, repeats not summed first) and they are one loop's stack, that
+            loop also carries the sum of the squares of each step's rows, so the stack still
+            goes; where the rows of several loops are summed first (two directions) it stays.
 
 The sum is the same, in another order: per step, the rows of one step, last step first, loop
 after loop, where gather_grad adds [batch, T] in row-major order; results agree to rounding,
