@@ -195,12 +195,14 @@ class Device:
 
 
 class CPUDevice(Device):
-    """NumPy. 'Host' and 'device' are both RAM; offloading still copies (and counts bytes).
+    """NumPy. 'Host' and 'device' are both RAM; an offloaded row is still written into its
+    host stack (and counted in bytes_to_host).
 
     A budgeted run is not byte-counted unless asked (`report=True`): there is no capacity to
     hold to, the plan is checked against the budget before the run, and counting every
     allocation costs the kernels their fast paths. Such a run reads offloaded rows and fed rows
-    left on the host in place (a copy back would move bytes within the same RAM)."""
+    left on the host in place (a copy back would move bytes within the same RAM; so its
+    bytes_to_device leaves them out, where a counted run counts its copies)."""
     name = "cpu"
     xp = np
     budget_tracks = False

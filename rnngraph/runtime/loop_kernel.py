@@ -300,7 +300,7 @@ class LoopExecutor:
               gbufs, in_chunk: int, stacks_out, length: int, n: int, steps: int):
         """Run steps `rest` through the planned driver, one chunk at a time (the whole loop
         when it is not chunked): each chunk's sequence rows, block rows and stack rows as
-        local arrays (None for a sequence the steps do not read), its epilogue after its
+        local arrays (_UNREAD for a sequence the steps do not read), its epilogue after its
         last step. Returns (carried, steps, steps run in the open chunk, steps run
         compiled)."""
         driver, takes_t0 = planned
@@ -312,7 +312,7 @@ class LoopExecutor:
             seg = rest[i:j]
             if source is not None:
                 source.cut(t)
-            seqs = [None if not read else s.source.values[s.j] if isinstance(s, ChunkRows)
+            seqs = [_UNREAD if not read else s.source.values[s.j] if isinstance(s, ChunkRows)
                     else (s.host[lo:hi] if s.perm is None else _RowsFrom(s, lo))
                     if isinstance(s, FedRows)   # (a view of the fed array, rows read strided)
                     else (s.rows if isinstance(s, OffloadedStack) else s)[lo:hi]
@@ -436,8 +436,8 @@ class LoopExecutor:
         # the sequence inputs the step (or the condition) reads per step; the others (rows a
         # chunk block is cut from only) are not sliced, and get None
         sliced = self.sliced_rows(step_prog, feed_seqs)
-        planned = None if lists or replayer is not None or active is not None else \
-            self.planned_driver(step_prog, sliced, writers)
+        planned = None if lists or replayer is not None or active is not None or \
+            self.last_run is not None else self.planned_driver(step_prog, sliced, writers)
         for t in t_iter:
             if source is not None:   # the block first: cutting it may recycle a row handed out
                 source.cut(t)
@@ -514,6 +514,10 @@ class LoopExecutor:
                 break
         if self.last_run is None:
             self.last_run = LoopRun(steps)
+        if not tracked:   # (before the buffers below go back to their pools)
+            carried = _own(carried, [w.rows for w in writers if w is not None] +
+                           [s.rows for s in seqs if isinstance(s, OffloadedStack) and s.direct]
+                           + list(gbufs or ()))
         if source is not None:
             source.drop()
             for b in gbufs or ():
@@ -558,6 +562,23 @@ class LoopExecutor:
         for j, i in enumerate(keep_res):
             full_res[i] = stacks_res[j]
         return (np.int32(steps), *carried, *full_out, *full_res)
+
+
+def _own(carried, pooled) -> list:
+    """The final state, each value a view of a buffer in `pooled` copied: a kernel that wrote a
+    carried value straight into its stack row (the driver), or a step that carried a row read
+    in place, leaves a view of a host stack or chunk buffer, which goes back to a pool after
+    the run and would change under the caller at the next one."""
+    if not pooled:
+        return carried
+    bufs = [b for p in pooled for b in (p if isinstance(p, list) else [p])
+            if isinstance(b, np.ndarray)]
+    return [np.array(c) if isinstance(c, np.ndarray) and
+            any(np.may_share_memory(c, b) for b in bufs) else c for c in carried]
+
+
+_UNREAD = np.empty((0,), np.float32)   # stands for a sequence the steps do not read (only a
+# chunk's block does): the generated and compiled drivers never index it
 
 
 class _RowsFrom:

@@ -15,7 +15,9 @@ Handles report the device arrays they hold through `device_buffers()` (byte acco
 free their working buffers in `end_pass()`, which the backward loop calls when it is done.
 
 A row a handle hands out (`stack[t]`) may live in a buffer the handle recycles for a later
-read: it stays valid until the next read of that handle, and no longer. A loop reading one
+read: it stays valid until the next read of that handle, and no longer. A row read in place
+(`direct`) lives in the host stack, which goes back to the device's host pool when the handle
+is closed: nothing may keep it past the run (a loop copies a final state that is such a view). A loop reading one
 handle both per step and in chunk blocks (ChunkSource) therefore cuts the block of step t
 before it slices step t's rows (ChunkSource.cut), and an offloaded block is copied straight
 from the host rows (`read_block`), past the prefetch buffers the per-step reads go through.

@@ -11,10 +11,10 @@ compiled form gives the bits the Python driver's kernels give:
 - a constant: read once per call;
 - add, sub, mul of equal-shaped float32 matrices, and a concat along the last axis.
 A body with anything else (or a loop with active rows, a body that reads its step index, a
-tracked run) keeps the Python driver; a loop under a memory plan runs here chunk by chunk
-(runtime/loop_kernel.py, LoopExecutor.drive). So does a step where a compiled kernel declines its arrays (a shape it was not
-built for): the Python driver runs the rest of the loop from that step, and reports what it
-finds with the node that failed. Each call runs the steps that fit in about CALL_SECONDS
+tracked run) keeps the Python driver. A step where a compiled kernel declines its arrays (a
+shape it was not built for) hands the rest of the loop to the Python driver from that step,
+which reports what it finds with the node that failed. A loop under a memory plan runs here
+one chunk per call (runtime/loop_kernel.py, LoopExecutor.drive). Each call runs the steps that fit in about CALL_SECONDS
 (timed as it goes) without holding the GIL, so Ctrl-C is seen between calls and other Python
 threads run meanwhile.
 
@@ -150,10 +150,12 @@ class _Source:
         ind = "        "
         code = self.code
         first = 1 + len(code.carried_in) + len(code.inv_in)
-        if any(not self.prog.inputs[first + j].type.rank for j in range(len(code.seq_in))):
+        if any(not self.prog.inputs[first + j].type.rank for j, a in enumerate(code.seq_in)
+               if a in code.read):
             return None   # (a scalar row, or one of unknown rank: the Python driver reads it)
         self.lines += [f"{ind}s{a} = np.ascontiguousarray(q{j}[t])"
-                       for j, a in enumerate(code.seq_in)]
+                       for j, a in enumerate(code.seq_in) if a in code.read]   # (a sequence
+        # only a chunk's block reads is passed but never indexed)
         for i, step in enumerate(self.prog._plan):
             lines = self._step(i, *step, ind)
             if lines is None:
