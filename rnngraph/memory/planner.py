@@ -22,6 +22,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .accounting import fmt_bytes
 from .checkpoints import BinomialEvery
 from .costs import CPU_PROFILE, DeviceProfile, offload_time, recompute_time
@@ -61,8 +63,9 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
               passes_off: tuple = (), strategy: str = "auto",
               host_budget: int | None = None, checkpoints: str = "auto") -> MemoryPlan:
     """Plan where the saved tensors of `schedule` live for fed values of `feed_types`
-    (Value -> shape or TensorType) so that the predicted peak fits `budget` bytes and the
-    offloaded stacks fit `host_budget` bytes of host memory (None: unlimited).
+    (Value -> shape or TensorType, or the array where its values may count: sequence lengths,
+    whose maximum is the loops' number of steps) so that the predicted peak fits `budget`
+    bytes and the offloaded stacks fit `host_budget` bytes of host memory (None: unlimited).
     `strategy`: "auto" (keep / offload / recompute by cost), or only "offload" or "recompute"
     (besides keeping). `checkpoints`: the schedules recomputation may use: "auto" (uniform
     intervals, or a binomial schedule where that is leaner), "uniform" or "binomial"."""
@@ -171,7 +174,9 @@ def _shared_peaks(schedule: Schedule, feed_types: dict, profile) -> dict | None:
     None where the shapes or the profile cannot be a key."""
     try:
         key = (schedule.graph.version, profile,
-               tuple((v, tuple(t) if isinstance(t, (tuple, list)) else t)
+               tuple((v, ("value", t.shape, t.dtype.str, t.tobytes())
+                      if isinstance(t, np.ndarray) else
+                      tuple(t) if isinstance(t, (tuple, list)) else t)
                      for v, t in feed_types.items()))
         hash(key)
     except TypeError:

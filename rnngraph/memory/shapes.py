@@ -48,9 +48,15 @@ class ShapeInfo:
 
 def infer_shapes(graph: Graph, nodes, feed_types: dict) -> ShapeInfo:
     """`nodes`: the scheduled nodes of `graph` (in order); `feed_types`: Value -> TensorType
-    (or a shape tuple) for the fed values."""
+    (or a shape tuple) for the fed values, or an array: a value known before the run (its
+    shape and its data), such as the sequence lengths fed, or a loop's trip worked out from
+    them (a loop's steps are then min(max(lengths), T), not the bound T)."""
     info = ShapeInfo()
     for v, t in feed_types.items():
+        if isinstance(t, np.ndarray):   # a fed value the plan is made for: its shape and data
+            info.types[v] = TensorType(t.shape, v.dtype)
+            info.values[v] = t
+            continue
         info.types[v] = t if isinstance(t, TensorType) else TensorType(tuple(t), v.dtype)
     nodes = list(nodes)
     for n in nodes:
@@ -93,6 +99,10 @@ def _walk(info: ShapeInfo, nodes) -> None:
             val = np.asarray(op.value)
             if val.size <= _SMALL:
                 info.values[n.outputs[0]] = val
+            continue
+        if op.name == "check_sequence_length" and n.inputs[0] in info.values:
+            info.values[n.outputs[0]] = info.values[n.inputs[0]]   # (passed through, checked
+            _set(info, n.outputs[0], ins[0])                        # when the run reads it)
             continue
         if op.name == "placeholder_with_default":   # not fed: the default's shape
             _set(info, n.outputs[0], ins[0])

@@ -7,10 +7,12 @@ leaving the device (default "auto": chosen per tensor by the cost model). Offloa
 must fit the host budget (`Session(host_budget=...)`, else the device's host capacity, else
 the RAM available when the run is planned).
 Plans depend on the fed shapes (the number of steps, the batch) and are cached per program and
-shape signature. If the budget cannot be met with the compiler passes that materialise
-whole-sequence stacks ([T, ...] projections and gradient stacks, which are not saved tensors
-and cannot be offloaded), or those passes make an op outside the backward loop read a
-swap_memory loop's residuals (so they could not go to the host), the program is compiled again
+shape signature; where fed sequence lengths make the loops' trips shorter than the shapes bound
+them (every length below T), per those numbers of steps too (FedShapes, _trips).
+If the budget cannot be met with the compiler passes that materialise whole-sequence stacks
+([T, ...] projections and gradient stacks, which are not saved tensors and cannot be
+offloaded), or those passes make an op outside the backward loop read a swap_memory loop's
+residuals (so they could not go to the host), the program is compiled again
 without them and planned again; the plan says which passes it turned off. Where that lean plan
 fits a budget, the program is compiled once more with hoist_sequence, sink_accumulators and
 sink_outputs working in chunks of C steps inside the loops (passes/pipeline.py's chunk_steps),
@@ -33,6 +35,7 @@ backend once hot; the plan is then made again for the new program.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -42,7 +45,8 @@ from ..errors import OutOfMemoryError, user_location
 from ..memory.accounting import check_byte_count, fmt_bytes
 from ..memory.plan import RunReport
 from ..memory.planner import STRATEGIES, loop_choices, make_plan, ops_unknown
-from ..memory.simulate import spill_host_peak
+from ..memory.shapes import infer_shapes
+from ..memory.simulate import PeakModel, spill_host_peak
 from ..memory.spill import choose_spills
 from ..passes.pipeline import CHUNK_KEY, PASSES, chunk_steps_of, enabled_passes
 from .simulated import NO_BUDGET_HINT, budget_hint
@@ -178,13 +182,41 @@ def _fetch_names(flat) -> str:
 
 
 def _prepare(sess, flat, fed, shapes, report, always_plan):
+    """The plan is searched for the fed shapes alone (every batch of those shapes runs it:
+    no search per batch), and its peak predicted for the numbers of steps the fed lengths
+    give the loops, where they are fewer (_predicted_for)."""
+    prog, plan = _prepare_shapes(sess, flat, fed, FedShapes(shapes), report, always_plan)
+    if plan is None:
+        return prog, plan
+    steps = _steps_key(prog, shapes)
+    return prog, (_predicted_for(sess, prog, plan, shapes, steps) if steps else plan)
+
+
+def _predicted_for(sess, prog, plan, shapes, steps):
+    """`plan` with its peak predicted for the loops' numbers of steps `steps` (fewer than the
+    shapes bound them by): the same placements, simulated once per plan and steps (a peak of
+    the run it makes; the placements were chosen for the longest the shapes allow, so they
+    fit what fits that)."""
+    memo = prog.__dict__.setdefault("_predicted_for", {})
+    got = memo.get((id(plan), steps))
+    if got is None or got[0] is not plan:
+        info = infer_shapes(prog.schedule.graph, prog.schedule.nodes, _feed_types(prog, shapes))
+        peak = PeakModel(info, sess.device.profile).run(prog.schedule, loop_choices(plan))[0]
+        got = memo[(id(plan), steps)] = (plan, dataclasses.replace(
+            plan, predicted_peak=peak, notes=list(plan.notes), aliases=dict(plan.aliases)))
+        for k in list(memo)[:max(0, len(memo) - MAX_STEPS)]:
+            del memo[k]
+    return got[1]
+
+
+def _prepare_shapes(sess, flat, fed, shapes, report, always_plan):
     tracked = wants_tracking(sess, report)
     prog = sess.compile(flat, fed, tracked=tracked)
     budget = sess.memory_budget
     if not (always_plan or budget is not None or prog.has_swap):
         return prog, None
-    key = (tuple(tuple(s) for s in shapes), budget, sess.memory_strategy, sess.host_budget)
     cache = _plans_of(sess, flat, fed, tracked, prog)
+    key = (tuple(tuple(s) for s in shapes), budget, sess.memory_strategy, sess.host_budget)
     if key in cache:
         best = cache[key]
         # (another program: its runs count too, tiered compiles)
@@ -260,6 +292,87 @@ def _plans_of(sess, flat, fed, tracked, prog) -> dict:
     if known is None or known[0] != prog.version:
         runs[run] = (prog.version, prog.memory_plans)
     return prog.memory_plans
+
+
+class FedShapes(list):
+    """The fed values' shapes (tuples, in `fed` order) with `values`: per fed value, the array
+    where the plan may read its values (small integer arrays: sequence lengths), else None.
+    A loop's trip min(max(lengths), T) is then its number of steps, where shapes alone bound
+    it by T. It travels with the shapes through every plan made for a run."""
+
+    def __init__(self, shapes, values=()):
+        super().__init__(tuple(int(d) for d in s) for s in shapes)
+        values = tuple(values)
+        self.values = tuple(_readable(a) for a in values) if values else (None,) * len(self)
+
+
+MAX_READ = 1 << 16    # elements of a fed integer array the plan reads the values of, at most
+MAX_STEPS = 64        # peaks kept per program for other numbers of steps fed values give
+
+
+def _readable(a):
+    """`a` where the plan may read its values: an integer array of rank 0 or 1, not too big."""
+    if isinstance(a, np.ndarray) and a.dtype.kind in "iu" and a.ndim <= 1 and a.size <= MAX_READ:
+        return a
+    return None
+
+
+def fed_shapes(shapes, values=()) -> FedShapes:
+    """The shapes of a run's fed values, with the values the plan may read (see FedShapes)."""
+    return FedShapes(shapes, values)
+
+
+def _trips(prog, shapes) -> dict:
+    """{the trip input of each top-level loop: its number of steps (a 0-d array)} where the fed
+    values the plan may read (FedShapes.values) give it and it is less than what the shapes
+    alone bound it by (min(max(lengths), T) with every length below T). Worked out on the
+    trips' own inputs, a few nodes; {} where there is nothing to read."""
+    values = getattr(shapes, "values", None)
+    if not values or all(a is None for a in values):
+        return {}
+    sched = prog.schedule
+    trips = [n.op.in_ports().split(n.inputs)["trip"][0] for n in sched.nodes
+             if n.op.name == "loop" and n.op.has_trip]
+    if not trips:
+        return {}
+    fed = set(prog.inputs)
+    seen, stack = set(), [v for v in trips if v not in fed]
+    while stack:
+        n = stack.pop().node
+        if n not in seen:
+            seen.add(n)
+            stack.extend(v for v in n.inputs if v not in fed)
+    nodes = [n for n in sched.nodes if n in seen]
+    plain = {prog.inputs[i]: tuple(s) for i, s in enumerate(shapes)}
+    given = infer_shapes(sched.graph, nodes, {**plain, **{
+        prog.inputs[i]: a for i, a in enumerate(values) if a is not None}})
+    bound = infer_shapes(sched.graph, nodes, plain)
+    out = {}
+    for v in trips:
+        n, most = given.bound(v), bound.bound(v)
+        if n is not None and (most is None or n < most) and v in given.values:
+            out[v] = np.asarray(n, v.dtype)
+    return out
+
+
+def _steps_key(prog, shapes) -> tuple:
+    """What the fed values change of the plan for the shapes alone: the numbers of steps of the
+    loops whose trips they make shorter (in schedule order), () where none. Runs whose lengths
+    have the same longest row share a plan; other lengths that change it get their own."""
+    trips = _trips(prog, shapes)
+    if not trips:
+        return ()
+    order = [n.op.in_ports().split(n.inputs)["trip"][0] for n in prog.schedule.nodes
+             if n.op.name == "loop" and n.op.has_trip]
+    return tuple((i, int(trips[v])) for i, v in enumerate(order) if v in trips)
+
+
+def _feed_types(prog, shapes) -> dict:
+    """The planner's feed: each fed value's shape, and the number of steps the fed values give
+    the loops' trips (see _trips): the plan reads nothing else of them."""
+    feed = {prog.inputs[i]: tuple(s) for i, s in enumerate(shapes)}
+    feed.update(_trips(prog, shapes))
+    return feed
 
 
 class _AtBudget:
@@ -403,7 +516,7 @@ def _spilled(sess, flat, fed, shapes, tracked, best, tries: int = 3):
     chunk = chunk_steps_of(config)
     if chunk:
         base[CHUNK_KEY] = chunk
-    feed_types = {prog.inputs[i]: tuple(s) for i, s in enumerate(shapes)}
+    feed_types = _feed_types(prog, shapes)
     host = host_budget_of(sess)
     host_left = None if host is None else max(0, host - plan.host_bytes)
     budget = target = sess.memory_budget
@@ -449,7 +562,7 @@ def _rank(plan):
 
 
 def _plan(sess, prog, fed, shapes, passes_off, passes_on=(), spilled=(), summed=()):
-    feed_types = {prog.inputs[i]: tuple(s) for i, s in enumerate(shapes)}
+    feed_types = _feed_types(prog, shapes)
     dev = sess.device
     plan = make_plan(prog.schedule, feed_types, sess.memory_budget, dev.profile,
                      dev.describe(), passes_off, sess.memory_strategy, host_budget_of(sess))

@@ -268,8 +268,9 @@ class Session:
         if any(v.node.op.name == "variable" for v in fed):
             _refuse_fed_assigned_variables(flat, fed)
         try:
-            prog, plan = stream_guard.prepare(self, flat, fed, [a.shape for a in arrays], report,
-                                              enforce=True)
+            prog, plan = stream_guard.prepare(   # (the lengths' values count: their steps)
+                self, flat, fed, planning.fed_shapes([a.shape for a in arrays], arrays), report,
+                enforce=True)
         except OutOfMemoryError:   # (a plan for fed shapes the run's checks refuse: say that)
             _check_planned_lengths(flat, fed, [a.shape for a in arrays], dict(zip(fed, arrays)))
             raise
@@ -298,8 +299,10 @@ class Session:
         predicted peak. `feed_dict` maps placeholders to arrays, or to their shapes given as
         tuples of ints: give every value the run will feed (a fed variable included), since
         a fed value is held for the whole run where a variable read from the session is
-        not. The plan is made for the shapes; with `sequence_length`, it counts every step
-        up to the time dimension, an upper bound where all lengths are shorter."""
+        not. The plan is made for the shapes; with `sequence_length` given as an array (or a
+        list), its peak is predicted for the steps the run makes (the longest length), as a
+        run's is; given only its shape, it counts every step up to the time dimension, an
+        upper bound where all lengths are shorter."""
         self._check_open()
         flat, _ = self._check_fetches(fetches)
         fed, shapes, arrays, shapes_of = [], [], {}, {}
@@ -317,6 +320,7 @@ class Session:
             elif isinstance(value, list) and (v.type.rank is None or v.type.rank < 2):
                 arrays[v] = np.asarray(value)   # (a value, not a shape: _planned_shape)
         _check_planned_lengths(flat, fed, shapes, arrays)   # (as the run's kernels would)
+        shapes = planning.fed_shapes(shapes, [arrays.get(v) for v in fed])
         return stream_guard.prepare(self, flat, fed, shapes, always_plan=True)[1]
 
     def _check_open(self):
