@@ -261,3 +261,17 @@ def test_a_plain_loop_builds_no_planned_driver():
     executors = [e for p in sess.programs() for e in p.loop_executors()]
     assert executors and all(not any(k[0] == "planned" for k in e.drivers if isinstance(k, tuple))
                              for e in executors)
+
+
+def test_a_floor_under_a_host_budget_says_so():
+    g, X, L, fetches = _lstm(16, False)
+    fd = _feed(X, L, 60)
+    with pytest.raises(rg.OutOfMemoryError) as info:
+        rg.Session(g, memory_budget=20_000, host_budget=3000).run(fetches, fd)
+    msg = str(info.value)
+    floor = int(msg.split("Raise memory_budget to at least ")[1].split()[0])
+    assert "(at host_budget=3000 bytes" in msg and "a larger host budget may lower that" in msg
+    assert "or the host_budget (" not in msg   # (raising it alone need not fit 20 kB)
+    sess = rg.Session(g, memory_budget=floor, host_budget=3000)
+    sess.run(fetches, fd, report=True)
+    assert sess.last_run_report.peak_bytes <= floor

@@ -128,7 +128,8 @@ def test_an_unmeetable_budget_names_the_run_and_the_smallest_budget_that_fits():
 def test_with_a_host_budget_the_error_names_it_as_a_lever():
     g, loss, grads, init, feed = _lstm()
     s = _session(g, init, memory_budget=100, host_budget=1_000, memory_strategy="offload")
-    with pytest.raises(rg.OutOfMemoryError, match=r"or the host_budget \(1000 B, "):
+    with pytest.raises(rg.OutOfMemoryError,
+                       match=r"at host_budget=1000 bytes, 1000 B: a larger host budget may "):
         s.run(grads, feed)
 
 

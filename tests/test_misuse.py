@@ -710,6 +710,10 @@ ROWS = [
                                                      m.h0: (B, H)}),
            InvalidArgumentError,
            frags(f"sequence_length[0] = {T + 1} is outside [0, max_time = {T}]", _at("rnn"))),
+    Misuse("memory_plan_float_lengths_as_a_list",   # (the run's own TypeError)
+           lambda m, _: m.sess.memory_plan(m.train, {m.X: (B, T, D), m.seq: [2.5, 2],
+                                                     m.h0: (B, H)}),
+           TypeError, frags("placeholder 'seq'", "has dtype int32", "float64")),
     Misuse("memory_plan_feed_as_a_list",
            lambda m, _: m.sess.memory_plan(m.train, [(m.X, (B, T, D))]), TypeError,
            frags("feed_dict must be a dict {placeholder: value or shape}, got list")),

@@ -154,9 +154,13 @@ def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = F
                 f"({fmt_bytes(plan.min_budget)})"
             if plan.min_budget is None and no_floor_reason(plan):
                 floor = f"; {no_floor_reason(plan)}"
-            host = "" if getattr(sess, "host_budget", None) is None else \
-                f", or the host_budget ({fmt_bytes(plan.host_budget)}, " \
-                f"{fmt_bytes(plan.host_bytes)} of it used)"
+            held = getattr(sess, "host_budget", None) is not None and any(
+                n.startswith("no placement fits the budget within host_budget")
+                for n in plan.notes)   # (the floor is at this host budget; a larger may lower
+            # it, but alone it need not make this device budget fit)
+            host = "" if not held else \
+                f" (at host_budget={plan.host_budget} bytes, {fmt_bytes(plan.host_budget)}: " \
+                "a larger host budget may lower that)"
             by = plan.bytes_by_placement()
             head = f"memory_budget={plan.budget} bytes ({fmt_bytes(plan.budget)}) cannot be " \
                 f"met on {plan.device} for {_fetch_names(flat)}: no plan found fits it{floor}"
@@ -170,7 +174,8 @@ def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = F
                 f"what takes the room) still needs {plan.predicted_peak} bytes "
                 f"({fmt_bytes(plan.predicted_peak)}) at its peak, with "
                 f"{fmt_bytes(by['host'])} of saved tensors on the host and "
-                f"{fmt_bytes(by['recompute'])} recomputed. Raise the budget{host}.")
+                f"{fmt_bytes(by['recompute'])} recomputed. Raise the budget"
+                + (", or the host_budget." if held else "."))
     return prog, plan
 
 

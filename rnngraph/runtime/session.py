@@ -318,7 +318,8 @@ class Session:
             if isinstance(value, np.ndarray):
                 arrays[v] = value
             elif isinstance(value, list) and (v.type.rank is None or v.type.rank < 2):
-                arrays[v] = np.asarray(value)   # (a value, not a shape: _planned_shape)
+                arrays[v] = _coerce_feed(v, value)   # (a value, not a shape: _planned_shape;
+                # checked as a run checks it: floats fed as int lengths are a TypeError)
         _check_planned_lengths(flat, fed, shapes, arrays)   # (as the run's kernels would)
         shapes = planning.fed_shapes(shapes, [arrays.get(v) for v in fed])
         return stream_guard.prepare(self, flat, fed, shapes, always_plan=True)[1]
