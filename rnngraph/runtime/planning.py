@@ -8,7 +8,8 @@ must fit the host budget (`Session(host_budget=...)`, else the device's host cap
 the RAM available when the run is planned).
 Plans depend on the fed shapes (the number of steps, the batch) and are cached per program and
 shape signature; where fed sequence lengths make the loops' trips shorter than the shapes bound
-them (every length below T), per those numbers of steps too (FedShapes, _trips).
+them (every length below T), the chosen plan's peak is predicted again for those numbers of
+steps (FedShapes, _trips, _predicted_for): the search stays per shape.
 If the budget cannot be met with the compiler passes that materialise whole-sequence stacks
 ([T, ...] projections and gradient stacks, which are not saved tensors and cannot be
 offloaded), or those passes make an op outside the backward loop read a swap_memory loop's
@@ -303,7 +304,8 @@ class FedShapes(list):
     """The fed values' shapes (tuples, in `fed` order) with `values`: per fed value, the array
     where the plan may read its values (small integer arrays: sequence lengths), else None.
     A loop's trip min(max(lengths), T) is then its number of steps, where shapes alone bound
-    it by T. It travels with the shapes through every plan made for a run."""
+    it by T: the plan's peak is predicted for it (_predicted_for); the search itself sees the
+    shapes alone."""
 
     def __init__(self, shapes, values=()):
         super().__init__(tuple(int(d) for d in s) for s in shapes)
@@ -363,7 +365,8 @@ def _trips(prog, shapes) -> dict:
 def _steps_key(prog, shapes) -> tuple:
     """What the fed values change of the plan for the shapes alone: the numbers of steps of the
     loops whose trips they make shorter (in schedule order), () where none. Runs whose lengths
-    have the same longest row share a plan; other lengths that change it get their own."""
+    have the same longest row share a prediction; other lengths that change it get their own
+    (_predicted_for)."""
     trips = _trips(prog, shapes)
     if not trips:
         return ()
