@@ -209,13 +209,20 @@ def test_a_plain_run_clears_the_last_report():
     assert sess.last_run_report is not None and sess.last_run_report.peak_bytes > 0
     sess.run(loss, feed)
     assert sess.last_run_report is None
-    # a session with a budget measures every run: each run's own report
+    # a budgeted run on the CPU measures only when asked, like any other run
     budgeted = rg.Session(g, memory_budget=10**7)
     budgeted.run(init)
     budgeted.run(loss, feed, report=True)
-    first = budgeted.last_run_report
+    assert budgeted.last_run_report is not None
     budgeted.run(loss, feed)
-    assert budgeted.last_run_report is not None and budgeted.last_run_report is not first
+    assert budgeted.last_run_report is None
+    # a device with a capacity to hold to measures every run: each run's own report
+    sim = rg.Session(g, memory_budget=10**7, device=rg.SimulatedDevice())
+    sim.run(init)
+    sim.run(loss, feed, report=True)
+    first = sim.last_run_report
+    sim.run(loss, feed)
+    assert sim.last_run_report is not None and sim.last_run_report is not first
 
 
 def test_cli_prints_bytes_in_the_plans_units(capsys):

@@ -67,9 +67,10 @@ class Session:
       seed: seeds variable initializers (same seed, same initial values in any session).
       passes: compiler passes: True (all), False (none) or {name: bool}; see passes/pipeline.py.
       memory_budget: device bytes the run must fit in: the memory planner then decides, per
-        saved per-step tensor, keep / offload to host / recompute (see `memory_plan`). Runs are
-        measured: `last_run_report` holds the peak bytes and the bytes moved. A budget no plan
-        can meet raises OutOfMemoryError before running.
+        saved per-step tensor, keep / offload to host / recompute (see `memory_plan`). Runs on
+        a device with a capacity (simulated, GPU) are measured: `last_run_report` holds the
+        peak bytes and the bytes moved; on the CPU only with `run(report=True)`. A budget no
+        plan can meet raises OutOfMemoryError before running.
       memory_strategy: "auto" (by the planner's cost model), or only "offload" or "recompute".
       host_budget: host bytes that offloaded tensors may take (default: the device's host
         capacity, else the RAM available when the run is planned); the planner recomputes
@@ -243,9 +244,9 @@ class Session:
         rg.group, rg.no_op) and global_variables_initializer()).
 
         `report=True` measures the run (peak device bytes, bytes moved to and from the host)
-        into `self.last_run_report`; sessions with a memory budget or a capacity-limited
-        device always do. A run that measures nothing sets it to None, so it never holds an
-        earlier run's report.
+        into `self.last_run_report`; sessions on a capacity-limited device, and sessions with
+        a memory budget on a device other than the CPU, always do. A run that measures nothing
+        sets it to None, so it never holds an earlier run's report.
 
         A run updates variables all at once: its assigns (and init_variables) take effect
         when it returns, and if it raises, KeyboardInterrupt included, every variable keeps
