@@ -93,19 +93,23 @@ def _np_while(a, b):
     return [a, b, c1, c2]
 
 
+def _check_two_joins(g, fetch, feed, want) -> None:
+    """Fused (two concats joined a kernel) equals fuse off and the NumPy reference `want`."""
+    sess = rg.Session(g)
+    got = sess.run(fetch, feed)
+    assert _check_programs(sess) == 2
+    plain = rg.Session(g, passes={"fuse": False}).run(fetch, feed)
+    for x, p, w in zip(got, plain, want):
+        np.testing.assert_allclose(x, p, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(x, w, rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize("order", ["uv_first", "wz_first"])
 def test_two_joined_concats_in_a_while_body_keep_its_carried_results(order):
     g, (a0, b0), fetch = _while_graph(order)
     rng = np.random.default_rng(0)
     feed = {a0: rng.normal(size=(B, H)), b0: rng.normal(size=(B, H))}
-    sess = rg.Session(g)
-    got = sess.run(fetch, feed)
-    assert _check_programs(sess) == 2
-    plain = rg.Session(g, passes={"fuse": False}).run(fetch, feed)
-    want = _np_while(feed[a0], feed[b0])
-    for x, p, w in zip(got, plain, want):
-        np.testing.assert_allclose(x, p, rtol=1e-13, atol=1e-14)
-        np.testing.assert_allclose(x, w, rtol=1e-12, atol=1e-13)
+    _check_two_joins(g, fetch, feed, _np_while(feed[a0], feed[b0]))
 
 
 def _scan_graph():
@@ -137,14 +141,7 @@ def test_two_joined_concats_in_a_scan_body_keep_its_carried_and_output_results()
     g, (c0, xs), fetch = _scan_graph()
     rng = np.random.default_rng(1)
     feed = {c0: rng.normal(size=(B, H)), xs: rng.normal(size=(T, B, H))}
-    sess = rg.Session(g)
-    got = sess.run(fetch, feed)
-    assert _check_programs(sess) == 2
-    plain = rg.Session(g, passes={"fuse": False}).run(fetch, feed)
-    want = _np_scan(feed[c0], feed[xs])
-    for x, p, w in zip(got, plain, want):
-        np.testing.assert_allclose(x, p, rtol=1e-13, atol=1e-14)
-        np.testing.assert_allclose(x, w, rtol=1e-12, atol=1e-13)
+    _check_two_joins(g, fetch, feed, _np_scan(feed[c0], feed[xs]))
 
 
 def test_three_joined_concats_keep_every_returned_part():

@@ -119,18 +119,24 @@ def _interrupt_child(accelerate: bool, delays, steps: int = 1000, fraction: int 
     return reports
 
 
-@pytest.mark.parametrize("accelerate", [True, False])
-def test_ctrl_c_during_training_is_a_keyboard_interrupt_and_variables_are_whole(accelerate):
-    rng = random.Random()
-    delays = [rng.uniform(0.02, 0.6) for _ in range(3)]
-    # (long sequences keep the compiled kernels busy; NumPy's are interruptible anywhere)
-    reports = _interrupt_child(accelerate, delays, steps=1000 if accelerate else 300)
+def _assert_whole(delays, reports) -> None:
+    """Every SIGINT arrived as KeyboardInterrupt, left the variables as before or after the
+    step it landed in, and the next run was right."""
     assert len(reports) == len(delays)
     for delay, (got, state, then, _) in zip(delays, reports):
         assert got == "KeyboardInterrupt", f"SIGINT after {delay:.3f} s arrived as {got}"
         assert state in ("before", "after"), \
             f"SIGINT after {delay:.3f} s left the variables half updated"
         assert then == "next-ok", f"after a SIGINT at {delay:.3f} s the next run went wrong"
+
+
+@pytest.mark.parametrize("accelerate", [True, False])
+def test_ctrl_c_during_training_is_a_keyboard_interrupt_and_variables_are_whole(accelerate):
+    rng = random.Random()
+    delays = [rng.uniform(0.02, 0.6) for _ in range(3)]
+    # (long sequences keep the compiled kernels busy; NumPy's are interruptible anywhere)
+    reports = _interrupt_child(accelerate, delays, steps=1000 if accelerate else 300)
+    _assert_whole(delays, reports)
 
 
 def test_ctrl_c_during_budgeted_training_is_a_keyboard_interrupt_and_variables_are_whole():
@@ -139,12 +145,7 @@ def test_ctrl_c_during_budgeted_training_is_a_keyboard_interrupt_and_variables_a
     rng = random.Random()
     delays = [rng.uniform(0.02, 0.4) for _ in range(3)]
     reports = _interrupt_child(True, delays, steps=400, fraction=10)
-    assert len(reports) == len(delays)
-    for delay, (got, state, then, _) in zip(delays, reports):
-        assert got == "KeyboardInterrupt", f"SIGINT after {delay:.3f} s arrived as {got}"
-        assert state in ("before", "after"), \
-            f"SIGINT after {delay:.3f} s left the variables half updated"
-        assert then == "next-ok", f"after a SIGINT at {delay:.3f} s the next run went wrong"
+    _assert_whole(delays, reports)
 
 
 # --- in process -----------------------------------------------------------------------------------
