@@ -24,6 +24,7 @@ keeps everything, extra time):
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10   # no projection: streamed
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head dense   # a dense head
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head target  # fed targets
+    python benchmarks/memory.py --steps 1000 --no-proj --budgets 2 --head fetched  # y fetched
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ HEADS = {   # the loss on the outputs y [B, T, H]
     "dense": "mean(dense(y, 32)**2), a dense layer (kernel and bias) on every step",
     "dense-any-batch": "mean(dense(y, 32)**2), the batch unknown when the graph is built",
     "target": "mean((y - Y)**2), Y a fed [B, T, H] target",
+    "fetched": "sum(y**2), y fetched too",
 }
 
 
@@ -62,7 +64,7 @@ def build(B, H, P, I, head="sum"):
                            name="X")
         cell = rg.nn.LSTMCell(H, num_proj=P or None)
         outputs, _ = rg.nn.dynamic_rnn(cell, X, dtype=rg.float32)
-        if head == "sum":
+        if head in ("sum", "fetched"):
             loss = rg.reduce_sum(outputs * outputs)
         elif head == "bias":
             n = outputs.shape[-1]
@@ -75,6 +77,8 @@ def build(B, H, P, I, head="sum"):
         else:
             loss = rg.reduce_mean(rg.square(rg.layers.dense(outputs, 32)))
         fetches = [loss] + rg.gradients(loss, rg.global_variables())
+        if head == "fetched":
+            fetches.append(outputs)
     return g, X, fetches
 
 

@@ -25,7 +25,7 @@ def _streamed_nodes(graph):
 
 
 def _graph(T, B, H, I, lengths=False, loss=lambda y: rg.reduce_sum(y * y), seed=0,
-           fetch_outputs=False, cell="lstm"):
+           cell="lstm"):
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [B, None, I], name="X")
@@ -34,8 +34,6 @@ def _graph(T, B, H, I, lengths=False, loss=lambda y: rg.reduce_sum(y * y), seed=
         out, _ = rg.nn.dynamic_rnn(c, X, dtype=rg.float32, sequence_length=L)
         value = loss(out)
         fetches = [value] + rg.gradients(value, rg.global_variables())
-        if fetch_outputs:
-            fetches.append(out)
     rs = np.random.RandomState(seed)
     fd = {X: rs.randn(B, T, I).astype(np.float32)}
     if lengths:
@@ -177,16 +175,6 @@ def test_without_gradients_the_loss_streams_too():
     _close([got], [rg.Session(g).run(fetches[0], fd)])
 
 
-def test_a_fetched_output_is_not_streamed():
-    g, fetches, fd = _graph(12, 4, 5, 3, fetch_outputs=True)
-    sess = rg.Session(g, passes=STREAM)
-    got = sess.run(fetches, fd)
-    assert not _streamed_nodes(_program(sess).graph)   # the stack is needed whole
-    want = rg.Session(g).run(fetches, fd)
-    for x, y in zip(got, want):
-        assert np.array_equal(x, y)
-
-
 def test_a_partial_reduction_over_the_batch_is_not_streamed():
     """A sum over the batch alone leaves a [T, H] value, needed whole: nothing moves. (A sum
     over the last axis alone is per-step work: it streams.)"""
@@ -255,12 +243,3 @@ def rerun_saved(sess, g, fetches, fd, tmp_path) -> None:
         assert np.array_equal(a, b)
 
 
-def test_a_plan_that_does_not_fit_says_why_the_outputs_were_not_streamed():
-    """Under a budget only streaming could meet, a fetched output stack stays whole: the
-    plan's notes say so, naming the loop (stream_outputs' refusal, passed to the plan)."""
-    g, fetches, fd = _graph(40, 4, 16, 3, fetch_outputs=True)
-    plan = rg.Session(g, device=SimulatedDevice(), memory_budget=1).memory_plan(fetches, fd)
-    assert not plan.fits
-    said = [n for n in plan.notes if n.startswith("stream_outputs: ")]
-    assert said and any("rnn/while" in n and "stays whole" in n for n in said), plan.notes
-    assert "note: stream_outputs: rnn/while" in str(plan)

@@ -290,13 +290,6 @@ def test_an_operand_that_varies_over_time_is_refused():
     assert not _refused(make)
 
 
-def test_a_fetched_output_with_a_bias_is_refused():
-    def make(y):
-        b = _var("b", [5], rg.float32, 3)
-        return _with_grads(rg.reduce_mean(rg.square(y + b))) + [y]
-    assert not _refused(make)
-
-
 def test_an_invariant_computed_from_the_outputs_stays_out_of_the_forward_loop():
     """y - mean(y) per column: the mean needs every step first, so the sum of squares cannot
     be accumulated while the loop runs, and the stack is kept whole."""

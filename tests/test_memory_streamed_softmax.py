@@ -6,7 +6,8 @@ into the forward loop (a mean summed per step), the labels becoming a sequence i
 row per step; its gradient expand_dims(g, -1) * (softmax(logits, -1) - one_hot(L, V)) moves
 into the backward loop, the one-hot rows made there from the labels' rows. The reshape form
 (logits as [B*T, V] rows, labels as [B*T]) streams alike (with sequence_length: see
-test_memory_streamed_lengths.py). With a fetched logits tensor it is refused.
+test_memory_streamed_lengths.py). With the logits fetched too it streams alike
+(test_memory_streamed_fetched.py).
 Results against the unstreamed program and NumPy, the printed IR, the planner on the simulated
 device, and the refusals."""
 import numpy as np
@@ -25,7 +26,7 @@ STREAM = {"stream_outputs": "always"}   # (forced: the pass itself is tested)
 
 
 def _graph(T, B, H, I, V, form="rank3", batch="static", lengths=False, dtype=rg.float32,
-           fetch_logits=False, seed=0):
+           seed=0):
     """An LSTM over X [B, T, I], a dense head of V classes, the mean cross-entropy against
     labels L [B, T]; fetches: the loss, then the gradients of every variable (the LSTM's kernel
     and bias, the head's kernel and bias)."""
@@ -44,8 +45,6 @@ def _graph(T, B, H, I, V, form="rank3", batch="static", lengths=False, dtype=rg.
             xe = rg.nn.sparse_softmax_cross_entropy_with_logits(labels=L, logits=logits)
         loss = rg.reduce_mean(xe)
         fetches = [loss] + rg.gradients(loss, rg.global_variables())
-        if fetch_logits:
-            fetches.append(logits)
     rs = np.random.RandomState(seed)
     fd = {X: rs.randn(B, T, I).astype(dtype), L: rs.randint(0, V, size=(B, T)).astype(np.int32)}
     if lengths:
@@ -171,12 +170,6 @@ def test_the_issues_t1000_lstm_with_a_softmax_head_fits_a_tenth():
 
 
 # --- refusals --------------------------------------------------------------------------------
-
-def test_a_fetched_logits_tensor_is_refused():
-    """The logits [B, T, V] are fetched: they are needed whole, so nothing moves."""
-    g, fetches, fd = _graph(10, 4, 5, 3, 6, fetch_logits=True)
-    _unstreamed(g, fetches, fd)
-
 
 def _custom(make, T=10, B=4, H=5, I=3, V=6):
     g = rg.Graph()

@@ -359,12 +359,22 @@ def test_a_target_computed_from_the_loops_outputs_is_refused():
     _unstreamed(*_custom(make))
 
 
-def test_a_target_whose_gradient_is_taken_is_refused():
-    """A trainable [B, T, H] target: its gradient is a region value read whole."""
+def test_a_target_whose_gradient_is_taken_has_it_stacked():
+    """A trainable [B, T, H] target: its gradient (fetched, as every variable's) is region
+    work made whole again: the forward loop works it out per step and stacks it, as it does a
+    fetched output (test_memory_streamed_fetched.py), while the loss streams."""
     def make(y, state, Y):
         v = _var("target", [4, 10, 5], rg.float32, 5)
         return rg.reduce_mean(rg.square(y - v))
-    _unstreamed(*_custom(make))
+    g, fetches, fd = _custom(make)
+    sess = rg.Session(g, passes=STREAM)
+    got = sess.run(fetches, fd)
+    fwd = _loops(_program(sess).graph)[0]
+    names = {n.name for n in fwd.op.body.nodes}
+    assert "ReduceMean/streamed" in names and any(
+        n.startswith("gradients/Sub_grad/Neg/streamed") for n in names), names
+    assert got[-1].shape == (4, 10, 5)
+    _close(got, rg.Session(g).run(fetches, fd), rtol=2e-5)
 
 
 def test_a_target_broadcast_over_time_is_an_invariant_not_a_sequence():

@@ -71,14 +71,15 @@ def concat_step(body, n, ins) -> list:
     return new.outputs
 
 
-def materialize_exit(graph, loop, e, row, layout, reversal, after) -> None:
+def materialize_exit(graph, loop, e, row, layout, reversal, after, moved=()) -> None:
     """Make region value e whole from its row `row` in the forward loop's body: stacked as an
     output of the loop ([T, B, ...] in the loop's step and row order), then taken through the
     region's reorderings (`layout`: (time axis, reorderings, merged)) in their order, on the
     time-major stack (reverse_sequence along axis 0 of rows axis 1, within the reversal's
     lengths, or over every step where those were read from the region's own dims: `after`
     says a value is computed from the loop's outputs; permute_rows on axis 1), and transposed to
-    e's time axis. Its readers read that instead. `reversal`: the layout's reversal class."""
+    e's time axis. Its readers read that instead, but the nodes in `moved` (per-step work the
+    loops now do: e fetched and read by it). `reversal`: the layout's reversal class."""
     a, perms, merged = layout
     assert not merged and a <= 1, layout   # (concat_layout: the rows of a [B, T, ...] value)
     v = stacked_output(loop, row)
@@ -100,7 +101,7 @@ def materialize_exit(graph, loop, e, row, layout, reversal, after) -> None:
         else:
             v = add(PermuteRows(1), [v, idx], "PermuteRows")
     swap = (1, 0) + tuple(range(2, v.type.rank))
-    back = [r for r in graph.nodes if e in r.inputs]
+    back = [r for r in graph.nodes if e in r.inputs and r not in moved]
     if a and back and all(isinstance(r.op, Transpose) and tuple(r.op.perm) == swap
                           for r in back):
         for r in back:   # (read back time-major, as the other direction's gradient loop
@@ -112,4 +113,12 @@ def materialize_exit(graph, loop, e, row, layout, reversal, after) -> None:
             v = add(Transpose(swap), [v], "Transpose")
         # (the same dims at run time: e's static ones, which the loop's stack may not know)
         v.type = e.type
-        replace_uses(graph, e, v)
+        if moved:   # (the moved nodes go with the whole-tensor work they were)
+            for r in graph.nodes:
+                if r not in moved and e in r.inputs:
+                    r.inputs = [v if u is e else u for u in r.inputs]
+            for role, vs in graph.results.items():
+                graph.results[role] = [v if u is e else u for u in vs]
+            graph.version += 1
+        else:
+            replace_uses(graph, e, v)

@@ -90,8 +90,14 @@ The region is what reads S through:
   [B, T, X] value with the matrix broadcast over the batch (a dense layer over an unknown
   batch), and products of two time-major [T, B, X] values' steps.
 Every reader of the region must be in it or be one of those two sinks, else nothing moves (the
-stack is needed whole anyway: a fetched output, a partial reduction over the batch). What moves
-into the forward loop may not read a value computed from that loop's outputs (`y - mean(y)`).
+stack is needed whole anyway: a partial reduction over the batch). A region value that is
+fetched (y, the logits of a dense head, y + b) is still worked out per step: the forward loop
+stacks it as it goes (the output stack itself, or a new stacked output taken back through the
+region's reorderings, as a concat's exit is), so only it stays whole, not the gradients or the
+loss's temporaries. Fetched merged rows ([N, X]) are refused (the loop stacks steps, not
+rows), and so is a fetched value a backward loop reads the rows of (they would be kept twice:
+stacked, and saved for that loop). What moves into the forward loop may not read a value
+computed from that loop's outputs (`y - mean(y)`).
 The forward loop is a top-level loop without a condition. Where it may stop before the end of
 its output stack or leave rows out (a trip count, active rows: dynamic_rnn with
 sequence_length), those rows of the stack are zero and the loop never sees them. A sum whose
@@ -198,6 +204,7 @@ def _stream_output(graph, loop, k, why=None) -> int:
     pending = []               # readers that cannot move as far as the region is known yet
     exits = []                 # region values made whole again (stream_concat.py): the
     # gradient of a fed operand of a concat with the region, a stacked output of the loop
+    fetched = []               # region values fetched or kept: region work made whole again too
 
     def join(n, a):
         order.append(n)
@@ -206,8 +213,11 @@ def _stream_output(graph, loop, k, why=None) -> int:
             (work if joins else exits).append(out)
     while work:
         v = work.pop()
-        if v in kept:
-            return _no(why, loop, f"{v.node.name} is fetched or kept whole")
+        if v in kept and v is not stack:   # (the stack itself: the loop goes on stacking it)
+            a, _, merged = axis[v]
+            if merged or a > 1:
+                return _no(why, loop, f"{v.node.name} is fetched or kept whole")
+            fetched.append(v)
         for n in readers.get(v, []):
             if n in order or n.outputs and (n.outputs[0] in axis or n.outputs[0] in counts):
                 continue
@@ -275,6 +285,10 @@ def _stream_output(graph, loop, k, why=None) -> int:
                            "(not per-step work, a sum over time, or a loop reading its rows)")
     if not reductions and not sequences and not exits:
         return _no(why if readers.get(stack) else None, loop, "nothing reads it per step")
+    read = next((v for _, v in sequences if v in fetched or v in kept), None)
+    if read is not None:   # (its rows would be kept twice: stacked, and saved for that loop)
+        return _no(why, loop, f"{read.node.name} is fetched and a loop reads its rows")
+    exits += fetched
     # a count is read by region work only (the value it counts is not kept whole for it); a
     # loop with active rows may run fewer rows than the stack has (shrink_batch), so there the
     # counted dims other than time must be static
@@ -376,9 +390,10 @@ def _stream_output(graph, loop, k, why=None) -> int:
                              saved=kept_rows)
         for red in reductions:
             inits.append(_accumulate(graph, loop, red, lowering, axis, products.get(red)))
+        moved = set(order)
         for e in exits:
             materialize_exit(graph, loop, e, lowering[0](e), axis[e], _Reversal,
-                             lambda u: _after(u, loop))
+                             lambda u: _after(u, loop), moved if e in fetched else ())
     readers_of_rows = list(dict.fromkeys(r for r, _ in sequences))
     if sequences:
         saved = _residual_of(loop, y)
