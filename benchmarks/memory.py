@@ -25,6 +25,7 @@ keeps everything, extra time):
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head dense   # a dense head
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head target  # fed targets
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 2 --head fetched  # y fetched
+    python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head max     # max-pooling
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ HEADS = {   # the loss on the outputs y [B, T, H]
     "dense-any-batch": "mean(dense(y, 32)**2), the batch unknown when the graph is built",
     "target": "mean((y - Y)**2), Y a fed [B, T, H] target",
     "fetched": "sum(y**2), y fetched too",
+    "max": "sum(max over time of y ** 2), max-pooling",
 }
 
 
@@ -71,6 +73,8 @@ def build(B, H, P, I, head="sum"):
             w = rg.get_variable("w", [n], rg.float32, initializer=rg.ones_initializer())
             b = rg.get_variable("b", [n], rg.float32, initializer=rg.constant_initializer(0.1))
             loss = rg.reduce_mean(rg.square(outputs * w + b))
+        elif head == "max":
+            loss = rg.reduce_sum(rg.square(rg.reduce_max(outputs, axis=1)))
         elif head == "target":
             Y = rg.placeholder(rg.float32, [B, None, outputs.shape[-1]], name="Y")
             loss = rg.reduce_mean(rg.square(outputs - Y))

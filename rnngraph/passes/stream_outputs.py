@@ -16,6 +16,14 @@ This pass moves that work into the loops:
   the rows of two merged matrices (the gradient of a dense layer's kernel), and
   sum_to(x^T @ g) over the batch of two [B, T, X] values (that gradient where the batch is
   unknown and the layer multiplies a batch of [T, X] matrices): x_t^T @ g_t per step;
+- a max over the time axis alone (max-pooling a sequence: `reduce_max(y, axis=1)`, rows in
+  the loop's order, i.e. without sequence_length) becomes a carried running max, from the
+  dtype's lowest value: exact, so the same bits. Its gradient splits among the steps equal to
+  the max (`sum(cast(equal(y, max)), time)` ties): that count, which reads the final max,
+  becomes a running count carried beside it (c' = c * (m == m') + (y_t == m')), which is
+  the whole count once the last step ran, and the gradient itself per-step work of the
+  backward loop, reading the final max and count as invariants. (A loop that could leave rows
+  or steps out would run them: their zero outputs count in the whole-tensor max.);
 - a region value the backward loop reads as a sequence is computed inside that loop, per step,
   from the forward loop's per-step output, which becomes one more residual of the forward loop
   (a saved tensor: the planner keeps, offloads or recomputes it like the others); products
@@ -130,8 +138,8 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.types import TensorType
-from ..ops.elementwise import Add, BroadcastLike, Cast, Div, Mul, SumTo
-from ..ops.reduce import AddN, ReduceMean, ReduceSum, ReducedCount, reduced_axes
+from ..ops.elementwise import Add, BroadcastLike, Cast, Div, Equal, Maximum, Mul, SumTo
+from ..ops.reduce import AddN, ReduceMax, ReduceMean, ReduceSum, ReducedCount, reduced_axes
 from ..ops.rows import InvertPermutation, PermuteRows
 from ..ops.sequence import CheckSteps, ReverseSequence
 from ..ops.linalg import MatMul, MatrixTranspose
@@ -170,11 +178,12 @@ def _streamable_loop(node) -> bool:
 
 
 def _elementwise(node) -> bool:
-    """Per-element work (the fusible ops, add_n, broadcast_like): the same at one step."""
+    """Per-element work (the fusible ops, add_n, broadcast_like, cast): the same at one
+    step."""
     op = node.op
     if op.multi_output or getattr(op, "stateful", False) or getattr(op, "view", False):
         return False
-    return isinstance(op, (BroadcastLike, AddN)) or (
+    return isinstance(op, (BroadcastLike, AddN, Cast)) or (
         getattr(op, "fusible", False) and op.name != "fused")
 
 
@@ -349,9 +358,13 @@ def _stream_output(graph, loop, k, why=None) -> int:
     # what moves into a loop may not read a value computed from that loop's outputs
     every_step = None          # (the first sum not zero at zero, where the loop has a trip)
     masks = _masks_padding(loop, lengths) if lengths is not None else None
+    ties = _ties(reductions)
     for red in reductions:
+        if red in ties:   # (counted with its max, from the steps' own values)
+            continue
         ins = list(products.get(red, [u for u in red.inputs if u in axis]))
-        if not any(_vanishes(u, axis, masks) for u in ins):
+        if isinstance(red.op, ReduceMax) or not any(_vanishes(u, axis, masks) for u in ins):
+            # (a max sees the zeros of the padded rows and steps, as a sum of f(0) does)
             # (rows of steps or rows that did not run count f(0): the loop must run them)
             every_step = every_step or (red if op.has_trip else None)
             every_row = every_row or op.active_rows
@@ -388,8 +401,12 @@ def _stream_output(graph, loop, k, why=None) -> int:
     if reductions or exits:
         lowering = _lowering(loop, body, y, axis, counts, steps, feeds=feeds, made=made,
                              saved=kept_rows)
+        maxes = {m: r for r, m in ties.items()}
         for red in reductions:
-            inits.append(_accumulate(graph, loop, red, lowering, axis, products.get(red)))
+            if isinstance(red.op, ReduceMax):
+                inits += _running_max(graph, loop, red, maxes.get(red), lowering[0], axis)
+            elif red not in ties:
+                inits.append(_accumulate(graph, loop, red, lowering, axis, products.get(red)))
         moved = set(order)
         for e in exits:
             materialize_exit(graph, loop, e, lowering[0](e), axis[e], _Reversal,
@@ -1104,6 +1121,10 @@ def _sink(n, axis, rank) -> bool:
         (xa, xp, xm), (ga, gp, gm) = axis[x], axis[g]
         return bool(xm) and xm == gm and xa == 1 and ga == 0 and \
             [i for i, _ in xp] == [i for i, _ in gp]
+    if isinstance(op, ReduceMax):   # (over the time axis alone, rows in order: a running max)
+        x = n.inputs[0]
+        return x in axis and not axis[x][1] and not axis[x][2] and \
+            reduced_axes(op.axis, rank) == (axis[x][0],)
     if not isinstance(op, (ReduceSum, ReduceMean, SumTo)) or n.inputs[0] not in axis:
         return False
     a, perms, _ = axis[n.inputs[0]]
@@ -1410,7 +1431,7 @@ def _carry(graph, loop, red, part, keep_time, a):
     """The loop's step part `part` of red summed over the steps in a new carried accumulator
     (in float64 for narrower floats), whose final value replaces red's; returns its initial
     value (the zero the loop starts it from)."""
-    op, body = loop.op, loop.op.body
+    body = loop.op.body
     name, loc = red.name, red.location
     wanted = part.type
     if np.dtype(wanted.dtype).kind == "f" and np.dtype(wanted.dtype).itemsize < 8:
@@ -1418,22 +1439,11 @@ def _carry(graph, loop, red, part, keep_time, a):
         part = body.add_node(Cast(np.float64), [part], [TensorType(wanted.shape, np.float64)],
                              f"{name}/streamed/wide", loc).outputs[0]
     t = part.type
-    zero = graph.add_node(Constant(np.zeros(t.shape, t.dtype)), [], [t], f"{name}/streamed/init",
-                          loc)
-    n_carried = len(body.results["carried"])
-    at_in = op.in_ports().offset("carried") + n_carried
-    at_out = op.out_ports().offset("carried") + n_carried
-    acc = body.add_param("carried", t, f"{name}/streamed/acc")
-    loop.inputs.insert(at_in, zero.outputs[0])
+    acc, finish, zero = _carried(graph, loop, np.zeros(t.shape, t.dtype), f"{name}/streamed",
+                                 loc, red.is_gradient)
     nxt = body.add_node(Add(), [acc, part], [t], f"{name}/streamed/add", loc)
-    for n in (zero, nxt):
-        n.is_gradient = red.is_gradient
-    body.results["carried"].append(nxt.outputs[0])
-    final = loop._add_output(t)
-    loop.outputs.pop()
-    loop.outputs.insert(at_out, final)
-    for i, out in enumerate(loop.outputs):
-        out.index = i
+    nxt.is_gradient = red.is_gradient
+    final = finish(nxt.outputs[0])
     if np.dtype(t.dtype) != np.dtype(wanted.dtype):
         narrow = graph.add_node(Cast(wanted.dtype), [final], [wanted], f"{name}/streamed/narrow",
                                 loc)
@@ -1447,11 +1457,105 @@ def _carry(graph, loop, red, part, keep_time, a):
         graph.nodes.remove(scalar)
         graph.nodes.insert(graph.nodes.index(final.node) + 1, scalar)
         final = scalar.outputs[0]
-    if keep_time:   # (keepdims: the summed time axis is there again, of size 1)
+    _replace_reduced(graph, red, final, keep_time, a)
+    return zero
+
+
+def _carried(graph, loop, init, name, loc, grad):
+    """A new carried value of the loop, started from the constant array `init`: (its param in
+    the body, finish(next) -> its value after the loop, given its value after each step, and
+    the initial value, a loop input). Finish one before adding the next."""
+    op, body = loop.op, loop.op.body
+    t = TensorType(init.shape, init.dtype)
+    start = graph.add_node(Constant(init), [], [t], f"{name}/init", loc)
+    start.is_gradient = grad
+    n_carried = len(body.results["carried"])
+    at_in = op.in_ports().offset("carried") + n_carried
+    at_out = op.out_ports().offset("carried") + n_carried
+    acc = body.add_param("carried", t, f"{name}/acc")
+    loop.inputs.insert(at_in, start.outputs[0])
+
+    def finish(nxt):
+        body.results["carried"].append(nxt)
+        final = loop._add_output(t)
+        loop.outputs.pop()
+        loop.outputs.insert(at_out, final)
+        for i, out in enumerate(loop.outputs):
+            out.index = i
+        return final
+    return acc, finish, start.outputs[0]
+
+
+def _replace_reduced(graph, red, final, keep_time, a) -> None:
+    """Readers of red's output read `final` (its value carried to the loop's end) instead;
+    `keep_time`: red kept its summed time axis a (keepdims), of size 1 again."""
+    if keep_time:
         final = graph.add_node(ExpandDims(a), [final], [red.outputs[0].type],
-                               f"{name}/streamed/time", loc).outputs[0]
+                               f"{red.name}/streamed/time", red.location).outputs[0]
     replace_uses(graph, red.outputs[0], final)
-    return zero.outputs[0]
+
+
+def _ties(reductions) -> dict:
+    """{sum: max}: each sum over time of cast(equal(x, max)) among the reductions, where max
+    is a reduce_max of x over the time axis among them too (reduce_max's gradient, splitting
+    itself among the steps that tie): counted with that max as it runs (_running_max)."""
+    maxes = {r.inputs[0]: r for r in reductions if isinstance(r.op, ReduceMax)}
+    out = {}
+    for r in reductions:
+        cast = r.inputs[0].node
+        if not isinstance(r.op, ReduceSum) or not isinstance(cast.op, Cast):
+            continue
+        eq = cast.inputs[0].node
+        if not isinstance(eq.op, Equal) or eq.inputs[0] not in maxes:
+            continue
+        mx = maxes[eq.inputs[0]]
+        rank = eq.inputs[0].type.rank
+        m = eq.inputs[1]
+        while isinstance(m.node.op, ExpandDims) and m is not mx.outputs[0]:
+            m = m.node.inputs[0]   # (the max made to broadcast against x again)
+        if m is mx.outputs[0] and reduced_axes(r.op.axis, rank) == \
+                reduced_axes(mx.op.axis, rank):
+            out[r] = mx
+    return out
+
+
+def _running_max(graph, loop, red, ties, lower, axis) -> list:
+    """red (a max over the time axis) becomes a carried running max m' = max(m, x_t) of the
+    loop, from the dtype's lowest value; `ties` (a sum over time of cast(equal(x, max)), or
+    None) a carried count of the steps equal to it so far, c' = c * (m == m') + (x_t == m'),
+    which is that sum once the last step ran. Returns the initial values (loop inputs)."""
+    body = loop.op.body
+    x = red.inputs[0]
+    a = axis[x][0]
+    xt = lower(x)
+    shape = tuple(d for i, d in enumerate(x.type.shape) if i != a)
+    shape = tuple(d if d is not None else xt.type.shape[i] for i, d in enumerate(shape))
+    dt = np.dtype(x.type.dtype)
+    low = -np.inf if dt.kind == "f" else np.iinfo(dt).min
+    name, loc = red.name, red.location
+
+    def add(op, ins, label, grad):
+        n = body.add_node(op, ins, [op.infer(*[u.type for u in ins])], label, loc)
+        n.is_gradient = grad
+        return n.outputs[0]
+    acc, finish, start = _carried(graph, loop, np.full(shape, low, dt), f"{name}/streamed",
+                                  loc, red.is_gradient)
+    nxt = add(Maximum(), [acc, xt], f"{name}/streamed/max", red.is_gradient)
+    _replace_reduced(graph, red, finish(nxt), red.op.keepdims, a)
+    if ties is None:
+        return [start]
+    cd = np.dtype(ties.outputs[0].type.dtype)
+    name = ties.name
+    count, finish, zero = _carried(graph, loop, np.zeros(shape, cd), f"{name}/streamed", loc,
+                                   True)
+    kept = add(Cast(cd), [add(Equal(), [acc, nxt], f"{name}/streamed/same", True)],
+               f"{name}/streamed/kept", True)
+    hit = add(Cast(cd), [add(Equal(), [xt, nxt], f"{name}/streamed/equal", True)],
+              f"{name}/streamed/hit", True)
+    total = add(Add(), [add(Mul(), [count, kept], f"{name}/streamed/left", True), hit],
+                f"{name}/streamed/add", True)
+    _replace_reduced(graph, ties, finish(total), ties.op.keepdims, a)
+    return [start, zero]
 
 
 def _residual_of(loop, y):
