@@ -57,3 +57,18 @@ def test_the_scalar_form_computes_the_reference(name):
                    dict(_HELPERS), {f"a{i}": a for i, a in enumerate(args)})
         np.testing.assert_allclose(np.float64(got), np.asarray(want, np.float64).reshape(-1)[0],
                                    rtol=1e-12, atol=1e-12, err_msg=f"{name}{tuple(args)}")
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum", "relu"])
+def test_a_nan_operand_gives_nan_as_numpy_does(name):
+    """np.maximum / np.minimum propagate a NaN in either operand; Python's (and numba's)
+    max(a, nan) returns a, so the form must not be a bare max/min."""
+    op = op_registry()[name]()
+    template = py_exprs()[name]
+    arity = 2 if "{1}" in template else 1
+    nan = float("nan")
+    for args in ([nan, 1.0], [1.0, nan], [nan, nan]) if arity == 2 else ([nan],):
+        want = op.compute(np, *[np.array([a]) for a in args])
+        got = eval(template.format(*[f"a{i}" for i in range(arity)]),  # noqa: S307 - our table
+                   dict(_HELPERS), {f"a{i}": a for i, a in enumerate(args)})
+        assert np.isnan(want).all() and np.isnan(got), (name, args, got)

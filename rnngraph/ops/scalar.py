@@ -27,8 +27,10 @@ SCALAR = {
     "mul": Scalar("multiply", "{0} * {1}", "{0} * {1}"),
     "div": Scalar("divide", "{0} / {1}", "{0} / {1}"),
     # (C: a NaN operand gives NaN, as NumPy's maximum does; CUDA's max/fmaxf would drop it)
-    "maximum": Scalar("maximum", "{0} > {1} || {0} != {0} ? {0} : {1}", "max({0}, {1})"),
-    "minimum": Scalar("minimum", "{0} < {1} || {0} != {0} ? {0} : {1}", "min({0}, {1})"),
+    "maximum": Scalar("maximum", "{0} > {1} || {0} != {0} ? {0} : {1}",
+                      "{0} if {0} > {1} or {0} != {0} else {1}"),   # (max(a, nan) is a)
+    "minimum": Scalar("minimum", "{0} < {1} || {0} != {0} ? {0} : {1}",
+                      "{0} if {0} < {1} or {0} != {0} else {1}"),
     "pow": Scalar("power", "pow({0}, {1})", "{0} ** {1}"),
     "less": Scalar("less", "{0} < {1}", "{0} < {1}"),
     "less_equal": Scalar("less_equal", "{0} <= {1}", "{0} <= {1}"),
