@@ -113,26 +113,32 @@ def test_a_fetched_time_major_output_is_the_loops_own_stack():
     _close(got, want, rtol=2e-5)
 
 
-def test_fetched_outputs_of_both_directions_stream():
-    """bidirectional_dynamic_rnn with both outputs fetched and sum(fw**2) + sum(bw**2) as the
-    loss: each direction's loss streams, each output is stacked once (the backward one taken
-    back through its reversal)."""
-    T, H = 8, 4
+def bidirectional(head, T=8, H=4, seed=3):
+    """An LSTM forward and a GRU backward direction over X [B, T, I] with sequence_length S,
+    `head(fw, bw)` -> (loss, fetched tensors); returns (streamed values, unstreamed values,
+    the streamed program's forward loops)."""
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [B, None, I], name="X")
         S = rg.placeholder(rg.int32, [B], name="S")
         (fw, bw), _ = rg.nn.bidirectional_dynamic_rnn(
             rg.nn.LSTMCell(H), rg.nn.GRUCell(H), X, sequence_length=S, dtype=rg.float32)
-        loss = rg.reduce_sum(fw * fw) + rg.reduce_sum(bw * bw)
-        fetches = [loss] + rg.gradients(loss, rg.global_variables()) + [fw, bw]
-    fd = {X: np.random.RandomState(3).randn(B, T, I).astype(np.float32),
+        loss, shown = head(fw, bw)
+        fetches = [loss] + rg.gradients(loss, rg.global_variables()) + shown
+    fd = {X: np.random.RandomState(seed).randn(B, T, I).astype(np.float32),
           S: np.array([T, 3, 1, 6], np.int32)}
     sess = rg.Session(g, passes=STREAM)
     got = sess.run(fetches, fd)
     want = rg.Session(g).run(fetches, fd)
-    graph = _program(sess).graph
-    forward = [n for n in _loops(graph) if not n.is_gradient]
+    return got, want, [n for n in _loops(_program(sess).graph) if not n.is_gradient]
+
+
+def test_fetched_outputs_of_both_directions_stream():
+    """bidirectional_dynamic_rnn with both outputs fetched and sum(fw**2) + sum(bw**2) as the
+    loss: each direction's loss streams, each output is stacked once (the backward one taken
+    back through its reversal)."""
+    got, want, forward = bidirectional(
+        lambda fw, bw: (rg.reduce_sum(fw * fw) + rg.reduce_sum(bw * bw), [fw, bw]))
     assert len(forward) == 2
     for loop in forward:
         assert any("/streamed" in n.name for n in loop.op.body.nodes)
@@ -166,8 +172,9 @@ def test_fetched_merged_rows_stay_whole_and_the_plan_says_why():
 def test_a_fetched_output_gradient(time_major):
     """dloss/dy fetched. Batch-major it is made per step in the forward loop and stacked (the
     backward loop reads its time-major rows in sorted order, worked out per step there);
-    time-major without lengths it is the very value the backward loop reads a row of per step, which streaming would keep twice
-    (stacked, and saved for that loop), so nothing moves and the plan's notes say why."""
+    time-major without lengths it is the very value the backward loop reads a row of per
+    step, which streaming would keep twice (stacked, and saved for that loop), so nothing
+    moves and the plan's notes say why."""
     T, H = 7, 4
 
     def head(y, L, V):
@@ -209,3 +216,43 @@ def test_a_budget_only_the_streamed_program_meets(strategy):
     want = rg.Session(g).run(fetches, fd)
     _close(got, want, rtol=2e-5)
     assert np.array_equal(got[-1], want[-1])
+
+
+# --- review cases ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["y + 0.5", "time-major y"])
+def test_a_fed_value_the_loop_would_make_is_not_streamed(which):
+    """A value the caller feeds replaces what the graph computes: the pass must not work it
+    out per step from the loop's rows (it did, silently ignoring the fed value). Nothing moves
+    in that loop, forced or under a budget, and the values are those of the fed one."""
+    T, H = 7, 5
+    time_major = which == "time-major y"
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [None, B, I] if time_major else [B, None, I], name="X")
+        y, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), X, dtype=rg.float32, time_major=time_major)
+        z = y if time_major else y + 0.5
+        loss = rg.reduce_sum(z * z)
+        fetches = [loss] + rg.gradients(loss, rg.global_variables())
+    rs = np.random.RandomState(0)
+    shape = (T, B) if time_major else (B, T)
+    fd = {X: rs.randn(*shape, I).astype(np.float32), z: rs.randn(*shape, H).astype(np.float32)}
+    want = float(np.sum(fd[z].astype(np.float64) ** 2))
+    _unstreamed(g, fetches, fd)
+    assert abs(rg.Session(g, passes=STREAM).run(fetches[0], fd) - want) < 1e-4 * want
+    plan = rg.Session(g, device=SimulatedDevice(), memory_budget=1).memory_plan(fetches, fd)
+    assert any("is fed (the fed value replaces it)" in n for n in plan.notes), plan.notes
+
+
+def test_a_fetched_int_sum_over_time_keeps_its_dtype():
+    """cast(y * 10 + 5, int32) fetched and summed over time: the sum streams (cast is per-step
+    work) and the sum over the stacked rows keeps int32 (NumPy's sum gives int64)."""
+    def head(y, L, V):
+        k = rg.cast(y * 10.0 + 5.0, rg.int32)
+        return rg.reduce_sum(y * y), [rg.reduce_sum(k, axis=1), k]
+    g, fetches, fd = _graph(6, 4, head)
+    got = rg.Session(g, passes=STREAM).run(fetches, fd)
+    want = rg.Session(g).run(fetches, fd)
+    for a, b in zip(got[-2:], want[-2:]):
+        assert a.dtype == b.dtype == np.int32 and np.array_equal(a, b)
+    _close(got, want, rtol=2e-5)

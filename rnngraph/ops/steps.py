@@ -30,8 +30,8 @@ class StepSum(Op):
     def compute(self, xp, stack, n, *rows):
         n = int(n)
         counts = _counts(rows[0], n, stack.shape[1]) if rows else None
-        if counts is None:
-            return stack[:n].sum(axis=0)
+        if counts is None:   # (in the stack's dtype: NumPy sums int32 as int64)
+            return stack[:n].sum(axis=0, dtype=stack.dtype)
         out = xp.zeros(stack.shape[1:], stack.dtype)
         if isinstance(stack, StepRows):   # (packed by a loop: step by step)
             for t, k in enumerate(counts):

@@ -170,15 +170,18 @@ def check_spill_names(graph: Graph, source: Graph, config) -> None:
 
 
 def optimize(graph: Graph, keep: list[Value], config=True,
-             notes: list | None = None, source: Graph | None = None
+             notes: list | None = None, source: Graph | None = None, fed: int = 0
              ) -> tuple[list[Value], dict]:
     """Run the enabled passes in place on `graph` (a compile-time clone). `keep` are the values
-    that must survive (fetches and fed values); a pass may replace them, so the values to use
-    afterwards are returned, with how much each pass changed. `notes`: a list to which
+    that must survive (fetches and fed values: the last `fed` of them, which the passes also
+    see as `graph.results["fed"]`, values the caller's replace); a pass may replace them, so
+    the values to use afterwards are returned, with how much each pass changed. `notes`: a list to which
     stream_outputs appends why it left an output stack whole (the memory plan prints them).
     `source`: the user's graph `graph` was cloned from (spill names are checked against both:
     check_spill_names)."""
     graph.results = {"keep": list(keep)}  # replace_uses keeps these up to date
+    if fed:
+        graph.results["fed"] = list(keep[len(keep) - fed:])
     stats = {}
     passes = enabled_passes(config)
     chunk = chunk_steps_of(config)
@@ -198,4 +201,5 @@ def optimize(graph: Graph, keep: list[Value], config=True,
             check_spill_names(graph, source, config)
         stats[SPILL_KEY] = spill_values(graph, host, again, sums)
     kept = graph.results.pop("keep")
+    graph.results.pop("fed", None)
     return kept, stats

@@ -16,14 +16,15 @@ This pass moves that work into the loops:
   the rows of two merged matrices (the gradient of a dense layer's kernel), and
   sum_to(x^T @ g) over the batch of two [B, T, X] values (that gradient where the batch is
   unknown and the layer multiplies a batch of [T, X] matrices): x_t^T @ g_t per step;
-- a max over the time axis alone (max-pooling a sequence: `reduce_max(y, axis=1)`, rows in
-  the loop's order, i.e. without sequence_length) becomes a carried running max, from the
-  dtype's lowest value: exact, so the same bits. Its gradient splits among the steps equal to
-  the max (`sum(cast(equal(y, max)), time)` ties): that count, which reads the final max,
-  becomes a running count carried beside it (c' = c * (m == m') + (y_t == m')), which is
-  the whole count once the last step ran, and the gradient itself per-step work of the
-  backward loop, reading the final max and count as invariants. (A loop that could leave rows
-  or steps out would run them: their zero outputs count in the whole-tensor max.);
+- a max (or min) over the time axis alone (max-pooling a sequence: `reduce_max(y, axis=1)`)
+  becomes a carried running max, from the dtype's lowest value: exact, so the same bits; put
+  back in the caller's row order after the loop where the loop sorts its rows (dynamic_rnn
+  with sequence_length). Its gradient splits among the steps equal to the max
+  (`sum(cast(equal(y, max)), time)` ties): that count (and any other such count of the same
+  max), which reads the final max, becomes a running count carried beside it, the whole
+  count once the last step ran, and the gradient itself per-step work of the backward loop,
+  reading the final max and count as invariants one per row (below). A loop that could
+  leave rows or steps out runs them: their zero outputs count in the whole-tensor max;
 - a region value the backward loop reads as a sequence is computed inside that loop, per step,
   from the forward loop's per-step output, which becomes one more residual of the forward loop
   (a saved tensor: the planner keeps, offloads or recomputes it like the others); products
@@ -53,7 +54,11 @@ The region is what reads S through:
   direction's loop runs first, and its output stack stays whole;
 - elementwise ops whose other operands are the same at every step and row: scalars, or
   loop-invariant tensors that broadcast over time and the reordered rows (a bias `y + b`,
-  b of shape [H]; a keepdims sum's gradient [1, 1, H]), read in the loop as invariants;
+  b of shape [H]; a keepdims sum's gradient [1, 1, H]), read in the loop as invariants; or
+  the same at every step, one per row (a max over time and its gradient, [B, 1, H]): where
+  the loop reorders its rows, read in its row order (through the inverse reorderings, once
+  before the loop), and the loops reading them run every row (a step's active rows would not
+  line up with them);
 - elementwise ops with an operand that varies over time as the region value does: a [B, T,
   ...] (or [T, B, ...]) value of the same rank and time axis computed before the forward loop
   and not from its outputs (a fed target, `y - Y`). The loops read it as a sequence input,
@@ -104,8 +109,9 @@ stacks it as it goes (the output stack itself, or a new stacked output taken bac
 region's reorderings, as a concat's exit is), so only it stays whole, not the gradients or the
 loss's temporaries. Fetched merged rows ([N, X]) are refused (the loop stacks steps, not
 rows), and so is a fetched value a backward loop reads the rows of (they would be kept twice:
-stacked, and saved for that loop). What moves into the forward loop may not read a value
-computed from that loop's outputs (`y - mean(y)`).
+stacked, and saved for that loop). A region value the caller feeds is refused: the fed value
+replaces it (optimize's `graph.results["fed"]`). What moves into the forward loop may not
+read a value computed from that loop's outputs (`y - mean(y)`).
 The forward loop is a top-level loop without a condition. Where it may stop before the end of
 its output stack or leave rows out (a trip count, active rows: dynamic_rnn with
 sequence_length), those rows of the stack are zero and the loop never sees them. A sum whose
@@ -138,8 +144,10 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.types import TensorType
-from ..ops.elementwise import Add, BroadcastLike, Cast, Div, Equal, Maximum, Mul, SumTo
-from ..ops.reduce import AddN, ReduceMax, ReduceMean, ReduceSum, ReducedCount, reduced_axes
+from ..ops.elementwise import (Add, BroadcastLike, Cast, Div, Equal, Maximum, Minimum, Mul,
+                               SumTo, Where)
+from ..ops.reduce import (AddN, ReduceMax, ReduceMean, ReduceMin, ReduceSum, ReducedCount,
+                          reduced_axes)
 from ..ops.rows import InvertPermutation, PermuteRows
 from ..ops.sequence import CheckSteps, ReverseSequence
 from ..ops.linalg import MatMul, MatrixTranspose
@@ -202,6 +210,7 @@ def _stream_output(graph, loop, k, why=None) -> int:
     stack = loop.outputs[start + k]
     readers = uses(graph)
     kept = set(graph.results.get("keep", [])) | result_values(graph)
+    fed_in = set(graph.results.get("fed", ()))   # (the caller's values replace these)
     # region value -> its layout (a, perms, merged): the time axis a, the row permutations
     # on it ((index, axis) pairs), and `merged`: 0, or (for rows of a [N, X] matrix that
     # merges a [B, T, X] or [T, B, X] value's leading axes, axis a holding them) the merged
@@ -222,6 +231,8 @@ def _stream_output(graph, loop, k, why=None) -> int:
             (work if joins else exits).append(out)
     while work:
         v = work.pop()
+        if v in fed_in:
+            return _no(why, loop, f"{v.node.name} is fed (the fed value replaces it)")
         if v in kept and v is not stack:   # (the stack itself: the loop goes on stacking it)
             a, _, merged = axis[v]
             if merged or a > 1:
@@ -315,6 +326,8 @@ def _stream_output(graph, loop, k, why=None) -> int:
     fed = {}                   # such a sequence -> (its time axis, its rows' reordering)
     reader_at = {}             # such a sequence -> the first region node reading it
     made = set()               # one_hot / reshape(., [-1]) of such a sequence, made per step
+    per_row = set()            # tensors the same at every step, one per row, where the loop
+    # reorders the rows (read in the loop's row order: outer() in _lowering; every row run)
     kept_rows = {}             # such a sequence a concat joins (the other direction's outputs):
     # the backward loops read its rows from the forward loop's residual (a saved tensor, which
     # a plan may offload), not from the whole sequence (then read by the forward loop only)
@@ -335,6 +348,9 @@ def _stream_output(graph, loop, k, why=None) -> int:
                     not isinstance(n.op, (SparseSoftmaxCrossEntropy, Concat, ConcatGrad)):
                 continue   # (labels are never broadcast: one per logits row, or an error;
                 # nor is what a concat joins: its dims match the region value's)
+            elif perms and _elementwise(n) and not axis[n.outputs[0]][2] and \
+                    _broadcasts_over(u, rank, {a}) and _rows_known(u, rank, perms, loop):
+                per_row.add(u)   # (a max's gradient reads the max, [B, 1, H], so)
             else:
                 src = _fed_rows(u, n, axis[n.outputs[0]], loop)
                 if isinstance(n.op, (Concat, ConcatGrad)) and (
@@ -363,7 +379,7 @@ def _stream_output(graph, loop, k, why=None) -> int:
         if red in ties:   # (counted with its max, from the steps' own values)
             continue
         ins = list(products.get(red, [u for u in red.inputs if u in axis]))
-        if isinstance(red.op, ReduceMax) or not any(_vanishes(u, axis, masks) for u in ins):
+        if isinstance(red.op, _EXTREMES) or not any(_vanishes(u, axis, masks) for u in ins):
             # (a max sees the zeros of the padded rows and steps, as a sum of f(0) does)
             # (rows of steps or rows that did not run count f(0): the loop must run them)
             every_step = every_step or (red if op.has_trip else None)
@@ -387,10 +403,12 @@ def _stream_output(graph, loop, k, why=None) -> int:
             return _no(why, loop, f"{reader.name} reads a value computed from the loop's "
                        "outputs")
     every_step = every_step is not None
+    every_row = every_row or bool(per_row) and op.active_rows   # (rows a step leaves out
+    # would not line up with one per row)
     if every_step or every_row:
         _run_every_row(graph, loop, every_step)
     for reader in dict.fromkeys(r for r, _ in sequences):
-        if unknown and reader.op.active_rows:
+        if (unknown or per_row) and reader.op.active_rows:
             _run_every_row(graph, reader, False)
     body = op.body
     y = body.results["output"][k]
@@ -401,10 +419,12 @@ def _stream_output(graph, loop, k, why=None) -> int:
     if reductions or exits:
         lowering = _lowering(loop, body, y, axis, counts, steps, feeds=feeds, made=made,
                              saved=kept_rows)
-        maxes = {m: r for r, m in ties.items()}
+        maxes = {}
+        for r, m in ties.items():
+            maxes.setdefault(m, []).append(r)
         for red in reductions:
-            if isinstance(red.op, ReduceMax):
-                inits += _running_max(graph, loop, red, maxes.get(red), lowering[0], axis)
+            if isinstance(red.op, _EXTREMES):
+                inits += _running_max(graph, loop, red, maxes.get(red, []), lowering[0], axis)
             elif red not in ties:
                 inits.append(_accumulate(graph, loop, red, lowering, axis, products.get(red)))
         moved = set(order)
@@ -723,6 +743,15 @@ def _broadcasts_over(u, rank, axes) -> bool:
     r = u.type.rank
     return r == 0 or (r < rank and max(axes) < rank - r) or \
         (r == rank and all(u.type.shape[x] == 1 for x in axes))
+
+
+def _rows_known(u, rank, perms, loop) -> bool:
+    """u, read one per row by work on a region value of rank `rank` whose rows are reordered
+    by `perms`, has those rows, not one broadcast to all: its row dims are static, or it is
+    computed from the loop's outputs (a max over time keeps their rows)."""
+    lead = rank - u.type.rank
+    return _after(u, loop) or all(u.type.shape[p - lead] is not None
+                                  for _, p in perms if p >= lead)
 
 
 def _fed_rows(u, n, layout, loop):
@@ -1121,12 +1150,14 @@ def _sink(n, axis, rank) -> bool:
         (xa, xp, xm), (ga, gp, gm) = axis[x], axis[g]
         return bool(xm) and xm == gm and xa == 1 and ga == 0 and \
             [i for i, _ in xp] == [i for i, _ in gp]
-    if isinstance(op, ReduceMax):   # (over the time axis alone, rows in order: a running max)
-        x = n.inputs[0]
-        return x in axis and not axis[x][1] and not axis[x][2] and \
-            reduced_axes(op.axis, rank) == (axis[x][0],)
+    if isinstance(op, _EXTREMES):   # (over the time axis alone: a running max, its rows put
+        x = n.inputs[0]             # back in the caller's order after the loop)
+        return x in axis and not axis[x][2] and reduced_axes(op.axis, rank) == (axis[x][0],) \
+            and np.dtype(x.type.dtype).kind in "fiu"
     if not isinstance(op, (ReduceSum, ReduceMean, SumTo)) or n.inputs[0] not in axis:
         return False
+    if _tied_to(n) is not None:   # (a max's ties: counted with it, rows put back alike)
+        return _sink(_tied_to(n), axis, rank)
     a, perms, _ = axis[n.inputs[0]]
     if isinstance(op, (ReduceSum, ReduceMean)):
         summed = set(reduced_axes(op.axis, rank))
@@ -1264,7 +1295,9 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
     reshape(., [-1]) values of them (_fed_rows), made per step from those rows. `saved`: fed
     sequences (keys) whose rows the forward loop saves as a residual for its backward loops to
     read (the forward loop's lowering fills in its row param; the backward loop's reads that
-    param's residual stack where it is filled in)."""
+    param's residual stack where it is filled in). An invariant one per row (the same at every
+    step, of the region value's rank) is read in the loop's row order: through the inverses
+    of the reorderings that make the caller's order from the loop's."""
     source = loop if source is None else source
     feeds = {} if feeds is None else feeds
     memo = {}
@@ -1299,15 +1332,27 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
             memo[key] = add(n.op, [derived(n.inputs[0])], f"{n.name}/streamed", n)
         return memo[key]
 
-    def outer(u, at=None):
-        """u read in the body, its time axis `at` (of size 1) dropped."""
+    def outer(u, at=None, perms=(), rank=0):
+        """u read in the body, its time axis `at` (of size 1) dropped; one per row (read by
+        work on a region value of rank `rank` whose rows the loop reorders by `perms`), in
+        the loop's row order."""
         if u in counts:
             return count(*counts[u])
         if (u, at) not in invariants:
             v = u
+            lead = rank - u.type.rank   # (broadcasting aligns the dims to the right)
+            rows = [(idx, p - lead) for idx, p in perms if not isinstance(idx, _Reversal)
+                    and p >= lead and u.type.shape[p - lead] != 1]
+            for idx, p in reversed(rows):   # (into the loop's row order)
+                inv = source.graph.add_node(InvertPermutation(), [idx], [idx.type],
+                                            f"{u.node.name}/streamed/order",
+                                            u.node.location).outputs[0]
+                v = source.graph.add_node(PermuteRows(p), [v, inv], [v.type],
+                                          f"{u.node.name}/streamed/PermuteRows",
+                                          u.node.location).outputs[0]
             if at is not None:
                 sq = Squeeze((at,))
-                v = source.graph.add_node(sq, [u], [sq.infer(u.type)],
+                v = source.graph.add_node(sq, [v], [sq.infer(v.type)],
                                           f"{u.node.name}/streamed/squeeze",
                                           u.node.location).outputs[0]
             invariants[u, at] = add_invariant(loop, v, f"{u.node.name}/streamed")
@@ -1373,7 +1418,7 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
                    fed_row(u) if u in feeds else
                    derived(u) if u in made else
                    outer(u, a if squeeze and u.type.rank == rank and u not in counts
-                         else None)
+                         else None, axis[v][1], rank)
                    for u in n.inputs]
             out = add(n.op, ins, f"{n.name}/streamed", n)
         memo[key] = out
@@ -1495,66 +1540,107 @@ def _replace_reduced(graph, red, final, keep_time, a) -> None:
     replace_uses(graph, red.outputs[0], final)
 
 
+# a max or min over time: carried as it runs (_running_max), by this op from this start
+_EXTREMES = (ReduceMax, ReduceMin)
+
+
 def _ties(reductions) -> dict:
     """{sum: max}: each sum over time of cast(equal(x, max)) among the reductions, where max
-    is a reduce_max of x over the time axis among them too (reduce_max's gradient, splitting
-    itself among the steps that tie): counted with that max as it runs (_running_max)."""
-    maxes = {r.inputs[0]: r for r in reductions if isinstance(r.op, ReduceMax)}
+    is a reduce_max (or reduce_min) of x over the time axis among them too (its gradient,
+    splitting itself among the steps that tie): counted with that max as it runs
+    (_running_max)."""
+    extremes = {r for r in reductions if isinstance(r.op, _EXTREMES)}
     out = {}
     for r in reductions:
-        cast = r.inputs[0].node
-        if not isinstance(r.op, ReduceSum) or not isinstance(cast.op, Cast):
-            continue
-        eq = cast.inputs[0].node
-        if not isinstance(eq.op, Equal) or eq.inputs[0] not in maxes:
-            continue
-        mx = maxes[eq.inputs[0]]
-        rank = eq.inputs[0].type.rank
-        m = eq.inputs[1]
-        while isinstance(m.node.op, ExpandDims) and m is not mx.outputs[0]:
-            m = m.node.inputs[0]   # (the max made to broadcast against x again)
-        if m is mx.outputs[0] and reduced_axes(r.op.axis, rank) == \
-                reduced_axes(mx.op.axis, rank):
+        mx = _tied_to(r)
+        if mx in extremes:
             out[r] = mx
     return out
 
 
+def _tied_to(r):
+    """The reduce_max (or min) node whose ties sum r counts: r is a sum of cast(equal(x,
+    max)) over the axes the max reduced x over; else None."""
+    cast = r.inputs[0].node
+    if not isinstance(r.op, ReduceSum) or not isinstance(cast.op, Cast):
+        return None
+    eq = cast.inputs[0].node
+    if not isinstance(eq.op, Equal):
+        return None
+    x, m = eq.inputs
+    while isinstance(m.node.op, ExpandDims):
+        m = m.node.inputs[0]   # (the max made to broadcast against x again)
+    mx = m.node
+    rank = x.type.rank
+    if isinstance(mx.op, _EXTREMES) and mx.inputs[0] is x and \
+            reduced_axes(r.op.axis, rank) == reduced_axes(mx.op.axis, rank):
+        return mx
+    return None
+
+
 def _running_max(graph, loop, red, ties, lower, axis) -> list:
     """red (a max over the time axis) becomes a carried running max m' = max(m, x_t) of the
-    loop, from the dtype's lowest value; `ties` (a sum over time of cast(equal(x, max)), or
-    None) a carried count of the steps equal to it so far, c' = c * (m == m') + (x_t == m'),
-    which is that sum once the last step ran. Returns the initial values (loop inputs)."""
+    loop, from the dtype's lowest value (a min: min(m, x_t) from the highest); `ties` (sums
+    over time of cast(equal(x, max)), maybe none) one carried count of the steps equal to it
+    so far, c' = where(m == m', c, 0) + where(x_t == m', 1, 0) (a NaN max counts none, as
+    equal does), which is those sums once the last step ran (cast to each one's dtype).
+    Where, not cast: the count fuses with the cell's kernel. Returns the initial values (loop
+    inputs)."""
     body = loop.op.body
     x = red.inputs[0]
-    a = axis[x][0]
+    a, perms, _ = axis[x]
     xt = lower(x)
     shape = tuple(d for i, d in enumerate(x.type.shape) if i != a)
     shape = tuple(d if d is not None else xt.type.shape[i] for i, d in enumerate(shape))
     dt = np.dtype(x.type.dtype)
-    low = -np.inf if dt.kind == "f" else np.iinfo(dt).min
+    top = isinstance(red.op, ReduceMax)
+    if dt.kind == "f":   # (as the whole-tensor op over no steps)
+        first = -np.inf if top else np.inf
+    else:
+        first = np.iinfo(dt).min if top else np.iinfo(dt).max
     name, loc = red.name, red.location
 
     def add(op, ins, label, grad):
         n = body.add_node(op, ins, [op.infer(*[u.type for u in ins])], label, loc)
         n.is_gradient = grad
         return n.outputs[0]
-    acc, finish, start = _carried(graph, loop, np.full(shape, low, dt), f"{name}/streamed",
+    acc, finish, start = _carried(graph, loop, np.full(shape, first, dt), f"{name}/streamed",
                                   loc, red.is_gradient)
-    nxt = add(Maximum(), [acc, xt], f"{name}/streamed/max", red.is_gradient)
-    _replace_reduced(graph, red, finish(nxt), red.op.keepdims, a)
-    if ties is None:
+    nxt = add(Maximum() if top else Minimum(), [acc, xt],
+              f"{name}/streamed/{red.op.kernel_name}", red.is_gradient)
+
+    def in_order(final, r):
+        """final (after the loop, in its row order) in the caller's row order, as red's."""
+        for idx, p in perms:
+            if not isinstance(idx, _Reversal):   # (a reversal of steps: nothing to a max)
+                final = graph.add_node(PermuteRows(p - (p > a)), [final, idx], [final.type],
+                                       f"{r.name}/streamed/PermuteRows", loc).outputs[0]
+        return final
+    _replace_reduced(graph, red, in_order(finish(nxt), red), red.op.keepdims, a)
+    if not ties:
         return [start]
-    cd = np.dtype(ties.outputs[0].type.dtype)
-    name = ties.name
+    cd = np.dtype(ties[0].outputs[0].type.dtype)
+    name = ties[0].name
+
+    def const(value, label):
+        return body.add_node(Constant(np.array(value, cd)), [], [TensorType((), cd)],
+                             f"{name}/streamed/{label}", loc).outputs[0]
     count, finish, zero = _carried(graph, loop, np.zeros(shape, cd), f"{name}/streamed", loc,
                                    True)
-    kept = add(Cast(cd), [add(Equal(), [acc, nxt], f"{name}/streamed/same", True)],
-               f"{name}/streamed/kept", True)
-    hit = add(Cast(cd), [add(Equal(), [xt, nxt], f"{name}/streamed/equal", True)],
+    nought, one = const(0, "zero"), const(1, "one")
+    kept = add(Where(), [add(Equal(), [acc, nxt], f"{name}/streamed/same", True), count,
+                         nought], f"{name}/streamed/kept", True)
+    hit = add(Where(), [add(Equal(), [xt, nxt], f"{name}/streamed/equal", True), one, nought],
               f"{name}/streamed/hit", True)
-    total = add(Add(), [add(Mul(), [count, kept], f"{name}/streamed/left", True), hit],
-                f"{name}/streamed/add", True)
-    _replace_reduced(graph, ties, finish(total), ties.op.keepdims, a)
+    final = finish(add(Add(), [kept, hit], f"{name}/streamed/add", True))
+    final = in_order(final, ties[0])
+    for t in ties:
+        value = final
+        if np.dtype(t.outputs[0].type.dtype) != cd:
+            value = graph.add_node(Cast(t.outputs[0].type.dtype), [final],
+                                   [TensorType(final.type.shape, t.outputs[0].type.dtype)],
+                                   f"{t.name}/streamed/cast", loc).outputs[0]
+        _replace_reduced(graph, t, value, t.op.keepdims, a)
     return [start, zero]
 
 

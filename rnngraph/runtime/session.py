@@ -223,7 +223,7 @@ class Session:
         placement.report(self, vmap)   # rg.device placements this session cannot honour
         notes: list = []
         kept, self.pass_stats = optimize(graph, [vmap[v] for v in list(fetches) + list(fed)],
-                                         passes, notes, source=self.graph)
+                                         passes, notes, source=self.graph, fed=len(fed))
         try:
             prog = Program(graph, kept[:len(fetches)], kept[len(fetches):], ctx)
         except ValueError:   # a placeholder not fed? name the user's fetches that need it

@@ -52,7 +52,7 @@ def compiled_graph(fetches, feed_dict=None, passes=True):
         passes = dict(passes) if isinstance(passes, dict) else {}
         passes["pack_weights"] = False
     graph, vmap = clone(root, flat + fed)
-    optimize(graph, [vmap[v] for v in flat + fed], passes)
+    optimize(graph, [vmap[v] for v in flat + fed], passes, fed=len(fed))
     return graph
 
 
