@@ -174,11 +174,11 @@ def optimize(graph: Graph, keep: list[Value], config=True,
              ) -> tuple[list[Value], dict]:
     """Run the enabled passes in place on `graph` (a compile-time clone). `keep` are the values
     that must survive (fetches and fed values: the last `fed` of them, which the passes also
-    see as `graph.results["fed"]`, values the caller's replace); a pass may replace them, so
-    the values to use afterwards are returned, with how much each pass changed. `notes`: a list to which
-    stream_outputs appends why it left an output stack whole (the memory plan prints them).
-    `source`: the user's graph `graph` was cloned from (spill names are checked against both:
-    check_spill_names)."""
+    see as `graph.results["fed"]`: the caller's arrays replace what the graph would compute
+    there); a pass may replace them, so the values to use afterwards are returned, with how
+    much each pass changed. `notes`: a list to which stream_outputs appends why it left an
+    output stack whole (the memory plan prints them). `source`: the user's graph `graph` was
+    cloned from (spill names are checked against both: check_spill_names)."""
     graph.results = {"keep": list(keep)}  # replace_uses keeps these up to date
     if fed:
         graph.results["fed"] = list(keep[len(keep) - fed:])

@@ -110,10 +110,11 @@ def result_values(graph: Graph) -> set:
     return {v for vs in graph.results.values() for v in vs}
 
 
-def replace_uses(graph: Graph, old: Value, new: Value) -> None:
-    """Make every reader of `old` in `graph` (and the body's results) read `new` instead."""
+def replace_uses(graph: Graph, old: Value, new: Value, skip=()) -> None:
+    """Make every reader of `old` in `graph` (and the body's results) read `new` instead, but
+    the nodes in `skip`."""
     for n in graph.nodes:
-        if any(v is old for v in n.inputs):
+        if n not in skip and any(v is old for v in n.inputs):
             n.inputs = [new if v is old else v for v in n.inputs]
     results = graph.results
     if results:

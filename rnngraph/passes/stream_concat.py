@@ -113,12 +113,4 @@ def materialize_exit(graph, loop, e, row, layout, reversal, after, moved=()) -> 
             v = add(Transpose(swap), [v], "Transpose")
         # (the same dims at run time: e's static ones, which the loop's stack may not know)
         v.type = e.type
-        if moved:   # (the moved nodes go with the whole-tensor work they were)
-            for r in graph.nodes:
-                if r not in moved and e in r.inputs:
-                    r.inputs = [v if u is e else u for u in r.inputs]
-            for role, vs in graph.results.items():
-                graph.results[role] = [v if u is e else u for u in vs]
-            graph.version += 1
-        else:
-            replace_uses(graph, e, v)
+        replace_uses(graph, e, v, skip=moved)   # (moved: gone with the whole-tensor work)
