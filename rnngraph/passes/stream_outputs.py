@@ -17,9 +17,10 @@ This pass moves that work into the loops:
   sum_to(x^T @ g) over the batch of two [B, T, X] values (that gradient where the batch is
   unknown and the layer multiplies a batch of [T, X] matrices): x_t^T @ g_t per step;
 - a max (or min) over the time axis alone (max-pooling a sequence: `reduce_max(y, axis=1)`)
-  becomes a carried running max, from the dtype's lowest value: exact, so the same bits; put
-  back in the caller's row order after the loop where the loop sorts its rows (dynamic_rnn
-  with sequence_length). Its gradient splits among the steps equal to the max
+  becomes a carried running max, from the dtype's lowest value: exact (the same bits, but
+  where the loop now runs every row: its outputs may differ in their last bits); put back in
+  the caller's row order after the loop where the loop sorts its rows (dynamic_rnn with
+  sequence_length). A fed max (or any fed sum) is refused. Its gradient splits among the steps equal to the max
   (`sum(cast(equal(y, max)), time)` ties): that count (and any other such count of the same
   max), which reads the final max, becomes a running count carried beside it, the whole
   count once the last step ran, and the gradient itself per-step work of the backward loop,
@@ -374,6 +375,9 @@ def _stream_output(graph, loop, k, why=None) -> int:
     # what moves into a loop may not read a value computed from that loop's outputs
     every_step = None          # (the first sum not zero at zero, where the loop has a trip)
     masks = _masks_padding(loop, lengths) if lengths is not None else None
+    fed_sum = next((r for r in reductions if r.outputs[0] in fed_in), None)
+    if fed_sum is not None:   # (the caller's value replaces what the loop would carry)
+        return _no(why, loop, f"{fed_sum.name} is fed (the fed value replaces it)")
     ties = _ties(reductions)
     for red in reductions:
         if red in ties:   # (counted with its max, from the steps' own values)
@@ -1138,8 +1142,17 @@ def _sink(n, axis, rank) -> bool:
     """n sums a region value over its time axis (and its reordered rows): a full or partial
     reduce_sum or reduce_mean, a sum_to over leading axes (the gradient of an operand
     broadcast over time), or the product x^T @ g of two matrices of merged rows (the gradient
-    of a dense layer's kernel), whose per-step partial result has a static shape."""
+    of a dense layer's kernel), whose per-step partial result has a static shape; or n is a
+    max (min) over the time axis alone, or the count of its ties (_tied_to), carried in the
+    loop's row order (the rows may be unknown: read from the loop's input)."""
     op = n.op
+    if isinstance(op, _EXTREMES):   # (over the time axis alone: a running max, its rows put
+        x = n.inputs[0]             # back in the caller's order after the loop, unknown or not)
+        return x in axis and not axis[x][2] and reduced_axes(op.axis, rank) == (axis[x][0],) \
+            and np.dtype(x.type.dtype).kind in "fiu" and \
+            all(d is not None for i, d in enumerate(x.type.shape) if i not in (0, 1))
+    if isinstance(op, ReduceSum) and _tied_to(n) is not None:   # (a max's ties: counted
+        return _sink(_tied_to(n), axis, rank)                  # with it, rows put back alike)
     out = n.outputs[0].type
     if out.rank and any(d is None for d in out.shape):
         return False
@@ -1150,14 +1163,8 @@ def _sink(n, axis, rank) -> bool:
         (xa, xp, xm), (ga, gp, gm) = axis[x], axis[g]
         return bool(xm) and xm == gm and xa == 1 and ga == 0 and \
             [i for i, _ in xp] == [i for i, _ in gp]
-    if isinstance(op, _EXTREMES):   # (over the time axis alone: a running max, its rows put
-        x = n.inputs[0]             # back in the caller's order after the loop)
-        return x in axis and not axis[x][2] and reduced_axes(op.axis, rank) == (axis[x][0],) \
-            and np.dtype(x.type.dtype).kind in "fiu"
     if not isinstance(op, (ReduceSum, ReduceMean, SumTo)) or n.inputs[0] not in axis:
         return False
-    if _tied_to(n) is not None:   # (a max's ties: counted with it, rows put back alike)
-        return _sink(_tied_to(n), axis, rank)
     a, perms, _ = axis[n.inputs[0]]
     if isinstance(op, (ReduceSum, ReduceMean)):
         summed = set(reduced_axes(op.axis, rank))
@@ -1355,7 +1362,12 @@ def _lowering(loop, body, base, axis, counts, steps, source=None, feeds=None, ma
                 v = source.graph.add_node(sq, [v], [sq.infer(v.type)],
                                           f"{u.node.name}/streamed/squeeze",
                                           u.node.location).outputs[0]
-            invariants[u, at] = add_invariant(loop, v, f"{u.node.name}/streamed")
+            param = invariants[u, at] = add_invariant(loop, v, f"{u.node.name}/streamed")
+            if rows:   # (its rows `?` in the body, as the loop's others are typed where it
+                # had active rows: what reads both infers the type the body stored)
+                drop = {p - (at is not None and p > at) for _, p in rows}
+                param.type = TensorType(tuple(None if i in drop else d
+                                              for i, d in enumerate(v.type.shape)), v.dtype)
         return invariants[u, at]
 
     def add(op, ins, name, like):
@@ -1507,12 +1519,23 @@ def _carry(graph, loop, red, part, keep_time, a):
 
 
 def _carried(graph, loop, init, name, loc, grad):
-    """A new carried value of the loop, started from the constant array `init`: (its param in
-    the body, finish(next) -> its value after the loop, given its value after each step, and
-    the initial value, a loop input). Finish one before adding the next."""
+    """A new carried value of the loop, started from `init`: a constant array, or (shape,
+    value, dtype) whose unknown dim (the rows) is the loop's batch: (its param in the body,
+    finish(next) -> its value after the loop, given its value after each step, and the
+    initial value, a loop input). Finish one before adding the next."""
     op, body = loop.op, loop.op.body
-    t = TensorType(init.shape, init.dtype)
-    start = graph.add_node(Constant(init), [], [t], f"{name}/init", loc)
+    if isinstance(init, np.ndarray):
+        t = TensorType(init.shape, init.dtype)
+        start = graph.add_node(Constant(init), [], [t], f"{name}/init", loc)
+    else:   # (the rows read from the loop's time-major input, [T, B, ...], before it runs)
+        shape, value, dtype = init
+        like = op.in_ports().split(loop.inputs)["sequence"][op.length_from]
+        rows = graph.add_node(Dim(1), [like], [Dim(1).infer(like.type)], f"{name}/rows", loc)
+        rows.is_gradient = grad
+        t = TensorType(shape, dtype)
+        fill = Fill(shape, value, dtype)
+        start = graph.add_node(fill, [rows.outputs[0]], [fill.infer(rows.outputs[0].type)],
+                               f"{name}/init", loc)
     start.is_gradient = grad
     n_carried = len(body.results["carried"])
     at_in = op.in_ports().offset("carried") + n_carried
@@ -1592,6 +1615,9 @@ def _running_max(graph, loop, red, ties, lower, axis) -> list:
     xt = lower(x)
     shape = tuple(d for i, d in enumerate(x.type.shape) if i != a)
     shape = tuple(d if d is not None else xt.type.shape[i] for i, d in enumerate(shape))
+
+    def full(value, dtype):   # (the rows known when the graph is built, or at run time)
+        return np.full(shape, value, dtype) if None not in shape else (shape, value, dtype)
     dt = np.dtype(x.type.dtype)
     top = isinstance(red.op, ReduceMax)
     if dt.kind == "f":   # (as the whole-tensor op over no steps)
@@ -1604,8 +1630,8 @@ def _running_max(graph, loop, red, ties, lower, axis) -> list:
         n = body.add_node(op, ins, [op.infer(*[u.type for u in ins])], label, loc)
         n.is_gradient = grad
         return n.outputs[0]
-    acc, finish, start = _carried(graph, loop, np.full(shape, first, dt), f"{name}/streamed",
-                                  loc, red.is_gradient)
+    acc, finish, start = _carried(graph, loop, full(first, dt), f"{name}/streamed", loc,
+                                  red.is_gradient)
     nxt = add(Maximum() if top else Minimum(), [acc, xt],
               f"{name}/streamed/{red.op.kernel_name}", red.is_gradient)
 
@@ -1625,8 +1651,7 @@ def _running_max(graph, loop, red, ties, lower, axis) -> list:
     def const(value, label):
         return body.add_node(Constant(np.array(value, cd)), [], [TensorType((), cd)],
                              f"{name}/streamed/{label}", loc).outputs[0]
-    count, finish, zero = _carried(graph, loop, np.zeros(shape, cd), f"{name}/streamed", loc,
-                                   True)
+    count, finish, zero = _carried(graph, loop, full(0, cd), f"{name}/streamed", loc, True)
     nought, one = const(0, "zero"), const(1, "one")
     kept = add(Where(), [add(Equal(), [acc, nxt], f"{name}/streamed/same", True), count,
                          nought], f"{name}/streamed/kept", True)
