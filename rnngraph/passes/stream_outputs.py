@@ -20,12 +20,13 @@ This pass moves that work into the loops:
   becomes a carried running max, from the dtype's lowest value: exact (the same bits, but
   where the loop now runs every row: its outputs may differ in their last bits); put back in
   the caller's row order after the loop where the loop sorts its rows (dynamic_rnn with
-  sequence_length). A fed max (or any fed sum) is refused. Its gradient splits among the steps equal to the max
+  sequence_length). Its gradient splits among the steps equal to the max
   (`sum(cast(equal(y, max)), time)` ties): that count (and any other such count of the same
   max), which reads the final max, becomes a running count carried beside it, the whole
   count once the last step ran, and the gradient itself per-step work of the backward loop,
   reading the final max and count as invariants one per row (below). A loop that could
-  leave rows or steps out runs them: their zero outputs count in the whole-tensor max;
+  leave rows or steps out runs them: their zero outputs count in the whole-tensor max. A
+  fed max (or any fed sum) is refused;
 - a region value the backward loop reads as a sequence is computed inside that loop, per step,
   from the forward loop's per-step output, which becomes one more residual of the forward loop
   (a saved tensor: the planner keeps, offloads or recomputes it like the others); products
