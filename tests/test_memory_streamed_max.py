@@ -215,6 +215,19 @@ def test_max_pooling_both_directions_with_lengths():
     _close(got, want, rtol=1e-6)
 
 
+def _weighted(batch, weight_rows, H, cell="lstm"):
+    """An RNN over X [batch, T, I] with lengths S, and a per-row weight W [weight_rows, 1, H]:
+    (graph, X, S, W, outputs y); the caller adds its loss in the graph."""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [batch, None, I], name="X")
+        S = rg.placeholder(rg.int32, [batch], name="S")
+        W = rg.placeholder(rg.float32, [weight_rows, 1, H], name="W")
+        c = {"lstm": rg.nn.LSTMCell, "gru": rg.nn.GRUCell}[cell](H)
+        y, _ = rg.nn.dynamic_rnn(c, X, dtype=rg.float32, sequence_length=S)
+    return g, X, S, W, y
+
+
 @pytest.mark.parametrize("weight_rows", [None, B])
 def test_the_batch_unknown_when_the_graph_is_built(weight_rows, tmp_path):
     """With lengths and X's batch unknown when the graph is built: the max over time streams
@@ -223,12 +236,8 @@ def test_the_batch_unknown_when_the_graph_is_built(weight_rows, tmp_path):
     where its rows are static, not where it could be one row broadcast to all. The values
     are the unstreamed run's either way; the streamed max saves and reruns."""
     T, H = 6, 4
-    g = rg.Graph()
+    g, X, S, W, y = _weighted(None, weight_rows, H)
     with g.as_default():
-        X = rg.placeholder(rg.float32, [None, None, I], name="X")
-        S = rg.placeholder(rg.int32, [None], name="S")
-        W = rg.placeholder(rg.float32, [weight_rows, 1, H], name="W")
-        y, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), X, dtype=rg.float32, sequence_length=S)
         pooled = rg.reduce_max(y, axis=1)
         weighted = rg.reduce_sum(rg.square(y * W))
         fetches = [weighted] + rg.gradients(weighted, rg.global_variables())
@@ -245,9 +254,7 @@ def test_the_batch_unknown_when_the_graph_is_built(weight_rows, tmp_path):
     for rows, steps in ((B, T), (2, 9), (5, 3)):
         feed = {X: rs.randn(rows, steps, I).astype(np.float32),
                 S: rs.randint(0, steps + 1, size=rows).astype(np.int32)}
-        got, want = sess.run(pool, feed), rg.Session(g).run(pool, feed)
-        _close([got[0]], [want[0]], rtol=1e-6)
-        _close(got, want, rtol=1e-6)
+        _close(sess.run(pool, feed), rg.Session(g).run(pool, feed), rtol=1e-6)
     names = {n.name for n in _loops(_program(sess).graph)[0].op.body.nodes}
     assert "ReduceMax/streamed/acc" in names, names
     rerun_saved(rg.Session(g, passes=STREAM), g, pool, feed, tmp_path)   # (its fill, too)
@@ -333,13 +340,8 @@ def test_a_streamed_program_with_lengths_saves_and_reruns(cell, head, tmp_path):
     body params are typed with the rows unknown, as the loop's other values, so the saved
     program's types are those its ops infer when it is read back (they were not)."""
     T, H = 6, 4
-    g = rg.Graph()
+    g, X, S, W, y = _weighted(B, B, H, cell)
     with g.as_default():
-        X = rg.placeholder(rg.float32, [B, None, I], name="X")
-        S = rg.placeholder(rg.int32, [B], name="S")
-        W = rg.placeholder(rg.float32, [B, 1, H], name="W")
-        c = {"lstm": rg.nn.LSTMCell, "gru": rg.nn.GRUCell}[cell](H)
-        y, _ = rg.nn.dynamic_rnn(c, X, dtype=rg.float32, sequence_length=S)
         loss = rg.reduce_sum(rg.square(rg.reduce_max(y, axis=1) if head == "max" else y * W))
         fetches = [loss] + rg.gradients(loss, rg.global_variables())
     rs = np.random.RandomState(2)

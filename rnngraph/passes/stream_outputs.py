@@ -328,8 +328,9 @@ def _stream_output(graph, loop, k, why=None) -> int:
     fed = {}                   # such a sequence -> (its time axis, its rows' reordering)
     reader_at = {}             # such a sequence -> the first region node reading it
     made = set()               # one_hot / reshape(., [-1]) of such a sequence, made per step
-    per_row = set()            # tensors the same at every step, one per row, where the loop
-    # reorders the rows (read in the loop's row order: outer() in _lowering; every row run)
+    per_row = False            # does region work read a tensor the same at every step, one
+    # per row, where the loop reorders the rows? (read in the loop's row order: outer() in
+    # _lowering; every row run)
     kept_rows = {}             # such a sequence a concat joins (the other direction's outputs):
     # the backward loops read its rows from the forward loop's residual (a saved tensor, which
     # a plan may offload), not from the whole sequence (then read by the forward loop only)
@@ -352,7 +353,7 @@ def _stream_output(graph, loop, k, why=None) -> int:
                 # nor is what a concat joins: its dims match the region value's)
             elif perms and _elementwise(n) and not axis[n.outputs[0]][2] and \
                     _broadcasts_over(u, rank, {a}) and _rows_known(u, rank, perms, loop):
-                per_row.add(u)   # (a max's gradient reads the max, [B, 1, H], so)
+                per_row = True   # (a max's gradient reads the max, [B, 1, H], so)
             else:
                 src = _fed_rows(u, n, axis[n.outputs[0]], loop)
                 if isinstance(n.op, (Concat, ConcatGrad)) and (
@@ -408,7 +409,7 @@ def _stream_output(graph, loop, k, why=None) -> int:
             return _no(why, loop, f"{reader.name} reads a value computed from the loop's "
                        "outputs")
     every_step = every_step is not None
-    every_row = every_row or bool(per_row) and op.active_rows   # (rows a step leaves out
+    every_row = every_row or per_row and op.active_rows   # (rows a step leaves out
     # would not line up with one per row)
     if every_step or every_row:
         _run_every_row(graph, loop, every_step)
@@ -1152,8 +1153,9 @@ def _sink(n, axis, rank) -> bool:
         return x in axis and not axis[x][2] and reduced_axes(op.axis, rank) == (axis[x][0],) \
             and np.dtype(x.type.dtype).kind in "fiu" and \
             all(d is not None for i, d in enumerate(x.type.shape) if i not in (0, 1))
-    if isinstance(op, ReduceSum) and _tied_to(n) is not None:   # (a max's ties: counted
-        return _sink(_tied_to(n), axis, rank)                  # with it, rows put back alike)
+    tied = _tied_to(n) if isinstance(op, ReduceSum) else None
+    if tied is not None:   # (a max's ties: counted with it, rows put back alike)
+        return _sink(tied, axis, rank)
     out = n.outputs[0].type
     if out.rank and any(d is None for d in out.shape):
         return False
