@@ -24,7 +24,7 @@ keeps everything, extra time):
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10   # no projection: streamed
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head dense   # a dense head
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head target  # fed targets
-    python benchmarks/memory.py --steps 1000 --no-proj --budgets 2 --head fetched  # y fetched
+    python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head fetched  # y fetched
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head max     # max-pooling
 """
 from __future__ import annotations
@@ -106,6 +106,8 @@ def chosen(plan) -> str:
         parts.append("streamed")   # the output stack streamed through its consumers
     if getattr(plan, "host_fed", ()):
         parts.append("feed on host")   # fed sequences left in host memory, read row by row
+    if getattr(plan, "host_outputs", ()):
+        parts.append("fetch on host")  # fetched loop outputs written to host row by row
     return ", ".join(parts)
 
 

@@ -113,10 +113,10 @@ def test_a_fetched_time_major_output_is_the_loops_own_stack():
     _close(got, want, rtol=2e-5)
 
 
-def bidirectional(head, T=8, H=4, seed=3):
+def bidirectional(head, T=8, H=4, seed=3, passes=STREAM, device="cpu"):
     """An LSTM forward and a GRU backward direction over X [B, T, I] with sequence_length S,
-    `head(fw, bw)` -> (loss, fetched tensors); returns (streamed values, unstreamed values,
-    the streamed program's forward loops)."""
+    `head(fw, bw)` -> (loss, fetched tensors); returns (values with `passes` on `device`,
+    unstreamed values, that program's forward loops)."""
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [B, None, I], name="X")
@@ -127,7 +127,7 @@ def bidirectional(head, T=8, H=4, seed=3):
         fetches = [loss] + rg.gradients(loss, rg.global_variables()) + shown
     fd = {X: np.random.RandomState(seed).randn(B, T, I).astype(np.float32),
           S: np.array([T, 3, 1, 6], np.int32)}
-    sess = rg.Session(g, passes=STREAM)
+    sess = rg.Session(g, device=device, passes=passes)
     got = sess.run(fetches, fd)
     want = rg.Session(g).run(fetches, fd)
     return got, want, [n for n in _loops(_program(sess).graph) if not n.is_gradient]

@@ -354,7 +354,9 @@ SCHEMAS: dict[str, OpSchema] = {
                       "chunk_steps": optional(Int(1, MAX_DIM)),
                       "chunk_blocks": Tuple(COUNT, max_len=MAX_PARTS),
                       "epilogue_carried": Tuple(COUNT, max_len=MAX_PARTS),
-                      "epilogue_outputs": Tuple(COUNT, max_len=MAX_PARTS)}, body=True,
+                      "epilogue_outputs": Tuple(COUNT, max_len=MAX_PARTS),
+                      # stacked outputs written to host memory (passes/host_outputs.py)
+                      "host_outputs": Tuple(COUNT, max_len=MAX_PARTS)}, body=True,
                      rule=_chunked),
     # ops/steps.py, ops/panels.py: what the compiler's passes put in
     "pack_rows": OpSchema({"gather": Bool()}),

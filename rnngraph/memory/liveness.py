@@ -10,6 +10,7 @@ from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ir.value import Value
 from ..ops.base import reads_shape_only
+from ..passes.host_outputs import HOST_LAYOUT
 
 HOST_READERS = ("host_rows", "to_host")   # ops whose fed input may stay in host memory
 
@@ -119,6 +120,22 @@ class Schedule:
                     for n, i in us)
             hit = self._host_inputs = frozenset(
                 i for i, v in enumerate(self.inputs) if host(v))
+        return hit
+
+    def host_stacks(self) -> frozenset:
+        """Values in host memory that no input is: the stacked outputs loops write to the host
+        (their `host_outputs`, passes/host_outputs.py), and what layout ops (HOST_LAYOUT: the
+        transposes and row reorderings on the way to the fetch) make of them there."""
+        hit = self.__dict__.get("_host_stacks")
+        if hit is None:
+            hit = set()
+            for n in self.nodes:
+                if getattr(n.op, "host_outputs", ()):
+                    outs = n.op.out_ports().split(n.outputs)["output"]
+                    hit.update(outs[i] for i in n.op.host_outputs)
+                elif isinstance(n.op, HOST_LAYOUT) and n.inputs and n.inputs[0] in hit:
+                    hit.update(n.outputs)
+            hit = self._host_stacks = frozenset(hit)
         return hit
 
     def host_values(self) -> frozenset:

@@ -288,6 +288,7 @@ class MemoryPlan:
     chunk_bytes_per_step: int = 0   # ... whose buffers take this many bytes per step of a chunk
     passes_on: tuple = ()           # opt-in passes the program was compiled with (stream_outputs)
     host_fed: tuple = ()            # (name, bytes) of fed sequences left in host memory
+    host_outputs: tuple = ()        # (name, bytes) of loop outputs written to host memory
     spilled: tuple = ()             # [SpilledValue]: intermediates offloaded or recomputed
     summed: tuple = ()              # add_n nodes made running sums (their operands go early)
     unknown: tuple = ()             # describe() of values whose sizes are unknown before
@@ -459,6 +460,10 @@ class MemoryPlan:
             lines.append("embedding lookups gathered per step inside the loops (sink_gather): "
                          "the loops read the int ids, and the embedding's gradient is summed "
                          "in the backward loop, so no [T, ...] input or input gradient is made")
+        if self.host_outputs:
+            outs = ", ".join(f"{name} ({fmt_bytes(b)})" for name, b in self.host_outputs)
+            lines.append(f"fetched loop outputs written to host memory a row at a time as the "
+                         f"steps make them (host_outputs), not stacked on the device: {outs}")
         sliced = {s.name.rpartition(":")[0] for s in self.spilled if s.op == "placeholder"}
         rows = [(name, b) for name, b in self.host_fed if name not in sliced]
         steps = [(name, b) for name, b in self.host_fed if name in sliced]

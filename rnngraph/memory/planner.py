@@ -160,7 +160,7 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
     host_fed, fed_time = _host_fed(schedule, model, profile)
     return MemoryPlan(device=device, budget=budget, loops=plans, predicted_peak=peak,
                       keep_all_peak=keep_all, extra_time=total_time(sel) + fed_time,
-                      host_fed=host_fed,
+                      host_fed=host_fed, host_outputs=_host_outputs(schedule, model),
                       passes_off=tuple(passes_off), notes=notes, host_budget=host_budget,
                       host_bytes=host_of(sel), min_budget=floor, chunk_steps=chunk,
                       chunk_bytes_per_step=per_step,
@@ -229,6 +229,26 @@ def _host_fed(schedule: Schedule, model: PeakModel, profile: DeviceProfile) -> t
                       for x in rows if x in n.inputs)
         seconds += max(0, readers - 1) * profile.transfer_time(0, b)
     return tuple(fed), seconds
+
+
+def _host_outputs(schedule: Schedule, model: PeakModel) -> tuple:
+    """(name, bytes) of each loop output written to host memory (passes/host_outputs.py),
+    named by the user's op of the value fetched from it (the plan's tables' names)."""
+    host, fetched = schedule.host_stacks(), set(schedule.outputs)
+    after = {n.inputs[0]: n.outputs[0] for n in schedule.nodes
+             if n.outputs and n.outputs[0] in host and n.inputs and n.inputs[0] in host}
+    out = []
+    for node in schedule.nodes:
+        marked = getattr(node.op, "host_outputs", ())
+        outs = node.op.out_ports().split(node.outputs)["output"] if marked else []
+        for i in marked:
+            v = shown = outs[i]
+            if v not in schedule.used_values():
+                continue
+            while shown not in fetched and shown in after:   # (to the value fetched)
+                shown = after[shown]
+            out.append((_origin_of(shown).label, model.nbytes(v)))
+    return tuple(out)
 
 
 def _chunks(schedule: Schedule, model: PeakModel) -> tuple:

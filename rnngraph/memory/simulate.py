@@ -184,13 +184,15 @@ class PeakModel:
         value_of_slot = {s: v for v, s in sched.slot.items()}
         inputs = set(sched.input_slots)
         views = self._views(sched, host_fed)
+        host_stacks = sched.host_stacks()
         for node, frees in zip(sched.nodes, sched.frees):
             if node.op.subgraphs():
                 self._loop(sched, node, m, key, held, choices, residual_of)
             elif node.op.name == "host_rows" and node.inputs[0] in host_fed:
                 key[node.outputs[0]] = node.outputs[0]   # a handle on host rows: no bytes
                 m.retain(node.outputs[0], 0)
-            elif node.op.name == "to_host":   # a spilled value's host copy: no device bytes
+            elif node.op.name == "to_host" or node.outputs[0] in host_stacks:
+                # a spilled value's host copy, a host stack's layout: no device bytes
                 key[node.outputs[0]] = node.outputs[0]
                 m.retain(node.outputs[0], 0)
             else:
@@ -227,7 +229,8 @@ class PeakModel:
         layouts = Layouts(self.info)
         for node in sched.nodes:
             if node.op.subgraphs() or node.op.name == "to_host" or \
-                    (node.op.name == "host_rows" and node.inputs[0] in host_fed):
+                    (node.op.name == "host_rows" and node.inputs[0] in host_fed) or \
+                    node.outputs and node.outputs[0] in sched.host_stacks():
                 continue
             srcs = []
             for j, v in enumerate(node.outputs):
@@ -370,9 +373,13 @@ class PeakModel:
         stored = sorted(dev_res + host_res, key=layout.keep_res.index)
         step_peak, carried_bytes = self.body_step(node, layout, "step", tuple(stored))
         outs = op.out_ports().split(node.outputs)
-        stacks = sum(self.nbytes(outs["output"][i]) for i in layout.keep_out)
+        host_out = set(getattr(op, "host_outputs", ()))   # (written to host row by row)
+        stacks = sum(self.nbytes(outs["output"][i]) for i in layout.keep_out
+                     if i not in host_out)
         stacks += sum(self.nbytes(outs["residual"][i]) for i in dev_res)
         extra = 0
+        if self.profile is not None and self.profile.async_copies:   # rows still being copied
+            extra += sum(self.out_row_bytes(layout, i) for i in host_out if i in layout.keep_out)
         ckpt = 0
         if rec_res and choice.slots:
             ckpt = len(binomial_schedule(n, choice.slots)["forward"]) * carried_bytes
@@ -492,7 +499,7 @@ class PeakModel:
             else:
                 m.retain(v, self.nbytes(v))
         for i, v in enumerate(outs["output"]):
-            m.retain(v, self.nbytes(v) if i in layout.keep_out else 0)
+            m.retain(v, self.nbytes(v) if i in layout.keep_out and i not in host_out else 0)
         replay_inputs = [key[x] for x in ins["carried"] + ins["invariant"] + ins["sequence"]
                          if x in key]
         for i, v in enumerate(outs["residual"]):
@@ -617,6 +624,10 @@ class PeakModel:
 
     def row_bytes(self, layout, i: int) -> int:
         return self.nbytes(layout.residual_value(i))
+
+    def out_row_bytes(self, layout, i: int) -> int:
+        """Bytes of one row of stacked output i (a host output's row in flight)."""
+        return self.nbytes(layout.body.results["output"][i])
 
     def body_step(self, node, layout, kind: str, idx: tuple):
         """(peak bytes of one body step, bytes of the carried state it returns)."""

@@ -83,7 +83,7 @@ class Loop(Op):
                  swap_memory: bool = False, maximum_iterations: int | None = None,
                  active_rows: bool = False, shrink: bool = False, rows_only=(), unzeroed=(),
                  chunk_steps: int | None = None, chunk_blocks=(), epilogue_carried=(),
-                 epilogue_outputs=()):
+                 epilogue_outputs=(), host_outputs=()):
         self._body = body
         self.has_trip = has_trip
         self.reverse = reverse
@@ -105,6 +105,9 @@ class Loop(Op):
         self.chunk_blocks = tuple(int(i) for i in chunk_blocks)
         self.epilogue_carried = tuple(int(i) for i in epilogue_carried)
         self.epilogue_outputs = tuple(int(i) for i in epilogue_outputs)
+        # the host_outputs pass's (declared, printed, saved): indices of the stacked outputs
+        # written to host memory row by row as the steps make them (only fetches read them)
+        self.host_outputs = tuple(sorted(int(i) for i in host_outputs))
         self._vjp_cache: dict = {}
 
     @property
@@ -173,7 +176,7 @@ class Loop(Op):
         want = self.infer(*[v.type for v in node.inputs])
         if [str(t) for t in want] != [str(v.type) for v in node.outputs]:
             raise VerificationError(f"{node.name}: outputs do not match its body's results")
-        problem = self.chunk_problem()
+        problem = self.chunk_problem() or self.host_problem()
         if problem:
             raise VerificationError(f"{node.name}: {problem}")
 
@@ -189,7 +192,7 @@ class Loop(Op):
                 if any(parts) or epi_rows else None
         if self.has_cond():
             return "a chunked loop cannot have a condition"
-        if not self.has_trip and self.length_from is None and self.maximum_iterations is None:
+        if not self.steps_known():
             return "a chunked loop needs a step count known before it runs (a trip count, " \
                 "length_from or maximum_iterations)"
         blocks, chunks, gathered, lens, pro, gat, epi = parts
@@ -212,6 +215,29 @@ class Loop(Op):
         if not _names_each(self.epilogue_outputs, epi_rows, r["output"], _rows_of):
             return "epilogue_outputs does not name a stacked output per epilogue_rows result"
         return None
+
+    def host_problem(self) -> str | None:
+        """What is wrong with host_outputs (None: nothing): each names a stacked output, once,
+        that the steps write (not the chunk epilogue), of a loop without a condition."""
+        if not self.host_outputs:
+            return None
+        n = len(self._body.results["output"])
+        if len(set(self.host_outputs)) != len(self.host_outputs) or \
+                any(not 0 <= i < n for i in self.host_outputs):
+            return f"host_outputs {self.host_outputs} does not name distinct stacked outputs " \
+                f"(the loop has {n})"
+        if set(self.host_outputs) & set(self.epilogue_outputs):
+            return "host_outputs names an output the chunk epilogue writes"
+        if not self.steps_known():
+            return "a loop writing outputs to host memory needs a step count known before " \
+                "it runs (a trip count, length_from or maximum_iterations) and no condition"
+        return None
+
+    def steps_known(self) -> bool:
+        """The number of steps is known before the loop runs: no condition, and a trip count,
+        a sequence length or maximum_iterations."""
+        return not self.has_cond() and (self.has_trip or self.length_from is not None or
+                                        self.maximum_iterations is not None)
 
     def has_cond(self) -> bool:
         return bool(self._body.results.get("cond"))

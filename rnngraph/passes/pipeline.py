@@ -7,8 +7,8 @@ epilogue): hoist_sequence, sink_accumulators and sink_outputs. The
 memory planner (runtime/planning.py) compiles so when a budget cannot hold whole stacks.
 
 Passes in OPT_IN run only when the config names them (`{"stream_outputs": True}`,
-`{"host_sequences": True}`, `{"sink_gather": True}`): the planner asks for them when a budget
-cannot be met otherwise. Without a budget, a Session runs `stream_outputs: True` only where it
+`{"host_sequences": True}`, `{"host_outputs": True}`, `{"sink_gather": True}`): the planner
+asks for them when a budget cannot be met otherwise. Without a budget, a Session runs `stream_outputs: True` only where it
 does not raise the predicted peak (runtime/stream_guard.py); `"always"` runs it regardless.
 
 `{"spill": (names...), "recompute": (names...)}` runs spill_values last (passes/
@@ -27,6 +27,7 @@ from .contiguous_weights import lay_out_loop_weights
 from .dce import eliminate_dead_code
 from .fuse import fuse_elementwise
 from .hoist_sequence import hoist_sequence_work
+from .host_outputs import host_outputs
 from .host_sequences import host_sequences
 from .join_slices import join_slice_gradients
 from .reuse_outputs import reuse_output_stacks
@@ -61,6 +62,7 @@ PASSES = {   # in pipeline order
     "share_packs": share_packs,
     "sort_rows": fold_sort_into_products,
     "host_sequences": host_sequences,   # (before share_copies: the copies it no longer needs)
+    "host_outputs": host_outputs,   # (after the chunk passes: it leaves epilogue outputs be)
     "fuse": fuse_elementwise,
     "shrink_batch": shrink_active_batch,
     "pack_weights": pack_loop_weights,
@@ -69,7 +71,8 @@ PASSES = {   # in pipeline order
 }
 CHUNKED = ("hoist_sequence", "sink_accumulators", "sink_outputs")   # take chunk_steps=
 CHUNK_KEY = "chunk_steps"
-OPT_IN = ("stream_outputs", "host_sequences", "sink_gather")   # off unless the config says True
+# off unless the config says True
+OPT_IN = ("stream_outputs", "host_sequences", "host_outputs", "sink_gather")
 SPILL_KEY, RECOMPUTE_KEY = "spill", "recompute"   # value names spill_values moves (last)
 ACCUMULATE_KEY = "accumulate"   # add_n nodes spill_values turns into running sums (last)
 SPILL_KEYS = (SPILL_KEY, RECOMPUTE_KEY, ACCUMULATE_KEY)

@@ -60,6 +60,8 @@ class Device:
         return self.xp.asarray(x)
 
     def to_host(self, x) -> np.ndarray:
+        if hasattr(x, "fetched"):      # a value in host memory already (transfer.HostValue)
+            return x.fetched()
         if hasattr(x, "materialize"):  # a saved-tensor handle fetched directly
             x = x.materialize()
         return np.asarray(x)
@@ -140,6 +142,14 @@ class Device:
         self.host_current += nbytes
         self.host_peak = max(self.host_peak, self.host_current)
         return flat[:nbytes].view(dtype).reshape(shape)
+
+    def host_output(self, shape, dtype) -> np.ndarray:
+        """A host array for a loop output written row by row (runtime/host_outputs.py) that
+        the caller receives as the fetched value: outside the host pool and its count (the
+        caller's memory in any plan), freed when the caller drops it; pinned on a GPU."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return self._host_alloc(nbytes)[:nbytes].view(dtype).reshape(shape)
 
     def host_free(self, a: np.ndarray) -> None:
         """Give back a buffer from `host_empty` (kept for reuse, up to `pool_limit` bytes)."""

@@ -32,6 +32,7 @@ from ..kernels import ANY, feature, register
 from ..ops.loop import Loop
 from ..ops.steps import StepRows
 from .buffer_pool import BufferPool
+from .host_outputs import OutputWriter
 from .loop_driver import step_driver
 from .program import Program
 from .residuals import (ChunkRows, ChunkSource, FedRows, OffloadedStack, OffloadWriter,
@@ -112,6 +113,11 @@ class LoopExecutor:
         self.res_what = [f"saved tensor '{v.name}' of {node.describe()}"
                          for v in results["residual"]]
         self.pool = BufferPool(self.xp)  # stacks of earlier runs, refilled once dropped
+        # positions in keep_out of the outputs written to host memory row by row (the
+        # host_outputs pass's); an untracked run on a device whose memory is the host's keeps
+        # its plain stacks (host memory already)
+        self.host_pos = [j for j, i in enumerate(self.keep_out) if i in op.host_outputs] \
+            if self.tracked or not self.dev.host_is_device else []
         self.rows_layout = row_layout(body) if op.active_rows and op.shrink else None
         self.rows_out = self.rows_res = self.unzeroed = self.packable = None
         if self.rows_layout is not None:
@@ -414,8 +420,11 @@ class LoopExecutor:
         t_iter = range(n - 1, -1, -1) if (reverse and n is not None) else (
             range(n) if n is not None else _count())
         n_gather, gbufs, in_chunk = self.n_gather, None, 0
+        out_writers = {} if lists else {
+            j: OutputWriter(dev, length if length is not None else n, out_what[keep_out[j]],
+                            release) for j in self.host_pos}
         if not lists and lp is None and not tracked and cond_prog is None and not chunked \
-                and not any(isinstance(s, FedRows) for s in seqs):
+                and not out_writers and not any(isinstance(s, FedRows) for s in seqs):
             shared = self.shared_for(step_prog, active, length is None or length == n)
             carried, stacks, steps, driver_from, in_place, compiled = _plain_steps(
                 step_prog.run, lambda *flags: self.driver_for(active, shared, *flags), t_iter,
@@ -437,7 +446,7 @@ class LoopExecutor:
         # chunk block is cut from only) are not sliced, and get None
         sliced = self.sliced_rows(step_prog, feed_seqs)
         planned = None if lists or replayer is not None or active is not None or \
-            self.last_run is not None else self.planned_driver(step_prog, sliced, writers)
+            out_writers or self.last_run is not None else self.planned_driver(step_prog, sliced, writers)
         for t in t_iter:
             if source is not None:   # the block first: cutting it may recycle a row handed out
                 source.cut(t)
@@ -470,6 +479,9 @@ class LoopExecutor:
                         stacks_res[j].append(r)
             else:
                 for j, y in zip(self.step_pos, ys):
+                    if j in out_writers:   # (a host output: the writer releases y)
+                        out_writers[j].put(t, y)
+                        continue
                     st = stacks_out[j]
                     if st is None:
                         st = stacks_out[j] = new_stack(
@@ -530,6 +542,10 @@ class LoopExecutor:
         elif steps == 0 and (keep_out or keep_res):
             stacks_out, stacks_res = _empty_stacks(all_prog, layout, args, ins, length, xp,
                                                    release)
+        for j, w in out_writers.items():   # host outputs (ops/loop.py: steps known, no cond)
+            st = stacks_out[j]   # (no step ran: the empty stack's row shape)
+            stacks_out[j] = w.finish(steps, st.shape[1:] if st is not None else None,
+                                     out_types[keep_out[j]].dtype)
         if steps == 0 and lists:
             for j in host_js + rec_js:
                 stacks_res[j] = _stack(xp, None, res_types[keep_res[j]], None)

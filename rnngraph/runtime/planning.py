@@ -55,6 +55,7 @@ from .simulated import NO_BUDGET_HINT, budget_hint
 STREAM = "stream_outputs"   # an opt-in pass (passes/stream_outputs.py): asked for only to fit
 HOST = "host_sequences"     # an opt-in pass (passes/host_sequences.py): asked for with it
 SINK = "sink_gather"        # an opt-in pass (passes/sink_gather.py): asked for with them
+HOST_OUT = "host_outputs"   # an opt-in pass (passes/host_outputs.py): asked for with them
 
 # passes that trade T-proportional device memory for speed
 STACK_PASSES = ("hoist_sequence", "sink_accumulators", "sink_outputs")
@@ -427,10 +428,10 @@ def no_floor_reason(plan) -> str | None:
 def _streaming(passes) -> tuple:
     """The opt-in streaming passes the session's passes allow the planner to turn on."""
     if passes is True:
-        return (STREAM, HOST, SINK)
+        return (STREAM, HOST, SINK, HOST_OUT)
     if not isinstance(passes, dict):
         return ()
-    return tuple(p for p in (STREAM, HOST, SINK) if passes.get(p, True) is not False)
+    return tuple(p for p in (STREAM, HOST, SINK, HOST_OUT) if passes.get(p, True) is not False)
 
 
 def _may_stream(passes) -> bool:
@@ -576,7 +577,8 @@ def _plan(sess, prog, fed, shapes, passes_off, passes_on=(), spilled=(), summed=
                      dev.describe(), passes_off, sess.memory_strategy, host_budget_of(sess))
     # (host_sequences is named where it left a fed value on the host: else it changed nothing)
     plan.passes_on = tuple(p for p in passes_on if (p != HOST or plan.host_fed)
-                           and (p != SINK or _gathers_per_step(prog.schedule)))
+                           and (p != SINK or _gathers_per_step(prog.schedule))
+                           and (p != HOST_OUT or plan.host_outputs))
     plan.summed = tuple(summed)   # (add_n nodes the spill_values pass made running sums)
     if spilled:   # (values the spill_values pass moved: memory/spill.py's choice)
         plan.spilled = tuple(spilled)

@@ -61,6 +61,13 @@ class HostValue:
     def materialize(self):
         return self.to_device(count=False)
 
+    def fetched(self) -> np.ndarray:
+        """The value as a host array the caller may keep: the host array itself where this
+        handle does not own it (a loop's host output, runtime/host_outputs.py), else a copy
+        (the owned buffer goes back to the device's host pool)."""
+        self.wait()
+        return self.host if self._freed else np.array(self.host, copy=True)
+
     def __array__(self, dtype=None, copy=None):
         self.wait()
         return np.array(self.host, dtype=dtype, copy=True)

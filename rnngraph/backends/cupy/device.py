@@ -140,6 +140,8 @@ class CupyDevice(Device):
         return self.xp.asarray(x)
 
     def to_host(self, x) -> np.ndarray:
+        if hasattr(x, "fetched"):      # in host memory already (runtime/transfer.HostValue)
+            return x.fetched()
         if hasattr(x, "materialize"):
             x = x.materialize()
         return self.xp.asnumpy(x) if isinstance(x, self.xp.ndarray) else np.asarray(x)

@@ -1,0 +1,85 @@
+"""Loop outputs written to host memory row by row (passes/host_outputs.py marks them).
+
+A loop node's `host_outputs` are stacked outputs that only fetches read, through transposes and
+row reorderings. The loop kernel (loop_kernel.py) hands each row an OutputWriter, which copies
+it into one host array (Device.host_output) as the step makes it and lets the device row go
+once copied; the loop's output is then a HostValue (transfer.py) that holds no device buffer.
+The layout ops on the way to the fetch (HOST_LAYOUT) run on that host array with NumPy
+(host_layout below), and the fetch hands the caller the host array as it is.
+
+Where host memory is the device's and no bytes are counted (an untracked CPU run), the loop
+keeps its plain stack: it is host memory already, and the layout kernels run on it as usual.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ..kernels import ANY, register
+from ..passes.host_outputs import HOST_LAYOUT
+from .transfer import HostValue
+
+
+class OutputWriter:
+    """Copies the rows of one stacked output ([rows, ...]) into a host array as a loop's steps
+    make them; at most `depth` copies in flight, each device row released (`release`) once its
+    copy is done."""
+
+    def __init__(self, dev, rows: int, name: str, release=None, depth: int = 1):
+        self.dev, self.rows, self.name = dev, rows, name
+        self.release, self.depth = release, max(1, depth)
+        self.host = None
+        self.inflight: deque = deque()
+
+    def put(self, t: int, y) -> None:
+        if self.host is None:
+            self.host = self.dev.host_output((self.rows,) + tuple(y.shape), y.dtype)
+        ticket = self.dev.copy_to_host(y, self.host[t, ...])
+        if ticket is None:
+            if self.release is not None:
+                self.release(y)
+            return
+        self.inflight.append((ticket, y))
+        if len(self.inflight) > self.depth:
+            self._retire(wait_host=False)
+
+    def _retire(self, wait_host: bool) -> None:
+        ticket, y = self.inflight.popleft()
+        if wait_host:   # (the host reads the rows next: every copy must be done)
+            self.dev.wait_host(ticket)
+        self.dev.wait(ticket)   # (the compute stream: y's buffer may be reused after this)
+        if self.release is not None:
+            self.release(y)
+
+    def finish(self, steps: int, row_shape, dtype) -> HostValue:
+        """The host array as a HostValue once every copy is done; rows past `steps` (a loop
+        that ran fewer steps than its stack has rows) are zero, as a device stack's are."""
+        while self.inflight:
+            self._retire(wait_host=True)
+        if self.host is None:   # (no step ran)
+            self.host = self.dev.host_output((self.rows,) + tuple(row_shape), dtype)
+            steps = 0
+        self.host[steps:] = 0
+        return HostValue(self.dev, self.host, self.name, owned=False)
+
+
+def host_layout(op, node, program):
+    """A HOST_LAYOUT node reading a host stack: the op on the host array (NumPy; its other
+    inputs, small device values, copied over), the result a HostValue too. Other nodes of
+    these ops decline (None): their usual kernels."""
+    if node.inputs[0] not in program.schedule.host_stacks():
+        return None
+    dev, compute, name = program.ctx.device, op.compute, node.outputs[0].name
+
+    def kernel(x, *rest):
+        if not isinstance(x, HostValue):   # (an untracked CPU run: the plain stack)
+            return compute(program.ctx.xp, x, *rest)
+        x.wait()
+        y = compute(np, x.host, *[dev.to_host(r) for r in rest])
+        return HostValue(dev, np.asarray(y), name, owned=False)
+    return kernel
+
+
+for _op in HOST_LAYOUT:   # (before the ops' own kernels: those decline nothing)
+    register(_op, ANY, priority=10)(host_layout)
