@@ -22,6 +22,10 @@ class Schedule:
     frees[i] = slots whose last reader is step i (or that step i produced and nobody reads).
     Output slots are never freed. Input slots are owned by the caller: they appear in frees
     (the executor drops its reference) but a memory meter must not count them as released.
+    A fed value that a scheduled node also makes (a loop's output, fed while the loop runs for
+    its other outputs) is read from the input's slot: the node writes it to a slot of its own
+    (`scratch`: Value -> int) that nobody reads, freed at once, and its readers see the fed
+    array, as TF1's feeds replace a tensor for every reader.
     """
 
     def __init__(self, graph: Graph, outputs: Sequence[Value], inputs: Sequence[Value]):
@@ -64,10 +68,13 @@ class Schedule:
         self.slot: dict[Value, int] = {}
         for v in self.inputs:
             self.slot.setdefault(v, len(self.slot))
-        for n in self.nodes:
-            for v in n.outputs:
-                self.slot[v] = len(self.slot)
-        self.n_slots = len(self.slot)
+        self.scratch: dict[Value, int] = {}
+        n = len(self.slot)
+        for node in self.nodes:
+            for v in node.outputs:
+                (self.scratch if v in self.slot else self.slot)[v] = n
+                n += 1
+        self.n_slots = n
         self.input_slots = [self.slot[v] for v in self.inputs]
         self.output_slots = [self.slot[v] for v in self.outputs]
 
@@ -77,8 +84,8 @@ class Schedule:
         for i, n in enumerate(self.nodes):
             for v in n.inputs:
                 last_use[self.slot[v]] = i
-            for v in n.outputs:
-                last_use.setdefault(self.slot[v], i)  # produced and never read: drop at once
+            for v in n.outputs:   # produced and never read (or fed): drop at once
+                last_use.setdefault(self.scratch.get(v, self.slot[v]), i)
         frees: list[list[int]] = [[] for _ in self.nodes]
         for slot, i in last_use.items():
             if slot not in keep:
@@ -95,10 +102,15 @@ class Schedule:
             self._used = used
         return used
 
+    def write_slot(self, v: Value) -> int:
+        """The slot the node making `v` writes it to (a scratch slot where `v` is fed)."""
+        return self.scratch.get(v, self.slot[v])
+
     def needed_outputs(self, node: Node) -> list[bool]:
-        """Which outputs of `node` someone in this schedule reads (loops skip the rest)."""
+        """Which outputs of `node` someone in this schedule reads (loops skip the rest; a fed
+        one is read from the caller's array)."""
         used = self.used_values()
-        return [v in used for v in node.outputs]
+        return [v in used and v not in self.scratch for v in node.outputs]
 
     def host_inputs(self) -> frozenset:
         """Indices of the inputs left in host memory: fed values that `host_rows` nodes

@@ -182,6 +182,8 @@ class PeakModel:
             if self._resident_reuse():
                 m.retain(("reuse list",), self._reuse_list_bytes(sched, residual_of, choices))
         value_of_slot = {s: v for v, s in sched.slot.items()}
+        # (a fed value a node also makes: its write lands in a scratch slot, dropped at once)
+        value_of_slot.update((s, ("scratch", v)) for v, s in sched.scratch.items())
         inputs = set(sched.input_slots)
         views = self._views(sched, host_fed)
         host_stacks = sched.host_stacks()
@@ -197,7 +199,10 @@ class PeakModel:
                 m.retain(node.outputs[0], 0)
             else:
                 for v, src in zip(node.outputs, views[node]):
-                    if src is not None and src in key:
+                    if v in sched.scratch:   # (its view or bytes, under a key of its own)
+                        k = key[("scratch", v)] = ("scratch", v)
+                        m.retain(k, 0 if src is not None else self.nbytes(v))
+                    elif src is not None and src in key:
                         key[v] = key[src]
                         m.retain(key[v], 0)
                     else:
@@ -760,6 +765,6 @@ def spill_host_peak(sched: Schedule, nbytes) -> int:
             live[v] = nbytes(v)
             cur += live[v]
             peak = max(peak, cur)
-        for s in frees:
-            cur -= live.pop(value_of_slot[s], 0)
+        for s in frees:   # (a scratch slot, a fed value's write: no value of the schedule's)
+            cur -= live.pop(value_of_slot.get(s), 0)
     return peak

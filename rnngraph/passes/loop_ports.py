@@ -40,8 +40,12 @@ def stacked_output(node, v: Value) -> Value:
     """The node's stacked output of body value v (added as a new per-step output if needed)."""
     op = node.op
     results = op.body.results
-    if v in results["output"]:
-        return node.outputs[op.out_ports().offset("output") + results["output"].index(v)]
+    fed = node.graph.results.get("fed", []) if node.graph.results else []
+    start = op.out_ports().offset("output")
+    for i, y in enumerate(results["output"]):
+        stack = node.outputs[start + i]
+        if y is v and not any(stack is f for f in fed):   # (a fed one is the caller's array)
+            return stack
     at = op.out_ports().offset("residual")
     length = None
     if op.length_from is not None:

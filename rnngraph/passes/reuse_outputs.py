@@ -25,6 +25,7 @@ def reuse_output_stacks(graph: Graph) -> int:
     if not contractions:
         return 0
     readers, results = uses(graph), result_values(graph)
+    fed = set(graph.results.get("fed", []))   # (the caller's array, not the loop's stack)
     for node in contractions:
         op = node.op
         a_s, starts, tail = op.split(node.inputs)
@@ -34,7 +35,7 @@ def reuse_output_stacks(graph: Graph) -> int:
             if j in starts or readers.get(a) != [node] or a in results:
                 continue
             found = _shifted_output(a, rows)
-            if found is not None:
+            if found is not None and found[0] not in fed:
                 new[j] = found
         if not new:
             continue

@@ -105,8 +105,9 @@ class Program:
         if self.ctx.options.get("check_numerics"):
             kernel = _numerics_checked(kernel, node, self.ctx.xp)
         ins = tuple(self.slot[v] for v in node.inputs)
-        outs = self.slot[node.outputs[0]] if not node.op.multi_output else \
-            tuple(self.slot[v] for v in node.outputs)
+        write = self.schedule.write_slot   # (a fed output: a scratch slot nobody reads)
+        outs = write(node.outputs[0]) if not node.op.multi_output else \
+            tuple(write(v) for v in node.outputs)
         return Step(kernel, ins, outs, frees, node)
 
     def loop_executors(self) -> list:
