@@ -118,3 +118,46 @@ def test_a_fed_loop_output_under_a_memory_plan():
     for a, w in zip(got, want):
         np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got[0], np.sum(fd[y].astype(np.float64) ** 2), rtol=1e-5)
+
+
+def test_a_fed_split_output_under_a_budget_is_planned():
+    """parts[1] of a split fed next to a loop, under a budget only recomputation or spilling
+    meets: the planner's model writes the fed part to a slot of its own (its keys crashed
+    the spill chooser), and at the smallest budget found the run fits with the values of an
+    unbudgeted run."""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [T, B, I], name="X")
+        W0 = rg.get_variable("W0", [I, 3 * H])
+        parts = rg.split(rg.tanh(rg.matmul(rg.reshape(X, [T * B, I]), W0)), 3, axis=1)
+        y, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), X, dtype=rg.float32, time_major=True)
+        loss = rg.reduce_sum(parts[0] * parts[1]) + rg.reduce_sum(y * y)
+        fetches = [loss] + rg.gradients(loss, rg.trainable_variables())
+    rs = np.random.RandomState(4)
+    fd = {X: rs.randn(T, B, I).astype(np.float32),
+          parts[1]: rs.randn(T * B, H).astype(np.float32)}
+    want = rg.Session(g).run(fetches, fd)
+    floor = rg.Session(g, device=SimulatedDevice(), memory_budget=1).memory_plan(fetches, fd) \
+        .min_budget
+    sess = rg.Session(g, device=SimulatedDevice(capacity=floor), memory_budget=floor)
+    got = sess.run(fetches, fd)
+    assert sess.last_run_report.peak_bytes <= floor
+    for a, w in zip(got, want):
+        np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("passes", [True, False])
+def test_a_fed_tensor_is_not_merged_with_its_twin(passes):
+    """a1 = tanh(x) fed, a2 = tanh(x) fetched (and constants alike): cse merged the two, so
+    the fetch returned the fed array; TF1 replaces the fed tensor alone."""
+    g = rg.Graph()
+    with g.as_default():
+        x = rg.placeholder(rg.float32, [3], name="x")
+        a1, a2 = rg.tanh(x), rg.tanh(x)
+        c1, c2 = rg.constant(2.0) * 3.0, rg.constant(2.0) * 3.0
+    xv = np.array([0.1, 0.2, 0.3], np.float32)
+    nine = np.full(3, 9.0, np.float32)
+    sess = rg.Session(g, passes=passes)
+    np.testing.assert_allclose(sess.run(a2, {x: xv, a1: nine}), np.tanh(xv), rtol=1e-6)
+    np.testing.assert_allclose(sess.run(a1, {x: xv, a2: nine}), np.tanh(xv), rtol=1e-6)
+    assert sess.run([c1, c2], {c1: 100.0}) == [100.0, 6.0]

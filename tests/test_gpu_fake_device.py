@@ -478,3 +478,36 @@ def test_a_fetched_output_goes_to_pinned_host_memory_row_by_row(lengths):
     want = rg.Session(g).run(fetches, fd)
     close(got, want)
     assert np.array_equal(got[-1], want[-1])
+
+
+@pytest.mark.parametrize("writer", ["output", "offload"])
+def test_ctrl_c_inside_a_loop_leaves_no_copy_queued(writer, monkeypatch):
+    """KeyboardInterrupt at step 5 of the forward loop while its rows' copies to the host are
+    queued (a fetched output written to the host; a swap_memory loop's saved tensors): the
+    loop waits for them before its buffers go, and the next run gives the CPU's values (it
+    failed: a queued copy ran after its device buffer was freed)."""
+    import rnngraph.runtime.host_outputs as host_outputs
+    from test_memory_streamed_fetched import _graph, _squares
+    if writer == "output":
+        g, fetches, fd = _graph(12, 8, _squares)
+        cls, passes = host_outputs.OutputWriter, {"stream_outputs": "always",
+                                                  "host_outputs": True, "reuse_outputs": False}
+    else:
+        g, fetches, fd = seq_graph(12)
+        cls, passes = OffloadWriter, True
+    put, armed = cls.put, []
+
+    def interrupted(self, t, r):
+        if t == 5 and armed:
+            armed.clear()
+            raise KeyboardInterrupt
+        return put(self, t, r)
+    monkeypatch.setattr(cls, "put", interrupted)
+    fake, dev = fake_gpu()
+    sess = rg.Session(g, device=dev, passes=passes)
+    sess.run(fetches, fd)
+    armed.append(True)
+    with pytest.raises(KeyboardInterrupt):
+        sess.run(fetches, fd)
+    assert all(not s.queue for s in fake._streams.values())
+    close(sess.run(fetches, fd), rg.Session(g).run(fetches, fd))

@@ -148,3 +148,109 @@ def test_a_loop_with_a_condition_cannot_write_outputs_to_the_host():
     loops[0].op.host_outputs = (0,)
     with pytest.raises(VerificationError):
         loops[0].op.verify(loops[0])
+
+
+# --- review cases ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", ["cpu", "simulated"])
+def test_a_bad_reversal_on_the_host_array_is_refused_as_on_the_device(device):
+    """reverse_sequence(y, R) fetched with a length outside [0, T]: the host array's kernel
+    makes the op's own checks (it ran the bare op, and gave back an unreversed row)."""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [B, None, I], name="X")
+        R = rg.placeholder(rg.int32, [B], name="R")
+        y, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(4), X, dtype=rg.float32, time_major=False)
+        back = rg.reverse_sequence(y, R, seq_axis=1, batch_axis=0)
+    fd = {X: np.random.RandomState(0).randn(B, 6, I).astype(np.float32)}
+    sess = rg.Session(g, device=SimulatedDevice() if device == "simulated" else device,
+                      passes={"host_outputs": True, "reuse_outputs": False})
+    ok = sess.run(back, {**fd, R: np.array([6, 2, 0, 3], np.int32)})
+    assert _marked(sess) == [(0,)]
+    want = rg.Session(g).run(back, {**fd, R: np.array([6, 2, 0, 3], np.int32)})
+    assert np.array_equal(ok, want)
+    for bad in ([-1, 2, 2, 2], [7, 2, 2, 2]):
+        with pytest.raises(rg.errors.InvalidArgumentError, match=r"seq_lengths\[0\]"):
+            sess.run(back, {**fd, R: np.array(bad, np.int32)})
+
+
+def test_dropping_an_unused_output_renumbers_the_host_marks():
+    """z = y + b and y both fetched: both stacks marked; with the first dropped (dce), the
+    second's mark follows it to its new index."""
+    from rnngraph.passes.loop_ports import drop_unused_outputs
+    from test_memory_streamed_fetched import _bias
+    g, fetches, fd = _graph(6, 4, _bias)
+    sess = rg.Session(g, passes=HOST)
+    sess.run(fetches, fd)
+    loop = next(n for n in _loops(_program(sess).graph) if not n.is_gradient)
+    assert loop.op.host_outputs == (0, 1)
+    first = loop.op.out_ports().split(loop.outputs)["output"][0]
+    drop_unused_outputs(loop, set(loop.outputs) - {first})
+    assert loop.op.host_outputs == (0,) and len(loop.op.body.results["output"]) == 1
+
+
+def _saved(sess, g, fetches, fd, tmp_path):
+    """(the saved compiled program read back, its fed values and variables: a run's feed)."""
+    prog = _program(sess)
+    fed = {f"fed_{i}": v for i, v in enumerate(prog.inputs)}
+    outs = {f"out_{i}": v for i, v in enumerate(prog.outputs)}
+    saved = rg.io.read(rg.io.save(str(tmp_path / "host.rg"), graph=prog.graph,
+                                  fetches={**fed, **outs}))
+    values = {saved.fetches[f"fed_{i}"]: fd[next(k for k in fd if k.node.name == v.node.name)]
+              for i, v in enumerate(prog.inputs)}
+    store = {v.node.name: sess.run(v) for v in g.collections["variables"]}
+    values.update((v, store[v.node.name]) for v in saved.graph.collections["variables"])
+    return saved, [saved.fetches[f"out_{i}"] for i in range(len(prog.outputs))], values
+
+
+@pytest.mark.parametrize("device", ["cpu", "simulated"])
+def test_a_loaded_programs_marks_go_when_the_passes_run_without_the_pass(device, tmp_path):
+    """A saved program with a host output, run again with the default passes: reuse_outputs
+    then reads the output stack as the saved h[t-1], so the marks made at compile time no
+    longer hold and go (the step_contract was handed a host handle)."""
+    g, fetches, fd = _graph(6, 4, _squares, lengths=True)
+    sess = rg.Session(g, passes=HOST)
+    want = sess.run(fetches, fd)
+    saved, outs, values = _saved(sess, g, fetches, fd, tmp_path)
+    again = rg.Session(saved.graph, device=SimulatedDevice() if device == "simulated" else device)
+    got = again.run(outs, values)
+    assert all(m == () for m in _marked(again))
+    _close(got, want, rtol=2e-5)
+
+
+def test_a_file_marking_an_output_other_ops_read_is_refused(tmp_path):
+    """The gradient loop's output marked by hand in a saved program (a step_contract reads
+    it): reading the file fails verification, naming the reader."""
+    g, fetches, fd = _graph(6, 4, _squares)
+    sess = rg.Session(g, passes=HOST)
+    sess.run(fetches, fd)
+    prog = _program(sess)
+    grad = next(n for n in _loops(prog.graph) if n.is_gradient)
+    grad.op.host_outputs = (0,)
+    with pytest.raises(VerificationError, match="cannot read host memory"):
+        rg.verify(prog.graph)
+    path = rg.io.save(str(tmp_path / "bad.rg"), graph=prog.graph,
+                      fetches={f"out_{i}": v for i, v in enumerate(prog.outputs)})
+    with pytest.raises(rg.errors.InvalidFileError, match="cannot read host memory"):
+        rg.io.read(path)
+
+
+def test_a_loaded_mark_something_new_reads_goes_even_with_the_passes_off(tmp_path):
+    """A node added to a loaded program reads its marked output: with passes=False too, the
+    mark goes (the reader was handed a host handle), and the values hold."""
+    g, fetches, fd = _graph(6, 4, _squares, time_major=True)
+    sess = rg.Session(g, device=SimulatedDevice(), passes=HOST)
+    want = sess.run(fetches, fd)
+    saved, outs, values = _saved(sess, g, fetches, fd, tmp_path)
+    loop = next(n for n in _loops(saved.graph) if n.op.host_outputs)
+    y = loop.op.out_ports().split(loop.outputs)["output"][loop.op.host_outputs[0]]
+    with saved.graph.as_default():
+        z = y * 2.0
+    again = rg.Session(saved.graph, device=SimulatedDevice(), passes=False)
+    got = again.run(outs + [z], values)
+    assert all(n.op.host_outputs == () for n in _loops(_program(again).graph))
+    _close(got[:-1], want, rtol=2e-5)
+    np.testing.assert_allclose(got[-1], 2 * want[-1], rtol=1e-6)
+    kept = rg.Session(saved.graph, device=SimulatedDevice(), passes=False)
+    kept.run(outs, values)   # (nothing new reads it: the mark stays)
+    assert any(n.op.host_outputs for n in _loops(_program(kept).graph))

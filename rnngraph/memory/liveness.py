@@ -10,7 +10,7 @@ from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ir.value import Value
 from ..ops.base import reads_shape_only
-from ..passes.host_outputs import HOST_LAYOUT
+from ..ops.loop import HOST_LAYOUT
 
 HOST_READERS = ("host_rows", "to_host")   # ops whose fed input may stay in host memory
 

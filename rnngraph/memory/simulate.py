@@ -199,9 +199,9 @@ class PeakModel:
                 m.retain(node.outputs[0], 0)
             else:
                 for v, src in zip(node.outputs, views[node]):
-                    if v in sched.scratch:   # (its view or bytes, under a key of its own)
-                        k = key[("scratch", v)] = ("scratch", v)
-                        m.retain(k, 0 if src is not None else self.nbytes(v))
+                    if v in sched.scratch:   # (its view or bytes, under a key of its own,
+                        # not in `key`: the callers read its keys as the schedule's Values)
+                        m.retain(("scratch", v), 0 if src is not None else self.nbytes(v))
                     elif src is not None and src in key:
                         key[v] = key[src]
                         m.retain(key[v], 0)
@@ -216,6 +216,8 @@ class PeakModel:
                 v = value_of_slot[s]
                 if v in key:
                     m.release(key[v])
+                elif isinstance(v, tuple):   # (a scratch slot's write)
+                    m.release(v)
                 for k in held.pop(v, ()):
                     m.release(k)
         if watch is not None:

@@ -50,7 +50,13 @@ from ..nest import flatten, pack_as
 from .base import Op, apply, as_value
 from .loop_rows import row_layout
 from .misc import stop_gradient
-from .shape import concat, expand_dims, getitem
+from .rows import PermuteRows
+from .sequence import ReverseSequence
+from .shape import Dim, Transpose, concat, expand_dims, getitem
+
+# the layout ops a loop's host output may pass through on the way to the fetch (their first
+# input; the others are small device values: permutations, lengths): they run on the host array
+HOST_LAYOUT = (Transpose, PermuteRows, ReverseSequence)
 
 IN_GROUPS = ("trip", "rows", "carried", "invariant", "sequence")
 OUT_GROUPS = ("steps", "carried", "output", "residual")
@@ -176,7 +182,7 @@ class Loop(Op):
         want = self.infer(*[v.type for v in node.inputs])
         if [str(t) for t in want] != [str(v.type) for v in node.outputs]:
             raise VerificationError(f"{node.name}: outputs do not match its body's results")
-        problem = self.chunk_problem() or self.host_problem()
+        problem = self.chunk_problem() or self.host_problem() or host_readers_problem(node)
         if problem:
             raise VerificationError(f"{node.name}: {problem}")
 
@@ -578,3 +584,45 @@ def lax_scan(fn, init, xs, reverse=False, length=None, name="scan"):
     _, final, ys = build_loop(step, [init] if one_carry else list(init), xs, length,
                               reverse=reverse, name=name)
     return final[0] if one_carry else final, ys[0] if one_y else ys
+
+
+
+def host_chain(v, readers: dict) -> tuple:
+    """(the values v reaches through HOST_LAYOUT ops reading them as their first input only,
+    v first; the first other reader met, or None) for `readers`: Value -> reading nodes. Dim
+    nodes reading a size are passed over (the host array has its size)."""
+    todo, seen = [v], []
+    while todo:
+        u = todo.pop()
+        if any(u is x for x in seen):
+            continue
+        seen.append(u)
+        for r in readers.get(u, []):
+            if isinstance(r.op, Dim):
+                continue
+            if not isinstance(r.op, HOST_LAYOUT) or r.inputs[0] is not u or \
+                    any(x is u for x in r.inputs[1:]):
+                return seen, r
+            todo.extend(r.outputs)
+    return seen, None
+
+
+def host_readers_problem(node) -> str | None:
+    """What reads a host output of loop `node` that cannot (None: nothing): see host_chain."""
+    marked = getattr(node.op, "host_outputs", ())
+    if not marked or node.graph is None:
+        return None
+    if node.graph.parent is not None:   # (its outputs are stacked by the loop around it)
+        return "a loop inside a loop body cannot write its outputs to host memory"
+    outs = node.op.out_ports().split(node.outputs)["output"]
+    readers: dict = {}
+    for n in node.graph.nodes:
+        for v in n.inputs:
+            readers.setdefault(v, []).append(n)
+    for i in marked:
+        _, bad = host_chain(outs[i], readers) if i < len(outs) else ((), None)
+        if bad is not None:
+            return f"host output {outs[i].name} reaches {bad.op.name} node {bad.name}, which " \
+                "cannot read host memory (only transpose, permute_rows, reverse_sequence and " \
+                "dim may)"
+    return None

@@ -66,6 +66,16 @@ class PermuteRows(Op):
         shape[self.axis] = n
         return TensorType(tuple(shape), x.dtype)
 
+    def check(self, where: str, x, perm) -> None:
+        """x has as many rows along `axis` as perm has entries: InvalidArgumentError naming
+        `where` (the node) otherwise."""
+        if x.shape[self.axis] != perm.shape[0]:
+            raise InvalidArgumentError(
+                f"{where}: shape {tuple(x.shape)} has {x.shape[self.axis]} rows along axis "
+                f"{self.axis} but the batch has {perm.shape[0]} (one per entry of the sequence "
+                "lengths); inputs, initial state and sequence_length must agree on the batch "
+                "size")
+
     def compute(self, xp, x, perm):
         return xp.take(x, perm, axis=self.axis)
 

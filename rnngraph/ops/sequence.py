@@ -64,6 +64,23 @@ class ReverseSequence(Op):
             raise ShapeError(f"needs x of rank >= 2 and a lengths vector, got {x} and {lengths}")
         return x
 
+    def check(self, where: str, x, lengths) -> None:
+        """Each length must lie in [0, size of seq_axis], one per batch row, as TF1 checks
+        (NumPy would index out of bounds, or past the row): InvalidArgumentError naming
+        `where` (the node)."""
+        steps, batch = x.shape[self.seq_axis], x.shape[self.batch_axis]
+        lens = np.asarray(lengths.get() if hasattr(lengths, "get") else lengths).reshape(-1)
+        if lens.shape[0] != batch:
+            raise InvalidArgumentError(
+                f"{where} failed: seq_lengths has {lens.shape[0]} entries but x has {batch} rows "
+                f"along batch_axis {self.batch_axis}")
+        bad = np.nonzero((lens < 0) | (lens > steps))[0]
+        if bad.size:
+            i = int(bad[0])
+            raise InvalidArgumentError(
+                f"{where} failed: seq_lengths[{i}] = {int(lens[i])} is not in [0, {steps}] "
+                f"(the size of seq_axis {self.seq_axis})")
+
     def compute(self, xp, x, lengths):
         tm = xp.moveaxis(x, (self.seq_axis, self.batch_axis), (0, 1))
         T = tm.shape[0]

@@ -18,15 +18,8 @@ it, with stream_outputs, when a budget cannot be met otherwise.
 from __future__ import annotations
 
 from ..ir.graph import Graph
-from ..ops.loop import Loop
-from ..ops.rows import PermuteRows
-from ..ops.sequence import ReverseSequence
-from ..ops.shape import Dim, Transpose
+from ..ops.loop import Loop, host_chain, host_readers_problem
 from .rewrite import uses
-
-# the layout ops that run on the host array (their first input; the others are small
-# device values: permutations, lengths)
-HOST_LAYOUT = (Transpose, PermuteRows, ReverseSequence)
 
 
 def host_outputs(graph: Graph) -> int:
@@ -41,13 +34,11 @@ def host_outputs(graph: Graph) -> int:
         if not isinstance(op, Loop) or not op.steps_known():
             continue
         outs = op.out_ports().split(node.outputs)["output"]
-        marked = set(op.host_outputs)
-        for i, v in enumerate(outs):
-            if i not in marked and i not in op.epilogue_outputs and \
-                    only_fetched(v, readers, fetched - fed, fed):
-                marked.add(i)
+        # (afresh, not from the marks it has: a loaded program's may be stale)
+        marked = {i for i, v in enumerate(outs) if i not in op.epilogue_outputs and
+                  only_fetched(v, readers, fetched - fed, fed)}
         if marked != set(op.host_outputs):
-            made += len(marked) - len(op.host_outputs)
+            made += len(marked ^ set(op.host_outputs))
             new = op.with_body(op.body)
             new.host_outputs = tuple(sorted(marked))
             node.op = new
@@ -56,24 +47,27 @@ def host_outputs(graph: Graph) -> int:
     return made
 
 
+def clear_host_marks(graph: Graph, keep_valid: bool = False) -> int:
+    """Unmark the loops of `graph`: the pass switched off on a saved program, whose marks
+    were made when it was compiled (the passes that ran since may read those outputs; nodes
+    added since may too). `keep_valid`: only those whose outputs something else now reads
+    (no pass ran). Returns how many loops were unmarked."""
+    count = 0
+    for node in graph.nodes:
+        if getattr(node.op, "host_outputs", ()) and not (
+                keep_valid and host_readers_problem(node) is None):
+            new = node.op.with_body(node.op.body)
+            new.host_outputs = ()
+            node.op = new
+            count += 1
+    if count:
+        graph.version += 1
+    return count
+
+
 def only_fetched(v, readers, fetched, fed) -> bool:
-    """v reaches the caller alone: every reader is a HOST_LAYOUT op reading it as its first
-    input only, recursively, or a Dim reading its size, and some value on the way (or v) is
-    fetched; none is fed."""
-    todo, seen, any_fetched = [v], set(), False
-    while todo:
-        u = todo.pop()
-        if u in seen:
-            continue
-        seen.add(u)
-        if u in fed:
-            return False
-        any_fetched = any_fetched or u in fetched
-        for r in readers.get(u, []):
-            if isinstance(r.op, Dim):   # (a size: the host array has it too)
-                continue
-            if not isinstance(r.op, HOST_LAYOUT) or r.inputs[0] is not u or \
-                    any(x is u for x in r.inputs[1:]):
-                return False
-            todo.extend(r.outputs)
-    return any_fetched
+    """v reaches the caller alone (ops/loop.py's host_chain: HOST_LAYOUT ops and Dim nodes
+    only), some value on the way (or v) is fetched, and none is fed."""
+    reached, other = host_chain(v, readers)
+    return other is None and any(u in fetched for u in reached) and \
+        not any(u in fed for u in reached)

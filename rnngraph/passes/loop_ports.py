@@ -70,12 +70,14 @@ def drop_unused_outputs(node, used: set) -> int:
     results = op.body.results
     dropped = 0
     epi = getattr(op, "epilogue_outputs", ())   # (chunked loops: outputs their epilogue writes)
+    start = op.out_ports().offset("output")
+    kept = [i for i in range(len(results["output"])) if node.outputs[start + i] in used]
     if epi:
-        start = op.out_ports().offset("output")
-        kept = [i for i in range(len(results["output"])) if node.outputs[start + i] in used]
         rows = results.get("epilogue_rows", [])
         results["epilogue_rows"] = [r for r, i in zip(rows, epi) if i in kept]
         op.epilogue_outputs = tuple(kept.index(i) for i in epi if i in kept)
+    if getattr(op, "host_outputs", ()):   # (indices of outputs too: renumbered alike)
+        op.host_outputs = tuple(kept.index(i) for i in op.host_outputs if i in kept)
     for group in ("output", "residual"):
         start = op.out_ports().offset(group)
         keep_vals, keep_outs = [], []

@@ -27,7 +27,7 @@ from .contiguous_weights import lay_out_loop_weights
 from .dce import eliminate_dead_code
 from .fuse import fuse_elementwise
 from .hoist_sequence import hoist_sequence_work
-from .host_outputs import host_outputs
+from .host_outputs import clear_host_marks, host_outputs
 from .host_sequences import host_sequences
 from .join_slices import join_slice_gradients
 from .reuse_outputs import reuse_output_stacks
@@ -198,6 +198,8 @@ def optimize(graph: Graph, keep: list[Value], config=True,
             stats["dce"] += eliminate_dead_code(graph)  # what this pass left behind
     if passes and "shrink_batch" not in passes:   # (a saved program's marks, made when it
         clear_row_marks(graph)                      # was compiled: switched off, none hold)
+    if "host_outputs" not in passes:   # (the same: the passes, or nodes added since, may read
+        clear_host_marks(graph, keep_valid=not passes)   # them now)
     host, again, sums = spilled_of(config)
     if host or again or sums:   # (last: the names are those of the graph the passes made)
         if source is not None:

@@ -69,11 +69,14 @@ def eliminate_common_subexpressions(graph: Graph) -> int:
     count = 0
     seen: dict = {}
     mapping: dict = {}  # duplicate's output -> the first node's output
+    fed = set((graph.results or {}).get("fed", ()))   # (the caller's arrays: never merged)
     for node in list(graph.nodes):
         substitute(node, mapping)
         if node.op.subgraphs():
             count += eliminate_common_subexpressions(node.op.body)
             continue
+        if fed and any(v in fed for v in node.outputs):
+            continue   # a fed tensor replaces that one only, not its twin (TF1)
         if node.op.stateful or (not node.inputs and node.op.name != "constant"):
             continue  # two placeholders (or params) of one type are still different values
         if not getattr(node.op, "mergeable", True):

@@ -17,7 +17,7 @@ from collections import deque
 import numpy as np
 
 from ..kernels import ANY, register
-from ..passes.host_outputs import HOST_LAYOUT
+from ..ops.loop import HOST_LAYOUT
 from .transfer import HostValue
 
 
@@ -64,22 +64,36 @@ class OutputWriter:
         return HostValue(self.dev, self.host, self.name, owned=False)
 
 
+def writes_to_host(program) -> bool:
+    """Do the loops of `program` write their host outputs to host arrays? Not in an untracked
+    run on a device whose memory is the host's: a plain stack is host memory already."""
+    return bool(program.tracked) or not program.ctx.device.host_is_device
+
+
 def host_layout(op, node, program):
     """A HOST_LAYOUT node reading a host stack: the op on the host array (NumPy; its other
-    inputs, small device values, copied over), the result a HostValue too. Other nodes of
-    these ops decline (None): their usual kernels."""
-    if node.inputs[0] not in program.schedule.host_stacks():
+    inputs, small device values, copied over) after the op's argument checks (check(): the
+    ones its own kernel makes), the result a HostValue too; on a fed array in the stack's
+    place, the op on the device. Other nodes of these ops, and all of them where loops keep
+    plain stacks (writes_to_host), decline (None): their usual kernels."""
+    if node.inputs[0] not in program.schedule.host_stacks() or not writes_to_host(program):
         return None
     dev, compute, name = program.ctx.device, op.compute, node.outputs[0].name
+    where = node.describe()
+    check = getattr(op, "check", None)   # (permute_rows', reverse_sequence's)
 
     def kernel(x, *rest):
-        if not isinstance(x, HostValue):   # (an untracked CPU run: the plain stack)
+        on_host = isinstance(x, HostValue)
+        if on_host:
+            x.wait()
+            x, rest = x.host, [dev.to_host(r) for r in rest]
+        if check is not None:
+            check(where, x, *rest)
+        if not on_host:   # (the caller fed a value on the way: a device array)
             return compute(program.ctx.xp, x, *rest)
-        x.wait()
-        y = compute(np, x.host, *[dev.to_host(r) for r in rest])
-        return HostValue(dev, np.asarray(y), name, owned=False)
+        return HostValue(dev, np.asarray(compute(np, x, *rest)), name, owned=False)
     return kernel
 
 
-for _op in HOST_LAYOUT:   # (before the ops' own kernels: those decline nothing)
+for _op in HOST_LAYOUT:   # (tried before the ops' own kernels, which then do the rest)
     register(_op, ANY, priority=10)(host_layout)

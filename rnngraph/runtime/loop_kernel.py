@@ -32,7 +32,7 @@ from ..kernels import ANY, feature, register
 from ..ops.loop import Loop
 from ..ops.steps import StepRows
 from .buffer_pool import BufferPool
-from .host_outputs import OutputWriter
+from .host_outputs import OutputWriter, writes_to_host
 from .loop_driver import step_driver
 from .program import Program
 from .residuals import (ChunkRows, ChunkSource, FedRows, OffloadedStack, OffloadWriter,
@@ -117,7 +117,7 @@ class LoopExecutor:
         # host_outputs pass's); an untracked run on a device whose memory is the host's keeps
         # its plain stacks (host memory already)
         self.host_pos = [j for j, i in enumerate(self.keep_out) if i in op.host_outputs] \
-            if self.tracked or not self.dev.host_is_device else []
+            if writes_to_host(program) else []
         self.rows_layout = row_layout(body) if op.active_rows and op.shrink else None
         self.rows_out = self.rows_res = self.unzeroed = self.packable = None
         if self.rows_layout is not None:
@@ -262,9 +262,18 @@ class LoopExecutor:
         return carried
 
     def __call__(self, *args):
-        if self.scope is None:
-            return self.run_steps(*args)
-        return self.scope(self.run_steps, *args)
+        try:
+            if self.scope is None:
+                return self.run_steps(*args)
+            return self.scope(self.run_steps, *args)
+        except BaseException:
+            # (a step failed or Ctrl-C: row copies already queued read buffers the traceback
+            # still holds; they must be done before those go back to the pool)
+            try:
+                self.dev.synchronize()
+            except Exception:   # noqa: BLE001  (a device error now: the step's says more)
+                pass
+            raise
 
     def planned_driver(self, prog: Program, sliced, writers):
         """(driver, takes t0) for the steps after the first of a loop run the general loop

@@ -101,21 +101,10 @@ def sparse_xent(op, node, program):
 def reverse_sequence(op, node, program):
     """Each length must lie in [0, size of seq_axis] and there must be one per batch row, as
     TF1 checks (NumPy would index out of bounds, or past the row); InvalidArgumentError."""
-    xp, compute, where = program.ctx.xp, op.compute, node.describe()
+    xp, compute, check, where = program.ctx.xp, op.compute, op.check, node.describe()
 
     def run(x, lengths):
-        steps, batch = x.shape[op.seq_axis], x.shape[op.batch_axis]
-        lens = np.asarray(lengths.get() if hasattr(lengths, "get") else lengths).reshape(-1)
-        if lens.shape[0] != batch:
-            raise InvalidArgumentError(
-                f"{where} failed: seq_lengths has {lens.shape[0]} entries but x has {batch} rows "
-                f"along batch_axis {op.batch_axis}")
-        bad = np.nonzero((lens < 0) | (lens > steps))[0]
-        if bad.size:
-            i = int(bad[0])
-            raise InvalidArgumentError(
-                f"{where} failed: seq_lengths[{i}] = {int(lens[i])} is not in [0, {steps}] "
-                f"(the size of seq_axis {op.seq_axis})")
+        check(where, x, lengths)
         return compute(xp, x, lengths)
     return run
 
@@ -204,11 +193,7 @@ def permute_rows(op, node, program):
     alloc = pooled_alloc(program)
 
     def permute(x, perm):
-        if x.shape[axis] != perm.shape[0]:
-            raise InvalidArgumentError(
-                f"{where}: shape {tuple(x.shape)} has {x.shape[axis]} rows along axis {axis} "
-                f"but the batch has {perm.shape[0]} (one per entry of the sequence lengths); "
-                "inputs, initial state and sequence_length must agree on the batch size")
+        op.check(where, x, perm)
         if x.shape[axis] > 1 and x.strides[axis] == 0:
             return x  # every row is one (a broadcast, such as the gradient of a sum): no copy
         # An order that is already the identity (equal or sorted lengths) is still copied:
