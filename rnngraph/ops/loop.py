@@ -586,7 +586,6 @@ def lax_scan(fn, init, xs, reverse=False, length=None, name="scan"):
     return final[0] if one_carry else final, ys[0] if one_y else ys
 
 
-
 def host_chain(v, readers: dict) -> tuple:
     """(the values v reaches through HOST_LAYOUT ops reading them as their first input only,
     v first; the first other reader met, or None) for `readers`: Value -> reading nodes. Dim

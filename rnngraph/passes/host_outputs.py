@@ -26,7 +26,7 @@ def host_outputs(graph: Graph) -> int:
     """Mark the loop outputs only fetches read (through HOST_LAYOUT ops) as written to host
     memory; how many outputs."""
     readers = uses(graph)
-    fetched = {v for v in graph.results.get("keep", [])}
+    fetched = set(graph.results.get("keep", []))
     fed = set(graph.results.get("fed", []))
     made = 0
     for node in list(graph.nodes):

@@ -8,8 +8,9 @@ memory planner (runtime/planning.py) compiles so when a budget cannot hold whole
 
 Passes in OPT_IN run only when the config names them (`{"stream_outputs": True}`,
 `{"host_sequences": True}`, `{"host_outputs": True}`, `{"sink_gather": True}`): the planner
-asks for them when a budget cannot be met otherwise. Without a budget, a Session runs `stream_outputs: True` only where it
-does not raise the predicted peak (runtime/stream_guard.py); `"always"` runs it regardless.
+asks for them when a budget cannot be met otherwise. Without a budget, a Session runs
+`stream_outputs: True` only where it does not raise the predicted peak
+(runtime/stream_guard.py); `"always"` runs it regardless.
 
 `{"spill": (names...), "recompute": (names...)}` runs spill_values last (passes/
 spill_values.py): the named values of the compiled graph are offloaded to host memory, or

@@ -455,7 +455,8 @@ class LoopExecutor:
         # chunk block is cut from only) are not sliced, and get None
         sliced = self.sliced_rows(step_prog, feed_seqs)
         planned = None if lists or replayer is not None or active is not None or \
-            out_writers or self.last_run is not None else self.planned_driver(step_prog, sliced, writers)
+            out_writers or self.last_run is not None else \
+            self.planned_driver(step_prog, sliced, writers)
         for t in t_iter:
             if source is not None:   # the block first: cutting it may recycle a row handed out
                 source.cut(t)
