@@ -12,45 +12,28 @@ keeps its plain stack: it is host memory already, and the layout kernels run on 
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from ..kernels import ANY, register
 from ..ops.loop import HOST_LAYOUT
+from .residuals import RowCopies
 from .transfer import HostValue
 
 
-class OutputWriter:
+class OutputWriter(RowCopies):
     """Copies the rows of one stacked output ([rows, ...]) into a host array as a loop's steps
-    make them; at most `depth` copies in flight, each device row released (`release`) once its
-    copy is done."""
+    make them (RowCopies: at most `depth` copies in flight, each device row released once its
+    copy is done)."""
 
     def __init__(self, dev, rows: int, name: str, release=None, depth: int = 1):
-        self.dev, self.rows, self.name = dev, rows, name
-        self.release, self.depth = release, max(1, depth)
+        super().__init__(dev, depth, release)
+        self.rows, self.name = rows, name
         self.host = None
-        self.inflight: deque = deque()
 
     def put(self, t: int, y) -> None:
         if self.host is None:
             self.host = self.dev.host_output((self.rows,) + tuple(y.shape), y.dtype)
-        ticket = self.dev.copy_to_host(y, self.host[t, ...])
-        if ticket is None:
-            if self.release is not None:
-                self.release(y)
-            return
-        self.inflight.append((ticket, y))
-        if len(self.inflight) > self.depth:
-            self._retire(wait_host=False)
-
-    def _retire(self, wait_host: bool) -> None:
-        ticket, y = self.inflight.popleft()
-        if wait_host:   # (the host reads the rows next: every copy must be done)
-            self.dev.wait_host(ticket)
-        self.dev.wait(ticket)   # (the compute stream: y's buffer may be reused after this)
-        if self.release is not None:
-            self.release(y)
+        self.send(y, self.host[t, ...])
 
     def finish(self, steps: int, row_shape, dtype) -> HostValue:
         """The host array as a HostValue once every copy is done; rows past `steps` (a loop

@@ -158,7 +158,36 @@ class FedRows(SavedStack):
 
 
 # --- offload ----------------------------------------------------------------------------------
-class OffloadWriter:
+class RowCopies:
+    """Rows on their way to host memory: with asynchronous copies at most `depth` in flight,
+    each device row released (`release`) once its copy is done. The base of OffloadWriter and
+    of host_outputs.OutputWriter."""
+
+    def __init__(self, dev, depth: int, release):
+        self.dev, self.depth, self.release = dev, max(1, depth), release
+        self.inflight: deque = deque()
+
+    def send(self, r, dst) -> None:
+        """dst[...] = r (a host row), r released once the copy is done."""
+        ticket = self.dev.copy_to_host(r, dst)
+        if ticket is None:
+            if self.release is not None:
+                self.release(r)
+            return
+        self.inflight.append((ticket, r))
+        if len(self.inflight) > self.depth:
+            self._retire()
+
+    def _retire(self, wait_host: bool = False) -> None:
+        ticket, r = self.inflight.popleft()
+        if wait_host:   # (the host reads the rows next: the copy must be done)
+            self.dev.wait_host(ticket)
+        self.dev.wait(ticket)   # the compute stream (not the host) waits for the copy
+        if self.release is not None:
+            self.release(r)
+
+
+class OffloadWriter(RowCopies):
     """Copies one residual's rows to a host stack as the forward loop produces them.
 
     `n`: rows to reserve (None: unknown, rows are allocated one at a time). With asynchronous
@@ -166,12 +195,12 @@ class OffloadWriter:
     """
 
     def __init__(self, dev, n, depth, release, name, host_budget=None, owner="", direct=False):
-        self.dev, self.n, self.depth, self.release, self.name = dev, n, max(1, depth), release, name
+        super().__init__(dev, depth, release)
+        self.n, self.name = n, name
         self.direct = direct   # the stack's reads return host rows in place (OffloadedStack)
         self.owner = owner   # how errors name the loop saving it (Node.describe())
         self.host_budget = host_budget   # pinned host bytes the device may take (dev.host_stack)
         self.rows = None
-        self.inflight: deque = deque()
 
     def put(self, t: int, r) -> None:
         dev = self.dev
@@ -188,20 +217,7 @@ class OffloadWriter:
         except OutOfMemoryError as e:   # (the device does not know which stack it was for)
             raise OutOfMemoryError(f"offloading the saved stack {self.name} of "
                                    f"{self.owner or 'a loop'}: {e}") from None
-        ticket = dev.copy_to_host(r, dst)
-        if ticket is None:
-            if self.release is not None:
-                self.release(r)
-            return
-        self.inflight.append((ticket, r))
-        if len(self.inflight) > self.depth:
-            self._retire()
-
-    def _retire(self) -> None:
-        ticket, r = self.inflight.popleft()
-        self.dev.wait(ticket)   # the compute stream (not the host) waits for the copy
-        if self.release is not None:
-            self.release(r)
+        self.send(r, dst)
 
     def finish(self, steps: int, descending: bool, depth: int) -> "OffloadedStack":
         while self.inflight:
