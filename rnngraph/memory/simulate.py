@@ -13,10 +13,10 @@ states the replay holds there). Fed sequences left on the host take no bytes but
 row buffer in each loop reading them.
 
 A device profile may say more about its allocator (memory/costs.py): buffers round up to its
-`alloc_granularity`; with `reuse_list_resident`, the prefetch and replay buffers that passes
-hand back to the device's reuse list stay allocated, so from the second run on they take their
-bytes for the whole run (counted so: a first run peaks lower); `workspace_bytes` are held
-throughout.
+`alloc_granularity`; with `reuse_list_resident`, the prefetch, replay and gather buffers that
+loops hand back to the device's reuse list stay allocated, so from the second run on they take
+their bytes for the whole run (counted so: a first run peaks lower); `workspace_bytes` are
+held throughout.
 """
 from __future__ import annotations
 
@@ -257,6 +257,7 @@ class PeakModel:
         of a forward loop it reads (k rows, or one row under a binomial schedule)."""
         reading, ring = self._reads(sched, node, residual_of, choices)
         out = list(self._fed_rows(sched, node, choices, reading).values())
+        out += self._gather_buffers(sched, node)
         for fwd, rs in reading.items():
             fl = loop_layout(fwd, sched.needed_outputs(fwd))
             fchoice = rs[0][2]
@@ -269,6 +270,14 @@ class PeakModel:
                 out += [self._rounded(rows * (self.info.nbytes(fl.residual_value(i)) or 0))
                         for i in rec]
         return out
+
+    def _gather_buffers(self, sched, node) -> list:
+        """Bytes of each [min(C, n), ...] buffer chunked loop `node`'s epilogue gathers its
+        steps' rows into (runtime/loop_kernel.py: taken from the reuse list, given back)."""
+        layout = loop_layout(node, sched.needed_outputs(node))
+        if not layout.chunked or not self.info.steps.get(node):
+            return []
+        return [self.nbytes(p) for p in layout.body.params.get("gathered", [])]
 
     def _reads(self, sched, node, residual_of, choices):
         """({forward loop: [(forward loop, residual index, LoopChoice)]} for the offloaded and
@@ -471,6 +480,8 @@ class PeakModel:
             # (a replay's cut: the states its own cuts hold, the other replays' at most)
             cut = {k_: max([moments[k_] - by_loop.get((f, k_), 0) + b_ for f, b_ in v],
                            default=0) + block for k_, v in cut_at.items()}
+            if resident:   # (the gather buffers are the reuse list's, counted all along)
+                gathers = 0
             m.bump(what=node, extra=stacks + ckpt + carried_bytes + extra + gathers + max(
                 moments["first"] + step, cut["first"],
                 moments["end first"] + block + epi_peak,
