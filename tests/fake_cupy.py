@@ -3,7 +3,7 @@
 `FakeCupy()` is a module object offering the part of CuPy's API that CupyDevice uses, so the
 real class runs on it (`CupyDevice(xp=FakeCupy())`) and the tests read back:
 
-  log           every stream and event operation, copy, pinned allocation and host read, in
+  events        every stream and event operation, copy, pinned allocation and host read, in
                 order: ("record", event, stream), ("wait_event", stream, event),
                 ("memcpy", stream, kind, nbytes, device buffer), ("host_sync", what),
                 ("host_read", what), ("read", device buffer) (a kernel reads it: every ufunc
@@ -158,22 +158,22 @@ class FakeEvent:
         self.position = 0        # how many of that stream's queued operations precede it
         self.records = 0         # times recorded
         fake.events_made += 1
-        fake.log.append(("event_new", self.id))
+        fake.events.append(("event_new", self.id))
 
     def record(self, stream=None):
         stream = stream or self.fake.cuda.get_current_stream()
         self.stream, self.position = stream, stream.enqueued
         self.records += 1
-        self.fake.log.append(("record", self.id, stream.name))
+        self.fake.events.append(("record", self.id, stream.name))
 
     def synchronize(self):
-        self.fake.log.append(("host_sync", "event.synchronize"))
+        self.fake.events.append(("host_sync", "event.synchronize"))
         if self.stream is not None:
             self.stream.run_until(self.position)
 
     @property
     def done(self):
-        self.fake.log.append(("query", self.id))
+        self.fake.events.append(("query", self.id))
         return self.stream is None or self.stream.done >= self.position
 
 
@@ -199,7 +199,7 @@ class FakeStream:
             self.done += 1
 
     def wait_event(self, event):
-        self.fake.log.append(("wait_event", self.name, event.id))
+        self.fake.events.append(("wait_event", self.name, event.id))
         if event.stream is None or event.stream is self:
             return
         if self.eager:       # the compute stream "runs" now: what it waits for must be done
@@ -209,7 +209,7 @@ class FakeStream:
             self.enqueue(lambda: src.run_until(pos))
 
     def synchronize(self):
-        self.fake.log.append(("host_sync", f"{self.name}.synchronize"))
+        self.fake.events.append(("host_sync", f"{self.name}.synchronize"))
         self.run_until(self.enqueued)
 
 
@@ -234,7 +234,7 @@ class _Runtime:
         host_ref = fake._owner(host, hspan * (height - 1) + width, fake._pinned)
         if dev_ref is None:
             raise AssertionError(f"memcpy: {dev:#x} is not in a live device buffer")
-        fake.log.append(("memcpy", s.name, "D2H" if kind == DEVICE_TO_HOST else "H2D", nbytes,
+        fake.events.append(("memcpy", s.name, "D2H" if kind == DEVICE_TO_HOST else "H2D", nbytes,
                          dev_ref().ctypes.data))
         fake.copies.append((s.name, kind, nbytes))
 
@@ -245,7 +245,7 @@ class _Runtime:
             for r in range(height):
                 ctypes.memmove(dst + r * dpitch, src + r * spitch, width)
         if host_ref is None:   # pageable memory: CUDA copies it synchronously
-            fake.log.append(("host_sync", "pageable memcpy"))
+            fake.events.append(("host_sync", "pageable memcpy"))
             s.run_until(s.enqueued)
             run()
             return
@@ -267,7 +267,7 @@ class FakeCupy(types.ModuleType):
     def __init__(self, compute_capability: str = "90"):
         super().__init__("fake_cupy")
         self.compute_capability = compute_capability
-        self.log: list = []
+        self.events: list = []
         self.copies: list = []
         self.events_made = 0
         self.streams_made = 0
@@ -289,13 +289,13 @@ class FakeCupy(types.ModuleType):
             fake.streams_made += 1
             s = FakeStream(fake, f"stream{fake.streams_made}", 1000 + fake.streams_made)
             fake._streams[s.ptr] = s
-            fake.log.append(("stream_new", s.name))
+            fake.events.append(("stream_new", s.name))
             return s
 
         def alloc_pinned_memory(size):
             buf = np.empty(int(size), np.uint8)
             fake.pinned_allocs.append(int(size))
-            fake.log.append(("pinned_alloc", int(size)))
+            fake.events.append(("pinned_alloc", int(size)))
             fake._track(buf, fake._pinned, "pinned")
             return buf
 
@@ -310,14 +310,14 @@ class FakeCupy(types.ModuleType):
 
     # --- what the tests read --------------------------------------------------------------------
     def count(self, kind: str) -> int:
-        return sum(1 for e in self.log if e[0] == kind)
+        return sum(1 for e in self.events if e[0] == kind)
 
     def mark(self) -> int:
         """A position in the log (to look at what happened after it)."""
-        return len(self.log)
+        return len(self.events)
 
     def since(self, position: int) -> list:
-        return self.log[position:]
+        return self.events[position:]
 
     # --- arrays ---------------------------------------------------------------------------------
     def _wrap(self, x):
@@ -351,7 +351,7 @@ class FakeCupy(types.ModuleType):
             if isinstance(x, self.ndarray):
                 ref = self._owner(x.ctypes.data, max(x.nbytes, 1), self._device)
                 if ref is not None:
-                    self.log.append(("read", ref().ctypes.data))
+                    self.events.append(("read", ref().ctypes.data))
 
     def buffer_of(self, a) -> int | None:
         """The start address of the live device buffer holding array `a` (as logged)."""
@@ -359,7 +359,7 @@ class FakeCupy(types.ModuleType):
         return None if ref is None else ref().ctypes.data
 
     def _host_read(self, what, a):
-        self.log.append(("host_read", what, tuple(getattr(a, "shape", ()))))
+        self.events.append(("host_read", what, tuple(getattr(a, "shape", ()))))
 
     # --- buffer registry ------------------------------------------------------------------------
     def _register_device(self, root) -> None:

@@ -64,9 +64,9 @@ def test_offloaded_lstm_gives_the_cpu_results():
     assert {s.placement for s in plan.saved} == {"host"} and plan.loops[0].prefetch_depth >= 2
     got = sess.run(f, fd, report=True)
     close(got, rg.Session(g).run(f, fd))
-    kinds = [e[2] for e in fake.log if e[0] == "memcpy"]
+    kinds = [e[2] for e in fake.events if e[0] == "memcpy"]
     assert kinds.count("D2H") == kinds.count("H2D") == 120 * len(plan.saved)
-    streams = {e[1] for e in fake.log if e[0] == "memcpy"}
+    streams = {e[1] for e in fake.events if e[0] == "memcpy"}
     assert streams == {"stream1"}                  # the side stream, never the compute stream
     saved = sum(s.total_bytes for s in plan.saved)
     assert sess.last_run_report.bytes_to_host == saved == sess.last_run_report.bytes_to_device
@@ -486,7 +486,7 @@ def test_a_fetched_output_goes_to_pinned_host_memory_row_by_row(lengths):
     plan = sess.memory_plan(fetches, fd)
     assert plan.fits and plan.host_outputs and plan.host_outputs[0][0] == "rnn/Transpose_1"
     sess.run(fetches, fd)            # the first run fills the device's reuse list
-    fake.log.clear()
+    fake.events.clear()
     fake.reset_peaks()
     got = sess.run(fetches, fd, report=True)
     assert abs(sess.last_run_report.peak_bytes - plan.predicted_peak) <= 512
@@ -494,7 +494,7 @@ def test_a_fetched_output_goes_to_pinned_host_memory_row_by_row(lengths):
     # model does not shows: the same with host outputs off, at that program's floor)
     assert 0 <= fake.device_peak - plan.predicted_peak <= 16 << 10
     assert sess.last_run_report.peak_bytes <= budget
-    y_rows = [e for e in fake.log if e[0] == "memcpy" and e[2] == "D2H" and e[3] == 4 * 32 * 4]
+    y_rows = [e for e in fake.events if e[0] == "memcpy" and e[2] == "D2H" and e[3] == 4 * 32 * 4]
     assert len(y_rows) >= 300 and {e[1] for e in y_rows} == {"stream1"}
     want = rg.Session(g).run(fetches, fd)
     close(got, want)
