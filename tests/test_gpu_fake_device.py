@@ -344,6 +344,32 @@ def test_the_byte_model_with_chunked_sequence_passes(strategy):
     close(got, rg.Session(g).run(f, fd))
 
 
+def test_the_reuse_list_keeps_buffers_by_the_size_asked_for():
+    """A bidirectional RNN with sequence lengths, offloaded: its backward loops take row
+    buffers of 32, 192, 256 and 512 bytes from the reuse list, which keeps them apart (by
+    exact size) though the pool rounds each to 512; the model merged them (2,560 B below)."""
+    B, T = 4, 60
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [B, None, 3], name="X")
+        S = rg.placeholder(rg.int32, [B], name="S")
+        (fw, bw), _ = rg.nn.bidirectional_dynamic_rnn(
+            rg.nn.LSTMCell(16), rg.nn.GRUCell(16), X, sequence_length=S, dtype=rg.float32)
+        loss = rg.reduce_sum(fw * fw) + rg.reduce_sum(bw * bw)
+        f = [loss] + rg.gradients(loss, rg.global_variables())
+    fd = {X: np.random.RandomState(0).randn(B, T, 3).astype(np.float32),
+          S: np.array([T, 3, 1, T - 5], np.int32)}
+    fake, dev = fake_gpu(chunk_bytes=1 << 12)
+    keep_all = rg.Session(g, device=dev).memory_plan(f, fd).keep_all_peak
+    sess = rg.Session(g, device=dev, memory_budget=keep_all // 4, memory_strategy="offload")
+    plan = sess.memory_plan(f, fd)
+    assert plan.fits and {s.placement for s in plan.saved} == {"host"}
+    sess.run(f, fd)
+    got = sess.run(f, fd, report=True)
+    assert sess.last_run_report.peak_bytes == plan.predicted_peak
+    close(got, rg.Session(g).run(f, fd))
+
+
 def test_the_cublas_workspace_counts_towards_the_budget():
     g, X, f = lstm_graph(batch=4, hidden=16)
     shapes = {X: (4, 50, 16)}

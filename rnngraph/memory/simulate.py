@@ -251,24 +251,26 @@ class PeakModel:
         return hit
 
     def _reuse_buffers(self, sched, node, residual_of, choices) -> list:
-        """Bytes of each buffer loop `node` takes from the device's reuse list while it runs:
-        `prefetch_depth` row buffers per offloaded residual its steps read (a chunk block is
-        copied from the host rows past them), and one replay buffer per recomputed residual
-        of a forward loop it reads (k rows, or one row under a binomial schedule)."""
+        """Bytes of each buffer loop `node` takes from the device's reuse list while it runs,
+        as asked for (the list keeps buffers by their exact size, rounded up when allocated):
+        a row buffer per fed sequence left on the host it reads, `prefetch_depth` row buffers
+        per offloaded residual its steps read (a chunk block is copied from the host rows past
+        them), one replay buffer per recomputed residual of a forward loop it reads (k rows,
+        or one row under a binomial schedule), and a chunked loop's gather buffers."""
+        size = self.info.nbytes
         reading, ring = self._reads(sched, node, residual_of, choices)
-        out = list(self._fed_rows(sched, node, choices, reading).values())
+        out = list(self._fed_rows(sched, node, choices, reading, size).values())
         out += self._gather_buffers(sched, node)
         for fwd, rs in reading.items():
             fl = loop_layout(fwd, sched.needed_outputs(fwd))
             fchoice = rs[0][2]
             for i in dict.fromkeys(i for _, i, _ in rs):
                 if fchoice.placements.get(i, DEVICE) == HOST and (fwd, i) in ring:
-                    out += [self.row_bytes(fl, i)] * max(1, fchoice.prefetch_depth)
+                    out += [size(fl.residual_value(i)) or 0] * max(1, fchoice.prefetch_depth)
             rec = [i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE]
             if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
                 rows = 1 if fchoice.slots else max(1, fchoice.checkpoint_every)
-                out += [self._rounded(rows * (self.info.nbytes(fl.residual_value(i)) or 0))
-                        for i in rec]
+                out += [rows * (size(fl.residual_value(i)) or 0) for i in rec]
         return out
 
     def _gather_buffers(self, sched, node) -> list:
@@ -277,7 +279,7 @@ class PeakModel:
         layout = loop_layout(node, sched.needed_outputs(node))
         if not layout.chunked or not self.info.steps.get(node):
             return []
-        return [self.nbytes(p) for p in layout.body.params.get("gathered", [])]
+        return [self.info.nbytes(p) or 0 for p in layout.body.params.get("gathered", [])]
 
     def _reads(self, sched, node, residual_of, choices):
         """({forward loop: [(forward loop, residual index, LoopChoice)]} for the offloaded and
@@ -304,14 +306,16 @@ class PeakModel:
                 reading.setdefault(r[0], []).append(r)
         return reading, ring
 
-    def _fed_rows(self, sched, node, choices, reading) -> dict:
+    def _fed_rows(self, sched, node, choices, reading, size=None) -> dict:
         """{fed value: bytes of one row} for the fed sequences left on the host
         (passes/host_sequences.py) whose rows loop `node` holds while it runs: one row
         buffer per sequence its steps read (a cursor of its own), and one per sequence the
         replay of a forward loop it reads recomputed residuals of slices (that loop's cursor:
         a replay slices every sequence of its loop, runtime/residuals.py's Replayer).
         A chunk block is copied into a new array while the chunk prologue runs, uncounted
-        like the blocks of offloaded residuals."""
+        like the blocks of offloaded residuals. `size`: a Value's bytes (default: rounded as
+        the device allocates)."""
+        size = size or self.nbytes
         host = sched.host_values()
         if not host:
             return {}
@@ -332,7 +336,7 @@ class PeakModel:
             vs = loop.op.in_ports().split(loop.inputs)["sequence"]
             for v, p, r in zip(vs, params, reads):
                 if r and v.node.op.name == "host_rows" and v.node.inputs[0] in host:
-                    out[(loop, v)] = self.nbytes(p)
+                    out[(loop, v)] = size(p) or 0
         return out
 
     def step_reads(self, node, layout, idx: tuple) -> list:
@@ -350,8 +354,9 @@ class PeakModel:
         return hit
 
     def _reuse_list_bytes(self, sched, residual_of, choices) -> int:
-        """What the reuse list holds once a run is over: per buffer size, as many buffers as
-        the loop needing most of them at once (a later loop takes an earlier one's)."""
+        """What the reuse list holds once a run is over: per buffer size asked for, as many
+        buffers as the loop needing most of them at once (a later loop takes an earlier
+        one's), each as the device rounds it."""
         most: dict = {}
         for node in sched.nodes:
             if node.op.subgraphs():
@@ -360,7 +365,7 @@ class PeakModel:
                     count[b] = count.get(b, 0) + 1
                 for b, c in count.items():
                     most[b] = max(most.get(b, 0), c)
-        return sum(b * c for b, c in most.items())
+        return sum(self._rounded(b) * c for b, c in most.items())
 
     def _residual_index(self, sched: Schedule, choices: dict) -> dict:
         """Outer residual Value -> (forward loop node, residual index, LoopChoice)."""
