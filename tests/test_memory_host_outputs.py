@@ -254,3 +254,218 @@ def test_a_loaded_mark_something_new_reads_goes_even_with_the_passes_off(tmp_pat
     kept = rg.Session(saved.graph, device=SimulatedDevice(), passes=False)
     kept.run(outs, values)   # (nothing new reads it: the mark stays)
     assert any(n.op.host_outputs for n in _loops(_program(kept).graph))
+
+
+# --- read back a row per step by a later loop -----------------------------------------------------
+def _concat(T=12, lengths=True, time_major=False, B=4, H=5, I=3, V=7, dtype=rg.float32):
+    from test_memory_stream_bidir import _model
+    return _model(T, B, H, I, lengths, time_major, head="concat", V=V, dtype=dtype)[:3]
+
+
+def _host_rows_read_by_loops(graph):
+    """{host_rows node name: the names of the loops reading it} of the nodes that read a
+    loop's host output (not a fed value)."""
+    out = {}
+    for n in graph.nodes:
+        if n.op.name == "host_rows" and n.inputs[0].node.op.name != "placeholder":
+            out[n.name] = sorted(r.name for r in graph.nodes if r.op.name == "loop" and
+                                 any(x is n.outputs[0] for x in r.inputs))
+    return out
+
+
+@pytest.mark.parametrize("lengths,time_major", [(False, False), (True, False), (False, True),
+                                                (True, True)])
+def test_a_head_over_both_directions_reads_the_forward_rows_from_the_host(lengths, time_major):
+    """concat([fw, bw], -1) under a dense head and a cross-entropy: the backward direction's
+    loop reads the forward direction's outputs a row per step, and stacks the forward
+    direction's gradient rows for that direction's gradient loop. Both stacks are written to
+    host memory and read back through host_rows nodes (the reversals, transposes and row
+    orders on the way run on the host), against NumPy and the run keeping them whole."""
+    from test_memory_stream_concat import _numpy_concat_head
+    g, fetches, fd = _concat(lengths=lengths, time_major=time_major)
+    sess = rg.Session(g, device=SimulatedDevice(), passes=HOST)
+    got = sess.run(fetches, fd)
+    graph = _program(sess).graph
+    assert _marked(sess) == [(0,), (0,)]
+    routed = _host_rows_read_by_loops(graph)
+    assert sorted(routed.values()) == [["bidirectional_rnn/bw/while"],
+                                       ["gradients/bidirectional_rnn/fw/while_grad"]], routed
+    want = _numpy_concat_head(fd, [sess.run(v) for v in g.collections["variables"]],
+                              time_major)
+    _close(got, want, rtol=2e-5)
+    kept = rg.Session(g, device=SimulatedDevice(), passes={**HOST, "host_outputs": False})
+    _close(got, kept.run(fetches, fd), rtol=1e-6)
+
+
+def test_host_rows_gradients_match_finite_differences():
+    """float64, with lengths: d loss / d X through both host stacks against central
+    differences of the loss, every entry."""
+    from test_memory_embedding_bidir import numeric_grad
+    g, fetches, fd = _concat(T=5, B=3, H=3, I=2, V=4, dtype=rg.float64)
+    sess = rg.Session(g, device=SimulatedDevice(), passes=HOST)
+    out = sess.run(fetches, fd)
+    assert _marked(sess) == [(0,), (0,)]
+    X = next(k for k in fd if k.node.name == "X")
+    np.testing.assert_allclose(out[-1], numeric_grad(sess, fetches[0], fd, X, fd[X]),
+                               rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("lengths", [False, True])
+def test_the_concat_head_fits_below_its_stacks(lengths):
+    """T=60: the smallest budget a plan fits falls by most of the two [T, B, H] stacks the
+    device held (the forward outputs and their gradient rows); at that budget the plan writes
+    both to the host, runs within it as predicted, with the unconstrained values."""
+    T, B, H = 60, 8, 16
+    g, fetches, fd = _concat(T=T, B=B, H=H, I=4, V=24, lengths=lengths)
+
+    def floor(**passes):
+        return rg.Session(g, device=SimulatedDevice(), memory_budget=1, passes=passes or True,
+                          memory_strategy="offload").memory_plan(fetches, fd).min_budget
+    kept, budget = floor(host_outputs=False), floor()
+    stack = T * B * H * 4
+    assert budget <= kept - 1.5 * stack, (budget, kept, stack)
+    sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget,
+                      memory_strategy="offload")
+    plan = sess.memory_plan(fetches, fd)
+    assert plan.fits and "host_outputs" in plan.passes_on, str(plan)
+    assert sorted(b for _, b in plan.host_outputs) == [stack, stack], plan.host_outputs
+    # (the host arrays the run holds count against host_budget: the offloaded saved tensors
+    # and the outputs the backward loops read, with their reordered copies at times)
+    offloaded = sum(s.total_bytes for s in plan.saved if s.placement == "host")
+    assert plan.host_bytes >= offloaded + 2 * stack, (plan.host_bytes, offloaded, stack)
+    got = run_planned(sess, plan, budget, "offload", g, fetches, fd)
+    _close(got, rg.Session(g).run(fetches, fd), rtol=1e-5)
+    short = rg.Session(g, device=SimulatedDevice(), memory_budget=budget,
+                       host_budget=plan.host_bytes - 1, memory_strategy="offload")
+    assert not short.memory_plan(fetches, fd).fits
+
+
+def test_a_host_rows_program_saves_and_reruns(tmp_path):
+    """The routed program (marks and host_rows nodes) saved, read back, checked and run: the
+    same values bit for bit."""
+    g, fetches, fd = _concat(T=8)
+    sess = rg.Session(g, device=SimulatedDevice(), passes=HOST)
+    sess.run(fetches, fd)
+    assert len(_host_rows_read_by_loops(_program(sess).graph)) == 2
+    rerun_saved(sess, g, fetches, fd, tmp_path)
+
+
+def test_a_loop_reading_a_host_output_without_host_rows_is_refused():
+    """A marked output a loop reads directly (its host_rows node bypassed by hand): the loop
+    cannot read a host array; verification says so, naming the loop."""
+    g, fetches, fd = _concat(T=6)
+    sess = rg.Session(g, device=SimulatedDevice(), passes=HOST)
+    sess.run(fetches, fd)
+    graph = _program(sess).graph
+    rows = next(n for n in graph.nodes if n.op.name == "host_rows"
+                and n.inputs[0].node.op.name != "placeholder")
+    rg.verify(graph)
+    for r in graph.nodes:
+        r.inputs = [rows.inputs[0] if x is rows.outputs[0] else x for x in r.inputs]
+    with pytest.raises(VerificationError, match="reaches loop node .*cannot read host memory"):
+        rg.verify(graph)
+
+
+def test_a_host_output_on_the_fake_gpu_goes_to_the_host_and_comes_back():
+    """On the CuPy device (the fake CuPy of tests/fake_cupy.py): the forward outputs and
+    their gradient rows go to pinned host memory row by row, and come back a row per step
+    (from the copies the reorderings make on the host: pageable, a synchronous copy each);
+    the values are the CPU's, and the device makes fewer [T, B, H] buffers than with the
+    stacks kept: not the two stacks, nor the copies their reversals, transposes and row
+    orders make (the saved tensors, not planned here, are such stacks too)."""
+    from test_gpu_fake_device import fake_gpu
+    T, B, H = 10, 4, 5
+    g, fetches, fd = _concat(T=T, B=B, H=H)
+    want = rg.Session(g).run(fetches, fd)
+    stacks = {}
+    for on in (True, False):
+        fake, dev = fake_gpu()
+        sizes = []
+        track = fake._track
+
+        def spy(buf, registry, kind, sizes=sizes, track=track):
+            if kind == "device":
+                sizes.append(buf.nbytes)
+            track(buf, registry, kind)
+        fake._track = spy
+        got = rg.Session(g, device=dev, passes={**HOST, "host_outputs": on}).run(fetches, fd)
+        _close(got, want, rtol=2e-5)
+        stacks[on] = sizes.count(T * B * H * 4)
+        if on:
+            assert fake.pinned_peak >= 2 * T * B * H * 4
+    assert stacks[True] <= stacks[False] - 2, stacks
+
+
+def _two_layers(T=40, B=4, H=8, I=3):
+    """Two dynamic_rnn layers, time-major: the second reads the first's outputs a row per step
+    (and its gradient loop does again), the loss streams past the second's."""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [None, B, I], name="X")
+        with rg.variable_scope("l1"):
+            y1, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), X, dtype=rg.float32, time_major=True)
+        with rg.variable_scope("l2"):
+            y2, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), y1, dtype=rg.float32, time_major=True)
+        loss = rg.reduce_sum(y2 * y2)
+        fetches = [loss] + rg.gradients(loss, rg.global_variables() + [X])
+    return g, fetches, {X: np.random.RandomState(0).randn(T, B, I).astype(np.float32)}
+
+
+def test_the_plans_host_bytes_count_the_host_arrays_loops_read(monkeypatch):
+    """A second layer reading the first's outputs from the host, its gradient loop writing the
+    first's output gradient there while still reading them: both host arrays are alive at
+    once, and the plan's host bytes hold exactly that beyond the offloaded saved tensors
+    (the host arrays counted as the run makes and drops them)."""
+    import weakref
+    from rnngraph.runtime import transfer
+    live, seen = {}, {"cur": 0, "peak": 0}
+    made = transfer.HostValue.__init__
+
+    def counted(self, dev, host, name, ticket=None, owned=True):
+        made(self, dev, host, name, ticket, owned)
+        base = host
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        if owned or id(base) in live:   # (an offloaded value's buffer: the host pool's)
+            return
+        live[id(base)] = base.nbytes
+        seen["cur"] += base.nbytes
+        seen["peak"] = max(seen["peak"], seen["cur"])
+
+        def gone(k=id(base)):
+            seen["cur"] -= live.pop(k)
+        weakref.finalize(base, gone)
+    monkeypatch.setattr(transfer.HostValue, "__init__", counted)
+    g, fetches, fd = _two_layers()
+    budget = rg.Session(g, device=SimulatedDevice(), memory_budget=1).memory_plan(
+        fetches, fd).min_budget
+    sess = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget)
+    plan = sess.memory_plan(fetches, fd)
+    assert plan.fits and len(plan.host_outputs) == 3, plan.host_outputs
+    got = sess.run(fetches, fd)
+    offloaded = sum(s.total_bytes for s in plan.saved if s.placement == "host")
+    stack = 40 * 4 * 8 * 4
+    assert seen["peak"] == 2 * stack
+    assert plan.host_bytes - offloaded == seen["peak"], (plan.host_bytes, offloaded, seen)
+    _close(got, rg.Session(g).run(fetches, fd), rtol=2e-5)
+
+
+def test_a_loaded_mark_on_an_output_the_caller_feeds_is_a_device_value(tmp_path):
+    """A saved routed program run with passes=False (the marks kept: nothing new reads the
+    outputs), the forward direction's output fed: the reversal and row orders then work on
+    the fed device array, and the peak model counts them so (predicted = measured)."""
+    T = 40
+    g, fetches, fd = _concat(T=T, B=4, H=16, lengths=False)
+    sess = rg.Session(g, device=SimulatedDevice(), passes=HOST)
+    sess.run(fetches, fd)
+    saved, outs, values = _saved(sess, g, fetches, fd, tmp_path)
+    loop = next(n for n in saved.graph.nodes if n.name == "bidirectional_rnn/fw/while")
+    y = loop.op.out_ports().split(loop.outputs)["output"][loop.op.host_outputs[0]]
+    values[y] = np.random.RandomState(3).randn(T, 4, 16).astype(np.float32)
+    again = rg.Session(saved.graph, device=SimulatedDevice(capacity=10**8),
+                       memory_budget=10**8, passes=False)
+    plan = again.memory_plan(outs, values)
+    got = again.run(outs, values)
+    assert loop.op.host_outputs and any(n.op.host_outputs for n in _loops(_program(again).graph))
+    assert again.last_run_report.peak_bytes == plan.predicted_peak
+    _close(got, rg.Session(saved.graph, passes=False).run(outs, values), rtol=1e-6)

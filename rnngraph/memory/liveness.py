@@ -137,16 +137,19 @@ class Schedule:
     def host_stacks(self) -> frozenset:
         """Values in host memory that no input is: the stacked outputs loops write to the host
         (their `host_outputs`, passes/host_outputs.py), and what layout ops (HOST_LAYOUT: the
-        transposes and row reorderings on the way to the fetch) make of them there."""
+        transposes, row reorderings and reversals on the way to a fetch or to the host_rows
+        node a later loop reads them through) make of them there. A value fed in place of one
+        is the caller's device array, and so is what is made of it."""
         hit = self.__dict__.get("_host_stacks")
         if hit is None:
             hit = set()
             for n in self.nodes:
                 if getattr(n.op, "host_outputs", ()):
                     outs = n.op.out_ports().split(n.outputs)["output"]
-                    hit.update(outs[i] for i in n.op.host_outputs)
+                    hit.update(outs[i] for i in n.op.host_outputs
+                               if outs[i] not in self.scratch)
                 elif isinstance(n.op, HOST_LAYOUT) and n.inputs and n.inputs[0] in hit:
-                    hit.update(n.outputs)
+                    hit.update(v for v in n.outputs if v not in self.scratch)
             hit = self._host_stacks = frozenset(hit)
         return hit
 

@@ -462,7 +462,7 @@ class MemoryPlan:
                          "in the backward loop, so no [T, ...] input or input gradient is made")
         if self.host_outputs:
             outs = ", ".join(f"{name} ({fmt_bytes(b)})" for name, b in self.host_outputs)
-            lines.append(f"fetched loop outputs written to host memory a row at a time as the "
+            lines.append(f"loop outputs written to host memory a row at a time as the "
                          f"steps make them (host_outputs), not stacked on the device: {outs}")
         sliced = {s.name.rpartition(":")[0] for s in self.spilled if s.op == "placeholder"}
         rows = [(name, b) for name, b in self.host_fed if name not in sliced]

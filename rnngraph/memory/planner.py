@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ops.loop import host_chain
 from .accounting import fmt_bytes
 from .checkpoints import BinomialEvery
 from .costs import CPU_PROFILE, DeviceProfile, offload_time, recompute_time
@@ -31,7 +32,7 @@ from .liveness import Schedule
 from .loops import DEVICE, HOST, RECOMPUTE, loop_layout
 from .plan import LoopPlan, MemoryPlan, SavedTensor, _differs, _origin_of
 from .shapes import infer_shapes
-from .simulate import LoopChoice, PeakModel, binomial_schedule
+from .simulate import LoopChoice, PeakModel, binomial_schedule, host_output_peak
 
 MAX_GROUPS = 8           # residuals are decided in at most this many groups (3**8 assignments)
 
@@ -86,8 +87,11 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
     def total_time(s):
         return sum(lp.options[s[lp.node]].time for lp in loops)
 
+    # (host arrays of loop outputs the run holds and the caller does not keep: any choice's)
+    outputs_host = host_output_peak(schedule, lambda v: info.nbytes(v) or 0)
+
     def host_of(s):
-        return sum(lp.options[s[lp.node]].host for lp in loops)
+        return outputs_host + sum(lp.options[s[lp.node]].host for lp in loops)
 
     peaks: dict = {}   # the options chosen, per loop -> predicted peak (a move tried again)
     shared = _shared_peaks(schedule, feed_types, profile)
@@ -158,6 +162,7 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
     plans = [_loop_plan(lp, lp.options[sel[lp.node]], info) for lp in loops]
     chunk, per_step = _chunks(schedule, model)
     host_fed, fed_time = _host_fed(schedule, model, profile)
+    fed_time += _host_output_time(schedule, model, profile)
     return MemoryPlan(device=device, budget=budget, loops=plans, predicted_peak=peak,
                       keep_all_peak=keep_all, extra_time=total_time(sel) + fed_time,
                       host_fed=host_fed, host_outputs=_host_outputs(schedule, model),
@@ -231,9 +236,30 @@ def _host_fed(schedule: Schedule, model: PeakModel, profile: DeviceProfile) -> t
     return tuple(fed), seconds
 
 
+def _host_output_time(schedule: Schedule, model: PeakModel, profile: DeviceProfile) -> float:
+    """The copies loop outputs written to host memory cost beyond a fetch's: an output no
+    fetch receives goes to the host, and each loop reading one (host_rows) brings it back."""
+    host, fetched = schedule.host_stacks(), set(schedule.outputs)
+    readers: dict = {}
+    for n in schedule.nodes:
+        for x in n.inputs:
+            readers.setdefault(x, []).append(n)
+    seconds = 0.0
+    for node in schedule.nodes:
+        for i in getattr(node.op, "host_outputs", ()):
+            v = node.op.out_ports().split(node.outputs)["output"][i]
+            if v in host and not any(u in fetched for u in host_chain(v, readers)[0]):
+                seconds += profile.transfer_time(model.info.nbytes(v) or 0, 0)
+        if node.op.name == "host_rows" and node.inputs[0] in host:
+            loops = sum(1 for n in readers.get(node.outputs[0], []) if n.op.subgraphs())
+            seconds += loops * profile.transfer_time(0, model.info.nbytes(node.outputs[0]) or 0)
+    return seconds
+
+
 def _host_outputs(schedule: Schedule, model: PeakModel) -> tuple:
     """(name, bytes) of each loop output written to host memory (passes/host_outputs.py),
-    named by the user's op of the value fetched from it (the plan's tables' names)."""
+    named by the user's op of the value fetched from it (the plan's tables' names), or of the
+    last value made from it on the way to the loop reading it."""
     host, fetched = schedule.host_stacks(), set(schedule.outputs)
     after = {n.inputs[0]: n.outputs[0] for n in schedule.nodes
              if n.outputs and n.outputs[0] in host and n.inputs and n.inputs[0] in host}

@@ -190,7 +190,8 @@ class PeakModel:
         for node, frees in zip(sched.nodes, sched.frees):
             if node.op.subgraphs():
                 self._loop(sched, node, m, key, held, choices, residual_of)
-            elif node.op.name == "host_rows" and node.inputs[0] in host_fed:
+            elif node.op.name == "host_rows" and (node.inputs[0] in host_fed or
+                                                  node.inputs[0] in host_stacks):
                 key[node.outputs[0]] = node.outputs[0]   # a handle on host rows: no bytes
                 m.retain(node.outputs[0], 0)
             elif node.op.name == "to_host" or node.outputs[0] in host_stacks:
@@ -236,8 +237,9 @@ class PeakModel:
         layouts = Layouts(self.info)
         for node in sched.nodes:
             if node.op.subgraphs() or node.op.name == "to_host" or \
-                    (node.op.name == "host_rows" and node.inputs[0] in host_fed) or \
-                    node.outputs and node.outputs[0] in sched.host_stacks():
+                    (node.op.name == "host_rows" and (node.inputs[0] in host_fed or
+                                                      node.inputs[0] in sched.host_stacks())) \
+                    or node.outputs and node.outputs[0] in sched.host_stacks():
                 continue
             srcs = []
             for j, v in enumerate(node.outputs):
@@ -308,7 +310,8 @@ class PeakModel:
 
     def _fed_rows(self, sched, node, choices, reading, size=None) -> dict:
         """{fed value: bytes of one row} for the fed sequences left on the host
-        (passes/host_sequences.py) whose rows loop `node` holds while it runs: one row
+        (passes/host_sequences.py), and the loop outputs written there that it reads
+        (passes/host_outputs.py), whose rows loop `node` holds while it runs: one row
         buffer per sequence its steps read (a cursor of its own), and one per sequence the
         replay of a forward loop it reads recomputed residuals of slices (that loop's cursor:
         a replay slices every sequence of its loop, runtime/residuals.py's Replayer).
@@ -316,7 +319,7 @@ class PeakModel:
         like the blocks of offloaded residuals. `size`: a Value's bytes (default: rounded as
         the device allocates)."""
         size = size or self.nbytes
-        host = sched.host_values()
+        host = sched.host_values() | sched.host_stacks()
         if not host:
             return {}
         out = {}
@@ -632,7 +635,7 @@ class PeakModel:
         n = self.info.steps.get(node) or 0
         if not layout.chunked or not n:
             return 0
-        host = sched.host_values()
+        host = sched.host_values() | sched.host_stacks()
         seqs = op.in_ports().split(node.inputs)["sequence"]
         params = op.body.params.get("sequence", [])
         rows = min(op.chunk_steps, n)
@@ -785,4 +788,39 @@ def spill_host_peak(sched: Schedule, nbytes) -> int:
             peak = max(peak, cur)
         for s in frees:   # (a scratch slot, a fed value's write: no value of the schedule's)
             cur -= live.pop(value_of_slot.get(s), 0)
+    return peak
+
+
+def host_output_peak(sched: Schedule, nbytes) -> int:
+    """The most host bytes the loop outputs `sched` writes to host memory (host_outputs,
+    passes/host_outputs.py) hold at once where the caller does not receive them: an output a
+    later loop reads, and the copies reorderings and reversals make of one on the way, each
+    from the node making it until no value still reads it (a transpose is a view of its
+    input, a host_rows node a handle on it: each keeps that array alive); `nbytes(value)`
+    sizes a value. A fetched array is the
+    caller's, held in any plan (a fetched view keeps its array to the end)."""
+    host, fetched = sched.host_stacks(), set(sched.outputs)
+    value_of_slot = {s: v for v, s in sched.slot.items()}
+    key: dict = {}    # Value -> the host array holding it
+    refs: dict = {}   # host array -> [values reading it, bytes]
+    cur = peak = 0
+    for node, frees in zip(sched.nodes, sched.frees):
+        for v in node.outputs:
+            if v not in host and not (node.op.name == "host_rows" and node.inputs[0] in key):
+                continue   # (host_rows: a handle the loops read the array through)
+            k = key.get(node.inputs[0]) if node.op.name in ("transpose", "host_rows") else None
+            if k is None:
+                if v in fetched:
+                    continue
+                k, refs[v] = v, [0, nbytes(v)]
+                cur += refs[v][1]
+            key[v] = k
+            refs[k][0] += 1
+        peak = max(peak, cur)
+        for s in frees:
+            k = key.pop(value_of_slot.get(s), None)
+            if k is not None:
+                refs[k][0] -= 1
+                if not refs[k][0]:
+                    cur -= refs.pop(k)[1]
     return peak

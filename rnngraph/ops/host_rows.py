@@ -1,4 +1,5 @@
-"""A fed sequence a memory plan leaves in host memory (passes/host_sequences.py).
+"""A fed sequence a memory plan leaves in host memory (passes/host_sequences.py), or a loop
+output written there that a later loop reads (passes/host_outputs.py: time axis 0, no perm).
 
   host_rows(x, time_axis, perm=None)  -> x with `time_axis` moved to the front: [T, ...], the
                                          way a loop reads a sequence input (dynamic_rnn's
@@ -7,9 +8,10 @@
                                          sort by sequence length)
 
 Its value is that transpose (and row reordering). What differs is where it lives: the
-runtime's kernel (runtime/fed_rows.py) leaves the fed array in host memory and hands the loops
-reading it a handle that copies one row (or one chunk block) to the device as a loop reads it,
-so a [B, T, ...] input or per-step target costs the device a row, not T of them.
+runtime's kernel (runtime/fed_rows.py) leaves the fed array (or the loop output's host array)
+in host memory and hands the loops reading it a handle that copies one row (or one chunk
+block) to the device as a loop reads it, so a [B, T, ...] input, per-step target or earlier
+loop's output costs the device a row, not T of them.
 """
 from __future__ import annotations
 

@@ -50,12 +50,14 @@ from ..nest import flatten, pack_as
 from .base import Op, apply, as_value
 from .loop_rows import row_layout
 from .misc import stop_gradient
+from .host_rows import HostRows
 from .rows import PermuteRows
-from .sequence import ReverseSequence
+from .sequence import CheckSteps, ReverseSequence
 from .shape import Dim, Transpose, concat, expand_dims, getitem
 
-# the layout ops a loop's host output may pass through on the way to the fetch (their first
-# input; the others are small device values: permutations, lengths): they run on the host array
+# the layout ops a loop's host output may pass through on the way to a fetch or a later loop
+# (their first input; the others are small device values: permutations, lengths): they run on
+# the host array
 HOST_LAYOUT = (Transpose, PermuteRows, ReverseSequence)
 
 IN_GROUPS = ("trip", "rows", "carried", "invariant", "sequence")
@@ -112,7 +114,8 @@ class Loop(Op):
         self.epilogue_carried = tuple(int(i) for i in epilogue_carried)
         self.epilogue_outputs = tuple(int(i) for i in epilogue_outputs)
         # the host_outputs pass's (declared, printed, saved): indices of the stacked outputs
-        # written to host memory row by row as the steps make them (only fetches read them)
+        # written to host memory row by row as the steps make them (only fetches, and later
+        # loops through host_rows nodes, read them)
         self.host_outputs = tuple(sorted(int(i) for i in host_outputs))
         self._vjp_cache: dict = {}
 
@@ -586,10 +589,14 @@ def lax_scan(fn, init, xs, reverse=False, length=None, name="scan"):
     return final[0] if one_carry else final, ys[0] if one_y else ys
 
 
-def host_chain(v, readers: dict) -> tuple:
+def host_chain(v, readers: dict, loops: list | None = None) -> tuple:
     """(the values v reaches through HOST_LAYOUT ops reading them as their first input only,
-    v first; the first other reader met, or None) for `readers`: Value -> reading nodes. Dim
-    nodes reading a size are passed over (the host array has its size)."""
+    v first; the first other reader met, or None) for `readers`: Value -> reading nodes.
+    Nodes reading a size (dim; check_steps' shape inputs) are passed over (the host array
+    has its size), and host_rows nodes taking the rows as they are (time axis 0, no row
+    order) end a path: loops read a host array's rows through them (FedRows). Given a list
+    `loops`, a loop reading a value as a sequence input alone ends a path too: (value, loop
+    node) is appended for each, and (value, None) for each host_rows node met."""
     todo, seen = [v], []
     while todo:
         u = todo.pop()
@@ -597,13 +604,42 @@ def host_chain(v, readers: dict) -> tuple:
             continue
         seen.append(u)
         for r in readers.get(u, []):
-            if isinstance(r.op, Dim):
+            if reads_size(r, u):
+                continue
+            if host_rows_of(r, u):
+                if loops is not None:
+                    loops.append((u, None))
+                continue
+            if loops is not None and reads_as_sequence(r, u):
+                loops.append((u, r))
                 continue
             if not isinstance(r.op, HOST_LAYOUT) or r.inputs[0] is not u or \
                     any(x is u for x in r.inputs[1:]):
                 return seen, r
             todo.extend(r.outputs)
     return seen, None
+
+
+def reads_as_sequence(node, v) -> bool:
+    """Does loop `node` read `v` as sequence inputs only (no other port)?"""
+    if not isinstance(node.op, Loop):
+        return False
+    parts = node.op.in_ports().split(node.inputs)
+    return any(x is v for x in parts.get("sequence", [])) and not any(
+        x is v for role, xs in parts.items() if role != "sequence" for x in xs)
+
+
+def reads_size(node, u) -> bool:
+    """Does `node` read value `u` for its size alone (a host array will do)?"""
+    return isinstance(node.op, Dim) or (isinstance(node.op, CheckSteps) and
+                                        node.inputs[0] is not u)
+
+
+def host_rows_of(node, u) -> bool:
+    """Is `node` a host_rows node taking the rows of `u` as they are (time axis 0, no row
+    order): on a host array, a handle loops read rows through?"""
+    return isinstance(node.op, HostRows) and node.op.time_axis == 0 and \
+        len(node.inputs) == 1 and node.inputs[0] is u
 
 
 def host_readers_problem(node) -> str | None:
@@ -622,6 +658,6 @@ def host_readers_problem(node) -> str | None:
         _, bad = host_chain(outs[i], readers) if i < len(outs) else ((), None)
         if bad is not None:
             return f"host output {outs[i].name} reaches {bad.op.name} node {bad.name}, which " \
-                "cannot read host memory (only transpose, permute_rows, reverse_sequence and " \
-                "dim may)"
+                "cannot read host memory (only transpose, permute_rows, reverse_sequence, " \
+                "host_rows and the size readers dim and check_steps may)"
     return None

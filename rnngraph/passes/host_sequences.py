@@ -22,6 +22,7 @@ from __future__ import annotations
 from ..ir.graph import Graph
 from ..ops.base import reads_shape_only
 from ..ops.host_rows import HostRows, time_major_perm
+from ..ops.loop import reads_as_sequence
 from ..ops.rows import PermuteRows
 from ..ops.shape import Contiguous, Transpose
 from .rewrite import replace_uses, result_values, toposort, uses
@@ -144,12 +145,3 @@ def _loop_only(v, readers, kept, through_rows=False) -> bool:
         elif not (reads_as_sequence(r, v) or reads_shape_only(r, v)):
             return False
     return True
-
-
-def reads_as_sequence(node, v) -> bool:
-    """Does loop `node` read `v` as sequence inputs only (no other port)?"""
-    if node.op.name != "loop":
-        return False
-    parts = node.op.in_ports().split(node.inputs)
-    return any(x is v for x in parts.get("sequence", [])) and not any(
-        x is v for role, xs in parts.items() if role != "sequence" for x in xs)

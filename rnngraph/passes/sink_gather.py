@@ -58,12 +58,12 @@ from ..ir.graph import Graph
 from ..ir.types import TensorType
 from ..ops.elementwise import Add, Square
 from ..ops.fill import Fill, Gather, GatherGrad
+from ..ops.loop import reads_as_sequence
 from ..ops.reduce import AddN, ReduceSum
 from ..ops.rows import InvertPermutation, PermuteRows
 from ..ops.scatter import AccumulatorZeros, ScatterAddRows
 from ..ops.sequence import ReverseSequence
 from ..ops.shape import Contiguous, Transpose
-from .host_sequences import reads_as_sequence
 from .loop_ports import add_invariant, add_sequence, outer_inputs
 from .rewrite import replace_uses, result_values, toposort, uses
 

@@ -145,8 +145,10 @@ class Device:
 
     def host_output(self, shape, dtype) -> np.ndarray:
         """A host array for a loop output written row by row (runtime/host_outputs.py) that
-        the caller receives as the fetched value: outside the host pool and its count (the
-        caller's memory in any plan), freed when the caller drops it; pinned on a GPU."""
+        the caller receives as the fetched value, or a later loop reads: outside the host pool
+        and its count (the caller's memory, or the run's until its readers are done: the plan
+        counts the latter in its host bytes), freed when the last holder drops it; pinned on
+        a GPU."""
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         return self._host_alloc(nbytes)[:nbytes].view(dtype).reshape(shape)

@@ -1,11 +1,12 @@
 """Loop outputs written to host memory row by row (passes/host_outputs.py marks them).
 
-A loop node's `host_outputs` are stacked outputs that only fetches read, through transposes and
-row reorderings. The loop kernel (loop_kernel.py) hands each row an OutputWriter, which copies
-it into one host array (Device.host_output) as the step makes it and lets the device row go
-once copied; the loop's output is then a HostValue (transfer.py) that holds no device buffer.
-The layout ops on the way to the fetch (HOST_LAYOUT) run on that host array with NumPy
-(host_layout below), and the fetch hands the caller the host array as it is.
+A loop node's `host_outputs` are stacked outputs that only fetches and later loops read, through
+transposes, row reorderings and reversals. The loop kernel (loop_kernel.py) hands each row an
+OutputWriter, which copies it into one host array (Device.host_output) as the step makes it
+and lets the device row go once copied; the loop's output is then a HostValue (transfer.py)
+that holds no device buffer. The layout ops on the way (HOST_LAYOUT) run on that host array
+with NumPy (host_layout below); a fetch hands the caller the host array as it is, and a loop
+reads its rows through a host_rows node (fed_rows.py: a FedRows handle on the array).
 
 Where host memory is the device's and no bytes are counted (an untracked CPU run), the loop
 keeps its plain stack: it is host memory already, and the layout kernels run on it as usual.

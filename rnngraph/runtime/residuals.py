@@ -81,8 +81,8 @@ def _host_row(rows, t: int):
 
 # --- fed sequences left on the host -----------------------------------------------------------
 class FedRows(SavedStack):
-    """A fed value a memory plan leaves in host memory (ops/host_rows.py), read by loops as a
-    [T, ...] sequence (its rows, axis 1, reordered by `perm` where given: a host gather as
+    """A fed value a memory plan leaves in host memory (ops/host_rows.py), or a loop output
+    written there (`kind` "loop output"), read by loops as a [T, ...] sequence (its rows, axis 1, reordered by `perm` where given: a host gather as
     they are copied): `rows[t]` copies row t into one device buffer of this handle's own
     (valid until its next read), `read_block` copies a chunk's rows into a new device array.
 
@@ -90,7 +90,8 @@ class FedRows(SavedStack):
     replay of the forward loop each hold one row at a time), and ends it when it is done."""
     placement = "host"
 
-    def __init__(self, dev, host, time_axis: int, name: str, perm=None, direct=False):
+    def __init__(self, dev, host, time_axis: int, name: str, perm=None, direct=False,
+                 kind: str = "fed value"):
         self.dev = dev
         self.direct = direct   # rows read where they lie (Device.host_is_device, untracked)
         self.host = np.moveaxis(np.asarray(host), int(time_axis), 0)   # a view: no copy
@@ -98,7 +99,8 @@ class FedRows(SavedStack):
         self.n = self.host.shape[0]
         self.row_shape, self.dtype = tuple(self.host.shape[1:]), self.host.dtype
         self.name = name
-        self.what = f"a row of fed value '{name}'"
+        self.kind = kind
+        self.what = f"a row of {kind} '{name}'"
         self._buf = None
         self._t = None
 
@@ -120,7 +122,7 @@ class FedRows(SavedStack):
         if t < 0:
             t += self.n
         if not 0 <= t < self.n:
-            raise IndexError(f"step {t} of fed value '{self.name}' with {self.n} steps")
+            raise IndexError(f"step {t} of {self.kind} '{self.name}' with {self.n} steps")
         if self.direct:
             return self._rows(t, t + 1)[0, ...]
         if self._t == t:
