@@ -128,10 +128,9 @@ def test_binomial_checkpoints_are_counted_as_the_backward_pass_drops_them():
     free = rg.Session(g, device=SimulatedDevice())
     free.run(fetches, fd, report=True)
     top = free.last_run_report.peak_bytes
-    # (dX written to the host lowers the floor, and the sweep then meets budgets of 75,000 to
-    # 77,856 bytes, where a chunked binomial plan is predicted 64 bytes below its measured
-    # peak, with or without host outputs: a miss of the replay model left open in issue 29,
-    # which the strict xfail test below keeps in sight)
+    # (dX written to the host lowers the floor: without it the sweep meets budgets of 75,000
+    # to 77,856 bytes, where a chunked binomial plan was predicted below its measured peak,
+    # issue 29: the test below)
     passes = {"host_outputs": False}
     floor = rg.Session(g, device=SimulatedDevice(), memory_budget=1, passes=passes,
                        memory_strategy="recompute").memory_plan(fetches, fd).min_budget
@@ -150,16 +149,13 @@ def test_binomial_checkpoints_are_counted_as_the_backward_pass_drops_them():
     assert chunked_binomial
 
 
-class _BelowPeak(Exception):
-    """A plan predicted below the peak its run measured (the one failure expected below)."""
-
-
-@pytest.mark.xfail(strict=True, raises=_BelowPeak, reason="issue 29: a chunked binomial "
-                   "replay the model puts 64 bytes below its measured peak")
 def test_a_chunked_binomial_plan_is_never_predicted_below_its_peak():
     """The streamed dense head above at a budget of 77,856 bytes (recompute, binomial
-    schedule, chunks of 16): predicted 73,812, measured 73,876. Kept here so that the miss
-    stays in sight; strict, so a fix makes this test fail until the mark goes."""
+    schedule, chunks of 16), issue 29: predicted 73,812, measured 73,876. The backward loop's
+    chunk prologue reads the recomputed outputs a block at a time, first row to last, and
+    the replay stores states on its way up (16 where reading in reverse holds at most 10):
+    the model counted the states of reverse reads only, 3,456 bytes short when the second
+    block is cut (an over-count at the first block's moment hid all but 64 of them)."""
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [6, None, 5], name="X")
@@ -177,5 +173,5 @@ def test_a_chunked_binomial_plan_is_never_predicted_below_its_peak():
     sess.run(fetches, fd)
     measured = sess.last_run_report.peak_bytes
     assert measured <= budget
-    if plan.predicted_peak < measured:
-        raise _BelowPeak(f"predicted {plan.predicted_peak}, measured {measured}")
+    assert 0 <= plan.predicted_peak - measured <= 0.02 * measured, (measured,
+                                                                    plan.predicted_peak)

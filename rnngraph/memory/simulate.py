@@ -453,10 +453,15 @@ class PeakModel:
                     if at and not (layout.chunked and n):
                         cut_any.append((fwd, pw + max(at)))
                     elif at:   # at each moment of a chunked loop's run: the most of its cuts
+                        by_step = self._binomial_reads(sched, node, layout, fwd, fl, fchoice,
+                                                       rc, residual_of, choices)["cut"] \
+                            if fchoice.slots else None
                         for key_ in ("first", "rest"):
-                            got = [cuts[i] for i in (nf_pos(fwd, t, info)
-                                                     for t in _chunk_moments(op, n)[key_])
-                                   if i is not None and cuts[i] is not None]
+                            ts = _chunk_moments(op, n)[key_]
+                            got = [cuts[i] for i in (nf_pos(fwd, t, info) for t in ts)
+                                   if i is not None and cuts[i] is not None] \
+                                if by_step is None else \
+                                [by_step[t] for t in ts if by_step.get(t) is not None]
                             if got:
                                 cut_at[key_].append((fwd, pw + max(got)))
                 if fchoice.slots:   # one row of residuals; the states held past the forward's
@@ -466,12 +471,13 @@ class PeakModel:
                     most = self._held_beyond(sched, fwd, fl, fchoice, b, rc, "most")
                     states += max(most, default=0)
                     most_of[fwd] = max(most, default=0)
-                    if layout.chunked and n:   # by moment of a chunked loop's run
-                        held = self._held_beyond(sched, fwd, fl, fchoice, b, rc, "held")
+                    if layout.chunked and n:   # by moment of a chunked loop's run (by
+                        # step: the rows of a block its prologue reads are read at its cut)
+                        by_step = self._binomial_reads(sched, node, layout, fwd, fl, fchoice,
+                                                       rc, residual_of, choices)
                         for key_, ts in _chunk_moments(op, n).items():
-                            pick = held if key_.startswith("end") else most
-                            got = [pick[i] for i in (nf_pos(fwd, t, info) for t in ts)
-                                   if i is not None]
+                            pick = by_step["held" if key_.startswith("end") else "most"]
+                            got = [pick[t] for t in ts if t in pick]
                             moments[key_] += max(got) if got else 0
                             by_loop[(fwd, key_)] = max(got) if got else 0
                 elif not resident:
@@ -490,9 +496,14 @@ class PeakModel:
                            default=0) + block for k_, v in cut_at.items()}
             if resident:   # (the gather buffers are the reuse list's, counted all along)
                 gathers = 0
+            # the stacks of the outputs the epilogue writes are made by the first epilogue
+            # once its program ran (its results still live), not while it runs
+            epi_stacks = sum(self.nbytes(outs["output"][i]) for _, i in layout.epilogue_out
+                             if i not in host_out)
+            epi_first = max(epi_peak - epi_stacks, self._out_bytes.get((node, "epilogue"), 0))
             m.bump(what=node, extra=stacks + ckpt + carried_bytes + extra + gathers + max(
                 moments["first"] + step, cut["first"],
-                moments["end first"] + block + epi_peak,
+                moments["end first"] + block + epi_first,
                 accs + max(moments["rest"] + step, cut["rest"]) if ts["rest"] else 0,
                 accs + moments["end rest"] + block + epi_peak if ts["end rest"] else 0))
         elif info.steps.get(node) == 0:
@@ -607,6 +618,63 @@ class PeakModel:
         return self._held_beyond(sched, fwd, fl, fchoice,
                                  {"forward": b["forward"], "cut": list(counts)}, rc, "cut")
 
+    def _binomial_reads(self, sched, node, layout, fwd, fl, fchoice, rc: int, residual_of,
+                        choices) -> dict:
+        """Chunked loop `node` reading recomputed residuals of forward loop `fwd` (a binomial
+        schedule): {"most" | "held" | "cut": {step t: bytes}}, the bytes of stored states the
+        replay holds beyond the forward pass's checkpoints (as _held_beyond counts them) at
+        most while step t of `node` runs, once it ran, and at its cuts of a block of the
+        forward's prologue rows (None: none cut), with the rows read in the order the run
+        reads them (backward_reads): a block of a residual the chunk prologue reads is read
+        first row to last when the block is cut, then the step's own row. Read first to last,
+        rows past the ones read before are reached by advancing, which stores states: more
+        of them are held than reverse reads one at a time (binomial_schedule) ever hold."""
+        op, info = node.op, self.info
+        n, nf = info.steps.get(node) or 0, info.steps.get(fwd) or 0
+        choice = choices.get(node)
+        place = choice.placements if choice is not None else {}
+        stored = tuple(i for i in layout.keep_res if place.get(i, DEVICE) != RECOMPUTE)
+        per_step = self.step_reads(node, layout, stored)
+        seqs = op.in_ports().split(node.inputs)["sequence"]
+        rec = [j for j, v in enumerate(seqs) if residual_of.get(v) is not None and
+               residual_of[v][0] is fwd and
+               residual_of[v][2].placements.get(residual_of[v][1], DEVICE) == RECOMPUTE]
+        blocks = sum(1 for j in getattr(op, "chunk_blocks", ()) if j in rec)
+        step = any(per_step[j] for j in rec)
+        ck = (node, fwd, "reads", fchoice.slots, rc, blocks, step)
+        hit = self._body_cache.get(ck)
+        if hit is not None:
+            return hit
+        reads = tuple((t, i) for t, u in backward_reads(n, op.chunk_steps, bool(op.reverse),
+                                                        blocks, step)
+                      for i in (nf_pos(fwd, u, info),) if i is not None)
+        events = binomial_replay(nf, fchoice.slots, fwd.op.chunk_steps if fl.chunked else 0,
+                                 bool(fwd.op.reverse), reads)
+        fwd_at = binomial_schedule(nf, fchoice.slots)["forward"]
+        f_stored = tuple(i for i in fl.keep_res
+                         if fchoice.placements.get(i, DEVICE) != RECOMPUTE)
+        _, cb = self.body_step(fwd, fl, "step", f_stored)
+        gens = self._generations(fwd, fwd_at)
+        epi = self._epilogue_bytes(fwd)
+        all_gens = set(gens) - {0}
+
+        def beyond(count: int, kept: int) -> int:   # (kept: the first forward states)
+            return (count - kept) * rc - (len(fwd_at) - kept) * cb - \
+                len(all_gens - set(gens[:kept])) * epi
+
+        hit = {"most": {}, "held": {}, "cut": {}}
+        for t, kind, count, kept in events:
+            b_ = beyond(count, kept)
+            d = hit[kind]
+            d[t] = b_ if kind == "held" or d.get(t) is None else max(d[t], b_)
+        # (a step reading no row: the states held since the last read)
+        now = 0
+        for t in (range(n - 1, -1, -1) if op.reverse else range(n)):
+            hit["most"].setdefault(t, now)
+            now = hit["held"].setdefault(t, now)
+        self._body_cache[ck] = hit
+        return hit
+
     def chunk_costs(self, node, layout):
         """(block, gather buffers, accumulators, prologue peak, epilogue peak) in bytes of a
         chunked loop: one block of prologue results, the [C, ...] rows its epilogue gathers,
@@ -622,8 +690,11 @@ class PeakModel:
             peaks = []
             for outs, ins in ((layout.prologue_outputs, layout.prologue_inputs),
                               (layout.epilogue_outputs, layout.epilogue_inputs)):
-                peaks.append(self.run(Schedule(body, outs, ins), {}, counted_inputs=False)[0]
-                             if outs else 0)
+                peak, meter = self.run(Schedule(body, outs, ins), {},
+                                       counted_inputs=False)[:2] if outs else (0, None)
+                peaks.append(peak)
+            # (what one epilogue run leaves: its results)
+            self._out_bytes[(node, "epilogue")] = meter.cur if meter is not None else 0
             hit = self._body_cache[ck] = (block, gathers, accs, *peaks)
         return hit
 
@@ -758,6 +829,71 @@ def replay_cuts(n: int, c: int, reverse: bool, k: int, slots: int) -> tuple:
                 owned = False
         cut(i, i, len(stack) + owned)
     return tuple(out)
+
+
+def backward_reads(n: int, c: int, reverse: bool, blocks: int, per_step: bool) -> tuple:
+    """The rows a chunked loop of n steps in chunks of c reads from a residual handle, in the
+    order it reads them: (step t that reads, row u) pairs. At the step a block of rows is cut
+    (ChunkSource.cut), its prologue reads the block's rows from each of the `blocks` handles
+    it reads, first to last (SavedStack.read_block); then the step reads its own row
+    (`per_step`)."""
+    out: list = []
+    block = -1
+    for t in (range(n - 1, -1, -1) if reverse else range(n)):
+        if t // c != block:
+            block = t // c
+            lo, hi = block * c, min(block * c + c, n)
+            out += [(t, u) for _ in range(blocks) for u in range(lo, hi)]
+        if per_step:
+            out.append((t, t))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def binomial_replay(n: int, slots: int, c: int, reverse: bool, reads: tuple) -> tuple:
+    """runtime/residuals.py's Replayer on a binomial schedule of `slots` states over a
+    forward loop of n steps (its prologue rows in blocks of c steps, 0: not chunked; steps
+    from n - 1 down where `reverse`), asked for the positions `reads` ((index, position)
+    pairs, in the order asked; a position asked twice in a row is read from the replay
+    buffer), the forward pass having stored its states (binomial_schedule's "forward").
+    Returns (index, kind, states, kept) events: kind "most" (the most states held while a
+    position is made), "held" (once made) or "cut" (a block of the prologue rows cut: held
+    then, one more where the cut holds a state a replayed step made); states: the stored
+    ones (not the initial state); kept: how many of the forward pass's are still held (its
+    first ones: states past a position asked are dropped, and stored again by a replay)."""
+    stack = [(q, True) for q in binomial_schedule(n, slots)["forward"]]
+    events: list = []
+    seg, block = None, -1
+    for idx, i in reads:
+        if i == seg:
+            continue
+        while stack and stack[-1][0] > i:
+            stack.pop()
+        kept = sum(1 for _, f in stack if f)
+        p = stack[-1][0] if stack else 0
+        most, owned = len(stack), False
+
+        def cut(q: int, held: int) -> None:
+            nonlocal block
+            b = (n - 1 - q if reverse else q) // c
+            if b != block:
+                block = b
+                events.append((idx, "cut", held, kept))
+
+        for q, store in advance_plan(p, i, slots - len(stack)):
+            while p < q:
+                if c:
+                    cut(p, len(stack) + owned)
+                owned, p = True, p + 1
+            if store:
+                stack.append((q, False))
+                owned = False
+                most = max(most, len(stack))
+        if c:
+            cut(i, len(stack) + owned)
+        events += [(idx, "most", most, kept), (idx, "held", len(stack), kept)]
+        seg = i
+    return tuple(events)
 
 
 _SCHEDULES: dict = {}
