@@ -26,6 +26,7 @@ keeps everything, extra time):
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head target  # fed targets
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head fetched  # y fetched
     python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head max     # max-pooling
+    python benchmarks/memory.py --steps 1000 --no-proj --budgets 10 --head concat  # a tagger
 """
 from __future__ import annotations
 
@@ -56,7 +57,12 @@ HEADS = {   # the loss on the outputs y [B, T, H]
     "target": "mean((y - Y)**2), Y a fed [B, T, H] target",
     "fetched": "sum(y**2), y fetched too",
     "max": "sum(max over time of y ** 2), max-pooling",
+    "concat": "a tagger over both directions of a bidirectional LSTM: cross-entropy of "
+              "dense(concat([fw, bw], -1), 64) against fed labels",
 }
+
+
+VOCAB = 64   # the classes of --head concat
 
 
 def build(B, H, P, I, head="sum"):
@@ -65,8 +71,17 @@ def build(B, H, P, I, head="sum"):
         X = rg.placeholder(rg.float32, [None if head == "dense-any-batch" else B, None, I],
                            name="X")
         cell = rg.nn.LSTMCell(H, num_proj=P or None)
-        outputs, _ = rg.nn.dynamic_rnn(cell, X, dtype=rg.float32)
-        if head in ("sum", "fetched"):
+        if head == "concat":
+            (fw, bw), _ = rg.nn.bidirectional_dynamic_rnn(
+                cell, rg.nn.LSTMCell(H, num_proj=P or None), X, dtype=rg.float32)
+            outputs = rg.concat([fw, bw], 2)
+        else:
+            outputs, _ = rg.nn.dynamic_rnn(cell, X, dtype=rg.float32)
+        if head == "concat":
+            labels = rg.placeholder(rg.int32, [B, None], name="labels")
+            loss = rg.losses.sparse_softmax_cross_entropy(labels,
+                                                          rg.layers.dense(outputs, VOCAB))
+        elif head in ("sum", "fetched"):
             loss = rg.reduce_sum(outputs * outputs)
         elif head == "bias":
             n = outputs.shape[-1]
@@ -107,7 +122,7 @@ def chosen(plan) -> str:
     if getattr(plan, "host_fed", ()):
         parts.append("feed on host")   # fed sequences left in host memory, read row by row
     if getattr(plan, "host_outputs", ()):
-        parts.append("fetch on host")  # fetched loop outputs written to host row by row
+        parts.append("outputs on host")  # loop outputs written to host row by row
     return ", ".join(parts)
 
 
@@ -118,10 +133,12 @@ def bench(T, B, H, P, I, rounds, check, plans_only=False, lean=False, fractions=
           head="sum"):
     g, X, fetches = build(B, H, P, I, head)
     fd = {X: np.random.RandomState(0).randn(B, T, I).astype(np.float32)}
-    for n in g.nodes:   # (the fed target of --head target)
+    for n in g.nodes:   # (the fed target of --head target, the labels of --head concat)
         if n.name == "Y":
             Y = n.outputs[0]
             fd[Y] = np.random.RandomState(1).randn(B, T, Y.shape[-1]).astype(np.float32)
+        elif n.name == "labels":
+            fd[n.outputs[0]] = np.random.RandomState(1).randint(0, VOCAB, (B, T)).astype(np.int32)
     free = rg.Session(g, device=SimulatedDevice())
     free_plan = free.memory_plan(fetches, fd)
     saved = sum(s.total_bytes for s in free_plan.saved)
