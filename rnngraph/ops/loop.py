@@ -48,9 +48,9 @@ from ..ir.types import TensorType, merge_dim
 from ..ir.value import Value
 from ..nest import flatten, pack_as
 from .base import Op, apply, as_value
+from .host_rows import HostRows
 from .loop_rows import row_layout
 from .misc import stop_gradient
-from .host_rows import HostRows
 from .rows import PermuteRows
 from .sequence import CheckSteps, ReverseSequence
 from .shape import Dim, Transpose, concat, expand_dims, getitem
