@@ -234,8 +234,8 @@ class _Runtime:
         host_ref = fake._owner(host, hspan * (height - 1) + width, fake._pinned)
         if dev_ref is None:
             raise AssertionError(f"memcpy: {dev:#x} is not in a live device buffer")
-        fake.events.append(("memcpy", s.name, "D2H" if kind == DEVICE_TO_HOST else "H2D", nbytes,
-                         dev_ref().ctypes.data))
+        fake.events.append(("memcpy", s.name, "D2H" if kind == DEVICE_TO_HOST else "H2D",
+                            nbytes, dev_ref().ctypes.data))
         fake.copies.append((s.name, kind, nbytes))
 
         def run():
