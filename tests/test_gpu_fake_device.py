@@ -97,6 +97,30 @@ def test_no_host_synchronisation_inside_a_dynamic_rnn_loop():
     assert reads_per_run[0] == reads_per_run[1]
 
 
+def test_fed_rows_reach_the_device_through_pinned_staging_rows():
+    """A fed sequence left on the host (host_sequences): each row a loop reads is copied
+    into a pinned staging row of its cursor and from there on the copy stream, never from
+    the caller's pageable array (a synchronous copy, the host waiting for the device each
+    step); the host waits only for a copy STAGED_ROWS reads old, and the values hold."""
+    from rnngraph.runtime.residuals import STAGED_ROWS
+    T = 30
+    g, X, f = lstm_graph(batch=4, hidden=16)
+    fd = feed(X, T)
+    fake, dev = fake_gpu()
+    sess = rg.Session(g, device=dev, passes={**STACK_PASSES_OFF, "host_sequences": True})
+    got = sess.run(f, fd)
+    prog = next(p for p in sess.programs() if any(n.op.name == "host_rows"
+                                                   for n in p.graph.nodes))
+    assert any(n.op.name == "host_rows" for n in prog.graph.nodes)
+    h2d = [e for e in fake.events if e[0] == "memcpy" and e[2] == "H2D" and e[3] == 4 * 16 * 4]
+    assert len(h2d) >= 2 * T   # (the forward loop's rows, the backward loop's)
+    assert ("host_sync", "pageable memcpy") not in fake.events
+    waits = sum(1 for e in fake.events if e == ("host_sync", "event.synchronize"))
+    assert waits <= len(h2d)
+    assert fake.pinned_peak >= STAGED_ROWS * 4 * 16 * 4
+    close(got, rg.Session(g).run(f, fd))
+
+
 def _count_events(layers, T, **kw):
     """Run the planner's offload plan twice; per compute-stream wait on a copy, whether its
     event had been recorded again since the copy's ticket was made (a wait for a later copy)."""

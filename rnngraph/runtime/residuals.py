@@ -80,11 +80,16 @@ def _host_row(rows, t: int):
 
 
 # --- fed sequences left on the host -----------------------------------------------------------
+STAGED_ROWS = 4   # pinned row buffers per FedRows cursor where copies are asynchronous
+
+
 class FedRows(SavedStack):
     """A fed value a memory plan leaves in host memory (ops/host_rows.py), or a loop output
-    written there (`kind` "loop output"), read by loops as a [T, ...] sequence (its rows, axis 1, reordered by `perm` where given: a host gather as
-    they are copied): `rows[t]` copies row t into one device buffer of this handle's own
-    (valid until its next read), `read_block` copies a chunk's rows into a new device array.
+    written there (`kind` "loop output"), read by loops as a [T, ...] sequence (its rows,
+    axis 1, reordered by `perm` where given: a host gather as they are copied): `rows[t]`
+    copies row t into one device buffer of this handle's own (valid until its next read;
+    through pinned staging rows where copies are asynchronous), `read_block` copies a
+    chunk's rows into a new device array.
 
     Each loop run reads through its own `cursor()` (a forward loop, the backward loop and a
     replay of the forward loop each hold one row at a time), and ends it when it is done."""
@@ -103,13 +108,32 @@ class FedRows(SavedStack):
         self.what = f"a row of {kind} '{name}'"
         self._buf = None
         self._t = None
+        self._stage: list = []   # [pinned row, ticket of its last copy] (asynchronous copies)
 
     def cursor(self) -> "FedRows":
         """A handle on the same host rows with a row buffer of its own."""
         c = FedRows.__new__(FedRows)
         c.__dict__.update(self.__dict__)
-        c._buf, c._t = None, None
+        c._buf, c._t, c._stage = None, None, []
         return c
+
+    def _staged(self, row: np.ndarray) -> tuple:
+        """(the host array to copy `row` from, its staging slot or None). Where copies are
+        asynchronous (a GPU), the row goes through one of STAGED_ROWS pinned buffers of this
+        cursor's own, each reused once its previous copy is done (the host runs at most that
+        many reads ahead of the copies): a copy from pageable memory would make the host wait
+        for all the device's queued work at every step."""
+        if not getattr(self.dev.profile, "async_copies", False):
+            return row, None
+        if not self._stage:
+            self._stage = [[self.dev.host_output(self.row_shape, self.dtype), None]
+                           for _ in range(STAGED_ROWS)]
+        slot = self._stage.pop(0)   # (the least recently used: round the ring)
+        self._stage.append(slot)
+        self.dev.wait_host(slot[1])   # (the copy out of this buffer STAGED_ROWS reads ago)
+        slot[1] = None
+        np.copyto(slot[0], row)
+        return slot[0], slot
 
     def _rows(self, lo: int, hi: int) -> np.ndarray:
         rows = self.host[lo:hi]
@@ -134,7 +158,11 @@ class FedRows(SavedStack):
         else:
             after = dev.mark()   # (the copy waits for the kernels reading the row before)
         self._t = None
-        dev.wait(dev.copy_to_device(self._rows(t, t + 1)[0, ...], self._buf, after=after))
+        src, slot = self._staged(self._rows(t, t + 1)[0, ...])
+        ticket = dev.copy_to_device(src, self._buf, after=after)
+        if slot is not None:
+            slot[1] = ticket
+        dev.wait(ticket)
         self._t = t
         return self._buf
 
@@ -148,9 +176,11 @@ class FedRows(SavedStack):
         return self.dev.asarray(self._rows(0, self.n))
 
     def end_pass(self) -> None:
+        for slot in self._stage:   # (the pinned rows go once their copies are done)
+            self.dev.wait_host(slot[1])
         if self._buf is not None:
             self.dev.free(self._buf, reuse=True)
-        self._buf, self._t = None, None
+        self._buf, self._t, self._stage = None, None, []
 
     def __del__(self):
         try:
