@@ -24,10 +24,13 @@ class BufferPool:
     """Arrays by key (a slot, a shape, a dtype), reused once nobody else references them.
 
     One array per key is kept, so an idle session holds at most one run's buffers. A view of a
-    pooled array references it, so a caller holding any part of a result keeps it from reuse."""
+    pooled array references it, so a caller holding any part of a result keeps it from reuse.
+    Only NumPy's arrays are kept: another array module (CuPy) has a memory pool of its own,
+    where a kept buffer would hold device memory between runs that other programs could use
+    (and that a tracked run, which takes no buffer from here, would hold beside its own)."""
 
     def __init__(self, xp, keep: int = 1):
-        self.xp, self.keep = xp, keep
+        self.xp, self.keep = xp, keep if xp is np else 0
         self.free: dict = {}
         self._lock = threading.Lock()   # two threads running one Program must not share a buffer
 
