@@ -101,14 +101,29 @@ def test_fed_rows_reach_the_device_through_pinned_staging_rows():
     """A fed sequence left on the host (host_sequences): each row a loop reads is copied
     into a pinned staging row of its cursor and from there on the copy stream, never from
     the caller's pageable array (a synchronous copy, the host waiting for the device each
-    step); the host waits only for a copy STAGED_ROWS reads old, and the values hold."""
+    step); the host waits only for a copy STAGED_ROWS reads old (an event of its own, not
+    the copy's, which the next copy records again), and the values hold."""
     from rnngraph.runtime.residuals import STAGED_ROWS
     T = 30
     g, X, f = lstm_graph(batch=4, hidden=16)
     fd = feed(X, T)
     fake, dev = fake_gpu()
+    made, late = {}, []   # (a host wait on an event recorded again since: a later copy's)
+    mark, wait_host = dev.copies_mark, dev.wait_host
+
+    def spy_mark():
+        ticket = mark()
+        made[id(ticket)] = ticket.event.records
+        return ticket
+
+    def spy_wait_host(ticket):
+        if ticket is not None and id(ticket) in made:
+            late.append(ticket.event.records != made[id(ticket)])
+        wait_host(ticket)
+    dev.copies_mark, dev.wait_host = spy_mark, spy_wait_host
     sess = rg.Session(g, device=dev, passes={**STACK_PASSES_OFF, "host_sequences": True})
     got = sess.run(f, fd)
+    assert late and not any(late), late
     prog = next(p for p in sess.programs() if any(n.op.name == "host_rows"
                                                    for n in p.graph.nodes))
     assert any(n.op.name == "host_rows" for n in prog.graph.nodes)

@@ -193,6 +193,12 @@ class Device:
     def wait(self, ticket) -> None:
         """Make the compute stream wait for a copy (no-op when copies are synchronous)."""
 
+    def copies_mark(self):
+        """A ticket of the copies queued so far, for `wait_host` only, holding its own event
+        until dropped (a copy's ticket gives its event back at `wait`, to be recorded again
+        by the next copy). None where copies are synchronous."""
+        return None
+
     def wait_host(self, ticket) -> None:
         """Block the host until a copy is done (before its buffers are reused or dropped)."""
 

@@ -160,8 +160,8 @@ class FedRows(SavedStack):
         self._t = None
         src, slot = self._staged(self._rows(t, t + 1)[0, ...])
         ticket = dev.copy_to_device(src, self._buf, after=after)
-        if slot is not None:
-            slot[1] = ticket
+        if slot is not None:   # (an event of its own: the copy's goes back at `wait`, and the
+            slot[1] = dev.copies_mark()   # next copy, maybe an offload, records it again)
         dev.wait(ticket)
         self._t = t
         return self._buf

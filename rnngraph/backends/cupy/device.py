@@ -257,6 +257,11 @@ class CupyDevice(Device):
         self.bytes_to_device += dst.nbytes
         return self._done((src, dst))
 
+    def copies_mark(self) -> Ticket:
+        """A ticket of the copies queued so far on the transfer stream, for `wait_host`: its
+        event is its own until the ticket is dropped."""
+        return self._done(None)
+
     def wait(self, ticket) -> None:
         """The compute stream waits (on the GPU, not the host) until the copy is done; from
         then on the ticket's arrays may be dropped or reused."""
