@@ -24,6 +24,8 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .liveness import Schedule
 from .checkpoints import advance_plan, simulate as simulate_binomial
 from .loops import DEVICE, HOST, RECOMPUTE, loop_layout
@@ -641,15 +643,14 @@ class PeakModel:
                residual_of[v][2].placements.get(residual_of[v][1], DEVICE) == RECOMPUTE]
         blocks = sum(1 for j in getattr(op, "chunk_blocks", ()) if j in rec)
         step = any(per_step[j] for j in rec)
-        ck = (node, fwd, "reads", fchoice.slots, rc, blocks, step)
+        ck = (node, fwd, "reads", fchoice.slots, rc, blocks, step,
+              tuple(sorted(fchoice.placements.items())))
         hit = self._body_cache.get(ck)
         if hit is not None:
             return hit
-        reads = tuple((t, i) for t, u in backward_reads(n, op.chunk_steps, bool(op.reverse),
-                                                        blocks, step)
-                      for i in (nf_pos(fwd, u, info),) if i is not None)
-        events = binomial_replay(nf, fchoice.slots, fwd.op.chunk_steps if fl.chunked else 0,
-                                 bool(fwd.op.reverse), reads)
+        events = chunked_replay_events(n, op.chunk_steps, bool(op.reverse), blocks, step, nf,
+                                       fchoice.slots, fwd.op.chunk_steps if fl.chunked else 0,
+                                       bool(fwd.op.reverse))
         fwd_at = binomial_schedule(nf, fchoice.slots)["forward"]
         f_stored = tuple(i for i in fl.keep_res
                          if fchoice.placements.get(i, DEVICE) != RECOMPUTE)
@@ -663,7 +664,8 @@ class PeakModel:
                 len(all_gens - set(gens[:kept])) * epi
 
         hit = {"most": {}, "held": {}, "cut": {}}
-        for t, kind, count, kept in events:
+        for t, kind, count, kept in events.tolist():
+            kind = REPLAY_EVENTS[kind]
             b_ = beyond(count, kept)
             d = hit[kind]
             d[t] = b_ if kind == "held" or d.get(t) is None else max(d[t], b_)
@@ -849,7 +851,26 @@ def backward_reads(n: int, c: int, reverse: bool, blocks: int, per_step: bool) -
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=256)
+REPLAY_EVENTS = ("most", "held", "cut")   # binomial_replay's kinds, by chunked_replay_events' code
+
+
+@functools.lru_cache(maxsize=16)
+def chunked_replay_events(n: int, c: int, reverse: bool, blocks: int, per_step: bool, nf: int,
+                          slots: int, fc: int, f_reverse: bool) -> np.ndarray:
+    """binomial_replay's events for a chunked loop of n steps in chunks of c (`reverse`,
+    `blocks`, `per_step`: backward_reads') reading a forward loop of nf steps (binomial, with
+    `slots` states; its prologue in blocks of fc steps, 0: not chunked; `f_reverse`: its steps
+    from nf - 1 down), a row per read position: [step t, kind (REPLAY_EVENTS' index), states,
+    kept] as int32 (kept small: a plan tries many slot counts, over thousands of steps)."""
+    reads = tuple((t, nf - 1 - u if f_reverse else u)
+                  for t, u in backward_reads(n, c, reverse, blocks, per_step) if 0 <= u < nf)
+    code = {k: i for i, k in enumerate(REPLAY_EVENTS)}
+    events = binomial_replay(nf, slots, fc, f_reverse, reads)
+    out = np.array([(t, code[k], s, kept) for t, k, s, kept in events], dtype=np.int32)
+    out.setflags(write=False)   # (shared through the cache)
+    return out.reshape(-1, 4)
+
+
 def binomial_replay(n: int, slots: int, c: int, reverse: bool, reads: tuple) -> tuple:
     """runtime/residuals.py's Replayer on a binomial schedule of `slots` states over a
     forward loop of n steps (its prologue rows in blocks of c steps, 0: not chunked; steps
