@@ -471,3 +471,32 @@ def test_a_loaded_mark_on_an_output_the_caller_feeds_is_a_device_value(tmp_path)
     assert loop.op.host_outputs and any(n.op.host_outputs for n in _loops(_program(again).graph))
     assert again.last_run_report.peak_bytes == plan.predicted_peak
     _close(got, rg.Session(saved.graph, passes=False).run(outs, values), rtol=1e-6)
+
+
+def test_the_simulated_host_holds_the_outputs_loops_read_to_its_capacity():
+    """The host arrays a plan counts in its host bytes beyond the offloaded stacks (outputs a
+    later loop reads) count against the simulated device's host capacity as the run makes and
+    drops them: with room for the plan's host bytes the run fits, and the device's host peak is
+    the plan's; with a byte less than the outputs need beside the offloaded stacks it runs out
+    of host memory, naming the output (the stacks alone fit)."""
+    g, fetches, fd = _two_layers()
+    budget = rg.Session(g, device=SimulatedDevice(), memory_budget=1).memory_plan(
+        fetches, fd).min_budget
+    dev = SimulatedDevice(capacity=budget)
+    sess = rg.Session(g, device=dev, memory_budget=budget)
+    plan = sess.memory_plan(fetches, fd)
+    offloaded = sum(s.total_bytes for s in plan.saved if s.placement == "host")
+    outputs = plan.host_bytes - offloaded
+    assert plan.fits and outputs == 2 * 40 * 4 * 8 * 4, (plan.host_bytes, offloaded)
+    dev.host_capacity = plan.host_bytes
+    want = rg.Session(g).run(fetches, fd)
+    _close(sess.run(fetches, fd), want, rtol=2e-5)
+    assert dev.host_peak == plan.host_bytes, (dev.host_peak, plan.host_bytes)
+    assert dev.host_current == 0   # (nothing the run wrote to the host is held after it)
+    dev.host_capacity = plan.host_bytes - 1   # (told there was room: something took a byte)
+    with pytest.raises(rg.errors.OutOfMemoryError,
+                       match="simulated host memory exhausted.*stacked output 0 of"):
+        sess.run(fetches, fd)
+    assert dev.host_current == 0
+    dev.host_capacity = plan.host_bytes
+    _close(sess.run(fetches, fd), want, rtol=2e-5)   # (the failed run left nothing behind)

@@ -8,6 +8,8 @@ The executor only talks to this interface:
   retain / release / disown byte accounting of arrays landing in and leaving executor slots
                             (see memory/accounting.py); current_bytes, peak_bytes
   host_empty / host_free    host buffers for offloaded tensors (pinned memory on a GPU)
+  hold_host / drop_held     count a host array a run makes outside that pool (a loop output
+                            written to the host) until it is dropped or the run ends
   copy_to_host / copy_to_device
                             copies that may run asynchronously; they return a ticket for `wait`
   mark                      a marker of the kernels queued so far (None where kernels run at
@@ -19,6 +21,8 @@ Byte counting of slots is switched on per compiled Program (see Program.tracked)
 nothing when nobody asked for it.
 """
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 
@@ -50,6 +54,7 @@ class Device:
         self._host_pooled = 0
         self.host_current = 0
         self.host_peak = 0
+        self._held: dict = {}   # id(flat host buffer) -> (finalizer, bytes): hold_host's
 
     def _make_meter(self) -> ByteMeter:
         return ByteMeter(self.array_type)
@@ -120,6 +125,7 @@ class Device:
     def reset_accounting(self) -> None:
         """Forget every counted buffer (a failed run may have left some behind)."""
         self.meter.reset()
+        self.drop_held()
 
     def counters(self) -> dict:
         return {"peak_bytes": self.peak_bytes, "current_bytes": self.current_bytes,
@@ -152,6 +158,37 @@ class Device:
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         return self._host_alloc(nbytes)[:nbytes].view(dtype).reshape(shape)
+
+    def hold_host(self, a: np.ndarray, what: str) -> np.ndarray:
+        """Count host array `a` (its whole buffer, once however many views) in the host bytes in
+        use until it is garbage or `drop_held` runs: a loop output the run writes to host memory,
+        or a copy a row reordering makes of one (runtime/host_outputs.py), which a later loop
+        reads. `what` names it in a SimulatedDevice's error when its host capacity is
+        exceeded."""
+        flat = a
+        while isinstance(flat.base, np.ndarray):
+            flat = flat.base
+        key = id(flat)
+        if key not in self._held:
+            self._room_on_host(flat.nbytes, what)
+            self._held[key] = (weakref.finalize(flat, self._unhold, key), flat.nbytes)
+            self.host_current += flat.nbytes
+            self.host_peak = max(self.host_peak, self.host_current)
+        return a
+
+    def _room_on_host(self, nbytes: int, what: str) -> None:
+        """Raise OutOfMemoryError where `nbytes` more host bytes do not fit (no limit here)."""
+
+    def _unhold(self, key: int) -> None:
+        fin, nbytes = self._held.pop(key, (None, 0))
+        self.host_current -= nbytes
+
+    def drop_held(self) -> None:
+        """Stop counting every array `hold_host` counts (at the end of a run: what is still
+        alive is the caller's, a fetched result)."""
+        for key in list(self._held):
+            self._held[key][0].detach()
+            self._unhold(key)
 
     def host_free(self, a: np.ndarray) -> None:
         """Give back a buffer from `host_empty` (kept for reuse, up to `pool_limit` bytes)."""

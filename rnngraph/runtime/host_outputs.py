@@ -26,14 +26,21 @@ class OutputWriter(RowCopies):
     make them (RowCopies: at most `depth` copies in flight, each device row released once its
     copy is done)."""
 
-    def __init__(self, dev, rows: int, name: str, release=None, depth: int = 1):
+    def __init__(self, dev, rows: int, name: str, release=None, depth: int = 1,
+                 held: bool = True):
         super().__init__(dev, depth, release)
         self.rows, self.name = rows, name
+        self.held = held   # counted in the run's host bytes (Device.hold_host): not fetched
         self.host = None
+
+    def _new_host(self, row_shape, dtype) -> None:
+        self.host = self.dev.host_output((self.rows,) + tuple(row_shape), dtype)
+        if self.held:
+            self.dev.hold_host(self.host, self.name)
 
     def put(self, t: int, y) -> None:
         if self.host is None:
-            self.host = self.dev.host_output((self.rows,) + tuple(y.shape), y.dtype)
+            self._new_host(y.shape, y.dtype)
         self.send(y, self.host[t, ...])
 
     def finish(self, steps: int, row_shape, dtype) -> HostValue:
@@ -42,7 +49,7 @@ class OutputWriter(RowCopies):
         while self.inflight:
             self._retire(wait_host=True)
         if self.host is None:   # (no step ran)
-            self.host = self.dev.host_output((self.rows,) + tuple(row_shape), dtype)
+            self._new_host(row_shape, dtype)
             steps = 0
         self.host[steps:] = 0
         return HostValue(self.dev, self.host, self.name, owned=False)
@@ -64,6 +71,8 @@ def host_layout(op, node, program):
         return None
     dev, compute, name = program.ctx.device, op.compute, node.outputs[0].name
     where = node.describe()
+    held = node.outputs[0] not in set(program.schedule.outputs)   # (a fetched one: the
+    # caller's; Device.hold_host counts a new array, not a view of one held)
     check = getattr(op, "check", None)   # (permute_rows', reverse_sequence's)
 
     def kernel(x, *rest):
@@ -75,7 +84,10 @@ def host_layout(op, node, program):
             check(where, x, *rest)
         if not on_host:   # (the caller fed a value on the way: a device array)
             return compute(program.ctx.xp, x, *rest)
-        return HostValue(dev, np.asarray(compute(np, x, *rest)), name, owned=False)
+        out = np.asarray(compute(np, x, *rest))
+        if held:
+            dev.hold_host(out, f"{name}, made on the host by {where}")
+        return HostValue(dev, out, name, owned=False)
     return kernel
 
 

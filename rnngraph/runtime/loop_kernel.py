@@ -118,6 +118,9 @@ class LoopExecutor:
         # its plain stacks (host memory already)
         self.host_pos = [j for j, i in enumerate(self.keep_out) if i in op.host_outputs] \
             if writes_to_host(program) else []
+        fetched = set(program.schedule.outputs)   # (a fetched host output is the caller's)
+        outs = op.out_ports().split(node.outputs)["output"]
+        self.host_held = {j: outs[self.keep_out[j]] not in fetched for j in self.host_pos}
         self.rows_layout = row_layout(body) if op.active_rows and op.shrink else None
         self.rows_out = self.rows_res = self.unzeroed = self.packable = None
         if self.rows_layout is not None:
@@ -431,7 +434,7 @@ class LoopExecutor:
         n_gather, gbufs, in_chunk = self.n_gather, None, 0
         out_writers = {} if lists else {
             j: OutputWriter(dev, length if length is not None else n, out_what[keep_out[j]],
-                            release) for j in self.host_pos}
+                            release, held=self.host_held[j]) for j in self.host_pos}
         if not lists and lp is None and not tracked and cond_prog is None and not chunked \
                 and not out_writers and not any(isinstance(s, FedRows) for s in seqs):
             shared = self.shared_for(step_prog, active, length is None or length == n)

@@ -640,3 +640,4 @@ def execute(sess, prog, plan, arrays) -> list:
         return host
     finally:
         prog.ctx.plan = None
+        dev.drop_held()   # (host arrays the run wrote that are still alive are the caller's)

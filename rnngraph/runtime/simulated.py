@@ -72,14 +72,21 @@ class SimulatedDevice(Device):
         arr = super().host_empty(shape, dtype)
         if self.host_capacity is not None and self.host_current > self.host_capacity:
             self.host_current -= arr.nbytes
-            raise OutOfMemoryError(
-                f"simulated host memory exhausted: cannot hold {fmt_bytes(arr.nbytes)} "
-                f"({arr.nbytes} bytes) more, {self.host_current} bytes "
-                f"({fmt_bytes(self.host_current)}) in use of a host capacity of "
-                f"{self.host_capacity} bytes ({fmt_bytes(self.host_capacity)}). A Session "
-                "host_budget= at most the host capacity makes the planner recompute what does "
-                "not fit there (a loop with swap_memory=True always offloads).")
+            self._host_full(arr.nbytes, "an offloaded tensor")
         return arr
+
+    def _room_on_host(self, nbytes: int, what: str) -> None:
+        if self.host_capacity is not None and self.host_current + nbytes > self.host_capacity:
+            self._host_full(nbytes, what)
+
+    def _host_full(self, nbytes: int, what: str):
+        raise OutOfMemoryError(
+            f"simulated host memory exhausted: cannot hold {fmt_bytes(nbytes)} ({nbytes} "
+            f"bytes) more for {what}, {self.host_current} bytes "
+            f"({fmt_bytes(self.host_current)}) in use of a host capacity of "
+            f"{self.host_capacity} bytes ({fmt_bytes(self.host_capacity)}). A Session "
+            "host_budget= at most the host capacity makes the planner recompute what does "
+            "not fit there (a loop with swap_memory=True always offloads).")
 
     def describe(self) -> str:
         cap = "unlimited" if self.capacity is None else fmt_bytes(self.capacity)
