@@ -77,8 +77,10 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
         raise ValueError(f"memory strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
     info = infer_shapes(schedule.graph, schedule.nodes, feed_types)
     model = PeakModel(info, profile)
+    # (host arrays of loop outputs the run holds and the caller does not keep: any choice's)
+    outputs_host = host_output_peak(schedule, lambda v: info.nbytes(v) or 0)
     loops, notes = _candidates(schedule, info, model, profile, STRATEGIES[strategy],
-                               host_budget, checkpoints)
+                               host_budget, checkpoints, outputs_host)
     sel = {lp.node: 0 for lp in loops}
 
     def choices(s):
@@ -86,9 +88,6 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
 
     def total_time(s):
         return sum(lp.options[s[lp.node]].time for lp in loops)
-
-    # (host arrays of loop outputs the run holds and the caller does not keep: any choice's)
-    outputs_host = host_output_peak(schedule, lambda v: info.nbytes(v) or 0)
 
     def host_of(s):
         return outputs_host + sum(lp.options[s[lp.node]].host for lp in loops)
@@ -331,7 +330,12 @@ def _deepest(lp, opt, model, schedule, choices, budget):
 
 # --- candidates ---------------------------------------------------------------------------------
 def _candidates(schedule: Schedule, info, model: PeakModel, profile: DeviceProfile, kinds,
-                host_budget=None, checkpoints="auto"):
+                host_budget=None, checkpoints="auto", outputs_host: int = 0):
+    """The loops whose saved tensors the plan places, each with its options; an option
+    offloading more than the host budget less `outputs_host` (the loop outputs any plan holds
+    on the host) is dropped, as it could never be chosen (a greedy step to it would end in a
+    dead end where a leaner option fits)."""
+    room = None if host_budget is None else max(0, host_budget - outputs_host)
     readers: dict = {}
     for node in schedule.nodes:
         for v in node.inputs:
@@ -366,11 +370,14 @@ def _candidates(schedule: Schedule, info, model: PeakModel, profile: DeviceProfi
             else:
                 movable.append(i)
         lp = _Loop(node, layout, n, movable, pinned, forced, [], backward)
-        _options(lp, schedule, model, profile, kinds, host_budget, checkpoints)
+        _options(lp, schedule, model, profile, kinds, room, checkpoints)
         loops.append(lp)
         if lp.host_overflow:
+            held = f", less {fmt_bytes(outputs_host)} of loop outputs held there" \
+                if outputs_host else ""
             notes.append(f"{node.name}: its saved tensors do not fit the host budget of "
-                         f"{fmt_bytes(host_budget)} (swap_memory=True keeps them there anyway)")
+                         f"{fmt_bytes(host_budget)}{held} (swap_memory=True keeps them there "
+                         "anyway)")
         if forced and pinned:
             notes.append(f"{node.name} has swap_memory=True but keeps "
                          f"{len(pinned)} saved tensors on the device: "

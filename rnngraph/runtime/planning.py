@@ -103,8 +103,21 @@ def host_budget_of(sess):
     return available_ram()
 
 
-def available_ram():
-    """Bytes of RAM free now, by the operating system (None where it does not say)."""
+def available_ram(meminfo: str = "/proc/meminfo"):
+    """Bytes of RAM a program may take now without swapping, by the operating system: Linux's
+    MemAvailable (free pages and the page cache it can reclaim), else the free pages (None
+    where the system says neither)."""
+    try:
+        with open(meminfo, encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key == "MemAvailable":
+                    number, _, unit = rest.strip().partition(" ")
+                    if unit == "kB" and number.isdigit():
+                        return int(number) * 1024
+                    break
+    except OSError:
+        pass
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, ValueError, OSError):
