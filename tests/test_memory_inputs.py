@@ -54,6 +54,20 @@ def test_a_capacity_set_later_is_checked_too():
     assert dev.capacity == 2000 and dev.meter.capacity == 2000
 
 
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (float("nan"), ValueError),
+                                        (0.5, ValueError), ("x", TypeError)])
+def test_a_host_capacity_set_later_is_checked_too(bad, error):
+    dev = SimulatedDevice(capacity=1000, host_capacity=500)
+    with pytest.raises(error, match="SimulatedDevice.host_capacity"):
+        dev.host_capacity = bad
+    assert dev.host_capacity == 500
+    dev.host_capacity = np.uint32(700)
+    assert dev.host_capacity == 700 and type(dev.host_capacity) is int
+    assert "host capacity 700 B" in dev.describe(), dev.describe()
+    dev.host_capacity = None
+    assert dev.host_capacity is None and "host" not in dev.describe()
+
+
 def test_memory_plan_plans_for_the_shape_given():
     g, X, fetches = lstm_graph(batch=4, hidden=8, inputs=3, proj=None)
     sess = rg.Session(g, device=SimulatedDevice(), memory_budget=10**6)

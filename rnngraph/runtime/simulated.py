@@ -45,7 +45,8 @@ class SimulatedDevice(Device):
     def __init__(self, capacity: int | None = None, host_capacity: int | None = None,
                  profile: DeviceProfile = CPU_PROFILE, pool_limit: int = 1 << 30):
         self._capacity = check_byte_count(capacity, "SimulatedDevice(capacity=...)")
-        self.host_capacity = check_byte_count(host_capacity, "SimulatedDevice(host_capacity=...)")
+        self._host_capacity = check_byte_count(host_capacity,
+                                               "SimulatedDevice(host_capacity=...)")
         self.profile = profile
         super().__init__(pool_limit=pool_limit)
 
@@ -57,6 +58,14 @@ class SimulatedDevice(Device):
     def capacity(self, value) -> None:
         self._capacity = check_byte_count(value, "SimulatedDevice.capacity")
         self.meter.capacity = self._capacity
+
+    @property
+    def host_capacity(self) -> int | None:
+        return self._host_capacity
+
+    @host_capacity.setter
+    def host_capacity(self, value) -> None:
+        self._host_capacity = check_byte_count(value, "SimulatedDevice.host_capacity")
 
     def _make_meter(self) -> ByteMeter:
         return ByteMeter(self.array_type, self._capacity, self._overflow)
@@ -90,4 +99,6 @@ class SimulatedDevice(Device):
 
     def describe(self) -> str:
         cap = "unlimited" if self.capacity is None else fmt_bytes(self.capacity)
-        return f"simulated (capacity {cap})"
+        host = "" if self.host_capacity is None else \
+            f", host capacity {fmt_bytes(self.host_capacity)}"
+        return f"simulated (capacity {cap}{host})"
