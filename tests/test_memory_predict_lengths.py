@@ -121,3 +121,36 @@ def test_a_session_fed_other_lengths_plans_for_them():
     assert plans[1] is not plans[0] and plans[4] is not plans[1]
     # the lengths' shape alone: T steps, above every run's peak
     assert free.memory_plan(fetches, {X: (B, T, I), S: (B,)}).predicted_peak > max(peaks)
+
+
+def test_a_plan_for_short_lengths_says_its_placements_are_for_the_longest_run():
+    """A budget below the smallest one any plan of these shapes fits, above what this batch's
+    lengths (all zero: no step runs) need under the plan chosen: the placements are chosen
+    for the longest run (one search serves every batch), the peak predicted for this batch.
+    Where that fits, no smallest budget is given (it read as a contradiction: a plan that fits
+    beside a larger floor); where it does not, the error's floor says it is for the longest
+    run. (An audit's case: a GRU and an LSTM stacked, batch 1, T=7.)"""
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [1, None, 4], name="X")
+        L = rg.placeholder(rg.int32, [1], name="L")
+        cell = rg.nn.MultiRNNCell([rg.nn.GRUCell(12), rg.nn.LSTMCell(12)])
+        out, _ = rg.nn.dynamic_rnn(cell, X, dtype=rg.float32, sequence_length=L)
+        loss = rg.reduce_sum(rg.reduce_max(out, axis=1) ** 2)
+        fetches = [loss] + [d for d in rg.gradients(loss, rg.global_variables())
+                            if d is not None]
+    fd = {X: np.random.RandomState(5).randn(1, 7, 4).astype(np.float32),
+          L: np.array([0], np.int32)}
+    floor = _session(g, 1).memory_plan(fetches, {X: (1, 7, 4), L: (1,)}).min_budget
+    budget = floor - 400
+    sess = _session(g, budget)
+    plan = sess.memory_plan(fetches, fd)
+    assert plan.fits and plan.min_budget is None, str(plan)
+    assert "longest run these shapes allow" in str(plan)
+    out, measured, predicted = _measured(sess, fetches, fd)
+    assert measured <= predicted <= budget
+    _close(out, _measured(_session(g), fetches, fd)[0])
+    with pytest.raises(rg.errors.OutOfMemoryError,
+                       match=r"smallest budget a plan was found to fit is \d+ bytes \(.*\) \(for "
+                             "the longest run these shapes allow"):
+        rg.Session(g, memory_budget=predicted - 1).run(fetches, fd)

@@ -164,9 +164,11 @@ def prepare(sess, flat, fed, shapes, report: bool = False, always_plan: bool = F
                     f"cannot hold the {fmt_bytes(plan.host_bytes)} of saved tensors that "
                     f"swap_memory=True loops offload. Raise the host budget, or drop "
                     "swap_memory=True and give the Session a memory_budget= instead.")
+            longest = " (for the longest run these shapes allow: a plan serves every batch " \
+                "of them)" if FEWER_STEPS in plan.notes else ""
             floor = "" if plan.min_budget is None else \
                 f"; the smallest budget a plan was found to fit is {plan.min_budget} bytes " \
-                f"({fmt_bytes(plan.min_budget)})"
+                f"({fmt_bytes(plan.min_budget)}){longest}"
             if plan.min_budget is None and no_floor_reason(plan):
                 floor = f"; {no_floor_reason(plan)}"
             held = getattr(sess, "host_budget", None) is not None and any(
@@ -212,6 +214,11 @@ def _prepare(sess, flat, fed, shapes, report, always_plan):
     return prog, (_predicted_for(sess, prog, plan, shapes, steps) if steps else plan)
 
 
+FEWER_STEPS = ("the placements are chosen for the longest run these shapes allow (every batch "
+               "of them runs this plan), and the peak is predicted for this batch's sequence "
+               "lengths, which run fewer steps")
+
+
 def _predicted_for(sess, prog, plan, shapes, steps):
     """`plan` with its peak predicted for the loops' numbers of steps `steps` (fewer than the
     shapes bound them by): the same placements, simulated once per plan and steps (a peak of
@@ -222,8 +229,11 @@ def _predicted_for(sess, prog, plan, shapes, steps):
     if got is None or got[0] is not plan:
         info = infer_shapes(prog.schedule.graph, prog.schedule.nodes, _feed_types(prog, shapes))
         peak = PeakModel(info, sess.device.profile).run(prog.schedule, loop_choices(plan))[0]
+        notes = list(plan.notes) + [FEWER_STEPS]
+        fits = plan.budget is None or peak <= plan.budget
         got = memo[(id(plan), steps)] = (plan, dataclasses.replace(
-            plan, predicted_peak=peak, notes=list(plan.notes), aliases=dict(plan.aliases)))
+            plan, predicted_peak=peak, notes=notes, aliases=dict(plan.aliases),
+            min_budget=None if fits else plan.min_budget))   # (the floor: for the shapes)
         for k in list(memo)[:max(0, len(memo) - MAX_STEPS)]:
             del memo[k]
     return got[1]
