@@ -316,7 +316,7 @@ def _misfit(plan, budget) -> str | None:
             why = (f"its offloaded tensors need {plan.host_bytes} bytes of host memory, more "
                    f"than the host budget of {plan.host_budget}")
         else:
-            why = f"it needs {plan.predicted_peak} bytes at its peak"
+            why = f"the plan made for it peaks at {plan.predicted_peak} bytes"
         need = "" if plan.min_budget is None or plan.unknown else (
             f"; the smallest budget a plan was found to fit is {plan.min_budget} bytes "
             f"({format_bytes(plan.min_budget)}): try --budget {plan.min_budget}")

@@ -3,6 +3,7 @@ review of issue 29): a loop of unknown length never "fits" a budget, a budget ab
 device's capacity is refused when the Session is made, and the out-of-memory errors name the
 run (its fetches and the user's line) and the lever that helps (the host budget)."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -146,6 +147,9 @@ def test_the_simulated_host_running_out_names_the_loop_and_the_stack():
     msg = str(e.value)
     assert "simulated host memory exhausted" in msg and "host capacity of 1000 bytes" in msg
     assert "of loop 'rnn/while' (built at " + HERE in msg and "host_budget=" in msg
+    # the stack by the user's op (as the printed plan names it), and as compiled where renamed
+    assert re.search(r"offloading the saved stack rnn/while/lstm_cell/\w+ (\(compiled as "
+                     r"[\w/:]+\) )?of loop", msg), msg
 
 
 def test_a_loop_that_recomputes_nothing_has_no_checkpoint_schedule():

@@ -409,7 +409,8 @@ class LoopExecutor:
         writers = [None] * len(keep_res)
         for j in host_js:
             writers[j] = OffloadWriter(dev, n, lp.prefetch_depth, meter and meter.release,
-                                       results["residual"][keep_res[j]].name,
+                                       _saved_name(lp, keep_res[j],
+                                                   results["residual"][keep_res[j]].name),
                                        ctx.plan.host_budget, node.describe(),
                                        direct=not tracked and dev.host_is_device)
         sinks = [(j, writers[j]) for j in stored]
@@ -651,6 +652,14 @@ def shared_values(slots, steps, batched=None, unzeroed=None) -> tuple:
                                 (unzeroed[j] or not unzeroed[j0])))
         out.append(j0 if ok else -1)
     return tuple(out)
+
+
+def _saved_name(lp, index: int, compiled: str) -> str:
+    """How errors name saved residual `index`: the user's op, and the compiled value where the
+    passes renamed it (the printed plan's names)."""
+    saved = next((s for s in lp.saved if s.index == index), None)
+    user = saved.user_name if saved is not None else compiled
+    return user if user == compiled else f"{user} (compiled as {compiled})"
 
 
 def _plain_steps(step_run, driver_for, t_iter, carried, invariants, seqs, k, active, pool,
