@@ -100,10 +100,12 @@ def test_the_ram_available_is_linuxs_memavailable(tmp_path):
 
 def test_more_host_memory_never_turns_a_fitting_plan_away():
     """An LSTM whose outputs are fetched and also held on the host (host_outputs): the host
-    options offloading more than the host budget less those outputs are never chosen, so a
-    plan that fits a host budget fits every larger one (the planner used to step to such an
+    options offloading more than the host budget less those outputs are never chosen, so here
+    a plan that fits a host budget fits every larger one (the planner used to step to such an
     option once it was within the host budget alone, then stop over budget: T=200, no plan
-    from 6.55 to 7.37 MB of host, where 0.8 MB found one), and the run holds to both."""
+    from 6.55 to 7.37 MB of host, where 0.8 MB found one), and the run holds to both. (With
+    several loops the greedy search can still step to a dead end a smaller host budget
+    avoids: not fixed.)"""
     T, B, H, I = 200, 16, 64, 8
     g = rg.Graph()
     with g.as_default():
@@ -126,3 +128,21 @@ def test_more_host_memory_never_turns_a_fitting_plan_away():
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(b).max())
     assert dev.peak_bytes <= budget and dev.host_peak <= 6_800_000
+
+
+def test_a_host_capacity_set_later_is_planned_for_at_once():
+    """A Session without a host_budget plans for its device's host capacity: set anew, the
+    next plan is made for it, not taken from the plans of the old one (a review)."""
+    g, X, fetches = lstm_graph(batch=8, hidden=32, inputs=4, proj=4)
+    fd = feed(X, T)
+    dev = SimulatedDevice()
+    floor = rg.Session(g, device=SimulatedDevice(), memory_budget=1,
+                       memory_strategy="offload").memory_plan(fetches, fd).min_budget
+    dev.capacity = floor
+    sess = rg.Session(g, device=dev, memory_budget=floor)
+    wide = sess.memory_plan(fetches, fd)
+    assert wide.fits and wide.host_bytes > 0, str(wide)
+    dev.host_capacity = wide.host_bytes // 4
+    narrow = sess.memory_plan(fetches, fd)
+    assert narrow.host_budget == wide.host_bytes // 4, str(narrow)
+    assert narrow.host_bytes <= narrow.host_budget or not narrow.fits, str(narrow)

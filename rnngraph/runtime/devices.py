@@ -55,6 +55,7 @@ class Device:
         self.host_current = 0
         self.host_peak = 0
         self._held: dict = {}   # id(flat host buffer) -> (finalizer, bytes): hold_host's
+        self._host_used: dict = {}   # id(flat host buffer) -> bytes: host_empty's, in use
 
     def _make_meter(self) -> ByteMeter:
         return ByteMeter(self.array_type)
@@ -123,8 +124,12 @@ class Device:
         self.host_peak = self.host_current
 
     def reset_accounting(self) -> None:
-        """Forget every counted buffer (a failed run may have left some behind)."""
+        """Forget every counted buffer (a failed run may have left some behind): device
+        buffers, host buffers (a failed run's offloaded stacks: given back later, they are
+        pooled, not counted off again) and held host arrays."""
         self.meter.reset()
+        self.host_current -= sum(self._host_used.values())
+        self._host_used.clear()
         self.drop_held()
 
     def counters(self) -> dict:
@@ -139,22 +144,24 @@ class Device:
     def host_empty(self, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        self._room_on_host(nbytes, "an offloaded tensor")
         bucket = self._host_pool.get(nbytes)
         if bucket:
             flat = bucket.pop()
             self._host_pooled -= flat.nbytes
         else:
             flat = self._host_alloc(nbytes)
+        self._host_used[id(_root(flat))] = nbytes   # (host_free finds it by its root)
         self.host_current += nbytes
         self.host_peak = max(self.host_peak, self.host_current)
         return flat[:nbytes].view(dtype).reshape(shape)
 
     def host_output(self, shape, dtype) -> np.ndarray:
         """A host array for a loop output written row by row (runtime/host_outputs.py) that
-        the caller receives as the fetched value, or a later loop reads: outside the host pool
-        and its count (the caller's memory, or the run's until its readers are done: the plan
-        counts the latter in its host bytes), freed when the last holder drops it; pinned on
-        a GPU."""
+        the caller receives as the fetched value, or a later loop reads: outside the host pool,
+        freed when the last holder drops it; pinned on a GPU. Counted in the host bytes in use
+        only where the caller holds it with `hold_host` (the run's until its readers are done:
+        the plan counts those in its host bytes; a fetched one is the caller's memory)."""
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         return self._host_alloc(nbytes)[:nbytes].view(dtype).reshape(shape)
@@ -165,9 +172,7 @@ class Device:
         or a copy a row reordering makes of one (runtime/host_outputs.py), which a later loop
         reads. `what` names it in a SimulatedDevice's error when its host capacity is
         exceeded."""
-        flat = a
-        while isinstance(flat.base, np.ndarray):
-            flat = flat.base
+        flat = _root(a)
         key = id(flat)
         if key not in self._held:
             self._room_on_host(flat.nbytes, what)
@@ -187,15 +192,15 @@ class Device:
         """Stop counting every array `hold_host` counts (at the end of a run: what is still
         alive is the caller's, a fetched result)."""
         for key in list(self._held):
-            self._held[key][0].detach()
-            self._unhold(key)
+            fin, nbytes = self._held.pop(key, (None, 0))   # (another thread's run may have
+            if fin is not None:                              # dropped it meanwhile)
+                fin.detach()
+                self.host_current -= nbytes
 
     def host_free(self, a: np.ndarray) -> None:
         """Give back a buffer from `host_empty` (kept for reuse, up to `pool_limit` bytes)."""
-        flat = a
-        while isinstance(flat.base, np.ndarray):
-            flat = flat.base
-        self.host_current -= a.nbytes
+        flat = _root(a)
+        self.host_current -= self._host_used.pop(id(flat), 0)   # (0: forgotten by a reset)
         if self._host_pooled + flat.nbytes <= self.pool_limit:
             self._host_pool.setdefault(a.nbytes, []).append(flat)
             self._host_pooled += flat.nbytes
@@ -262,6 +267,13 @@ class CPUDevice(Device):
     xp = np
     budget_tracks = False
     host_is_device = True
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    """The array at the bottom of `a`'s chain of views (the buffer the views share)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
 
 
 def get_device(spec) -> Device:

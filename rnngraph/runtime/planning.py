@@ -229,7 +229,7 @@ def _predicted_for(sess, prog, plan, shapes, steps):
     if got is None or got[0] is not plan:
         info = infer_shapes(prog.schedule.graph, prog.schedule.nodes, _feed_types(prog, shapes))
         peak = PeakModel(info, sess.device.profile).run(prog.schedule, loop_choices(plan))[0]
-        notes = list(plan.notes) + [FEWER_STEPS]
+        notes = list(plan.notes) + ([FEWER_STEPS] if plan.budget is not None else [])
         fits = plan.budget is None or peak <= plan.budget
         got = memo[(id(plan), steps)] = (plan, dataclasses.replace(
             plan, predicted_peak=peak, notes=notes, aliases=dict(plan.aliases),
@@ -246,7 +246,11 @@ def _prepare_shapes(sess, flat, fed, shapes, report, always_plan):
     if not (always_plan or budget is not None or prog.has_swap):
         return prog, None
     cache = _plans_of(sess, flat, fed, tracked, prog)
-    key = (tuple(tuple(s) for s in shapes), budget, sess.memory_strategy, sess.host_budget)
+    # (the host budget as given, else the device's host capacity: a capacity set since plans
+    # anew; never the RAM available, which moves between reads)
+    host = sess.host_budget if sess.host_budget is not None else \
+        getattr(sess.device, "host_capacity", None)
+    key = (tuple(tuple(s) for s in shapes), budget, sess.memory_strategy, host)
     if key in cache:
         best = cache[key]
         # (another program: its runs count too, tiered compiles)

@@ -153,6 +153,7 @@ class Program:
             else:
                 lines.append(f"{indent}r = {call}")
                 lines += [f"{indent}s{slot} = r[{j}]" for j, slot in enumerate(outs)]
+                lines.append(f"{indent}del r")   # (it would keep freed outputs alive)
             frees = [a for a in frees if a not in keep]
             if frees:
                 lines.append(f"{indent}del {', '.join(f's{a}' for a in frees)}")
@@ -213,6 +214,7 @@ class Program:
                     env[slot] = r
                     if retain is not None:
                         retain(r, node)
+            result = r = None   # (kept, they would hold an output past its slot's free)
             if observer is not None:
                 observer(node, env)
             for slot in frees:

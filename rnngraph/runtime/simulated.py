@@ -77,13 +77,6 @@ class SimulatedDevice(Device):
             f"of a capacity of {self.capacity} bytes ({fmt_bytes(self.capacity)}). "
             f"{NO_BUDGET_HINT}")
 
-    def host_empty(self, shape, dtype):
-        arr = super().host_empty(shape, dtype)
-        if self.host_capacity is not None and self.host_current > self.host_capacity:
-            self.host_current -= arr.nbytes
-            self._host_full(arr.nbytes, "an offloaded tensor")
-        return arr
-
     def _room_on_host(self, nbytes: int, what: str) -> None:
         if self.host_capacity is not None and self.host_current + nbytes > self.host_capacity:
             self._host_full(nbytes, what)

@@ -197,7 +197,8 @@ class CupyDevice(Device):
             if self.host_current + nbytes > host_budget:
                 raise OutOfMemoryError(
                     f"host_budget={host_budget} bytes ({fmt_bytes(host_budget)}) is used up: "
-                    f"{self.host_current} bytes of pinned host memory hold offloaded rows, and "
+                    f"{self.host_current} bytes of pinned host memory hold offloaded rows (and "
+                    "loop outputs written to the host), and "
                     f"the next chunk of an offloaded stack needs {nbytes} bytes more. Raise "
                     "Session(host_budget=...), or give the Session a memory_budget= so that "
                     "the planner recomputes instead of offloading.")
