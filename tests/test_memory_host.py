@@ -103,9 +103,7 @@ def test_more_host_memory_never_turns_a_fitting_plan_away():
     options offloading more than the host budget less those outputs are never chosen, so here
     a plan that fits a host budget fits every larger one (the planner used to step to such an
     option once it was within the host budget alone, then stop over budget: T=200, no plan
-    from 6.55 to 7.37 MB of host, where 0.8 MB found one), and the run holds to both. (With
-    several loops the greedy search can still step to a dead end a smaller host budget
-    avoids: not fixed.)"""
+    from 6.55 to 7.37 MB of host, where 0.8 MB found one), and the run holds to both."""
     T, B, H, I = 200, 16, 64, 8
     g = rg.Graph()
     with g.as_default():
@@ -128,6 +126,36 @@ def test_more_host_memory_never_turns_a_fitting_plan_away():
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(b).max())
     assert dev.peak_bytes <= budget and dev.host_peak <= 6_800_000
+
+
+def test_more_host_memory_never_turns_a_fitting_plan_away_with_several_loops():
+    """Two stacked layers (LSTM, then GRU): a search offloading the first layer took the host
+    room the second needed, and stopped over budget (no plan from 0.7 to 0.9 MB of host where
+    0.3 MB found one). The planner searches again with the host room shrunk, taking options
+    slower and larger than another but lighter on the host; the run holds to both budgets."""
+    T2, B, H, I = 60, 8, 32, 4
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [B, None, I], name="X")
+        with rg.variable_scope("l1"):
+            h, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), X, dtype=rg.float32)
+        with rg.variable_scope("l2"):
+            out, _ = rg.nn.dynamic_rnn(rg.nn.GRUCell(H), h, dtype=rg.float32)
+        loss = rg.reduce_sum(out * out)
+        fetches = [loss] + rg.gradients(loss, rg.global_variables())
+    fd = {X: np.random.RandomState(0).randn(B, T2, I).astype(np.float32)}
+    keep = rg.Session(g, device=SimulatedDevice()).memory_plan(fetches, fd).predicted_peak
+    budget = keep * 3 // 10
+    for host in (300_000, 700_000, 800_000, 900_000, 1_000_000):
+        plan = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget,
+                          host_budget=host).memory_plan(fetches, fd)
+        assert plan.fits and plan.host_bytes <= host, (host, str(plan))
+    dev = SimulatedDevice(capacity=budget, host_capacity=800_000)
+    got = rg.Session(g, device=dev, memory_budget=budget).run(fetches, fd)
+    want = rg.Session(g).run(fetches, fd)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(b).max())
+    assert dev.peak_bytes <= budget and dev.host_peak <= 800_000
 
 
 def test_a_host_capacity_set_later_is_planned_for_at_once():

@@ -11,7 +11,9 @@ the planner moves whichever loop to a leaner option buys the most predicted peak
 predicted peak fits the budget. `swap_memory=True` loops are always offloaded.
 
 Offloaded stacks take host memory: options whose stacks exceed `host_budget` are dropped and
-moves that would overflow it are skipped. Recomputation uses uniform checkpoints (the interval
+moves that would overflow it are skipped. Where the search then stops over budget (one loop's
+offloading took the room another needed), it searches again with the host room halved, down to
+none, among options slower and larger than others but lighter on the host. Recomputation uses uniform checkpoints (the interval
 minimising checkpoints plus one replayed segment) or, where that is leaner, a binomial schedule
 (memory/checkpoints.py) with a number of stored states chosen like any other option, by bytes
 against predicted time. A plan that cannot fit records the peak it got down to (min_budget).
@@ -34,6 +36,7 @@ from .plan import LoopPlan, MemoryPlan, SavedTensor, _differs, _origin_of
 from .shapes import infer_shapes
 from .simulate import LoopChoice, PeakModel, binomial_schedule, host_output_peak
 
+HOST_RETRIES = 5         # searches again with the host room halved, then none (a dead end)
 MAX_GROUPS = 8           # residuals are decided in at most this many groups (3**8 assignments)
 
 
@@ -53,6 +56,7 @@ class _Loop:
         self.movable, self.pinned, self.forced = movable, pinned, forced
         self.options, self.backward = options, backward
         self.host_overflow, self.host_dropped = False, 0   # (set by _options)
+        self.costed: list = []                              # (set by _options)
 
 
 STRATEGIES = {"auto": (DEVICE, HOST, RECOMPUTE), "offload": (DEVICE, HOST),
@@ -96,7 +100,7 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
     shared = _shared_peaks(schedule, feed_types, profile)
 
     def peak_of(s):
-        k = tuple(s[lp.node] for lp in loops)
+        k = tuple(id(lp.options[s[lp.node]]) for lp in loops)   # (options outlive the lists)
         if k not in peaks:
             peaks[k] = _peak(model, schedule, choices(s), shared)
         return peaks[k]
@@ -104,40 +108,33 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
     peak = peak_of(sel)
     dropped = sum(lp.host_dropped for lp in loops)   # options the host budget ruled out
     if budget is not None:
-        while peak > budget:
-            best = None
-            held = 0     # moves the host budget rules out (the note says so)
-            moves = []   # (extra time, position, selection): the cheapest first
+        sel, peak, held = _search(loops, sel, budget, host_budget, peak_of, total_time, host_of)
+        if peak > budget and held and host_budget is not None:
+            # A step offloading one loop can take the host room a later loop needed, where
+            # recomputing the first would have fitted: search again, the host room shrunk.
+            # Options slower and larger than another but lighter on the host join the search.
+            chosen = {lp.node: lp.options[sel[lp.node]] for lp in loops}
             for lp in loops:
-                for idx in range(sel[lp.node] + 1, len(lp.options)):
-                    trial = dict(sel)
-                    trial[lp.node] = idx
-                    if host_budget is not None and \
-                            host_of(trial) > max(host_budget, host_of(sel)):
-                        held += 1
-                        continue
-                    moves.append((total_time(trial) - total_time(sel), len(moves), trial))
-            moves.sort(key=lambda m: m[:2])
-            for dt, pos, trial in moves:
-                if best is not None and best[0][0] == 0:
-                    break   # (a move that fits was found: every later one costs as much or more)
-                p = peak_of(trial)
-                if p >= peak:
-                    continue
-                key = (0, dt, pos) if p <= budget else (1, -(peak - p) / max(dt, 1e-9), pos)
-                if best is None or key < best[0]:
-                    best = (key, trial, p)
-            if best is None and (held or dropped):
-                notes.append(f"no placement fits the budget within host_budget="
-                             f"{fmt_bytes(host_budget)}: offloading more saved tensors would "
-                             "pass it; raise host_budget=, or let the plan recompute "
-                             "(memory_strategy='auto' or 'recompute')")
-                break
-            if best is None:
-                notes.append("no placement fits the budget: the rest of the peak is not saved "
-                             "tensors (stacked outputs, their gradients, inputs, weights)")
-                break
-            sel, peak = best[1], best[2]
+                lp.options = _pareto(lp.costed, by_host=True)
+            sel = {lp.node: next(i for i, o in enumerate(lp.options) if o is chosen[lp.node])
+                   for lp in loops}
+            room = host_budget - outputs_host
+            for cap in [outputs_host + room // 2 ** k for k in range(1, HOST_RETRIES)] + \
+                    [outputs_host]:
+                s2, p2, _ = _search(loops, {lp.node: 0 for lp in loops}, budget, cap,
+                                    peak_of, total_time, host_of)
+                if p2 < peak:
+                    sel, peak = s2, p2
+                if peak <= budget:
+                    break
+        if peak > budget and (held or dropped):
+            notes.append(f"no placement fits the budget within host_budget="
+                         f"{fmt_bytes(host_budget)}: offloading more saved tensors would "
+                         "pass it; raise host_budget=, or let the plan recompute "
+                         "(memory_strategy='auto' or 'recompute')")
+        elif peak > budget:
+            notes.append("no placement fits the budget: the rest of the peak is not saved "
+                         "tensors (stacked outputs, their gradients, inputs, weights)")
     floor = peak if budget is not None and peak > budget else None
     # prefetch further ahead wherever the budget allows it
     for lp in loops:
@@ -169,6 +166,41 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
                       host_bytes=host_of(sel), min_budget=floor, chunk_steps=chunk,
                       chunk_bytes_per_step=per_step,
                       unknown=_unknown(model))
+
+
+def _search(loops, sel, budget, host_cap, peak_of, total_time, host_of):
+    """Greedy descent from `sel`: move whichever loop to a later (slower) option buys the most
+    predicted peak per second, a move that fits the budget at once by the least time, until
+    the peak fits `budget` or no move lowers it. Moves that would take the host bytes past
+    `host_cap` (None: unlimited) are skipped. Returns (selection, peak, moves skipped for
+    the host cap at the end)."""
+    peak, held = peak_of(sel), 0
+    while peak > budget:
+        best = None
+        held = 0     # moves the host cap rules out
+        moves = []   # (extra time, position, selection): the cheapest first
+        for lp in loops:
+            for idx in range(sel[lp.node] + 1, len(lp.options)):
+                trial = dict(sel)
+                trial[lp.node] = idx
+                if host_cap is not None and host_of(trial) > max(host_cap, host_of(sel)):
+                    held += 1
+                    continue
+                moves.append((total_time(trial) - total_time(sel), len(moves), trial))
+        moves.sort(key=lambda m: m[:2])
+        for dt, pos, trial in moves:
+            if best is not None and best[0][0] == 0:
+                break   # (a move that fits was found: every later one costs as much or more)
+            p = peak_of(trial)
+            if p >= peak:
+                continue
+            key = (0, dt, pos) if p <= budget else (1, -(peak - p) / max(dt, 1e-9), pos)
+            if best is None or key < best[0]:
+                best = (key, trial, p)
+        if best is None:
+            break
+        sel, peak = best[1], best[2]
+    return sel, peak, held
 
 
 def _shared_peaks(schedule: Schedule, feed_types: dict, profile) -> dict | None:
@@ -474,6 +506,7 @@ def _options(lp: _Loop, schedule, model: PeakModel, profile: DeviceProfile, kind
     lp.host_overflow = not fit
     lp.host_dropped = len(raw) - len(fit) if fit else 0   # (options the host budget rules out)
     lp.options = _pareto(fit or raw)
+    lp.costed = fit or raw   # (a search the host budget held back looks at them again)
 
 
 def _groups(movable: list) -> list:
@@ -517,12 +550,16 @@ def _best_interval(n: int, carried: int, rec_bytes: int) -> tuple:
     return best
 
 
-def _pareto(options: list) -> list:
-    """Options no other beats on both bytes and time, fastest first."""
-    options.sort(key=lambda o: (o.time, o.bytes))
-    out = []
+def _pareto(options: list, by_host: bool = False) -> list:
+    """Options no other beats on both bytes and time (`by_host`: on bytes, time and host
+    bytes), fastest first."""
+    options = sorted(options, key=lambda o: (o.time, o.bytes, o.host))
+    out: list = []
     for o in options:
-        if not out or o.bytes < out[-1].bytes:
+        if by_host:
+            if not any(k.bytes <= o.bytes and k.host <= o.host for k in out):
+                out.append(o)
+        elif not out or o.bytes < out[-1].bytes:
             out.append(o)
     return out
 
