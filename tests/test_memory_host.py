@@ -128,12 +128,8 @@ def test_more_host_memory_never_turns_a_fitting_plan_away():
     assert dev.peak_bytes <= budget and dev.host_peak <= 6_800_000
 
 
-def test_more_host_memory_never_turns_a_fitting_plan_away_with_several_loops():
-    """Two stacked layers (LSTM, then GRU): a search offloading the first layer took the host
-    room the second needed, and stopped over budget (no plan from 0.7 to 0.9 MB of host where
-    0.3 MB found one). The planner searches again with the host room shrunk, taking options
-    slower and larger than another but lighter on the host; the run holds to both budgets."""
-    T2, B, H, I = 60, 8, 32, 4
+def _two_layers(T2=60, B=8, H=32, I=4):
+    """An LSTM layer under a GRU layer: two loops whose saved tensors the plan places."""
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [B, None, I], name="X")
@@ -143,7 +139,15 @@ def test_more_host_memory_never_turns_a_fitting_plan_away_with_several_loops():
             out, _ = rg.nn.dynamic_rnn(rg.nn.GRUCell(H), h, dtype=rg.float32)
         loss = rg.reduce_sum(out * out)
         fetches = [loss] + rg.gradients(loss, rg.global_variables())
-    fd = {X: np.random.RandomState(0).randn(B, T2, I).astype(np.float32)}
+    return g, fetches, {X: np.random.RandomState(0).randn(B, T2, I).astype(np.float32)}
+
+
+def test_more_host_memory_never_turns_a_fitting_plan_away_with_several_loops():
+    """Two stacked layers (LSTM, then GRU): a search offloading the first layer took the host
+    room the second needed, and stopped over budget (no plan from 0.7 to 0.9 MB of host where
+    0.3 MB found one). The planner searches again with the host room shrunk, taking options
+    slower and larger than another but lighter on the host; the run holds to both budgets."""
+    g, fetches, fd = _two_layers()
     keep = rg.Session(g, device=SimulatedDevice()).memory_plan(fetches, fd).predicted_peak
     budget = keep * 3 // 10
     for host in (300_000, 700_000, 800_000, 900_000, 1_000_000):
@@ -156,6 +160,66 @@ def test_more_host_memory_never_turns_a_fitting_plan_away_with_several_loops():
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(b).max())
     assert dev.peak_bytes <= budget and dev.host_peak <= 800_000
+
+
+def test_no_search_again_where_even_the_leanest_options_are_over(monkeypatch):
+    """Searching again with the host room shrunk cannot help where each loop's leanest option,
+    whatever its host bytes, is over the budget: one search per plan there, as before (the
+    searches again made a four-layer plan that cannot fit take 2.6x as long; a review)."""
+    import rnngraph.memory.planner as planner
+    import rnngraph.runtime.planning as planning
+    calls = {"plans": 0, "searches": 0}
+
+    def counted(fn, key):
+        def wrapper(*a, **k):
+            calls[key] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    g, fetches, fd = _two_layers()
+    keep = rg.Session(g, device=SimulatedDevice()).memory_plan(fetches, fd).predicted_peak
+    monkeypatch.setattr(planning, "make_plan", counted(planning.make_plan, "plans"))
+    monkeypatch.setattr(planner, "_search", counted(planner._search, "searches"))
+    budget = keep * 12 // 100
+    plan = rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget,
+                      host_budget=600_000).memory_plan(fetches, fd)
+    assert not plan.fits and plan.min_budget > budget, str(plan)
+    assert calls["searches"] == calls["plans"] > 0, calls
+
+
+def test_a_fit_found_by_shrinking_the_host_room_does_not_displace_a_faster_one():
+    """Two layers whose outputs are both fetched, a host budget just above what offloading
+    needs: chunks of 16 now fit too, by recomputing where the shrunk host room (the search
+    again) sends them, at 38x the predicted extra time of chunks of 4, which offload and fit
+    (a review). The session keeps the fastest chunk size that fits."""
+    T2, B, H, I = 60, 8, 32, 4
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [B, None, I], name="X")
+        with rg.variable_scope("l1"):
+            h, _ = rg.nn.dynamic_rnn(rg.nn.GRUCell(H), X, dtype=rg.float32)
+        with rg.variable_scope("l2"):
+            out, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), h, dtype=rg.float32)
+        loss = rg.reduce_sum(out * out)
+        fetches = [loss] + rg.gradients(loss, rg.global_variables()) + [h]
+    fd = {X: np.random.RandomState(0).randn(B, T2, I).astype(np.float32)}
+    keep = rg.Session(g, device=SimulatedDevice()).memory_plan(fetches, fd).predicted_peak
+    budget, host = keep * 4 // 10, 811_106
+
+    def plan_of(**kw):
+        return rg.Session(g, device=SimulatedDevice(capacity=budget), memory_budget=budget,
+                          host_budget=host, **kw).memory_plan(fetches, fd)
+
+    plan = plan_of()
+    assert plan.fits and plan.host_bytes <= host, str(plan)
+    fitting = [p for p in (plan_of(passes={"chunk_steps": c}) for c in (4, 16)) if p.fits]
+    assert len(fitting) == 2 and fitting[1].extra_time > 10 * fitting[0].extra_time
+    assert plan.extra_time <= min(p.extra_time for p in fitting) * 1.05, str(plan)
+    dev = SimulatedDevice(capacity=budget, host_capacity=host)
+    got = rg.Session(g, device=dev, memory_budget=budget).run(fetches, fd)
+    for a, b in zip(got, rg.Session(g).run(fetches, fd)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(b).max())
+    assert dev.peak_bytes <= budget and dev.host_peak <= host
 
 
 def test_a_host_capacity_set_later_is_planned_for_at_once():

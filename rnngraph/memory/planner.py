@@ -13,10 +13,10 @@ predicted peak fits the budget. `swap_memory=True` loops are always offloaded.
 Offloaded stacks take host memory: options whose stacks exceed `host_budget` are dropped and
 moves that would overflow it are skipped. Where the search then stops over budget (one loop's
 offloading took the room another needed), it searches again with the host room halved, down to
-none, among options slower and larger than others but lighter on the host. Recomputation uses uniform checkpoints (the interval
-minimising checkpoints plus one replayed segment) or, where that is leaner, a binomial schedule
-(memory/checkpoints.py) with a number of stored states chosen like any other option, by bytes
-against predicted time. A plan that cannot fit records the peak it got down to (min_budget).
+none, among options slower and larger than others but lighter on the host. Recomputation uses
+uniform checkpoints (the interval minimising checkpoints plus one replayed segment) or, where
+that is leaner, a binomial schedule (memory/checkpoints.py) with a number of stored states
+chosen like any other option, by bytes against predicted time. A plan that cannot fit records the peak it got down to (min_budget).
 """
 from __future__ import annotations
 
@@ -109,10 +109,12 @@ def make_plan(schedule: Schedule, feed_types: dict, budget: int | None = None,
     dropped = sum(lp.host_dropped for lp in loops)   # options the host budget ruled out
     if budget is not None:
         sel, peak, held = _search(loops, sel, budget, host_budget, peak_of, total_time, host_of)
-        if peak > budget and held and host_budget is not None:
+        leanest = {lp.node: len(lp.options) - 1 for lp in loops}   # (fewest bytes, any host)
+        if peak > budget and held and host_budget is not None and peak_of(leanest) <= budget:
             # A step offloading one loop can take the host room a later loop needed, where
             # recomputing the first would have fitted: search again, the host room shrunk.
             # Options slower and larger than another but lighter on the host join the search.
+            # (Not where even each loop's leanest option, whatever its host bytes, is over.)
             chosen = {lp.node: lp.options[sel[lp.node]] for lp in loops}
             for lp in loops:
                 lp.options = _pareto(lp.costed, by_host=True)

@@ -523,9 +523,14 @@ def _chunked(sess, flat, fed, shapes, tracked, lean_plan, extra=None):
         return attempt(asked)
     first = min(CHUNK_PROBE, steps) if steps else CHUNK_PROBE
     best = attempt(first)
+    smaller = max(CHUNK_MIN, first // 4)
     if best is None:
-        smaller = max(CHUNK_MIN, first // 4)
         return attempt(smaller) if smaller < first else None
+    if best[1].extra_time > lean_plan.extra_time * 1.05 + 1e-4 and smaller < first:
+        # (a fit bought with recomputation or a shrunk host room: smaller chunks may be faster)
+        alt = attempt(smaller)
+        if alt is not None and alt[1].extra_time < best[1].extra_time:
+            return alt
     plan = best[1]
     per_step = plan.chunk_bytes_per_step
     if per_step and plan.chunk_steps < (steps or CHUNK_MAX):
