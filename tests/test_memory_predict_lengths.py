@@ -175,3 +175,38 @@ def test_a_loop_of_one_step_is_predicted_as_measured(lengths):
         if budget == floor:
             assert predicted == measured, (measured, predicted)
         _close(out, ref)
+
+
+def test_a_nested_loop_of_one_step_is_not_predicted_below_its_run():
+    """An outer while_loop of one step (swap_memory=True) whose body runs another loop: the
+    model of the inner loop's gradient counts short there (an older gap), which the outer
+    loop's carried state covered. Counted without that state at one step, the plan made at
+    its floor ran out of memory (an audit); at one step a body with loops keeps it."""
+    B2, H2, I2 = 3, 8, 3
+    g = rg.Graph()
+    with g.as_default():
+        X = rg.placeholder(rg.float32, [None, B2, I2], name="X")
+        W = rg.get_variable("W", [H2, H2])
+        U = rg.get_variable("U", [I2, H2])
+
+        def body(t, h):
+            z = rg.tanh(rg.matmul(h, W) + rg.matmul(rg.gather(X, t), U))
+            _, z = rg.while_loop(lambda j, z: j < 5,
+                                 lambda j, z: (j + 1, rg.tanh(rg.matmul(z, W)) * 0.5 + z),
+                                 [rg.constant(0), z], maximum_iterations=1, swap_memory=True)
+            return t + 1, z
+
+        _, h = rg.while_loop(lambda t, h: t < rg.shape(X)[0], body,
+                             [rg.constant(0), rg.zeros([B2, H2])], maximum_iterations=1,
+                             swap_memory=True)
+        loss = rg.reduce_sum(h * h)
+        fetches = [loss] + rg.gradients(loss, [W, U])
+    fd = {X: np.random.RandomState(0).randn(4, B2, I2).astype(np.float32)}
+    ref = _session(g).run(fetches, fd)
+    floor = _session(g, 1).memory_plan(fetches, fd).min_budget
+    for budget in (floor, floor + 144):
+        sess = _session(g, budget)
+        assert sess.memory_plan(fetches, fd).fits
+        out, measured, predicted = _measured(sess, fetches, fd)
+        assert measured <= predicted <= budget, (int(budget), measured, predicted)
+        _close(out, ref)

@@ -16,7 +16,8 @@ offloading took the room another needed), it searches again with the host room h
 none, among options slower and larger than others but lighter on the host. Recomputation uses
 uniform checkpoints (the interval minimising checkpoints plus one replayed segment) or, where
 that is leaner, a binomial schedule (memory/checkpoints.py) with a number of stored states
-chosen like any other option, by bytes against predicted time. A plan that cannot fit records the peak it got down to (min_budget).
+chosen like any other option, by bytes against predicted time. A plan that cannot fit records
+the peak it got down to (min_budget).
 """
 from __future__ import annotations
 

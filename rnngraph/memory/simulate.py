@@ -519,8 +519,10 @@ class PeakModel:
         else:
             # (a replay's cut: the states its own cuts hold, the other replays' at most)
             cut_peak = max([b_ - most_of.get(f, 0) for f, b_ in cut_any], default=0)
-            # (one step: the state it reads is the caller's, no step made one before it)
-            made = carried_bytes if n != 1 else 0
+            # (one step: the state it reads is the caller's, no step made one before it; not
+            # where the body runs loops: their model counts short there, the state covered it)
+            nested = any(x.op.subgraphs() for x in layout.body.nodes)
+            made = carried_bytes if n != 1 or nested else 0
             m.bump(stacks + ckpt + made + extra + states + max(step_peak, replay_peak,
                                                                cut_peak), node)
         # outputs land: stacks, final state, handles (checkpoints + the inputs they replay from)
