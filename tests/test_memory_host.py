@@ -128,17 +128,20 @@ def test_more_host_memory_never_turns_a_fitting_plan_away():
     assert dev.peak_bytes <= budget and dev.host_peak <= 6_800_000
 
 
-def _two_layers(T2=60, B=8, H=32, I=4):
-    """An LSTM layer under a GRU layer: two loops whose saved tensors the plan places."""
+def _two_layers(first=rg.nn.LSTMCell, second=rg.nn.GRUCell, fetch_first=False,
+                T2=60, B=8, H=32, I=4):
+    """A `first` layer under a `second` one: two loops whose saved tensors the plan places
+    (`fetch_first`: the first layer's outputs fetched too)."""
     g = rg.Graph()
     with g.as_default():
         X = rg.placeholder(rg.float32, [B, None, I], name="X")
         with rg.variable_scope("l1"):
-            h, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), X, dtype=rg.float32)
+            h, _ = rg.nn.dynamic_rnn(first(H), X, dtype=rg.float32)
         with rg.variable_scope("l2"):
-            out, _ = rg.nn.dynamic_rnn(rg.nn.GRUCell(H), h, dtype=rg.float32)
+            out, _ = rg.nn.dynamic_rnn(second(H), h, dtype=rg.float32)
         loss = rg.reduce_sum(out * out)
-        fetches = [loss] + rg.gradients(loss, rg.global_variables())
+        fetches = [loss] + rg.gradients(loss, rg.global_variables()) + ([h] if fetch_first
+                                                                          else [])
     return g, fetches, {X: np.random.RandomState(0).randn(B, T2, I).astype(np.float32)}
 
 
@@ -192,17 +195,7 @@ def test_a_fit_found_by_shrinking_the_host_room_does_not_displace_a_faster_one()
     needs: chunks of 16 now fit too, by recomputing where the shrunk host room (the search
     again) sends them, at 38x the predicted extra time of chunks of 4, which offload and fit
     (a review). The session keeps the fastest chunk size that fits."""
-    T2, B, H, I = 60, 8, 32, 4
-    g = rg.Graph()
-    with g.as_default():
-        X = rg.placeholder(rg.float32, [B, None, I], name="X")
-        with rg.variable_scope("l1"):
-            h, _ = rg.nn.dynamic_rnn(rg.nn.GRUCell(H), X, dtype=rg.float32)
-        with rg.variable_scope("l2"):
-            out, _ = rg.nn.dynamic_rnn(rg.nn.LSTMCell(H), h, dtype=rg.float32)
-        loss = rg.reduce_sum(out * out)
-        fetches = [loss] + rg.gradients(loss, rg.global_variables()) + [h]
-    fd = {X: np.random.RandomState(0).randn(B, T2, I).astype(np.float32)}
+    g, fetches, fd = _two_layers(rg.nn.GRUCell, rg.nn.LSTMCell, fetch_first=True)
     keep = rg.Session(g, device=SimulatedDevice()).memory_plan(fetches, fd).predicted_peak
     budget, host = keep * 4 // 10, 811_106
 
