@@ -24,6 +24,7 @@ class ShapeInfo:
         self.values: dict[Value, np.ndarray] = {}
         self.steps: dict = {}    # loop node -> number of steps (an upper bound) or None
         self.bounds: dict = {}   # int scalar Value -> an upper bound of its (fed-data) value
+        self.row_bounds: dict = {}   # loop stack of int scalars -> an upper bound of each row
         self.checked: dict = {}  # lengths Value -> the max_time a check_sequence_length holds
         #                          them to (a run with longer ones fails there)
 
@@ -237,10 +238,12 @@ def _loop(info: ShapeInfo, node) -> None:
     for p, v in zip(params.get("sequence", []), parts["sequence"]):
         t = info.type(v)
         _set(info, p, TensorType(t.shape[1:], t.dtype))
+        if _row_bound(info, v) is not None:   # (a nested loop's steps, stacked by the outer
+            info.bounds[p] = _row_bound(info, v)   # forward loop: its backward loop's trip)
 
     n = None
-    if op.has_trip and parts["trip"][0] in info.values:
-        n = int(info.values[parts["trip"][0]])
+    if op.has_trip and info.bound(parts["trip"][0]) is not None:
+        n = info.bound(parts["trip"][0])
     if op.length_from is not None:
         length = info.type(parts["sequence"][op.length_from]).shape[0]
         if length is not None:
@@ -256,6 +259,10 @@ def _loop(info: ShapeInfo, node) -> None:
     outs = op.out_ports().split(node.outputs)
     if n is not None:
         info.values[outs["steps"][0]] = np.asarray(n, np.int32)
+    for v, r in zip(outs["output"] + outs["residual"],
+                    body.results["output"] + body.results["residual"]):
+        if r.type.rank == 0 and r.dtype.kind in "iu" and info.bound(r) is not None:
+            info.row_bounds[v] = info.bound(r)
     for v, init in zip(outs["carried"], parts["carried"]):
         _set(info, v, info.type(init))
     for v, r in zip(outs["output"], body.results["output"]):
@@ -264,6 +271,14 @@ def _loop(info: ShapeInfo, node) -> None:
     for v, r in zip(outs["residual"], body.results["residual"]):
         t = info.type(r)
         _set(info, v, TensorType((n,) + t.shape, t.dtype))
+
+
+def _row_bound(info: ShapeInfo, v: Value):
+    """An upper bound of every row of int stack `v` (a loop's stacked scalar, read where it
+    lies: on the device or through host_rows), or None."""
+    while v not in info.row_bounds and v.node.op.name in ("host_rows", "identity"):
+        v = v.node.inputs[0]
+    return info.row_bounds.get(v)
 
 
 def _chunks(info: ShapeInfo, op, parts, n) -> None:

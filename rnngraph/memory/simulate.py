@@ -438,7 +438,9 @@ class PeakModel:
             for i in dict.fromkeys(i for _, i, _ in rs):   # (one handle per residual)
                 if fchoice.placements.get(i, DEVICE) == HOST and not resident and \
                         (fwd, i) in ring:
-                    extra += max(1, fchoice.prefetch_depth) * self.row_bytes(fl, i)
+                    # (rows of a stack of fewer steps than the depth: one buffer per row)
+                    extra += min(max(1, fchoice.prefetch_depth), info.steps.get(fwd) or
+                                 fchoice.prefetch_depth) * self.row_bytes(fl, i)
             rec = [i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE]
             if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
                 rp, rc = self.body_step(fwd, fl, "replay", tuple(rec))
@@ -519,10 +521,8 @@ class PeakModel:
         else:
             # (a replay's cut: the states its own cuts hold, the other replays' at most)
             cut_peak = max([b_ - most_of.get(f, 0) for f, b_ in cut_any], default=0)
-            # (one step: the state it reads is the caller's, no step made one before it; not
-            # where the body runs loops: their model counts short there, the state covered it)
-            nested = any(x.op.subgraphs() for x in layout.body.nodes)
-            made = carried_bytes if n != 1 or nested else 0
+            # (one step: the state it reads is the caller's, no step made one before it)
+            made = carried_bytes if n != 1 else 0
             m.bump(stacks + ckpt + made + extra + states + max(step_peak, replay_peak,
                                                                cut_peak), node)
         # outputs land: stacks, final state, handles (checkpoints + the inputs they replay from)
@@ -532,10 +532,13 @@ class PeakModel:
             m.retain(v, 0)
         ins = op.in_ports().split(node.inputs)
         params = op.body.params
-        updated = set(getattr(op, "epilogue_carried", ())) if n else set()
+        # (steps unknown: a step may have run, so the final state is what a step made, the
+        # safe side; only a known 0 steps returns the initial state's arrays)
+        ran = info.steps.get(node) != 0
+        updated = set(getattr(op, "epilogue_carried", ())) if ran else set()
         for i, (v, r, init) in enumerate(zip(outs["carried"], op.body.results["carried"],
                                              ins["carried"])):
-            src = None if i in updated else _passthrough(r, params, ins) if n else init
+            src = None if i in updated else _passthrough(r, params, ins) if ran else init
             if src is not None and src in key:   # the final state is an input's very array
                 key[v] = key[src]
                 m.retain(key[v], 0)
