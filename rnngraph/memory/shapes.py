@@ -24,7 +24,8 @@ class ShapeInfo:
         self.values: dict[Value, np.ndarray] = {}
         self.steps: dict = {}    # loop node -> number of steps (an upper bound) or None
         self.bounds: dict = {}   # int scalar Value -> an upper bound of its (fed-data) value
-        self.row_bounds: dict = {}   # loop stack of int scalars -> an upper bound of each row
+        self.row_bounds: dict = {}   # int stack (a loop's, or a body's slice of one) -> an
+        #                              upper bound of each of its elements
         self.checked: dict = {}  # lengths Value -> the max_time a check_sequence_length holds
         #                          them to (a run with longer ones fails there)
 
@@ -235,11 +236,17 @@ def _loop(info: ShapeInfo, node) -> None:
         _set(info, p, info.type(v))
         if v in info.values:
             info.values[p] = info.values[v]
+        elif v in info.bounds:   # (a bounded trip made outside, an inner loop's)
+            info.bounds[p] = info.bounds[v]
     for p, v in zip(params.get("sequence", []), parts["sequence"]):
         t = info.type(v)
         _set(info, p, TensorType(t.shape[1:], t.dtype))
-        if _row_bound(info, v) is not None:   # (a nested loop's steps, stacked by the outer
-            info.bounds[p] = _row_bound(info, v)   # forward loop: its backward loop's trip)
+        b = _row_bound(info, v)   # (a nested loop's steps, stacked by the outer forward loop:
+        if b is not None:         # its backward loop's trip; stacked twice at three levels)
+            if p.type.rank == 0:
+                info.bounds[p] = b
+            else:
+                info.row_bounds[p] = b
 
     n = None
     if op.has_trip and info.bound(parts["trip"][0]) is not None:
@@ -261,8 +268,10 @@ def _loop(info: ShapeInfo, node) -> None:
         info.values[outs["steps"][0]] = np.asarray(n, np.int32)
     for v, r in zip(outs["output"] + outs["residual"],
                     body.results["output"] + body.results["residual"]):
-        if r.type.rank == 0 and r.dtype.kind in "iu" and info.bound(r) is not None:
-            info.row_bounds[v] = info.bound(r)
+        b = (info.bound(r) if r.type.rank == 0 else _row_bound(info, r)) \
+            if r.dtype.kind in "iu" else None
+        if b is not None:
+            info.row_bounds[v] = b
     for v, init in zip(outs["carried"], parts["carried"]):
         _set(info, v, info.type(init))
     for v, r in zip(outs["output"], body.results["output"]):
@@ -274,8 +283,8 @@ def _loop(info: ShapeInfo, node) -> None:
 
 
 def _row_bound(info: ShapeInfo, v: Value):
-    """An upper bound of every row of int stack `v` (a loop's stacked scalar, read where it
-    lies: on the device or through host_rows), or None."""
+    """An upper bound of every element of int stack `v` (a loop's stacked scalars, read where
+    they lie: on the device or through host_rows), or None."""
     while v not in info.row_bounds and v.node.op.name in ("host_rows", "identity"):
         v = v.node.inputs[0]
     return info.row_bounds.get(v)

@@ -438,9 +438,10 @@ class PeakModel:
             for i in dict.fromkeys(i for _, i, _ in rs):   # (one handle per residual)
                 if fchoice.placements.get(i, DEVICE) == HOST and not resident and \
                         (fwd, i) in ring:
-                    # (rows of a stack of fewer steps than the depth: one buffer per row)
+                    # (rows of a stack of fewer steps than the depth: one buffer per row;
+                    # an empty row's buffer still takes a byte, runtime/devices.py's empty)
                     extra += min(max(1, fchoice.prefetch_depth), info.steps.get(fwd) or
-                                 fchoice.prefetch_depth) * self.row_bytes(fl, i)
+                                 fchoice.prefetch_depth) * max(1, self.row_bytes(fl, i))
             rec = [i for i in fl.keep_res if fchoice.placements.get(i, DEVICE) == RECOMPUTE]
             if rec and any(fchoice.placements.get(i) == RECOMPUTE for _, i, _ in rs):
                 rp, rc = self.body_step(fwd, fl, "replay", tuple(rec))
