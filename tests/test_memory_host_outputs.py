@@ -107,7 +107,9 @@ def test_a_budget_only_host_outputs_meet(strategy, lengths):
     got = run_planned(sess, plan, budget, strategy, g, fetches, fd)
     want = rg.Session(g).run(fetches, fd)
     _close(got, want, rtol=2e-5)
-    assert np.array_equal(got[-1], want[-1])
+    # (bit for bit against the same executor: the CPU's fast path multiplies the active rows
+    # alone, and a BLAS may round a product of one row otherwise than one of the batch)
+    assert np.array_equal(got[-1], rg.Session(g, device=SimulatedDevice()).run(fetches, fd)[-1])
 
 
 def test_a_host_output_program_saves_and_reruns(tmp_path):
