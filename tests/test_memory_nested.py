@@ -16,7 +16,7 @@ import rnngraph as rg
 from rnngraph.runtime.simulated import SimulatedDevice
 
 
-def _graph(outer, swap, inner, T=4, B=3, H=8, I=3, levels=2):
+def _graph(outer, swap, inner, T=4, B=3, H=8, I=3, levels=2, inner_swap=False):
     """An outer loop of at most `outer` steps whose body runs a loop of `inner` steps, whose
     body (levels=3) runs another loop of `inner` steps."""
     g = rg.Graph()
@@ -36,7 +36,8 @@ def _graph(outer, swap, inner, T=4, B=3, H=8, I=3, levels=2):
         def body(t, h):
             z = rg.tanh(rg.matmul(h, W) + rg.matmul(rg.gather(X, t), U))
             _, z = rg.while_loop(lambda j, z: j < 5, middle if levels == 3 else step,
-                                 [rg.constant(0), z], maximum_iterations=inner)
+                                 [rg.constant(0), z], maximum_iterations=inner,
+                                 swap_memory=inner_swap)
             return t + 1, z
 
         _, h = rg.while_loop(lambda t, h: t < rg.shape(X)[0], body,

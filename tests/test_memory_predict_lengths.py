@@ -12,6 +12,8 @@ import pytest
 import rnngraph as rg
 from rnngraph.runtime.simulated import SimulatedDevice
 
+from test_memory_nested import _graph as _nested_graph
+
 T, B, H, I = 45, 5, 16, 3     # (T a multiple of no chunk size: 4, 16, 32, 64)
 LENGTHS = {
     "short": lambda rs: rs.randint(T // 4, 3 * T // 4, size=B),   # the audit's draw
@@ -179,29 +181,10 @@ def test_a_loop_of_one_step_is_predicted_as_measured(lengths):
 
 def test_a_nested_loop_of_one_step_is_not_predicted_below_its_run():
     """An outer while_loop of one step (swap_memory=True) whose body runs another loop: the
-    model of the inner loop's gradient counts short there (an older gap), which the outer
-    loop's carried state covered. Counted without that state at one step, the plan made at
-    its floor ran out of memory (an audit); at one step a body with loops keeps it."""
-    B2, H2, I2 = 3, 8, 3
-    g = rg.Graph()
-    with g.as_default():
-        X = rg.placeholder(rg.float32, [None, B2, I2], name="X")
-        W = rg.get_variable("W", [H2, H2])
-        U = rg.get_variable("U", [I2, H2])
-
-        def body(t, h):
-            z = rg.tanh(rg.matmul(h, W) + rg.matmul(rg.gather(X, t), U))
-            _, z = rg.while_loop(lambda j, z: j < 5,
-                                 lambda j, z: (j + 1, rg.tanh(rg.matmul(z, W)) * 0.5 + z),
-                                 [rg.constant(0), z], maximum_iterations=1, swap_memory=True)
-            return t + 1, z
-
-        _, h = rg.while_loop(lambda t, h: t < rg.shape(X)[0], body,
-                             [rg.constant(0), rg.zeros([B2, H2])], maximum_iterations=1,
-                             swap_memory=True)
-        loss = rg.reduce_sum(h * h)
-        fetches = [loss] + rg.gradients(loss, [W, U])
-    fd = {X: np.random.RandomState(0).randn(4, B2, I2).astype(np.float32)}
+    plan made at its floor ran out of memory once the one step's carried state was no longer
+    counted (an audit), where the inner gradient loop's model counted short (fixed since:
+    tests/test_memory_nested.py)."""
+    g, fetches, fd = _nested_graph(1, True, 1, inner_swap=True)
     ref = _session(g).run(fetches, fd)
     floor = _session(g, 1).memory_plan(fetches, fd).min_budget
     for budget in (floor, floor + 144):
